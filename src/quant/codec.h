@@ -1,0 +1,21 @@
+// Scalar reference codecs, one per block layout (gemma3-spec.md §4.5; layouts in blocks.h).
+// These are the ground truth every SIMD/CUDA/GLSL kernel is tested against.
+#pragma once
+#include <cstdint>
+
+#include "core/types.h"
+
+namespace unicorn {
+
+// Decode n values (a multiple of the type's block size) from src into dst.
+// Supports F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
+void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n);
+
+// Encode n floats into blocks of the given type (reference rounding, same as GGML's
+// reference quantizers where those exist). Supports F32, F16, BF16, Q8_0 at least.
+void quantize_row(GgmlType type, const float* src, void* dst, int64_t n);
+
+bool can_dequantize(GgmlType type);
+bool can_quantize(GgmlType type);
+
+}  // namespace unicorn

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine and runs the whole test suite (what CI runs via .ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+echo "== clang-format check"
+files=$(git ls-files 'src/*.cpp' 'src/*.h' 'tests/*.cpp' 'tests/*.h' 'src/*.cu' 'src/*.cuh' 2>/dev/null || true)
+if [ -n "$files" ]; then
+  clang-format --dry-run --Werror $files
+fi
+echo "== unit, parity and end-to-end tests"
+ctest --test-dir build/release --output-on-failure -j"$(nproc)"

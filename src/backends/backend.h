@@ -1,0 +1,108 @@
+// The backend interface: a device with memory and a small op set. The model (src/model/gemma3.cpp)
+// is written once against it; placement (src/runtime/placement.h) gives each layer one backend,
+// and activations cross between backends only at layer boundaries. See docs/ARCHITECTURE.md.
+//
+// Conventions: activations are row-major float32 matrices [rows = tokens, cols = features] in the
+// backend's memory. Ops are issued in order and may run asynchronously (a GPU backend queues them
+// on a stream); copy_to_host / synchronize are the only points where the host waits.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "core/types.h"
+#include "model/weights.h"
+
+namespace unicorn {
+
+class Backend;
+
+// An activation matrix owned by a backend.
+class Act {
+ public:
+  Act() = default;
+  Act(Backend* owner, std::shared_ptr<float> mem, int64_t rows, int64_t cols)
+      : owner_(owner), mem_(std::move(mem)), rows_(rows), cols_(cols) {}
+  float* data() const { return mem_.get(); }
+  float* row(int64_t r) const { return mem_.get() + r * cols_; }
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+  Backend* owner() const { return owner_; }
+  explicit operator bool() const { return mem_ != nullptr; }
+
+ private:
+  Backend* owner_ = nullptr;
+  std::shared_ptr<float> mem_;
+  int64_t rows_ = 0, cols_ = 0;
+};
+
+// Which tokens a forward call carries: token i belongs to sequence slot seq[i] at position pos[i].
+// Within one slot, positions are consecutive and continue that slot's cache.
+struct BatchView {
+  std::span<const int32_t> tokens;
+  std::span<const int32_t> pos;
+  std::span<const int32_t> seq;
+};
+
+// Attention parameters of one layer (spec §2.4).
+struct AttentionParams {
+  int64_t n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  float scale = 0.0f;
+  int64_t window = 0;  // 0: global (causal only); else sliding, p - j < window (spec §2.4.7)
+};
+
+// Key/value storage of one layer for every sequence slot, in a backend's memory. Local layers
+// keep a ring of `window` positions; global layers keep the whole context.
+class LayerKv {
+ public:
+  virtual ~LayerKv() = default;
+  virtual size_t bytes() const = 0;
+};
+
+struct LayerKvSpec {
+  int n_seq = 1;
+  int64_t capacity = 0;  // positions kept per sequence (ring size for local layers)
+  int64_t n_kv_heads = 0, head_dim = 0;
+  GgmlType type = GgmlType::F16;  // F32 or F16
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  // Can matmul() use a weight of this type directly?
+  virtual bool supports_weight(GgmlType type) const = 0;
+  // Called once per weight placed on this backend before use (a GPU backend uploads/repacks it
+  // and keeps its copy keyed by the WeightTensor's address; the CPU backend reads it in place).
+  virtual void load_weight(const WeightTensor& w) = 0;
+
+  virtual Act alloc(int64_t rows, int64_t cols) = 0;
+  virtual void copy_from_host(const float* src, Act& dst) = 0;
+  virtual void copy_to_host(const Act& src, float* dst) = 0;
+  virtual std::unique_ptr<LayerKv> create_kv(const LayerKvSpec& spec) = 0;
+  virtual void synchronize() {}
+
+  // ---- ops ----
+  // out[i] = table[tokens[i]] * scale
+  virtual void embed(const WeightTensor& table, std::span<const int32_t> tokens, float scale, Act& out) = 0;
+  // y = x · wᵀ  (x [T, w.cols] -> y [T, w.rows])
+  virtual void matmul(const WeightTensor& w, const Act& x, Act& y) = 0;
+  // RMSNorm over groups of w.cols values of each row (w.cols == x.cols for a row norm, head_dim for
+  // QK-norm): y = x · rsqrt(mean(x²) + eps) · w  (w already holds 1+w, spec §2.2). y may alias x.
+  virtual void rms_norm(const Act& x, const WeightTensor& w, float eps, Act& y) = 0;
+  // NeoX rotate-half RoPE on every head of x [T, n_heads*head_dim] (spec §2.4.3).
+  virtual void rope(Act& x, int64_t head_dim, std::span<const int32_t> pos, float base, float scale) = 0;
+  // Attention of this batch's q [T, nh*hd] over the slot's cached past plus this batch's own k, v
+  // [T, nkv*hd]; out [T, nh*hd]. Then stores k, v into the cache (spec §2.4.4).
+  virtual void attention(const Act& q, const Act& k, const Act& v, LayerKv& kv, const BatchView& batch,
+                         std::span<const int64_t> past_len, const AttentionParams& p, Act& out) = 0;
+  // out = gelu_tanh(gate) ⊙ up (spec §2.5). out may alias gate.
+  virtual void gelu_mul(const Act& gate, const Act& up, Act& out) = 0;
+  // x += y
+  virtual void add(Act& x, const Act& y) = 0;
+  // out[i] = x[rows[i]]
+  virtual void gather_rows(const Act& x, std::span<const int64_t> rows, Act& out) = 0;
+};
+
+}  // namespace unicorn

@@ -1,0 +1,37 @@
+// The CPU backend: reference and production path for every op. Weights are read in place from
+// the file mapping; matmuls multiply by quantized blocks directly (src/backends/cpu/cpu_matmul.cpp).
+#pragma once
+#include "backends/backend.h"
+#include "core/thread_pool.h"
+
+namespace unicorn {
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int n_threads);
+  std::string name() const override { return "cpu"; }
+  bool supports_weight(GgmlType type) const override;
+  void load_weight(const WeightTensor&) override {}
+
+  Act alloc(int64_t rows, int64_t cols) override;
+  void copy_from_host(const float* src, Act& dst) override;
+  void copy_to_host(const Act& src, float* dst) override;
+  std::unique_ptr<LayerKv> create_kv(const LayerKvSpec& spec) override;
+
+  void embed(const WeightTensor& table, std::span<const int32_t> tokens, float scale, Act& out) override;
+  void matmul(const WeightTensor& w, const Act& x, Act& y) override;
+  void rms_norm(const Act& x, const WeightTensor& w, float eps, Act& y) override;
+  void rope(Act& x, int64_t head_dim, std::span<const int32_t> pos, float base, float scale) override;
+  void attention(const Act& q, const Act& k, const Act& v, LayerKv& kv, const BatchView& batch,
+                 std::span<const int64_t> past_len, const AttentionParams& p, Act& out) override;
+  void gelu_mul(const Act& gate, const Act& up, Act& out) override;
+  void add(Act& x, const Act& y) override;
+  void gather_rows(const Act& x, std::span<const int64_t> rows, Act& out) override;
+
+  ThreadPool& pool() { return pool_; }
+
+ private:
+  ThreadPool pool_;
+};
+
+}  // namespace unicorn

@@ -1,0 +1,49 @@
+// Gemma 3, defined once (spec §2) over the Backend op set and the WeightTensor abstraction.
+// Every size, precision and placement runs this one definition.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "model/weights.h"
+#include "runtime/kv_cache.h"
+#include "runtime/placement.h"
+
+namespace unicorn {
+
+// A batch of tokens from one or several sequences (the server batches; a prompt is many
+// tokens of one sequence). want_logits marks the tokens whose next-token logits are returned.
+struct Batch {
+  std::vector<int32_t> tokens, pos, seq;
+  std::vector<uint8_t> want_logits;
+  void add(int32_t token, int32_t position, int32_t seq_slot, bool logits) {
+    tokens.push_back(token);
+    pos.push_back(position);
+    seq.push_back(seq_slot);
+    want_logits.push_back(logits ? 1 : 0);
+  }
+  size_t size() const { return tokens.size(); }
+  void clear() { tokens.clear(); pos.clear(); seq.clear(); want_logits.clear(); }
+};
+
+class Gemma3Model {
+ public:
+  Gemma3Model(std::shared_ptr<const ModelWeights> weights, Placement placement);
+
+  const Gemma3Config& config() const { return w_->config; }
+  const ModelWeights& weights() const { return *w_; }
+  const Placement& placement() const { return placement_; }
+
+  // Runs the batch through every layer, appends its keys/values to `kv` and advances each
+  // slot's length. Writes logits [n_wanted, vocab] (row order = batch order) to `logits`.
+  // Throws Error for a bad batch (token out of range, positions not continuing the slot,
+  // past the context) before touching the cache.
+  void forward(const Batch& batch, KvCache& kv, std::vector<float>& logits);
+
+ private:
+  void validate(const Batch& batch, const KvCache& kv) const;
+  std::shared_ptr<const ModelWeights> w_;
+  Placement placement_;
+};
+
+}  // namespace unicorn

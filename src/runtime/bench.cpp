@@ -1,0 +1,64 @@
+#include "runtime/bench.h"
+
+#include <chrono>
+#include <cmath>
+#include <random>
+
+namespace unicorn {
+
+double BenchResult::mean() const {
+  double s = 0;
+  for (double v : tok_per_s) s += v;
+  return tok_per_s.empty() ? 0 : s / static_cast<double>(tok_per_s.size());
+}
+
+double BenchResult::stddev() const {
+  if (tok_per_s.size() < 2) return 0;
+  const double m = mean();
+  double s = 0;
+  for (double v : tok_per_s) s += (v - m) * (v - m);
+  return std::sqrt(s / static_cast<double>(tok_per_s.size() - 1));
+}
+
+namespace {
+void fill(Gemma3Model& model, KvCache& kv, int64_t n, int64_t n_batch, std::mt19937& rng, bool logits_last) {
+  std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(model.config().vocab_size - 1));
+  std::vector<float> logits;
+  Batch b;
+  for (int64_t done = 0; done < n;) {
+    b.clear();
+    const int64_t m = std::min(n_batch, n - done);
+    for (int64_t i = 0; i < m; ++i)
+      b.add(tok(rng), static_cast<int32_t>(kv.seq_len(0) + i), 0, logits_last && done + i == n - 1);
+    model.forward(b, kv, logits);
+    done += m;
+  }
+}
+}  // namespace
+
+BenchResult run_bench(Gemma3Model& model, KvCache& kv, const BenchCase& c, int reps, int64_t n_batch) {
+  BenchResult r;
+  r.c = c;
+  std::mt19937 rng(1234);
+  using clock = std::chrono::steady_clock;
+  for (int rep = -1; rep < reps; ++rep) {  // rep -1 warms up caches and threads
+    kv.clear(0);
+    if (c.n_depth > 0) fill(model, kv, c.n_depth, n_batch, rng, false);
+    const auto t0 = clock::now();
+    if (c.n_prompt > 0) fill(model, kv, c.n_prompt, n_batch, rng, true);
+    std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(model.config().vocab_size - 1));
+    std::vector<float> logits;
+    Batch b;
+    for (int64_t i = 0; i < c.n_gen; ++i) {
+      b.clear();
+      b.add(tok(rng), static_cast<int32_t>(kv.seq_len(0)), 0, true);
+      model.forward(b, kv, logits);
+    }
+    const double s = std::chrono::duration<double>(clock::now() - t0).count();
+    if (rep >= 0) r.tok_per_s.push_back(static_cast<double>(c.n_prompt + c.n_gen) / s);
+  }
+  kv.clear(0);
+  return r;
+}
+
+}  // namespace unicorn

@@ -1,0 +1,80 @@
+#include "runtime/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_set>
+
+#include "core/error.h"
+
+namespace unicorn {
+
+Sampler::Sampler(const SamplerParams& p) : p_(p), rng_(p.seed) {
+  if (p.top_p <= 0.0f) fail("--top-p must be in (0, 1] (got {})", p.top_p);
+  if (p.min_p < 0.0f || p.min_p > 1.0f) fail("--min-p must be in [0, 1] (got {})", p.min_p);
+  if (p.repeat_penalty <= 0.0f) fail("--repeat-penalty must be positive (got {})", p.repeat_penalty);
+  if (!std::isfinite(p.temperature)) fail("--temp must be a finite number");
+}
+
+void Sampler::accept(int32_t token) {
+  if (p_.repeat_last_n <= 0) return;
+  recent_.push_back(token);
+  while (static_cast<int>(recent_.size()) > p_.repeat_last_n) recent_.pop_front();
+}
+
+int32_t Sampler::sample(std::span<const float> logits) {
+  const int64_t n = p_.n_allowed > 0 ? std::min<int64_t>(p_.n_allowed, static_cast<int64_t>(logits.size()))
+                                     : static_cast<int64_t>(logits.size());
+  cand_.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) cand_[static_cast<size_t>(i)] = {logits[static_cast<size_t>(i)], static_cast<int32_t>(i)};
+  // Penalties on recently generated tokens (each distinct token once).
+  if (p_.repeat_penalty != 1.0f || p_.presence_penalty != 0.0f) {
+    std::unordered_set<int32_t> seen(recent_.begin(), recent_.end());
+    for (int32_t t : seen) {
+      if (t < 0 || t >= n) continue;
+      float& z = cand_[static_cast<size_t>(t)].first;
+      z = z > 0 ? z / p_.repeat_penalty : z * p_.repeat_penalty;
+      z -= p_.presence_penalty;
+    }
+  }
+  auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  if (p_.temperature <= 0.0f) return std::min_element(cand_.begin(), cand_.end(), by_logit)->second;
+
+  size_t k = cand_.size();
+  if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < k) {
+    k = static_cast<size_t>(p_.top_k);
+    std::partial_sort(cand_.begin(), cand_.begin() + static_cast<std::ptrdiff_t>(k), cand_.end(), by_logit);
+  } else {
+    std::sort(cand_.begin(), cand_.end(), by_logit);
+  }
+  cand_.resize(k);
+  // Softmax at temperature 1 for the top-p / min-p cut-offs, as Gemma's reference does
+  // (HF applies temperature first; at the default T = 1 the two orders agree).
+  const float inv_t = 1.0f / p_.temperature;
+  std::vector<double> prob(k);
+  double sum = 0;
+  for (size_t i = 0; i < k; ++i) {
+    prob[i] = std::exp(static_cast<double>((cand_[i].first - cand_[0].first) * inv_t));
+    sum += prob[i];
+  }
+  size_t keep = k;
+  if (p_.top_p < 1.0f) {
+    double cum = 0;
+    for (size_t i = 0; i < k; ++i) {
+      cum += prob[i] / sum;
+      if (cum >= p_.top_p) {
+        keep = i + 1;
+        break;
+      }
+    }
+  }
+  if (p_.min_p > 0.0f) {
+    const double floor = prob[0] * p_.min_p;
+    size_t m = 1;
+    while (m < keep && prob[m] >= floor) ++m;
+    keep = m;
+  }
+  std::discrete_distribution<size_t> pick(prob.begin(), prob.begin() + static_cast<std::ptrdiff_t>(keep));
+  return cand_[pick(rng_)].second;
+}
+
+}  // namespace unicorn

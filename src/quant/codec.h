@@ -7,12 +7,17 @@
 
 namespace unicorn {
 
-// Decode n values (a multiple of the type's block size) from src into dst.
-// Supports F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
+// Decode n values (a multiple of the type's block size) from src into dst. src needs no
+// particular alignment. Supports F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K,
+// Q4_K, Q5_K, Q6_K, Q8_K; bit-exact with the gguf Python package's dequantizers.
+// Throws Error naming the type for unsupported/unknown types or a partial block.
 void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n);
 
 // Encode n floats into blocks of the given type (reference rounding, same as GGML's
-// reference quantizers where those exist). Supports F32, F16, BF16, Q8_0 at least.
+// reference quantizers where those exist). Supports F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1,
+// Q8_0 (byte-exact with gguf-py's quantize), Q8_1 and Q8_K (GGML reference rounding; activation
+// formats for dot products). dst receives row_bytes(type, n) bytes, no alignment needed.
+// Throws Error naming the type for unsupported/unknown types or a partial block.
 void quantize_row(GgmlType type, const float* src, void* dst, int64_t n);
 
 bool can_dequantize(GgmlType type);

@@ -83,6 +83,7 @@ bool can_quantize(GgmlType type) {
 void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
   if (!can_dequantize(type)) fail("dequantize_row: no decoder for tensor type {}", describe(type));
   const int64_t nb = count_blocks("dequantize_row", type, n);
+  if (n == 0) return;  // src/dst may be null for an empty row
   const auto* bytes = static_cast<const unsigned char*>(src);
   switch (type) {
     case GgmlType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float)); return;
@@ -110,6 +111,7 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
 void quantize_row(GgmlType type, const float* src, void* dst, int64_t n) {
   if (!can_quantize(type)) fail("quantize_row: no encoder for tensor type {}", describe(type));
   const int64_t nb = count_blocks("quantize_row", type, n);
+  if (n == 0) return;
   auto* bytes = static_cast<unsigned char*>(dst);
   switch (type) {
     case GgmlType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float)); return;

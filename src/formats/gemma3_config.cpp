@@ -40,7 +40,10 @@ void Gemma3Config::validate(const std::string& source) const {
 std::string Gemma3Config::describe() const {
   std::string globals;
   for (size_t i = 0; i < layer_is_global.size(); ++i)
-    if (layer_is_global[i]) globals += (globals.empty() ? "" : ",") + std::to_string(i);
+    if (layer_is_global[i]) {
+      if (!globals.empty()) globals.push_back(',');
+      globals.append(std::to_string(i));
+    }
   return fmt::format(
       "hidden {}, layers {} (global: {}), heads {} / kv {} x {}, ffn {}, vocab {}\n"
       "context {}, sliding window {}, rope base {} global (linear x{}) / {} local\n"

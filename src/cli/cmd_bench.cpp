@@ -1,0 +1,93 @@
+// unicorn bench: prompt processing (ppN) and generation (tgN) throughput, markdown and JSON.
+#include <fstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/common.h"
+#include "core/error.h"
+#include "runtime/bench.h"
+
+namespace unicorn::cli {
+namespace {
+class BenchCommand final : public Command {
+ public:
+  void setup(CLI::App& sub) override {
+    add_model_options(sub, mo_, 0);
+    sub.add_option("-p,--n-prompt", n_prompt_, "prompt tokens for the pp test (0: skip)")->check(CLI::Range(0, 1 << 20));
+    sub.add_option("-n,--n-gen", n_gen_, "generated tokens for the tg test (0: skip)")->check(CLI::Range(0, 1 << 20));
+    sub.add_option("-d,--depth", depth_, "tokens already in the context before tg (repeatable)")
+        ->check(CLI::Range(0, 1 << 24));
+    sub.add_option("-r,--repetitions", reps_, "repetitions of each test")->check(CLI::Range(1, 1000));
+    sub.add_option("-o,--output", format_, "output format")->check(CLI::IsMember({"md", "json"}));
+    sub.add_option("--json-file", json_file_, "also write the JSON results to this file");
+  }
+
+  int run() override {
+    if (depth_.empty()) depth_ = {0};
+    int64_t max_depth = 0;
+    for (int d : depth_) max_depth = std::max<int64_t>(max_depth, d);
+    if (mo_.ctx == 0) mo_.ctx = std::max<int64_t>(n_prompt_, max_depth + n_gen_) + 16;
+    auto e = open_engine(mo_);
+    const Gemma3Config& c = e->config();
+    std::vector<BenchCase> cases;
+    if (n_prompt_ > 0) cases.push_back({fmt::format("pp{}", n_prompt_), n_prompt_, 0, 0});
+    for (int d : depth_)
+      if (n_gen_ > 0)
+        cases.push_back({d ? fmt::format("tg{} @ d{}", n_gen_, d) : fmt::format("tg{}", n_gen_), 0, n_gen_, d});
+    nlohmann::json out = nlohmann::json::array();
+    const int threads = e->backends()[0]->name() == "cpu" ? mo_.threads : 0;
+    if (format_ == "md") {
+      fmt::print("| model | size | params | backend | threads | test | t/s |\n");
+      fmt::print("| --- | ---: | ---: | --- | ---: | --- | ---: |\n");
+    }
+    for (const BenchCase& bc : cases) {
+      BenchResult r = run_bench(e->model(), e->kv(), bc, reps_, mo_.batch);
+      const std::string model_name = fmt::format("gemma3 {}L h{}", c.n_layers, c.hidden);
+      if (format_ == "md") {
+        fmt::print("| {} | {} | {:.1f} M | cpu | {} | {} | {:.2f} ± {:.2f} |\n", model_name,
+                   format_bytes(e->memory().weights), static_cast<double>(param_count(*e)) / 1e6,
+                   threads ? std::to_string(threads) : std::string("all"), bc.name, r.mean(), r.stddev());
+        std::fflush(stdout);
+      }
+      out.push_back({{"model", e->weights().source},
+                     {"test", bc.name},
+                     {"n_prompt", bc.n_prompt},
+                     {"n_gen", bc.n_gen},
+                     {"depth", bc.n_depth},
+                     {"backend", "cpu"},
+                     {"threads", threads},
+                     {"weight_bytes", e->memory().weights},
+                     {"tok_per_s", r.tok_per_s},
+                     {"mean", r.mean()},
+                     {"stddev", r.stddev()}});
+    }
+    if (format_ == "json") fmt::print("{}\n", out.dump(2));
+    if (!json_file_.empty()) {
+      std::ofstream f(json_file_);
+      if (!f) fail("{}: cannot open for writing", json_file_);
+      f << out.dump(2) << "\n";
+    }
+    return 0;
+  }
+
+ private:
+  static int64_t param_count(const Engine& e) {
+    const ModelWeights& w = e.weights();
+    int64_t n = w.tok_embd.rows * w.tok_embd.cols + w.output_norm.cols;
+    for (const auto& L : w.layers)
+      for (const WeightTensor* t : {&L.attn_norm, &L.q, &L.k, &L.v, &L.o, &L.q_norm, &L.k_norm, &L.post_attn_norm,
+                                    &L.ffn_norm, &L.gate, &L.up, &L.down, &L.post_ffw_norm})
+        n += t->rows * t->cols;
+    return n;
+  }
+  ModelOptions mo_;
+  int n_prompt_ = 512, n_gen_ = 128, reps_ = 3;
+  std::vector<int> depth_;
+  std::string format_ = "md", json_file_;
+};
+}  // namespace
+
+std::unique_ptr<Command> make_bench_command() { return std::make_unique<BenchCommand>(); }
+
+}  // namespace unicorn::cli

@@ -1,0 +1,87 @@
+#include "cli/common.h"
+
+#include <unistd.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace unicorn::cli {
+
+void add_model_options(CLI::App& app, ModelOptions& o, int64_t default_ctx) {
+  o.ctx = default_ctx;
+  app.add_option("-m,--model", o.model, "GGUF file or Hugging Face directory (default: the bundled Gemma 3 270M)");
+  app.add_option("-t,--threads", o.threads, "CPU threads (default: all cores)")->check(CLI::Range(0, 1024));
+  app.add_option("-c,--ctx-size", o.ctx, "context size in tokens (0: the model's trained maximum)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
+  app.add_option("-b,--batch-size", o.batch, "tokens per forward call when processing a prompt")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
+  app.add_option("--kv-type", o.kv_type, "KV cache element type")->check(CLI::IsMember({"f16", "f32"}));
+}
+
+void add_sampling_options(CLI::App& app, SamplerParams& s) {
+  app.add_option("--temp", s.temperature, "temperature (0: greedy)")->check(CLI::Range(0.0f, 100.0f));
+  app.add_option("--top-k", s.top_k, "top-k (0: off)")->check(CLI::Range(0, 1 << 20));
+  app.add_option("--top-p", s.top_p, "top-p (1: off)")->check(CLI::Range(0.0f, 1.0f));
+  app.add_option("--min-p", s.min_p, "min-p (0: off)")->check(CLI::Range(0.0f, 1.0f));
+  app.add_option("--repeat-penalty", s.repeat_penalty, "repetition penalty (1: off)")->check(CLI::Range(0.0f, 10.0f));
+  app.add_option("--repeat-last-n", s.repeat_last_n, "tokens the penalties look back at")->check(CLI::Range(0, 1 << 20));
+  app.add_option("--presence-penalty", s.presence_penalty, "presence penalty (0: off)")->check(CLI::Range(-10.0f, 10.0f));
+  app.add_option("-s,--seed", s.seed, "random seed (default: random)");
+}
+
+std::string resolve_model_path(const std::string& given) {
+  namespace fs = std::filesystem;
+  if (!given.empty()) return given;
+  if (const char* env = std::getenv("UNICORN_MODEL"); env && *env) return env;
+  const std::string name = "models/gemma-3-270m-q4_k_m.gguf";
+  std::vector<fs::path> candidates = {fs::current_path() / name};
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec)
+    for (fs::path d = exe.parent_path(); !d.empty() && d != d.root_path(); d = d.parent_path())
+      candidates.push_back(d / name);
+  for (const auto& c : candidates)
+    if (fs::exists(c, ec)) return c.string();
+  fail("no model given and the default model ({}) was not found; run scripts/setup.sh or pass -m", name);
+}
+
+std::unique_ptr<Engine> open_engine(const ModelOptions& o) {
+  EngineOptions eo;
+  eo.model_path = resolve_model_path(o.model);
+  eo.n_threads = o.threads;
+  eo.n_ctx = o.ctx;
+  eo.n_batch = o.batch;
+  eo.kv_type = o.kv_type == "f32" ? GgmlType::F32 : GgmlType::F16;
+  return Engine::open(eo);
+}
+
+namespace {
+std::atomic<bool> g_interrupted{false};
+void on_sigint(int) {
+  if (g_interrupted.load()) _exit(130);
+  g_interrupted.store(true);
+}
+}  // namespace
+
+void install_interrupt_handler() {
+  struct sigaction sa {};
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+}
+const std::atomic<bool>& interrupted() { return g_interrupted; }
+void clear_interrupted() { g_interrupted.store(false); }
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail("{}: cannot open for reading", path);
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+}  // namespace unicorn::cli

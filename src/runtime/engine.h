@@ -1,0 +1,56 @@
+// An opened model ready to run: weights, tokenizer, backends, placement, KV cache.
+// Front ends (CLI, server) hold one Engine.
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backends/backend.h"
+#include "model/gemma3.h"
+#include "model/loader.h"
+#include "runtime/kv_cache.h"
+#include "runtime/memory.h"
+#include "tokenizer/tokenizer.h"
+
+namespace unicorn {
+
+struct EngineOptions {
+  std::string model_path;
+  int n_threads = 0;       // 0: all cores
+  int64_t n_ctx = 4096;    // 0: the model's trained context
+  int n_seq = 1;
+  int64_t n_batch = 512;   // tokens per forward call when processing a prompt
+  GgmlType kv_type = GgmlType::F16;
+};
+
+class Engine {
+ public:
+  // Loads the model, checks the memory estimate against the machine before allocating the KV
+  // cache, and builds the backends. Throws Error with a clear message on any failure.
+  static std::unique_ptr<Engine> open(const EngineOptions& opt);
+
+  const EngineOptions& options() const { return opt_; }
+  const Gemma3Config& config() const { return weights_->config; }
+  const ModelWeights& weights() const { return *weights_; }
+  Gemma3Model& model() { return *model_; }
+  KvCache& kv() { return *kv_; }
+  const KvCache& kv() const { return *kv_; }
+  bool has_tokenizer() const { return tokenizer_.has_value(); }
+  const Tokenizer& tokenizer() const;  // throws Error if the model carries none
+  const std::string& tokenizer_source() const { return tokenizer_source_; }
+  const MemoryEstimate& memory() const { return mem_; }
+  const std::vector<std::unique_ptr<Backend>>& backends() const { return backends_; }
+
+ private:
+  EngineOptions opt_;
+  std::shared_ptr<ModelWeights> weights_;
+  std::optional<Tokenizer> tokenizer_;
+  std::string tokenizer_source_;
+  std::vector<std::unique_ptr<Backend>> backends_;
+  std::unique_ptr<Gemma3Model> model_;
+  std::unique_ptr<KvCache> kv_;
+  MemoryEstimate mem_;
+};
+
+}  // namespace unicorn

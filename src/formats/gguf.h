@@ -15,10 +15,16 @@
 
 namespace unicorn {
 
+constexpr uint32_t kGgufMagic = 0x46554747;  // "GGUF" read as a little-endian u32, spec §4.1
+constexpr size_t kGgufDefaultAlignment = 32;
+
 enum class GgufValueType : uint32_t {
   U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7,
   STRING = 8, ARRAY = 9, U64 = 10, I64 = 11, F64 = 12,
 };
+
+// Name of a value type as used in messages ("u32", "string", "array"...); "type N" if unknown.
+std::string gguf_value_type_name(GgufValueType t);
 
 struct GgufArray {
   GgufValueType elem_type;
@@ -66,12 +72,15 @@ class GgufFile {
 
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
   const GgufTensorInfo* tensor(std::string_view name) const;
+  // File offset of the data section (tensor offsets are relative to it).
+  size_t data_offset() const { return data_offset_; }
 
  private:
   std::string path_;
   std::unique_ptr<MappedFile> map_;
   uint32_t version_ = 0;
   size_t alignment_ = 32;
+  size_t data_offset_ = 0;
   std::unordered_map<std::string, GgufValue> kv_;
   std::vector<std::string> key_order_;
   std::vector<GgufTensorInfo> tensors_;

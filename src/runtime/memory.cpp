@@ -14,9 +14,10 @@ MemoryEstimate estimate_memory(const ModelWeights& w, int64_t n_ctx, int n_seq, 
   MemoryEstimate m;
   m.weights = w.weight_bytes();
   m.kv = KvCache::estimate_bytes(c, n_seq, n_ctx, kv_type);
-  // Residual + norm + q/k/v/attn/o + gate/up per token of a batch, plus one logit row per token.
-  const int64_t per_tok = 3 * c.hidden + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.ffn + c.vocab_size;
-  m.scratch = static_cast<size_t>(per_tok * n_batch) * sizeof(float);
+  // Residual + norm + q/k/v/attn/o + gate/up per token of a batch, plus the logit row of the
+  // last token (generation asks for one row per forward call).
+  const int64_t per_tok = 3 * c.hidden + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.ffn;
+  m.scratch = static_cast<size_t>(per_tok * n_batch + c.vocab_size) * sizeof(float);
   return m;
 }
 

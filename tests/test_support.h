@@ -1,0 +1,44 @@
+// Helpers shared by tests: fixture paths, reading raw float files, relative errors.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <fstream>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace unicorn::test {
+
+inline std::string source_dir() { return UNICORN_SOURCE_DIR; }
+inline std::string fixture(const std::string& rel) { return source_dir() + "/tests/fixtures/" + rel; }
+
+inline std::vector<float> read_f32(const std::string& path) {
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
+  std::vector<float> v;
+  if (!f) return v;
+  const auto n = static_cast<size_t>(f.tellg());
+  v.resize(n / 4);
+  f.seekg(0);
+  f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(v.size() * 4));
+  return v;
+}
+
+// ‖a − ref‖₂ / ‖ref‖₂
+inline double rel_error(std::span<const float> a, std::span<const float> ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double d = static_cast<double>(a[i]) - ref[i];
+    num += d * d;
+    den += static_cast<double>(ref[i]) * ref[i];
+  }
+  return std::sqrt(num / den);
+}
+
+inline int64_t argmax(std::span<const float> v) {
+  int64_t best = 0;
+  for (size_t i = 1; i < v.size(); ++i)
+    if (v[i] > v[static_cast<size_t>(best)]) best = static_cast<int64_t>(i);
+  return best;
+}
+
+}  // namespace unicorn::test

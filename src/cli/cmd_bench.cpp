@@ -27,7 +27,7 @@ class BenchCommand final : public Command {
     if (depth_.empty()) depth_ = {0};
     int64_t max_depth = 0;
     for (int d : depth_) max_depth = std::max<int64_t>(max_depth, d);
-    if (mo_.ctx == 0) mo_.ctx = std::max<int64_t>(n_prompt_, max_depth + n_gen_) + 16;
+    if (mo_.ctx <= 0) mo_.ctx = std::max<int64_t>(n_prompt_, max_depth + n_gen_) + 16;
     auto e = open_engine(mo_);
     const Gemma3Config& c = e->config();
     std::vector<BenchCase> cases;

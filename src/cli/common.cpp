@@ -7,15 +7,18 @@
 #include <fstream>
 #include <sstream>
 
+#include <fmt/format.h>
+
 #include "core/error.h"
 
 namespace unicorn::cli {
 
 void add_model_options(CLI::App& app, ModelOptions& o, int64_t default_ctx) {
-  o.ctx = default_ctx;
+  o.ctx = -default_ctx;  // not given: up to default_ctx, capped at the model's trained context
   app.add_option("-m,--model", o.model, "GGUF file or Hugging Face directory (default: the bundled Gemma 3 270M)");
   app.add_option("-t,--threads", o.threads, "CPU threads (default: all cores)")->check(CLI::Range(0, 1024));
-  app.add_option("-c,--ctx-size", o.ctx, "context size in tokens (0: the model's trained maximum)")
+  app.add_option("-c,--ctx-size", o.ctx,
+                 fmt::format("context size in tokens (0: the model's trained maximum; default {})", default_ctx))
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
   app.add_option("-b,--batch-size", o.batch, "tokens per forward call when processing a prompt")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 16));

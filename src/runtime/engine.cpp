@@ -1,5 +1,7 @@
 #include "runtime/engine.h"
 
+#include <algorithm>
+
 #include "backends/cpu/cpu_backend.h"
 #include "core/error.h"
 
@@ -14,7 +16,8 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& opt_in) {
   e->tokenizer_ = std::move(lm.tokenizer);
   e->tokenizer_source_ = lm.tokenizer_source;
   const Gemma3Config& c = e->weights_->config;
-  if (opt.n_ctx <= 0) opt.n_ctx = c.context_length;
+  if (opt.n_ctx == 0) opt.n_ctx = c.context_length;
+  if (opt.n_ctx < 0) opt.n_ctx = std::min(-opt.n_ctx, c.context_length);
   if (opt.n_ctx > c.context_length)
     fail("context {} is larger than the model's trained context {} (-c)", opt.n_ctx, c.context_length);
   if (opt.n_batch <= 0) fail("batch size must be positive (got {})", opt.n_batch);

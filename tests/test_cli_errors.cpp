@@ -1,0 +1,148 @@
+// Every bad input gets a one-line error naming the file or tensor and a non-zero exit, never a
+// crash: the unicorn binary is run as a user would run it.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include "formats/gguf.h"
+#include "formats/gguf_writer.h"
+#include "test_support.h"
+
+using namespace unicorn;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int exit_code = -1;   // -1 if killed by a signal
+  std::string err;      // stderr
+  std::string out;      // stdout
+};
+
+Result run_unicorn(const std::string& args) {
+  const fs::path errf = fs::temp_directory_path() / "unicorn_cli_err.txt";
+  const std::string cmd = std::string(UNICORN_BINARY) + " " + args + " 2>" + errf.string() + " </dev/null";
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int st = pclose(p);
+  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  std::ifstream f(errf);
+  r.err.assign(std::istreambuf_iterator<char>(f), {});
+  return r;
+}
+
+const std::string kTiny = test::fixture("tiny/g1_hd128_w8/model.gguf");
+
+fs::path temp_path(const std::string& name) { return fs::temp_directory_path() / ("unicorn_cli_" + name); }
+
+// Rewrites the tiny GGUF with `edit` applied to its metadata and tensors.
+std::string rewrite_tiny(const std::string& name,
+                         const std::function<bool(const std::string& key, GgufWriter& w, const GgufValue& v)>& meta,
+                         const std::function<bool(const GgufTensorInfo& t, GgufWriter& w)>& tensor) {
+  auto src = GgufFile::open(kTiny);
+  const std::string out = temp_path(name).string();
+  GgufWriter w(out);
+  for (const std::string& k : src->keys()) {
+    const GgufValue* v = src->find(k);
+    if (!meta(k, w, *v)) w.add_value(k, *v);
+  }
+  for (const GgufTensorInfo& t : src->tensors())
+    if (!tensor(t, w)) w.add_tensor(t.name, t.ne, t.type, t.data, t.nbytes);
+  w.write();
+  return out;
+}
+
+void expect_clean_error(const Result& r, const std::string& must_contain) {
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.exit_code, -1) << "killed by a signal";
+  EXPECT_NE(r.err.find(must_contain), std::string::npos) << "stderr: " << r.err;
+  // One line of error text.
+  EXPECT_LE(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+}  // namespace
+
+TEST(CliErrors, MissingModelFileIsNamed) {
+  expect_clean_error(run_unicorn("run -m /nonexistent/model.gguf -p hi"), "/nonexistent/model.gguf");
+}
+
+TEST(CliErrors, TextFileIsNotAGguf) {
+  const auto p = temp_path("not.gguf");
+  std::ofstream(p) << "hello, I am not a model\n";
+  expect_clean_error(run_unicorn("info -m " + p.string()), "not a GGUF");
+}
+
+TEST(CliErrors, OtherArchitectureIsRejected) {
+  const auto p = rewrite_tiny("llama.gguf", [](const std::string& k, GgufWriter& w, const GgufValue&) {
+    if (k != "general.architecture") return false;
+    w.add_string(k, "llama");
+    return true;
+  }, [](const GgufTensorInfo&, GgufWriter&) { return false; });
+  expect_clean_error(run_unicorn("info -m " + p), "architecture 'llama'");
+}
+
+TEST(CliErrors, TruncatedFileIsReported) {
+  const auto p = temp_path("truncated.gguf");
+  fs::copy_file(kTiny, p, fs::copy_options::overwrite_existing);
+  fs::resize_file(p, fs::file_size(p) / 2);
+  const Result r = run_unicorn("info -m " + p.string());
+  expect_clean_error(r, p.string());
+}
+
+TEST(CliErrors, CorruptHeaderIsReported) {
+  const auto p = temp_path("corrupt.gguf");
+  fs::copy_file(kTiny, p, fs::copy_options::overwrite_existing);
+  {
+    std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(16);  // kv count: make it absurd
+    const uint64_t huge = ~0ull >> 4;
+    f.write(reinterpret_cast<const char*>(&huge), 8);
+  }
+  expect_clean_error(run_unicorn("info -m " + p.string()), p.string());
+}
+
+TEST(CliErrors, MissingTensorIsNamed) {
+  const auto p = rewrite_tiny("missing.gguf", [](const std::string&, GgufWriter&, const GgufValue&) { return false; },
+                              [](const GgufTensorInfo& t, GgufWriter&) { return t.name == "blk.3.ffn_up.weight"; });
+  expect_clean_error(run_unicorn("info -m " + p), "blk.3.ffn_up.weight");
+}
+
+TEST(CliErrors, WrongShapeIsNamed) {
+  const auto p = rewrite_tiny("shape.gguf", [](const std::string&, GgufWriter&, const GgufValue&) { return false; },
+                              [](const GgufTensorInfo& t, GgufWriter& w) {
+                                if (t.name != "blk.0.attn_q.weight") return false;
+                                // Same bytes, rows and cols swapped.
+                                w.add_tensor(t.name, {t.ne[1], t.ne[0]}, t.type, t.data, t.nbytes);
+                                return true;
+                              });
+  expect_clean_error(run_unicorn("info -m " + p), "blk.0.attn_q.weight");
+}
+
+TEST(CliErrors, BadFlagValuesAreRejected) {
+  for (const char* args : {"run --temp abc -p hi", "run -c -5 -p hi", "run --top-p 2 -p hi", "bench -r 0",
+                           "run --kv-type q4 -p hi", "frobnicate"}) {
+    const Result r = run_unicorn(args);
+    EXPECT_NE(r.exit_code, 0) << args;
+    EXPECT_NE(r.exit_code, -1) << args;
+    EXPECT_FALSE(r.err.empty()) << args;
+  }
+}
+
+TEST(CliErrors, ModelWithoutTokenizerCannotRunText) {
+  expect_clean_error(run_unicorn("run -m " + kTiny + " -p hi"), "tokenizer");
+}
+
+TEST(CliInfo, DescribesTinyModel) {
+  const Result r = run_unicorn("info -m " + kTiny + " -c 64");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("layers 6 (global: 5)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("sliding window 8"), std::string::npos) << r.out;
+}

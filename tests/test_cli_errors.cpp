@@ -137,7 +137,17 @@ TEST(CliErrors, BadFlagValuesAreRejected) {
 }
 
 TEST(CliErrors, ModelWithoutTokenizerCannotRunText) {
-  expect_clean_error(run_unicorn("run -m " + kTiny + " -p hi"), "tokenizer");
+  const auto p = rewrite_tiny("notok.gguf", [](const std::string& k, GgufWriter&, const GgufValue&) {
+    return k.rfind("tokenizer.", 0) == 0;  // drop every tokenizer key
+  }, [](const GgufTensorInfo&, GgufWriter&) { return false; });
+  expect_clean_error(run_unicorn("run -m " + p + " -p hi"), "no tokenizer");
+}
+
+TEST(CliRun, TinyModelGeneratesAndSummarises) {
+  const Result r = run_unicorn("run -m " + kTiny + " -p hi -n 5 --temp 0");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("generated 5 tok"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("stop: max tokens"), std::string::npos) << r.err;
 }
 
 TEST(CliInfo, DescribesTinyModel) {

@@ -33,6 +33,9 @@ TEST(ChatTemplate, SystemMessageFoldsIntoFirstUserTurn) {
             "<start_of_turn>model\nHello.<end_of_turn>\n"
             "<start_of_turn>user\nBye<end_of_turn>\n"
             "<start_of_turn>model\n");
+  // Like the Jinja template, the system text itself is not trimmed, the user text is.
+  EXPECT_EQ(render_chat({{"system", "Be brief. "}, {"user", "  Hi\n"}}, false),
+            "<bos><start_of_turn>user\nBe brief. \n\nHi<end_of_turn>\n");
 }
 
 TEST(ChatTemplate, ContentIsTrimmedLikeJinja) {

@@ -34,13 +34,38 @@ struct Symbol {
 
 }  // namespace
 
+std::size_t BpeMerges::slot_of(uint64_t key) const {
+  const std::size_t mask = slots_.size() - 1;
+  std::size_t s = static_cast<std::size_t>((key * 0x9E3779B97F4A7C15ull) >> 32) & mask;  // Fibonacci hashing
+  while (slots_[s].merge.rank >= 0 && slots_[s].key != key) s = (s + 1) & mask;
+  return s;
+}
+
+void BpeMerges::grow(std::size_t capacity) {
+  std::vector<Slot> old = std::move(slots_);
+  slots_.assign(capacity, Slot{0, Merge{-1, -1}});
+  for (const Slot& slot : old)
+    if (slot.merge.rank >= 0) slots_[slot_of(slot.key)] = slot;
+}
+
+void BpeMerges::reserve(std::size_t n) {
+  std::size_t capacity = 16;
+  while (capacity < 2 * n) capacity *= 2;
+  if (capacity > slots_.size()) grow(capacity);
+}
+
 void BpeMerges::add(int32_t left, int32_t right, int32_t result) {
-  table_.try_emplace(pair_key(left, right), Merge{static_cast<int32_t>(table_.size()), result});
+  reserve(count_ + 1);
+  const uint64_t key = pair_key(left, right);
+  Slot& slot = slots_[slot_of(key)];
+  if (slot.merge.rank >= 0) return;  // already present with a lower rank
+  slot = {key, Merge{static_cast<int32_t>(count_++), result}};
 }
 
 const BpeMerges::Merge* BpeMerges::find(int32_t left, int32_t right) const {
-  const auto it = table_.find(pair_key(left, right));
-  return it == table_.end() ? nullptr : &it->second;
+  if (slots_.empty()) return nullptr;
+  const Slot& slot = slots_[slot_of(pair_key(left, right))];
+  return slot.merge.rank >= 0 ? &slot.merge : nullptr;
 }
 
 void BpeMerges::apply(std::vector<int32_t>& ids) const {

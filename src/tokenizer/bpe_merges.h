@@ -2,7 +2,6 @@
 // Hugging Face tokenizer.json, where merge order is an explicit rank).
 #pragma once
 #include <cstdint>
-#include <unordered_map>
 #include <vector>
 
 namespace unicorn {
@@ -12,8 +11,8 @@ class BpeMerges {
   // Adds the merge (left, right) -> result with the next rank (ranks follow insertion order;
   // lower rank merges first). A pair added twice keeps its first rank.
   void add(int32_t left, int32_t right, int32_t result);
-  void reserve(std::size_t n) { table_.reserve(n); }
-  std::size_t size() const { return table_.size(); }
+  void reserve(std::size_t n);
+  std::size_t size() const { return count_; }
 
   // Rewrites `symbols` (token ids, one per character or fallback byte) by repeatedly merging the
   // adjacent pair with the lowest rank, the leftmost one on ties, until no pair has a merge.
@@ -28,7 +27,17 @@ class BpeMerges {
   };
   const Merge* find(int32_t left, int32_t right) const;
 
-  std::unordered_map<uint64_t, Merge> table_;
+  // (left, right) -> merge as an open-addressing table (linear probing, power-of-two size, at most
+  // half full): half a million merges are looked up for every pair BPE considers.
+  struct Slot {
+    uint64_t key;
+    Merge merge;  // rank -1: empty
+  };
+  std::size_t slot_of(uint64_t key) const;
+  void grow(std::size_t capacity);
+
+  std::vector<Slot> slots_;
+  std::size_t count_ = 0;
 };
 
 }  // namespace unicorn

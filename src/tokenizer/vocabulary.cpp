@@ -1,5 +1,7 @@
 #include "tokenizer/vocabulary.h"
 
+#include <functional>
+
 namespace unicorn {
 
 void Vocabulary::set(int32_t id, std::string piece, TokenKind kind) {
@@ -13,13 +15,19 @@ void Vocabulary::set(int32_t id, std::string piece, TokenKind kind) {
 }
 
 void Vocabulary::index() {
-  ids_.clear();
-  ids_.reserve(pieces_.size());
+  std::size_t capacity = 16;
+  while (capacity < 2 * pieces_.size()) capacity *= 2;
+  slots_.assign(capacity, Slot{0, -1});
   byte_ids_.fill(-1);
   byte_values_.assign(pieces_.size(), -1);
   for (std::size_t i = 0; i < pieces_.size(); ++i) {
     const auto id = static_cast<int32_t>(i);
-    if (!pieces_[i].empty()) ids_.emplace(pieces_[i], id);  // keeps the first (lowest) id
+    if (!pieces_[i].empty() && !find(pieces_[i])) {  // keeps the first (lowest) id
+      const uint32_t h = hash_piece(pieces_[i]);
+      std::size_t s = h & (slots_.size() - 1);
+      while (slots_[s].id >= 0) s = (s + 1) & (slots_.size() - 1);
+      slots_[s] = {h, id};
+    }
     if (kinds_[i] != TokenKind::Byte) continue;
     const int b = parse_byte_piece(pieces_[i]);
     if (b < 0) continue;
@@ -28,10 +36,18 @@ void Vocabulary::index() {
   }
 }
 
+uint32_t Vocabulary::hash_piece(std::string_view piece) {
+  return static_cast<uint32_t>(std::hash<std::string_view>{}(piece));
+}
+
 std::optional<int32_t> Vocabulary::find(std::string_view piece) const {
-  const auto it = ids_.find(piece);
-  if (it == ids_.end()) return std::nullopt;
-  return it->second;
+  if (slots_.empty()) return std::nullopt;
+  const uint32_t h = hash_piece(piece);
+  for (std::size_t s = h & (slots_.size() - 1);; s = (s + 1) & (slots_.size() - 1)) {
+    const Slot& slot = slots_[s];
+    if (slot.id < 0) return std::nullopt;
+    if (slot.hash == h && pieces_[slot.id] == piece) return slot.id;
+  }
 }
 
 int Vocabulary::parse_byte_piece(std::string_view piece) {

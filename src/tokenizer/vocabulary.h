@@ -5,7 +5,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 namespace unicorn {
@@ -44,12 +43,20 @@ class Vocabulary {
   static int parse_byte_piece(std::string_view piece);
 
  private:
+  static uint32_t hash_piece(std::string_view piece);
+
   std::vector<std::string> pieces_;
   std::vector<TokenKind> kinds_;
   std::vector<int16_t> byte_values_;
   std::array<int32_t, 256> byte_ids_{};
-  // Views into pieces_; valid because the table is frozen after index().
-  std::unordered_map<std::string_view, int32_t> ids_;
+  // piece -> id as an open-addressing table (linear probing, power-of-two size). Each slot keeps
+  // the piece's hash next to its id so most probes settle without touching the piece text; with
+  // 262k pieces this is about twice as fast as std::unordered_map, which dominates load time.
+  struct Slot {
+    uint32_t hash;
+    int32_t id;  // -1: empty
+  };
+  std::vector<Slot> slots_;
 };
 
 }  // namespace unicorn

@@ -2,6 +2,9 @@
 // 270M GGUF against the Hugging Face reference ids (runs when models/ has the file).
 #include <gtest/gtest.h>
 
+#include "formats/gguf.h"
+#include "model/loader.h"
+
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -123,113 +126,16 @@ TEST(TokenizerGguf, ExplicitMergeListIsUsedInOrder) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The real GGUF. TODO(lead): once formats/ has the GGUF reader, replace read_tokenizer_metadata
-// below with it (GgufFile -> these vectors); the test body stays the same.
-
-struct GgufTokenizerMetadata {
-  std::vector<std::string> tokens;
-  std::vector<float> scores;
-  std::vector<int32_t> token_types;
-  std::vector<std::string> merges;
-  bool has_merges = false;
-  int bos = -1, eos = -1, unk = -1;
-};
-
-// Minimal reader for the key/value section of a GGUF file (spec §4.1): just enough to pull out
-// the tokenizer arrays; tensors are never touched.
-class GgufMetadataReader {
- public:
-  explicit GgufMetadataReader(const std::string& path) : in_(path, std::ios::binary) {
-    if (!in_) throw Error("cannot open " + path);
-  }
-
-  GgufTokenizerMetadata read() {
-    if (read_string(4) != "GGUF") throw Error("not a GGUF file");
-    const uint32_t version = pod<uint32_t>();
-    if (version < 2) throw Error("GGUF version < 2 is not supported by this test reader");
-    pod<uint64_t>();  // tensor count
-    const uint64_t kv_count = pod<uint64_t>();
-    GgufTokenizerMetadata md;
-    for (uint64_t i = 0; i < kv_count; ++i) {
-      const std::string key = read_string(pod<uint64_t>());
-      const uint32_t type = pod<uint32_t>();
-      if (key == "tokenizer.ggml.tokens") md.tokens = string_array(type);
-      else if (key == "tokenizer.ggml.merges") md.merges = string_array(type), md.has_merges = true;
-      else if (key == "tokenizer.ggml.scores") md.scores = pod_array<float>(type, kF32);
-      else if (key == "tokenizer.ggml.token_type") md.token_types = pod_array<int32_t>(type, kI32);
-      else if (key == "tokenizer.ggml.bos_token_id") md.bos = static_cast<int>(scalar_u32(type));
-      else if (key == "tokenizer.ggml.eos_token_id") md.eos = static_cast<int>(scalar_u32(type));
-      else if (key == "tokenizer.ggml.unknown_token_id") md.unk = static_cast<int>(scalar_u32(type));
-      else skip_value(type);
-      if (!in_) throw Error("truncated GGUF metadata at key " + key);
-    }
-    return md;
-  }
-
- private:
-  enum : uint32_t { kU8, kI8, kU16, kI16, kU32, kI32, kF32, kBool, kString, kArray, kU64, kI64, kF64 };
-
-  template <typename T>
-  T pod() {
-    T v{};
-    in_.read(reinterpret_cast<char*>(&v), sizeof v);
-    return v;
-  }
-  std::string read_string(uint64_t n) {
-    std::string s(n, '\0');
-    in_.read(s.data(), static_cast<std::streamsize>(n));
-    return s;
-  }
-  static std::size_t scalar_size(uint32_t type) {
-    switch (type) {
-      case kU8: case kI8: case kBool: return 1;
-      case kU16: case kI16: return 2;
-      case kU32: case kI32: case kF32: return 4;
-      case kU64: case kI64: case kF64: return 8;
-      default: throw Error("unexpected GGUF value type " + std::to_string(type));
-    }
-  }
-  uint32_t scalar_u32(uint32_t type) {
-    if (type != kU32 && type != kI32) throw Error("token id is not a 32-bit integer");
-    return pod<uint32_t>();
-  }
-  std::vector<std::string> string_array(uint32_t type) {
-    if (type != kArray || pod<uint32_t>() != kString) throw Error("expected an array of strings");
-    std::vector<std::string> out(pod<uint64_t>());
-    for (auto& s : out) s = read_string(pod<uint64_t>());
-    return out;
-  }
-  template <typename T>
-  std::vector<T> pod_array(uint32_t type, uint32_t elem) {
-    if (type != kArray || pod<uint32_t>() != elem) throw Error("unexpected array element type");
-    std::vector<T> out(pod<uint64_t>());
-    in_.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(out.size() * sizeof(T)));
-    return out;
-  }
-  void skip_value(uint32_t type) {
-    if (type == kString) {
-      in_.seekg(static_cast<std::streamoff>(pod<uint64_t>()), std::ios::cur);
-    } else if (type == kArray) {
-      const uint32_t elem = pod<uint32_t>();
-      const uint64_t n = pod<uint64_t>();
-      for (uint64_t i = 0; i < n; ++i) skip_value(elem);
-    } else {
-      in_.seekg(static_cast<std::streamoff>(scalar_size(type)), std::ios::cur);
-    }
-  }
-
-  std::ifstream in_;
-};
+// The real GGUF, read through the engine's own GGUF reader and tokenizer_from_gguf().
 
 const char* const kModelPath = UNICORN_SOURCE_DIR "/models/gemma-3-270m-q4_k_m.gguf";
 
 TEST(TokenizerGguf, RealGemma3VocabEncodesEveryFixtureCaseLikeHuggingFace) {
   if (!std::filesystem::exists(kModelPath)) GTEST_SKIP() << kModelPath << " not present (setup script downloads it)";
-  const GgufTokenizerMetadata md = GgufMetadataReader(kModelPath).read();
-  ASSERT_EQ(md.tokens.size(), 262144u);
-  ASSERT_FALSE(md.has_merges);  // tokenizer.ggml.model = "llama": merges come from scores
-  const Tokenizer tok = Tokenizer::from_gguf_metadata(md.tokens, md.scores, md.token_types, nullptr, md.bos,
-                                                      md.eos, md.unk);
+  const auto file = GgufFile::open(kModelPath);
+  ASSERT_EQ(file->get_array("tokenizer.ggml.tokens")->size(), 262144u);
+  ASSERT_EQ(file->get_array("tokenizer.ggml.merges"), nullptr);  // "llama" model: merges come from scores
+  const Tokenizer tok = *tokenizer_from_gguf(*file);
   EXPECT_EQ(tok.merge_count(), 514906u);  // the same merge count as tokenizer.json
   EXPECT_EQ(tok.bos(), 2);
   EXPECT_EQ(tok.eos(), 1);

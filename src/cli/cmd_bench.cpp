@@ -6,6 +6,7 @@
 
 #include "cli/common.h"
 #include "core/error.h"
+#include "model/synthetic.h"
 #include "runtime/bench.h"
 
 namespace unicorn::cli {
@@ -20,6 +21,9 @@ class BenchCommand final : public Command {
         ->check(CLI::Range(0, 1 << 24));
     sub.add_option("-r,--repetitions", reps_, "repetitions of each test")->check(CLI::Range(1, 1000));
     sub.add_option("-o,--output", format_, "output format")->check(CLI::IsMember({"md", "json"}));
+    sub.add_option("--synthetic", synthetic_, "benchmark random valid weights of a real size instead of a file")
+        ->check(CLI::IsMember({"270m", "1b", "4b", "12b", "27b"}));
+    sub.add_option("--type", scheme_, "weight scheme for --synthetic: q4_0 (Q6_K embedding), q8_0, bf16, f16, q4_k_m");
     sub.add_option("--json-file", json_file_, "also write the JSON results to this file");
   }
 
@@ -28,7 +32,13 @@ class BenchCommand final : public Command {
     int64_t max_depth = 0;
     for (int d : depth_) max_depth = std::max<int64_t>(max_depth, d);
     if (mo_.ctx <= 0) mo_.ctx = std::max<int64_t>(n_prompt_, max_depth + n_gen_) + 16;
+    if (!synthetic_.empty()) {
+      if (!mo_.model.empty()) fail("pass either -m or --synthetic, not both");
+      mo_.model = "synthetic:" + synthetic_ + ":" + scheme_;
+    }
     auto e = open_engine(mo_);
+    fmt::print(stderr, "bench: {} ({}), {} read per generated token\n", e->weights().source,
+               format_bytes(e->memory().weights), format_bytes(bytes_per_token(e->weights())));
     const Gemma3Config& c = e->config();
     std::vector<BenchCase> cases;
     if (n_prompt_ > 0) cases.push_back({fmt::format("pp{}", n_prompt_), n_prompt_, 0, 0});
@@ -58,6 +68,7 @@ class BenchCommand final : public Command {
                      {"backend", "cpu"},
                      {"threads", threads},
                      {"weight_bytes", e->memory().weights},
+                     {"bytes_per_token", bytes_per_token(e->weights())},
                      {"tok_per_s", r.tok_per_s},
                      {"mean", r.mean()},
                      {"stddev", r.stddev()}});
@@ -85,6 +96,7 @@ class BenchCommand final : public Command {
   int n_prompt_ = 512, n_gen_ = 128, reps_ = 3;
   std::vector<int> depth_;
   std::string format_ = "md", json_file_;
+  std::string synthetic_, scheme_ = "q4_0";
 };
 }  // namespace
 

@@ -6,6 +6,7 @@
 #include "formats/gguf.h"
 #include "model/load_gguf.h"
 #include "model/load_hf.h"
+#include "model/synthetic.h"
 
 namespace unicorn {
 
@@ -32,6 +33,13 @@ std::optional<Tokenizer> tokenizer_from_gguf(const GgufFile& f) {
 LoadedModel load_model(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
+  if (path.rfind("synthetic:", 0) == 0) {  // synthetic:SIZE:SCHEME, e.g. synthetic:27b:q4_0
+    const std::string rest = path.substr(10);
+    const size_t colon = rest.find(':');
+    LoadedModel m;
+    m.weights = make_synthetic_model(rest.substr(0, colon), colon == std::string::npos ? "q4_0" : rest.substr(colon + 1));
+    return m;
+  }
   if (!fs::exists(path, ec)) fail("{}: no such file or directory", path);
   LoadedModel m;
   if (fs::is_directory(path, ec)) {

@@ -16,6 +16,7 @@ struct LoadedModel {
   std::string tokenizer_source;
 };
 
+// `synthetic:SIZE:SCHEME` builds random valid weights of a real size in memory (model/synthetic.h).
 LoadedModel load_model(const std::string& path);
 
 // Tokenizer from a GGUF's tokenizer.ggml.* metadata (spec §4.2, §5).

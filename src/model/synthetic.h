@@ -1,0 +1,24 @@
+// Synthetic Gemma 3 models: the real shapes of a published size with random but valid weights,
+// built in memory, for benchmarks on machines where real weights cannot be fetched.
+// Shapes: gemma3-spec.md §1.1 / §1.1b. Types follow common published files of each kind.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/weights.h"
+
+namespace unicorn {
+
+// size: "270m", "1b", "4b", "12b", "27b"; scheme: "f32", "bf16", "f16", "q8_0", "q4_0" (Q6_K
+// embedding, as published Q4_0 files have), "q4_k_m" (the 270M's published mixture), or any
+// single type name. Throws Error for unknown names or a type the row length cannot hold.
+std::unique_ptr<ModelWeights> make_synthetic_model(const std::string& size, const std::string& scheme,
+                                                   uint64_t seed = 1);
+Gemma3Config synthetic_config(const std::string& size);
+std::vector<std::string> synthetic_sizes();
+
+// Bytes a decode step reads: every matrix once, plus the tied embedding as the output head.
+size_t bytes_per_token(const ModelWeights& w);
+
+}  // namespace unicorn

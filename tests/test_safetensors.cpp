@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "core/error.h"
 #include "core/half.h"
@@ -216,6 +217,38 @@ TEST(Safetensors, OverlappingTensorsAreRejected) {
   b.header()["b"]["data_offsets"] = {4, 12};
   b.write(p);
   expect_error([&] { SafetensorsFile::open(p); }, p, "overlap");
+}
+
+TEST(Safetensors, TruncationAndCorruptionThrowErrorOrSucceed) {
+  SafetensorsBuilder b;
+  b.add_f32("model.layers.0.mlp.up_proj.weight", {2, 2}, {1, 2, 3, 4});
+  b.add("h", "F16", {3}, "\x01\x02\x03\x04\x05\x06", 6);
+  b.metadata({{"format", "pt"}});
+  const std::string good = b.bytes();
+  const auto open_bytes = [](const std::string& s) {
+    // Exact-size heap buffer: sanitizers see any read past the end.
+    return SafetensorsFile::open(MappedFile::from_bytes("m.safetensors",
+                                                        std::vector<uint8_t>(s.begin(), s.end())));
+  };
+  EXPECT_EQ(open_bytes(good)->tensors().size(), 2u);
+  for (size_t n = 0; n < good.size(); ++n)
+    EXPECT_THROW(open_bytes(good.substr(0, n)), Error) << "prefix " << n;
+  std::mt19937 rng(99);
+  int rejected = 0;
+  for (int iter = 0; iter < 3000; ++iter) {
+    std::string s = good;
+    for (int k = 0; k < 3; ++k) s[rng() % s.size()] = static_cast<char>(rng());
+    try {
+      auto f = open_bytes(s);
+      unsigned sum = 0;
+      for (const auto& t : f->tensors())
+        for (size_t i = 0; i < t.nbytes; ++i) sum += t.data[i];
+      (void)sum;
+    } catch (const Error&) {
+      ++rejected;
+    }
+  }
+  EXPECT_GT(rejected, 1000);
 }
 
 // ---------------------------------------------------------------- HfCheckpoint

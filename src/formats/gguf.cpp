@@ -202,9 +202,14 @@ uint64_t saturating_add(uint64_t a, uint64_t b) {
 }  // namespace
 
 std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
+  return open(MappedFile::open(path));
+}
+
+std::unique_ptr<GgufFile> GgufFile::open(std::unique_ptr<MappedFile> map) {
   std::unique_ptr<GgufFile> f(new GgufFile());
-  f->path_ = path;
-  f->map_ = MappedFile::open(path);
+  f->path_ = map->path();
+  f->map_ = std::move(map);
+  const std::string& path = f->path_;
   const uint8_t* base = f->map_->data();
   const size_t size = f->map_->size();
   if (size == 0) fail("{}: empty file, not a GGUF file", path);

@@ -54,9 +54,8 @@ class SafetensorsBuilder {
  public:
   SafetensorsBuilder& add(const std::string& name, const std::string& dtype,
                           std::vector<int64_t> shape, const void* bytes, size_t n) {
-    header_[name] = {{"dtype", dtype},
-                     {"shape", shape},
-                     {"data_offsets", {data_.size(), data_.size() + n}}};
+    header_[name] = {
+        {"dtype", dtype}, {"shape", shape}, {"data_offsets", {data_.size(), data_.size() + n}}};
     data_.append(static_cast<const char*>(bytes), n);
     return *this;
   }
@@ -227,8 +226,8 @@ TEST(Safetensors, TruncationAndCorruptionThrowErrorOrSucceed) {
   const std::string good = b.bytes();
   const auto open_bytes = [](const std::string& s) {
     // Exact-size heap buffer: sanitizers see any read past the end.
-    return SafetensorsFile::open(MappedFile::from_bytes("m.safetensors",
-                                                        std::vector<uint8_t>(s.begin(), s.end())));
+    return SafetensorsFile::open(
+        MappedFile::from_bytes("m.safetensors", std::vector<uint8_t>(s.begin(), s.end())));
   };
   EXPECT_EQ(open_bytes(good)->tensors().size(), 2u);
   for (size_t n = 0; n < good.size(); ++n)
@@ -262,11 +261,13 @@ TEST(HfCheckpoint, ShardedDirectoryWithIndexFindsTensorsInEveryShard) {
   s2.add_f32("model.norm.weight", {2}, {7, 8});
   s1.write(dir.file("model-00001-of-00002.safetensors"));
   s2.write(dir.file("model-00002-of-00002.safetensors"));
-  write_raw(dir.file("model.safetensors.index.json"), json{
-      {"metadata", {{"total_size", 32}}},
-      {"weight_map", {{"model.embed_tokens.weight", "model-00001-of-00002.safetensors"},
-                      {"model.layers.0.self_attn.q_proj.weight", "model-00001-of-00002.safetensors"},
-                      {"model.norm.weight", "model-00002-of-00002.safetensors"}}}}.dump());
+  write_raw(dir.file("model.safetensors.index.json"),
+            json{{"metadata", {{"total_size", 32}}},
+                 {"weight_map",
+                  {{"model.embed_tokens.weight", "model-00001-of-00002.safetensors"},
+                   {"model.layers.0.self_attn.q_proj.weight", "model-00001-of-00002.safetensors"},
+                   {"model.norm.weight", "model-00002-of-00002.safetensors"}}}}
+                .dump());
 
   auto c = HfCheckpoint::open(dir.str());
   EXPECT_EQ(c->config()["hidden_size"], 8);
@@ -300,8 +301,10 @@ TEST(HfCheckpoint, IndexPointingAtTheWrongShardIsRejected) {
   s2.add_f32("model.norm.weight", {1}, {1});
   s2.write(dir.file("b.safetensors"));
   write_raw(dir.file("model.safetensors.index.json"),
-            json{{"weight_map", {{"model.embed_tokens.weight", "b.safetensors"},
-                                 {"model.norm.weight", "b.safetensors"}}}}.dump());
+            json{{"weight_map",
+                  {{"model.embed_tokens.weight", "b.safetensors"},
+                   {"model.norm.weight", "b.safetensors"}}}}
+                .dump());
   expect_error([&] { HfCheckpoint::open(dir.str()); }, dir.file("model.safetensors.index.json"),
                "weight_map puts 'model.embed_tokens.weight' in b.safetensors");
   write_raw(dir.file("model.safetensors.index.json"),
@@ -322,8 +325,8 @@ TEST(HfCheckpoint, WithoutAnIndexEverySafetensorsFileIsRead) {
   s1.write(dir.file("part-b.safetensors"));
   s2.write(dir.file("part-a.safetensors"));
   auto c = HfCheckpoint::open(dir.str());
-  EXPECT_EQ(c->shard_paths(),
-            (std::vector<std::string>{dir.file("part-a.safetensors"), dir.file("part-b.safetensors")}));
+  EXPECT_EQ(c->shard_paths(), (std::vector<std::string>{dir.file("part-a.safetensors"),
+                                                        dir.file("part-b.safetensors")}));
   EXPECT_EQ(c->tensor("model.embed_tokens.weight").file, dir.file("part-b.safetensors"));
 
   s1.write(dir.file("part-c.safetensors"));  // same tensor twice
@@ -394,7 +397,8 @@ TEST(HfCheckpoint, VisionAndProjectorTensorsAreSkippedAndCounted) {
 
 TEST(HfCheckpoint, BadDirectoriesAreNamed) {
   TempDir dir;
-  expect_error([&] { HfCheckpoint::open(dir.file("absent")); }, dir.file("absent"), "not a directory");
+  expect_error([&] { HfCheckpoint::open(dir.file("absent")); }, dir.file("absent"),
+               "not a directory");
   expect_error([&] { HfCheckpoint::open(dir.str()); }, dir.str(), "no config.json");
   write_config(dir);
   expect_error([&] { HfCheckpoint::open(dir.str()); }, dir.str(), "no *.safetensors files");

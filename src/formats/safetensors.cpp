@@ -101,14 +101,15 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(std::unique_ptr<MappedFil
       if (!d.is_number_unsigned() || d.get<uint64_t>() > uint64_t{1} << 62)
         bad(fmt::format("invalid shape {}", to_text(*sh)));
       const auto dim = static_cast<int64_t>(d.get<uint64_t>());
-      if (__builtin_mul_overflow(n, dim, &n)) bad(fmt::format("shape {} is too large", to_text(*sh)));
+      if (__builtin_mul_overflow(n, dim, &n))
+        bad(fmt::format("shape {} is too large", to_text(*sh)));
       t.shape.push_back(dim);
     }
     const uint64_t begin = (*off)[0].get<uint64_t>();
     const uint64_t end = (*off)[1].get<uint64_t>();
     if (begin > end || end > data_size)
-      bad(fmt::format("data_offsets [{}, {}) lie outside the {} data bytes of the file", begin,
-                      end, data_size));
+      bad(fmt::format("data_offsets [{}, {}) lie outside the {} data bytes of the file", begin, end,
+                      data_size));
     t.data = data + begin;
     t.nbytes = static_cast<size_t>(end - begin);
     if (const size_t es = dtype_size(t.dtype); es != 0) {
@@ -141,8 +142,8 @@ const SafetensorsTensor* SafetensorsFile::find(std::string_view name) const {
 
 GgmlType SafetensorsFile::ggml_type(const SafetensorsTensor& t) const {
   if (auto g = safetensors_dtype_to_ggml(t.dtype)) return *g;
-  fail("{}: tensor '{}' has dtype {}; Unicorn reads only F32, F16 and BF16 tensors", path_,
-       t.name, t.dtype);
+  fail("{}: tensor '{}' has dtype {}; Unicorn reads only F32, F16 and BF16 tensors", path_, t.name,
+       t.dtype);
 }
 
 }  // namespace unicorn

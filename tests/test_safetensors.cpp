@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "core/error.h"
 #include "core/half.h"
@@ -53,9 +54,8 @@ class SafetensorsBuilder {
  public:
   SafetensorsBuilder& add(const std::string& name, const std::string& dtype,
                           std::vector<int64_t> shape, const void* bytes, size_t n) {
-    header_[name] = {{"dtype", dtype},
-                     {"shape", shape},
-                     {"data_offsets", {data_.size(), data_.size() + n}}};
+    header_[name] = {
+        {"dtype", dtype}, {"shape", shape}, {"data_offsets", {data_.size(), data_.size() + n}}};
     data_.append(static_cast<const char*>(bytes), n);
     return *this;
   }
@@ -218,6 +218,38 @@ TEST(Safetensors, OverlappingTensorsAreRejected) {
   expect_error([&] { SafetensorsFile::open(p); }, p, "overlap");
 }
 
+TEST(Safetensors, TruncationAndCorruptionThrowErrorOrSucceed) {
+  SafetensorsBuilder b;
+  b.add_f32("model.layers.0.mlp.up_proj.weight", {2, 2}, {1, 2, 3, 4});
+  b.add("h", "F16", {3}, "\x01\x02\x03\x04\x05\x06", 6);
+  b.metadata({{"format", "pt"}});
+  const std::string good = b.bytes();
+  const auto open_bytes = [](const std::string& s) {
+    // Exact-size heap buffer: sanitizers see any read past the end.
+    return SafetensorsFile::open(
+        MappedFile::from_bytes("m.safetensors", std::vector<uint8_t>(s.begin(), s.end())));
+  };
+  EXPECT_EQ(open_bytes(good)->tensors().size(), 2u);
+  for (size_t n = 0; n < good.size(); ++n)
+    EXPECT_THROW(open_bytes(good.substr(0, n)), Error) << "prefix " << n;
+  std::mt19937 rng(99);
+  int rejected = 0;
+  for (int iter = 0; iter < 3000; ++iter) {
+    std::string s = good;
+    for (int k = 0; k < 3; ++k) s[rng() % s.size()] = static_cast<char>(rng());
+    try {
+      auto f = open_bytes(s);
+      unsigned sum = 0;
+      for (const auto& t : f->tensors())
+        for (size_t i = 0; i < t.nbytes; ++i) sum += t.data[i];
+      (void)sum;
+    } catch (const Error&) {
+      ++rejected;
+    }
+  }
+  EXPECT_GT(rejected, 1000);
+}
+
 // ---------------------------------------------------------------- HfCheckpoint
 
 TEST(HfCheckpoint, ShardedDirectoryWithIndexFindsTensorsInEveryShard) {
@@ -229,11 +261,13 @@ TEST(HfCheckpoint, ShardedDirectoryWithIndexFindsTensorsInEveryShard) {
   s2.add_f32("model.norm.weight", {2}, {7, 8});
   s1.write(dir.file("model-00001-of-00002.safetensors"));
   s2.write(dir.file("model-00002-of-00002.safetensors"));
-  write_raw(dir.file("model.safetensors.index.json"), json{
-      {"metadata", {{"total_size", 32}}},
-      {"weight_map", {{"model.embed_tokens.weight", "model-00001-of-00002.safetensors"},
-                      {"model.layers.0.self_attn.q_proj.weight", "model-00001-of-00002.safetensors"},
-                      {"model.norm.weight", "model-00002-of-00002.safetensors"}}}}.dump());
+  write_raw(dir.file("model.safetensors.index.json"),
+            json{{"metadata", {{"total_size", 32}}},
+                 {"weight_map",
+                  {{"model.embed_tokens.weight", "model-00001-of-00002.safetensors"},
+                   {"model.layers.0.self_attn.q_proj.weight", "model-00001-of-00002.safetensors"},
+                   {"model.norm.weight", "model-00002-of-00002.safetensors"}}}}
+                .dump());
 
   auto c = HfCheckpoint::open(dir.str());
   EXPECT_EQ(c->config()["hidden_size"], 8);
@@ -267,8 +301,10 @@ TEST(HfCheckpoint, IndexPointingAtTheWrongShardIsRejected) {
   s2.add_f32("model.norm.weight", {1}, {1});
   s2.write(dir.file("b.safetensors"));
   write_raw(dir.file("model.safetensors.index.json"),
-            json{{"weight_map", {{"model.embed_tokens.weight", "b.safetensors"},
-                                 {"model.norm.weight", "b.safetensors"}}}}.dump());
+            json{{"weight_map",
+                  {{"model.embed_tokens.weight", "b.safetensors"},
+                   {"model.norm.weight", "b.safetensors"}}}}
+                .dump());
   expect_error([&] { HfCheckpoint::open(dir.str()); }, dir.file("model.safetensors.index.json"),
                "weight_map puts 'model.embed_tokens.weight' in b.safetensors");
   write_raw(dir.file("model.safetensors.index.json"),
@@ -289,8 +325,8 @@ TEST(HfCheckpoint, WithoutAnIndexEverySafetensorsFileIsRead) {
   s1.write(dir.file("part-b.safetensors"));
   s2.write(dir.file("part-a.safetensors"));
   auto c = HfCheckpoint::open(dir.str());
-  EXPECT_EQ(c->shard_paths(),
-            (std::vector<std::string>{dir.file("part-a.safetensors"), dir.file("part-b.safetensors")}));
+  EXPECT_EQ(c->shard_paths(), (std::vector<std::string>{dir.file("part-a.safetensors"),
+                                                        dir.file("part-b.safetensors")}));
   EXPECT_EQ(c->tensor("model.embed_tokens.weight").file, dir.file("part-b.safetensors"));
 
   s1.write(dir.file("part-c.safetensors"));  // same tensor twice
@@ -361,7 +397,8 @@ TEST(HfCheckpoint, VisionAndProjectorTensorsAreSkippedAndCounted) {
 
 TEST(HfCheckpoint, BadDirectoriesAreNamed) {
   TempDir dir;
-  expect_error([&] { HfCheckpoint::open(dir.file("absent")); }, dir.file("absent"), "not a directory");
+  expect_error([&] { HfCheckpoint::open(dir.file("absent")); }, dir.file("absent"),
+               "not a directory");
   expect_error([&] { HfCheckpoint::open(dir.str()); }, dir.str(), "no config.json");
   write_config(dir);
   expect_error([&] { HfCheckpoint::open(dir.str()); }, dir.str(), "no *.safetensors files");

@@ -2,17 +2,19 @@
 // against the end of the mapping, and every count is checked against the bytes that remain
 // before anything is allocated, so a corrupt file becomes an Error, never a crash or a huge
 // allocation.
+#include "formats/gguf.h"
+
 #include <bit>
 #include <cstring>
 #include <limits>
 
 #include "core/error.h"
-#include "formats/gguf.h"
 
 namespace unicorn {
 namespace {
 
-static_assert(std::endian::native == std::endian::little, "GGUF reader assumes a little-endian host");
+static_assert(std::endian::native == std::endian::little,
+              "GGUF reader assumes a little-endian host");
 
 constexpr int kMaxDims = 4;
 // Smallest encodings, used to reject counts that cannot fit in the remaining bytes.
@@ -44,8 +46,8 @@ class Cursor {
   std::string read_string() {
     const uint64_t n = read<uint64_t>();
     if (n > left())
-      fail("{}: string length {} exceeds the {} bytes left in the file, while reading {}", path_,
-           n, left(), where_);
+      fail("{}: string length {} exceeds the {} bytes left in the file, while reading {}", path_, n,
+           left(), where_);
     std::string s(reinterpret_cast<const char*>(data_ + pos_), static_cast<size_t>(n));
     pos_ += static_cast<size_t>(n);
     return s;
@@ -65,24 +67,36 @@ class Cursor {
 
 bool is_integer_type(GgufValueType t) {
   switch (t) {
-    case GgufValueType::U8: case GgufValueType::I8: case GgufValueType::U16:
-    case GgufValueType::I16: case GgufValueType::U32: case GgufValueType::I32:
-    case GgufValueType::U64: case GgufValueType::I64:
-      return true;
-    default:
-      return false;
+    case GgufValueType::U8:
+    case GgufValueType::I8:
+    case GgufValueType::U16:
+    case GgufValueType::I16:
+    case GgufValueType::U32:
+    case GgufValueType::I32:
+    case GgufValueType::U64:
+    case GgufValueType::I64: return true;
+    default: return false;
   }
 }
 
-bool is_known_type(uint32_t t) { return t <= static_cast<uint32_t>(GgufValueType::F64); }
+bool is_known_type(uint32_t t) {
+  return t <= static_cast<uint32_t>(GgufValueType::F64);
+}
 
 // Bytes of one encoded element, or 0 for variable-size types (string).
 size_t fixed_size(GgufValueType t) {
   switch (t) {
-    case GgufValueType::U8: case GgufValueType::I8: case GgufValueType::BOOL: return 1;
-    case GgufValueType::U16: case GgufValueType::I16: return 2;
-    case GgufValueType::U32: case GgufValueType::I32: case GgufValueType::F32: return 4;
-    case GgufValueType::U64: case GgufValueType::I64: case GgufValueType::F64: return 8;
+    case GgufValueType::U8:
+    case GgufValueType::I8:
+    case GgufValueType::BOOL: return 1;
+    case GgufValueType::U16:
+    case GgufValueType::I16: return 2;
+    case GgufValueType::U32:
+    case GgufValueType::I32:
+    case GgufValueType::F32: return 4;
+    case GgufValueType::U64:
+    case GgufValueType::I64:
+    case GgufValueType::F64: return 8;
     default: return 0;
   }
 }
@@ -113,8 +127,7 @@ int64_t read_int(Cursor& c, GgufValueType t, const std::string& path, uint64_t* 
         fail("{}: u64 array element {} is too large, while reading {}", path, u, c.where());
       return static_cast<int64_t>(u);
     }
-    default:
-      fail("{}: internal: {} is not an integer type", path, gguf_value_type_name(t));
+    default: fail("{}: internal: {} is not an integer type", path, gguf_value_type_name(t));
   }
 }
 
@@ -130,8 +143,8 @@ GgufArray read_array(Cursor& c, const std::string& path) {
   // A string element takes at least its 8-byte length.
   const size_t min_elem = a.elem_type == GgufValueType::STRING ? 8 : fixed_size(a.elem_type);
   if (n > c.left() / min_elem)
-    fail("{}: array of {} {} elements does not fit in the {} bytes left, while reading {}", path,
-         n, gguf_value_type_name(a.elem_type), c.left(), c.where());
+    fail("{}: array of {} {} elements does not fit in the {} bytes left, while reading {}", path, n,
+         gguf_value_type_name(a.elem_type), c.left(), c.where());
   const size_t count = static_cast<size_t>(n);
   if (a.elem_type == GgufValueType::STRING) {
     a.strings.reserve(count);
@@ -202,9 +215,14 @@ uint64_t saturating_add(uint64_t a, uint64_t b) {
 }  // namespace
 
 std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
+  return open(MappedFile::open(path));
+}
+
+std::unique_ptr<GgufFile> GgufFile::open(std::unique_ptr<MappedFile> map) {
   std::unique_ptr<GgufFile> f(new GgufFile());
-  f->path_ = path;
-  f->map_ = MappedFile::open(path);
+  f->path_ = map->path();
+  f->map_ = std::move(map);
+  const std::string& path = f->path_;
   const uint8_t* base = f->map_->data();
   const size_t size = f->map_->size();
   if (size == 0) fail("{}: empty file, not a GGUF file", path);
@@ -242,7 +260,8 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
 
   if (const GgufValue* a = f->find("general.alignment")) {
     if (!is_integer_type(a->type))
-      fail("{}: general.alignment is a {}, expected an integer", path, gguf_value_type_name(a->type));
+      fail("{}: general.alignment is a {}, expected an integer", path,
+           gguf_value_type_name(a->type));
     const int64_t al = *f->get_int("general.alignment");
     if (al <= 0 || static_cast<uint64_t>(al) > kMaxAlignment ||
         !std::has_single_bit(static_cast<uint64_t>(al)))

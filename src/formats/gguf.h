@@ -56,6 +56,8 @@ class GgufFile {
   // Opens and validates the whole header and tensor table; throws Error naming the path and
   // what is wrong (not a GGUF, bad version, truncated, tensor data outside the file...).
   static std::unique_ptr<GgufFile> open(const std::string& path);
+  // The same over an already open mapping (e.g. MappedFile::from_bytes); path() is its path().
+  static std::unique_ptr<GgufFile> open(std::unique_ptr<MappedFile> map);
 
   const std::string& path() const { return path_; }
   uint32_t version() const { return version_; }

@@ -25,7 +25,9 @@ std::string gguf_value_type_name(GgufValueType t) {
   return fmt::format("type {}", static_cast<uint32_t>(t));
 }
 
-size_t GgufArray::size() const { return ints.size() + floats.size() + strings.size(); }
+size_t GgufArray::size() const {
+  return ints.size() + floats.size() + strings.size();
+}
 
 int64_t GgufTensorInfo::n_elements() const {
   int64_t n = 1;

@@ -106,12 +106,16 @@ class CountingSink final : public GgufTensorSink {
 
 bool is_int_type(GgufValueType t) {
   switch (t) {
-    case GgufValueType::U8: case GgufValueType::I8: case GgufValueType::U16:
-    case GgufValueType::I16: case GgufValueType::U32: case GgufValueType::I32:
-    case GgufValueType::U64: case GgufValueType::I64: case GgufValueType::BOOL:
-      return true;
-    default:
-      return false;
+    case GgufValueType::U8:
+    case GgufValueType::I8:
+    case GgufValueType::U16:
+    case GgufValueType::I16:
+    case GgufValueType::U32:
+    case GgufValueType::I32:
+    case GgufValueType::U64:
+    case GgufValueType::I64:
+    case GgufValueType::BOOL: return true;
+    default: return false;
   }
 }
 
@@ -195,7 +199,8 @@ void GgufWriter::check_value(const std::string& key, const GgufValue& v) const {
     fail("{}: metadata key '{}': {}", path_, key, why);
   };
   switch (v.type) {
-    case GgufValueType::F32: case GgufValueType::F64:
+    case GgufValueType::F32:
+    case GgufValueType::F64:
       if (!std::holds_alternative<double>(v.v)) bad("float type without a double value");
       break;
     case GgufValueType::BOOL:
@@ -213,13 +218,12 @@ void GgufWriter::check_value(const std::string& key, const GgufValue& v) const {
       const auto* a = std::get_if<GgufArray>(&v.v);
       if (!a) bad("array type without an array value");
       const auto t = a->elem_type;
-      const bool ok =
-          (t == GgufValueType::STRING && a->ints.empty() && a->floats.empty()) ||
-          ((t == GgufValueType::F32 || t == GgufValueType::F64) && a->ints.empty() &&
-           a->strings.empty()) ||
-          (is_int_type(t) && a->floats.empty() && a->strings.empty());
-      if (!ok) bad(fmt::format("array of {} holds the wrong kind of elements",
-                               gguf_value_type_name(t)));
+      const bool ok = (t == GgufValueType::STRING && a->ints.empty() && a->floats.empty()) ||
+                      ((t == GgufValueType::F32 || t == GgufValueType::F64) && a->ints.empty() &&
+                       a->strings.empty()) ||
+                      (is_int_type(t) && a->floats.empty() && a->strings.empty());
+      if (!ok)
+        bad(fmt::format("array of {} holds the wrong kind of elements", gguf_value_type_name(t)));
       for (int64_t i : a->ints)
         if (!int_fits(t, i)) bad(fmt::format("{} does not fit in {}", i, gguf_value_type_name(t)));
       break;
@@ -243,17 +247,39 @@ void GgufWriter::add_value(std::string key, GgufValue v) {
   kv_.push_back({std::move(key), std::move(v)});
 }
 
-void GgufWriter::add_u8(std::string k, uint8_t v) { add_value(std::move(k), {GgufValueType::U8, int64_t{v}}); }
-void GgufWriter::add_i8(std::string k, int8_t v) { add_value(std::move(k), {GgufValueType::I8, int64_t{v}}); }
-void GgufWriter::add_u16(std::string k, uint16_t v) { add_value(std::move(k), {GgufValueType::U16, int64_t{v}}); }
-void GgufWriter::add_i16(std::string k, int16_t v) { add_value(std::move(k), {GgufValueType::I16, int64_t{v}}); }
-void GgufWriter::add_u32(std::string k, uint32_t v) { add_value(std::move(k), {GgufValueType::U32, int64_t{v}}); }
-void GgufWriter::add_i32(std::string k, int32_t v) { add_value(std::move(k), {GgufValueType::I32, int64_t{v}}); }
-void GgufWriter::add_u64(std::string k, uint64_t v) { add_value(std::move(k), {GgufValueType::U64, v}); }
-void GgufWriter::add_i64(std::string k, int64_t v) { add_value(std::move(k), {GgufValueType::I64, v}); }
-void GgufWriter::add_f32(std::string k, float v) { add_value(std::move(k), {GgufValueType::F32, double{v}}); }
-void GgufWriter::add_f64(std::string k, double v) { add_value(std::move(k), {GgufValueType::F64, v}); }
-void GgufWriter::add_bool(std::string k, bool v) { add_value(std::move(k), {GgufValueType::BOOL, v}); }
+void GgufWriter::add_u8(std::string k, uint8_t v) {
+  add_value(std::move(k), {GgufValueType::U8, int64_t{v}});
+}
+void GgufWriter::add_i8(std::string k, int8_t v) {
+  add_value(std::move(k), {GgufValueType::I8, int64_t{v}});
+}
+void GgufWriter::add_u16(std::string k, uint16_t v) {
+  add_value(std::move(k), {GgufValueType::U16, int64_t{v}});
+}
+void GgufWriter::add_i16(std::string k, int16_t v) {
+  add_value(std::move(k), {GgufValueType::I16, int64_t{v}});
+}
+void GgufWriter::add_u32(std::string k, uint32_t v) {
+  add_value(std::move(k), {GgufValueType::U32, int64_t{v}});
+}
+void GgufWriter::add_i32(std::string k, int32_t v) {
+  add_value(std::move(k), {GgufValueType::I32, int64_t{v}});
+}
+void GgufWriter::add_u64(std::string k, uint64_t v) {
+  add_value(std::move(k), {GgufValueType::U64, v});
+}
+void GgufWriter::add_i64(std::string k, int64_t v) {
+  add_value(std::move(k), {GgufValueType::I64, v});
+}
+void GgufWriter::add_f32(std::string k, float v) {
+  add_value(std::move(k), {GgufValueType::F32, double{v}});
+}
+void GgufWriter::add_f64(std::string k, double v) {
+  add_value(std::move(k), {GgufValueType::F64, v});
+}
+void GgufWriter::add_bool(std::string k, bool v) {
+  add_value(std::move(k), {GgufValueType::BOOL, v});
+}
 void GgufWriter::add_string(std::string k, std::string v) {
   add_value(std::move(k), {GgufValueType::STRING, std::move(v)});
 }

@@ -82,8 +82,7 @@ class GgufWriter {
     GgufValue value;
   };
 
-  size_t tensor_bytes(const std::string& name, const std::vector<int64_t>& ne,
-                      GgmlType type) const;
+  size_t tensor_bytes(const std::string& name, const std::vector<int64_t>& ne, GgmlType type) const;
   void check_value(const std::string& key, const GgufValue& v) const;
   void write_to(const std::string& tmp_path);
 

@@ -53,11 +53,11 @@ std::unique_ptr<HfCheckpoint> HfCheckpoint::open(const std::string& dir) {
   if (fs::is_regular_file(index, ec)) {
     const nlohmann::json idx = read_json(index);
     const auto wm = idx.find("weight_map");
-    if (wm == idx.end() || !wm->is_object())
-      fail("{}: no 'weight_map' object", index.string());
+    if (wm == idx.end() || !wm->is_object()) fail("{}: no 'weight_map' object", index.string());
     std::set<std::string> shard_names;
     for (const auto& [name, file] : wm->items()) {
-      if (!file.is_string()) fail("{}: weight_map entry '{}' is not a file name", index.string(), name);
+      if (!file.is_string())
+        fail("{}: weight_map entry '{}' is not a file name", index.string(), name);
       const std::string f = file.get<std::string>();
       // Shards live next to the index; refuse paths that would leave the directory.
       if (f.empty() || f.find('/') != std::string::npos || f == "..")
@@ -116,7 +116,8 @@ const HfCheckpoint::Entry* HfCheckpoint::find_entry(std::string_view name) const
 }
 
 HfTensor HfCheckpoint::make(const Entry& e) const {
-  return HfTensor{e.tensor->name, e.file->ggml_type(*e.tensor), e.tensor->shape, e.tensor->data,
+  return HfTensor{e.tensor->name,   e.file->ggml_type(*e.tensor),
+                  e.tensor->shape,  e.tensor->data,
                   e.tensor->nbytes, e.file->path()};
 }
 
@@ -142,9 +143,10 @@ HfTensor HfCheckpoint::tensor(std::string_view name) const {
 
 const std::string& HfCheckpoint::text_prefix() const {
   if (text_prefix_.empty())
-    fail("{}: no text model found (no embed_tokens.weight under model., language_model.model. "
-         "or model.language_model.)",
-         dir_);
+    fail(
+        "{}: no text model found (no embed_tokens.weight under model., language_model.model. "
+        "or model.language_model.)",
+        dir_);
   return text_prefix_;
 }
 
@@ -155,7 +157,8 @@ std::optional<HfTensor> HfCheckpoint::find_text_tensor(std::string_view name_aft
 HfTensor HfCheckpoint::text_tensor(std::string_view name_after_prefix) const {
   const std::string full = text_prefix() + std::string(name_after_prefix);
   const Entry* e = find_entry(full);
-  if (!e) fail("{}: checkpoint has no text tensor '{}' (looked for '{}')", dir_, name_after_prefix, full);
+  if (!e)
+    fail("{}: checkpoint has no text tensor '{}' (looked for '{}')", dir_, name_after_prefix, full);
   return make(*e);
 }
 

@@ -26,7 +26,7 @@ struct HfTensor {
   std::vector<int64_t> shape;  // PyTorch order, outermost first
   const uint8_t* data;         // into the shard's mapping (valid while the HfCheckpoint lives)
   size_t nbytes;
-  std::string file;            // shard path
+  std::string file;  // shard path
 };
 
 class HfCheckpoint {

@@ -41,8 +41,20 @@ std::unique_ptr<MappedFile> MappedFile::open(const std::string& path) {
   return m;
 }
 
+std::unique_ptr<MappedFile> MappedFile::from_bytes(std::string name, std::vector<uint8_t> bytes) {
+  std::unique_ptr<MappedFile> m(new MappedFile());
+  m->path_ = std::move(name);
+  m->size_ = bytes.size();
+  if (!bytes.empty()) {
+    m->owned_.reset(new uint8_t[bytes.size()]);
+    std::memcpy(m->owned_.get(), bytes.data(), bytes.size());
+    m->data_ = m->owned_.get();
+  }
+  return m;
+}
+
 MappedFile::~MappedFile() {
-  if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (data_ && !owned_) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
 }  // namespace unicorn

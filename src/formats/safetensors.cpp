@@ -22,6 +22,11 @@ size_t dtype_size(std::string_view d) {
   return 0;
 }
 
+// For messages; replaces invalid UTF-8 instead of throwing.
+std::string to_text(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 uint64_t read_le_u64(const uint8_t* p) {
   uint64_t v = 0;
   for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
@@ -44,9 +49,14 @@ int64_t SafetensorsTensor::n_elements() const {
 }
 
 std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
+  return open(MappedFile::open(path));
+}
+
+std::unique_ptr<SafetensorsFile> SafetensorsFile::open(std::unique_ptr<MappedFile> map) {
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
-  f->path_ = path;
-  f->map_ = MappedFile::open(path);
+  f->path_ = map->path();
+  f->map_ = std::move(map);
+  const std::string& path = f->path_;
   const uint8_t* base = f->map_->data();
   const size_t size = f->map_->size();
   if (size < 8) fail("{}: not a safetensors file (only {} bytes, no header length)", path, size);
@@ -89,22 +99,23 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     int64_t n = 1;
     for (const auto& d : *sh) {
       if (!d.is_number_unsigned() || d.get<uint64_t>() > uint64_t{1} << 62)
-        bad(fmt::format("invalid shape {}", sh->dump()));
+        bad(fmt::format("invalid shape {}", to_text(*sh)));
       const auto dim = static_cast<int64_t>(d.get<uint64_t>());
-      if (__builtin_mul_overflow(n, dim, &n)) bad(fmt::format("shape {} is too large", sh->dump()));
+      if (__builtin_mul_overflow(n, dim, &n))
+        bad(fmt::format("shape {} is too large", to_text(*sh)));
       t.shape.push_back(dim);
     }
     const uint64_t begin = (*off)[0].get<uint64_t>();
     const uint64_t end = (*off)[1].get<uint64_t>();
     if (begin > end || end > data_size)
-      bad(fmt::format("data_offsets [{}, {}) lie outside the {} data bytes of the file", begin,
-                      end, data_size));
+      bad(fmt::format("data_offsets [{}, {}) lie outside the {} data bytes of the file", begin, end,
+                      data_size));
     t.data = data + begin;
     t.nbytes = static_cast<size_t>(end - begin);
     if (const size_t es = dtype_size(t.dtype); es != 0) {
       uint64_t expected;
       if (__builtin_mul_overflow(static_cast<uint64_t>(n), es, &expected) || expected != t.nbytes)
-        bad(fmt::format("shape {} of {} needs {} bytes but data_offsets span {}", sh->dump(),
+        bad(fmt::format("shape {} of {} needs {} bytes but data_offsets span {}", to_text(*sh),
                         t.dtype, static_cast<uint64_t>(n) * es, t.nbytes));
     }
     f->tensors_.push_back(std::move(t));
@@ -131,8 +142,8 @@ const SafetensorsTensor* SafetensorsFile::find(std::string_view name) const {
 
 GgmlType SafetensorsFile::ggml_type(const SafetensorsTensor& t) const {
   if (auto g = safetensors_dtype_to_ggml(t.dtype)) return *g;
-  fail("{}: tensor '{}' has dtype {}; Unicorn reads only F32, F16 and BF16 tensors", path_,
-       t.name, t.dtype);
+  fail("{}: tensor '{}' has dtype {}; Unicorn reads only F32, F16 and BF16 tensors", path_, t.name,
+       t.dtype);
 }
 
 }  // namespace unicorn

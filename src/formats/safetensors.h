@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -31,6 +32,8 @@ class SafetensorsFile {
   // Throws Error naming the path and what is wrong (bad header length, bad JSON, offsets
   // outside the file, shape/size mismatch...).
   static std::unique_ptr<SafetensorsFile> open(const std::string& path);
+  // The same over an already open mapping (e.g. MappedFile::from_bytes); path() is its path().
+  static std::unique_ptr<SafetensorsFile> open(std::unique_ptr<MappedFile> map);
 
   const std::string& path() const { return path_; }
   // In data-offset order.

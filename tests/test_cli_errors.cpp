@@ -2,6 +2,7 @@
 // crash: the unicorn binary is run as a user would run it.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -25,7 +26,7 @@ struct Result {
 };
 
 Result run_unicorn(const std::string& args) {
-  const fs::path errf = fs::temp_directory_path() / "unicorn_cli_err.txt";
+  const fs::path errf = fs::temp_directory_path() / ("unicorn_cli_err_" + std::to_string(::getpid()) + ".txt");
   const std::string cmd = std::string(UNICORN_BINARY) + " " + args + " 2>" + errf.string() + " </dev/null";
   Result r;
   FILE* p = popen(cmd.c_str(), "r");
@@ -41,7 +42,10 @@ Result run_unicorn(const std::string& args) {
 
 const std::string kTiny = test::fixture("tiny/g1_hd128_w8/model.gguf");
 
-fs::path temp_path(const std::string& name) { return fs::temp_directory_path() / ("unicorn_cli_" + name); }
+// ctest runs tests as parallel processes: names carry the pid.
+fs::path temp_path(const std::string& name) {
+  return fs::temp_directory_path() / ("unicorn_cli_" + std::to_string(::getpid()) + "_" + name);
+}
 
 // Rewrites the tiny GGUF with `edit` applied to its metadata and tensors.
 std::string rewrite_tiny(const std::string& name,

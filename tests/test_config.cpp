@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <unistd.h>
+
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
@@ -18,7 +20,9 @@ namespace {
 // A metadata-only GGUF with the llama.cpp keys for a Gemma 3 size.
 Gemma3Config gguf_config(int64_t hidden, int64_t layers, int64_t heads, int64_t kv, int64_t hd, int64_t ffn,
                          int64_t window, float rope_scale) {
-  const std::string path = (std::filesystem::temp_directory_path() / "unicorn_cfg.gguf").string();
+  // ctest runs tests as parallel processes: one file per process.
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("unicorn_cfg_" + std::to_string(::getpid()) + ".gguf")).string();
   GgufWriter w(path);
   w.add_string("general.architecture", "gemma3");
   w.add_u32("gemma3.context_length", 131072);

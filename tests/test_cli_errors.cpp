@@ -10,7 +10,11 @@
 #include <fstream>
 #include <functional>
 
+#include <fmt/format.h>
+
 #include "formats/gguf.h"
+#include "model/loader.h"
+#include "tokenizer/chat_template.h"
 #include "formats/gguf_writer.h"
 #include "test_support.h"
 
@@ -25,9 +29,9 @@ struct Result {
   std::string out;      // stdout
 };
 
-Result run_unicorn(const std::string& args) {
+Result run_unicorn(const std::string& args, const std::string& stdin_file = "/dev/null") {
   const fs::path errf = fs::temp_directory_path() / ("unicorn_cli_err_" + std::to_string(::getpid()) + ".txt");
-  const std::string cmd = std::string(UNICORN_BINARY) + " " + args + " 2>" + errf.string() + " </dev/null";
+  const std::string cmd = std::string(UNICORN_BINARY) + " " + args + " 2>" + errf.string() + " <" + stdin_file;
   Result r;
   FILE* p = popen(cmd.c_str(), "r");
   std::array<char, 4096> buf{};
@@ -159,4 +163,56 @@ TEST(CliInfo, DescribesTinyModel) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("layers 6 (global: 5)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("sliding window 8"), std::string::npos) << r.out;
+}
+
+TEST(CliChat, PipedTurnsReuseTheCache) {
+  // Two turns from a pipe; the summary's prompt count must be the rendered conversation's
+  // tokens fed once each (history is never re-processed): turn 1 = full template, turn 2 =
+  // only the follow-up text.
+  const std::string cmd = "chat -m " + kTiny + " -n 3 --temp 0";
+  const std::string in = (temp_path("chat_in.txt")).string();
+  std::ofstream(in) << "hello there\nand again\n";
+  const Result r = run_unicorn(cmd, in);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("generated 6 tok"), std::string::npos) << r.err;
+  const Tokenizer tok = *load_model(kTiny).tokenizer;
+  const size_t first = tok.encode(render_chat({{"user", "hello there"}}, true), false).size();
+  const size_t second = tok.encode(render_user_followup("and again", false), false).size();
+  EXPECT_NE(r.err.find(fmt::format("[prompt {} tok", first + second)), std::string::npos) << r.err;
+}
+
+TEST(CliBench, WritesJson) {
+  const Result r = run_unicorn("bench -m " + kTiny + " -p 16 -n 4 -r 1 -o json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"test\": \"pp16\""), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"test\": \"tg4\""), std::string::npos) << r.out;
+}
+
+TEST(CliRun, CtrlCStopsCleanlyWithSummary) {
+  // Long generation on the tiny model; SIGINT after a moment must end it with exit 0 and the
+  // summary line saying it was interrupted.
+  const std::string errf = temp_path("sigint_err.txt").string();
+  const std::string cmd = "(" + std::string(UNICORN_BINARY) + " run -m " + kTiny +
+                          " -p hi -n 100000000 -c 512 --temp 0 2>" + errf + " >/dev/null & pid=$!; sleep 0.5; kill -INT $pid; wait $pid)";
+  const int st = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(st));
+  std::ifstream f(errf);
+  const std::string err((std::istreambuf_iterator<char>(f)), {});
+  // Either interrupted, or (on a very fast machine) it hit the context end first; both are clean.
+  EXPECT_TRUE(err.find("stop: interrupted") != std::string::npos || err.find("stop: context full") != std::string::npos) << err;
+  EXPECT_EQ(WEXITSTATUS(st), 0) << err;
+}
+
+TEST(CliRun, PassingTheContextEndIsAClearMessage) {
+  const Result r = run_unicorn("run -m " + kTiny + " -p hi -n 1000 -c 16 --temp 0");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("stop: context full"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("end of the 16-token context"), std::string::npos) << r.err;
+}
+
+TEST(CliRun, PromptLongerThanContextIsAnError) {
+  std::string prompt(200, 'x');
+  const Result r = run_unicorn("run -m " + kTiny + " -p '" + prompt + "' -c 16");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("context"), std::string::npos) << r.err;
 }

@@ -47,8 +47,7 @@ int32_t Sampler::sample(std::span<const float> logits) {
     std::sort(cand_.begin(), cand_.end(), by_logit);
   }
   cand_.resize(k);
-  // Softmax at temperature 1 for the top-p / min-p cut-offs, as Gemma's reference does
-  // (HF applies temperature first; at the default T = 1 the two orders agree).
+  // Temperature is applied before the top-p / min-p cut-offs, as transformers' warpers do.
   const float inv_t = 1.0f / p_.temperature;
   std::vector<double> prob(k);
   double sum = 0;

@@ -175,3 +175,49 @@ TEST(CpuMatmul, BackendMatmulWritesEveryOutput) {
 }
 
 }  // namespace
+
+namespace {
+
+// The SIMD sets' unpacking and activation quantization must equal the portable code exactly
+// (the kernels' correctness arguments rely on the same bytes).
+TEST(CpuMatmul, SimdUnpackAndQuantizeEqualPortableCode) {
+  std::mt19937 rng(11);
+  const int64_t K = 1024;
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0,
+                        GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
+    const std::vector<uint8_t> w = random_weights(type, {K, 1}, rng);
+    const int64_t nsub = K / tile_sub_block(type);
+    std::vector<int8_t> q0(K), q1(K);
+    std::vector<float> s0(nsub), s1(nsub), m0(nsub), m1(nsub);
+    std::vector<int32_t> c0(nsub), c1(nsub);
+    unpack_row(type, w.data(), K, q0.data(), s0.data(), m0.data(), c0.data());
+    for (const MatmulKernels* k : available_kernels()) {
+      k->unpack_row(type, w.data(), K, q1.data(), s1.data(), m1.data(), c1.data());
+      EXPECT_EQ(q0, q1) << type_name(type) << " " << k->name;
+      EXPECT_EQ(s0, s1) << type_name(type) << " " << k->name;
+      EXPECT_EQ(m0, m1) << type_name(type) << " " << k->name;
+      EXPECT_EQ(c0, c1) << type_name(type) << " " << k->name;
+    }
+  }
+  const int64_t T = 19;
+  std::vector<float> x = random_acts(T, K, rng);
+  x[5] = 0.0f;
+  std::fill(x.begin() + 64, x.begin() + 96, 0.0f);  // an all-zero block
+  const int64_t nb = K / kActBlock, groups = 2;
+  std::vector<int8_t> q0(K), q1(K);
+  std::vector<float> d0(nb), d1(nb);
+  std::vector<int32_t> u0(nb), u1(nb);
+  quantize_act_row(x.data(), K, q0.data(), d0.data(), u0.data());
+  std::vector<PanelBlock> p0(groups * nb), p1(groups * nb);
+  pack_act_panel(x.data(), K, K, T, 0, groups, p0.data());
+  for (const MatmulKernels* k : available_kernels()) {
+    k->quantize_act_row(x.data(), K, q1.data(), d1.data(), u1.data());
+    EXPECT_EQ(q0, q1) << k->name;
+    EXPECT_EQ(d0, d1) << k->name;
+    EXPECT_EQ(u0, u1) << k->name;
+    k->pack_act_panel(x.data(), K, K, T, 0, groups, p1.data());
+    EXPECT_EQ(0, std::memcmp(p0.data(), p1.data(), p0.size() * sizeof(PanelBlock))) << k->name;
+  }
+}
+
+}  // namespace

@@ -1,5 +1,9 @@
 // A fixed pool of worker threads for data-parallel loops (matmul rows, attention heads).
+// Decode runs ~130 loops per token, each tens of microseconds long, so a thread that has just
+// finished spins briefly for the next loop before sleeping on a condition variable: a
+// condition-variable wake costs about as much as a small loop itself.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -27,11 +31,13 @@ class ThreadPool {
   std::vector<std::thread> threads_;
   std::mutex mu_;
   std::condition_variable cv_start_, cv_done_;
+  // Written by parallel_for before generation_ is bumped (release), read by workers after
+  // they see the new generation (acquire).
   const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
   int64_t job_n_ = 0, job_grain_ = 1;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace unicorn

@@ -12,7 +12,10 @@ namespace {
 // Quantizes 32 values; returns the scale and writes the sum of q.
 float quantize_block32(const float* x, int8_t* q, int32_t& sum) {
   float amax = 0.0f;
-  for (int i = 0; i < kActBlock; ++i) amax = std::fmax(amax, std::fabs(x[i]));
+  for (int i = 0; i < kActBlock; ++i) {
+    const float a = std::fabs(x[i]);
+    amax = a > amax ? a : amax;
+  }
   const float d = amax / 127.0f;
   const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
   int32_t s = 0;

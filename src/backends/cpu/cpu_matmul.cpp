@@ -25,7 +25,7 @@ struct TileBuffer {
   std::vector<int32_t> corr;
   WeightTile tile;
 
-  WeightTile& unpack(const WeightTensor& w, int64_t r0, int64_t nr) {
+  WeightTile& unpack(const MatmulKernels& k, const WeightTensor& w, int64_t r0, int64_t nr) {
     const int64_t K = w.cols, rows = (nr + WeightTile::kTileRowAlign - 1) / WeightTile::kTileRowAlign *
                                           WeightTile::kTileRowAlign;
     const int sub = tile_sub_block(w.type);
@@ -36,7 +36,7 @@ struct TileBuffer {
     corr.assign(static_cast<size_t>(rows * nsub), 0);
     bool has_min = false;
     for (int64_t r = 0; r < nr; ++r) {
-      unpack_row(w.type, w.row(r0 + r), K, q.data() + r * K, scale.data() + r * nsub, minc.data() + r * nsub,
+      k.unpack_row(w.type, w.row(r0 + r), K, q.data() + r * K, scale.data() + r * nsub, minc.data() + r * nsub,
                  corr.data() + r * nsub);
     }
     for (float m : minc) has_min |= m != 0.0f;
@@ -96,7 +96,7 @@ void matmul_with(const MatmulKernels& k, ThreadPool& pool, const WeightTensor& w
     xq.resize(static_cast<size_t>(T * K));
     xd.resize(static_cast<size_t>(T * nb));
     xs.resize(static_cast<size_t>(T * nb));
-    for (int64_t t = 0; t < T; ++t) quantize_act_row(x + t * K, K, xq.data() + t * K, xd.data() + t * nb, xs.data() + t * nb);
+    for (int64_t t = 0; t < T; ++t) k.quantize_act_row(x + t * K, K, xq.data() + t * K, xd.data() + t * nb, xs.data() + t * nb);
     pool.parallel_for(N, [&](int64_t b, int64_t e, int) {
       const int64_t chunk = T == 1 ? e - b : kRowChunk;
       for (int64_t r0 = b; r0 < e; r0 += chunk) {
@@ -114,13 +114,13 @@ void matmul_with(const MatmulKernels& k, ThreadPool& pool, const WeightTensor& w
   const int64_t groups = (T + PanelBlock::kTokens - 1) / PanelBlock::kTokens, nb = K / kActBlock;
   panel_mem.resize(static_cast<size_t>(groups * nb));
   PanelBlock* panel_blocks = panel_mem.data();
-  pool.parallel_for(groups, [&](int64_t g0, int64_t g1, int) { pack_act_panel(x, K, K, T, g0, g1, panel_blocks); });
+  pool.parallel_for(groups, [&](int64_t g0, int64_t g1, int) { k.pack_act_panel(x, K, K, T, g0, g1, panel_blocks); });
   const ActPanel panel{groups, nb, panel_blocks};
   pool.parallel_for(N, [&](int64_t b, int64_t e, int) {
     thread_local TileBuffer buf;
     for (int64_t r0 = b; r0 < e; r0 += kTileRows) {
       const int64_t nr = std::min(kTileRows, e - r0);
-      k.tile_gemm(buf.unpack(w, r0, nr), panel, T, y + r0, N);
+      k.tile_gemm(buf.unpack(k, w, r0, nr), panel, T, y + r0, N);
     }
   }, WeightTile::kTileRowAlign);
 }

@@ -85,5 +85,6 @@ void tile_gemm(const WeightTile& tile, const ActPanel& panel, int64_t T, float* 
 namespace unicorn {
 extern const MatmulKernels kAvx2MatmulKernels;
 const MatmulKernels kAvx2MatmulKernels{Isa::Avx2, "avx2", avx2::rows_dot_q8_x86, avx2::rows_dot_f32_x86,
-                                       avx2::tile_gemm};
+                                       avx2::tile_gemm, avx2::unpack_row_x86, avx2::quantize_row_x86,
+                                       avx2::pack_panel_x86};
 }  // namespace unicorn

@@ -91,5 +91,6 @@ void tile_gemm(const WeightTile& tile, const ActPanel& panel, int64_t T, float* 
 namespace unicorn {
 extern const MatmulKernels kAvx512MatmulKernels;
 const MatmulKernels kAvx512MatmulKernels{Isa::Avx512, "avx512", avx512::rows_dot_q8_x86, avx512::rows_dot_f32_x86,
-                                         avx512::tile_gemm};
+                                         avx512::tile_gemm, avx512::unpack_row_x86, avx512::quantize_row_x86,
+                                       avx512::pack_panel_x86};
 }  // namespace unicorn

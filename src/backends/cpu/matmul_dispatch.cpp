@@ -8,7 +8,8 @@ extern const MatmulKernels kAvx2MatmulKernels;
 extern const MatmulKernels kAvx512MatmulKernels;
 
 namespace {
-const MatmulKernels kScalarKernels{Isa::Scalar, "scalar", rows_dot_q8_scalar, rows_dot_f32_scalar, tile_gemm_scalar};
+const MatmulKernels kScalarKernels{Isa::Scalar, "scalar", rows_dot_q8_scalar, rows_dot_f32_scalar, tile_gemm_scalar,
+                                  unpack_row, quantize_act_row, pack_act_panel};
 
 bool cpu_has_avx2() {
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");

@@ -69,6 +69,12 @@ using RowsDotF32 = void (*)(GgmlType type, const uint8_t* w, size_t stride, int6
 // y[t * ldy + r] = dot(tile row r, token t) for r < tile.valid, t < T.
 using TileGemm = void (*)(const WeightTile& tile, const ActPanel& panel, int64_t T, float* y, int64_t ldy);
 
+using UnpackRow = void (*)(GgmlType type, const uint8_t* src, int64_t K, int8_t* q, float* scale, float* minc,
+                           int32_t* corr);
+using QuantizeActRow = void (*)(const float* x, int64_t K, int8_t* q, float* d, int32_t* sum);
+using PackActPanel = void (*)(const float* x, int64_t ldx, int64_t K, int64_t T, int64_t g0, int64_t g1,
+                              PanelBlock* blocks);
+
 enum class Isa { Scalar, Avx2, Avx512 };
 
 struct MatmulKernels {
@@ -77,6 +83,9 @@ struct MatmulKernels {
   RowsDotQ8 rows_dot_q8;
   RowsDotF32 rows_dot_f32;
   TileGemm tile_gemm;
+  UnpackRow unpack_row;           // same results as the portable unpack_row
+  QuantizeActRow quantize_act_row;  // same results as the portable quantize_act_row
+  PackActPanel pack_act_panel;    // same results as the portable pack_act_panel
 };
 
 // Kernels for an instruction set; nullptr if this CPU cannot run it.

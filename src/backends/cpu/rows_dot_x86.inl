@@ -261,3 +261,188 @@ void rows_dot_f32_x86(unicorn::GgmlType type, const uint8_t* w, size_t stride, i
 }
 
 }  // namespace
+
+// ---- unpacking weight rows for the tiled kernel (WeightTile layout) -----------------------------
+
+// Σ of 32 signed bytes, and of their first 16.
+inline void sum_i8(__m256i v, int32_t& all, int32_t& first16) {
+  const __m256i s = _mm256_sad_epu8(_mm256_xor_si256(v, _mm256_set1_epi8(static_cast<char>(0x80))),
+                                    _mm256_setzero_si256());
+  const int64_t a = _mm256_extract_epi64(s, 0) + _mm256_extract_epi64(s, 1);
+  const int64_t b = _mm256_extract_epi64(s, 2) + _mm256_extract_epi64(s, 3);
+  first16 = static_cast<int32_t>(a) - 128 * 16;
+  all = static_cast<int32_t>(a + b) - 128 * 32;
+}
+
+inline void store_q32(int8_t* q, __m256i v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), v); }
+
+// A 32-value sub-block: store q, its scale / min coefficient and -128·Σq.
+inline void put_sub32(__m256i v, float scale, float minc, int8_t* q, float* sc, float* mc, int32_t* corr) {
+  store_q32(q, v);
+  int32_t all, first;
+  sum_i8(v, all, first);
+  *sc = scale;
+  *mc = minc;
+  *corr = -128 * all;
+}
+
+template <int kKind>  // 0: Q4_0, 1: Q5_0, 2: Q4_1, 3: Q5_1, 4: Q8_0
+void unpack_legacy(const uint8_t* row, int64_t nb, int8_t* q, float* sc, float* mc, int32_t* corr) {
+  constexpr size_t kBytes[] = {sizeof(BlockQ4_0), sizeof(BlockQ5_0), sizeof(BlockQ4_1), sizeof(BlockQ5_1),
+                               sizeof(BlockQ8_0)};
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + b * kBytes[kKind];
+    __m256i v;
+    float m = 0.0f;
+    if constexpr (kKind == 0) v = _mm256_sub_epi8(nibbles_32(blk + 2), _mm256_set1_epi8(8));
+    if constexpr (kKind == 1)
+      v = _mm256_sub_epi8(_mm256_or_si256(nibbles_32(blk + 6), fifth_bits(load_u32(blk + 2))), _mm256_set1_epi8(16));
+    if constexpr (kKind == 2) v = nibbles_32(blk + 4);
+    if constexpr (kKind == 3) v = _mm256_or_si256(nibbles_32(blk + 8), fifth_bits(load_u32(blk + 4)));
+    if constexpr (kKind == 4) v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+    if constexpr (kKind == 2 || kKind == 3) m = half_to_float(blk + 2);
+    put_sub32(v, half_to_float(blk), m, q + 32 * b, sc + b, mc + b, corr + b);
+  }
+}
+
+template <bool kFive>
+void unpack_q4q5_k(const uint8_t* row, int64_t nsb, int8_t* q, float* sc, float* mc, int32_t* corr) {
+  constexpr size_t kBytes = kFive ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
+  constexpr size_t kQs = kFive ? 48 : 16;
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  for (int64_t sb = 0; sb < nsb; ++sb) {
+    const uint8_t* blk = row + sb * kBytes;
+    const float d = half_to_float(blk), dmin = half_to_float(blk + 2);
+    [[maybe_unused]] __m256i qh;
+    if constexpr (kFive) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16));
+    for (int s = 0; s < 8; ++s) {
+      const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQs + 32 * (s / 2)));
+      __m256i v = _mm256_and_si256(s % 2 ? _mm256_srli_epi16(qs, 4) : qs, m4);
+      if constexpr (kFive) {
+        const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << s));
+        v = _mm256_or_si256(v, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit),
+                                                _mm256_set1_epi8(0x10)));
+      }
+      const ScaleMin sm = k4_scale_min(blk + 4, s);
+      const int64_t at = sb * 8 + s;
+      put_sub32(v, d * static_cast<float>(sm.scale), -dmin * static_cast<float>(sm.min), q + 32 * at, sc + at, mc + at,
+                corr + at);
+    }
+  }
+}
+
+void unpack_q6_k(const uint8_t* row, int64_t nsb, int8_t* q, float* sc, float* mc, int32_t* corr) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
+  for (int64_t sb = 0; sb < nsb; ++sb) {
+    const uint8_t* blk = row + sb * sizeof(BlockQ6_K);
+    const auto* scales = reinterpret_cast<const int8_t*>(blk + 192);
+    const float d = half_to_float(blk + 208);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * h));
+      const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * h + 32));
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * h));
+      const __m256i v[4] = {
+          _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2)),
+          _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                          _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2))};
+      for (int k = 0; k < 4; ++k) {
+        const __m256i w = _mm256_sub_epi8(v[k], k32);
+        const int64_t at = sb * 16 + 8 * h + 2 * k;  // 16-value sub-block index
+        store_q32(q + 16 * at, w);
+        int32_t all, first;
+        sum_i8(w, all, first);
+        sc[at] = d * static_cast<float>(scales[8 * h + 2 * k]);
+        sc[at + 1] = d * static_cast<float>(scales[8 * h + 2 * k + 1]);
+        mc[at] = mc[at + 1] = 0.0f;
+        corr[at] = -128 * first;
+        corr[at + 1] = -128 * (all - first);
+      }
+    }
+  }
+}
+
+void unpack_row_x86(unicorn::GgmlType type, const uint8_t* src, int64_t K, int8_t* q, float* sc, float* mc,
+                    int32_t* corr) {
+  using unicorn::GgmlType;
+  const int64_t nb = K / 32, nsb = K / 256;
+  switch (type) {
+    case GgmlType::Q4_0: return unpack_legacy<0>(src, nb, q, sc, mc, corr);
+    case GgmlType::Q5_0: return unpack_legacy<1>(src, nb, q, sc, mc, corr);
+    case GgmlType::Q4_1: return unpack_legacy<2>(src, nb, q, sc, mc, corr);
+    case GgmlType::Q5_1: return unpack_legacy<3>(src, nb, q, sc, mc, corr);
+    case GgmlType::Q8_0: return unpack_legacy<4>(src, nb, q, sc, mc, corr);
+    case GgmlType::Q4_K: return unpack_q4q5_k<false>(src, nsb, q, sc, mc, corr);
+    case GgmlType::Q5_K: return unpack_q4q5_k<true>(src, nsb, q, sc, mc, corr);
+    case GgmlType::Q6_K: return unpack_q6_k(src, nsb, q, sc, mc, corr);
+    default: return unicorn::unpack_row(type, src, K, q, sc, mc, corr);  // Q2_K, Q3_K
+  }
+}
+
+// ---- activation quantization (same rounding as act_quant.cpp: round half to even) ---------------
+
+// 32 floats -> 32 int8 (in a vector); returns d, writes Σq and Σ of the first 16.
+inline float quantize_32(const float* x, __m256i& out, int32_t& sum, int32_t& first16) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 v[4];
+  for (int i = 0; i < 4; ++i) v[i] = _mm256_loadu_ps(x + 8 * i);
+  __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                           _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+  const float amax = _mm_cvtss_f32(m4);
+  const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+  const __m256 idv = _mm256_set1_ps(id);
+  __m256i q[4];
+  for (int i = 0; i < 4; ++i) q[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], idv));
+  const __m256i lo = _mm256_add_epi32(q[0], q[1]), all = _mm256_add_epi32(lo, _mm256_add_epi32(q[2], q[3]));
+  auto hsum_i = [](__m256i s) {
+    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
+    return _mm_cvtsi128_si32(t);
+  };
+  sum = hsum_i(all);
+  first16 = hsum_i(lo);
+  // packs interleave 128-bit lanes; the permute restores value order
+  const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+  out = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  return amax / 127.0f;
+}
+
+void quantize_row_x86(const float* x, int64_t K, int8_t* q, float* d, int32_t* sum) {
+  for (int64_t b = 0; b < K / 32; ++b) {
+    __m256i v;
+    int32_t first;
+    d[b] = quantize_32(x + 32 * b, v, sum[b], first);
+    store_q32(q + 32 * b, v);
+  }
+}
+
+void pack_panel_x86(const float* x, int64_t ldx, int64_t K, int64_t T, int64_t g0, int64_t g1, PanelBlock* blocks) {
+  constexpr int G = PanelBlock::kTokens;
+  const int64_t nblocks = K / 32;
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  for (int64_t g = g0; g < g1; ++g) {
+    PanelBlock* pb = blocks + g * nblocks;
+    for (int t = 0; t < G; ++t) {
+      const int64_t tok = g * G + t;
+      for (int64_t b = 0; b < nblocks; ++b) {
+        PanelBlock& blk = pb[b];
+        __m256i v = _mm256_setzero_si256();
+        int32_t sum = 0, first = 0;
+        float d = 0.0f;
+        if (tok < T) d = quantize_32(x + tok * ldx + 32 * b, v, sum, first);
+        alignas(32) uint32_t quads[8];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(quads), _mm256_xor_si256(v, flip));
+        for (int j = 0; j < 8; ++j) std::memcpy(blk.xu[j] + 4 * t, &quads[j], 4);
+        blk.dx[t] = d;
+        blk.sx32[t] = d * static_cast<float>(sum);
+        blk.sx16[0][t] = d * static_cast<float>(first);
+        blk.sx16[1][t] = d * static_cast<float>(sum - first);
+      }
+    }
+  }
+}

@@ -49,7 +49,10 @@ inline __m256i nibbles_32(const uint8_t* qs) {
   return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
 }
 
-// 32 bits -> 32 bytes, byte j = 0x10 where bit j is set (bit 4 of Q5 quants).
+// q with 0x10 added to byte j where bit j of qh is set (bit 4 of Q5 quants; q <= 15).
+inline __m256i with_fifth_bits(__m256i q, uint32_t qh);
+
+// 32 bits -> 32 bytes, byte j = 0x10 where bit j is set.
 inline __m256i fifth_bits(uint32_t qh) {
   const __m256i shuf = _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101, 0x0202020202020202,
                                           0x0303030303030303);
@@ -57,6 +60,14 @@ inline __m256i fifth_bits(uint32_t qh) {
   const __m256i bit = _mm256_set1_epi64x(0x8040201008040201);
   const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
   return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+}
+
+inline __m256i with_fifth_bits(__m256i q, uint32_t qh) {
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+  return _mm256_mask_add_epi8(q, static_cast<__mmask32>(qh), q, _mm256_set1_epi8(0x10));
+#else
+  return _mm256_or_si256(q, fifth_bits(qh));
+#endif
 }
 
 inline __m256i load_x(const QuantRow& x, int64_t b) {
@@ -91,7 +102,7 @@ float dot_q4q5_0(const uint8_t* row, const QuantRow& x, int64_t nb) {
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = row + b * kBytes;
     __m256i q = nibbles_32(blk + (kFive ? 6 : 2));
-    if constexpr (kFive) q = _mm256_or_si256(q, fifth_bits(load_u32(blk + 2)));
+    if constexpr (kFive) q = with_fifth_bits(q, load_u32(blk + 2));
     const __m256i p = dot_u8s8(lane0(-kOff * x.sum[b]), q, load_x(x, b));
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(half_to_float(blk) * x.d[b]), acc);
   }
@@ -107,7 +118,7 @@ float dot_q4q5_1(const uint8_t* row, const QuantRow& x, int64_t nb) {
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = row + b * kBytes;
     __m256i q = nibbles_32(blk + (kFive ? 8 : 4));
-    if constexpr (kFive) q = _mm256_or_si256(q, fifth_bits(load_u32(blk + 4)));
+    if constexpr (kFive) q = with_fifth_bits(q, load_u32(blk + 4));
     const __m256i p = dot_u8s8(_mm256_setzero_si256(), q, load_x(x, b));
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(half_to_float(blk) * x.d[b]), acc);
     mins += half_to_float(blk + 2) * x.d[b] * static_cast<float>(x.sum[b]);
@@ -117,18 +128,35 @@ float dot_q4q5_1(const uint8_t* row, const QuantRow& x, int64_t nb) {
 
 // ---- K-quants (256-value super-blocks; each 32-value activation block inside one) -------------
 
+// The 8 six-bit scales and mins of a Q4_K/Q5_K super-block (12 packed bytes, spec §4.5): bytes
+// 0..3 hold scales 0..3 (+ top bits of scales 4..7), 4..7 mins 0..3 (+ top bits of mins 4..7),
+// 8..11 the low nibbles of scales 4..7 and (high nibble) mins 4..7. As 8 int32 lanes each.
+inline void k4_scales_mins(const uint8_t* packed, __m256i& scales, __m256i& mins) {
+  const uint32_t a = load_u32(packed), b = load_u32(packed + 4), c = load_u32(packed + 8);
+  const uint32_t sc_lo = a & 0x3F3F3F3Fu, m_lo = b & 0x3F3F3F3Fu;
+  const uint32_t sc_hi = (c & 0x0F0F0F0Fu) | (((a >> 6) & 0x03030303u) << 4);
+  const uint32_t m_hi = ((c >> 4) & 0x0F0F0F0Fu) | (((b >> 6) & 0x03030303u) << 4);
+  scales = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>((uint64_t{sc_hi} << 32) | sc_lo)));
+  mins = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>((uint64_t{m_hi} << 32) | m_lo)));
+}
+
 // Q4_K / Q5_K: sub-block s (32 values) uses qs[32(s/2) ..] low (even s) or high nibbles; Q5_K's
-// bit 4 of value l in sub-block s is bit s of qh[l].
+// bit 4 of value l in sub-block s is bit s of qh[l]. The super-block's 8 sub-block scales are
+// applied as one vector: lane s of `scale` multiplies sub-block s's dot.
 template <bool kFive>
 float dot_q4q5_k(const uint8_t* row, const QuantRow& x, int64_t nsb) {
   constexpr size_t kBytes = kFive ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
   constexpr size_t kQs = kFive ? 48 : 16;
   const __m256i m4 = _mm256_set1_epi8(0x0F);
-  __m256 acc = _mm256_setzero_ps();
-  float mins = 0.0f;
+  __m256 acc = _mm256_setzero_ps(), mins = _mm256_setzero_ps();
   for (int64_t sb = 0; sb < nsb; ++sb) {
     const uint8_t* blk = row + sb * kBytes;
-    const float d = half_to_float(blk), dmin = half_to_float(blk + 2);
+    const __m256 dx = _mm256_loadu_ps(x.d + 8 * sb);
+    __m256i sc, mn;
+    k4_scales_mins(blk + 4, sc, mn);
+    const __m256 scale = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(sc), _mm256_set1_ps(half_to_float(blk))), dx);
+    const __m256 xsum = _mm256_mul_ps(dx, _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.sum + 8 * sb))));
+    mins = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(mn), _mm256_set1_ps(half_to_float(blk + 2))), xsum, mins);
     [[maybe_unused]] __m256i qh;
     if constexpr (kFive) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16));
     for (int c = 0; c < 4; ++c) {
@@ -142,15 +170,12 @@ float dot_q4q5_k(const uint8_t* row, const QuantRow& x, int64_t nsb) {
           q[h] = _mm256_or_si256(q[h], _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit),
                                                         _mm256_set1_epi8(0x10)));
         }
-        const int64_t xb = sb * 8 + s;
-        const ScaleMin sm = k4_scale_min(blk + 4, s);
-        const __m256i p = dot_u8s8(_mm256_setzero_si256(), q[h], load_x(x, xb));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * static_cast<float>(sm.scale) * x.d[xb]), acc);
-        mins += dmin * static_cast<float>(sm.min) * x.d[xb] * static_cast<float>(x.sum[xb]);
+        const __m256i p = dot_u8s8(_mm256_setzero_si256(), q[h], load_x(x, sb * 8 + s));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_permutevar8x32_ps(scale, _mm256_set1_epi32(s)), acc);
       }
     }
   }
-  return hsum(acc) - mins;
+  return hsum(acc) - hsum(mins);
 }
 
 // Q6_K: per 128-value half h, output group k (32 values) = 4 low bits from ql (bytes 0..31 for

@@ -3,6 +3,8 @@
 // every kernel set this CPU runs (scalar, AVX2, AVX-512), by normalized mean squared error.
 #include <gtest/gtest.h>
 
+#include <array>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -217,6 +219,34 @@ TEST(CpuMatmul, SimdUnpackAndQuantizeEqualPortableCode) {
     EXPECT_EQ(u0, u1) << k->name;
     k->pack_act_panel(x.data(), K, K, T, 0, groups, p1.data());
     EXPECT_EQ(0, std::memcmp(p0.data(), p1.data(), p0.size() * sizeof(PanelBlock))) << k->name;
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// The pool hands out chunks dynamically; every index must still be covered exactly once, in
+// chunks that are multiples of the grain, with no thread index running two chunks at once.
+TEST(ThreadPool, CoversEveryIndexOnceInGrainMultiplesAcrossManyLoops) {
+  ThreadPool pool(3);
+  for (int64_t n : {1, 7, 64, 1000, 262144}) {
+    for (int64_t grain : {1, 8, 16}) {
+      for (int rep = 0; rep < 20; ++rep) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        std::array<std::atomic<int>, 3> busy{};
+        std::atomic<bool> bad_chunk{false}, overlap{false};
+        pool.parallel_for(n, [&](int64_t b, int64_t e, int tid) {
+          if (busy[static_cast<size_t>(tid)].fetch_add(1) != 0) overlap = true;
+          if (b % grain != 0 || (e % grain != 0 && e != n) || b >= e) bad_chunk = true;
+          for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+          busy[static_cast<size_t>(tid)].fetch_sub(1);
+        }, grain);
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "n=" << n << " i=" << i;
+        EXPECT_FALSE(bad_chunk.load());
+        EXPECT_FALSE(overlap.load());
+      }
+    }
   }
 }
 

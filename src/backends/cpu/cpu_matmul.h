@@ -9,9 +9,10 @@
 
 namespace unicorn {
 
-// Batches of at least this many tokens unpack weight tiles once and run the tiled kernel;
+// Batches of at least this many tokens unpack weight tiles once and run the tiled kernel (the
+// unpacking costs about as much as 5-7 tokens of row dots, measured on Zen 4 for Q5_0..Q6_K);
 // smaller ones (decode) dot weight rows in place.
-inline constexpr int64_t kTiledMinTokens = 4;
+inline constexpr int64_t kTiledMinTokens = 6;
 
 // x: T rows of w.cols floats; y: T rows of w.rows floats (row-major, contiguous).
 // Any type dequantize_row() reads is accepted; those without integer kernels (Q8_1, Q8_K

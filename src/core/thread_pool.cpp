@@ -1,8 +1,45 @@
 #include "core/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 namespace unicorn {
+
+namespace {
+
+constexpr int kChunksPerThread = 4;
+// Polling before sleeping: a short busy spin, then yielding (lets other runnable threads in
+// on a busy machine) until about this long has passed.
+constexpr int kBusySpins = 1000;
+constexpr auto kPollTime = std::chrono::microseconds(200);
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+// Polls ready() with backoff; true if it became true within the polling time.
+template <typename Ready>
+bool poll(Ready ready) {
+  for (int i = 0; i < kBusySpins; ++i) {
+    if (ready()) return true;
+    cpu_relax();
+  }
+  const auto until = std::chrono::steady_clock::now() + kPollTime;
+  while (std::chrono::steady_clock::now() < until) {
+    if (ready()) return true;
+    std::this_thread::yield();
+  }
+  return ready();
+}
+
+}  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
   if (n_threads <= 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -13,68 +50,73 @@ ThreadPool::ThreadPool(int n_threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lk(mu_);
-    stop_ = true;
+    stop_.store(true);
   }
   cv_start_.notify_all();
   for (auto& t : threads_) t.join();
 }
 
-namespace {
-void chunk_of(int64_t n, int64_t grain, int parts, int index, int64_t& b, int64_t& e) {
-  const int64_t units = (n + grain - 1) / grain;
-  const int64_t per = units / parts, extra = units % parts;
-  const int64_t ub = index * per + std::min<int64_t>(index, extra);
-  const int64_t ue = ub + per + (index < extra ? 1 : 0);
-  b = std::min(n, ub * grain);
-  e = std::min(n, ue * grain);
+void ThreadPool::run_chunks(uint64_t generation, int index) {
+  uint64_t cur = next_.load(std::memory_order_acquire);
+  for (;;) {
+    if ((cur >> 32) != (generation & 0xFFFFFFFFu)) return;  // a later job already
+    const int64_t chunk = static_cast<int64_t>(cur & 0xFFFFFFFFu);
+    // job_chunks_ may only be read once a chunk is claimed; an out-of-range claim is harmless
+    // (the counter is reset per job) and tells us the job is fully handed out.
+    if (!next_.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+    if (chunk >= job_chunks_) return;
+    const int64_t b = chunk * job_chunk_, e = std::min(job_n_, b + job_chunk_);
+    (*job_)(b, e, index);
+    if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == job_chunks_) {
+      std::lock_guard<std::mutex> lk(mu_);  // pairs with the waiter's predicate check
+      cv_done_.notify_one();
+    }
+    cur = next_.load(std::memory_order_acquire);
+  }
 }
-}  // namespace
 
 void ThreadPool::worker(int index) {
   uint64_t seen = 0;
   for (;;) {
-    const std::function<void(int64_t, int64_t, int)>* job;
-    int64_t n, grain;
-    {
+    auto ready = [&] { return stop_.load(std::memory_order_relaxed) || generation_.load(std::memory_order_acquire) != seen; };
+    if (!poll(ready)) {
       std::unique_lock<std::mutex> lk(mu_);
-      cv_start_.wait(lk, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-      n = job_n_;
-      grain = job_grain_;
+      cv_start_.wait(lk, ready);
     }
-    int64_t b, e;
-    chunk_of(n, grain, n_threads_, index, b, e);
-    if (b < e) (*job)(b, e, index);
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      if (--pending_ == 0) cv_done_.notify_one();
-    }
+    if (stop_.load()) return;
+    seen = generation_.load(std::memory_order_acquire);
+    run_chunks(seen, index);
   }
 }
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int64_t grain) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
-  if (n_threads_ == 1 || n <= grain) {
+  const int64_t units = (n + grain - 1) / grain;
+  if (n_threads_ == 1 || units <= 1) {
     fn(0, n, 0);
     return;
   }
+  const int64_t chunks = std::min<int64_t>(units, static_cast<int64_t>(n_threads_) * kChunksPerThread);
+  job_ = &fn;
+  job_n_ = n;
+  job_chunk_ = (units + chunks - 1) / chunks * grain;
+  job_chunks_ = (n + job_chunk_ - 1) / job_chunk_;
+  done_.store(0, std::memory_order_relaxed);
+  uint64_t generation;
   {
-    std::lock_guard<std::mutex> lk(mu_);
-    job_ = &fn;
-    job_n_ = n;
-    job_grain_ = grain;
-    pending_ = n_threads_ - 1;
-    ++generation_;
+    std::lock_guard<std::mutex> lk(mu_);  // a worker about to sleep either sees this or is woken
+    generation = generation_.load(std::memory_order_relaxed) + 1;
+    next_.store((generation & 0xFFFFFFFFu) << 32, std::memory_order_release);
+    generation_.store(generation, std::memory_order_release);
   }
   cv_start_.notify_all();
-  int64_t b, e;
-  chunk_of(n, grain, n_threads_, 0, b, e);
-  if (b < e) fn(b, e, 0);
-  std::unique_lock<std::mutex> lk(mu_);
-  cv_done_.wait(lk, [&] { return pending_ == 0; });
+  run_chunks(generation, 0);
+  auto finished = [&] { return done_.load(std::memory_order_acquire) == job_chunks_; };
+  if (!poll(finished)) {
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_done_.wait(lk, finished);
+  }
 }
 
 }  // namespace unicorn

@@ -1,5 +1,13 @@
 // A fixed pool of worker threads for data-parallel loops (matmul rows, attention heads).
+//
+// Decode runs ~130 loops per token, each tens of microseconds long, so:
+//  - work is handed out in a few chunks per thread from a shared counter: a thread that is
+//    late (descheduled on a busy machine) finds the work done by others instead of being
+//    waited for;
+//  - an idle thread polls briefly for the next loop before sleeping on a condition variable,
+//    whose wake-up costs about as much as a small loop.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -17,21 +25,29 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int size() const { return n_threads_; }
-  // Runs fn(begin, end, thread_index) over [0, n) split into contiguous chunks, one per thread,
-  // each chunk a multiple of `grain` (except the last). Blocks until all are done.
+  // Runs fn(begin, end, thread_index) over disjoint contiguous chunks covering [0, n), each a
+  // multiple of `grain` long (except the last); a thread may run several chunks, never two at
+  // once, so thread_index can select per-thread scratch. Blocks until all are done.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int64_t grain = 1);
 
  private:
+  using Fn = std::function<void(int64_t, int64_t, int)>;
   void worker(int index);
+  // Runs chunks of job `generation` until none is left.
+  void run_chunks(uint64_t generation, int index);
+
   int n_threads_;
   std::vector<std::thread> threads_;
   std::mutex mu_;
   std::condition_variable cv_start_, cv_done_;
-  const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
-  int64_t job_n_ = 0, job_grain_ = 1;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  // Job description: written by parallel_for before the job is published; read by a thread
+  // only after it has claimed one of the job's chunks (which keeps the job alive).
+  const Fn* job_ = nullptr;
+  int64_t job_n_ = 0, job_chunk_ = 1, job_chunks_ = 0;
+  std::atomic<uint64_t> generation_{0};  // bumped per job; wakes the workers
+  std::atomic<uint64_t> next_{0};        // (generation << 32) | next chunk to claim
+  std::atomic<int64_t> done_{0};         // chunks of the current job finished
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace unicorn

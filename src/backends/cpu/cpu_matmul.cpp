@@ -1,6 +1,8 @@
-// CPU matmul y = x · wᵀ over weights of any supported type.
-// Generic path: each thread decodes a tile of weight rows with the reference codec and takes
-// dot products with every token row (the decode is amortised over the batch).
+// CPU matmul y = x · wᵀ: picks the shape of work (matmul_kernels.h) and splits it over threads.
+// Weights are always read in place from the file mapping; only small per-thread tiles of
+// unpacked rows and the quantized activations are temporary.
+#include "backends/cpu/cpu_matmul.h"
+
 #include <algorithm>
 #include <vector>
 
@@ -10,41 +12,121 @@
 namespace unicorn {
 
 namespace {
-float dot_f32(const float* a, const float* b, int64_t n) {
-  float s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    s0 += a[i] * b[i];
-    s1 += a[i + 1] * b[i + 1];
-    s2 += a[i + 2] * b[i + 2];
-    s3 += a[i + 3] * b[i + 3];
-    s4 += a[i + 4] * b[i + 4];
-    s5 += a[i + 5] * b[i + 5];
-    s6 += a[i + 6] * b[i + 6];
-    s7 += a[i + 7] * b[i + 7];
-  }
-  for (; i < n; ++i) s0 += a[i] * b[i];
-  return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
-}
-}  // namespace
 
-void CpuBackend::matmul(const WeightTensor& w, const Act& x, Act& y) {
-  const int64_t T = x.rows(), K = w.cols, N = w.rows;
+constexpr int64_t kTileRows = 64;     // weight rows unpacked at once for the tiled kernel
+constexpr int64_t kRowChunk = 64;     // rows per call of a row-dot kernel when T > 1
+
+bool is_float_type(GgmlType t) { return t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::BF16; }
+
+// Per-thread storage of an unpacked weight tile.
+struct TileBuffer {
+  std::vector<int8_t> q;
+  std::vector<float> scale, minc;
+  std::vector<int32_t> corr;
+  WeightTile tile;
+
+  WeightTile& unpack(const MatmulKernels& k, const WeightTensor& w, int64_t r0, int64_t nr) {
+    const int64_t K = w.cols, rows = (nr + WeightTile::kTileRowAlign - 1) / WeightTile::kTileRowAlign *
+                                          WeightTile::kTileRowAlign;
+    const int sub = tile_sub_block(w.type);
+    const int64_t nsub = K / sub;
+    q.assign(static_cast<size_t>(rows * K), 0);
+    scale.assign(static_cast<size_t>(rows * nsub), 0.0f);
+    minc.assign(static_cast<size_t>(rows * nsub), 0.0f);
+    corr.assign(static_cast<size_t>(rows * nsub), 0);
+    bool has_min = false;
+    for (int64_t r = 0; r < nr; ++r) {
+      k.unpack_row(w.type, w.row(r0 + r), K, q.data() + r * K, scale.data() + r * nsub, minc.data() + r * nsub,
+                 corr.data() + r * nsub);
+    }
+    for (float m : minc) has_min |= m != 0.0f;
+    tile = WeightTile{rows, nr, K, sub, has_min, q.data(), scale.data(), minc.data(), corr.data()};
+    return tile;
+  }
+};
+
+// The generic path for types without integer kernels: dequantize a few rows, f32 dots.
+void matmul_dequantized(ThreadPool& pool, const WeightTensor& w, const float* x, int64_t T, float* y) {
+  const int64_t K = w.cols, N = w.rows;
   constexpr int64_t kTile = 16;
-  std::vector<std::vector<float>> scratch(static_cast<size_t>(pool_.size()));
-  pool_.parallel_for(N, [&](int64_t b, int64_t e, int tid) {
-    std::vector<float>& buf = scratch[static_cast<size_t>(tid)];
+  pool.parallel_for(N, [&](int64_t b, int64_t e, int) {
+    thread_local std::vector<float> buf;
     buf.resize(static_cast<size_t>(kTile * K));
     for (int64_t r0 = b; r0 < e; r0 += kTile) {
       const int64_t nr = std::min(kTile, e - r0);
       for (int64_t r = 0; r < nr; ++r) dequantize_row(w.type, w.row(r0 + r), buf.data() + r * K, K);
-      for (int64_t t = 0; t < T; ++t) {
-        const float* xt = x.row(t);
-        float* yt = y.row(t) + r0;
-        for (int64_t r = 0; r < nr; ++r) yt[r] = dot_f32(buf.data() + r * K, xt, K);
-      }
+      for (int64_t t = 0; t < T; ++t)
+        rows_dot_f32_scalar(GgmlType::F32, reinterpret_cast<const uint8_t*>(buf.data()), K * sizeof(float), nr,
+                            K, x + t * K, y + t * N + r0);
     }
   }, kTile);
+}
+
+}  // namespace
+
+void matmul_with(const MatmulKernels& k, ThreadPool& pool, const WeightTensor& w, const float* x, int64_t T,
+                 float* y) {
+  const int64_t K = w.cols, N = w.rows;
+  const size_t stride = w.row_stride();
+  if (T <= 0 || N <= 0) return;
+
+  if (is_float_type(w.type)) {
+    pool.parallel_for(N, [&](int64_t b, int64_t e, int) {
+      for (int64_t r0 = b; r0 < e; r0 += kRowChunk) {
+        const int64_t nr = std::min(kRowChunk, e - r0);
+        for (int64_t t = 0; t < T; ++t) k.rows_dot_f32(w.type, w.row(r0), stride, nr, K, x + t * K, y + t * N + r0);
+      }
+    }, 16);
+    return;
+  }
+  if (!tile_supports(w.type) || K % kActBlock != 0) {
+    matmul_dequantized(pool, w, x, T, y);
+    return;
+  }
+
+  if (T < kTiledMinTokens) {
+    // Bound to locals: the lambda below runs on pool threads, whose thread_locals differ.
+    thread_local std::vector<int8_t> xq_mem;
+    thread_local std::vector<float> xd_mem;
+    thread_local std::vector<int32_t> xs_mem;
+    std::vector<int8_t>& xq = xq_mem;
+    std::vector<float>& xd = xd_mem;
+    std::vector<int32_t>& xs = xs_mem;
+    const int64_t nb = K / kActBlock;
+    xq.resize(static_cast<size_t>(T * K));
+    xd.resize(static_cast<size_t>(T * nb));
+    xs.resize(static_cast<size_t>(T * nb));
+    for (int64_t t = 0; t < T; ++t) k.quantize_act_row(x + t * K, K, xq.data() + t * K, xd.data() + t * nb, xs.data() + t * nb);
+    pool.parallel_for(N, [&](int64_t b, int64_t e, int) {
+      const int64_t chunk = T == 1 ? e - b : kRowChunk;
+      for (int64_t r0 = b; r0 < e; r0 += chunk) {
+        const int64_t nr = std::min(chunk, e - r0);
+        for (int64_t t = 0; t < T; ++t) {
+          const QuantRow xr{xq.data() + t * K, xd.data() + t * nb, xs.data() + t * nb};
+          k.rows_dot_q8(w.type, w.row(r0), stride, nr, K, xr, y + t * N + r0);
+        }
+      }
+    }, 16);
+    return;
+  }
+
+  thread_local std::vector<PanelBlock> panel_mem;
+  const int64_t groups = (T + PanelBlock::kTokens - 1) / PanelBlock::kTokens, nb = K / kActBlock;
+  panel_mem.resize(static_cast<size_t>(groups * nb));
+  PanelBlock* panel_blocks = panel_mem.data();
+  pool.parallel_for(groups, [&](int64_t g0, int64_t g1, int) { k.pack_act_panel(x, K, K, T, g0, g1, panel_blocks); });
+  const ActPanel panel{groups, nb, panel_blocks};
+  pool.parallel_for(N, [&](int64_t b, int64_t e, int) {
+    thread_local TileBuffer buf;
+    for (int64_t r0 = b; r0 < e; r0 += kTileRows) {
+      const int64_t nr = std::min(kTileRows, e - r0);
+      k.tile_gemm(buf.unpack(k, w, r0, nr), panel, T, y + r0, N);
+    }
+  }, WeightTile::kTileRowAlign);
+}
+
+void CpuBackend::matmul(const WeightTensor& w, const Act& x, Act& y) {
+  matmul_with(best_matmul_kernels(), pool_, w, x.data(), x.rows(), y.data());
 }
 
 }  // namespace unicorn

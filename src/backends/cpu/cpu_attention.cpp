@@ -8,6 +8,7 @@
 
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/cpu_kv.h"
+#include "backends/cpu/vec_f32.h"
 #include "core/error.h"
 
 namespace unicorn {
@@ -51,9 +52,7 @@ void CpuBackend::attention(const Act& q, const Act& k, const Act& v, LayerKv& kv
         } else {
           kh = k.row(mine[static_cast<size_t>(first_new + j - n_past)]) + kvh * hd;
         }
-        float d = 0.0f;
-        for (int64_t t = 0; t < hd; ++t) d += qh[t] * kh[t];
-        scores[j] = d * p.scale;
+        scores[j] = vec_dot(qh, kh, hd) * p.scale;
         mx = std::max(mx, scores[j]);
       }
       float sum = 0.0f;
@@ -70,8 +69,7 @@ void CpuBackend::attention(const Act& q, const Act& k, const Act& v, LayerKv& kv
         } else {
           vh = v.row(mine[static_cast<size_t>(first_new + j - n_past)]) + kvh * hd;
         }
-        const float w = scores[j];
-        for (int64_t t = 0; t < hd; ++t) acc[t] += w * vh[t];
+        vec_axpy(scores[j], vh, acc, hd);
       }
       float* o = out.row(i) + h * hd;
       const float inv = 1.0f / sum;

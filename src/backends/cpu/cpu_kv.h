@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "backends/backend.h"
-#include "core/half.h"
+#include "backends/cpu/vec_f32.h"
 
 namespace unicorn {
 
@@ -25,8 +25,7 @@ class CpuLayerKv final : public LayerKv {
     if (elem == 4) {
       std::memcpy(dst, src, static_cast<size_t>(row) * 4);
     } else {
-      auto* d = reinterpret_cast<uint16_t*>(dst);
-      for (int64_t i = 0; i < row; ++i) d[i] = f32_to_f16(src[i]);
+      vec_f32_to_f16(src, reinterpret_cast<uint16_t*>(dst), row);
     }
   }
   // Reads `n` values starting at value offset `off` of a stored row into f32.
@@ -34,8 +33,7 @@ class CpuLayerKv final : public LayerKv {
     if (elem == 4) {
       std::memcpy(dst, reinterpret_cast<const float*>(src) + off, static_cast<size_t>(n) * 4);
     } else {
-      const auto* s = reinterpret_cast<const uint16_t*>(src) + off;
-      for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
+      vec_f16_to_f32(reinterpret_cast<const uint16_t*>(src) + off, dst, n);
     }
   }
 

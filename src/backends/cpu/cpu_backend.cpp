@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_kv.h"
+#include "backends/cpu/vec_f32.h"
 #include "core/error.h"
 #include "quant/codec.h"
 
@@ -89,17 +90,9 @@ void CpuBackend::rope(Act& x, int64_t head_dim, std::span<const int32_t> pos, fl
 
 void CpuBackend::gelu_mul(const Act& gate, const Act& up, Act& out) {
   const int64_t n = gate.rows() * gate.cols();
-  const float* g = gate.data();
-  const float* u = up.data();
-  float* o = out.data();
   pool_.parallel_for(n, [&](int64_t b, int64_t e, int) {
-    constexpr float kSqrt2OverPi = 0.7978845608028654f;  // spec §2.5
-    for (int64_t i = b; i < e; ++i) {
-      const float x = g[i];
-      const float t = std::tanh(kSqrt2OverPi * (x + 0.044715f * x * x * x));
-      o[i] = 0.5f * x * (1.0f + t) * u[i];
-    }
-  }, 1024);
+    vec_gelu_mul(gate.data() + b, up.data() + b, out.data() + b, e - b);
+  }, 4096);
 }
 
 void CpuBackend::add(Act& x, const Act& y) {

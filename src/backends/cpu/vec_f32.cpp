@@ -2,6 +2,8 @@
 
 #include <immintrin.h>
 
+#include <cmath>
+
 #include "core/half.h"
 
 namespace unicorn {
@@ -53,7 +55,52 @@ __attribute__((target("avx2,f16c"))) void f32_to_f16_avx2(const float* s, uint16
   for (; i < n; ++i) d[i] = f32_to_f16(s[i]);
 }
 
+// e^x for x in [-87, 87]: x = n·ln2 + r, |r| <= ln2/2, e^r by its degree-6 Taylor polynomial.
+__attribute__((target("avx2,fma"))) inline __m256 exp_avx2(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(87.0f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);  // ln2 split in two parts
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 720);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+__attribute__((target("avx2,fma"))) void gelu_mul_avx2(const float* g, const float* u, float* o, int64_t n) {
+  const __m256 k = _mm256_set1_ps(-2.0f * 0.7978845608028654f), c = _mm256_set1_ps(0.044715f);
+  const __m256 one = _mm256_set1_ps(1.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 x = _mm256_loadu_ps(g + i);
+    const __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+    const __m256 t = _mm256_mul_ps(k, _mm256_fmadd_ps(c, x3, x));  // -2u
+    const __m256 y = _mm256_div_ps(x, _mm256_add_ps(one, exp_avx2(t)));
+    _mm256_storeu_ps(o + i, _mm256_mul_ps(y, _mm256_loadu_ps(u + i)));
+  }
+  for (; i < n; ++i) {
+    const float x = g[i];
+    o[i] = x / (1.0f + std::exp(-2.0f * 0.7978845608028654f * (x + 0.044715f * x * x * x))) * u[i];
+  }
+}
+
 }  // namespace
+
+void vec_gelu_mul(const float* gate, const float* up, float* out, int64_t n) {
+  if (has_avx2()) return gelu_mul_avx2(gate, up, out, n);
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = gate[i];
+    const float t = std::tanh(kSqrt2OverPi * (x + 0.044715f * x * x * x));
+    out[i] = 0.5f * x * (1.0f + t) * up[i];
+  }
+}
 
 float vec_dot(const float* a, const float* b, int64_t n) {
   if (has_avx2()) return dot_avx2(a, b, n);

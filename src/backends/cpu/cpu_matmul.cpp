@@ -4,6 +4,8 @@
 #include "backends/cpu/cpu_matmul.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
 #include <vector>
 
 #include "backends/cpu/cpu_backend.h"
@@ -126,6 +128,13 @@ void matmul_with(const MatmulKernels& k, ThreadPool& pool, const WeightTensor& w
 }
 
 void CpuBackend::matmul(const WeightTensor& w, const Act& x, Act& y) {
+  // UNICORN_CPU_MATMUL=reference: f32 activations against weights decoded by the reference codec
+  // (slow; for checking how much the int8 activation path moves the results).
+  static const bool reference = [] {
+    const char* e = std::getenv("UNICORN_CPU_MATMUL");
+    return e && std::string_view(e) == "reference";
+  }();
+  if (reference) return matmul_dequantized(pool_, w, x.data(), x.rows(), y.data());
   matmul_with(best_matmul_kernels(), pool_, w, x.data(), x.rows(), y.data());
 }
 

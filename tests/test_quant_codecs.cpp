@@ -127,7 +127,7 @@ TEST_P(DequantizeFixture, MatchesGgufDequantizerBitForBit) {
 
 INSTANTIATE_TEST_SUITE_P(Types, DequantizeFixture,
                          ::testing::Values("f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k",
-                                           "q3_k", "q4_k", "q5_k", "q6_k"));
+                                           "q3_k", "q4_k", "q5_k", "q6_k", "iq4_xs"));
 
 class QuantizeFixture : public ::testing::TestWithParam<std::string> {};
 

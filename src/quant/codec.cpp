@@ -63,7 +63,7 @@ bool can_dequantize(GgmlType type) {
     case GgmlType::Q4_0: case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1:
     case GgmlType::Q8_0: case GgmlType::Q8_1:
     case GgmlType::Q2_K: case GgmlType::Q3_K: case GgmlType::Q4_K: case GgmlType::Q5_K:
-    case GgmlType::Q6_K: case GgmlType::Q8_K:
+    case GgmlType::Q6_K: case GgmlType::Q8_K: case GgmlType::IQ4_XS:
       return true;
   }
   return false;
@@ -105,6 +105,7 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
     case GgmlType::Q5_K: return dequantize_blocks<BlockQ5_K>(src, dst, nb);
     case GgmlType::Q6_K: return dequantize_blocks<BlockQ6_K>(src, dst, nb);
     case GgmlType::Q8_K: return dequantize_blocks<BlockQ8_K>(src, dst, nb);
+    case GgmlType::IQ4_XS: return dequantize_blocks<BlockIQ4_XS>(src, dst, nb);
   }
 }
 

@@ -9,7 +9,7 @@ namespace unicorn {
 
 // Decode n values (a multiple of the type's block size) from src into dst. src needs no
 // particular alignment. Supports F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K,
-// Q4_K, Q5_K, Q6_K, Q8_K; bit-exact with the gguf Python package's dequantizers.
+// Q4_K, Q5_K, Q6_K, Q8_K, IQ4_XS; bit-exact with the gguf Python package's dequantizers.
 // Throws Error naming the type for unsupported/unknown types or a partial block.
 void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n);
 

@@ -7,6 +7,7 @@
 // those levels is solved in closed form; the best is then refined by alternately re-rounding and
 // re-solving until the error stops falling.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <span>
 
@@ -19,19 +20,49 @@ class LevelGrid {
   static LevelGrid codebook(std::span<const int8_t> levels);  // ascending, at most 16 entries
 
   int size() const { return count_; }
-  float level(int index) const { return levels_[index]; }
-  float lowest() const { return levels_[0]; }
-  float highest() const { return levels_[count_ - 1]; }
-  // Index of the level nearest to v (ties go up); values beyond the ends, ±inf and NaN clamp to
-  // an end (NaN to the lowest), so the result is always a valid index.
-  int nearest(float v) const;
+  float level(int index) const { return integer_ ? static_cast<float>(lo_ + index) : levels_[index]; }
+  float lowest() const { return level(0); }
+  float highest() const { return level(count_ - 1); }
+  // Spacing of the two outermost levels at the end whose value is `end` (for candidate steps).
+  float end_spacing(float end) const {
+    return end == lowest() ? level(1) - level(0) : level(count_ - 1) - level(count_ - 2);
+  }
+
+  // Index of the level nearest to v; values beyond the ends and ±inf clamp to an end, NaN goes
+  // to the lowest, so the result is always a valid index. Integer ties round to even.
+  int nearest(float v) const {
+    if (integer_) {
+      const float r = round_to_integer(clamp(v - static_cast<float>(lo_), 0.0f, static_cast<float>(count_ - 1)));
+      return static_cast<int>(r);
+    }
+    // The codebook's neighbours are at least 2 apart, so the unit cell [k, k+1) holds at most one
+    // midpoint: look up the level nearest to the cell's start, then step past that midpoint.
+    const float u = clamp(v - kCellOrigin, 0.0f, static_cast<float>(kCells) - 0.5f);
+    int index = cell_start_[static_cast<int>(u)];
+    if (index + 1 < count_ && v > midpoints_[index]) ++index;
+    return index;
+  }
+
+ private:
+  static constexpr float kCellOrigin = -128.0f;  // codebook levels lie in -128..127 (int8)
+  static constexpr int kCells = 256;
+
+  // NaN-safe clamp (NaN gives lo).
+  static float clamp(float v, float lo, float hi) { return v > lo ? (v < hi ? v : hi) : lo; }
+  // Round to nearest, ties to even, for 0 <= v < 2^22: adding 1.5·2^23 leaves no fraction bits.
+  // (Without -ffast-math the compiler may not fold the add and subtract away.)
+  static float round_to_integer(float v) {
+    constexpr float kShift = 12582912.0f;
+    return (v + kShift) - kShift;
+  }
 
  private:
   bool integer_ = true;
   int count_ = 0;
   int lo_ = 0;
-  float levels_[256] = {};
+  float levels_[16] = {};     // codebook only
   float midpoints_[15] = {};  // codebook only: boundaries between neighbouring levels
+  uint8_t cell_start_[kCells] = {};  // codebook only: nearest level to each integer -128..127
 };
 
 // Per-value error weights of one block whose values are x (any scale: weights are only

@@ -25,8 +25,8 @@ void quantize_row(GgmlType type, const float* src, void* dst, int64_t n);
 // Weight quantization guided by an importance vector: one non-negative weight per column of
 // the row (length n; a matrix uses the same vector for every row; typically the mean of x² per
 // input feature over calibration text). Scales (and mins) are searched to minimise
-// Σ wᵢ·(xᵢ − x̂ᵢ)² with wᵢ = importanceᵢ·sqrt(σ² + xᵢ²) (σ² = the block's mean square), or
-// wᵢ = xᵢ² when importance is null (quantize_weighted.h).
+// Σ wᵢ·(xᵢ − x̂ᵢ)² with wᵢ = importanceᵢ·sqrt(σ² + xᵢ²) (σ² = the block's mean square); a
+// null importance counts as all ones (scale_fit.h).
 //   Q4_0, Q5_0: least-squares scale with importance; without it, exactly quantize_row.
 //   Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS: always searched.
 //   Every other type quantize_row accepts (Q8_0 included): importance is ignored.

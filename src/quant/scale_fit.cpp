@@ -11,13 +11,14 @@ namespace {
 
 // Candidate scales put the block's extreme at a grid end moved by t·(a tenth of the outermost
 // level spacing), t in -kSteps..kSteps: slightly beyond the end (clipping it, finer steps for
-// the rest) or slightly inside.
-constexpr int kSteps = 9;
+// the rest) or slightly inside. On Gaussian rows 6 steps come within 0.5% of the error of 9
+// or 14 at 1.5-2x the speed.
+constexpr int kSteps = 6;
 constexpr int kRefinements = 4;
 constexpr int kMaxBlock = 256;
 
-// Weights summing to zero (importance zero on the whole block, or an all-zero block under
-// w = x²) carry no preference; use equal weights then so that the fit is still defined.
+// Weights summing to zero (importance zero on the whole block, or an all-zero block) carry no
+// preference; use equal weights then so that the fit is still defined.
 const float* usable_weights(const float* w, int n, float* uniform) {
   double sum = 0;
   for (int i = 0; i < n; ++i) sum += w[i];
@@ -135,15 +136,13 @@ LevelGrid LevelGrid::codebook(std::span<const int8_t> levels) {
 }
 
 void error_weights(const float* x, const float* importance, int n, float* w) {
-  if (!importance) {
-    for (int i = 0; i < n; ++i) w[i] = x[i] * x[i];
-    return;
-  }
   double sum_sq = 0;
   for (int i = 0; i < n; ++i) sum_sq += static_cast<double>(x[i]) * x[i];
   const double sigma2 = n > 0 ? sum_sq / n : 0.0;
-  for (int i = 0; i < n; ++i)
-    w[i] = static_cast<float>(importance[i] * std::sqrt(sigma2 + static_cast<double>(x[i]) * x[i]));
+  for (int i = 0; i < n; ++i) {
+    const double importance_i = importance ? importance[i] : 1.0;
+    w[i] = static_cast<float>(importance_i * std::sqrt(sigma2 + static_cast<double>(x[i]) * x[i]));
+  }
 }
 
 float fit_scale(const float* x, const float* w_in, int n, const LevelGrid& grid) {

@@ -116,8 +116,7 @@ TEST_P(WeightQuantizer, StaysWithinErrorBudgetOnGaussianAndHeavyTailedRows) {
   const WeightBudget b = GetParam();
   // Q4_0/Q5_0 are searched only with importance; all ones is the neutral choice.
   const std::vector<float> ones(kRow, 1.0f);
-  const float* importance =
-      b.type == GgmlType::Q4_0 || b.type == GgmlType::Q5_0 ? ones.data() : nullptr;
+  const float* importance = b.type == GgmlType::Q4_0 || b.type == GgmlType::Q5_0 ? ones.data() : nullptr;
   const std::vector<float> g = gaussian_row(kRow, 1), t = heavy_tailed_row(kRow, 2);
   const double err_g = relative_error(g, round_trip(b.type, g, importance));
   const double err_t = relative_error(t, round_trip(b.type, t, importance));
@@ -128,13 +127,13 @@ TEST_P(WeightQuantizer, StaysWithinErrorBudgetOnGaussianAndHeavyTailedRows) {
   EXPECT_GT(err_g, b.gaussian / 4) << "suspiciously exact for this many bits";
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, WeightQuantizer,
-                         ::testing::Values(WeightBudget{GgmlType::Q2_K, 0.29, 0.33}, WeightBudget{GgmlType::Q3_K, 0.155, 0.20},
-                                           WeightBudget{GgmlType::Q4_K, 0.077, 0.10}, WeightBudget{GgmlType::Q5_K, 0.038, 0.056},
-                                           WeightBudget{GgmlType::Q6_K, 0.0185, 0.032},
-                                           WeightBudget{GgmlType::IQ4_XS, 0.080, 0.108},
-                                           WeightBudget{GgmlType::Q4_0, 0.09, 0.125}, WeightBudget{GgmlType::Q5_0, 0.044, 0.069}),
-                         [](const auto& info) { return param_name(info.param.type); });
+INSTANTIATE_TEST_SUITE_P(
+    Types, WeightQuantizer,
+    ::testing::Values(WeightBudget{GgmlType::Q2_K, 0.29, 0.33}, WeightBudget{GgmlType::Q3_K, 0.155, 0.20},
+                      WeightBudget{GgmlType::Q4_K, 0.077, 0.10}, WeightBudget{GgmlType::Q5_K, 0.038, 0.056},
+                      WeightBudget{GgmlType::Q6_K, 0.0185, 0.032}, WeightBudget{GgmlType::IQ4_XS, 0.080, 0.108},
+                      WeightBudget{GgmlType::Q4_0, 0.09, 0.125}, WeightBudget{GgmlType::Q5_0, 0.044, 0.069}),
+    [](const auto& info) { return param_name(info.param.type); });
 
 // ---- importance ---------------------------------------------------------------------------------
 
@@ -220,9 +219,9 @@ INSTANTIATE_TEST_SUITE_P(Types, ImportanceAware,
 
 TEST(WeightQuantizerApi, BitsPerWeightOfEachFormat) {
   const std::pair<GgmlType, double> expected[] = {
-      {GgmlType::Q2_K, 2.625}, {GgmlType::Q3_K, 3.4375}, {GgmlType::Q4_K, 4.5}, {GgmlType::Q5_K, 5.5},
-      {GgmlType::Q6_K, 6.5625}, {GgmlType::IQ4_XS, 4.25}, {GgmlType::Q4_0, 4.5}, {GgmlType::Q5_0, 5.5},
-      {GgmlType::Q8_0, 8.5}};
+      {GgmlType::Q2_K, 2.625}, {GgmlType::Q3_K, 3.4375}, {GgmlType::Q4_K, 4.5},
+      {GgmlType::Q5_K, 5.5},   {GgmlType::Q6_K, 6.5625}, {GgmlType::IQ4_XS, 4.25},
+      {GgmlType::Q4_0, 4.5},   {GgmlType::Q5_0, 5.5},    {GgmlType::Q8_0, 8.5}};
   for (const auto& [type, bpw] : expected) {
     EXPECT_TRUE(can_quantize(type)) << type_name(type);
     EXPECT_EQ(8.0 * static_cast<double>(row_bytes(type, 256)) / 256, bpw) << type_name(type);
@@ -332,7 +331,7 @@ TEST(WeightQuantizerPacking, LevelGridFindsTheNearestLevel) {
       if (std::fabs(v - kIq4Levels[k]) < std::fabs(v - kIq4Levels[best])) best = k;
     EXPECT_EQ(std::fabs(v - codebook.level(codebook.nearest(v))), std::fabs(v - kIq4Levels[best])) << v;
   }
-  EXPECT_EQ(integers.level(integers.nearest(2.5f)), 2.0f);   // ties to even
+  EXPECT_EQ(integers.level(integers.nearest(2.5f)), 2.0f);  // ties to even
   EXPECT_EQ(integers.level(integers.nearest(-3.5f)), -4.0f);
   EXPECT_EQ(integers.level(integers.nearest(1e30f)), 3.0f);
   EXPECT_EQ(integers.level(integers.nearest(-INFINITY)), -4.0f);

@@ -16,10 +16,10 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n);
 // Encode n floats into blocks of the given type (reference rounding, same as GGML's
 // reference quantizers where those exist). Supports F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1,
 // Q8_0 (byte-exact with gguf-py's quantize), Q8_1 and Q8_K (GGML reference rounding; activation
-// formats for dot products), plus the weight formats below. dst receives row_bytes(type, n) bytes, no alignment needed.
-// Throws Error naming the type for unsupported/unknown types or a partial block.
-// The weight formats Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS are encoded as by
-// quantize_row_weighted with no importance.
+// formats for dot products). The weight formats Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS are
+// encoded as by quantize_row_weighted with no importance. dst receives row_bytes(type, n)
+// bytes, no alignment needed. Throws Error naming the type for unsupported/unknown types or a
+// partial block.
 void quantize_row(GgmlType type, const float* src, void* dst, int64_t n);
 
 // Weight quantization guided by an importance vector: one non-negative weight per column of

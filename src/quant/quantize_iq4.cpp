@@ -17,8 +17,7 @@ void quantize_block_weighted(const float* x, const float* importance, BlockIQ4_X
   b.d = f.d;
   for (int s = 0; s < 8; ++s) {
     iq4xs_set_scale(b, s, f.scale[s]);
-    for (int l = 0; l < 16; ++l)
-      b.qs[16 * s + l] = static_cast<uint8_t>(f.q[32 * s + l] | (f.q[32 * s + l + 16] << 4));
+    for (int l = 0; l < 16; ++l) b.qs[16 * s + l] = static_cast<uint8_t>(f.q[32 * s + l] | (f.q[32 * s + l + 16] << 4));
   }
 }
 

@@ -60,7 +60,7 @@ Projection project(const float* x, const float* w, const float* wx, int n, const
 // Affine least squares x ≈ a·q + b over the weighted sums, constrained to a >= 0 and b <= 0
 // (the K-quant formats store the offset as a non-negative min that is subtracted).
 struct AffineSums {
-  double s = 0, sx = 0, sxx = 0;  // fixed by the block
+  double s = 0, sx = 0, sxx = 0;    // fixed by the block
   double sq = 0, sqq = 0, sqx = 0;  // depend on the levels
 };
 

@@ -60,8 +60,8 @@ class LevelGrid {
   bool integer_ = true;
   int count_ = 0;
   int lo_ = 0;
-  float levels_[16] = {};     // codebook only
-  float midpoints_[15] = {};  // codebook only: boundaries between neighbouring levels
+  float levels_[16] = {};            // codebook only
+  float midpoints_[15] = {};         // codebook only: boundaries between neighbouring levels
   uint8_t cell_start_[kCells] = {};  // codebook only: nearest level to each integer -128..127
 };
 

@@ -37,6 +37,9 @@ HALF_FIELDS = {
     T.Q2_K: [80, 82], T.Q3_K: [108], T.Q4_K: [0, 2], T.Q5_K: [0, 2], T.Q6_K: [208],
 }
 DEQUANT_TYPES = [T.F32, T.F16, T.BF16, *HALF_FIELDS]
+# Added later; drawn from their own generator so that the fixtures above stay byte-identical.
+LATER_HALF_FIELDS = {T.IQ4_XS: [0]}
+HALF_FIELDS.update(LATER_HALF_FIELDS)
 QUANT_TYPES = [T.F32, T.F16, T.BF16, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0]
 
 
@@ -115,8 +118,11 @@ def main() -> None:
         dequant_fixture(rng, qtype)
     for qtype in QUANT_TYPES:
         quant_fixture(rng, qtype)
+    for qtype in LATER_HALF_FIELDS:
+        dequant_fixture(np.random.default_rng(SEED + int(qtype)), qtype)
     total = sum(p.stat().st_size for p in OUT.glob("*.bin"))
-    print(f"wrote {len(DEQUANT_TYPES) + len(QUANT_TYPES)} fixtures, {total} bytes, to {OUT}")
+    count = len(DEQUANT_TYPES) + len(QUANT_TYPES) + len(LATER_HALF_FIELDS)
+    print(f"wrote {count} fixtures, {total} bytes, to {OUT}")
 
 
 if __name__ == "__main__":

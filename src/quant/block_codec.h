@@ -23,6 +23,7 @@ void dequantize_block(const BlockQ4_K& b, float* y);
 void dequantize_block(const BlockQ5_K& b, float* y);
 void dequantize_block(const BlockQ6_K& b, float* y);
 void dequantize_block(const BlockQ8_K& b, float* y);
+void dequantize_block(const BlockIQ4_XS& b, float* y);
 
 void quantize_block(const float* x, BlockQ4_0& b);
 void quantize_block(const float* x, BlockQ4_1& b);

@@ -4,7 +4,8 @@
 //
 // Byte offsets are given per field and checked by static_asserts below, together with the
 // block sizes from src/core/types.cpp. Layout facts for Q5_0/Q5_1/Q2_K/Q3_K/Q5_K/Q8_1/Q8_K
-// (which the spec gives only as sizes) follow GGML's ggml-common.h definitions.
+// (which the spec gives only as sizes) follow GGML's ggml-common.h definitions; IQ4_XS follows the
+// gguf Python package's dequantizer (gguf/quants.py, class IQ4_XS).
 #pragma once
 #include <bit>
 #include <cstddef>
@@ -137,6 +138,24 @@ struct BlockQ8_K {
   int16_t bsums[kQKK / 16];    // @260  sums of 16 quants
 };
 
+// ---- non-linear 4-bit super-block (IQ4_XS) -----------------------------------------------------
+
+// The 16 levels of IQ4_NL/IQ4_XS, ascending: denser near zero, where most weights are.
+inline constexpr int8_t kIq4Levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                          1,    13,   25,   38,  53,  69,  89,  113};
+
+// 8 sub-blocks of 32 values; 4-bit indices into kIq4Levels. Sub-block s has a signed 6-bit
+// scale stored +32: low 4 bits in scales_l[s/2] at nibble s%2, high 2 bits in scales_h at bits
+// 2s..2s+1. Sub-block s uses qs[16s..16s+15]: value l (l < 16) in the low nibble of qs[16s+l],
+// value l+16 in its high nibble. y = (d * (ls - 32)) * kIq4Levels[q].
+struct BlockIQ4_XS {
+  static constexpr int kValues = kQKK;
+  F16Bits d;                   // @0   super-block scale
+  uint16_t scales_h;           // @2   high 2 bits of the 8 scales
+  uint8_t scales_l[kQKK / 64]; // @4   low 4 bits of the 8 scales
+  uint8_t qs[kQKK / 2];        // @8   4-bit level indices
+};
+
 // ---- layout checks (sizes must equal block_bytes in src/core/types.cpp) -------------------------
 static_assert(sizeof(BlockQ4_0) == 18 && offsetof(BlockQ4_0, qs) == 2);
 static_assert(sizeof(BlockQ4_1) == 20 && offsetof(BlockQ4_1, m) == 2 && offsetof(BlockQ4_1, qs) == 4);
@@ -153,6 +172,8 @@ static_assert(sizeof(BlockQ5_K) == 176 && offsetof(BlockQ5_K, qh) == 16 && offse
 static_assert(sizeof(BlockQ6_K) == 210 && offsetof(BlockQ6_K, qh) == 128 && offsetof(BlockQ6_K, scales) == 192 &&
               offsetof(BlockQ6_K, d) == 208);
 static_assert(sizeof(BlockQ8_K) == 292 && offsetof(BlockQ8_K, qs) == 4 && offsetof(BlockQ8_K, bsums) == 260);
+static_assert(sizeof(BlockIQ4_XS) == 136 && offsetof(BlockIQ4_XS, scales_h) == 2 &&
+              offsetof(BlockIQ4_XS, scales_l) == 4 && offsetof(BlockIQ4_XS, qs) == 8);
 
 // Q4_K/Q5_K: 6-bit scale and min of sub-block s (0..7) from the 12 packed bytes (spec §4.5).
 // Bytes 0..3 hold scales 0..3 (low 6 bits), bytes 4..7 mins 0..3; bytes 8..11 hold the low
@@ -168,11 +189,45 @@ inline ScaleMin k4_scale_min(const uint8_t* scales, int s) {
           static_cast<uint8_t>((scales[s + 4] >> 4) | ((scales[s] >> 6) << 4))};
 }
 
+// Inverse of k4_scale_min for one sub-block; scale and min must be < 64. Bytes shared with other
+// sub-blocks are updated with OR, so start from zeroed scales.
+inline void k4_set_scale_min(uint8_t* scales, int s, int scale, int min) {
+  if (s < 4) {
+    scales[s] |= static_cast<uint8_t>(scale);
+    scales[s + 4] |= static_cast<uint8_t>(min);
+  } else {
+    scales[s + 4] = static_cast<uint8_t>((scale & 0xF) | ((min & 0xF) << 4));
+    scales[s - 4] |= static_cast<uint8_t>((scale >> 4) << 6);
+    scales[s] |= static_cast<uint8_t>((min >> 4) << 6);
+  }
+}
+
 // Q3_K: signed 6-bit scale of sub-block j (0..15), already minus 32.
 inline int q3k_scale(const uint8_t* scales, int j) {
   const int low = (scales[j % 8] >> (4 * (j / 8))) & 0xF;
   const int high = (scales[8 + j % 4] >> (2 * (j / 4))) & 3;
   return (low | (high << 4)) - 32;
+}
+
+// Inverse of q3k_scale; scale in -32..31; start from zeroed scales (bytes are shared).
+inline void q3k_set_scale(uint8_t* scales, int j, int scale) {
+  const int u = scale + 32;
+  scales[j % 8] |= static_cast<uint8_t>((u & 0xF) << (4 * (j / 8)));
+  scales[8 + j % 4] |= static_cast<uint8_t>((u >> 4) << (2 * (j / 4)));
+}
+
+// IQ4_XS: signed 6-bit scale of sub-block s (0..7), already minus 32.
+inline int iq4xs_scale(const BlockIQ4_XS& b, int s) {
+  const int low = (b.scales_l[s / 2] >> (4 * (s % 2))) & 0xF;
+  const int high = (b.scales_h >> (2 * s)) & 3;
+  return (low | (high << 4)) - 32;
+}
+
+// Inverse of iq4xs_scale; scale in -32..31; start from zeroed scale fields.
+inline void iq4xs_set_scale(BlockIQ4_XS& b, int s, int scale) {
+  const int u = scale + 32;
+  b.scales_l[s / 2] |= static_cast<uint8_t>((u & 0xF) << (4 * (s % 2)));
+  b.scales_h |= static_cast<uint16_t>((u >> 4) << (2 * s));
 }
 
 }  // namespace unicorn

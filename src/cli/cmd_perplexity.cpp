@@ -18,7 +18,8 @@ class PerplexityCommand final : public Command {
   int run() override {
     auto e = open_engine(mo_);
     const Tokenizer& tok = e->tokenizer();
-    const std::string text = read_file(file_);
+    std::string text = read_file(file_);
+    if (!text.empty() && text.back() == '\n') text.pop_back();  // llama's -f drops one trailing newline
     // llama-perplexity tokenizes the whole text with the model's add-BOS setting (true for Gemma).
     const std::vector<int32_t> tokens = tok.encode(text, true);
     const int64_t n_ctx = e->kv().n_ctx();

@@ -16,6 +16,7 @@ namespace unicorn::cuda {
 namespace {
 
 constexpr int kWarps = 4;
+constexpr int kKeys = 4;  // keys a warp scores per step
 
 template <int D>
 __device__ __forceinline__ void load_f32(const float* p, float* v) {
@@ -72,29 +73,54 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int d = 0; d < D; ++d) acc[d] = 0.0f;
   const int64_t cache_seq = static_cast<int64_t>(seq) * a.capacity;
   const int64_t dim = kvh * HD + lane * D;
-  for (int64_t j = j_begin + warp; j < j_end; j += kWarps) {
-    float kv[D], vv[D];
-    if (j < r.n_past) {
-      const int64_t slot = (r.lo + j) % a.capacity;
-      load_cached<D, F16>(k_cache, (cache_seq + slot) * kv_row + dim, kv);
-      load_cached<D, F16>(v_cache, (cache_seq + slot) * kv_row + dim, vv);
-    } else {
-      const int64_t row = b.rows[b.start[seq] + (r.first_new + (j - r.n_past) - b.past[seq])];
-      load_f32<D>(k + row * kv_row + dim, kv);
-      load_f32<D>(v + row * kv_row + dim, vv);
+  // kKeys keys per warp per step: their loads are independent and all in flight at once, and
+  // the running state is rescaled once per step.
+  for (int64_t j0 = j_begin + warp * kKeys; j0 < j_end; j0 += kWarps * kKeys) {
+    float kv[kKeys][D], vv[kKeys][D];
+#pragma unroll
+    for (int u = 0; u < kKeys; ++u) {
+      const int64_t j = j0 + u;
+      if (j >= j_end) {
+#pragma unroll
+        for (int d = 0; d < D; ++d) kv[u][d] = vv[u][d] = 0.0f;
+      } else if (j < r.n_past) {
+        const int64_t slot = (r.lo + j) % a.capacity;
+        load_cached<D, F16>(k_cache, (cache_seq + slot) * kv_row + dim, kv[u]);
+        load_cached<D, F16>(v_cache, (cache_seq + slot) * kv_row + dim, vv[u]);
+      } else {
+        const int64_t row = b.rows[b.start[seq] + (r.first_new + (j - r.n_past) - b.past[seq])];
+        load_f32<D>(k + row * kv_row + dim, kv[u]);
+        load_f32<D>(v + row * kv_row + dim, vv[u]);
+      }
     }
-    float dot = 0.0f;
+    float s[kKeys];
 #pragma unroll
-    for (int d = 0; d < D; ++d) dot += qv[d] * kv[d];
+    for (int u = 0; u < kKeys; ++u) {
+      s[u] = 0.0f;
 #pragma unroll
-    for (int o = 16; o > 0; o /= 2) dot += __shfl_xor_sync(0xFFFFFFFFu, dot, o);
-    const float s = dot * a.scale;
-    const float m_new = fmaxf(m, s);
-    const float corr = expf(m - m_new);  // 0 on the first key (m = -inf)
-    const float p = expf(s - m_new);
-    l = l * corr + p;
+      for (int d = 0; d < D; ++d) s[u] += qv[d] * kv[u][d];
+    }
 #pragma unroll
-    for (int d = 0; d < D; ++d) acc[d] = acc[d] * corr + p * vv[d];
+    for (int o = 16; o > 0; o /= 2)
+#pragma unroll
+      for (int u = 0; u < kKeys; ++u) s[u] += __shfl_xor_sync(0xFFFFFFFFu, s[u], o);
+    float m_new = m;
+#pragma unroll
+    for (int u = 0; u < kKeys; ++u) {
+      s[u] = j0 + u < j_end ? s[u] * a.scale : -INFINITY;
+      m_new = fmaxf(m_new, s[u]);
+    }
+    const float corr = expf(m - m_new);  // 0 on the first step (m = -inf)
+    l *= corr;
+#pragma unroll
+    for (int d = 0; d < D; ++d) acc[d] *= corr;
+#pragma unroll
+    for (int u = 0; u < kKeys; ++u) {
+      const float p = expf(s[u] - m_new);  // 0 for keys past the end
+      l += p;
+#pragma unroll
+      for (int d = 0; d < D; ++d) acc[d] += p * vv[u][d];
+    }
     m = m_new;
   }
   if (lane == 0) {

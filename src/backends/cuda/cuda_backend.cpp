@@ -22,6 +22,23 @@ int cuda_device_count() {
 
 std::unique_ptr<Backend> make_cuda_backend(int index) { return std::make_unique<cuda::CudaBackend>(index); }
 
+double cuda_time_ms(Backend& backend, const std::function<void()>& work) {
+  auto* b = dynamic_cast<cuda::CudaBackend*>(&backend);
+  if (!b) fail("cuda_time_ms: backend {} is not a CUDA backend", backend.name());
+  cudaEvent_t start = nullptr, stop = nullptr;
+  cuda::check(cudaEventCreate(&start), "creating an event");
+  cuda::check(cudaEventCreate(&stop), "creating an event");
+  cuda::check(cudaEventRecord(start, b->stream()), "recording an event");
+  work();
+  cuda::check(cudaEventRecord(stop, b->stream()), "recording an event");
+  cuda::check(cudaEventSynchronize(stop), "waiting for an event");
+  float ms = 0;
+  cuda::check(cudaEventElapsedTime(&ms, start, stop), "reading an event time");
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return ms;
+}
+
 namespace cuda {
 
 CudaBackend::CudaBackend(int device) : device_(device) {
@@ -191,9 +208,10 @@ void CudaBackend::attention(const Act& q, const Act& k, const Act& v, LayerKv& k
   // Few (token, head) blocks and many keys: split the keys so that the GPU fills up.
   int n_split = 1;
   const int64_t blocks = T * p.n_heads;
-  constexpr int64_t kMinKeysPerSplit = 128, kMaxSplits = 32;
-  if (blocks < 2 * sm_count_ && n_max > kMinKeysPerSplit) {
-    const int64_t want = (2 * sm_count_ + blocks - 1) / blocks;
+  constexpr int64_t kMinKeysPerSplit = 64, kMaxSplits = 64;
+  const int64_t target_blocks = 8 * static_cast<int64_t>(sm_count_);
+  if (blocks < target_blocks && n_max > kMinKeysPerSplit) {
+    const int64_t want = (target_blocks + blocks - 1) / blocks;
     n_split = static_cast<int>(std::min({want, (n_max + kMinKeysPerSplit - 1) / kMinKeysPerSplit, kMaxSplits}));
   }
   float* partial = nullptr;

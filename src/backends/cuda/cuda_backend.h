@@ -23,6 +23,7 @@ class CudaBackend final : public Backend {
   CudaBackend& operator=(const CudaBackend&) = delete;
 
   std::string name() const override { return name_; }
+  cudaStream_t stream() const { return stream_; }
   bool supports_weight(GgmlType type) const override;
   void load_weight(const WeightTensor& w) override;
 

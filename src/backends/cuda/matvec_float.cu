@@ -18,16 +18,23 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_float(DeviceWeight w, cons
   float acc[NT];
 #pragma unroll
   for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
-  for (int64_t k = 8 * lane; k < K; k += 8 * 32) {
-    float wv[8];
-    F::decode8(w, row, k, wv);
+  // Several 8-value groups per lane per pass, so that each lane has several loads in flight.
+  constexpr int kUnroll = NT <= 2 ? 4 : 2;
+  for (int64_t base = 8 * lane; base < K; base += 8 * 32 * kUnroll) {
 #pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      if (t >= T) break;
-      const float4* xp = reinterpret_cast<const float4*>(x + t * K + k);
-      const float4 a = __ldg(xp), b = __ldg(xp + 1);
-      acc[t] += wv[0] * a.x + wv[1] * a.y + wv[2] * a.z + wv[3] * a.w + wv[4] * b.x + wv[5] * b.y +
-                wv[6] * b.z + wv[7] * b.w;
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t k = base + 8 * 32 * u;
+      if (k >= K) break;
+      float wv[8];
+      F::decode8(w, row, k, wv);
+#pragma unroll
+      for (int t = 0; t < NT; ++t) {
+        if (t >= T) break;
+        const float4* xp = reinterpret_cast<const float4*>(x + t * K + k);
+        const float4 a = __ldg(xp), b = __ldg(xp + 1);
+        acc[t] += wv[0] * a.x + wv[1] * a.y + wv[2] * a.z + wv[3] * a.w + wv[4] * b.x + wv[5] * b.y +
+                  wv[6] * b.z + wv[7] * b.w;
+      }
     }
   }
 #pragma unroll

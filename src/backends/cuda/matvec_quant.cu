@@ -19,7 +19,13 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_quant(DeviceWeight w, ActQ
   float acc[NT];
 #pragma unroll
   for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
-  for (int64_t it = lane; it < items; it += 32) F::template dot<NT>(w, row, it, x, K, T, acc);
+  // Several items per lane per pass, so that each lane has several 16-byte loads in flight.
+  constexpr int kUnroll = NT <= 2 ? 4 : 2;
+  for (int64_t base = lane; base < items; base += 32 * kUnroll) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+      if (base + 32 * u < items) F::template dot<NT>(w, row, base + 32 * u, x, K, T, acc);
+  }
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
     float v = acc[t];

@@ -211,10 +211,11 @@ TEST_F(CudaOps, EmbedDecodesEveryWeightTypeLikeTheCpu) {
 
 TEST_F(CudaOps, RmsNormOverRowsAndHeadsMatchesCpuInPlace) {
   Rng rng(8);
+  std::vector<std::vector<float>> weights;  // alive as long as the backend that loaded them
   for (auto [rows, cols, group] : {std::tuple<int64_t, int64_t, int64_t>{3, 5376, 5376}, {64, 640, 640},
                                    {5, 32 * 128, 128}, {2, 4 * 256, 256}, {1, 16, 16}}) {
     std::vector<float> x = random_floats(static_cast<size_t>(rows * cols), rng, 3.0f);
-    std::vector<float> wv = random_floats(static_cast<size_t>(group), rng);
+    const std::vector<float>& wv = weights.emplace_back(random_floats(static_cast<size_t>(group), rng));
     WeightTensor w{"test.norm", GgmlType::F32, 1, group, reinterpret_cast<const uint8_t*>(wv.data())};
     gpu->load_weight(w);
     Act c = upload(*cpu, x, rows, cols), g = upload(*gpu, x, rows, cols);

@@ -18,18 +18,47 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kKeys = 4;  // keys a warp scores per step
 
+// D consecutive values per lane, loaded with the widest aligned accesses (D * 4 or D * 2 bytes).
 template <int D>
 __device__ __forceinline__ void load_f32(const float* p, float* v) {
+  if constexpr (D % 4 == 0) {
 #pragma unroll
-  for (int i = 0; i < D; ++i) v[i] = p[i];
+    for (int i = 0; i < D; i += 4) {
+      const float4 a = *reinterpret_cast<const float4*>(p + i);
+      v[i] = a.x, v[i + 1] = a.y, v[i + 2] = a.z, v[i + 3] = a.w;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < D; ++i) v[i] = p[i];
+  }
+}
+
+template <int D>
+__device__ __forceinline__ void load_f16(const __half* p, float* v) {
+  if constexpr (D % 2 == 0) {
+    __half2 h[D / 2];
+    if constexpr (D == 8) {
+      *reinterpret_cast<uint4*>(h) = *reinterpret_cast<const uint4*>(p);
+    } else if constexpr (D == 4) {
+      *reinterpret_cast<uint2*>(h) = *reinterpret_cast<const uint2*>(p);
+    } else {
+      h[0] = *reinterpret_cast<const __half2*>(p);
+    }
+#pragma unroll
+    for (int i = 0; i < D / 2; ++i) {
+      const float2 f = __half22float2(h[i]);
+      v[2 * i] = f.x, v[2 * i + 1] = f.y;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < D; ++i) v[i] = __half2float(p[i]);
+  }
 }
 
 template <int D, bool F16>
 __device__ __forceinline__ void load_cached(const void* base, int64_t off, float* v) {
   if constexpr (F16) {
-    const __half* p = static_cast<const __half*>(base) + off;
-#pragma unroll
-    for (int i = 0; i < D; ++i) v[i] = __half2float(p[i]);
+    load_f16<D>(static_cast<const __half*>(base) + off, v);
   } else {
     load_f32<D>(static_cast<const float*>(base) + off, v);
   }
@@ -72,6 +101,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
   for (int d = 0; d < D; ++d) acc[d] = 0.0f;
   const int64_t cache_seq = static_cast<int64_t>(seq) * a.capacity;
+  const int64_t ring_lo = r.lo % a.capacity;  // slot of position lo; later ones follow, wrapping once
   const int64_t dim = kvh * HD + lane * D;
   // kKeys keys per warp per step: their loads are independent and all in flight at once, and
   // the running state is rescaled once per step.
@@ -84,7 +114,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
         for (int d = 0; d < D; ++d) kv[u][d] = vv[u][d] = 0.0f;
       } else if (j < r.n_past) {
-        const int64_t slot = (r.lo + j) % a.capacity;
+        int64_t slot = ring_lo + j;  // j < n_past <= capacity
+        if (slot >= a.capacity) slot -= a.capacity;
         load_cached<D, F16>(k_cache, (cache_seq + slot) * kv_row + dim, kv[u]);
         load_cached<D, F16>(v_cache, (cache_seq + slot) * kv_row + dim, vv[u]);
       } else {

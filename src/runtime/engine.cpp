@@ -3,9 +3,38 @@
 #include <algorithm>
 
 #include "backends/cpu/cpu_backend.h"
+#ifdef UNICORN_HAVE_CUDA
+#include "backends/cuda/cuda_device.h"
+#endif
 #include "core/error.h"
 
 namespace unicorn {
+
+namespace {
+// EngineOptions::device: "auto" takes CUDA device 0 when there is one, else the CPU.
+std::unique_ptr<Backend> make_backend(const std::string& device, int n_threads) {
+  if (device == "cpu") return std::make_unique<CpuBackend>(n_threads);
+  if (device != "auto" && device != "cuda" && !device.starts_with("cuda:"))
+    fail("unknown device '{}' (use auto, cpu, cuda or cuda:N)", device);
+#ifdef UNICORN_HAVE_CUDA
+  if (device == "auto") {
+    if (cuda_device_count() > 0) return make_cuda_backend(0);
+    return std::make_unique<CpuBackend>(n_threads);
+  }
+  int index = 0;
+  if (device.size() > 5) {
+    const std::string n = device.substr(5);
+    if (n.empty() || n.size() > 4 || n.find_first_not_of("0123456789") != std::string::npos)
+      fail("device '{}': expected cuda:N with N a device number", device);
+    index = std::stoi(n);
+  }
+  return make_cuda_backend(index);
+#else
+  if (device == "auto") return std::make_unique<CpuBackend>(n_threads);
+  fail("device '{}': this build has no CUDA backend (configure with -DUNICORN_CUDA=ON)", device);
+#endif
+}
+}  // namespace
 
 std::unique_ptr<Engine> Engine::open(const EngineOptions& opt_in) {
   auto e = std::unique_ptr<Engine>(new Engine());
@@ -32,8 +61,8 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& opt_in) {
            opt.n_ctx, format_bytes(e->mem_.kv), format_bytes(e->mem_.scratch), format_bytes(need),
            format_bytes(avail));
   }
-  // One CPU backend for now; the planner (runtime/placement.h) will spread layers over devices.
-  e->backends_.push_back(std::make_unique<CpuBackend>(opt.n_threads));
+  // One backend for now; the planner (runtime/placement.h) will spread layers over devices.
+  e->backends_.push_back(make_backend(opt.device, opt.n_threads));
   Placement pl = Placement::all_on(e->backends_[0].get(), c.n_layers);
   e->model_ = std::make_unique<Gemma3Model>(e->weights_, pl);
   e->kv_ = std::make_unique<KvCache>(c, pl, opt.n_seq, opt.n_ctx, opt.kv_type);

@@ -1,0 +1,272 @@
+// Attention of each (token, query head) over its slot's cached past plus this batch's own keys
+// (spec §2.4.4-2.4.7), same key set as the CPU backend: keys lo .. past-1 from the ring (position
+// p at p % capacity), keys max(past, lo) .. pos from the batch, lo = pos - window + 1 on sliding
+// layers. One block of 4 warps per (head, token, split); the warps take keys in turn, each lane
+// holds head_dim/32 consecutive dimensions, scores are reduced across the warp and folded into an
+// online softmax (running max, sum and weighted V). The warps' states are merged in shared memory;
+// with several splits, partial states go to `partial` and a second kernel merges them, so that
+// one decoding token still spreads its keys over many blocks.
+#include <cuda_fp16.h>
+
+#include <cmath>
+
+#include "backends/cuda/kernels.h"
+
+namespace unicorn::cuda {
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kKeys = 4;  // keys a warp scores per step
+
+// D consecutive values per lane, loaded with the widest aligned accesses (D * 4 or D * 2 bytes).
+template <int D>
+__device__ __forceinline__ void load_f32(const float* p, float* v) {
+  if constexpr (D % 4 == 0) {
+#pragma unroll
+    for (int i = 0; i < D; i += 4) {
+      const float4 a = *reinterpret_cast<const float4*>(p + i);
+      v[i] = a.x, v[i + 1] = a.y, v[i + 2] = a.z, v[i + 3] = a.w;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < D; ++i) v[i] = p[i];
+  }
+}
+
+template <int D>
+__device__ __forceinline__ void load_f16(const __half* p, float* v) {
+  if constexpr (D % 2 == 0) {
+    __half2 h[D / 2];
+    if constexpr (D == 8) {
+      *reinterpret_cast<uint4*>(h) = *reinterpret_cast<const uint4*>(p);
+    } else if constexpr (D == 4) {
+      *reinterpret_cast<uint2*>(h) = *reinterpret_cast<const uint2*>(p);
+    } else {
+      h[0] = *reinterpret_cast<const __half2*>(p);
+    }
+#pragma unroll
+    for (int i = 0; i < D / 2; ++i) {
+      const float2 f = __half22float2(h[i]);
+      v[2 * i] = f.x, v[2 * i + 1] = f.y;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < D; ++i) v[i] = __half2float(p[i]);
+  }
+}
+
+template <int D, bool F16>
+__device__ __forceinline__ void load_cached(const void* base, int64_t off, float* v) {
+  if constexpr (F16) {
+    load_f16<D>(static_cast<const __half*>(base) + off, v);
+  } else {
+    load_f32<D>(static_cast<const float*>(base) + off, v);
+  }
+}
+
+struct KeyRange {
+  int64_t lo, n_past, n, first_new;  // n_past cached keys from lo, then batch keys from first_new
+};
+
+__device__ __forceinline__ KeyRange key_range(const AttentionBatch& b, int64_t window, int64_t i) {
+  const int64_t pos = b.pos[i];
+  const int64_t past = b.past[b.seq[i]];
+  KeyRange r;
+  r.lo = window > 0 ? max(int64_t{0}, pos - window + 1) : 0;
+  r.n_past = max(int64_t{0}, past - r.lo);
+  r.first_new = max(past, r.lo);
+  r.n = r.n_past + (pos - r.first_new + 1);
+  return r;
+}
+
+template <int D, bool F16>
+__global__ void __launch_bounds__(kWarps * 32)
+    attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
+              AttentionBatch b, AttentionShape a, float* partial, float* out) {
+  constexpr int HD = 32 * D;
+  __shared__ float s_m[kWarps], s_l[kWarps];
+  __shared__ float s_acc[kWarps][HD];
+  const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
+  const int64_t h = blockIdx.x, i = blockIdx.y;
+  const int split = static_cast<int>(blockIdx.z), n_split = static_cast<int>(gridDim.z);
+  const int64_t kvh = h / (a.n_heads / a.n_kv_heads);  // spec §2.4.6: contiguous groups
+  const int64_t q_row = a.n_heads * HD, kv_row = a.n_kv_heads * HD;
+  const int seq = b.seq[i];
+  const KeyRange r = key_range(b, a.window, i);
+  const int64_t j_begin = r.n * split / n_split, j_end = r.n * (split + 1) / n_split;
+
+  float qv[D];
+  load_f32<D>(q + i * q_row + h * HD + lane * D, qv);
+  float m = -INFINITY, l = 0.0f, acc[D];
+#pragma unroll
+  for (int d = 0; d < D; ++d) acc[d] = 0.0f;
+  const int64_t cache_seq = static_cast<int64_t>(seq) * a.capacity;
+  const int64_t ring_lo = r.lo % a.capacity;  // slot of position lo; later ones follow, wrapping once
+  const int64_t dim = kvh * HD + lane * D;
+  // kKeys keys per warp per step: their loads are independent and all in flight at once, and
+  // the running state is rescaled once per step.
+  for (int64_t j0 = j_begin + warp * kKeys; j0 < j_end; j0 += kWarps * kKeys) {
+    float kv[kKeys][D], vv[kKeys][D];
+#pragma unroll
+    for (int u = 0; u < kKeys; ++u) {
+      const int64_t j = j0 + u;
+      if (j >= j_end) {
+#pragma unroll
+        for (int d = 0; d < D; ++d) kv[u][d] = vv[u][d] = 0.0f;
+      } else if (j < r.n_past) {
+        int64_t slot = ring_lo + j;  // j < n_past <= capacity
+        if (slot >= a.capacity) slot -= a.capacity;
+        load_cached<D, F16>(k_cache, (cache_seq + slot) * kv_row + dim, kv[u]);
+        load_cached<D, F16>(v_cache, (cache_seq + slot) * kv_row + dim, vv[u]);
+      } else {
+        const int64_t row = b.rows[b.start[seq] + (r.first_new + (j - r.n_past) - b.past[seq])];
+        load_f32<D>(k + row * kv_row + dim, kv[u]);
+        load_f32<D>(v + row * kv_row + dim, vv[u]);
+      }
+    }
+    float s[kKeys];
+#pragma unroll
+    for (int u = 0; u < kKeys; ++u) {
+      s[u] = 0.0f;
+#pragma unroll
+      for (int d = 0; d < D; ++d) s[u] += qv[d] * kv[u][d];
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o /= 2)
+#pragma unroll
+      for (int u = 0; u < kKeys; ++u) s[u] += __shfl_xor_sync(0xFFFFFFFFu, s[u], o);
+    float m_new = m;
+#pragma unroll
+    for (int u = 0; u < kKeys; ++u) {
+      s[u] = j0 + u < j_end ? s[u] * a.scale : -INFINITY;
+      m_new = fmaxf(m_new, s[u]);
+    }
+    const float corr = expf(m - m_new);  // 0 on the first step (m = -inf)
+    l *= corr;
+#pragma unroll
+    for (int d = 0; d < D; ++d) acc[d] *= corr;
+#pragma unroll
+    for (int u = 0; u < kKeys; ++u) {
+      const float p = expf(s[u] - m_new);  // 0 for keys past the end
+      l += p;
+#pragma unroll
+      for (int d = 0; d < D; ++d) acc[d] += p * vv[u][d];
+    }
+    m = m_new;
+  }
+  if (lane == 0) {
+    s_m[warp] = m;
+    s_l[warp] = l;
+  }
+#pragma unroll
+  for (int d = 0; d < D; ++d) s_acc[warp][lane * D + d] = acc[d];
+  __syncthreads();
+  float mx = -INFINITY;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_m[w]);
+  float sum = 0.0f, f[kWarps];
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) {
+    f[w] = s_l[w] > 0.0f ? expf(s_m[w] - mx) : 0.0f;  // a warp that saw no key contributes nothing
+    sum += s_l[w] * f[w];
+  }
+  for (int d = static_cast<int>(threadIdx.x); d < HD; d += kWarps * 32) {
+    float o = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) o += s_acc[w][d] * f[w];
+    if (n_split == 1) {
+      out[i * q_row + h * HD + d] = o / sum;
+    } else {
+      float* p = partial + ((i * a.n_heads + h) * n_split + split) * (HD + 2);
+      p[2 + d] = o;
+      if (d == 0) {
+        p[0] = mx;
+        p[1] = sum;
+      }
+    }
+  }
+}
+
+// Merges the splits' (max, sum, weighted V) states of one (head, token).
+__global__ void merge_splits(const float* partial, int64_t n_heads, int64_t head_dim, int n_split, float* out) {
+  const int64_t h = blockIdx.x, i = blockIdx.y;
+  const float* p = partial + (i * n_heads + h) * n_split * (head_dim + 2);
+  float mx = -INFINITY;
+  for (int s = 0; s < n_split; ++s)
+    if (p[s * (head_dim + 2) + 1] > 0.0f) mx = fmaxf(mx, p[s * (head_dim + 2)]);
+  for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float sum = 0.0f, o = 0.0f;
+    for (int s = 0; s < n_split; ++s) {
+      const float* ps = p + s * (head_dim + 2);
+      if (ps[1] <= 0.0f) continue;
+      const float f = expf(ps[0] - mx);
+      sum += ps[1] * f;
+      o += ps[2 + d] * f;
+    }
+    out[i * n_heads * head_dim + h * head_dim + d] = o / sum;
+  }
+}
+
+template <bool F16>
+__global__ void kv_store(const float* k, const float* v, void* k_cache, void* v_cache, AttentionBatch b, int64_t row,
+                         int64_t capacity) {
+  const int64_t i = blockIdx.x;
+  const int seq = b.seq[i];
+  // A chunk longer than the ring writes some slots twice; the later position wins, as on the CPU.
+  const int64_t last = b.past[seq] + (b.start[seq + 1] - b.start[seq]) - 1;
+  if (b.pos[i] + capacity <= last) return;
+  const int64_t slot = static_cast<int64_t>(seq) * capacity + b.pos[i] % capacity;
+  for (int64_t c = threadIdx.x; c < row; c += blockDim.x) {
+    if constexpr (F16) {
+      static_cast<__half*>(k_cache)[slot * row + c] = __float2half_rn(k[i * row + c]);
+      static_cast<__half*>(v_cache)[slot * row + c] = __float2half_rn(v[i * row + c]);
+    } else {
+      static_cast<float*>(k_cache)[slot * row + c] = k[i * row + c];
+      static_cast<float*>(v_cache)[slot * row + c] = v[i * row + c];
+    }
+  }
+}
+
+template <int D>
+void launch_d(const float* q, const float* k, const float* v, const void* kc, const void* vc, const AttentionBatch& b,
+              const AttentionShape& a, int n_split, float* partial, float* out, cudaStream_t s) {
+  const dim3 grid(static_cast<unsigned>(a.n_heads), static_cast<unsigned>(b.T), static_cast<unsigned>(n_split));
+  if (a.kv_f16)
+    attention<D, true><<<grid, kWarps * 32, 0, s>>>(q, k, v, kc, vc, b, a, partial, out);
+  else
+    attention<D, false><<<grid, kWarps * 32, 0, s>>>(q, k, v, kc, vc, b, a, partial, out);
+}
+
+}  // namespace
+
+bool attention_supports_head_dim(int64_t hd) { return hd == 32 || hd == 64 || hd == 128 || hd == 256; }
+
+cudaError_t launch_attention(const float* q, const float* k, const float* v, const void* k_cache,
+                             const void* v_cache, const AttentionBatch& b, const AttentionShape& a, int n_split,
+                             float* partial, float* out, cudaStream_t s) {
+  if (b.T == 0) return cudaSuccess;
+  switch (a.head_dim) {
+    case 32: launch_d<1>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, s); break;
+    case 64: launch_d<2>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, s); break;
+    case 128: launch_d<4>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, s); break;
+    case 256: launch_d<8>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, s); break;
+    default: return cudaErrorNotSupported;
+  }
+  if (n_split > 1) {
+    const dim3 grid(static_cast<unsigned>(a.n_heads), static_cast<unsigned>(b.T));
+    merge_splits<<<grid, 128, 0, s>>>(partial, a.n_heads, a.head_dim, n_split, out);
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t launch_kv_store(const float* k, const float* v, void* k_cache, void* v_cache, const AttentionBatch& b,
+                            int64_t row, int64_t capacity, bool kv_f16, cudaStream_t s) {
+  if (b.T == 0) return cudaSuccess;
+  if (kv_f16)
+    kv_store<true><<<static_cast<unsigned>(b.T), 128, 0, s>>>(k, v, k_cache, v_cache, b, row, capacity);
+  else
+    kv_store<false><<<static_cast<unsigned>(b.T), 128, 0, s>>>(k, v, k_cache, v_cache, b, row, capacity);
+  return cudaGetLastError();
+}
+
+}  // namespace unicorn::cuda

@@ -1,0 +1,69 @@
+// The CUDA backend: every op of backends/backend.h on one device and one stream. Weights are
+// uploaded once in load_weight (keyed by the WeightTensor's data address) in their quantized
+// form; activations and the KV cache live in device memory; ops are queued on the stream and
+// the host waits only in copy_to_host / synchronize.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "backends/backend.h"
+#include "backends/cuda/device_buffer.h"
+#include "backends/cuda/weight_upload.h"
+
+namespace unicorn::cuda {
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device);
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  std::string name() const override { return name_; }
+  cudaStream_t stream() const { return stream_; }
+  bool supports_weight(GgmlType type) const override;
+  void load_weight(const WeightTensor& w) override;
+
+  Act alloc(int64_t rows, int64_t cols) override;
+  void copy_from_host(const float* src, Act& dst) override;
+  void copy_to_host(const Act& src, float* dst) override;
+  std::unique_ptr<LayerKv> create_kv(const LayerKvSpec& spec) override;
+  void synchronize() override;
+
+  void embed(const WeightTensor& table, std::span<const int32_t> tokens, float scale, Act& out) override;
+  void matmul(const WeightTensor& w, const Act& x, Act& y) override;
+  void rms_norm(const Act& x, const WeightTensor& w, float eps, Act& y) override;
+  void rope(Act& x, int64_t head_dim, std::span<const int32_t> pos, float base, float scale) override;
+  void attention(const Act& q, const Act& k, const Act& v, LayerKv& kv, const BatchView& batch,
+                 std::span<const int64_t> past_len, const AttentionParams& p, Act& out) override;
+  void gelu_mul(const Act& gate, const Act& up, Act& out) override;
+  void add(Act& x, const Act& y) override;
+  void gather_rows(const Act& x, std::span<const int64_t> rows, Act& out) override;
+
+ private:
+  // Small int arrays the ops take from the host (tokens, positions, attention metadata, rows).
+  // Each kind has its own device buffer; an upload is skipped when the values equal the last
+  // ones sent (every layer passes the same positions and batch layout).
+  enum class Staged { Tokens, Positions, Attention, Rows, kCount };
+  const int32_t* stage(Staged kind, std::span<const int32_t> values);
+  const DeviceWeight& device_weight(const WeightTensor& w) const;
+  void check_launch(cudaError_t e, const char* op) const;
+
+  int device_ = 0;
+  std::string name_;
+  int sm_count_ = 0;
+  cudaStream_t stream_ = nullptr;
+  std::unordered_map<const uint8_t*, UploadedWeight> weights_;
+  struct StagedInts {
+    DeviceBuffer device;
+    std::vector<int32_t> last;
+  };
+  StagedInts staged_[static_cast<int>(Staged::kCount)];
+  DeviceBuffer act_q8_;     // quantized activations for the int8 matvec
+  DeviceBuffer partial_;    // attention split states
+};
+
+}  // namespace unicorn::cuda

@@ -1,0 +1,21 @@
+// Entry points to the CUDA backend that need no CUDA headers: the engine and the tests use these
+// to ask for a device. Declared only in builds with the backend (UNICORN_HAVE_CUDA).
+#pragma once
+#include <functional>
+#include <memory>
+
+#include "backends/backend.h"
+
+namespace unicorn {
+
+// Number of usable CUDA devices; 0 when there is no driver or no device (never throws).
+int cuda_device_count();
+
+// A backend on CUDA device `index`. Throws Error naming the device when it cannot be used.
+std::unique_ptr<Backend> make_cuda_backend(int index);
+
+// Device time in milliseconds of the ops that `work` queues on a CUDA backend (events on its
+// stream around them; waits for them). For benchmarks: excludes host launch overhead.
+double cuda_time_ms(Backend& cuda_backend, const std::function<void()>& work);
+
+}  // namespace unicorn

@@ -1,0 +1,41 @@
+// The device form of a weight matrix, shared by the host upload code and the kernels (plain
+// data, no CUDA headers). Quantized blocks keep their bits, but blocks whose size is not a
+// multiple of 16 bytes are split into planes so that every quant load is a 16-byte load:
+//
+//   F32, F16, BF16   q: the rows as in the file.
+//   Q8_0             q: 32 int8 per block; d: f16 scale per block.
+//   Q4_0             q: the 16 nibble bytes per block; d: f16 scale per block.
+//   Q5_0             q: the 16 nibble bytes per block; qh: the 32-bit high-bit word; d: f16 scale.
+//   Q4_K             q: the 144-byte blocks as in the file (144 = 9 x 16, already aligned).
+//   Q6_K             q: the 210-byte blocks, each padded to 224 bytes so that ql, qh, scales and d
+//                    start on 16-byte boundaries (the padding shares a 32-byte sector with d and
+//                    is never loaded, so it costs no bandwidth).
+//
+// Plane element (row r, block b) sits at index r * blocks_per_row + b.
+#pragma once
+#include <cstdint>
+
+#include "core/types.h"
+
+namespace unicorn::cuda {
+
+inline constexpr int64_t kQ6KPaddedBytes = 224;
+
+struct DeviceWeight {
+  GgmlType type = GgmlType::F32;
+  int64_t rows = 0, cols = 0;
+  int64_t blocks_per_row = 0;  // cols / block size (cols for float types)
+  int64_t q_row_bytes = 0;     // stride of `q` between rows
+  const uint8_t* q = nullptr;
+  const uint32_t* qh = nullptr;
+  const uint16_t* d = nullptr;
+};
+
+// Activations quantized to int8 per 32 values for the integer dot-product matvec: q [T, K] and
+// per 32-block (d, d * sum(q)) [T, K / 32].
+struct ActQ8 {
+  const int8_t* q = nullptr;
+  const float* ds = nullptr;  // pairs (d, d * sum q)
+};
+
+}  // namespace unicorn::cuda

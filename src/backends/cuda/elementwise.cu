@@ -1,0 +1,53 @@
+// Elementwise ops of the layer: GeGLU's gelu_tanh(gate) * up (spec §2.5), the residual add, and
+// the row gather before the logits.
+#include "backends/cuda/kernels.h"
+
+namespace unicorn::cuda {
+namespace {
+
+constexpr int kBlock = 256;
+
+unsigned blocks_for(int64_t n) { return static_cast<unsigned>((n + kBlock - 1) / kBlock); }
+
+__global__ void gelu_mul(const float* gate, const float* up, float* out, int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  const float x = gate[i];
+  const float t = tanhf(kSqrt2OverPi * (x + 0.044715f * x * x * x));
+  out[i] = 0.5f * x * (1.0f + t) * up[i];
+}
+
+__global__ void add(float* x, const float* y, int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) x[i] += y[i];
+}
+
+__global__ void gather_rows(const float* x, int64_t cols, const int32_t* rows, float* out) {
+  const float* src = x + static_cast<int64_t>(rows[blockIdx.x]) * cols;
+  float* dst = out + static_cast<int64_t>(blockIdx.x) * cols;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) dst[i] = src[i];
+}
+
+}  // namespace
+
+cudaError_t launch_gelu_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s) {
+  if (n == 0) return cudaSuccess;
+  gelu_mul<<<blocks_for(n), kBlock, 0, s>>>(gate, up, out, n);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_add(float* x, const float* y, int64_t n, cudaStream_t s) {
+  if (n == 0) return cudaSuccess;
+  add<<<blocks_for(n), kBlock, 0, s>>>(x, y, n);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_gather_rows(const float* x, int64_t cols, const int32_t* rows, int64_t n_rows, float* out,
+                               cudaStream_t s) {
+  if (n_rows == 0) return cudaSuccess;
+  gather_rows<<<static_cast<unsigned>(n_rows), kBlock, 0, s>>>(x, cols, rows, out);
+  return cudaGetLastError();
+}
+
+}  // namespace unicorn::cuda

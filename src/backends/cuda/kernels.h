@@ -1,0 +1,69 @@
+// Launchers of the CUDA kernels, one .cu file per family. Plain C++ signatures so that host code
+// compiled by the C++ compiler can call them; each returns the launch's error (cudaGetLastError)
+// for the caller to check. All run on the given stream and never synchronize.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "backends/cuda/device_weight.h"
+
+namespace unicorn::cuda {
+
+// ---- matmul y[T, N] = x[T, K] · wᵀ --------------------------------------------------------------
+// x f32 [T, K] -> int8 blocks of 32 (K % 32 == 0) for the integer dot-product matvec.
+cudaError_t launch_quantize_q8(const float* x, int64_t T, int64_t K, int8_t* q, float* ds, cudaStream_t s);
+// T <= 8, quantized weights (Q8_0, Q4_0, Q5_0, Q4_K, Q6_K): int8 dot products against ActQ8.
+cudaError_t launch_matvec_quant(const DeviceWeight& w, ActQ8 x, int T, float* y, cudaStream_t s);
+// T <= 8, float weights (F32, F16, BF16): f32 math, K % 8 == 0.
+cudaError_t launch_matvec_float(const DeviceWeight& w, const float* x, int T, float* y, cudaStream_t s);
+// Any T, any supported weight type: tiles of the weight dequantized to f32 in shared memory.
+cudaError_t launch_matmul_tiled(const DeviceWeight& w, const float* x, int T, float* y, cudaStream_t s);
+bool matvec_quant_supports(GgmlType t);
+bool weight_type_supported(GgmlType t);
+
+// ---- the other ops ------------------------------------------------------------------------------
+cudaError_t launch_embed(const DeviceWeight& table, const int32_t* tokens, int64_t T, float scale, float* out,
+                         cudaStream_t s);
+cudaError_t launch_rms_norm(const float* x, const float* w, int64_t rows, int64_t cols, int64_t group, float eps,
+                            float* y, cudaStream_t s);
+cudaError_t launch_rope(float* x, int64_t T, int64_t cols, int64_t head_dim, const int32_t* pos, float base,
+                        float scale, cudaStream_t s);
+cudaError_t launch_gelu_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s);
+cudaError_t launch_add(float* x, const float* y, int64_t n, cudaStream_t s);
+cudaError_t launch_gather_rows(const float* x, int64_t cols, const int32_t* rows, int64_t n_rows, float* out,
+                               cudaStream_t s);
+
+// ---- attention (spec §2.4.4-2.4.7) --------------------------------------------------------------
+// Batch metadata, int32 on the device: pos[T], seq[T], past[n_seq] (cached length of each slot),
+// start[n_seq + 1] (slot s's rows are rows[start[s] .. start[s+1]-1]), rows[T] (batch rows
+// grouped by slot, in position order).
+struct AttentionBatch {
+  const int32_t* pos = nullptr;
+  const int32_t* seq = nullptr;
+  const int32_t* past = nullptr;
+  const int32_t* start = nullptr;
+  const int32_t* rows = nullptr;
+  int64_t T = 0;
+};
+
+struct AttentionShape {
+  int64_t n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  float scale = 0;
+  int64_t window = 0;    // 0: global
+  int64_t capacity = 0;  // ring positions per slot
+  bool kv_f16 = true;
+};
+
+bool attention_supports_head_dim(int64_t head_dim);
+// out[T, nh*hd] from q[T, nh*hd] over the cache (k_cache/v_cache [n_seq, capacity, nkv*hd]) and
+// this batch's k, v [T, nkv*hd]. n_split > 1 splits each row's keys over blocks and needs
+// `partial` with T * n_heads * n_split * (head_dim + 2) floats.
+cudaError_t launch_attention(const float* q, const float* k, const float* v, const void* k_cache,
+                             const void* v_cache, const AttentionBatch& b, const AttentionShape& a, int n_split,
+                             float* partial, float* out, cudaStream_t s);
+// Stores this batch's k, v rows into the ring at (seq, pos % capacity).
+cudaError_t launch_kv_store(const float* k, const float* v, void* k_cache, void* v_cache, const AttentionBatch& b,
+                            int64_t row, int64_t capacity, bool kv_f16, cudaStream_t s);
+
+}  // namespace unicorn::cuda

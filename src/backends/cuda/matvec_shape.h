@@ -1,0 +1,23 @@
+// How many warps share one weight row in the matvec kernels: enough warps overall to keep about
+// 48 per multiprocessor busy, so that matrices of few rows still have enough loads in flight.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace unicorn::cuda {
+
+inline int warps_per_row(int64_t rows, int max_warps) {
+  static const int sm_count = [] {
+    int dev = 0, n = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+    return n > 0 ? n : 132;
+  }();
+  const int64_t want = 48 * static_cast<int64_t>(sm_count);
+  int wpr = 1;
+  while (wpr < max_warps && rows * wpr < want) wpr *= 2;
+  return wpr;
+}
+
+}  // namespace unicorn::cuda

@@ -1,0 +1,352 @@
+// Device-side readers of each weight format in its device layout (device_weight.h), written from
+// the block definitions in quant/blocks.h (spec §4.5). Two ways to read a weight:
+//   decode8: 8 consecutive values at column k (k % 8 == 0) as f32, equal to the reference codec
+//            (quant/codec.h) value for value; used by the tiled matmul and the embedding.
+//   dot<NT>: one work item of a row against NT int8-quantized activation rows with dp4a
+//            (4 int8 products per instruction); used by the matvec. An item is one 32-value block
+//            for the legacy formats and 64 values (two 32-value sub-blocks) for the K-quants.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "backends/cuda/device_weight.h"
+
+namespace unicorn::cuda {
+
+__device__ __forceinline__ float half_to_float(uint16_t h) { return __half2float(__ushort_as_half(h)); }
+__device__ __forceinline__ float bf16_to_float(uint16_t h) { return __uint_as_float(static_cast<uint32_t>(h) << 16); }
+
+// Bits 0..3 of n, each moved to bit 0 of its own byte (byte i gets bit i).
+__device__ __forceinline__ uint32_t spread_nibble(uint32_t n) { return ((n & 0xFu) * 0x00204081u) & 0x01010101u; }
+
+__device__ __forceinline__ int dot4(uint32_t a, uint32_t b, int acc) {
+  return __dp4a(static_cast<int>(a), static_cast<int>(b), acc);
+}
+
+// Activation words of 32 values starting at value k of token t (16-byte aligned: k % 32 == 0).
+struct ActWords {
+  uint32_t w[8];
+};
+__device__ __forceinline__ ActWords load_act32(const int8_t* q, int64_t k) {
+  const uint4* p = reinterpret_cast<const uint4*>(q + k);
+  const uint4 a = __ldg(p), b = __ldg(p + 1);
+  return {{a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w}};
+}
+__device__ __forceinline__ float2 load_ds(const float* ds, int64_t block) {
+  return __ldg(reinterpret_cast<const float2*>(ds) + block);
+}
+
+// ---- float formats ------------------------------------------------------------------------------
+
+struct FormatF32 {
+  static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
+    const float4* p = reinterpret_cast<const float4*>(w.q + r * w.q_row_bytes + k * 4);
+    const float4 a = __ldg(p), b = __ldg(p + 1);
+    y[0] = a.x, y[1] = a.y, y[2] = a.z, y[3] = a.w, y[4] = b.x, y[5] = b.y, y[6] = b.z, y[7] = b.w;
+  }
+};
+
+struct FormatF16 {
+  static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
+    const uint4 a = __ldg(reinterpret_cast<const uint4*>(w.q + r * w.q_row_bytes + k * 2));
+    const uint32_t v[4] = {a.x, a.y, a.z, a.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      y[2 * i] = half_to_float(static_cast<uint16_t>(v[i] & 0xFFFFu));
+      y[2 * i + 1] = half_to_float(static_cast<uint16_t>(v[i] >> 16));
+    }
+  }
+};
+
+struct FormatBF16 {
+  static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
+    const uint4 a = __ldg(reinterpret_cast<const uint4*>(w.q + r * w.q_row_bytes + k * 2));
+    const uint32_t v[4] = {a.x, a.y, a.z, a.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      y[2 * i] = bf16_to_float(static_cast<uint16_t>(v[i] & 0xFFFFu));
+      y[2 * i + 1] = bf16_to_float(static_cast<uint16_t>(v[i] >> 16));
+    }
+  }
+};
+
+// ---- 32-value blocks ----------------------------------------------------------------------------
+
+// y = d * q
+struct FormatQ8_0 {
+  static constexpr int kItem = 32;
+  static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
+    const int64_t b = k / 32;
+    const uint2 a = __ldg(reinterpret_cast<const uint2*>(w.q + r * w.q_row_bytes + b * 32 + (k % 32)));
+    const float d = half_to_float(__ldg(w.d + r * w.blocks_per_row + b));
+    const uint32_t v[2] = {a.x, a.y};
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+      y[i] = __fmul_rn(d, static_cast<float>(static_cast<int8_t>((v[i / 4] >> (8 * (i % 4))) & 0xFFu)));
+  }
+  template <int NT>
+  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t b, ActQ8 x, int64_t K,
+                                             int T, float* acc) {
+    const uint4* p = reinterpret_cast<const uint4*>(w.q + r * w.q_row_bytes + b * 32);
+    const uint4 a0 = __ldg(p), a1 = __ldg(p + 1);
+    const uint32_t q[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+    const float d = half_to_float(__ldg(w.d + r * w.blocks_per_row + b));
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (t >= T) break;
+      const ActWords xa = load_act32(x.q + t * K, b * 32);
+      int s = 0;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) s = dot4(q[i], xa.w[i], s);
+      acc[t] += d * load_ds(x.ds, t * (K / 32) + b).x * static_cast<float>(s);
+    }
+  }
+};
+
+// y = d * (q - 8); value j in the low nibble of byte j, value j+16 in its high nibble.
+struct FormatQ4_0 {
+  static constexpr int kItem = 32;
+  static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
+    const int64_t b = k / 32;
+    const int o = static_cast<int>(k % 32);
+    const uint2 a = __ldg(reinterpret_cast<const uint2*>(w.q + r * w.q_row_bytes + b * 16 + (o % 16)));
+    const float d = half_to_float(__ldg(w.d + r * w.blocks_per_row + b));
+    const int shift = 4 * (o / 16);
+    const uint32_t v[2] = {a.x, a.y};
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int q = static_cast<int>((v[i / 4] >> (8 * (i % 4) + shift)) & 0xFu);
+      y[i] = __fmul_rn(d, static_cast<float>(q - 8));
+    }
+  }
+  template <int NT>
+  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t b, ActQ8 x, int64_t K,
+                                             int T, float* acc) {
+    const uint4 a = __ldg(reinterpret_cast<const uint4*>(w.q + r * w.q_row_bytes + b * 16));
+    const uint32_t raw[4] = {a.x, a.y, a.z, a.w};
+    uint32_t q[8];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      q[i] = __vsub4(raw[i] & 0x0F0F0F0Fu, 0x08080808u);
+      q[i + 4] = __vsub4((raw[i] >> 4) & 0x0F0F0F0Fu, 0x08080808u);
+    }
+    const float d = half_to_float(__ldg(w.d + r * w.blocks_per_row + b));
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (t >= T) break;
+      const ActWords xa = load_act32(x.q + t * K, b * 32);
+      int s = 0;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) s = dot4(q[i], xa.w[i], s);
+      acc[t] += d * load_ds(x.ds, t * (K / 32) + b).x * static_cast<float>(s);
+    }
+  }
+};
+
+// y = d * (q - 16), bit 4 of value j in bit j of qh.
+struct FormatQ5_0 {
+  static constexpr int kItem = 32;
+  static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
+    const int64_t b = k / 32;
+    const int o = static_cast<int>(k % 32);
+    const uint2 a = __ldg(reinterpret_cast<const uint2*>(w.q + r * w.q_row_bytes + b * 16 + (o % 16)));
+    const uint32_t qh = __ldg(w.qh + r * w.blocks_per_row + b);
+    const float d = half_to_float(__ldg(w.d + r * w.blocks_per_row + b));
+    const int shift = 4 * (o / 16);
+    const uint32_t v[2] = {a.x, a.y};
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int q = static_cast<int>(((v[i / 4] >> (8 * (i % 4) + shift)) & 0xFu) | (((qh >> (o + i)) & 1u) << 4));
+      y[i] = __fmul_rn(d, static_cast<float>(q - 16));
+    }
+  }
+  template <int NT>
+  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t b, ActQ8 x, int64_t K,
+                                             int T, float* acc) {
+    const uint4 a = __ldg(reinterpret_cast<const uint4*>(w.q + r * w.q_row_bytes + b * 16));
+    const uint32_t qh = __ldg(w.qh + r * w.blocks_per_row + b);
+    const uint32_t raw[4] = {a.x, a.y, a.z, a.w};
+    uint32_t q[8];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t lo = (raw[i] & 0x0F0F0F0Fu) | (spread_nibble(qh >> (4 * i)) << 4);
+      const uint32_t hi = ((raw[i] >> 4) & 0x0F0F0F0Fu) | (spread_nibble(qh >> (16 + 4 * i)) << 4);
+      q[i] = __vsub4(lo, 0x10101010u);
+      q[i + 4] = __vsub4(hi, 0x10101010u);
+    }
+    const float d = half_to_float(__ldg(w.d + r * w.blocks_per_row + b));
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (t >= T) break;
+      const ActWords xa = load_act32(x.q + t * K, b * 32);
+      int s = 0;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) s = dot4(q[i], xa.w[i], s);
+      acc[t] += d * load_ds(x.ds, t * (K / 32) + b).x * static_cast<float>(s);
+    }
+  }
+};
+
+// ---- 256-value K-quants -------------------------------------------------------------------------
+
+// Q4_K: 8 sub-blocks of 32, y = d*sc*q - dmin*m; sub-blocks 2c and 2c+1 share qs[32c..32c+31]
+// (low / high nibble). Scale and min of sub-block s from the 12 packed bytes (spec §4.5).
+struct FormatQ4_K {
+  static constexpr int kItem = 64;
+  // Byte i of the 12 scale bytes; selects, not an indexed array, so nothing goes to local memory.
+  static __device__ __forceinline__ uint32_t byte_of(const uint32_t* words, int i) {
+    const uint32_t w = i < 4 ? words[0] : (i < 8 ? words[1] : words[2]);
+    return (w >> (8 * (i % 4))) & 0xFFu;
+  }
+  static __device__ __forceinline__ void scale_min(const uint32_t* sc, int s, float& scale, float& min) {
+    if (s < 4) {
+      scale = static_cast<float>(byte_of(sc, s) & 63u);
+      min = static_cast<float>(byte_of(sc, s + 4) & 63u);
+    } else {
+      scale = static_cast<float>((byte_of(sc, s + 4) & 0xFu) | ((byte_of(sc, s - 4) >> 6) << 4));
+      min = static_cast<float>((byte_of(sc, s + 4) >> 4) | ((byte_of(sc, s) >> 6) << 4));
+    }
+  }
+  static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
+    const uint8_t* blk = w.q + r * w.q_row_bytes + (k / 256) * 144;
+    const int i = static_cast<int>(k % 256), sub = i / 32, l = i % 32;
+    const uint4 h = __ldg(reinterpret_cast<const uint4*>(blk));
+    const uint32_t sc[3] = {h.y, h.z, h.w};
+    float scale, min;
+    scale_min(sc, sub, scale, min);
+    const float dl = __fmul_rn(half_to_float(static_cast<uint16_t>(h.x & 0xFFFFu)), scale);
+    const float ml = __fmul_rn(half_to_float(static_cast<uint16_t>(h.x >> 16)), min);
+    const uint2 a = __ldg(reinterpret_cast<const uint2*>(blk + 16 + 32 * (sub / 2) + l));
+    const uint32_t v[2] = {a.x, a.y};
+    const int shift = 4 * (sub % 2);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const float q = static_cast<float>((v[j / 4] >> (8 * (j % 4) + shift)) & 0xFu);
+      y[j] = __fsub_rn(__fmul_rn(dl, q), ml);
+    }
+  }
+  // Item = (super-block item/4, pair c = item%4): sub-blocks 2c, 2c+1.
+  template <int NT>
+  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t item, ActQ8 x, int64_t K,
+                                             int T, float* acc) {
+    const int64_t sb = item / 4;
+    const int c = static_cast<int>(item % 4);
+    const uint8_t* blk = w.q + r * w.q_row_bytes + sb * 144;
+    const uint4 h = __ldg(reinterpret_cast<const uint4*>(blk));
+    const uint4 a0 = __ldg(reinterpret_cast<const uint4*>(blk + 16 + 32 * c));
+    const uint4 a1 = __ldg(reinterpret_cast<const uint4*>(blk + 32 + 32 * c));
+    const uint32_t raw[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+    const uint32_t sc[3] = {h.y, h.z, h.w};
+    float s0, m0, s1, m1;
+    scale_min(sc, 2 * c, s0, m0);
+    scale_min(sc, 2 * c + 1, s1, m1);
+    const float d = half_to_float(static_cast<uint16_t>(h.x & 0xFFFFu));
+    const float dmin = half_to_float(static_cast<uint16_t>(h.x >> 16));
+    const int64_t xb = sb * 8 + 2 * c;  // activation block of sub-block 2c
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (t >= T) break;
+      const ActWords x0 = load_act32(x.q + t * K, xb * 32);
+      const ActWords x1 = load_act32(x.q + t * K, xb * 32 + 32);
+      int lo = 0, hi = 0;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        lo = dot4(raw[i] & 0x0F0F0F0Fu, x0.w[i], lo);
+        hi = dot4((raw[i] >> 4) & 0x0F0F0F0Fu, x1.w[i], hi);
+      }
+      const float2 ds0 = load_ds(x.ds, t * (K / 32) + xb), ds1 = load_ds(x.ds, t * (K / 32) + xb + 1);
+      acc[t] += d * (s0 * ds0.x * static_cast<float>(lo) + s1 * ds1.x * static_cast<float>(hi)) -
+                dmin * (m0 * ds0.y + m1 * ds1.y);
+    }
+  }
+};
+
+// Q6_K (blocks padded to 224 bytes): 16 sub-blocks of 16, y = d * scale * (q - 32). In each
+// 128-value half h, 32-value group s takes its low 4 bits from ql[64h + 32(s%2) + l] (low nibble
+// for s < 2) and its high 2 bits from qh[32h + l] at bits 2s.
+struct FormatQ6_K {
+  static constexpr int kItem = 64;
+  static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
+    const uint8_t* blk = w.q + r * w.q_row_bytes + (k / 256) * kQ6KPaddedBytes;
+    const int i = static_cast<int>(k % 256), half = i / 128, s = (i % 128) / 32, l = i % 32;
+    const uint2 ql = __ldg(reinterpret_cast<const uint2*>(blk + 64 * half + 32 * (s % 2) + l));
+    const uint2 qh = __ldg(reinterpret_cast<const uint2*>(blk + 128 + 32 * half + l));
+    const float d = half_to_float(__ldg(reinterpret_cast<const uint16_t*>(blk + 208)));
+    const float dl = __fmul_rn(d, static_cast<float>(static_cast<int8_t>(__ldg(blk + 192 + i / 16))));
+    const uint32_t lw[2] = {ql.x, ql.y}, hw[2] = {qh.x, qh.y};
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int lo = static_cast<int>((lw[j / 4] >> (8 * (j % 4) + 4 * (s / 2))) & 0xFu);
+      const int hi = static_cast<int>((hw[j / 4] >> (8 * (j % 4) + 2 * s)) & 3u);
+      y[j] = __fmul_rn(dl, static_cast<float>((lo | (hi << 4)) - 32));
+    }
+  }
+  // Item = (super-block item/4, p = item%4): half h = p/2, groups s0 = p%2 and s0 + 2, which
+  // share the same ql bytes (low / high nibble).
+  template <int NT>
+  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t item, ActQ8 x, int64_t K,
+                                             int T, float* acc) {
+    const int64_t sb = item / 4;
+    const int p = static_cast<int>(item % 4), h = p / 2, s0 = p % 2;
+    const uint8_t* blk = w.q + r * w.q_row_bytes + sb * kQ6KPaddedBytes;
+    const uint4 l0 = __ldg(reinterpret_cast<const uint4*>(blk + 64 * h + 32 * s0));
+    const uint4 l1 = __ldg(reinterpret_cast<const uint4*>(blk + 64 * h + 32 * s0 + 16));
+    const uint4 h0 = __ldg(reinterpret_cast<const uint4*>(blk + 128 + 32 * h));
+    const uint4 h1 = __ldg(reinterpret_cast<const uint4*>(blk + 128 + 32 * h + 16));
+    const uint4 scw = __ldg(reinterpret_cast<const uint4*>(blk + 192));  // 16 int8 scales
+    const float d = half_to_float(__ldg(reinterpret_cast<const uint16_t*>(blk + 208)));
+    const uint32_t ql[8] = {l0.x, l0.y, l0.z, l0.w, l1.x, l1.y, l1.z, l1.w};
+    const uint32_t qh[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
+    const uint32_t scales[4] = {scw.x, scw.y, scw.z, scw.w};
+    uint32_t qa[8], qb[8];  // groups s0 and s0 + 2, as signed bytes q - 32
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      qa[i] = __vsub4((ql[i] & 0x0F0F0F0Fu) | (((qh[i] >> (2 * s0)) & 0x03030303u) << 4), 0x20202020u);
+      qb[i] = __vsub4(((ql[i] >> 4) & 0x0F0F0F0Fu) | (((qh[i] >> (2 * s0 + 4)) & 0x03030303u) << 4), 0x20202020u);
+    }
+    auto scale = [&](int j) {
+      const uint32_t w = j < 8 ? (j < 4 ? scales[0] : scales[1]) : (j < 12 ? scales[2] : scales[3]);
+      return static_cast<float>(static_cast<int8_t>((w >> (8 * (j % 4))) & 0xFFu));
+    };
+    const int ja = 8 * h + 2 * s0, jb = 8 * h + 2 * (s0 + 2);  // first 16-value sub-block of each group
+    const float sa0 = scale(ja), sa1 = scale(ja + 1), sb0 = scale(jb), sb1 = scale(jb + 1);
+    const int64_t xa_blk = sb * 8 + 4 * h + s0, xb_blk = xa_blk + 2;
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (t >= T) break;
+      const ActWords xa = load_act32(x.q + t * K, xa_blk * 32);
+      const ActWords xb = load_act32(x.q + t * K, xb_blk * 32);
+      int a0 = 0, a1 = 0, b0 = 0, b1 = 0;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        a0 = dot4(qa[i], xa.w[i], a0);
+        a1 = dot4(qa[i + 4], xa.w[i + 4], a1);
+        b0 = dot4(qb[i], xb.w[i], b0);
+        b1 = dot4(qb[i + 4], xb.w[i + 4], b1);
+      }
+      const float dxa = load_ds(x.ds, t * (K / 32) + xa_blk).x, dxb = load_ds(x.ds, t * (K / 32) + xb_blk).x;
+      acc[t] += d * (dxa * (sa0 * static_cast<float>(a0) + sa1 * static_cast<float>(a1)) +
+                     dxb * (sb0 * static_cast<float>(b0) + sb1 * static_cast<float>(b1)));
+    }
+  }
+};
+
+// Calls f(Format{}) for a weight type with a device reader; returns false for other types.
+template <class F>
+bool with_format(GgmlType t, F&& f) {
+  switch (t) {
+    case GgmlType::F32: f(FormatF32{}); return true;
+    case GgmlType::F16: f(FormatF16{}); return true;
+    case GgmlType::BF16: f(FormatBF16{}); return true;
+    case GgmlType::Q8_0: f(FormatQ8_0{}); return true;
+    case GgmlType::Q4_0: f(FormatQ4_0{}); return true;
+    case GgmlType::Q5_0: f(FormatQ5_0{}); return true;
+    case GgmlType::Q4_K: f(FormatQ4_K{}); return true;
+    case GgmlType::Q6_K: f(FormatQ6_K{}); return true;
+    default: return false;
+  }
+}
+
+}  // namespace unicorn::cuda

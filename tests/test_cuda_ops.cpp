@@ -1,0 +1,522 @@
+// The CUDA backend op by op against the CPU backend on the same seeded inputs and the same
+// quantized weights (normalized MSE = Σ(a−b)²/Σb²), then whole tiny models against the CPU and
+// the transformers reference logits. Every test skips when the build has no CUDA backend or the
+// machine no device. CudaBench.* (timings) runs only with UNICORN_CUDA_BENCH=1.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+#include <tuple>
+
+#include <nlohmann/json.hpp>
+
+#include "backends/cpu/cpu_backend.h"
+#include "core/error.h"
+#include "core/half.h"
+#include "model/gemma3.h"
+#include "model/loader.h"
+#include "quant/blocks.h"
+#include "quant/codec.h"
+#include "runtime/engine.h"
+#include "test_support.h"
+#ifdef UNICORN_HAVE_CUDA
+#include "backends/cuda/cuda_device.h"
+#endif
+
+using namespace unicorn;
+
+namespace {
+
+std::unique_ptr<Backend> cuda_backend_or_null() {
+#ifdef UNICORN_HAVE_CUDA
+  if (cuda_device_count() > 0) return make_cuda_backend(0);
+#endif
+  return nullptr;
+}
+
+int cpu_threads() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
+
+// splitmix64: fast, seeded, the same stream on every machine.
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed) : s(seed) {}
+  uint64_t next() {
+    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  float uniform() { return static_cast<float>(next() >> 40) / static_cast<float>(1 << 24) * 2.0f - 1.0f; }  // [-1, 1)
+};
+
+std::vector<float> random_floats(size_t n, Rng& rng, float scale = 1.0f) {
+  std::vector<float> v(n);
+  for (float& x : v) x = rng.uniform() * scale;
+  return v;
+}
+
+double nmse(std::span<const float> got, std::span<const float> want) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double d = static_cast<double>(got[i]) - want[i];
+    num += d * d;
+    den += static_cast<double>(want[i]) * want[i];
+  }
+  return den > 0 ? num / den : num;
+}
+
+// A weight with its own bytes. Quantized types get random blocks (every bit pattern is a valid
+// block) with sane scales; float types get random values.
+struct HostWeight {
+  std::vector<uint8_t> bytes;
+  WeightTensor t;
+};
+
+void set_f16(uint8_t* p, float v) {
+  const uint16_t h = f32_to_f16(v);
+  std::memcpy(p, &h, 2);
+}
+
+HostWeight random_weight(GgmlType type, int64_t rows, int64_t cols, Rng& rng, int copies = 1) {
+  HostWeight w;
+  w.t.name = fmt::format("test.{}.{}x{}", type_name(type), rows, cols);
+  w.t.type = type;
+  w.t.rows = rows;
+  w.t.cols = cols;
+  const size_t one = w.t.nbytes();
+  w.bytes.resize(one * static_cast<size_t>(copies));
+  if (!traits(type).quantized) {
+    const std::vector<float> v = random_floats(static_cast<size_t>(rows * cols), rng, 0.5f);
+    for (int64_t r = 0; r < rows; ++r) quantize_row(type, v.data() + r * cols, w.bytes.data() + w.t.row_stride() * r, cols);
+  } else {
+    for (size_t i = 0; i + 8 <= one; i += 8) {
+      const uint64_t x = rng.next();
+      std::memcpy(w.bytes.data() + i, &x, 8);
+    }
+    const size_t bb = traits(type).block_bytes;
+    for (size_t b = 0; b < one / bb; ++b) {
+      uint8_t* blk = w.bytes.data() + b * bb;
+      const float d = 0.01f * (1.0f + 0.5f * rng.uniform());
+      switch (type) {
+        case GgmlType::Q4_K:
+        case GgmlType::Q5_K:
+          set_f16(blk + offsetof(BlockQ4_K, d), d);
+          set_f16(blk + offsetof(BlockQ4_K, dmin), 0.5f * d);
+          break;
+        case GgmlType::Q6_K: set_f16(blk + offsetof(BlockQ6_K, d), 0.05f * d); break;
+        default: set_f16(blk, d); break;  // the 32-value blocks start with d
+      }
+    }
+  }
+  for (int c = 1; c < copies; ++c) std::memcpy(w.bytes.data() + one * static_cast<size_t>(c), w.bytes.data(), one);
+  w.t.data = w.bytes.data();
+  return w;
+}
+
+std::vector<float> to_host(Backend& b, const Act& a) {
+  std::vector<float> v(static_cast<size_t>(a.rows() * a.cols()));
+  b.copy_to_host(a, v.data());
+  return v;
+}
+
+Act upload(Backend& b, const std::vector<float>& v, int64_t rows, int64_t cols) {
+  Act a = b.alloc(rows, cols);
+  b.copy_from_host(v.data(), a);
+  return a;
+}
+
+class CudaOps : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    gpu = cuda_backend_or_null();
+    if (!gpu) GTEST_SKIP() << "skipped: no CUDA device";
+    cpu = std::make_unique<CpuBackend>(cpu_threads());
+  }
+  std::unique_ptr<Backend> gpu;
+  std::unique_ptr<CpuBackend> cpu;
+};
+
+// ---- matmul -------------------------------------------------------------------------------------
+
+struct MatmulCase {
+  GgmlType type;
+  int64_t in, out;
+};
+
+std::string matmul_name(const ::testing::TestParamInfo<MatmulCase>& i) {
+  return fmt::format("{}_{}to{}", type_name(i.param.type), i.param.in, i.param.out);
+}
+
+std::vector<MatmulCase> matmul_cases() {
+  const GgmlType types[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0,
+                            GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q6_K};
+  // Gemma 3 270M and 27B projection shapes (in -> out).
+  const std::pair<int64_t, int64_t> shapes[] = {{640, 1024}, {640, 256},   {1024, 640},   {640, 2048},
+                                                {2048, 640}, {5376, 4096}, {5376, 2048},  {4096, 5376},
+                                                {5376, 21504}, {21504, 5376}};
+  std::vector<MatmulCase> v;
+  for (GgmlType t : types)
+    for (auto [in, out] : shapes)
+      if (in % traits(t).block_size == 0) v.push_back({t, in, out});  // K-quants need in % 256 == 0
+  return v;
+}
+
+class CudaMatmul : public CudaOps, public ::testing::WithParamInterface<MatmulCase> {};
+
+TEST_P(CudaMatmul, MatchesCpuForOneThreeAndSixtyFourTokens) {
+  const MatmulCase c = GetParam();
+  Rng rng(1234 + static_cast<uint64_t>(c.type) * 7 + static_cast<uint64_t>(c.in));
+  HostWeight w = random_weight(c.type, c.out, c.in, rng);
+  gpu->load_weight(w.t);
+  for (int64_t T : {1, 3, 64}) {
+    const std::vector<float> x = random_floats(static_cast<size_t>(T * c.in), rng);
+    Act xc = upload(*cpu, x, T, c.in), yc = cpu->alloc(T, c.out);
+    cpu->matmul(w.t, xc, yc);
+    Act xg = upload(*gpu, x, T, c.in), yg = gpu->alloc(T, c.out);
+    gpu->matmul(w.t, xg, yg);
+    const std::vector<float> want = to_host(*cpu, yc), got = to_host(*gpu, yg);
+    // T <= 8 with a quantized weight runs int8 dot products on quantized activations.
+    const bool int8_path = T <= 8 && traits(c.type).quantized;
+    const double limit = int8_path ? 5e-4 : 1e-7;
+    EXPECT_LE(nmse(got, want), limit) << "T=" << T;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cuda, CudaMatmul, ::testing::ValuesIn(matmul_cases()), matmul_name);
+
+// ---- embed, norms, rope, elementwise ------------------------------------------------------------
+
+TEST_F(CudaOps, EmbedDecodesEveryWeightTypeLikeTheCpu) {
+  Rng rng(7);
+  for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
+                        GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
+    HostWeight table = random_weight(type, 300, 1024, rng);
+    gpu = cuda_backend_or_null();  // a fresh device per table: freed host bytes may be reused
+    gpu->load_weight(table.t);
+    const std::vector<int32_t> tokens = {0, 299, 17, 17, 150};
+    Act c = cpu->alloc(5, 1024), g = gpu->alloc(5, 1024);
+    cpu->embed(table.t, tokens, 25.3f, c);
+    gpu->embed(table.t, tokens, 25.3f, g);
+    EXPECT_EQ(nmse(to_host(*gpu, g), to_host(*cpu, c)), 0.0) << type_name(type);  // decoding is exact
+  }
+}
+
+TEST_F(CudaOps, RmsNormOverRowsAndHeadsMatchesCpuInPlace) {
+  Rng rng(8);
+  std::vector<std::vector<float>> weights;  // alive as long as the backend that loaded them
+  for (auto [rows, cols, group] : {std::tuple<int64_t, int64_t, int64_t>{3, 5376, 5376}, {64, 640, 640},
+                                   {5, 32 * 128, 128}, {2, 4 * 256, 256}, {1, 16, 16}}) {
+    std::vector<float> x = random_floats(static_cast<size_t>(rows * cols), rng, 3.0f);
+    const std::vector<float>& wv = weights.emplace_back(random_floats(static_cast<size_t>(group), rng));
+    WeightTensor w{"test.norm", GgmlType::F32, 1, group, reinterpret_cast<const uint8_t*>(wv.data())};
+    gpu->load_weight(w);
+    Act c = upload(*cpu, x, rows, cols), g = upload(*gpu, x, rows, cols);
+    cpu->rms_norm(c, w, 1e-6f, c);
+    gpu->rms_norm(g, w, 1e-6f, g);
+    EXPECT_LE(nmse(to_host(*gpu, g), to_host(*cpu, c)), 1e-12) << rows << "x" << cols << "/" << group;
+  }
+}
+
+TEST_F(CudaOps, RopeMatchesCpuAtLargePositions) {
+  Rng rng(9);
+  for (auto [heads, hd, base, scale] : {std::tuple<int64_t, int64_t, float, float>{32, 128, 10000.0f, 1.0f},
+                                        {16, 128, 1e6f, 8.0f}, {4, 256, 1e6f, 1.0f}}) {
+    const std::vector<int32_t> pos = {0, 1, 77, 1023, 4097, 131071};
+    const auto T = static_cast<int64_t>(pos.size());
+    std::vector<float> x = random_floats(static_cast<size_t>(T * heads * hd), rng);
+    Act c = upload(*cpu, x, T, heads * hd), g = upload(*gpu, x, T, heads * hd);
+    cpu->rope(c, hd, pos, base, scale);
+    gpu->rope(g, hd, pos, base, scale);
+    EXPECT_LE(nmse(to_host(*gpu, g), to_host(*cpu, c)), 1e-12) << heads << "x" << hd;
+  }
+}
+
+TEST_F(CudaOps, GeluMulAddAndGatherRowsMatchCpu) {
+  Rng rng(10);
+  const int64_t T = 7, n = 2048;
+  std::vector<float> a = random_floats(T * n, rng, 4.0f), b = random_floats(T * n, rng, 2.0f);
+  Act ca = upload(*cpu, a, T, n), cb = upload(*cpu, b, T, n);
+  Act ga = upload(*gpu, a, T, n), gb = upload(*gpu, b, T, n);
+  cpu->gelu_mul(ca, cb, ca);
+  gpu->gelu_mul(ga, gb, ga);
+  EXPECT_LE(nmse(to_host(*gpu, ga), to_host(*cpu, ca)), 1e-12);
+  cpu->add(ca, cb);
+  gpu->add(ga, gb);
+  EXPECT_LE(nmse(to_host(*gpu, ga), to_host(*cpu, ca)), 1e-12);
+  const std::vector<int64_t> rows = {6, 0, 3};
+  Act cs = cpu->alloc(3, n), gs = gpu->alloc(3, n);
+  cpu->gather_rows(ca, rows, cs);
+  gpu->gather_rows(ga, rows, gs);
+  EXPECT_LE(nmse(to_host(*gpu, gs), to_host(*cpu, cs)), 1e-12);
+}
+
+// ---- attention ----------------------------------------------------------------------------------
+
+struct AttnCase {
+  int64_t heads, kv_heads, hd, window, capacity;
+  GgmlType kv_type;
+};
+
+// Runs the same schedule of batches through both backends' attention (two slots, a prompt split
+// in chunks, interleaved decoding that wraps the ring) and returns the worst NMSE of any call.
+double attention_schedule(Backend& gpu, Backend& cpu, const AttnCase& c, int64_t prompt, int64_t decode_steps) {
+  Rng rng(11 + static_cast<uint64_t>(c.hd + c.window));
+  LayerKvSpec spec{2, c.capacity, c.kv_heads, c.hd, c.kv_type};
+  auto kv_g = gpu.create_kv(spec);
+  auto kv_c = cpu.create_kv(spec);
+  AttentionParams p{c.heads, c.kv_heads, c.hd, 1.0f / std::sqrt(static_cast<float>(c.hd)), c.window};
+  std::vector<int64_t> past = {0, 0};
+  double worst = 0;
+  auto run = [&](const std::vector<std::pair<int32_t, int32_t>>& toks) {  // (seq, count) runs
+    std::vector<int32_t> pos, seq, tokens;
+    std::vector<int64_t> next = past;
+    for (auto [s, n] : toks)
+      for (int32_t i = 0; i < n; ++i) {
+        seq.push_back(s);
+        pos.push_back(static_cast<int32_t>(next[static_cast<size_t>(s)]++));
+        tokens.push_back(0);
+      }
+    const auto T = static_cast<int64_t>(pos.size());
+    const std::vector<float> q = random_floats(static_cast<size_t>(T * c.heads * c.hd), rng, 2.0f);
+    const std::vector<float> k = random_floats(static_cast<size_t>(T * c.kv_heads * c.hd), rng, 2.0f);
+    const std::vector<float> v = random_floats(static_cast<size_t>(T * c.kv_heads * c.hd), rng);
+    BatchView view{tokens, pos, seq};
+    std::vector<float> outs[2];
+    int i = 0;
+    for (Backend* b : {&gpu, &cpu}) {
+      Act qa = upload(*b, q, T, c.heads * c.hd), ka = upload(*b, k, T, c.kv_heads * c.hd);
+      Act va = upload(*b, v, T, c.kv_heads * c.hd), out = b->alloc(T, c.heads * c.hd);
+      b->attention(qa, ka, va, b == &gpu ? *kv_g : *kv_c, view, past, p, out);
+      outs[i++] = to_host(*b, out);
+    }
+    worst = std::max(worst, nmse(outs[0], outs[1]));
+    past = next;
+  };
+  run({{0, static_cast<int32_t>(prompt / 2)}});
+  run({{1, static_cast<int32_t>(prompt)}, {0, static_cast<int32_t>(prompt - prompt / 2)}});
+  for (int64_t s = 0; s < decode_steps; ++s) run({{0, 1}, {1, 1}});
+  run({{0, 1}});  // one slot alone: the split-keys decode path
+  return worst;
+}
+
+TEST_F(CudaOps, AttentionMatchesCpuOnSlidingRingsAndGlobalCache) {
+  const AttnCase cases[] = {
+      {4, 1, 256, 16, 16, GgmlType::F32},     // 270M heads, small window: the ring wraps
+      {4, 1, 256, 16, 16, GgmlType::F16},
+      {32, 16, 128, 24, 24, GgmlType::F16},   // 27B heads
+      {32, 16, 128, 0, 512, GgmlType::F16},   // global layer
+      {32, 16, 128, 0, 512, GgmlType::F32},
+      {8, 2, 64, 0, 512, GgmlType::F32},
+  };
+  for (const AttnCase& c : cases) {
+    const double limit = c.kv_type == GgmlType::F16 ? 1e-5 : 1e-7;
+    EXPECT_LE(attention_schedule(*gpu, *cpu, c, 20, 30), limit)
+        << c.heads << "/" << c.kv_heads << " hd " << c.hd << " window " << c.window << " " << type_name(c.kv_type);
+  }
+}
+
+TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
+  // A long prompt then single-token decoding: few (token, head) blocks, many keys per block.
+  const AttnCase c{32, 16, 128, 0, 2048, GgmlType::F16};
+  EXPECT_LE(attention_schedule(*gpu, *cpu, c, 700, 3), 1e-5);
+  const AttnCase local{4, 1, 256, 512, 512, GgmlType::F16};
+  EXPECT_LE(attention_schedule(*gpu, *cpu, local, 700, 3), 1e-5);
+}
+
+// ---- whole tiny models --------------------------------------------------------------------------
+
+struct TinyRun {
+  std::shared_ptr<ModelWeights> w;
+  std::unique_ptr<Gemma3Model> model;
+  std::unique_ptr<KvCache> kv;
+  TinyRun(std::shared_ptr<ModelWeights> weights, Backend& b) : w(std::move(weights)) {
+    Placement pl = Placement::all_on(&b, w->config.n_layers);
+    model = std::make_unique<Gemma3Model>(w, pl);
+    kv = std::make_unique<KvCache>(w->config, pl, 1, 256, GgmlType::F16);
+  }
+};
+
+std::vector<std::string> tiny_models() {
+  std::vector<std::string> v;
+  for (const auto& e : std::filesystem::directory_iterator(test::fixture("tiny")))
+    if (std::filesystem::exists(e.path() / "model.gguf")) v.push_back(e.path().string());
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+class CudaTinyModel : public CudaOps, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(CudaTinyModel, LogitsMatchCpuAndTransformersOverPrefillAndDecode) {
+  const std::string dir = GetParam();
+  std::ifstream f(dir + "/reference.json");
+  const auto j = nlohmann::json::parse(f);
+  const auto sequence = j["sequence_ids"].get<std::vector<int32_t>>();
+  const auto prompt_len = j["prompt_len"].get<int64_t>();
+  const auto vocab = j["logits"]["shape"][1].get<int64_t>();
+  const std::vector<float> ref = test::read_f32(dir + "/logits.bin");
+  std::shared_ptr<ModelWeights> w = load_model(dir + "/model.gguf").weights;
+  TinyRun on_gpu(w, *gpu), on_cpu(w, *cpu);
+  double worst_cpu = 0, worst_ref = 0;
+  std::vector<float> lg, lc;
+  const auto n = static_cast<int64_t>(sequence.size());
+  for (int64_t start = 0; start < n;) {
+    const int64_t m = start < prompt_len ? prompt_len - start : 1;
+    Batch b;
+    for (int64_t i = 0; i < m; ++i) b.add(sequence[static_cast<size_t>(start + i)], static_cast<int32_t>(start + i), 0, true);
+    on_gpu.model->forward(b, *on_gpu.kv, lg);
+    on_cpu.model->forward(b, *on_cpu.kv, lc);
+    for (int64_t i = 0; i < m; ++i) {
+      std::span<const float> got(lg.data() + i * vocab, static_cast<size_t>(vocab));
+      std::span<const float> cpu_row(lc.data() + i * vocab, static_cast<size_t>(vocab));
+      std::span<const float> want(ref.data() + (start + i) * vocab, static_cast<size_t>(vocab));
+      worst_cpu = std::max(worst_cpu, test::rel_error(got, cpu_row));
+      worst_ref = std::max(worst_ref, test::rel_error(got, want));
+    }
+    start += m;
+  }
+  std::printf("  %s: worst relative logit error vs CPU %.3g, vs transformers %.3g\n",
+              std::filesystem::path(dir).filename().c_str(), worst_cpu, worst_ref);
+  EXPECT_LE(worst_cpu, 1e-3);
+  EXPECT_LE(worst_ref, 1e-3);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cuda, CudaTinyModel, ::testing::ValuesIn(tiny_models()),
+                         [](const auto& info) { return std::filesystem::path(info.param).filename().string(); });
+
+// ---- device choice (runs everywhere) ------------------------------------------------------------
+
+TEST(CudaDeviceOption, UnknownDeviceNamesAreRejected) {
+  EngineOptions o;
+  o.model_path = test::fixture("tiny/g1_hd128_w8/model.gguf");
+  o.n_threads = 1;
+  o.device = "tpu";
+  EXPECT_THROW(Engine::open(o), Error);
+  o.device = "cuda:x";
+  EXPECT_THROW(Engine::open(o), Error);
+  o.device = "cpu";
+  EXPECT_EQ(Engine::open(o)->backends().at(0)->name(), "cpu");
+}
+
+TEST(CudaDeviceOption, AutoPicksCudaOnlyWhenADeviceIsPresent) {
+  EngineOptions o;
+  o.model_path = test::fixture("tiny/g1_hd128_w8/model.gguf");
+  o.n_threads = 1;
+  const bool have_gpu = cuda_backend_or_null() != nullptr;
+  const std::string name = Engine::open(o)->backends().at(0)->name();
+  EXPECT_EQ(name.rfind("cuda", 0) == 0, have_gpu) << name;
+  if (!have_gpu) {
+    o.device = "cuda";
+    EXPECT_THROW(Engine::open(o), Error);  // asked for explicitly: an error, not a silent CPU
+  }
+}
+
+// ---- timings (UNICORN_CUDA_BENCH=1) -------------------------------------------------------------
+
+// Device time of the queued work (events on the backend's stream), not host launch time.
+double device_ms(Backend& b, const std::function<void()>& work) {
+#ifdef UNICORN_HAVE_CUDA
+  return cuda_time_ms(b, work);
+#else
+  (void)b, (void)work;
+  return 0;
+#endif
+}
+
+class CudaBench : public CudaOps {
+ protected:
+  void SetUp() override {
+    const char* on = std::getenv("UNICORN_CUDA_BENCH");
+    if (!on || std::string(on) != "1") GTEST_SKIP() << "skipped: set UNICORN_CUDA_BENCH=1 to time kernels";
+    CudaOps::SetUp();
+  }
+};
+
+// Many launches back to back between two events, rotating over enough copies of the weight that
+// the 50 MB L2 cannot hold them. The time includes the activation quantization kernel.
+TEST_F(CudaBench, Gemma27BMatmulBandwidth) {
+  struct Case {
+    GgmlType type;
+    int64_t in, out;
+    int64_t T;
+  };
+  std::vector<Case> cases;
+  for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q6_K, GgmlType::Q4_K, GgmlType::BF16})
+    for (auto [in, out] : {std::pair<int64_t, int64_t>{5376, 4096}, {5376, 2048}, {4096, 5376}, {5376, 21504}, {21504, 5376}})
+      cases.push_back({t, in, out, 1});
+  for (int64_t T : {2, 4, 8, 64, 512}) cases.push_back({GgmlType::Q4_0, 5376, 21504, T});
+  cases.push_back({GgmlType::Q6_K, 5376, 262144, 1});  // the tied output projection
+  Rng rng(99);
+  std::map<std::tuple<GgmlType, int64_t, int64_t, int64_t>, double> us_of;
+  std::printf("\n| weight | in -> out | T | us/call | weight GB/s | GFLOP/s |\n|---|---|---|---|---|---|\n");
+  for (const Case& c : cases) {
+    const size_t one = row_bytes(c.type, c.in) * static_cast<size_t>(c.out);
+    const int copies = static_cast<int>(std::clamp<size_t>((size_t{256} << 20) / one + 1, 1, 8));
+    HostWeight w = random_weight(c.type, c.out, c.in, rng, copies);
+    gpu = cuda_backend_or_null();  // a fresh device per case: frees the last case's weights
+    std::vector<WeightTensor> ws;
+    for (int i = 0; i < copies; ++i) {
+      WeightTensor t = w.t;
+      t.data = w.bytes.data() + one * static_cast<size_t>(i);
+      gpu->load_weight(t);
+      ws.push_back(t);
+    }
+    Act x = upload(*gpu, random_floats(static_cast<size_t>(c.T * c.in), rng), c.T, c.in);
+    Act y = gpu->alloc(c.T, c.out);
+    for (int i = 0; i < 3; ++i) gpu->matmul(ws[static_cast<size_t>(i % copies)], x, y);
+    gpu->synchronize();
+    const int reps = c.T >= 64 ? 20 : 200;
+    const double us = 1e3 * device_ms(*gpu, [&] {
+      for (int i = 0; i < reps; ++i) gpu->matmul(ws[static_cast<size_t>(i % copies)], x, y);
+    }) / reps;
+    std::printf("| %s | %lld -> %lld | %lld | %.1f | %.0f | %.0f |\n", std::string(type_name(c.type)).c_str(),
+                static_cast<long long>(c.in), static_cast<long long>(c.out), static_cast<long long>(c.T), us,
+                static_cast<double>(one) / us / 1e3, 2.0 * static_cast<double>(c.T * c.in * c.out) / us / 1e3);
+    us_of[{c.type, c.in, c.out, c.T}] = us;
+  }
+  // One decoded token of Gemma 3 27B, matmuls only: 62 layers of q, k, v, o, gate, up, down plus the
+  // Q6_K tied output projection.
+  for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0}) {
+    double layer = 0;
+    for (auto [in, out, n] : {std::tuple<int64_t, int64_t, int>{5376, 4096, 1}, {5376, 2048, 2}, {4096, 5376, 1},
+                              {5376, 21504, 2}, {21504, 5376, 1}})
+      layer += n * us_of[{t, in, out, 1}];
+    const double token = 62 * layer + us_of[{GgmlType::Q6_K, 5376, 262144, 1}];
+    std::printf("27B %s decode, matmuls only: %.0f us/token = %.1f tok/s\n", std::string(type_name(t)).c_str(), token,
+                1e6 / token);
+  }
+}
+
+TEST_F(CudaBench, Gemma27BDecodeAttention) {
+  std::printf("\n| context | kv | us/call (32 heads, 16 kv, hd 128) |\n|---|---|---|\n");
+  for (int64_t ctx : {1024, 4096, 16384}) {
+    LayerKvSpec spec{1, ctx + 1, 16, 128, GgmlType::F16};
+    auto kv = gpu->create_kv(spec);
+    AttentionParams p{32, 16, 128, 0.0625f, 0};
+    Rng rng(5);
+    Act q = upload(*gpu, random_floats(32 * 128, rng), 1, 32 * 128);
+    Act k = upload(*gpu, random_floats(16 * 128, rng), 1, 16 * 128);
+    Act v = upload(*gpu, random_floats(16 * 128, rng), 1, 16 * 128);
+    Act out = gpu->alloc(1, 32 * 128);
+    const std::vector<int32_t> tok = {0}, pos = {static_cast<int32_t>(ctx)}, seq = {0};
+    const std::vector<int64_t> past = {ctx};
+    BatchView view{tok, pos, seq};
+    for (int i = 0; i < 3; ++i) gpu->attention(q, k, v, *kv, view, past, p, out);
+    gpu->synchronize();
+    const int reps = 100;
+    const double us =
+        1e3 * device_ms(*gpu, [&] { for (int i = 0; i < reps; ++i) gpu->attention(q, k, v, *kv, view, past, p, out); }) /
+        reps;
+    std::printf("| %lld | f16 | %.1f (%.0f GB/s of K+V) |\n", static_cast<long long>(ctx), us,
+                static_cast<double>(ctx * 2 * 16 * 128 * 2) / us / 1e3);
+  }
+}
+
+}  // namespace

@@ -4,7 +4,6 @@
 // |w| · sign(x, w) (both fit the int16 pair sums).
 #include <immintrin.h>
 
-#include <algorithm>
 #include <cstring>
 
 #include "backends/cpu/matmul_kernels.h"
@@ -62,10 +61,10 @@ template <int kSub, bool kMin>
 void gemm(const WeightTile& tile, const ActPanel& panel, int64_t T, float* y, int64_t ldy) {
   float out[kRows][kLanes];
   for (int64_t r0 = 0; r0 < tile.valid; r0 += kRows) {
-    const int64_t nr = std::min<int64_t>(kRows, tile.valid - r0);
+    const int64_t nr = min64(kRows, tile.valid - r0);
     for (int64_t t0 = 0; t0 < T; t0 += kLanes) {
       block_4x8<kSub, kMin>(tile, r0, panel, t0 / PanelBlock::kTokens, static_cast<int>((t0 / kLanes) % 2), out);
-      for (int64_t t = 0; t < std::min<int64_t>(kLanes, T - t0); ++t)
+      for (int64_t t = 0; t < min64(kLanes, T - t0); ++t)
         for (int64_t i = 0; i < nr; ++i) y[(t0 + t) * ldy + r0 + i] = out[i][t];
     }
   }

@@ -5,7 +5,6 @@
 // sums start from corr = -128 · Σw and come out as exact Σ x·w.
 #include <immintrin.h>
 
-#include <algorithm>
 #include <cstring>
 
 #include "backends/cpu/matmul_kernels.h"
@@ -67,11 +66,11 @@ template <int kSub, bool kMin>
 void gemm(const WeightTile& tile, const ActPanel& panel, int64_t T, float* y, int64_t ldy) {
   alignas(64) float out[kRows][kLanes];
   for (int64_t r0 = 0; r0 < tile.valid; r0 += kRows) {
-    const int64_t nr = std::min<int64_t>(kRows, tile.valid - r0);
+    const int64_t nr = min64(kRows, tile.valid - r0);
     for (int64_t g = 0; g < panel.groups; ++g) {
       block_8x16<kSub, kMin>(tile, r0, panel, g, out);
       const int64_t t0 = g * kLanes;
-      for (int64_t t = 0; t < std::min<int64_t>(kLanes, T - t0); ++t)
+      for (int64_t t = 0; t < min64(kLanes, T - t0); ++t)
         for (int64_t i = 0; i < nr; ++i) y[(t0 + t) * ldy + r0 + i] = out[i][t];
     }
   }

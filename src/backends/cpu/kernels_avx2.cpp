@@ -60,12 +60,17 @@ void block_4x8(const WeightTile& tile, int64_t r0, const ActPanel& panel, int64_
 template <int kSub, bool kMin>
 void gemm(const WeightTile& tile, const ActPanel& panel, int64_t T, float* y, int64_t ldy) {
   float out[kRows][kLanes];
-  for (int64_t r0 = 0; r0 < tile.valid; r0 += kRows) {
-    const int64_t nr = min64(kRows, tile.valid - r0);
-    for (int64_t t0 = 0; t0 < T; t0 += kLanes) {
-      block_4x8<kSub, kMin>(tile, r0, panel, t0 / PanelBlock::kTokens, static_cast<int>((t0 / kLanes) % 2), out);
-      for (int64_t t = 0; t < min64(kLanes, T - t0); ++t)
-        for (int64_t i = 0; i < nr; ++i) y[(t0 + t) * ldy + r0 + i] = out[i][t];
+  // Token groups in chunks whose panel part stays in L2 (see kernels_avx512.cpp).
+  const int64_t chunk = panel_groups_per_chunk(panel) * PanelBlock::kTokens;
+  for (int64_t c0 = 0; c0 < T; c0 += chunk) {
+    const int64_t c1 = min64(T, c0 + chunk);
+    for (int64_t r0 = 0; r0 < tile.valid; r0 += kRows) {
+      const int64_t nr = min64(kRows, tile.valid - r0);
+      for (int64_t t0 = c0; t0 < c1; t0 += kLanes) {
+        block_4x8<kSub, kMin>(tile, r0, panel, t0 / PanelBlock::kTokens, static_cast<int>((t0 / kLanes) % 2), out);
+        for (int64_t t = 0; t < min64(kLanes, T - t0); ++t)
+          for (int64_t i = 0; i < nr; ++i) y[(t0 + t) * ldy + r0 + i] = out[i][t];
+      }
     }
   }
 }

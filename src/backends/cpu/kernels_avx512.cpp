@@ -65,13 +65,19 @@ void block_8x16(const WeightTile& tile, int64_t r0, const ActPanel& panel, int64
 template <int kSub, bool kMin>
 void gemm(const WeightTile& tile, const ActPanel& panel, int64_t T, float* y, int64_t ldy) {
   alignas(64) float out[kRows][kLanes];
-  for (int64_t r0 = 0; r0 < tile.valid; r0 += kRows) {
-    const int64_t nr = min64(kRows, tile.valid - r0);
-    for (int64_t g = 0; g < panel.groups; ++g) {
-      block_8x16<kSub, kMin>(tile, r0, panel, g, out);
-      const int64_t t0 = g * kLanes;
-      for (int64_t t = 0; t < min64(kLanes, T - t0); ++t)
-        for (int64_t i = 0; i < nr; ++i) y[(t0 + t) * ldy + r0 + i] = out[i][t];
+  // Token groups are taken in chunks whose panel part stays in L2 while every row block of the
+  // tile passes over it (K = 2048: the whole panel of 512 tokens is 1.5 MB).
+  const int64_t chunk = panel_groups_per_chunk(panel);
+  for (int64_t g0 = 0; g0 < panel.groups; g0 += chunk) {
+    const int64_t g1 = min64(panel.groups, g0 + chunk);
+    for (int64_t r0 = 0; r0 < tile.valid; r0 += kRows) {
+      const int64_t nr = min64(kRows, tile.valid - r0);
+      for (int64_t g = g0; g < g1; ++g) {
+        block_8x16<kSub, kMin>(tile, r0, panel, g, out);
+        const int64_t t0 = g * kLanes;
+        for (int64_t t = 0; t < min64(kLanes, T - t0); ++t)
+          for (int64_t i = 0; i < nr; ++i) y[(t0 + t) * ldy + r0 + i] = out[i][t];
+      }
     }
   }
 }

@@ -60,6 +60,13 @@ struct ActPanel {
   const PanelBlock* at(int64_t g, int64_t b) const { return blocks + g * nblocks + b; }
 };
 
+// Token groups per pass of the tiled kernel so that their panel part (~256 KiB) stays in L2.
+inline int64_t panel_groups_per_chunk(const ActPanel& p) {
+  const int64_t bytes = p.nblocks * static_cast<int64_t>(sizeof(PanelBlock));
+  const int64_t n = (256 << 10) / (bytes > 0 ? bytes : 1);
+  return n > 0 ? n : 1;
+}
+
 // y[r] = dot(weight row r, x) for nrows rows of a quantized type (rows `stride` bytes apart).
 using RowsDotQ8 = void (*)(GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K,
                            const QuantRow& x, float* y);

@@ -21,12 +21,12 @@ constexpr int kRows = 4, kLanes = 8;
 template <int kSub, bool kMin>
 void block_4x8(const WeightTile& tile, int64_t r0, const ActPanel& panel, int64_t g, int half,
                float out[kRows][kLanes]) {
-  const int64_t K = tile.K, nsub = tile.nsub();
+  const int64_t K = tile.K, nsub = tile.K / tile.sub;
   const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8(static_cast<char>(0x80));
   __m256 acc[kRows];
   for (auto& a : acc) a = _mm256_setzero_ps();
   for (int64_t b = 0; b < panel.nblocks; ++b) {
-    const PanelBlock& pb = *panel.at(g, b);
+    const PanelBlock& pb = panel.blocks[g * panel.nblocks + b];
     const __m256 dx = _mm256_loadu_ps(pb.dx + kLanes * half);
     for (int h = 0; h < kActBlock / kSub; ++h) {
       const int64_t s = b * (kActBlock / kSub) + h;

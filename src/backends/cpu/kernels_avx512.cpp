@@ -24,7 +24,7 @@ inline __m512 to_float(__m512i v) { return _mm512_maskz_cvtepi32_ps(static_cast<
 
 template <int kSub, bool kMin>
 void block_8x16(const WeightTile& tile, int64_t r0, const ActPanel& panel, int64_t g, float out[kRows][kLanes]) {
-  const int64_t K = tile.K, nsub = tile.nsub();
+  const int64_t K = tile.K, nsub = tile.K / tile.sub;
   const int8_t* q[kRows];
   const float* scale[kRows];
   const float* minc[kRows];
@@ -38,7 +38,7 @@ void block_8x16(const WeightTile& tile, int64_t r0, const ActPanel& panel, int64
   __m512 acc[kRows];
   for (auto& a : acc) a = _mm512_setzero_ps();
   for (int64_t b = 0; b < panel.nblocks; ++b) {
-    const PanelBlock& pb = *panel.at(g, b);
+    const PanelBlock& pb = panel.blocks[g * panel.nblocks + b];
     const __m512 dx = _mm512_load_ps(pb.dx);
     for (int h = 0; h < kActBlock / kSub; ++h) {
       const int64_t s = b * (kActBlock / kSub) + h;

@@ -61,11 +61,7 @@ struct ActPanel {
 };
 
 // Token groups per pass of the tiled kernel so that their panel part (~256 KiB) stays in L2.
-inline int64_t panel_groups_per_chunk(const ActPanel& p) {
-  const int64_t bytes = p.nblocks * static_cast<int64_t>(sizeof(PanelBlock));
-  const int64_t n = (256 << 10) / (bytes > 0 ? bytes : 1);
-  return n > 0 ? n : 1;
-}
+int64_t panel_groups_per_chunk(const ActPanel& p);
 
 // y[r] = dot(weight row r, x) for nrows rows of a quantized type (rows `stride` bytes apart).
 using RowsDotQ8 = void (*)(GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K,
@@ -101,6 +97,8 @@ const MatmulKernels* matmul_kernels(Isa isa);
 const MatmulKernels& best_matmul_kernels();
 
 // ---- portable pieces (scalar, shared by every kernel set) ----------------------------------------
+// (The SIMD files call only these out-of-line functions, never the inline helpers above: an
+// inline function's out-of-line copy built with AVX-512 flags could be the one the linker keeps.)
 
 // Types the integer kernels handle (all quantized weight types but Q8_1/Q8_K).
 bool tile_supports(GgmlType type);

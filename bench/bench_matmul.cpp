@@ -135,6 +135,11 @@ int main(int argc, char** argv) {
   }
   ThreadPool pool(threads);
   std::printf("kernels: %s, threads: %d\n", kernels->name, threads);
+  if (FILE* f = std::fopen("/proc/loadavg", "r")) {  // other work on the machine skews every number below
+    char line[128] = {};
+    if (std::fgets(line, sizeof line, f)) std::printf("load average: %s", line);
+    std::fclose(f);
+  }
   std::printf("memory read bandwidth (512 MiB, %d threads): %.1f GB/s\n\n", threads,
               read_bandwidth(pool, 512ull << 20));
 

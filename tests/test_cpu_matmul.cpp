@@ -251,3 +251,23 @@ TEST(ThreadPool, CoversEveryIndexOnceInGrainMultiplesAcrossManyLoops) {
 }
 
 }  // namespace
+
+namespace {
+
+// Back-to-back tiny loops are where a late thread meets the next job; each loop must still
+// run every index exactly once (a double-run chunk used to leave the caller waiting forever).
+TEST(ThreadPool, BackToBackTinyLoopsRunEveryIndexOnce) {
+  for (int threads : {2, 3}) {
+    ThreadPool pool(threads);
+    std::atomic<int64_t> total{0};
+    int64_t expected = 0;
+    for (int rep = 0; rep < 100000; ++rep) {
+      const int64_t n = 2 + rep % 7;
+      expected += n;
+      pool.parallel_for(n, [&](int64_t b, int64_t e, int) { total.fetch_add(e - b); });
+    }
+    EXPECT_EQ(total.load(), expected) << threads << " threads";
+  }
+}
+
+}  // namespace

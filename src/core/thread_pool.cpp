@@ -56,18 +56,17 @@ ThreadPool::~ThreadPool() {
   for (auto& t : threads_) t.join();
 }
 
-void ThreadPool::run_chunks(uint64_t generation, int index) {
+void ThreadPool::run_chunks(int index) {
   uint64_t cur = next_.load(std::memory_order_acquire);
   for (;;) {
-    if ((cur >> 32) != (generation & 0xFFFFFFFFu)) return;  // a later job already
-    const int64_t chunk = static_cast<int64_t>(cur & 0xFFFFFFFFu);
-    // job_chunks_ may only be read once a chunk is claimed; an out-of-range claim is harmless
-    // (the counter is reset per job) and tells us the job is fully handed out.
+    const int64_t chunk = static_cast<int64_t>(cur & 0xFFFFu), chunks = static_cast<int64_t>((cur >> 16) & 0xFFFFu);
+    if (chunk >= chunks) return;
     if (!next_.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
-    if (chunk >= job_chunks_) return;
     const int64_t b = chunk * job_chunk_, e = std::min(job_n_, b + job_chunk_);
     (*job_)(b, e, index);
-    if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == job_chunks_) {
+    // `chunks` comes from the claim word: after the last increment the next job may already
+    // be rewriting job_chunks_.
+    if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == chunks) {
       std::lock_guard<std::mutex> lk(mu_);  // pairs with the waiter's predicate check
       cv_done_.notify_one();
     }
@@ -85,7 +84,7 @@ void ThreadPool::worker(int index) {
     }
     if (stop_.load()) return;
     seen = generation_.load(std::memory_order_acquire);
-    run_chunks(seen, index);
+    run_chunks(index);
   }
 }
 
@@ -97,21 +96,22 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     fn(0, n, 0);
     return;
   }
-  const int64_t chunks = std::min<int64_t>(units, static_cast<int64_t>(n_threads_) * kChunksPerThread);
+  const int64_t chunks = std::min<int64_t>({units, static_cast<int64_t>(n_threads_) * kChunksPerThread, 0xFFFF});
   job_ = &fn;
   job_n_ = n;
   job_chunk_ = (units + chunks - 1) / chunks * grain;
   job_chunks_ = (n + job_chunk_ - 1) / job_chunk_;
+  // Every increment of the previous job happened before it returned, so this reset is safe.
   done_.store(0, std::memory_order_relaxed);
-  uint64_t generation;
   {
     std::lock_guard<std::mutex> lk(mu_);  // a worker about to sleep either sees this or is woken
-    generation = generation_.load(std::memory_order_relaxed) + 1;
-    next_.store((generation & 0xFFFFFFFFu) << 32, std::memory_order_release);
+    const uint64_t generation = generation_.load(std::memory_order_relaxed) + 1;
+    next_.store(((generation & 0xFFFFFFFFu) << 32) | (static_cast<uint64_t>(job_chunks_) << 16),
+                std::memory_order_release);
     generation_.store(generation, std::memory_order_release);
   }
   cv_start_.notify_all();
-  run_chunks(generation, 0);
+  run_chunks(0);
   auto finished = [&] { return done_.load(std::memory_order_acquire) == job_chunks_; };
   if (!poll(finished)) {
     std::unique_lock<std::mutex> lk(mu_);

@@ -33,19 +33,23 @@ class ThreadPool {
  private:
   using Fn = std::function<void(int64_t, int64_t, int)>;
   void worker(int index);
-  // Runs chunks of job `generation` until none is left.
-  void run_chunks(uint64_t generation, int index);
+  // Claims and runs chunks of the current job until none is left.
+  void run_chunks(int index);
 
   int n_threads_;
   std::vector<std::thread> threads_;
   std::mutex mu_;
   std::condition_variable cv_start_, cv_done_;
   // Job description: written by parallel_for before the job is published; read by a thread
-  // only after it has claimed one of the job's chunks (which keeps the job alive).
+  // only after it has claimed one of the job's chunks (the job cannot finish before that
+  // chunk does, so the description cannot change meanwhile).
   const Fn* job_ = nullptr;
   int64_t job_n_ = 0, job_chunk_ = 1, job_chunks_ = 0;
   std::atomic<uint64_t> generation_{0};  // bumped per job; wakes the workers
-  std::atomic<uint64_t> next_{0};        // (generation << 32) | next chunk to claim
+  // Claim word: generation (32 bits) | chunk count (16) | next chunk to claim (16). Claims need
+  // nothing else, so a thread still looking at an old job can never take a chunk of a new one
+  // with the old job's bounds.
+  std::atomic<uint64_t> next_{0};
   std::atomic<int64_t> done_{0};         // chunks of the current job finished
   std::atomic<bool> stop_{false};
 };

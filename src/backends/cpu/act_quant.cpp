@@ -30,6 +30,12 @@ float quantize_block32(const float* x, int8_t* q, int32_t& sum) {
 
 }  // namespace
 
+int64_t panel_groups_per_chunk(const ActPanel& p) {
+  const int64_t bytes = p.nblocks * static_cast<int64_t>(sizeof(PanelBlock));
+  const int64_t n = (256 << 10) / (bytes > 0 ? bytes : 1);
+  return n > 0 ? n : 1;
+}
+
 void quantize_act_row(const float* x, int64_t K, int8_t* q, float* d, int32_t* sum) {
   for (int64_t b = 0; b < K / kActBlock; ++b) d[b] = quantize_block32(x + b * kActBlock, q + b * kActBlock, sum[b]);
 }

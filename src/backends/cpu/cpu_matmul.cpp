@@ -32,15 +32,20 @@ struct TileBuffer {
                                           WeightTile::kTileRowAlign;
     const int sub = tile_sub_block(w.type);
     const int64_t nsub = K / sub;
-    q.assign(static_cast<size_t>(rows * K), 0);
-    scale.assign(static_cast<size_t>(rows * nsub), 0.0f);
-    minc.assign(static_cast<size_t>(rows * nsub), 0.0f);
-    corr.assign(static_cast<size_t>(rows * nsub), 0);
-    bool has_min = false;
+    q.resize(static_cast<size_t>(rows * K));
+    scale.resize(static_cast<size_t>(rows * nsub));
+    minc.resize(static_cast<size_t>(rows * nsub));
+    corr.resize(static_cast<size_t>(rows * nsub));
     for (int64_t r = 0; r < nr; ++r) {
       k.unpack_row(w.type, w.row(r0 + r), K, q.data() + r * K, scale.data() + r * nsub, minc.data() + r * nsub,
-                 corr.data() + r * nsub);
+                   corr.data() + r * nsub);
     }
+    // padding rows contribute zeros (their outputs are not stored)
+    std::fill(q.begin() + nr * K, q.end(), int8_t{0});
+    std::fill(scale.begin() + nr * nsub, scale.end(), 0.0f);
+    std::fill(minc.begin() + nr * nsub, minc.end(), 0.0f);
+    std::fill(corr.begin() + nr * nsub, corr.end(), 0);
+    bool has_min = false;
     for (float m : minc) has_min |= m != 0.0f;
     tile = WeightTile{rows, nr, K, sub, has_min, q.data(), scale.data(), minc.data(), corr.data()};
     return tile;

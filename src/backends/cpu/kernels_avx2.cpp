@@ -4,7 +4,6 @@
 // |w| · sign(x, w) (both fit the int16 pair sums).
 #include <immintrin.h>
 
-#include <algorithm>
 #include <cstring>
 
 #include "backends/cpu/matmul_kernels.h"
@@ -22,12 +21,12 @@ constexpr int kRows = 4, kLanes = 8;
 template <int kSub, bool kMin>
 void block_4x8(const WeightTile& tile, int64_t r0, const ActPanel& panel, int64_t g, int half,
                float out[kRows][kLanes]) {
-  const int64_t K = tile.K, nsub = tile.nsub();
+  const int64_t K = tile.K, nsub = tile.K / tile.sub;
   const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8(static_cast<char>(0x80));
   __m256 acc[kRows];
   for (auto& a : acc) a = _mm256_setzero_ps();
   for (int64_t b = 0; b < panel.nblocks; ++b) {
-    const PanelBlock& pb = *panel.at(g, b);
+    const PanelBlock& pb = panel.blocks[g * panel.nblocks + b];
     const __m256 dx = _mm256_loadu_ps(pb.dx + kLanes * half);
     for (int h = 0; h < kActBlock / kSub; ++h) {
       const int64_t s = b * (kActBlock / kSub) + h;
@@ -61,12 +60,17 @@ void block_4x8(const WeightTile& tile, int64_t r0, const ActPanel& panel, int64_
 template <int kSub, bool kMin>
 void gemm(const WeightTile& tile, const ActPanel& panel, int64_t T, float* y, int64_t ldy) {
   float out[kRows][kLanes];
-  for (int64_t r0 = 0; r0 < tile.valid; r0 += kRows) {
-    const int64_t nr = std::min<int64_t>(kRows, tile.valid - r0);
-    for (int64_t t0 = 0; t0 < T; t0 += kLanes) {
-      block_4x8<kSub, kMin>(tile, r0, panel, t0 / PanelBlock::kTokens, static_cast<int>((t0 / kLanes) % 2), out);
-      for (int64_t t = 0; t < std::min<int64_t>(kLanes, T - t0); ++t)
-        for (int64_t i = 0; i < nr; ++i) y[(t0 + t) * ldy + r0 + i] = out[i][t];
+  // Token groups in chunks whose panel part stays in L2 (see kernels_avx512.cpp).
+  const int64_t chunk = panel_groups_per_chunk(panel) * PanelBlock::kTokens;
+  for (int64_t c0 = 0; c0 < T; c0 += chunk) {
+    const int64_t c1 = min64(T, c0 + chunk);
+    for (int64_t r0 = 0; r0 < tile.valid; r0 += kRows) {
+      const int64_t nr = min64(kRows, tile.valid - r0);
+      for (int64_t t0 = c0; t0 < c1; t0 += kLanes) {
+        block_4x8<kSub, kMin>(tile, r0, panel, t0 / PanelBlock::kTokens, static_cast<int>((t0 / kLanes) % 2), out);
+        for (int64_t t = 0; t < min64(kLanes, T - t0); ++t)
+          for (int64_t i = 0; i < nr; ++i) y[(t0 + t) * ldy + r0 + i] = out[i][t];
+      }
     }
   }
 }

@@ -60,6 +60,9 @@ struct ActPanel {
   const PanelBlock* at(int64_t g, int64_t b) const { return blocks + g * nblocks + b; }
 };
 
+// Token groups per pass of the tiled kernel so that their panel part (~256 KiB) stays in L2.
+int64_t panel_groups_per_chunk(const ActPanel& p);
+
 // y[r] = dot(weight row r, x) for nrows rows of a quantized type (rows `stride` bytes apart).
 using RowsDotQ8 = void (*)(GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K,
                            const QuantRow& x, float* y);
@@ -94,6 +97,8 @@ const MatmulKernels* matmul_kernels(Isa isa);
 const MatmulKernels& best_matmul_kernels();
 
 // ---- portable pieces (scalar, shared by every kernel set) ----------------------------------------
+// (The SIMD files call only these out-of-line functions, never the inline helpers above: an
+// inline function's out-of-line copy built with AVX-512 flags could be the one the linker keeps.)
 
 // Types the integer kernels handle (all quantized weight types but Q8_1/Q8_K).
 bool tile_supports(GgmlType type);

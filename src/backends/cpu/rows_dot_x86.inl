@@ -3,6 +3,8 @@
 // AVX-512 VNNI, used here through its 256-bit dot-product-of-4 instruction). The includer
 // includes <immintrin.h>, <cstring>, matmul_kernels.h and quant/blocks.h, then includes this
 // file inside its own ISA namespace; everything here is TU-local, so the copies never merge.
+// Nor may this code call inline functions with external linkage (e.g. blocks.h helpers, std::min):
+// an out-of-line copy compiled with AVX-512 could be the one the linker keeps for baseline code.
 //
 // Every kernel dots one 32-value weight block against one activation block (QuantRow) as
 // unsigned × signed bytes; weight offsets (Q4_0's -8, Q5_0's -16, Q6_K's -32) are taken out
@@ -14,6 +16,7 @@ inline uint16_t load_u16(const uint8_t* p) {
   std::memcpy(&v, p, 2);
   return v;
 }
+inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 inline uint32_t load_u32(const uint8_t* p) {
   uint32_t v;
   std::memcpy(&v, p, 4);
@@ -285,8 +288,6 @@ void rows_dot_f32_x86(unicorn::GgmlType type, const uint8_t* w, size_t stride, i
   }
 }
 
-}  // namespace
-
 // ---- unpacking weight rows for the tiled kernel (WeightTile layout) -----------------------------
 
 // Σ of 32 signed bytes, and of their first 16.
@@ -340,6 +341,11 @@ void unpack_q4q5_k(const uint8_t* row, int64_t nsb, int8_t* q, float* sc, float*
     const float d = half_to_float(blk), dmin = half_to_float(blk + 2);
     [[maybe_unused]] __m256i qh;
     if constexpr (kFive) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16));
+    __m256i sc_v, mn_v;
+    k4_scales_mins(blk + 4, sc_v, mn_v);
+    alignas(32) int32_t scales[8], mins[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(scales), sc_v);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(mins), mn_v);
     for (int s = 0; s < 8; ++s) {
       const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQs + 32 * (s / 2)));
       __m256i v = _mm256_and_si256(s % 2 ? _mm256_srli_epi16(qs, 4) : qs, m4);
@@ -348,10 +354,9 @@ void unpack_q4q5_k(const uint8_t* row, int64_t nsb, int8_t* q, float* sc, float*
         v = _mm256_or_si256(v, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit),
                                                 _mm256_set1_epi8(0x10)));
       }
-      const ScaleMin sm = k4_scale_min(blk + 4, s);
       const int64_t at = sb * 8 + s;
-      put_sub32(v, d * static_cast<float>(sm.scale), -dmin * static_cast<float>(sm.min), q + 32 * at, sc + at, mc + at,
-                corr + at);
+      put_sub32(v, d * static_cast<float>(scales[s]), -dmin * static_cast<float>(mins[s]), q + 32 * at, sc + at,
+                mc + at, corr + at);
     }
   }
 }
@@ -471,3 +476,5 @@ void pack_panel_x86(const float* x, int64_t ldx, int64_t K, int64_t T, int64_t g
     }
   }
 }
+
+}  // namespace

@@ -29,10 +29,10 @@ nlohmann::json golden(const std::string& name) {
 
 struct Real270m {
   std::shared_ptr<ModelWeights> w;
-  CpuBackend cpu{0};
+  CpuBackend cpu;
   std::unique_ptr<Gemma3Model> model;
   std::unique_ptr<KvCache> kv;
-  Real270m() {
+  explicit Real270m(MatmulPrecision p) : cpu(0, p) {
     w = load_model(kModel).weights;
     Placement pl = Placement::all_on(&cpu, w->config.n_layers);
     model = std::make_unique<Gemma3Model>(w, pl);
@@ -52,30 +52,54 @@ struct Real270m {
   if (!std::filesystem::exists(kModel)) GTEST_SKIP() << kModel << " not present (scripts/setup.sh fetches it)"
 }  // namespace
 
-TEST(Real270m, GreedyContinuationsMatchTransformersForAtLeast32Tokens) {
-  SKIP_WITHOUT_MODEL();
-  Real270m m;
+// Greedy continuation of each golden prompt; returns how many tokens agree before the first
+// difference (at most n).
+std::vector<size_t> greedy_agreement(MatmulPrecision prec, size_t n) {
+  Real270m m(prec);
+  std::vector<size_t> out;
   const auto g = golden("greedy.json");
   for (const auto& p : g["prompts"]) {
     m.kv->clear(0);
-    const auto prompt = p["prompt_ids"].get<std::vector<int32_t>>();
     const auto want = p["generated_ids"].get<std::vector<int32_t>>();
-    std::vector<float> logits = m.feed(prompt);
+    std::vector<float> logits = m.feed(p["prompt_ids"].get<std::vector<int32_t>>());
     size_t same = 0;
-    for (size_t k = 0; k < want.size(); ++k) {
+    for (size_t k = 0; k < std::min(n, want.size()); ++k) {
       const auto t = static_cast<int32_t>(test::argmax(logits));
       if (t != want[k]) break;
       ++same;
-      logits = m.feed({t});
+      if (k + 1 < n) logits = m.feed({t});
     }
-    std::printf("  %-10s %zu of %zu greedy tokens identical\n", p["name"].get<std::string>().c_str(), same, want.size());
-    EXPECT_GE(same, 32u) << p["name"];
+    std::printf("  %-10s %zu of %zu greedy tokens identical\n", p["name"].get<std::string>().c_str(), same,
+                std::min(n, want.size()));
+    out.push_back(same);
   }
+  return out;
 }
 
-TEST(Real270m, TopLogitsMatchTransformers) {
+TEST(Real270m, ExactPrecisionGreedyMatchesTransformersFor32Tokens) {
   SKIP_WITHOUT_MODEL();
-  Real270m m;
+  for (size_t same : greedy_agreement(MatmulPrecision::Exact, 32)) EXPECT_EQ(same, 32u);
+}
+
+TEST(Real270m, FastPrecisionGreedyAgreesWithTransformers) {
+  // int8 activations move logits by ~1e-2 relative: continuations agree until the reference's
+  // top-2 margin is smaller than that (chat_haiku's step 10 has a margin of 0.0056). Every prompt
+  // must agree for 8 tokens, and most for all 48. Figures in docs/PERFORMANCE.md.
+  SKIP_WITHOUT_MODEL();
+  const auto same = greedy_agreement(MatmulPrecision::Fast, 48);
+  size_t full = 0;
+  for (size_t s : same) {
+    EXPECT_GE(s, 8u);
+    full += s == 48;
+  }
+  EXPECT_GE(full, 3u);
+}
+
+class Real270mPrecision : public ::testing::TestWithParam<MatmulPrecision> {};
+
+TEST_P(Real270mPrecision, TopLogitsMatchTransformers) {
+  SKIP_WITHOUT_MODEL();
+  Real270m m(GetParam());
   const auto g = golden("toplogits.json");
   double worst = 0, worst_lse = 0;
   for (const auto& p : g["prompts"]) {
@@ -100,7 +124,6 @@ TEST(Real270m, TopLogitsMatchTransformers) {
         want.push_back(pair[1].get<float>());
       }
       worst = std::max(worst, test::rel_error(got, want));
-      std::printf("    %s pos %lld rel %.3g\n", p["name"].get<std::string>().c_str(), static_cast<long long>(pos), test::rel_error(got, want));
       // log-sum-exp over the whole vocabulary: the normaliser of the distribution.
       const double lse = std::log(std::exp(-log_prob(row, 0)) * std::exp(static_cast<double>(row[0])));
       worst_lse = std::max(worst_lse, std::abs(lse - e["logsumexp"].get<double>()));
@@ -109,13 +132,16 @@ TEST(Real270m, TopLogitsMatchTransformers) {
     (void)n_prompt;
   }
   std::printf("  worst relative error over the top-20 logits: %.3g; worst |logsumexp diff|: %.3g\n", worst, worst_lse);
-  EXPECT_LE(worst, 2e-2);
-  EXPECT_LE(worst_lse, 0.1);
+  // Exact: float32 throughout, like the reference. Fast: int8 activations (near-zero logits make
+  // the top-20 relative error larger than the full-vector one).
+  const bool exact = GetParam() == MatmulPrecision::Exact;
+  EXPECT_LE(worst, exact ? 1e-4 : 0.5);
+  EXPECT_LE(worst_lse, exact ? 1e-3 : 1.0);
 }
 
-TEST(Real270m, PerplexityMatchesTransformers) {
+TEST_P(Real270mPrecision, PerplexityMatchesTransformers) {
   SKIP_WITHOUT_MODEL();
-  Real270m m;
+  Real270m m(GetParam());
   const auto g = golden("perplexity.json");
   const auto tokens = g["tokens"].get<std::vector<int32_t>>();
   const int64_t n_ctx = g["n_ctx"].get<int64_t>();
@@ -124,5 +150,9 @@ TEST(Real270m, PerplexityMatchesTransformers) {
   std::printf("  perplexity %.4f vs transformers %.4f (%+.3f%%) over %lld scored tokens\n", r.ppl, want,
               100.0 * (r.ppl / want - 1.0), static_cast<long long>(r.n_scored));
   EXPECT_EQ(r.n_scored, g["count"].get<int64_t>());
-  EXPECT_NEAR(r.ppl / want, 1.0, 0.01);
+  EXPECT_NEAR(r.ppl / want, 1.0, GetParam() == MatmulPrecision::Exact ? 1e-4 : 0.01);
 }
+
+INSTANTIATE_TEST_SUITE_P(Precision, Real270mPrecision,
+                         ::testing::Values(MatmulPrecision::Exact, MatmulPrecision::Fast),
+                         [](const auto& info) { return info.param == MatmulPrecision::Exact ? "exact" : "fast"; });

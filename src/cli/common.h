@@ -18,6 +18,7 @@ struct ModelOptions {
   int64_t ctx = 4096;
   int64_t batch = 512;
   std::string kv_type = "f16";
+  std::string precision = "fast";
   std::string device = "auto";
 };
 

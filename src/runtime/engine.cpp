@@ -12,14 +12,14 @@ namespace unicorn {
 
 namespace {
 // EngineOptions::device: "auto" takes CUDA device 0 when there is one, else the CPU.
-std::unique_ptr<Backend> make_backend(const std::string& device, int n_threads) {
-  if (device == "cpu") return std::make_unique<CpuBackend>(n_threads);
+std::unique_ptr<Backend> make_backend(const std::string& device, int n_threads, MatmulPrecision prec) {
+  if (device == "cpu") return std::make_unique<CpuBackend>(n_threads, prec);
   if (device != "auto" && device != "cuda" && !device.starts_with("cuda:"))
     fail("unknown device '{}' (use auto, cpu, cuda or cuda:N)", device);
 #ifdef UNICORN_HAVE_CUDA
   if (device == "auto") {
     if (cuda_device_count() > 0) return make_cuda_backend(0);
-    return std::make_unique<CpuBackend>(n_threads);
+    return std::make_unique<CpuBackend>(n_threads, prec);
   }
   int index = 0;
   if (device.size() > 5) {
@@ -30,7 +30,7 @@ std::unique_ptr<Backend> make_backend(const std::string& device, int n_threads) 
   }
   return make_cuda_backend(index);
 #else
-  if (device == "auto") return std::make_unique<CpuBackend>(n_threads);
+  if (device == "auto") return std::make_unique<CpuBackend>(n_threads, prec);
   fail("device '{}': this build has no CUDA backend (configure with -DUNICORN_CUDA=ON)", device);
 #endif
 }
@@ -49,6 +49,8 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& opt_in) {
   if (opt.n_ctx < 0) opt.n_ctx = std::min(-opt.n_ctx, c.context_length);
   if (opt.n_ctx > c.context_length)
     fail("context {} is larger than the model's trained context {} (-c)", opt.n_ctx, c.context_length);
+  if (opt.precision != "fast" && opt.precision != "exact")
+    fail("unknown precision '{}' (use fast or exact)", opt.precision);
   if (opt.n_batch <= 0) fail("batch size must be positive (got {})", opt.n_batch);
   if (opt.n_threads < 0) fail("thread count must be positive (got {})", opt.n_threads);
 
@@ -62,7 +64,7 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& opt_in) {
            format_bytes(avail));
   }
   // One backend for now; the planner (runtime/placement.h) will spread layers over devices.
-  e->backends_.push_back(make_backend(opt.device, opt.n_threads));
+  e->backends_.push_back(make_backend(opt.device, opt.n_threads, opt.precision == "exact" ? MatmulPrecision::Exact : MatmulPrecision::Fast));
   Placement pl = Placement::all_on(e->backends_[0].get(), c.n_layers);
   e->model_ = std::make_unique<Gemma3Model>(e->weights_, pl);
   e->kv_ = std::make_unique<KvCache>(c, pl, opt.n_seq, opt.n_ctx, opt.kv_type);

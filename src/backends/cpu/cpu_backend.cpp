@@ -11,7 +11,7 @@
 
 namespace unicorn {
 
-CpuBackend::CpuBackend(int n_threads) : pool_(n_threads) {}
+CpuBackend::CpuBackend(int n_threads, MatmulPrecision precision) : pool_(n_threads), precision_(precision) {}
 
 bool CpuBackend::supports_weight(GgmlType type) const { return can_dequantize(type); }
 

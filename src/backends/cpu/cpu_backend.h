@@ -6,9 +6,15 @@
 
 namespace unicorn {
 
+// How matmuls treat activations. Fast: int8 per 32 values with integer dot products (the
+// numerics of llama.cpp's CPU path; ~1e-2 relative logit error on real weights). Exact: f32
+// activations against weights decoded by the reference codec (matches the float32 reference to
+// ~1e-6; several times slower). See docs/PERFORMANCE.md.
+enum class MatmulPrecision { Fast, Exact };
+
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int n_threads);
+  explicit CpuBackend(int n_threads, MatmulPrecision precision = MatmulPrecision::Fast);
   std::string name() const override { return "cpu"; }
   bool supports_weight(GgmlType type) const override;
   void load_weight(const WeightTensor&) override {}
@@ -32,6 +38,7 @@ class CpuBackend final : public Backend {
 
  private:
   ThreadPool pool_;
+  MatmulPrecision precision_;
 };
 
 }  // namespace unicorn

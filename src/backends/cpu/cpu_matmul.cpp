@@ -53,7 +53,8 @@ struct TileBuffer {
 };
 
 // The generic path for types without integer kernels: dequantize a few rows, f32 dots.
-void matmul_dequantized(ThreadPool& pool, const WeightTensor& w, const float* x, int64_t T, float* y) {
+void matmul_dequantized(const MatmulKernels& k, ThreadPool& pool, const WeightTensor& w, const float* x, int64_t T,
+                        float* y) {
   const int64_t K = w.cols, N = w.rows;
   constexpr int64_t kTile = 16;
   pool.parallel_for(N, [&](int64_t b, int64_t e, int) {
@@ -63,8 +64,8 @@ void matmul_dequantized(ThreadPool& pool, const WeightTensor& w, const float* x,
       const int64_t nr = std::min(kTile, e - r0);
       for (int64_t r = 0; r < nr; ++r) dequantize_row(w.type, w.row(r0 + r), buf.data() + r * K, K);
       for (int64_t t = 0; t < T; ++t)
-        rows_dot_f32_scalar(GgmlType::F32, reinterpret_cast<const uint8_t*>(buf.data()), K * sizeof(float), nr,
-                            K, x + t * K, y + t * N + r0);
+        k.rows_dot_f32(GgmlType::F32, reinterpret_cast<const uint8_t*>(buf.data()), K * sizeof(float), nr, K,
+                       x + t * K, y + t * N + r0);
     }
   }, kTile);
 }
@@ -87,7 +88,7 @@ void matmul_with(const MatmulKernels& k, ThreadPool& pool, const WeightTensor& w
     return;
   }
   if (!tile_supports(w.type) || K % kActBlock != 0) {
-    matmul_dequantized(pool, w, x, T, y);
+    matmul_dequantized(k, pool, w, x, T, y);
     return;
   }
 
@@ -133,13 +134,8 @@ void matmul_with(const MatmulKernels& k, ThreadPool& pool, const WeightTensor& w
 }
 
 void CpuBackend::matmul(const WeightTensor& w, const Act& x, Act& y) {
-  // UNICORN_CPU_MATMUL=reference: f32 activations against weights decoded by the reference codec
-  // (slow; for checking how much the int8 activation path moves the results).
-  static const bool reference = [] {
-    const char* e = std::getenv("UNICORN_CPU_MATMUL");
-    return e && std::string_view(e) == "reference";
-  }();
-  if (reference) return matmul_dequantized(pool_, w, x.data(), x.rows(), y.data());
+  if (precision_ == MatmulPrecision::Exact && !is_float_type(w.type))
+    return matmul_dequantized(best_matmul_kernels(), pool_, w, x.data(), x.rows(), y.data());
   matmul_with(best_matmul_kernels(), pool_, w, x.data(), x.rows(), y.data());
 }
 

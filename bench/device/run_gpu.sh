@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One self-contained GPU-machine run: build (sm_90), CUDA op and end-to-end tests, the copy
+# bandwidth roofline, and `unicorn bench` on synthetic Gemma 3 27B. Everything goes to $OUT.
+# Call through the device tool with carry [".devcarry"], after bench/device/prepare_deps.sh.
+#   BENCH_SCHEMES="q4_0 q8_0 bf16"  BENCH_REPS=2
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv | tee "$OUT/gpu.txt"
+git log -1 --format='commit %H' 2>/dev/null | tee -a "$OUT/gpu.txt" || true
+start=$(date +%s)
+cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+  -DUNICORN_DEPS_DIR="$PWD/.devcarry/deps" -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON > "$OUT/configure.log" 2>&1 \
+  || { tail -30 "$OUT/configure.log"; exit 1; }
+cmake --build build/gpu -j16 > "$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -40; exit 1; }
+echo "build: $(( $(date +%s) - start )) s"
+
+# Roofline denominator, measured in this run: device-to-device copy, bytes read + written.
+python3 - <<'PY' | tee "$OUT/copy_bw.txt"
+import torch
+x = torch.empty(1 << 30, dtype=torch.float32, device="cuda"); y = torch.empty_like(x)
+for _ in range(3): y.copy_(x)
+torch.cuda.synchronize()
+s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+s.record()
+for _ in range(20): y.copy_(x)
+e.record(); torch.cuda.synchronize()
+ms = s.elapsed_time(e) / 20
+print(f"copy_bandwidth_GBps {2 * x.numel() * 4 / ms / 1e6:.1f}")
+PY
+
+if [ "${SKIP_TESTS:-0}" != 1 ]; then
+  timeout 240 ./build/gpu/unicorn_tests --gtest_filter='Cuda*:-CudaBench*' > "$OUT/tests.log" 2>&1
+  echo "cuda tests rc=$? after $(( $(date +%s) - start )) s"
+  grep -E "^\[  FAILED|^\[  PASSED|tests ran|worst|SKIPPED" "$OUT/tests.log" | head -30
+fi
+
+U=./build/gpu/unicorn
+for scheme in ${BENCH_SCHEMES:-q4_0 q8_0 bf16}; do
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 250 > "$OUT/gpu_mem_$scheme.csv" &
+  smi=$!
+  timeout 200 $U bench --synthetic 27b --type "$scheme" --device cuda -p 512 -n 128 -d 0 -d 4096 \
+    -r "${BENCH_REPS:-2}" --json-file "$OUT/bench_27b_$scheme.json" 2>&1 | tee -a "$OUT/bench.md"
+  kill $smi 2>/dev/null
+  echo "scheme $scheme done after $(( $(date +%s) - start )) s; peak GPU memory $(sort -n "$OUT/gpu_mem_$scheme.csv" | tail -1) MiB"
+done
+timeout 60 $U bench --synthetic 27b --type q4_0 --device cuda -p 32 -n 0 -r 3 2>&1 | tee -a "$OUT/bench.md"

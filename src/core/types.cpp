@@ -8,7 +8,7 @@
 namespace unicorn {
 namespace {
 // Block sizes and byte counts: gemma3-spec.md §4.5 (GGML-common structs).
-constexpr std::array<TypeTraits, 15> kTraits = {{
+constexpr std::array<TypeTraits, 16> kTraits = {{
     {GgmlType::F32, "F32", 1, 4, false},
     {GgmlType::F16, "F16", 1, 2, false},
     {GgmlType::BF16, "BF16", 1, 2, false},
@@ -24,6 +24,7 @@ constexpr std::array<TypeTraits, 15> kTraits = {{
     {GgmlType::Q5_K, "Q5_K", 256, 176, true},
     {GgmlType::Q6_K, "Q6_K", 256, 210, true},
     {GgmlType::Q8_K, "Q8_K", 256, 292, true},
+    {GgmlType::IQ4_XS, "IQ4_XS", 256, 136, true},
 }};
 }  // namespace
 

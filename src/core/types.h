@@ -23,6 +23,7 @@ enum class GgmlType : uint32_t {
   Q5_K = 13,
   Q6_K = 14,
   Q8_K = 15,
+  IQ4_XS = 23,  // 256 values: f16 d, u16 scales_h, u8 scales_l[4], qs[128] (136 bytes)
   BF16 = 30,
 };
 

@@ -65,8 +65,9 @@ bool can_dequantize(GgmlType type) {
     case GgmlType::Q2_K: case GgmlType::Q3_K: case GgmlType::Q4_K: case GgmlType::Q5_K:
     case GgmlType::Q6_K: case GgmlType::Q8_K:
       return true;
+    default:
+      return false;
   }
-  return false;
 }
 
 bool can_quantize(GgmlType type) {
@@ -105,6 +106,7 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
     case GgmlType::Q5_K: return dequantize_blocks<BlockQ5_K>(src, dst, nb);
     case GgmlType::Q6_K: return dequantize_blocks<BlockQ6_K>(src, dst, nb);
     case GgmlType::Q8_K: return dequantize_blocks<BlockQ8_K>(src, dst, nb);
+    default: break;  // excluded by can_dequantize
   }
 }
 

@@ -20,6 +20,12 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n);
 // Throws Error naming the type for unsupported/unknown types or a partial block.
 void quantize_row(GgmlType type, const float* src, void* dst, int64_t n);
 
+// Encode n floats like quantize_row, choosing block scales to minimise the importance-weighted
+// squared error sum_i importance[i] * (x[i] - q[i])^2 (importance: one non-negative weight per
+// value of the row, e.g. the mean of x^2 of the matmul input column it multiplies; null: plain
+// squared error). Supports the types can_quantize() reports. Throws Error like quantize_row.
+void quantize_row_weighted(GgmlType type, const float* src, void* dst, int64_t n, const float* importance);
+
 bool can_dequantize(GgmlType type);
 bool can_quantize(GgmlType type);
 

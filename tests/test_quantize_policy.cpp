@@ -48,11 +48,18 @@ TEST(QuantPolicy, Q4MixGivesSensitiveTensorsMoreBits) {
   EXPECT_EQ(p.choose("blk.30.attn_q.weight", kQ, kAll).type, GgmlType::Q4_K);
   EXPECT_EQ(p.choose("blk.30.ffn_gate.weight", {5376, 21504}, kAll).type, GgmlType::Q4_K);
   EXPECT_EQ(p.choose("blk.30.ffn_down.weight", kDown, kAll).type, GgmlType::Q4_K);
-  EXPECT_EQ(p.choose("blk.0.ffn_down.weight", kDown, kAll).type, GgmlType::Q6_K);
-  EXPECT_EQ(p.choose("blk.61.ffn_down.weight", kDown, kAll).type, GgmlType::Q6_K);
+  EXPECT_EQ(p.choose("token_embd.weight", kEmbd, kAll).type, GgmlType::Q4_K);
   EXPECT_EQ(p.choose("blk.0.attn_v.weight", kV, kAll).type, GgmlType::Q6_K);
-  const GgmlType embd = p.choose("token_embd.weight", kEmbd, kAll).type;
-  EXPECT_TRUE(embd == GgmlType::Q5_K || embd == GgmlType::Q6_K) << type_name(embd);
+  EXPECT_EQ(p.choose("blk.61.attn_v.weight", kV, kAll).type, GgmlType::Q6_K);
+  EXPECT_EQ(p.choose("blk.7.attn_k.weight", kV, kAll).type, GgmlType::Q5_K);
+}
+
+TEST(QuantPolicy, Q4SmallTradesAttnQBitsForAttnV) {
+  QuantPolicy p("q4_small", {}, 62);
+  EXPECT_EQ(p.choose("blk.3.attn_q.weight", kQ, kAll).type, GgmlType::Q3_K);
+  EXPECT_EQ(p.choose("blk.3.attn_v.weight", kV, kAll).type, GgmlType::Q5_K);
+  EXPECT_EQ(p.choose("blk.3.ffn_up.weight", {5376, 21504}, kAll).type, GgmlType::IQ4_XS);
+  EXPECT_EQ(p.choose("token_embd.weight", kEmbd, kAll).type, GgmlType::IQ4_XS);
 }
 
 TEST(QuantPolicy, KQuantFallsBackWhenRowsAreNotWholeSuperBlocks) {
@@ -63,13 +70,14 @@ TEST(QuantPolicy, KQuantFallsBackWhenRowsAreNotWholeSuperBlocks) {
   EXPECT_EQ(q.type, GgmlType::Q5_0);
   EXPECT_NE(q.why.find("640 cols"), std::string::npos) << q.why;
   EXPECT_EQ(p.choose("blk.0.attn_v.weight", {640, 256}, kAll).type, GgmlType::Q8_0);
+  EXPECT_EQ(p.choose("blk.0.attn_k.weight", {640, 256}, kAll).type, GgmlType::Q5_1);
   // 2048-wide ffn_down rows are whole super-blocks: no fallback.
   EXPECT_EQ(p.choose("blk.5.ffn_down.weight", {2048, 640}, kAll).type, GgmlType::Q4_K);
 }
 
 TEST(QuantPolicy, TypeWithoutEncoderFallsBackAndSaysWhy) {
   QuantPolicy p("q4_small", {}, 62);
-  const TypeChoice c = p.choose("blk.30.attn_q.weight", kQ, kLegacyOnly);
+  const TypeChoice c = p.choose("blk.30.attn_output.weight", {4096, 5376}, kLegacyOnly);
   EXPECT_EQ(c.wanted, GgmlType::IQ4_XS);
   EXPECT_EQ(c.type, GgmlType::Q4_0);
   EXPECT_NE(c.why.find("no IQ4_XS encoder"), std::string::npos) << c.why;

@@ -195,7 +195,7 @@ class QuantizeCommand final : public Command {
     fmt::print("| preset | weights | tensor bytes | file bytes | GB | bits/weight |\n|---|---:|---:|---:|---:|---:|\n");
     std::vector<QuantPlan> plans;
     for (const auto& name : presets) {
-      const QuantPolicy policy(name, overrides, n_layers);
+      const QuantPolicy policy(name, overrides, n_layers, embedding_share(shapes));
       auto m = src ? output_metadata(*src, name, nullptr) : meta;
       plans.push_back(plan_quantization(shapes, m, policy, encodable));
       const QuantPlan& p = plans.back();

@@ -69,14 +69,18 @@ const std::vector<QuantPreset>& quant_presets() {
       {"bf16", "every matrix BF16"},
       {"q8_0", "every matrix Q8_0 (8.5 bits/weight)"},
       {"q4_0", "every matrix Q4_0 (4.5 bits/weight)"},
-      {"q4_mix", "Q4_K for most matrices, Q6_K attn_v, Q5_K attn_k (4.58 bits/weight at 27B)"},
-      {"q4_small", "IQ4_XS for most matrices, Q5_K attn_v, Q3_K attn_q (4.24 bits/weight at 27B)"},
+      {"q4_mix", "Q4_K for most matrices, Q6_K attn_v, Q5_K attn_k; Q6_K token_embd when it is over a "
+                 "quarter of the model (4.58 bits/weight at 27B)"},
+      {"q4_small", "IQ4_XS for most matrices, Q5_K attn_v, Q3_K attn_q; Q5_K token_embd when it is over a "
+                   "quarter of the model (4.24 bits/weight at 27B)"},
   };
   return presets;
 }
 
-QuantPolicy::QuantPolicy(std::string preset, std::vector<TypeOverride> overrides, int64_t n_layers)
-    : preset_(std::move(preset)), overrides_(std::move(overrides)), n_layers_(n_layers) {
+QuantPolicy::QuantPolicy(std::string preset, std::vector<TypeOverride> overrides, int64_t n_layers,
+                         double embedding_share)
+    : preset_(std::move(preset)), overrides_(std::move(overrides)), n_layers_(n_layers),
+      embedding_share_(embedding_share) {
   bool known = false;
   std::string names;
   for (const auto& p : quant_presets()) {
@@ -90,9 +94,11 @@ QuantPolicy::QuantPolicy(std::string preset, std::vector<TypeOverride> overrides
 // parameter, attn_v is by far the most sensitive tensor to 4-bit rounding, then attn_k and the
 // FFN matrices; token_embd (also the tied output head) is the least sensitive per parameter.
 // q4_mix spends its extra bits on attn_v (Q6_K) and attn_k (Q5_K); q4_small keeps attn_v at
-// Q5_K and pays for it with Q3_K on attn_q, the least sensitive block matrix.
+// Q5_K and pays for it with Q3_K on attn_q, the least sensitive block matrix. In small models
+// the embedding is most of the weights, so its total error dominates: it then gets Q6_K / Q5_K.
 GgmlType QuantPolicy::preset_type(TensorRole role, int layer) const {
-  (void)layer;  // the outer-layer rule was measured and did not pay (see the docs)
+  (void)layer;  // an outer-layer rule was measured and did not pay (see the docs)
+  const bool big_embedding = embedding_share_ > kLargeEmbeddingShare;
   if (preset_ == "f32") return GgmlType::F32;
   if (preset_ == "f16") return GgmlType::F16;
   if (preset_ == "bf16") return GgmlType::BF16;
@@ -102,6 +108,7 @@ GgmlType QuantPolicy::preset_type(TensorRole role, int layer) const {
     switch (role) {
       case TensorRole::AttnV: return GgmlType::Q6_K;
       case TensorRole::AttnK: return GgmlType::Q5_K;
+      case TensorRole::TokenEmbd: return big_embedding ? GgmlType::Q6_K : GgmlType::Q4_K;
       default: return GgmlType::Q4_K;
     }
   }
@@ -109,6 +116,7 @@ GgmlType QuantPolicy::preset_type(TensorRole role, int layer) const {
   switch (role) {
     case TensorRole::AttnV: return GgmlType::Q5_K;
     case TensorRole::AttnQ: return GgmlType::Q3_K;
+    case TensorRole::TokenEmbd: return big_embedding ? GgmlType::Q5_K : GgmlType::IQ4_XS;
     default: return GgmlType::IQ4_XS;
   }
 }

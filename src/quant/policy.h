@@ -50,8 +50,11 @@ using EncodableFn = std::function<bool(GgmlType)>;
 
 class QuantPolicy {
  public:
-  // Throws Error naming the preset if it is unknown. n_layers locates the first/last blocks.
-  QuantPolicy(std::string preset, std::vector<TypeOverride> overrides, int64_t n_layers);
+  // Throws Error naming the preset if it is unknown. embedding_share = token_embd's fraction of
+  // all weights (0.63 for the 270M, 0.05 for the 27B): where the tied embedding/output head
+  // holds most of the model, its error dominates and it gets more bits.
+  QuantPolicy(std::string preset, std::vector<TypeOverride> overrides, int64_t n_layers,
+              double embedding_share = 0.0);
 
   const std::string& preset() const { return preset_; }
 
@@ -64,7 +67,11 @@ class QuantPolicy {
   std::string preset_;
   std::vector<TypeOverride> overrides_;
   int64_t n_layers_;
+  double embedding_share_;
 };
+
+// Above this share of all weights, token_embd gets the preset's "sensitive" type.
+inline constexpr double kLargeEmbeddingShare = 0.25;
 
 // Next type to try when `t` cannot be used for a row (length not a multiple of its block, or no
 // encoder in this build): Q4_K/Q3_K -> Q5_0/Q4_0 as llama.cpp does for K-incompatible rows,

@@ -60,8 +60,9 @@ const char* file_type_of(const std::string& preset, uint32_t& id) {
   return "unknown";
 }
 
-// Drops a finished tensor's input pages from this process (the page cache keeps them), so
-// resident memory does not grow with the model (the mapping is read-only and shared).
+// Drops input pages already consumed from this process (the page cache keeps them), so resident
+// memory does not grow with the model or a tensor (the mapping is read-only and shared; a page
+// shared with the next rows is simply read again).
 void release_pages(const uint8_t* data, size_t n) {
   const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
   const auto begin = reinterpret_cast<uintptr_t>(data) / page * page;
@@ -113,6 +114,17 @@ QuantPlan plan_quantization(const std::vector<TensorShapeDesc>& tensors, const s
   }
   plan.file_bytes = gguf_file_size(metadata, plan.tensors);
   return plan;
+}
+
+double embedding_share(const std::vector<TensorShapeDesc>& tensors) {
+  double all = 0, embd = 0;
+  for (const auto& t : tensors) {
+    double n = 1;
+    for (int64_t d : t.ne) n *= static_cast<double>(d);
+    all += n;
+    if (t.name == "token_embd.weight") embd = n;
+  }
+  return all > 0 ? embd / all : 0.0;
 }
 
 Gemma3Config gemma3_size_config(const std::string& size) {
@@ -171,9 +183,9 @@ std::vector<TensorShapeDesc> gemma3_shapes(const Gemma3Config& c) {
 }
 
 QuantPlan quantize_model(const QuantSource& src, const QuantizeOptions& o) {
-  QuantPolicy policy(o.preset, o.overrides, src.config().n_layers);
   std::vector<TensorShapeDesc> shapes;
   for (const auto& t : src.tensors()) shapes.push_back({t.name, t.ne});
+  QuantPolicy policy(o.preset, o.overrides, src.config().n_layers, embedding_share(shapes));
   const std::vector<MetadataEntry> meta = output_metadata(src, o.preset, o.imatrix);
   const EncodableFn encodable = [](GgmlType t) { return can_quantize(t); };
   QuantPlan plan = plan_quantization(shapes, meta, policy, encodable);
@@ -196,7 +208,7 @@ QuantPlan quantize_model(const QuantSource& src, const QuantizeOptions& o) {
     w.add_tensor(pt.name, pt.ne, pt.choice.type, [&, i, importance](GgufTensorSink& sink) {
       const int64_t cols = st.cols(), rows = st.rows();
       const GgmlType type = pt.choice.type;
-      const size_t out_row = row_bytes(type, cols);
+      const size_t out_row = row_bytes(type, cols), in_row = row_bytes(st.type, cols);
       const int64_t slab = std::clamp<int64_t>(static_cast<int64_t>(o.slab_bytes / (sizeof(float) * cols)), 1, rows);
       std::vector<float> f32(static_cast<size_t>(slab * cols));
       std::vector<uint8_t> out(static_cast<size_t>(slab) * out_row);
@@ -219,10 +231,10 @@ QuantPlan quantize_model(const QuantSource& src, const QuantizeOptions& o) {
         });
         if (error) std::rethrow_exception(error);
         sink.write(out.data(), static_cast<size_t>(n) * out_row);
+        release_pages(st.data + static_cast<size_t>(r0) * in_row, static_cast<size_t>(n) * in_row);
         prog.done_elements += n * cols;
         if (o.progress) o.progress(prog);
       }
-      release_pages(st.data, st.nbytes());
     });
   }
   w.write();

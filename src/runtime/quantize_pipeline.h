@@ -1,7 +1,7 @@
 // `unicorn quantize`: streams a model tensor by tensor from its mapping through the preset's
 // policy and the codecs into a GGUF file. Memory stays bounded: rows are decoded and encoded in
 // slabs of a few MiB split over threads, each slab goes straight to the GgufWriter's sink, and
-// the input pages of a finished tensor are dropped from the process (MADV_DONTNEED). The writer
+// the input pages of a finished slab are dropped from the process (MADV_DONTNEED). The writer
 // writes OUT.tmp and renames it only when complete, so a failed run leaves no partial file.
 #pragma once
 #include <cstdint>
@@ -41,6 +41,9 @@ struct QuantPlan {
 // (its size counts in file_bytes).
 QuantPlan plan_quantization(const std::vector<TensorShapeDesc>& tensors, const std::vector<MetadataEntry>& metadata,
                             const QuantPolicy& policy, const EncodableFn& encodable);
+
+// token_embd's fraction of all weights (QuantPolicy's embedding_share).
+double embedding_share(const std::vector<TensorShapeDesc>& tensors);
 
 // Tensor shapes of a published Gemma 3 size ("270m", "1b", "4b", "12b", "27b"; spec §1.1, §3.3;
 // HF vocab 262208 for 4B+), and its config. Throws Error for an unknown size.

@@ -4,6 +4,7 @@
 // matrices, and `compare`.
 #include <gtest/gtest.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 
 #include <csignal>
 #include <cstring>
@@ -226,6 +227,30 @@ TEST(QuantizePipeline, FullDiskLeavesNoPartialFile) {
   EXPECT_NE(msg.find("cannot write"), std::string::npos) << msg;
   EXPECT_FALSE(fs::exists(out));
   EXPECT_FALSE(fs::exists(out + ".tmp"));
+}
+
+TEST(QuantizeCli, BadInputFailsWithOneLineAndPlanPrintsTheSizes) {
+  auto run = [](const std::string& args) {
+    const std::string cmd = std::string(UNICORN_BINARY) + " " + args + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    std::string out;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    const int st = pclose(p);
+    return std::pair{WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+  };
+  const std::string out = temp("cli_never.gguf");
+  auto [code, text] = run("quantize /nonexistent.gguf " + out + " --preset q8_0");
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(text.find("unicorn: error: /nonexistent.gguf: no such file"), std::string::npos) << text;
+  EXPECT_FALSE(fs::exists(out));
+  std::tie(code, text) = run("quantize " + kTinyGguf + " " + out + " --preset q5_tiny");
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(text.find("unknown quantization preset 'q5_tiny'"), std::string::npos) << text;
+  std::tie(code, text) = run("quantize --plan-only --synthetic 27b --preset q4_mix");
+  EXPECT_EQ(code, 0) << text;
+  EXPECT_NE(text.find("| q4_mix | 27009346304 |"), std::string::npos) << text;
 }
 
 TEST(QuantizePipeline, PlanWithoutWritingPredictsTheFileSize) {

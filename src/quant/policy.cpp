@@ -26,8 +26,6 @@ constexpr RoleName kRoles[] = {
     {"ffn_down.weight", TensorRole::FfnDown},
 };
 
-bool is_matmul(TensorRole r) { return r != TensorRole::Norm && r != TensorRole::Other; }
-
 }  // namespace
 
 TensorRole role_of(std::string_view name) {
@@ -142,14 +140,7 @@ TypeChoice QuantPolicy::choose(std::string_view name, const std::vector<int64_t>
   const TensorRole role = role_of(name);
   const bool matrix = ne.size() >= 2 && ne[1] > 1;
   // Norms and other vectors stay F32: they are tiny and multiply every activation (spec §4.3).
-  if (!matrix || !is_matmul(role)) {
-    if (role == TensorRole::Other && matrix) {
-      TypeChoice c{preset_type(TensorRole::Other, layer_of(name)), GgmlType::F32, "preset"};
-      c.wanted = c.type;
-      return c;
-    }
-    return {GgmlType::F32, GgmlType::F32, "vector"};
-  }
+  if (!matrix || role == TensorRole::Norm) return {GgmlType::F32, GgmlType::F32, "vector"};
   TypeChoice c{preset_type(role, layer_of(name)), GgmlType::F32, "preset"};
   for (const auto& o : overrides_)
     if (std::regex_search(name.begin(), name.end(), o.pattern)) {

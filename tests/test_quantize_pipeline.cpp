@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "backends/cpu/cpu_backend.h"
@@ -438,4 +439,45 @@ TEST(Compare, KlDivergenceOfKnownDistributions) {
   const float q[2] = {0.0f, std::log(3.0f)};  // (1/4, 3/4)
   EXPECT_NEAR(kl_divergence(p, p, 2), 0.0, 1e-12);
   EXPECT_NEAR(kl_divergence(p, q, 2), 0.5 * std::log(2.0) + 0.5 * std::log(2.0 / 3.0), 1e-6);
+}
+
+TEST(QuantizePipeline, HfTokenizerAndChatTemplateBecomeGgufKeysThatEncodeTheSame) {
+  // A copy of the tiny HF checkpoint with a small SentencePiece-style tokenizer.json: specials,
+  // byte pieces, letters, two merged pieces, and a chat template in tokenizer_config.json.
+  const fs::path dir = temp("hf_with_tokenizer");
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(kTinyDir + "/hf")) fs::copy(e.path(), dir / e.path().filename());
+  nlohmann::json vocab = nlohmann::json::object();
+  int id = 0;
+  nlohmann::json added = nlohmann::json::array();
+  for (const char* s : {"<pad>", "<eos>", "<bos>", "<unk>"}) {
+    added.push_back({{"id", id}, {"content", s}, {"special", true}});
+    vocab[s] = id++;
+  }
+  for (int b = 0; b < 256; ++b) vocab[fmt::format("<0x{:02X}>", b)] = id++;
+  for (const char* s : {"\xE2\x96\x81", "h", "e", "l", "o", "w", "r", "d", "he", "ll"}) vocab[s] = id++;
+  added.push_back({{"id", id}, {"content", "<start_of_turn>"}, {"special", true}});
+  vocab["<start_of_turn>"] = id++;
+  const nlohmann::json tj = {
+      {"normalizer", {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\xE2\x96\x81"}}},
+      {"added_tokens", added},
+      {"model", {{"type", "BPE"}, {"byte_fallback", true}, {"vocab", vocab}, {"merges", {"h e", "l l"}}}}};
+  std::ofstream(dir / "tokenizer.json") << tj.dump();
+  std::ofstream(dir / "tokenizer_config.json") << nlohmann::json{{"chat_template", "{{ bos_token }}T"}}.dump();
+
+  const std::string out = temp("hf_tok.gguf");
+  quantize(dir.string(), out, "q8_0");
+  auto g = GgufFile::open(out);
+  EXPECT_EQ(g->get_string("tokenizer.chat_template"), "{{ bos_token }}T");
+  EXPECT_EQ(g->get_string("tokenizer.ggml.model"), "llama");
+  EXPECT_EQ(g->get_array("tokenizer.ggml.tokens")->strings.size(), 512u);  // padded to the embedding rows
+  EXPECT_EQ(g->get_array("tokenizer.ggml.tokens")->strings[511], "[PAD511]");
+  EXPECT_EQ(g->get_int("tokenizer.ggml.bos_token_id"), 2);
+  const auto from_gguf = load_model(out).tokenizer;
+  ASSERT_TRUE(from_gguf.has_value());
+  const Tokenizer from_json = Tokenizer::from_hf_json((dir / "tokenizer.json").string());
+  for (const char* text : {"hello world", "<start_of_turn>he llo\n", "déjà vu"})
+    EXPECT_EQ(from_gguf->encode(text, true), from_json.encode(text, true)) << text;
+  EXPECT_EQ(from_gguf->encode("hell", false).size(), 2u);  // "he" + "ll": the merges survived
 }

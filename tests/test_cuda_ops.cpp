@@ -138,7 +138,7 @@ class CudaOps : public ::testing::Test {
   void SetUp() override {
     gpu = cuda_backend_or_null();
     if (!gpu) GTEST_SKIP() << "skipped: no CUDA device";
-    cpu = std::make_unique<CpuBackend>(cpu_threads());
+    cpu = std::make_unique<CpuBackend>(cpu_threads(), MatmulPrecision::Exact);  // f32 reference matmuls
   }
   std::unique_ptr<Backend> gpu;
   std::unique_ptr<CpuBackend> cpu;

@@ -46,7 +46,8 @@ class BenchCommand final : public Command {
       if (n_gen_ > 0)
         cases.push_back({d ? fmt::format("tg{} @ d{}", n_gen_, d) : fmt::format("tg{}", n_gen_), 0, n_gen_, d});
     nlohmann::json out = nlohmann::json::array();
-    const int threads = e->backends()[0]->name() == "cpu" ? mo_.threads : 0;
+    const std::string backend = e->backends()[0]->name();
+    const int threads = backend == "cpu" ? mo_.threads : 0;
     if (format_ == "md") {
       fmt::print("| model | size | params | backend | threads | test | t/s |\n");
       fmt::print("| --- | ---: | ---: | --- | ---: | --- | ---: |\n");
@@ -55,8 +56,8 @@ class BenchCommand final : public Command {
       BenchResult r = run_bench(e->model(), e->kv(), bc, reps_, mo_.batch);
       const std::string model_name = fmt::format("gemma3 {}L h{}", c.n_layers, c.hidden);
       if (format_ == "md") {
-        fmt::print("| {} | {} | {:.1f} M | cpu | {} | {} | {:.2f} ± {:.2f} |\n", model_name,
-                   format_bytes(e->memory().weights), static_cast<double>(param_count(*e)) / 1e6,
+        fmt::print("| {} | {} | {:.1f} M | {} | {} | {} | {:.2f} ± {:.2f} |\n", model_name,
+                   format_bytes(e->memory().weights), static_cast<double>(param_count(*e)) / 1e6, backend,
                    threads ? std::to_string(threads) : std::string("all"), bc.name, r.mean(), r.stddev());
         std::fflush(stdout);
       }
@@ -65,7 +66,7 @@ class BenchCommand final : public Command {
                      {"n_prompt", bc.n_prompt},
                      {"n_gen", bc.n_gen},
                      {"depth", bc.n_depth},
-                     {"backend", "cpu"},
+                     {"backend", backend},
                      {"threads", threads},
                      {"weight_bytes", e->memory().weights},
                      {"bytes_per_token", bytes_per_token(e->weights())},

@@ -50,6 +50,8 @@ std::unique_ptr<Command> make_chat_command();
 std::unique_ptr<Command> make_info_command();
 std::unique_ptr<Command> make_bench_command();
 std::unique_ptr<Command> make_perplexity_command();
+std::unique_ptr<Command> make_quantize_command();
+std::unique_ptr<Command> make_compare_command();
 
 // Prints the one-line summary after generation (to stderr, so stdout stays the text).
 void print_summary(const GenerationStats& st, const Engine& e);

@@ -85,9 +85,9 @@ void Gemma3Model::forward(const Batch& batch, KvCache& kv, std::vector<float>& l
     const bool global = c.layer_is_global[static_cast<size_t>(l)];
     // §2.3-2.4: attention block.
     b->rms_norm(x, L.attn_norm, c.rms_eps, h);
-    b->matmul(L.q, h, q);
-    b->matmul(L.k, h, k);
-    b->matmul(L.v, h, v);
+    matmul(b, L.q, h, q);
+    matmul(b, L.k, h, k);
+    matmul(b, L.v, h, v);
     b->rms_norm(q, L.q_norm, c.rms_eps, q);  // QK-norm per head, before RoPE (§2.4.2)
     b->rms_norm(k, L.k_norm, c.rms_eps, k);
     const float base = global ? c.rope_base_global : c.rope_base_local;
@@ -96,15 +96,15 @@ void Gemma3Model::forward(const Batch& batch, KvCache& kv, std::vector<float>& l
     b->rope(k, c.head_dim, batch.pos, base, scale);
     AttentionParams ap{c.n_heads, c.n_kv_heads, c.head_dim, c.attn_scale, global ? 0 : c.sliding_window};
     b->attention(q, k, v, kv.layer(l), view, past, ap, att);
-    b->matmul(L.o, att, o);
+    matmul(b, L.o, att, o);
     b->rms_norm(o, L.post_attn_norm, c.rms_eps, o);
     b->add(x, o);
     // §2.5: GeGLU feed-forward block.
     b->rms_norm(x, L.ffn_norm, c.rms_eps, h);
-    b->matmul(L.gate, h, gate);
-    b->matmul(L.up, h, up);
+    matmul(b, L.gate, h, gate);
+    matmul(b, L.up, h, up);
     b->gelu_mul(gate, up, gate);
-    b->matmul(L.down, gate, o);
+    matmul(b, L.down, gate, o);
     b->rms_norm(o, L.post_ffw_norm, c.rms_eps, o);
     b->add(x, o);
   }
@@ -127,7 +127,7 @@ void Gemma3Model::forward(const Batch& batch, KvCache& kv, std::vector<float>& l
   ob->gather_rows(x, rows, sel);
   ob->rms_norm(sel, w.output_norm, c.rms_eps, sel);
   Act out = ob->alloc(static_cast<int64_t>(rows.size()), c.vocab_size);
-  ob->matmul(w.tok_embd, sel, out);
+  matmul(ob, w.tok_embd, sel, out);
   ob->copy_to_host(out, logits.data());
   if (c.final_softcap > 0) {
     for (float& z : logits) z = c.final_softcap * std::tanh(z / c.final_softcap);

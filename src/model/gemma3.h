@@ -2,6 +2,7 @@
 // Every size, precision and placement runs this one definition.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -40,10 +41,20 @@ class Gemma3Model {
   // past the context) before touching the cache.
   void forward(const Batch& batch, KvCache& kv, std::vector<float>& logits);
 
+  // Called with each matmul's weight and input just before the matmul (the output projection
+  // included), e.g. to collect importance statistics. x lives on its backend (copy_to_host).
+  using MatmulObserver = std::function<void(const WeightTensor& w, const Act& x)>;
+  void set_matmul_observer(MatmulObserver f) { observer_ = std::move(f); }
+
  private:
+  void matmul(Backend* b, const WeightTensor& w, const Act& x, Act& y) {
+    if (observer_) observer_(w, x);
+    b->matmul(w, x, y);
+  }
   void validate(const Batch& batch, const KvCache& kv) const;
   std::shared_ptr<const ModelWeights> w_;
   Placement placement_;
+  MatmulObserver observer_;
 };
 
 }  // namespace unicorn

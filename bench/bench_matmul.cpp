@@ -47,12 +47,26 @@ std::vector<uint8_t> random_weight_bytes(GgmlType type, int64_t K, int64_t N) {
   const size_t block = traits(type).block_bytes;
   size_t at0 = 0, at1 = SIZE_MAX;  // offsets of the f16 scale fields
   switch (type) {
-    case GgmlType::Q4_K: case GgmlType::Q5_K: at1 = 2; break;
-    case GgmlType::Q6_K: at0 = 208; break;
-    case GgmlType::Q2_K: at0 = 80; at1 = 82; break;
-    case GgmlType::Q3_K: at0 = 108; break;
-    case GgmlType::Q4_1: case GgmlType::Q5_1: at1 = 2; break;
-    default: break;
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
+      at1 = 2;
+      break;
+    case GgmlType::Q6_K:
+      at0 = 208;
+      break;
+    case GgmlType::Q2_K:
+      at0 = 80;
+      at1 = 82;
+      break;
+    case GgmlType::Q3_K:
+      at0 = 108;
+      break;
+    case GgmlType::Q4_1:
+    case GgmlType::Q5_1:
+      at1 = 2;
+      break;
+    default:
+      break;
   }
   for (size_t b = 0; b < bytes; b += block) {
     std::memcpy(w.data() + b + at0, &h, 2);
@@ -70,11 +84,11 @@ struct Matrix {
 
 // The 270M Q4_K_M file's matmuls per token (9 layers use Q8_0 attn_v / Q6_K ffn_down, 9 not).
 const std::vector<Matrix> kModel = {
-    {"attn_q", GgmlType::Q5_0, 640, 1024, 18},     {"attn_k", GgmlType::Q5_0, 640, 256, 18},
-    {"attn_v", GgmlType::Q8_0, 640, 256, 9},       {"attn_v", GgmlType::Q5_0, 640, 256, 9},
+    {"attn_q", GgmlType::Q5_0, 640, 1024, 18},      {"attn_k", GgmlType::Q5_0, 640, 256, 18},
+    {"attn_v", GgmlType::Q8_0, 640, 256, 9},        {"attn_v", GgmlType::Q5_0, 640, 256, 9},
     {"attn_output", GgmlType::Q4_K, 1024, 640, 18}, {"ffn_gate", GgmlType::Q5_0, 640, 2048, 18},
-    {"ffn_up", GgmlType::Q5_0, 640, 2048, 18},     {"ffn_down", GgmlType::Q6_K, 2048, 640, 9},
-    {"ffn_down", GgmlType::Q4_K, 2048, 640, 9},    {"output", GgmlType::Q8_0, 640, 262144, 1},
+    {"ffn_up", GgmlType::Q5_0, 640, 2048, 18},      {"ffn_down", GgmlType::Q6_K, 2048, 640, 9},
+    {"ffn_down", GgmlType::Q4_K, 2048, 640, 9},     {"output", GgmlType::Q8_0, 640, 262144, 1},
 };
 
 // Best of a few full-buffer read passes, GB/s.
@@ -84,16 +98,19 @@ double read_bandwidth(ThreadPool& pool, size_t bytes) {
   double best = 0;
   for (int rep = 0; rep < 5; ++rep) {
     const auto t0 = Clock::now();
-    pool.parallel_for(static_cast<int64_t>(buf.size()), [&](int64_t b, int64_t e, int tid) {
-      uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      for (int64_t i = b; i + 4 <= e; i += 4) {
-        s0 += buf[i];
-        s1 += buf[i + 1];
-        s2 += buf[i + 2];
-        s3 += buf[i + 3];
-      }
-      sums[static_cast<size_t>(tid) * 8] = s0 + s1 + s2 + s3;
-    }, 4096);
+    pool.parallel_for(
+        static_cast<int64_t>(buf.size()),
+        [&](int64_t b, int64_t e, int tid) {
+          uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+          for (int64_t i = b; i + 4 <= e; i += 4) {
+            s0 += buf[i];
+            s1 += buf[i + 1];
+            s2 += buf[i + 2];
+            s3 += buf[i + 3];
+          }
+          sums[static_cast<size_t>(tid) * 8] = s0 + s1 + s2 + s3;
+        },
+        4096);
     best = std::max(best, static_cast<double>(bytes) / seconds_since(t0) / 1e9);
   }
   return best;
@@ -155,7 +172,8 @@ int main(int argc, char** argv) {
     model.push_back(std::move(l));
   }
   std::vector<float> x(512 * 2048), y(static_cast<size_t>(512) * 2048 + 262144);
-  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<int64_t>(next_random() % 2001) - 1000) / 500.0f;
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = static_cast<float>(static_cast<int64_t>(next_random() % 2001) - 1000) / 500.0f;
 
   std::printf("%-12s %-5s %5s %7s %4s %10s %9s %8s\n", "matrix", "type", "K", "N", "T", "ms/call", "GFLOP/s", "GB/s");
   double prefill = 0;
@@ -170,9 +188,9 @@ int main(int argc, char** argv) {
         matmul_with(*kernels, pool, w, x.data(), T, y.data());
       });
       const double flops = 2.0 * static_cast<double>(m.K) * static_cast<double>(m.N) * static_cast<double>(T);
-      std::printf("%-12s %-5s %5ld %7ld %4ld %10.3f %9.1f %8.1f\n", m.name.c_str(), std::string(type_name(m.type)).c_str(),
-                  static_cast<long>(m.K), static_cast<long>(m.N), static_cast<long>(T), s * 1e3, flops / s / 1e9,
-                  wbytes / s / 1e9);
+      std::printf("%-12s %-5s %5ld %7ld %4ld %10.3f %9.1f %8.1f\n", m.name.c_str(),
+                  std::string(type_name(m.type)).c_str(), static_cast<long>(m.K), static_cast<long>(m.N),
+                  static_cast<long>(T), s * 1e3, flops / s / 1e9, wbytes / s / 1e9);
       if (T == 512 || m.name == "output") prefill += s * m.per_token;
     }
   }
@@ -203,9 +221,11 @@ int main(int argc, char** argv) {
     run(model.back(), 0);
   };
   const double decode = time_calls(reps, 3, decode_step);
-  std::printf("\ndecode step (all matmuls of one token, %.0f MB of weights): %.2f ms  (%.1f GB/s, matmul-only ceiling %.0f tok/s)\n",
-              weight_bytes / 1e6, decode * 1e3, weight_bytes / decode / 1e9, 1.0 / decode);
-  std::printf("prefill 512 tokens (all matmuls + last-token logits): %.3f s  (matmul-only ceiling %.0f tok/s)\n", prefill,
-              512.0 / prefill);
+  std::printf(
+      "\ndecode step (all matmuls of one token, %.0f MB of weights): %.2f ms  (%.1f GB/s, matmul-only ceiling %.0f "
+      "tok/s)\n",
+      weight_bytes / 1e6, decode * 1e3, weight_bytes / decode / 1e9, 1.0 / decode);
+  std::printf("prefill 512 tokens (all matmuls + last-token logits): %.3f s  (matmul-only ceiling %.0f tok/s)\n",
+              prefill, 512.0 / prefill);
   return 0;
 }

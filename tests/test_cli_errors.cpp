@@ -13,10 +13,10 @@
 #include <fmt/format.h>
 
 #include "formats/gguf.h"
-#include "model/loader.h"
-#include "tokenizer/chat_template.h"
 #include "formats/gguf_writer.h"
+#include "model/loader.h"
 #include "test_support.h"
+#include "tokenizer/chat_template.h"
 
 using namespace unicorn;
 namespace fs = std::filesystem;
@@ -24,9 +24,9 @@ namespace fs = std::filesystem;
 namespace {
 
 struct Result {
-  int exit_code = -1;   // -1 if killed by a signal
-  std::string err;      // stderr
-  std::string out;      // stdout
+  int exit_code = -1;  // -1 if killed by a signal
+  std::string err;     // stderr
+  std::string out;     // stdout
 };
 
 Result run_unicorn(const std::string& args, const std::string& stdin_file = "/dev/null") {
@@ -89,11 +89,14 @@ TEST(CliErrors, TextFileIsNotAGguf) {
 }
 
 TEST(CliErrors, OtherArchitectureIsRejected) {
-  const auto p = rewrite_tiny("llama.gguf", [](const std::string& k, GgufWriter& w, const GgufValue&) {
-    if (k != "general.architecture") return false;
-    w.add_string(k, "llama");
-    return true;
-  }, [](const GgufTensorInfo&, GgufWriter&) { return false; });
+  const auto p = rewrite_tiny(
+      "llama.gguf",
+      [](const std::string& k, GgufWriter& w, const GgufValue&) {
+        if (k != "general.architecture") return false;
+        w.add_string(k, "llama");
+        return true;
+      },
+      [](const GgufTensorInfo&, GgufWriter&) { return false; });
   expect_clean_error(run_unicorn("info -m " + p), "architecture 'llama'");
 }
 
@@ -118,19 +121,21 @@ TEST(CliErrors, CorruptHeaderIsReported) {
 }
 
 TEST(CliErrors, MissingTensorIsNamed) {
-  const auto p = rewrite_tiny("missing.gguf", [](const std::string&, GgufWriter&, const GgufValue&) { return false; },
-                              [](const GgufTensorInfo& t, GgufWriter&) { return t.name == "blk.3.ffn_up.weight"; });
+  const auto p = rewrite_tiny(
+      "missing.gguf", [](const std::string&, GgufWriter&, const GgufValue&) { return false; },
+      [](const GgufTensorInfo& t, GgufWriter&) { return t.name == "blk.3.ffn_up.weight"; });
   expect_clean_error(run_unicorn("info -m " + p), "blk.3.ffn_up.weight");
 }
 
 TEST(CliErrors, WrongShapeIsNamed) {
-  const auto p = rewrite_tiny("shape.gguf", [](const std::string&, GgufWriter&, const GgufValue&) { return false; },
-                              [](const GgufTensorInfo& t, GgufWriter& w) {
-                                if (t.name != "blk.0.attn_q.weight") return false;
-                                // Same bytes, rows and cols swapped.
-                                w.add_tensor(t.name, {t.ne[1], t.ne[0]}, t.type, t.data, t.nbytes);
-                                return true;
-                              });
+  const auto p = rewrite_tiny(
+      "shape.gguf", [](const std::string&, GgufWriter&, const GgufValue&) { return false; },
+      [](const GgufTensorInfo& t, GgufWriter& w) {
+        if (t.name != "blk.0.attn_q.weight") return false;
+        // Same bytes, rows and cols swapped.
+        w.add_tensor(t.name, {t.ne[1], t.ne[0]}, t.type, t.data, t.nbytes);
+        return true;
+      });
   expect_clean_error(run_unicorn("info -m " + p), "blk.0.attn_q.weight");
 }
 
@@ -145,9 +150,12 @@ TEST(CliErrors, BadFlagValuesAreRejected) {
 }
 
 TEST(CliErrors, ModelWithoutTokenizerCannotRunText) {
-  const auto p = rewrite_tiny("notok.gguf", [](const std::string& k, GgufWriter&, const GgufValue&) {
-    return k.rfind("tokenizer.", 0) == 0;  // drop every tokenizer key
-  }, [](const GgufTensorInfo&, GgufWriter&) { return false; });
+  const auto p = rewrite_tiny(
+      "notok.gguf",
+      [](const std::string& k, GgufWriter&, const GgufValue&) {
+        return k.rfind("tokenizer.", 0) == 0;  // drop every tokenizer key
+      },
+      [](const GgufTensorInfo&, GgufWriter&) { return false; });
   expect_clean_error(run_unicorn("run -m " + p + " -p hi"), "no tokenizer");
 }
 
@@ -193,13 +201,15 @@ TEST(CliRun, CtrlCStopsCleanlyWithSummary) {
   // summary line saying it was interrupted.
   const std::string errf = temp_path("sigint_err.txt").string();
   const std::string cmd = "(" + std::string(UNICORN_BINARY) + " run -m " + kTiny +
-                          " -p hi -n 100000000 -c 512 --temp 0 2>" + errf + " >/dev/null & pid=$!; sleep 0.5; kill -INT $pid; wait $pid)";
+                          " -p hi -n 100000000 -c 512 --temp 0 2>" + errf +
+                          " >/dev/null & pid=$!; sleep 0.5; kill -INT $pid; wait $pid)";
   const int st = std::system(cmd.c_str());
   ASSERT_TRUE(WIFEXITED(st));
   std::ifstream f(errf);
   const std::string err((std::istreambuf_iterator<char>(f)), {});
   // Either interrupted, or (on a very fast machine) it hit the context end first; both are clean.
-  EXPECT_TRUE(err.find("stop: interrupted") != std::string::npos || err.find("stop: context full") != std::string::npos) << err;
+  EXPECT_TRUE(err.find("stop: interrupted") != std::string::npos || err.find("stop: context full") != std::string::npos)
+      << err;
   EXPECT_EQ(WEXITSTATUS(st), 0) << err;
 }
 

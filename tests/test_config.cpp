@@ -2,8 +2,8 @@
 // scale rule, and the KV cache size with sliding-window rings.
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <unistd.h>
+#include <cmath>
 
 #include <filesystem>
 
@@ -50,7 +50,7 @@ Gemma3Config gguf_config(int64_t hidden, int64_t layers, int64_t heads, int64_t 
 
 TEST(Config, Gemma3_27BFromGgufDerivesScalesAndPattern) {
   const Gemma3Config c = gguf_config(5376, 62, 32, 16, 128, 21504, 1024, 8.0f);
-  EXPECT_EQ(c.embed_scale, 73.5f);  // sqrt(5376) = 73.32 rounded to bf16 (spec §2.1)
+  EXPECT_EQ(c.embed_scale, 73.5f);                          // sqrt(5376) = 73.32 rounded to bf16 (spec §2.1)
   EXPECT_FLOAT_EQ(c.attn_scale, 1.0f / std::sqrt(168.0f));  // 27B: hidden/heads (spec §1.1, §7.1)
   EXPECT_EQ(c.rope_base_local, 10000.0f);
   EXPECT_EQ(c.rope_scale_global, 8.0f);
@@ -69,9 +69,9 @@ TEST(Config, Gemma3_1BUsesHeadDimForAttentionScale) {
 }
 
 TEST(Config, HfEmbeddingScaleIsRoundedToTheWeightDtype) {
-  const nlohmann::json j = {{"model_type", "gemma3_text"}, {"hidden_size", 3072}, {"num_hidden_layers", 2},
+  const nlohmann::json j = {{"model_type", "gemma3_text"}, {"hidden_size", 3072},      {"num_hidden_layers", 2},
                             {"num_attention_heads", 2},    {"num_key_value_heads", 1}, {"head_dim", 256},
-                            {"intermediate_size", 64},     {"vocab_size", 16},        {"sliding_window", 8},
+                            {"intermediate_size", 64},     {"vocab_size", 16},         {"sliding_window", 8},
                             {"query_pre_attn_scalar", 168}};
   EXPECT_EQ(config_from_hf(j, "cfg", GgmlType::BF16).embed_scale, 55.5f);  // HF's own example, spec §2.1
   EXPECT_FLOAT_EQ(config_from_hf(j, "cfg", GgmlType::F32).embed_scale, std::sqrt(3072.0f));

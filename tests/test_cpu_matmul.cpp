@@ -49,16 +49,28 @@ std::vector<uint8_t> random_weights(GgmlType type, Shape s, std::mt19937& rng) {
   for (size_t at = 0; at < bytes; at += block) {
     uint8_t* b = w.data() + at;
     switch (type) {
-      case GgmlType::Q2_K: put_half(b + 80); put_half(b + 82); break;
-      case GgmlType::Q3_K: put_half(b + 108); break;
-      case GgmlType::Q4_K: case GgmlType::Q5_K: put_half(b); put_half(b + 2); break;
-      case GgmlType::Q6_K: put_half(b + 208); break;
+      case GgmlType::Q2_K:
+        put_half(b + 80);
+        put_half(b + 82);
+        break;
+      case GgmlType::Q3_K:
+        put_half(b + 108);
+        break;
+      case GgmlType::Q4_K:
+      case GgmlType::Q5_K:
+        put_half(b);
+        put_half(b + 2);
+        break;
+      case GgmlType::Q6_K:
+        put_half(b + 208);
+        break;
       case GgmlType::Q8_K: {
         const float d = scale(rng);
         std::memcpy(b, &d, 4);
         break;
       }
-      default: break;
+      default:
+        break;
     }
   }
   return w;
@@ -137,10 +149,10 @@ TEST_P(MatmulByType, MatchesReferenceForEveryShapeBatchAndKernelSet) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllWeightTypes, MatmulByType,
-                         ::testing::Values(GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q4_0,
-                                           GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0,
-                                           GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K,
-                                           GgmlType::Q6_K, GgmlType::Q8_K),
+                         ::testing::Values(GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q4_1,
+                                           GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q2_K,
+                                           GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
+                                           GgmlType::Q8_K),
                          [](const auto& info) { return std::string(type_name(info.param)); });
 
 // The kernels really differ from each other's arithmetic only in rounding order: the tiled path
@@ -185,8 +197,8 @@ namespace {
 TEST(CpuMatmul, SimdUnpackAndQuantizeEqualPortableCode) {
   std::mt19937 rng(11);
   const int64_t K = 1024;
-  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0,
-                        GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q2_K,
+                        GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
     const std::vector<uint8_t> w = random_weights(type, {K, 1}, rng);
     const int64_t nsub = K / tile_sub_block(type);
     std::vector<int8_t> q0(K), q1(K);
@@ -236,12 +248,15 @@ TEST(ThreadPool, CoversEveryIndexOnceInGrainMultiplesAcrossManyLoops) {
         std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
         std::array<std::atomic<int>, 3> busy{};
         std::atomic<bool> bad_chunk{false}, overlap{false};
-        pool.parallel_for(n, [&](int64_t b, int64_t e, int tid) {
-          if (busy[static_cast<size_t>(tid)].fetch_add(1) != 0) overlap = true;
-          if (b % grain != 0 || (e % grain != 0 && e != n) || b >= e) bad_chunk = true;
-          for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
-          busy[static_cast<size_t>(tid)].fetch_sub(1);
-        }, grain);
+        pool.parallel_for(
+            n,
+            [&](int64_t b, int64_t e, int tid) {
+              if (busy[static_cast<size_t>(tid)].fetch_add(1) != 0) overlap = true;
+              if (b % grain != 0 || (e % grain != 0 && e != n) || b >= e) bad_chunk = true;
+              for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+              busy[static_cast<size_t>(tid)].fetch_sub(1);
+            },
+            grain);
         for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "n=" << n << " i=" << i;
         EXPECT_FALSE(bad_chunk.load());
         EXPECT_FALSE(overlap.load());

@@ -5,14 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <functional>
-#include <map>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <thread>
 #include <tuple>
 
@@ -95,7 +95,8 @@ HostWeight random_weight(GgmlType type, int64_t rows, int64_t cols, Rng& rng, in
   w.bytes.resize(one * static_cast<size_t>(copies));
   if (!traits(type).quantized) {
     const std::vector<float> v = random_floats(static_cast<size_t>(rows * cols), rng, 0.5f);
-    for (int64_t r = 0; r < rows; ++r) quantize_row(type, v.data() + r * cols, w.bytes.data() + w.t.row_stride() * r, cols);
+    for (int64_t r = 0; r < rows; ++r)
+      quantize_row(type, v.data() + r * cols, w.bytes.data() + w.t.row_stride() * r, cols);
   } else {
     for (size_t i = 0; i + 8 <= one; i += 8) {
       const uint64_t x = rng.next();
@@ -111,8 +112,12 @@ HostWeight random_weight(GgmlType type, int64_t rows, int64_t cols, Rng& rng, in
           set_f16(blk + offsetof(BlockQ4_K, d), d);
           set_f16(blk + offsetof(BlockQ4_K, dmin), 0.5f * d);
           break;
-        case GgmlType::Q6_K: set_f16(blk + offsetof(BlockQ6_K, d), 0.05f * d); break;
-        default: set_f16(blk, d); break;  // the 32-value blocks start with d
+        case GgmlType::Q6_K:
+          set_f16(blk + offsetof(BlockQ6_K, d), 0.05f * d);
+          break;
+        default:
+          set_f16(blk, d);
+          break;  // the 32-value blocks start with d
       }
     }
   }
@@ -159,9 +164,8 @@ std::vector<MatmulCase> matmul_cases() {
   const GgmlType types[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0,
                             GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q6_K};
   // Gemma 3 270M and 27B projection shapes (in -> out).
-  const std::pair<int64_t, int64_t> shapes[] = {{640, 1024}, {640, 256},   {1024, 640},   {640, 2048},
-                                                {2048, 640}, {5376, 4096}, {5376, 2048},  {4096, 5376},
-                                                {5376, 21504}, {21504, 5376}};
+  const std::pair<int64_t, int64_t> shapes[] = {{640, 1024},  {640, 256},   {1024, 640},  {640, 2048},   {2048, 640},
+                                                {5376, 4096}, {5376, 2048}, {4096, 5376}, {5376, 21504}, {21504, 5376}};
   std::vector<MatmulCase> v;
   for (GgmlType t : types)
     for (auto [in, out] : shapes)
@@ -196,8 +200,8 @@ INSTANTIATE_TEST_SUITE_P(Cuda, CudaMatmul, ::testing::ValuesIn(matmul_cases()), 
 
 TEST_F(CudaOps, EmbedDecodesEveryWeightTypeLikeTheCpu) {
   Rng rng(7);
-  for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
-                        GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
+  for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0,
+                        GgmlType::Q4_K, GgmlType::Q6_K}) {
     HostWeight table = random_weight(type, 300, 1024, rng);
     gpu = cuda_backend_or_null();  // a fresh device per table: freed host bytes may be reused
     gpu->load_weight(table.t);
@@ -212,8 +216,11 @@ TEST_F(CudaOps, EmbedDecodesEveryWeightTypeLikeTheCpu) {
 TEST_F(CudaOps, RmsNormOverRowsAndHeadsMatchesCpuInPlace) {
   Rng rng(8);
   std::vector<std::vector<float>> weights;  // alive as long as the backend that loaded them
-  for (auto [rows, cols, group] : {std::tuple<int64_t, int64_t, int64_t>{3, 5376, 5376}, {64, 640, 640},
-                                   {5, 32 * 128, 128}, {2, 4 * 256, 256}, {1, 16, 16}}) {
+  for (auto [rows, cols, group] : {std::tuple<int64_t, int64_t, int64_t>{3, 5376, 5376},
+                                   {64, 640, 640},
+                                   {5, 32 * 128, 128},
+                                   {2, 4 * 256, 256},
+                                   {1, 16, 16}}) {
     std::vector<float> x = random_floats(static_cast<size_t>(rows * cols), rng, 3.0f);
     const std::vector<float>& wv = weights.emplace_back(random_floats(static_cast<size_t>(group), rng));
     WeightTensor w{"test.norm", GgmlType::F32, 1, group, reinterpret_cast<const uint8_t*>(wv.data())};
@@ -228,7 +235,8 @@ TEST_F(CudaOps, RmsNormOverRowsAndHeadsMatchesCpuInPlace) {
 TEST_F(CudaOps, RopeMatchesCpuAtLargePositions) {
   Rng rng(9);
   for (auto [heads, hd, base, scale] : {std::tuple<int64_t, int64_t, float, float>{32, 128, 10000.0f, 1.0f},
-                                        {16, 128, 1e6f, 8.0f}, {4, 256, 1e6f, 1.0f}}) {
+                                        {16, 128, 1e6f, 8.0f},
+                                        {4, 256, 1e6f, 1.0f}}) {
     const std::vector<int32_t> pos = {0, 1, 77, 1023, 4097, 131071};
     const auto T = static_cast<int64_t>(pos.size());
     std::vector<float> x = random_floats(static_cast<size_t>(T * heads * hd), rng);
@@ -309,12 +317,10 @@ double attention_schedule(Backend& gpu, Backend& cpu, const AttnCase& c, int64_t
 
 TEST_F(CudaOps, AttentionMatchesCpuOnSlidingRingsAndGlobalCache) {
   const AttnCase cases[] = {
-      {4, 1, 256, 16, 16, GgmlType::F32},     // 270M heads, small window: the ring wraps
-      {4, 1, 256, 16, 16, GgmlType::F16},
-      {32, 16, 128, 24, 24, GgmlType::F16},   // 27B heads
-      {32, 16, 128, 0, 512, GgmlType::F16},   // global layer
-      {32, 16, 128, 0, 512, GgmlType::F32},
-      {8, 2, 64, 0, 512, GgmlType::F32},
+      {4, 1, 256, 16, 16, GgmlType::F32},  // 270M heads, small window: the ring wraps
+      {4, 1, 256, 16, 16, GgmlType::F16},   {32, 16, 128, 24, 24, GgmlType::F16},  // 27B heads
+      {32, 16, 128, 0, 512, GgmlType::F16},                                        // global layer
+      {32, 16, 128, 0, 512, GgmlType::F32}, {8, 2, 64, 0, 512, GgmlType::F32},
   };
   for (const AttnCase& c : cases) {
     const double limit = c.kv_type == GgmlType::F16 ? 1e-5 : 1e-7;
@@ -370,7 +376,8 @@ TEST_P(CudaTinyModel, LogitsMatchCpuAndTransformersOverPrefillAndDecode) {
   for (int64_t start = 0; start < n;) {
     const int64_t m = start < prompt_len ? prompt_len - start : 1;
     Batch b;
-    for (int64_t i = 0; i < m; ++i) b.add(sequence[static_cast<size_t>(start + i)], static_cast<int32_t>(start + i), 0, true);
+    for (int64_t i = 0; i < m; ++i)
+      b.add(sequence[static_cast<size_t>(start + i)], static_cast<int32_t>(start + i), 0, true);
     on_gpu.model->forward(b, *on_gpu.kv, lg);
     on_cpu.model->forward(b, *on_cpu.kv, lc);
     for (int64_t i = 0; i < m; ++i) {
@@ -449,7 +456,8 @@ TEST_F(CudaBench, Gemma27BMatmulBandwidth) {
   };
   std::vector<Case> cases;
   for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q6_K, GgmlType::Q4_K, GgmlType::BF16})
-    for (auto [in, out] : {std::pair<int64_t, int64_t>{5376, 4096}, {5376, 2048}, {4096, 5376}, {5376, 21504}, {21504, 5376}})
+    for (auto [in, out] :
+         {std::pair<int64_t, int64_t>{5376, 4096}, {5376, 2048}, {4096, 5376}, {5376, 21504}, {21504, 5376}})
       cases.push_back({t, in, out, 1});
   for (int64_t T : {2, 4, 8, 64, 512}) cases.push_back({GgmlType::Q4_0, 5376, 21504, T});
   cases.push_back({GgmlType::Q6_K, 5376, 262144, 1});  // the tied output projection
@@ -473,9 +481,12 @@ TEST_F(CudaBench, Gemma27BMatmulBandwidth) {
     for (int i = 0; i < 3; ++i) gpu->matmul(ws[static_cast<size_t>(i % copies)], x, y);
     gpu->synchronize();
     const int reps = c.T >= 64 ? 20 : 200;
-    const double us = 1e3 * device_ms(*gpu, [&] {
-      for (int i = 0; i < reps; ++i) gpu->matmul(ws[static_cast<size_t>(i % copies)], x, y);
-    }) / reps;
+    const double us = 1e3 *
+                      device_ms(*gpu,
+                                [&] {
+                                  for (int i = 0; i < reps; ++i) gpu->matmul(ws[static_cast<size_t>(i % copies)], x, y);
+                                }) /
+                      reps;
     std::printf("| %s | %lld -> %lld | %lld | %.1f | %.0f | %.0f |\n", std::string(type_name(c.type)).c_str(),
                 static_cast<long long>(c.in), static_cast<long long>(c.out), static_cast<long long>(c.T), us,
                 static_cast<double>(one) / us / 1e3, 2.0 * static_cast<double>(c.T * c.in * c.out) / us / 1e3);
@@ -485,8 +496,11 @@ TEST_F(CudaBench, Gemma27BMatmulBandwidth) {
   // Q6_K tied output projection.
   for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0}) {
     double layer = 0;
-    for (auto [in, out, n] : {std::tuple<int64_t, int64_t, int>{5376, 4096, 1}, {5376, 2048, 2}, {4096, 5376, 1},
-                              {5376, 21504, 2}, {21504, 5376, 1}})
+    for (auto [in, out, n] : {std::tuple<int64_t, int64_t, int>{5376, 4096, 1},
+                              {5376, 2048, 2},
+                              {4096, 5376, 1},
+                              {5376, 21504, 2},
+                              {21504, 5376, 1}})
       layer += n * us_of[{t, in, out, 1}];
     const double token = 62 * layer + us_of[{GgmlType::Q6_K, 5376, 262144, 1}];
     std::printf("27B %s decode, matmuls only: %.0f us/token = %.1f tok/s\n", std::string(type_name(t)).c_str(), token,
@@ -511,9 +525,12 @@ TEST_F(CudaBench, Gemma27BDecodeAttention) {
     for (int i = 0; i < 3; ++i) gpu->attention(q, k, v, *kv, view, past, p, out);
     gpu->synchronize();
     const int reps = 100;
-    const double us =
-        1e3 * device_ms(*gpu, [&] { for (int i = 0; i < reps; ++i) gpu->attention(q, k, v, *kv, view, past, p, out); }) /
-        reps;
+    const double us = 1e3 *
+                      device_ms(*gpu,
+                                [&] {
+                                  for (int i = 0; i < reps; ++i) gpu->attention(q, k, v, *kv, view, past, p, out);
+                                }) /
+                      reps;
     std::printf("| %lld | f16 | %.1f (%.0f GB/s of K+V) |\n", static_cast<long long>(ctx), us,
                 static_cast<double>(ctx * 2 * 16 * 128 * 2) / us / 1e3);
   }

@@ -16,7 +16,7 @@ TEST(Half, F16RoundTripsEveryFiniteHalf) {
 }
 
 TEST(Half, F16RoundsToNearestEven) {
-  EXPECT_EQ(f16_to_f32(f32_to_f16(1.0f + 1.0f / 2048)), 1.0f);          // tie -> even
+  EXPECT_EQ(f16_to_f32(f32_to_f16(1.0f + 1.0f / 2048)), 1.0f);  // tie -> even
   EXPECT_EQ(f16_to_f32(f32_to_f16(1.0f + 3.0f / 2048)), 1.0f + 2.0f / 1024);
   EXPECT_EQ(f16_to_f32(f32_to_f16(65520.0f)), INFINITY);
   EXPECT_EQ(f16_to_f32(f32_to_f16(5.9604645e-08f)), 5.9604645e-08f);  // smallest subnormal

@@ -4,8 +4,8 @@
 // decode steps that cross the sliding window.
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -60,7 +60,8 @@ double worst_error(EngineRun& run, const Reference& ref, int64_t chunk) {
   for (int64_t start = 0; start < n;) {
     const int64_t m = start < ref.prompt_len ? std::min(chunk, ref.prompt_len - start) : 1;
     Batch b;
-    for (int64_t i = 0; i < m; ++i) b.add(ref.sequence[static_cast<size_t>(start + i)], static_cast<int32_t>(start + i), 0, true);
+    for (int64_t i = 0; i < m; ++i)
+      b.add(ref.sequence[static_cast<size_t>(start + i)], static_cast<int32_t>(start + i), 0, true);
     run.model->forward(b, *run.kv, logits);
     for (int64_t i = 0; i < m; ++i) {
       std::span<const float> got(logits.data() + i * ref.vocab, static_cast<size_t>(ref.vocab));

@@ -21,7 +21,7 @@ namespace {
 
 struct Fixture {
   GgmlType type;
-  bool quantize;              // direction 1: floats -> bytes; 0: bytes -> floats
+  bool quantize;  // direction 1: floats -> bytes; 0: bytes -> floats
   int64_t n_values;
   std::vector<uint8_t> bytes;  // blocks (input or expected)
   std::vector<float> floats;   // values (input or expected)
@@ -126,8 +126,8 @@ TEST_P(DequantizeFixture, MatchesGgufDequantizerBitForBit) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, DequantizeFixture,
-                         ::testing::Values("f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k",
-                                           "q3_k", "q4_k", "q5_k", "q6_k", "iq4_xs"));
+                         ::testing::Values("f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k",
+                                           "q4_k", "q5_k", "q6_k", "iq4_xs"));
 
 class QuantizeFixture : public ::testing::TestWithParam<std::string> {};
 
@@ -169,8 +169,8 @@ TEST(QuantCodec, Q4_KTakesHighMinBitsFromSameScaleByte) {
   BlockQ4_K b{};
   b.d = f32_to_f16(1.0f);
   b.dmin = f32_to_f16(1.0f);
-  b.scales[4 + 1] = 0xC0;   // byte 5: top bits of the min of sub-block 5 -> min 48
-  b.scales[8 + 1] = 0x01;   // byte 9: scale low nibble 1 for sub-block 5, min low nibble 0
+  b.scales[4 + 1] = 0xC0;  // byte 5: top bits of the min of sub-block 5 -> min 48
+  b.scales[8 + 1] = 0x01;  // byte 9: scale low nibble 1 for sub-block 5, min low nibble 0
   // all quants zero: sub-block 5 decodes to -dmin*min = -48, scale unused.
   float y[256];
   dequantize_row(GgmlType::Q4_K, &b, y, 256);

@@ -155,7 +155,10 @@ TEST(QuantizePipeline, QuantizedTinyModelsStayWithinTheirLogitBudget) {
   // Relative L2 error of all logits against transformers' float32 run. The tiny models have
   // random weights, which amplify rounding far more than trained ones (Q8_0 tensors are off by
   // 0.5%, the logits by ~7%), so the budgets are loose; more bits must always mean less error.
-  struct Case { const char* preset; double budget; };
+  struct Case {
+    const char* preset;
+    double budget;
+  };
   double prev = 0;
   for (const Case c : {Case{"f16", 1e-4}, Case{"q8_0", 0.1}, Case{"q4_mix", 0.4}, Case{"q4_0", 1.0}}) {
     const std::string out = temp(std::string("budget_") + c.preset + ".gguf");
@@ -258,8 +261,8 @@ TEST(QuantizePipeline, PlanWithoutWritingPredictsTheFileSize) {
   auto src = QuantSource::open(kTinyDir + "/hf");
   std::vector<TensorShapeDesc> shapes;
   for (const auto& t : src->tensors()) shapes.push_back({t.name, t.ne});
-  const QuantPlan plan = plan_quantization(shapes, output_metadata(*src, "q4_0", nullptr),
-                                           QuantPolicy("q4_0", {}, 6), [](GgmlType t) { return can_quantize(t); });
+  const QuantPlan plan = plan_quantization(shapes, output_metadata(*src, "q4_0", nullptr), QuantPolicy("q4_0", {}, 6),
+                                           [](GgmlType t) { return can_quantize(t); });
   const std::string out = temp("plan_q4.gguf");
   quantize(kTinyDir + "/hf", out, "q4_0");
   EXPECT_EQ(fs::file_size(out), plan.file_bytes);
@@ -280,7 +283,10 @@ TEST(WeightedQuantize, ImportanceLowersTheWeightedError) {
   const int64_t n = 4096;
   std::vector<float> x(n), imp(n), y(n);
   uint32_t s = 12345;
-  auto rnd = [&] { s = s * 1664525u + 1013904223u; return static_cast<float>(s >> 8) / 16777216.0f - 0.5f; };
+  auto rnd = [&] {
+    s = s * 1664525u + 1013904223u;
+    return static_cast<float>(s >> 8) / 16777216.0f - 0.5f;
+  };
   for (int64_t i = 0; i < n; ++i) {
     x[i] = rnd();
     imp[i] = (i % 32 < 4) ? 50.0f : 0.1f;  // a few columns dominate, as in real activations

@@ -20,8 +20,8 @@ const std::vector<int64_t> kQ = {5376, 4096}, kV = {5376, 2048}, kDown = {21504,
 QuantPlan plan27(const std::string& preset) {
   const Gemma3Config c = gemma3_size_config("27b");
   const auto shapes = gemma3_shapes(c);
-  return plan_quantization(shapes, gemma3_metadata(c, "27b"), QuantPolicy(preset, {}, c.n_layers, embedding_share(shapes)),
-                           kAll);
+  return plan_quantization(shapes, gemma3_metadata(c, "27b"),
+                           QuantPolicy(preset, {}, c.n_layers, embedding_share(shapes)), kAll);
 }
 }  // namespace
 
@@ -69,12 +69,14 @@ TEST(QuantPolicy, AnEmbeddingThatIsMostOfTheModelGetsMoreBits) {
   const auto large = gemma3_shapes(gemma3_size_config("27b"));
   EXPECT_GT(embedding_share(small), 0.6);
   EXPECT_LT(embedding_share(large), 0.06);
-  EXPECT_EQ(QuantPolicy("q4_mix", {}, 18, embedding_share(small)).choose("token_embd.weight", {640, 262144}, kAll).wanted,
-            GgmlType::Q6_K);
+  EXPECT_EQ(
+      QuantPolicy("q4_mix", {}, 18, embedding_share(small)).choose("token_embd.weight", {640, 262144}, kAll).wanted,
+      GgmlType::Q6_K);
   EXPECT_EQ(QuantPolicy("q4_mix", {}, 62, embedding_share(large)).choose("token_embd.weight", kEmbd, kAll).type,
             GgmlType::Q4_K);
-  EXPECT_EQ(QuantPolicy("q4_small", {}, 18, embedding_share(small)).choose("token_embd.weight", {640, 262144}, kAll).wanted,
-            GgmlType::Q5_K);
+  EXPECT_EQ(
+      QuantPolicy("q4_small", {}, 18, embedding_share(small)).choose("token_embd.weight", {640, 262144}, kAll).wanted,
+      GgmlType::Q5_K);
 }
 
 TEST(QuantPolicy, KQuantFallsBackWhenRowsAreNotWholeSuperBlocks) {

@@ -153,6 +153,5 @@ TEST_P(Real270mPrecision, PerplexityMatchesTransformers) {
   EXPECT_NEAR(r.ppl / want, 1.0, GetParam() == MatmulPrecision::Exact ? 1e-4 : 0.01);
 }
 
-INSTANTIATE_TEST_SUITE_P(Precision, Real270mPrecision,
-                         ::testing::Values(MatmulPrecision::Exact, MatmulPrecision::Fast),
+INSTANTIATE_TEST_SUITE_P(Precision, Real270mPrecision, ::testing::Values(MatmulPrecision::Exact, MatmulPrecision::Fast),
                          [](const auto& info) { return info.param == MatmulPrecision::Exact ? "exact" : "fast"; });

@@ -52,15 +52,13 @@ std::string le_u64(uint64_t v) {
 // A minimal safetensors writer: tensors laid out back to back in the order added.
 class SafetensorsBuilder {
  public:
-  SafetensorsBuilder& add(const std::string& name, const std::string& dtype,
-                          std::vector<int64_t> shape, const void* bytes, size_t n) {
-    header_[name] = {
-        {"dtype", dtype}, {"shape", shape}, {"data_offsets", {data_.size(), data_.size() + n}}};
+  SafetensorsBuilder& add(const std::string& name, const std::string& dtype, std::vector<int64_t> shape,
+                          const void* bytes, size_t n) {
+    header_[name] = {{"dtype", dtype}, {"shape", shape}, {"data_offsets", {data_.size(), data_.size() + n}}};
     data_.append(static_cast<const char*>(bytes), n);
     return *this;
   }
-  SafetensorsBuilder& add_f32(const std::string& name, std::vector<int64_t> shape,
-                              const std::vector<float>& v) {
+  SafetensorsBuilder& add_f32(const std::string& name, std::vector<int64_t> shape, const std::vector<float>& v) {
     return add(name, "F32", std::move(shape), v.data(), v.size() * 4);
   }
   SafetensorsBuilder& metadata(json m) {
@@ -80,8 +78,7 @@ class SafetensorsBuilder {
   std::string data_;
 };
 
-void expect_error(const std::function<void()>& fn, const std::string& starts_with,
-                  const std::string& what) {
+void expect_error(const std::function<void()>& fn, const std::string& starts_with, const std::string& what) {
   try {
     fn();
     ADD_FAILURE() << "expected an Error containing '" << what << "'";
@@ -178,8 +175,7 @@ TEST(Safetensors, OffsetsOutsideTheFileAreRejected) {
   b.add_f32("w", {2}, {1.f, 2.f});
   b.header()["w"]["data_offsets"] = {0, 16};
   b.write(p);
-  expect_error([&] { SafetensorsFile::open(p); }, p,
-               "tensor 'w': data_offsets [0, 16) lie outside the 8 data bytes");
+  expect_error([&] { SafetensorsFile::open(p); }, p, "tensor 'w': data_offsets [0, 16) lie outside the 8 data bytes");
   b.header()["w"]["data_offsets"] = {8, 4};
   b.write(p);
   expect_error([&] { SafetensorsFile::open(p); }, p, "lie outside");
@@ -226,12 +222,10 @@ TEST(Safetensors, TruncationAndCorruptionThrowErrorOrSucceed) {
   const std::string good = b.bytes();
   const auto open_bytes = [](const std::string& s) {
     // Exact-size heap buffer: sanitizers see any read past the end.
-    return SafetensorsFile::open(
-        MappedFile::from_bytes("m.safetensors", std::vector<uint8_t>(s.begin(), s.end())));
+    return SafetensorsFile::open(MappedFile::from_bytes("m.safetensors", std::vector<uint8_t>(s.begin(), s.end())));
   };
   EXPECT_EQ(open_bytes(good)->tensors().size(), 2u);
-  for (size_t n = 0; n < good.size(); ++n)
-    EXPECT_THROW(open_bytes(good.substr(0, n)), Error) << "prefix " << n;
+  for (size_t n = 0; n < good.size(); ++n) EXPECT_THROW(open_bytes(good.substr(0, n)), Error) << "prefix " << n;
   std::mt19937 rng(99);
   int rejected = 0;
   for (int iter = 0; iter < 3000; ++iter) {
@@ -300,11 +294,10 @@ TEST(HfCheckpoint, IndexPointingAtTheWrongShardIsRejected) {
   SafetensorsBuilder s2;
   s2.add_f32("model.norm.weight", {1}, {1});
   s2.write(dir.file("b.safetensors"));
-  write_raw(dir.file("model.safetensors.index.json"),
-            json{{"weight_map",
-                  {{"model.embed_tokens.weight", "b.safetensors"},
-                   {"model.norm.weight", "b.safetensors"}}}}
-                .dump());
+  write_raw(
+      dir.file("model.safetensors.index.json"),
+      json{{"weight_map", {{"model.embed_tokens.weight", "b.safetensors"}, {"model.norm.weight", "b.safetensors"}}}}
+          .dump());
   expect_error([&] { HfCheckpoint::open(dir.str()); }, dir.file("model.safetensors.index.json"),
                "weight_map puts 'model.embed_tokens.weight' in b.safetensors");
   write_raw(dir.file("model.safetensors.index.json"),
@@ -325,13 +318,12 @@ TEST(HfCheckpoint, WithoutAnIndexEverySafetensorsFileIsRead) {
   s1.write(dir.file("part-b.safetensors"));
   s2.write(dir.file("part-a.safetensors"));
   auto c = HfCheckpoint::open(dir.str());
-  EXPECT_EQ(c->shard_paths(), (std::vector<std::string>{dir.file("part-a.safetensors"),
-                                                        dir.file("part-b.safetensors")}));
+  EXPECT_EQ(c->shard_paths(),
+            (std::vector<std::string>{dir.file("part-a.safetensors"), dir.file("part-b.safetensors")}));
   EXPECT_EQ(c->tensor("model.embed_tokens.weight").file, dir.file("part-b.safetensors"));
 
   s1.write(dir.file("part-c.safetensors"));  // same tensor twice
-  expect_error([&] { HfCheckpoint::open(dir.str()); }, dir.str(),
-               "tensor 'model.embed_tokens.weight' appears in both");
+  expect_error([&] { HfCheckpoint::open(dir.str()); }, dir.str(), "tensor 'model.embed_tokens.weight' appears in both");
 }
 
 TEST(HfCheckpoint, AllThreeTextPrefixesResolve) {
@@ -346,8 +338,7 @@ TEST(HfCheckpoint, AllThreeTextPrefixesResolve) {
     b.write(dir.file("model.safetensors"));
     auto c = HfCheckpoint::open(dir.str());
     EXPECT_EQ(c->text_prefix(), prefix);
-    EXPECT_EQ(c->text_tensor("layers.0.self_attn.q_proj.weight").name,
-              prefix + "layers.0.self_attn.q_proj.weight");
+    EXPECT_EQ(c->text_tensor("layers.0.self_attn.q_proj.weight").name, prefix + "layers.0.self_attn.q_proj.weight");
     EXPECT_EQ(reinterpret_cast<const float*>(c->text_tensor("norm.weight").data)[0], 4.f);
     EXPECT_TRUE(c->find_text_tensor("embed_tokens.weight").has_value());
     EXPECT_FALSE(c->find_text_tensor("lm_head.weight").has_value());
@@ -397,8 +388,7 @@ TEST(HfCheckpoint, VisionAndProjectorTensorsAreSkippedAndCounted) {
 
 TEST(HfCheckpoint, BadDirectoriesAreNamed) {
   TempDir dir;
-  expect_error([&] { HfCheckpoint::open(dir.file("absent")); }, dir.file("absent"),
-               "not a directory");
+  expect_error([&] { HfCheckpoint::open(dir.file("absent")); }, dir.file("absent"), "not a directory");
   expect_error([&] { HfCheckpoint::open(dir.str()); }, dir.str(), "no config.json");
   write_config(dir);
   expect_error([&] { HfCheckpoint::open(dir.str()); }, dir.str(), "no *.safetensors files");
@@ -427,6 +417,5 @@ TEST(HfCheckpoint, UnsupportedDtypeIsReportedForThatTensorOnly) {
   b.write(dir.file("model.safetensors"));
   auto c = HfCheckpoint::open(dir.str());
   EXPECT_EQ(c->text_tensor("embed_tokens.weight").dtype, GgmlType::F32);
-  expect_error([&] { c->text_tensor("layers.0.counter"); }, dir.file("model.safetensors"),
-               "dtype I32");
+  expect_error([&] { c->text_tensor("layers.0.counter"); }, dir.file("model.safetensors"), "dtype I32");
 }

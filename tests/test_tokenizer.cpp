@@ -238,8 +238,13 @@ TEST(Tokenizer, ByteFallbackCoversCharactersOutsideTheVocabulary) {
   EXPECT_EQ(tok.token_text(ids[0]), "<0xF4>");
   EXPECT_EQ(tok.decode(ids), "\xF4\x8F\xBF\xBF");
   // Invalid UTF-8 input still encodes (byte by byte) and decodes to U+FFFD.
-  const auto bad = tok.encode("a\xC3" "b", false);
-  EXPECT_EQ(tok.decode(bad), "a\xEF\xBF\xBD" "b");
+  const auto bad = tok.encode(
+      "a\xC3"
+      "b",
+      false);
+  EXPECT_EQ(tok.decode(bad),
+            "a\xEF\xBF\xBD"
+            "b");
 }
 
 TEST(StreamDecoder, EmitsOnlyValidUtf8AndConcatenatesToDecode) {
@@ -302,7 +307,10 @@ TEST(Utf8, ReplacesEachMaximalIllFormedSubpartOnce) {
   // Unicode's best-practice examples: overlong, surrogate, truncated and out-of-range sequences.
   EXPECT_EQ(to_valid_utf8("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");
   EXPECT_EQ(to_valid_utf8("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
-  EXPECT_EQ(to_valid_utf8("\xE2\x82" "A"), "\xEF\xBF\xBD" "A");
+  EXPECT_EQ(to_valid_utf8("\xE2\x82"
+                          "A"),
+            "\xEF\xBF\xBD"
+            "A");
   EXPECT_EQ(to_valid_utf8("\xF4\x90\x80\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
   std::string out;
   EXPECT_EQ(append_valid_utf8("ok\xE2\x82", out, /*at_end=*/false), 2u);
@@ -311,10 +319,9 @@ TEST(Utf8, ReplacesEachMaximalIllFormedSubpartOnce) {
 
 TEST(Tokenizer, HfJsonLoaderReportsMissingAndMalformedFiles) {
   EXPECT_THROW(Tokenizer::from_hf_json("/nonexistent/tokenizer.json"), Error);
-  const fs::path bad = fs::temp_directory_path() / fmt::format("unicorn-bad-tokenizer-{}.json", static_cast<long>(::getpid()));
-  {
-    std::ofstream(bad) << R"({"model": {"type": "Unigram", "vocab": []}})";
-  }
+  const fs::path bad =
+      fs::temp_directory_path() / fmt::format("unicorn-bad-tokenizer-{}.json", static_cast<long>(::getpid()));
+  { std::ofstream(bad) << R"({"model": {"type": "Unigram", "vocab": []}})"; }
   try {
     Tokenizer::from_hf_json(bad.string());
     ADD_FAILURE() << "expected unicorn::Error";

@@ -68,7 +68,10 @@ MiniVocab mini_vocab(float score_ab, float score_bc) {
   v.add("c", -4, kNormal);
   v.add("ab", score_ab, kNormal);
   v.add("bc", score_bc, kNormal);
-  v.add("\xE2\x96\x81" "a", -7, kNormal);
+  v.add(
+      "\xE2\x96\x81"
+      "a",
+      -7, kNormal);
   return v;
 }
 
@@ -89,7 +92,9 @@ TEST(TokenizerGguf, MergesFollowPieceScores) {
 
 TEST(TokenizerGguf, SpacesBecomeSpaceSymbolWithoutDummyPrefix) {
   const Tokenizer tok = mini_vocab(-5, -6).build();
-  EXPECT_EQ(texts(tok, tok.encode("a a", true)), (Pieces{"<bos>", "a", "\xE2\x96\x81" "a"}));
+  EXPECT_EQ(texts(tok, tok.encode("a a", true)), (Pieces{"<bos>", "a",
+                                                         "\xE2\x96\x81"
+                                                         "a"}));
   // The two-space user-defined piece is stored normalized, as in tokenizer.json, and is reached by
   // merging two "▁" (user-defined pieces rank first, spec §5).
   EXPECT_EQ(tok.find_token("\xE2\x96\x81\xE2\x96\x81"), 4);
@@ -113,8 +118,7 @@ TEST(TokenizerGguf, RejectsInconsistentMetadata) {
   v.types[10] = 9;
   EXPECT_THROW(v.build(), Error);
   const std::vector<std::string> bad_merges = {"a zz"};
-  EXPECT_THROW(Tokenizer::from_gguf_metadata(v.tokens, v.scores, mini_vocab(-5, -6).types, &bad_merges, 2, 1),
-               Error);
+  EXPECT_THROW(Tokenizer::from_gguf_metadata(v.tokens, v.scores, mini_vocab(-5, -6).types, &bad_merges, 2, 1), Error);
 }
 
 TEST(TokenizerGguf, ExplicitMergeListIsUsedInOrder) {

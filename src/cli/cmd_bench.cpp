@@ -15,7 +15,8 @@ class BenchCommand final : public Command {
  public:
   void setup(CLI::App& sub) override {
     add_model_options(sub, mo_, 0);
-    sub.add_option("-p,--n-prompt", n_prompt_, "prompt tokens for the pp test (0: skip)")->check(CLI::Range(0, 1 << 20));
+    sub.add_option("-p,--n-prompt", n_prompt_, "prompt tokens for the pp test (0: skip)")
+        ->check(CLI::Range(0, 1 << 20));
     sub.add_option("-n,--n-gen", n_gen_, "generated tokens for the tg test (0: skip)")->check(CLI::Range(0, 1 << 20));
     sub.add_option("-d,--depth", depth_, "tokens already in the context before tg (repeatable)")
         ->check(CLI::Range(0, 1 << 24));

@@ -62,10 +62,13 @@ class ChatCommand final : public Command {
       GenerationLimits lim;
       lim.max_tokens = n_predict_;
       clear_interrupted();
-      gen.generate(lim, [](std::string_view s) {
-        std::fwrite(s.data(), 1, s.size(), stdout);
-        std::fflush(stdout);
-      }, st, &interrupted());
+      gen.generate(
+          lim,
+          [](std::string_view s) {
+            std::fwrite(s.data(), 1, s.size(), stdout);
+            std::fflush(stdout);
+          },
+          st, &interrupted());
       std::fputs("\n", stdout);
       std::fflush(stdout);
       eot_in_cache = st.stop == StopReason::EndOfTurn;

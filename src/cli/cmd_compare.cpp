@@ -18,7 +18,8 @@ class CompareCommand final : public Command {
     sub.add_option("quantized", o_.quant_path, "quantized model")->required();
     sub.add_option("-f,--file", o_.text_path, "text to evaluate on")->required()->check(CLI::ExistingFile);
     sub.add_option("-c,--ctx-size", o_.n_ctx, "tokens per chunk")->check(CLI::Range(int64_t{4}, int64_t{1} << 20));
-    sub.add_option("--chunks", o_.max_chunks, "evaluate at most this many chunks (0: all)")->check(CLI::Range(0, 1 << 30));
+    sub.add_option("--chunks", o_.max_chunks, "evaluate at most this many chunks (0: all)")
+        ->check(CLI::Range(0, 1 << 30));
     sub.add_option("-t,--threads", o_.threads, "CPU threads (default: all cores)")->check(CLI::Range(0, 1024));
     sub.add_option("--format", format_, "output format")->check(CLI::IsMember({"md", "json"}));
     sub.add_option("--json-out", json_out_, "also write the JSON report to this file");
@@ -27,7 +28,8 @@ class CompareCommand final : public Command {
 
   int run() override {
     o_.tensor_errors = !no_tensors_;
-    const CompareReport r = compare_models(o_, [](int64_t i, int64_t n) { fmt::print(stderr, "compare: chunk {}/{}\n", i, n); });
+    const CompareReport r =
+        compare_models(o_, [](int64_t i, int64_t n) { fmt::print(stderr, "compare: chunk {}/{}\n", i, n); });
     const nlohmann::json j = compare_json(r);
     if (format_ == "json")
       fmt::print("{}\n", j.dump(2));

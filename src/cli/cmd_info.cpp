@@ -43,10 +43,13 @@ class InfoCommand final : public Command {
     fmt::print("parameters: {:.1f} M ({:.2f} bits/weight)\n", static_cast<double>(params) / 1e6,
                8.0 * static_cast<double>(w.weight_bytes()) / static_cast<double>(params));
     fmt::print("tensor types (norms shown as F32 after loading):\n");
-    for (const auto& [name, e] : by_type) fmt::print("  {:5} {:4} tensors {:>12}\n", name, e.first, format_bytes(e.second));
-    if (!w.skipped.empty()) fmt::print("skipped (not text): {} tensors, e.g. {}\n", w.skipped.size(), w.skipped.front());
-    fmt::print("tokenizer:  {}\n", lm.tokenizer ? fmt::format("{} tokens from {}", lm.tokenizer->vocab_size(), lm.tokenizer_source)
-                                                : std::string("none"));
+    for (const auto& [name, e] : by_type)
+      fmt::print("  {:5} {:4} tensors {:>12}\n", name, e.first, format_bytes(e.second));
+    if (!w.skipped.empty())
+      fmt::print("skipped (not text): {} tensors, e.g. {}\n", w.skipped.size(), w.skipped.front());
+    fmt::print("tokenizer:  {}\n",
+               lm.tokenizer ? fmt::format("{} tokens from {}", lm.tokenizer->vocab_size(), lm.tokenizer_source)
+                            : std::string("none"));
     const size_t kv = KvCache::estimate_bytes(c, 1, ctx, kvt);
     const MemoryEstimate m = estimate_memory(w, ctx, 1, kvt, 512);
     fmt::print("memory at context {} ({} KV): weights {} + KV {} + scratch {} = {}\n", ctx, kv_type_,

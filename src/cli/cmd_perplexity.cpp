@@ -24,12 +24,11 @@ class PerplexityCommand final : public Command {
     const std::vector<int32_t> tokens = tok.encode(text, true);
     const int64_t n_ctx = e->kv().n_ctx();
     fmt::print(stderr, "perplexity: {} tokens, chunks of {} (scoring the second half of each)\n", tokens.size(), n_ctx);
-    PerplexityResult r = perplexity(e->model(), e->kv(), tokens, n_ctx, tok.bos(), mo_.batch, chunks_,
-                                    [](int64_t i, int64_t n, double ppl) {
-                                      fmt::print(stderr, "[{}/{}] {:.4f}\n", i, n, ppl);
-                                    });
-    fmt::print("Final estimate: PPL = {:.4f} over {} chunks ({} scored tokens, mean NLL {:.6f})\n", r.ppl,
-               r.n_chunks, r.n_scored, r.mean_nll);
+    PerplexityResult r =
+        perplexity(e->model(), e->kv(), tokens, n_ctx, tok.bos(), mo_.batch, chunks_,
+                   [](int64_t i, int64_t n, double ppl) { fmt::print(stderr, "[{}/{}] {:.4f}\n", i, n, ppl); });
+    fmt::print("Final estimate: PPL = {:.4f} over {} chunks ({} scored tokens, mean NLL {:.6f})\n", r.ppl, r.n_chunks,
+               r.n_scored, r.mean_nll);
     return 0;
   }
 

@@ -36,7 +36,10 @@ void print_plan(const QuantPlan& p, bool per_tensor, const char* note) {
                  t.choice.why);
     fmt::print("\n");
   }
-  struct Group { int64_t count = 0, elements = 0; uint64_t bytes = 0; };
+  struct Group {
+    int64_t count = 0, elements = 0;
+    uint64_t bytes = 0;
+  };
   std::map<std::pair<std::string, std::string>, Group> groups;
   for (const auto& t : p.tensors) {
     std::string role = t.name;
@@ -49,9 +52,10 @@ void print_plan(const QuantPlan& p, bool per_tensor, const char* note) {
   fmt::print("| tensors | type | count | elements | bytes |\n|---|---|---:|---:|---:|\n");
   for (const auto& [k, g] : groups)
     fmt::print("| {} | {} | {} | {} | {} |\n", k.first, k.second, g.count, g.elements, g.bytes);
-  fmt::print("\n| total | value |\n|---|---:|\n| weights | {} |\n| tensor bytes | {} |\n| file bytes | {} = {} |\n"
-             "| bits/weight | {:.4f} |\n\n",
-             p.n_elements, p.tensor_bytes, p.file_bytes, gb(p.file_bytes), p.bits_per_weight());
+  fmt::print(
+      "\n| total | value |\n|---|---:|\n| weights | {} |\n| tensor bytes | {} |\n| file bytes | {} = {} |\n"
+      "| bits/weight | {:.4f} |\n\n",
+      p.n_elements, p.tensor_bytes, p.file_bytes, gb(p.file_bytes), p.bits_per_weight());
 }
 
 // A progress bar with ETA on a terminal, one line per tensor when stderr is a pipe or file.
@@ -96,18 +100,22 @@ class QuantizeCommand final : public Command {
     sub.add_option("input", in_, "HF checkpoint directory (BF16/F16/F32 safetensors) or GGUF file");
     sub.add_option("output", out_, "output GGUF file");
     sub.add_option("--preset", preset_, "quantization preset:" + presets + "\n  (all: every preset, --plan-only)");
-    sub.add_option("--override", overrides_, "REGEX=TYPE: tensors whose GGUF name matches get TYPE (repeatable; "
-                                             "the last matching rule wins)");
+    sub.add_option("--override", overrides_,
+                   "REGEX=TYPE: tensors whose GGUF name matches get TYPE (repeatable; "
+                   "the last matching rule wins)");
     sub.add_option("--imatrix", imatrix_in_, "importance matrix file to weight the rounding")->check(CLI::ExistingFile);
     sub.add_option("--calibrate", calib_text_, "compute the importance matrix by running the input over this text")
         ->check(CLI::ExistingFile);
     sub.add_option("--imatrix-out", imatrix_out_, "save the computed importance matrix here");
     sub.add_option("--calib-ctx", calib_ctx_, "tokens per calibration chunk")->check(CLI::Range(8, 1 << 20));
-    sub.add_option("--calib-chunks", calib_chunks_, "calibration chunks (0: the whole text)")->check(CLI::Range(0, 1 << 30));
+    sub.add_option("--calib-chunks", calib_chunks_, "calibration chunks (0: the whole text)")
+        ->check(CLI::Range(0, 1 << 30));
     sub.add_option("-t,--threads", threads_, "threads (default: all cores)")->check(CLI::Range(0, 1024));
-    sub.add_flag("--plan-only", plan_only_, "print which type each tensor gets and the exact output size; write nothing");
-    sub.add_option("--synthetic", synthetic_, "plan for a published size's shapes instead of an input "
-                                              "(270m, 1b, 4b, 12b, 27b); implies --plan-only");
+    sub.add_flag("--plan-only", plan_only_,
+                 "print which type each tensor gets and the exact output size; write nothing");
+    sub.add_option("--synthetic", synthetic_,
+                   "plan for a published size's shapes instead of an input "
+                   "(270m, 1b, 4b, 12b, 27b); implies --plan-only");
     sub.add_flag("--per-tensor", per_tensor_, "with --plan-only: one row per tensor");
   }
 
@@ -142,8 +150,10 @@ class QuantizeCommand final : public Command {
 
     auto src = QuantSource::open(in_);
     if (src->is_quantized())
-      fmt::print(stderr, "warning: {} is already quantized; its tensors are decoded and quantized again, which "
-                         "adds error on top of the first quantization\n", in_);
+      fmt::print(stderr,
+                 "warning: {} is already quantized; its tensors are decoded and quantized again, which "
+                 "adds error on top of the first quantization\n",
+                 in_);
     QuantizeOptions o;
     o.output = out_;
     o.preset = preset_;

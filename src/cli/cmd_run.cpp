@@ -59,10 +59,13 @@ class RunCommand final : public Command {
     GenerationLimits lim;
     lim.max_tokens = n_predict_;
     lim.stop_strings = stops_;
-    gen.generate(lim, [](std::string_view s) {
-      std::fwrite(s.data(), 1, s.size(), stdout);
-      std::fflush(stdout);
-    }, st, &interrupted());
+    gen.generate(
+        lim,
+        [](std::string_view s) {
+          std::fwrite(s.data(), 1, s.size(), stdout);
+          std::fflush(stdout);
+        },
+        st, &interrupted());
     std::fputs("\n", stdout);
     print_summary(st, *e);
     if (st.stop == StopReason::ContextFull)

@@ -35,8 +35,10 @@ void add_sampling_options(CLI::App& app, SamplerParams& s) {
   app.add_option("--top-p", s.top_p, "top-p (1: off)")->check(CLI::Range(0.0f, 1.0f));
   app.add_option("--min-p", s.min_p, "min-p (0: off)")->check(CLI::Range(0.0f, 1.0f));
   app.add_option("--repeat-penalty", s.repeat_penalty, "repetition penalty (1: off)")->check(CLI::Range(0.0f, 10.0f));
-  app.add_option("--repeat-last-n", s.repeat_last_n, "tokens the penalties look back at")->check(CLI::Range(0, 1 << 20));
-  app.add_option("--presence-penalty", s.presence_penalty, "presence penalty (0: off)")->check(CLI::Range(-10.0f, 10.0f));
+  app.add_option("--repeat-last-n", s.repeat_last_n, "tokens the penalties look back at")
+      ->check(CLI::Range(0, 1 << 20));
+  app.add_option("--presence-penalty", s.presence_penalty, "presence penalty (0: off)")
+      ->check(CLI::Range(-10.0f, 10.0f));
   app.add_option("-s,--seed", s.seed, "random seed (default: random)");
 }
 

@@ -77,7 +77,9 @@ void ThreadPool::run_chunks(int index) {
 void ThreadPool::worker(int index) {
   uint64_t seen = 0;
   for (;;) {
-    auto ready = [&] { return stop_.load(std::memory_order_relaxed) || generation_.load(std::memory_order_acquire) != seen; };
+    auto ready = [&] {
+      return stop_.load(std::memory_order_relaxed) || generation_.load(std::memory_order_acquire) != seen;
+    };
     if (!poll(ready)) {
       std::unique_lock<std::mutex> lk(mu_);
       cv_start_.wait(lk, ready);

@@ -50,7 +50,7 @@ class ThreadPool {
   // nothing else, so a thread still looking at an old job can never take a chunk of a new one
   // with the old job's bounds.
   std::atomic<uint64_t> next_{0};
-  std::atomic<int64_t> done_{0};         // chunks of the current job finished
+  std::atomic<int64_t> done_{0};  // chunks of the current job finished
   std::atomic<bool> stop_{false};
 };
 

@@ -48,9 +48,8 @@ std::string Gemma3Config::describe() const {
       "hidden {}, layers {} (global: {}), heads {} / kv {} x {}, ffn {}, vocab {}\n"
       "context {}, sliding window {}, rope base {} global (linear x{}) / {} local\n"
       "attention scale {:.7g}, embedding scale {:.7g}, rms eps {:g}",
-      hidden, n_layers, globals, n_heads, n_kv_heads, head_dim, ffn, vocab_size, context_length,
-      sliding_window, rope_base_global, rope_scale_global, rope_base_local, attn_scale, embed_scale,
-      rms_eps);
+      hidden, n_layers, globals, n_heads, n_kv_heads, head_dim, ffn, vocab_size, context_length, sliding_window,
+      rope_base_global, rope_scale_global, rope_base_local, attn_scale, embed_scale, rms_eps);
 }
 
 namespace {
@@ -65,8 +64,7 @@ Gemma3Config config_from_gguf(const GgufFile& f) {
   const std::string& src = f.path();
   const auto arch = f.get_string("general.architecture");
   if (!arch) fail("{}: no general.architecture key; not a model GGUF", src);
-  if (*arch != "gemma3")
-    fail("{}: architecture '{}' is not supported (Unicorn runs gemma3)", src, *arch);
+  if (*arch != "gemma3") fail("{}: architecture '{}' is not supported (Unicorn runs gemma3)", src, *arch);
   auto req = [&](const char* key) -> int64_t {
     const auto v = f.get_int(key);
     if (!v) fail("{}: missing metadata key {}", src, key);
@@ -96,8 +94,7 @@ Gemma3Config config_from_gguf(const GgufFile& f) {
     c.attn_scale = static_cast<float>(*s);
   } else {
     // llama.cpp's rule (spec §4.2): the 62-layer (27B) type uses hidden/heads, others head_dim.
-    const double qpas = c.n_layers == 62 ? static_cast<double>(c.hidden) / c.n_heads
-                                         : static_cast<double>(c.head_dim);
+    const double qpas = c.n_layers == 62 ? static_cast<double>(c.hidden) / c.n_heads : static_cast<double>(c.head_dim);
     c.attn_scale = static_cast<float>(1.0 / std::sqrt(qpas));
   }
   c.embed_scale = round_to_bf16(std::sqrt(static_cast<float>(c.hidden)));
@@ -116,8 +113,7 @@ T json_get(const nlohmann::json& j, const char* key, T dflt) {
 Gemma3Config config_from_hf(const nlohmann::json& root, const std::string& src, GgmlType embed_dtype) {
   try {
     const nlohmann::json& j = root.contains("text_config") ? root["text_config"] : root;
-    if (auto mt = json_get<std::string>(root, "model_type", ""); !mt.empty() && mt != "gemma3" &&
-                                                                 mt != "gemma3_text")
+    if (auto mt = json_get<std::string>(root, "model_type", ""); !mt.empty() && mt != "gemma3" && mt != "gemma3_text")
       fail("{}: model_type '{}' is not supported (Unicorn runs gemma3)", src, mt);
     Gemma3Config c;
     // Defaults are Gemma3TextConfig's (spec §1.1 notes: hub configs are minimal).
@@ -162,7 +158,7 @@ Gemma3Config config_from_hf(const nlohmann::json& root, const std::string& src, 
       for (int64_t i = 0; i < c.n_layers; ++i) c.layer_is_global.push_back((i + 1) % pattern == 0);
     }
     const float s = std::sqrt(static_cast<float>(c.hidden));
-    c.embed_scale = embed_dtype == GgmlType::BF16   ? round_to_bf16(s)
+    c.embed_scale = embed_dtype == GgmlType::BF16  ? round_to_bf16(s)
                     : embed_dtype == GgmlType::F16 ? f16_to_f32(f32_to_f16(s))
                                                    : s;
     return c;

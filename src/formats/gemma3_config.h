@@ -21,8 +21,8 @@ struct Gemma3Config {
   int64_t n_kv_heads = 0;
   int64_t head_dim = 0;
   int64_t ffn = 0;
-  int64_t context_length = 0;   // trained maximum (max_position_embeddings)
-  int64_t sliding_window = 0;   // W: a local layer sees positions p-W+1 .. p (spec §2.4.7)
+  int64_t context_length = 0;  // trained maximum (max_position_embeddings)
+  int64_t sliding_window = 0;  // W: a local layer sees positions p-W+1 .. p (spec §2.4.7)
   float rms_eps = 1e-6f;
   float rope_base_global = 1e6f;
   float rope_base_local = 1e4f;

@@ -13,8 +13,7 @@
 namespace unicorn {
 namespace {
 
-static_assert(std::endian::native == std::endian::little,
-              "GGUF reader assumes a little-endian host");
+static_assert(std::endian::native == std::endian::little, "GGUF reader assumes a little-endian host");
 
 constexpr int kMaxDims = 4;
 // Smallest encodings, used to reject counts that cannot fit in the remaining bytes.
@@ -26,8 +25,7 @@ constexpr size_t kMaxAlignment = size_t{1} << 30;
 // that a truncation message can say "while reading tensor info 17 (blk.1.attn_q.weight)".
 class Cursor {
  public:
-  Cursor(const uint8_t* data, size_t size, const std::string& path)
-      : data_(data), size_(size), path_(path) {}
+  Cursor(const uint8_t* data, size_t size, const std::string& path) : data_(data), size_(size), path_(path) {}
 
   size_t pos() const { return pos_; }
   size_t left() const { return size_ - pos_; }
@@ -46,8 +44,7 @@ class Cursor {
   std::string read_string() {
     const uint64_t n = read<uint64_t>();
     if (n > left())
-      fail("{}: string length {} exceeds the {} bytes left in the file, while reading {}", path_, n,
-           left(), where_);
+      fail("{}: string length {} exceeds the {} bytes left in the file, while reading {}", path_, n, left(), where_);
     std::string s(reinterpret_cast<const char*>(data_ + pos_), static_cast<size_t>(n));
     pos_ += static_cast<size_t>(n);
     return s;
@@ -74,30 +71,35 @@ bool is_integer_type(GgufValueType t) {
     case GgufValueType::U32:
     case GgufValueType::I32:
     case GgufValueType::U64:
-    case GgufValueType::I64: return true;
-    default: return false;
+    case GgufValueType::I64:
+      return true;
+    default:
+      return false;
   }
 }
 
-bool is_known_type(uint32_t t) {
-  return t <= static_cast<uint32_t>(GgufValueType::F64);
-}
+bool is_known_type(uint32_t t) { return t <= static_cast<uint32_t>(GgufValueType::F64); }
 
 // Bytes of one encoded element, or 0 for variable-size types (string).
 size_t fixed_size(GgufValueType t) {
   switch (t) {
     case GgufValueType::U8:
     case GgufValueType::I8:
-    case GgufValueType::BOOL: return 1;
+    case GgufValueType::BOOL:
+      return 1;
     case GgufValueType::U16:
-    case GgufValueType::I16: return 2;
+    case GgufValueType::I16:
+      return 2;
     case GgufValueType::U32:
     case GgufValueType::I32:
-    case GgufValueType::F32: return 4;
+    case GgufValueType::F32:
+      return 4;
     case GgufValueType::U64:
     case GgufValueType::I64:
-    case GgufValueType::F64: return 8;
-    default: return 0;
+    case GgufValueType::F64:
+      return 8;
+    default:
+      return 0;
   }
 }
 
@@ -110,13 +112,20 @@ bool read_bool(Cursor& c, const std::string& path) {
 // Reads one integer of type t, widened. u64 values land in `big` (to keep their full range).
 int64_t read_int(Cursor& c, GgufValueType t, const std::string& path, uint64_t* big) {
   switch (t) {
-    case GgufValueType::U8: return c.read<uint8_t>();
-    case GgufValueType::I8: return c.read<int8_t>();
-    case GgufValueType::U16: return c.read<uint16_t>();
-    case GgufValueType::I16: return c.read<int16_t>();
-    case GgufValueType::U32: return c.read<uint32_t>();
-    case GgufValueType::I32: return c.read<int32_t>();
-    case GgufValueType::I64: return c.read<int64_t>();
+    case GgufValueType::U8:
+      return c.read<uint8_t>();
+    case GgufValueType::I8:
+      return c.read<int8_t>();
+    case GgufValueType::U16:
+      return c.read<uint16_t>();
+    case GgufValueType::I16:
+      return c.read<int16_t>();
+    case GgufValueType::U32:
+      return c.read<uint32_t>();
+    case GgufValueType::I32:
+      return c.read<int32_t>();
+    case GgufValueType::I64:
+      return c.read<int64_t>();
     case GgufValueType::U64: {
       const uint64_t u = c.read<uint64_t>();
       if (big) {
@@ -127,15 +136,15 @@ int64_t read_int(Cursor& c, GgufValueType t, const std::string& path, uint64_t* 
         fail("{}: u64 array element {} is too large, while reading {}", path, u, c.where());
       return static_cast<int64_t>(u);
     }
-    default: fail("{}: internal: {} is not an integer type", path, gguf_value_type_name(t));
+    default:
+      fail("{}: internal: {} is not an integer type", path, gguf_value_type_name(t));
   }
 }
 
 GgufArray read_array(Cursor& c, const std::string& path) {
   GgufArray a;
   const uint32_t raw_elem = c.read<uint32_t>();
-  if (!is_known_type(raw_elem))
-    fail("{}: unknown array element type {} while reading {}", path, raw_elem, c.where());
+  if (!is_known_type(raw_elem)) fail("{}: unknown array element type {} while reading {}", path, raw_elem, c.where());
   a.elem_type = static_cast<GgufValueType>(raw_elem);
   if (a.elem_type == GgufValueType::ARRAY)
     fail("{}: arrays of arrays are not supported, while reading {}", path, c.where());
@@ -193,17 +202,15 @@ GgufValue read_value(Cursor& c, const std::string& path) {
 size_t tensor_nbytes(const std::string& path, const GgufTensorInfo& t) {
   int64_t n = 1;
   for (int64_t d : t.ne)
-    if (__builtin_mul_overflow(n, d, &n))
-      fail("{}: tensor '{}' has too many elements", path, t.name);
+    if (__builtin_mul_overflow(n, d, &n)) fail("{}: tensor '{}' has too many elements", path, t.name);
   const auto& tr = traits(t.type);
   const int64_t ne0 = t.ne.empty() ? 1 : t.ne[0];
   if (ne0 % tr.block_size != 0)
-    fail("{}: tensor '{}' has first dimension {}, not a multiple of the {} block size {}", path,
-         t.name, ne0, tr.name, tr.block_size);
+    fail("{}: tensor '{}' has first dimension {}, not a multiple of the {} block size {}", path, t.name, ne0, tr.name,
+         tr.block_size);
   size_t bytes = row_bytes(t.type, ne0);
   const size_t rows = static_cast<size_t>(n / ne0);
-  if (__builtin_mul_overflow(bytes, rows, &bytes))
-    fail("{}: tensor '{}' is too large", path, t.name);
+  if (__builtin_mul_overflow(bytes, rows, &bytes)) fail("{}: tensor '{}' is too large", path, t.name);
   return bytes;
 }
 
@@ -214,9 +221,7 @@ uint64_t saturating_add(uint64_t a, uint64_t b) {
 
 }  // namespace
 
-std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
-  return open(MappedFile::open(path));
-}
+std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) { return open(MappedFile::open(path)); }
 
 std::unique_ptr<GgufFile> GgufFile::open(std::unique_ptr<MappedFile> map) {
   std::unique_ptr<GgufFile> f(new GgufFile());
@@ -231,8 +236,7 @@ std::unique_ptr<GgufFile> GgufFile::open(std::unique_ptr<MappedFile> map) {
   Cursor c(base, size, path);
   c.read<uint32_t>();
   const uint32_t version = c.read<uint32_t>();
-  if (version == 1)
-    fail("{}: GGUF version 1 is not supported (only v2 and v3); re-convert the model", path);
+  if (version == 1) fail("{}: GGUF version 1 is not supported (only v2 and v3); re-convert the model", path);
   if (version != 2 && version != 3) {
     if (__builtin_bswap32(version) == 2 || __builtin_bswap32(version) == 3)
       fail("{}: big-endian GGUF files are not supported", path);
@@ -260,11 +264,9 @@ std::unique_ptr<GgufFile> GgufFile::open(std::unique_ptr<MappedFile> map) {
 
   if (const GgufValue* a = f->find("general.alignment")) {
     if (!is_integer_type(a->type))
-      fail("{}: general.alignment is a {}, expected an integer", path,
-           gguf_value_type_name(a->type));
+      fail("{}: general.alignment is a {}, expected an integer", path, gguf_value_type_name(a->type));
     const int64_t al = *f->get_int("general.alignment");
-    if (al <= 0 || static_cast<uint64_t>(al) > kMaxAlignment ||
-        !std::has_single_bit(static_cast<uint64_t>(al)))
+    if (al <= 0 || static_cast<uint64_t>(al) > kMaxAlignment || !std::has_single_bit(static_cast<uint64_t>(al)))
       fail("{}: general.alignment = {} is not a power of two (up to 2^30)", path, al);
     f->alignment_ = static_cast<size_t>(al);
   }
@@ -277,8 +279,7 @@ std::unique_ptr<GgufFile> GgufFile::open(std::unique_ptr<MappedFile> map) {
     c.set_where(fmt::format("tensor info {} ({})", i, t.name));
     const uint32_t n_dims = c.read<uint32_t>();
     if (n_dims > kMaxDims)
-      fail("{}: tensor '{}' has {} dimensions (at most {} supported)", path, t.name, n_dims,
-           kMaxDims);
+      fail("{}: tensor '{}' has {} dimensions (at most {} supported)", path, t.name, n_dims, kMaxDims);
     for (uint32_t d = 0; d < n_dims; ++d) {
       const uint64_t dim = c.read<uint64_t>();
       if (dim == 0 || dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
@@ -291,8 +292,7 @@ std::unique_ptr<GgufFile> GgufFile::open(std::unique_ptr<MappedFile> map) {
     t.type = tr->type;
     t.offset = c.read<uint64_t>();
     if (t.offset % f->alignment_ != 0)
-      fail("{}: tensor '{}' offset {} is not a multiple of the alignment {}", path, t.name,
-           t.offset, f->alignment_);
+      fail("{}: tensor '{}' offset {} is not a multiple of the alignment {}", path, t.name, t.offset, f->alignment_);
     t.nbytes = tensor_nbytes(path, t);
     if (f->tensor_index_.count(t.name)) fail("{}: duplicate tensor name '{}'", path, t.name);
     f->tensor_index_.emplace(t.name, f->tensors_.size());
@@ -303,11 +303,10 @@ std::unique_ptr<GgufFile> GgufFile::open(std::unique_ptr<MappedFile> map) {
   const size_t end_of_infos = c.pos();
   f->data_offset_ = (end_of_infos + f->alignment_ - 1) / f->alignment_ * f->alignment_;
   for (auto& t : f->tensors_) {
-    if (f->data_offset_ > size || t.offset > size - f->data_offset_ ||
-        t.nbytes > size - f->data_offset_ - t.offset) {
+    if (f->data_offset_ > size || t.offset > size - f->data_offset_ || t.nbytes > size - f->data_offset_ - t.offset) {
       const uint64_t start = saturating_add(f->data_offset_, t.offset);
-      fail("{}: tensor '{}' data [{}, {}) exceeds file size {}", path, t.name, start,
-           saturating_add(start, t.nbytes), size);
+      fail("{}: tensor '{}' data [{}, {}) exceeds file size {}", path, t.name, start, saturating_add(start, t.nbytes),
+           size);
     }
     t.data = base + f->data_offset_ + t.offset;
   }

@@ -19,8 +19,19 @@ constexpr uint32_t kGgufMagic = 0x46554747;  // "GGUF" read as a little-endian u
 constexpr size_t kGgufDefaultAlignment = 32;
 
 enum class GgufValueType : uint32_t {
-  U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7,
-  STRING = 8, ARRAY = 9, U64 = 10, I64 = 11, F64 = 12,
+  U8 = 0,
+  I8 = 1,
+  U16 = 2,
+  I16 = 3,
+  U32 = 4,
+  I32 = 5,
+  F32 = 6,
+  BOOL = 7,
+  STRING = 8,
+  ARRAY = 9,
+  U64 = 10,
+  I64 = 11,
+  F64 = 12,
 };
 
 // Name of a value type as used in messages ("u32", "string", "array"...); "type N" if unknown.
@@ -45,8 +56,8 @@ struct GgufTensorInfo {
   std::string name;
   std::vector<int64_t> ne;  // ggml order: ne[0] is contiguous (PyTorch's last dim)
   GgmlType type;
-  uint64_t offset;          // relative to the data section
-  const uint8_t* data;      // into the mapping
+  uint64_t offset;      // relative to the data section
+  const uint8_t* data;  // into the mapping
   size_t nbytes;
   int64_t n_elements() const;
 };

@@ -8,26 +8,37 @@ namespace unicorn {
 
 std::string gguf_value_type_name(GgufValueType t) {
   switch (t) {
-    case GgufValueType::U8: return "u8";
-    case GgufValueType::I8: return "i8";
-    case GgufValueType::U16: return "u16";
-    case GgufValueType::I16: return "i16";
-    case GgufValueType::U32: return "u32";
-    case GgufValueType::I32: return "i32";
-    case GgufValueType::F32: return "f32";
-    case GgufValueType::BOOL: return "bool";
-    case GgufValueType::STRING: return "string";
-    case GgufValueType::ARRAY: return "array";
-    case GgufValueType::U64: return "u64";
-    case GgufValueType::I64: return "i64";
-    case GgufValueType::F64: return "f64";
+    case GgufValueType::U8:
+      return "u8";
+    case GgufValueType::I8:
+      return "i8";
+    case GgufValueType::U16:
+      return "u16";
+    case GgufValueType::I16:
+      return "i16";
+    case GgufValueType::U32:
+      return "u32";
+    case GgufValueType::I32:
+      return "i32";
+    case GgufValueType::F32:
+      return "f32";
+    case GgufValueType::BOOL:
+      return "bool";
+    case GgufValueType::STRING:
+      return "string";
+    case GgufValueType::ARRAY:
+      return "array";
+    case GgufValueType::U64:
+      return "u64";
+    case GgufValueType::I64:
+      return "i64";
+    case GgufValueType::F64:
+      return "f64";
   }
   return fmt::format("type {}", static_cast<uint32_t>(t));
 }
 
-size_t GgufArray::size() const {
-  return ints.size() + floats.size() + strings.size();
-}
+size_t GgufArray::size() const { return ints.size() + floats.size() + strings.size(); }
 
 int64_t GgufTensorInfo::n_elements() const {
   int64_t n = 1;
@@ -43,8 +54,7 @@ const GgufValue* GgufFile::find(std::string_view key) const {
 namespace {
 [[noreturn]] void wrong_type(const std::string& path, std::string_view key, const GgufValue& v,
                              std::string_view wanted) {
-  fail("{}: metadata key '{}' holds a {} but {} was expected", path, key,
-       gguf_value_type_name(v.type), wanted);
+  fail("{}: metadata key '{}' holds a {} but {} was expected", path, key, gguf_value_type_name(v.type), wanted);
 }
 }  // namespace
 

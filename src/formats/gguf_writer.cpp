@@ -114,49 +114,87 @@ bool is_int_type(GgufValueType t) {
     case GgufValueType::I32:
     case GgufValueType::U64:
     case GgufValueType::I64:
-    case GgufValueType::BOOL: return true;
-    default: return false;
+    case GgufValueType::BOOL:
+      return true;
+    default:
+      return false;
   }
 }
 
 bool int_fits(GgufValueType t, int64_t v) {
   switch (t) {
-    case GgufValueType::U8: return v >= 0 && v <= 0xff;
-    case GgufValueType::I8: return v >= -128 && v <= 127;
-    case GgufValueType::U16: return v >= 0 && v <= 0xffff;
-    case GgufValueType::I16: return v >= -32768 && v <= 32767;
-    case GgufValueType::U32: return v >= 0 && v <= 0xffffffffLL;
+    case GgufValueType::U8:
+      return v >= 0 && v <= 0xff;
+    case GgufValueType::I8:
+      return v >= -128 && v <= 127;
+    case GgufValueType::U16:
+      return v >= 0 && v <= 0xffff;
+    case GgufValueType::I16:
+      return v >= -32768 && v <= 32767;
+    case GgufValueType::U32:
+      return v >= 0 && v <= 0xffffffffLL;
     case GgufValueType::I32:
       return v >= std::numeric_limits<int32_t>::min() && v <= std::numeric_limits<int32_t>::max();
-    case GgufValueType::U64: return v >= 0;
-    case GgufValueType::I64: return true;
-    case GgufValueType::BOOL: return v == 0 || v == 1;
-    default: return false;
+    case GgufValueType::U64:
+      return v >= 0;
+    case GgufValueType::I64:
+      return true;
+    case GgufValueType::BOOL:
+      return v == 0 || v == 1;
+    default:
+      return false;
   }
 }
 
 void write_int(OutputFile& out, GgufValueType t, int64_t v) {
   switch (t) {
-    case GgufValueType::U8: out.pod<uint8_t>(static_cast<uint8_t>(v)); break;
-    case GgufValueType::I8: out.pod<int8_t>(static_cast<int8_t>(v)); break;
-    case GgufValueType::U16: out.pod<uint16_t>(static_cast<uint16_t>(v)); break;
-    case GgufValueType::I16: out.pod<int16_t>(static_cast<int16_t>(v)); break;
-    case GgufValueType::U32: out.pod<uint32_t>(static_cast<uint32_t>(v)); break;
-    case GgufValueType::I32: out.pod<int32_t>(static_cast<int32_t>(v)); break;
-    case GgufValueType::U64: out.pod<uint64_t>(static_cast<uint64_t>(v)); break;
-    case GgufValueType::I64: out.pod<int64_t>(v); break;
-    case GgufValueType::BOOL: out.pod<uint8_t>(v ? 1 : 0); break;
-    default: break;
+    case GgufValueType::U8:
+      out.pod<uint8_t>(static_cast<uint8_t>(v));
+      break;
+    case GgufValueType::I8:
+      out.pod<int8_t>(static_cast<int8_t>(v));
+      break;
+    case GgufValueType::U16:
+      out.pod<uint16_t>(static_cast<uint16_t>(v));
+      break;
+    case GgufValueType::I16:
+      out.pod<int16_t>(static_cast<int16_t>(v));
+      break;
+    case GgufValueType::U32:
+      out.pod<uint32_t>(static_cast<uint32_t>(v));
+      break;
+    case GgufValueType::I32:
+      out.pod<int32_t>(static_cast<int32_t>(v));
+      break;
+    case GgufValueType::U64:
+      out.pod<uint64_t>(static_cast<uint64_t>(v));
+      break;
+    case GgufValueType::I64:
+      out.pod<int64_t>(v);
+      break;
+    case GgufValueType::BOOL:
+      out.pod<uint8_t>(v ? 1 : 0);
+      break;
+    default:
+      break;
   }
 }
 
 void write_value(OutputFile& out, const GgufValue& v) {
   out.pod<uint32_t>(static_cast<uint32_t>(v.type));
   switch (v.type) {
-    case GgufValueType::F32: out.pod<float>(static_cast<float>(std::get<double>(v.v))); break;
-    case GgufValueType::F64: out.pod<double>(std::get<double>(v.v)); break;
-    case GgufValueType::BOOL: out.pod<uint8_t>(std::get<bool>(v.v) ? 1 : 0); break;
-    case GgufValueType::STRING: out.string(std::get<std::string>(v.v)); break;
+    case GgufValueType::F32:
+      out.pod<float>(static_cast<float>(std::get<double>(v.v)));
+      break;
+    case GgufValueType::F64:
+      out.pod<double>(std::get<double>(v.v));
+      break;
+    case GgufValueType::BOOL:
+      out.pod<uint8_t>(std::get<bool>(v.v) ? 1 : 0);
+      break;
+    case GgufValueType::STRING:
+      out.string(std::get<std::string>(v.v));
+      break;
     case GgufValueType::U64:
       if (const auto* u = std::get_if<uint64_t>(&v.v))
         out.pod<uint64_t>(*u);
@@ -178,14 +216,15 @@ void write_value(OutputFile& out, const GgufValue& v) {
       }
       break;
     }
-    default: write_int(out, v.type, std::get<int64_t>(v.v)); break;
+    default:
+      write_int(out, v.type, std::get<int64_t>(v.v));
+      break;
   }
 }
 
 }  // namespace
 
-GgufWriter::GgufWriter(std::string path, uint32_t alignment)
-    : path_(std::move(path)), alignment_(alignment) {
+GgufWriter::GgufWriter(std::string path, uint32_t alignment) : path_(std::move(path)), alignment_(alignment) {
   if (alignment == 0 || !std::has_single_bit(alignment))
     fail("{}: GGUF alignment {} is not a power of two", path_, alignment);
   if (alignment != kGgufDefaultAlignment) {
@@ -195,9 +234,7 @@ GgufWriter::GgufWriter(std::string path, uint32_t alignment)
 }
 
 void GgufWriter::check_value(const std::string& key, const GgufValue& v) const {
-  const auto bad = [&](std::string_view why) {
-    fail("{}: metadata key '{}': {}", path_, key, why);
-  };
+  const auto bad = [&](std::string_view why) { fail("{}: metadata key '{}': {}", path_, key, why); };
   switch (v.type) {
     case GgufValueType::F32:
     case GgufValueType::F64:
@@ -219,11 +256,9 @@ void GgufWriter::check_value(const std::string& key, const GgufValue& v) const {
       if (!a) bad("array type without an array value");
       const auto t = a->elem_type;
       const bool ok = (t == GgufValueType::STRING && a->ints.empty() && a->floats.empty()) ||
-                      ((t == GgufValueType::F32 || t == GgufValueType::F64) && a->ints.empty() &&
-                       a->strings.empty()) ||
+                      ((t == GgufValueType::F32 || t == GgufValueType::F64) && a->ints.empty() && a->strings.empty()) ||
                       (is_int_type(t) && a->floats.empty() && a->strings.empty());
-      if (!ok)
-        bad(fmt::format("array of {} holds the wrong kind of elements", gguf_value_type_name(t)));
+      if (!ok) bad(fmt::format("array of {} holds the wrong kind of elements", gguf_value_type_name(t)));
       for (int64_t i : a->ints)
         if (!int_fits(t, i)) bad(fmt::format("{} does not fit in {}", i, gguf_value_type_name(t)));
       break;
@@ -231,8 +266,7 @@ void GgufWriter::check_value(const std::string& key, const GgufValue& v) const {
     default: {
       const auto* i = std::get_if<int64_t>(&v.v);
       if (!i || !is_int_type(v.type)) bad("unknown value type");
-      if (!int_fits(v.type, *i))
-        bad(fmt::format("{} does not fit in {}", *i, gguf_value_type_name(v.type)));
+      if (!int_fits(v.type, *i)) bad(fmt::format("{} does not fit in {}", *i, gguf_value_type_name(v.type)));
     }
   }
 }
@@ -247,39 +281,17 @@ void GgufWriter::add_value(std::string key, GgufValue v) {
   kv_.push_back({std::move(key), std::move(v)});
 }
 
-void GgufWriter::add_u8(std::string k, uint8_t v) {
-  add_value(std::move(k), {GgufValueType::U8, int64_t{v}});
-}
-void GgufWriter::add_i8(std::string k, int8_t v) {
-  add_value(std::move(k), {GgufValueType::I8, int64_t{v}});
-}
-void GgufWriter::add_u16(std::string k, uint16_t v) {
-  add_value(std::move(k), {GgufValueType::U16, int64_t{v}});
-}
-void GgufWriter::add_i16(std::string k, int16_t v) {
-  add_value(std::move(k), {GgufValueType::I16, int64_t{v}});
-}
-void GgufWriter::add_u32(std::string k, uint32_t v) {
-  add_value(std::move(k), {GgufValueType::U32, int64_t{v}});
-}
-void GgufWriter::add_i32(std::string k, int32_t v) {
-  add_value(std::move(k), {GgufValueType::I32, int64_t{v}});
-}
-void GgufWriter::add_u64(std::string k, uint64_t v) {
-  add_value(std::move(k), {GgufValueType::U64, v});
-}
-void GgufWriter::add_i64(std::string k, int64_t v) {
-  add_value(std::move(k), {GgufValueType::I64, v});
-}
-void GgufWriter::add_f32(std::string k, float v) {
-  add_value(std::move(k), {GgufValueType::F32, double{v}});
-}
-void GgufWriter::add_f64(std::string k, double v) {
-  add_value(std::move(k), {GgufValueType::F64, v});
-}
-void GgufWriter::add_bool(std::string k, bool v) {
-  add_value(std::move(k), {GgufValueType::BOOL, v});
-}
+void GgufWriter::add_u8(std::string k, uint8_t v) { add_value(std::move(k), {GgufValueType::U8, int64_t{v}}); }
+void GgufWriter::add_i8(std::string k, int8_t v) { add_value(std::move(k), {GgufValueType::I8, int64_t{v}}); }
+void GgufWriter::add_u16(std::string k, uint16_t v) { add_value(std::move(k), {GgufValueType::U16, int64_t{v}}); }
+void GgufWriter::add_i16(std::string k, int16_t v) { add_value(std::move(k), {GgufValueType::I16, int64_t{v}}); }
+void GgufWriter::add_u32(std::string k, uint32_t v) { add_value(std::move(k), {GgufValueType::U32, int64_t{v}}); }
+void GgufWriter::add_i32(std::string k, int32_t v) { add_value(std::move(k), {GgufValueType::I32, int64_t{v}}); }
+void GgufWriter::add_u64(std::string k, uint64_t v) { add_value(std::move(k), {GgufValueType::U64, v}); }
+void GgufWriter::add_i64(std::string k, int64_t v) { add_value(std::move(k), {GgufValueType::I64, v}); }
+void GgufWriter::add_f32(std::string k, float v) { add_value(std::move(k), {GgufValueType::F32, double{v}}); }
+void GgufWriter::add_f64(std::string k, double v) { add_value(std::move(k), {GgufValueType::F64, v}); }
+void GgufWriter::add_bool(std::string k, bool v) { add_value(std::move(k), {GgufValueType::BOOL, v}); }
 void GgufWriter::add_string(std::string k, std::string v) {
   add_value(std::move(k), {GgufValueType::STRING, std::move(v)});
 }
@@ -291,8 +303,7 @@ void GgufWriter::add_string_array(std::string key, std::vector<std::string> v) {
 
 void GgufWriter::add_int_array(std::string key, GgufValueType elem_type, std::vector<int64_t> v) {
   if (!is_int_type(elem_type))
-    fail("{}: metadata key '{}': {} is not an integer element type", path_, key,
-         gguf_value_type_name(elem_type));
+    fail("{}: metadata key '{}': {} is not an integer element type", path_, key, gguf_value_type_name(elem_type));
   GgufArray a{elem_type, std::move(v), {}, {}};
   add_value(std::move(key), {GgufValueType::ARRAY, std::move(a)});
 }
@@ -311,38 +322,32 @@ void GgufWriter::add_f64_array(std::string key, std::vector<double> v) {
   add_value(std::move(key), {GgufValueType::ARRAY, std::move(a)});
 }
 
-size_t GgufWriter::tensor_bytes(const std::string& name, const std::vector<int64_t>& ne,
-                                GgmlType type) const {
+size_t GgufWriter::tensor_bytes(const std::string& name, const std::vector<int64_t>& ne, GgmlType type) const {
   if (ne.empty() || ne.size() > kMaxDims)
     fail("{}: tensor '{}' has {} dimensions (1 to {} supported)", path_, name, ne.size(), kMaxDims);
   int64_t rows = 1;
   for (size_t i = 0; i < ne.size(); ++i) {
     if (ne[i] <= 0) fail("{}: tensor '{}' has dimension {} = {}", path_, name, i, ne[i]);
-    if (i > 0 && __builtin_mul_overflow(rows, ne[i], &rows))
-      fail("{}: tensor '{}' is too large", path_, name);
+    if (i > 0 && __builtin_mul_overflow(rows, ne[i], &rows)) fail("{}: tensor '{}' is too large", path_, name);
   }
   const auto& tr = traits(type);
   if (ne[0] % tr.block_size != 0)
-    fail("{}: tensor '{}' first dimension {} is not a multiple of the {} block size {}", path_,
-         name, ne[0], tr.name, tr.block_size);
+    fail("{}: tensor '{}' first dimension {} is not a multiple of the {} block size {}", path_, name, ne[0], tr.name,
+         tr.block_size);
   size_t nbytes = row_bytes(type, ne[0]);
   if (__builtin_mul_overflow(nbytes, static_cast<size_t>(rows), &nbytes))
     fail("{}: tensor '{}' is too large", path_, name);
   return nbytes;
 }
 
-void GgufWriter::add_tensor(std::string name, std::vector<int64_t> ne, GgmlType type,
-                            const void* data, size_t nbytes) {
+void GgufWriter::add_tensor(std::string name, std::vector<int64_t> ne, GgmlType type, const void* data, size_t nbytes) {
   const size_t expected = tensor_bytes(name, ne, type);
   if (nbytes != expected)
-    fail("{}: tensor '{}' is given {} bytes but its shape and type need {}", path_, name, nbytes,
-         expected);
-  add_tensor(std::move(name), std::move(ne), type,
-             [data, nbytes](GgufTensorSink& sink) { sink.write(data, nbytes); });
+    fail("{}: tensor '{}' is given {} bytes but its shape and type need {}", path_, name, nbytes, expected);
+  add_tensor(std::move(name), std::move(ne), type, [data, nbytes](GgufTensorSink& sink) { sink.write(data, nbytes); });
 }
 
-void GgufWriter::add_tensor(std::string name, std::vector<int64_t> ne, GgmlType type,
-                            TensorBytesFn write) {
+void GgufWriter::add_tensor(std::string name, std::vector<int64_t> ne, GgmlType type, TensorBytesFn write) {
   if (written_) fail("{}: cannot add tensors after write()", path_);
   if (tensor_names_.count(name)) fail("{}: duplicate tensor name '{}'", path_, name);
   const size_t nbytes = tensor_bytes(name, ne, type);
@@ -392,8 +397,8 @@ void GgufWriter::write_to(const std::string& tmp_path) {
     CountingSink sink(out);
     t.bytes(sink);
     if (sink.count() != t.nbytes)
-      fail("{}: tensor '{}': {} bytes were written but its shape and type need {}", path_, t.name,
-           sink.count(), t.nbytes);
+      fail("{}: tensor '{}': {} bytes were written but its shape and type need {}", path_, t.name, sink.count(),
+           t.nbytes);
   }
   out.finish();
 }

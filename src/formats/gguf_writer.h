@@ -60,8 +60,7 @@ class GgufWriter {
   void add_value(std::string key, GgufValue v);
 
   // ne is in ggml order (ne[0] contiguous). nbytes must equal the size ne/type imply.
-  void add_tensor(std::string name, std::vector<int64_t> ne, GgmlType type, const void* data,
-                  size_t nbytes);
+  void add_tensor(std::string name, std::vector<int64_t> ne, GgmlType type, const void* data, size_t nbytes);
   void add_tensor(std::string name, std::vector<int64_t> ne, GgmlType type, TensorBytesFn write);
 
   // Writes the file; may be called once. Throws Error naming the path on any failure

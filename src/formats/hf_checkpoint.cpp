@@ -13,11 +13,9 @@ namespace {
 namespace fs = std::filesystem;
 
 // Most specific first: "model.language_model.embed_tokens.weight" also starts with "model.".
-constexpr std::string_view kTextPrefixes[] = {"language_model.model.", "model.language_model.",
-                                              "model."};
+constexpr std::string_view kTextPrefixes[] = {"language_model.model.", "model.language_model.", "model."};
 // spec §3.4; recent transformers nest them under "model." as well.
-constexpr std::string_view kSkippedPrefixes[] = {"vision_tower.", "multi_modal_projector.",
-                                                 "model.vision_tower.",
+constexpr std::string_view kSkippedPrefixes[] = {"vision_tower.", "multi_modal_projector.", "model.vision_tower.",
                                                  "model.multi_modal_projector."};
 
 nlohmann::json read_json(const fs::path& p) {
@@ -43,10 +41,8 @@ std::unique_ptr<HfCheckpoint> HfCheckpoint::open(const std::string& dir) {
   c->dir_ = dir;
   const fs::path root(dir);
   std::error_code ec;
-  if (!fs::is_directory(root, ec))
-    fail("{}: not a directory (expected a Hugging Face checkpoint directory)", dir);
-  if (!fs::is_regular_file(root / "config.json", ec))
-    fail("{}: no config.json in the checkpoint directory", dir);
+  if (!fs::is_directory(root, ec)) fail("{}: not a directory (expected a Hugging Face checkpoint directory)", dir);
+  if (!fs::is_regular_file(root / "config.json", ec)) fail("{}: no config.json in the checkpoint directory", dir);
   c->config_ = read_json(root / "config.json");
 
   const fs::path index = root / "model.safetensors.index.json";
@@ -56,13 +52,11 @@ std::unique_ptr<HfCheckpoint> HfCheckpoint::open(const std::string& dir) {
     if (wm == idx.end() || !wm->is_object()) fail("{}: no 'weight_map' object", index.string());
     std::set<std::string> shard_names;
     for (const auto& [name, file] : wm->items()) {
-      if (!file.is_string())
-        fail("{}: weight_map entry '{}' is not a file name", index.string(), name);
+      if (!file.is_string()) fail("{}: weight_map entry '{}' is not a file name", index.string(), name);
       const std::string f = file.get<std::string>();
       // Shards live next to the index; refuse paths that would leave the directory.
       if (f.empty() || f.find('/') != std::string::npos || f == "..")
-        fail("{}: weight_map entry '{}' names '{}', not a file in this directory", index.string(),
-             name, f);
+        fail("{}: weight_map entry '{}' names '{}', not a file in this directory", index.string(), name, f);
       shard_names.insert(f);
     }
     if (shard_names.empty()) fail("{}: weight_map is empty", index.string());
@@ -71,16 +65,15 @@ std::unique_ptr<HfCheckpoint> HfCheckpoint::open(const std::string& dir) {
       const Entry* e = c->find_entry(name);
       const std::string shard = (root / file.get<std::string>()).string();
       if (!e || e->file->path() != shard)
-        fail("{}: weight_map puts '{}' in {}, but that shard does not hold it", index.string(),
-             name, file.get<std::string>());
+        fail("{}: weight_map puts '{}' in {}, but that shard does not hold it", index.string(), name,
+             file.get<std::string>());
     }
   } else if (fs::is_regular_file(root / "model.safetensors", ec)) {
     c->add_shard((root / "model.safetensors").string());
   } else {
     std::vector<std::string> files;
     for (const auto& de : fs::directory_iterator(root, ec))
-      if (de.path().extension() == ".safetensors" && de.is_regular_file(ec))
-        files.push_back(de.path().string());
+      if (de.path().extension() == ".safetensors" && de.is_regular_file(ec)) files.push_back(de.path().string());
     if (files.empty()) fail("{}: no *.safetensors files in the checkpoint directory", dir);
     std::sort(files.begin(), files.end());
     for (const auto& f : files) c->add_shard(f);
@@ -104,9 +97,7 @@ void HfCheckpoint::add_shard(const std::string& path) {
   const SafetensorsFile* f = shards_.back().get();
   for (const auto& t : f->tensors()) {
     auto [it, inserted] = entries_.emplace(t.name, Entry{f, &t});
-    if (!inserted)
-      fail("{}: tensor '{}' appears in both {} and {}", dir_, t.name, it->second.file->path(),
-           path);
+    if (!inserted) fail("{}: tensor '{}' appears in both {} and {}", dir_, t.name, it->second.file->path(), path);
   }
 }
 
@@ -116,9 +107,8 @@ const HfCheckpoint::Entry* HfCheckpoint::find_entry(std::string_view name) const
 }
 
 HfTensor HfCheckpoint::make(const Entry& e) const {
-  return HfTensor{e.tensor->name,   e.file->ggml_type(*e.tensor),
-                  e.tensor->shape,  e.tensor->data,
-                  e.tensor->nbytes, e.file->path()};
+  return HfTensor{e.tensor->name, e.file->ggml_type(*e.tensor), e.tensor->shape, e.tensor->data, e.tensor->nbytes,
+                  e.file->path()};
 }
 
 std::vector<std::string> HfCheckpoint::tensor_names() const {
@@ -157,8 +147,7 @@ std::optional<HfTensor> HfCheckpoint::find_text_tensor(std::string_view name_aft
 HfTensor HfCheckpoint::text_tensor(std::string_view name_after_prefix) const {
   const std::string full = text_prefix() + std::string(name_after_prefix);
   const Entry* e = find_entry(full);
-  if (!e)
-    fail("{}: checkpoint has no text tensor '{}' (looked for '{}')", dir_, name_after_prefix, full);
+  if (!e) fail("{}: checkpoint has no text tensor '{}' (looked for '{}')", dir_, name_after_prefix, full);
   return make(*e);
 }
 

@@ -48,9 +48,7 @@ int64_t SafetensorsTensor::n_elements() const {
   return n;
 }
 
-std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
-  return open(MappedFile::open(path));
-}
+std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) { return open(MappedFile::open(path)); }
 
 std::unique_ptr<SafetensorsFile> SafetensorsFile::open(std::unique_ptr<MappedFile> map) {
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
@@ -62,8 +60,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(std::unique_ptr<MappedFil
   if (size < 8) fail("{}: not a safetensors file (only {} bytes, no header length)", path, size);
   const uint64_t header_len = read_le_u64(base);
   if (header_len < 2 || header_len > size - 8)
-    fail("{}: not a safetensors file (header length {} does not fit the file size {})", path,
-         header_len, size);
+    fail("{}: not a safetensors file (header length {} does not fit the file size {})", path, header_len, size);
   const char* json_begin = reinterpret_cast<const char*>(base + 8);
   nlohmann::json header;
   try {
@@ -89,8 +86,8 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(std::unique_ptr<MappedFil
     const auto off = entry.find("data_offsets");
     if (dt == entry.end() || !dt->is_string()) bad("missing or non-string 'dtype'");
     if (sh == entry.end() || !sh->is_array()) bad("missing or non-array 'shape'");
-    if (off == entry.end() || !off->is_array() || off->size() != 2 ||
-        !(*off)[0].is_number_unsigned() || !(*off)[1].is_number_unsigned())
+    if (off == entry.end() || !off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
+        !(*off)[1].is_number_unsigned())
       bad("'data_offsets' is not a pair of non-negative integers");
 
     SafetensorsTensor t;
@@ -101,34 +98,30 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(std::unique_ptr<MappedFil
       if (!d.is_number_unsigned() || d.get<uint64_t>() > uint64_t{1} << 62)
         bad(fmt::format("invalid shape {}", to_text(*sh)));
       const auto dim = static_cast<int64_t>(d.get<uint64_t>());
-      if (__builtin_mul_overflow(n, dim, &n))
-        bad(fmt::format("shape {} is too large", to_text(*sh)));
+      if (__builtin_mul_overflow(n, dim, &n)) bad(fmt::format("shape {} is too large", to_text(*sh)));
       t.shape.push_back(dim);
     }
     const uint64_t begin = (*off)[0].get<uint64_t>();
     const uint64_t end = (*off)[1].get<uint64_t>();
     if (begin > end || end > data_size)
-      bad(fmt::format("data_offsets [{}, {}) lie outside the {} data bytes of the file", begin, end,
-                      data_size));
+      bad(fmt::format("data_offsets [{}, {}) lie outside the {} data bytes of the file", begin, end, data_size));
     t.data = data + begin;
     t.nbytes = static_cast<size_t>(end - begin);
     if (const size_t es = dtype_size(t.dtype); es != 0) {
       uint64_t expected;
       if (__builtin_mul_overflow(static_cast<uint64_t>(n), es, &expected) || expected != t.nbytes)
-        bad(fmt::format("shape {} of {} needs {} bytes but data_offsets span {}", to_text(*sh),
-                        t.dtype, static_cast<uint64_t>(n) * es, t.nbytes));
+        bad(fmt::format("shape {} of {} needs {} bytes but data_offsets span {}", to_text(*sh), t.dtype,
+                        static_cast<uint64_t>(n) * es, t.nbytes));
     }
     f->tensors_.push_back(std::move(t));
   }
 
-  std::sort(f->tensors_.begin(), f->tensors_.end(),
-            [](const auto& a, const auto& b) { return a.data < b.data; });
+  std::sort(f->tensors_.begin(), f->tensors_.end(), [](const auto& a, const auto& b) { return a.data < b.data; });
   for (size_t i = 0; i < f->tensors_.size(); ++i) {
     const auto& t = f->tensors_[i];
     if (i > 0) {
       const auto& prev = f->tensors_[i - 1];
-      if (t.data < prev.data + prev.nbytes)
-        fail("{}: tensors '{}' and '{}' overlap", path, prev.name, t.name);
+      if (t.data < prev.data + prev.nbytes) fail("{}: tensors '{}' and '{}' overlap", path, prev.name, t.name);
     }
     f->index_.emplace(t.name, i);
   }
@@ -142,8 +135,7 @@ const SafetensorsTensor* SafetensorsFile::find(std::string_view name) const {
 
 GgmlType SafetensorsFile::ggml_type(const SafetensorsTensor& t) const {
   if (auto g = safetensors_dtype_to_ggml(t.dtype)) return *g;
-  fail("{}: tensor '{}' has dtype {}; Unicorn reads only F32, F16 and BF16 tensors", path_, t.name,
-       t.dtype);
+  fail("{}: tensor '{}' has dtype {}; Unicorn reads only F32, F16 and BF16 tensors", path_, t.name, t.dtype);
 }
 
 }  // namespace unicorn

@@ -24,7 +24,12 @@ struct Batch {
     want_logits.push_back(logits ? 1 : 0);
   }
   size_t size() const { return tokens.size(); }
-  void clear() { tokens.clear(); pos.clear(); seq.clear(); want_logits.clear(); }
+  void clear() {
+    tokens.clear();
+    pos.clear();
+    seq.clear();
+    want_logits.clear();
+  }
 };
 
 class Gemma3Model {

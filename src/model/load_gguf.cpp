@@ -40,9 +40,10 @@ std::unique_ptr<ModelWeights> load_gguf_weights(std::shared_ptr<const GgufFile> 
   mw->config = c;
   mw->output_norm = matrix("output_norm.weight");
   if (const GgufTensorInfo* out = get("output.weight", false))
-    fail("{}: has a separate output.weight ({}); Gemma 3 ties it to token_embd and Unicorn does not "
-         "support untied output yet",
-         f.path(), type_name(out->type));
+    fail(
+        "{}: has a separate output.weight ({}); Gemma 3 ties it to token_embd and Unicorn does not "
+        "support untied output yet",
+        f.path(), type_name(out->type));
 
   mw->layers.resize(static_cast<size_t>(c.n_layers));
   for (int64_t i = 0; i < c.n_layers; ++i) {

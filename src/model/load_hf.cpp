@@ -37,9 +37,10 @@ std::unique_ptr<ModelWeights> load_hf_weights(const std::string& dir) {
   c.validate(dir + "/config.json");
   mw->config = c;
   if (auto head = ck->lm_head())
-    fail("{}: has a separate {} ; Gemma 3 ties the output to embed_tokens and Unicorn does not support an "
-         "untied head yet",
-         dir, head->name);
+    fail(
+        "{}: has a separate {} ; Gemma 3 ties the output to embed_tokens and Unicorn does not support an "
+        "untied head yet",
+        dir, head->name);
   mw->output_norm = matrix("norm.weight");
   mw->layers.resize(static_cast<size_t>(c.n_layers));
   for (int64_t i = 0; i < c.n_layers; ++i) {

@@ -37,7 +37,8 @@ LoadedModel load_model(const std::string& path) {
     const std::string rest = path.substr(10);
     const size_t colon = rest.find(':');
     LoadedModel m;
-    m.weights = make_synthetic_model(rest.substr(0, colon), colon == std::string::npos ? "q4_0" : rest.substr(colon + 1));
+    m.weights =
+        make_synthetic_model(rest.substr(0, colon), colon == std::string::npos ? "q4_0" : rest.substr(colon + 1));
     return m;
   }
   if (!fs::exists(path, ec)) fail("{}: no such file or directory", path);

@@ -17,7 +17,11 @@ std::vector<std::string> synthetic_sizes() { return {"270m", "1b", "4b", "12b", 
 
 Gemma3Config synthetic_config(const std::string& size) {
   Gemma3Config c;
-  struct Row { const char* name; int64_t hidden, layers, heads, kv, hd, ffn, vocab, ctx, window; float qpas, rope_scale; };
+  struct Row {
+    const char* name;
+    int64_t hidden, layers, heads, kv, hd, ffn, vocab, ctx, window;
+    float qpas, rope_scale;
+  };
   // spec §1.1 (vocab of the text GGUF conversions: 262144) and §1.1b for the 270M.
   static const Row rows[] = {
       {"270m", 640, 18, 4, 1, 256, 2048, 262144, 32768, 512, 256, 1},
@@ -59,12 +63,23 @@ uint64_t splitmix(uint64_t& s) {
 // finite; every other byte of these layouts is valid whatever its value.
 std::vector<size_t> f16_fields(GgmlType t) {
   switch (t) {
-    case GgmlType::Q4_0: case GgmlType::Q5_0: case GgmlType::Q8_0: return {0};
-    case GgmlType::Q4_1: case GgmlType::Q5_1: case GgmlType::Q4_K: case GgmlType::Q5_K: return {0, 2};
-    case GgmlType::Q2_K: return {80, 82};
-    case GgmlType::Q3_K: return {108};
-    case GgmlType::Q6_K: return {208};
-    default: return {};
+    case GgmlType::Q4_0:
+    case GgmlType::Q5_0:
+    case GgmlType::Q8_0:
+      return {0};
+    case GgmlType::Q4_1:
+    case GgmlType::Q5_1:
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
+      return {0, 2};
+    case GgmlType::Q2_K:
+      return {80, 82};
+    case GgmlType::Q3_K:
+      return {108};
+    case GgmlType::Q6_K:
+      return {208};
+    default:
+      return {};
   }
 }
 
@@ -82,7 +97,8 @@ void fill_rows(const WeightTensor& w, uint8_t* base, int64_t r0, int64_t r1, uin
         const float v = (static_cast<float>(z & 0xffff) + static_cast<float>((z >> 16) & 0xffff) -
                          static_cast<float>((z >> 32) & 0xffff) - static_cast<float>((z >> 48) & 0xffff)) /
                         65536.0f * 0.03f;
-        if (w.type == GgmlType::F32) std::memcpy(row + i * 4, &v, 4);
+        if (w.type == GgmlType::F32)
+          std::memcpy(row + i * 4, &v, 4);
         else {
           const uint16_t h = w.type == GgmlType::F16 ? f32_to_f16(v) : f32_to_bf16(v);
           std::memcpy(row + i * 2, &h, 2);
@@ -153,7 +169,8 @@ std::unique_ptr<ModelWeights> make_synthetic_model(const std::string& size, cons
       auto* f = reinterpret_cast<float*>(base);
       for (int64_t i = 0; i < cols; ++i) f[i] = 1.0f;  // already 1 + w
     } else {
-      pool.parallel_for(rows, [&](int64_t b, int64_t e, int) { fill_rows(w, base, b, e, ts); }, 64);
+      pool.parallel_for(
+          rows, [&](int64_t b, int64_t e, int) { fill_rows(w, base, b, e, ts); }, 64);
     }
     w.data = base;
     mw->owned.push_back(std::move(buf));

@@ -9,13 +9,12 @@ namespace unicorn {
 namespace {
 void expect(const ModelWeights& mw, const WeightTensor& w, int64_t rows, int64_t cols) {
   if (w.rows != rows || w.cols != cols)
-    fail("{}: tensor '{}' has shape [{}, {}] (rows x cols), expected [{}, {}]", mw.source, w.name,
-         w.rows, w.cols, rows, cols);
+    fail("{}: tensor '{}' has shape [{}, {}] (rows x cols), expected [{}, {}]", mw.source, w.name, w.rows, w.cols, rows,
+         cols);
   if (!can_dequantize(w.type))
     fail("{}: tensor '{}' has type {}, which Unicorn cannot read", mw.source, w.name, type_name(w.type));
   if (cols % traits(w.type).block_size != 0)
-    fail("{}: tensor '{}' row of {} is not a multiple of the {} block", mw.source, w.name, cols,
-         type_name(w.type));
+    fail("{}: tensor '{}' row of {} is not a multiple of the {} block", mw.source, w.name, cols, type_name(w.type));
 }
 }  // namespace
 
@@ -53,8 +52,7 @@ void convert_norms_to_f32(ModelWeights& mw, bool add_one) {
   };
   conv(mw.output_norm);
   for (LayerWeights& L : mw.layers) {
-    for (WeightTensor* w : {&L.attn_norm, &L.q_norm, &L.k_norm, &L.post_attn_norm, &L.ffn_norm,
-                            &L.post_ffw_norm})
+    for (WeightTensor* w : {&L.attn_norm, &L.q_norm, &L.k_norm, &L.post_attn_norm, &L.ffn_norm, &L.post_ffw_norm})
       conv(*w);
   }
 }
@@ -62,9 +60,8 @@ void convert_norms_to_f32(ModelWeights& mw, bool add_one) {
 size_t ModelWeights::weight_bytes() const {
   size_t n = tok_embd.nbytes() + output_norm.nbytes();
   for (const LayerWeights& L : layers)
-    for (const WeightTensor* w : {&L.attn_norm, &L.q, &L.k, &L.v, &L.o, &L.q_norm, &L.k_norm,
-                                  &L.post_attn_norm, &L.ffn_norm, &L.gate, &L.up, &L.down,
-                                  &L.post_ffw_norm})
+    for (const WeightTensor* w : {&L.attn_norm, &L.q, &L.k, &L.v, &L.o, &L.q_norm, &L.k_norm, &L.post_attn_norm,
+                                  &L.ffn_norm, &L.gate, &L.up, &L.down, &L.post_ffw_norm})
       n += w->nbytes();
   return n;
 }

@@ -43,8 +43,8 @@ struct ModelWeights {
   std::vector<std::shared_ptr<const void>> keep_alive;
   std::vector<std::unique_ptr<std::vector<uint8_t>>> owned;
 
-  std::string source;        // file or directory the weights came from
-  std::string format;        // "gguf" or "safetensors"
+  std::string source;  // file or directory the weights came from
+  std::string format;  // "gguf" or "safetensors"
   size_t weight_bytes() const;
   // Tensors that were present but not used (e.g. vision tower), for reporting.
   std::vector<std::string> skipped;

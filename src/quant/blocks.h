@@ -18,8 +18,8 @@ static_assert(std::endian::native == std::endian::little, "GGML blocks are littl
 
 using F16Bits = uint16_t;  // raw IEEE binary16
 
-inline constexpr int kQK32 = 32;   // values per "legacy" block (Q4_0 … Q8_1)
-inline constexpr int kQKK = 256;   // values per K-quant super-block
+inline constexpr int kQK32 = 32;         // values per "legacy" block (Q4_0 … Q8_1)
+inline constexpr int kQKK = 256;         // values per K-quant super-block
 inline constexpr int kKScaleBytes = 12;  // packed 6-bit scales+mins of Q4_K/Q5_K, 6-bit scales of Q3_K
 
 // ---- 32-value blocks -------------------------------------------------------------------------
@@ -29,49 +29,49 @@ inline constexpr int kKScaleBytes = 12;  // packed 6-bit scales+mins of Q4_K/Q5_
 // y = d * (q - 8), q in 0..15.
 struct BlockQ4_0 {
   static constexpr int kValues = kQK32;
-  F16Bits d;                // @0   scale
-  uint8_t qs[kQK32 / 2];    // @2   4-bit quants, two per byte
+  F16Bits d;              // @0   scale
+  uint8_t qs[kQK32 / 2];  // @2   4-bit quants, two per byte
 };
 
 // y = d * q + m, q in 0..15.
 struct BlockQ4_1 {
   static constexpr int kValues = kQK32;
-  F16Bits d;                // @0   scale
-  F16Bits m;                // @2   minimum (offset)
-  uint8_t qs[kQK32 / 2];    // @4   4-bit quants
+  F16Bits d;              // @0   scale
+  F16Bits m;              // @2   minimum (offset)
+  uint8_t qs[kQK32 / 2];  // @4   4-bit quants
 };
 
 // y = d * (q - 16), q in 0..31.
 struct BlockQ5_0 {
   static constexpr int kValues = kQK32;
-  F16Bits d;                // @0   scale
-  uint8_t qh[4];            // @2   bit 4 of each quant; little-endian uint32, bit j = value j
-  uint8_t qs[kQK32 / 2];    // @6   low 4 bits of the quants
+  F16Bits d;              // @0   scale
+  uint8_t qh[4];          // @2   bit 4 of each quant; little-endian uint32, bit j = value j
+  uint8_t qs[kQK32 / 2];  // @6   low 4 bits of the quants
 };
 
 // y = d * q + m, q in 0..31.
 struct BlockQ5_1 {
   static constexpr int kValues = kQK32;
-  F16Bits d;                // @0   scale
-  F16Bits m;                // @2   minimum
-  uint8_t qh[4];            // @4   bit 4 of each quant (as Q5_0)
-  uint8_t qs[kQK32 / 2];    // @8   low 4 bits
+  F16Bits d;              // @0   scale
+  F16Bits m;              // @2   minimum
+  uint8_t qh[4];          // @4   bit 4 of each quant (as Q5_0)
+  uint8_t qs[kQK32 / 2];  // @8   low 4 bits
 };
 
 // y = d * q, q in -127..127 (also the activation format for Q4_0/Q5_0 dot products).
 struct BlockQ8_0 {
   static constexpr int kValues = kQK32;
-  F16Bits d;                // @0   scale
-  int8_t qs[kQK32];         // @2   quants, value j in qs[j]
+  F16Bits d;         // @0   scale
+  int8_t qs[kQK32];  // @2   quants, value j in qs[j]
 };
 
 // Activation format paired with Q4_1/Q5_1: as Q8_0 plus s = d * sum(qs), so that the weight's
 // minimum term needs no per-value work.
 struct BlockQ8_1 {
   static constexpr int kValues = kQK32;
-  F16Bits d;                // @0   scale
-  F16Bits s;                // @2   d * sum(qs)
-  int8_t qs[kQK32];         // @4   quants
+  F16Bits d;         // @0   scale
+  F16Bits s;         // @2   d * sum(qs)
+  int8_t qs[kQK32];  // @4   quants
 };
 
 // ---- 256-value K-quant super-blocks -------------------------------------------------------------
@@ -93,10 +93,10 @@ struct BlockQ2_K {
 // 2 bits in scales[8 + j%4] at bits 2*(j/4). y = d * (scale - 32) * q, q in -4..3.
 struct BlockQ3_K {
   static constexpr int kValues = kQKK;
-  uint8_t hmask[kQKK / 8];     // @0    high bit of each quant
-  uint8_t qs[kQKK / 4];        // @32   low 2 bits
+  uint8_t hmask[kQKK / 8];       // @0    high bit of each quant
+  uint8_t qs[kQKK / 4];          // @32   low 2 bits
   uint8_t scales[kKScaleBytes];  // @96 packed 6-bit scales
-  F16Bits d;                   // @108  super-block scale
+  F16Bits d;                     // @108  super-block scale
 };
 
 // 8 sub-blocks of 32 values, 4-bit quants; 6-bit scale and min per sub-block (spec §4.5,
@@ -104,45 +104,44 @@ struct BlockQ3_K {
 // high nibbles sub-block 2c+1. y = d*sc*q - dmin*m.
 struct BlockQ4_K {
   static constexpr int kValues = kQKK;
-  F16Bits d;                   // @0   super-block scale of the scales
-  F16Bits dmin;                // @2   super-block scale of the mins
+  F16Bits d;                     // @0   super-block scale of the scales
+  F16Bits dmin;                  // @2   super-block scale of the mins
   uint8_t scales[kKScaleBytes];  // @4  packed 6-bit scales and mins
-  uint8_t qs[kQKK / 2];        // @16  4-bit quants
+  uint8_t qs[kQKK / 2];          // @16  4-bit quants
 };
 
 // As Q4_K plus a fifth bit: value i's bit 4 is bit i/32 of qh[i%32].
 struct BlockQ5_K {
   static constexpr int kValues = kQKK;
-  F16Bits d;                   // @0   super-block scale of the scales
-  F16Bits dmin;                // @2   super-block scale of the mins
+  F16Bits d;                     // @0   super-block scale of the scales
+  F16Bits dmin;                  // @2   super-block scale of the mins
   uint8_t scales[kKScaleBytes];  // @4  packed 6-bit scales and mins (as Q4_K)
-  uint8_t qh[kQKK / 8];        // @16  bit 4 of each quant
-  uint8_t qs[kQKK / 2];        // @48  low 4 bits (as Q4_K)
+  uint8_t qh[kQKK / 8];          // @16  bit 4 of each quant
+  uint8_t qs[kQKK / 2];          // @48  low 4 bits (as Q4_K)
 };
 
 // 16 sub-blocks of 16 values, 6-bit quants stored -32; int8 scale per sub-block (spec §4.5).
 struct BlockQ6_K {
   static constexpr int kValues = kQKK;
-  uint8_t ql[kQKK / 2];        // @0    low 4 bits
-  uint8_t qh[kQKK / 4];        // @128  high 2 bits
-  int8_t scales[kQKK / 16];    // @192  sub-block scales
-  F16Bits d;                   // @208  super-block scale
+  uint8_t ql[kQKK / 2];      // @0    low 4 bits
+  uint8_t qh[kQKK / 4];      // @128  high 2 bits
+  int8_t scales[kQKK / 16];  // @192  sub-block scales
+  F16Bits d;                 // @208  super-block scale
 };
 
 // Activation format for K-quant dot products: y = d * q. bsums[g] = sum of qs[16g..16g+15],
 // which lets Q2_K/Q4_K/Q5_K subtract their mins per sub-block without touching each value.
 struct BlockQ8_K {
   static constexpr int kValues = kQKK;
-  float d;                     // @0    scale (f32, not f16)
-  int8_t qs[kQKK];             // @4    quants
-  int16_t bsums[kQKK / 16];    // @260  sums of 16 quants
+  float d;                   // @0    scale (f32, not f16)
+  int8_t qs[kQKK];           // @4    quants
+  int16_t bsums[kQKK / 16];  // @260  sums of 16 quants
 };
 
 // ---- non-linear 4-bit super-block (IQ4_XS) -----------------------------------------------------
 
 // The 16 levels of IQ4_NL/IQ4_XS, ascending: denser near zero, where most weights are.
-inline constexpr int8_t kIq4Levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                                          1,    13,   25,   38,  53,  69,  89,  113};
+inline constexpr int8_t kIq4Levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 // 8 sub-blocks of 32 values; 4-bit indices into kIq4Levels. Sub-block s has a signed 6-bit
 // scale stored +32: low 4 bits in scales_l[s/2] at nibble s%2, high 2 bits in scales_h at bits
@@ -150,10 +149,10 @@ inline constexpr int8_t kIq4Levels[16] = {-127, -104, -83, -65, -49, -35, -22, -
 // value l+16 in its high nibble. y = (d * (ls - 32)) * kIq4Levels[q].
 struct BlockIQ4_XS {
   static constexpr int kValues = kQKK;
-  F16Bits d;                   // @0   super-block scale
-  uint16_t scales_h;           // @2   high 2 bits of the 8 scales
-  uint8_t scales_l[kQKK / 64]; // @4   low 4 bits of the 8 scales
-  uint8_t qs[kQKK / 2];        // @8   4-bit level indices
+  F16Bits d;                    // @0   super-block scale
+  uint16_t scales_h;            // @2   high 2 bits of the 8 scales
+  uint8_t scales_l[kQKK / 64];  // @4   low 4 bits of the 8 scales
+  uint8_t qs[kQKK / 2];         // @8   4-bit level indices
 };
 
 // ---- layout checks (sizes must equal block_bytes in src/core/types.cpp) -------------------------

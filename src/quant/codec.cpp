@@ -65,8 +65,12 @@ void quantize_blocks_weighted(const float* src, const float* importance, void* d
 // The K-quant and IQ formats, which have only the searched quantizers.
 bool is_searched_only(GgmlType type) {
   switch (type) {
-    case GgmlType::Q2_K: case GgmlType::Q3_K: case GgmlType::Q4_K: case GgmlType::Q5_K:
-    case GgmlType::Q6_K: case GgmlType::IQ4_XS:
+    case GgmlType::Q2_K:
+    case GgmlType::Q3_K:
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
+    case GgmlType::Q6_K:
+    case GgmlType::IQ4_XS:
       return true;
     default:
       return false;
@@ -83,11 +87,22 @@ uint16_t load_u16(const unsigned char* p) {
 
 bool can_dequantize(GgmlType type) {
   switch (type) {
-    case GgmlType::F32: case GgmlType::F16: case GgmlType::BF16:
-    case GgmlType::Q4_0: case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1:
-    case GgmlType::Q8_0: case GgmlType::Q8_1:
-    case GgmlType::Q2_K: case GgmlType::Q3_K: case GgmlType::Q4_K: case GgmlType::Q5_K:
-    case GgmlType::Q6_K: case GgmlType::Q8_K: case GgmlType::IQ4_XS:
+    case GgmlType::F32:
+    case GgmlType::F16:
+    case GgmlType::BF16:
+    case GgmlType::Q4_0:
+    case GgmlType::Q4_1:
+    case GgmlType::Q5_0:
+    case GgmlType::Q5_1:
+    case GgmlType::Q8_0:
+    case GgmlType::Q8_1:
+    case GgmlType::Q2_K:
+    case GgmlType::Q3_K:
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
+    case GgmlType::Q6_K:
+    case GgmlType::Q8_K:
+    case GgmlType::IQ4_XS:
       return true;
   }
   return false;
@@ -95,11 +110,22 @@ bool can_dequantize(GgmlType type) {
 
 bool can_quantize(GgmlType type) {
   switch (type) {
-    case GgmlType::F32: case GgmlType::F16: case GgmlType::BF16:
-    case GgmlType::Q4_0: case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1:
-    case GgmlType::Q8_0: case GgmlType::Q8_1: case GgmlType::Q8_K:
-    case GgmlType::Q2_K: case GgmlType::Q3_K: case GgmlType::Q4_K: case GgmlType::Q5_K:
-    case GgmlType::Q6_K: case GgmlType::IQ4_XS:
+    case GgmlType::F32:
+    case GgmlType::F16:
+    case GgmlType::BF16:
+    case GgmlType::Q4_0:
+    case GgmlType::Q4_1:
+    case GgmlType::Q5_0:
+    case GgmlType::Q5_1:
+    case GgmlType::Q8_0:
+    case GgmlType::Q8_1:
+    case GgmlType::Q8_K:
+    case GgmlType::Q2_K:
+    case GgmlType::Q3_K:
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
+    case GgmlType::Q6_K:
+    case GgmlType::IQ4_XS:
       return true;
     default:
       return false;
@@ -112,26 +138,41 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
   if (n == 0) return;  // src/dst may be null for an empty row
   const auto* bytes = static_cast<const unsigned char*>(src);
   switch (type) {
-    case GgmlType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float)); return;
+    case GgmlType::F32:
+      std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+      return;
     case GgmlType::F16:
       for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(load_u16(bytes + 2 * i));
       return;
     case GgmlType::BF16:
       for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(load_u16(bytes + 2 * i));
       return;
-    case GgmlType::Q4_0: return dequantize_blocks<BlockQ4_0>(src, dst, nb);
-    case GgmlType::Q4_1: return dequantize_blocks<BlockQ4_1>(src, dst, nb);
-    case GgmlType::Q5_0: return dequantize_blocks<BlockQ5_0>(src, dst, nb);
-    case GgmlType::Q5_1: return dequantize_blocks<BlockQ5_1>(src, dst, nb);
-    case GgmlType::Q8_0: return dequantize_blocks<BlockQ8_0>(src, dst, nb);
-    case GgmlType::Q8_1: return dequantize_blocks<BlockQ8_1>(src, dst, nb);
-    case GgmlType::Q2_K: return dequantize_blocks<BlockQ2_K>(src, dst, nb);
-    case GgmlType::Q3_K: return dequantize_blocks<BlockQ3_K>(src, dst, nb);
-    case GgmlType::Q4_K: return dequantize_blocks<BlockQ4_K>(src, dst, nb);
-    case GgmlType::Q5_K: return dequantize_blocks<BlockQ5_K>(src, dst, nb);
-    case GgmlType::Q6_K: return dequantize_blocks<BlockQ6_K>(src, dst, nb);
-    case GgmlType::Q8_K: return dequantize_blocks<BlockQ8_K>(src, dst, nb);
-    case GgmlType::IQ4_XS: return dequantize_blocks<BlockIQ4_XS>(src, dst, nb);
+    case GgmlType::Q4_0:
+      return dequantize_blocks<BlockQ4_0>(src, dst, nb);
+    case GgmlType::Q4_1:
+      return dequantize_blocks<BlockQ4_1>(src, dst, nb);
+    case GgmlType::Q5_0:
+      return dequantize_blocks<BlockQ5_0>(src, dst, nb);
+    case GgmlType::Q5_1:
+      return dequantize_blocks<BlockQ5_1>(src, dst, nb);
+    case GgmlType::Q8_0:
+      return dequantize_blocks<BlockQ8_0>(src, dst, nb);
+    case GgmlType::Q8_1:
+      return dequantize_blocks<BlockQ8_1>(src, dst, nb);
+    case GgmlType::Q2_K:
+      return dequantize_blocks<BlockQ2_K>(src, dst, nb);
+    case GgmlType::Q3_K:
+      return dequantize_blocks<BlockQ3_K>(src, dst, nb);
+    case GgmlType::Q4_K:
+      return dequantize_blocks<BlockQ4_K>(src, dst, nb);
+    case GgmlType::Q5_K:
+      return dequantize_blocks<BlockQ5_K>(src, dst, nb);
+    case GgmlType::Q6_K:
+      return dequantize_blocks<BlockQ6_K>(src, dst, nb);
+    case GgmlType::Q8_K:
+      return dequantize_blocks<BlockQ8_K>(src, dst, nb);
+    case GgmlType::IQ4_XS:
+      return dequantize_blocks<BlockIQ4_XS>(src, dst, nb);
   }
 }
 
@@ -142,7 +183,9 @@ void quantize_row(GgmlType type, const float* src, void* dst, int64_t n) {
   if (is_searched_only(type)) return quantize_row_weighted(type, src, dst, n, nullptr);
   auto* bytes = static_cast<unsigned char*>(dst);
   switch (type) {
-    case GgmlType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float)); return;
+    case GgmlType::F32:
+      std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+      return;
     case GgmlType::F16:
       for (int64_t i = 0; i < n; ++i) {
         const uint16_t h = f32_to_f16(src[i]);
@@ -155,14 +198,22 @@ void quantize_row(GgmlType type, const float* src, void* dst, int64_t n) {
         std::memcpy(bytes + 2 * i, &h, 2);
       }
       return;
-    case GgmlType::Q4_0: return quantize_blocks<BlockQ4_0>(src, dst, nb);
-    case GgmlType::Q4_1: return quantize_blocks<BlockQ4_1>(src, dst, nb);
-    case GgmlType::Q5_0: return quantize_blocks<BlockQ5_0>(src, dst, nb);
-    case GgmlType::Q5_1: return quantize_blocks<BlockQ5_1>(src, dst, nb);
-    case GgmlType::Q8_0: return quantize_blocks<BlockQ8_0>(src, dst, nb);
-    case GgmlType::Q8_1: return quantize_blocks<BlockQ8_1>(src, dst, nb);
-    case GgmlType::Q8_K: return quantize_blocks<BlockQ8_K>(src, dst, nb);
-    default: break;  // excluded by can_quantize
+    case GgmlType::Q4_0:
+      return quantize_blocks<BlockQ4_0>(src, dst, nb);
+    case GgmlType::Q4_1:
+      return quantize_blocks<BlockQ4_1>(src, dst, nb);
+    case GgmlType::Q5_0:
+      return quantize_blocks<BlockQ5_0>(src, dst, nb);
+    case GgmlType::Q5_1:
+      return quantize_blocks<BlockQ5_1>(src, dst, nb);
+    case GgmlType::Q8_0:
+      return quantize_blocks<BlockQ8_0>(src, dst, nb);
+    case GgmlType::Q8_1:
+      return quantize_blocks<BlockQ8_1>(src, dst, nb);
+    case GgmlType::Q8_K:
+      return quantize_blocks<BlockQ8_K>(src, dst, nb);
+    default:
+      break;  // excluded by can_quantize
   }
 }
 
@@ -176,19 +227,26 @@ void quantize_row_weighted(GgmlType type, const float* src, void* dst, int64_t n
         fail("quantize_row_weighted: importance of column {} is {} (must be finite and >= 0)", i, importance[i]);
   }
   switch (type) {
-    case GgmlType::Q2_K: return quantize_blocks_weighted<BlockQ2_K>(src, importance, dst, nb);
-    case GgmlType::Q3_K: return quantize_blocks_weighted<BlockQ3_K>(src, importance, dst, nb);
-    case GgmlType::Q4_K: return quantize_blocks_weighted<BlockQ4_K>(src, importance, dst, nb);
-    case GgmlType::Q5_K: return quantize_blocks_weighted<BlockQ5_K>(src, importance, dst, nb);
-    case GgmlType::Q6_K: return quantize_blocks_weighted<BlockQ6_K>(src, importance, dst, nb);
-    case GgmlType::IQ4_XS: return quantize_blocks_weighted<BlockIQ4_XS>(src, importance, dst, nb);
+    case GgmlType::Q2_K:
+      return quantize_blocks_weighted<BlockQ2_K>(src, importance, dst, nb);
+    case GgmlType::Q3_K:
+      return quantize_blocks_weighted<BlockQ3_K>(src, importance, dst, nb);
+    case GgmlType::Q4_K:
+      return quantize_blocks_weighted<BlockQ4_K>(src, importance, dst, nb);
+    case GgmlType::Q5_K:
+      return quantize_blocks_weighted<BlockQ5_K>(src, importance, dst, nb);
+    case GgmlType::Q6_K:
+      return quantize_blocks_weighted<BlockQ6_K>(src, importance, dst, nb);
+    case GgmlType::IQ4_XS:
+      return quantize_blocks_weighted<BlockIQ4_XS>(src, importance, dst, nb);
     case GgmlType::Q4_0:
       if (importance) return quantize_blocks_weighted<BlockQ4_0>(src, importance, dst, nb);
       break;
     case GgmlType::Q5_0:
       if (importance) return quantize_blocks_weighted<BlockQ5_0>(src, importance, dst, nb);
       break;
-    default: break;
+    default:
+      break;
   }
   quantize_row(type, src, dst, n);  // importance-free types and the reference paths
 }

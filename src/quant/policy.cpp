@@ -20,9 +20,9 @@ struct RoleName {
   TensorRole role;
 };
 constexpr RoleName kRoles[] = {
-    {"attn_q.weight", TensorRole::AttnQ},       {"attn_k.weight", TensorRole::AttnK},
-    {"attn_v.weight", TensorRole::AttnV},       {"attn_output.weight", TensorRole::AttnOut},
-    {"ffn_gate.weight", TensorRole::FfnGate},   {"ffn_up.weight", TensorRole::FfnUp},
+    {"attn_q.weight", TensorRole::AttnQ},     {"attn_k.weight", TensorRole::AttnK},
+    {"attn_v.weight", TensorRole::AttnV},     {"attn_output.weight", TensorRole::AttnOut},
+    {"ffn_gate.weight", TensorRole::FfnGate}, {"ffn_up.weight", TensorRole::FfnUp},
     {"ffn_down.weight", TensorRole::FfnDown},
 };
 
@@ -67,17 +67,21 @@ const std::vector<QuantPreset>& quant_presets() {
       {"bf16", "every matrix BF16"},
       {"q8_0", "every matrix Q8_0 (8.5 bits/weight)"},
       {"q4_0", "every matrix Q4_0 (4.5 bits/weight)"},
-      {"q4_mix", "Q4_K for most matrices, Q6_K attn_v, Q5_K attn_k; Q6_K token_embd when it is over a "
-                 "quarter of the model (4.58 bits/weight at 27B)"},
-      {"q4_small", "IQ4_XS for most matrices, Q5_K attn_v, Q3_K attn_q; Q5_K token_embd when it is over a "
-                   "quarter of the model (4.24 bits/weight at 27B)"},
+      {"q4_mix",
+       "Q4_K for most matrices, Q6_K attn_v, Q5_K attn_k; Q6_K token_embd when it is over a "
+       "quarter of the model (4.58 bits/weight at 27B)"},
+      {"q4_small",
+       "IQ4_XS for most matrices, Q5_K attn_v, Q3_K attn_q; Q5_K token_embd when it is over a "
+       "quarter of the model (4.24 bits/weight at 27B)"},
   };
   return presets;
 }
 
 QuantPolicy::QuantPolicy(std::string preset, std::vector<TypeOverride> overrides, int64_t n_layers,
                          double embedding_share)
-    : preset_(std::move(preset)), overrides_(std::move(overrides)), n_layers_(n_layers),
+    : preset_(std::move(preset)),
+      overrides_(std::move(overrides)),
+      n_layers_(n_layers),
       embedding_share_(embedding_share) {
   bool known = false;
   std::string names;
@@ -104,30 +108,49 @@ GgmlType QuantPolicy::preset_type(TensorRole role, int layer) const {
   if (preset_ == "q4_0") return GgmlType::Q4_0;
   if (preset_ == "q4_mix") {
     switch (role) {
-      case TensorRole::AttnV: return GgmlType::Q6_K;
-      case TensorRole::AttnK: return GgmlType::Q5_K;
-      case TensorRole::TokenEmbd: return big_embedding ? GgmlType::Q6_K : GgmlType::Q4_K;
-      default: return GgmlType::Q4_K;
+      case TensorRole::AttnV:
+        return GgmlType::Q6_K;
+      case TensorRole::AttnK:
+        return GgmlType::Q5_K;
+      case TensorRole::TokenEmbd:
+        return big_embedding ? GgmlType::Q6_K : GgmlType::Q4_K;
+      default:
+        return GgmlType::Q4_K;
     }
   }
   // q4_small
   switch (role) {
-    case TensorRole::AttnV: return GgmlType::Q5_K;
-    case TensorRole::AttnQ: return GgmlType::Q3_K;
-    case TensorRole::TokenEmbd: return big_embedding ? GgmlType::Q5_K : GgmlType::IQ4_XS;
-    default: return GgmlType::IQ4_XS;
+    case TensorRole::AttnV:
+      return GgmlType::Q5_K;
+    case TensorRole::AttnQ:
+      return GgmlType::Q3_K;
+    case TensorRole::TokenEmbd:
+      return big_embedding ? GgmlType::Q5_K : GgmlType::IQ4_XS;
+    default:
+      return GgmlType::IQ4_XS;
   }
 }
 
 GgmlType fallback_type(GgmlType t) {
   switch (t) {
-    case GgmlType::Q2_K: case GgmlType::Q3_K: case GgmlType::IQ4_XS: return GgmlType::Q4_0;
-    case GgmlType::Q4_K: return GgmlType::Q5_0;
-    case GgmlType::Q5_K: return GgmlType::Q5_1;
-    case GgmlType::Q6_K: case GgmlType::Q8_K: return GgmlType::Q8_0;
-    case GgmlType::F32: return GgmlType::F32;
-    case GgmlType::F16: case GgmlType::BF16: return GgmlType::F32;
-    default: return GgmlType::F16;  // the 32-value blocks
+    case GgmlType::Q2_K:
+    case GgmlType::Q3_K:
+    case GgmlType::IQ4_XS:
+      return GgmlType::Q4_0;
+    case GgmlType::Q4_K:
+      return GgmlType::Q5_0;
+    case GgmlType::Q5_K:
+      return GgmlType::Q5_1;
+    case GgmlType::Q6_K:
+    case GgmlType::Q8_K:
+      return GgmlType::Q8_0;
+    case GgmlType::F32:
+      return GgmlType::F32;
+    case GgmlType::F16:
+    case GgmlType::BF16:
+      return GgmlType::F32;
+    default:
+      return GgmlType::F16;  // the 32-value blocks
   }
 }
 

@@ -39,9 +39,9 @@ struct QuantPreset {
 const std::vector<QuantPreset>& quant_presets();
 
 struct TypeChoice {
-  GgmlType type;     // what is written
-  GgmlType wanted;   // what the preset or override asked for
-  std::string why;   // "preset", "override 'attn_v=q8_0'", plus any fallback reason
+  GgmlType type;    // what is written
+  GgmlType wanted;  // what the preset or override asked for
+  std::string why;  // "preset", "override 'attn_v=q8_0'", plus any fallback reason
 };
 
 // Can this build encode the type? Defaults to codec.h's can_quantize; plans for shapes ask
@@ -53,8 +53,7 @@ class QuantPolicy {
   // Throws Error naming the preset if it is unknown. embedding_share = token_embd's fraction of
   // all weights (0.63 for the 270M, 0.05 for the 27B): where the tied embedding/output head
   // holds most of the model, its error dominates and it gets more bits.
-  QuantPolicy(std::string preset, std::vector<TypeOverride> overrides, int64_t n_layers,
-              double embedding_share = 0.0);
+  QuantPolicy(std::string preset, std::vector<TypeOverride> overrides, int64_t n_layers, double embedding_share = 0.0);
 
   const std::string& preset() const { return preset_; }
 

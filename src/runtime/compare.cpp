@@ -189,18 +189,32 @@ std::string compare_markdown(const CompareReport& r) {
 
 nlohmann::json compare_json(const CompareReport& r) {
   auto model = [](const ModelSummary& m) {
-    return nlohmann::json{{"path", m.path},           {"file_bytes", m.file_bytes},
-                          {"tensor_bytes", m.tensor_bytes}, {"n_elements", m.n_elements},
-                          {"bits_per_weight", m.bits_per_weight}, {"ppl", m.ppl}};
+    return nlohmann::json{{"path", m.path},
+                          {"file_bytes", m.file_bytes},
+                          {"tensor_bytes", m.tensor_bytes},
+                          {"n_elements", m.n_elements},
+                          {"bits_per_weight", m.bits_per_weight},
+                          {"ppl", m.ppl}};
   };
   nlohmann::json tensors = nlohmann::json::array();
   for (const auto& t : r.tensors)
-    tensors.push_back({{"name", t.name}, {"ref_type", type_name(t.ref_type)}, {"quant_type", type_name(t.quant_type)},
-                       {"n_elements", t.n_elements}, {"rel_error", t.rel_error}});
-  return {{"text", r.text_path},        {"n_ctx", r.n_ctx},         {"n_chunks", r.n_chunks},
-          {"n_scored", r.n_scored},     {"ref", model(r.ref)},      {"quant", model(r.quant)},
-          {"ppl_ratio", r.ppl_ratio},   {"retention", r.retention}, {"mean_kl", r.mean_kl},
-          {"max_kl", r.max_kl},         {"top1_agreement", r.top1_agreement}, {"tensors", tensors}};
+    tensors.push_back({{"name", t.name},
+                       {"ref_type", type_name(t.ref_type)},
+                       {"quant_type", type_name(t.quant_type)},
+                       {"n_elements", t.n_elements},
+                       {"rel_error", t.rel_error}});
+  return {{"text", r.text_path},
+          {"n_ctx", r.n_ctx},
+          {"n_chunks", r.n_chunks},
+          {"n_scored", r.n_scored},
+          {"ref", model(r.ref)},
+          {"quant", model(r.quant)},
+          {"ppl_ratio", r.ppl_ratio},
+          {"retention", r.retention},
+          {"mean_kl", r.mean_kl},
+          {"max_kl", r.max_kl},
+          {"top1_agreement", r.top1_agreement},
+          {"tensors", tensors}};
 }
 
 }  // namespace unicorn

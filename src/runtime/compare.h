@@ -47,9 +47,9 @@ struct CompareReport {
   ModelSummary ref, quant;
   std::string text_path;
   int64_t n_ctx = 0, n_chunks = 0, n_scored = 0;
-  double ppl_ratio = 0;   // quant / ref
-  double retention = 0;   // ref / quant
-  double mean_kl = 0;     // nats per scored position
+  double ppl_ratio = 0;  // quant / ref
+  double retention = 0;  // ref / quant
+  double mean_kl = 0;    // nats per scored position
   double max_kl = 0;
   double top1_agreement = 0;
   std::vector<TensorError> tensors;  // in the reference's order

@@ -58,13 +58,14 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& opt_in) {
   if (const size_t avail = available_host_memory(); avail > 0) {
     const size_t need = e->mem_.kv + e->mem_.scratch;
     if (need > avail)
-      fail("not enough memory: the KV cache for {} tokens ({}) plus scratch ({}) needs {}, but only {} is "
-           "available; lower -c or use --kv-type f16",
-           opt.n_ctx, format_bytes(e->mem_.kv), format_bytes(e->mem_.scratch), format_bytes(need),
-           format_bytes(avail));
+      fail(
+          "not enough memory: the KV cache for {} tokens ({}) plus scratch ({}) needs {}, but only {} is "
+          "available; lower -c or use --kv-type f16",
+          opt.n_ctx, format_bytes(e->mem_.kv), format_bytes(e->mem_.scratch), format_bytes(need), format_bytes(avail));
   }
   // One backend for now; the planner (runtime/placement.h) will spread layers over devices.
-  e->backends_.push_back(make_backend(opt.device, opt.n_threads, opt.precision == "exact" ? MatmulPrecision::Exact : MatmulPrecision::Fast));
+  e->backends_.push_back(make_backend(opt.device, opt.n_threads,
+                                      opt.precision == "exact" ? MatmulPrecision::Exact : MatmulPrecision::Fast));
   Placement pl = Placement::all_on(e->backends_[0].get(), c.n_layers);
   e->model_ = std::make_unique<Gemma3Model>(e->weights_, pl);
   e->kv_ = std::make_unique<KvCache>(c, pl, opt.n_seq, opt.n_ctx, opt.kv_type);
@@ -72,7 +73,8 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& opt_in) {
 }
 
 const Tokenizer& Engine::tokenizer() const {
-  if (!tokenizer_) fail("{}: the model carries no tokenizer (no tokenizer.ggml.* metadata or tokenizer.json)", opt_.model_path);
+  if (!tokenizer_)
+    fail("{}: the model carries no tokenizer (no tokenizer.ggml.* metadata or tokenizer.json)", opt_.model_path);
   return *tokenizer_;
 }
 

@@ -17,13 +17,13 @@ namespace unicorn {
 
 struct EngineOptions {
   std::string model_path;
-  int n_threads = 0;       // 0: all cores
-  int64_t n_ctx = -4096;   // 0: the model's trained context; -N: N capped at it
+  int n_threads = 0;      // 0: all cores
+  int64_t n_ctx = -4096;  // 0: the model's trained context; -N: N capped at it
   int n_seq = 1;
-  int64_t n_batch = 512;   // tokens per forward call when processing a prompt
+  int64_t n_batch = 512;  // tokens per forward call when processing a prompt
   GgmlType kv_type = GgmlType::F16;
   std::string precision = "fast";  // CPU matmuls: "fast" (int8 activations) or "exact" (f32)
-  std::string device = "auto";  // "auto" (CUDA when a device is present, else CPU), "cpu", "cuda", "cuda:N"
+  std::string device = "auto";     // "auto" (CUDA when a device is present, else CPU), "cpu", "cuda", "cuda:N"
 };
 
 class Engine {

@@ -9,13 +9,20 @@ namespace unicorn {
 
 const char* stop_reason_text(StopReason r) {
   switch (r) {
-    case StopReason::None: return "none";
-    case StopReason::EndOfSequence: return "end of sequence";
-    case StopReason::EndOfTurn: return "end of turn";
-    case StopReason::StopString: return "stop string";
-    case StopReason::MaxTokens: return "max tokens";
-    case StopReason::ContextFull: return "context full";
-    case StopReason::Interrupted: return "interrupted";
+    case StopReason::None:
+      return "none";
+    case StopReason::EndOfSequence:
+      return "end of sequence";
+    case StopReason::EndOfTurn:
+      return "end of turn";
+    case StopReason::StopString:
+      return "stop string";
+    case StopReason::MaxTokens:
+      return "max tokens";
+    case StopReason::ContextFull:
+      return "context full";
+    case StopReason::Interrupted:
+      return "interrupted";
   }
   return "?";
 }

@@ -43,9 +43,9 @@ class Generator {
   void generate(const GenerationLimits& limits, const std::function<void(std::string_view)>& on_text,
                 GenerationStats& stats, const std::atomic<bool>* interrupted = nullptr);
 
-  int64_t position() const;             // tokens in the cache
+  int64_t position() const;  // tokens in the cache
   const std::vector<int32_t>& generated() const { return generated_; }
-  void reset();                         // empty the cache
+  void reset();  // empty the cache
 
  private:
   void forward_chunk(std::span<const int32_t> tokens);

@@ -17,7 +17,7 @@ struct MemoryEstimate {
 };
 
 MemoryEstimate estimate_memory(const ModelWeights& w, int64_t n_ctx, int n_seq, GgmlType kv_type, int64_t n_batch);
-size_t available_host_memory();  // MemAvailable from /proc/meminfo (0 if unknown)
+size_t available_host_memory();      // MemAvailable from /proc/meminfo (0 if unknown)
 std::string format_bytes(size_t n);  // "1.23 GiB"
 
 }  // namespace unicorn

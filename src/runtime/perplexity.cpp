@@ -22,7 +22,8 @@ PerplexityResult perplexity(Gemma3Model& model, KvCache& kv, std::span<const int
   if (n_ctx > kv.n_ctx()) fail("perplexity context {} is larger than the cache ({})", n_ctx, kv.n_ctx());
   int64_t n_chunks = static_cast<int64_t>(tokens.size()) / n_ctx;
   if (n_chunks == 0)
-    fail("the text has {} tokens, fewer than one chunk of {} (use a smaller -c or a longer text)", tokens.size(), n_ctx);
+    fail("the text has {} tokens, fewer than one chunk of {} (use a smaller -c or a longer text)", tokens.size(),
+         n_ctx);
   if (max_chunks > 0) n_chunks = std::min(n_chunks, max_chunks);
   const int64_t V = model.config().vocab_size;
   const int64_t first = n_ctx / 2;

@@ -1,9 +1,9 @@
 #include "runtime/quant_source.h"
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
-#include <cctype>
 #include <map>
 
 #include <fmt/format.h>
@@ -205,8 +205,7 @@ struct QuantSourceBuilder {
     c.validate(path);
     src->config_ = c;
     for (const std::string& key : f->keys()) {
-      if (key == "general.alignment" || key == "general.file_type" || key == "general.quantization_version")
-        continue;
+      if (key == "general.alignment" || key == "general.file_type" || key == "general.quantization_version") continue;
       src->metadata_.push_back({key, *f->find(key)});
     }
     // Files Unicorn writes record the attention scale (gguf_writer.h convention).
@@ -248,7 +247,8 @@ struct QuantSourceBuilder {
       if (g == "output_norm.weight") return int64_t{1} << 40;
       return static_cast<int64_t>(std::stol(g.substr(4)));
     };
-    std::stable_sort(found.begin(), found.end(), [&](const auto& a, const auto& b) { return rank(a.first) < rank(b.first); });
+    std::stable_sort(found.begin(), found.end(),
+                     [&](const auto& a, const auto& b) { return rank(a.first) < rank(b.first); });
     for (auto& [g, t] : found) {
       std::vector<int64_t> ne(t.shape.rbegin(), t.shape.rend());  // PyTorch [out, in] -> ggml [in, out]
       const bool norm = g.size() >= 11 && g.compare(g.size() - 11, 11, "norm.weight") == 0;

@@ -17,11 +17,11 @@
 namespace unicorn {
 
 struct SourceTensor {
-  std::string name;          // GGUF name
-  std::vector<int64_t> ne;   // ggml order: ne[0] = row length
-  GgmlType type;             // as stored
-  const uint8_t* data;       // into a mapping owned by the QuantSource
-  bool add_one = false;      // HF norm weight: GGUF stores 1+w (spec §4.4)
+  std::string name;         // GGUF name
+  std::vector<int64_t> ne;  // ggml order: ne[0] = row length
+  GgmlType type;            // as stored
+  const uint8_t* data;      // into a mapping owned by the QuantSource
+  bool add_one = false;     // HF norm weight: GGUF stores 1+w (spec §4.4)
 
   int64_t cols() const { return ne[0]; }
   int64_t rows() const;

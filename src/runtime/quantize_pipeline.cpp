@@ -22,10 +22,19 @@ uint64_t value_bytes(const GgufValue& v);
 
 uint64_t scalar_bytes(GgufValueType t) {
   switch (t) {
-    case GgufValueType::U8: case GgufValueType::I8: case GgufValueType::BOOL: return 1;
-    case GgufValueType::U16: case GgufValueType::I16: return 2;
-    case GgufValueType::U32: case GgufValueType::I32: case GgufValueType::F32: return 4;
-    default: return 8;
+    case GgufValueType::U8:
+    case GgufValueType::I8:
+    case GgufValueType::BOOL:
+      return 1;
+    case GgufValueType::U16:
+    case GgufValueType::I16:
+      return 2;
+    case GgufValueType::U32:
+    case GgufValueType::I32:
+    case GgufValueType::F32:
+      return 4;
+    default:
+      return 8;
   }
 }
 
@@ -47,10 +56,15 @@ uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
 const char* file_type_of(const std::string& preset, uint32_t& id) {
   // llama.cpp's LLAMA_FTYPE numbering, so tools that print it say something sensible.
-  struct F { const char* preset; uint32_t id; const char* name; };
-  static constexpr F kTypes[] = {{"f32", 0, "all F32"}, {"f16", 1, "mostly F16"}, {"q4_0", 2, "mostly Q4_0"},
-                                 {"q8_0", 7, "mostly Q8_0"}, {"q4_mix", 15, "Q4_K_M-like"},
-                                 {"q4_small", 30, "IQ4_XS-like"}, {"bf16", 32, "mostly BF16"}};
+  struct F {
+    const char* preset;
+    uint32_t id;
+    const char* name;
+  };
+  static constexpr F kTypes[] = {{"f32", 0, "all F32"},         {"f16", 1, "mostly F16"},
+                                 {"q4_0", 2, "mostly Q4_0"},    {"q8_0", 7, "mostly Q8_0"},
+                                 {"q4_mix", 15, "Q4_K_M-like"}, {"q4_small", 30, "IQ4_XS-like"},
+                                 {"bf16", 32, "mostly BF16"}};
   for (const auto& f : kTypes)
     if (preset == f.preset) {
       id = f.id;
@@ -128,7 +142,11 @@ double embedding_share(const std::vector<TensorShapeDesc>& tensors) {
 }
 
 Gemma3Config gemma3_size_config(const std::string& size) {
-  struct S { const char* name; int64_t hidden, layers, heads, kv, hd, ffn, vocab, ctx, window; float qpas, rope_scale; };
+  struct S {
+    const char* name;
+    int64_t hidden, layers, heads, kv, hd, ffn, vocab, ctx, window;
+    float qpas, rope_scale;
+  };
   // spec §1.1 / §1.1b; 4B+ with the multimodal checkpoints' 262208 embedding rows.
   static constexpr S kSizes[] = {
       {"270m", 640, 18, 4, 1, 256, 2048, 262144, 32768, 512, 256, 1},

@@ -63,9 +63,9 @@ struct QuantizeOptions {
   std::string output;
   std::string preset;
   std::vector<TypeOverride> overrides;
-  const ImportanceMatrix* imatrix = nullptr;  // null: unweighted rounding
-  int threads = 0;                            // 0: all cores
-  size_t slab_bytes = size_t{8} << 20;        // f32 rows decoded at a time (per slab)
+  const ImportanceMatrix* imatrix = nullptr;              // null: unweighted rounding
+  int threads = 0;                                        // 0: all cores
+  size_t slab_bytes = size_t{8} << 20;                    // f32 rows decoded at a time (per slab)
   std::function<void(const QuantizeProgress&)> progress;  // after each slab of rows
 };
 

@@ -25,7 +25,8 @@ int32_t Sampler::sample(std::span<const float> logits) {
   const int64_t n = p_.n_allowed > 0 ? std::min<int64_t>(p_.n_allowed, static_cast<int64_t>(logits.size()))
                                      : static_cast<int64_t>(logits.size());
   cand_.resize(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) cand_[static_cast<size_t>(i)] = {logits[static_cast<size_t>(i)], static_cast<int32_t>(i)};
+  for (int64_t i = 0; i < n; ++i)
+    cand_[static_cast<size_t>(i)] = {logits[static_cast<size_t>(i)], static_cast<int32_t>(i)};
   // Penalties on recently generated tokens (each distinct token once).
   if (p_.repeat_penalty != 1.0f || p_.presence_penalty != 0.0f) {
     std::unordered_set<int32_t> seen(recent_.begin(), recent_.end());
@@ -36,7 +37,9 @@ int32_t Sampler::sample(std::span<const float> logits) {
       z -= p_.presence_penalty;
     }
   }
-  auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  auto by_logit = [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
   if (p_.temperature <= 0.0f) return std::min_element(cand_.begin(), cand_.end(), by_logit)->second;
 
   size_t k = cand_.size();

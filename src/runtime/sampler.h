@@ -11,14 +11,14 @@ namespace unicorn {
 
 struct SamplerParams {
   float temperature = 1.0f;
-  int top_k = 64;          // <= 0: off
-  float top_p = 0.95f;     // >= 1: off
-  float min_p = 0.0f;      // <= 0: off
-  float repeat_penalty = 1.0f;    // 1: off; divides positive / multiplies negative logits of recent tokens
+  int top_k = 64;               // <= 0: off
+  float top_p = 0.95f;          // >= 1: off
+  float min_p = 0.0f;           // <= 0: off
+  float repeat_penalty = 1.0f;  // 1: off; divides positive / multiplies negative logits of recent tokens
   int repeat_last_n = 64;
   float presence_penalty = 0.0f;  // subtracted once from logits of recent tokens
   uint64_t seed = 0;
-  int64_t n_allowed = 0;   // ids >= n_allowed are never sampled (0: all); masks padded vocab rows
+  int64_t n_allowed = 0;  // ids >= n_allowed are never sampled (0: all); masks padded vocab rows
 };
 
 class Sampler {

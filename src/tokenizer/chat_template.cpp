@@ -17,7 +17,8 @@ bool is_python_space(char32_t c) {
 std::string_view turn_name(const ChatMessage& m, std::size_t index) {
   if (m.role == "user") return "user";
   if (m.role == "assistant" || m.role == "model") return "model";
-  if (m.role == "system") fail("chat template: message {} is a system message; only the first message may be one", index);
+  if (m.role == "system")
+    fail("chat template: message {} is a system message; only the first message may be one", index);
   fail("chat template: message {} has unknown role '{}' (expected system, user or assistant)", index, m.role);
 }
 

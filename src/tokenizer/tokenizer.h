@@ -24,8 +24,8 @@ class Tokenizer {
   // `scores` exactly as Hugging Face's converter derives them, so encode() matches tokenizer.json.
   // `unk` = -1 falls back to the piece "<unk>" if present.
   static Tokenizer from_gguf_metadata(const std::vector<std::string>& tokens, const std::vector<float>& scores,
-                                      const std::vector<int32_t>& token_types,
-                                      const std::vector<std::string>* merges, int bos, int eos, int unk = -1);
+                                      const std::vector<int32_t>& token_types, const std::vector<std::string>* merges,
+                                      int bos, int eos, int unk = -1);
 
   // Text -> ids. Special and user-defined pieces ("<start_of_turn>", "\n", whitespace runs, ...)
   // are matched verbatim first; the rest has spaces replaced by "▁" (no dummy prefix) and goes

@@ -13,13 +13,20 @@ namespace {
 
 TokenKind kind_from_gguf(int32_t type, std::size_t id) {
   switch (type) {  // GGUF token_type codes, spec §4.2
-    case 1: return TokenKind::Normal;
-    case 2: return TokenKind::Control;  // unknown (<unk>): special, matched verbatim like control pieces
-    case 3: return TokenKind::Control;
-    case 4: return TokenKind::UserDefined;
-    case 5: return TokenKind::Unused;
-    case 6: return TokenKind::Byte;
-    default: fail("GGUF tokenizer.ggml.token_type[{}] = {} is not a known token type (1..6)", id, type);
+    case 1:
+      return TokenKind::Normal;
+    case 2:
+      return TokenKind::Control;  // unknown (<unk>): special, matched verbatim like control pieces
+    case 3:
+      return TokenKind::Control;
+    case 4:
+      return TokenKind::UserDefined;
+    case 5:
+      return TokenKind::Unused;
+    case 6:
+      return TokenKind::Byte;
+    default:
+      fail("GGUF tokenizer.ggml.token_type[{}] = {} is not a known token type (1..6)", id, type);
   }
 }
 
@@ -30,8 +37,10 @@ std::string normalized_piece(const std::string& piece) {
   std::string out;
   out.reserve(piece.size());
   for (char c : piece) {
-    if (c == ' ') out += "\xE2\x96\x81";
-    else out += c;
+    if (c == ' ')
+      out += "\xE2\x96\x81";
+    else
+      out += c;
   }
   return out;
 }
@@ -77,23 +86,24 @@ void derive_merges_from_scores(const Vocabulary& vocab, const std::vector<float>
 }
 
 void check_special_id(int id, std::size_t n, const char* key) {
-  if (id < -1 || id >= static_cast<int64_t>(n))
-    fail("GGUF {} = {} is outside the vocabulary (size {})", key, id, n);
+  if (id < -1 || id >= static_cast<int64_t>(n)) fail("GGUF {} = {} is outside the vocabulary (size {})", key, id, n);
 }
 
 }  // namespace
 
 Tokenizer Tokenizer::from_gguf_metadata(const std::vector<std::string>& tokens, const std::vector<float>& scores,
-                                        const std::vector<int32_t>& token_types,
-                                        const std::vector<std::string>* merges, int bos, int eos, int unk) {
+                                        const std::vector<int32_t>& token_types, const std::vector<std::string>* merges,
+                                        int bos, int eos, int unk) {
   const std::size_t n = tokens.size();
   if (n == 0) fail("GGUF tokenizer.ggml.tokens is empty");
   if (n > INT32_MAX) fail("GGUF tokenizer.ggml.tokens has {} entries, too many", n);
   if (token_types.size() != n)
     fail("GGUF tokenizer.ggml.token_type has {} entries, tokenizer.ggml.tokens has {}", token_types.size(), n);
   if (merges == nullptr && scores.size() != n)
-    fail("GGUF tokenizer.ggml.scores has {} entries, tokenizer.ggml.tokens has {} (scores are needed when the "
-         "file has no tokenizer.ggml.merges)", scores.size(), n);
+    fail(
+        "GGUF tokenizer.ggml.scores has {} entries, tokenizer.ggml.tokens has {} (scores are needed when the "
+        "file has no tokenizer.ggml.merges)",
+        scores.size(), n);
   check_special_id(bos, n, "tokenizer.ggml.bos_token_id");
   check_special_id(eos, n, "tokenizer.ggml.eos_token_id");
   check_special_id(unk, n, "tokenizer.ggml.unknown_token_id");

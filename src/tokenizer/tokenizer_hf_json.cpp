@@ -102,7 +102,8 @@ Tokenizer Tokenizer::from_hf_json(const std::string& path) {
       const auto [left, right] = merge_operands(merges[rank], path, rank);
       const auto l = m->vocab.find(left), r = m->vocab.find(right), result = m->vocab.find(left + right);
       if (!l || !r || !result)
-        fail("tokenizer.json '{}': merge {} ('{}' + '{}') uses a piece missing from the vocab", path, rank, left, right);
+        fail("tokenizer.json '{}': merge {} ('{}' + '{}') uses a piece missing from the vocab", path, rank, left,
+             right);
       m->merges.add(*l, *r, *result);
     }
 

@@ -40,8 +40,7 @@ void quantize_act_row(const float* x, int64_t K, int8_t* q, float* d, int32_t* s
   for (int64_t b = 0; b < K / kActBlock; ++b) d[b] = quantize_block32(x + b * kActBlock, q + b * kActBlock, sum[b]);
 }
 
-void pack_act_panel(const float* x, int64_t ldx, int64_t K, int64_t T, int64_t g0, int64_t g1,
-                    PanelBlock* blocks) {
+void pack_act_panel(const float* x, int64_t ldx, int64_t K, int64_t T, int64_t g0, int64_t g1, PanelBlock* blocks) {
   constexpr int G = PanelBlock::kTokens;
   const int64_t nblocks = K / kActBlock;
   for (int64_t g = g0; g < g1; ++g) {

@@ -44,12 +44,12 @@ void CpuBackend::attention(const Act& q, const Act& k, const Act& v, LayerKv& kv
       const int64_t past = past_len[static_cast<size_t>(seq)];
       const int64_t lo = p.window > 0 ? std::max<int64_t>(0, pos - p.window + 1) : 0;
       const int64_t n_past = std::max<int64_t>(0, past - lo);  // cached keys lo .. past-1
-      const int64_t n_new = pos - std::max(past, lo) + 1;       // batch keys max(past,lo) .. pos
+      const int64_t n_new = pos - std::max(past, lo) + 1;      // batch keys max(past,lo) .. pos
       const int64_t n = n_past + n_new;
       buf.resize(static_cast<size_t>(per_job * n + hd + per_job * hd));
-      float* scores = buf.data();               // [per_job][n]
-      float* row = scores + per_job * n;        // a key or value row converted to f32
-      float* acc = row + hd;                    // [per_job][hd]
+      float* scores = buf.data();         // [per_job][n]
+      float* row = scores + per_job * n;  // a key or value row converted to f32
+      float* acc = row + hd;              // [per_job][hd]
       const auto& mine = of_seq[static_cast<size_t>(seq)];
       const int64_t first_new = std::max(past, lo) - past;  // index into `mine`
       auto key = [&](int64_t j) -> const float* {
@@ -85,8 +85,7 @@ void CpuBackend::attention(const Act& q, const Act& k, const Act& v, LayerKv& kv
         const float* vh = value(j);
         for (int64_t h = 0; h < per_job; ++h) vec_axpy(scores[h * n + j], vh, acc + h * hd, hd);
       }
-      for (int64_t h = 0; h < per_job; ++h)
-        std::copy(acc + h * hd, acc + (h + 1) * hd, out.row(i) + (h0 + h) * hd);
+      for (int64_t h = 0; h < per_job; ++h) std::copy(acc + h * hd, acc + (h + 1) * hd, out.row(i) + (h0 + h) * hd);
     }
   });
   // Store after every read: in a ring a new position may overwrite one still needed above.

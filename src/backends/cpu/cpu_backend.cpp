@@ -67,8 +67,7 @@ void CpuBackend::rope(Act& x, int64_t head_dim, std::span<const int32_t> pos, fl
   std::vector<float> inv_freq(static_cast<size_t>(half));
   for (int64_t i = 0; i < half; ++i)
     inv_freq[static_cast<size_t>(i)] =
-        static_cast<float>(1.0 / std::pow(static_cast<double>(base), 2.0 * static_cast<double>(i) / head_dim)) /
-        scale;
+        static_cast<float>(1.0 / std::pow(static_cast<double>(base), 2.0 * static_cast<double>(i) / head_dim)) / scale;
   std::vector<float> c(static_cast<size_t>(half)), s(static_cast<size_t>(half));
   const int64_t heads = x.cols() / head_dim;
   for (int64_t r = 0; r < x.rows(); ++r) {
@@ -90,9 +89,8 @@ void CpuBackend::rope(Act& x, int64_t head_dim, std::span<const int32_t> pos, fl
 
 void CpuBackend::gelu_mul(const Act& gate, const Act& up, Act& out) {
   const int64_t n = gate.rows() * gate.cols();
-  pool_.parallel_for(n, [&](int64_t b, int64_t e, int) {
-    vec_gelu_mul(gate.data() + b, up.data() + b, out.data() + b, e - b);
-  }, 4096);
+  pool_.parallel_for(
+      n, [&](int64_t b, int64_t e, int) { vec_gelu_mul(gate.data() + b, up.data() + b, out.data() + b, e - b); }, 4096);
 }
 
 void CpuBackend::add(Act& x, const Act& y) {

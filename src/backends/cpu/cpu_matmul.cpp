@@ -15,8 +15,8 @@ namespace unicorn {
 
 namespace {
 
-constexpr int64_t kTileRows = 64;     // weight rows unpacked at once for the tiled kernel
-constexpr int64_t kRowChunk = 64;     // rows per call of a row-dot kernel when T > 1
+constexpr int64_t kTileRows = 64;  // weight rows unpacked at once for the tiled kernel
+constexpr int64_t kRowChunk = 64;  // rows per call of a row-dot kernel when T > 1
 
 bool is_float_type(GgmlType t) { return t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::BF16; }
 
@@ -28,8 +28,8 @@ struct TileBuffer {
   WeightTile tile;
 
   WeightTile& unpack(const MatmulKernels& k, const WeightTensor& w, int64_t r0, int64_t nr) {
-    const int64_t K = w.cols, rows = (nr + WeightTile::kTileRowAlign - 1) / WeightTile::kTileRowAlign *
-                                          WeightTile::kTileRowAlign;
+    const int64_t K = w.cols,
+                  rows = (nr + WeightTile::kTileRowAlign - 1) / WeightTile::kTileRowAlign * WeightTile::kTileRowAlign;
     const int sub = tile_sub_block(w.type);
     const int64_t nsub = K / sub;
     q.resize(static_cast<size_t>(rows * K));
@@ -57,34 +57,39 @@ void matmul_dequantized(const MatmulKernels& k, ThreadPool& pool, const WeightTe
                         float* y) {
   const int64_t K = w.cols, N = w.rows;
   constexpr int64_t kTile = 16;
-  pool.parallel_for(N, [&](int64_t b, int64_t e, int) {
-    thread_local std::vector<float> buf;
-    buf.resize(static_cast<size_t>(kTile * K));
-    for (int64_t r0 = b; r0 < e; r0 += kTile) {
-      const int64_t nr = std::min(kTile, e - r0);
-      for (int64_t r = 0; r < nr; ++r) dequantize_row(w.type, w.row(r0 + r), buf.data() + r * K, K);
-      for (int64_t t = 0; t < T; ++t)
-        k.rows_dot_f32(GgmlType::F32, reinterpret_cast<const uint8_t*>(buf.data()), K * sizeof(float), nr, K,
-                       x + t * K, y + t * N + r0);
-    }
-  }, kTile);
+  pool.parallel_for(
+      N,
+      [&](int64_t b, int64_t e, int) {
+        thread_local std::vector<float> buf;
+        buf.resize(static_cast<size_t>(kTile * K));
+        for (int64_t r0 = b; r0 < e; r0 += kTile) {
+          const int64_t nr = std::min(kTile, e - r0);
+          for (int64_t r = 0; r < nr; ++r) dequantize_row(w.type, w.row(r0 + r), buf.data() + r * K, K);
+          for (int64_t t = 0; t < T; ++t)
+            k.rows_dot_f32(GgmlType::F32, reinterpret_cast<const uint8_t*>(buf.data()), K * sizeof(float), nr, K,
+                           x + t * K, y + t * N + r0);
+        }
+      },
+      kTile);
 }
 
 }  // namespace
 
-void matmul_with(const MatmulKernels& k, ThreadPool& pool, const WeightTensor& w, const float* x, int64_t T,
-                 float* y) {
+void matmul_with(const MatmulKernels& k, ThreadPool& pool, const WeightTensor& w, const float* x, int64_t T, float* y) {
   const int64_t K = w.cols, N = w.rows;
   const size_t stride = w.row_stride();
   if (T <= 0 || N <= 0) return;
 
   if (is_float_type(w.type)) {
-    pool.parallel_for(N, [&](int64_t b, int64_t e, int) {
-      for (int64_t r0 = b; r0 < e; r0 += kRowChunk) {
-        const int64_t nr = std::min(kRowChunk, e - r0);
-        for (int64_t t = 0; t < T; ++t) k.rows_dot_f32(w.type, w.row(r0), stride, nr, K, x + t * K, y + t * N + r0);
-      }
-    }, 16);
+    pool.parallel_for(
+        N,
+        [&](int64_t b, int64_t e, int) {
+          for (int64_t r0 = b; r0 < e; r0 += kRowChunk) {
+            const int64_t nr = std::min(kRowChunk, e - r0);
+            for (int64_t t = 0; t < T; ++t) k.rows_dot_f32(w.type, w.row(r0), stride, nr, K, x + t * K, y + t * N + r0);
+          }
+        },
+        16);
     return;
   }
   if (!tile_supports(w.type) || K % kActBlock != 0) {
@@ -104,17 +109,21 @@ void matmul_with(const MatmulKernels& k, ThreadPool& pool, const WeightTensor& w
     xq.resize(static_cast<size_t>(T * K));
     xd.resize(static_cast<size_t>(T * nb));
     xs.resize(static_cast<size_t>(T * nb));
-    for (int64_t t = 0; t < T; ++t) k.quantize_act_row(x + t * K, K, xq.data() + t * K, xd.data() + t * nb, xs.data() + t * nb);
-    pool.parallel_for(N, [&](int64_t b, int64_t e, int) {
-      const int64_t chunk = T == 1 ? e - b : kRowChunk;
-      for (int64_t r0 = b; r0 < e; r0 += chunk) {
-        const int64_t nr = std::min(chunk, e - r0);
-        for (int64_t t = 0; t < T; ++t) {
-          const QuantRow xr{xq.data() + t * K, xd.data() + t * nb, xs.data() + t * nb};
-          k.rows_dot_q8(w.type, w.row(r0), stride, nr, K, xr, y + t * N + r0);
-        }
-      }
-    }, 16);
+    for (int64_t t = 0; t < T; ++t)
+      k.quantize_act_row(x + t * K, K, xq.data() + t * K, xd.data() + t * nb, xs.data() + t * nb);
+    pool.parallel_for(
+        N,
+        [&](int64_t b, int64_t e, int) {
+          const int64_t chunk = T == 1 ? e - b : kRowChunk;
+          for (int64_t r0 = b; r0 < e; r0 += chunk) {
+            const int64_t nr = std::min(chunk, e - r0);
+            for (int64_t t = 0; t < T; ++t) {
+              const QuantRow xr{xq.data() + t * K, xd.data() + t * nb, xs.data() + t * nb};
+              k.rows_dot_q8(w.type, w.row(r0), stride, nr, K, xr, y + t * N + r0);
+            }
+          }
+        },
+        16);
     return;
   }
 
@@ -124,13 +133,16 @@ void matmul_with(const MatmulKernels& k, ThreadPool& pool, const WeightTensor& w
   PanelBlock* panel_blocks = panel_mem.data();
   pool.parallel_for(groups, [&](int64_t g0, int64_t g1, int) { k.pack_act_panel(x, K, K, T, g0, g1, panel_blocks); });
   const ActPanel panel{groups, nb, panel_blocks};
-  pool.parallel_for(N, [&](int64_t b, int64_t e, int) {
-    thread_local TileBuffer buf;
-    for (int64_t r0 = b; r0 < e; r0 += kTileRows) {
-      const int64_t nr = std::min(kTileRows, e - r0);
-      k.tile_gemm(buf.unpack(k, w, r0, nr), panel, T, y + r0, N);
-    }
-  }, WeightTile::kTileRowAlign);
+  pool.parallel_for(
+      N,
+      [&](int64_t b, int64_t e, int) {
+        thread_local TileBuffer buf;
+        for (int64_t r0 = b; r0 < e; r0 += kTileRows) {
+          const int64_t nr = std::min(kTileRows, e - r0);
+          k.tile_gemm(buf.unpack(k, w, r0, nr), panel, T, y + r0, N);
+        }
+      },
+      WeightTile::kTileRowAlign);
 }
 
 void CpuBackend::matmul(const WeightTensor& w, const Act& x, Act& y) {

@@ -17,7 +17,7 @@ inline constexpr int64_t kTiledMinTokens = 6;
 // x: T rows of w.cols floats; y: T rows of w.rows floats (row-major, contiguous).
 // Any type dequantize_row() reads is accepted; those without integer kernels (Q8_1, Q8_K
 // weights, or rows not a multiple of 32) take a slow dequantizing path.
-void matmul_with(const MatmulKernels& kernels, ThreadPool& pool, const WeightTensor& w, const float* x,
-                 int64_t T, float* y);
+void matmul_with(const MatmulKernels& kernels, ThreadPool& pool, const WeightTensor& w, const float* x, int64_t T,
+                 float* y);
 
 }  // namespace unicorn

@@ -33,8 +33,8 @@ void block_4x8(const WeightTile& tile, int64_t r0, const ActPanel& panel, int64_
       __m256i ia[kRows];
       for (auto& a : ia) a = _mm256_setzero_si256();
       for (int j = h * kSub / 4; j < (h + 1) * kSub / 4; ++j) {
-        const __m256i xv = _mm256_xor_si256(
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pb.xu[j] + 4 * kLanes * half)), flip);
+        const __m256i xv =
+            _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pb.xu[j] + 4 * kLanes * half)), flip);
         for (int i = 0; i < kRows; ++i) {
           const __m256i wb = _mm256_set1_epi32(static_cast<int32_t>(
               load_u32(reinterpret_cast<const uint8_t*>(tile.q + (r0 + i) * K + b * kActBlock + 4 * j))));
@@ -88,7 +88,12 @@ void tile_gemm(const WeightTile& tile, const ActPanel& panel, int64_t T, float* 
 
 namespace unicorn {
 extern const MatmulKernels kAvx2MatmulKernels;
-const MatmulKernels kAvx2MatmulKernels{Isa::Avx2, "avx2", avx2::rows_dot_q8_x86, avx2::rows_dot_f32_x86,
-                                       avx2::tile_gemm, avx2::unpack_row_x86, avx2::quantize_row_x86,
+const MatmulKernels kAvx2MatmulKernels{Isa::Avx2,
+                                       "avx2",
+                                       avx2::rows_dot_q8_x86,
+                                       avx2::rows_dot_f32_x86,
+                                       avx2::tile_gemm,
+                                       avx2::unpack_row_x86,
+                                       avx2::quantize_row_x86,
                                        avx2::pack_panel_x86};
 }  // namespace unicorn

@@ -47,7 +47,8 @@ void block_8x16(const WeightTile& tile, int64_t r0, const ActPanel& panel, int64
       for (int j = h * kSub / 4; j < (h + 1) * kSub / 4; ++j) {
         const __m512i xv = _mm512_load_si512(pb.xu[j]);
         for (int i = 0; i < kRows; ++i) {
-          const int32_t w4 = static_cast<int32_t>(load_u32(reinterpret_cast<const uint8_t*>(q[i] + b * kActBlock + 4 * j)));
+          const int32_t w4 =
+              static_cast<int32_t>(load_u32(reinterpret_cast<const uint8_t*>(q[i] + b * kActBlock + 4 * j)));
           ia[i] = _mm512_dpbusd_epi32(ia[i], xv, _mm512_set1_epi32(w4));
         }
       }
@@ -95,7 +96,12 @@ void tile_gemm(const WeightTile& tile, const ActPanel& panel, int64_t T, float* 
 
 namespace unicorn {
 extern const MatmulKernels kAvx512MatmulKernels;
-const MatmulKernels kAvx512MatmulKernels{Isa::Avx512, "avx512", avx512::rows_dot_q8_x86, avx512::rows_dot_f32_x86,
-                                         avx512::tile_gemm, avx512::unpack_row_x86, avx512::quantize_row_x86,
-                                       avx512::pack_panel_x86};
+const MatmulKernels kAvx512MatmulKernels{Isa::Avx512,
+                                         "avx512",
+                                         avx512::rows_dot_q8_x86,
+                                         avx512::rows_dot_f32_x86,
+                                         avx512::tile_gemm,
+                                         avx512::unpack_row_x86,
+                                         avx512::quantize_row_x86,
+                                         avx512::pack_panel_x86};
 }  // namespace unicorn

@@ -45,14 +45,13 @@ float load_as_f32(GgmlType type, const uint8_t* row, int64_t i) {
 
 }  // namespace
 
-void rows_dot_q8_scalar(GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K,
-                        const QuantRow& x, float* y) {
+void rows_dot_q8_scalar(GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K, const QuantRow& x,
+                        float* y) {
   thread_local UnpackedRow u;
   const int sub = tile_sub_block(type);
   u.resize(K, sub);
   for (int64_t r = 0; r < nrows; ++r) {
-    unpack_row(type, w + static_cast<size_t>(r) * stride, K, u.q.data(), u.scale.data(), u.minc.data(),
-               u.corr.data());
+    unpack_row(type, w + static_cast<size_t>(r) * stride, K, u.q.data(), u.scale.data(), u.minc.data(), u.corr.data());
     float acc = 0.0f;
     for (int64_t s = 0; s < K / sub; ++s) {
       const int64_t k0 = s * sub;
@@ -68,8 +67,8 @@ void rows_dot_q8_scalar(GgmlType type, const uint8_t* w, size_t stride, int64_t 
   }
 }
 
-void rows_dot_f32_scalar(GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K,
-                         const float* x, float* y) {
+void rows_dot_f32_scalar(GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K, const float* x,
+                         float* y) {
   for (int64_t r = 0; r < nrows; ++r) {
     const uint8_t* row = w + static_cast<size_t>(r) * stride;
     float s[8] = {};

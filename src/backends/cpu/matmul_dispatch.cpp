@@ -8,8 +8,8 @@ extern const MatmulKernels kAvx2MatmulKernels;
 extern const MatmulKernels kAvx512MatmulKernels;
 
 namespace {
-const MatmulKernels kScalarKernels{Isa::Scalar, "scalar", rows_dot_q8_scalar, rows_dot_f32_scalar, tile_gemm_scalar,
-                                  unpack_row, quantize_act_row, pack_act_panel};
+const MatmulKernels kScalarKernels{Isa::Scalar,      "scalar",   rows_dot_q8_scalar, rows_dot_f32_scalar,
+                                   tile_gemm_scalar, unpack_row, quantize_act_row,   pack_act_panel};
 
 bool cpu_has_avx2() {
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
@@ -23,9 +23,12 @@ bool cpu_has_avx512() {
 
 const MatmulKernels* matmul_kernels(Isa isa) {
   switch (isa) {
-    case Isa::Scalar: return &kScalarKernels;
-    case Isa::Avx2: return cpu_has_avx2() ? &kAvx2MatmulKernels : nullptr;
-    case Isa::Avx512: return cpu_has_avx512() ? &kAvx512MatmulKernels : nullptr;
+    case Isa::Scalar:
+      return &kScalarKernels;
+    case Isa::Avx2:
+      return cpu_has_avx2() ? &kAvx2MatmulKernels : nullptr;
+    case Isa::Avx512:
+      return cpu_has_avx512() ? &kAvx512MatmulKernels : nullptr;
   }
   return nullptr;
 }

@@ -32,9 +32,9 @@ struct QuantRow {
 struct WeightTile {
   static constexpr int kTileRowAlign = 8;
   int64_t rows = 0, valid = 0, K = 0;
-  int sub = 32;          // sub-block size: 32, or 16 for Q2_K/Q3_K/Q6_K
-  bool has_min = false;  // minc is nonzero somewhere (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K)
-  int8_t* q = nullptr;   // [rows][K]
+  int sub = 32;             // sub-block size: 32, or 16 for Q2_K/Q3_K/Q6_K
+  bool has_min = false;     // minc is nonzero somewhere (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K)
+  int8_t* q = nullptr;      // [rows][K]
   float* scale = nullptr;   // [rows][K/sub]
   float* minc = nullptr;    // [rows][K/sub]
   int32_t* corr = nullptr;  // [rows][K/sub]
@@ -64,11 +64,11 @@ struct ActPanel {
 int64_t panel_groups_per_chunk(const ActPanel& p);
 
 // y[r] = dot(weight row r, x) for nrows rows of a quantized type (rows `stride` bytes apart).
-using RowsDotQ8 = void (*)(GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K,
-                           const QuantRow& x, float* y);
+using RowsDotQ8 = void (*)(GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K, const QuantRow& x,
+                           float* y);
 // The same for F32/F16/BF16 weights against f32 activations.
-using RowsDotF32 = void (*)(GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K,
-                            const float* x, float* y);
+using RowsDotF32 = void (*)(GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K, const float* x,
+                            float* y);
 // y[t * ldy + r] = dot(tile row r, token t) for r < tile.valid, t < T.
 using TileGemm = void (*)(const WeightTile& tile, const ActPanel& panel, int64_t T, float* y, int64_t ldy);
 
@@ -86,9 +86,9 @@ struct MatmulKernels {
   RowsDotQ8 rows_dot_q8;
   RowsDotF32 rows_dot_f32;
   TileGemm tile_gemm;
-  UnpackRow unpack_row;           // same results as the portable unpack_row
+  UnpackRow unpack_row;             // same results as the portable unpack_row
   QuantizeActRow quantize_act_row;  // same results as the portable quantize_act_row
-  PackActPanel pack_act_panel;    // same results as the portable pack_act_panel
+  PackActPanel pack_act_panel;      // same results as the portable pack_act_panel
 };
 
 // Kernels for an instruction set; nullptr if this CPU cannot run it.
@@ -104,21 +104,19 @@ const MatmulKernels& best_matmul_kernels();
 bool tile_supports(GgmlType type);
 int tile_sub_block(GgmlType type);  // 16 or 32
 // Unpack one weight row of K values into the tile layout (q: K bytes; scale/minc/corr: K/sub).
-void unpack_row(GgmlType type, const uint8_t* src, int64_t K, int8_t* q, float* scale, float* minc,
-                int32_t* corr);
+void unpack_row(GgmlType type, const uint8_t* src, int64_t K, int8_t* q, float* scale, float* minc, int32_t* corr);
 
 // Quantize one token's K activations (K % 32 == 0) into q/d/sum.
 void quantize_act_row(const float* x, int64_t K, int8_t* q, float* d, int32_t* sum);
 // Quantize the tokens of groups [g0, g1) of x (T tokens, row-major, ldx floats apart) into the
 // panel; tokens past T are zero.
-void pack_act_panel(const float* x, int64_t ldx, int64_t K, int64_t T, int64_t g0, int64_t g1,
-                    PanelBlock* blocks);
+void pack_act_panel(const float* x, int64_t ldx, int64_t K, int64_t T, int64_t g0, int64_t g1, PanelBlock* blocks);
 
 // Scalar kernels, also the fallback of the SIMD sets for rarely used types.
-void rows_dot_q8_scalar(GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K,
-                        const QuantRow& x, float* y);
-void rows_dot_f32_scalar(GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K,
-                         const float* x, float* y);
+void rows_dot_q8_scalar(GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K, const QuantRow& x,
+                        float* y);
+void rows_dot_f32_scalar(GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K, const float* x,
+                         float* y);
 void tile_gemm_scalar(const WeightTile& tile, const ActPanel& panel, int64_t T, float* y, int64_t ldy);
 
 }  // namespace unicorn

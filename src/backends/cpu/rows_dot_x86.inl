@@ -57,8 +57,8 @@ inline __m256i with_fifth_bits(__m256i q, uint32_t qh);
 
 // 32 bits -> 32 bytes, byte j = 0x10 where bit j is set.
 inline __m256i fifth_bits(uint32_t qh) {
-  const __m256i shuf = _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101, 0x0202020202020202,
-                                          0x0303030303030303);
+  const __m256i shuf =
+      _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303);
   const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int32_t>(qh)), shuf);
   const __m256i bit = _mm256_set1_epi64x(0x8040201008040201);
   const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
@@ -158,7 +158,8 @@ float dot_q4q5_k(const uint8_t* row, const QuantRow& x, int64_t nsb) {
     __m256i sc, mn;
     k4_scales_mins(blk + 4, sc, mn);
     const __m256 scale = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(sc), _mm256_set1_ps(half_to_float(blk))), dx);
-    const __m256 xsum = _mm256_mul_ps(dx, _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.sum + 8 * sb))));
+    const __m256 xsum =
+        _mm256_mul_ps(dx, _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.sum + 8 * sb))));
     mins = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(mn), _mm256_set1_ps(half_to_float(blk + 2))), xsum, mins);
     [[maybe_unused]] __m256i qh;
     if constexpr (kFive) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16));
@@ -170,8 +171,8 @@ float dot_q4q5_k(const uint8_t* row, const QuantRow& x, int64_t nsb) {
         if constexpr (kFive) {
           // bit s of each qh byte -> 0x10
           const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << s));
-          q[h] = _mm256_or_si256(q[h], _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit),
-                                                        _mm256_set1_epi8(0x10)));
+          q[h] = _mm256_or_si256(
+              q[h], _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit), _mm256_set1_epi8(0x10)));
         }
         const __m256i p = dot_u8s8(_mm256_setzero_si256(), q[h], load_x(x, sb * 8 + s));
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_permutevar8x32_ps(scale, _mm256_set1_epi32(s)), acc);
@@ -196,17 +197,16 @@ float dot_q6_k(const uint8_t* row, const QuantRow& x, int64_t nsb) {
       const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * h));
       const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * h + 32));
       const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * h));
-      const __m256i q[4] = {
-          _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2)),
-          _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                          _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2))};
+      const __m256i q[4] = {_mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2)),
+                            _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2)),
+                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2)),
+                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                            _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2))};
       for (int k = 0; k < 4; ++k) {
         const int64_t xb = sb * 8 + 4 * h + k;
         const __m256i xv = load_x(x, xb);
-        const __m256i p = _mm256_sub_epi32(dot_u8s8(_mm256_setzero_si256(), q[k], xv),
-                                           dot_u8s8(_mm256_setzero_si256(), k32, xv));
+        const __m256i p =
+            _mm256_sub_epi32(dot_u8s8(_mm256_setzero_si256(), q[k], xv), dot_u8s8(_mm256_setzero_si256(), k32, xv));
         const float s = d * x.d[xb];
         const int j = 8 * h + 2 * k;
         const __m256 sv = _mm256_set_m128(_mm_set1_ps(s * static_cast<float>(scales[j + 1])),
@@ -228,15 +228,24 @@ void rows_dot_q8_x86(unicorn::GgmlType type, const uint8_t* w, size_t stride, in
   using unicorn::GgmlType;
   const int64_t nb = K / 32, nsb = K / 256;
   switch (type) {
-    case GgmlType::Q8_0: return rows_of<dot_q8_0>(w, stride, nrows, nb, x, y);
-    case GgmlType::Q4_0: return rows_of<dot_q4q5_0<false>>(w, stride, nrows, nb, x, y);
-    case GgmlType::Q5_0: return rows_of<dot_q4q5_0<true>>(w, stride, nrows, nb, x, y);
-    case GgmlType::Q4_1: return rows_of<dot_q4q5_1<false>>(w, stride, nrows, nb, x, y);
-    case GgmlType::Q5_1: return rows_of<dot_q4q5_1<true>>(w, stride, nrows, nb, x, y);
-    case GgmlType::Q4_K: return rows_of<dot_q4q5_k<false>>(w, stride, nrows, nsb, x, y);
-    case GgmlType::Q5_K: return rows_of<dot_q4q5_k<true>>(w, stride, nrows, nsb, x, y);
-    case GgmlType::Q6_K: return rows_of<dot_q6_k>(w, stride, nrows, nsb, x, y);
-    default: return unicorn::rows_dot_q8_scalar(type, w, stride, nrows, K, x, y);  // Q2_K, Q3_K
+    case GgmlType::Q8_0:
+      return rows_of<dot_q8_0>(w, stride, nrows, nb, x, y);
+    case GgmlType::Q4_0:
+      return rows_of<dot_q4q5_0<false>>(w, stride, nrows, nb, x, y);
+    case GgmlType::Q5_0:
+      return rows_of<dot_q4q5_0<true>>(w, stride, nrows, nb, x, y);
+    case GgmlType::Q4_1:
+      return rows_of<dot_q4q5_1<false>>(w, stride, nrows, nb, x, y);
+    case GgmlType::Q5_1:
+      return rows_of<dot_q4q5_1<true>>(w, stride, nrows, nb, x, y);
+    case GgmlType::Q4_K:
+      return rows_of<dot_q4q5_k<false>>(w, stride, nrows, nsb, x, y);
+    case GgmlType::Q5_K:
+      return rows_of<dot_q4q5_k<true>>(w, stride, nrows, nsb, x, y);
+    case GgmlType::Q6_K:
+      return rows_of<dot_q6_k>(w, stride, nrows, nsb, x, y);
+    default:
+      return unicorn::rows_dot_q8_scalar(type, w, stride, nrows, K, x, y);  // Q2_K, Q3_K
   }
 }
 
@@ -268,22 +277,27 @@ float dot_float_row(const uint8_t* row, const float* x, int64_t K) {
   float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
   if (i < K) {
     float tail = 0.0f;
-    unicorn::rows_dot_f32_scalar(kType, row + i * (kType == unicorn::GgmlType::F32 ? 4 : 2), 0, 1, K - i, x + i,
-                                 &tail);
+    unicorn::rows_dot_f32_scalar(kType, row + i * (kType == unicorn::GgmlType::F32 ? 4 : 2), 0, 1, K - i, x + i, &tail);
     s += tail;
   }
   return s;
 }
 
-void rows_dot_f32_x86(unicorn::GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K,
-                      const float* x, float* y) {
+void rows_dot_f32_x86(unicorn::GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K, const float* x,
+                      float* y) {
   using unicorn::GgmlType;
   for (int64_t r = 0; r < nrows; ++r) {
     const uint8_t* row = w + static_cast<size_t>(r) * stride;
     switch (type) {
-      case GgmlType::F32: y[r] = dot_float_row<GgmlType::F32>(row, x, K); break;
-      case GgmlType::F16: y[r] = dot_float_row<GgmlType::F16>(row, x, K); break;
-      default: y[r] = dot_float_row<GgmlType::BF16>(row, x, K); break;
+      case GgmlType::F32:
+        y[r] = dot_float_row<GgmlType::F32>(row, x, K);
+        break;
+      case GgmlType::F16:
+        y[r] = dot_float_row<GgmlType::F16>(row, x, K);
+        break;
+      default:
+        y[r] = dot_float_row<GgmlType::BF16>(row, x, K);
+        break;
     }
   }
 }
@@ -292,8 +306,8 @@ void rows_dot_f32_x86(unicorn::GgmlType type, const uint8_t* w, size_t stride, i
 
 // Σ of 32 signed bytes, and of their first 16.
 inline void sum_i8(__m256i v, int32_t& all, int32_t& first16) {
-  const __m256i s = _mm256_sad_epu8(_mm256_xor_si256(v, _mm256_set1_epi8(static_cast<char>(0x80))),
-                                    _mm256_setzero_si256());
+  const __m256i s =
+      _mm256_sad_epu8(_mm256_xor_si256(v, _mm256_set1_epi8(static_cast<char>(0x80))), _mm256_setzero_si256());
   const int64_t a = _mm256_extract_epi64(s, 0) + _mm256_extract_epi64(s, 1);
   const int64_t b = _mm256_extract_epi64(s, 2) + _mm256_extract_epi64(s, 3);
   first16 = static_cast<int32_t>(a) - 128 * 16;
@@ -351,8 +365,8 @@ void unpack_q4q5_k(const uint8_t* row, int64_t nsb, int8_t* q, float* sc, float*
       __m256i v = _mm256_and_si256(s % 2 ? _mm256_srli_epi16(qs, 4) : qs, m4);
       if constexpr (kFive) {
         const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << s));
-        v = _mm256_or_si256(v, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit),
-                                                _mm256_set1_epi8(0x10)));
+        v = _mm256_or_si256(
+            v, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit), _mm256_set1_epi8(0x10)));
       }
       const int64_t at = sb * 8 + s;
       put_sub32(v, d * static_cast<float>(scales[s]), -dmin * static_cast<float>(mins[s]), q + 32 * at, sc + at,
@@ -371,12 +385,11 @@ void unpack_q6_k(const uint8_t* row, int64_t nsb, int8_t* q, float* sc, float* m
       const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * h));
       const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * h + 32));
       const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * h));
-      const __m256i v[4] = {
-          _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2)),
-          _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                          _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2))};
+      const __m256i v[4] = {_mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2)),
+                            _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2)),
+                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2)),
+                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                            _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2))};
       for (int k = 0; k < 4; ++k) {
         const __m256i w = _mm256_sub_epi8(v[k], k32);
         const int64_t at = sb * 16 + 8 * h + 2 * k;  // 16-value sub-block index
@@ -398,15 +411,24 @@ void unpack_row_x86(unicorn::GgmlType type, const uint8_t* src, int64_t K, int8_
   using unicorn::GgmlType;
   const int64_t nb = K / 32, nsb = K / 256;
   switch (type) {
-    case GgmlType::Q4_0: return unpack_legacy<0>(src, nb, q, sc, mc, corr);
-    case GgmlType::Q5_0: return unpack_legacy<1>(src, nb, q, sc, mc, corr);
-    case GgmlType::Q4_1: return unpack_legacy<2>(src, nb, q, sc, mc, corr);
-    case GgmlType::Q5_1: return unpack_legacy<3>(src, nb, q, sc, mc, corr);
-    case GgmlType::Q8_0: return unpack_legacy<4>(src, nb, q, sc, mc, corr);
-    case GgmlType::Q4_K: return unpack_q4q5_k<false>(src, nsb, q, sc, mc, corr);
-    case GgmlType::Q5_K: return unpack_q4q5_k<true>(src, nsb, q, sc, mc, corr);
-    case GgmlType::Q6_K: return unpack_q6_k(src, nsb, q, sc, mc, corr);
-    default: return unicorn::unpack_row(type, src, K, q, sc, mc, corr);  // Q2_K, Q3_K
+    case GgmlType::Q4_0:
+      return unpack_legacy<0>(src, nb, q, sc, mc, corr);
+    case GgmlType::Q5_0:
+      return unpack_legacy<1>(src, nb, q, sc, mc, corr);
+    case GgmlType::Q4_1:
+      return unpack_legacy<2>(src, nb, q, sc, mc, corr);
+    case GgmlType::Q5_1:
+      return unpack_legacy<3>(src, nb, q, sc, mc, corr);
+    case GgmlType::Q8_0:
+      return unpack_legacy<4>(src, nb, q, sc, mc, corr);
+    case GgmlType::Q4_K:
+      return unpack_q4q5_k<false>(src, nsb, q, sc, mc, corr);
+    case GgmlType::Q5_K:
+      return unpack_q4q5_k<true>(src, nsb, q, sc, mc, corr);
+    case GgmlType::Q6_K:
+      return unpack_q6_k(src, nsb, q, sc, mc, corr);
+    default:
+      return unicorn::unpack_row(type, src, K, q, sc, mc, corr);  // Q2_K, Q3_K
   }
 }
 

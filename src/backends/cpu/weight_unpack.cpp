@@ -162,8 +162,16 @@ void unpack_blocks(const uint8_t* src, int64_t K, RowOut o, int sub) {
 
 bool tile_supports(GgmlType type) {
   switch (type) {
-    case GgmlType::Q4_0: case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1: case GgmlType::Q8_0:
-    case GgmlType::Q2_K: case GgmlType::Q3_K: case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K:
+    case GgmlType::Q4_0:
+    case GgmlType::Q4_1:
+    case GgmlType::Q5_0:
+    case GgmlType::Q5_1:
+    case GgmlType::Q8_0:
+    case GgmlType::Q2_K:
+    case GgmlType::Q3_K:
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
+    case GgmlType::Q6_K:
       return true;
     default:
       return false;
@@ -172,29 +180,51 @@ bool tile_supports(GgmlType type) {
 
 int tile_sub_block(GgmlType type) {
   switch (type) {
-    case GgmlType::Q2_K: case GgmlType::Q3_K: case GgmlType::Q6_K:
+    case GgmlType::Q2_K:
+    case GgmlType::Q3_K:
+    case GgmlType::Q6_K:
       return 16;
     default:
       return 32;
   }
 }
 
-void unpack_row(GgmlType type, const uint8_t* src, int64_t K, int8_t* q, float* scale, float* minc,
-                int32_t* corr) {
+void unpack_row(GgmlType type, const uint8_t* src, int64_t K, int8_t* q, float* scale, float* minc, int32_t* corr) {
   const int sub = tile_sub_block(type);
   const RowOut o{q, scale, minc};
   switch (type) {
-    case GgmlType::Q4_0: unpack_blocks<BlockQ4_0>(src, K, o, sub); break;
-    case GgmlType::Q4_1: unpack_blocks<BlockQ4_1>(src, K, o, sub); break;
-    case GgmlType::Q5_0: unpack_blocks<BlockQ5_0>(src, K, o, sub); break;
-    case GgmlType::Q5_1: unpack_blocks<BlockQ5_1>(src, K, o, sub); break;
-    case GgmlType::Q8_0: unpack_blocks<BlockQ8_0>(src, K, o, sub); break;
-    case GgmlType::Q2_K: unpack_blocks<BlockQ2_K>(src, K, o, sub); break;
-    case GgmlType::Q3_K: unpack_blocks<BlockQ3_K>(src, K, o, sub); break;
-    case GgmlType::Q4_K: unpack_blocks<BlockQ4_K>(src, K, o, sub); break;
-    case GgmlType::Q5_K: unpack_blocks<BlockQ5_K>(src, K, o, sub); break;
-    case GgmlType::Q6_K: unpack_blocks<BlockQ6_K>(src, K, o, sub); break;
-    default: fail("matmul: weight type {} cannot be unpacked for integer kernels", type_name(type));
+    case GgmlType::Q4_0:
+      unpack_blocks<BlockQ4_0>(src, K, o, sub);
+      break;
+    case GgmlType::Q4_1:
+      unpack_blocks<BlockQ4_1>(src, K, o, sub);
+      break;
+    case GgmlType::Q5_0:
+      unpack_blocks<BlockQ5_0>(src, K, o, sub);
+      break;
+    case GgmlType::Q5_1:
+      unpack_blocks<BlockQ5_1>(src, K, o, sub);
+      break;
+    case GgmlType::Q8_0:
+      unpack_blocks<BlockQ8_0>(src, K, o, sub);
+      break;
+    case GgmlType::Q2_K:
+      unpack_blocks<BlockQ2_K>(src, K, o, sub);
+      break;
+    case GgmlType::Q3_K:
+      unpack_blocks<BlockQ3_K>(src, K, o, sub);
+      break;
+    case GgmlType::Q4_K:
+      unpack_blocks<BlockQ4_K>(src, K, o, sub);
+      break;
+    case GgmlType::Q5_K:
+      unpack_blocks<BlockQ5_K>(src, K, o, sub);
+      break;
+    case GgmlType::Q6_K:
+      unpack_blocks<BlockQ6_K>(src, K, o, sub);
+      break;
+    default:
+      fail("matmul: weight type {} cannot be unpacked for integer kernels", type_name(type));
   }
   for (int64_t s = 0; s < K / sub; ++s) {
     int32_t sum = 0;

@@ -241,16 +241,25 @@ void launch_d(const float* q, const float* k, const float* v, const void* kc, co
 
 bool attention_supports_head_dim(int64_t hd) { return hd == 32 || hd == 64 || hd == 128 || hd == 256; }
 
-cudaError_t launch_attention(const float* q, const float* k, const float* v, const void* k_cache,
-                             const void* v_cache, const AttentionBatch& b, const AttentionShape& a, int n_split,
-                             float* partial, float* out, cudaStream_t s) {
+cudaError_t launch_attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
+                             const AttentionBatch& b, const AttentionShape& a, int n_split, float* partial, float* out,
+                             cudaStream_t s) {
   if (b.T == 0) return cudaSuccess;
   switch (a.head_dim) {
-    case 32: launch_d<1>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, s); break;
-    case 64: launch_d<2>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, s); break;
-    case 128: launch_d<4>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, s); break;
-    case 256: launch_d<8>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, s); break;
-    default: return cudaErrorNotSupported;
+    case 32:
+      launch_d<1>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, s);
+      break;
+    case 64:
+      launch_d<2>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, s);
+      break;
+    case 128:
+      launch_d<4>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, s);
+      break;
+    case 256:
+      launch_d<8>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, s);
+      break;
+    default:
+      return cudaErrorNotSupported;
   }
   if (n_split > 1) {
     const dim3 grid(static_cast<unsigned>(a.n_heads), static_cast<unsigned>(b.T));

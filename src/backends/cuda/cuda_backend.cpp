@@ -121,8 +121,7 @@ std::unique_ptr<LayerKv> CudaBackend::create_kv(const LayerKvSpec& spec) {
 const int32_t* CudaBackend::stage(Staged kind, std::span<const int32_t> values) {
   StagedInts& s = staged_[static_cast<int>(kind)];
   const bool grown = s.device.reserve(values.size_bytes());
-  if (grown || s.last.size() != values.size() ||
-      !std::equal(values.begin(), values.end(), s.last.begin())) {
+  if (grown || s.last.size() != values.size() || !std::equal(values.begin(), values.end(), s.last.begin())) {
     s.last.assign(values.begin(), values.end());
     check(cudaMemcpyAsync(s.device.get(), s.last.data(), values.size_bytes(), cudaMemcpyHostToDevice, stream_),
           "uploading op arguments");
@@ -142,8 +141,8 @@ void CudaBackend::matmul(const WeightTensor& w, const Act& x, Act& y) {
   const DeviceWeight& dw = device_weight(w);
   const int64_t T = x.rows(), K = w.cols;
   if (x.cols() != K || y.cols() != w.rows || y.rows() != T)
-    fail("{}: matmul shapes do not match ([{}, {}] x [{}, {}]ᵀ -> [{}, {}])", w.name, T, x.cols(), w.rows, K,
-         y.rows(), y.cols());
+    fail("{}: matmul shapes do not match ([{}, {}] x [{}, {}]ᵀ -> [{}, {}])", w.name, T, x.cols(), w.rows, K, y.rows(),
+         y.cols());
   constexpr int64_t kMaxMatvecTokens = 8;
   if (T <= kMaxMatvecTokens && matvec_quant_supports(w.type)) {
     const size_t q_bytes = static_cast<size_t>(T * K);
@@ -203,8 +202,8 @@ void CudaBackend::attention(const Act& q, const Act& k, const Act& v, LayerKv& k
   for (int64_t i = 0; i < T; ++i) rows[fill[static_cast<size_t>(seq[i])]++] = static_cast<int32_t>(i);
   const int32_t* dm = stage(Staged::Attention, meta);
   AttentionBatch b{dm, dm + T, dm + 2 * T, dm + 2 * T + n_seq, dm + 2 * T + 2 * n_seq + 1, T};
-  AttentionShape a{p.n_heads, p.n_kv_heads, p.head_dim, p.scale, p.window, kv.spec.capacity,
-                   kv.spec.type == GgmlType::F16};
+  AttentionShape a{
+      p.n_heads, p.n_kv_heads, p.head_dim, p.scale, p.window, kv.spec.capacity, kv.spec.type == GgmlType::F16};
   // Few (token, head) blocks and many keys: split the keys so that the GPU fills up.
   int n_split = 1;
   const int64_t blocks = T * p.n_heads;
@@ -223,9 +222,9 @@ void CudaBackend::attention(const Act& q, const Act& k, const Act& v, LayerKv& k
                                 out.data(), stream_),
                "attention");
   // Store after every read: in a ring a new position may overwrite one still needed above.
-  check_launch(launch_kv_store(k.data(), v.data(), kv.k.get(), kv.v.get(), b, kv.row, kv.spec.capacity, a.kv_f16,
-                               stream_),
-               "kv store");
+  check_launch(
+      launch_kv_store(k.data(), v.data(), kv.k.get(), kv.v.get(), b, kv.row, kv.spec.capacity, a.kv_f16, stream_),
+      "kv store");
 }
 
 void CudaBackend::gelu_mul(const Act& gate, const Act& up, Act& out) {

@@ -62,8 +62,8 @@ class CudaBackend final : public Backend {
     std::vector<int32_t> last;
   };
   StagedInts staged_[static_cast<int>(Staged::kCount)];
-  DeviceBuffer act_q8_;     // quantized activations for the int8 matvec
-  DeviceBuffer partial_;    // attention split states
+  DeviceBuffer act_q8_;   // quantized activations for the int8 matvec
+  DeviceBuffer partial_;  // attention split states
 };
 
 }  // namespace unicorn::cuda

@@ -59,9 +59,9 @@ bool attention_supports_head_dim(int64_t head_dim);
 // out[T, nh*hd] from q[T, nh*hd] over the cache (k_cache/v_cache [n_seq, capacity, nkv*hd]) and
 // this batch's k, v [T, nkv*hd]. n_split > 1 splits each row's keys over blocks and needs
 // `partial` with T * n_heads * n_split * (head_dim + 2) floats.
-cudaError_t launch_attention(const float* q, const float* k, const float* v, const void* k_cache,
-                             const void* v_cache, const AttentionBatch& b, const AttentionShape& a, int n_split,
-                             float* partial, float* out, cudaStream_t s);
+cudaError_t launch_attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
+                             const AttentionBatch& b, const AttentionShape& a, int n_split, float* partial, float* out,
+                             cudaStream_t s);
 // Stores this batch's k, v rows into the ring at (seq, pos % capacity).
 cudaError_t launch_kv_store(const float* k, const float* v, void* k_cache, void* v_cache, const AttentionBatch& b,
                             int64_t row, int64_t capacity, bool kv_f16, cudaStream_t s);

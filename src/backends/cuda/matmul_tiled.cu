@@ -18,8 +18,8 @@ __global__ void __launch_bounds__(kThreads) matmul_tiled(DeviceWeight w, const f
   const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kTileN;
   const int t0 = static_cast<int>(blockIdx.y) * kTileT;
   const int64_t K = w.cols, N = w.rows;
-  const int tx = tid % 16, ty = tid / 16;         // compute: rows tx + 16i, tokens ty + 16j
-  const int lr = tid / 4, lk = (tid % 4) * 8;     // load: row/token lr, columns lk..lk+7
+  const int tx = tid % 16, ty = tid / 16;      // compute: rows tx + 16i, tokens ty + 16j
+  const int lr = tid / 4, lk = (tid % 4) * 8;  // load: row/token lr, columns lk..lk+7
   float acc[4][4] = {};
   for (int64_t k0 = 0; k0 < K; k0 += kTileK) {
     float wv[8] = {}, xv[8] = {};
@@ -69,10 +69,9 @@ bool weight_type_supported(GgmlType t) {
 }
 
 cudaError_t launch_matmul_tiled(const DeviceWeight& w, const float* x, int T, float* y, cudaStream_t s) {
-  const dim3 grid(static_cast<unsigned>((w.rows + kTileN - 1) / kTileN), static_cast<unsigned>((T + kTileT - 1) / kTileT));
-  const bool ok = with_format(w.type, [&](auto f) {
-    matmul_tiled<decltype(f)><<<grid, kThreads, 0, s>>>(w, x, T, y);
-  });
+  const dim3 grid(static_cast<unsigned>((w.rows + kTileN - 1) / kTileN),
+                  static_cast<unsigned>((T + kTileT - 1) / kTileT));
+  const bool ok = with_format(w.type, [&](auto f) { matmul_tiled<decltype(f)><<<grid, kThreads, 0, s>>>(w, x, T, y); });
   return ok ? cudaGetLastError() : cudaErrorNotSupported;
 }
 

@@ -37,8 +37,8 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_float(DeviceWeight w, cons
           if (t >= T) break;
           const float4* xp = reinterpret_cast<const float4*>(x + t * K + k);
           const float4 a = __ldg(xp), b = __ldg(xp + 1);
-          acc[t] += wv[0] * a.x + wv[1] * a.y + wv[2] * a.z + wv[3] * a.w + wv[4] * b.x + wv[5] * b.y +
-                    wv[6] * b.z + wv[7] * b.w;
+          acc[t] += wv[0] * a.x + wv[1] * a.y + wv[2] * a.z + wv[3] * a.w + wv[4] * b.x + wv[5] * b.y + wv[6] * b.z +
+                    wv[7] * b.w;
         }
       }
     }
@@ -72,20 +72,31 @@ void launch_for(const DeviceWeight& w, const float* x, int T, float* y, cudaStre
   const int64_t rows_per_block = kWarps / wpr;
   const dim3 grid(static_cast<unsigned>((w.rows + rows_per_block - 1) / rows_per_block));
   const dim3 block(kWarps * 32);
-  if (T <= 1) matvec_float<F, 1><<<grid, block, 0, s>>>(w, x, T, wpr, y);
-  else if (T <= 2) matvec_float<F, 2><<<grid, block, 0, s>>>(w, x, T, wpr, y);
-  else if (T <= 4) matvec_float<F, 4><<<grid, block, 0, s>>>(w, x, T, wpr, y);
-  else matvec_float<F, 8><<<grid, block, 0, s>>>(w, x, T, wpr, y);
+  if (T <= 1)
+    matvec_float<F, 1><<<grid, block, 0, s>>>(w, x, T, wpr, y);
+  else if (T <= 2)
+    matvec_float<F, 2><<<grid, block, 0, s>>>(w, x, T, wpr, y);
+  else if (T <= 4)
+    matvec_float<F, 4><<<grid, block, 0, s>>>(w, x, T, wpr, y);
+  else
+    matvec_float<F, 8><<<grid, block, 0, s>>>(w, x, T, wpr, y);
 }
 
 }  // namespace
 
 cudaError_t launch_matvec_float(const DeviceWeight& w, const float* x, int T, float* y, cudaStream_t s) {
   switch (w.type) {
-    case GgmlType::F32: launch_for<FormatF32>(w, x, T, y, s); break;
-    case GgmlType::F16: launch_for<FormatF16>(w, x, T, y, s); break;
-    case GgmlType::BF16: launch_for<FormatBF16>(w, x, T, y, s); break;
-    default: return cudaErrorNotSupported;
+    case GgmlType::F32:
+      launch_for<FormatF32>(w, x, T, y, s);
+      break;
+    case GgmlType::F16:
+      launch_for<FormatF16>(w, x, T, y, s);
+      break;
+    case GgmlType::BF16:
+      launch_for<FormatBF16>(w, x, T, y, s);
+      break;
+    default:
+      return cudaErrorNotSupported;
   }
   return cudaGetLastError();
 }

@@ -62,10 +62,14 @@ void launch_for(const DeviceWeight& w, ActQ8 x, int T, float* y, cudaStream_t s)
   const int64_t rows_per_block = kWarps / wpr;
   const dim3 grid(static_cast<unsigned>((w.rows + rows_per_block - 1) / rows_per_block));
   const dim3 block(kWarps * 32);
-  if (T <= 1) matvec_quant<F, 1><<<grid, block, 0, s>>>(w, x, T, wpr, y);
-  else if (T <= 2) matvec_quant<F, 2><<<grid, block, 0, s>>>(w, x, T, wpr, y);
-  else if (T <= 4) matvec_quant<F, 4><<<grid, block, 0, s>>>(w, x, T, wpr, y);
-  else matvec_quant<F, 8><<<grid, block, 0, s>>>(w, x, T, wpr, y);
+  if (T <= 1)
+    matvec_quant<F, 1><<<grid, block, 0, s>>>(w, x, T, wpr, y);
+  else if (T <= 2)
+    matvec_quant<F, 2><<<grid, block, 0, s>>>(w, x, T, wpr, y);
+  else if (T <= 4)
+    matvec_quant<F, 4><<<grid, block, 0, s>>>(w, x, T, wpr, y);
+  else
+    matvec_quant<F, 8><<<grid, block, 0, s>>>(w, x, T, wpr, y);
 }
 
 }  // namespace
@@ -77,12 +81,23 @@ bool matvec_quant_supports(GgmlType t) {
 
 cudaError_t launch_matvec_quant(const DeviceWeight& w, ActQ8 x, int T, float* y, cudaStream_t s) {
   switch (w.type) {
-    case GgmlType::Q8_0: launch_for<FormatQ8_0>(w, x, T, y, s); break;
-    case GgmlType::Q4_0: launch_for<FormatQ4_0>(w, x, T, y, s); break;
-    case GgmlType::Q5_0: launch_for<FormatQ5_0>(w, x, T, y, s); break;
-    case GgmlType::Q4_K: launch_for<FormatQ4_K>(w, x, T, y, s); break;
-    case GgmlType::Q6_K: launch_for<FormatQ6_K>(w, x, T, y, s); break;
-    default: return cudaErrorNotSupported;
+    case GgmlType::Q8_0:
+      launch_for<FormatQ8_0>(w, x, T, y, s);
+      break;
+    case GgmlType::Q4_0:
+      launch_for<FormatQ4_0>(w, x, T, y, s);
+      break;
+    case GgmlType::Q5_0:
+      launch_for<FormatQ5_0>(w, x, T, y, s);
+      break;
+    case GgmlType::Q4_K:
+      launch_for<FormatQ4_K>(w, x, T, y, s);
+      break;
+    case GgmlType::Q6_K:
+      launch_for<FormatQ6_K>(w, x, T, y, s);
+      break;
+    default:
+      return cudaErrorNotSupported;
   }
   return cudaGetLastError();
 }

@@ -8,7 +8,8 @@ namespace {
 
 constexpr int kThreads = 128;
 
-__global__ void __launch_bounds__(kThreads) rms_norm(const float* x, const float* w, int64_t group, float eps, float* y) {
+__global__ void __launch_bounds__(kThreads)
+    rms_norm(const float* x, const float* w, int64_t group, float eps, float* y) {
   __shared__ double partial[kThreads / 32];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * group;
   const float* xs = x + base;

@@ -22,9 +22,8 @@ __global__ void quantize_q8(const float* x, int64_t n_blocks, int8_t* q, float* 
 #pragma unroll
   for (int o = 4; o > 0; o /= 2) sum += __shfl_xor_sync(0xFFFFFFFFu, sum, o, 8);
   if (!live) return;
-  reinterpret_cast<char4*>(q)[i] =
-      make_char4(static_cast<signed char>(a), static_cast<signed char>(b), static_cast<signed char>(c),
-                 static_cast<signed char>(e));
+  reinterpret_cast<char4*>(q)[i] = make_char4(static_cast<signed char>(a), static_cast<signed char>(b),
+                                              static_cast<signed char>(c), static_cast<signed char>(e));
   if (i % 8 == 0) reinterpret_cast<float2*>(ds)[i / 8] = make_float2(d, d * static_cast<float>(sum));
 }
 

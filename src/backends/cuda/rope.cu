@@ -7,15 +7,14 @@
 namespace unicorn::cuda {
 namespace {
 
-__global__ void rope(float* x, int64_t T, int64_t cols, int64_t head_dim, const int32_t* pos, float base,
-                     float scale) {
+__global__ void rope(float* x, int64_t T, int64_t cols, int64_t head_dim, const int32_t* pos, float base, float scale) {
   const int64_t half = head_dim / 2;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= T * half) return;
   const int64_t r = idx / half, i = idx % half;
-  const float inv_freq =
-      static_cast<float>(1.0 / pow(static_cast<double>(base), 2.0 * static_cast<double>(i) / static_cast<double>(head_dim))) /
-      scale;
+  const float inv_freq = static_cast<float>(1.0 / pow(static_cast<double>(base),
+                                                      2.0 * static_cast<double>(i) / static_cast<double>(head_dim))) /
+                         scale;
   const float angle = static_cast<float>(pos[r]) * inv_freq;
   const float c = static_cast<float>(cos(static_cast<double>(angle)));
   const float s = static_cast<float>(sin(static_cast<double>(angle)));

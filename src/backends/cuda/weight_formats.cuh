@@ -87,8 +87,8 @@ struct FormatQ8_0 {
       y[i] = __fmul_rn(d, static_cast<float>(static_cast<int8_t>((v[i / 4] >> (8 * (i % 4))) & 0xFFu)));
   }
   template <int NT>
-  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t b, ActQ8 x, int64_t K,
-                                             int T, float* acc) {
+  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t b, ActQ8 x, int64_t K, int T,
+                                             float* acc) {
     const uint4* p = reinterpret_cast<const uint4*>(w.q + r * w.q_row_bytes + b * 32);
     const uint4 a0 = __ldg(p), a1 = __ldg(p + 1);
     const uint32_t q[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
@@ -122,8 +122,8 @@ struct FormatQ4_0 {
     }
   }
   template <int NT>
-  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t b, ActQ8 x, int64_t K,
-                                             int T, float* acc) {
+  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t b, ActQ8 x, int64_t K, int T,
+                                             float* acc) {
     const uint4 a = __ldg(reinterpret_cast<const uint4*>(w.q + r * w.q_row_bytes + b * 16));
     const uint32_t raw[4] = {a.x, a.y, a.z, a.w};
     uint32_t q[8];
@@ -163,8 +163,8 @@ struct FormatQ5_0 {
     }
   }
   template <int NT>
-  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t b, ActQ8 x, int64_t K,
-                                             int T, float* acc) {
+  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t b, ActQ8 x, int64_t K, int T,
+                                             float* acc) {
     const uint4 a = __ldg(reinterpret_cast<const uint4*>(w.q + r * w.q_row_bytes + b * 16));
     const uint32_t qh = __ldg(w.qh + r * w.blocks_per_row + b);
     const uint32_t raw[4] = {a.x, a.y, a.z, a.w};
@@ -229,8 +229,8 @@ struct FormatQ4_K {
   }
   // Item = (super-block item/4, pair c = item%4): sub-blocks 2c, 2c+1.
   template <int NT>
-  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t item, ActQ8 x, int64_t K,
-                                             int T, float* acc) {
+  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t item, ActQ8 x, int64_t K, int T,
+                                             float* acc) {
     const int64_t sb = item / 4;
     const int c = static_cast<int>(item % 4);
     const uint8_t* blk = w.q + r * w.q_row_bytes + sb * 144;
@@ -286,8 +286,8 @@ struct FormatQ6_K {
   // Item = (super-block item/4, p = item%4): half h = p/2, groups s0 = p%2 and s0 + 2, which
   // share the same ql bytes (low / high nibble).
   template <int NT>
-  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t item, ActQ8 x, int64_t K,
-                                             int T, float* acc) {
+  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t item, ActQ8 x, int64_t K, int T,
+                                             float* acc) {
     const int64_t sb = item / 4;
     const int p = static_cast<int>(item % 4), h = p / 2, s0 = p % 2;
     const uint8_t* blk = w.q + r * w.q_row_bytes + sb * kQ6KPaddedBytes;
@@ -337,15 +337,32 @@ struct FormatQ6_K {
 template <class F>
 bool with_format(GgmlType t, F&& f) {
   switch (t) {
-    case GgmlType::F32: f(FormatF32{}); return true;
-    case GgmlType::F16: f(FormatF16{}); return true;
-    case GgmlType::BF16: f(FormatBF16{}); return true;
-    case GgmlType::Q8_0: f(FormatQ8_0{}); return true;
-    case GgmlType::Q4_0: f(FormatQ4_0{}); return true;
-    case GgmlType::Q5_0: f(FormatQ5_0{}); return true;
-    case GgmlType::Q4_K: f(FormatQ4_K{}); return true;
-    case GgmlType::Q6_K: f(FormatQ6_K{}); return true;
-    default: return false;
+    case GgmlType::F32:
+      f(FormatF32{});
+      return true;
+    case GgmlType::F16:
+      f(FormatF16{});
+      return true;
+    case GgmlType::BF16:
+      f(FormatBF16{});
+      return true;
+    case GgmlType::Q8_0:
+      f(FormatQ8_0{});
+      return true;
+    case GgmlType::Q4_0:
+      f(FormatQ4_0{});
+      return true;
+    case GgmlType::Q5_0:
+      f(FormatQ5_0{});
+      return true;
+    case GgmlType::Q4_K:
+      f(FormatQ4_K{});
+      return true;
+    case GgmlType::Q6_K:
+      f(FormatQ6_K{});
+      return true;
+    default:
+      return false;
   }
 }
 

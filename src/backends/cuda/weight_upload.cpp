@@ -18,8 +18,8 @@ size_t align_up(size_t n) { return (n + kPlaneAlign - 1) / kPlaneAlign * kPlaneA
 
 // Legacy 32-value blocks: split into a quant plane, an optional high-bit plane and a scale plane.
 template <class Block>
-std::vector<uint8_t> split_planes(const WeightTensor& w, int64_t nb, size_t quant_bytes, bool has_qh,
-                                  size_t& qh_off, size_t& d_off) {
+std::vector<uint8_t> split_planes(const WeightTensor& w, int64_t nb, size_t quant_bytes, bool has_qh, size_t& qh_off,
+                                  size_t& d_off) {
   const size_t n_blocks = static_cast<size_t>(w.rows * nb);
   const size_t q_size = align_up(n_blocks * quant_bytes);
   const size_t qh_size = has_qh ? align_up(n_blocks * 4) : 0;

@@ -30,6 +30,8 @@ class Act {
   int64_t cols() const { return cols_; }
   Backend* owner() const { return owner_; }
   explicit operator bool() const { return mem_ != nullptr; }
+  // The first rows*cols values of this buffer seen as a [rows, cols] matrix (shares memory).
+  Act view(int64_t rows, int64_t cols) const { return Act(owner_, mem_, rows, cols); }
 
  private:
   Backend* owner_ = nullptr;

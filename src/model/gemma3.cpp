@@ -27,6 +27,16 @@ Gemma3Model::Gemma3Model(std::shared_ptr<const ModelWeights> weights, Placement 
   }
 }
 
+Act Gemma3Model::scratch(Backend* b, Slot slot, int64_t rows, int64_t cols) {
+  ScratchBuf& s = scratch_[{b, static_cast<int>(slot)}];
+  if (rows * cols > s.capacity) {
+    s.buf = Act();  // free first: peak memory stays one buffer per role
+    s.buf = b->alloc(rows, cols);
+    s.capacity = rows * cols;
+  }
+  return s.buf.view(rows, cols);
+}
+
 void Gemma3Model::validate(const Batch& batch, const KvCache& kv) const {
   const Gemma3Config& c = config();
   if (batch.size() == 0) fail("empty batch");
@@ -58,7 +68,7 @@ void Gemma3Model::forward(const Batch& batch, KvCache& kv, std::vector<float>& l
 
   // §2.1: scaled embedding lookup.
   Backend* be = placement_.input;
-  Act x = be->alloc(T, c.hidden);
+  Act x = scratch(be, kX, T, c.hidden);
   be->embed(w.tok_embd, batch.tokens, c.embed_scale, x);
 
   Backend* cur = nullptr;
@@ -70,17 +80,17 @@ void Gemma3Model::forward(const Batch& batch, KvCache& kv, std::vector<float>& l
       if (x.owner() != b) {
         std::vector<float> host(static_cast<size_t>(T * c.hidden));
         x.owner()->copy_to_host(x, host.data());
-        x = b->alloc(T, c.hidden);
+        x = scratch(b, kX, T, c.hidden);
         b->copy_from_host(host.data(), x);
       }
-      h = b->alloc(T, c.hidden);
-      q = b->alloc(T, c.q_dim());
-      k = b->alloc(T, c.kv_dim());
-      v = b->alloc(T, c.kv_dim());
-      att = b->alloc(T, c.q_dim());
-      o = b->alloc(T, c.hidden);
-      gate = b->alloc(T, c.ffn);
-      up = b->alloc(T, c.ffn);
+      h = scratch(b, kH, T, c.hidden);
+      q = scratch(b, kQ, T, c.q_dim());
+      k = scratch(b, kK, T, c.kv_dim());
+      v = scratch(b, kV, T, c.kv_dim());
+      att = scratch(b, kAtt, T, c.q_dim());
+      o = scratch(b, kO, T, c.hidden);
+      gate = scratch(b, kGate, T, c.ffn);
+      up = scratch(b, kUp, T, c.ffn);
       cur = b;
     }
     const bool global = c.layer_is_global[static_cast<size_t>(l)];
@@ -121,13 +131,13 @@ void Gemma3Model::forward(const Batch& batch, KvCache& kv, std::vector<float>& l
   if (x.owner() != ob) {
     std::vector<float> host(static_cast<size_t>(T * c.hidden));
     x.owner()->copy_to_host(x, host.data());
-    x = ob->alloc(T, c.hidden);
+    x = scratch(ob, kX, T, c.hidden);
     ob->copy_from_host(host.data(), x);
   }
-  Act sel = ob->alloc(static_cast<int64_t>(rows.size()), c.hidden);
+  Act sel = scratch(ob, kSel, static_cast<int64_t>(rows.size()), c.hidden);
   ob->gather_rows(x, rows, sel);
   ob->rms_norm(sel, w.output_norm, c.rms_eps, sel);
-  Act out = ob->alloc(static_cast<int64_t>(rows.size()), c.vocab_size);
+  Act out = scratch(ob, kOut, static_cast<int64_t>(rows.size()), c.vocab_size);
   matmul(ob, w.tok_embd, sel, out);
   ob->copy_to_host(out, logits.data());
   if (c.final_softcap > 0) {

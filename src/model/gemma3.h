@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -57,6 +58,15 @@ class Gemma3Model {
     b->matmul(w, x, y);
   }
   void validate(const Batch& batch, const KvCache& kv) const;
+  // Activation buffers are kept between forward calls, per backend and role, and grown when a
+  // batch needs more: a GPU backend then allocates nothing in the decode loop.
+  enum Slot { kX, kH, kQ, kK, kV, kAtt, kO, kGate, kUp, kSel, kOut, kSlots };
+  Act scratch(Backend* b, Slot slot, int64_t rows, int64_t cols);
+  struct ScratchBuf {
+    Act buf;
+    int64_t capacity = 0;
+  };
+  std::map<std::pair<Backend*, int>, ScratchBuf> scratch_;
   std::shared_ptr<const ModelWeights> w_;
   Placement placement_;
   MatmulObserver observer_;

@@ -59,3 +59,43 @@ TEST(CudaEndToEnd, Synthetic270mMatchesCpuOver64DecodeStepsCrossingTheWindow) {
   EXPECT_LE(worst, 5e-4);  // int8 activations on the GPU, f16 KV
 #endif
 }
+
+TEST(CudaEndToEnd, PartialOffloadMatchesAllCpu) {
+  // --gpu-layers: the first 9 of 18 layers on the GPU, the rest on the CPU; activations cross
+  // once per forward. Logits must equal the all-CPU run within the quantized-activation budget.
+#ifndef UNICORN_HAVE_CUDA
+  GTEST_SKIP() << "skipped: no CUDA device (built without CUDA)";
+#else
+  if (cuda_device_count() == 0) GTEST_SKIP() << "skipped: no CUDA device";
+  std::shared_ptr<ModelWeights> w = make_synthetic_model("270m", "q4_k_m", 11);
+  const Gemma3Config& c = w->config;
+  CpuBackend cpu(0, MatmulPrecision::Exact);
+  CpuBackend cpu2(0, MatmulPrecision::Exact);
+  std::unique_ptr<Backend> gpu = make_cuda_backend(0);
+  Placement all_cpu = Placement::all_on(&cpu, c.n_layers);
+  Placement split = Placement::split(gpu.get(), &cpu2, c.n_layers, 9);
+  ASSERT_EQ(split.input, gpu.get());
+  ASSERT_EQ(split.output, &cpu2);
+  Gemma3Model mc(w, all_cpu), ms(w, split);
+  KvCache kc(c, all_cpu, 1, 256, GgmlType::F32), ks(c, split, 1, 256, GgmlType::F16);
+  std::vector<float> lc, ls;
+  double worst = 0;
+  for (int step = 0; step < 40; ++step) {
+    Batch b;
+    const int n = step == 0 ? 24 : 1;
+    for (int i = 0; i < n; ++i)
+      b.add(static_cast<int32_t>((step * 131 + i * 17) % c.vocab_size), static_cast<int32_t>(kc.seq_len(0)) + i, 0,
+            i + 1 == n);
+    mc.forward(b, kc, lc);
+    ms.forward(b, ks, ls);
+    double num = 0, den = 0;
+    for (size_t i = 0; i < lc.size(); ++i) {
+      num += (double(ls[i]) - lc[i]) * (double(ls[i]) - lc[i]);
+      den += double(lc[i]) * lc[i];
+    }
+    worst = std::max(worst, num / den);
+  }
+  std::printf("  worst NMSE, 9 GPU + 9 CPU layers vs all CPU: %.3g\n", worst);
+  EXPECT_LE(worst, 5e-4);
+#endif
+}

@@ -36,7 +36,11 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
 fi
 
 U=./build/gpu/unicorn
-for scheme in ${BENCH_SCHEMES:-q4_0 q8_0 bf16}; do
+$U check 2>&1 | tee "$OUT/check.txt"
+if [ -n "${OFFLOAD_LAYERS:-}" ]; then  # partial offload on the 27B shapes, e.g. OFFLOAD_LAYERS=40
+  timeout 150 $U bench --synthetic 27b --type q4_0 --gpu-layers "$OFFLOAD_LAYERS" -p 64 -n 16 -r 1 2>&1 | tee -a "$OUT/bench.md"
+fi
+for scheme in ${BENCH_SCHEMES-q4_0 q8_0 bf16}; do
   nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 250 > "$OUT/gpu_mem_$scheme.csv" &
   smi=$!
   timeout 200 $U bench --synthetic 27b --type "$scheme" --device cuda -p 512 -n 128 -d 0 -d 4096 \
@@ -44,4 +48,4 @@ for scheme in ${BENCH_SCHEMES:-q4_0 q8_0 bf16}; do
   kill $smi 2>/dev/null
   echo "scheme $scheme done after $(( $(date +%s) - start )) s; peak GPU memory $(sort -n "$OUT/gpu_mem_$scheme.csv" | tail -1) MiB"
 done
-timeout 60 $U bench --synthetic 27b --type q4_0 --device cuda -p 32 -n 0 -r 3 2>&1 | tee -a "$OUT/bench.md"
+[ "${SKIP_TTFT:-0}" = 1 ] || timeout 60 $U bench --synthetic 27b --type q4_0 --device cuda -p 32 -n 0 -r 3 2>&1 | tee -a "$OUT/bench.md"

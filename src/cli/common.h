@@ -20,6 +20,7 @@ struct ModelOptions {
   std::string kv_type = "f16";
   std::string precision = "fast";
   std::string device = "auto";
+  int64_t gpu_layers = -1;
 };
 
 void add_model_options(CLI::App& app, ModelOptions& o, int64_t default_ctx = 4096);
@@ -50,6 +51,7 @@ std::unique_ptr<Command> make_chat_command();
 std::unique_ptr<Command> make_info_command();
 std::unique_ptr<Command> make_bench_command();
 std::unique_ptr<Command> make_perplexity_command();
+std::unique_ptr<Command> make_check_command();
 std::unique_ptr<Command> make_quantize_command();
 std::unique_ptr<Command> make_compare_command();
 

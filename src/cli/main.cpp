@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   cmds.push_back({"info", "model architecture, tensor types and memory estimate", make_info_command()});
   cmds.push_back({"bench", "prompt-processing and generation throughput", make_bench_command()});
   cmds.push_back({"perplexity", "perplexity of a text file (llama-perplexity rules)", make_perplexity_command()});
+  cmds.push_back({"check", "list compute devices and the backend run would choose", make_check_command()});
   cmds.push_back({"quantize", "convert/quantize a model to GGUF under a preset", make_quantize_command()});
   cmds.push_back({"compare", "quality of a quantized model against its reference", make_compare_command()});
   for (auto& c : cmds) {

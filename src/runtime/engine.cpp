@@ -63,10 +63,16 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& opt_in) {
           "available; lower -c or use --kv-type f16",
           opt.n_ctx, format_bytes(e->mem_.kv), format_bytes(e->mem_.scratch), format_bytes(need), format_bytes(avail));
   }
-  // One backend for now; the planner (runtime/placement.h) will spread layers over devices.
-  e->backends_.push_back(make_backend(opt.device, opt.n_threads,
-                                      opt.precision == "exact" ? MatmulPrecision::Exact : MatmulPrecision::Fast));
+  const MatmulPrecision prec = opt.precision == "exact" ? MatmulPrecision::Exact : MatmulPrecision::Fast;
+  e->backends_.push_back(make_backend(opt.device, opt.n_threads, prec));
   Placement pl = Placement::all_on(e->backends_[0].get(), c.n_layers);
+  if (opt.gpu_layers >= 0 && opt.gpu_layers < c.n_layers) {
+    if (e->backends_[0]->name() == "cpu")
+      fail("--gpu-layers {} needs a GPU device, but the chosen device is the CPU", opt.gpu_layers);
+    // Partial offload (per-layer placement): the first layers on the GPU, the rest on the CPU.
+    e->backends_.push_back(std::make_unique<CpuBackend>(opt.n_threads, prec));
+    pl = Placement::split(e->backends_[0].get(), e->backends_[1].get(), c.n_layers, opt.gpu_layers);
+  }
   e->model_ = std::make_unique<Gemma3Model>(e->weights_, pl);
   e->kv_ = std::make_unique<KvCache>(c, pl, opt.n_seq, opt.n_ctx, opt.kv_type);
   return e;

@@ -22,8 +22,10 @@ struct EngineOptions {
   int n_seq = 1;
   int64_t n_batch = 512;  // tokens per forward call when processing a prompt
   GgmlType kv_type = GgmlType::F16;
-  std::string precision = "fast";  // CPU matmuls: "fast" (int8 activations) or "exact" (f32)
-  std::string device = "auto";     // "auto" (CUDA when a device is present, else CPU), "cpu", "cuda", "cuda:N"
+  std::string precision = "fast";
+  int64_t gpu_layers = -1;      // with a GPU device: layers placed on it (the rest run on the CPU); -1: all  // CPU
+                                // matmuls: "fast" (int8 activations) or "exact" (f32)
+  std::string device = "auto";  // "auto" (CUDA when a device is present, else CPU), "cpu", "cuda", "cuda:N"
 };
 
 class Engine {

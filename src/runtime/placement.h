@@ -19,6 +19,17 @@ struct Placement {
     p.input = p.output = b;
     return p;
   }
+
+  // Partial offload: the first `n_first` layers (and the embedding lookup) on `first`, the rest
+  // on `rest`; the output head follows the last layer. n_first is clamped to [0, n_layers].
+  static Placement split(Backend* first, Backend* rest, int64_t n_layers, int64_t n_first) {
+    n_first = n_first < 0 ? 0 : (n_first > n_layers ? n_layers : n_first);
+    Placement p;
+    for (int64_t l = 0; l < n_layers; ++l) p.layer.push_back(l < n_first ? first : rest);
+    p.input = n_first > 0 ? first : rest;
+    p.output = n_first == n_layers ? first : rest;
+    return p;
+  }
 };
 
 }  // namespace unicorn

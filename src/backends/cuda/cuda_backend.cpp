@@ -20,6 +20,14 @@ int cuda_device_count() {
   return n;
 }
 
+std::string cuda_device_description(int index) {
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, index) != cudaSuccess) return "unavailable";
+  return fmt::format("{}: {:.1f} GiB, compute capability {}.{}, {} SMs", prop.name,
+                     static_cast<double>(prop.totalGlobalMem) / (1u << 30), prop.major, prop.minor,
+                     prop.multiProcessorCount);
+}
+
 std::unique_ptr<Backend> make_cuda_backend(int index) { return std::make_unique<cuda::CudaBackend>(index); }
 
 double cuda_time_ms(Backend& backend, const std::function<void()>& work) {

@@ -3,6 +3,7 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "backends/backend.h"
 
@@ -13,6 +14,8 @@ int cuda_device_count();
 
 // A backend on CUDA device `index`. Throws Error naming the device when it cannot be used.
 std::unique_ptr<Backend> make_cuda_backend(int index);
+// "NAME: memory, compute capability, SMs" for unicorn check.
+std::string cuda_device_description(int index);
 
 // Device time in milliseconds of the ops that `work` queues on a CUDA backend (events on its
 // stream around them; waits for them). For benchmarks: excludes host launch overhead.

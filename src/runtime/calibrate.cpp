@@ -22,6 +22,9 @@ ImportanceMatrix calibrate(const CalibrationOptions& o, const std::function<void
   eo.n_ctx = o.n_ctx;
   eo.n_batch = o.n_ctx;
   eo.kv_type = GgmlType::F32;
+  // The matmul observer reads host activations: calibrate on the CPU, in f32.
+  eo.device = "cpu";
+  eo.precision = "exact";
   auto engine = Engine::open(eo);
   const std::vector<int32_t> tokens = engine->tokenizer().encode(ss.str(), true);
   int64_t n_chunks = static_cast<int64_t>(tokens.size()) / o.n_ctx;

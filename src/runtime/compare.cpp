@@ -72,6 +72,9 @@ std::unique_ptr<Engine> open_for_compare(const std::string& path, const CompareO
   eo.n_ctx = o.n_ctx;
   eo.n_batch = o.n_ctx;
   eo.kv_type = GgmlType::F32;
+  // The quality instrument measures the weights alone: f32 activations on the CPU (exact).
+  eo.device = "cpu";
+  eo.precision = "exact";
   return Engine::open(eo);
 }
 

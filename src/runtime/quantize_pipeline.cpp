@@ -1,5 +1,7 @@
 #include "runtime/quantize_pipeline.h"
 
+#include "model/synthetic.h"
+
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -142,38 +144,11 @@ double embedding_share(const std::vector<TensorShapeDesc>& tensors) {
 }
 
 Gemma3Config gemma3_size_config(const std::string& size) {
-  struct S {
-    const char* name;
-    int64_t hidden, layers, heads, kv, hd, ffn, vocab, ctx, window;
-    float qpas, rope_scale;
-  };
-  // spec §1.1 / §1.1b; 4B+ with the multimodal checkpoints' 262208 embedding rows.
-  static constexpr S kSizes[] = {
-      {"270m", 640, 18, 4, 1, 256, 2048, 262144, 32768, 512, 256, 1},
-      {"1b", 1152, 26, 4, 1, 256, 6912, 262144, 32768, 512, 256, 1},
-      {"4b", 2560, 34, 8, 4, 256, 10240, 262208, 131072, 1024, 256, 8},
-      {"12b", 3840, 48, 16, 8, 256, 15360, 262208, 131072, 1024, 256, 8},
-      {"27b", 5376, 62, 32, 16, 128, 21504, 262208, 131072, 1024, 168, 8},
-  };
-  for (const auto& s : kSizes) {
-    if (size != s.name) continue;
-    Gemma3Config c;
-    c.hidden = s.hidden;
-    c.n_layers = s.layers;
-    c.n_heads = s.heads;
-    c.n_kv_heads = s.kv;
-    c.head_dim = s.hd;
-    c.ffn = s.ffn;
-    c.vocab_size = s.vocab;
-    c.context_length = s.ctx;
-    c.sliding_window = s.window;
-    c.rope_scale_global = s.rope_scale;
-    c.attn_scale = 1.0f / std::sqrt(s.qpas);
-    c.embed_scale = std::sqrt(static_cast<float>(s.hidden));
-    for (int64_t i = 0; i < s.layers; ++i) c.layer_is_global.push_back((i + 1) % 6 == 0);
-    return c;
-  }
-  fail("unknown model size '{}' (sizes: 270m, 1b, 4b, 12b, 27b)", size);
+  // The shapes of model/synthetic.h; the HF checkpoints of 4B and up carry the multimodal
+  // 262208-row embedding (spec §1.1).
+  Gemma3Config c = synthetic_config(size);
+  if (c.hidden > 1152) c.vocab_size = 262208;
+  return c;
 }
 
 std::vector<TensorShapeDesc> gemma3_shapes(const Gemma3Config& c) {

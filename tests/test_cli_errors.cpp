@@ -197,12 +197,14 @@ TEST(CliBench, WritesJson) {
 }
 
 TEST(CliRun, CtrlCStopsCleanlyWithSummary) {
-  // Long generation on the tiny model; SIGINT after a moment must end it with exit 0 and the
-  // summary line saying it was interrupted.
+  // Long generation on the tiny model; SIGINT once it is streaming (the prompt echo on stdout
+  // comes after the handler is installed) must end it with exit 0 and a summary saying so.
   const std::string errf = temp_path("sigint_err.txt").string();
+  const std::string outf = temp_path("sigint_out.txt").string();
   const std::string cmd = "(" + std::string(UNICORN_BINARY) + " run -m " + kTiny +
-                          " -p hi -n 100000000 -c 512 --temp 0 2>" + errf +
-                          " >/dev/null & pid=$!; sleep 0.5; kill -INT $pid; wait $pid)";
+                          " -p hi -n 100000000 -c 512 --temp 0 2>" + errf + " >" + outf +
+                          " & pid=$!; for i in $(seq 200); do [ -s " + outf +
+                          " ] && break; sleep 0.05; done; kill -INT $pid; wait $pid)";
   const int st = std::system(cmd.c_str());
   ASSERT_TRUE(WIFEXITED(st));
   std::ifstream f(errf);

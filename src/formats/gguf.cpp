@@ -80,29 +80,6 @@ bool is_integer_type(GgufValueType t) {
 
 bool is_known_type(uint32_t t) { return t <= static_cast<uint32_t>(GgufValueType::F64); }
 
-// Bytes of one encoded element, or 0 for variable-size types (string).
-size_t fixed_size(GgufValueType t) {
-  switch (t) {
-    case GgufValueType::U8:
-    case GgufValueType::I8:
-    case GgufValueType::BOOL:
-      return 1;
-    case GgufValueType::U16:
-    case GgufValueType::I16:
-      return 2;
-    case GgufValueType::U32:
-    case GgufValueType::I32:
-    case GgufValueType::F32:
-      return 4;
-    case GgufValueType::U64:
-    case GgufValueType::I64:
-    case GgufValueType::F64:
-      return 8;
-    default:
-      return 0;
-  }
-}
-
 bool read_bool(Cursor& c, const std::string& path) {
   const uint8_t b = c.read<uint8_t>();
   if (b > 1) fail("{}: invalid bool byte {} while reading {}", path, b, c.where());
@@ -150,7 +127,7 @@ GgufArray read_array(Cursor& c, const std::string& path) {
     fail("{}: arrays of arrays are not supported, while reading {}", path, c.where());
   const uint64_t n = c.read<uint64_t>();
   // A string element takes at least its 8-byte length.
-  const size_t min_elem = a.elem_type == GgufValueType::STRING ? 8 : fixed_size(a.elem_type);
+  const size_t min_elem = a.elem_type == GgufValueType::STRING ? 8 : gguf_scalar_size(a.elem_type);
   if (n > c.left() / min_elem)
     fail("{}: array of {} {} elements does not fit in the {} bytes left, while reading {}", path, n,
          gguf_value_type_name(a.elem_type), c.left(), c.where());

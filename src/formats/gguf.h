@@ -36,6 +36,8 @@ enum class GgufValueType : uint32_t {
 
 // Name of a value type as used in messages ("u32", "string", "array"...); "type N" if unknown.
 std::string gguf_value_type_name(GgufValueType t);
+// Bytes of one encoded scalar of this type; 0 for the variable-size STRING and ARRAY.
+size_t gguf_scalar_size(GgufValueType t);
 
 struct GgufArray {
   GgufValueType elem_type;

@@ -6,6 +6,28 @@
 
 namespace unicorn {
 
+size_t gguf_scalar_size(GgufValueType t) {
+  switch (t) {
+    case GgufValueType::U8:
+    case GgufValueType::I8:
+    case GgufValueType::BOOL:
+      return 1;
+    case GgufValueType::U16:
+    case GgufValueType::I16:
+      return 2;
+    case GgufValueType::U32:
+    case GgufValueType::I32:
+    case GgufValueType::F32:
+      return 4;
+    case GgufValueType::U64:
+    case GgufValueType::I64:
+    case GgufValueType::F64:
+      return 8;
+    default:
+      return 0;
+  }
+}
+
 std::string gguf_value_type_name(GgufValueType t) {
   switch (t) {
     case GgufValueType::U8:

@@ -22,34 +22,16 @@ namespace {
 
 uint64_t value_bytes(const GgufValue& v);
 
-uint64_t scalar_bytes(GgufValueType t) {
-  switch (t) {
-    case GgufValueType::U8:
-    case GgufValueType::I8:
-    case GgufValueType::BOOL:
-      return 1;
-    case GgufValueType::U16:
-    case GgufValueType::I16:
-      return 2;
-    case GgufValueType::U32:
-    case GgufValueType::I32:
-    case GgufValueType::F32:
-      return 4;
-    default:
-      return 8;
-  }
-}
-
 // Serialized size of a value after its u32 type tag (spec §4.1).
 uint64_t value_bytes(const GgufValue& v) {
   if (v.type == GgufValueType::STRING) return 8 + std::get<std::string>(v.v).size();
-  if (v.type != GgufValueType::ARRAY) return scalar_bytes(v.type);
+  if (v.type != GgufValueType::ARRAY) return gguf_scalar_size(v.type);
   const auto& a = std::get<GgufArray>(v.v);
   uint64_t n = 4 + 8;
   if (a.elem_type == GgufValueType::STRING) {
     for (const auto& s : a.strings) n += 8 + s.size();
   } else {
-    n += scalar_bytes(a.elem_type) * a.size();
+    n += gguf_scalar_size(a.elem_type) * a.size();
   }
   return n;
 }

@@ -1,6 +1,7 @@
 #include "model/synthetic.h"
 
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <thread>
 
@@ -10,6 +11,7 @@
 #include "core/half.h"
 #include "core/thread_pool.h"
 #include "model/weight_checks.h"
+#include "quant/blocks.h"
 
 namespace unicorn {
 
@@ -59,25 +61,32 @@ uint64_t splitmix(uint64_t& s) {
   return z ^ (z >> 31);
 }
 
-// Offsets of the f16 scale fields of each block type (src/quant/blocks.h), which must be
-// finite; every other byte of these layouts is valid whatever its value.
+// Offsets of the f16 scale fields of each block type (from the layouts in quant/blocks.h),
+// which must be finite; every other byte of these layouts is valid whatever its value.
 std::vector<size_t> f16_fields(GgmlType t) {
   switch (t) {
     case GgmlType::Q4_0:
+      return {offsetof(BlockQ4_0, d)};
     case GgmlType::Q5_0:
+      return {offsetof(BlockQ5_0, d)};
     case GgmlType::Q8_0:
-      return {0};
+      return {offsetof(BlockQ8_0, d)};
     case GgmlType::Q4_1:
+      return {offsetof(BlockQ4_1, d), offsetof(BlockQ4_1, m)};
     case GgmlType::Q5_1:
-    case GgmlType::Q4_K:
-    case GgmlType::Q5_K:
-      return {0, 2};
+      return {offsetof(BlockQ5_1, d), offsetof(BlockQ5_1, m)};
     case GgmlType::Q2_K:
-      return {80, 82};
+      return {offsetof(BlockQ2_K, d), offsetof(BlockQ2_K, dmin)};
     case GgmlType::Q3_K:
-      return {108};
+      return {offsetof(BlockQ3_K, d)};
+    case GgmlType::Q4_K:
+      return {offsetof(BlockQ4_K, d), offsetof(BlockQ4_K, dmin)};
+    case GgmlType::Q5_K:
+      return {offsetof(BlockQ5_K, d), offsetof(BlockQ5_K, dmin)};
     case GgmlType::Q6_K:
-      return {208};
+      return {offsetof(BlockQ6_K, d)};
+    case GgmlType::IQ4_XS:
+      return {offsetof(BlockIQ4_XS, d)};
     default:
       return {};
   }

@@ -58,7 +58,7 @@ class BenchCommand final : public Command {
       const std::string model_name = fmt::format("gemma3 {}L h{}", c.n_layers, c.hidden);
       if (format_ == "md") {
         fmt::print("| {} | {} | {:.1f} M | {} | {} | {} | {:.2f} ± {:.2f} |\n", model_name,
-                   format_bytes(e->memory().weights), static_cast<double>(param_count(*e)) / 1e6, backend,
+                   format_bytes(e->memory().weights), static_cast<double>(e->weights().param_count()) / 1e6, backend,
                    threads ? std::to_string(threads) : std::string("all"), bc.name, r.mean(), r.stddev());
         std::fflush(stdout);
       }
@@ -85,15 +85,6 @@ class BenchCommand final : public Command {
   }
 
  private:
-  static int64_t param_count(const Engine& e) {
-    const ModelWeights& w = e.weights();
-    int64_t n = w.tok_embd.rows * w.tok_embd.cols + w.output_norm.cols;
-    for (const auto& L : w.layers)
-      for (const WeightTensor* t : {&L.attn_norm, &L.q, &L.k, &L.v, &L.o, &L.q_norm, &L.k_norm, &L.post_attn_norm,
-                                    &L.ffn_norm, &L.gate, &L.up, &L.down, &L.post_ffw_norm})
-        n += t->rows * t->cols;
-    return n;
-  }
   ModelOptions mo_;
   int n_prompt_ = 512, n_gen_ = 128, reps_ = 3;
   std::vector<int> depth_;

@@ -37,9 +37,7 @@ class InfoCommand final : public Command {
     count(w.tok_embd);
     count(w.output_norm);
     for (const auto& L : w.layers)
-      for (const WeightTensor* t : {&L.attn_norm, &L.q, &L.k, &L.v, &L.o, &L.q_norm, &L.k_norm, &L.post_attn_norm,
-                                    &L.ffn_norm, &L.gate, &L.up, &L.down, &L.post_ffw_norm})
-        count(*t);
+      for (const WeightTensor* t : L.all()) count(*t);
     fmt::print("parameters: {:.1f} M ({:.2f} bits/weight)\n", static_cast<double>(params) / 1e6,
                8.0 * static_cast<double>(w.weight_bytes()) / static_cast<double>(params));
     fmt::print("tensor types (norms shown as F32 after loading):\n");

@@ -18,8 +18,7 @@ Gemma3Model::Gemma3Model(std::shared_ptr<const ModelWeights> weights, Placement 
   for (size_t l = 0; l < w.layers.size(); ++l) {
     const LayerWeights& L = w.layers[l];
     Backend* b = placement_.layer[l];
-    for (const WeightTensor* t : {&L.attn_norm, &L.q, &L.k, &L.v, &L.o, &L.q_norm, &L.k_norm, &L.post_attn_norm,
-                                  &L.ffn_norm, &L.gate, &L.up, &L.down, &L.post_ffw_norm}) {
+    for (const WeightTensor* t : L.all()) {
       if (!b->supports_weight(t->type))
         fail("{}: backend {} cannot multiply by {} weights ({})", w.source, b->name(), type_name(t->type), t->name);
       b->load_weight(*t);

@@ -60,9 +60,14 @@ void convert_norms_to_f32(ModelWeights& mw, bool add_one) {
 size_t ModelWeights::weight_bytes() const {
   size_t n = tok_embd.nbytes() + output_norm.nbytes();
   for (const LayerWeights& L : layers)
-    for (const WeightTensor* w : {&L.attn_norm, &L.q, &L.k, &L.v, &L.o, &L.q_norm, &L.k_norm, &L.post_attn_norm,
-                                  &L.ffn_norm, &L.gate, &L.up, &L.down, &L.post_ffw_norm})
-      n += w->nbytes();
+    for (const WeightTensor* w : L.all()) n += w->nbytes();
+  return n;
+}
+
+int64_t ModelWeights::param_count() const {
+  int64_t n = tok_embd.rows * tok_embd.cols + output_norm.rows * output_norm.cols;
+  for (const LayerWeights& L : layers)
+    for (const WeightTensor* w : L.all()) n += w->rows * w->cols;
   return n;
 }
 

@@ -1,6 +1,7 @@
 // The weight abstraction the one model definition runs over: a matrix may be dense (F32, F16,
 // BF16) or quantized (any GGML block type); backends decide how to multiply by it.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -31,6 +32,12 @@ struct WeightTensor {
 struct LayerWeights {
   WeightTensor attn_norm, q, k, v, o, q_norm, k_norm, post_attn_norm;
   WeightTensor ffn_norm, gate, up, down, post_ffw_norm;
+
+  // Every tensor of the layer, for loops that treat them alike (upload, size, counts).
+  std::array<const WeightTensor*, 13> all() const {
+    return {&attn_norm,      &q,        &k,    &v,  &o,    &q_norm,       &k_norm,
+            &post_attn_norm, &ffn_norm, &gate, &up, &down, &post_ffw_norm};
+  }
 };
 
 struct ModelWeights {
@@ -46,6 +53,7 @@ struct ModelWeights {
   std::string source;  // file or directory the weights came from
   std::string format;  // "gguf" or "safetensors"
   size_t weight_bytes() const;
+  int64_t param_count() const;
   // Tensors that were present but not used (e.g. vision tower), for reporting.
   std::vector<std::string> skipped;
 };

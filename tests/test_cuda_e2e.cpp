@@ -99,3 +99,37 @@ TEST(CudaEndToEnd, PartialOffloadMatchesAllCpu) {
   EXPECT_LE(worst, 5e-4);
 #endif
 }
+
+TEST(CudaEndToEnd, RecordedStepsEqualEagerOnes) {
+  // From the second decode step on, the GPU replays a recorded graph of the step (positions and
+  // tokens come from device memory). Its logits must equal, bit for bit, those of the same model
+  // run eagerly (a matmul observer turns recording off), and recordings must exist.
+#ifndef UNICORN_HAVE_CUDA
+  GTEST_SKIP() << "skipped: no CUDA device (built without CUDA)";
+#else
+  if (cuda_device_count() == 0) GTEST_SKIP() << "skipped: no CUDA device";
+  std::shared_ptr<ModelWeights> w = make_synthetic_model("270m", "q4_k_m", 5);
+  const Gemma3Config& c = w->config;
+  std::unique_ptr<Backend> g1 = make_cuda_backend(0), g2 = make_cuda_backend(0);
+  Placement p1 = Placement::all_on(g1.get(), c.n_layers), p2 = Placement::all_on(g2.get(), c.n_layers);
+  Gemma3Model recorded(w, p1), eager(w, p2);
+  eager.set_matmul_observer([](const WeightTensor&, const Act&) {});
+  KvCache k1(c, p1, 1, 600, GgmlType::F16), k2(c, p2, 1, 600, GgmlType::F16);
+  std::vector<float> l1, l2;
+  size_t differing = 0;
+  for (int step = 0; step < 30; ++step) {
+    Batch b;
+    const int n = step == 0 ? 40 : (step == 10 ? 8 : 1);  // a prompt, decode steps, a second chunk
+    for (int i = 0; i < n; ++i)
+      b.add(static_cast<int32_t>((step * 977 + i * 31) % c.vocab_size), static_cast<int32_t>(k1.seq_len(0)) + i, 0,
+            i + 1 == n);
+    recorded.forward(b, k1, l1);
+    eager.forward(b, k2, l2);
+    ASSERT_EQ(l1.size(), l2.size());
+    for (size_t i = 0; i < l1.size(); ++i) differing += l1[i] != l2[i];
+  }
+  EXPECT_EQ(differing, 0u);
+  EXPECT_GE(cuda_recordings(*g1), 1u);
+  EXPECT_EQ(cuda_recordings(*g2), 0u);
+#endif
+}

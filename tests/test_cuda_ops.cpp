@@ -266,6 +266,68 @@ TEST_F(CudaOps, GeluMulAddAndGatherRowsMatchCpu) {
   EXPECT_LE(nmse(to_host(*gpu, gs), to_host(*cpu, cs)), 1e-12);
 }
 
+// ---- fused ops (backend.h composite ops) against the CPU's defaults ------------------------------
+
+TEST_F(CudaOps, FusedMatmulsShareOneQuantizedInput) {
+  Rng rng(21);
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q6_K}) {
+    const int64_t in = 1024;
+    HostWeight wq = random_weight(type, 512, in, rng), wk = random_weight(type, 256, in, rng);
+    HostWeight wv = random_weight(type, 256, in, rng), wg = random_weight(type, 2048, in, rng);
+    HostWeight wu = random_weight(type, 2048, in, rng);
+    for (HostWeight* w : {&wq, &wk, &wv, &wg, &wu}) gpu->load_weight(w->t);
+    for (int64_t T : {1, 3, 8, 20}) {  // 20: the unfused path
+      const std::vector<float> x = random_floats(static_cast<size_t>(T * in), rng);
+      std::vector<float> got[4], want[4];
+      int i = 0;
+      for (Backend* b : {gpu.get(), static_cast<Backend*>(cpu.get())}) {
+        Act xa = upload(*b, x, T, in), q = b->alloc(T, 512), k = b->alloc(T, 256), v = b->alloc(T, 256);
+        Act gate = b->alloc(T, 2048), up = b->alloc(T, 2048);
+        const WeightTensor* ws[] = {&wq.t, &wk.t, &wv.t};
+        Act* ys[] = {&q, &k, &v};
+        b->matmul_many(ws, xa, ys);
+        b->matmul_geglu(wg.t, wu.t, xa, gate, up);
+        std::vector<float>* out = i++ == 0 ? got : want;
+        out[0] = to_host(*b, q), out[1] = to_host(*b, k), out[2] = to_host(*b, v), out[3] = to_host(*b, gate);
+      }
+      const double limit = T <= 8 ? 5e-4 : 1e-7;  // int8 activations on the fused (matvec) path
+      for (int j = 0; j < 4; ++j)
+        EXPECT_LE(nmse(got[j], want[j]), limit) << type_name(type) << " T=" << T << " output " << j;
+    }
+  }
+}
+
+TEST_F(CudaOps, FusedQkNormRopeAndAddNormMatchCpu) {
+  Rng rng(22);
+  const int64_t T = 5, hd = 128, nh = 8, nkv = 4, hidden = 1152;
+  const std::vector<float> qn = random_floats(hd, rng), kn = random_floats(hd, rng);
+  const std::vector<float> pn = random_floats(hidden, rng), nn = random_floats(hidden, rng);
+  auto f32 = [](const char* name, const std::vector<float>& v) {
+    return WeightTensor{name, GgmlType::F32, 1, static_cast<int64_t>(v.size()),
+                        reinterpret_cast<const uint8_t*>(v.data())};
+  };
+  const WeightTensor wqn = f32("q_norm", qn), wkn = f32("k_norm", kn), wpn = f32("post", pn), wnn = f32("next", nn);
+  for (const WeightTensor* w : {&wqn, &wkn, &wpn, &wnn}) gpu->load_weight(*w);
+  const std::vector<int32_t> pos = {3, 4, 5, 1000, 40000};
+  const std::vector<float> q = random_floats(T * nh * hd, rng, 3.0f), k = random_floats(T * nkv * hd, rng, 3.0f);
+  const std::vector<float> x = random_floats(T * hidden, rng, 10.0f), o = random_floats(T * hidden, rng, 2.0f);
+  std::vector<float> res[2][5];
+  int i = 0;
+  for (Backend* b : {gpu.get(), static_cast<Backend*>(cpu.get())}) {
+    Act qa = upload(*b, q, T, nh * hd), ka = upload(*b, k, T, nkv * hd);
+    b->qk_norm_rope(qa, ka, wqn, wkn, 1e-6f, hd, pos, 1e6f, 8.0f);
+    Act xa = upload(*b, x, T, hidden), oa = upload(*b, o, T, hidden), h = b->alloc(T, hidden);
+    b->add_norm(xa, oa, wpn, &wnn, 1e-6f, h);
+    res[i][0] = to_host(*b, qa), res[i][1] = to_host(*b, ka), res[i][2] = to_host(*b, xa), res[i][3] = to_host(*b, h);
+    oa = upload(*b, o, T, hidden);
+    b->add_norm(xa, oa, wpn, nullptr, 1e-6f, h);  // the last layer: no next norm
+    b->softcap(xa, 30.0f);
+    res[i][4] = to_host(*b, xa);
+    ++i;
+  }
+  for (int j = 0; j < 5; ++j) EXPECT_LE(nmse(res[0][j], res[1][j]), 1e-10) << "output " << j;
+}
+
 // ---- attention ----------------------------------------------------------------------------------
 
 struct AttnCase {

@@ -105,6 +105,39 @@ class Backend {
   virtual void add(Act& x, const Act& y) = 0;
   // out[i] = x[rows[i]]
   virtual void gather_rows(const Act& x, std::span<const int64_t> rows, Act& out) = 0;
+  // x = cap · tanh(x / cap), the final logit soft-cap (spec §2.6).
+  virtual void softcap(Act& x, float cap) = 0;
+
+  // ---- composite ops ----
+  // Each has a default made of the ops above (backend.cpp); a backend overrides it with fused
+  // kernels. Results must equal the default's up to the backend's own rounding.
+  // ys[i] = x · ws[i]ᵀ for weights that share their input (q, k, v).
+  virtual void matmul_many(std::span<const WeightTensor* const> ws, const Act& x, std::span<Act* const> ys);
+  // gate = gelu_tanh(x · gate_wᵀ) ⊙ (x · up_wᵀ) (spec §2.5); `up` is scratch of gate's shape.
+  virtual void matmul_geglu(const WeightTensor& gate_w, const WeightTensor& up_w, const Act& x, Act& gate, Act& up);
+  // QK-norm of every head of q and k, then RoPE on both (spec §2.4.2-2.4.3).
+  virtual void qk_norm_rope(Act& q, Act& k, const WeightTensor& q_norm, const WeightTensor& k_norm, float eps,
+                            int64_t head_dim, std::span<const int32_t> pos, float base, float scale);
+  // The end of a block (spec §2.3, §2.5): x += rms_norm(o)·post_w (o is overwritten); then, when
+  // next_w is given, h = rms_norm(x)·next_w, the next block's input norm.
+  virtual void add_norm(Act& x, Act& o, const WeightTensor& post_w, const WeightTensor* next_w, float eps, Act& h);
+
+  // ---- forward-pass hooks (a GPU backend uses them; the defaults do nothing) ----
+  // Called once per forward pass before the pass's ops on this backend, with the whole batch,
+  // each slot's cached length and the batch rows whose logits are wanted. A GPU backend uploads
+  // them here, once, so that its ops and recorded graphs read them from device memory.
+  virtual void begin_batch(const BatchView& /*batch*/, std::span<const int64_t> /*past_len*/,
+                           std::span<const int64_t> /*logit_rows*/) {}
+  // Recording a run of ops and replaying it (CUDA graphs). replay(key) returns true when a
+  // recording of `key` exists and was queued: the caller then skips those ops. Otherwise the
+  // caller issues them between record_begin(key) and record_end(). record_end() returns false
+  // when a recording failed and the ops did not run: the caller issues them again. A key names
+  // everything the recorded ops depend on except the values passed to begin_batch.
+  virtual bool replay(const std::string& /*key*/) { return false; }
+  virtual void record_begin(const std::string& /*key*/) {}
+  virtual bool record_end() { return true; }
+  // Drops every recording (the caller's buffers moved).
+  virtual void forget_recordings() {}
 };
 
 }  // namespace unicorn

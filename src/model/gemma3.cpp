@@ -1,5 +1,6 @@
 #include "model/gemma3.h"
 
+#include <atomic>
 #include <cmath>
 #include <span>
 
@@ -7,8 +8,15 @@
 
 namespace unicorn {
 
+namespace {
+uint64_t next_model_id() {
+  static std::atomic<uint64_t> counter{0};
+  return ++counter;
+}
+}  // namespace
+
 Gemma3Model::Gemma3Model(std::shared_ptr<const ModelWeights> weights, Placement placement)
-    : w_(std::move(weights)), placement_(std::move(placement)) {
+    : id_(next_model_id()), w_(std::move(weights)), placement_(std::move(placement)) {
   const ModelWeights& w = *w_;
   if (static_cast<int64_t>(placement_.layer.size()) != w.config.n_layers)
     fail("internal: placement has {} layers, model {}", placement_.layer.size(), w.config.n_layers);
@@ -32,6 +40,7 @@ Act Gemma3Model::scratch(Backend* b, Slot slot, int64_t rows, int64_t cols) {
     s.buf = Act();  // free first: peak memory stays one buffer per role
     s.buf = b->alloc(rows, cols);
     s.capacity = rows * cols;
+    b->forget_recordings();  // recorded ops used the old buffer
   }
   return s.buf.view(rows, cols);
 }
@@ -64,83 +73,122 @@ void Gemma3Model::forward(const Batch& batch, KvCache& kv, std::vector<float>& l
   const BatchView view{batch.tokens, batch.pos, batch.seq};
   std::vector<int64_t> past(static_cast<size_t>(kv.n_seq()));
   for (int s = 0; s < kv.n_seq(); ++s) past[static_cast<size_t>(s)] = kv.seq_len(s);
+  std::vector<int64_t> rows;  // batch rows whose logits are wanted
+  for (size_t i = 0; i < batch.size(); ++i)
+    if (batch.want_logits[i]) rows.push_back(static_cast<int64_t>(i));
 
-  // §2.1: scaled embedding lookup.
-  Backend* be = placement_.input;
-  Act x = scratch(be, kX, T, c.hidden);
-  be->embed(w.tok_embd, batch.tokens, c.embed_scale, x);
-
-  Backend* cur = nullptr;
-  Act h, q, k, v, att, o, gate, up;
+  // The pass as runs of work on one backend: the embedding, maximal ranges of consecutive layers
+  // placed on one backend, the output head. The residual stream crosses backends between runs
+  // only (through the host).
+  struct Run {
+    Backend* b;
+    bool embed = false, output = false;
+    int64_t l0 = 0, l1 = 0;  // layers [l0, l1)
+  };
+  std::vector<Run> runs{{placement_.input, true, false, 0, 0}};
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    const LayerWeights& L = w.layers[static_cast<size_t>(l)];
     Backend* b = placement_.layer[static_cast<size_t>(l)];
-    if (b != cur) {  // a placement cut: move the residual stream and re-allocate scratch
-      if (x.owner() != b) {
-        std::vector<float> host(static_cast<size_t>(T * c.hidden));
-        x.owner()->copy_to_host(x, host.data());
-        x = scratch(b, kX, T, c.hidden);
-        b->copy_from_host(host.data(), x);
-      }
-      h = scratch(b, kH, T, c.hidden);
-      q = scratch(b, kQ, T, c.q_dim());
-      k = scratch(b, kK, T, c.kv_dim());
-      v = scratch(b, kV, T, c.kv_dim());
-      att = scratch(b, kAtt, T, c.q_dim());
-      o = scratch(b, kO, T, c.hidden);
-      gate = scratch(b, kGate, T, c.ffn);
-      up = scratch(b, kUp, T, c.ffn);
-      cur = b;
+    if (runs.back().b != b) runs.push_back({b, false, false, l, l});
+    runs.back().l1 = l + 1;
+  }
+  if (!rows.empty()) {
+    if (runs.back().b != placement_.output) runs.push_back({placement_.output, false, false, c.n_layers, c.n_layers});
+    runs.back().output = true;
+  }
+  for (const Run& r : runs) {  // each backend once, before its first op
+    bool seen = false;
+    for (const Run* p = runs.data(); p != &r; ++p) seen = seen || p->b == r.b;
+    if (!seen) r.b->begin_batch(view, past, rows);
+  }
+
+  Act x, out;
+  auto issue = [&](const Run& r) {
+    Backend* b = r.b;
+    if (r.embed) {
+      x = scratch(b, kX, T, c.hidden);
+      b->embed(w.tok_embd, batch.tokens, c.embed_scale, x);
+    } else if (x.owner() != b) {  // a placement cut: move the residual stream
+      std::vector<float> host(static_cast<size_t>(T * c.hidden));
+      x.owner()->copy_to_host(x, host.data());
+      x = scratch(b, kX, T, c.hidden);
+      b->copy_from_host(host.data(), x);
     }
+    if (r.l1 > r.l0) run_layers(b, r.l0, r.l1, batch, kv, past, x);
+    if (r.output) {
+      // §2.6: final norm and tied output projection, only for the rows that want logits.
+      Act sel = scratch(b, kSel, static_cast<int64_t>(rows.size()), c.hidden);
+      b->gather_rows(x, rows, sel);
+      b->rms_norm(sel, w.output_norm, c.rms_eps, sel);
+      out = scratch(b, kOut, static_cast<int64_t>(rows.size()), c.vocab_size);
+      matmul(b, w.tok_embd, sel, out);
+      if (c.final_softcap > 0) b->softcap(out, c.final_softcap);
+    }
+  };
+  // Graph recording: a run's ops depend on this model, the cache, the batch's shape and the
+  // scratch buffers (a growth forgets the recordings); positions and tokens come through
+  // begin_batch. A matmul observer reads activations on the host, so it turns recording off.
+  const bool record = !observer_;
+  for (const Run& r : runs) {
+    const std::string key = fmt::format("m{}:kv{}:T{}:s{}:r{}:{}{}-{}{}", id_, kv.id(), T, kv.n_seq(), rows.size(),
+                                        r.embed ? "e" : "", r.l0, r.l1, r.output ? "o" : "");
+    if (record && r.b->replay(key)) {  // the recording read and wrote these same buffers
+      if (!r.embed && x.owner() != r.b) fail("internal: a replayed run does not start on its backend");
+      x = scratch(r.b, kX, T, c.hidden);
+      if (r.output) out = scratch(r.b, kOut, static_cast<int64_t>(rows.size()), c.vocab_size);
+      continue;
+    }
+    if (record) r.b->record_begin(key);
+    issue(r);
+    if (record && !r.b->record_end()) issue(r);
+  }
+  for (size_t i = 0; i < batch.size(); ++i) kv.set_seq_len(batch.seq[i], batch.pos[i] + 1);
+  logits.resize(rows.size() * static_cast<size_t>(c.vocab_size));
+  if (!rows.empty()) out.owner()->copy_to_host(out, logits.data());
+}
+
+void Gemma3Model::run_layers(Backend* b, int64_t l0, int64_t l1, const Batch& batch, KvCache& kv,
+                             std::span<const int64_t> past, Act& x) {
+  const Gemma3Config& c = config();
+  const ModelWeights& w = *w_;
+  const auto T = static_cast<int64_t>(batch.size());
+  const BatchView view{batch.tokens, batch.pos, batch.seq};
+  Act h = scratch(b, kH, T, c.hidden);
+  Act q = scratch(b, kQ, T, c.q_dim());
+  Act k = scratch(b, kK, T, c.kv_dim());
+  Act v = scratch(b, kV, T, c.kv_dim());
+  Act att = scratch(b, kAtt, T, c.q_dim());
+  Act o = scratch(b, kO, T, c.hidden);
+  Act gate = scratch(b, kGate, T, c.ffn);
+  Act up = scratch(b, kUp, T, c.ffn);
+  bool h_ready = false;  // h already holds this layer's input norm (fused into the previous layer)
+  for (int64_t l = l0; l < l1; ++l) {
+    const LayerWeights& L = w.layers[static_cast<size_t>(l)];
     const bool global = c.layer_is_global[static_cast<size_t>(l)];
     // §2.3-2.4: attention block.
-    b->rms_norm(x, L.attn_norm, c.rms_eps, h);
-    matmul(b, L.q, h, q);
-    matmul(b, L.k, h, k);
-    matmul(b, L.v, h, v);
-    b->rms_norm(q, L.q_norm, c.rms_eps, q);  // QK-norm per head, before RoPE (§2.4.2)
-    b->rms_norm(k, L.k_norm, c.rms_eps, k);
+    if (!h_ready) b->rms_norm(x, L.attn_norm, c.rms_eps, h);
+    const WeightTensor* qkv_w[] = {&L.q, &L.k, &L.v};
+    Act* qkv[] = {&q, &k, &v};
+    if (observer_)
+      for (const WeightTensor* t : qkv_w) observer_(*t, h);
+    b->matmul_many(qkv_w, h, qkv);
     const float base = global ? c.rope_base_global : c.rope_base_local;
     const float scale = global ? c.rope_scale_global : 1.0f;  // linear scaling on global layers only
-    b->rope(q, c.head_dim, batch.pos, base, scale);
-    b->rope(k, c.head_dim, batch.pos, base, scale);
+    // QK-norm per head, before RoPE (§2.4.2).
+    b->qk_norm_rope(q, k, L.q_norm, L.k_norm, c.rms_eps, c.head_dim, batch.pos, base, scale);
     AttentionParams ap{c.n_heads, c.n_kv_heads, c.head_dim, c.attn_scale, global ? 0 : c.sliding_window};
     b->attention(q, k, v, kv.layer(l), view, past, ap, att);
     matmul(b, L.o, att, o);
-    b->rms_norm(o, L.post_attn_norm, c.rms_eps, o);
-    b->add(x, o);
+    b->add_norm(x, o, L.post_attn_norm, &L.ffn_norm, c.rms_eps, h);
     // §2.5: GeGLU feed-forward block.
-    b->rms_norm(x, L.ffn_norm, c.rms_eps, h);
-    matmul(b, L.gate, h, gate);
-    matmul(b, L.up, h, up);
-    b->gelu_mul(gate, up, gate);
+    if (observer_) {
+      observer_(L.gate, h);
+      observer_(L.up, h);
+    }
+    b->matmul_geglu(L.gate, L.up, h, gate, up);
     matmul(b, L.down, gate, o);
-    b->rms_norm(o, L.post_ffw_norm, c.rms_eps, o);
-    b->add(x, o);
-  }
-  for (size_t i = 0; i < batch.size(); ++i) kv.set_seq_len(batch.seq[i], batch.pos[i] + 1);
-
-  // §2.6: final norm and tied output projection, only for the rows that want logits.
-  std::vector<int64_t> rows;
-  for (size_t i = 0; i < batch.size(); ++i)
-    if (batch.want_logits[i]) rows.push_back(static_cast<int64_t>(i));
-  logits.resize(rows.size() * static_cast<size_t>(c.vocab_size));
-  if (rows.empty()) return;
-  Backend* ob = placement_.output;
-  if (x.owner() != ob) {
-    std::vector<float> host(static_cast<size_t>(T * c.hidden));
-    x.owner()->copy_to_host(x, host.data());
-    x = scratch(ob, kX, T, c.hidden);
-    ob->copy_from_host(host.data(), x);
-  }
-  Act sel = scratch(ob, kSel, static_cast<int64_t>(rows.size()), c.hidden);
-  ob->gather_rows(x, rows, sel);
-  ob->rms_norm(sel, w.output_norm, c.rms_eps, sel);
-  Act out = scratch(ob, kOut, static_cast<int64_t>(rows.size()), c.vocab_size);
-  matmul(ob, w.tok_embd, sel, out);
-  ob->copy_to_host(out, logits.data());
-  if (c.final_softcap > 0) {
-    for (float& z : logits) z = c.final_softcap * std::tanh(z / c.final_softcap);
+    const WeightTensor* next = l + 1 < l1 ? &w.layers[static_cast<size_t>(l + 1)].attn_norm : nullptr;
+    b->add_norm(x, o, L.post_ffw_norm, next, c.rms_eps, h);
+    h_ready = next != nullptr;
   }
 }
 

@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "model/weights.h"
@@ -58,6 +59,9 @@ class Gemma3Model {
     b->matmul(w, x, y);
   }
   void validate(const Batch& batch, const KvCache& kv) const;
+  // Layers [l0, l1) on backend b over the residual stream x (on b).
+  void run_layers(Backend* b, int64_t l0, int64_t l1, const Batch& batch, KvCache& kv, std::span<const int64_t> past,
+                  Act& x);
   // Activation buffers are kept between forward calls, per backend and role, and grown when a
   // batch needs more: a GPU backend then allocates nothing in the decode loop.
   enum Slot { kX, kH, kQ, kK, kV, kAtt, kO, kGate, kUp, kSel, kOut, kSlots };
@@ -67,6 +71,7 @@ class Gemma3Model {
     int64_t capacity = 0;
   };
   std::map<std::pair<Backend*, int>, ScratchBuf> scratch_;
+  uint64_t id_;  // unique per model for the process's lifetime: names its buffers in recordings
   std::shared_ptr<const ModelWeights> w_;
   Placement placement_;
   MatmulObserver observer_;

@@ -1,5 +1,7 @@
 #include "runtime/kv_cache.h"
 
+#include <atomic>
+
 #include <algorithm>
 
 #include "core/error.h"
@@ -18,8 +20,15 @@ size_t KvCache::estimate_bytes(const Gemma3Config& c, int n_seq, int64_t n_ctx, 
   return n;
 }
 
+namespace {
+uint64_t next_id() {
+  static std::atomic<uint64_t> counter{0};
+  return ++counter;
+}
+}  // namespace
+
 KvCache::KvCache(const Gemma3Config& c, const Placement& placement, int n_seq, int64_t n_ctx, GgmlType type)
-    : n_ctx_(n_ctx), type_(type), len_(static_cast<size_t>(n_seq), 0) {
+    : id_(next_id()), n_ctx_(n_ctx), type_(type), len_(static_cast<size_t>(n_seq), 0) {
   if (n_ctx <= 0) fail("context size must be positive (got {})", n_ctx);
   if (n_seq <= 0) fail("number of sequences must be positive (got {})", n_seq);
   for (int64_t l = 0; l < c.n_layers; ++l) {

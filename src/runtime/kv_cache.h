@@ -27,8 +27,12 @@ class KvCache {
   void clear(int seq) { len_[static_cast<size_t>(seq)] = 0; }
   LayerKv& layer(int64_t i) { return *layers_[static_cast<size_t>(i)]; }
   size_t bytes() const;
+  // Unique for the process's lifetime (not reused like an address): names this cache's buffers
+  // in recorded op graphs.
+  uint64_t id() const { return id_; }
 
  private:
+  uint64_t id_;
   int64_t n_ctx_;
   GgmlType type_;
   std::vector<int64_t> len_;

@@ -105,4 +105,10 @@ void CpuBackend::gather_rows(const Act& x, std::span<const int64_t> rows, Act& o
     std::memcpy(out.row(static_cast<int64_t>(i)), x.row(rows[i]), static_cast<size_t>(x.cols()) * sizeof(float));
 }
 
+void CpuBackend::softcap(Act& x, float cap) {
+  float* z = x.data();
+  const int64_t n = x.rows() * x.cols();
+  for (int64_t i = 0; i < n; ++i) z[i] = cap * std::tanh(z[i] / cap);
+}
+
 }  // namespace unicorn

@@ -33,6 +33,7 @@ class CpuBackend final : public Backend {
   void gelu_mul(const Act& gate, const Act& up, Act& out) override;
   void add(Act& x, const Act& y) override;
   void gather_rows(const Act& x, std::span<const int64_t> rows, Act& out) override;
+  void softcap(Act& x, float cap) override;
 
   ThreadPool& pool() { return pool_; }
 

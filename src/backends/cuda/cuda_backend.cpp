@@ -47,6 +47,12 @@ double cuda_time_ms(Backend& backend, const std::function<void()>& work) {
   return ms;
 }
 
+size_t cuda_recordings(Backend& backend) {
+  auto* b = dynamic_cast<cuda::CudaBackend*>(&backend);
+  if (!b) fail("cuda_recordings: backend {} is not a CUDA backend", backend.name());
+  return b->recordings();
+}
+
 namespace cuda {
 
 CudaBackend::CudaBackend(int device) : device_(device) {
@@ -61,14 +67,34 @@ CudaBackend::CudaBackend(int device) : device_(device) {
 }
 
 CudaBackend::~CudaBackend() {
+  if (capturing_) abort_recording();
+  for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
   if (stream_) {
     cudaStreamSynchronize(stream_);
     cudaStreamDestroy(stream_);
   }
 }
 
-void CudaBackend::check_launch(cudaError_t e, const char* op) const {
-  if (e != cudaSuccess) fail("CUDA {} on {}: {} ({})", op, name_, cudaGetErrorString(e), cudaGetErrorName(e));
+void CudaBackend::check_launch(cudaError_t e, const char* op) {
+  if (e == cudaSuccess) return;
+  if (capturing_) abort_recording();
+  fail("CUDA {} on {}: {} ({})", op, name_, cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
+void CudaBackend::grow(DeviceBuffer& b, size_t bytes) {
+  if (b.bytes() >= bytes) return;
+  if (capturing_) {
+    // A recording must not free memory that its earlier nodes use: keep the old buffer until the
+    // capture ends, and give the recording up (record_end then has the caller issue the ops
+    // again, eagerly). Relaxed capture mode allows the allocation.
+    capture_ok_ = false;
+    DeviceBuffer fresh(bytes);
+    graveyard_.push_back(std::move(b));
+    b = std::move(fresh);
+    return;
+  }
+  b.reserve(bytes);
+  forget_recordings();
 }
 
 bool CudaBackend::supports_weight(GgmlType type) const { return weight_type_supported(type); }
@@ -128,7 +154,14 @@ std::unique_ptr<LayerKv> CudaBackend::create_kv(const LayerKvSpec& spec) {
 
 const int32_t* CudaBackend::stage(Staged kind, std::span<const int32_t> values) {
   StagedInts& s = staged_[static_cast<int>(kind)];
-  const bool grown = s.device.reserve(values.size_bytes());
+  if (capturing_ && !(s.device.bytes() >= values.size_bytes() && s.last.size() == values.size() &&
+                      std::equal(values.begin(), values.end(), s.last.begin()))) {
+    capture_ok_ = false;  // an upload from pageable memory cannot be recorded: run these ops again
+    grow(s.device, values.size_bytes());
+    return s.device.as<int32_t>();
+  }
+  const bool grown = s.device.bytes() < values.size_bytes();
+  grow(s.device, values.size_bytes());
   if (grown || s.last.size() != values.size() || !std::equal(values.begin(), values.end(), s.last.begin())) {
     s.last.assign(values.begin(), values.end());
     check(cudaMemcpyAsync(s.device.get(), s.last.data(), values.size_bytes(), cudaMemcpyHostToDevice, stream_),
@@ -137,33 +170,223 @@ const int32_t* CudaBackend::stage(Staged kind, std::span<const int32_t> values) 
   return s.device.as<int32_t>();
 }
 
+// ---- batch metadata ------------------------------------------------------------------------------
+
+namespace {
+
+// kernels.h AttentionBatch layout: pos[T] seq[T] past[n_seq] start[n_seq + 1] rows[T].
+void append_attention_meta(const BatchView& batch, std::span<const int64_t> past_len, int n_seq,
+                           std::vector<int32_t>& out) {
+  const auto T = static_cast<int64_t>(batch.pos.size());
+  const size_t base = out.size();
+  out.resize(base + static_cast<size_t>(3 * T + 2 * n_seq + 1));
+  int32_t* pos = out.data() + base;
+  int32_t* seq = pos + T;
+  int32_t* past = seq + T;
+  int32_t* start = past + n_seq;
+  int32_t* rows = start + n_seq + 1;
+  std::vector<int32_t> count(static_cast<size_t>(n_seq), 0);
+  for (int64_t i = 0; i < T; ++i) {
+    pos[i] = batch.pos[static_cast<size_t>(i)];
+    seq[i] = batch.seq[static_cast<size_t>(i)];
+    ++count[static_cast<size_t>(seq[i])];
+  }
+  for (int s = 0, off = 0; s < n_seq; ++s) {
+    past[s] = static_cast<int32_t>(past_len[static_cast<size_t>(s)]);
+    start[s] = off;
+    off += count[static_cast<size_t>(s)];
+  }
+  start[n_seq] = static_cast<int32_t>(T);
+  std::vector<int32_t> fill(start, start + n_seq);
+  for (int64_t i = 0; i < T; ++i) rows[fill[static_cast<size_t>(seq[i])]++] = static_cast<int32_t>(i);
+}
+
+AttentionBatch attention_view(const int32_t* dm, int64_t T, int n_seq) {
+  return AttentionBatch{dm, dm + T, dm + 2 * T, dm + 2 * T + n_seq, dm + 2 * T + 2 * n_seq + 1, T};
+}
+
+template <class A, class B>
+bool same(std::span<const A> a, const std::vector<B>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (static_cast<int64_t>(a[i]) != static_cast<int64_t>(b[i])) return false;
+  return true;
+}
+
+}  // namespace
+
+void CudaBackend::begin_batch(const BatchView& batch, std::span<const int64_t> past_len,
+                              std::span<const int64_t> logit_rows) {
+  const auto T = static_cast<int64_t>(batch.tokens.size());
+  const int n_seq = static_cast<int>(past_len.size());
+  CurrentBatch& b = batch_;
+  b.tokens.assign(batch.tokens.begin(), batch.tokens.end());
+  b.pos.assign(batch.pos.begin(), batch.pos.end());
+  b.seq.assign(batch.seq.begin(), batch.seq.end());
+  b.past.assign(past_len.begin(), past_len.end());
+  b.rows.assign(logit_rows.begin(), logit_rows.end());
+  b.n_seq = n_seq;
+  // One upload: tokens[T] | attention metadata | logit rows.
+  batch_host_.assign(b.tokens.begin(), b.tokens.end());
+  const size_t meta_at = batch_host_.size();
+  append_attention_meta(batch, past_len, n_seq, batch_host_);
+  const size_t rows_at = batch_host_.size();
+  batch_host_.insert(batch_host_.end(), b.rows.begin(), b.rows.end());
+  grow(batch_dev_, batch_host_.size() * sizeof(int32_t));
+  // From pageable memory the copy is staged before the call returns, so batch_host_ may change.
+  check(cudaMemcpyAsync(batch_dev_.get(), batch_host_.data(), batch_host_.size() * sizeof(int32_t),
+                        cudaMemcpyHostToDevice, stream_),
+        "uploading the batch");
+  batch_attention_ = batch_dev_.as<int32_t>() + meta_at;
+  batch_rows_ = batch_dev_.as<int32_t>() + rows_at;
+  b.valid = T > 0;
+}
+
+const int32_t* CudaBackend::batch_tokens(std::span<const int32_t> values) const {
+  return batch_.valid && same(values, batch_.tokens) ? batch_dev_.as<int32_t>() : nullptr;
+}
+
+const int32_t* CudaBackend::batch_positions(std::span<const int32_t> values) const {
+  return batch_.valid && same(values, batch_.pos) ? batch_attention_ : nullptr;  // pos[] leads the metadata
+}
+
+AttentionBatch CudaBackend::attention_batch(const BatchView& batch, std::span<const int64_t> past_len, int n_seq) {
+  const auto T = static_cast<int64_t>(batch.pos.size());
+  if (batch_.valid && batch_.n_seq == n_seq && same(batch.pos, batch_.pos) && same(batch.seq, batch_.seq) &&
+      same(past_len, batch_.past))
+    return attention_view(batch_attention_, T, n_seq);
+  std::vector<int32_t> meta;
+  append_attention_meta(batch, past_len, n_seq, meta);
+  return attention_view(stage(Staged::Attention, meta), T, n_seq);
+}
+
+// ---- recording (CUDA graphs) ----------------------------------------------------------------------
+
+bool CudaBackend::replay(const std::string& key) {
+  auto it = graphs_.find(key);
+  if (it == graphs_.end()) return false;
+  check(cudaGraphLaunch(it->second, stream_), "replaying a recorded step");
+  return true;
+}
+
+void CudaBackend::record_begin(const std::string& key) {
+  // The first sighting of a key runs eagerly: it allocates whatever the ops need, so that the
+  // recording (the second sighting) allocates nothing.
+  constexpr size_t kMaxRecordings = 64;
+  int& n = seen_[key];
+  if (n++ < 1 || n < 0 || graphs_.size() >= kMaxRecordings) return;
+  check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed), "starting a recording");
+  recording_key_ = key;
+  capturing_ = capture_ok_ = true;
+}
+
+void CudaBackend::abort_recording() {
+  if (!capturing_) return;
+  capturing_ = false;
+  cudaGraph_t g = nullptr;
+  cudaStreamEndCapture(stream_, &g);
+  if (g) cudaGraphDestroy(g);
+  cudaGetLastError();
+  graveyard_.clear();
+  seen_[recording_key_] = -1000000;  // never try this key again
+}
+
+bool CudaBackend::record_end() {
+  if (!capturing_) return true;  // the ops ran eagerly
+  capturing_ = false;
+  cudaGraph_t g = nullptr;
+  cudaError_t e = cudaStreamEndCapture(stream_, &g);
+  cudaGraphExec_t exec = nullptr;
+  if (e == cudaSuccess && g && capture_ok_) e = cudaGraphInstantiate(&exec, g, 0);
+  if (g) cudaGraphDestroy(g);
+  graveyard_.clear();
+  if (e != cudaSuccess || !exec) {
+    cudaGetLastError();
+    if (capture_ok_) {
+      seen_[recording_key_] = -1000000;  // the graph failed: this key is not recorded again
+    } else {
+      forget_recordings();  // buffers moved (grow): every recording used the old ones
+    }
+    return false;  // nothing ran: the caller issues the ops again
+  }
+  graphs_[recording_key_] = exec;
+  check(cudaGraphLaunch(exec, stream_), "launching a recorded step");
+  return true;
+}
+
+void CudaBackend::forget_recordings() {
+  for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
+  graphs_.clear();
+  seen_.clear();
+}
+
 // ---- ops ----------------------------------------------------------------------------------------
 
 void CudaBackend::embed(const WeightTensor& table, std::span<const int32_t> tokens, float scale, Act& out) {
-  const int32_t* t = stage(Staged::Tokens, tokens);
+  const int32_t* t = batch_tokens(tokens);
+  if (!t) t = stage(Staged::Tokens, tokens);
   check_launch(launch_embed(device_weight(table), t, static_cast<int64_t>(tokens.size()), scale, out.data(), stream_),
                "embed");
 }
 
+ActQ8 CudaBackend::quantize(const Act& x) {
+  const int64_t T = x.rows(), K = x.cols();
+  const size_t q_bytes = static_cast<size_t>(T * K);
+  grow(act_q8_, q_bytes + static_cast<size_t>(T * K / 32) * 2 * sizeof(float));
+  auto* q = act_q8_.as<int8_t>();
+  auto* ds = reinterpret_cast<float*>(q + q_bytes);  // q_bytes is a multiple of 32
+  check_launch(launch_quantize_q8(x.data(), T, K, q, ds, stream_), "activation quantization");
+  return ActQ8{q, ds};
+}
+
+namespace {
+constexpr int64_t kMaxMatvecTokens = 8;
+
+void check_shapes(const WeightTensor& w, const Act& x, const Act& y) {
+  if (x.cols() != w.cols || y.cols() != w.rows || y.rows() != x.rows())
+    fail("{}: matmul shapes do not match ([{}, {}] x [{}, {}]ᵀ -> [{}, {}])", w.name, x.rows(), x.cols(), w.rows,
+         w.cols, y.rows(), y.cols());
+}
+}  // namespace
+
 void CudaBackend::matmul(const WeightTensor& w, const Act& x, Act& y) {
   const DeviceWeight& dw = device_weight(w);
-  const int64_t T = x.rows(), K = w.cols;
-  if (x.cols() != K || y.cols() != w.rows || y.rows() != T)
-    fail("{}: matmul shapes do not match ([{}, {}] x [{}, {}]ᵀ -> [{}, {}])", w.name, T, x.cols(), w.rows, K, y.rows(),
-         y.cols());
-  constexpr int64_t kMaxMatvecTokens = 8;
+  check_shapes(w, x, y);
+  const int64_t T = x.rows();
   if (T <= kMaxMatvecTokens && matvec_quant_supports(w.type)) {
-    const size_t q_bytes = static_cast<size_t>(T * K);
-    act_q8_.reserve(q_bytes + static_cast<size_t>(T * K / 32) * 2 * sizeof(float));
-    auto* q = act_q8_.as<int8_t>();
-    auto* ds = reinterpret_cast<float*>(q + q_bytes);  // q_bytes is a multiple of 32
-    check_launch(launch_quantize_q8(x.data(), T, K, q, ds, stream_), "activation quantization");
-    check_launch(launch_matvec_quant(dw, ActQ8{q, ds}, static_cast<int>(T), y.data(), stream_), "matvec");
+    check_launch(launch_matvec_quant(dw, quantize(x), static_cast<int>(T), y.data(), stream_), "matvec");
   } else if (T <= kMaxMatvecTokens && !traits(w.type).quantized) {
     check_launch(launch_matvec_float(dw, x.data(), static_cast<int>(T), y.data(), stream_), "matvec");
   } else {
     check_launch(launch_matmul_tiled(dw, x.data(), static_cast<int>(T), y.data(), stream_), "matmul");
   }
+}
+
+void CudaBackend::matmul_many(std::span<const WeightTensor* const> ws, const Act& x, std::span<Act* const> ys) {
+  const int64_t T = x.rows();
+  bool fused = T <= kMaxMatvecTokens && ws.size() == ys.size() && !ws.empty() && ws.size() <= 3;
+  for (size_t i = 0; fused && i < ws.size(); ++i)
+    fused = matvec_quant_supports(ws[i]->type) && ws[i]->type == ws[0]->type;
+  if (!fused) return Backend::matmul_many(ws, x, ys);
+  MatvecJob job;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    check_shapes(*ws[i], x, *ys[i]);
+    job.w[i] = device_weight(*ws[i]);
+    job.y[i] = ys[i]->data();
+  }
+  job.n = static_cast<int>(ws.size());
+  check_launch(launch_matvec_multi(job, quantize(x), static_cast<int>(T), stream_), "matvec");
+}
+
+void CudaBackend::matmul_geglu(const WeightTensor& gate_w, const WeightTensor& up_w, const Act& x, Act& gate, Act& up) {
+  const int64_t T = x.rows();
+  if (T > kMaxMatvecTokens || !matvec_quant_supports(gate_w.type) || gate_w.type != up_w.type ||
+      gate_w.rows != up_w.rows)
+    return Backend::matmul_geglu(gate_w, up_w, x, gate, up);
+  check_shapes(gate_w, x, gate);
+  check_launch(launch_matvec_geglu(device_weight(gate_w), device_weight(up_w), quantize(x), static_cast<int>(T),
+                                   gate.data(), stream_),
+               "geglu matvec");
 }
 
 void CudaBackend::rms_norm(const Act& x, const WeightTensor& w, float eps, Act& y) {
@@ -174,8 +397,30 @@ void CudaBackend::rms_norm(const Act& x, const WeightTensor& w, float eps, Act& 
                "rms_norm");
 }
 
+void CudaBackend::qk_norm_rope(Act& q, Act& k, const WeightTensor& q_norm, const WeightTensor& k_norm, float eps,
+                               int64_t head_dim, std::span<const int32_t> pos, float base, float scale) {
+  if (q_norm.type != GgmlType::F32 || k_norm.type != GgmlType::F32 || q_norm.cols != head_dim ||
+      k_norm.cols != head_dim || head_dim > 512)
+    return Backend::qk_norm_rope(q, k, q_norm, k_norm, eps, head_dim, pos, base, scale);
+  const int32_t* p = batch_positions(pos);
+  if (!p) p = stage(Staged::Positions, pos);
+  check_launch(launch_qk_norm_rope(q.data(), k.data(), reinterpret_cast<const float*>(device_weight(q_norm).q),
+                                   reinterpret_cast<const float*>(device_weight(k_norm).q), q.rows(),
+                                   q.cols() / head_dim, k.cols() / head_dim, head_dim, eps, p, base, scale, stream_),
+               "qk_norm_rope");
+}
+
+void CudaBackend::add_norm(Act& x, Act& o, const WeightTensor& post_w, const WeightTensor* next_w, float eps, Act& h) {
+  if (post_w.type != GgmlType::F32 || (next_w && next_w->type != GgmlType::F32))
+    return Backend::add_norm(x, o, post_w, next_w, eps, h);
+  const auto* pw = reinterpret_cast<const float*>(device_weight(post_w).q);
+  const auto* nw = next_w ? reinterpret_cast<const float*>(device_weight(*next_w).q) : nullptr;
+  check_launch(launch_add_norm(x.data(), o.data(), pw, nw, x.rows(), x.cols(), eps, h.data(), stream_), "add_norm");
+}
+
 void CudaBackend::rope(Act& x, int64_t head_dim, std::span<const int32_t> pos, float base, float scale) {
-  const int32_t* p = stage(Staged::Positions, pos);
+  const int32_t* p = batch_positions(pos);
+  if (!p) p = stage(Staged::Positions, pos);
   check_launch(launch_rope(x.data(), x.rows(), x.cols(), head_dim, p, base, scale, stream_), "rope");
 }
 
@@ -184,37 +429,16 @@ void CudaBackend::attention(const Act& q, const Act& k, const Act& v, LayerKv& k
   auto& kv = static_cast<CudaLayerKv&>(kv_base);
   const int64_t T = q.rows();
   const int n_seq = kv.spec.n_seq;
-  // Metadata (kernels.h AttentionBatch): pos[T] seq[T] past[n_seq] start[n_seq + 1] rows[T].
-  std::vector<int32_t> meta(static_cast<size_t>(3 * T + 2 * n_seq + 1));
-  int32_t* pos = meta.data();
-  int32_t* seq = pos + T;
-  int32_t* past = seq + T;
-  int32_t* start = past + n_seq;
-  int32_t* rows = start + n_seq + 1;
-  std::vector<int32_t> count(static_cast<size_t>(n_seq), 0);
-  int64_t n_max = 0;
-  for (int64_t i = 0; i < T; ++i) {
-    pos[i] = batch.pos[static_cast<size_t>(i)];
-    seq[i] = batch.seq[static_cast<size_t>(i)];
-    ++count[static_cast<size_t>(seq[i])];
-    const int64_t keys = p.window > 0 ? std::min<int64_t>(pos[i] + 1, p.window) : pos[i] + 1;
-    n_max = std::max(n_max, keys);
-  }
-  for (int s = 0, off = 0; s < n_seq; ++s) {
-    past[s] = static_cast<int32_t>(past_len[static_cast<size_t>(s)]);
-    start[s] = off;
-    off += count[static_cast<size_t>(s)];
-  }
-  start[n_seq] = static_cast<int32_t>(T);
-  std::vector<int32_t> fill(start, start + n_seq);
-  for (int64_t i = 0; i < T; ++i) rows[fill[static_cast<size_t>(seq[i])]++] = static_cast<int32_t>(i);
-  const int32_t* dm = stage(Staged::Attention, meta);
-  AttentionBatch b{dm, dm + T, dm + 2 * T, dm + 2 * T + n_seq, dm + 2 * T + 2 * n_seq + 1, T};
+  const AttentionBatch b = attention_batch(batch, past_len, n_seq);
   AttentionShape a{
       p.n_heads, p.n_kv_heads, p.head_dim, p.scale, p.window, kv.spec.capacity, kv.spec.type == GgmlType::F16};
-  // Few (token, head) blocks and many keys: split the keys so that the GPU fills up.
+  // Few (token, head) blocks and many keys: split the keys so that the GPU fills up. The split
+  // count follows the cache's capacity (a bound on any row's keys), not this batch's positions,
+  // so that a recorded step launches the same grid at every position; each block finds its own
+  // share of the keys on the device, and the shares of short rows are empty.
   int n_split = 1;
   const int64_t blocks = T * p.n_heads;
+  const int64_t n_max = kv.spec.capacity;
   constexpr int64_t kMinKeysPerSplit = 64, kMaxSplits = 64;
   const int64_t target_blocks = 8 * static_cast<int64_t>(sm_count_);
   if (blocks < target_blocks && n_max > kMinKeysPerSplit) {
@@ -223,7 +447,7 @@ void CudaBackend::attention(const Act& q, const Act& k, const Act& v, LayerKv& k
   }
   float* partial = nullptr;
   if (n_split > 1) {
-    partial_.reserve(static_cast<size_t>(blocks * n_split * (p.head_dim + 2)) * sizeof(float));
+    grow(partial_, static_cast<size_t>(blocks * n_split * (p.head_dim + 2)) * sizeof(float));
     partial = partial_.as<float>();
   }
   check_launch(launch_attention(q.data(), k.data(), v.data(), kv.k.get(), kv.v.get(), b, a, n_split, partial,
@@ -244,10 +468,17 @@ void CudaBackend::add(Act& x, const Act& y) {
 }
 
 void CudaBackend::gather_rows(const Act& x, std::span<const int64_t> rows, Act& out) {
-  std::vector<int32_t> r(rows.begin(), rows.end());
-  const int32_t* dr = stage(Staged::Rows, r);
-  check_launch(launch_gather_rows(x.data(), x.cols(), dr, static_cast<int64_t>(r.size()), out.data(), stream_),
+  const int32_t* dr = batch_.valid && same(rows, batch_.rows) ? batch_rows_ : nullptr;
+  if (!dr) {
+    std::vector<int32_t> r(rows.begin(), rows.end());
+    dr = stage(Staged::Rows, r);
+  }
+  check_launch(launch_gather_rows(x.data(), x.cols(), dr, static_cast<int64_t>(rows.size()), out.data(), stream_),
                "gather_rows");
+}
+
+void CudaBackend::softcap(Act& x, float cap) {
+  check_launch(launch_softcap(x.data(), x.rows() * x.cols(), cap, stream_), "softcap");
 }
 
 }  // namespace cuda

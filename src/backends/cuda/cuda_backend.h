@@ -6,6 +6,7 @@
 #include <cuda_runtime_api.h>
 
 #include <span>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -42,6 +43,22 @@ class CudaBackend final : public Backend {
   void gelu_mul(const Act& gate, const Act& up, Act& out) override;
   void add(Act& x, const Act& y) override;
   void gather_rows(const Act& x, std::span<const int64_t> rows, Act& out) override;
+  void softcap(Act& x, float cap) override;
+
+  void matmul_many(std::span<const WeightTensor* const> ws, const Act& x, std::span<Act* const> ys) override;
+  void matmul_geglu(const WeightTensor& gate_w, const WeightTensor& up_w, const Act& x, Act& gate, Act& up) override;
+  void qk_norm_rope(Act& q, Act& k, const WeightTensor& q_norm, const WeightTensor& k_norm, float eps, int64_t head_dim,
+                    std::span<const int32_t> pos, float base, float scale) override;
+  void add_norm(Act& x, Act& o, const WeightTensor& post_w, const WeightTensor* next_w, float eps, Act& h) override;
+
+  void begin_batch(const BatchView& batch, std::span<const int64_t> past_len,
+                   std::span<const int64_t> logit_rows) override;
+  bool replay(const std::string& key) override;
+  void record_begin(const std::string& key) override;
+  bool record_end() override;
+  void forget_recordings() override;
+  // Recordings held (tests and the bench report use it).
+  size_t recordings() const { return graphs_.size(); }
 
  private:
   // Small int arrays the ops take from the host (tokens, positions, attention metadata, rows).
@@ -50,7 +67,17 @@ class CudaBackend final : public Backend {
   enum class Staged { Tokens, Positions, Attention, Rows, kCount };
   const int32_t* stage(Staged kind, std::span<const int32_t> values);
   const DeviceWeight& device_weight(const WeightTensor& w) const;
-  void check_launch(cudaError_t e, const char* op) const;
+  void check_launch(cudaError_t e, const char* op);
+  // Grows a scratch buffer; a move forgets the recordings that used the old address.
+  void grow(DeviceBuffer& b, size_t bytes);
+  // x quantized to int8 blocks in act_q8_ (T <= 8 matvec input).
+  ActQ8 quantize(const Act& x);
+  // Device copies of the values begin_batch received, when `values` equals them; else null.
+  const int32_t* batch_tokens(std::span<const int32_t> values) const;
+  const int32_t* batch_positions(std::span<const int32_t> values) const;
+  // Attention metadata of a batch (kernels.h AttentionBatch), from begin_batch's upload or staged.
+  AttentionBatch attention_batch(const BatchView& batch, std::span<const int64_t> past_len, int n_seq);
+  void abort_recording();
 
   int device_ = 0;
   std::string name_;
@@ -64,6 +91,25 @@ class CudaBackend final : public Backend {
   StagedInts staged_[static_cast<int>(Staged::kCount)];
   DeviceBuffer act_q8_;   // quantized activations for the int8 matvec
   DeviceBuffer partial_;  // attention split states
+
+  // The batch of the current forward pass (begin_batch): host copies to match op arguments
+  // against, and the device layout tokens[T] pos[T] | attention metadata | logit rows.
+  struct CurrentBatch {
+    std::vector<int32_t> tokens, pos, seq, past, rows;
+    int n_seq = 0;
+    bool valid = false;
+  } batch_;
+  DeviceBuffer batch_dev_;
+  std::vector<int32_t> batch_host_;
+  const int32_t* batch_attention_ = nullptr;  // AttentionBatch layout, see attention_batch()
+  const int32_t* batch_rows_ = nullptr;
+
+  // CUDA graphs of recorded runs, by key; how often each key was seen unrecorded.
+  std::unordered_map<std::string, cudaGraphExec_t> graphs_;
+  std::unordered_map<std::string, int> seen_;
+  std::string recording_key_;
+  std::vector<DeviceBuffer> graveyard_;  // buffers replaced during a capture, freed after it
+  bool capturing_ = false, capture_ok_ = false;
 };
 
 }  // namespace unicorn::cuda

@@ -21,4 +21,7 @@ std::string cuda_device_description(int index);
 // stream around them; waits for them). For benchmarks: excludes host launch overhead.
 double cuda_time_ms(Backend& cuda_backend, const std::function<void()>& work);
 
+// How many recorded op runs (CUDA graphs) a CUDA backend holds.
+size_t cuda_recordings(Backend& cuda_backend);
+
 }  // namespace unicorn

@@ -38,4 +38,14 @@ struct ActQ8 {
   const float* ds = nullptr;  // pairs (d, d * sum q)
 };
 
+// Up to three weights of one format and input width multiplied in one matvec launch
+// (kernels.h launch_matvec_multi / launch_matvec_geglu). The launcher fills first_block and wpr.
+struct MatvecJob {
+  DeviceWeight w[3];
+  float* y[3] = {nullptr, nullptr, nullptr};
+  int64_t first_block[4] = {0, 0, 0, 0};  // grid blocks of weight i: [first_block[i], first_block[i+1])
+  int n = 0;
+  int wpr = 1;  // warps per row
+};
+
 }  // namespace unicorn::cuda

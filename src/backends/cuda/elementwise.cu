@@ -1,5 +1,5 @@
-// Elementwise ops of the layer: GeGLU's gelu_tanh(gate) * up (spec §2.5), the residual add, and
-// the row gather before the logits.
+// Elementwise ops of the layer: GeGLU's gelu_tanh(gate) * up (spec §2.5), the residual add, the
+// row gather before the logits and the final logit soft-cap (spec §2.6).
 #include "backends/cuda/kernels.h"
 
 namespace unicorn::cuda {
@@ -23,6 +23,11 @@ __global__ void add(float* x, const float* y, int64_t n) {
   if (i < n) x[i] += y[i];
 }
 
+__global__ void softcap(float* x, int64_t n, float cap) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) x[i] = cap * tanhf(x[i] / cap);
+}
+
 __global__ void gather_rows(const float* x, int64_t cols, const int32_t* rows, float* out) {
   const float* src = x + static_cast<int64_t>(rows[blockIdx.x]) * cols;
   float* dst = out + static_cast<int64_t>(blockIdx.x) * cols;
@@ -40,6 +45,12 @@ cudaError_t launch_gelu_mul(const float* gate, const float* up, float* out, int6
 cudaError_t launch_add(float* x, const float* y, int64_t n, cudaStream_t s) {
   if (n == 0) return cudaSuccess;
   add<<<blocks_for(n), kBlock, 0, s>>>(x, y, n);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_softcap(float* x, int64_t n, float cap, cudaStream_t s) {
+  if (n == 0) return cudaSuccess;
+  softcap<<<blocks_for(n), kBlock, 0, s>>>(x, n, cap);
   return cudaGetLastError();
 }
 

@@ -15,6 +15,11 @@ namespace unicorn::cuda {
 cudaError_t launch_quantize_q8(const float* x, int64_t T, int64_t K, int8_t* q, float* ds, cudaStream_t s);
 // T <= 8, quantized weights (Q8_0, Q4_0, Q5_0, Q4_K, Q6_K): int8 dot products against ActQ8.
 cudaError_t launch_matvec_quant(const DeviceWeight& w, ActQ8 x, int T, float* y, cudaStream_t s);
+// The same for job.n (1..3) weights of one type and width on the same input, in one launch.
+cudaError_t launch_matvec_multi(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s);
+// y = gelu_tanh(x · gateᵀ) ⊙ (x · upᵀ) (spec §2.5), gate and up of one type and shape.
+cudaError_t launch_matvec_geglu(const DeviceWeight& gate, const DeviceWeight& up, ActQ8 x, int T, float* y,
+                                cudaStream_t s);
 // T <= 8, float weights (F32, F16, BF16): f32 math, K % 8 == 0.
 cudaError_t launch_matvec_float(const DeviceWeight& w, const float* x, int T, float* y, cudaStream_t s);
 // Any T, any supported weight type: tiles of the weight dequantized to f32 in shared memory.
@@ -31,6 +36,14 @@ cudaError_t launch_rope(float* x, int64_t T, int64_t cols, int64_t head_dim, con
                         float scale, cudaStream_t s);
 cudaError_t launch_gelu_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s);
 cudaError_t launch_add(float* x, const float* y, int64_t n, cudaStream_t s);
+cudaError_t launch_softcap(float* x, int64_t n, float cap, cudaStream_t s);
+// QK-norm of each head of q [T, nh*hd] and k [T, nkv*hd], then RoPE on both (norms.cu).
+cudaError_t launch_qk_norm_rope(float* q, float* k, const float* q_w, const float* k_w, int64_t T, int64_t n_heads,
+                                int64_t n_kv_heads, int64_t head_dim, float eps, const int32_t* pos, float base,
+                                float scale, cudaStream_t s);
+// x += rms_norm(o)·post_w; then h = rms_norm(x)·next_w when next_w is not null (norms.cu).
+cudaError_t launch_add_norm(float* x, const float* o, const float* post_w, const float* next_w, int64_t rows,
+                            int64_t cols, float eps, float* h, cudaStream_t s);
 cudaError_t launch_gather_rows(const float* x, int64_t cols, const int32_t* rows, int64_t n_rows, float* out,
                                cudaStream_t s);
 

@@ -2,6 +2,10 @@
 // once with 16-byte loads and decoded in registers; the activations were quantized to int8 per 32
 // values (quantize_act.cu) so that 4 products take one dp4a. One to four warps per weight row;
 // lanes take consecutive work items (weight_formats.cuh), so a warp's loads are contiguous.
+//
+// One launch serves a MatvecJob: up to three weights of one format on the same input (q, k and v
+// in one grid), or a GeGLU pair whose warps compute row r of gate and of up together and write
+// gelu_tanh(gate) * up (spec §2.5), so the pair's outputs never go through memory.
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/matvec_shape.h"
 #include "backends/cuda/weight_formats.cuh"
@@ -11,18 +15,41 @@ namespace {
 
 constexpr int kWarps = 4;
 
+__device__ __forceinline__ float gelu_tanh(float x) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  return 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
+}
+
+template <int NT>
+__device__ __forceinline__ void warp_sum(float* acc) {
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+#pragma unroll
+    for (int o = 16; o > 0; o /= 2) acc[t] += __shfl_xor_sync(0xFFFFFFFFu, acc[t], o);
+  }
+}
+
 // `wpr` warps share a row (1, 2 or 4), each taking every wpr-th group of 32 items, so that a
 // matrix of few rows still puts enough loads in flight; their sums meet in shared memory.
-template <class F, int NT>
-__global__ void __launch_bounds__(kWarps * 32) matvec_quant(DeviceWeight w, ActQ8 x, int T, int wpr, float* y) {
-  __shared__ float partial[kWarps][NT];
+template <class F, int NT, bool GLU>
+__global__ void __launch_bounds__(kWarps * 32) matvec_quant(MatvecJob job, ActQ8 x, int T) {
+  constexpr int kParts = GLU ? 2 : 1;
+  __shared__ float partial[kWarps][kParts][NT];
   const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * (kWarps / wpr) + warp / wpr;
+  const int wpr = job.wpr;
+  const int64_t blk = blockIdx.x;
+  const int m = job.n > 1 && blk >= job.first_block[1] ? (job.n > 2 && blk >= job.first_block[2] ? 2 : 1) : 0;
+  // Static indices only: a dynamic index into the parameter block would copy it to local memory.
+  const DeviceWeight w = m == 0 ? job.w[0] : (m == 1 ? job.w[1] : job.w[2]);
+  float* y = m == 0 ? job.y[0] : (m == 1 ? job.y[1] : job.y[2]);
+  const int64_t row = (blk - job.first_block[m]) * (kWarps / wpr) + warp / wpr;
   const int part = warp % wpr;
   const int64_t K = w.cols, items = K / F::kItem;
-  float acc[NT];
+  float acc[kParts][NT];
 #pragma unroll
-  for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
+  for (int p = 0; p < kParts; ++p)
+#pragma unroll
+    for (int t = 0; t < NT; ++t) acc[p][t] = 0.0f;
   if (row < w.rows) {
     // Several items per lane per pass, so that each lane has several 16-byte loads in flight.
     constexpr int kUnroll = NT <= 2 ? 4 : 2;
@@ -30,46 +57,92 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_quant(DeviceWeight w, ActQ
     for (int64_t base = 32 * part + lane; base < items; base += step * kUnroll) {
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u)
-        if (base + step * u < items) F::template dot<NT>(w, row, base + step * u, x, K, T, acc);
+        if (base + step * u < items) {
+          F::template dot<NT>(w, row, base + step * u, x, K, T, acc[0]);
+          if constexpr (GLU) F::template dot<NT>(job.w[1], row, base + step * u, x, K, T, acc[1]);
+        }
     }
   }
 #pragma unroll
-  for (int t = 0; t < NT; ++t) {
-#pragma unroll
-    for (int o = 16; o > 0; o /= 2) acc[t] += __shfl_xor_sync(0xFFFFFFFFu, acc[t], o);
-  }
+  for (int p = 0; p < kParts; ++p) warp_sum<NT>(acc[p]);
   if (wpr > 1) {
     if (lane == 0)
 #pragma unroll
-      for (int t = 0; t < NT; ++t) partial[warp][t] = acc[t];
+      for (int p = 0; p < kParts; ++p)
+#pragma unroll
+        for (int t = 0; t < NT; ++t) partial[warp][p][t] = acc[p][t];
     __syncthreads();
     if (part == 0)
 #pragma unroll
-      for (int t = 0; t < NT; ++t) {
-        acc[t] = 0.0f;
-        for (int p = 0; p < wpr; ++p) acc[t] += partial[warp + p][t];
-      }
+      for (int p = 0; p < kParts; ++p)
+#pragma unroll
+        for (int t = 0; t < NT; ++t) {
+          acc[p][t] = 0.0f;
+          for (int q = 0; q < wpr; ++q) acc[p][t] += partial[warp + q][p][t];
+        }
   }
   if (lane == 0 && part == 0 && row < w.rows)
 #pragma unroll
     for (int t = 0; t < NT; ++t)
-      if (t < T) y[t * w.rows + row] = acc[t];
+      if (t < T) {
+        if constexpr (GLU)
+          y[t * w.rows + row] = gelu_tanh(acc[0][t]) * acc[1][t];
+        else
+          y[t * w.rows + row] = acc[0][t];
+      }
 }
 
-template <class F>
-void launch_for(const DeviceWeight& w, ActQ8 x, int T, float* y, cudaStream_t s) {
-  const int wpr = warps_per_row(w.rows, kWarps);
-  const int64_t rows_per_block = kWarps / wpr;
-  const dim3 grid(static_cast<unsigned>((w.rows + rows_per_block - 1) / rows_per_block));
-  const dim3 block(kWarps * 32);
+template <class F, bool GLU>
+void launch_for(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
+  int64_t rows = 0;
+  for (int i = 0; i < (GLU ? 1 : job.n); ++i) rows += job.w[i].rows;
+  job.wpr = warps_per_row(rows, kWarps);
+  const int64_t rows_per_block = kWarps / job.wpr;
+  int64_t blocks = 0;
+  const int n = GLU ? 1 : job.n;
+  for (int i = 0; i < n; ++i) {
+    job.first_block[i] = blocks;
+    blocks += (job.w[i].rows + rows_per_block - 1) / rows_per_block;
+  }
+  for (int i = n; i < 4; ++i) job.first_block[i] = blocks;
+  job.n = n;
+  const dim3 grid(static_cast<unsigned>(blocks)), block(kWarps * 32);
   if (T <= 1)
-    matvec_quant<F, 1><<<grid, block, 0, s>>>(w, x, T, wpr, y);
+    matvec_quant<F, 1, GLU><<<grid, block, 0, s>>>(job, x, T);
   else if (T <= 2)
-    matvec_quant<F, 2><<<grid, block, 0, s>>>(w, x, T, wpr, y);
+    matvec_quant<F, 2, GLU><<<grid, block, 0, s>>>(job, x, T);
   else if (T <= 4)
-    matvec_quant<F, 4><<<grid, block, 0, s>>>(w, x, T, wpr, y);
+    matvec_quant<F, 4, GLU><<<grid, block, 0, s>>>(job, x, T);
   else
-    matvec_quant<F, 8><<<grid, block, 0, s>>>(w, x, T, wpr, y);
+    matvec_quant<F, 8, GLU><<<grid, block, 0, s>>>(job, x, T);
+}
+
+template <bool GLU>
+cudaError_t launch_job(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
+  if (job.n < 1 || job.n > 3 || (GLU && job.n != 2)) return cudaErrorInvalidValue;
+  for (int i = 1; i < job.n; ++i)
+    if (job.w[i].type != job.w[0].type || job.w[i].cols != job.w[0].cols) return cudaErrorInvalidValue;
+  if (GLU && job.w[1].rows != job.w[0].rows) return cudaErrorInvalidValue;
+  switch (job.w[0].type) {
+    case GgmlType::Q8_0:
+      launch_for<FormatQ8_0, GLU>(job, x, T, s);
+      break;
+    case GgmlType::Q4_0:
+      launch_for<FormatQ4_0, GLU>(job, x, T, s);
+      break;
+    case GgmlType::Q5_0:
+      launch_for<FormatQ5_0, GLU>(job, x, T, s);
+      break;
+    case GgmlType::Q4_K:
+      launch_for<FormatQ4_K, GLU>(job, x, T, s);
+      break;
+    case GgmlType::Q6_K:
+      launch_for<FormatQ6_K, GLU>(job, x, T, s);
+      break;
+    default:
+      return cudaErrorNotSupported;
+  }
+  return cudaGetLastError();
 }
 
 }  // namespace
@@ -80,26 +153,25 @@ bool matvec_quant_supports(GgmlType t) {
 }
 
 cudaError_t launch_matvec_quant(const DeviceWeight& w, ActQ8 x, int T, float* y, cudaStream_t s) {
-  switch (w.type) {
-    case GgmlType::Q8_0:
-      launch_for<FormatQ8_0>(w, x, T, y, s);
-      break;
-    case GgmlType::Q4_0:
-      launch_for<FormatQ4_0>(w, x, T, y, s);
-      break;
-    case GgmlType::Q5_0:
-      launch_for<FormatQ5_0>(w, x, T, y, s);
-      break;
-    case GgmlType::Q4_K:
-      launch_for<FormatQ4_K>(w, x, T, y, s);
-      break;
-    case GgmlType::Q6_K:
-      launch_for<FormatQ6_K>(w, x, T, y, s);
-      break;
-    default:
-      return cudaErrorNotSupported;
-  }
-  return cudaGetLastError();
+  MatvecJob job;
+  job.w[0] = w;
+  job.y[0] = y;
+  job.n = 1;
+  return launch_job<false>(job, x, T, s);
+}
+
+cudaError_t launch_matvec_multi(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
+  return launch_job<false>(job, x, T, s);
+}
+
+cudaError_t launch_matvec_geglu(const DeviceWeight& gate, const DeviceWeight& up, ActQ8 x, int T, float* y,
+                                cudaStream_t s) {
+  MatvecJob job;
+  job.w[0] = gate;
+  job.w[1] = up;
+  job.y[0] = y;
+  job.n = 2;
+  return launch_job<true>(job, x, T, s);
 }
 
 }  // namespace unicorn::cuda

@@ -1,0 +1,26 @@
+// The rotation of RoPE pair i at position p (spec §2.4.3), shared by the rope and fused
+// qk-norm-rope kernels: inv_freq = base^(-2i/d) / scale and the angle rounded to f32, cos/sin in
+// double, as the CPU reference does, so every kernel rotates by the same f32 factors.
+#pragma once
+#include <cstdint>
+
+namespace unicorn::cuda {
+
+__device__ __forceinline__ void rope_factors(int64_t i, int64_t head_dim, int32_t pos, float base, float scale,
+                                             float& c, float& s) {
+  const float inv_freq = static_cast<float>(1.0 / pow(static_cast<double>(base),
+                                                      2.0 * static_cast<double>(i) / static_cast<double>(head_dim))) /
+                         scale;
+  const float angle = static_cast<float>(pos) * inv_freq;
+  c = static_cast<float>(cos(static_cast<double>(angle)));
+  s = static_cast<float>(sin(static_cast<double>(angle)));
+}
+
+// (a, b) = (a c - b s, b c + a s) with the reference's rounding.
+__device__ __forceinline__ void rotate(float& a, float& b, float c, float s) {
+  const float x = a, y = b;
+  a = __fsub_rn(__fmul_rn(x, c), __fmul_rn(y, s));
+  b = __fadd_rn(__fmul_rn(y, c), __fmul_rn(x, s));
+}
+
+}  // namespace unicorn::cuda

@@ -162,7 +162,7 @@ void CudaBackend::matmul(const WeightTensor& w, const Act& x, Act& y) {
   } else if (T <= kMaxMatvecTokens && !traits(w.type).quantized) {
     check_launch(launch_matvec_float(dw, x.data(), static_cast<int>(T), y.data(), stream_), "matvec");
   } else {
-    check_launch(launch_matmul_tiled(dw, x.data(), static_cast<int>(T), y.data(), stream_), "matmul");
+    gemm_.run(dw, x.data(), static_cast<int>(T), y.data(), stream_);  // tensor cores when built with cuBLAS
   }
 }
 

@@ -11,6 +11,7 @@
 
 #include "backends/backend.h"
 #include "backends/cuda/device_buffer.h"
+#include "backends/cuda/gemm.h"
 #include "backends/cuda/weight_upload.h"
 
 namespace unicorn::cuda {
@@ -64,6 +65,7 @@ class CudaBackend final : public Backend {
   StagedInts staged_[static_cast<int>(Staged::kCount)];
   DeviceBuffer act_q8_;   // quantized activations for the int8 matvec
   DeviceBuffer partial_;  // attention split states
+  Gemm gemm_;             // matmuls of more than kMaxMatvecTokens tokens
 };
 
 }  // namespace unicorn::cuda

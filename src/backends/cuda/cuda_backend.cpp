@@ -64,6 +64,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   sm_count_ = prop.multiProcessorCount;
   name_ = fmt::format("cuda:{} ({})", device, prop.name);
   check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a stream");
+  gemm_.set_grow([this](DeviceBuffer& b, size_t bytes) { grow(b, bytes); });
 }
 
 CudaBackend::~CudaBackend() {
@@ -358,7 +359,7 @@ void CudaBackend::matmul(const WeightTensor& w, const Act& x, Act& y) {
   } else if (T <= kMaxMatvecTokens && !traits(w.type).quantized) {
     check_launch(launch_matvec_float(dw, x.data(), static_cast<int>(T), y.data(), stream_), "matvec");
   } else {
-    check_launch(launch_matmul_tiled(dw, x.data(), static_cast<int>(T), y.data(), stream_), "matmul");
+    gemm_.run(dw, x.data(), static_cast<int>(T), y.data(), stream_);  // tensor cores when built with cuBLAS
   }
 }
 

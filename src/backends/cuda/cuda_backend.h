@@ -12,6 +12,7 @@
 
 #include "backends/backend.h"
 #include "backends/cuda/device_buffer.h"
+#include "backends/cuda/gemm.h"
 #include "backends/cuda/weight_upload.h"
 
 namespace unicorn::cuda {
@@ -110,6 +111,7 @@ class CudaBackend final : public Backend {
   std::string recording_key_;
   std::vector<DeviceBuffer> graveyard_;  // buffers replaced during a capture, freed after it
   bool capturing_ = false, capture_ok_ = false;
+  Gemm gemm_;  // matmuls of more than kMaxMatvecTokens tokens
 };
 
 }  // namespace unicorn::cuda

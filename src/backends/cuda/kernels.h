@@ -27,6 +27,13 @@ cudaError_t launch_matmul_tiled(const DeviceWeight& w, const float* x, int T, fl
 bool matvec_quant_supports(GgmlType t);
 bool weight_type_supported(GgmlType t);
 
+// ---- bf16 operands of the tensor-core prefill matmul (dequantize.cu, used by gemm.cpp) ----------
+// Rows [r0, r0 + n) of w decoded (the reference codec's values) and rounded to nearest-even bf16
+// into out [n, w.cols] row-major (bf16 bits; 16-byte aligned).
+cudaError_t launch_dequantize_bf16(const DeviceWeight& w, int64_t r0, int64_t n, uint16_t* out, cudaStream_t s);
+// n f32 values (n % 8 == 0, both buffers 16-byte aligned) to bf16, round to nearest even.
+cudaError_t launch_f32_to_bf16(const float* x, int64_t n, uint16_t* out, cudaStream_t s);
+
 // ---- the other ops ------------------------------------------------------------------------------
 cudaError_t launch_embed(const DeviceWeight& table, const int32_t* tokens, int64_t T, float scale, float* out,
                          cudaStream_t s);

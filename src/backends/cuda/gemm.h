@@ -1,0 +1,65 @@
+// The prefill matmul y[T, N] = x[T, K] · wᵀ (f32 in and out) for T > 8 tokens. Built with cuBLAS,
+// it runs on tensor cores: the activations are rounded to bf16 once, then the weight is decoded
+// to bf16 a chunk of rows at a time (at most max_chunk_elements values, 64 MiB by default) and
+// each chunk is one cublasGemmEx (bf16 x bf16, f32 accumulation) writing its columns of y.
+// BF16 weights are used as uploaded (no chunks); F32 weights run an f32 cuBLAS GEMM on x as is
+// (no tensor cores, full f32 precision). Built without cuBLAS, run() is the tiled f32 kernel.
+// Every step is queued on the given stream; nothing waits for it, except that growing a scratch
+// buffer (cudaFree / cudaMalloc) and the first call (creating the handle) synchronize the device.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <functional>
+
+#include "backends/cuda/device_buffer.h"
+#include "backends/cuda/device_weight.h"
+
+struct cublasContext;  // cublasHandle_t, without the cuBLAS headers
+
+namespace unicorn::cuda {
+
+// True when run() rounds operands to bf16 for this weight type (a cuBLAS build and any type but
+// F32): its results then differ from f32 math by ~1e-5 in normalized MSE.
+bool gemm_rounds_to_bf16(GgmlType weight);
+
+class Gemm {
+ public:
+  static constexpr int64_t kDefaultChunkElements = int64_t{32} << 20;  // 64 MiB of bf16
+
+  explicit Gemm(int64_t max_chunk_elements = kDefaultChunkElements);
+  ~Gemm();
+  Gemm(const Gemm&) = delete;
+  Gemm& operator=(const Gemm&) = delete;
+
+  // y [T, w.rows] = x [T, w.cols] · wᵀ. Throws Error naming the failed launch or cuBLAS call.
+  void run(const DeviceWeight& w, const float* x, int T, float* y, cudaStream_t s);
+
+  // How scratch buffers grow (the backend's grow: it forgets recordings that used a moved
+  // buffer). Unset: DeviceBuffer::reserve.
+  void set_grow(std::function<void(DeviceBuffer&, size_t)> grow) { grow_ = std::move(grow); }
+
+  // Weight rows decoded per chunk for K columns: max_chunk_elements / K, rounded down to a
+  // multiple of 128 (cuBLAS tile height) when at least 128, never below 1.
+  int64_t chunk_rows(int64_t K) const;
+
+ private:
+  void bind(cudaStream_t s);
+  void ensure(DeviceBuffer& b, size_t bytes) {
+    if (grow_)
+      grow_(b, bytes);
+    else
+      b.reserve(bytes);
+  }
+
+  int64_t max_chunk_elements_;
+  cublasContext* handle_ = nullptr;  // created on first use
+  cudaStream_t bound_ = nullptr;     // the stream the handle runs on, once bound_set_
+  bool bound_set_ = false;
+  DeviceBuffer weight_bf16_;  // one decoded chunk [chunk_rows, K]
+  DeviceBuffer act_bf16_;     // x rounded to bf16 [T, K]
+  DeviceBuffer workspace_;
+  std::function<void(DeviceBuffer&, size_t)> grow_;  // cuBLAS workspace, ours so that nothing allocates per call
+};
+
+}  // namespace unicorn::cuda

@@ -35,6 +35,11 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
   grep -E "^\[  FAILED|^\[  PASSED|tests ran|worst|SKIPPED" "$OUT/tests.log" | head -30
 fi
 
+if [ "${KERNEL_BENCH:-0}" = 1 ]; then  # per-kernel timings (tests/test_cuda_ops.cpp CudaBench.*)
+  UNICORN_CUDA_BENCH=1 timeout 240 ./build/gpu/unicorn_tests --gtest_filter='CudaBench*' > "$OUT/kernel_bench.md" 2>&1
+  grep -E "^\||27B|FAILED" "$OUT/kernel_bench.md" | head -80
+fi
+
 U=./build/gpu/unicorn
 $U check 2>&1 | tee "$OUT/check.txt"
 if [ -n "${OFFLOAD_LAYERS:-}" ]; then  # partial offload on the 27B shapes, e.g. OFFLOAD_LAYERS=40
@@ -48,4 +53,10 @@ for scheme in ${BENCH_SCHEMES-q4_0 q8_0 bf16}; do
   kill $smi 2>/dev/null
   echo "scheme $scheme done after $(( $(date +%s) - start )) s; peak GPU memory $(sort -n "$OUT/gpu_mem_$scheme.csv" | tail -1) MiB"
 done
+if [ "${NCU:-0}" = 1 ]; then  # hardware counters of one decode step's kernels (layer 0 and 1)
+  timeout 240 ncu --clock-control none -k regex:'matvec|attention|add_norm|qk_norm|quantize' -c 14 \
+    --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy \
+    $U bench --synthetic 27b --type q4_0 --device cuda -p 0 -n 2 -r 1 > "$OUT/ncu.txt" 2>&1
+  echo "ncu rc=$?"; grep -E "^  [a-z_]+.*\(|Duration|DRAM Throughput|Memory Throughput|Achieved Occupancy|Registers Per" "$OUT/ncu.txt" | head -120
+fi
 [ "${SKIP_TTFT:-0}" = 1 ] || timeout 60 $U bench --synthetic 27b --type q4_0 --device cuda -p 32 -n 0 -r 3 2>&1 | tee -a "$OUT/bench.md"

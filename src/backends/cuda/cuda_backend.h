@@ -13,6 +13,7 @@
 #include "backends/backend.h"
 #include "backends/cuda/device_buffer.h"
 #include "backends/cuda/gemm.h"
+#include "backends/cuda/kernels.h"
 #include "backends/cuda/weight_upload.h"
 
 namespace unicorn::cuda {

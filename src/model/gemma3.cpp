@@ -127,7 +127,10 @@ void Gemma3Model::forward(const Batch& batch, KvCache& kv, std::vector<float>& l
   // Graph recording: a run's ops depend on this model, the cache, the batch's shape and the
   // scratch buffers (a growth forgets the recordings); positions and tokens come through
   // begin_batch. A matmul observer reads activations on the host, so it turns recording off.
-  const bool record = !observer_;
+  // Only small batches (decoding) are recorded: there the launches cost as much as the work;
+  // a prompt's ops are long enough to hide them.
+  constexpr int64_t kMaxRecordedTokens = 16;
+  const bool record = !observer_ && T <= kMaxRecordedTokens;
   for (const Run& r : runs) {
     const std::string key = fmt::format("m{}:kv{}:T{}:s{}:r{}:{}{}-{}{}", id_, kv.id(), T, kv.n_seq(), rows.size(),
                                         r.embed ? "e" : "", r.l0, r.l1, r.output ? "o" : "");

@@ -127,6 +127,7 @@ Act CudaBackend::alloc(int64_t rows, int64_t cols) {
 }
 
 void CudaBackend::copy_from_host(const float* src, Act& dst) {
+  wrote(dst);
   // From pageable memory the copy is staged before the call returns, so src may be reused.
   check(cudaMemcpyAsync(dst.data(), src, static_cast<size_t>(dst.rows() * dst.cols()) * sizeof(float),
                         cudaMemcpyHostToDevice, stream_),
@@ -326,18 +327,33 @@ void CudaBackend::forget_recordings() {
 void CudaBackend::embed(const WeightTensor& table, std::span<const int32_t> tokens, float scale, Act& out) {
   const int32_t* t = batch_tokens(tokens);
   if (!t) t = stage(Staged::Tokens, tokens);
+  wrote(out);
   check_launch(launch_embed(device_weight(table), t, static_cast<int64_t>(tokens.size()), scale, out.data(), stream_),
                "embed");
 }
 
-ActQ8 CudaBackend::quantize(const Act& x) {
-  const int64_t T = x.rows(), K = x.cols();
+ActQ8 CudaBackend::q8_buffer(int64_t T, int64_t K) {
   const size_t q_bytes = static_cast<size_t>(T * K);
+  if (act_q8_.bytes() < q_bytes + static_cast<size_t>(T * K / 32) * 2 * sizeof(float)) q8_src_ = nullptr;
   grow(act_q8_, q_bytes + static_cast<size_t>(T * K / 32) * 2 * sizeof(float));
   auto* q = act_q8_.as<int8_t>();
-  auto* ds = reinterpret_cast<float*>(q + q_bytes);  // q_bytes is a multiple of 32
-  check_launch(launch_quantize_q8(x.data(), T, K, q, ds, stream_), "activation quantization");
-  return ActQ8{q, ds};
+  return ActQ8{q, reinterpret_cast<float*>(q + q_bytes)};  // q_bytes is a multiple of 32
+}
+
+ActQ8 CudaBackend::quantize(const Act& x) {
+  const int64_t T = x.rows(), K = x.cols();
+  if (q8_src_ == x.data() && q8_rows_ == T && q8_cols_ == K) return q8_buffer(T, K);  // a producer made it
+  const ActQ8 a = q8_buffer(T, K);
+  check_launch(launch_quantize_q8(x.data(), T, K, const_cast<int8_t*>(a.q), const_cast<float*>(a.ds), stream_),
+               "activation quantization");
+  q8_src_ = x.data(), q8_rows_ = T, q8_cols_ = K;
+  return a;
+}
+
+void CudaBackend::wrote(const Act& a) {
+  const float* lo = a.data();
+  const float* hi = lo + a.rows() * a.cols();
+  if (q8_src_ && lo < q8_src_ + q8_rows_ * q8_cols_ && q8_src_ < hi) q8_src_ = nullptr;
 }
 
 namespace {
@@ -354,6 +370,7 @@ void CudaBackend::matmul(const WeightTensor& w, const Act& x, Act& y) {
   const DeviceWeight& dw = device_weight(w);
   check_shapes(w, x, y);
   const int64_t T = x.rows();
+  wrote(y);
   if (T <= kMaxMatvecTokens && matvec_quant_supports(w.type)) {
     check_launch(launch_matvec_quant(dw, quantize(x), static_cast<int>(T), y.data(), stream_), "matvec");
   } else if (T <= kMaxMatvecTokens && !traits(w.type).quantized) {
@@ -376,6 +393,7 @@ void CudaBackend::matmul_many(std::span<const WeightTensor* const> ws, const Act
     job.y[i] = ys[i]->data();
   }
   job.n = static_cast<int>(ws.size());
+  for (Act* y : ys) wrote(*y);
   check_launch(launch_matvec_multi(job, quantize(x), static_cast<int>(T), stream_), "matvec");
 }
 
@@ -385,6 +403,7 @@ void CudaBackend::matmul_geglu(const WeightTensor& gate_w, const WeightTensor& u
       gate_w.rows != up_w.rows)
     return Backend::matmul_geglu(gate_w, up_w, x, gate, up);
   check_shapes(gate_w, x, gate);
+  wrote(gate);
   check_launch(launch_matvec_geglu(device_weight(gate_w), device_weight(up_w), quantize(x), static_cast<int>(T),
                                    gate.data(), stream_),
                "geglu matvec");
@@ -393,6 +412,7 @@ void CudaBackend::matmul_geglu(const WeightTensor& gate_w, const WeightTensor& u
 void CudaBackend::rms_norm(const Act& x, const WeightTensor& w, float eps, Act& y) {
   const DeviceWeight& dw = device_weight(w);
   if (w.type != GgmlType::F32) fail("{}: norm weights must be F32 (got {})", w.name, type_name(w.type));
+  wrote(y);
   check_launch(launch_rms_norm(x.data(), reinterpret_cast<const float*>(dw.q), x.rows(), x.cols(), w.cols, eps,
                                y.data(), stream_),
                "rms_norm");
@@ -405,6 +425,7 @@ void CudaBackend::qk_norm_rope(Act& q, Act& k, const WeightTensor& q_norm, const
     return Backend::qk_norm_rope(q, k, q_norm, k_norm, eps, head_dim, pos, base, scale);
   const int32_t* p = batch_positions(pos);
   if (!p) p = stage(Staged::Positions, pos);
+  wrote(q), wrote(k);
   check_launch(launch_qk_norm_rope(q.data(), k.data(), reinterpret_cast<const float*>(device_weight(q_norm).q),
                                    reinterpret_cast<const float*>(device_weight(k_norm).q), q.rows(),
                                    q.cols() / head_dim, k.cols() / head_dim, head_dim, eps, p, base, scale, stream_),
@@ -412,16 +433,25 @@ void CudaBackend::qk_norm_rope(Act& q, Act& k, const WeightTensor& q_norm, const
 }
 
 void CudaBackend::add_norm(Act& x, Act& o, const WeightTensor& post_w, const WeightTensor* next_w, float eps, Act& h) {
-  if (post_w.type != GgmlType::F32 || (next_w && next_w->type != GgmlType::F32))
+  if (post_w.type != GgmlType::F32 || (next_w && next_w->type != GgmlType::F32) || !add_norm_supports(x.cols()))
     return Backend::add_norm(x, o, post_w, next_w, eps, h);
   const auto* pw = reinterpret_cast<const float*>(device_weight(post_w).q);
   const auto* nw = next_w ? reinterpret_cast<const float*>(device_weight(*next_w).q) : nullptr;
-  check_launch(launch_add_norm(x.data(), o.data(), pw, nw, x.rows(), x.cols(), eps, h.data(), stream_), "add_norm");
+  wrote(x), wrote(h);
+  // h feeds the next matvec: quantize it here, saving that matvec its own quantization launch.
+  ActQ8 q{};
+  const int64_t T = x.rows();
+  if (nw && T <= kMaxMatvecTokens) q = q8_buffer(T, x.cols());
+  check_launch(launch_add_norm(x.data(), o.data(), pw, nw, T, x.cols(), eps, h.data(), const_cast<int8_t*>(q.q),
+                               const_cast<float*>(q.ds), stream_),
+               "add_norm");
+  if (q.q) q8_src_ = h.data(), q8_rows_ = T, q8_cols_ = x.cols();
 }
 
 void CudaBackend::rope(Act& x, int64_t head_dim, std::span<const int32_t> pos, float base, float scale) {
   const int32_t* p = batch_positions(pos);
   if (!p) p = stage(Staged::Positions, pos);
+  wrote(x);
   check_launch(launch_rope(x.data(), x.rows(), x.cols(), head_dim, p, base, scale, stream_), "rope");
 }
 
@@ -446,6 +476,7 @@ void CudaBackend::attention(const Act& q, const Act& k, const Act& v, LayerKv& k
     const int64_t want = (target_blocks + blocks - 1) / blocks;
     n_split = static_cast<int>(std::min({want, (n_max + kMinKeysPerSplit - 1) / kMinKeysPerSplit, kMaxSplits}));
   }
+  wrote(out);
   float* partial = nullptr;
   if (n_split > 1) {
     grow(partial_, static_cast<size_t>(blocks * n_split * (p.head_dim + 2)) * sizeof(float));
@@ -461,10 +492,12 @@ void CudaBackend::attention(const Act& q, const Act& k, const Act& v, LayerKv& k
 }
 
 void CudaBackend::gelu_mul(const Act& gate, const Act& up, Act& out) {
+  wrote(out);
   check_launch(launch_gelu_mul(gate.data(), up.data(), out.data(), gate.rows() * gate.cols(), stream_), "gelu_mul");
 }
 
 void CudaBackend::add(Act& x, const Act& y) {
+  wrote(x);
   check_launch(launch_add(x.data(), y.data(), x.rows() * x.cols(), stream_), "add");
 }
 
@@ -474,11 +507,13 @@ void CudaBackend::gather_rows(const Act& x, std::span<const int64_t> rows, Act& 
     std::vector<int32_t> r(rows.begin(), rows.end());
     dr = stage(Staged::Rows, r);
   }
+  wrote(out);
   check_launch(launch_gather_rows(x.data(), x.cols(), dr, static_cast<int64_t>(rows.size()), out.data(), stream_),
                "gather_rows");
 }
 
 void CudaBackend::softcap(Act& x, float cap) {
+  wrote(x);
   check_launch(launch_softcap(x.data(), x.rows() * x.cols(), cap, stream_), "softcap");
 }
 

@@ -72,8 +72,12 @@ class CudaBackend final : public Backend {
   void check_launch(cudaError_t e, const char* op);
   // Grows a scratch buffer; a move forgets the recordings that used the old address.
   void grow(DeviceBuffer& b, size_t bytes);
-  // x quantized to int8 blocks in act_q8_ (T <= 8 matvec input).
+  // x quantized to int8 blocks in act_q8_ (T <= 8 matvec input); skipped when act_q8_ already
+  // holds x's quantization (a fused producer wrote it, see add_norm).
   ActQ8 quantize(const Act& x);
+  ActQ8 q8_buffer(int64_t T, int64_t K);
+  // Every op calls this for the activation it writes: act_q8_ no longer matches that memory.
+  void wrote(const Act& a);
   // Device copies of the values begin_batch received, when `values` equals them; else null.
   const int32_t* batch_tokens(std::span<const int32_t> values) const;
   const int32_t* batch_positions(std::span<const int32_t> values) const;
@@ -91,8 +95,10 @@ class CudaBackend final : public Backend {
     std::vector<int32_t> last;
   };
   StagedInts staged_[static_cast<int>(Staged::kCount)];
-  DeviceBuffer act_q8_;   // quantized activations for the int8 matvec
-  DeviceBuffer partial_;  // attention split states
+  DeviceBuffer act_q8_;            // quantized activations for the int8 matvec
+  DeviceBuffer partial_;           // attention split states
+  const float* q8_src_ = nullptr;  // whose quantization act_q8_ holds ([q8_rows_, q8_cols_])
+  int64_t q8_rows_ = 0, q8_cols_ = 0;
 
   // The batch of the current forward pass (begin_batch): host copies to match op arguments
   // against, and the device layout tokens[T] pos[T] | attention metadata | logit rows.

@@ -1,8 +1,11 @@
-// Conversions to bf16 for the tensor-core prefill matmul (gemm.cpp): rows of any weight format,
-// decoded with weight_formats.cuh decode8 (the reference codec's value) and rounded to nearest
-// even, and f32 activations. One thread per 8 values: one 16-byte store each, and a grid of one
-// thread per group, which fills the GPU for any chunk worth a matmul.
+// Conversions to 16-bit floats for the tensor-core prefill matmul (gemm.cpp): rows of any weight
+// format, decoded with weight_formats.cuh decode8 (the reference codec's value) and rounded to
+// nearest even bf16 or f16, and f32 activations (to bf16, or to f16 scaled by a power of two). One thread per 8 values:
+// one 16-byte store each, and a grid of one thread per group, which fills the GPU for any chunk worth a matmul.
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
 
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/weight_formats.cuh"
@@ -23,16 +26,61 @@ __device__ __forceinline__ uint4 pack8(const float* v) {
   return make_uint4(pack_bf16(v[0], v[1]), pack_bf16(v[2], v[3]), pack_bf16(v[4], v[5]), pack_bf16(v[6], v[7]));
 }
 
+__device__ __forceinline__ uint32_t pack_f16(float lo, float hi) {
+  const __half2 h = __floats2half2_rn(lo, hi);
+  uint32_t u;
+  memcpy(&u, &h, 4);
+  return u;
+}
+
+__device__ __forceinline__ uint4 pack8_f16(const float* v) {
+  return make_uint4(pack_f16(v[0], v[1]), pack_f16(v[2], v[3]), pack_f16(v[4], v[5]), pack_f16(v[6], v[7]));
+}
+
 // Group g (8 values) of the chunk: row r0 + g / (K / 8), columns 8 * (g % (K / 8)) ...
-template <class F>
-__global__ void __launch_bounds__(kThreads)
-    dequantize_rows_bf16(DeviceWeight w, int64_t r0, int64_t groups, uint4* out) {
+template <class F, bool F16>
+__global__ void __launch_bounds__(kThreads) dequantize_rows(DeviceWeight w, int64_t r0, int64_t groups, uint4* out) {
   const int64_t g = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   if (g >= groups) return;
   const int64_t per_row = w.cols / 8;
   float v[8];
   F::decode8(w, r0 + g / per_row, (g % per_row) * 8, v);
-  out[g] = pack8(v);
+  out[g] = F16 ? pack8_f16(v) : pack8(v);
+}
+
+// max |x| over the grid into *amax (as float bits: for non-negative floats the unsigned order is
+// the float order).
+__global__ void __launch_bounds__(kThreads) abs_max(const float4* x, int64_t n4, unsigned* amax) {
+  float m = 0.0f;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; i < n4;
+       i += static_cast<int64_t>(gridDim.x) * kThreads) {
+    const float4 a = __ldg(x + i);
+    m = fmaxf(m, fmaxf(fmaxf(fabsf(a.x), fabsf(a.y)), fmaxf(fabsf(a.z), fabsf(a.w))));
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2) m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, o));
+  if (threadIdx.x % 32 == 0) atomicMax(amax, __float_as_uint(m));
+}
+
+// x * 2^s to f16 with s chosen so that max |x| * 2^s lies in [2^13, 2^14): no overflow, full
+// precision for small activations. alpha_beta = (2^-s, 0), the GEMM's factors.
+__global__ void __launch_bounds__(kThreads)
+    f32_to_f16_scaled(const float4* x, int64_t groups, uint4* out, const unsigned* amax, float* alpha_beta) {
+  const float a = __uint_as_float(*amax);
+  int e = 0;
+  frexpf(a, &e);  // a < 2^e
+  const bool finite = a > 0.0f && a < INFINITY;
+  const float scale = finite ? ldexpf(1.0f, 14 - e) : 1.0f;
+  const int64_t g = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  if (g == 0) {
+    alpha_beta[0] = finite ? ldexpf(1.0f, e - 14) : 1.0f;
+    alpha_beta[1] = 0.0f;
+  }
+  if (g >= groups) return;
+  const float4 p = __ldg(x + 2 * g), q = __ldg(x + 2 * g + 1);
+  const float v[8] = {p.x * scale, p.y * scale, p.z * scale, p.w * scale,
+                      q.x * scale, q.y * scale, q.z * scale, q.w * scale};
+  out[g] = pack8_f16(v);
 }
 
 __global__ void __launch_bounds__(kThreads) f32_to_bf16(const float4* x, int64_t groups, uint4* out) {
@@ -54,9 +102,36 @@ cudaError_t launch_dequantize_bf16(const DeviceWeight& w, int64_t r0, int64_t n,
   if (groups == 0) return cudaSuccess;
   auto* o = reinterpret_cast<uint4*>(out);
   const bool ok = with_format(w.type, [&](auto f) {
-    dequantize_rows_bf16<decltype(f)><<<blocks_for(groups), kThreads, 0, s>>>(w, r0, groups, o);
+    dequantize_rows<decltype(f), false><<<blocks_for(groups), kThreads, 0, s>>>(w, r0, groups, o);
   });
   return ok ? cudaGetLastError() : cudaErrorNotSupported;
+}
+
+cudaError_t launch_dequantize_f16(const DeviceWeight& w, int64_t r0, int64_t n, uint16_t* out, cudaStream_t s) {
+  if (r0 < 0 || n < 0 || r0 + n > w.rows || w.cols % 8 != 0 || reinterpret_cast<uintptr_t>(out) % 16 != 0)
+    return cudaErrorInvalidValue;
+  const int64_t groups = n * (w.cols / 8);
+  if (groups == 0) return cudaSuccess;
+  auto* o = reinterpret_cast<uint4*>(out);
+  const bool ok = with_format(w.type, [&](auto f) {
+    dequantize_rows<decltype(f), true><<<blocks_for(groups), kThreads, 0, s>>>(w, r0, groups, o);
+  });
+  return ok ? cudaGetLastError() : cudaErrorNotSupported;
+}
+
+cudaError_t launch_f32_to_f16_scaled(const float* x, int64_t n, uint16_t* out, unsigned* amax, float* alpha_beta,
+                                     cudaStream_t s) {
+  if (n % 8 != 0 || reinterpret_cast<uintptr_t>(x) % 16 != 0 || reinterpret_cast<uintptr_t>(out) % 16 != 0)
+    return cudaErrorInvalidValue;
+  const int64_t groups = n / 8;
+  if (groups == 0) return cudaSuccess;
+  cudaError_t e = cudaMemsetAsync(amax, 0, sizeof(unsigned), s);
+  if (e != cudaSuccess) return e;
+  const auto* x4 = reinterpret_cast<const float4*>(x);
+  abs_max<<<std::min<unsigned>(blocks_for(n / 4), 1024), kThreads, 0, s>>>(x4, n / 4, amax);
+  f32_to_f16_scaled<<<blocks_for(groups), kThreads, 0, s>>>(x4, groups, reinterpret_cast<uint4*>(out), amax,
+                                                            alpha_beta);
+  return cudaGetLastError();
 }
 
 cudaError_t launch_f32_to_bf16(const float* x, int64_t n, uint16_t* out, cudaStream_t s) {

@@ -31,12 +31,12 @@ int as_int(int64_t v, const char* what) {
 
 // Row-major y [T, N] = x [T, K] · aᵀ with a [rows, K] row-major (lda elements apart) is, in
 // cuBLAS's column-major terms, yᵀ [N, T] = aᵀᵀ · xᵀ: C (ldc N) = op_T(A) (lda) · B (ldb K).
+// alpha_beta: (alpha, beta) in device memory (the handle is in device pointer mode).
 void gemm_ex(cublasHandle_t h, const void* a, cudaDataType a_type, int64_t rows, int64_t lda, const void* x,
-             cudaDataType x_type, int64_t T, int64_t K, float* y, int64_t ldc) {
-  const float alpha = 1.0f, beta = 0.0f;
-  check_cublas(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, as_int(rows, "rows"), as_int(T, "T"), as_int(K, "K"), &alpha,
-                            a, a_type, as_int(lda, "lda"), x, x_type, as_int(K, "K"), &beta, y, CUDA_R_32F,
-                            as_int(ldc, "N"), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+             cudaDataType x_type, int64_t T, int64_t K, float* y, int64_t ldc, const float* alpha_beta) {
+  check_cublas(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, as_int(rows, "rows"), as_int(T, "T"), as_int(K, "K"),
+                            alpha_beta, a, a_type, as_int(lda, "lda"), x, x_type, as_int(K, "K"), alpha_beta + 1, y,
+                            CUDA_R_32F, as_int(ldc, "N"), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                "cublasGemmEx");
 }
 
@@ -52,7 +52,12 @@ void Gemm::bind(cudaStream_t s) {
   if (bound_set_ && s == bound_) return;
   if (!handle_) {
     check_cublas(cublasCreate(&handle_), "cublasCreate");
+    check_cublas(cublasSetPointerMode(handle_, CUBLAS_POINTER_MODE_DEVICE), "cublasSetPointerMode");
     workspace_.reserve(kWorkspaceBytes);
+    // scalars_: (1, 0) for the unscaled GEMMs, then amax and (alpha, beta) of the f16 path.
+    scalars_.reserve(64);
+    const float unit[2] = {1.0f, 0.0f};
+    check(cudaMemcpy(scalars_.get(), unit, sizeof unit, cudaMemcpyHostToDevice), "setting GEMM factors");
   }
   check_cublas(cublasSetStream(handle_, s), "cublasSetStream");
   // cublasSetStream resets the workspace to cuBLAS's own pool; hand ours back.
@@ -64,25 +69,32 @@ void Gemm::bind(cudaStream_t s) {
 void Gemm::run(const DeviceWeight& w, const float* x, int T, float* y, cudaStream_t s) {
   bind(s);
   const int64_t N = w.rows, K = w.cols;
+  const auto* unit = scalars_.as<float>();
   if (w.type == GgmlType::F32) {
-    gemm_ex(handle_, w.q, CUDA_R_32F, N, w.q_row_bytes / 4, x, CUDA_R_32F, T, K, y, N);
+    gemm_ex(handle_, w.q, CUDA_R_32F, N, w.q_row_bytes / 4, x, CUDA_R_32F, T, K, y, N, unit);
     return;
   }
-  ensure(act_bf16_, static_cast<size_t>(T * K) * 2);
-  auto* xb = act_bf16_.as<uint16_t>();
-  check(launch_f32_to_bf16(x, T * K, xb, s), "rounding activations to bf16");
-  if (w.type == GgmlType::BF16) {
-    gemm_ex(handle_, w.q, CUDA_R_16BF, N, w.q_row_bytes / 2, xb, CUDA_R_16BF, T, K, y, N);
+  ensure(act_16_, static_cast<size_t>(T * K) * 2);
+  auto* xh = act_16_.as<uint16_t>();
+  if (w.type == GgmlType::BF16) {  // bf16 x bf16: the weights as uploaded
+    check(launch_f32_to_bf16(x, T * K, xh, s), "rounding activations to bf16");
+    gemm_ex(handle_, w.q, CUDA_R_16BF, N, w.q_row_bytes / 2, xh, CUDA_R_16BF, T, K, y, N, unit);
     return;
   }
+  // Quantized and F16 weights decode to f16 (11 significant bits hold a 4-6 bit quant times an f16
+  // scale far better than bf16's 8); the activations go to f16 scaled by a power of two, undone
+  // by the GEMM's alpha.
+  auto* amax = reinterpret_cast<unsigned*>(scalars_.as<float>() + 4);
+  float* alpha_beta = scalars_.as<float>() + 8;
+  check(launch_f32_to_f16_scaled(x, T * K, xh, amax, alpha_beta, s), "rounding activations to f16");
   const int64_t rows = std::min(chunk_rows(K), N);
-  ensure(weight_bf16_, static_cast<size_t>(rows * K) * 2);
-  auto* wb = weight_bf16_.as<uint16_t>();
+  ensure(weight_16_, static_cast<size_t>(rows * K) * 2);
+  auto* wh = weight_16_.as<uint16_t>();
   // One scratch reused chunk after chunk: the stream orders each decode after the previous GEMM.
   for (int64_t r0 = 0; r0 < N; r0 += rows) {
     const int64_t n = std::min(rows, N - r0);
-    check(launch_dequantize_bf16(w, r0, n, wb, s), "decoding a weight chunk to bf16");
-    gemm_ex(handle_, wb, CUDA_R_16BF, n, K, xb, CUDA_R_16BF, T, K, y + r0, N);
+    check(launch_dequantize_f16(w, r0, n, wh, s), "decoding a weight chunk to f16");
+    gemm_ex(handle_, wh, CUDA_R_16F, n, K, xh, CUDA_R_16F, T, K, y + r0, N, alpha_beta);
   }
 }
 

@@ -1,9 +1,10 @@
 // The prefill matmul y[T, N] = x[T, K] · wᵀ (f32 in and out) for T > 8 tokens. Built with cuBLAS,
-// it runs on tensor cores: the activations are rounded to bf16 once, then the weight is decoded
-// to bf16 a chunk of rows at a time (at most max_chunk_elements values, 64 MiB by default) and
-// each chunk is one cublasGemmEx (bf16 x bf16, f32 accumulation) writing its columns of y.
-// BF16 weights are used as uploaded (no chunks); F32 weights run an f32 cuBLAS GEMM on x as is
-// (no tensor cores, full f32 precision). Built without cuBLAS, run() is the tiled f32 kernel.
+// it runs on tensor cores with f32 accumulation. Quantized and F16 weights are decoded to f16 a
+// chunk of rows at a time (at most max_chunk_elements values, 32 MiB by default) and the
+// activations rounded once to f16 after scaling by a power of two chosen on the device (no
+// overflow; the GEMM's alpha undoes it); each chunk is one cublasGemmEx writing its columns of y.
+// BF16 weights are used as uploaded, against bf16 activations; F32 weights run an f32 cuBLAS GEMM
+// (no tensor cores, full precision). Built without cuBLAS, run() is the tiled f32 kernel.
 // Every step is queued on the given stream; nothing waits for it, except that growing a scratch
 // buffer (cudaFree / cudaMalloc) and the first call (creating the handle) synchronize the device.
 #pragma once
@@ -19,13 +20,13 @@ struct cublasContext;  // cublasHandle_t, without the cuBLAS headers
 
 namespace unicorn::cuda {
 
-// True when run() rounds operands to bf16 for this weight type (a cuBLAS build and any type but
+// True when run() rounds operands to 16-bit floats for this weight type (a cuBLAS build and any type but
 // F32): its results then differ from f32 math by ~1e-5 in normalized MSE.
 bool gemm_rounds_to_bf16(GgmlType weight);
 
 class Gemm {
  public:
-  static constexpr int64_t kDefaultChunkElements = int64_t{32} << 20;  // 64 MiB of bf16
+  static constexpr int64_t kDefaultChunkElements = int64_t{16} << 20;  // 32 MiB of f16
 
   explicit Gemm(int64_t max_chunk_elements = kDefaultChunkElements);
   ~Gemm();
@@ -56,8 +57,9 @@ class Gemm {
   cublasContext* handle_ = nullptr;  // created on first use
   cudaStream_t bound_ = nullptr;     // the stream the handle runs on, once bound_set_
   bool bound_set_ = false;
-  DeviceBuffer weight_bf16_;  // one decoded chunk [chunk_rows, K]
-  DeviceBuffer act_bf16_;     // x rounded to bf16 [T, K]
+  DeviceBuffer weight_16_;  // one decoded chunk [chunk_rows, K], f16
+  DeviceBuffer act_16_;     // x rounded to bf16 or (scaled) f16 [T, K]
+  DeviceBuffer scalars_;    // GEMM factors in device memory (gemm.cpp)
   DeviceBuffer workspace_;
   std::function<void(DeviceBuffer&, size_t)> grow_;  // cuBLAS workspace, ours so that nothing allocates per call
 };

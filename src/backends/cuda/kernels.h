@@ -33,6 +33,13 @@ bool weight_type_supported(GgmlType t);
 cudaError_t launch_dequantize_bf16(const DeviceWeight& w, int64_t r0, int64_t n, uint16_t* out, cudaStream_t s);
 // n f32 values (n % 8 == 0, both buffers 16-byte aligned) to bf16, round to nearest even.
 cudaError_t launch_f32_to_bf16(const float* x, int64_t n, uint16_t* out, cudaStream_t s);
+// The same to f16 (quantized and F16 weights: f16 holds their decoded values more exactly).
+cudaError_t launch_dequantize_f16(const DeviceWeight& w, int64_t r0, int64_t n, uint16_t* out, cudaStream_t s);
+// n f32 values to f16 times 2^s, s chosen on the device so that max |x| * 2^s is in [2^13, 2^14)
+// (f16 cannot overflow; exact power-of-two scaling). Writes (2^-s, 0) to alpha_beta for the GEMM;
+// amax is one unsigned of device scratch.
+cudaError_t launch_f32_to_f16_scaled(const float* x, int64_t n, uint16_t* out, unsigned* amax, float* alpha_beta,
+                                     cudaStream_t s);
 
 // ---- the other ops ------------------------------------------------------------------------------
 cudaError_t launch_embed(const DeviceWeight& table, const int32_t* tokens, int64_t T, float scale, float* out,
@@ -48,9 +55,11 @@ cudaError_t launch_softcap(float* x, int64_t n, float cap, cudaStream_t s);
 cudaError_t launch_qk_norm_rope(float* q, float* k, const float* q_w, const float* k_w, int64_t T, int64_t n_heads,
                                 int64_t n_kv_heads, int64_t head_dim, float eps, const int32_t* pos, float base,
                                 float scale, cudaStream_t s);
-// x += rms_norm(o)·post_w; then h = rms_norm(x)·next_w when next_w is not null (norms.cu).
+// x += rms_norm(o)·post_w; then h = rms_norm(x)·next_w when next_w is not null, and h quantized
+// like launch_quantize_q8 into q, ds when q is not null (norms.cu). cols % 32 == 0, <= 8192.
 cudaError_t launch_add_norm(float* x, const float* o, const float* post_w, const float* next_w, int64_t rows,
-                            int64_t cols, float eps, float* h, cudaStream_t s);
+                            int64_t cols, float eps, float* h, int8_t* q, float* ds, cudaStream_t s);
+bool add_norm_supports(int64_t cols);
 cudaError_t launch_gather_rows(const float* x, int64_t cols, const int32_t* rows, int64_t n_rows, float* out,
                                cudaStream_t s);
 

@@ -68,28 +68,120 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// One block per row: x += o * rsqrt(mean(o²) + eps) * post_w, then h = the same norm of the new
-// x with next_w. Each thread re-reads the x values it wrote itself.
-constexpr int kRowThreads = 256;
+// Whole-row kernels keep the row in registers: thread i holds float4s i, i + kRowThreads, ... (at
+// most kVec of them, so rows up to 8192 values), every load is issued before the first use and
+// nothing is read twice.
+constexpr int kRowThreads = 512, kVec = 4;
+constexpr int64_t kMaxRowCols = int64_t{kRowThreads} * 4 * kVec;
+
+__device__ __forceinline__ float4 ld4(const float* p, int64_t i) { return reinterpret_cast<const float4*>(p)[i]; }
+__device__ __forceinline__ void st4(float* p, int64_t i, float4 v) { reinterpret_cast<float4*>(p)[i] = v; }
+__device__ __forceinline__ double sq4(float4 v) {
+  return static_cast<double>(v.x) * v.x + static_cast<double>(v.y) * v.y + static_cast<double>(v.z) * v.z +
+         static_cast<double>(v.w) * v.w;
+}
+// x * inv * w per component, the reference's order (spec §2.2).
+__device__ __forceinline__ float4 scale4(float4 x, float inv, float4 w) {
+  return make_float4(x.x * inv * w.x, x.y * inv * w.y, x.z * inv * w.z, x.w * inv * w.w);
+}
+
+// Quantizes the row's float4s to int8 blocks of 32 (8 consecutive float4s = 8 consecutive lanes),
+// as quantize_act.cu does: d = max|x| / 127, q = round(x / d), and (d, d * sum q) per block.
+__device__ __forceinline__ void quantize_row(const float4* v, int64_t n4, int64_t row, int8_t* q, float* ds) {
+#pragma unroll
+  for (int k = 0; k < kVec; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kRowThreads;
+    const bool live = i < n4;
+    const float4 a = live ? v[k] : make_float4(0, 0, 0, 0);
+    float amax = fmaxf(fmaxf(fabsf(a.x), fabsf(a.y)), fmaxf(fabsf(a.z), fabsf(a.w)));
+#pragma unroll
+    for (int o = 4; o > 0; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, o, 8));
+    const float d = amax / 127.0f;
+    const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+    const int b0 = __float2int_rn(a.x * id), b1 = __float2int_rn(a.y * id);
+    const int b2 = __float2int_rn(a.z * id), b3 = __float2int_rn(a.w * id);
+    int sum = b0 + b1 + b2 + b3;
+#pragma unroll
+    for (int o = 4; o > 0; o /= 2) sum += __shfl_xor_sync(0xFFFFFFFFu, sum, o, 8);
+    if (!live) continue;
+    const int64_t g = row * n4 + i;  // float4 index in the [T, K] matrix
+    reinterpret_cast<char4*>(q)[g] = make_char4(static_cast<signed char>(b0), static_cast<signed char>(b1),
+                                                static_cast<signed char>(b2), static_cast<signed char>(b3));
+    if (g % 8 == 0) reinterpret_cast<float2*>(ds)[g / 8] = make_float2(d, d * static_cast<float>(sum));
+  }
+}
+
 __global__ void __launch_bounds__(kRowThreads)
-    add_norm(float* x, const float* o, const float* post_w, const float* next_w, int64_t cols, float eps, float* h) {
+    rms_norm_rows(const float* x, const float* w, int64_t cols, float eps, float* y) {
   __shared__ double partial[kRowThreads / 32];
-  const int64_t base = static_cast<int64_t>(blockIdx.x) * cols;
-  float* xr = x + base;
-  const float* orow = o + base;
+  const int64_t n4 = cols / 4, row = blockIdx.x;
+  const float* xr = x + row * cols;
+  float4 v[kVec], wv[kVec];
   double ss = 0.0;
-  for (int64_t i = threadIdx.x; i < cols; i += kRowThreads) ss += static_cast<double>(orow[i]) * orow[i];
+#pragma unroll
+  for (int k = 0; k < kVec; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kRowThreads;
+    if (i < n4) {
+      v[k] = ld4(xr, i);
+      wv[k] = ld4(w, i);
+      ss += sq4(v[k]);
+    }
+  }
+  const float inv = inv_rms(block_sum<kRowThreads>(ss, partial), cols, eps);
+  float* yr = y + row * cols;
+#pragma unroll
+  for (int k = 0; k < kVec; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kRowThreads;
+    if (i < n4) st4(yr, i, scale4(v[k], inv, wv[k]));
+  }
+}
+
+// One block per row: x += o * rsqrt(mean(o²) + eps) * post_w; then h = the same norm of the new x
+// with next_w, and h quantized to int8 blocks when q is given.
+__global__ void __launch_bounds__(kRowThreads)
+    add_norm(float* x, const float* o, const float* post_w, const float* next_w, int64_t cols, float eps, float* h,
+             int8_t* q, float* ds) {
+  __shared__ double partial[kRowThreads / 32];
+  const int64_t n4 = cols / 4, row = blockIdx.x;
+  float* xr = x + row * cols;
+  const float* orow = o + row * cols;
+  float4 xv[kVec], ov[kVec], pw[kVec], nw[kVec];
+  double ss = 0.0;
+#pragma unroll
+  for (int k = 0; k < kVec; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kRowThreads;
+    if (i < n4) {
+      ov[k] = ld4(orow, i);
+      xv[k] = ld4(xr, i);
+      pw[k] = ld4(post_w, i);
+      if (next_w) nw[k] = ld4(next_w, i);
+      ss += sq4(ov[k]);
+    }
+  }
   const float inv = inv_rms(block_sum<kRowThreads>(ss, partial), cols, eps);
   double ss2 = 0.0;
-  for (int64_t i = threadIdx.x; i < cols; i += kRowThreads) {
-    const float v = xr[i] + orow[i] * inv * post_w[i];
-    xr[i] = v;
-    ss2 += static_cast<double>(v) * v;
+#pragma unroll
+  for (int k = 0; k < kVec; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kRowThreads;
+    if (i < n4) {
+      const float4 on = scale4(ov[k], inv, pw[k]);
+      xv[k] = make_float4(xv[k].x + on.x, xv[k].y + on.y, xv[k].z + on.z, xv[k].w + on.w);
+      st4(xr, i, xv[k]);
+      ss2 += sq4(xv[k]);
+    }
   }
   if (next_w == nullptr) return;
   const float inv2 = inv_rms(block_sum<kRowThreads>(ss2, partial), cols, eps);
-  float* hr = h + base;
-  for (int64_t i = threadIdx.x; i < cols; i += kRowThreads) hr[i] = xr[i] * inv2 * next_w[i];
+  float* hr = h + row * cols;
+#pragma unroll
+  for (int k = 0; k < kVec; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kRowThreads;
+    if (i < n4) {
+      xv[k] = scale4(xv[k], inv2, nw[k]);
+      st4(hr, i, xv[k]);
+    }
+  }
+  if (q) quantize_row(xv, n4, row, q, ds);
 }
 
 }  // namespace
@@ -98,6 +190,10 @@ cudaError_t launch_rms_norm(const float* x, const float* w, int64_t rows, int64_
                             float* y, cudaStream_t s) {
   const int64_t n_groups = rows * (cols / group);
   if (n_groups == 0) return cudaSuccess;
+  if (group == cols && cols % 4 == 0 && cols <= kMaxRowCols) {
+    rms_norm_rows<<<static_cast<unsigned>(rows), kRowThreads, 0, s>>>(x, w, cols, eps, y);
+    return cudaGetLastError();
+  }
   rms_norm<<<static_cast<unsigned>(n_groups), kThreads, 0, s>>>(x, w, group, eps, y);
   return cudaGetLastError();
 }
@@ -113,10 +209,13 @@ cudaError_t launch_qk_norm_rope(float* q, float* k, const float* q_w, const floa
 }
 
 cudaError_t launch_add_norm(float* x, const float* o, const float* post_w, const float* next_w, int64_t rows,
-                            int64_t cols, float eps, float* h, cudaStream_t s) {
+                            int64_t cols, float eps, float* h, int8_t* q, float* ds, cudaStream_t s) {
   if (rows == 0) return cudaSuccess;
-  add_norm<<<static_cast<unsigned>(rows), kRowThreads, 0, s>>>(x, o, post_w, next_w, cols, eps, h);
+  if (cols % 32 != 0 || cols > kMaxRowCols) return cudaErrorInvalidValue;
+  add_norm<<<static_cast<unsigned>(rows), kRowThreads, 0, s>>>(x, o, post_w, next_w, cols, eps, h, q, ds);
   return cudaGetLastError();
 }
+
+bool add_norm_supports(int64_t cols) { return cols % 32 == 0 && cols <= kMaxRowCols; }
 
 }  // namespace unicorn::cuda

@@ -12,8 +12,10 @@ __device__ __forceinline__ void rope_factors(int64_t i, int64_t head_dim, int32_
                                                       2.0 * static_cast<double>(i) / static_cast<double>(head_dim))) /
                          scale;
   const float angle = static_cast<float>(pos) * inv_freq;
-  c = static_cast<float>(cos(static_cast<double>(angle)));
-  s = static_cast<float>(sin(static_cast<double>(angle)));
+  double sd, cd;
+  sincos(static_cast<double>(angle), &sd, &cd);
+  c = static_cast<float>(cd);
+  s = static_cast<float>(sd);
 }
 
 // (a, b) = (a c - b s, b c + a s) with the reference's rounding.

@@ -58,5 +58,9 @@ if [ "${NCU:-0}" = 1 ]; then  # hardware counters of one decode step's kernels (
     --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy \
     $U bench --synthetic 27b --type q4_0 --device cuda -p 0 -n 2 -r 1 > "$OUT/ncu.txt" 2>&1
   echo "ncu rc=$?"; grep -E "^  [a-z_]+.*\(|Duration|DRAM Throughput|Memory Throughput|Achieved Occupancy|Registers Per" "$OUT/ncu.txt" | head -120
+  # decode attention at depth 4096: skip the 8 prefill chunks' 496 attention launches
+  timeout 240 ncu --clock-control none -k regex:'attention|merge' --launch-skip 496 -c 12 --section SpeedOfLight \
+    $U bench --synthetic 27b --type q4_0 --device cuda -p 0 -n 1 -d 4096 -r 1 > "$OUT/ncu_depth.txt" 2>&1
+  grep -E "^  [a-z_]+.*\(|Duration|DRAM Throughput" "$OUT/ncu_depth.txt" | head -60
 fi
 [ "${SKIP_TTFT:-0}" = 1 ] || timeout 60 $U bench --synthetic 27b --type q4_0 --device cuda -p 32 -n 0 -r 3 2>&1 | tee -a "$OUT/bench.md"

@@ -93,6 +93,7 @@ TEST(CudaEndToEnd, PartialOffloadMatchesAllCpu) {
       num += (double(ls[i]) - lc[i]) * (double(ls[i]) - lc[i]);
       den += double(lc[i]) * lc[i];
     }
+    if (num / den > 2e-4) std::printf("  step %d: NMSE %.3g\n", step, num / den);
     worst = std::max(worst, num / den);
   }
   std::printf("  worst NMSE, 9 GPU + 9 CPU layers vs all CPU: %.3g\n", worst);

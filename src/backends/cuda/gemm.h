@@ -1,6 +1,6 @@
 // The prefill matmul y[T, N] = x[T, K] · wᵀ (f32 in and out) for T > 8 tokens. Built with cuBLAS,
 // it runs on tensor cores with f32 accumulation. Quantized and F16 weights are decoded to f16 a
-// chunk of rows at a time (at most max_chunk_elements values, 32 MiB by default) and the
+// chunk of rows at a time (at most max_chunk_elements values, 64 MiB by default) and the
 // activations rounded once to f16 after scaling by a power of two chosen on the device (no
 // overflow; the GEMM's alpha undoes it); each chunk is one cublasGemmEx writing its columns of y.
 // BF16 weights are used as uploaded, against bf16 activations; F32 weights run an f32 cuBLAS GEMM
@@ -26,7 +26,7 @@ bool gemm_rounds_to_bf16(GgmlType weight);
 
 class Gemm {
  public:
-  static constexpr int64_t kDefaultChunkElements = int64_t{16} << 20;  // 32 MiB of f16
+  static constexpr int64_t kDefaultChunkElements = int64_t{32} << 20;  // 64 MiB of f16
 
   explicit Gemm(int64_t max_chunk_elements = kDefaultChunkElements);
   ~Gemm();

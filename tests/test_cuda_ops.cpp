@@ -512,6 +512,20 @@ TEST_F(CudaOps, AttentionMatchesCpuOnSlidingRingsAndGlobalCache) {
   }
 }
 
+TEST_F(CudaOps, PromptAttentionTilesMatchCpu) {
+  // Batches of 50 and 150 tokens take the tiled prompt kernel: sliding rings that wrap within a
+  // batch, a second chunk reading the ring, two slots in one batch, both head sizes and groups.
+  const AttnCase cases[] = {
+      {32, 16, 128, 24, 24, GgmlType::F16}, {4, 1, 256, 16, 16, GgmlType::F32}, {4, 1, 256, 40, 40, GgmlType::F16},
+      {32, 16, 128, 0, 400, GgmlType::F16}, {8, 1, 128, 0, 400, GgmlType::F32},
+  };
+  for (const AttnCase& c : cases) {
+    const double limit = c.kv_type == GgmlType::F16 ? 1e-5 : 1e-7;
+    EXPECT_LE(attention_schedule(*gpu, *cpu, c, 100, 2), limit)
+        << c.heads << "/" << c.kv_heads << " hd " << c.hd << " window " << c.window << " " << type_name(c.kv_type);
+  }
+}
+
 TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
   // A long prompt then single-token decoding: few (token, head) blocks, many keys per block.
   const AttnCase c{32, 16, 128, 0, 2048, GgmlType::F16};

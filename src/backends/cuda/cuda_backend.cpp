@@ -463,6 +463,29 @@ void CudaBackend::attention(const Act& q, const Act& k, const Act& v, LayerKv& k
   const AttentionBatch b = attention_batch(batch, past_len, n_seq);
   AttentionShape a{
       p.n_heads, p.n_kv_heads, p.head_dim, p.scale, p.window, kv.spec.capacity, kv.spec.type == GgmlType::F16};
+  // Prompts: the tiled kernel reads each key and value once per tile of queries. (Only for batches
+  // longer than any recorded one: its tile list is staged from the host.)
+  constexpr int64_t kMinPrefillTokens = 32;
+  if (T >= kMinPrefillTokens && attention_prefill_supports(a)) {
+    const int per_tile = attention_prefill_tokens_per_tile(a);
+    std::vector<int32_t> tiles;
+    std::vector<int32_t> count(static_cast<size_t>(n_seq), 0);
+    for (int32_t s : batch.seq) ++count[static_cast<size_t>(s)];
+    for (int s = 0; s < n_seq; ++s)
+      for (int32_t first = 0; first < count[static_cast<size_t>(s)]; first += per_tile) {
+        tiles.push_back(s);
+        tiles.push_back(first);
+      }
+    wrote(out);
+    const int32_t* dt = stage(Staged::Tiles, tiles);
+    check_launch(launch_attention_prefill(q.data(), k.data(), v.data(), kv.k.get(), kv.v.get(), b, a, dt,
+                                          static_cast<int>(tiles.size() / 2), out.data(), stream_),
+                 "prefill attention");
+    check_launch(
+        launch_kv_store(k.data(), v.data(), kv.k.get(), kv.v.get(), b, kv.row, kv.spec.capacity, a.kv_f16, stream_),
+        "kv store");
+    return;
+  }
   // Few (token, head) blocks and many keys: split the keys so that the GPU fills up. The split
   // count follows the cache's capacity (a bound on any row's keys), not this batch's positions,
   // so that a recorded step launches the same grid at every position; each block finds its own

@@ -66,7 +66,7 @@ class CudaBackend final : public Backend {
   // Small int arrays the ops take from the host (tokens, positions, attention metadata, rows).
   // Each kind has its own device buffer; an upload is skipped when the values equal the last
   // ones sent (every layer passes the same positions and batch layout).
-  enum class Staged { Tokens, Positions, Attention, Rows, kCount };
+  enum class Staged { Tokens, Positions, Attention, Rows, Tiles, kCount };
   const int32_t* stage(Staged kind, std::span<const int32_t> values);
   const DeviceWeight& device_weight(const WeightTensor& w) const;
   void check_launch(cudaError_t e, const char* op);

@@ -91,6 +91,14 @@ bool attention_supports_head_dim(int64_t head_dim);
 cudaError_t launch_attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
                              const AttentionBatch& b, const AttentionShape& a, int n_split, float* partial, float* out,
                              cudaStream_t s);
+// The same for prompts, tiled (attention_prefill.cu): tiles[2 * t] = sequence slot, tiles[2 * t + 1]
+// = index of the tile's first token among that slot's batch rows; a tile holds up to
+// attention_prefill_tokens_per_tile() consecutive tokens of its slot.
+bool attention_prefill_supports(const AttentionShape& a);
+int attention_prefill_tokens_per_tile(const AttentionShape& a);
+cudaError_t launch_attention_prefill(const float* q, const float* k, const float* v, const void* k_cache,
+                                     const void* v_cache, const AttentionBatch& b, const AttentionShape& a,
+                                     const int32_t* tiles, int n_tiles, float* out, cudaStream_t s);
 // Stores this batch's k, v rows into the ring at (seq, pos % capacity).
 cudaError_t launch_kv_store(const float* k, const float* v, void* k_cache, void* v_cache, const AttentionBatch& b,
                             int64_t row, int64_t capacity, bool kv_f16, cudaStream_t s);

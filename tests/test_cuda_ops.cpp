@@ -236,9 +236,9 @@ TEST_F(CudaOps, OutputHeadOf270MSpansSeveralChunksAndMatchesCpu) {
 
 TEST(CudaGemm, ChunkRowsKeepTheDecodedChunkUnder64MiB) {  // host arithmetic, runs everywhere
   const cuda::Gemm gemm;
-  EXPECT_EQ(gemm.chunk_rows(5376), 3072);  // 27B d_model: 16M / 5376 = 3120, down to a multiple of 128
-  EXPECT_EQ(gemm.chunk_rows(21504), 768);  // 27B FFN width
-  EXPECT_EQ(gemm.chunk_rows(640), 26112);  // 270M d_model
+  EXPECT_EQ(gemm.chunk_rows(5376), 6144);   // 27B d_model: 32M / 5376 = 6241, down to a multiple of 128
+  EXPECT_EQ(gemm.chunk_rows(21504), 1536);  // 27B FFN width
+  EXPECT_EQ(gemm.chunk_rows(640), 52352);   // 270M d_model
   for (int64_t K : {640, 1024, 5376, 21504}) EXPECT_LE(gemm.chunk_rows(K) * K, cuda::Gemm::kDefaultChunkElements);
   EXPECT_EQ(cuda::Gemm(100 * 768).chunk_rows(768), 100);  // below 128 rows: no rounding
   EXPECT_EQ(cuda::Gemm(10).chunk_rows(768), 1);

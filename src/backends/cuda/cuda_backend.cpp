@@ -353,6 +353,7 @@ ActQ8 CudaBackend::quantize(const Act& x) {
 void CudaBackend::wrote(const Act& a) {
   const float* lo = a.data();
   const float* hi = lo + a.rows() * a.cols();
+  gemm_.forget_input(lo, hi);
   if (q8_src_ && lo < q8_src_ + q8_rows_ * q8_cols_ && q8_src_ < hi) q8_src_ = nullptr;
 }
 

@@ -74,9 +74,11 @@ void Gemm::run(const DeviceWeight& w, const float* x, int T, float* y, cudaStrea
     gemm_ex(handle_, w.q, CUDA_R_32F, N, w.q_row_bytes / 4, x, CUDA_R_32F, T, K, y, N, unit);
     return;
   }
+  if (act_16_.bytes() < static_cast<size_t>(T * K) * 2) cached_x_ = nullptr;
   ensure(act_16_, static_cast<size_t>(T * K) * 2);
   auto* xh = act_16_.as<uint16_t>();
   if (w.type == GgmlType::BF16) {  // bf16 x bf16: the weights as uploaded
+    cached_x_ = nullptr;
     check(launch_f32_to_bf16(x, T * K, xh, s), "rounding activations to bf16");
     gemm_ex(handle_, w.q, CUDA_R_16BF, N, w.q_row_bytes / 2, xh, CUDA_R_16BF, T, K, y, N, unit);
     return;
@@ -86,7 +88,10 @@ void Gemm::run(const DeviceWeight& w, const float* x, int T, float* y, cudaStrea
   // by the GEMM's alpha.
   auto* amax = reinterpret_cast<unsigned*>(scalars_.as<float>() + 4);
   float* alpha_beta = scalars_.as<float>() + 8;
-  check(launch_f32_to_f16_scaled(x, T * K, xh, amax, alpha_beta, s), "rounding activations to f16");
+  if (cached_x_ != x || cached_n_ != T * K) {
+    check(launch_f32_to_f16_scaled(x, T * K, xh, amax, alpha_beta, s), "rounding activations to f16");
+    cached_x_ = x, cached_n_ = T * K;
+  }
   const int64_t rows = std::min(chunk_rows(K), N);
   ensure(weight_16_, static_cast<size_t>(rows * K) * 2);
   auto* wh = weight_16_.as<uint16_t>();

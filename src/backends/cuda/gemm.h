@@ -40,6 +40,12 @@ class Gemm {
   // buffer). Unset: DeviceBuffer::reserve.
   void set_grow(std::function<void(DeviceBuffer&, size_t)> grow) { grow_ = std::move(grow); }
 
+  // The rounded activations are kept for the next call with the same x (q, k and v share their
+  // input); the backend calls this for memory an op writes.
+  void forget_input(const float* lo, const float* hi) {
+    if (cached_x_ && cached_x_ < hi && lo < cached_x_ + cached_n_) cached_x_ = nullptr;
+  }
+
   // Weight rows decoded per chunk for K columns: max_chunk_elements / K, rounded down to a
   // multiple of 128 (cuBLAS tile height) when at least 128, never below 1.
   int64_t chunk_rows(int64_t K) const;
@@ -61,7 +67,9 @@ class Gemm {
   DeviceBuffer act_16_;     // x rounded to bf16 or (scaled) f16 [T, K]
   DeviceBuffer scalars_;    // GEMM factors in device memory (gemm.cpp)
   DeviceBuffer workspace_;
-  std::function<void(DeviceBuffer&, size_t)> grow_;  // cuBLAS workspace, ours so that nothing allocates per call
+  std::function<void(DeviceBuffer&, size_t)> grow_;
+  const float* cached_x_ = nullptr;  // act_16_ holds x rounded to f16 ([cached_n_] values) when set
+  int64_t cached_n_ = 0;             // cuBLAS workspace, ours so that nothing allocates per call
 };
 
 }  // namespace unicorn::cuda

@@ -7,7 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv | tee "$OUT/gpu.txt"
-git log -1 --format='commit %H' 2>/dev/null | tee -a "$OUT/gpu.txt" || true
+echo "commit ${UNICORN_COMMIT:-$(git log -1 --format=%H 2>/dev/null)}" | tee -a "$OUT/gpu.txt"
 start=$(date +%s)
 cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
   -DUNICORN_DEPS_DIR="$PWD/.devcarry/deps" -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON > "$OUT/configure.log" 2>&1 \

@@ -149,6 +149,13 @@ TEST(CliErrors, BadFlagValuesAreRejected) {
   }
 }
 
+TEST(CliErrors, GpuMemoryNeedsAGpuAndAValidSize) {
+  const Result cpu = run_unicorn("run -m " + kTiny + " --device cpu --gpu-memory 8G -p hi -n 1");
+  expect_clean_error(cpu, "--gpu-memory 8G needs a GPU device");
+  const Result both = run_unicorn("run -m " + kTiny + " --device cpu --gpu-memory 8G --gpu-layers 2 -p hi -n 1");
+  expect_clean_error(both, "not both");
+}
+
 TEST(CliErrors, ModelWithoutTokenizerCannotRunText) {
   const auto p = rewrite_tiny(
       "notok.gguf",

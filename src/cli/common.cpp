@@ -26,6 +26,8 @@ void add_model_options(CLI::App& app, ModelOptions& o, int64_t default_ctx) {
   app.add_option("--device", o.device, "auto (CUDA when present), cpu, cuda or cuda:N");
   app.add_option("--gpu-layers,--n-gpu-layers", o.gpu_layers, "layers on the GPU, the rest on the CPU (-1: all)")
       ->check(CLI::Range(int64_t{-1}, int64_t{100000}));
+  app.add_option("--gpu-memory", o.gpu_memory,
+                 "GPU memory to use, e.g. 20G: as many leading layers as fit go on the GPU, the rest on the CPU");
   app.add_option("--precision", o.precision,
                  "CPU matmul activations: fast (int8, llama.cpp numerics) or exact (f32, matches the reference)")
       ->check(CLI::IsMember({"fast", "exact"}));
@@ -69,6 +71,7 @@ std::unique_ptr<Engine> open_engine(const ModelOptions& o) {
   eo.kv_type = o.kv_type == "f32" ? GgmlType::F32 : GgmlType::F16;
   eo.precision = o.precision;
   eo.gpu_layers = o.gpu_layers;
+  eo.gpu_memory = o.gpu_memory;
   eo.device = o.device;
   return Engine::open(eo);
 }

@@ -21,6 +21,7 @@ struct ModelOptions {
   std::string precision = "fast";
   std::string device = "auto";
   int64_t gpu_layers = -1;
+  std::string gpu_memory;
 };
 
 void add_model_options(CLI::App& app, ModelOptions& o, int64_t default_ctx = 4096);

@@ -7,6 +7,7 @@
 #include "backends/cuda/cuda_device.h"
 #endif
 #include "core/error.h"
+#include "runtime/gpu_budget.h"
 
 namespace unicorn {
 
@@ -66,7 +67,17 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& opt_in) {
   const MatmulPrecision prec = opt.precision == "exact" ? MatmulPrecision::Exact : MatmulPrecision::Fast;
   e->backends_.push_back(make_backend(opt.device, opt.n_threads, prec));
   Placement pl = Placement::all_on(e->backends_[0].get(), c.n_layers);
+  if (!opt.gpu_memory.empty()) {
+    if (opt.gpu_layers >= 0) fail("give --gpu-layers or --gpu-memory, not both");
+    if (e->backends_[0]->name() == "cpu")
+      fail("--gpu-memory {} needs a GPU device, but the chosen device is the CPU", opt.gpu_memory);
+    const GpuPlan plan =
+        plan_gpu_layers(*e->weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, parse_size(opt.gpu_memory));
+    opt.gpu_layers = plan.layers;
+  }
+  e->gpu_layers_ = c.n_layers;
   if (opt.gpu_layers >= 0 && opt.gpu_layers < c.n_layers) {
+    e->gpu_layers_ = opt.gpu_layers;
     if (e->backends_[0]->name() == "cpu")
       fail("--gpu-layers {} needs a GPU device, but the chosen device is the CPU", opt.gpu_layers);
     // Partial offload (per-layer placement): the first layers on the GPU, the rest on the CPU.

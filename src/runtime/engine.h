@@ -26,6 +26,7 @@ struct EngineOptions {
   int64_t gpu_layers = -1;      // with a GPU device: layers placed on it (the rest run on the CPU); -1: all  // CPU
                                 // matmuls: "fast" (int8 activations) or "exact" (f32)
   std::string device = "auto";  // "auto" (CUDA when a device is present, else CPU), "cpu", "cuda", "cuda:N"
+  std::string gpu_memory;       // "24G": as many leading layers on the GPU as fit (runtime/gpu_budget.h)
 };
 
 class Engine {
@@ -45,6 +46,9 @@ class Engine {
   const std::string& tokenizer_source() const { return tokenizer_source_; }
   const MemoryEstimate& memory() const { return mem_; }
   const std::vector<std::unique_ptr<Backend>>& backends() const { return backends_; }
+  // Layers on the first backend when the placement was split (--gpu-layers / --gpu-memory); else
+  // every layer.
+  int64_t gpu_layers() const { return gpu_layers_; }
 
  private:
   EngineOptions opt_;
@@ -52,6 +56,7 @@ class Engine {
   std::optional<Tokenizer> tokenizer_;
   std::string tokenizer_source_;
   std::vector<std::unique_ptr<Backend>> backends_;
+  int64_t gpu_layers_ = 0;
   std::unique_ptr<Gemma3Model> model_;
   std::unique_ptr<KvCache> kv_;
   MemoryEstimate mem_;

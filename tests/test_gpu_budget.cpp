@@ -1,0 +1,54 @@
+// --gpu-memory: size parsing and the layer planner (pure arithmetic, no GPU needed).
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "model/synthetic.h"
+#include "runtime/gpu_budget.h"
+#include "runtime/kv_cache.h"
+
+using namespace unicorn;
+
+TEST(GpuBudget, SizesParseWithBinaryUnits) {
+  EXPECT_EQ(parse_size("1024"), 1024u);
+  EXPECT_EQ(parse_size("2K"), 2048u);
+  EXPECT_EQ(parse_size("16000M"), size_t{16000} << 20);
+  EXPECT_EQ(parse_size("24G"), size_t{24} << 30);
+  EXPECT_EQ(parse_size("24GiB"), size_t{24} << 30);
+  EXPECT_EQ(parse_size("24gb"), size_t{24} << 30);
+  EXPECT_EQ(parse_size("1.5G"), size_t{3} << 29);
+  for (const char* bad : {"", "G", "abc", "12X", "1.2.3G", "-5G", "5 G"}) EXPECT_THROW(parse_size(bad), Error) << bad;
+}
+
+TEST(GpuBudget, PlanTakesTheLeadingLayersThatFit) {
+  std::shared_ptr<ModelWeights> w = make_synthetic_model("270m", "q8_0", 3);
+  const Gemma3Config& c = w->config;
+  const int64_t n_ctx = 2048, n_batch = 512;
+  const GpuPlan all = plan_gpu_layers(*w, n_ctx, 1, GgmlType::F16, n_batch, size_t{1} << 40);
+  EXPECT_EQ(all.layers, c.n_layers);
+  // Layer l costs its weights plus its keys and values (a ring of the window on local layers).
+  auto layer_bytes = [&](int64_t l) {
+    size_t b = 0;
+    for (const WeightTensor* t : w->layers[static_cast<size_t>(l)].all()) b += t->nbytes();
+    return b + 2 * static_cast<size_t>(KvCache::layer_capacity(c, l, n_ctx) * c.kv_dim()) * 2;
+  };
+  size_t budget = all.fixed;
+  for (int64_t l = 0; l < 5; ++l) budget += layer_bytes(l);
+  EXPECT_EQ(all.bytes, [&] {
+    size_t b = all.fixed;
+    for (int64_t l = 0; l < c.n_layers; ++l) b += layer_bytes(l);
+    return b;
+  }());
+  const GpuPlan five = plan_gpu_layers(*w, n_ctx, 1, GgmlType::F16, n_batch, budget);
+  EXPECT_EQ(five.layers, 5);
+  EXPECT_EQ(five.bytes, budget);
+  EXPECT_EQ(plan_gpu_layers(*w, n_ctx, 1, GgmlType::F16, n_batch, budget - 1).layers, 4);
+  EXPECT_EQ(plan_gpu_layers(*w, n_ctx, 1, GgmlType::F16, n_batch, all.fixed).layers, 0);
+  // A longer context or more slots leave room for fewer layers.
+  EXPECT_LT(plan_gpu_layers(*w, 32768, 4, GgmlType::F32, n_batch, budget).layers, 5);
+  try {
+    plan_gpu_layers(*w, n_ctx, 1, GgmlType::F16, n_batch, all.fixed - 1);
+    FAIL() << "a budget below the embedding table must be refused";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--gpu-memory"), std::string::npos) << e.what();
+  }
+}

@@ -15,6 +15,12 @@ namespace {
 
 constexpr int kWarps = 4;
 
+// Formats whose item loads can be issued apart from their dot product (weight_formats.cuh Raw).
+template <class F>
+concept HasRaw = requires {
+  typename F::Raw;
+};
+
 __device__ __forceinline__ float gelu_tanh(float x) {
   constexpr float kSqrt2OverPi = 0.7978845608028654f;
   return 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
@@ -51,16 +57,41 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_quant(MatvecJob job, ActQ8
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[p][t] = 0.0f;
   if (row < w.rows) {
-    // Several items per lane per pass, so that each lane has several 16-byte loads in flight.
-    constexpr int kUnroll = NT <= 2 ? 4 : 2;  // 8 for one token measured slower on an H100
     const int64_t step = 32 * static_cast<int64_t>(wpr);
-    for (int64_t base = 32 * part + lane; base < items; base += step * kUnroll) {
+    if constexpr (HasRaw<F>) {
+      // Every weight load of a pass is issued before the first dot product, so that a lane keeps
+      // U loads (2U for a GeGLU pair) in flight; one pass covers a 5376-wide Q4_0 row.
+      constexpr int U = NT == 1 ? (GLU ? 4 : 8) : (NT <= 2 ? 4 : 2);
+      for (int64_t base = 32 * part + lane; base < items; base += step * U) {
+        typename F::Raw raw[kParts][U];
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u)
-        if (base + step * u < items) {
-          F::template dot<NT>(w, row, base + step * u, x, K, T, acc[0]);
-          if constexpr (GLU) F::template dot<NT>(job.w[1], row, base + step * u, x, K, T, acc[1]);
+        for (int u = 0; u < U; ++u) {
+          const int64_t it = base + step * u;
+          if (it < items) {
+            raw[0][u] = F::load(w, row, it);
+            if constexpr (GLU) raw[1][u] = F::load(job.w[1], row, it);
+          }
         }
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          const int64_t it = base + step * u;
+          if (it < items) {
+            F::template dot_raw<NT>(raw[0][u], it, x, K, T, acc[0]);
+            if constexpr (GLU) F::template dot_raw<NT>(raw[1][u], it, x, K, T, acc[1]);
+          }
+        }
+      }
+    } else {
+      // Several items per lane per pass, so that each lane has several 16-byte loads in flight.
+      constexpr int kUnroll = NT <= 2 ? 4 : 2;
+      for (int64_t base = 32 * part + lane; base < items; base += step * kUnroll) {
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u)
+          if (base + step * u < items) {
+            F::template dot<NT>(w, row, base + step * u, x, K, T, acc[0]);
+            if constexpr (GLU) F::template dot<NT>(job.w[1], row, base + step * u, x, K, T, acc[1]);
+          }
+      }
     }
   }
 #pragma unroll

@@ -86,13 +86,19 @@ struct FormatQ8_0 {
     for (int i = 0; i < 8; ++i)
       y[i] = __fmul_rn(d, static_cast<float>(static_cast<int8_t>((v[i / 4] >> (8 * (i % 4))) & 0xFFu)));
   }
-  template <int NT>
-  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t b, ActQ8 x, int64_t K, int T,
-                                             float* acc) {
+  // The loads of one item (all issued before any use, see matvec_quant.cu), then its dot.
+  struct Raw {
+    uint4 a0, a1;
+    uint16_t d;
+  };
+  static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t b) {
     const uint4* p = reinterpret_cast<const uint4*>(w.q + r * w.q_row_bytes + b * 32);
-    const uint4 a0 = __ldg(p), a1 = __ldg(p + 1);
-    const uint32_t q[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-    const float d = half_to_float(__ldg(w.d + r * w.blocks_per_row + b));
+    return {__ldg(p), __ldg(p + 1), __ldg(w.d + r * w.blocks_per_row + b)};
+  }
+  template <int NT>
+  static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t b, ActQ8 x, int64_t K, int T, float* acc) {
+    const uint32_t q[8] = {raw.a0.x, raw.a0.y, raw.a0.z, raw.a0.w, raw.a1.x, raw.a1.y, raw.a1.z, raw.a1.w};
+    const float d = half_to_float(raw.d);
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
       if (t >= T) break;
@@ -102,6 +108,11 @@ struct FormatQ8_0 {
       for (int i = 0; i < 8; ++i) s = dot4(q[i], xa.w[i], s);
       acc[t] += d * load_ds(x.ds, t * (K / 32) + b).x * static_cast<float>(s);
     }
+  }
+  template <int NT>
+  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t b, ActQ8 x, int64_t K, int T,
+                                             float* acc) {
+    dot_raw<NT>(load(w, r, b), b, x, K, T, acc);
   }
 };
 
@@ -121,18 +132,24 @@ struct FormatQ4_0 {
       y[i] = __fmul_rn(d, static_cast<float>(q - 8));
     }
   }
+  struct Raw {
+    uint4 q;
+    uint16_t d;
+  };
+  static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t b) {
+    return {__ldg(reinterpret_cast<const uint4*>(w.q + r * w.q_row_bytes + b * 16)),
+            __ldg(w.d + r * w.blocks_per_row + b)};
+  }
   template <int NT>
-  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t b, ActQ8 x, int64_t K, int T,
-                                             float* acc) {
-    const uint4 a = __ldg(reinterpret_cast<const uint4*>(w.q + r * w.q_row_bytes + b * 16));
-    const uint32_t raw[4] = {a.x, a.y, a.z, a.w};
+  static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t b, ActQ8 x, int64_t K, int T, float* acc) {
+    const uint32_t words[4] = {raw.q.x, raw.q.y, raw.q.z, raw.q.w};
     uint32_t q[8];
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      q[i] = __vsub4(raw[i] & 0x0F0F0F0Fu, 0x08080808u);
-      q[i + 4] = __vsub4((raw[i] >> 4) & 0x0F0F0F0Fu, 0x08080808u);
+      q[i] = __vsub4(words[i] & 0x0F0F0F0Fu, 0x08080808u);
+      q[i + 4] = __vsub4((words[i] >> 4) & 0x0F0F0F0Fu, 0x08080808u);
     }
-    const float d = half_to_float(__ldg(w.d + r * w.blocks_per_row + b));
+    const float d = half_to_float(raw.d);
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
       if (t >= T) break;
@@ -142,6 +159,11 @@ struct FormatQ4_0 {
       for (int i = 0; i < 8; ++i) s = dot4(q[i], xa.w[i], s);
       acc[t] += d * load_ds(x.ds, t * (K / 32) + b).x * static_cast<float>(s);
     }
+  }
+  template <int NT>
+  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t b, ActQ8 x, int64_t K, int T,
+                                             float* acc) {
+    dot_raw<NT>(load(w, r, b), b, x, K, T, acc);
   }
 };
 

@@ -48,39 +48,6 @@ __global__ void __launch_bounds__(kThreads) dequantize_rows(DeviceWeight w, int6
   out[g] = F16 ? pack8_f16(v) : pack8(v);
 }
 
-// Q4_0 and Q8_0 to f16, one thread per 32-value block (rows [r0, r0 + n) in plane order, so a
-// chunk's blocks are contiguous): one 16-byte (Q4_0) or two (Q8_0) quant loads, the scale, and
-// four 16-byte stores. The decoded value d * (q - 8) / d * q is the reference codec's (f32, then
-// rounded to f16 once).
-template <bool Q8>
-__global__ void __launch_bounds__(kThreads)
-    dequantize_legacy_f16(DeviceWeight w, int64_t r0, int64_t n_blocks, uint4* out) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
-  if (i >= n_blocks) return;
-  const int64_t b = r0 * w.blocks_per_row + i;  // block index in the planes
-  const float d = __half2float(__ushort_as_half(__ldg(w.d + b)));
-  float v[32];
-  if constexpr (Q8) {
-    const uint4* p = reinterpret_cast<const uint4*>(w.q + b * 32);
-    const uint4 a0 = __ldg(p), a1 = __ldg(p + 1);
-    const uint32_t q[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-#pragma unroll
-    for (int j = 0; j < 32; ++j)
-      v[j] = __fmul_rn(d, static_cast<float>(static_cast<int8_t>((q[j / 4] >> (8 * (j % 4))) & 0xFFu)));
-  } else {
-    const uint4 a = __ldg(reinterpret_cast<const uint4*>(w.q + b * 16));
-    const uint32_t q[4] = {a.x, a.y, a.z, a.w};
-#pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      const uint32_t byte = (q[j / 4] >> (8 * (j % 4))) & 0xFFu;
-      v[j] = __fmul_rn(d, static_cast<float>(static_cast<int>(byte & 0xFu) - 8));
-      v[j + 16] = __fmul_rn(d, static_cast<float>(static_cast<int>(byte >> 4) - 8));
-    }
-  }
-#pragma unroll
-  for (int k = 0; k < 4; ++k) out[4 * i + k] = pack8_f16(v + 8 * k);
-}
-
 // max |x| over the grid into *amax (as float bits: for non-negative floats the unsigned order is
 // the float order).
 __global__ void __launch_bounds__(kThreads) abs_max(const float4* x, int64_t n4, unsigned* amax) {
@@ -146,14 +113,6 @@ cudaError_t launch_dequantize_f16(const DeviceWeight& w, int64_t r0, int64_t n, 
   const int64_t groups = n * (w.cols / 8);
   if (groups == 0) return cudaSuccess;
   auto* o = reinterpret_cast<uint4*>(out);
-  if (w.type == GgmlType::Q4_0 || w.type == GgmlType::Q8_0) {
-    const int64_t n_blocks = n * w.blocks_per_row;
-    if (w.type == GgmlType::Q4_0)
-      dequantize_legacy_f16<false><<<blocks_for(n_blocks), kThreads, 0, s>>>(w, r0, n_blocks, o);
-    else
-      dequantize_legacy_f16<true><<<blocks_for(n_blocks), kThreads, 0, s>>>(w, r0, n_blocks, o);
-    return cudaGetLastError();
-  }
   const bool ok = with_format(w.type, [&](auto f) {
     dequantize_rows<decltype(f), true><<<blocks_for(groups), kThreads, 0, s>>>(w, r0, groups, o);
   });

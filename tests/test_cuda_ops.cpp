@@ -177,8 +177,8 @@ std::string matmul_name(const ::testing::TestParamInfo<MatmulCase>& i) {
 }
 
 std::vector<MatmulCase> matmul_cases() {
-  const GgmlType types[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0,
-                            GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q6_K};
+  const GgmlType types[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
+                            GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
   // Gemma 3 270M and 27B projection shapes (in -> out).
   const std::pair<int64_t, int64_t> shapes[] = {{640, 1024},  {640, 256},   {1024, 640},  {640, 2048},   {2048, 640},
                                                 {5376, 4096}, {5376, 2048}, {4096, 5376}, {5376, 21504}, {21504, 5376}};
@@ -244,8 +244,8 @@ TEST(CudaGemm, ChunkRowsKeepTheDecodedChunkUnder64MiB) {  // host arithmetic, ru
   EXPECT_EQ(cuda::Gemm(10).chunk_rows(768), 1);
 }
 
-const GgmlType kCudaWeightTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0,
-                                     GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q6_K};
+const GgmlType kCudaWeightTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
+                                     GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
 
 std::vector<uint16_t> bf16_from_device(const cuda::DeviceBuffer& b, size_t n) {
   std::vector<uint16_t> v(n);
@@ -321,7 +321,7 @@ TEST_F(CudaOps, GemmWithSmallChunksMatchesCpuForEveryWeightType) {
 TEST_F(CudaOps, EmbedDecodesEveryWeightTypeLikeTheCpu) {
   Rng rng(7);
   for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0,
-                        GgmlType::Q4_K, GgmlType::Q6_K}) {
+                        GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
     HostWeight table = random_weight(type, 300, 1024, rng);
     gpu = cuda_backend_or_null();  // a fresh device per table: freed host bytes may be reused
     gpu->load_weight(table.t);
@@ -390,7 +390,7 @@ TEST_F(CudaOps, GeluMulAddAndGatherRowsMatchCpu) {
 
 TEST_F(CudaOps, FusedMatmulsShareOneQuantizedInput) {
   Rng rng(21);
-  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q6_K}) {
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q5_K, GgmlType::Q6_K}) {
     gpu = cuda_backend_or_null();  // a fresh device per type: the last type's freed host bytes may be reused
     const int64_t in = 1024;
     HostWeight wq = random_weight(type, 512, in, rng), wk = random_weight(type, 256, in, rng);

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstring>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -12,6 +13,7 @@
 #include "core/thread_pool.h"
 #include "model/weight_checks.h"
 #include "quant/blocks.h"
+#include "quant/policy.h"
 
 namespace unicorn {
 
@@ -144,9 +146,21 @@ std::unique_ptr<ModelWeights> make_synthetic_model(const std::string& size, cons
   mw->source = fmt::format("synthetic:{}:{}", size, scheme);
   mw->format = "synthetic";
 
-  // Type of each tensor role under the scheme.
-  auto pick = [&](const std::string& role, int64_t layer, int64_t cols) -> GgmlType {
+  // Type of each tensor role under the scheme. The mixed presets of `unicorn quantize` take
+  // their types from the same policy (quant/policy.h), so a synthetic q4_mix is what a real
+  // q4_mix file of that size holds.
+  std::optional<QuantPolicy> policy;
+  if (scheme == "q4_mix" || scheme == "q4_small") {
+    const double embd = static_cast<double>(c.vocab_size * c.hidden);
+    const double layer =
+        static_cast<double>(2 * c.q_dim() * c.hidden + 2 * c.kv_dim() * c.hidden + 3 * c.hidden * c.ffn);
+    policy.emplace(scheme, std::vector<TypeOverride>{}, c.n_layers,
+                   embd / (embd + layer * static_cast<double>(c.n_layers)));
+  }
+  auto pick = [&](const std::string& name, const std::string& role, int64_t layer, int64_t rows,
+                  int64_t cols) -> GgmlType {
     if (role == "norm") return GgmlType::F32;
+    if (policy) return policy->choose(name, {cols, rows}).type;
     if (scheme == "q4_0") return role == "embd" ? GgmlType::Q6_K : GgmlType::Q4_0;
     if (scheme == "q4_k_m") {
       // The published 270M mixture: K-quants where rows allow, Q5_0/Q8_0 fallbacks otherwise.
@@ -158,7 +172,9 @@ std::unique_ptr<ModelWeights> make_synthetic_model(const std::string& size, cons
       return cols % 256 == 0 ? GgmlType::Q4_K : GgmlType::Q5_0;
     }
     auto t = type_from_name(scheme);
-    if (!t) fail("unknown synthetic weight scheme '{}' (f32, bf16, f16, q8_0, q4_0, q4_k_m or a type name)", scheme);
+    if (!t)
+      fail("unknown synthetic weight scheme '{}' (f32, bf16, f16, q8_0, q4_0, q4_k_m, q4_mix, q4_small or a type name)",
+           scheme);
     return *t;
   };
   ThreadPool pool(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
@@ -166,7 +182,7 @@ std::unique_ptr<ModelWeights> make_synthetic_model(const std::string& size, cons
   auto make = [&](const std::string& name, const std::string& role, int64_t layer, int64_t rows, int64_t cols) {
     WeightTensor w;
     w.name = name;
-    w.type = pick(role, layer, cols);
+    w.type = pick(name, role, layer, rows, cols);
     w.rows = rows;
     w.cols = cols;
     if (cols % traits(w.type).block_size != 0)

@@ -7,6 +7,7 @@
 //   Q4_0             q: the 16 nibble bytes per block; d: f16 scale per block.
 //   Q5_0             q: the 16 nibble bytes per block; qh: the 32-bit high-bit word; d: f16 scale.
 //   Q4_K             q: the 144-byte blocks as in the file (144 = 9 x 16, already aligned).
+//   Q5_K             q: the 176-byte blocks as in the file (176 = 11 x 16).
 //   Q6_K             q: the 210-byte blocks, each padded to 224 bytes so that ql, qh, scales and d
 //                    start on 16-byte boundaries (the padding shares a 32-byte sector with d and
 //                    is never loaded, so it costs no bandwidth).

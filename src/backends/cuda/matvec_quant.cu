@@ -167,6 +167,9 @@ cudaError_t launch_job(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
     case GgmlType::Q4_K:
       launch_for<FormatQ4_K, GLU>(job, x, T, s);
       break;
+    case GgmlType::Q5_K:
+      launch_for<FormatQ5_K, GLU>(job, x, T, s);
+      break;
     case GgmlType::Q6_K:
       launch_for<FormatQ6_K, GLU>(job, x, T, s);
       break;
@@ -180,7 +183,7 @@ cudaError_t launch_job(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
 
 bool matvec_quant_supports(GgmlType t) {
   return t == GgmlType::Q8_0 || t == GgmlType::Q4_0 || t == GgmlType::Q5_0 || t == GgmlType::Q4_K ||
-         t == GgmlType::Q6_K;
+         t == GgmlType::Q5_K || t == GgmlType::Q6_K;
 }
 
 cudaError_t launch_matvec_quant(const DeviceWeight& w, ActQ8 x, int T, float* y, cudaStream_t s) {

@@ -285,6 +285,75 @@ struct FormatQ4_K {
   }
 };
 
+// Q5_K (176-byte blocks as stored: 11 x 16, aligned): as Q4_K, with bit 4 of value l of
+// sub-block s in bit s of qh[l] (header 0..15, qh 16..47, qs 48..175; spec §4.5).
+struct FormatQ5_K {
+  static constexpr int kItem = 64;
+  static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
+    const uint8_t* blk = w.q + r * w.q_row_bytes + (k / 256) * 176;
+    const int i = static_cast<int>(k % 256), sub = i / 32, l = i % 32;
+    const uint4 h = __ldg(reinterpret_cast<const uint4*>(blk));
+    const uint32_t sc[3] = {h.y, h.z, h.w};
+    float scale, min;
+    FormatQ4_K::scale_min(sc, sub, scale, min);
+    const float dl = __fmul_rn(half_to_float(static_cast<uint16_t>(h.x & 0xFFFFu)), scale);
+    const float ml = __fmul_rn(half_to_float(static_cast<uint16_t>(h.x >> 16)), min);
+    const uint2 a = __ldg(reinterpret_cast<const uint2*>(blk + 48 + 32 * (sub / 2) + l));
+    const uint2 hb = __ldg(reinterpret_cast<const uint2*>(blk + 16 + l));
+    const uint32_t v[2] = {a.x, a.y}, hv[2] = {hb.x, hb.y};
+    const int shift = 4 * (sub % 2);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const uint32_t lo = (v[j / 4] >> (8 * (j % 4) + shift)) & 0xFu;
+      const uint32_t hi = (hv[j / 4] >> (8 * (j % 4) + sub)) & 1u;
+      y[j] = __fsub_rn(__fmul_rn(dl, static_cast<float>(lo | (hi << 4))), ml);
+    }
+  }
+  // Item = (super-block item/4, pair c = item%4): sub-blocks 2c, 2c+1.
+  template <int NT>
+  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t item, ActQ8 x, int64_t K, int T,
+                                             float* acc) {
+    const int64_t sb = item / 4;
+    const int c = static_cast<int>(item % 4);
+    const uint8_t* blk = w.q + r * w.q_row_bytes + sb * 176;
+    const uint4 h = __ldg(reinterpret_cast<const uint4*>(blk));
+    const uint4 h0 = __ldg(reinterpret_cast<const uint4*>(blk + 16));
+    const uint4 h1 = __ldg(reinterpret_cast<const uint4*>(blk + 32));
+    const uint4 a0 = __ldg(reinterpret_cast<const uint4*>(blk + 48 + 32 * c));
+    const uint4 a1 = __ldg(reinterpret_cast<const uint4*>(blk + 64 + 32 * c));
+    const uint32_t raw[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+    const uint32_t qh[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
+    const uint32_t sc[3] = {h.y, h.z, h.w};
+    float s0, m0, s1, m1;
+    FormatQ4_K::scale_min(sc, 2 * c, s0, m0);
+    FormatQ4_K::scale_min(sc, 2 * c + 1, s1, m1);
+    const float d = half_to_float(static_cast<uint16_t>(h.x & 0xFFFFu));
+    const float dmin = half_to_float(static_cast<uint16_t>(h.x >> 16));
+    uint32_t q0[8], q1[8];  // sub-blocks 2c and 2c+1 as bytes 0..31
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      q0[i] = (raw[i] & 0x0F0F0F0Fu) | (((qh[i] >> (2 * c)) & 0x01010101u) << 4);
+      q1[i] = ((raw[i] >> 4) & 0x0F0F0F0Fu) | (((qh[i] >> (2 * c + 1)) & 0x01010101u) << 4);
+    }
+    const int64_t xb = sb * 8 + 2 * c;  // activation block of sub-block 2c
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (t >= T) break;
+      const ActWords x0 = load_act32(x.q + t * K, xb * 32);
+      const ActWords x1 = load_act32(x.q + t * K, xb * 32 + 32);
+      int lo = 0, hi = 0;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        lo = dot4(q0[i], x0.w[i], lo);
+        hi = dot4(q1[i], x1.w[i], hi);
+      }
+      const float2 ds0 = load_ds(x.ds, t * (K / 32) + xb), ds1 = load_ds(x.ds, t * (K / 32) + xb + 1);
+      acc[t] += d * (s0 * ds0.x * static_cast<float>(lo) + s1 * ds1.x * static_cast<float>(hi)) -
+                dmin * (m0 * ds0.y + m1 * ds1.y);
+    }
+  }
+};
+
 // Q6_K (blocks padded to 224 bytes): 16 sub-blocks of 16, y = d * scale * (q - 32). In each
 // 128-value half h, 32-value group s takes its low 4 bits from ql[64h + 32(s%2) + l] (low nibble
 // for s < 2) and its high 2 bits from qh[32h + l] at bits 2s.
@@ -379,6 +448,9 @@ bool with_format(GgmlType t, F&& f) {
       return true;
     case GgmlType::Q4_K:
       f(FormatQ4_K{});
+      return true;
+    case GgmlType::Q5_K:
+      f(FormatQ5_K{});
       return true;
     case GgmlType::Q6_K:
       f(FormatQ6_K{});

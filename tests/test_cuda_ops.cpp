@@ -386,6 +386,26 @@ TEST_F(CudaOps, GeluMulAddAndGatherRowsMatchCpu) {
   EXPECT_LE(nmse(to_host(*gpu, gs), to_host(*cpu, cs)), 1e-12);
 }
 
+TEST_F(CudaOps, TopKEqualsTheHostSelectionWithTiesAndMasks) {
+  Rng rng(40);
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 262144}, {3, 262144}, {2, 1001}}) {
+    std::vector<float> x = random_floats(static_cast<size_t>(rows * cols), rng, 8.0f);
+    for (int64_t r = 0; r < rows; ++r) {  // ties: a repeated maximum and a repeated value
+      x[static_cast<size_t>(r * cols + 7)] = 9.5f;
+      x[static_cast<size_t>(r * cols + cols / 2)] = 9.5f;
+      for (int64_t c = 100; c < 140; ++c) x[static_cast<size_t>(r * cols + c)] = 7.25f;
+    }
+    Act xc = upload(*cpu, x, rows, cols), xg = upload(*gpu, x, rows, cols);
+    for (int k : {1, 2, 40, 74, 300, 512})
+      for (int64_t allowed : {int64_t{0}, cols - 3}) {
+        Act oc = cpu->alloc(rows, 2 * k), og = gpu->alloc(rows, 2 * k);
+        cpu->top_k(xc, k, allowed, oc);
+        gpu->top_k(xg, k, allowed, og);
+        EXPECT_EQ(to_host(*gpu, og), to_host(*cpu, oc)) << rows << "x" << cols << " k=" << k << " allowed=" << allowed;
+      }
+  }
+}
+
 // ---- fused ops (backend.h composite ops) against the CPU's defaults ------------------------------
 
 TEST_F(CudaOps, FusedMatmulsShareOneQuantizedInput) {

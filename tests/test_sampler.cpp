@@ -2,8 +2,10 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <random>
 #include <vector>
 
+#include "backends/cpu/cpu_backend.h"
 #include "core/error.h"
 #include "runtime/sampler.h"
 
@@ -116,4 +118,75 @@ TEST(Sampler, BadParametersAreClearErrors) {
   p = {};
   p.min_p = 2;
   EXPECT_THROW(Sampler{p}, Error);
+}
+
+// ---- sampling from the best candidates only (what a GPU sends back) -----------------------------
+
+namespace {
+
+// Best-first (logit, id) pairs of a row through the backend op the model uses (Backend::top_k).
+std::vector<std::pair<float, int32_t>> best_of(CpuBackend& cpu, const std::vector<float>& row, int k, int64_t allowed) {
+  Act x = cpu.alloc(1, static_cast<int64_t>(row.size()));
+  cpu.copy_from_host(row.data(), x);
+  Act out = cpu.alloc(1, 2 * k);
+  cpu.top_k(x, k, allowed, out);
+  std::vector<std::pair<float, int32_t>> v;
+  for (int i = 0; i < k; ++i) v.push_back({out.data()[2 * i], static_cast<int32_t>(out.data()[2 * i + 1])});
+  return v;
+}
+
+}  // namespace
+
+TEST(SamplerCandidates, PickExactlyWhatTheWholeRowPicks) {
+  CpuBackend cpu(1, MatmulPrecision::Exact);
+  std::mt19937 gen(17);
+  std::normal_distribution<float> logit(0.0f, 3.0f);
+  struct Case {
+    float temp;
+    int top_k;
+    float top_p, min_p, repeat, presence;
+    int64_t allowed;
+  };
+  const Case cases[] = {{0.0f, 64, 1.0f, 0.0f, 1.0f, 0.0f, 0},    {0.0f, 0, 1.0f, 0.0f, 1.3f, 0.5f, 0},
+                        {0.8f, 40, 0.95f, 0.0f, 1.0f, 0.0f, 0},   {1.0f, 64, 0.9f, 0.05f, 1.5f, 0.0f, 0},
+                        {0.7f, 20, 1.0f, 0.0f, 1.1f, 1.0f, 1900}, {1.2f, 256, 0.99f, 0.0f, 2.0f, 0.2f, 0}};
+  for (const Case& c : cases) {
+    SamplerParams p;
+    p.temperature = c.temp, p.top_k = c.top_k, p.top_p = c.top_p, p.min_p = c.min_p;
+    p.repeat_penalty = c.repeat, p.presence_penalty = c.presence, p.repeat_last_n = 32, p.seed = 5;
+    p.n_allowed = c.allowed;
+    Sampler whole(p), best(p);
+    for (int step = 0; step < 200; ++step) {
+      std::vector<float> row(2000);
+      for (float& z : row) z = logit(gen);
+      row[static_cast<size_t>(step % 7)] = row[static_cast<size_t>(step % 5)];  // ties, broken by the lower id
+      const int need = best.candidates_needed();
+      ASSERT_GT(need, 0) << "temp " << c.temp << " top_k " << c.top_k;
+      const int64_t allowed = c.allowed > 0 ? c.allowed : 2000;
+      const int32_t a = whole.sample(row);
+      const int32_t b =
+          best.sample_candidates(best_of(cpu, row, std::min<int>(need, static_cast<int>(allowed)), c.allowed));
+      ASSERT_EQ(a, b) << "step " << step << " temp " << c.temp << " top_k " << c.top_k;
+      whole.accept(a);
+      best.accept(b);
+    }
+  }
+}
+
+TEST(SamplerCandidates, RaisingPenaltiesOrNoTopKNeedTheWholeRow) {
+  SamplerParams p;
+  p.temperature = 1.0f;
+  p.top_k = 0;
+  EXPECT_EQ(Sampler(p).candidates_needed(), 0);  // every token can be drawn
+  p.top_k = 40;
+  EXPECT_EQ(Sampler(p).candidates_needed(), 40);
+  p.repeat_penalty = 0.9f;  // raises the logits of recent tokens: any token may climb into the top-k
+  EXPECT_EQ(Sampler(p).candidates_needed(), 0);
+  p.repeat_penalty = 1.2f;
+  Sampler s(p);
+  s.accept(3), s.accept(9), s.accept(3);
+  EXPECT_EQ(s.candidates_needed(), 42);  // one more per distinct penalized token
+  p.temperature = 0.0f;
+  p.top_k = 0;
+  EXPECT_EQ(Sampler(p).candidates_needed(), 1);  // greedy
 }

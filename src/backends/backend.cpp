@@ -2,6 +2,10 @@
 // the order of operations that fused kernels must reproduce.
 #include "backends/backend.h"
 
+#include <algorithm>
+#include <numeric>
+#include <vector>
+
 #include "core/error.h"
 
 namespace unicorn {
@@ -29,6 +33,27 @@ void Backend::add_norm(Act& x, Act& o, const WeightTensor& post_w, const WeightT
   rms_norm(o, post_w, eps, o);
   add(x, o);
   if (next_w) rms_norm(x, *next_w, eps, h);
+}
+
+void Backend::top_k(const Act& x, int k, int64_t n_allowed, Act& out) {
+  const int64_t rows = x.rows(), cols = x.cols();
+  const int64_t n = n_allowed > 0 ? std::min(n_allowed, cols) : cols;
+  if (k <= 0 || k > n || out.rows() != rows || out.cols() != 2 * k)
+    fail("internal: top_k of {} from {} columns into [{}, {}]", k, n, out.rows(), out.cols());
+  std::vector<float> host(static_cast<size_t>(rows * cols)), res(static_cast<size_t>(rows * 2 * k));
+  copy_to_host(x, host.data());
+  std::vector<int32_t> idx(static_cast<size_t>(n));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* z = host.data() + r * cols;
+    std::iota(idx.begin(), idx.end(), 0);
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                      [&](int32_t a, int32_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); });
+    for (int i = 0; i < k; ++i) {
+      res[static_cast<size_t>(r * 2 * k + 2 * i)] = z[idx[static_cast<size_t>(i)]];
+      res[static_cast<size_t>(r * 2 * k + 2 * i + 1)] = static_cast<float>(idx[static_cast<size_t>(i)]);
+    }
+  }
+  copy_from_host(res.data(), out);
 }
 
 }  // namespace unicorn

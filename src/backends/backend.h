@@ -107,6 +107,10 @@ class Backend {
   virtual void gather_rows(const Act& x, std::span<const int64_t> rows, Act& out) = 0;
   // x = cap · tanh(x / cap), the final logit soft-cap (spec §2.6).
   virtual void softcap(Act& x, float cap) = 0;
+  // The k largest values of each row among columns < n_allowed (0: all), best first, ties by
+  // lower column: out [rows, 2k] = (value, column as float) pairs (columns < 2^24 are exact).
+  // The default copies the rows to the host (backend.cpp); a GPU selects them in place.
+  virtual void top_k(const Act& x, int k, int64_t n_allowed, Act& out);
 
   // ---- composite ops ----
   // Each has a default made of the ops above (backend.cpp); a backend overrides it with fused

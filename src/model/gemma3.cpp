@@ -1,5 +1,6 @@
 #include "model/gemma3.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <span>
@@ -65,10 +66,13 @@ void Gemma3Model::validate(const Batch& batch, const KvCache& kv) const {
   }
 }
 
-void Gemma3Model::forward(const Batch& batch, KvCache& kv, std::vector<float>& logits) {
+void Gemma3Model::forward(const Batch& batch, KvCache& kv, std::vector<float>& logits, const LogitsRequest& request) {
   validate(batch, kv);
   const Gemma3Config& c = config();
   const ModelWeights& w = *w_;
+  const int64_t allowed = request.n_allowed > 0 ? std::min(request.n_allowed, c.vocab_size) : c.vocab_size;
+  if (request.top < 0 || request.top > allowed)
+    fail("internal: {} best logits asked of {} allowed ids", request.top, allowed);
   const auto T = static_cast<int64_t>(batch.size());
   const BatchView view{batch.tokens, batch.pos, batch.seq};
   std::vector<int64_t> past(static_cast<size_t>(kv.n_seq()));
@@ -122,6 +126,11 @@ void Gemma3Model::forward(const Batch& batch, KvCache& kv, std::vector<float>& l
       out = scratch(b, kOut, static_cast<int64_t>(rows.size()), c.vocab_size);
       matmul(b, w.tok_embd, sel, out);
       if (c.final_softcap > 0) b->softcap(out, c.final_softcap);
+      if (request.top > 0) {
+        Act best = scratch(b, kTop, static_cast<int64_t>(rows.size()), 2 * request.top);
+        b->top_k(out, request.top, request.n_allowed, best);
+        out = best;
+      }
     }
   };
   // Graph recording: a run's ops depend on this model, the cache, the batch's shape and the
@@ -132,12 +141,15 @@ void Gemma3Model::forward(const Batch& batch, KvCache& kv, std::vector<float>& l
   constexpr int64_t kMaxRecordedTokens = 16;
   const bool record = !observer_ && T <= kMaxRecordedTokens;
   for (const Run& r : runs) {
-    const std::string key = fmt::format("m{}:kv{}:T{}:s{}:r{}:{}{}-{}{}", id_, kv.id(), T, kv.n_seq(), rows.size(),
-                                        r.embed ? "e" : "", r.l0, r.l1, r.output ? "o" : "");
+    const std::string key =
+        fmt::format("m{}:kv{}:T{}:s{}:r{}:{}{}-{}{}:top{}/{}", id_, kv.id(), T, kv.n_seq(), rows.size(),
+                    r.embed ? "e" : "", r.l0, r.l1, r.output ? "o" : "", request.top, request.n_allowed);
     if (record && r.b->replay(key)) {  // the recording read and wrote these same buffers
       if (!r.embed && x.owner() != r.b) fail("internal: a replayed run does not start on its backend");
       x = scratch(r.b, kX, T, c.hidden);
-      if (r.output) out = scratch(r.b, kOut, static_cast<int64_t>(rows.size()), c.vocab_size);
+      if (r.output)
+        out = request.top > 0 ? scratch(r.b, kTop, static_cast<int64_t>(rows.size()), 2 * request.top)
+                              : scratch(r.b, kOut, static_cast<int64_t>(rows.size()), c.vocab_size);
       continue;
     }
     if (record) r.b->record_begin(key);
@@ -145,7 +157,8 @@ void Gemma3Model::forward(const Batch& batch, KvCache& kv, std::vector<float>& l
     if (record && !r.b->record_end()) issue(r);
   }
   for (size_t i = 0; i < batch.size(); ++i) kv.set_seq_len(batch.seq[i], batch.pos[i] + 1);
-  logits.resize(rows.size() * static_cast<size_t>(c.vocab_size));
+  const int64_t per_row = request.top > 0 ? 2 * request.top : c.vocab_size;
+  logits.resize(rows.size() * static_cast<size_t>(per_row));
   if (!rows.empty()) out.owner()->copy_to_host(out, logits.data());
 }
 

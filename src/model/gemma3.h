@@ -34,6 +34,15 @@ struct Batch {
   }
 };
 
+// What forward() returns for each row that wants logits: the whole row (top == 0), or only its
+// `top` largest logits among ids < n_allowed (0: all), best first, as (logit, id) pairs
+// flattened into floats (logit, id, logit, id, ...): found on the backend, so the whole row
+// never reaches the host (runtime/sampler.h candidates_needed()).
+struct LogitsRequest {
+  int top = 0;
+  int64_t n_allowed = 0;
+};
+
 class Gemma3Model {
  public:
   Gemma3Model(std::shared_ptr<const ModelWeights> weights, Placement placement);
@@ -46,7 +55,7 @@ class Gemma3Model {
   // slot's length. Writes logits [n_wanted, vocab] (row order = batch order) to `logits`.
   // Throws Error for a bad batch (token out of range, positions not continuing the slot,
   // past the context) before touching the cache.
-  void forward(const Batch& batch, KvCache& kv, std::vector<float>& logits);
+  void forward(const Batch& batch, KvCache& kv, std::vector<float>& logits, const LogitsRequest& request = {});
 
   // Called with each matmul's weight and input just before the matmul (the output projection
   // included), e.g. to collect importance statistics. x lives on its backend (copy_to_host).
@@ -64,7 +73,7 @@ class Gemma3Model {
                   Act& x);
   // Activation buffers are kept between forward calls, per backend and role, and grown when a
   // batch needs more: a GPU backend then allocates nothing in the decode loop.
-  enum Slot { kX, kH, kQ, kK, kV, kAtt, kO, kGate, kUp, kSel, kOut, kSlots };
+  enum Slot { kX, kH, kQ, kK, kV, kAtt, kO, kGate, kUp, kSel, kOut, kTop, kSlots };
   Act scratch(Backend* b, Slot slot, int64_t rows, int64_t cols);
   struct ScratchBuf {
     Act buf;

@@ -49,10 +49,13 @@ BenchResult run_bench(Gemma3Model& model, KvCache& kv, const BenchCase& c, int r
     std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(model.config().vocab_size - 1));
     std::vector<float> logits;
     Batch b;
+    // Each generated token ends with the greedy pick on the model's output backend, as
+    // `unicorn run --temp 0` does (Generator asks for the best logit only, see sampler.h).
+    const LogitsRequest greedy{1, 0};
     for (int64_t i = 0; i < c.n_gen; ++i) {
       b.clear();
       b.add(tok(rng), static_cast<int32_t>(kv.seq_len(0)), 0, true);
-      model.forward(b, kv, logits);
+      model.forward(b, kv, logits, greedy);
     }
     const double s = std::chrono::duration<double>(clock::now() - t0).count();
     if (rep >= 0) r.tok_per_s.push_back(static_cast<double>(c.n_prompt + c.n_gen) / s);

@@ -45,7 +45,17 @@ void Generator::forward_chunk(std::span<const int32_t> tokens) {
   const int64_t start = position();
   for (size_t i = 0; i < tokens.size(); ++i)
     b.add(tokens[i], static_cast<int32_t>(start + static_cast<int64_t>(i)), seq_, i + 1 == tokens.size());
-  e_.model().forward(b, e_.kv(), logits_);
+  // Only the candidates the sampler can pick cross from the device (sampler.h).
+  LogitsRequest req;
+  req.top = sampler_.candidates_needed();
+  req.n_allowed = sampler_.params().n_allowed;
+  if (req.top > 0) {
+    const int64_t allowed =
+        req.n_allowed > 0 ? std::min(req.n_allowed, e_.config().vocab_size) : e_.config().vocab_size;
+    req.top = static_cast<int>(std::min<int64_t>(req.top, allowed));
+  }
+  e_.model().forward(b, e_.kv(), logits_, req);
+  logits_top_ = req.top;
   have_logits_ = true;
 }
 
@@ -110,7 +120,16 @@ void Generator::generate(const GenerationLimits& limits, const std::function<voi
       stats.stop = StopReason::MaxTokens;
       break;
     }
-    const int32_t t = sampler_.sample(logits_);
+    int32_t t;
+    if (logits_top_ > 0) {
+      candidates_.resize(static_cast<size_t>(logits_top_));
+      for (int i = 0; i < logits_top_; ++i)
+        candidates_[static_cast<size_t>(i)] = {logits_[static_cast<size_t>(2 * i)],
+                                               static_cast<int32_t>(logits_[static_cast<size_t>(2 * i + 1)])};
+      t = sampler_.sample_candidates(candidates_);
+    } else {
+      t = sampler_.sample(logits_);
+    }
     sampler_.accept(t);
     if (t == tok.eos()) {
       stats.stop = StopReason::EndOfSequence;

@@ -52,7 +52,9 @@ class Generator {
   Engine& e_;
   Sampler sampler_;
   int seq_;
-  std::vector<float> logits_;  // of the last token in the cache
+  std::vector<float> logits_;  // of the last token in the cache: the row, or (logit, id) pairs
+  int logits_top_ = 0;
+  std::vector<std::pair<float, int32_t>> candidates_;  // > 0: logits_ holds that many best-first pairs (LogitsRequest)
   bool have_logits_ = false;
   std::vector<int32_t> pending_;  // sampled but not yet in the cache
   std::vector<int32_t> generated_;

@@ -1,6 +1,7 @@
 #include "runtime/sampler.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <unordered_set>
 
@@ -27,14 +28,46 @@ int32_t Sampler::sample(std::span<const float> logits) {
   cand_.resize(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i)
     cand_[static_cast<size_t>(i)] = {logits[static_cast<size_t>(i)], static_cast<int32_t>(i)};
+  return pick(n);
+}
+
+namespace {
+constexpr int kMaxCandidates = 256;  // top-k beyond this asks for the whole row
+}
+
+// The top-k after penalties lies within the top (k + r) before them, r = distinct penalized
+// tokens: a token with k + r tokens above it keeps at least k unpenalized ones above it. This
+// holds while penalties only lower logits (repeat penalty >= 1, presence penalty >= 0).
+int Sampler::candidates_needed() const {
+  if (p_.repeat_penalty < 1.0f || p_.presence_penalty < 0.0f) return 0;
+  const int k = p_.temperature <= 0.0f ? 1 : p_.top_k;
+  if (k <= 0 || k > kMaxCandidates) return 0;
+  int r = 0;
+  if (p_.repeat_penalty != 1.0f || p_.presence_penalty != 0.0f)
+    r = static_cast<int>(std::unordered_set<int32_t>(recent_.begin(), recent_.end()).size());
+  return k + r;
+}
+
+int32_t Sampler::sample_candidates(std::span<const std::pair<float, int32_t>> best_first) {
+  if (best_first.empty()) fail("internal: sampling from no candidates");
+  cand_.assign(best_first.begin(), best_first.end());
+  return pick(INT64_MAX);
+}
+
+int32_t Sampler::pick(int64_t n) {
   // Penalties on recently generated tokens (each distinct token once).
   if (p_.repeat_penalty != 1.0f || p_.presence_penalty != 0.0f) {
-    std::unordered_set<int32_t> seen(recent_.begin(), recent_.end());
-    for (int32_t t : seen) {
-      if (t < 0 || t >= n) continue;
-      float& z = cand_[static_cast<size_t>(t)].first;
+    const std::unordered_set<int32_t> seen(recent_.begin(), recent_.end());
+    auto penalize = [&](float& z) {
       z = z > 0 ? z / p_.repeat_penalty : z * p_.repeat_penalty;
       z -= p_.presence_penalty;
+    };
+    if (static_cast<int64_t>(cand_.size()) == n) {  // the whole row: cand_[t] is token t
+      for (int32_t t : seen)
+        if (t >= 0 && t < n) penalize(cand_[static_cast<size_t>(t)].first);
+    } else {
+      for (auto& [z, id] : cand_)
+        if (seen.count(id)) penalize(z);
     }
   }
   auto by_logit = [](const auto& a, const auto& b) {

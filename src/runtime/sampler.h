@@ -26,6 +26,14 @@ class Sampler {
   explicit Sampler(const SamplerParams& p);
   // Picks the next token from one logit row; does not record it (call accept()).
   int32_t sample(std::span<const float> logits);
+
+  // Sampling from the row's largest logits only (a GPU finds them, so the whole row need not
+  // reach the host). candidates_needed() is how many (0: the whole row is needed); with that
+  // many best-first (logit, id) pairs, sample_candidates() returns exactly what sample() would
+  // on the whole row: the penalties only lower logits, so at most one candidate per penalized
+  // token can drop out of the top-k (see sampler.cpp).
+  int candidates_needed() const;
+  int32_t sample_candidates(std::span<const std::pair<float, int32_t>> best_first);
   void accept(int32_t token);
   void reset_history() { recent_.clear(); }
   const SamplerParams& params() const { return p_; }
@@ -35,6 +43,7 @@ class Sampler {
   std::mt19937_64 rng_;
   std::deque<int32_t> recent_;
   std::vector<std::pair<float, int32_t>> cand_;
+  int32_t pick(int64_t n);  // from cand_ (ids < n), penalties not yet applied
 };
 
 }  // namespace unicorn

@@ -187,23 +187,37 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-// Merges the splits' (max, sum, weighted V) states of one (head, token).
+// Merges the splits' (max, sum, weighted V) states of one (head, token). The first warp reads
+// every split's (max, sum) at once (n_split <= 64) and turns them into weights in shared
+// memory; then each thread sums one dimension over the splits with independent loads.
 __global__ void merge_splits(const float* partial, int64_t n_heads, int64_t head_dim, int n_split, float* out) {
+  __shared__ float f[64];
+  __shared__ float total;
   const int64_t h = blockIdx.x, i = blockIdx.y;
-  const float* p = partial + (i * n_heads + h) * n_split * (head_dim + 2);
-  float mx = -INFINITY;
-  for (int s = 0; s < n_split; ++s)
-    if (p[s * (head_dim + 2) + 1] > 0.0f) mx = fmaxf(mx, p[s * (head_dim + 2)]);
+  const int64_t stride = head_dim + 2;
+  const float* p = partial + (i * n_heads + h) * n_split * stride;
+  if (threadIdx.x < 32) {
+    const int s0 = static_cast<int>(threadIdx.x), s1 = s0 + 32;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+    if (s0 < n_split) l0 = p[s0 * stride + 1], m0 = l0 > 0.0f ? p[s0 * stride] : -INFINITY;
+    if (s1 < n_split) l1 = p[s1 * stride + 1], m1 = l1 > 0.0f ? p[s1 * stride] : -INFINITY;
+    float mx = fmaxf(m0, m1);
+#pragma unroll
+    for (int o = 16; o > 0; o /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, o));
+    const float f0 = l0 > 0.0f ? expf(m0 - mx) : 0.0f, f1 = l1 > 0.0f ? expf(m1 - mx) : 0.0f;
+    float sum = l0 * f0 + l1 * f1;
+#pragma unroll
+    for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xFFFFFFFFu, sum, o);
+    if (s0 < n_split) f[s0] = f0;
+    if (s1 < n_split) f[s1] = f1;
+    if (s0 == 0) total = sum;
+  }
+  __syncthreads();
   for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
-    float sum = 0.0f, o = 0.0f;
-    for (int s = 0; s < n_split; ++s) {
-      const float* ps = p + s * (head_dim + 2);
-      if (ps[1] <= 0.0f) continue;
-      const float f = expf(ps[0] - mx);
-      sum += ps[1] * f;
-      o += ps[2 + d] * f;
-    }
-    out[i * n_heads * head_dim + h * head_dim + d] = o / sum;
+    float o = 0.0f;
+#pragma unroll 8
+    for (int s = 0; s < n_split; ++s) o += p[s * stride + 2 + d] * f[s];
+    out[i * n_heads * head_dim + h * head_dim + d] = o / total;
   }
 }
 

@@ -46,6 +46,7 @@ class CudaBackend final : public Backend {
   void add(Act& x, const Act& y) override;
   void gather_rows(const Act& x, std::span<const int64_t> rows, Act& out) override;
   void softcap(Act& x, float cap) override;
+  void top_k(const Act& x, int k, int64_t n_allowed, Act& out) override;
 
   void matmul_many(std::span<const WeightTensor* const> ws, const Act& x, std::span<Act* const> ys) override;
   void matmul_geglu(const WeightTensor& gate_w, const WeightTensor& up_w, const Act& x, Act& gate, Act& up) override;
@@ -97,6 +98,7 @@ class CudaBackend final : public Backend {
   StagedInts staged_[static_cast<int>(Staged::kCount)];
   DeviceBuffer act_q8_;            // quantized activations for the int8 matvec
   DeviceBuffer partial_;           // attention split states
+  DeviceBuffer argmax_;            // top_k's k = 1 words
   const float* q8_src_ = nullptr;  // whose quantization act_q8_ holds ([q8_rows_, q8_cols_])
   int64_t q8_rows_ = 0, q8_cols_ = 0;
 

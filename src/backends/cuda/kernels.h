@@ -51,6 +51,12 @@ cudaError_t launch_rope(float* x, int64_t T, int64_t cols, int64_t head_dim, con
 cudaError_t launch_gelu_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s);
 cudaError_t launch_add(float* x, const float* y, int64_t n, cudaStream_t s);
 cudaError_t launch_softcap(float* x, int64_t n, float cap, cudaStream_t s);
+// The k (<= top_k_max()) largest values of each row among its first n columns, best first, ties by
+// lower column: out [rows, 2k] = (value, column) (top_k.cu). k = 1 takes a multi-block argmax
+// that needs `scratch` (rows 64-bit words; may be null for k > 1).
+int top_k_max();
+cudaError_t launch_top_k(const float* x, int64_t rows, int64_t cols, int64_t n, int k, float* out,
+                         unsigned long long* scratch, cudaStream_t s);
 // QK-norm of each head of q [T, nh*hd] and k [T, nkv*hd], then RoPE on both (norms.cu).
 cudaError_t launch_qk_norm_rope(float* q, float* k, const float* q_w, const float* k_w, int64_t T, int64_t n_heads,
                                 int64_t n_kv_heads, int64_t head_dim, float eps, const int32_t* pos, float base,

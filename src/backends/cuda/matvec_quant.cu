@@ -61,7 +61,8 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_quant(MatvecJob job, ActQ8
     if constexpr (HasRaw<F>) {
       // Every weight load of a pass is issued before the first dot product, so that a lane keeps
       // U loads (2U for a GeGLU pair) in flight; one pass covers a 5376-wide Q4_0 row.
-      constexpr int U = NT == 1 ? (GLU ? 4 : 8) : (NT <= 2 ? 4 : 2);
+      constexpr int U1 = F::kUnrollOne;  // sized to the format's loads per item
+      constexpr int U = NT == 1 && !GLU ? U1 : (NT <= 2 && U1 >= 4 ? U1 / 2 : 2);
       for (int64_t base = 32 * part + lane; base < items; base += step * U) {
         typename F::Raw raw[kParts][U];
 #pragma unroll

@@ -87,6 +87,7 @@ struct FormatQ8_0 {
       y[i] = __fmul_rn(d, static_cast<float>(static_cast<int8_t>((v[i / 4] >> (8 * (i % 4))) & 0xFFu)));
   }
   // The loads of one item (all issued before any use, see matvec_quant.cu), then its dot.
+  static constexpr int kUnrollOne = 8;
   struct Raw {
     uint4 a0, a1;
     uint16_t d;
@@ -132,6 +133,7 @@ struct FormatQ4_0 {
       y[i] = __fmul_rn(d, static_cast<float>(q - 8));
     }
   }
+  static constexpr int kUnrollOne = 8;
   struct Raw {
     uint4 q;
     uint16_t d;
@@ -250,15 +252,26 @@ struct FormatQ4_K {
     }
   }
   // Item = (super-block item/4, pair c = item%4): sub-blocks 2c, 2c+1.
+  static constexpr int kUnrollOne = 4;  // items in flight per lane for one token (matvec_quant.cu)
+  struct Raw {
+    uint4 h, a0, a1;
+  };
+  static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t item) {
+    const uint8_t* blk = w.q + r * w.q_row_bytes + (item / 4) * 144;
+    const int c = static_cast<int>(item % 4);
+    return {__ldg(reinterpret_cast<const uint4*>(blk)), __ldg(reinterpret_cast<const uint4*>(blk + 16 + 32 * c)),
+            __ldg(reinterpret_cast<const uint4*>(blk + 32 + 32 * c))};
+  }
   template <int NT>
   static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t item, ActQ8 x, int64_t K, int T,
                                              float* acc) {
+    dot_raw<NT>(load(w, r, item), item, x, K, T, acc);
+  }
+  template <int NT>
+  static __device__ __forceinline__ void dot_raw(const Raw& rw, int64_t item, ActQ8 x, int64_t K, int T, float* acc) {
     const int64_t sb = item / 4;
     const int c = static_cast<int>(item % 4);
-    const uint8_t* blk = w.q + r * w.q_row_bytes + sb * 144;
-    const uint4 h = __ldg(reinterpret_cast<const uint4*>(blk));
-    const uint4 a0 = __ldg(reinterpret_cast<const uint4*>(blk + 16 + 32 * c));
-    const uint4 a1 = __ldg(reinterpret_cast<const uint4*>(blk + 32 + 32 * c));
+    const uint4 h = rw.h, a0 = rw.a0, a1 = rw.a1;
     const uint32_t raw[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
     const uint32_t sc[3] = {h.y, h.z, h.w};
     float s0, m0, s1, m1;
@@ -376,18 +389,32 @@ struct FormatQ6_K {
   }
   // Item = (super-block item/4, p = item%4): half h = p/2, groups s0 = p%2 and s0 + 2, which
   // share the same ql bytes (low / high nibble).
+  static constexpr int kUnrollOne = 2;
+  struct Raw {
+    uint4 l0, l1, h0, h1, scw;
+    uint16_t d;
+  };
+  static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t item) {
+    const int p = static_cast<int>(item % 4), h = p / 2, s0 = p % 2;
+    const uint8_t* blk = w.q + r * w.q_row_bytes + (item / 4) * kQ6KPaddedBytes;
+    return {__ldg(reinterpret_cast<const uint4*>(blk + 64 * h + 32 * s0)),
+            __ldg(reinterpret_cast<const uint4*>(blk + 64 * h + 32 * s0 + 16)),
+            __ldg(reinterpret_cast<const uint4*>(blk + 128 + 32 * h)),
+            __ldg(reinterpret_cast<const uint4*>(blk + 128 + 32 * h + 16)),
+            __ldg(reinterpret_cast<const uint4*>(blk + 192)),  // 16 int8 scales
+            __ldg(reinterpret_cast<const uint16_t*>(blk + 208))};
+  }
   template <int NT>
   static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t item, ActQ8 x, int64_t K, int T,
                                              float* acc) {
+    dot_raw<NT>(load(w, r, item), item, x, K, T, acc);
+  }
+  template <int NT>
+  static __device__ __forceinline__ void dot_raw(const Raw& rw, int64_t item, ActQ8 x, int64_t K, int T, float* acc) {
     const int64_t sb = item / 4;
     const int p = static_cast<int>(item % 4), h = p / 2, s0 = p % 2;
-    const uint8_t* blk = w.q + r * w.q_row_bytes + sb * kQ6KPaddedBytes;
-    const uint4 l0 = __ldg(reinterpret_cast<const uint4*>(blk + 64 * h + 32 * s0));
-    const uint4 l1 = __ldg(reinterpret_cast<const uint4*>(blk + 64 * h + 32 * s0 + 16));
-    const uint4 h0 = __ldg(reinterpret_cast<const uint4*>(blk + 128 + 32 * h));
-    const uint4 h1 = __ldg(reinterpret_cast<const uint4*>(blk + 128 + 32 * h + 16));
-    const uint4 scw = __ldg(reinterpret_cast<const uint4*>(blk + 192));  // 16 int8 scales
-    const float d = half_to_float(__ldg(reinterpret_cast<const uint16_t*>(blk + 208)));
+    const uint4 l0 = rw.l0, l1 = rw.l1, h0 = rw.h0, h1 = rw.h1, scw = rw.scw;
+    const float d = half_to_float(rw.d);
     const uint32_t ql[8] = {l0.x, l0.y, l0.z, l0.w, l1.x, l1.y, l1.z, l1.w};
     const uint32_t qh[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
     const uint32_t scales[4] = {scw.x, scw.y, scw.z, scw.w};

@@ -293,7 +293,7 @@ TEST_F(CudaOps, ActivationsRoundToBf16LikeTheHostRounding) {
 }
 
 TEST_F(CudaOps, GemmWithSmallChunksMatchesCpuForEveryWeightType) {
-  // 100-row chunks (a quarter for T <= 64: 25 rows) over 1037 rows: full chunks and a partial one, written at the
+  // 100-row chunks over 1037 rows: ten full chunks and a partial one, columns written at the
   // right offsets with ldc = N.
   const int64_t N = 1037, K = 768, T = 37;
   cuda::Gemm gemm(100 * K);

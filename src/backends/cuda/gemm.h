@@ -48,9 +48,7 @@ class Gemm {
 
   // Weight rows decoded per chunk for K columns: max_chunk_elements / K, rounded down to a
   // multiple of 128 (cuBLAS tile height) when at least 128, never below 1.
-  // A short prompt (T <= 64) takes chunks of a quarter the size: a 16 MiB chunk stays in the
-  // 50 MB L2 between its decode and its GEMM, which then read it from there, not from DRAM.
-  int64_t chunk_rows(int64_t K, int64_t T = 512) const;
+  int64_t chunk_rows(int64_t K) const;
 
  private:
   void bind(cudaStream_t s);

@@ -159,11 +159,8 @@ cudaError_t launch_job(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
     case GgmlType::Q8_0:
       launch_for<FormatQ8_0, GLU>(job, x, T, s);
       break;
-    case GgmlType::Q4_0:  // two blocks per item where rows allow (d plane alignment: even block index)
-      if (job.w[0].cols % 64 == 0)
-        launch_for<FormatQ4_0x2, GLU>(job, x, T, s);
-      else
-        launch_for<FormatQ4_0, GLU>(job, x, T, s);
+    case GgmlType::Q4_0:
+      launch_for<FormatQ4_0, GLU>(job, x, T, s);
       break;
     case GgmlType::Q5_0:
       launch_for<FormatQ5_0, GLU>(job, x, T, s);

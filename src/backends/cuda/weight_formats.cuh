@@ -169,33 +169,6 @@ struct FormatQ4_0 {
   }
 };
 
-// Q4_0 read two blocks per item (rows of a multiple of 64 values): 32 bytes of quants and both
-// scales in one 4-byte load, so a warp issues 3 load instructions per 1 KB of quants instead of 4
-// (the scale loads, 64 bytes per warp, cost as many requests as the quant loads). Same plane
-// layout and same arithmetic as FormatQ4_0, block by block.
-struct FormatQ4_0x2 {
-  static constexpr int kItem = 64;
-  static constexpr int kUnrollOne = 4;
-  struct Raw {
-    FormatQ4_0::Raw b0, b1;
-  };
-  static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t item) {
-    const uint4* q = reinterpret_cast<const uint4*>(w.q + r * w.q_row_bytes + item * 32);
-    const uint32_t d = __ldg(reinterpret_cast<const uint32_t*>(w.d + r * w.blocks_per_row + 2 * item));
-    return {{__ldg(q), static_cast<uint16_t>(d & 0xFFFFu)}, {__ldg(q + 1), static_cast<uint16_t>(d >> 16)}};
-  }
-  template <int NT>
-  static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t item, ActQ8 x, int64_t K, int T, float* acc) {
-    FormatQ4_0::dot_raw<NT>(raw.b0, 2 * item, x, K, T, acc);
-    FormatQ4_0::dot_raw<NT>(raw.b1, 2 * item + 1, x, K, T, acc);
-  }
-  template <int NT>
-  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t item, ActQ8 x, int64_t K, int T,
-                                             float* acc) {
-    dot_raw<NT>(load(w, r, item), item, x, K, T, acc);
-  }
-};
-
 // y = d * (q - 16), bit 4 of value j in bit j of qh.
 struct FormatQ5_0 {
   static constexpr int kItem = 32;

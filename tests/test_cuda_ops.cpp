@@ -276,6 +276,31 @@ TEST_F(CudaOps, DequantizeToBf16EqualsTheReferenceCodecRoundedToNearestEven) {
   }
 }
 
+TEST_F(CudaOps, DequantizeToF16EqualsTheReferenceCodecRoundedToNearestEven) {
+  // The prompt GEMM's weights: Q4_0 and Q8_0 take a tiled kernel, the other types decode8.
+  Rng rng(35);
+  const int64_t rows = 300, cols = 768, r0 = 7, n = 290;  // 6960 blocks: 27 full tiles and a partial one
+  for (GgmlType type : kCudaWeightTypes) {
+    if (!traits(type).quantized && type != GgmlType::F16) continue;
+    HostWeight w = random_weight(type, rows, cols, rng);
+    const cuda::UploadedWeight u = cuda::upload_weight(w.t);
+    cuda::DeviceBuffer out(static_cast<size_t>(n * cols) * 2);
+    ASSERT_EQ(cuda::launch_dequantize_f16(u.view, r0, n, out.as<uint16_t>(), nullptr), cudaSuccess);
+    const std::vector<uint16_t> got = bf16_from_device(out, static_cast<size_t>(n * cols));  // raw 16-bit words
+    std::vector<float> ref(static_cast<size_t>(cols));
+    int64_t wrong = 0, first = -1;
+    for (int64_t r = 0; r < n; ++r) {
+      dequantize_row(type, w.bytes.data() + w.t.row_stride() * static_cast<size_t>(r0 + r), ref.data(), cols);
+      for (int64_t c = 0; c < cols; ++c)
+        if (got[static_cast<size_t>(r * cols + c)] != f32_to_f16(ref[static_cast<size_t>(c)])) {
+          if (first < 0) first = r * cols + c;
+          ++wrong;
+        }
+    }
+    EXPECT_EQ(wrong, 0) << type_name(type) << ": first at row " << r0 + first / cols << " column " << first % cols;
+  }
+}
+
 TEST_F(CudaOps, ActivationsRoundToBf16LikeTheHostRounding) {
   Rng rng(33);
   std::vector<float> x = random_floats(4096, rng, 50.0f);

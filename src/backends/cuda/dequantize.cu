@@ -48,6 +48,50 @@ __global__ void __launch_bounds__(kThreads) dequantize_rows(DeviceWeight w, int6
   out[g] = F16 ? pack8_f16(v) : pack8(v);
 }
 
+// Q4_0 and Q8_0 to f16 through shared memory: each thread decodes one 32-value block from its
+// 16-byte (Q4_0) or 32-byte (Q8_0) quant load and its scale, into a tile of the block's 256 blocks;
+// then the tile is stored with consecutive threads writing consecutive 16 bytes. Values are the
+// reference codec's (f32 d * q, then one rounding to f16), as the generic path gives.
+constexpr int kTileBlocks = 256;
+template <bool Q8>
+__global__ void __launch_bounds__(kTileBlocks)
+    dequantize_legacy_f16(DeviceWeight w, int64_t r0, int64_t n_blocks, uint4* out) {
+  __shared__ uint4 tile[kTileBlocks * 4];
+  const int tid = static_cast<int>(threadIdx.x);
+  const int64_t b0 = static_cast<int64_t>(blockIdx.x) * kTileBlocks;
+  if (b0 + tid < n_blocks) {
+    const int64_t b = r0 * w.blocks_per_row + b0 + tid;  // plane index: a chunk's rows are contiguous
+    const float d = __half2float(__ushort_as_half(__ldg(w.d + b)));
+    float v[32];
+    if constexpr (Q8) {
+      const uint4* p = reinterpret_cast<const uint4*>(w.q + b * 32);
+      const uint4 a0 = __ldg(p), a1 = __ldg(p + 1);
+      const uint32_t q[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+#pragma unroll
+      for (int j = 0; j < 32; ++j)
+        v[j] = __fmul_rn(d, static_cast<float>(static_cast<int8_t>((q[j / 4] >> (8 * (j % 4))) & 0xFFu)));
+    } else {
+      const uint4 a = __ldg(reinterpret_cast<const uint4*>(w.q + b * 16));
+      const uint32_t q[4] = {a.x, a.y, a.z, a.w};
+#pragma unroll
+      for (int j = 0; j < 16; ++j) {
+        const uint32_t byte = (q[j / 4] >> (8 * (j % 4))) & 0xFFu;
+        v[j] = __fmul_rn(d, static_cast<float>(static_cast<int>(byte & 0xFu) - 8));
+        v[j + 16] = __fmul_rn(d, static_cast<float>(static_cast<int>(byte >> 4) - 8));
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < 4; ++k) tile[4 * tid + k] = pack8_f16(v + 8 * k);
+  }
+  __syncthreads();
+  const int64_t n16 = 4 * (n_blocks - b0);  // this tile's 16-byte words
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const int j = tid + k * kTileBlocks;
+    if (j < n16) out[4 * b0 + j] = tile[j];
+  }
+}
+
 // max |x| over the grid into *amax (as float bits: for non-negative floats the unsigned order is
 // the float order).
 __global__ void __launch_bounds__(kThreads) abs_max(const float4* x, int64_t n4, unsigned* amax) {
@@ -113,6 +157,15 @@ cudaError_t launch_dequantize_f16(const DeviceWeight& w, int64_t r0, int64_t n, 
   const int64_t groups = n * (w.cols / 8);
   if (groups == 0) return cudaSuccess;
   auto* o = reinterpret_cast<uint4*>(out);
+  if (w.type == GgmlType::Q4_0 || w.type == GgmlType::Q8_0) {
+    const int64_t n_blocks = n * w.blocks_per_row;
+    const auto grid = static_cast<unsigned>((n_blocks + kTileBlocks - 1) / kTileBlocks);
+    if (w.type == GgmlType::Q4_0)
+      dequantize_legacy_f16<false><<<grid, kTileBlocks, 0, s>>>(w, r0, n_blocks, o);
+    else
+      dequantize_legacy_f16<true><<<grid, kTileBlocks, 0, s>>>(w, r0, n_blocks, o);
+    return cudaGetLastError();
+  }
   const bool ok = with_format(w.type, [&](auto f) {
     dequantize_rows<decltype(f), true><<<blocks_for(groups), kThreads, 0, s>>>(w, r0, groups, o);
   });

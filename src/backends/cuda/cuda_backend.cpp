@@ -47,6 +47,12 @@ double cuda_time_ms(Backend& backend, const std::function<void()>& work) {
   return ms;
 }
 
+void cuda_force_tiled_prompt_attention(Backend& backend, bool on) {
+  auto* b = dynamic_cast<cuda::CudaBackend*>(&backend);
+  if (!b) fail("cuda_force_tiled_prompt_attention: backend {} is not a CUDA backend", backend.name());
+  b->force_tiled_prompt_attention(on);
+}
+
 size_t cuda_recordings(Backend& backend) {
   auto* b = dynamic_cast<cuda::CudaBackend*>(&backend);
   if (!b) fail("cuda_recordings: backend {} is not a CUDA backend", backend.name());
@@ -466,10 +472,12 @@ void CudaBackend::attention(const Act& q, const Act& k, const Act& v, LayerKv& k
       p.n_heads, p.n_kv_heads, p.head_dim, p.scale, p.window, kv.spec.capacity, kv.spec.type == GgmlType::F16};
   // Prompts: the tiled kernel reads each key and value once per tile of queries. (Only for batches
   // longer than any recorded one: its tile list is staged from the host.)
+  // A short prompt gives too few (kv head, tile) blocks to fill the GPU: the per-(token, head)
+  // kernel below then spreads better.
   constexpr int64_t kMinPrefillTokens = 32;
+  std::vector<int32_t> tiles;
   if (T >= kMinPrefillTokens && attention_prefill_supports(a)) {
     const int per_tile = attention_prefill_tokens_per_tile(a);
-    std::vector<int32_t> tiles;
     std::vector<int32_t> count(static_cast<size_t>(n_seq), 0);
     for (int32_t s : batch.seq) ++count[static_cast<size_t>(s)];
     for (int s = 0; s < n_seq; ++s)
@@ -477,6 +485,11 @@ void CudaBackend::attention(const Act& q, const Act& k, const Act& v, LayerKv& k
         tiles.push_back(s);
         tiles.push_back(first);
       }
+    if (!force_tiled_prompt_attention_ && static_cast<int64_t>(tiles.size() / 2) * p.n_kv_heads < sm_count_ / 2 &&
+        T < 256)
+      tiles.clear();
+  }
+  if (!tiles.empty()) {
     wrote(out);
     const int32_t* dt = stage(Staged::Tiles, tiles);
     check_launch(launch_attention_prefill(q.data(), k.data(), v.data(), kv.k.get(), kv.v.get(), b, a, dt,

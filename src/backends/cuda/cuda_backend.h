@@ -62,6 +62,9 @@ class CudaBackend final : public Backend {
   void forget_recordings() override;
   // Recordings held (tests and the bench report use it).
   size_t recordings() const { return graphs_.size(); }
+  // Tests: the tiled prompt attention for every batch of 32+ tokens, even where too few blocks
+  // would fill the GPU (then the per-(token, head) kernel is used).
+  void force_tiled_prompt_attention(bool on) { force_tiled_prompt_attention_ = on; }
 
  private:
   // Small int arrays the ops take from the host (tokens, positions, attention metadata, rows).
@@ -120,6 +123,7 @@ class CudaBackend final : public Backend {
   std::string recording_key_;
   std::vector<DeviceBuffer> graveyard_;  // buffers replaced during a capture, freed after it
   bool capturing_ = false, capture_ok_ = false;
+  bool force_tiled_prompt_attention_ = false;
   Gemm gemm_;  // matmuls of more than kMaxMatvecTokens tokens
 };
 

@@ -30,7 +30,9 @@ void fill(Gemma3Model& model, KvCache& kv, int64_t n, int64_t n_batch, std::mt19
     const int64_t m = std::min(n_batch, n - done);
     for (int64_t i = 0; i < m; ++i)
       b.add(tok(rng), static_cast<int32_t>(kv.seq_len(0) + i), 0, logits_last && done + i == n - 1);
-    model.forward(b, kv, logits);
+    // The prompt's last token ends with the greedy pick on the model's output backend, as the
+    // first generated token of `unicorn run --temp 0` does (time to first token).
+    model.forward(b, kv, logits, logits_last ? LogitsRequest{1, 0} : LogitsRequest{});
     done += m;
   }
 }

@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "backends/cuda/kernels.h"
+#include "backends/cuda/launch.cuh"
 
 namespace unicorn::cuda {
 namespace {
@@ -84,6 +85,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
               AttentionBatch b, AttentionShape a, float* partial, float* out) {
   constexpr int HD = 32 * D;
+  pdl_wait();
+  pdl_trigger();
   __shared__ float s_m[kWarps], s_l[kWarps];
   __shared__ float s_acc[kWarps][HD];
   const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
@@ -193,6 +196,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 __global__ void merge_splits(const float* partial, int64_t n_heads, int64_t head_dim, int n_split, float* out) {
   __shared__ float f[64];
   __shared__ float total;
+  pdl_wait();
+  pdl_trigger();
   const int64_t h = blockIdx.x, i = blockIdx.y;
   const int64_t stride = head_dim + 2;
   const float* p = partial + (i * n_heads + h) * n_split * stride;
@@ -224,6 +229,8 @@ __global__ void merge_splits(const float* partial, int64_t n_heads, int64_t head
 template <bool F16>
 __global__ void kv_store(const float* k, const float* v, void* k_cache, void* v_cache, AttentionBatch b, int64_t row,
                          int64_t capacity) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t i = blockIdx.x;
   const int seq = b.seq[i];
   // A chunk longer than the ring writes some slots twice; the later position wins, as on the CPU.
@@ -246,9 +253,9 @@ void launch_d(const float* q, const float* k, const float* v, const void* kc, co
               const AttentionShape& a, int n_split, float* partial, float* out, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(a.n_heads), static_cast<unsigned>(b.T), static_cast<unsigned>(n_split));
   if (a.kv_f16)
-    attention<D, true><<<grid, kWarps * 32, 0, s>>>(q, k, v, kc, vc, b, a, partial, out);
+    launch(attention<D, true>, grid, dim3(kWarps * 32), 0, s, q, k, v, kc, vc, b, a, partial, out);
   else
-    attention<D, false><<<grid, kWarps * 32, 0, s>>>(q, k, v, kc, vc, b, a, partial, out);
+    launch(attention<D, false>, grid, dim3(kWarps * 32), 0, s, q, k, v, kc, vc, b, a, partial, out);
 }
 
 }  // namespace
@@ -277,7 +284,7 @@ cudaError_t launch_attention(const float* q, const float* k, const float* v, con
   }
   if (n_split > 1) {
     const dim3 grid(static_cast<unsigned>(a.n_heads), static_cast<unsigned>(b.T));
-    merge_splits<<<grid, 128, 0, s>>>(partial, a.n_heads, a.head_dim, n_split, out);
+    launch(merge_splits, grid, dim3(128), 0, s, partial, a.n_heads, a.head_dim, n_split, out);
   }
   return cudaGetLastError();
 }
@@ -286,9 +293,10 @@ cudaError_t launch_kv_store(const float* k, const float* v, void* k_cache, void*
                             int64_t row, int64_t capacity, bool kv_f16, cudaStream_t s) {
   if (b.T == 0) return cudaSuccess;
   if (kv_f16)
-    kv_store<true><<<static_cast<unsigned>(b.T), 128, 0, s>>>(k, v, k_cache, v_cache, b, row, capacity);
+    launch(kv_store<true>, dim3(static_cast<unsigned>(b.T)), dim3(128), 0, s, k, v, k_cache, v_cache, b, row, capacity);
   else
-    kv_store<false><<<static_cast<unsigned>(b.T), 128, 0, s>>>(k, v, k_cache, v_cache, b, row, capacity);
+    launch(kv_store<false>, dim3(static_cast<unsigned>(b.T)), dim3(128), 0, s, k, v, k_cache, v_cache, b, row,
+           capacity);
   return cudaGetLastError();
 }
 

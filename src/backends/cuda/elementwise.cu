@@ -1,6 +1,7 @@
 // Elementwise ops of the layer: GeGLU's gelu_tanh(gate) * up (spec §2.5), the residual add, the
 // row gather before the logits and the final logit soft-cap (spec §2.6).
 #include "backends/cuda/kernels.h"
+#include "backends/cuda/launch.cuh"
 
 namespace unicorn::cuda {
 namespace {
@@ -10,6 +11,8 @@ constexpr int kBlock = 256;
 unsigned blocks_for(int64_t n) { return static_cast<unsigned>((n + kBlock - 1) / kBlock); }
 
 __global__ void gelu_mul(const float* gate, const float* up, float* out, int64_t n) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
   constexpr float kSqrt2OverPi = 0.7978845608028654f;
@@ -19,16 +22,22 @@ __global__ void gelu_mul(const float* gate, const float* up, float* out, int64_t
 }
 
 __global__ void add(float* x, const float* y, int64_t n) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) x[i] += y[i];
 }
 
 __global__ void softcap(float* x, int64_t n, float cap) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) x[i] = cap * tanhf(x[i] / cap);
 }
 
 __global__ void gather_rows(const float* x, int64_t cols, const int32_t* rows, float* out) {
+  pdl_wait();
+  pdl_trigger();
   const float* src = x + static_cast<int64_t>(rows[blockIdx.x]) * cols;
   float* dst = out + static_cast<int64_t>(blockIdx.x) * cols;
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) dst[i] = src[i];
@@ -38,26 +47,26 @@ __global__ void gather_rows(const float* x, int64_t cols, const int32_t* rows, f
 
 cudaError_t launch_gelu_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s) {
   if (n == 0) return cudaSuccess;
-  gelu_mul<<<blocks_for(n), kBlock, 0, s>>>(gate, up, out, n);
+  launch(gelu_mul, dim3(blocks_for(n)), dim3(kBlock), 0, s, gate, up, out, n);
   return cudaGetLastError();
 }
 
 cudaError_t launch_add(float* x, const float* y, int64_t n, cudaStream_t s) {
   if (n == 0) return cudaSuccess;
-  add<<<blocks_for(n), kBlock, 0, s>>>(x, y, n);
+  launch(add, dim3(blocks_for(n)), dim3(kBlock), 0, s, x, y, n);
   return cudaGetLastError();
 }
 
 cudaError_t launch_softcap(float* x, int64_t n, float cap, cudaStream_t s) {
   if (n == 0) return cudaSuccess;
-  softcap<<<blocks_for(n), kBlock, 0, s>>>(x, n, cap);
+  launch(softcap, dim3(blocks_for(n)), dim3(kBlock), 0, s, x, n, cap);
   return cudaGetLastError();
 }
 
 cudaError_t launch_gather_rows(const float* x, int64_t cols, const int32_t* rows, int64_t n_rows, float* out,
                                cudaStream_t s) {
   if (n_rows == 0) return cudaSuccess;
-  gather_rows<<<static_cast<unsigned>(n_rows), kBlock, 0, s>>>(x, cols, rows, out);
+  launch(gather_rows, dim3(static_cast<unsigned>(n_rows)), dim3(kBlock), 0, s, x, cols, rows, out);
   return cudaGetLastError();
 }
 

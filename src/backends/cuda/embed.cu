@@ -1,6 +1,7 @@
 // Embedding lookup (spec §2.1): out[i] = table[tokens[i]] * scale, the row decoded by the same
 // readers as the matmul (weight_formats.cuh), 8 values per thread.
 #include "backends/cuda/kernels.h"
+#include "backends/cuda/launch.cuh"
 #include "backends/cuda/weight_formats.cuh"
 
 namespace unicorn::cuda {
@@ -8,6 +9,8 @@ namespace {
 
 template <class F>
 __global__ void embed(DeviceWeight table, const int32_t* tokens, float scale, float* out) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t row = tokens[blockIdx.x];
   float* o = out + static_cast<int64_t>(blockIdx.x) * table.cols;
   for (int64_t k = 8 * static_cast<int64_t>(threadIdx.x); k < table.cols; k += 8 * blockDim.x) {
@@ -24,7 +27,7 @@ cudaError_t launch_embed(const DeviceWeight& table, const int32_t* tokens, int64
                          cudaStream_t s) {
   if (T == 0) return cudaSuccess;
   const bool ok = with_format(table.type, [&](auto f) {
-    embed<decltype(f)><<<static_cast<unsigned>(T), 128, 0, s>>>(table, tokens, scale, out);
+    launch(embed<decltype(f)>, dim3(static_cast<unsigned>(T)), dim3(128), 0, s, table, tokens, scale, out);
   });
   return ok ? cudaGetLastError() : cudaErrorNotSupported;
 }

@@ -2,6 +2,7 @@
 // per weight row (as matvec_quant.cu); each lane reads 8 consecutive weights per step (one or two
 // 16-byte loads) and the matching activations of every token.
 #include "backends/cuda/kernels.h"
+#include "backends/cuda/launch.cuh"
 #include "backends/cuda/matvec_shape.h"
 #include "backends/cuda/weight_formats.cuh"
 
@@ -14,6 +15,7 @@ constexpr int kWarps = 4;
 template <class F, int NT>
 __global__ void __launch_bounds__(kWarps * 32) matvec_float(DeviceWeight w, const float* x, int T, int wpr, float* y) {
   __shared__ float partial[kWarps][NT];
+  pdl_wait();
   const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
   const int64_t row = static_cast<int64_t>(blockIdx.x) * (kWarps / wpr) + warp / wpr;
   const int part = warp % wpr;
@@ -64,6 +66,7 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_float(DeviceWeight w, cons
 #pragma unroll
     for (int t = 0; t < NT; ++t)
       if (t < T) y[t * w.rows + row] = acc[t];
+  pdl_trigger();
 }
 
 template <class F>
@@ -73,13 +76,13 @@ void launch_for(const DeviceWeight& w, const float* x, int T, float* y, cudaStre
   const dim3 grid(static_cast<unsigned>((w.rows + rows_per_block - 1) / rows_per_block));
   const dim3 block(kWarps * 32);
   if (T <= 1)
-    matvec_float<F, 1><<<grid, block, 0, s>>>(w, x, T, wpr, y);
+    launch(matvec_float<F, 1>, grid, block, 0, s, w, x, T, wpr, y);
   else if (T <= 2)
-    matvec_float<F, 2><<<grid, block, 0, s>>>(w, x, T, wpr, y);
+    launch(matvec_float<F, 2>, grid, block, 0, s, w, x, T, wpr, y);
   else if (T <= 4)
-    matvec_float<F, 4><<<grid, block, 0, s>>>(w, x, T, wpr, y);
+    launch(matvec_float<F, 4>, grid, block, 0, s, w, x, T, wpr, y);
   else
-    matvec_float<F, 8><<<grid, block, 0, s>>>(w, x, T, wpr, y);
+    launch(matvec_float<F, 8>, grid, block, 0, s, w, x, T, wpr, y);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 // in one grid), or a GeGLU pair whose warps compute row r of gate and of up together and write
 // gelu_tanh(gate) * up (spec §2.5), so the pair's outputs never go through memory.
 #include "backends/cuda/kernels.h"
+#include "backends/cuda/launch.cuh"
 #include "backends/cuda/matvec_shape.h"
 #include "backends/cuda/weight_formats.cuh"
 
@@ -41,6 +42,7 @@ template <class F, int NT, bool GLU>
 __global__ void __launch_bounds__(kWarps * 32) matvec_quant(MatvecJob job, ActQ8 x, int T) {
   constexpr int kParts = GLU ? 2 : 1;
   __shared__ float partial[kWarps][kParts][NT];
+  pdl_wait();
   const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
   const int wpr = job.wpr;
   const int64_t blk = blockIdx.x;
@@ -122,6 +124,7 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_quant(MatvecJob job, ActQ8
         else
           y[t * w.rows + row] = acc[0][t];
       }
+  pdl_trigger();  // after this block's stores: the next kernel may be scheduled as blocks finish
 }
 
 template <class F, bool GLU>
@@ -140,13 +143,13 @@ void launch_for(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   job.n = n;
   const dim3 grid(static_cast<unsigned>(blocks)), block(kWarps * 32);
   if (T <= 1)
-    matvec_quant<F, 1, GLU><<<grid, block, 0, s>>>(job, x, T);
+    launch(matvec_quant<F, 1, GLU>, grid, block, 0, s, job, x, T);
   else if (T <= 2)
-    matvec_quant<F, 2, GLU><<<grid, block, 0, s>>>(job, x, T);
+    launch(matvec_quant<F, 2, GLU>, grid, block, 0, s, job, x, T);
   else if (T <= 4)
-    matvec_quant<F, 4, GLU><<<grid, block, 0, s>>>(job, x, T);
+    launch(matvec_quant<F, 4, GLU>, grid, block, 0, s, job, x, T);
   else
-    matvec_quant<F, 8, GLU><<<grid, block, 0, s>>>(job, x, T);
+    launch(matvec_quant<F, 8, GLU>, grid, block, 0, s, job, x, T);
 }
 
 template <bool GLU>

@@ -4,6 +4,7 @@
 // Also the fused forms the decode step uses: QK-norm + RoPE of q and k in one launch, and the end
 // of a block (post-norm, residual add, next input norm) in one launch.
 #include "backends/cuda/kernels.h"
+#include "backends/cuda/launch.cuh"
 #include "backends/cuda/rope.cuh"
 
 namespace unicorn::cuda {
@@ -32,6 +33,8 @@ __device__ __forceinline__ float inv_rms(double sum_sq, int64_t n, float eps) {
 __global__ void __launch_bounds__(kThreads)
     rms_norm(const float* x, const float* w, int64_t group, float eps, float* y) {
   __shared__ double partial[kThreads / 32];
+  pdl_wait();
+  pdl_trigger();
   const int64_t base = static_cast<int64_t>(blockIdx.x) * group;
   const float* xs = x + base;
   double ss = 0.0;
@@ -48,6 +51,8 @@ __global__ void __launch_bounds__(kThreads)
                  int64_t head_dim, float eps, const int32_t* pos, float base, float scale) {
   __shared__ double partial[kThreads / 32];
   __shared__ float v[512];
+  pdl_wait();
+  pdl_trigger();
   const int64_t t = blockIdx.x, head = blockIdx.y;
   const bool is_q = head < n_heads;
   float* x = is_q ? q + (t * n_heads + head) * head_dim : k + (t * n_kv_heads + (head - n_heads)) * head_dim;
@@ -114,6 +119,8 @@ __device__ __forceinline__ void quantize_row(const float4* v, int64_t n4, int64_
 __global__ void __launch_bounds__(kRowThreads)
     rms_norm_rows(const float* x, const float* w, int64_t cols, float eps, float* y) {
   __shared__ double partial[kRowThreads / 32];
+  pdl_wait();
+  pdl_trigger();
   const int64_t n4 = cols / 4, row = blockIdx.x;
   const float* xr = x + row * cols;
   float4 v[kVec], wv[kVec];
@@ -142,6 +149,8 @@ __global__ void __launch_bounds__(kRowThreads)
     add_norm(float* x, const float* o, const float* post_w, const float* next_w, int64_t cols, float eps, float* h,
              int8_t* q, float* ds) {
   __shared__ double partial[kRowThreads / 32];
+  pdl_wait();
+  pdl_trigger();
   const int64_t n4 = cols / 4, row = blockIdx.x;
   float* xr = x + row * cols;
   const float* orow = o + row * cols;
@@ -191,10 +200,10 @@ cudaError_t launch_rms_norm(const float* x, const float* w, int64_t rows, int64_
   const int64_t n_groups = rows * (cols / group);
   if (n_groups == 0) return cudaSuccess;
   if (group == cols && cols % 4 == 0 && cols <= kMaxRowCols) {
-    rms_norm_rows<<<static_cast<unsigned>(rows), kRowThreads, 0, s>>>(x, w, cols, eps, y);
+    launch(rms_norm_rows, dim3(static_cast<unsigned>(rows)), dim3(kRowThreads), 0, s, x, w, cols, eps, y);
     return cudaGetLastError();
   }
-  rms_norm<<<static_cast<unsigned>(n_groups), kThreads, 0, s>>>(x, w, group, eps, y);
+  launch(rms_norm, dim3(static_cast<unsigned>(n_groups)), dim3(kThreads), 0, s, x, w, group, eps, y);
   return cudaGetLastError();
 }
 
@@ -204,7 +213,8 @@ cudaError_t launch_qk_norm_rope(float* q, float* k, const float* q_w, const floa
   if (T == 0) return cudaSuccess;
   if (head_dim > 512 || head_dim % 2 != 0) return cudaErrorInvalidValue;
   const dim3 grid(static_cast<unsigned>(T), static_cast<unsigned>(n_heads + n_kv_heads));
-  qk_norm_rope<<<grid, kThreads, 0, s>>>(q, k, q_w, k_w, n_heads, n_kv_heads, head_dim, eps, pos, base, scale);
+  launch(qk_norm_rope, grid, dim3(kThreads), 0, s, q, k, q_w, k_w, n_heads, n_kv_heads, head_dim, eps, pos, base,
+         scale);
   return cudaGetLastError();
 }
 
@@ -212,7 +222,8 @@ cudaError_t launch_add_norm(float* x, const float* o, const float* post_w, const
                             int64_t cols, float eps, float* h, int8_t* q, float* ds, cudaStream_t s) {
   if (rows == 0) return cudaSuccess;
   if (cols % 32 != 0 || cols > kMaxRowCols) return cudaErrorInvalidValue;
-  add_norm<<<static_cast<unsigned>(rows), kRowThreads, 0, s>>>(x, o, post_w, next_w, cols, eps, h, q, ds);
+  launch(add_norm, dim3(static_cast<unsigned>(rows)), dim3(kRowThreads), 0, s, x, o, post_w, next_w, cols, eps, h, q,
+         ds);
   return cudaGetLastError();
 }
 

@@ -2,11 +2,14 @@
 // dot-product matvec. Also stores d * sum(q), which Q4_K needs for its per-sub-block minimum.
 // Eight threads per 32-value block, four values each.
 #include "backends/cuda/kernels.h"
+#include "backends/cuda/launch.cuh"
 
 namespace unicorn::cuda {
 namespace {
 
 __global__ void quantize_q8(const float* x, int64_t n_blocks, int8_t* q, float* ds) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;  // group of 4 values
   const bool live = i < n_blocks * 8;
   float4 v = make_float4(0, 0, 0, 0);
@@ -33,7 +36,9 @@ cudaError_t launch_quantize_q8(const float* x, int64_t T, int64_t K, int8_t* q, 
   const int64_t n_blocks = T * K / 32;
   const int64_t threads = n_blocks * 8;
   constexpr int kBlock = 256;
-  quantize_q8<<<static_cast<unsigned>((threads + kBlock - 1) / kBlock), kBlock, 0, s>>>(x, n_blocks, q, ds);
+  const cudaError_t e = launch(quantize_q8, dim3(static_cast<unsigned>((threads + kBlock - 1) / kBlock)), dim3(kBlock),
+                               0, s, x, n_blocks, q, ds);
+  if (e != cudaSuccess) return e;
   return cudaGetLastError();
 }
 

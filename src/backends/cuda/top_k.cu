@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "backends/cuda/kernels.h"
+#include "backends/cuda/launch.cuh"
 
 namespace unicorn::cuda {
 namespace {
@@ -47,6 +48,8 @@ __device__ __forceinline__ void for_each_key(const float* z, int64_t n, F&& f) {
 }
 
 __global__ void __launch_bounds__(kThreads) top_k_rows(const float* x, int64_t cols, int64_t n, int k, float* out) {
+  pdl_wait();
+  pdl_trigger();
   __shared__ int hist[256];
   __shared__ int warp_total[kWarps];
   __shared__ uint32_t s_prefix;
@@ -157,6 +160,8 @@ __global__ void __launch_bounds__(kThreads) top_k_rows(const float* x, int64_t c
 // k = 1 (greedy): every block folds its columns into one 64-bit word per row, key above and
 // ~column below (so the larger word is the larger value, then the lower column), with atomicMax.
 __global__ void argmax_rows(const float* x, int64_t cols, int64_t n, unsigned long long* best) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t row = blockIdx.y;
   const float* z = x + row * cols;
   unsigned long long m = 0;
@@ -175,6 +180,8 @@ __global__ void argmax_rows(const float* x, int64_t cols, int64_t n, unsigned lo
 }
 
 __global__ void argmax_write(const float* x, int64_t cols, const unsigned long long* best, int64_t rows, float* out) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t row = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (row >= rows) return;
   const uint32_t col = 0xFFFFFFFFu - static_cast<uint32_t>(best[row] & 0xFFFFFFFFu);
@@ -194,11 +201,12 @@ cudaError_t launch_top_k(const float* x, int64_t rows, int64_t cols, int64_t n, 
     cudaError_t e = cudaMemsetAsync(scratch, 0, static_cast<size_t>(rows) * sizeof(unsigned long long), s);
     if (e != cudaSuccess) return e;
     const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((n + 255) / 256, 256));
-    argmax_rows<<<dim3(blocks, static_cast<unsigned>(rows)), 256, 0, s>>>(x, cols, n, scratch);
-    argmax_write<<<static_cast<unsigned>((rows + 127) / 128), 128, 0, s>>>(x, cols, scratch, rows, out);
+    launch(argmax_rows, dim3(blocks, static_cast<unsigned>(rows)), dim3(256), 0, s, x, cols, n, scratch);
+    launch(argmax_write, dim3(static_cast<unsigned>((rows + 127) / 128)), dim3(128), 0, s, x, cols,
+           static_cast<const unsigned long long*>(scratch), rows, out);
     return cudaGetLastError();
   }
-  top_k_rows<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(x, cols, n, k, out);
+  launch(top_k_rows, dim3(static_cast<unsigned>(rows)), dim3(kThreads), 0, s, x, cols, n, k, out);
   return cudaGetLastError();
 }
 

@@ -1,0 +1,45 @@
+// Kernel launches with programmatic dependent launch (PDL, sm_90+): a kernel of the decode chain
+// may be launched while the previous kernel on the stream finishes, so that its launch and block
+// scheduling overlap the previous kernel's tail (inside a CUDA graph too). Every kernel launched
+// this way calls pdl_wait() before its first memory access: that waits for the previous
+// kernel's completion and memory, so the order of reads and writes is the stream's. pdl_trigger()
+// lets the next kernel be scheduled early (single-wave kernels call it at their start, the
+// matvec at the end of each block). UNICORN_PDL=0 turns the attribute off.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <utility>
+
+namespace unicorn::cuda {
+
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Whether launches carry the PDL attribute: compute capability >= 9 and UNICORN_PDL != 0.
+bool pdl_enabled();
+
+template <class... Params, class... Args>
+cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, Args&&... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = s;
+  cudaLaunchAttribute attr = {};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = pdl_enabled() ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
+
+}  // namespace unicorn::cuda

@@ -253,52 +253,45 @@ std::vector<uint16_t> bf16_from_device(const cuda::DeviceBuffer& b, size_t n) {
   return v;
 }
 
+// Decodes rows [r0, r0 + n) of a random `rows` x 768 weight on the device to 16-bit floats and
+// expects exactly the reference codec's values rounded to nearest even (bf16 or f16).
+void expect_decoded_like_the_codec(GgmlType type, bool f16, int64_t rows, int64_t r0, int64_t n, Rng& rng) {
+  const int64_t cols = 768;
+  HostWeight w = random_weight(type, rows, cols, rng);
+  const cuda::UploadedWeight u = cuda::upload_weight(w.t);
+  cuda::DeviceBuffer out(static_cast<size_t>(n * cols) * 2);
+  auto* o = out.as<uint16_t>();
+  ASSERT_EQ(f16 ? cuda::launch_dequantize_f16(u.view, r0, n, o, nullptr)
+                : cuda::launch_dequantize_bf16(u.view, r0, n, o, nullptr),
+            cudaSuccess);
+  const std::vector<uint16_t> got = bf16_from_device(out, static_cast<size_t>(n * cols));  // raw 16-bit words
+  std::vector<float> ref(static_cast<size_t>(cols));
+  int64_t wrong = 0, first = -1;
+  for (int64_t r = 0; r < n; ++r) {
+    dequantize_row(type, w.bytes.data() + w.t.row_stride() * static_cast<size_t>(r0 + r), ref.data(), cols);
+    for (int64_t c = 0; c < cols; ++c) {
+      const float v = ref[static_cast<size_t>(c)];
+      if (got[static_cast<size_t>(r * cols + c)] != (f16 ? f32_to_f16(v) : f32_to_bf16(v))) {
+        if (first < 0) first = r * cols + c;
+        ++wrong;
+      }
+    }
+  }
+  EXPECT_EQ(wrong, 0) << type_name(type) << (f16 ? " f16" : " bf16") << ": first at row " << r0 + first / cols
+                      << " column " << first % cols;
+}
+
 TEST_F(CudaOps, DequantizeToBf16EqualsTheReferenceCodecRoundedToNearestEven) {
   Rng rng(32);
-  const int64_t rows = 37, cols = 768, r0 = 5, n = 30;  // a row range inside the matrix
-  for (GgmlType type : kCudaWeightTypes) {
-    HostWeight w = random_weight(type, rows, cols, rng);
-    const cuda::UploadedWeight u = cuda::upload_weight(w.t);
-    cuda::DeviceBuffer out(static_cast<size_t>(n * cols) * 2);
-    ASSERT_EQ(cuda::launch_dequantize_bf16(u.view, r0, n, out.as<uint16_t>(), nullptr), cudaSuccess);
-    const std::vector<uint16_t> got = bf16_from_device(out, static_cast<size_t>(n * cols));
-    std::vector<float> ref(static_cast<size_t>(cols));
-    int64_t wrong = 0, first = -1;
-    for (int64_t r = 0; r < n; ++r) {
-      dequantize_row(type, w.bytes.data() + w.t.row_stride() * static_cast<size_t>(r0 + r), ref.data(), cols);
-      for (int64_t c = 0; c < cols; ++c)
-        if (got[static_cast<size_t>(r * cols + c)] != f32_to_bf16(ref[static_cast<size_t>(c)])) {
-          if (first < 0) first = r * cols + c;
-          ++wrong;
-        }
-    }
-    EXPECT_EQ(wrong, 0) << type_name(type) << ": first at row " << r0 + first / cols << " column " << first % cols;
-  }
+  for (GgmlType type : kCudaWeightTypes) expect_decoded_like_the_codec(type, false, 37, 5, 30, rng);
 }
 
 TEST_F(CudaOps, DequantizeToF16EqualsTheReferenceCodecRoundedToNearestEven) {
-  // The prompt GEMM's weights: Q4_0 and Q8_0 take a tiled kernel, the other types decode8.
+  // The prompt GEMM's weights: Q4_0 and Q8_0 take a tiled kernel, the other types decode8. 290
+  // rows of 24 blocks: 27 full tiles of 256 blocks and a partial one.
   Rng rng(35);
-  const int64_t rows = 300, cols = 768, r0 = 7, n = 290;  // 6960 blocks: 27 full tiles and a partial one
-  for (GgmlType type : kCudaWeightTypes) {
-    if (!traits(type).quantized && type != GgmlType::F16) continue;
-    HostWeight w = random_weight(type, rows, cols, rng);
-    const cuda::UploadedWeight u = cuda::upload_weight(w.t);
-    cuda::DeviceBuffer out(static_cast<size_t>(n * cols) * 2);
-    ASSERT_EQ(cuda::launch_dequantize_f16(u.view, r0, n, out.as<uint16_t>(), nullptr), cudaSuccess);
-    const std::vector<uint16_t> got = bf16_from_device(out, static_cast<size_t>(n * cols));  // raw 16-bit words
-    std::vector<float> ref(static_cast<size_t>(cols));
-    int64_t wrong = 0, first = -1;
-    for (int64_t r = 0; r < n; ++r) {
-      dequantize_row(type, w.bytes.data() + w.t.row_stride() * static_cast<size_t>(r0 + r), ref.data(), cols);
-      for (int64_t c = 0; c < cols; ++c)
-        if (got[static_cast<size_t>(r * cols + c)] != f32_to_f16(ref[static_cast<size_t>(c)])) {
-          if (first < 0) first = r * cols + c;
-          ++wrong;
-        }
-    }
-    EXPECT_EQ(wrong, 0) << type_name(type) << ": first at row " << r0 + first / cols << " column " << first % cols;
-  }
+  for (GgmlType type : kCudaWeightTypes)
+    if (traits(type).quantized || type == GgmlType::F16) expect_decoded_like_the_codec(type, true, 300, 7, 290, rng);
 }
 
 TEST_F(CudaOps, ActivationsRoundToBf16LikeTheHostRounding) {

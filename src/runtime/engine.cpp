@@ -56,14 +56,6 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& opt_in) {
   if (opt.n_threads < 0) fail("thread count must be positive (got {})", opt.n_threads);
 
   e->mem_ = estimate_memory(*e->weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch);
-  if (const size_t avail = available_host_memory(); avail > 0) {
-    const size_t need = e->mem_.kv + e->mem_.scratch;
-    if (need > avail)
-      fail(
-          "not enough memory: the KV cache for {} tokens ({}) plus scratch ({}) needs {}, but only {} is "
-          "available; lower -c or use --kv-type f16",
-          opt.n_ctx, format_bytes(e->mem_.kv), format_bytes(e->mem_.scratch), format_bytes(need), format_bytes(avail));
-  }
   const MatmulPrecision prec = opt.precision == "exact" ? MatmulPrecision::Exact : MatmulPrecision::Fast;
   e->backends_.push_back(make_backend(opt.device, opt.n_threads, prec));
   Placement pl = Placement::all_on(e->backends_[0].get(), c.n_layers);
@@ -84,9 +76,39 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& opt_in) {
     e->backends_.push_back(std::make_unique<CpuBackend>(opt.n_threads, prec));
     pl = Placement::split(e->backends_[0].get(), e->backends_[1].get(), c.n_layers, opt.gpu_layers);
   }
+  e->check_memory(opt, c);
   e->model_ = std::make_unique<Gemma3Model>(e->weights_, pl);
   e->kv_ = std::make_unique<KvCache>(c, pl, opt.n_seq, opt.n_ctx, opt.kv_type);
   return e;
+}
+
+// Before anything is uploaded or allocated: the KV cache of the CPU layers plus scratch against
+// the host's available memory (weights are mapped from the file), and, on a GPU, what its
+// layers need (runtime/gpu_budget.h) against the device's free memory.
+void Engine::check_memory(const EngineOptions& opt, const Gemma3Config& c) const {
+  const bool gpu = backends_[0]->name() != "cpu";
+  const int64_t n_gpu = gpu ? gpu_layers_ : 0;
+  size_t host_kv = 0;
+  for (int64_t l = n_gpu; l < c.n_layers; ++l) host_kv += layer_kv_bytes(c, l, opt.n_ctx, opt.n_seq, opt.kv_type);
+  if (const size_t avail = available_host_memory(); avail > 0 && host_kv + mem_.scratch > avail)
+    fail(
+        "not enough memory: the KV cache for {} tokens ({}) plus scratch ({}) needs {}, but only {} is "
+        "available; lower -c or use --kv-type f16",
+        opt.n_ctx, format_bytes(host_kv), format_bytes(mem_.scratch), format_bytes(host_kv + mem_.scratch),
+        format_bytes(avail));
+#ifdef UNICORN_HAVE_CUDA
+  if (!gpu) return;
+  const size_t free = cuda_free_memory(*backends_[0]);
+  const size_t need = gpu_bytes_for_layers(*weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, n_gpu);
+  if (need > free) {
+    const GpuPlan fit =
+        free > 0 ? plan_gpu_layers(*weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, free) : GpuPlan{};
+    fail(
+        "not enough GPU memory on {}: {} layers with a {}-token KV cache need {}, but {} is free; use --gpu-layers {} "
+        "(or --gpu-memory) to run the rest on the CPU, or lower -c",
+        backends_[0]->name(), n_gpu, opt.n_ctx, format_bytes(need), format_bytes(free), fit.layers);
+  }
+#endif
 }
 
 const Tokenizer& Engine::tokenizer() const {

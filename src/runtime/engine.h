@@ -57,6 +57,7 @@ class Engine {
   std::string tokenizer_source_;
   std::vector<std::unique_ptr<Backend>> backends_;
   int64_t gpu_layers_ = 0;
+  void check_memory(const EngineOptions& opt, const Gemma3Config& c) const;
   std::unique_ptr<Gemma3Model> model_;
   std::unique_ptr<KvCache> kv_;
   MemoryEstimate mem_;

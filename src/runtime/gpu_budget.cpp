@@ -37,25 +37,48 @@ size_t parse_size(const std::string& text) {
   return static_cast<size_t>(value * scale);
 }
 
+namespace {
+
+size_t layer_weight_bytes(const ModelWeights& w, int64_t l) {
+  size_t b = 0;
+  for (const WeightTensor* t : w.layers[static_cast<size_t>(l)].all()) b += t->nbytes();
+  return b;
+}
+
+// Embedding table and output norm, one batch of activations (the host's estimate) and the prompt
+// GEMM's scratch: one 64 MiB decoded weight chunk, 32 MiB of cuBLAS workspace, 16-bit activations.
+size_t fixed_gpu_bytes(const ModelWeights& w, int64_t n_ctx, int n_seq, GgmlType kv_type, int64_t n_batch) {
+  const MemoryEstimate m = estimate_memory(w, n_ctx, n_seq, kv_type, n_batch);
+  const size_t gemm = (size_t{96} << 20) + static_cast<size_t>(n_batch * w.config.ffn) * 2;
+  return w.tok_embd.nbytes() + w.output_norm.nbytes() + m.scratch + gemm;
+}
+
+}  // namespace
+
+size_t layer_kv_bytes(const Gemma3Config& c, int64_t l, int64_t n_ctx, int n_seq, GgmlType kv_type) {
+  const size_t elem = kv_type == GgmlType::F16 ? 2 : 4;
+  return 2 * static_cast<size_t>(KvCache::layer_capacity(c, l, n_ctx) * c.kv_dim()) * elem * static_cast<size_t>(n_seq);
+}
+
+size_t gpu_bytes_for_layers(const ModelWeights& w, int64_t n_ctx, int n_seq, GgmlType kv_type, int64_t n_batch,
+                            int64_t layers) {
+  size_t b = fixed_gpu_bytes(w, n_ctx, n_seq, kv_type, n_batch);
+  for (int64_t l = 0; l < std::min(layers, w.config.n_layers); ++l)
+    b += layer_weight_bytes(w, l) + layer_kv_bytes(w.config, l, n_ctx, n_seq, kv_type);
+  return b;
+}
+
 GpuPlan plan_gpu_layers(const ModelWeights& w, int64_t n_ctx, int n_seq, GgmlType kv_type, int64_t n_batch,
                         size_t budget) {
   const Gemma3Config& c = w.config;
-  const size_t elem = kv_type == GgmlType::F16 ? 2 : 4;
-  // Activations of one batch (the same estimate as the host's), plus the prompt GEMM's scratch:
-  // one 64 MiB decoded weight chunk, 32 MiB of cuBLAS workspace and the 16-bit activations.
-  const MemoryEstimate m = estimate_memory(w, n_ctx, n_seq, kv_type, n_batch);
-  const size_t gemm = (size_t{96} << 20) + static_cast<size_t>(n_batch * c.ffn) * 2;
   GpuPlan p;
-  p.fixed = w.tok_embd.nbytes() + w.output_norm.nbytes() + m.scratch + gemm;
+  p.fixed = fixed_gpu_bytes(w, n_ctx, n_seq, kv_type, n_batch);
   if (p.fixed > budget)
     fail("--gpu-memory {} cannot hold even the embedding table and activations ({}); give more or use --device cpu",
          format_bytes(budget), format_bytes(p.fixed));
   p.bytes = p.fixed;
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    size_t layer = 0;
-    for (const WeightTensor* t : w.layers[static_cast<size_t>(l)].all()) layer += t->nbytes();
-    layer +=
-        2 * static_cast<size_t>(KvCache::layer_capacity(c, l, n_ctx) * c.kv_dim()) * elem * static_cast<size_t>(n_seq);
+    const size_t layer = layer_weight_bytes(w, l) + layer_kv_bytes(c, l, n_ctx, n_seq, kv_type);
     p.per_layer = std::max(p.per_layer, layer);
     if (p.bytes + layer > budget) break;
     p.bytes += layer;

@@ -28,4 +28,10 @@ struct GpuPlan {
 GpuPlan plan_gpu_layers(const ModelWeights& w, int64_t n_ctx, int n_seq, GgmlType kv_type, int64_t n_batch,
                         size_t budget);
 
+// Bytes of layer l's keys and values for n_seq slots of n_ctx positions.
+size_t layer_kv_bytes(const Gemma3Config& c, int64_t l, int64_t n_ctx, int n_seq, GgmlType kv_type);
+// What the plan above counts for the first `layers` layers on the GPU.
+size_t gpu_bytes_for_layers(const ModelWeights& w, int64_t n_ctx, int n_seq, GgmlType kv_type, int64_t n_batch,
+                            int64_t layers);
+
 }  // namespace unicorn

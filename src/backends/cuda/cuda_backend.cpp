@@ -47,6 +47,12 @@ double cuda_time_ms(Backend& backend, const std::function<void()>& work) {
   return ms;
 }
 
+size_t cuda_free_memory(Backend& backend) {
+  auto* b = dynamic_cast<cuda::CudaBackend*>(&backend);
+  if (!b) fail("cuda_free_memory: backend {} is not a CUDA backend", backend.name());
+  return b->free_memory();
+}
+
 void cuda_force_tiled_prompt_attention(Backend& backend, bool on) {
   auto* b = dynamic_cast<cuda::CudaBackend*>(&backend);
   if (!b) fail("cuda_force_tiled_prompt_attention: backend {} is not a CUDA backend", backend.name());
@@ -80,6 +86,13 @@ CudaBackend::~CudaBackend() {
     cudaStreamSynchronize(stream_);
     cudaStreamDestroy(stream_);
   }
+}
+
+size_t CudaBackend::free_memory() const {
+  check(cudaSetDevice(device_), "selecting the device");
+  size_t free = 0, total = 0;
+  check(cudaMemGetInfo(&free, &total), "reading free device memory");
+  return free;
 }
 
 void CudaBackend::check_launch(cudaError_t e, const char* op) {

@@ -21,6 +21,9 @@ std::string cuda_device_description(int index);
 // stream around them; waits for them). For benchmarks: excludes host launch overhead.
 double cuda_time_ms(Backend& cuda_backend, const std::function<void()>& work);
 
+// Free memory of a CUDA backend's device (cudaMemGetInfo), in bytes.
+size_t cuda_free_memory(Backend& cuda_backend);
+
 // Tests: make a CUDA backend take the tiled prompt attention for every batch of 32+ tokens.
 void cuda_force_tiled_prompt_attention(Backend& cuda_backend, bool on);
 

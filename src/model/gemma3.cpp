@@ -111,11 +111,6 @@ void Gemma3Model::forward(const Batch& batch, KvCache& kv, std::vector<float>& l
     if (r.embed) {
       x = scratch(b, kX, T, c.hidden);
       b->embed(w.tok_embd, batch.tokens, c.embed_scale, x);
-    } else if (x.owner() != b) {  // a placement cut: move the residual stream
-      std::vector<float> host(static_cast<size_t>(T * c.hidden));
-      x.owner()->copy_to_host(x, host.data());
-      x = scratch(b, kX, T, c.hidden);
-      b->copy_from_host(host.data(), x);
     }
     if (r.l1 > r.l0) run_layers(b, r.l0, r.l1, batch, kv, past, x);
     if (r.output) {
@@ -144,8 +139,13 @@ void Gemma3Model::forward(const Batch& batch, KvCache& kv, std::vector<float>& l
     const std::string key =
         fmt::format("m{}:kv{}:T{}:s{}:r{}:{}{}-{}{}:top{}/{}", id_, kv.id(), T, kv.n_seq(), rows.size(),
                     r.embed ? "e" : "", r.l0, r.l1, r.output ? "o" : "", request.top, request.n_allowed);
+    if (!r.embed && x.owner() != r.b) {  // a placement cut: move the residual stream (never recorded)
+      std::vector<float> host(static_cast<size_t>(T * c.hidden));
+      x.owner()->copy_to_host(x, host.data());
+      x = scratch(r.b, kX, T, c.hidden);
+      r.b->copy_from_host(host.data(), x);
+    }
     if (record && r.b->replay(key)) {  // the recording read and wrote these same buffers
-      if (!r.embed && x.owner() != r.b) fail("internal: a replayed run does not start on its backend");
       x = scratch(r.b, kX, T, c.hidden);
       if (r.output)
         out = request.top > 0 ? scratch(r.b, kTop, static_cast<int64_t>(rows.size()), 2 * request.top)

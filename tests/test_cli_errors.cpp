@@ -141,7 +141,7 @@ TEST(CliErrors, WrongShapeIsNamed) {
 
 TEST(CliErrors, BadFlagValuesAreRejected) {
   for (const char* args : {"run --temp abc -p hi", "run -c -5 -p hi", "run --top-p 2 -p hi", "bench -r 0",
-                           "run --kv-type q4 -p hi", "frobnicate"}) {
+                           "run --kv-type q4 -p hi", "frobnicate", "bench --write-gguf /tmp/unicorn_never.gguf"}) {
     const Result r = run_unicorn(args);
     EXPECT_NE(r.exit_code, 0) << args;
     EXPECT_NE(r.exit_code, -1) << args;

@@ -6,8 +6,10 @@
 
 #include "cli/common.h"
 #include "core/error.h"
+#include "model/loader.h"
 #include "model/synthetic.h"
 #include "runtime/bench.h"
+#include "runtime/model_writer.h"
 
 namespace unicorn::cli {
 namespace {
@@ -24,8 +26,10 @@ class BenchCommand final : public Command {
     sub.add_option("-o,--output", format_, "output format")->check(CLI::IsMember({"md", "json"}));
     sub.add_option("--synthetic", synthetic_, "benchmark random valid weights of a real size instead of a file")
         ->check(CLI::IsMember({"270m", "1b", "4b", "12b", "27b"}));
-    sub.add_option("--type", scheme_, "weight scheme for --synthetic: q4_0 (Q6_K embedding), q8_0, bf16, f16, q4_k_m");
+    sub.add_option("--type", scheme_,
+                   "weight scheme for --synthetic: q4_0 (Q6_K embedding), q4_mix, q4_small, q8_0, bf16, f16, q4_k_m");
     sub.add_option("--json-file", json_file_, "also write the JSON results to this file");
+    sub.add_option("--write-gguf", write_gguf_, "with --synthetic: write the weights to this GGUF file and exit");
   }
 
   int run() override {
@@ -36,6 +40,15 @@ class BenchCommand final : public Command {
     if (!synthetic_.empty()) {
       if (!mo_.model.empty()) fail("pass either -m or --synthetic, not both");
       mo_.model = "synthetic:" + synthetic_ + ":" + scheme_;
+    }
+    if (!write_gguf_.empty()) {
+      if (synthetic_.empty()) fail("--write-gguf needs --synthetic (a model file is already a file)");
+      const LoadedModel m = load_model(mo_.model);
+      fmt::print(stderr, "writing {} ({}) to {}\n", m.weights->source, format_bytes(m.weights->weight_bytes()),
+                 write_gguf_);
+      write_model_gguf(*m.weights, write_gguf_);
+      fmt::print(stderr, "wrote {}\n", write_gguf_);
+      return 0;
     }
     auto e = open_engine(mo_);
     fmt::print(stderr, "bench: {} ({}), {} read per generated token\n", e->weights().source,
@@ -89,7 +102,7 @@ class BenchCommand final : public Command {
   int n_prompt_ = 512, n_gen_ = 128, reps_ = 3;
   std::vector<int> depth_;
   std::string format_ = "md", json_file_;
-  std::string synthetic_, scheme_ = "q4_0";
+  std::string synthetic_, scheme_ = "q4_0", write_gguf_;
 };
 }  // namespace
 

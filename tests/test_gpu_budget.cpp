@@ -16,7 +16,8 @@ TEST(GpuBudget, SizesParseWithBinaryUnits) {
   EXPECT_EQ(parse_size("24GiB"), size_t{24} << 30);
   EXPECT_EQ(parse_size("24gb"), size_t{24} << 30);
   EXPECT_EQ(parse_size("1.5G"), size_t{3} << 29);
-  for (const char* bad : {"", "G", "abc", "12X", "1.2.3G", "-5G", "5 G"}) EXPECT_THROW(parse_size(bad), Error) << bad;
+  for (const char* bad : {"", "G", "abc", "12X", "1.2.3G", "-5G", "5 G", "20000000T"})
+    EXPECT_THROW(parse_size(bad), Error) << bad;
 }
 
 TEST(GpuBudget, PlanTakesTheLeadingLayersThatFit) {

@@ -185,8 +185,14 @@ TEST(SamplerCandidates, RaisingPenaltiesOrNoTopKNeedTheWholeRow) {
   p.repeat_penalty = 1.2f;
   Sampler s(p);
   s.accept(3), s.accept(9), s.accept(3);
-  EXPECT_EQ(s.candidates_needed(), 42);  // one more per distinct penalized token
+  EXPECT_EQ(s.candidates_needed(), 64);  // 40 + 2 penalized tokens, rounded up to a multiple of 32
+  p.repeat_last_n = 1024;
+  Sampler many(p);
+  for (int t = 0; t < 600; ++t) many.accept(t);
+  EXPECT_EQ(many.candidates_needed(), 0);  // 40 + 600 candidates: the whole row is cheaper
   p.temperature = 0.0f;
   p.top_k = 0;
-  EXPECT_EQ(Sampler(p).candidates_needed(), 1);  // greedy
+  EXPECT_EQ(Sampler(p).candidates_needed(), 32);  // greedy with penalties: 1 + r, rounded up
+  p.repeat_penalty = 1.0f;
+  EXPECT_EQ(Sampler(p).candidates_needed(), 1);  // plain greedy
 }

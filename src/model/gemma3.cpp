@@ -71,7 +71,7 @@ void Gemma3Model::forward(const Batch& batch, KvCache& kv, std::vector<float>& l
   const Gemma3Config& c = config();
   const ModelWeights& w = *w_;
   const int64_t allowed = request.n_allowed > 0 ? std::min(request.n_allowed, c.vocab_size) : c.vocab_size;
-  if (request.top < 0 || request.top > allowed)
+  if (request.top < 0 || request.top > allowed || request.top > LogitsRequest::kMaxTop)
     fail("internal: {} best logits asked of {} allowed ids", request.top, allowed);
   const auto T = static_cast<int64_t>(batch.size());
   const BatchView view{batch.tokens, batch.pos, batch.seq};
@@ -122,7 +122,10 @@ void Gemma3Model::forward(const Batch& batch, KvCache& kv, std::vector<float>& l
       matmul(b, w.tok_embd, sel, out);
       if (c.final_softcap > 0) b->softcap(out, c.final_softcap);
       if (request.top > 0) {
-        Act best = scratch(b, kTop, static_cast<int64_t>(rows.size()), 2 * request.top);
+        // Sized for the largest request once, so that a changing count never moves the buffer
+        // (which would drop the recorded steps).
+        Act best = scratch(b, kTop, static_cast<int64_t>(rows.size()), 2 * LogitsRequest::kMaxTop)
+                       .view(static_cast<int64_t>(rows.size()), 2 * request.top);
         b->top_k(out, request.top, request.n_allowed, best);
         out = best;
       }
@@ -148,7 +151,8 @@ void Gemma3Model::forward(const Batch& batch, KvCache& kv, std::vector<float>& l
     if (record && r.b->replay(key)) {  // the recording read and wrote these same buffers
       x = scratch(r.b, kX, T, c.hidden);
       if (r.output)
-        out = request.top > 0 ? scratch(r.b, kTop, static_cast<int64_t>(rows.size()), 2 * request.top)
+        out = request.top > 0 ? scratch(r.b, kTop, static_cast<int64_t>(rows.size()), 2 * LogitsRequest::kMaxTop)
+                                    .view(static_cast<int64_t>(rows.size()), 2 * request.top)
                               : scratch(r.b, kOut, static_cast<int64_t>(rows.size()), c.vocab_size);
       continue;
     }

@@ -39,7 +39,8 @@ struct Batch {
 // flattened into floats (logit, id, logit, id, ...): found on the backend, so the whole row
 // never reaches the host (runtime/sampler.h candidates_needed()).
 struct LogitsRequest {
-  int top = 0;
+  static constexpr int kMaxTop = 512;
+  int top = 0;  // 0 .. kMaxTop
   int64_t n_allowed = 0;
 };
 

@@ -97,12 +97,16 @@ void Engine::check_memory(const EngineOptions& opt, const Gemma3Config& c) const
         opt.n_ctx, format_bytes(host_kv), format_bytes(mem_.scratch), format_bytes(host_kv + mem_.scratch),
         format_bytes(avail));
 #ifdef UNICORN_HAVE_CUDA
-  if (!gpu) return;
+  if (!gpu || n_gpu == 0) return;  // no layer on the GPU: the embedding and head are on the CPU too
   const size_t free = cuda_free_memory(*backends_[0]);
   const size_t need = gpu_bytes_for_layers(*weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, n_gpu);
   if (need > free) {
-    const GpuPlan fit =
-        free > 0 ? plan_gpu_layers(*weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, free) : GpuPlan{};
+    if (free < gpu_bytes_for_layers(*weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, 0))
+      fail(
+          "not enough GPU memory on {}: {} is free, less than the embedding table and activations need; use --device "
+          "cpu",
+          backends_[0]->name(), format_bytes(free));
+    const GpuPlan fit = plan_gpu_layers(*weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, free);
     fail(
         "not enough GPU memory on {}: {} layers with a {}-token KV cache need {}, but {} is free; use --gpu-layers {} "
         "(or --gpu-memory) to run the rest on the CPU, or lower -c",

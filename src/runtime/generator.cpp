@@ -133,6 +133,7 @@ void Generator::generate(const GenerationLimits& limits, const std::function<voi
     sampler_.accept(t);
     if (t == tok.eos()) {
       stats.stop = StopReason::EndOfSequence;
+      have_logits_ = false;  // they were fetched for the history before this token
       break;
     }
     if (t == eot) {

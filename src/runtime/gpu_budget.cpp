@@ -34,6 +34,7 @@ size_t parse_size(const std::string& text) {
     if (unit == p || unit == p + "B" || unit == p + "IB") scale = s;
   }
   if (value < 0 || scale < 0 || !std::isfinite(value)) fail("'{}' is not a size (examples: 24G, 16000M, 8.5GiB)", text);
+  if (value * scale >= 0x1p63) fail("'{}' is too large a size", text);
   return static_cast<size_t>(value * scale);
 }
 

@@ -1,6 +1,6 @@
 // Writes a model held in memory (e.g. synthetic weights, model/synthetic.h) to a GGUF file with
 // the gemma3 metadata Unicorn writes (runtime/quant_source.h gemma3_metadata), tensors as they
-// are: GGUF names, types and bytes. No tokenizer is written unless the model came with one.
+// are: GGUF names, types and bytes. No tokenizer is written (synthetic models have none).
 #pragma once
 #include <string>
 

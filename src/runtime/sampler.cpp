@@ -32,8 +32,9 @@ int32_t Sampler::sample(std::span<const float> logits) {
 }
 
 namespace {
-constexpr int kMaxCandidates = 256;  // top-k beyond this asks for the whole row
-}
+constexpr int kMaxCandidates = 256;               // top-k beyond this asks for the whole row
+constexpr int kMaxCandidatesWithPenalties = 512;  // k + penalized tokens beyond this, too
+}  // namespace
 
 // The top-k after penalties lies within the top (k + r) before them, r = distinct penalized
 // tokens: a token with k + r tokens above it keeps at least k unpenalized ones above it. This
@@ -42,10 +43,12 @@ int Sampler::candidates_needed() const {
   if (p_.repeat_penalty < 1.0f || p_.presence_penalty < 0.0f) return 0;
   const int k = p_.temperature <= 0.0f ? 1 : p_.top_k;
   if (k <= 0 || k > kMaxCandidates) return 0;
-  int r = 0;
-  if (p_.repeat_penalty != 1.0f || p_.presence_penalty != 0.0f)
-    r = static_cast<int>(std::unordered_set<int32_t>(recent_.begin(), recent_.end()).size());
-  return k + r;
+  if (p_.repeat_penalty == 1.0f && p_.presence_penalty == 0.0f) return k;
+  const int r = static_cast<int>(std::unordered_set<int32_t>(recent_.begin(), recent_.end()).size());
+  // More candidates than needed are still exact; rounding up keeps the count (and so a GPU's
+  // recorded step) the same from one token to the next.
+  const int n = (k + r + 31) / 32 * 32;
+  return n <= kMaxCandidatesWithPenalties ? n : 0;
 }
 
 int32_t Sampler::sample_candidates(std::span<const std::pair<float, int32_t>> best_first) {

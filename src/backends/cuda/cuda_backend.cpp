@@ -569,7 +569,13 @@ void CudaBackend::softcap(Act& x, float cap) {
 
 void CudaBackend::top_k(const Act& x, int k, int64_t n_allowed, Act& out) {
   const int64_t n = n_allowed > 0 ? std::min(n_allowed, x.cols()) : x.cols();
-  if (k > top_k_max() || out.rows() != x.rows() || out.cols() != 2 * k) return Backend::top_k(x, k, n_allowed, out);
+  if (k > top_k_max() || out.rows() != x.rows() || out.cols() != 2 * k) {
+    if (capturing_) {  // the host fallback synchronizes: give the recording up, the ops run again eagerly
+      capture_ok_ = false;
+      return;
+    }
+    return Backend::top_k(x, k, n_allowed, out);
+  }
   grow(argmax_, static_cast<size_t>(x.rows()) * sizeof(unsigned long long));
   wrote(out);
   check_launch(launch_top_k(x.data(), x.rows(), x.cols(), n, k, out.data(), argmax_.as<unsigned long long>(), stream_),

@@ -16,8 +16,9 @@ namespace {
 
 constexpr int kThreads = 1024, kWarps = kThreads / 32, kMaxK = 512;
 
-// Larger float <=> larger key (finite values; -0 sorts below +0).
+// Larger float <=> larger key (finite values).
 __device__ __forceinline__ uint32_t key_of(float v) {
+  if (v == 0.0f) v = 0.0f;  // -0 ties with +0 (the host orders them equal, then by column)
   const uint32_t u = __float_as_uint(v);
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }

@@ -139,25 +139,17 @@ unsigned blocks_for(int64_t groups) { return static_cast<unsigned>((groups + kTh
 
 }  // namespace
 
-cudaError_t launch_dequantize_bf16(const DeviceWeight& w, int64_t r0, int64_t n, uint16_t* out, cudaStream_t s) {
-  if (r0 < 0 || n < 0 || r0 + n > w.rows || w.cols % 8 != 0 || reinterpret_cast<uintptr_t>(out) % 16 != 0)
-    return cudaErrorInvalidValue;
-  const int64_t groups = n * (w.cols / 8);
-  if (groups == 0) return cudaSuccess;
-  auto* o = reinterpret_cast<uint4*>(out);
-  const bool ok = with_format(w.type, [&](auto f) {
-    dequantize_rows<decltype(f), false><<<blocks_for(groups), kThreads, 0, s>>>(w, r0, groups, o);
-  });
-  return ok ? cudaGetLastError() : cudaErrorNotSupported;
-}
+namespace {
 
-cudaError_t launch_dequantize_f16(const DeviceWeight& w, int64_t r0, int64_t n, uint16_t* out, cudaStream_t s) {
+// Rows [r0, r0 + n) of w to 16-bit floats: f16 (F16 = true) or bf16.
+template <bool F16>
+cudaError_t dequantize_to(const DeviceWeight& w, int64_t r0, int64_t n, uint16_t* out, cudaStream_t s) {
   if (r0 < 0 || n < 0 || r0 + n > w.rows || w.cols % 8 != 0 || reinterpret_cast<uintptr_t>(out) % 16 != 0)
     return cudaErrorInvalidValue;
   const int64_t groups = n * (w.cols / 8);
   if (groups == 0) return cudaSuccess;
   auto* o = reinterpret_cast<uint4*>(out);
-  if (w.type == GgmlType::Q4_0 || w.type == GgmlType::Q8_0) {
+  if (F16 && (w.type == GgmlType::Q4_0 || w.type == GgmlType::Q8_0)) {
     const int64_t n_blocks = n * w.blocks_per_row;
     const auto grid = static_cast<unsigned>((n_blocks + kTileBlocks - 1) / kTileBlocks);
     if (w.type == GgmlType::Q4_0)
@@ -167,9 +159,19 @@ cudaError_t launch_dequantize_f16(const DeviceWeight& w, int64_t r0, int64_t n, 
     return cudaGetLastError();
   }
   const bool ok = with_format(w.type, [&](auto f) {
-    dequantize_rows<decltype(f), true><<<blocks_for(groups), kThreads, 0, s>>>(w, r0, groups, o);
+    dequantize_rows<decltype(f), F16><<<blocks_for(groups), kThreads, 0, s>>>(w, r0, groups, o);
   });
   return ok ? cudaGetLastError() : cudaErrorNotSupported;
+}
+
+}  // namespace
+
+cudaError_t launch_dequantize_bf16(const DeviceWeight& w, int64_t r0, int64_t n, uint16_t* out, cudaStream_t s) {
+  return dequantize_to<false>(w, r0, n, out, s);
+}
+
+cudaError_t launch_dequantize_f16(const DeviceWeight& w, int64_t r0, int64_t n, uint16_t* out, cudaStream_t s) {
+  return dequantize_to<true>(w, r0, n, out, s);
 }
 
 cudaError_t launch_f32_to_f16_scaled(const float* x, int64_t n, uint16_t* out, unsigned* amax, float* alpha_beta,

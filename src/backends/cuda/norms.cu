@@ -3,6 +3,7 @@
 // accumulated in double, as the CPU reference does. One block per (row, group); y may alias x.
 // Also the fused forms the decode step uses: QK-norm + RoPE of q and k in one launch, and the end
 // of a block (post-norm, residual add, next input norm) in one launch.
+#include "backends/cuda/act_quant.cuh"
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launch.cuh"
 #include "backends/cuda/rope.cuh"
@@ -90,29 +91,13 @@ __device__ __forceinline__ float4 scale4(float4 x, float inv, float4 w) {
   return make_float4(x.x * inv * w.x, x.y * inv * w.y, x.z * inv * w.z, x.w * inv * w.w);
 }
 
-// Quantizes the row's float4s to int8 blocks of 32 (8 consecutive float4s = 8 consecutive lanes),
-// as quantize_act.cu does: d = max|x| / 127, q = round(x / d), and (d, d * sum q) per block.
+// Quantizes the row's float4s to int8 blocks of 32 (act_quant.cuh; 8 consecutive float4s = 8
+// consecutive lanes).
 __device__ __forceinline__ void quantize_row(const float4* v, int64_t n4, int64_t row, int8_t* q, float* ds) {
 #pragma unroll
   for (int k = 0; k < kVec; ++k) {
     const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kRowThreads;
-    const bool live = i < n4;
-    const float4 a = live ? v[k] : make_float4(0, 0, 0, 0);
-    float amax = fmaxf(fmaxf(fabsf(a.x), fabsf(a.y)), fmaxf(fabsf(a.z), fabsf(a.w)));
-#pragma unroll
-    for (int o = 4; o > 0; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, o, 8));
-    const float d = amax / 127.0f;
-    const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
-    const int b0 = __float2int_rn(a.x * id), b1 = __float2int_rn(a.y * id);
-    const int b2 = __float2int_rn(a.z * id), b3 = __float2int_rn(a.w * id);
-    int sum = b0 + b1 + b2 + b3;
-#pragma unroll
-    for (int o = 4; o > 0; o /= 2) sum += __shfl_xor_sync(0xFFFFFFFFu, sum, o, 8);
-    if (!live) continue;
-    const int64_t g = row * n4 + i;  // float4 index in the [T, K] matrix
-    reinterpret_cast<char4*>(q)[g] = make_char4(static_cast<signed char>(b0), static_cast<signed char>(b1),
-                                                static_cast<signed char>(b2), static_cast<signed char>(b3));
-    if (g % 8 == 0) reinterpret_cast<float2*>(ds)[g / 8] = make_float2(d, d * static_cast<float>(sum));
+    quantize4_store(v[k], i < n4, row * n4 + i, q, ds);
   }
 }
 

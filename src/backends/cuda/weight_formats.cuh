@@ -233,6 +233,35 @@ struct FormatQ4_K {
       min = static_cast<float>((byte_of(sc, s + 4) >> 4) | ((byte_of(sc, s) >> 6) << 4));
     }
   }
+  // Sub-blocks 2c and 2c+1 of super-block sb (quants as unsigned bytes q0, q1) against NT
+  // activation rows: d * (scale * x_d * dot) - dmin * min * (x_d * sum x), per sub-block. The
+  // header word h holds d, dmin and the packed scales; Q5_K shares it.
+  template <int NT>
+  static __device__ __forceinline__ void pair_dot(uint4 h, const uint32_t* q0, const uint32_t* q1, int64_t sb, int c,
+                                                  ActQ8 x, int64_t K, int T, float* acc) {
+    const uint32_t sc[3] = {h.y, h.z, h.w};
+    float s0, m0, s1, m1;
+    scale_min(sc, 2 * c, s0, m0);
+    scale_min(sc, 2 * c + 1, s1, m1);
+    const float d = half_to_float(static_cast<uint16_t>(h.x & 0xFFFFu));
+    const float dmin = half_to_float(static_cast<uint16_t>(h.x >> 16));
+    const int64_t xb = sb * 8 + 2 * c;  // activation block of sub-block 2c
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (t >= T) break;
+      const ActWords x0 = load_act32(x.q + t * K, xb * 32);
+      const ActWords x1 = load_act32(x.q + t * K, xb * 32 + 32);
+      int lo = 0, hi = 0;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        lo = dot4(q0[i], x0.w[i], lo);
+        hi = dot4(q1[i], x1.w[i], hi);
+      }
+      const float2 ds0 = load_ds(x.ds, t * (K / 32) + xb), ds1 = load_ds(x.ds, t * (K / 32) + xb + 1);
+      acc[t] += d * (s0 * ds0.x * static_cast<float>(lo) + s1 * ds1.x * static_cast<float>(hi)) -
+                dmin * (m0 * ds0.y + m1 * ds1.y);
+    }
+  }
   static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
     const uint8_t* blk = w.q + r * w.q_row_bytes + (k / 256) * 144;
     const int i = static_cast<int>(k % 256), sub = i / 32, l = i % 32;
@@ -273,28 +302,13 @@ struct FormatQ4_K {
     const int c = static_cast<int>(item % 4);
     const uint4 h = rw.h, a0 = rw.a0, a1 = rw.a1;
     const uint32_t raw[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-    const uint32_t sc[3] = {h.y, h.z, h.w};
-    float s0, m0, s1, m1;
-    scale_min(sc, 2 * c, s0, m0);
-    scale_min(sc, 2 * c + 1, s1, m1);
-    const float d = half_to_float(static_cast<uint16_t>(h.x & 0xFFFFu));
-    const float dmin = half_to_float(static_cast<uint16_t>(h.x >> 16));
-    const int64_t xb = sb * 8 + 2 * c;  // activation block of sub-block 2c
+    uint32_t q0[8], q1[8];  // sub-blocks 2c and 2c+1 as bytes 0..15
 #pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      if (t >= T) break;
-      const ActWords x0 = load_act32(x.q + t * K, xb * 32);
-      const ActWords x1 = load_act32(x.q + t * K, xb * 32 + 32);
-      int lo = 0, hi = 0;
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        lo = dot4(raw[i] & 0x0F0F0F0Fu, x0.w[i], lo);
-        hi = dot4((raw[i] >> 4) & 0x0F0F0F0Fu, x1.w[i], hi);
-      }
-      const float2 ds0 = load_ds(x.ds, t * (K / 32) + xb), ds1 = load_ds(x.ds, t * (K / 32) + xb + 1);
-      acc[t] += d * (s0 * ds0.x * static_cast<float>(lo) + s1 * ds1.x * static_cast<float>(hi)) -
-                dmin * (m0 * ds0.y + m1 * ds1.y);
+    for (int i = 0; i < 8; ++i) {
+      q0[i] = raw[i] & 0x0F0F0F0Fu;
+      q1[i] = (raw[i] >> 4) & 0x0F0F0F0Fu;
     }
+    pair_dot<NT>(h, q0, q1, sb, c, x, K, T, acc);
   }
 };
 
@@ -336,34 +350,13 @@ struct FormatQ5_K {
     const uint4 a1 = __ldg(reinterpret_cast<const uint4*>(blk + 64 + 32 * c));
     const uint32_t raw[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
     const uint32_t qh[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
-    const uint32_t sc[3] = {h.y, h.z, h.w};
-    float s0, m0, s1, m1;
-    FormatQ4_K::scale_min(sc, 2 * c, s0, m0);
-    FormatQ4_K::scale_min(sc, 2 * c + 1, s1, m1);
-    const float d = half_to_float(static_cast<uint16_t>(h.x & 0xFFFFu));
-    const float dmin = half_to_float(static_cast<uint16_t>(h.x >> 16));
     uint32_t q0[8], q1[8];  // sub-blocks 2c and 2c+1 as bytes 0..31
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       q0[i] = (raw[i] & 0x0F0F0F0Fu) | (((qh[i] >> (2 * c)) & 0x01010101u) << 4);
       q1[i] = ((raw[i] >> 4) & 0x0F0F0F0Fu) | (((qh[i] >> (2 * c + 1)) & 0x01010101u) << 4);
     }
-    const int64_t xb = sb * 8 + 2 * c;  // activation block of sub-block 2c
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      if (t >= T) break;
-      const ActWords x0 = load_act32(x.q + t * K, xb * 32);
-      const ActWords x1 = load_act32(x.q + t * K, xb * 32 + 32);
-      int lo = 0, hi = 0;
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        lo = dot4(q0[i], x0.w[i], lo);
-        hi = dot4(q1[i], x1.w[i], hi);
-      }
-      const float2 ds0 = load_ds(x.ds, t * (K / 32) + xb), ds1 = load_ds(x.ds, t * (K / 32) + xb + 1);
-      acc[t] += d * (s0 * ds0.x * static_cast<float>(lo) + s1 * ds1.x * static_cast<float>(hi)) -
-                dmin * (m0 * ds0.y + m1 * ds1.y);
-    }
+    FormatQ4_K::pair_dot<NT>(h, q0, q1, sb, c, x, K, T, acc);
   }
 };
 

@@ -737,29 +737,27 @@ TEST_F(CudaBench, Gemma27BMatmulBandwidth) {
                 static_cast<double>(one) / us / 1e3, 2.0 * static_cast<double>(c.T * c.in * c.out) / us / 1e3);
     us_of[{c.type, c.in, c.out, c.T}] = us;
   }
-  // One decoded token of Gemma 3 27B, matmuls only: 62 layers of q, k, v, o, gate, up, down plus the
-  // Q6_K tied output projection.
-  for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0}) {
+  // One 27B layer's matmuls (q, k and v, o, gate and up, down) at T tokens, in us.
+  auto layer_us = [&](GgmlType t, int64_t T) {
     double layer = 0;
     for (auto [in, out, n] : {std::tuple<int64_t, int64_t, int>{5376, 4096, 1},
                               {5376, 2048, 2},
                               {4096, 5376, 1},
                               {5376, 21504, 2},
                               {21504, 5376, 1}})
-      layer += n * us_of[{t, in, out, 1}];
+      layer += n * us_of[{t, in, out, T}];
+    return layer;
+  };
+  // One decoded token of Gemma 3 27B, matmuls only: 62 layers plus the Q6_K tied output projection.
+  for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0}) {
+    const double layer = layer_us(t, 1);
     const double token = 62 * layer + us_of[{GgmlType::Q6_K, 5376, 262144, 1}];
     std::printf("27B %s decode, matmuls only: %.0f us/token = %.1f tok/s\n", std::string(type_name(t)).c_str(), token,
                 1e6 / token);
   }
   // A 512-token prompt of Gemma 3 27B, matmuls only (the output head runs for the last token only).
   for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::BF16}) {
-    double layer = 0;
-    for (auto [in, out, n] : {std::tuple<int64_t, int64_t, int>{5376, 4096, 1},
-                              {5376, 2048, 2},
-                              {4096, 5376, 1},
-                              {5376, 21504, 2},
-                              {21504, 5376, 1}})
-      layer += n * us_of[{t, in, out, 512}];
+    const double layer = layer_us(t, 512);
     std::printf("27B %s prefill of 512 tokens, matmuls only: %.0f us = %.0f tok/s\n", std::string(type_name(t)).c_str(),
                 62 * layer, 512e6 / (62 * layer));
   }

@@ -1,11 +1,14 @@
 // Matvec for quantized weights and few tokens (T <= 8): memory-bound, so each weight byte is read
 // once with 16-byte loads and decoded in registers; the activations were quantized to int8 per 32
-// values (quantize_act.cu) so that 4 products take one dp4a. One to four warps per weight row;
-// lanes take consecutive work items (weight_formats.cuh), so a warp's loads are contiguous.
+// values (quantize_act.cu) so that 4 products take one dp4a. One to four warps per weight row (and
+// two rows per warp group for one token); lanes take consecutive work items (weight_formats.cuh),
+// so a warp's loads are contiguous.
 //
 // One launch serves a MatvecJob: up to three weights of one format on the same input (q, k and v
 // in one grid), or a GeGLU pair whose warps compute row r of gate and of up together and write
 // gelu_tanh(gate) * up (spec §2.5), so the pair's outputs never go through memory.
+#include <algorithm>
+
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launch.cuh"
 #include "backends/cuda/matvec_shape.h"
@@ -36,12 +39,35 @@ __device__ __forceinline__ void warp_sum(float* acc) {
   }
 }
 
-// `wpr` warps share a row (1, 2 or 4), each taking every wpr-th group of 32 items, so that a
-// matrix of few rows still puts enough loads in flight; their sums meet in shared memory.
+// Rows per warp group: two rows of one matrix share every activation load for one token (formats
+// whose items take few registers); a GeGLU pair already reads gate and up rows together.
+template <class F, int NT, bool GLU>
+constexpr int rows_per_group() {
+  if constexpr (GLU || NT != 1 || !HasRaw<F>)
+    return 1;
+  else
+    return F::kUnrollOne >= 4 ? 2 : 1;
+}
+
+// Loads in flight per lane and stream, per pass (weight_formats.cuh Raw).
+template <class F, int NT, bool GLU>
+constexpr int unroll() {
+  constexpr int U1 = F::kUnrollOne;  // sized to the format's loads per item
+  if constexpr (NT == 1) return U1 < 2 ? U1 : 2;
+  return NT <= 2 && U1 >= 4 ? U1 / 2 : 2;
+}
+
+// A group of `wpr` warps (1, 2 or 4) computes R rows (or a GeGLU pair of rows) over the whole
+// input width: its 32 * wpr lanes take consecutive items (a group's loads are contiguous), each
+// lane U items per pass, and the warps' sums meet in shared memory. Splitting a row over a whole
+// 4-warp block and giving each lane few items keeps the grid fine-grained, so that blocks finish
+// evenly and the memory pipe stays full (bench/device/matvec_lab.cu, H100: 27B Q4_0 layer
+// 87 vs 97 us for one warp per row with 8 items per lane).
 template <class F, int NT, bool GLU>
 __global__ void __launch_bounds__(kWarps * 32) matvec_quant(MatvecJob job, ActQ8 x, int T) {
-  constexpr int kParts = GLU ? 2 : 1;
-  __shared__ float partial[kWarps][kParts][NT];
+  constexpr int R = rows_per_group<F, NT, GLU>();
+  constexpr int P = GLU ? 2 : R;  // weight rows read per group
+  __shared__ float partial[kWarps][P][NT];
   pdl_wait();
   const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
   const int wpr = job.wpr;
@@ -50,37 +76,40 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_quant(MatvecJob job, ActQ8
   // Static indices only: a dynamic index into the parameter block would copy it to local memory.
   const DeviceWeight w = m == 0 ? job.w[0] : (m == 1 ? job.w[1] : job.w[2]);
   float* y = m == 0 ? job.y[0] : (m == 1 ? job.y[1] : job.y[2]);
-  const int64_t row = (blk - job.first_block[m]) * (kWarps / wpr) + warp / wpr;
+  const int64_t row = ((blk - job.first_block[m]) * (kWarps / wpr) + warp / wpr) * R;  // first row of the group
   const int part = warp % wpr;
   const int64_t K = w.cols, items = K / F::kItem;
-  float acc[kParts][NT];
+  float acc[P][NT];
 #pragma unroll
-  for (int p = 0; p < kParts; ++p)
+  for (int p = 0; p < P; ++p)
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[p][t] = 0.0f;
   if (row < w.rows) {
     const int64_t step = 32 * static_cast<int64_t>(wpr);
     if constexpr (HasRaw<F>) {
-      // Every weight load of a pass is issued before the first dot product, so that a lane keeps
-      // U loads (2U for a GeGLU pair) in flight; one pass covers a 5376-wide Q4_0 row.
-      constexpr int U1 = F::kUnrollOne;  // sized to the format's loads per item
-      constexpr int U = NT == 1 && !GLU ? U1 : (NT <= 2 && U1 >= 4 ? U1 / 2 : 2);
+      // Every weight load of a pass is issued before the first dot product.
+      constexpr int U = unroll<F, NT, GLU>();
+      bool live[P];
+#pragma unroll
+      for (int p = 0; p < P; ++p) live[p] = GLU || row + p < w.rows;
       for (int64_t base = 32 * part + lane; base < items; base += step * U) {
-        typename F::Raw raw[kParts][U];
+        typename F::Raw raw[P][U];
 #pragma unroll
         for (int u = 0; u < U; ++u) {
           const int64_t it = base + step * u;
           if (it < items) {
-            raw[0][u] = F::load(w, row, it);
-            if constexpr (GLU) raw[1][u] = F::load(job.w[1], row, it);
+#pragma unroll
+            for (int p = 0; p < P; ++p)
+              if (live[p]) raw[p][u] = GLU ? F::load(p == 0 ? w : job.w[1], row, it) : F::load(w, row + p, it);
           }
         }
 #pragma unroll
         for (int u = 0; u < U; ++u) {
           const int64_t it = base + step * u;
           if (it < items) {
-            F::template dot_raw<NT>(raw[0][u], it, x, K, T, acc[0]);
-            if constexpr (GLU) F::template dot_raw<NT>(raw[1][u], it, x, K, T, acc[1]);
+#pragma unroll
+            for (int p = 0; p < P; ++p)
+              if (live[p]) F::template dot_raw<NT>(raw[p][u], it, x, K, T, acc[p]);
           }
         }
       }
@@ -98,41 +127,53 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_quant(MatvecJob job, ActQ8
     }
   }
 #pragma unroll
-  for (int p = 0; p < kParts; ++p) warp_sum<NT>(acc[p]);
+  for (int p = 0; p < P; ++p) warp_sum<NT>(acc[p]);
   if (wpr > 1) {
     if (lane == 0)
 #pragma unroll
-      for (int p = 0; p < kParts; ++p)
+      for (int p = 0; p < P; ++p)
 #pragma unroll
         for (int t = 0; t < NT; ++t) partial[warp][p][t] = acc[p][t];
     __syncthreads();
     if (part == 0)
 #pragma unroll
-      for (int p = 0; p < kParts; ++p)
+      for (int p = 0; p < P; ++p)
 #pragma unroll
         for (int t = 0; t < NT; ++t) {
           acc[p][t] = 0.0f;
           for (int q = 0; q < wpr; ++q) acc[p][t] += partial[warp + q][p][t];
         }
   }
-  if (lane == 0 && part == 0 && row < w.rows)
+  if (lane == 0 && part == 0)
 #pragma unroll
     for (int t = 0; t < NT; ++t)
       if (t < T) {
-        if constexpr (GLU)
-          y[t * w.rows + row] = gelu_tanh(acc[0][t]) * acc[1][t];
-        else
-          y[t * w.rows + row] = acc[0][t];
+        if constexpr (GLU) {
+          if (row < w.rows) y[t * w.rows + row] = gelu_tanh(acc[0][t]) * acc[1][t];
+        } else {
+#pragma unroll
+          for (int p = 0; p < P; ++p)
+            if (row + p < w.rows) y[t * w.rows + row + p] = acc[p][t];
+        }
       }
   pdl_trigger();  // after this block's stores: the next kernel may be scheduled as blocks finish
 }
 
-template <class F, bool GLU>
-void launch_for(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
+// Warps per row: the whole block for rows of at least 128 items (so that each lane has one or
+// two), fewer for short rows, and at least what warps_per_row asks so that matrices of few rows
+// still fill the machine.
+inline int group_warps(int64_t rows, int64_t items) {
+  int wpr = items >= 128 ? 4 : (items >= 64 ? 2 : 1);
+  return std::max(wpr, warps_per_row(rows, kWarps));
+}
+
+template <class F, int NT, bool GLU>
+void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   int64_t rows = 0;
   for (int i = 0; i < (GLU ? 1 : job.n); ++i) rows += job.w[i].rows;
-  job.wpr = warps_per_row(rows, kWarps);
-  const int64_t rows_per_block = kWarps / job.wpr;
+  constexpr int R = rows_per_group<F, NT, GLU>();
+  job.wpr = group_warps(rows / R, job.w[0].cols / F::kItem);
+  const int64_t rows_per_block = kWarps / job.wpr * R;
   int64_t blocks = 0;
   const int n = GLU ? 1 : job.n;
   for (int i = 0; i < n; ++i) {
@@ -142,14 +183,19 @@ void launch_for(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   for (int i = n; i < 4; ++i) job.first_block[i] = blocks;
   job.n = n;
   const dim3 grid(static_cast<unsigned>(blocks)), block(kWarps * 32);
+  launch(matvec_quant<F, NT, GLU>, grid, block, 0, s, job, x, T);
+}
+
+template <class F, bool GLU>
+void launch_for(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
   if (T <= 1)
-    launch(matvec_quant<F, 1, GLU>, grid, block, 0, s, job, x, T);
+    launch_nt<F, 1, GLU>(job, x, T, s);
   else if (T <= 2)
-    launch(matvec_quant<F, 2, GLU>, grid, block, 0, s, job, x, T);
+    launch_nt<F, 2, GLU>(job, x, T, s);
   else if (T <= 4)
-    launch(matvec_quant<F, 4, GLU>, grid, block, 0, s, job, x, T);
+    launch_nt<F, 4, GLU>(job, x, T, s);
   else
-    launch(matvec_quant<F, 8, GLU>, grid, block, 0, s, job, x, T);
+    launch_nt<F, 8, GLU>(job, x, T, s);
 }
 
 template <bool GLU>

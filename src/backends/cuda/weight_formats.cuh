@@ -25,6 +25,28 @@ __device__ __forceinline__ int dot4(uint32_t a, uint32_t b, int acc) {
   return __dp4a(static_cast<int>(a), static_cast<int>(b), acc);
 }
 
+// Weight loads of the matvec: read once per call, so they bypass L1 (no_allocate) and leave it to
+// the activations, which every row reads again; the L2 fetches a whole 256-byte line, as the
+// neighbouring lanes need it next. Measured on an H100 (bench/device/matvec_lab.cu): 6 % faster
+// over a 27B Q4_0 layer than __ldg.
+__device__ __forceinline__ uint4 ldw16(const void* p) {
+  uint4 r;
+  asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+               : "l"(p));
+  return r;
+}
+__device__ __forceinline__ uint16_t ldw2(const void* p) {
+  uint16_t r;
+  asm volatile("ld.global.nc.L1::no_allocate.u16 %0, [%1];" : "=h"(r) : "l"(p));
+  return r;
+}
+__device__ __forceinline__ uint32_t ldw4(const void* p) {
+  uint32_t r;
+  asm volatile("ld.global.nc.L1::no_allocate.u32 %0, [%1];" : "=r"(r) : "l"(p));
+  return r;
+}
+
 // Activation words of 32 values starting at value k of token t (16-byte aligned: k % 32 == 0).
 struct ActWords {
   uint32_t w[8];
@@ -93,8 +115,8 @@ struct FormatQ8_0 {
     uint16_t d;
   };
   static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t b) {
-    const uint4* p = reinterpret_cast<const uint4*>(w.q + r * w.q_row_bytes + b * 32);
-    return {__ldg(p), __ldg(p + 1), __ldg(w.d + r * w.blocks_per_row + b)};
+    const uint8_t* p = w.q + r * w.q_row_bytes + b * 32;
+    return {ldw16(p), ldw16(p + 16), ldw2(w.d + r * w.blocks_per_row + b)};
   }
   template <int NT>
   static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t b, ActQ8 x, int64_t K, int T, float* acc) {
@@ -139,17 +161,18 @@ struct FormatQ4_0 {
     uint16_t d;
   };
   static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t b) {
-    return {__ldg(reinterpret_cast<const uint4*>(w.q + r * w.q_row_bytes + b * 16)),
-            __ldg(w.d + r * w.blocks_per_row + b)};
+    return {ldw16(w.q + r * w.q_row_bytes + b * 16), ldw2(w.d + r * w.blocks_per_row + b)};
   }
   template <int NT>
   static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t b, ActQ8 x, int64_t K, int T, float* acc) {
+    // The nibbles as unsigned bytes (0..15, also valid as signed); the offset 8 comes back
+    // through the activation block's sum: sum (q - 8) x = sum q x - 8 sum x.
     const uint32_t words[4] = {raw.q.x, raw.q.y, raw.q.z, raw.q.w};
     uint32_t q[8];
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      q[i] = __vsub4(words[i] & 0x0F0F0F0Fu, 0x08080808u);
-      q[i + 4] = __vsub4((words[i] >> 4) & 0x0F0F0F0Fu, 0x08080808u);
+      q[i] = words[i] & 0x0F0F0F0Fu;
+      q[i + 4] = (words[i] >> 4) & 0x0F0F0F0Fu;
     }
     const float d = half_to_float(raw.d);
 #pragma unroll
@@ -159,7 +182,8 @@ struct FormatQ4_0 {
       int s = 0;
 #pragma unroll
       for (int i = 0; i < 8; ++i) s = dot4(q[i], xa.w[i], s);
-      acc[t] += d * load_ds(x.ds, t * (K / 32) + b).x * static_cast<float>(s);
+      const float2 ds = load_ds(x.ds, t * (K / 32) + b);
+      acc[t] += d * (ds.x * static_cast<float>(s) - 8.0f * ds.y);
     }
   }
   template <int NT>
@@ -189,8 +213,8 @@ struct FormatQ5_0 {
   template <int NT>
   static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t b, ActQ8 x, int64_t K, int T,
                                              float* acc) {
-    const uint4 a = __ldg(reinterpret_cast<const uint4*>(w.q + r * w.q_row_bytes + b * 16));
-    const uint32_t qh = __ldg(w.qh + r * w.blocks_per_row + b);
+    const uint4 a = ldw16(w.q + r * w.q_row_bytes + b * 16);
+    const uint32_t qh = ldw4(w.qh + r * w.blocks_per_row + b);
     const uint32_t raw[4] = {a.x, a.y, a.z, a.w};
     uint32_t q[8];
 #pragma unroll
@@ -288,8 +312,7 @@ struct FormatQ4_K {
   static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t item) {
     const uint8_t* blk = w.q + r * w.q_row_bytes + (item / 4) * 144;
     const int c = static_cast<int>(item % 4);
-    return {__ldg(reinterpret_cast<const uint4*>(blk)), __ldg(reinterpret_cast<const uint4*>(blk + 16 + 32 * c)),
-            __ldg(reinterpret_cast<const uint4*>(blk + 32 + 32 * c))};
+    return {ldw16(blk), ldw16(blk + 16 + 32 * c), ldw16(blk + 32 + 32 * c)};
   }
   template <int NT>
   static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t item, ActQ8 x, int64_t K, int T,
@@ -343,11 +366,8 @@ struct FormatQ5_K {
     const int64_t sb = item / 4;
     const int c = static_cast<int>(item % 4);
     const uint8_t* blk = w.q + r * w.q_row_bytes + sb * 176;
-    const uint4 h = __ldg(reinterpret_cast<const uint4*>(blk));
-    const uint4 h0 = __ldg(reinterpret_cast<const uint4*>(blk + 16));
-    const uint4 h1 = __ldg(reinterpret_cast<const uint4*>(blk + 32));
-    const uint4 a0 = __ldg(reinterpret_cast<const uint4*>(blk + 48 + 32 * c));
-    const uint4 a1 = __ldg(reinterpret_cast<const uint4*>(blk + 64 + 32 * c));
+    const uint4 h = ldw16(blk), h0 = ldw16(blk + 16), h1 = ldw16(blk + 32);
+    const uint4 a0 = ldw16(blk + 48 + 32 * c), a1 = ldw16(blk + 64 + 32 * c);
     const uint32_t raw[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
     const uint32_t qh[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
     uint32_t q0[8], q1[8];  // sub-blocks 2c and 2c+1 as bytes 0..31
@@ -390,12 +410,12 @@ struct FormatQ6_K {
   static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t item) {
     const int p = static_cast<int>(item % 4), h = p / 2, s0 = p % 2;
     const uint8_t* blk = w.q + r * w.q_row_bytes + (item / 4) * kQ6KPaddedBytes;
-    return {__ldg(reinterpret_cast<const uint4*>(blk + 64 * h + 32 * s0)),
-            __ldg(reinterpret_cast<const uint4*>(blk + 64 * h + 32 * s0 + 16)),
-            __ldg(reinterpret_cast<const uint4*>(blk + 128 + 32 * h)),
-            __ldg(reinterpret_cast<const uint4*>(blk + 128 + 32 * h + 16)),
-            __ldg(reinterpret_cast<const uint4*>(blk + 192)),  // 16 int8 scales
-            __ldg(reinterpret_cast<const uint16_t*>(blk + 208))};
+    return {ldw16(blk + 64 * h + 32 * s0),
+            ldw16(blk + 64 * h + 32 * s0 + 16),
+            ldw16(blk + 128 + 32 * h),
+            ldw16(blk + 128 + 32 * h + 16),
+            ldw16(blk + 192),  // 16 int8 scales
+            ldw2(blk + 208)};
   }
   template <int NT>
   static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t item, ActQ8 x, int64_t K, int T,

@@ -58,6 +58,17 @@ bool prefill_rounds_to_bf16(GgmlType t) {
 #endif
 }
 
+// Whether the CUDA matmul of T tokens multiplies int8-quantized activations (the T <= 8 matvec of
+// quantized weights, or the tensor-core small-batch matmul): NMSE <= 5e-4 against f32 math.
+bool int8_activations(GgmlType t, int64_t in, int64_t T) {
+#ifdef UNICORN_HAVE_CUDA
+  if (cuda::matmul_mma_supports(t, in, T)) return true;
+#else
+  (void)in;
+#endif
+  return T <= 8 && traits(t).quantized;
+}
+
 int cpu_threads() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
 
 // splitmix64: fast, seeded, the same stream on every machine.
@@ -206,9 +217,10 @@ TEST_P(CudaMatmul, MatchesCpuFromOneTokenToAPrompt) {
     Act xg = upload(*gpu, x, T, c.in), yg = gpu->alloc(T, c.out);
     gpu->matmul(w.t, xg, yg);
     const std::vector<float> want = to_host(*cpu, yc), got = to_host(*gpu, yg);
-    // T <= 8 with a quantized weight runs int8 dot products on quantized activations.
-    // T > 8 runs the prefill GEMM (bf16 operands when built with cuBLAS).
-    const bool int8_path = T <= 8 && traits(c.type).quantized;
+    // T <= 8 with a quantized weight runs int8 dot products on quantized activations, and so do
+    // 9 to 64 tokens of Q4_0 / Q8_0 (tensor cores). Else T > 8 runs the prefill GEMM (bf16 operands
+    // when built with cuBLAS).
+    const bool int8_path = int8_activations(c.type, c.in, T);
     const bool bf16_path = T > 8 && prefill_rounds_to_bf16(c.type);
     const double limit = int8_path ? 5e-4 : (bf16_path ? 1e-5 : 1e-7);
     EXPECT_LE(nmse(got, want), limit) << "T=" << T;
@@ -216,6 +228,40 @@ TEST_P(CudaMatmul, MatchesCpuFromOneTokenToAPrompt) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cuda, CudaMatmul, ::testing::ValuesIn(matmul_cases()), matmul_name);
+
+#ifdef UNICORN_HAVE_CUDA
+TEST_F(CudaOps, SmallBatchTensorCoreMatmulMatchesCpuAtItsEdges) {
+  // matmul_mma.cu: token counts that leave a token tile partly empty, rows that leave the last
+  // row block partly empty (1037) or give one 16-row warp per block (rw = 1: 100 rows; rw = 4:
+  // 9000 rows), K of one 256-value tile (fewer tiles than pipeline stages) up to many tiles.
+  Rng rng(77);
+  struct Shape {
+    int64_t rows, K;
+  };
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0})
+    for (Shape sh : {Shape{100, 256}, Shape{1037, 768}, Shape{9000, 2304}, Shape{64, 5376}}) {
+      HostWeight w = random_weight(type, sh.rows, sh.K, rng);
+      gpu->load_weight(w.t);
+      for (int64_t T : {9, 16, 23, 33, 64}) {
+        ASSERT_TRUE(cuda::matmul_mma_supports(type, sh.K, T));
+        const std::vector<float> x = random_floats(static_cast<size_t>(T * sh.K), rng);
+        Act xc = upload(*cpu, x, T, sh.K), yc = cpu->alloc(T, sh.rows);
+        cpu->matmul(w.t, xc, yc);
+        Act xg = upload(*gpu, x, T, sh.K), yg = gpu->alloc(T, sh.rows);
+        gpu->matmul(w.t, xg, yg);
+        const std::vector<float> got = to_host(*gpu, yg), want = to_host(*cpu, yc);
+        EXPECT_LE(nmse(got, want), 5e-4) << type_name(type) << " " << sh.rows << "x" << sh.K << " T=" << T;
+        // Every output written: the last token's last row is not left at the buffer's old value.
+        const size_t last = got.size() - 1;
+        EXPECT_NEAR(got[last], want[last], 0.05 * (std::fabs(want[last]) + 1.0)) << type_name(type) << " T=" << T;
+      }
+    }
+  EXPECT_FALSE(cuda::matmul_mma_supports(GgmlType::Q4_0, 640, 32));  // K % 256 != 0: the GEMM
+  EXPECT_FALSE(cuda::matmul_mma_supports(GgmlType::Q4_K, 5376, 32));
+  EXPECT_FALSE(cuda::matmul_mma_supports(GgmlType::Q4_0, 5376, 8));  // the matvec
+  EXPECT_FALSE(cuda::matmul_mma_supports(GgmlType::Q4_0, 5376, 65));
+}
+#endif
 
 TEST_F(CudaOps, OutputHeadOf270MSpansSeveralChunksAndMatchesCpu) {
   // 262144 x 640: six 64 MiB f16 chunks of 52352 rows, the last one 384 rows.
@@ -435,7 +481,7 @@ TEST_F(CudaOps, FusedMatmulsShareOneQuantizedInput) {
     HostWeight wv = random_weight(type, 256, in, rng), wg = random_weight(type, 2048, in, rng);
     HostWeight wu = random_weight(type, 2048, in, rng);
     for (HostWeight* w : {&wq, &wk, &wv, &wg, &wu}) gpu->load_weight(w->t);
-    for (int64_t T : {1, 3, 8, 20}) {  // 20: the unfused path
+    for (int64_t T : {1, 3, 8, 20}) {  // 20: the unfused path (tensor cores for Q4_0 and Q8_0)
       const std::vector<float> x = random_floats(static_cast<size_t>(T * in), rng);
       std::vector<float> got[4], want[4];
       int i = 0;
@@ -449,7 +495,8 @@ TEST_F(CudaOps, FusedMatmulsShareOneQuantizedInput) {
         std::vector<float>* out = i++ == 0 ? got : want;
         out[0] = to_host(*b, q), out[1] = to_host(*b, k), out[2] = to_host(*b, v), out[3] = to_host(*b, gate);
       }
-      const double limit = T <= 8 ? 5e-4 : 1e-5;  // int8 activations (matvec), else bf16 (prefill GEMM)
+      // int8 activations (matvec, tensor-core small batch), else bf16 (prefill GEMM)
+      const double limit = int8_activations(type, in, T) ? 5e-4 : 1e-5;
       for (int j = 0; j < 4; ++j)
         EXPECT_LE(nmse(got[j], want[j]), limit)
             << type_name(type) << " T=" << T << " output " << j << " (q, k, v, geglu) first values " << got[j][0]
@@ -699,7 +746,12 @@ TEST_F(CudaBench, Gemma27BMatmulBandwidth) {
     for (auto [in, out] :
          {std::pair<int64_t, int64_t>{5376, 4096}, {5376, 2048}, {4096, 5376}, {5376, 21504}, {21504, 5376}})
       cases.push_back({t, in, out, 1});
-  for (int64_t T : {2, 4, 8, 64, 512}) cases.push_back({GgmlType::Q4_0, 5376, 21504, T});
+  for (int64_t T : {2, 4, 8, 16, 64, 512}) cases.push_back({GgmlType::Q4_0, 5376, 21504, T});
+  // A 32-token prompt (time to first token) of every 27B layer shape: the tensor-core small batch.
+  for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0})
+    for (auto [in, out] :
+         {std::pair<int64_t, int64_t>{5376, 4096}, {5376, 2048}, {4096, 5376}, {5376, 21504}, {21504, 5376}})
+      cases.push_back({t, in, out, 32});
   // Prefill (T = 512) of every 27B layer shape, for the matmul-only prompt rate below.
   for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::BF16})
     for (auto [in, out] : {std::pair<int64_t, int64_t>{5376, 4096}, {5376, 2048}, {4096, 5376}, {21504, 5376}})
@@ -754,6 +806,11 @@ TEST_F(CudaBench, Gemma27BMatmulBandwidth) {
     const double token = 62 * layer + us_of[{GgmlType::Q6_K, 5376, 262144, 1}];
     std::printf("27B %s decode, matmuls only: %.0f us/token = %.1f tok/s\n", std::string(type_name(t)).c_str(), token,
                 1e6 / token);
+  }
+  for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0}) {
+    const double layer = layer_us(t, 32);
+    std::printf("27B %s prefill of 32 tokens, matmuls only: %.0f us = %.0f tok/s\n", std::string(type_name(t)).c_str(),
+                62 * layer, 32e6 / (62 * layer));
   }
   // A 512-token prompt of Gemma 3 27B, matmuls only (the output head runs for the last token only).
   for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::BF16}) {

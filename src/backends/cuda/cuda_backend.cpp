@@ -369,11 +369,24 @@ ActQ8 CudaBackend::quantize(const Act& x) {
   return a;
 }
 
+ActMma CudaBackend::quantize_mma(const Act& x) {
+  const int64_t T = x.rows(), K = x.cols();
+  const size_t bytes = act_mma_bytes(T, K);
+  if (act_mma_.bytes() < bytes) mma_src_ = nullptr;
+  grow(act_mma_, bytes);
+  const ActMma a = act_mma_view(act_mma_.get(), T, K);
+  if (mma_src_ == x.data() && mma_rows_ == T && mma_cols_ == K) return a;
+  check_launch(launch_quantize_mma(x.data(), T, K, a, stream_), "activation quantization (mma)");
+  mma_src_ = x.data(), mma_rows_ = T, mma_cols_ = K;
+  return a;
+}
+
 void CudaBackend::wrote(const Act& a) {
   const float* lo = a.data();
   const float* hi = lo + a.rows() * a.cols();
   gemm_.forget_input(lo, hi);
   if (q8_src_ && lo < q8_src_ + q8_rows_ * q8_cols_ && q8_src_ < hi) q8_src_ = nullptr;
+  if (mma_src_ && lo < mma_src_ + mma_rows_ * mma_cols_ && mma_src_ < hi) mma_src_ = nullptr;
 }
 
 namespace {
@@ -393,6 +406,8 @@ void CudaBackend::matmul(const WeightTensor& w, const Act& x, Act& y) {
   wrote(y);
   if (T <= kMaxMatvecTokens && matvec_quant_supports(w.type)) {
     check_launch(launch_matvec_quant(dw, quantize(x), static_cast<int>(T), y.data(), stream_), "matvec");
+  } else if (matmul_mma_supports(w.type, w.cols, T)) {
+    check_launch(launch_matmul_mma(dw, quantize_mma(x), static_cast<int>(T), y.data(), stream_), "mma matmul");
   } else if (T <= kMaxMatvecTokens && !traits(w.type).quantized) {
     check_launch(launch_matvec_float(dw, x.data(), static_cast<int>(T), y.data(), stream_), "matvec");
   } else {

@@ -81,6 +81,9 @@ class CudaBackend final : public Backend {
   // holds x's quantization (a fused producer wrote it, see add_norm).
   ActQ8 quantize(const Act& x);
   ActQ8 q8_buffer(int64_t T, int64_t K);
+  // x quantized into the mma fragment order in act_mma_ (9 to 64 tokens, matmul_mma.cu); skipped
+  // when act_mma_ already holds x's.
+  ActMma quantize_mma(const Act& x);
   // Every op calls this for the activation it writes: act_q8_ no longer matches that memory.
   void wrote(const Act& a);
   // Device copies of the values begin_batch received, when `values` equals them; else null.
@@ -105,6 +108,9 @@ class CudaBackend final : public Backend {
   DeviceBuffer argmax_;            // top_k's k = 1 words
   const float* q8_src_ = nullptr;  // whose quantization act_q8_ holds ([q8_rows_, q8_cols_])
   int64_t q8_rows_ = 0, q8_cols_ = 0;
+  DeviceBuffer act_mma_;            // quantized activations for the tensor-core small-batch matmul
+  const float* mma_src_ = nullptr;  // whose quantization act_mma_ holds ([mma_rows_, mma_cols_])
+  int64_t mma_rows_ = 0, mma_cols_ = 0;
 
   // The batch of the current forward pass (begin_batch): host copies to match op arguments
   // against, and the device layout tokens[T] pos[T] | attention metadata | logit rows.

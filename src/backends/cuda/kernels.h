@@ -20,6 +20,18 @@ cudaError_t launch_matvec_multi(const MatvecJob& job, ActQ8 x, int T, cudaStream
 // y = gelu_tanh(x · gateᵀ) ⊙ (x · upᵀ) (spec §2.5), gate and up of one type and shape.
 cudaError_t launch_matvec_geglu(const DeviceWeight& gate, const DeviceWeight& up, ActQ8 x, int T, float* y,
                                 cudaStream_t s);
+// 9 to 64 tokens, Q4_0 / Q8_0 weights with K % 256 == 0: int8 tensor cores (matmul_mma.cu) on
+// activations quantized per 32 values into the mma fragment order (act_mma_bytes of scratch).
+inline constexpr int64_t kMinMmaTokens = 9, kMaxMmaTokens = 64;
+struct ActMma {
+  const uint8_t* q = nullptr;  // int8 B fragments
+  const float4* s = nullptr;   // (d, d * sum q) of each fragment's two output tokens
+};
+bool matmul_mma_supports(GgmlType type, int64_t cols, int64_t T);
+size_t act_mma_bytes(int64_t T, int64_t K);
+ActMma act_mma_view(void* buffer, int64_t T, int64_t K);  // buffer: 16-byte aligned, act_mma_bytes
+cudaError_t launch_quantize_mma(const float* x, int64_t T, int64_t K, ActMma out, cudaStream_t s);
+cudaError_t launch_matmul_mma(const DeviceWeight& w, ActMma x, int T, float* y, cudaStream_t s);
 // T <= 8, float weights (F32, F16, BF16): f32 math, K % 8 == 0.
 cudaError_t launch_matvec_float(const DeviceWeight& w, const float* x, int T, float* y, cudaStream_t s);
 // Any T, any supported weight type: tiles of the weight dequantized to f32 in shared memory.

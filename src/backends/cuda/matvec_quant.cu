@@ -41,19 +41,25 @@ __device__ __forceinline__ void warp_sum(float* acc) {
 
 // Rows per warp group: two rows of one matrix share every activation load for one token (formats
 // whose items take few registers); a GeGLU pair already reads gate and up rows together.
+// Only the 32-value formats use the block-wide split and the row pairs (measured there; the
+// K-quants and T > 1 were slower or even with them, so they keep one warp per row).
+template <class F, int NT>
+constexpr bool kWideRows = NT == 1 && HasRaw<F>&& F::kItem == 32;
+
 template <class F, int NT, bool GLU>
 constexpr int rows_per_group() {
-  if constexpr (GLU || NT != 1 || !HasRaw<F>)
+  if constexpr (GLU || !kWideRows<F, NT>)
     return 1;
   else
-    return F::kUnrollOne >= 4 ? 2 : 1;
+    return 2;
 }
 
 // Loads in flight per lane and stream, per pass (weight_formats.cuh Raw).
 template <class F, int NT, bool GLU>
 constexpr int unroll() {
   constexpr int U1 = F::kUnrollOne;  // sized to the format's loads per item
-  if constexpr (NT == 1) return U1 < 2 ? U1 : 2;
+  if constexpr (kWideRows<F, NT>) return 2;
+  if constexpr (NT == 1 && !GLU) return U1;
   return NT <= 2 && U1 >= 4 ? U1 / 2 : 2;
 }
 
@@ -159,11 +165,11 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_quant(MatvecJob job, ActQ8
   pdl_trigger();  // after this block's stores: the next kernel may be scheduled as blocks finish
 }
 
-// Warps per row: the whole block for rows of at least 128 items (so that each lane has one or
-// two), fewer for short rows, and at least what warps_per_row asks so that matrices of few rows
-// still fill the machine.
-inline int group_warps(int64_t rows, int64_t items) {
-  int wpr = items >= 128 ? 4 : (items >= 64 ? 2 : 1);
+// Warps per row: for wide rows, the whole block for rows of at least 128 items (so that each lane
+// has one or two), fewer for short rows; always at least what warps_per_row asks, so that
+// matrices of few rows still fill the machine.
+inline int group_warps(int64_t rows, int64_t items, bool wide) {
+  const int wpr = !wide ? 1 : (items >= 128 ? 4 : (items >= 64 ? 2 : 1));
   return std::max(wpr, warps_per_row(rows, kWarps));
 }
 
@@ -172,7 +178,7 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   int64_t rows = 0;
   for (int i = 0; i < (GLU ? 1 : job.n); ++i) rows += job.w[i].rows;
   constexpr int R = rows_per_group<F, NT, GLU>();
-  job.wpr = group_warps(rows / R, job.w[0].cols / F::kItem);
+  job.wpr = group_warps(rows / R, job.w[0].cols / F::kItem, kWideRows<F, NT>);
   const int64_t rows_per_block = kWarps / job.wpr * R;
   int64_t blocks = 0;
   const int n = GLU ? 1 : job.n;

@@ -38,6 +38,9 @@ fi
 if [ "${KERNEL_BENCH:-0}" = 1 ]; then  # per-kernel timings (tests/test_cuda_ops.cpp CudaBench.*)
   UNICORN_CUDA_BENCH=1 timeout 240 ./build/gpu/unicorn_tests --gtest_filter='CudaBench*' > "$OUT/kernel_bench.md" 2>&1
   grep -E "^\||27B|FAILED" "$OUT/kernel_bench.md" | head -80
+  echo "tensor-core small batch below 9 tokens (UNICORN_MMA_MIN_TOKENS=2):"
+  UNICORN_MMA_MIN_TOKENS=2 UNICORN_CUDA_BENCH=1 timeout 120 ./build/gpu/unicorn_tests \
+    --gtest_filter='CudaBench.Gemma27BMatmulBandwidth' 2>&1 | grep -E "^\| Q4_0 \| 5376 -> 21504 \| [248] \|"
 fi
 
 U=./build/gpu/unicorn

@@ -22,7 +22,9 @@ cudaError_t launch_matvec_geglu(const DeviceWeight& gate, const DeviceWeight& up
                                 cudaStream_t s);
 // 9 to 64 tokens, Q4_0 / Q8_0 weights with K % 256 == 0: int8 tensor cores (matmul_mma.cu) on
 // activations quantized per 32 values into the mma fragment order (act_mma_bytes of scratch).
-inline constexpr int64_t kMinMmaTokens = 9, kMaxMmaTokens = 64;
+// From mma_min_tokens() (9, or UNICORN_MMA_MIN_TOKENS for measurements) to kMaxMmaTokens tokens.
+inline constexpr int64_t kMaxMmaTokens = 64;
+int64_t mma_min_tokens();
 struct ActMma {
   const uint8_t* q = nullptr;  // int8 B fragments
   const float4* s = nullptr;   // (d, d * sum q) of each fragment's two output tokens

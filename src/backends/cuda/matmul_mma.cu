@@ -18,11 +18,13 @@
 // (b * tiles + n) * 4 + c. Tokens past T are zero.
 //
 // A block of 4 warps owns 16 * rw rows (rw = 1, 2 or 4 warps along the rows, 4 / rw along K,
-// each taking every (4/rw)-th 32-value block); the weight rows stream through shared memory in
-// tiles of 8 blocks with cp.async, three tiles in flight.
+// each taking every (4/rw)-th 32-value block). The weight rows and the activation fragments of
+// the same 8 blocks stream through shared memory together (cp.async, three tiles in flight), so
+// the activations are read from L2 once per block of rows, never through L1 per warp.
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launch.cuh"
@@ -107,32 +109,55 @@ __global__ void quantize_mma(const float* x, int64_t T, int64_t K, int tiles, ui
   }
 }
 
+// Shared memory of one pipeline stage: the tile's weight rows, their scales, and the activation
+// fragments and scales of its 8 blocks for up to NT token tiles.
 template <GgmlType Type, int NT>
+struct Stage {
+  static constexpr int kRow = kRowStride<MmaFormat<Type>>;
+  static constexpr int xq_bytes = kTileBlocks * NT * 32 * 8, xs_bytes = kTileBlocks * NT * 4 * 16;
+  __host__ __device__ static constexpr int bytes(int rows_tile) {
+    return rows_tile * (kRow + 16) + xq_bytes + xs_bytes;
+  }
+};
+
+template <GgmlType Type, int NT, int RW>
 __global__ void __launch_bounds__(kThreads)
-    matmul_mma(DeviceWeight w, const uint8_t* xq, const float4* xs, int T, int rw, float* y) {
+    matmul_mma(DeviceWeight w, const uint8_t* xq, const float4* xs, int T, float* y) {
   using F = MmaFormat<Type>;
-  constexpr int kRow = kRowStride<F>;
+  using S = Stage<Type, NT>;
+  constexpr int kRow = S::kRow, kRowsTile = 16 * RW, KW = kThreads / 32 / RW;
+  constexpr int kStageQ = kRowsTile * kRow, kStageD = kStageQ + kRowsTile * 16, kStageX = kStageD + S::xq_bytes;
+  constexpr int kStageBytes = S::bytes(kRowsTile);
   extern __shared__ __align__(16) uint8_t smem[];
   pdl_wait();
   const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
   const int g = lane / 4, c = lane % 4;
-  const int rows_tile = 16 * rw, kw = kThreads / 32 / rw;
-  const int wr = warp % rw, wk = warp / rw;  // this warp's 16-row group and K lane
-  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * rows_tile;
+  const int wr = warp % RW, wk = warp / RW;  // this warp's 16-row group and K lane
+  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kRowsTile;
   const int64_t nb = w.blocks_per_row, k_tiles = nb / kTileBlocks;
   const int tiles = (T + 7) / 8;
-  const int stage_q = rows_tile * kRow, stage_bytes = stage_q + rows_tile * 16;
 
   auto load_stage = [&](int st, int64_t kt) {
-    uint8_t* base = smem + st * stage_bytes;
-    constexpr int chunks_per_row = kTileBlocks * F::kBlockBytes / 16;
-    for (int i = static_cast<int>(threadIdx.x); i < rows_tile * (chunks_per_row + 1); i += kThreads) {
-      const int r = i / (chunks_per_row + 1), ch = i % (chunks_per_row + 1);
+    uint8_t* base = smem + st * kStageBytes;
+    constexpr int kChunks = kTileBlocks * F::kBlockBytes / 16;  // 16-byte chunks of a row's tile
+    for (int i = static_cast<int>(threadIdx.x); i < kRowsTile * (kChunks + 1); i += kThreads) {
+      const int r = i / (kChunks + 1), ch = i % (kChunks + 1);
       const int64_t row = min(row0 + r, w.rows - 1);  // rows past the end load a real row, never stored
-      if (ch < chunks_per_row)
+      if (ch < kChunks)
         cp_async16(base + r * kRow + ch * 16, w.q + row * w.q_row_bytes + kt * kTileBlocks * F::kBlockBytes + ch * 16);
-      else  // the tile's 8 scales of this row: 16 bytes
-        cp_async16(base + stage_q + r * 16, w.d + row * nb + kt * kTileBlocks);
+      else  // the tile's 8 scales of this row
+        cp_async16(base + kStageQ + r * 16, w.d + row * nb + kt * kTileBlocks);
+    }
+    // The activation fragments of blocks kt*8 .. kt*8+7 are contiguous: 8 * tiles * 256 bytes,
+    // then their scales: 8 * tiles * 64 bytes.
+    const uint8_t* gq = xq + kt * kTileBlocks * tiles * 256;
+    const uint8_t* gs = reinterpret_cast<const uint8_t*>(xs) + kt * kTileBlocks * tiles * 64;
+    const int nq = kTileBlocks * tiles * 16, ns = kTileBlocks * tiles * 4;
+    for (int i = static_cast<int>(threadIdx.x); i < nq + ns; i += kThreads) {
+      if (i < nq)
+        cp_async16(base + kStageD + i * 16, gq + i * 16);
+      else
+        cp_async16(base + kStageX + (i - nq) * 16, gs + (i - nq) * 16);
     }
   };
 
@@ -152,22 +177,25 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     if (kt + kStages - 1 < k_tiles) load_stage(static_cast<int>((kt + kStages - 1) % kStages), kt + kStages - 1);
     cp_async_commit();
-    const uint8_t* base = smem + (kt % kStages) * stage_bytes;
+    const uint8_t* base = smem + (kt % kStages) * kStageBytes;
     const uint8_t* r_lo = base + (16 * wr + g) * kRow;
     const uint8_t* r_hi = r_lo + 8 * kRow;
-    const uint16_t* sc = reinterpret_cast<const uint16_t*>(base + stage_q);
-    for (int j = wk; j < kTileBlocks; j += kw) {
+    const uint16_t* sc = reinterpret_cast<const uint16_t*>(base + kStageQ);
+    const uint2* fq = reinterpret_cast<const uint2*>(base + kStageD);
+    const float4* fs = reinterpret_cast<const float4*>(base + kStageX);
+#pragma unroll
+    for (int jj = 0; jj < kTileBlocks / KW; ++jj) {
+      const int j = wk + KW * jj;
       uint32_t a[4];
       F::frag(reinterpret_cast<const uint32_t*>(r_lo + j * F::kBlockBytes), c, a[0], a[2]);
       F::frag(reinterpret_cast<const uint32_t*>(r_hi + j * F::kBlockBytes), c, a[1], a[3]);
       const float d_lo = __half2float(__ushort_as_half(sc[(16 * wr + g) * 8 + j]));
       const float d_hi = __half2float(__ushort_as_half(sc[(16 * wr + g + 8) * 8 + j]));
-      const int64_t b = kt * kTileBlocks + j;
 #pragma unroll
       for (int n = 0; n < NT; ++n) {
         if (n >= tiles) break;
-        const uint2 bq = __ldg(reinterpret_cast<const uint2*>(xq) + (b * tiles + n) * 32 + lane);
-        const float4 s = __ldg(xs + (b * tiles + n) * 4 + c);
+        const uint2 bq = fq[(j * tiles + n) * 32 + lane];
+        const float4 s = fs[(j * tiles + n) * 4 + c];
         int r[4];
         mma_s8(a, bq.x, bq.y, r);
         // value = d_w * (d_x * sum q x - 8 * d_x * sum x) for Q4_0; d_w * d_x * sum q x for Q8_0
@@ -182,7 +210,7 @@ __global__ void __launch_bounds__(kThreads)
   cp_async_wait<0>();
   __syncthreads();  // the stages are free: reuse them for the sums across the K warps
   float* part = reinterpret_cast<float*>(smem);
-  if (kw > 1) {
+  if constexpr (KW > 1) {
     if (wk > 0)
 #pragma unroll
       for (int n = 0; n < NT; ++n)
@@ -190,11 +218,12 @@ __global__ void __launch_bounds__(kThreads)
         for (int i = 0; i < 4; ++i) part[((warp * NT + n) * 4 + i) * 32 + lane] = acc[n][i];
     __syncthreads();
     if (wk == 0)
-      for (int q = 1; q < kw; ++q)
+#pragma unroll
+      for (int q = 1; q < KW; ++q)
 #pragma unroll
         for (int n = 0; n < NT; ++n)
 #pragma unroll
-          for (int i = 0; i < 4; ++i) acc[n][i] += part[(((q * rw + wr) * NT + n) * 4 + i) * 32 + lane];
+          for (int i = 0; i < 4; ++i) acc[n][i] += part[(((q * RW + wr) * NT + n) * 4 + i) * 32 + lane];
   }
   if (wk == 0) {
     const int64_t r_lo = row0 + 16 * wr + g, r_hi = r_lo + 8;
@@ -214,30 +243,31 @@ __global__ void __launch_bounds__(kThreads)
   pdl_trigger();
 }
 
-template <GgmlType Type>
-int stage_bytes(int rw) {
-  return kStages * 16 * rw * (kRowStride<MmaFormat<Type>> + 16);
+template <GgmlType Type, int NT, int RW>
+cudaError_t launch_rw(const DeviceWeight& w, ActMma x, int T, float* y, cudaStream_t s) {
+  // The stages, reused at the end for the sums across K warps.
+  constexpr int kPartBytes = kThreads / 32 * NT * 4 * 32 * static_cast<int>(sizeof(float));
+  constexpr int kSmem = std::max(kStages * Stage<Type, NT>::bytes(16 * RW), kPartBytes);
+  static const cudaError_t attr =
+      cudaFuncSetAttribute(matmul_mma<Type, NT, RW>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  if (attr != cudaSuccess) return attr;
+  const dim3 grid(static_cast<unsigned>((w.rows + 16 * RW - 1) / (16 * RW)));
+  return launch(matmul_mma<Type, NT, RW>, grid, dim3(kThreads), static_cast<size_t>(kSmem), s, w, x.q, x.s, T, y);
 }
 
 template <GgmlType Type, int NT>
 cudaError_t launch_nt(const DeviceWeight& w, ActMma x, int T, float* y, cudaStream_t s) {
-  // Warps along the rows: as many as keep about two blocks per multiprocessor busy.
+  // Warps along the rows (each block re-reads the activations, so as many as keep about two
+  // blocks per multiprocessor busy).
   static const int sm_count = [] {
     int dev = 0, n = 0;
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
     return n > 0 ? n : 132;
   }();
-  int rw = 4;
-  while (rw > 1 && (w.rows + 16 * rw - 1) / (16 * rw) < 2 * sm_count) rw /= 2;
-  // The stages, reused at the end for the sums across K warps.
-  constexpr int kPartBytes = kThreads / 32 * NT * 4 * 32 * static_cast<int>(sizeof(float));
-  const int smem = std::max(stage_bytes<Type>(rw), kPartBytes);
-  static const cudaError_t attr = cudaFuncSetAttribute(
-      matmul_mma<Type, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, std::max(stage_bytes<Type>(4), kPartBytes));
-  if (attr != cudaSuccess) return attr;
-  const dim3 grid(static_cast<unsigned>((w.rows + 16 * rw - 1) / (16 * rw)));
-  return launch(matmul_mma<Type, NT>, grid, dim3(kThreads), static_cast<size_t>(smem), s, w, x.q, x.s, T, rw, y);
+  if ((w.rows + 63) / 64 >= 2 * sm_count) return launch_rw<Type, NT, 4>(w, x, T, y, s);
+  if ((w.rows + 31) / 32 >= 2 * sm_count) return launch_rw<Type, NT, 2>(w, x, T, y, s);
+  return launch_rw<Type, NT, 1>(w, x, T, y, s);
 }
 
 template <GgmlType Type>
@@ -250,8 +280,17 @@ cudaError_t launch_type(const DeviceWeight& w, ActMma x, int T, float* y, cudaSt
 
 }  // namespace
 
+int64_t mma_min_tokens() {
+  static const int64_t n = [] {
+    const char* e = std::getenv("UNICORN_MMA_MIN_TOKENS");
+    const long v = e ? std::strtol(e, nullptr, 10) : 0;
+    return v >= 1 && v <= kMaxMmaTokens ? static_cast<int64_t>(v) : int64_t{9};
+  }();
+  return n;
+}
+
 bool matmul_mma_supports(GgmlType type, int64_t cols, int64_t T) {
-  return T >= kMinMmaTokens && T <= kMaxMmaTokens && (type == GgmlType::Q4_0 || type == GgmlType::Q8_0) &&
+  return T >= mma_min_tokens() && T <= kMaxMmaTokens && (type == GgmlType::Q4_0 || type == GgmlType::Q8_0) &&
          cols % (32 * kTileBlocks) == 0;
 }
 

@@ -10,6 +10,9 @@
 #include "model/synthetic.h"
 #include "runtime/bench.h"
 #include "runtime/model_writer.h"
+#ifdef UNICORN_HAVE_CUDA
+#include "backends/cuda/cuda_device.h"
+#endif
 
 namespace unicorn::cli {
 namespace {
@@ -66,8 +69,17 @@ class BenchCommand final : public Command {
       fmt::print("| model | size | params | backend | threads | test | t/s |\n");
       fmt::print("| --- | ---: | ---: | --- | ---: | --- | ---: |\n");
     }
+    // Device memory in use after each test (cudaMemGetInfo: the CUDA context included).
+    auto gpu_used = [&]() -> size_t {
+#ifdef UNICORN_HAVE_CUDA
+      if (backend.starts_with("cuda")) return cuda_used_memory(*e->backends()[0]);
+#endif
+      return 0;
+    };
+    std::vector<std::pair<std::string, size_t>> used;
     for (const BenchCase& bc : cases) {
       BenchResult r = run_bench(e->model(), e->kv(), bc, reps_, mo_.batch);
+      used.emplace_back(bc.name, gpu_used());
       const std::string model_name = fmt::format("gemma3 {}L h{}", c.n_layers, c.hidden);
       if (format_ == "md") {
         fmt::print("| {} | {} | {:.1f} M | {} | {} | {} | {:.2f} ± {:.2f} |\n", model_name,
@@ -86,7 +98,16 @@ class BenchCommand final : public Command {
                      {"bytes_per_token", bytes_per_token(e->weights())},
                      {"tok_per_s", r.tok_per_s},
                      {"mean", r.mean()},
-                     {"stddev", r.stddev()}});
+                     {"stddev", r.stddev()},
+                     {"gpu_memory_used", used.back().second}});
+    }
+    if (format_ == "md" && !used.empty() && used.back().second > 0) {
+      const MemoryEstimate& m = e->memory();
+      fmt::print("\nGPU memory in use (CUDA context included), context {} tokens, batch {}:", e->kv().n_ctx(),
+                 mo_.batch);
+      for (const auto& [name, bytes] : used) fmt::print(" after {} {};", name, format_bytes(bytes));
+      fmt::print("\nestimate without the CUDA context: weights {} + KV cache {} + scratch {} = {}\n",
+                 format_bytes(m.weights), format_bytes(m.kv), format_bytes(m.scratch), format_bytes(m.total()));
     }
     if (format_ == "json") fmt::print("{}\n", out.dump(2));
     if (!json_file_.empty()) {

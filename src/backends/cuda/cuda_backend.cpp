@@ -53,6 +53,12 @@ size_t cuda_free_memory(Backend& backend) {
   return b->free_memory();
 }
 
+size_t cuda_used_memory(Backend& backend) {
+  auto* b = dynamic_cast<cuda::CudaBackend*>(&backend);
+  if (!b) fail("cuda_used_memory: backend {} is not a CUDA backend", backend.name());
+  return b->total_memory() - b->free_memory();
+}
+
 void cuda_force_tiled_prompt_attention(Backend& backend, bool on) {
   auto* b = dynamic_cast<cuda::CudaBackend*>(&backend);
   if (!b) fail("cuda_force_tiled_prompt_attention: backend {} is not a CUDA backend", backend.name());
@@ -93,6 +99,13 @@ size_t CudaBackend::free_memory() const {
   size_t free = 0, total = 0;
   check(cudaMemGetInfo(&free, &total), "reading free device memory");
   return free;
+}
+
+size_t CudaBackend::total_memory() const {
+  check(cudaSetDevice(device_), "selecting the device");
+  size_t free = 0, total = 0;
+  check(cudaMemGetInfo(&free, &total), "reading device memory");
+  return total;
 }
 
 void CudaBackend::check_launch(cudaError_t e, const char* op) {

@@ -60,7 +60,8 @@ class CudaBackend final : public Backend {
   void record_begin(const std::string& key) override;
   bool record_end() override;
   void forget_recordings() override;
-  size_t free_memory() const;  // the device's free memory now (cudaMemGetInfo)
+  size_t free_memory() const;   // the device's free memory now (cudaMemGetInfo)
+  size_t total_memory() const;  // and its total
   // Recordings held (tests and the bench report use it).
   size_t recordings() const { return graphs_.size(); }
   // Tests: the tiled prompt attention for every batch of 32+ tokens, even where too few blocks

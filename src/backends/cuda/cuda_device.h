@@ -23,6 +23,9 @@ double cuda_time_ms(Backend& cuda_backend, const std::function<void()>& work);
 
 // Free memory of a CUDA backend's device (cudaMemGetInfo), in bytes.
 size_t cuda_free_memory(Backend& cuda_backend);
+// Memory in use on that device (total - free: this process's allocations and CUDA context, and
+// any other process's), in bytes.
+size_t cuda_used_memory(Backend& cuda_backend);
 
 // Tests: make a CUDA backend take the tiled prompt attention for every batch of 32+ tokens.
 void cuda_force_tiled_prompt_attention(Backend& cuda_backend, bool on);

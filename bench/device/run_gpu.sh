@@ -67,6 +67,6 @@ if [ "${NCU:-0}" = 1 ]; then  # hardware counters of one decode step's kernels (
   grep -E "^  [a-z_]+.*\(|Duration|DRAM Throughput" "$OUT/ncu_depth.txt" | head -60
 fi
 if [ "${MEMORY_4K:-0}" = 1 ]; then  # 27B Q4_0 at a 4K context with 64-token prompt batches (no cuBLAS scratch)
-  timeout 120 $U bench --synthetic 27b --type q4_0 --device cuda -p 64 -n 16 -d 4096 -c 4096 -b 64 -r 1 2>&1 | tee -a "$OUT/bench.md"
+  timeout 120 $U bench --synthetic 27b --type q4_0 --device cuda -p 64 -n 16 -d 4032 -c 4096 -b 64 -r 1 2>&1 | tee -a "$OUT/bench.md"
 fi
 [ "${SKIP_TTFT:-0}" = 1 ] || timeout 60 $U bench --synthetic 27b --type q4_0 --device cuda -p 32 -n 0 -r 3 2>&1 | tee -a "$OUT/bench.md"

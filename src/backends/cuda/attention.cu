@@ -190,10 +190,28 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
+// What the merge also does once every split has read the cache (MergeExtras): store this batch's
+// k, v rows into the ring (each block (head h, token i) with h < n_kv_heads stores kv head h of
+// token i), and quantize the output for the o matvec like launch_quantize_q8 (each warp holds one
+// 32-value block of the head's output).
+struct MergeExtras {
+  const float* k = nullptr;
+  const float* v = nullptr;
+  void* k_cache = nullptr;
+  void* v_cache = nullptr;
+  AttentionBatch b;
+  int64_t n_kv_heads = 0, capacity = 0;
+  bool store = false;
+  int8_t* q8 = nullptr;
+  float* ds = nullptr;
+};
+
 // Merges the splits' (max, sum, weighted V) states of one (head, token). The first warp reads
 // every split's (max, sum) at once (n_split <= 64) and turns them into weights in shared
 // memory; then each thread sums one dimension over the splits with independent loads.
-__global__ void merge_splits(const float* partial, int64_t n_heads, int64_t head_dim, int n_split, float* out) {
+template <bool F16>
+__global__ void merge_splits(const float* partial, int64_t n_heads, int64_t head_dim, int n_split, float* out,
+                             MergeExtras e) {
   __shared__ float f[64];
   __shared__ float total;
   pdl_wait();
@@ -218,11 +236,47 @@ __global__ void merge_splits(const float* partial, int64_t n_heads, int64_t head
     if (s0 == 0) total = sum;
   }
   __syncthreads();
+  const int64_t K = n_heads * head_dim;
+  // blockDim.x is a multiple of 32 and head_dim of 32: every warp iteration covers whole blocks.
   for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
     float o = 0.0f;
 #pragma unroll 8
     for (int s = 0; s < n_split; ++s) o += p[s * stride + 2 + d] * f[s];
-    out[i * n_heads * head_dim + h * head_dim + d] = o / total;
+    o /= total;
+    out[i * K + h * head_dim + d] = o;
+    if (e.q8) {
+      float amax = fabsf(o);
+#pragma unroll
+      for (int m = 16; m > 0; m /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, m));
+      const float dq = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
+      const int qv = __float2int_rn(o * id);
+      int sum = qv;
+#pragma unroll
+      for (int m = 16; m > 0; m /= 2) sum += __shfl_xor_sync(0xFFFFFFFFu, sum, m);
+      const int64_t k = i * K + h * head_dim + d;
+      e.q8[k] = static_cast<int8_t>(qv);
+      if (threadIdx.x % 32 == 0)
+        reinterpret_cast<float2*>(e.ds)[k / 32] = make_float2(dq, dq * static_cast<float>(sum));
+    }
+  }
+  if (e.store && h < e.n_kv_heads) {
+    const int seq = e.b.seq[i];
+    // A chunk longer than the ring writes some slots twice; the later position wins (kv_store).
+    const int64_t last = e.b.past[seq] + (e.b.start[seq + 1] - e.b.start[seq]) - 1;
+    if (e.b.pos[i] + e.capacity > last) {
+      const int64_t row = e.n_kv_heads * head_dim;
+      const int64_t slot = static_cast<int64_t>(seq) * e.capacity + e.b.pos[i] % e.capacity;
+      for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        const int64_t c = h * head_dim + d;
+        if constexpr (F16) {
+          static_cast<__half*>(e.k_cache)[slot * row + c] = __float2half_rn(e.k[i * row + c]);
+          static_cast<__half*>(e.v_cache)[slot * row + c] = __float2half_rn(e.v[i * row + c]);
+        } else {
+          static_cast<float*>(e.k_cache)[slot * row + c] = e.k[i * row + c];
+          static_cast<float*>(e.v_cache)[slot * row + c] = e.v[i * row + c];
+        }
+      }
+    }
   }
 }
 
@@ -264,7 +318,7 @@ bool attention_supports_head_dim(int64_t hd) { return hd == 32 || hd == 64 || hd
 
 cudaError_t launch_attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
                              const AttentionBatch& b, const AttentionShape& a, int n_split, float* partial, float* out,
-                             cudaStream_t s) {
+                             cudaStream_t s, void* store_k_cache, void* store_v_cache, int8_t* q8, float* ds) {
   if (b.T == 0) return cudaSuccess;
   switch (a.head_dim) {
     case 32:
@@ -284,7 +338,14 @@ cudaError_t launch_attention(const float* q, const float* k, const float* v, con
   }
   if (n_split > 1) {
     const dim3 grid(static_cast<unsigned>(a.n_heads), static_cast<unsigned>(b.T));
-    launch(merge_splits, grid, dim3(128), 0, s, partial, a.n_heads, a.head_dim, n_split, out);
+    MergeExtras e;
+    e.k = k, e.v = v, e.k_cache = store_k_cache, e.v_cache = store_v_cache, e.b = b;
+    e.n_kv_heads = a.n_kv_heads, e.capacity = a.capacity, e.store = store_k_cache != nullptr;
+    if (a.head_dim % 32 == 0) e.q8 = q8, e.ds = ds;
+    if (a.kv_f16)
+      launch(merge_splits<true>, grid, dim3(128), 0, s, partial, a.n_heads, a.head_dim, n_split, out, e);
+    else
+      launch(merge_splits<false>, grid, dim3(128), 0, s, partial, a.n_heads, a.head_dim, n_split, out, e);
   }
   return cudaGetLastError();
 }

@@ -560,13 +560,22 @@ void CudaBackend::attention(const Act& q, const Act& k, const Act& v, LayerKv& k
     grow(partial_, static_cast<size_t>(blocks * n_split * (p.head_dim + 2)) * sizeof(float));
     partial = partial_.as<float>();
   }
+  // Store after every read: in a ring a new position may overwrite one still needed above. With
+  // splits, the merge kernel runs after all reads: it stores k and v, and quantizes the output for
+  // the o matvec (T <= 8), so neither needs a launch of its own.
+  const bool merged = n_split > 1;
+  const int64_t K = out.cols();
+  ActQ8 q8{};
+  if (merged && T <= kMaxMatvecTokens && p.head_dim % 32 == 0) q8 = q8_buffer(T, K);
   check_launch(launch_attention(q.data(), k.data(), v.data(), kv.k.get(), kv.v.get(), b, a, n_split, partial,
-                                out.data(), stream_),
+                                out.data(), stream_, merged ? kv.k.get() : nullptr, merged ? kv.v.get() : nullptr,
+                                const_cast<int8_t*>(q8.q), const_cast<float*>(q8.ds)),
                "attention");
-  // Store after every read: in a ring a new position may overwrite one still needed above.
-  check_launch(
-      launch_kv_store(k.data(), v.data(), kv.k.get(), kv.v.get(), b, kv.row, kv.spec.capacity, a.kv_f16, stream_),
-      "kv store");
+  if (!merged)
+    check_launch(
+        launch_kv_store(k.data(), v.data(), kv.k.get(), kv.v.get(), b, kv.row, kv.spec.capacity, a.kv_f16, stream_),
+        "kv store");
+  if (q8.q) q8_src_ = out.data(), q8_rows_ = T, q8_cols_ = K;
 }
 
 void CudaBackend::gelu_mul(const Act& gate, const Act& up, Act& out) {

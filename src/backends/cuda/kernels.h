@@ -107,10 +107,14 @@ struct AttentionShape {
 bool attention_supports_head_dim(int64_t head_dim);
 // out[T, nh*hd] from q[T, nh*hd] over the cache (k_cache/v_cache [n_seq, capacity, nkv*hd]) and
 // this batch's k, v [T, nkv*hd]. n_split > 1 splits each row's keys over blocks and needs
-// `partial` with T * n_heads * n_split * (head_dim + 2) floats.
+// `partial` with T * n_heads * n_split * (head_dim + 2) floats; the kernel that merges the splits
+// then also stores k, v into store_k_cache / store_v_cache (when not null, as launch_kv_store) and
+// quantizes out like launch_quantize_q8 into q8, ds (when not null): with n_split == 1 neither
+// happens and the caller does both.
 cudaError_t launch_attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
                              const AttentionBatch& b, const AttentionShape& a, int n_split, float* partial, float* out,
-                             cudaStream_t s);
+                             cudaStream_t s, void* store_k_cache = nullptr, void* store_v_cache = nullptr,
+                             int8_t* q8 = nullptr, float* ds = nullptr);
 // The same for prompts, tiled (attention_prefill.cu): tiles[2 * t] = sequence slot, tiles[2 * t + 1]
 // = index of the tile's first token among that slot's batch rows; a tile holds up to
 // attention_prefill_tokens_per_tile() consecutive tokens of its slot.

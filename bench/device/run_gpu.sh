@@ -32,7 +32,7 @@ PY
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
   timeout 240 ./build/gpu/unicorn_tests --gtest_filter='Cuda*:-CudaBench*' > "$OUT/tests.log" 2>&1
   echo "cuda tests rc=$? after $(( $(date +%s) - start )) s"
-  grep -E "^\[  FAILED|^\[  PASSED|tests ran|worst|SKIPPED|Failure|Expected|actual|Which is|step [0-9]+:|output [0-9]" "$OUT/tests.log" | head -60
+  grep -E "^\[  FAILED|^\[  PASSED|tests ran|worst|SKIPPED|Failure|exception|Expected|actual|Which is|step [0-9]+:|output [0-9]" "$OUT/tests.log" | head -60
 fi
 
 if [ "${KERNEL_BENCH:-0}" = 1 ]; then  # per-kernel timings (tests/test_cuda_ops.cpp CudaBench.*)

@@ -238,9 +238,13 @@ TEST_F(CudaOps, SmallBatchTensorCoreMatmulMatchesCpuAtItsEdges) {
   struct Shape {
     int64_t rows, K;
   };
+  // Every weight stays alive: a freed one's host bytes could come back at the same address for the
+  // next weight, which the backend (keyed by address) would refuse as a different tensor.
+  std::vector<std::unique_ptr<HostWeight>> keep;
   for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0})
     for (Shape sh : {Shape{100, 256}, Shape{1037, 768}, Shape{9000, 2304}, Shape{64, 5376}}) {
-      HostWeight w = random_weight(type, sh.rows, sh.K, rng);
+      keep.push_back(std::make_unique<HostWeight>(random_weight(type, sh.rows, sh.K, rng)));
+      const HostWeight& w = *keep.back();
       gpu->load_weight(w.t);
       for (int64_t T : {9, 16, 23, 33, 64}) {
         ASSERT_TRUE(cuda::matmul_mma_supports(type, sh.K, T));

@@ -417,10 +417,11 @@ void CudaBackend::matmul(const WeightTensor& w, const Act& x, Act& y) {
   check_shapes(w, x, y);
   const int64_t T = x.rows();
   wrote(y);
-  if (T <= kMaxMatvecTokens && matvec_quant_supports(w.type)) {
-    check_launch(launch_matvec_quant(dw, quantize(x), static_cast<int>(T), y.data(), stream_), "matvec");
-  } else if (matmul_mma_supports(w.type, w.cols, T)) {
+  // (mma first: UNICORN_MMA_MIN_TOKENS may move it below 9 tokens for measurements.)
+  if (matmul_mma_supports(w.type, w.cols, T)) {
     check_launch(launch_matmul_mma(dw, quantize_mma(x), static_cast<int>(T), y.data(), stream_), "mma matmul");
+  } else if (T <= kMaxMatvecTokens && matvec_quant_supports(w.type)) {
+    check_launch(launch_matvec_quant(dw, quantize(x), static_cast<int>(T), y.data(), stream_), "matvec");
   } else if (T <= kMaxMatvecTokens && !traits(w.type).quantized) {
     check_launch(launch_matvec_float(dw, x.data(), static_cast<int>(T), y.data(), stream_), "matvec");
   } else {

@@ -512,33 +512,6 @@ TEST_F(CudaOps, FusedMatmulsShareOneQuantizedInput) {
   }
 }
 
-TEST_F(CudaOps, GegluWritesTheDownMatvecsInt8InputBitForBit) {
-  // The GeGLU matvec also quantizes its output (the group-finishing blocks, matvec_quant.cu): the
-  // down matvec fed that way must equal down fed by the standalone quantization of a copy.
-  Rng rng(23);
-  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K}) {
-    gpu = cuda_backend_or_null();  // a fresh device per type: the last type's freed host bytes may be reused
-    const int64_t in = 1024, ff = 2048;
-    HostWeight wg = random_weight(type, ff, in, rng), wu = random_weight(type, ff, in, rng);
-    HostWeight wd = random_weight(type, in, ff, rng);
-    for (HostWeight* w : {&wg, &wu, &wd}) gpu->load_weight(w->t);
-    for (int64_t T : {1, 3, 8}) {
-      const std::vector<float> x = random_floats(static_cast<size_t>(T * in), rng);
-      Act xa = upload(*gpu, x, T, in), gate = gpu->alloc(T, ff), up = gpu->alloc(T, ff);
-      Act fused = gpu->alloc(T, in), plain = gpu->alloc(T, in);
-      gpu->matmul_geglu(wg.t, wu.t, xa, gate, up);
-      gpu->matmul(wd.t, gate, fused);
-      Act copy = upload(*gpu, to_host(*gpu, gate), T, ff);
-      gpu->matmul(wd.t, copy, plain);
-      const std::vector<float> a = to_host(*gpu, fused), b = to_host(*gpu, plain);
-      ASSERT_EQ(a.size(), b.size());
-      size_t differ = 0;
-      for (size_t i = 0; i < a.size(); ++i) differ += std::memcmp(&a[i], &b[i], sizeof(float)) != 0;
-      EXPECT_EQ(differ, 0u) << type_name(type) << " T=" << T << ": " << a[0] << " vs " << b[0];
-    }
-  }
-}
-
 TEST_F(CudaOps, FusedQkNormRopeAndAddNormMatchCpu) {
   Rng rng(22);
   const int64_t T = 5, hd = 128, nh = 8, nkv = 4, hidden = 1152;

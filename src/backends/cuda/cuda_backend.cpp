@@ -142,15 +142,6 @@ void CudaBackend::load_weight(const WeightTensor& w) {
   }
   check(cudaSetDevice(device_), "selecting the device");
   weights_.emplace(w.data, upload_weight(w));
-  // The GeGLU matvec's quantizing tail counts finished rows per group of 32 (reset by the kernel
-  // after each use): sized here, outside any recording, for the widest weight.
-  const size_t counters = static_cast<size_t>((w.rows + 31) / 32) * sizeof(unsigned);
-  if (glu_counters_.bytes() < counters) {
-    check(cudaStreamSynchronize(stream_), "waiting for the stream");
-    forget_recordings();  // they may use the old counters
-    glu_counters_.reserve(counters);
-    check(cudaMemset(glu_counters_.get(), 0, counters), "clearing the GeGLU counters");
-  }
 }
 
 const DeviceWeight& CudaBackend::device_weight(const WeightTensor& w) const {
@@ -373,34 +364,21 @@ void CudaBackend::embed(const WeightTensor& table, std::span<const int32_t> toke
                "embed");
 }
 
-ActQ8 CudaBackend::q8_buffer(int64_t T, int64_t K, int slot) {
-  Q8Slot& q8 = q8_[slot];
+ActQ8 CudaBackend::q8_buffer(int64_t T, int64_t K) {
   const size_t q_bytes = static_cast<size_t>(T * K);
-  const size_t bytes = q_bytes + static_cast<size_t>(T * K / 32) * 2 * sizeof(float);
-  if (q8.buf.bytes() < bytes) q8.src = nullptr;
-  grow(q8.buf, bytes);
-  auto* q = q8.buf.as<int8_t>();
+  if (act_q8_.bytes() < q_bytes + static_cast<size_t>(T * K / 32) * 2 * sizeof(float)) q8_src_ = nullptr;
+  grow(act_q8_, q_bytes + static_cast<size_t>(T * K / 32) * 2 * sizeof(float));
+  auto* q = act_q8_.as<int8_t>();
   return ActQ8{q, reinterpret_cast<float*>(q + q_bytes)};  // q_bytes is a multiple of 32
 }
 
-void CudaBackend::q8_made(int slot, const Act& a) {
-  for (Q8Slot& other : q8_)
-    if (other.src == a.data()) other.src = nullptr;
-  q8_[slot].src = a.data(), q8_[slot].rows = a.rows(), q8_[slot].cols = a.cols();
-}
-
-ActQ8 CudaBackend::quantize(const Act& x, int* slot) {
+ActQ8 CudaBackend::quantize(const Act& x) {
   const int64_t T = x.rows(), K = x.cols();
-  for (int i = 0; i < 2; ++i)
-    if (q8_[i].src == x.data() && q8_[i].rows == T && q8_[i].cols == K) {  // a producer made it
-      if (slot) *slot = i;
-      return q8_buffer(T, K, i);
-    }
-  const ActQ8 a = q8_buffer(T, K, 0);
+  if (q8_src_ == x.data() && q8_rows_ == T && q8_cols_ == K) return q8_buffer(T, K);  // a producer made it
+  const ActQ8 a = q8_buffer(T, K);
   check_launch(launch_quantize_q8(x.data(), T, K, const_cast<int8_t*>(a.q), const_cast<float*>(a.ds), stream_),
                "activation quantization");
-  q8_made(0, x);
-  if (slot) *slot = 0;
+  q8_src_ = x.data(), q8_rows_ = T, q8_cols_ = K;
   return a;
 }
 
@@ -420,8 +398,7 @@ void CudaBackend::wrote(const Act& a) {
   const float* lo = a.data();
   const float* hi = lo + a.rows() * a.cols();
   gemm_.forget_input(lo, hi);
-  for (Q8Slot& q8 : q8_)
-    if (q8.src && lo < q8.src + q8.rows * q8.cols && q8.src < hi) q8.src = nullptr;
+  if (q8_src_ && lo < q8_src_ + q8_rows_ * q8_cols_ && q8_src_ < hi) q8_src_ = nullptr;
   if (mma_src_ && lo < mma_src_ + mma_rows_ * mma_cols_ && mma_src_ < hi) mma_src_ = nullptr;
 }
 
@@ -476,18 +453,9 @@ void CudaBackend::matmul_geglu(const WeightTensor& gate_w, const WeightTensor& u
     return Backend::matmul_geglu(gate_w, up_w, x, gate, up);
   check_shapes(gate_w, x, gate);
   wrote(gate);
-  int in_slot = 0;
-  const ActQ8 in = quantize(x, &in_slot);
-  // The output feeds the down matvec: the matvec quantizes it too, into the other slot (each
-  // group of 32 rows by the block that finishes it), saving down its quantization launch.
-  ActQ8 out{};
-  const int out_slot = 1 - in_slot;
-  if (gate_w.rows % 32 == 0 && glu_counters_.bytes() >= static_cast<size_t>(gate_w.rows / 32) * sizeof(unsigned))
-    out = q8_buffer(T, gate_w.rows, out_slot);
-  check_launch(launch_matvec_geglu(device_weight(gate_w), device_weight(up_w), in, static_cast<int>(T), gate.data(),
-                                   stream_, out, out.q ? glu_counters_.as<unsigned>() : nullptr),
+  check_launch(launch_matvec_geglu(device_weight(gate_w), device_weight(up_w), quantize(x), static_cast<int>(T),
+                                   gate.data(), stream_),
                "geglu matvec");
-  if (out.q) q8_made(out_slot, gate);
 }
 
 void CudaBackend::rms_norm(const Act& x, const WeightTensor& w, float eps, Act& y) {
@@ -526,7 +494,7 @@ void CudaBackend::add_norm(Act& x, Act& o, const WeightTensor& post_w, const Wei
   check_launch(launch_add_norm(x.data(), o.data(), pw, nw, T, x.cols(), eps, h.data(), const_cast<int8_t*>(q.q),
                                const_cast<float*>(q.ds), stream_),
                "add_norm");
-  if (q.q) q8_made(0, h);
+  if (q.q) q8_src_ = h.data(), q8_rows_ = T, q8_cols_ = x.cols();
 }
 
 void CudaBackend::rope(Act& x, int64_t head_dim, std::span<const int32_t> pos, float base, float scale) {
@@ -608,7 +576,7 @@ void CudaBackend::attention(const Act& q, const Act& k, const Act& v, LayerKv& k
     check_launch(
         launch_kv_store(k.data(), v.data(), kv.k.get(), kv.v.get(), b, kv.row, kv.spec.capacity, a.kv_f16, stream_),
         "kv store");
-  if (q8.q) q8_made(0, out);
+  if (q8.q) q8_src_ = out.data(), q8_rows_ = T, q8_cols_ = K;
 }
 
 void CudaBackend::gelu_mul(const Act& gate, const Act& up, Act& out) {

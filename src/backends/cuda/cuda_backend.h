@@ -78,16 +78,14 @@ class CudaBackend final : public Backend {
   void check_launch(cudaError_t e, const char* op);
   // Grows a scratch buffer; a move forgets the recordings that used the old address.
   void grow(DeviceBuffer& b, size_t bytes);
-  // x quantized to int8 blocks (T <= 8 matvec input) in one of two slots; skipped when a slot
-  // already holds x's quantization (a fused producer wrote it: add_norm, the attention merge,
-  // the GeGLU matvec). `slot`, when given, receives the slot used.
-  ActQ8 quantize(const Act& x, int* slot = nullptr);
-  ActQ8 q8_buffer(int64_t T, int64_t K, int slot = 0);
-  void q8_made(int slot, const Act& a);  // slot `slot` now holds a's quantization
+  // x quantized to int8 blocks in act_q8_ (T <= 8 matvec input); skipped when act_q8_ already
+  // holds x's quantization (a fused producer wrote it, see add_norm).
+  ActQ8 quantize(const Act& x);
+  ActQ8 q8_buffer(int64_t T, int64_t K);
   // x quantized into the mma fragment order in act_mma_ (9 to 64 tokens, matmul_mma.cu); skipped
   // when act_mma_ already holds x's.
   ActMma quantize_mma(const Act& x);
-  // Every op calls this for the activation it writes: no int8 slot matches that memory any more.
+  // Every op calls this for the activation it writes: act_q8_ no longer matches that memory.
   void wrote(const Act& a);
   // Device copies of the values begin_batch received, when `values` equals them; else null.
   const int32_t* batch_tokens(std::span<const int32_t> values) const;
@@ -106,17 +104,11 @@ class CudaBackend final : public Backend {
     std::vector<int32_t> last;
   };
   StagedInts staged_[static_cast<int>(Staged::kCount)];
-  // Quantized activations for the int8 matvec. Two slots, so that a matvec can write the next
-  // matvec's input (the GeGLU output for down) while it reads its own.
-  struct Q8Slot {
-    DeviceBuffer buf;
-    const float* src = nullptr;  // whose quantization the slot holds ([rows, cols])
-    int64_t rows = 0, cols = 0;
-  };
-  Q8Slot q8_[2];
-  DeviceBuffer glu_counters_;       // per 32 output rows, for the GeGLU matvec's quantizing tail
-  DeviceBuffer partial_;            // attention split states
-  DeviceBuffer argmax_;             // top_k's k = 1 words
+  DeviceBuffer act_q8_;            // quantized activations for the int8 matvec
+  DeviceBuffer partial_;           // attention split states
+  DeviceBuffer argmax_;            // top_k's k = 1 words
+  const float* q8_src_ = nullptr;  // whose quantization act_q8_ holds ([q8_rows_, q8_cols_])
+  int64_t q8_rows_ = 0, q8_cols_ = 0;
   DeviceBuffer act_mma_;            // quantized activations for the tensor-core small-batch matmul
   const float* mma_src_ = nullptr;  // whose quantization act_mma_ holds ([mma_rows_, mma_cols_])
   int64_t mma_rows_ = 0, mma_cols_ = 0;

@@ -47,11 +47,6 @@ struct MatvecJob {
   int64_t first_block[4] = {0, 0, 0, 0};  // grid blocks of weight i: [first_block[i], first_block[i+1])
   int n = 0;
   int wpr = 1;  // warps per row
-  // GeGLU only, optional: the output also quantized like launch_quantize_q8 into q8 (the block
-  // that finishes each group of 32 rows does it; `counters` has one zeroed word per group).
-  int8_t* q8 = nullptr;
-  float* q8_ds = nullptr;
-  unsigned* counters = nullptr;
 };
 
 }  // namespace unicorn::cuda

@@ -17,11 +17,9 @@ cudaError_t launch_quantize_q8(const float* x, int64_t T, int64_t K, int8_t* q, 
 cudaError_t launch_matvec_quant(const DeviceWeight& w, ActQ8 x, int T, float* y, cudaStream_t s);
 // The same for job.n (1..3) weights of one type and width on the same input, in one launch.
 cudaError_t launch_matvec_multi(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s);
-// y = gelu_tanh(x · gateᵀ) ⊙ (x · upᵀ) (spec §2.5), gate and up of one type and shape. With
-// y_q8.q set (and gate.rows % 32 == 0), y is also quantized like launch_quantize_q8 into y_q8,
-// using `counters` (gate.rows / 32 zeroed words, left zeroed).
+// y = gelu_tanh(x · gateᵀ) ⊙ (x · upᵀ) (spec §2.5), gate and up of one type and shape.
 cudaError_t launch_matvec_geglu(const DeviceWeight& gate, const DeviceWeight& up, ActQ8 x, int T, float* y,
-                                cudaStream_t s, ActQ8 y_q8 = {}, unsigned* counters = nullptr);
+                                cudaStream_t s);
 // 9 to 64 tokens, Q4_0 / Q8_0 weights with K % 256 == 0: int8 tensor cores (matmul_mma.cu) on
 // activations quantized per 32 values into the mma fragment order (act_mma_bytes of scratch).
 // From mma_min_tokens() (9, or UNICORN_MMA_MIN_TOKENS for measurements) to kMaxMmaTokens tokens.

@@ -39,42 +39,6 @@ __device__ __forceinline__ void warp_sum(float* acc) {
   }
 }
 
-// The GeGLU output's int8 copy (MatvecJob::q8): after storing its rows, each block counts them
-// into its group of 32 rows; the block that completes the group quantizes the group's 32 values
-// of every token (one warp per token, as launch_quantize_q8 would: bit-identical) and zeroes the
-// counter for the next call. The fences order the stores of the other blocks before the reads.
-__device__ void quantize_finished_group(const MatvecJob& job, const float* y, int64_t rows, int T, int64_t first_row,
-                                        int64_t n_rows) {
-  __shared__ bool last;
-  const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
-  const int64_t group = first_row / 32;
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    const auto here = static_cast<unsigned>(n_rows);
-    last = atomicAdd(job.counters + group, here) + here == 32u;
-  }
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
-  for (int t = warp; t < T; t += kWarps) {
-    const int64_t k = t * rows + group * 32 + lane;
-    const float v = __ldcg(y + k);
-    float amax = fabsf(v);
-#pragma unroll
-    for (int o = 16; o > 0; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, o));
-    const float d = amax / 127.0f;
-    const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
-    const int qv = __float2int_rn(v * id);
-    int sum = qv;
-#pragma unroll
-    for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xFFFFFFFFu, sum, o);
-    job.q8[k] = static_cast<int8_t>(qv);
-    if (lane == 0) reinterpret_cast<float2*>(job.q8_ds)[k / 32] = make_float2(d, d * static_cast<float>(sum));
-  }
-  if (threadIdx.x == 0) job.counters[group] = 0u;
-}
-
 // Rows per warp group: two rows of one matrix share every activation load for one token (formats
 // whose items take few registers); a GeGLU pair already reads gate and up rows together.
 // Only the 32-value formats use the block-wide split and the row pairs (measured there; the
@@ -198,12 +162,6 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_quant(MatvecJob job, ActQ8
             if (row + p < w.rows) y[t * w.rows + row + p] = acc[p][t];
         }
       }
-  if constexpr (GLU) {
-    if (job.q8) {
-      const int64_t per_block = kWarps / wpr, first = blk * per_block;
-      quantize_finished_group(job, y, w.rows, T, first, min(per_block, w.rows - first));
-    }
-  }
   pdl_trigger();  // after this block's stores: the next kernel may be scheduled as blocks finish
 }
 
@@ -297,16 +255,12 @@ cudaError_t launch_matvec_multi(const MatvecJob& job, ActQ8 x, int T, cudaStream
 }
 
 cudaError_t launch_matvec_geglu(const DeviceWeight& gate, const DeviceWeight& up, ActQ8 x, int T, float* y,
-                                cudaStream_t s, ActQ8 y_q8, unsigned* counters) {
+                                cudaStream_t s) {
   MatvecJob job;
   job.w[0] = gate;
   job.w[1] = up;
   job.y[0] = y;
   job.n = 2;
-  if (y_q8.q) {
-    if (!counters || gate.rows % 32 != 0) return cudaErrorInvalidValue;
-    job.q8 = const_cast<int8_t*>(y_q8.q), job.q8_ds = const_cast<float*>(y_q8.ds), job.counters = counters;
-  }
   return launch_job<true>(job, x, T, s);
 }
 

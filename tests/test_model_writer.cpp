@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "backends/cpu/cpu_backend.h"
+#include "core/error.h"
 #include "model/gemma3.h"
 #include "model/loader.h"
 #include "model/synthetic.h"
@@ -49,4 +50,14 @@ TEST(ModelWriter, SyntheticModelRoundTripsThroughGguf) {
   mb.forward(batch, kb, lb);
   EXPECT_EQ(la, lb);
   std::filesystem::remove(path);
+}
+
+TEST(SyntheticModel, Q4_0EmbeddingFallsBackToQ8_0WhereQ6_KBlocksDoNotFit) {
+  // 270M: hidden 640 is not a multiple of 256, so no Q6_K embedding (27B's 5376 takes Q6_K, as
+  // the CUDA benchmarks show); every projection stays Q4_0.
+  std::unique_ptr<ModelWeights> w = make_synthetic_model("270m", "q4_0", 3);
+  EXPECT_EQ(w->tok_embd.type, GgmlType::Q8_0);
+  EXPECT_EQ(w->layers[0].down.type, GgmlType::Q4_0);
+  EXPECT_EQ(w->layers[0].q.type, GgmlType::Q4_0);
+  EXPECT_THROW(make_synthetic_model("270m", "q4_k", 3), Error);  // an explicit type is not swapped
 }

@@ -3,6 +3,7 @@
 # bandwidth roofline, and `unicorn bench` on synthetic Gemma 3 27B. Everything goes to $OUT.
 # Call through the device tool with carry [".devcarry"], after bench/device/prepare_deps.sh.
 #   BENCH_SCHEMES="q4_0 q8_0 bf16"  BENCH_REPS=2
+# Pass UNICORN_COMMIT=<hash from here>: the device copy's git metadata can be stale.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"

@@ -161,7 +161,9 @@ std::unique_ptr<ModelWeights> make_synthetic_model(const std::string& size, cons
                   int64_t cols) -> GgmlType {
     if (role == "norm") return GgmlType::F32;
     if (policy) return policy->choose(name, {cols, rows}).type;
-    if (scheme == "q4_0") return role == "embd" ? GgmlType::Q6_K : GgmlType::Q4_0;
+    // Q6_K embedding where its rows fit 256-value blocks, else Q8_0 (the 270M's 640), as
+    // published Q4_0 files fall back.
+    if (scheme == "q4_0") return role != "embd" ? GgmlType::Q4_0 : (cols % 256 == 0 ? GgmlType::Q6_K : GgmlType::Q8_0);
     if (scheme == "q4_k_m") {
       // The published 270M mixture: K-quants where rows allow, Q5_0/Q8_0 fallbacks otherwise.
       const bool more_bits = layer % 2 == 0;

@@ -11,8 +11,9 @@
 namespace unicorn {
 
 // size: "270m", "1b", "4b", "12b", "27b"; scheme: "f32", "bf16", "f16", "q8_0", "q4_0" (Q6_K
-// embedding, as published Q4_0 files have), "q4_k_m" (the 270M's published mixture), or any
-// single type name. Throws Error for unknown names or a type the row length cannot hold.
+// embedding, Q8_0 where the hidden size is not a multiple of 256, as published Q4_0 files have),
+// "q4_k_m" (the 270M's published mixture), or any single type name. Throws Error for unknown
+// names or a type the row length cannot hold.
 std::unique_ptr<ModelWeights> make_synthetic_model(const std::string& size, const std::string& scheme,
                                                    uint64_t seed = 1);
 Gemma3Config synthetic_config(const std::string& size);

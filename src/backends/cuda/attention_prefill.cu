@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include "backends/cuda/kernels.h"
+#include "backends/cuda/launch.cuh"
 
 namespace unicorn::cuda {
 namespace {
@@ -168,9 +169,7 @@ cudaError_t launch_hg(const float* q, const float* k, const float* v, const void
                       const AttentionBatch& b, const AttentionShape& a, const int32_t* tiles, int n_tiles, float* out,
                       cudaStream_t s) {
   constexpr size_t bytes = smem_bytes<HD>();
-  static const cudaError_t attr =
-      cudaFuncSetAttribute(attention_prefill<HD, G, F16>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-  if (attr != cudaSuccess) return attr;
+  if (const cudaError_t e = allow_dynamic_smem<attention_prefill<HD, G, F16>>(bytes); e != cudaSuccess) return e;
   const dim3 grid(static_cast<unsigned>(a.n_kv_heads), static_cast<unsigned>(n_tiles));
   attention_prefill<HD, G, F16><<<grid, kThreads, bytes, s>>>(q, k, v, kc, vc, b, a, tiles, out);
   return cudaGetLastError();

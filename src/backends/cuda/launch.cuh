@@ -8,6 +8,9 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <atomic>
+#include <cstdint>
+
 #include <utility>
 
 namespace unicorn::cuda {
@@ -26,6 +29,21 @@ __device__ __forceinline__ void pdl_trigger() {
 
 // Whether launches carry the PDL attribute: compute capability >= 9 and UNICORN_PDL != 0.
 bool pdl_enabled();
+
+// Opts Kernel into `bytes` of dynamic shared memory (above the 48 KiB default) on the current
+// device; the setting is per device, so it is made once on each.
+template <auto Kernel>
+cudaError_t allow_dynamic_smem(size_t bytes) {
+  static std::atomic<uint64_t> set_on{0};
+  int dev = 0;
+  if (const cudaError_t e = cudaGetDevice(&dev); e != cudaSuccess) return e;
+  const uint64_t bit = uint64_t{1} << (dev % 64);
+  if (set_on.load() & bit) return cudaSuccess;
+  const cudaError_t e =
+      cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+  if (e == cudaSuccess) set_on.fetch_or(bit);
+  return e;
+}
 
 template <class... Params, class... Args>
 cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, Args&&... args) {

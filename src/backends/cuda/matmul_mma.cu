@@ -24,7 +24,6 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdlib>
 
 #include "backends/cuda/kernels.h"
@@ -249,17 +248,7 @@ cudaError_t launch_rw(const DeviceWeight& w, ActMma x, int T, float* y, cudaStre
   // The stages, reused at the end for the sums across K warps.
   constexpr int kPartBytes = kThreads / 32 * NT * 4 * 32 * static_cast<int>(sizeof(float));
   constexpr int kSmem = std::max(kStages * Stage<Type, NT>::bytes(16 * RW), kPartBytes);
-  // The shared-memory opt-in is a per-device setting: made once on each device.
-  static std::atomic<uint64_t> set_on{0};
-  int dev = 0;
-  if (const cudaError_t e = cudaGetDevice(&dev); e != cudaSuccess) return e;
-  const uint64_t bit = uint64_t{1} << (dev % 64);
-  if (!(set_on.load() & bit)) {
-    const cudaError_t e =
-        cudaFuncSetAttribute(matmul_mma<Type, NT, RW>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-    if (e != cudaSuccess) return e;
-    set_on.fetch_or(bit);
-  }
+  if (const cudaError_t e = allow_dynamic_smem<matmul_mma<Type, NT, RW>>(kSmem); e != cudaSuccess) return e;
   const dim3 grid(static_cast<unsigned>((w.rows + 16 * RW - 1) / (16 * RW)));
   return launch(matmul_mma<Type, NT, RW>, grid, dim3(kThreads), static_cast<size_t>(kSmem), s, w, x.q, x.s, T, y);
 }

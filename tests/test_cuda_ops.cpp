@@ -200,6 +200,19 @@ std::vector<MatmulCase> matmul_cases() {
   return v;
 }
 
+// y = x·wᵀ on the GPU (got) and on the f32 CPU reference (want), for x [T, w.cols].
+struct MatmulPair {
+  std::vector<float> got, want;
+};
+MatmulPair matmul_gpu_and_cpu(Backend& gpu, Backend& cpu, const WeightTensor& w, const std::vector<float>& x,
+                              int64_t T) {
+  Act xc = upload(cpu, x, T, w.cols), yc = cpu.alloc(T, w.rows);
+  cpu.matmul(w, xc, yc);
+  Act xg = upload(gpu, x, T, w.cols), yg = gpu.alloc(T, w.rows);
+  gpu.matmul(w, xg, yg);
+  return {to_host(gpu, yg), to_host(cpu, yc)};
+}
+
 class CudaMatmul : public CudaOps, public ::testing::WithParamInterface<MatmulCase> {};
 
 TEST_P(CudaMatmul, MatchesCpuFromOneTokenToAPrompt) {
@@ -211,12 +224,7 @@ TEST_P(CudaMatmul, MatchesCpuFromOneTokenToAPrompt) {
     // 512 tokens only below 32M weights: the f32 CPU reference of the 21504-wide shapes would
     // dominate the suite's time (those shapes span several f16 chunks at T = 37 and 64).
     if (T == 512 && c.in * c.out > (int64_t{32} << 20)) continue;
-    const std::vector<float> x = random_floats(static_cast<size_t>(T * c.in), rng);
-    Act xc = upload(*cpu, x, T, c.in), yc = cpu->alloc(T, c.out);
-    cpu->matmul(w.t, xc, yc);
-    Act xg = upload(*gpu, x, T, c.in), yg = gpu->alloc(T, c.out);
-    gpu->matmul(w.t, xg, yg);
-    const std::vector<float> want = to_host(*cpu, yc), got = to_host(*gpu, yg);
+    const auto [got, want] = matmul_gpu_and_cpu(*gpu, *cpu, w.t, random_floats(static_cast<size_t>(T * c.in), rng), T);
     // T <= 8 with a quantized weight runs int8 dot products on quantized activations, and so do
     // 9 to 64 tokens of Q4_0 / Q8_0 (tensor cores). Else T > 8 runs the prefill GEMM (bf16 operands
     // when built with cuBLAS).
@@ -248,12 +256,8 @@ TEST_F(CudaOps, SmallBatchTensorCoreMatmulMatchesCpuAtItsEdges) {
       gpu->load_weight(w.t);
       for (int64_t T : {9, 16, 23, 33, 64}) {
         ASSERT_TRUE(cuda::matmul_mma_supports(type, sh.K, T));
-        const std::vector<float> x = random_floats(static_cast<size_t>(T * sh.K), rng);
-        Act xc = upload(*cpu, x, T, sh.K), yc = cpu->alloc(T, sh.rows);
-        cpu->matmul(w.t, xc, yc);
-        Act xg = upload(*gpu, x, T, sh.K), yg = gpu->alloc(T, sh.rows);
-        gpu->matmul(w.t, xg, yg);
-        const std::vector<float> got = to_host(*gpu, yg), want = to_host(*cpu, yc);
+        const auto [got, want] =
+            matmul_gpu_and_cpu(*gpu, *cpu, w.t, random_floats(static_cast<size_t>(T * sh.K), rng), T);
         EXPECT_LE(nmse(got, want), 5e-4) << type_name(type) << " " << sh.rows << "x" << sh.K << " T=" << T;
         // Every token's outputs written and right: no token tile left at the buffer's old values.
         for (int64_t t = 0; t < T; ++t) {

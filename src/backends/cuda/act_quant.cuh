@@ -26,4 +26,20 @@ __device__ __forceinline__ void quantize4_store(float4 v, bool live, int64_t g, 
   if (g % 8 == 0) reinterpret_cast<float2*>(ds)[g / 8] = make_float2(d, d * static_cast<float>(sum));
 }
 
+// The same block when each of a warp's 32 lanes holds one of its values (every lane calls it):
+// the lane's int8 value, and the block's (d, d * sum q) in ds.
+__device__ __forceinline__ int quantize32_warp(float v, float2& ds) {
+  float amax = fabsf(v);
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, o));
+  const float d = amax / 127.0f;
+  const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+  const int q = __float2int_rn(v * id);
+  int sum = q;
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xFFFFFFFFu, sum, o);
+  ds = make_float2(d, d * static_cast<float>(sum));
+  return q;
+}
+
 }  // namespace unicorn::cuda

@@ -10,6 +10,7 @@
 
 #include <cmath>
 
+#include "backends/cuda/act_quant.cuh"
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launch.cuh"
 
@@ -201,7 +202,6 @@ struct MergeExtras {
   void* v_cache = nullptr;
   AttentionBatch b;
   int64_t n_kv_heads = 0, capacity = 0;
-  bool store = false;
   int8_t* q8 = nullptr;
   float* ds = nullptr;
 };
@@ -245,21 +245,13 @@ __global__ void merge_splits(const float* partial, int64_t n_heads, int64_t head
     o /= total;
     out[i * K + h * head_dim + d] = o;
     if (e.q8) {
-      float amax = fabsf(o);
-#pragma unroll
-      for (int m = 16; m > 0; m /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, m));
-      const float dq = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
-      const int qv = __float2int_rn(o * id);
-      int sum = qv;
-#pragma unroll
-      for (int m = 16; m > 0; m /= 2) sum += __shfl_xor_sync(0xFFFFFFFFu, sum, m);
+      float2 ds;
       const int64_t k = i * K + h * head_dim + d;
-      e.q8[k] = static_cast<int8_t>(qv);
-      if (threadIdx.x % 32 == 0)
-        reinterpret_cast<float2*>(e.ds)[k / 32] = make_float2(dq, dq * static_cast<float>(sum));
+      e.q8[k] = static_cast<int8_t>(quantize32_warp(o, ds));
+      if (threadIdx.x % 32 == 0) reinterpret_cast<float2*>(e.ds)[k / 32] = ds;
     }
   }
-  if (e.store && h < e.n_kv_heads) {
+  if (e.k_cache && h < e.n_kv_heads) {
     const int seq = e.b.seq[i];
     // A chunk longer than the ring writes some slots twice; the later position wins (kv_store).
     const int64_t last = e.b.past[seq] + (e.b.start[seq + 1] - e.b.start[seq]) - 1;
@@ -320,6 +312,7 @@ cudaError_t launch_attention(const float* q, const float* k, const float* v, con
                              const AttentionBatch& b, const AttentionShape& a, int n_split, float* partial, float* out,
                              cudaStream_t s, void* store_k_cache, void* store_v_cache, int8_t* q8, float* ds) {
   if (b.T == 0) return cudaSuccess;
+  if (q8 && a.head_dim % 32 != 0) return cudaErrorInvalidValue;  // its blocks would straddle heads
   switch (a.head_dim) {
     case 32:
       launch_d<1>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, s);
@@ -340,8 +333,7 @@ cudaError_t launch_attention(const float* q, const float* k, const float* v, con
     const dim3 grid(static_cast<unsigned>(a.n_heads), static_cast<unsigned>(b.T));
     MergeExtras e;
     e.k = k, e.v = v, e.k_cache = store_k_cache, e.v_cache = store_v_cache, e.b = b;
-    e.n_kv_heads = a.n_kv_heads, e.capacity = a.capacity, e.store = store_k_cache != nullptr;
-    if (a.head_dim % 32 == 0) e.q8 = q8, e.ds = ds;
+    e.n_kv_heads = a.n_kv_heads, e.capacity = a.capacity, e.q8 = q8, e.ds = ds;
     if (a.kv_f16)
       launch(merge_splits<true>, grid, dim3(128), 0, s, partial, a.n_heads, a.head_dim, n_split, out, e);
     else

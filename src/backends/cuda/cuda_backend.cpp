@@ -50,13 +50,14 @@ double cuda_time_ms(Backend& backend, const std::function<void()>& work) {
 size_t cuda_free_memory(Backend& backend) {
   auto* b = dynamic_cast<cuda::CudaBackend*>(&backend);
   if (!b) fail("cuda_free_memory: backend {} is not a CUDA backend", backend.name());
-  return b->free_memory();
+  return b->memory().free;
 }
 
 size_t cuda_used_memory(Backend& backend) {
   auto* b = dynamic_cast<cuda::CudaBackend*>(&backend);
   if (!b) fail("cuda_used_memory: backend {} is not a CUDA backend", backend.name());
-  return b->total_memory() - b->free_memory();
+  const auto m = b->memory();
+  return m.total - m.free;
 }
 
 void cuda_force_tiled_prompt_attention(Backend& backend, bool on) {
@@ -94,18 +95,11 @@ CudaBackend::~CudaBackend() {
   }
 }
 
-size_t CudaBackend::free_memory() const {
+CudaBackend::DeviceMemory CudaBackend::memory() const {
   check(cudaSetDevice(device_), "selecting the device");
-  size_t free = 0, total = 0;
-  check(cudaMemGetInfo(&free, &total), "reading free device memory");
-  return free;
-}
-
-size_t CudaBackend::total_memory() const {
-  check(cudaSetDevice(device_), "selecting the device");
-  size_t free = 0, total = 0;
-  check(cudaMemGetInfo(&free, &total), "reading device memory");
-  return total;
+  DeviceMemory m;
+  check(cudaMemGetInfo(&m.free, &m.total), "reading device memory");
+  return m;
 }
 
 void CudaBackend::check_launch(cudaError_t e, const char* op) {
@@ -366,7 +360,7 @@ void CudaBackend::embed(const WeightTensor& table, std::span<const int32_t> toke
 
 ActQ8 CudaBackend::q8_buffer(int64_t T, int64_t K) {
   const size_t q_bytes = static_cast<size_t>(T * K);
-  if (act_q8_.bytes() < q_bytes + static_cast<size_t>(T * K / 32) * 2 * sizeof(float)) q8_src_ = nullptr;
+  if (act_q8_.bytes() < q_bytes + static_cast<size_t>(T * K / 32) * 2 * sizeof(float)) q8_from_ = {};
   grow(act_q8_, q_bytes + static_cast<size_t>(T * K / 32) * 2 * sizeof(float));
   auto* q = act_q8_.as<int8_t>();
   return ActQ8{q, reinterpret_cast<float*>(q + q_bytes)};  // q_bytes is a multiple of 32
@@ -374,23 +368,23 @@ ActQ8 CudaBackend::q8_buffer(int64_t T, int64_t K) {
 
 ActQ8 CudaBackend::quantize(const Act& x) {
   const int64_t T = x.rows(), K = x.cols();
-  if (q8_src_ == x.data() && q8_rows_ == T && q8_cols_ == K) return q8_buffer(T, K);  // a producer made it
+  if (q8_from_.holds(x)) return q8_buffer(T, K);  // a producer made it
   const ActQ8 a = q8_buffer(T, K);
   check_launch(launch_quantize_q8(x.data(), T, K, const_cast<int8_t*>(a.q), const_cast<float*>(a.ds), stream_),
                "activation quantization");
-  q8_src_ = x.data(), q8_rows_ = T, q8_cols_ = K;
+  q8_from_.set(x);
   return a;
 }
 
 ActMma CudaBackend::quantize_mma(const Act& x) {
   const int64_t T = x.rows(), K = x.cols();
   const size_t bytes = act_mma_bytes(T, K);
-  if (act_mma_.bytes() < bytes) mma_src_ = nullptr;
+  if (act_mma_.bytes() < bytes) mma_from_ = {};
   grow(act_mma_, bytes);
   const ActMma a = act_mma_view(act_mma_.get(), T, K);
-  if (mma_src_ == x.data() && mma_rows_ == T && mma_cols_ == K) return a;
+  if (mma_from_.holds(x)) return a;
   check_launch(launch_quantize_mma(x.data(), T, K, a, stream_), "activation quantization (mma)");
-  mma_src_ = x.data(), mma_rows_ = T, mma_cols_ = K;
+  mma_from_.set(x);
   return a;
 }
 
@@ -398,8 +392,8 @@ void CudaBackend::wrote(const Act& a) {
   const float* lo = a.data();
   const float* hi = lo + a.rows() * a.cols();
   gemm_.forget_input(lo, hi);
-  if (q8_src_ && lo < q8_src_ + q8_rows_ * q8_cols_ && q8_src_ < hi) q8_src_ = nullptr;
-  if (mma_src_ && lo < mma_src_ + mma_rows_ * mma_cols_ && mma_src_ < hi) mma_src_ = nullptr;
+  q8_from_.forget_overlap(lo, hi);
+  mma_from_.forget_overlap(lo, hi);
 }
 
 namespace {
@@ -494,7 +488,7 @@ void CudaBackend::add_norm(Act& x, Act& o, const WeightTensor& post_w, const Wei
   check_launch(launch_add_norm(x.data(), o.data(), pw, nw, T, x.cols(), eps, h.data(), const_cast<int8_t*>(q.q),
                                const_cast<float*>(q.ds), stream_),
                "add_norm");
-  if (q.q) q8_src_ = h.data(), q8_rows_ = T, q8_cols_ = x.cols();
+  if (q.q) q8_from_.set(h);
 }
 
 void CudaBackend::rope(Act& x, int64_t head_dim, std::span<const int32_t> pos, float base, float scale) {
@@ -576,7 +570,7 @@ void CudaBackend::attention(const Act& q, const Act& k, const Act& v, LayerKv& k
     check_launch(
         launch_kv_store(k.data(), v.data(), kv.k.get(), kv.v.get(), b, kv.row, kv.spec.capacity, a.kv_f16, stream_),
         "kv store");
-  if (q8.q) q8_src_ = out.data(), q8_rows_ = T, q8_cols_ = K;
+  if (q8.q) q8_from_.set(out);
 }
 
 void CudaBackend::gelu_mul(const Act& gate, const Act& up, Act& out) {

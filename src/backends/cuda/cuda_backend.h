@@ -60,8 +60,10 @@ class CudaBackend final : public Backend {
   void record_begin(const std::string& key) override;
   bool record_end() override;
   void forget_recordings() override;
-  size_t free_memory() const;   // the device's free memory now (cudaMemGetInfo)
-  size_t total_memory() const;  // and its total
+  struct DeviceMemory {
+    size_t free = 0, total = 0;
+  };
+  DeviceMemory memory() const;  // the device's memory now (cudaMemGetInfo)
   // Recordings held (tests and the bench report use it).
   size_t recordings() const { return graphs_.size(); }
   // Tests: the tiled prompt attention for every batch of 32+ tokens, even where too few blocks
@@ -104,14 +106,22 @@ class CudaBackend final : public Backend {
     std::vector<int32_t> last;
   };
   StagedInts staged_[static_cast<int>(Staged::kCount)];
-  DeviceBuffer act_q8_;            // quantized activations for the int8 matvec
-  DeviceBuffer partial_;           // attention split states
-  DeviceBuffer argmax_;            // top_k's k = 1 words
-  const float* q8_src_ = nullptr;  // whose quantization act_q8_ holds ([q8_rows_, q8_cols_])
-  int64_t q8_rows_ = 0, q8_cols_ = 0;
-  DeviceBuffer act_mma_;            // quantized activations for the tensor-core small-batch matmul
-  const float* mma_src_ = nullptr;  // whose quantization act_mma_ holds ([mma_rows_, mma_cols_])
-  int64_t mma_rows_ = 0, mma_cols_ = 0;
+  // Which activation a quantized copy was made from; forgotten once that memory is written.
+  struct QuantizedFrom {
+    const float* src = nullptr;
+    int64_t rows = 0, cols = 0;
+    bool holds(const Act& a) const { return src == a.data() && rows == a.rows() && cols == a.cols(); }
+    void set(const Act& a) { src = a.data(), rows = a.rows(), cols = a.cols(); }
+    void forget_overlap(const float* lo, const float* hi) {
+      if (src && lo < src + rows * cols && src < hi) src = nullptr;
+    }
+  };
+  DeviceBuffer act_q8_;     // quantized activations for the int8 matvec
+  DeviceBuffer partial_;    // attention split states
+  DeviceBuffer argmax_;     // top_k's k = 1 words
+  QuantizedFrom q8_from_;   // what act_q8_ holds
+  DeviceBuffer act_mma_;    // quantized activations for the tensor-core small-batch matmul
+  QuantizedFrom mma_from_;  // what act_mma_ holds
 
   // The batch of the current forward pass (begin_batch): host copies to match op arguments
   // against, and the device layout tokens[T] pos[T] | attention metadata | logit rows.

@@ -26,8 +26,10 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "backends/cuda/act_quant.cuh"
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launch.cuh"
+#include "backends/cuda/matvec_shape.h"
 
 namespace unicorn::cuda {
 namespace {
@@ -87,16 +89,8 @@ __global__ void quantize_mma(const float* x, int64_t T, int64_t K, int tiles, ui
   const int64_t nb = K / 32;
   if (item >= nb * tiles * 8) return;
   const int64_t b = item % nb, n = item / nb;  // token n (may be past T: zeros)
-  const float v = n < T ? x[n * K + b * 32 + lane] : 0.0f;
-  float amax = fabsf(v);
-#pragma unroll
-  for (int o = 16; o > 0; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, o));
-  const float d = amax / 127.0f;
-  const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
-  const int qv = __float2int_rn(v * id);
-  int sum = qv;
-#pragma unroll
-  for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xFFFFFFFFu, sum, o);
+  float2 ds;
+  const int qv = quantize32_warp(n < T ? x[n * K + b * 32 + lane] : 0.0f, ds);
   const int64_t tile = n / 8, g = n % 8;
   const int k = lane, c = (k % 16) / 4;
   const int64_t frag = (b * tiles + tile) * 32 + g * 4 + c;
@@ -104,8 +98,8 @@ __global__ void quantize_mma(const float* x, int64_t T, int64_t K, int tiles, ui
   if (lane == 0) {
     // token n is output column 2c + (n % 2) of its tile's lanes with c = (n % 8) / 2
     float* slot = s + ((b * tiles + tile) * 4 + g / 2) * 4 + 2 * (g % 2);
-    slot[0] = d;
-    slot[1] = d * static_cast<float>(sum);
+    slot[0] = ds.x;
+    slot[1] = ds.y;
   }
 }
 
@@ -257,12 +251,7 @@ template <GgmlType Type, int NT>
 cudaError_t launch_nt(const DeviceWeight& w, ActMma x, int T, float* y, cudaStream_t s) {
   // Warps along the rows (each block re-reads the activations, so as many as keep about two
   // blocks per multiprocessor busy).
-  static const int sm_count = [] {
-    int dev = 0, n = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
-    return n > 0 ? n : 132;
-  }();
+  const int sm_count = device_sm_count();
   if ((w.rows + 63) / 64 >= 2 * sm_count) return launch_rw<Type, NT, 4>(w, x, T, y, s);
   if ((w.rows + 31) / 32 >= 2 * sm_count) return launch_rw<Type, NT, 2>(w, x, T, y, s);
   return launch_rw<Type, NT, 1>(w, x, T, y, s);

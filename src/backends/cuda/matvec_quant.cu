@@ -48,10 +48,7 @@ constexpr bool kWideRows = NT == 1 && HasRaw<F>&& F::kItem == 32;
 
 template <class F, int NT, bool GLU>
 constexpr int rows_per_group() {
-  if constexpr (GLU || !kWideRows<F, NT>)
-    return 1;
-  else
-    return 2;
+  return GLU || !kWideRows<F, NT> ? 1 : 2;
 }
 
 // Loads in flight per lane and stream, per pass (weight_formats.cuh Raw).

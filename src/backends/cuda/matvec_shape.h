@@ -7,14 +7,19 @@
 
 namespace unicorn::cuda {
 
-inline int warps_per_row(int64_t rows, int max_warps) {
+// Multiprocessors of the device current at the first call (132 if it cannot be read).
+inline int device_sm_count() {
   static const int sm_count = [] {
     int dev = 0, n = 0;
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
     return n > 0 ? n : 132;
   }();
-  const int64_t want = 48 * static_cast<int64_t>(sm_count);
+  return sm_count;
+}
+
+inline int warps_per_row(int64_t rows, int max_warps) {
+  const int64_t want = 48 * static_cast<int64_t>(device_sm_count());
   int wpr = 1;
   while (wpr < max_warps && rows * wpr < want) wpr *= 2;
   return wpr;

@@ -106,7 +106,12 @@ class BenchCommand final : public Command {
       fmt::print("\nGPU memory in use (CUDA context included), context {} tokens, batch {}:", e->kv().n_ctx(),
                  mo_.batch);
       for (const auto& [name, bytes] : used) fmt::print(" after {} {};", name, format_bytes(bytes));
-      fmt::print("\nestimate without the CUDA context: weights {} + KV cache {} + scratch {} = {}\n",
+      size_t start = 0;
+#ifdef UNICORN_HAVE_CUDA
+      start = cuda_start_used_memory(*e->backends()[0]);
+#endif
+      fmt::print("\nin use before the engine allocated anything (CUDA context): {}\n", format_bytes(start));
+      fmt::print("estimate without the CUDA context: weights {} + KV cache {} + scratch {} = {}\n",
                  format_bytes(m.weights), format_bytes(m.kv), format_bytes(m.scratch), format_bytes(m.total()));
     }
     if (format_ == "json") fmt::print("{}\n", out.dump(2));

@@ -60,6 +60,12 @@ size_t cuda_used_memory(Backend& backend) {
   return m.total - m.free;
 }
 
+size_t cuda_start_used_memory(Backend& backend) {
+  auto* b = dynamic_cast<cuda::CudaBackend*>(&backend);
+  if (!b) fail("cuda_start_used_memory: backend {} is not a CUDA backend", backend.name());
+  return b->start_used();
+}
+
 void cuda_force_tiled_prompt_attention(Backend& backend, bool on) {
   auto* b = dynamic_cast<cuda::CudaBackend*>(&backend);
   if (!b) fail("cuda_force_tiled_prompt_attention: backend {} is not a CUDA backend", backend.name());
@@ -84,6 +90,8 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   name_ = fmt::format("cuda:{} ({})", device, prop.name);
   check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a stream");
   gemm_.set_grow([this](DeviceBuffer& b, size_t bytes) { grow(b, bytes); });
+  const DeviceMemory m = memory();
+  start_used_ = m.total - m.free;
 }
 
 CudaBackend::~CudaBackend() {

@@ -63,7 +63,8 @@ class CudaBackend final : public Backend {
   struct DeviceMemory {
     size_t free = 0, total = 0;
   };
-  DeviceMemory memory() const;  // the device's memory now (cudaMemGetInfo)
+  DeviceMemory memory() const;                       // the device's memory now (cudaMemGetInfo)
+  size_t start_used() const { return start_used_; }  // in use once the context and stream existed
   // Recordings held (tests and the bench report use it).
   size_t recordings() const { return graphs_.size(); }
   // Tests: the tiled prompt attention for every batch of 32+ tokens, even where too few blocks
@@ -99,6 +100,7 @@ class CudaBackend final : public Backend {
   int device_ = 0;
   std::string name_;
   int sm_count_ = 0;
+  size_t start_used_ = 0;
   cudaStream_t stream_ = nullptr;
   std::unordered_map<const uint8_t*, UploadedWeight> weights_;
   struct StagedInts {

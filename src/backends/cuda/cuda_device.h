@@ -26,6 +26,9 @@ size_t cuda_free_memory(Backend& cuda_backend);
 // Memory in use on that device (total - free: this process's allocations and CUDA context, and
 // any other process's), in bytes.
 size_t cuda_used_memory(Backend& cuda_backend);
+// Memory in use on that device when the backend was made (its CUDA context and stream, before any
+// engine allocation), in bytes: what cuda_used_memory counts beyond the engine's own buffers.
+size_t cuda_start_used_memory(Backend& cuda_backend);
 
 // Tests: make a CUDA backend take the tiled prompt attention for every batch of 32+ tokens.
 void cuda_force_tiled_prompt_attention(Backend& cuda_backend, bool on);

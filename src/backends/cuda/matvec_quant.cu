@@ -71,7 +71,11 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_quant(MatvecJob job, ActQ8
   constexpr int R = rows_per_group<F, NT, GLU>();
   constexpr int P = GLU ? 2 : R;  // weight rows read per group
   __shared__ float partial[kWarps][P][NT];
-  pdl_wait();
+  // Weights do not depend on the previous kernel: formats with a Raw load issue their first pass
+  // of weight loads before pdl_wait(), so the loads of the blocks scheduled early (PDL) overlap
+  // the previous kernel's tail. Everything else (activations, stores) comes after the wait.
+  bool waited = !HasRaw<F>;
+  if constexpr (!HasRaw<F>) pdl_wait();
   const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
   const int wpr = job.wpr;
   const int64_t blk = blockIdx.x;
@@ -106,6 +110,10 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_quant(MatvecJob job, ActQ8
               if (live[p]) raw[p][u] = GLU ? F::load(p == 0 ? w : job.w[1], row, it) : F::load(w, row + p, it);
           }
         }
+        if (!waited) {
+          pdl_wait();
+          waited = true;
+        }
 #pragma unroll
         for (int u = 0; u < U; ++u) {
           const int64_t it = base + step * u;
@@ -129,6 +137,7 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_quant(MatvecJob job, ActQ8
       }
     }
   }
+  if (!waited) pdl_wait();  // groups past the last row: their block still stores
 #pragma unroll
   for (int p = 0; p < P; ++p) warp_sum<NT>(acc[p]);
   if (wpr > 1) {

@@ -391,6 +391,49 @@ TEST_F(CudaOps, GemmWithSmallChunksMatchesCpuForEveryWeightType) {
 }
 #endif
 
+#ifdef UNICORN_HAVE_CUDA
+TEST_F(CudaOps, WeightsLoadedTogetherShareOneAllocationAndMatchCpu) {
+  // load_weights packs a model's weights into one allocation at 256-byte-aligned offsets: every
+  // type at odd sizes (so that each next weight starts right after an unaligned end), a weight
+  // listed twice, then a second call that repeats a loaded weight and adds a new one.
+  Rng rng(4242);
+  std::vector<std::unique_ptr<HostWeight>> keep;
+  std::vector<const WeightTensor*> list;
+  for (GgmlType type : kCudaWeightTypes) {
+    keep.push_back(std::make_unique<HostWeight>(random_weight(type, 37 + static_cast<int64_t>(type), 256, rng)));
+    list.push_back(&keep.back()->t);
+  }
+  list.push_back(list.front());
+  size_t packed = 0;
+  for (size_t i = 0; i + 1 < list.size(); ++i) packed += cuda::device_bytes(*list[i]);
+  const size_t free_before = cuda_free_memory(*gpu), granule = size_t{2} << 20;
+  gpu->load_weights(list);
+  // One allocation of the packed size (the driver maps whole 2 MiB granules).
+  EXPECT_LE(free_before - cuda_free_memory(*gpu), (packed + granule - 1) / granule * granule);
+  keep.push_back(std::make_unique<HostWeight>(random_weight(GgmlType::Q4_0, 300, 512, rng)));
+  const std::vector<const WeightTensor*> again = {list[3], &keep.back()->t};
+  gpu->load_weights(again);
+  for (const auto& w : keep)
+    for (int64_t T : {1, 3}) {
+      const auto [got, want] =
+          matmul_gpu_and_cpu(*gpu, *cpu, w->t, random_floats(static_cast<size_t>(T * w->t.cols), rng), T);
+      EXPECT_LE(nmse(got, want), int8_activations(w->t.type, w->t.cols, T) ? 5e-4 : 1e-7)
+          << type_name(w->t.type) << " T=" << T;
+    }
+  // The same bytes as another shape: refused with the tensor's name, the loaded weights kept.
+  WeightTensor other = keep.front()->t;
+  other.rows = 1;
+  other.name = "test.reshaped";
+  const WeightTensor* bad[] = {&other};
+  try {
+    gpu->load_weights(bad);
+    ADD_FAILURE() << "loading the same bytes as another tensor was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("test.reshaped"), std::string::npos) << e.what();
+  }
+}
+#endif
+
 // ---- embed, norms, rope, elementwise ------------------------------------------------------------
 
 TEST_F(CudaOps, EmbedDecodesEveryWeightTypeLikeTheCpu) {

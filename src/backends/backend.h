@@ -75,9 +75,15 @@ class Backend {
   virtual std::string name() const = 0;
   // Can matmul() use a weight of this type directly?
   virtual bool supports_weight(GgmlType type) const = 0;
-  // Called once per weight placed on this backend before use (a GPU backend uploads/repacks it
-  // and keeps its copy keyed by the WeightTensor's address; the CPU backend reads it in place).
-  virtual void load_weight(const WeightTensor& w) = 0;
+  // Called with the weights placed on this backend before use, all of a model's at once (a GPU
+  // backend uploads/repacks them into one allocation and keeps its copies keyed by each
+  // WeightTensor's address; the CPU backend reads them in place). Weights already loaded are
+  // skipped; loading the same bytes as a different tensor is an error.
+  virtual void load_weights(std::span<const WeightTensor* const> ws) = 0;
+  void load_weight(const WeightTensor& w) {
+    const WeightTensor* p = &w;
+    load_weights({&p, 1});
+  }
 
   virtual Act alloc(int64_t rows, int64_t cols) = 0;
   virtual void copy_from_host(const float* src, Act& dst) = 0;

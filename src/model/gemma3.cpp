@@ -21,18 +21,25 @@ Gemma3Model::Gemma3Model(std::shared_ptr<const ModelWeights> weights, Placement 
   const ModelWeights& w = *w_;
   if (static_cast<int64_t>(placement_.layer.size()) != w.config.n_layers)
     fail("internal: placement has {} layers, model {}", placement_.layer.size(), w.config.n_layers);
-  placement_.input->load_weight(w.tok_embd);
-  placement_.output->load_weight(w.tok_embd);
-  placement_.output->load_weight(w.output_norm);
+  // Each backend gets all of its weights in one call (a GPU backend packs them in one allocation).
+  std::vector<std::pair<Backend*, std::vector<const WeightTensor*>>> per_backend;
+  auto place = [&](Backend* b, const WeightTensor& t) {
+    auto it = std::find_if(per_backend.begin(), per_backend.end(), [&](const auto& e) { return e.first == b; });
+    if (it == per_backend.end()) it = per_backend.insert(per_backend.end(), {b, {}});
+    it->second.push_back(&t);
+  };
+  place(placement_.input, w.tok_embd);
+  place(placement_.output, w.tok_embd);
+  place(placement_.output, w.output_norm);
   for (size_t l = 0; l < w.layers.size(); ++l) {
-    const LayerWeights& L = w.layers[l];
     Backend* b = placement_.layer[l];
-    for (const WeightTensor* t : L.all()) {
+    for (const WeightTensor* t : w.layers[l].all()) {
       if (!b->supports_weight(t->type))
         fail("{}: backend {} cannot multiply by {} weights ({})", w.source, b->name(), type_name(t->type), t->name);
-      b->load_weight(*t);
+      place(b, *t);
     }
   }
+  for (auto& [b, ts] : per_backend) b->load_weights(ts);
 }
 
 Act Gemma3Model::scratch(Backend* b, Slot slot, int64_t rows, int64_t cols) {

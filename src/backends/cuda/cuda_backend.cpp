@@ -80,6 +80,10 @@ size_t cuda_recordings(Backend& backend) {
 
 namespace cuda {
 
+namespace {
+constexpr size_t kStackBytes = 64;  // per thread (bench/device/context_memory.cu measures the saving)
+}  // namespace
+
 CudaBackend::CudaBackend(int device) : device_(device) {
   const int n = cuda_device_count();
   if (device < 0 || device >= n) fail("CUDA device {} does not exist ({} device(s) found)", device, n);
@@ -88,6 +92,10 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   check(cudaGetDeviceProperties(&prop, device), "reading device properties");
   sm_count_ = prop.multiProcessorCount;
   name_ = fmt::format("cuda:{} ({})", device, prop.name);
+  // The context reserves local memory for every resident thread's stack: 1 KiB by default, which
+  // is 264 MiB on an H100 (132 SMs x 2048 threads). Our kernels need at most 40 bytes of stack;
+  // the driver raises the limit at launch for any kernel that needs more.
+  check(cudaDeviceSetLimit(cudaLimitStackSize, kStackBytes), "setting the stack size");
   check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a stream");
   gemm_.set_grow([this](DeviceBuffer& b, size_t bytes) { grow(b, bytes); });
   const DeviceMemory m = memory();
@@ -134,22 +142,41 @@ void CudaBackend::grow(DeviceBuffer& b, size_t bytes) {
 
 bool CudaBackend::supports_weight(GgmlType type) const { return weight_type_supported(type); }
 
-void CudaBackend::load_weight(const WeightTensor& w) {
-  auto it = weights_.find(w.data);
-  if (it != weights_.end()) {
-    const DeviceWeight& v = it->second.view;
-    if (v.type != w.type || v.rows != w.rows || v.cols != w.cols)
-      fail("{}: its bytes were already loaded on {} as a different tensor", w.name, name_);
-    return;
+void CudaBackend::load_weights(std::span<const WeightTensor* const> ws) {
+  // The weights not loaded yet (first sight of each address) go into one allocation.
+  std::unordered_map<const uint8_t*, const WeightTensor*> fresh;
+  std::vector<std::pair<const WeightTensor*, size_t>> place;  // weight, offset
+  size_t total = 0;
+  for (const WeightTensor* w : ws) {
+    const auto loaded = weights_.find(w->data);
+    const auto pending = fresh.find(w->data);
+    if (loaded != weights_.end() || pending != fresh.end()) {
+      const bool same =
+          loaded != weights_.end()
+              ? (loaded->second.type == w->type && loaded->second.rows == w->rows && loaded->second.cols == w->cols)
+              : (pending->second->type == w->type && pending->second->rows == w->rows &&
+                 pending->second->cols == w->cols);
+      if (!same) fail("{}: its bytes were already loaded on {} as a different tensor", w->name, name_);
+      continue;
+    }
+    fresh.emplace(w->data, w);
+    place.emplace_back(w, total);
+    total += device_bytes(*w);  // throws for unsupported types and shapes, before any allocation
   }
-  check(cudaSetDevice(device_), "selecting the device");
-  weights_.emplace(w.data, upload_weight(w));
+  if (place.empty()) return;
+  const DeviceMemory m = memory();  // also selects the device
+  if (total > m.free)
+    fail("{}: the weights need {:.2f} GiB of device memory; {:.2f} GiB is free", name_,
+         static_cast<double>(total) / (1 << 30), static_cast<double>(m.free) / (1 << 30));
+  weight_memory_.emplace_back(total);
+  auto* base = weight_memory_.back().as<uint8_t>();
+  for (const auto& [w, off] : place) weights_.emplace(w->data, upload_weight_to(*w, base + off));
 }
 
 const DeviceWeight& CudaBackend::device_weight(const WeightTensor& w) const {
   auto it = weights_.find(w.data);
   if (it == weights_.end()) fail("{}: used on {} before load_weight", w.name, name_);
-  return it->second.view;
+  return it->second;
 }
 
 Act CudaBackend::alloc(int64_t rows, int64_t cols) {

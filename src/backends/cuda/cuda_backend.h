@@ -1,5 +1,5 @@
 // The CUDA backend: every op of backends/backend.h on one device and one stream. Weights are
-// uploaded once in load_weight (keyed by the WeightTensor's data address) in their quantized
+// uploaded once in load_weights (keyed by the WeightTensor's data address) in their quantized
 // form; activations and the KV cache live in device memory; ops are queued on the stream and
 // the host waits only in copy_to_host / synchronize.
 #pragma once
@@ -28,7 +28,7 @@ class CudaBackend final : public Backend {
   std::string name() const override { return name_; }
   cudaStream_t stream() const { return stream_; }
   bool supports_weight(GgmlType type) const override;
-  void load_weight(const WeightTensor& w) override;
+  void load_weights(std::span<const WeightTensor* const> ws) override;
 
   Act alloc(int64_t rows, int64_t cols) override;
   void copy_from_host(const float* src, Act& dst) override;
@@ -102,7 +102,8 @@ class CudaBackend final : public Backend {
   int sm_count_ = 0;
   size_t start_used_ = 0;
   cudaStream_t stream_ = nullptr;
-  std::unordered_map<const uint8_t*, UploadedWeight> weights_;
+  std::unordered_map<const uint8_t*, DeviceWeight> weights_;
+  std::vector<DeviceBuffer> weight_memory_;  // one allocation per load_weights call
   struct StagedInts {
     DeviceBuffer device;
     std::vector<int32_t> last;

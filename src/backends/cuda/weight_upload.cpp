@@ -13,83 +13,115 @@
 namespace unicorn::cuda {
 namespace {
 
-constexpr size_t kPlaneAlign = 256;
-size_t align_up(size_t n) { return (n + kPlaneAlign - 1) / kPlaneAlign * kPlaneAlign; }
+size_t align_up(size_t n) { return (n + kWeightAlign - 1) / kWeightAlign * kWeightAlign; }
 
-// Legacy 32-value blocks: split into a quant plane, an optional high-bit plane and a scale plane.
-template <class Block>
-std::vector<uint8_t> split_planes(const WeightTensor& w, int64_t nb, size_t quant_bytes, bool has_qh, size_t& qh_off,
-                                  size_t& d_off) {
-  const size_t n_blocks = static_cast<size_t>(w.rows * nb);
-  const size_t q_size = align_up(n_blocks * quant_bytes);
-  const size_t qh_size = has_qh ? align_up(n_blocks * 4) : 0;
-  qh_off = q_size;
-  d_off = q_size + qh_size;
-  std::vector<uint8_t> img(d_off + n_blocks * 2);
-  for (size_t i = 0; i < n_blocks; ++i) {
-    Block b;
-    std::memcpy(&b, w.data + i * sizeof(Block), sizeof(Block));
-    std::memcpy(img.data() + i * quant_bytes, b.qs, quant_bytes);
-    if constexpr (requires { b.qh; }) std::memcpy(img.data() + qh_off + i * 4, b.qh, 4);
-    std::memcpy(img.data() + d_off + i * 2, &b.d, 2);
-  }
-  return img;
-}
+// Where each part of a weight goes in its device layout (device_weight.h).
+struct Layout {
+  size_t bytes = 0;   // total
+  size_t qh_off = 0;  // Q5_0 high-bit plane
+  size_t d_off = 0;   // scale plane of the legacy 32-value formats
+  int64_t q_row_bytes = 0;
+  size_t quant_bytes = 0;  // bytes of quants per block of a split format (0: not split)
+};
 
-}  // namespace
-
-UploadedWeight upload_weight(const WeightTensor& w) {
+Layout layout_of(const WeightTensor& w) {
   if (!weight_type_supported(w.type))
     fail("{}: the CUDA backend has no kernels for {} weights", w.name, type_name(w.type));
   const int block = traits(w.type).block_size;
   if (w.cols % 8 != 0 || w.cols % block != 0)
     fail("{}: {} columns; the CUDA backend needs a multiple of 8 (and of the {}-value block)", w.name, w.cols, block);
-  UploadedWeight u;
-  DeviceWeight& v = u.view;
+  const int64_t nb = w.cols / block;
+  const size_t n_blocks = static_cast<size_t>(w.rows * nb);
+  Layout l;
+  // Legacy 32-value blocks: split into a quant plane, an optional high-bit plane and a scale plane.
+  auto split = [&](size_t quant_bytes, bool has_qh) {
+    l.quant_bytes = quant_bytes;
+    l.q_row_bytes = nb * static_cast<int64_t>(quant_bytes);
+    l.qh_off = align_up(n_blocks * quant_bytes);
+    l.d_off = l.qh_off + (has_qh ? align_up(n_blocks * 4) : 0);
+    l.bytes = l.d_off + n_blocks * 2;
+  };
+  switch (w.type) {
+    case GgmlType::Q8_0:
+      split(32, false);
+      break;
+    case GgmlType::Q4_0:
+    case GgmlType::Q5_0:
+      split(16, w.type == GgmlType::Q5_0);
+      break;
+    case GgmlType::Q6_K:  // blocks padded to 16-byte multiples
+      l.q_row_bytes = nb * kQ6KPaddedBytes;
+      l.bytes = n_blocks * kQ6KPaddedBytes;
+      break;
+    default:  // float rows and Q4_K blocks are used as stored
+      l.q_row_bytes = static_cast<int64_t>(w.row_stride());
+      l.bytes = w.nbytes();
+      break;
+  }
+  return l;
+}
+
+template <class Block>
+void split_planes(const WeightTensor& w, const Layout& l, std::vector<uint8_t>& img) {
+  const size_t n_blocks = static_cast<size_t>(w.rows * (w.cols / 32));
+  for (size_t i = 0; i < n_blocks; ++i) {
+    Block b;
+    std::memcpy(&b, w.data + i * sizeof(Block), sizeof(Block));
+    std::memcpy(img.data() + i * l.quant_bytes, b.qs, l.quant_bytes);
+    if constexpr (requires { b.qh; }) std::memcpy(img.data() + l.qh_off + i * 4, b.qh, 4);
+    std::memcpy(img.data() + l.d_off + i * 2, &b.d, 2);
+  }
+}
+
+}  // namespace
+
+size_t device_bytes(const WeightTensor& w) { return align_up(layout_of(w).bytes); }
+
+DeviceWeight upload_weight_to(const WeightTensor& w, void* dst) {
+  const Layout l = layout_of(w);
+  DeviceWeight v;
   v.type = w.type;
   v.rows = w.rows;
   v.cols = w.cols;
-  v.blocks_per_row = w.cols / block;
+  v.blocks_per_row = w.cols / traits(w.type).block_size;
+  v.q_row_bytes = l.q_row_bytes;
   std::vector<uint8_t> img;
-  size_t qh_off = 0, d_off = 0;
-  const uint8_t* src = w.data;
-  size_t size = w.nbytes();
   switch (w.type) {
     case GgmlType::Q8_0:
-      img = split_planes<BlockQ8_0>(w, v.blocks_per_row, 32, false, qh_off, d_off);
-      v.q_row_bytes = v.blocks_per_row * 32;
+      img.assign(l.bytes, 0);
+      split_planes<BlockQ8_0>(w, l, img);
       break;
     case GgmlType::Q4_0:
-      img = split_planes<BlockQ4_0>(w, v.blocks_per_row, 16, false, qh_off, d_off);
-      v.q_row_bytes = v.blocks_per_row * 16;
+      img.assign(l.bytes, 0);
+      split_planes<BlockQ4_0>(w, l, img);
       break;
     case GgmlType::Q5_0:
-      img = split_planes<BlockQ5_0>(w, v.blocks_per_row, 16, true, qh_off, d_off);
-      v.q_row_bytes = v.blocks_per_row * 16;
+      img.assign(l.bytes, 0);
+      split_planes<BlockQ5_0>(w, l, img);
       break;
     case GgmlType::Q6_K: {
+      img.assign(l.bytes, 0);
       const size_t n_blocks = static_cast<size_t>(w.rows * v.blocks_per_row);
-      img.assign(n_blocks * kQ6KPaddedBytes, 0);
       for (size_t i = 0; i < n_blocks; ++i)
         std::memcpy(img.data() + i * kQ6KPaddedBytes, w.data + i * sizeof(BlockQ6_K), sizeof(BlockQ6_K));
-      v.q_row_bytes = v.blocks_per_row * kQ6KPaddedBytes;
       break;
     }
-    default:  // float rows and Q4_K blocks are used as stored
-      v.q_row_bytes = static_cast<int64_t>(w.row_stride());
+    default:
       break;
   }
-  if (!img.empty()) {
-    src = img.data();
-    size = img.size();
-  }
-  u.memory.reserve(size);
-  check(cudaMemcpy(u.memory.get(), src, size, cudaMemcpyHostToDevice), "uploading a weight");
-  auto* base = u.memory.as<uint8_t>();
+  const uint8_t* src = img.empty() ? w.data : img.data();
+  check(cudaMemcpy(dst, src, l.bytes, cudaMemcpyHostToDevice), "uploading a weight");
+  auto* base = static_cast<uint8_t*>(dst);
   v.q = base;
-  if (w.type == GgmlType::Q5_0) v.qh = reinterpret_cast<const uint32_t*>(base + qh_off);
-  if (w.type == GgmlType::Q8_0 || w.type == GgmlType::Q4_0 || w.type == GgmlType::Q5_0)
-    v.d = reinterpret_cast<const uint16_t*>(base + d_off);
+  if (w.type == GgmlType::Q5_0) v.qh = reinterpret_cast<const uint32_t*>(base + l.qh_off);
+  if (l.quant_bytes > 0) v.d = reinterpret_cast<const uint16_t*>(base + l.d_off);
+  return v;
+}
+
+UploadedWeight upload_weight(const WeightTensor& w) {
+  UploadedWeight u;
+  u.memory.reserve(device_bytes(w));
+  u.view = upload_weight_to(w, u.memory.get());
   return u;
 }
 

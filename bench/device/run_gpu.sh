@@ -70,4 +70,10 @@ fi
 if [ "${MEMORY_4K:-0}" = 1 ]; then  # 27B Q4_0 at a 4K context with 64-token prompt batches (no cuBLAS scratch)
   timeout 120 $U bench --synthetic 27b --type q4_0 --device cuda -p 64 -n 16 -d 4032 -c 4096 -b 64 -r 1 2>&1 | tee -a "$OUT/bench.md"
 fi
+if [ "${SKIP_BREAKDOWN:-0}" = 1 ]; then  # what each non-matmul op costs inside the recorded decode step
+  for skip in none quantize add_norm qk_norm_rope attention qk_norm_rope,attention,add_norm,quantize; do
+    echo "UNICORN_CUDA_SKIP=$skip: $(UNICORN_CUDA_SKIP=$skip timeout 100 $U bench --synthetic 27b --type q4_0 \
+      --device cuda -p 0 -n 64 -r 2 2>&1 | grep -E '\| tg64' | awk -F'|' '{print $8}')"
+  done
+fi
 [ "${SKIP_TTFT:-0}" = 1 ] || timeout 60 $U bench --synthetic 27b --type q4_0 --device cuda -p 32 -n 0 -r 3 2>&1 | tee -a "$OUT/bench.md"

@@ -97,6 +97,15 @@ class CudaBackend final : public Backend {
   AttentionBatch attention_batch(const BatchView& batch, std::span<const int64_t> past_len, int n_seq);
   void abort_recording();
 
+  // Measurement only (bench/device/run_gpu.sh SKIP_BREAKDOWN): UNICORN_CUDA_SKIP lists ops whose
+  // launches are left out (qk_norm_rope, attention, add_norm, quantize), so that a decode
+  // benchmark shows what each costs inside the recorded step. The results are then wrong.
+  struct Skip {
+    bool qk_norm_rope = false, attention = false, add_norm = false, quantize = false;
+  };
+  static Skip skip_from_env();
+  const Skip skip_ = skip_from_env();
+
   int device_ = 0;
   std::string name_;
   int sm_count_ = 0;

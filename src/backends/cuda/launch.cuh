@@ -2,13 +2,9 @@
 // may be launched while the previous kernel on the stream finishes, so that its launch and block
 // scheduling overlap the previous kernel's tail (inside a CUDA graph too). Every kernel launched
 // this way calls pdl_wait() before its first memory access: that waits for the previous
-// kernel's completion and memory, so the order of reads and writes is the stream's (nothing is
-// written before it; the quantized matvec only loads weights before it). pdl_trigger() lets the
-// next kernel be scheduled early: every decode-step kernel calls it first thing, so that the next
-// one is resident and waiting (a matvec with its first weight loads in flight) while this one
-// runs; the next kernel launches once all of this grid's blocks have started, so it never takes
-// slots this grid still needs. (Tensor-core and float matmuls trigger at the end of each block.)
-// UNICORN_PDL=0 turns the attribute off.
+// kernel's completion and memory, so the order of reads and writes is the stream's. pdl_trigger()
+// lets the next kernel be scheduled early (single-wave kernels call it at their start, the
+// matvec at the end of each block). UNICORN_PDL=0 turns the attribute off.
 #pragma once
 #include <cuda_runtime.h>
 

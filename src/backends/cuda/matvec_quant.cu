@@ -74,10 +74,6 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_quant(MatvecJob job, ActQ8
   // Weights do not depend on the previous kernel: formats with a Raw load issue their first pass
   // of weight loads before pdl_wait(), so the loads of the blocks scheduled early (PDL) overlap
   // the previous kernel's tail. Everything else (activations, stores) comes after the wait.
-  // The next kernel (it waits for this grid's completion before its own reads) may be scheduled
-  // as soon as this grid's last blocks are running: it then takes the SM slots this grid's tail
-  // frees, and a matvec after a small op issues its weight loads during this tail.
-  pdl_trigger();
   bool waited = !HasRaw<F>;
   if constexpr (!HasRaw<F>) pdl_wait();
   const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
@@ -172,6 +168,7 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_quant(MatvecJob job, ActQ8
             if (row + p < w.rows) y[t * w.rows + row + p] = acc[p][t];
         }
       }
+  pdl_trigger();  // after this block's stores: the next kernel may be scheduled as blocks finish
 }
 
 // Warps per row: for wide rows, the whole block for rows of at least 128 items (so that each lane

@@ -9,8 +9,8 @@ namespace unicorn::cuda {
 namespace {
 
 __global__ void rope(float* x, int64_t T, int64_t cols, int64_t head_dim, const int32_t* pos, float base, float scale) {
-  pdl_trigger();
   pdl_wait();
+  pdl_trigger();
   const int64_t half = head_dim / 2;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= T * half) return;

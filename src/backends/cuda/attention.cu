@@ -81,98 +81,10 @@ __device__ __forceinline__ KeyRange key_range(const AttentionBatch& b, int64_t w
   return r;
 }
 
-// What the merge also does once every split has read the cache (MergeExtras): store this batch's
-// k, v rows into the ring (each block (head h, token i) with h < n_kv_heads stores kv head h of
-// token i), and quantize the output for the o matvec like launch_quantize_q8 (each warp holds one
-// 32-value block of the head's output).
-struct MergeExtras {
-  const float* k = nullptr;
-  const float* v = nullptr;
-  void* k_cache = nullptr;
-  void* v_cache = nullptr;
-  AttentionBatch b;
-  int64_t n_kv_heads = 0, capacity = 0;
-  int8_t* q8 = nullptr;
-  float* ds = nullptr;
-};
-
-// Merges the splits' (max, sum, weighted V) states of (head h, token i), one block of 128
-// threads. The first warp reads every split's (max, sum) at once (n_split <= 64) and turns them
-// into weights in shared memory; then each thread sums one dimension over the splits with
-// independent loads. The states are read through L2 (__ldcg): other blocks of the same grid may
-// have written them (the attention kernel's last split block).
-template <bool F16>
-__device__ void merge_head(const float* partial, int64_t n_heads, int64_t head_dim, int n_split, float* out,
-                           const MergeExtras& e, int64_t h, int64_t i) {
-  __shared__ float f[64];
-  __shared__ float total;
-  const int64_t stride = head_dim + 2;
-  const float* p = partial + (i * n_heads + h) * n_split * stride;
-  if (threadIdx.x < 32) {
-    const int s0 = static_cast<int>(threadIdx.x), s1 = s0 + 32;
-    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
-    if (s0 < n_split) l0 = __ldcg(p + s0 * stride + 1), m0 = l0 > 0.0f ? __ldcg(p + s0 * stride) : -INFINITY;
-    if (s1 < n_split) l1 = __ldcg(p + s1 * stride + 1), m1 = l1 > 0.0f ? __ldcg(p + s1 * stride) : -INFINITY;
-    float mx = fmaxf(m0, m1);
-#pragma unroll
-    for (int o = 16; o > 0; o /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, o));
-    const float f0 = l0 > 0.0f ? expf(m0 - mx) : 0.0f, f1 = l1 > 0.0f ? expf(m1 - mx) : 0.0f;
-    float sum = l0 * f0 + l1 * f1;
-#pragma unroll
-    for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xFFFFFFFFu, sum, o);
-    if (s0 < n_split) f[s0] = f0;
-    if (s1 < n_split) f[s1] = f1;
-    if (s0 == 0) total = sum;
-  }
-  __syncthreads();
-  const int64_t K = n_heads * head_dim;
-  // blockDim.x is a multiple of 32 and head_dim of 32: every warp iteration covers whole blocks.
-  for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
-    float o = 0.0f;
-#pragma unroll 8
-    for (int s = 0; s < n_split; ++s) o += __ldcg(p + s * stride + 2 + d) * f[s];
-    o /= total;
-    out[i * K + h * head_dim + d] = o;
-    if (e.q8) {
-      float2 ds;
-      const int64_t k = i * K + h * head_dim + d;
-      e.q8[k] = static_cast<int8_t>(quantize32_warp(o, ds));
-      if (threadIdx.x % 32 == 0) reinterpret_cast<float2*>(e.ds)[k / 32] = ds;
-    }
-  }
-  if (e.k_cache && h < e.n_kv_heads) {
-    const int seq = e.b.seq[i];
-    // A chunk longer than the ring writes some slots twice; the later position wins (kv_store).
-    const int64_t last = e.b.past[seq] + (e.b.start[seq + 1] - e.b.start[seq]) - 1;
-    if (e.b.pos[i] + e.capacity > last) {
-      const int64_t row = e.n_kv_heads * head_dim;
-      const int64_t slot = static_cast<int64_t>(seq) * e.capacity + e.b.pos[i] % e.capacity;
-      for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
-        const int64_t c = h * head_dim + d;
-        if constexpr (F16) {
-          static_cast<__half*>(e.k_cache)[slot * row + c] = __float2half_rn(e.k[i * row + c]);
-          static_cast<__half*>(e.v_cache)[slot * row + c] = __float2half_rn(e.v[i * row + c]);
-        } else {
-          static_cast<float*>(e.k_cache)[slot * row + c] = e.k[i * row + c];
-          static_cast<float*>(e.v_cache)[slot * row + c] = e.v[i * row + c];
-        }
-      }
-    }
-  }
-}
-
-template <bool F16>
-__global__ void merge_splits(const float* partial, int64_t n_heads, int64_t head_dim, int n_split, float* out,
-                             MergeExtras e) {
-  pdl_wait();
-  pdl_trigger();
-  merge_head<F16>(partial, n_heads, head_dim, n_split, out, e, blockIdx.x, blockIdx.y);
-}
-
 template <int D, bool F16>
 __global__ void __launch_bounds__(kWarps * 32)
     attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
-              AttentionBatch b, AttentionShape a, float* partial, float* out, MergeExtras e, unsigned* counters) {
+              AttentionBatch b, AttentionShape a, float* partial, float* out) {
   constexpr int HD = 32 * D;
   pdl_wait();
   pdl_trigger();
@@ -277,19 +189,87 @@ __global__ void __launch_bounds__(kWarps * 32)
       }
     }
   }
-  if (n_split == 1 || counters == nullptr) return;
-  // The last of the (head, token)'s split blocks to get here merges them (the threadfence
-  // reduction pattern): each block's state is visible device-wide before it is counted.
-  __shared__ unsigned s_done;
-  __threadfence();
+}
+
+// What the merge also does once every split has read the cache (MergeExtras): store this batch's
+// k, v rows into the ring (each block (head h, token i) with h < n_kv_heads stores kv head h of
+// token i), and quantize the output for the o matvec like launch_quantize_q8 (each warp holds one
+// 32-value block of the head's output).
+struct MergeExtras {
+  const float* k = nullptr;
+  const float* v = nullptr;
+  void* k_cache = nullptr;
+  void* v_cache = nullptr;
+  AttentionBatch b;
+  int64_t n_kv_heads = 0, capacity = 0;
+  int8_t* q8 = nullptr;
+  float* ds = nullptr;
+};
+
+// Merges the splits' (max, sum, weighted V) states of one (head, token). The first warp reads
+// every split's (max, sum) at once (n_split <= 64) and turns them into weights in shared
+// memory; then each thread sums one dimension over the splits with independent loads.
+template <bool F16>
+__global__ void merge_splits(const float* partial, int64_t n_heads, int64_t head_dim, int n_split, float* out,
+                             MergeExtras e) {
+  __shared__ float f[64];
+  __shared__ float total;
+  pdl_wait();
+  pdl_trigger();
+  const int64_t h = blockIdx.x, i = blockIdx.y;
+  const int64_t stride = head_dim + 2;
+  const float* p = partial + (i * n_heads + h) * n_split * stride;
+  if (threadIdx.x < 32) {
+    const int s0 = static_cast<int>(threadIdx.x), s1 = s0 + 32;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+    if (s0 < n_split) l0 = p[s0 * stride + 1], m0 = l0 > 0.0f ? p[s0 * stride] : -INFINITY;
+    if (s1 < n_split) l1 = p[s1 * stride + 1], m1 = l1 > 0.0f ? p[s1 * stride] : -INFINITY;
+    float mx = fmaxf(m0, m1);
+#pragma unroll
+    for (int o = 16; o > 0; o /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, o));
+    const float f0 = l0 > 0.0f ? expf(m0 - mx) : 0.0f, f1 = l1 > 0.0f ? expf(m1 - mx) : 0.0f;
+    float sum = l0 * f0 + l1 * f1;
+#pragma unroll
+    for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xFFFFFFFFu, sum, o);
+    if (s0 < n_split) f[s0] = f0;
+    if (s1 < n_split) f[s1] = f1;
+    if (s0 == 0) total = sum;
+  }
   __syncthreads();
-  unsigned* count = counters + i * a.n_heads + h;
-  if (threadIdx.x == 0) s_done = atomicAdd(count, 1u);
-  __syncthreads();
-  if (s_done != static_cast<unsigned>(n_split - 1)) return;
-  __threadfence();
-  merge_head<F16>(partial, a.n_heads, HD, n_split, out, e, h, i);
-  if (threadIdx.x == 0) *count = 0;  // zero again for the next launch
+  const int64_t K = n_heads * head_dim;
+  // blockDim.x is a multiple of 32 and head_dim of 32: every warp iteration covers whole blocks.
+  for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float o = 0.0f;
+#pragma unroll 8
+    for (int s = 0; s < n_split; ++s) o += p[s * stride + 2 + d] * f[s];
+    o /= total;
+    out[i * K + h * head_dim + d] = o;
+    if (e.q8) {
+      float2 ds;
+      const int64_t k = i * K + h * head_dim + d;
+      e.q8[k] = static_cast<int8_t>(quantize32_warp(o, ds));
+      if (threadIdx.x % 32 == 0) reinterpret_cast<float2*>(e.ds)[k / 32] = ds;
+    }
+  }
+  if (e.k_cache && h < e.n_kv_heads) {
+    const int seq = e.b.seq[i];
+    // A chunk longer than the ring writes some slots twice; the later position wins (kv_store).
+    const int64_t last = e.b.past[seq] + (e.b.start[seq + 1] - e.b.start[seq]) - 1;
+    if (e.b.pos[i] + e.capacity > last) {
+      const int64_t row = e.n_kv_heads * head_dim;
+      const int64_t slot = static_cast<int64_t>(seq) * e.capacity + e.b.pos[i] % e.capacity;
+      for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        const int64_t c = h * head_dim + d;
+        if constexpr (F16) {
+          static_cast<__half*>(e.k_cache)[slot * row + c] = __float2half_rn(e.k[i * row + c]);
+          static_cast<__half*>(e.v_cache)[slot * row + c] = __float2half_rn(e.v[i * row + c]);
+        } else {
+          static_cast<float*>(e.k_cache)[slot * row + c] = e.k[i * row + c];
+          static_cast<float*>(e.v_cache)[slot * row + c] = e.v[i * row + c];
+        }
+      }
+    }
+  }
 }
 
 template <bool F16>
@@ -316,52 +296,44 @@ __global__ void kv_store(const float* k, const float* v, void* k_cache, void* v_
 
 template <int D>
 void launch_d(const float* q, const float* k, const float* v, const void* kc, const void* vc, const AttentionBatch& b,
-              const AttentionShape& a, int n_split, float* partial, float* out, const MergeExtras& e,
-              unsigned* counters, cudaStream_t s) {
+              const AttentionShape& a, int n_split, float* partial, float* out, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(a.n_heads), static_cast<unsigned>(b.T), static_cast<unsigned>(n_split));
   if (a.kv_f16)
-    launch(attention<D, true>, grid, dim3(kWarps * 32), 0, s, q, k, v, kc, vc, b, a, partial, out, e, counters);
+    launch(attention<D, true>, grid, dim3(kWarps * 32), 0, s, q, k, v, kc, vc, b, a, partial, out);
   else
-    launch(attention<D, false>, grid, dim3(kWarps * 32), 0, s, q, k, v, kc, vc, b, a, partial, out, e, counters);
+    launch(attention<D, false>, grid, dim3(kWarps * 32), 0, s, q, k, v, kc, vc, b, a, partial, out);
 }
 
 }  // namespace
 
 bool attention_supports_head_dim(int64_t hd) { return hd == 32 || hd == 64 || hd == 128 || hd == 256; }
 
-bool attention_store_is_early_safe(const AttentionShape& a, int64_t max_tokens_per_seq) {
-  return a.window == 0 || max_tokens_per_seq <= a.capacity - a.window + 1;
-}
-
 cudaError_t launch_attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
                              const AttentionBatch& b, const AttentionShape& a, int n_split, float* partial, float* out,
-                             cudaStream_t s, void* store_k_cache, void* store_v_cache, int8_t* q8, float* ds,
-                             unsigned* counters) {
+                             cudaStream_t s, void* store_k_cache, void* store_v_cache, int8_t* q8, float* ds) {
   if (b.T == 0) return cudaSuccess;
   if (q8 && a.head_dim % 32 != 0) return cudaErrorInvalidValue;  // its blocks would straddle heads
-  if (n_split > 64) return cudaErrorInvalidValue;                // the merge weighs at most 64 splits
-  MergeExtras e;
-  e.k = k, e.v = v, e.k_cache = store_k_cache, e.v_cache = store_v_cache, e.b = b;
-  e.n_kv_heads = a.n_kv_heads, e.capacity = a.capacity, e.q8 = q8, e.ds = ds;
-  unsigned* fused = n_split > 1 ? counters : nullptr;
   switch (a.head_dim) {
     case 32:
-      launch_d<1>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, e, fused, s);
+      launch_d<1>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, s);
       break;
     case 64:
-      launch_d<2>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, e, fused, s);
+      launch_d<2>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, s);
       break;
     case 128:
-      launch_d<4>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, e, fused, s);
+      launch_d<4>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, s);
       break;
     case 256:
-      launch_d<8>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, e, fused, s);
+      launch_d<8>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, s);
       break;
     default:
       return cudaErrorNotSupported;
   }
-  if (n_split > 1 && !fused) {
+  if (n_split > 1) {
     const dim3 grid(static_cast<unsigned>(a.n_heads), static_cast<unsigned>(b.T));
+    MergeExtras e;
+    e.k = k, e.v = v, e.k_cache = store_k_cache, e.v_cache = store_v_cache, e.b = b;
+    e.n_kv_heads = a.n_kv_heads, e.capacity = a.capacity, e.q8 = q8, e.ds = ds;
     if (a.kv_f16)
       launch(merge_splits<true>, grid, dim3(128), 0, s, partial, a.n_heads, a.head_dim, n_split, out, e);
     else

@@ -115,10 +115,6 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   gemm_.set_grow([this](DeviceBuffer& b, size_t bytes) { grow(b, bytes); });
   const DeviceMemory m = memory();
   start_used_ = m.total - m.free;
-  // The attention kernel's per-(head, token) split counters (attention()): one word per block of a
-  // step whose keys are split, zeroed once here (the kernel leaves them zeroed).
-  counters_.reserve(static_cast<size_t>(8 * sm_count_) * sizeof(unsigned));
-  check(cudaMemset(counters_.get(), 0, counters_.bytes()), "zeroing attention counters");
 }
 
 CudaBackend::~CudaBackend() {
@@ -601,7 +597,7 @@ void CudaBackend::attention(const Act& q, const Act& k, const Act& v, LayerKv& k
   const int64_t blocks = T * p.n_heads;
   const int64_t n_max = kv.spec.capacity;
   constexpr int64_t kMinKeysPerSplit = 64, kMaxSplits = 64;
-  const int64_t target_blocks = 8 * static_cast<int64_t>(sm_count_);  // counters_ holds as many words
+  const int64_t target_blocks = 8 * static_cast<int64_t>(sm_count_);
   if (blocks < target_blocks && n_max > kMinKeysPerSplit) {
     const int64_t want = (target_blocks + blocks - 1) / blocks;
     n_split = static_cast<int>(std::min({want, (n_max + kMinKeysPerSplit - 1) / kMinKeysPerSplit, kMaxSplits}));
@@ -619,24 +615,13 @@ void CudaBackend::attention(const Act& q, const Act& k, const Act& v, LayerKv& k
   const int64_t K = out.cols();
   ActQ8 q8{};
   if (merged && T <= kMaxMatvecTokens && p.head_dim % 32 == 0) q8 = q8_buffer(T, K);
-  // Where no block may still read a slot the stores overwrite, the last split block of each
-  // (head, token) merges (no merge launch); it counts on zeroed words, which it leaves zeroed.
-  unsigned* counters = nullptr;
-  if (merged) {
-    std::vector<int64_t> per_seq(static_cast<size_t>(n_seq), 0);
-    int64_t most = 0;
-    for (int32_t s : batch.seq) most = std::max(most, ++per_seq[static_cast<size_t>(s)]);
-    // (Splits are only made for T * n_heads < target_blocks, the words counters_ holds.)
-    if (attention_store_is_early_safe(a, most) && blocks <= static_cast<int64_t>(counters_.bytes() / sizeof(unsigned)))
-      counters = counters_.as<unsigned>();
-  }
   if (skip_.attention) {
     if (q8.q) q8_from_.set(out);
     return;
   }
   check_launch(launch_attention(q.data(), k.data(), v.data(), kv.k.get(), kv.v.get(), b, a, n_split, partial,
                                 out.data(), stream_, merged ? kv.k.get() : nullptr, merged ? kv.v.get() : nullptr,
-                                const_cast<int8_t*>(q8.q), const_cast<float*>(q8.ds), counters),
+                                const_cast<int8_t*>(q8.q), const_cast<float*>(q8.ds)),
                "attention");
   if (!merged)
     check_launch(

@@ -130,7 +130,6 @@ class CudaBackend final : public Backend {
   };
   DeviceBuffer act_q8_;     // quantized activations for the int8 matvec
   DeviceBuffer partial_;    // attention split states
-  DeviceBuffer counters_;   // attention split blocks done per (head, token), zero between launches
   DeviceBuffer argmax_;     // top_k's k = 1 words
   QuantizedFrom q8_from_;   // what act_q8_ holds
   DeviceBuffer act_mma_;    // quantized activations for the tensor-core small-batch matmul

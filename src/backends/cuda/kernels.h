@@ -111,17 +111,10 @@ bool attention_supports_head_dim(int64_t head_dim);
 // then also stores k, v into store_k_cache / store_v_cache (when not null, as launch_kv_store) and
 // quantizes out like launch_quantize_q8 into q8, ds (when not null): with n_split == 1 neither
 // happens and the caller does both.
-// With `counters` (T * n_heads zeroed words, left zeroed), the last split block of each (head,
-// token) to finish does that merge itself, saving the merge launch; only where no block may still
-// read a ring slot that the stores overwrite (see attention_store_is_early_safe).
 cudaError_t launch_attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
                              const AttentionBatch& b, const AttentionShape& a, int n_split, float* partial, float* out,
                              cudaStream_t s, void* store_k_cache = nullptr, void* store_v_cache = nullptr,
-                             int8_t* q8 = nullptr, float* ds = nullptr, unsigned* counters = nullptr);
-// Whether storing a batch's k, v rows may happen while other blocks still read the cache: the slot
-// a new position p takes held p - capacity, outside every window of that slot's batch tokens when
-// each slot has at most capacity - window + 1 tokens in the batch (global layers never wrap).
-bool attention_store_is_early_safe(const AttentionShape& a, int64_t max_tokens_per_seq);
+                             int8_t* q8 = nullptr, float* ds = nullptr);
 // The same for prompts, tiled (attention_prefill.cu): tiles[2 * t] = sequence slot, tiles[2 * t + 1]
 // = index of the tile's first token among that slot's batch rows; a tile holds up to
 // attention_prefill_tokens_per_tile() consecutive tokens of its slot.

@@ -47,9 +47,6 @@ struct MatvecJob {
   int64_t first_block[4] = {0, 0, 0, 0};  // grid blocks of weight i: [first_block[i], first_block[i+1])
   int n = 0;
   int wpr = 1;  // warps per row
-  // Measurement (UNICORN_MATVEC_EARLY_TRIGGER=1): let the next kernel be scheduled as soon as every
-  // block has started, instead of as blocks finish.
-  bool early_trigger = false;
 };
 
 }  // namespace unicorn::cuda

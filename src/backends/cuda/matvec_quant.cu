@@ -8,7 +8,6 @@
 // in one grid), or a GeGLU pair whose warps compute row r of gate and of up together and write
 // gelu_tanh(gate) * up (spec §2.5), so the pair's outputs never go through memory.
 #include <algorithm>
-#include <cstdlib>
 
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launch.cuh"
@@ -75,7 +74,6 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_quant(MatvecJob job, ActQ8
   // Weights do not depend on the previous kernel: formats with a Raw load issue their first pass
   // of weight loads before pdl_wait(), so the loads of the blocks scheduled early (PDL) overlap
   // the previous kernel's tail. Everything else (activations, stores) comes after the wait.
-  if (job.early_trigger) pdl_trigger();
   bool waited = !HasRaw<F>;
   if constexpr (!HasRaw<F>) pdl_wait();
   const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
@@ -170,7 +168,7 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_quant(MatvecJob job, ActQ8
             if (row + p < w.rows) y[t * w.rows + row + p] = acc[p][t];
         }
       }
-  if (!job.early_trigger) pdl_trigger();  // after this block's stores: the next kernel is scheduled as blocks finish
+  pdl_trigger();  // after this block's stores: the next kernel may be scheduled as blocks finish
 }
 
 // Warps per row: for wide rows, the whole block for rows of at least 128 items (so that each lane
@@ -196,11 +194,6 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   }
   for (int i = n; i < 4; ++i) job.first_block[i] = blocks;
   job.n = n;
-  static const bool early = [] {
-    const char* env = std::getenv("UNICORN_MATVEC_EARLY_TRIGGER");
-    return env && env[0] == '1';
-  }();
-  job.early_trigger = early;
   const dim3 grid(static_cast<unsigned>(blocks)), block(kWarps * 32);
   launch(matvec_quant<F, NT, GLU>, grid, block, 0, s, job, x, T);
 }

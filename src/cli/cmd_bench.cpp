@@ -105,7 +105,9 @@ class BenchCommand final : public Command {
       const MemoryEstimate& m = e->memory();
       fmt::print("\nGPU memory in use (CUDA context included), context {} tokens, batch {}:", e->kv().n_ctx(),
                  mo_.batch);
-      for (const auto& [name, bytes] : used) fmt::print(" after {} {};", name, format_bytes(bytes));
+      // GiB as elsewhere, and decimal GB (how memory targets and cards are usually stated).
+      for (const auto& [name, bytes] : used)
+        fmt::print(" after {} {} ({:.2f} GB);", name, format_bytes(bytes), static_cast<double>(bytes) / 1e9);
       size_t start = 0;
 #ifdef UNICORN_HAVE_CUDA
       start = cuda_start_used_memory(*e->backends()[0]);

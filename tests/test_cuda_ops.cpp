@@ -407,7 +407,13 @@ TEST_F(CudaOps, WeightsLoadedTogetherShareOneAllocationAndMatchCpu) {
   size_t packed = 0;
   for (size_t i = 0; i + 1 < list.size(); ++i) packed += cuda::device_bytes(*list[i]);
   const size_t free_before = cuda_free_memory(*gpu), granule = size_t{2} << 20;
-  gpu->load_weights(list);
+  std::vector<std::pair<size_t, size_t>> heard;
+  gpu->load_weights(list, [&](size_t done, size_t total) { heard.emplace_back(done, total); });
+  // Progress: (0, total) first, one report per distinct weight, rising to (total, total).
+  ASSERT_EQ(heard.size(), list.size());  // the repeated weight is uploaded once: 1 + (n - 1) reports
+  EXPECT_EQ(heard.front(), std::make_pair(size_t{0}, packed));
+  EXPECT_EQ(heard.back(), std::make_pair(packed, packed));
+  for (size_t i = 1; i < heard.size(); ++i) EXPECT_GT(heard[i].first, heard[i - 1].first);
   // One allocation of the packed size (the driver maps whole 2 MiB granules).
   EXPECT_LE(free_before - cuda_free_memory(*gpu), (packed + granule - 1) / granule * granule);
   keep.push_back(std::make_unique<HostWeight>(random_weight(GgmlType::Q4_0, 300, 512, rng)));

@@ -7,6 +7,7 @@
 // on a stream); copy_to_host / synchronize are the only points where the host waits.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -69,6 +70,8 @@ struct LayerKvSpec {
   GgmlType type = GgmlType::F16;  // F32 or F16
 };
 
+using UploadProgress = std::function<void(size_t bytes_done, size_t bytes_total)>;
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -79,10 +82,13 @@ class Backend {
   // backend uploads/repacks them into one allocation and keeps its copies keyed by each
   // WeightTensor's address; the CPU backend reads them in place). Weights already loaded are
   // skipped; loading the same bytes as a different tensor is an error.
-  virtual void load_weights(std::span<const WeightTensor* const> ws) = 0;
+  // `progress` (may be empty) hears the bytes uploaded so far and in all: (0, total) first, then
+  // after each weight, ending with (total, total). A backend that uploads nothing calls it never.
+  virtual void load_weights(std::span<const WeightTensor* const> ws, const UploadProgress& progress) = 0;
+  void load_weights(std::span<const WeightTensor* const> ws) { load_weights(ws, {}); }
   void load_weight(const WeightTensor& w) {
     const WeightTensor* p = &w;
-    load_weights({&p, 1});
+    load_weights({&p, 1}, {});
   }
 
   virtual Act alloc(int64_t rows, int64_t cols) = 0;

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -10,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "runtime/memory.h"
 
 namespace unicorn::cli {
 
@@ -62,6 +65,34 @@ std::string resolve_model_path(const std::string& given) {
   fail("no model given and the default model ({}) was not found; run scripts/setup.sh or pass -m", name);
 }
 
+namespace {
+// Weight uploads to a device on stderr: the percentage updated in place on a terminal, then one
+// line per device with the size and time (that line alone when stderr is not a terminal).
+class LoadReporter {
+ public:
+  void operator()(const std::string& backend, size_t done, size_t total) {
+    using Clock = std::chrono::steady_clock;
+    if (done == 0) start_ = Clock::now(), last_pct_ = -1;
+    const int pct = total > 0 ? static_cast<int>(100.0 * static_cast<double>(done) / static_cast<double>(total)) : 100;
+    if (tty_ && pct != last_pct_) {
+      fmt::print(stderr, "\rloading weights onto {}: {:3d}% of {}", backend, pct, format_bytes(total));
+      std::fflush(stderr);
+      last_pct_ = pct;
+    }
+    if (done == total) {
+      const double s = std::chrono::duration<double>(Clock::now() - start_).count();
+      fmt::print(stderr, "{}loaded {} of weights onto {} in {:.1f} s\n", tty_ ? "\r\x1b[K" : "", format_bytes(total),
+                 backend, s);
+    }
+  }
+
+ private:
+  bool tty_ = ::isatty(STDERR_FILENO) != 0;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  int last_pct_ = -1;
+};
+}  // namespace
+
 std::unique_ptr<Engine> open_engine(const ModelOptions& o) {
   EngineOptions eo;
   eo.model_path = resolve_model_path(o.model);
@@ -73,6 +104,7 @@ std::unique_ptr<Engine> open_engine(const ModelOptions& o) {
   eo.gpu_layers = o.gpu_layers;
   eo.gpu_memory = o.gpu_memory;
   eo.device = o.device;
+  eo.load_progress = LoadReporter();
   return Engine::open(eo);
 }
 

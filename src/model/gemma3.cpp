@@ -16,7 +16,7 @@ uint64_t next_model_id() {
 }
 }  // namespace
 
-Gemma3Model::Gemma3Model(std::shared_ptr<const ModelWeights> weights, Placement placement)
+Gemma3Model::Gemma3Model(std::shared_ptr<const ModelWeights> weights, Placement placement, const LoadProgress& progress)
     : id_(next_model_id()), w_(std::move(weights)), placement_(std::move(placement)) {
   const ModelWeights& w = *w_;
   if (static_cast<int64_t>(placement_.layer.size()) != w.config.n_layers)
@@ -39,7 +39,11 @@ Gemma3Model::Gemma3Model(std::shared_ptr<const ModelWeights> weights, Placement 
       place(b, *t);
     }
   }
-  for (auto& [b, ts] : per_backend) b->load_weights(ts);
+  for (auto& [b, ts] : per_backend) {
+    UploadProgress heard;
+    if (progress) heard = [&progress, b = b](size_t done, size_t total) { progress(*b, done, total); };
+    b->load_weights(ts, heard);
+  }
 }
 
 Act Gemma3Model::scratch(Backend* b, Slot slot, int64_t rows, int64_t cols) {

@@ -46,7 +46,9 @@ struct LogitsRequest {
 
 class Gemma3Model {
  public:
-  Gemma3Model(std::shared_ptr<const ModelWeights> weights, Placement placement);
+  // Loads each backend's weights (load_weights); `progress` hears (backend, bytes done, bytes in all).
+  using LoadProgress = std::function<void(const Backend& backend, size_t bytes_done, size_t bytes_total)>;
+  Gemma3Model(std::shared_ptr<const ModelWeights> weights, Placement placement, const LoadProgress& progress = {});
 
   const Gemma3Config& config() const { return w_->config; }
   const ModelWeights& weights() const { return *w_; }

@@ -17,7 +17,8 @@ class CpuBackend final : public Backend {
   explicit CpuBackend(int n_threads, MatmulPrecision precision = MatmulPrecision::Fast);
   std::string name() const override { return "cpu"; }
   bool supports_weight(GgmlType type) const override;
-  void load_weights(std::span<const WeightTensor* const>) override {}
+  using Backend::load_weights;
+  void load_weights(std::span<const WeightTensor* const>, const UploadProgress&) override {}  // used in place
 
   Act alloc(int64_t rows, int64_t cols) override;
   void copy_from_host(const float* src, Act& dst) override;

@@ -157,7 +157,7 @@ void CudaBackend::grow(DeviceBuffer& b, size_t bytes) {
 
 bool CudaBackend::supports_weight(GgmlType type) const { return weight_type_supported(type); }
 
-void CudaBackend::load_weights(std::span<const WeightTensor* const> ws) {
+void CudaBackend::load_weights(std::span<const WeightTensor* const> ws, const UploadProgress& progress) {
   // The weights not loaded yet (first sight of each address) go into one allocation.
   std::unordered_map<const uint8_t*, const WeightTensor*> fresh;
   std::vector<std::pair<const WeightTensor*, size_t>> place;  // weight, offset
@@ -185,7 +185,11 @@ void CudaBackend::load_weights(std::span<const WeightTensor* const> ws) {
          static_cast<double>(total) / (1 << 30), static_cast<double>(m.free) / (1 << 30));
   weight_memory_.emplace_back(total);
   auto* base = weight_memory_.back().as<uint8_t>();
-  for (const auto& [w, off] : place) weights_.emplace(w->data, upload_weight_to(*w, base + off));
+  if (progress) progress(0, total);
+  for (const auto& [w, off] : place) {
+    weights_.emplace(w->data, upload_weight_to(*w, base + off));
+    if (progress) progress(off + device_bytes(*w), total);
+  }
 }
 
 const DeviceWeight& CudaBackend::device_weight(const WeightTensor& w) const {

@@ -28,7 +28,8 @@ class CudaBackend final : public Backend {
   std::string name() const override { return name_; }
   cudaStream_t stream() const { return stream_; }
   bool supports_weight(GgmlType type) const override;
-  void load_weights(std::span<const WeightTensor* const> ws) override;
+  using Backend::load_weights;
+  void load_weights(std::span<const WeightTensor* const> ws, const UploadProgress& progress) override;
 
   Act alloc(int64_t rows, int64_t cols) override;
   void copy_from_host(const float* src, Act& dst) override;

@@ -655,6 +655,8 @@ double attention_schedule(Backend& gpu, Backend& cpu, const AttnCase& c, int64_t
   run({{0, static_cast<int32_t>(prompt / 2)}});
   run({{1, static_cast<int32_t>(prompt)}, {0, static_cast<int32_t>(prompt - prompt / 2)}});
   for (int64_t s = 0; s < decode_steps; ++s) run({{0, 1}, {1, 1}});
+  // With norms: a fused step whose tokens also read each other's new keys (3 and 5 per slot).
+  if (norms) run({{0, 3}, {1, 5}});
   run({{0, 1}});  // one slot alone: the split-keys decode path
   return worst;
 }
@@ -674,8 +676,9 @@ TEST_F(CudaOps, AttentionMatchesCpuOnSlidingRingsAndGlobalCache) {
 }
 
 TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
-  // Rings that wrap, a global cache, both head sizes and groups, split and unsplit keys (the long
-  // prompt), f16 and f32 caches; RoPE at local (10k) and global (1M, linear 8) settings.
+  // Rings that wrap, a global cache, head sizes 64 to 256 and their groups, split keys (capacity
+  // 512 and 2048 on an H100) and unsplit ones (the rings), f16 and f32 caches; RoPE at local (10k)
+  // and global (1M, linear 8) settings. 32-wide heads (no Gemma 3 size) are not covered.
   struct Case {
     AttnCase attn;
     int64_t prompt;

@@ -83,8 +83,9 @@ __device__ __forceinline__ KeyRange key_range(const AttentionBatch& b, int64_t w
 }
 
 // QK-norm and RoPE of one head vector held by a warp, D consecutive values per lane (spec
-// §2.4.2-2.4.3), as launch_qk_norm_rope computes it: the sum of squares in double, y = x * inv * w
-// rounded to f32, then NeoX pairs (i, i + hd/2) rotated; lane l's partner half sits in lane l ^ 16.
+// §2.4.2-2.4.3), with launch_qk_norm_rope's formulas: the sum of squares in double (summed in
+// another order, so inv may differ in the last bit), y = x * inv * w rounded to f32, then NeoX
+// pairs (i, i + hd/2) rotated by rope.cuh's factors; lane l's partner half sits in lane l ^ 16.
 template <int D>
 __device__ __forceinline__ void norm_rope_warp(float* v, const float* w, float eps, int32_t pos, float base,
                                                float scale, int lane) {
@@ -111,7 +112,7 @@ __device__ __forceinline__ void norm_rope_warp(float* v, const float* w, float e
   }
 }
 
-template <int D, bool F16>
+template <int D, bool F16, bool Fused>
 __global__ void __launch_bounds__(kWarps * 32)
     attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
               AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk) {
@@ -131,8 +132,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 
   float qv[D];
   load_f32<D>(q + i * q_row + h * HD + lane * D, qv);
-  const bool fused = qk.q_w != nullptr;
-  if (fused) {
+  if constexpr (Fused) {
     norm_rope_warp<D>(qv, qk.q_w, qk.eps, b.pos[i], qk.base, qk.scale, lane);
     // One block per (kv head, token) writes that head's normalized, rotated key for the store.
     if (split == 0 && h % (a.n_heads / a.n_kv_heads) == 0 && warp == 0) {
@@ -168,7 +168,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         const int64_t row = b.rows[b.start[seq] + (r.first_new + (j - r.n_past) - b.past[seq])];
         load_f32<D>(k + row * kv_row + dim, kv[u]);
         load_f32<D>(v + row * kv_row + dim, vv[u]);
-        if (fused) norm_rope_warp<D>(kv[u], qk.k_w, qk.eps, b.pos[row], qk.base, qk.scale, lane);
+        if constexpr (Fused) norm_rope_warp<D>(kv[u], qk.k_w, qk.eps, b.pos[row], qk.base, qk.scale, lane);
       }
     }
     float s[kKeys];
@@ -341,10 +341,19 @@ template <int D>
 void launch_d(const float* q, const float* k, const float* v, const void* kc, const void* vc, const AttentionBatch& b,
               const AttentionShape& a, int n_split, float* partial, float* out, const QkNormRope& qk, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(a.n_heads), static_cast<unsigned>(b.T), static_cast<unsigned>(n_split));
-  if (a.kv_f16)
-    launch(attention<D, true>, grid, dim3(kWarps * 32), 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
-  else
-    launch(attention<D, false>, grid, dim3(kWarps * 32), 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+  const dim3 block(kWarps * 32);
+  // The fused form is its own instantiation: its norm and RoPE code (double sincos) costs
+  // registers that the plain kernel should not carry.
+  if (qk.q_w) {
+    if (a.kv_f16)
+      launch(attention<D, true, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+    else
+      launch(attention<D, false, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+  } else if (a.kv_f16) {
+    launch(attention<D, true, false>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+  } else {
+    launch(attention<D, false, false>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+  }
 }
 
 }  // namespace

@@ -563,14 +563,18 @@ void CudaBackend::qk_norm_rope_attention(Act& q, Act& k, const Act& v, const Wei
   // rotates q and the new keys itself, one launch fewer on the step's critical path.
   const bool fuse = q.rows() <= kMaxMatvecTokens && q_norm.type == GgmlType::F32 && k_norm.type == GgmlType::F32 &&
                     q_norm.cols == p.head_dim && k_norm.cols == p.head_dim && attention_supports_head_dim(p.head_dim) &&
-                    p.n_kv_heads > 0 && p.n_heads % p.n_kv_heads == 0 && !skip_.attention && !skip_.qk_norm_rope;
+                    p.n_kv_heads > 0 && p.n_heads % p.n_kv_heads == 0 &&
+                    std::ranges::equal(pos, batch.pos) &&  // the kernel rotates at the batch's positions
+                    !skip_.attention && !skip_.qk_norm_rope;
   if (!fuse)
     return Backend::qk_norm_rope_attention(q, k, v, q_norm, k_norm, eps, pos, base, scale, kv, batch, past_len, p, out);
   QkNormRope qk;
   qk.q_w = reinterpret_cast<const float*>(device_weight(q_norm).q);
   qk.k_w = reinterpret_cast<const float*>(device_weight(k_norm).q);
   qk.eps = eps, qk.base = base, qk.scale = scale;
-  grow(k_rot_, static_cast<size_t>(k.rows() * k.cols()) * sizeof(float));
+  // Room for the most tokens this path takes at once, so that it grows (and forgets the recorded
+  // steps) at most once per width.
+  grow(k_rot_, static_cast<size_t>(kMaxMatvecTokens * k.cols()) * sizeof(float));
   qk.k_out = k_rot_.as<float>();
   wrote(q), wrote(k);  // scratch from here on (backend.h)
   attention_impl(q, k, v, kv, batch, past_len, p, out, &qk);

@@ -605,7 +605,16 @@ struct AttnCase {
 
 // Runs the same schedule of batches through both backends' attention (two slots, a prompt split
 // in chunks, interleaved decoding that wraps the ring) and returns the worst NMSE of any call.
-double attention_schedule(Backend& gpu, Backend& cpu, const AttnCase& c, int64_t prompt, int64_t decode_steps) {
+// With `norms` (q_norm, k_norm of hd values each), every call is qk_norm_rope_attention: the
+// prompt chunks through the separate ops, the decode steps through the CUDA kernel that applies
+// QK-norm and RoPE itself (their keys then come back from the cache in later steps).
+struct QkNorms {
+  const WeightTensor* q_norm;
+  const WeightTensor* k_norm;
+  float base, scale;
+};
+double attention_schedule(Backend& gpu, Backend& cpu, const AttnCase& c, int64_t prompt, int64_t decode_steps,
+                          const QkNorms* norms = nullptr) {
   Rng rng(11 + static_cast<uint64_t>(c.hd + c.window));
   LayerKvSpec spec{2, c.capacity, c.kv_heads, c.hd, c.kv_type};
   auto kv_g = gpu.create_kv(spec);
@@ -632,7 +641,12 @@ double attention_schedule(Backend& gpu, Backend& cpu, const AttnCase& c, int64_t
     for (Backend* b : {&gpu, &cpu}) {
       Act qa = upload(*b, q, T, c.heads * c.hd), ka = upload(*b, k, T, c.kv_heads * c.hd);
       Act va = upload(*b, v, T, c.kv_heads * c.hd), out = b->alloc(T, c.heads * c.hd);
-      b->attention(qa, ka, va, b == &gpu ? *kv_g : *kv_c, view, past, p, out);
+      LayerKv& kv = b == &gpu ? *kv_g : *kv_c;
+      if (norms)
+        b->qk_norm_rope_attention(qa, ka, va, *norms->q_norm, *norms->k_norm, 1e-6f, pos, norms->base, norms->scale, kv,
+                                  view, past, p, out);
+      else
+        b->attention(qa, ka, va, kv, view, past, p, out);
       outs[i++] = to_host(*b, out);
     }
     worst = std::max(worst, nmse(outs[0], outs[1]));
@@ -641,6 +655,8 @@ double attention_schedule(Backend& gpu, Backend& cpu, const AttnCase& c, int64_t
   run({{0, static_cast<int32_t>(prompt / 2)}});
   run({{1, static_cast<int32_t>(prompt)}, {0, static_cast<int32_t>(prompt - prompt / 2)}});
   for (int64_t s = 0; s < decode_steps; ++s) run({{0, 1}, {1, 1}});
+  // With norms: a fused step whose tokens also read each other's new keys (3 and 5 per slot).
+  if (norms) run({{0, 3}, {1, 5}});
   run({{0, 1}});  // one slot alone: the split-keys decode path
   return worst;
 }
@@ -656,6 +672,40 @@ TEST_F(CudaOps, AttentionMatchesCpuOnSlidingRingsAndGlobalCache) {
     const double limit = c.kv_type == GgmlType::F16 ? 1e-5 : 1e-7;
     EXPECT_LE(attention_schedule(*gpu, *cpu, c, 20, 30), limit)
         << c.heads << "/" << c.kv_heads << " hd " << c.hd << " window " << c.window << " " << type_name(c.kv_type);
+  }
+}
+
+TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
+  // Rings that wrap, a global cache, head sizes 64 to 256 and their groups, split keys (capacity
+  // 512 and 2048 on an H100) and unsplit ones (the rings), f16 and f32 caches; RoPE at local (10k)
+  // and global (1M, linear 8) settings. 32-wide heads (no Gemma 3 size) are not covered.
+  struct Case {
+    AttnCase attn;
+    int64_t prompt;
+    float base, scale;
+  };
+  const Case cases[] = {
+      {{4, 1, 256, 16, 16, GgmlType::F32}, 20, 10000.0f, 1.0f},
+      {{32, 16, 128, 24, 24, GgmlType::F16}, 20, 10000.0f, 1.0f},
+      {{32, 16, 128, 0, 512, GgmlType::F16}, 20, 1e6f, 8.0f},
+      {{8, 2, 64, 0, 2048, GgmlType::F32}, 700, 1e6f, 8.0f},
+  };
+  Rng rng(5150);
+  for (const Case& c : cases) {
+    // Norm weights of the stored form (1 + w), each kept alive while the backend holds it.
+    std::vector<float> qn = random_floats(static_cast<size_t>(c.attn.hd), rng, 0.5f);
+    std::vector<float> kn = random_floats(static_cast<size_t>(c.attn.hd), rng, 0.5f);
+    for (float& x : qn) x += 1.0f;
+    for (float& x : kn) x += 1.0f;
+    const WeightTensor wq{"q_norm", GgmlType::F32, 1, c.attn.hd, reinterpret_cast<const uint8_t*>(qn.data())};
+    const WeightTensor wk{"k_norm", GgmlType::F32, 1, c.attn.hd, reinterpret_cast<const uint8_t*>(kn.data())};
+    gpu = cuda_backend_or_null();  // a fresh device per case: the host vectors' addresses may repeat
+    gpu->load_weight(wq);
+    gpu->load_weight(wk);
+    const QkNorms norms{&wq, &wk, c.base, c.scale};
+    const double limit = c.attn.kv_type == GgmlType::F16 ? 1e-5 : 1e-7;
+    EXPECT_LE(attention_schedule(*gpu, *cpu, c.attn, c.prompt, 30, &norms), limit)
+        << c.attn.heads << "/" << c.attn.kv_heads << " hd " << c.attn.hd << " window " << c.attn.window;
   }
 }
 

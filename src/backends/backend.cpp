@@ -29,6 +29,14 @@ void Backend::qk_norm_rope(Act& q, Act& k, const WeightTensor& q_norm, const Wei
   rope(k, head_dim, pos, base, scale);
 }
 
+void Backend::qk_norm_rope_attention(Act& q, Act& k, const Act& v, const WeightTensor& q_norm,
+                                     const WeightTensor& k_norm, float eps, std::span<const int32_t> pos, float base,
+                                     float scale, LayerKv& kv, const BatchView& batch,
+                                     std::span<const int64_t> past_len, const AttentionParams& p, Act& out) {
+  qk_norm_rope(q, k, q_norm, k_norm, eps, p.head_dim, pos, base, scale);
+  attention(q, k, v, kv, batch, past_len, p, out);
+}
+
 void Backend::add_norm(Act& x, Act& o, const WeightTensor& post_w, const WeightTensor* next_w, float eps, Act& h) {
   rms_norm(o, post_w, eps, o);
   add(x, o);

@@ -204,10 +204,10 @@ void Gemma3Model::run_layers(Backend* b, int64_t l0, int64_t l1, const Batch& ba
     b->matmul_many(qkv_w, h, qkv);
     const float base = global ? c.rope_base_global : c.rope_base_local;
     const float scale = global ? c.rope_scale_global : 1.0f;  // linear scaling on global layers only
-    // QK-norm per head, before RoPE (§2.4.2).
-    b->qk_norm_rope(q, k, L.q_norm, L.k_norm, c.rms_eps, c.head_dim, batch.pos, base, scale);
+    // QK-norm per head, before RoPE (§2.4.2), then attention (§2.4.4-2.4.7).
     AttentionParams ap{c.n_heads, c.n_kv_heads, c.head_dim, c.attn_scale, global ? 0 : c.sliding_window};
-    b->attention(q, k, v, kv.layer(l), view, past, ap, att);
+    b->qk_norm_rope_attention(q, k, v, L.q_norm, L.k_norm, c.rms_eps, batch.pos, base, scale, kv.layer(l), view, past,
+                              ap, att);
     matmul(b, L.o, att, o);
     b->add_norm(x, o, L.post_attn_norm, &L.ffn_norm, c.rms_eps, h);
     // §2.5: GeGLU feed-forward block.

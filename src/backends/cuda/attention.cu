@@ -13,6 +13,7 @@
 #include "backends/cuda/act_quant.cuh"
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launch.cuh"
+#include "backends/cuda/rope.cuh"
 
 namespace unicorn::cuda {
 namespace {
@@ -81,10 +82,40 @@ __device__ __forceinline__ KeyRange key_range(const AttentionBatch& b, int64_t w
   return r;
 }
 
-template <int D, bool F16>
+// QK-norm and RoPE of one head vector held by a warp, D consecutive values per lane (spec
+// §2.4.2-2.4.3), with launch_qk_norm_rope's formulas: the sum of squares in double (summed in
+// another order, so inv may differ in the last bit), y = x * inv * w rounded to f32, then NeoX
+// pairs (i, i + hd/2) rotated by rope.cuh's factors; lane l's partner half sits in lane l ^ 16.
+template <int D>
+__device__ __forceinline__ void norm_rope_warp(float* v, const float* w, float eps, int32_t pos, float base,
+                                               float scale, int lane) {
+  constexpr int HD = 32 * D;
+  double ss = 0.0;
+#pragma unroll
+  for (int d = 0; d < D; ++d) ss += static_cast<double>(v[d]) * v[d];
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2) ss += __shfl_xor_sync(0xFFFFFFFFu, ss, o);
+  const float inv = 1.0f / sqrtf(static_cast<float>(ss / HD) + eps);
+  float wv[D];
+  load_f32<D>(w + lane * D, wv);
+#pragma unroll
+  for (int d = 0; d < D; ++d) v[d] = v[d] * inv * wv[d];
+  const bool first = lane < 16;
+#pragma unroll
+  for (int d = 0; d < D; ++d) {
+    const float other = __shfl_xor_sync(0xFFFFFFFFu, v[d], 16);
+    float c, s;
+    rope_factors((lane % 16) * D + d, HD, pos, base, scale, c, s);
+    float a = first ? v[d] : other, b = first ? other : v[d];
+    rotate(a, b, c, s);
+    v[d] = first ? a : b;
+  }
+}
+
+template <int D, bool F16, bool Fused>
 __global__ void __launch_bounds__(kWarps * 32)
     attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
-              AttentionBatch b, AttentionShape a, float* partial, float* out) {
+              AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk) {
   constexpr int HD = 32 * D;
   pdl_wait();
   pdl_trigger();
@@ -101,6 +132,17 @@ __global__ void __launch_bounds__(kWarps * 32)
 
   float qv[D];
   load_f32<D>(q + i * q_row + h * HD + lane * D, qv);
+  if constexpr (Fused) {
+    norm_rope_warp<D>(qv, qk.q_w, qk.eps, b.pos[i], qk.base, qk.scale, lane);
+    // One block per (kv head, token) writes that head's normalized, rotated key for the store.
+    if (split == 0 && h % (a.n_heads / a.n_kv_heads) == 0 && warp == 0) {
+      float kn[D];
+      load_f32<D>(k + i * kv_row + kvh * HD + lane * D, kn);
+      norm_rope_warp<D>(kn, qk.k_w, qk.eps, b.pos[i], qk.base, qk.scale, lane);
+#pragma unroll
+      for (int d = 0; d < D; ++d) qk.k_out[i * kv_row + kvh * HD + lane * D + d] = kn[d];
+    }
+  }
   float m = -INFINITY, l = 0.0f, acc[D];
 #pragma unroll
   for (int d = 0; d < D; ++d) acc[d] = 0.0f;
@@ -126,6 +168,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         const int64_t row = b.rows[b.start[seq] + (r.first_new + (j - r.n_past) - b.past[seq])];
         load_f32<D>(k + row * kv_row + dim, kv[u]);
         load_f32<D>(v + row * kv_row + dim, vv[u]);
+        if constexpr (Fused) norm_rope_warp<D>(kv[u], qk.k_w, qk.eps, b.pos[row], qk.base, qk.scale, lane);
       }
     }
     float s[kKeys];
@@ -296,12 +339,21 @@ __global__ void kv_store(const float* k, const float* v, void* k_cache, void* v_
 
 template <int D>
 void launch_d(const float* q, const float* k, const float* v, const void* kc, const void* vc, const AttentionBatch& b,
-              const AttentionShape& a, int n_split, float* partial, float* out, cudaStream_t s) {
+              const AttentionShape& a, int n_split, float* partial, float* out, const QkNormRope& qk, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(a.n_heads), static_cast<unsigned>(b.T), static_cast<unsigned>(n_split));
-  if (a.kv_f16)
-    launch(attention<D, true>, grid, dim3(kWarps * 32), 0, s, q, k, v, kc, vc, b, a, partial, out);
-  else
-    launch(attention<D, false>, grid, dim3(kWarps * 32), 0, s, q, k, v, kc, vc, b, a, partial, out);
+  const dim3 block(kWarps * 32);
+  // The fused form is its own instantiation: its norm and RoPE code (double sincos) costs
+  // registers that the plain kernel should not carry.
+  if (qk.q_w) {
+    if (a.kv_f16)
+      launch(attention<D, true, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+    else
+      launch(attention<D, false, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+  } else if (a.kv_f16) {
+    launch(attention<D, true, false>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+  } else {
+    launch(attention<D, false, false>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+  }
 }
 
 }  // namespace
@@ -310,21 +362,23 @@ bool attention_supports_head_dim(int64_t hd) { return hd == 32 || hd == 64 || hd
 
 cudaError_t launch_attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
                              const AttentionBatch& b, const AttentionShape& a, int n_split, float* partial, float* out,
-                             cudaStream_t s, void* store_k_cache, void* store_v_cache, int8_t* q8, float* ds) {
+                             cudaStream_t s, void* store_k_cache, void* store_v_cache, int8_t* q8, float* ds,
+                             const QkNormRope& qk) {
   if (b.T == 0) return cudaSuccess;
   if (q8 && a.head_dim % 32 != 0) return cudaErrorInvalidValue;  // its blocks would straddle heads
+  if (qk.q_w && (!qk.k_w || !qk.k_out || a.n_heads % a.n_kv_heads != 0)) return cudaErrorInvalidValue;
   switch (a.head_dim) {
     case 32:
-      launch_d<1>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, s);
+      launch_d<1>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, s);
       break;
     case 64:
-      launch_d<2>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, s);
+      launch_d<2>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, s);
       break;
     case 128:
-      launch_d<4>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, s);
+      launch_d<4>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, s);
       break;
     case 256:
-      launch_d<8>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, s);
+      launch_d<8>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, s);
       break;
     default:
       return cudaErrorNotSupported;
@@ -332,7 +386,7 @@ cudaError_t launch_attention(const float* q, const float* k, const float* v, con
   if (n_split > 1) {
     const dim3 grid(static_cast<unsigned>(a.n_heads), static_cast<unsigned>(b.T));
     MergeExtras e;
-    e.k = k, e.v = v, e.k_cache = store_k_cache, e.v_cache = store_v_cache, e.b = b;
+    e.k = qk.q_w ? qk.k_out : k, e.v = v, e.k_cache = store_k_cache, e.v_cache = store_v_cache, e.b = b;
     e.n_kv_heads = a.n_kv_heads, e.capacity = a.capacity, e.q8 = q8, e.ds = ds;
     if (a.kv_f16)
       launch(merge_splits<true>, grid, dim3(128), 0, s, partial, a.n_heads, a.head_dim, n_split, out, e);

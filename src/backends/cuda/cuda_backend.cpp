@@ -555,8 +555,39 @@ void CudaBackend::rope(Act& x, int64_t head_dim, std::span<const int32_t> pos, f
   check_launch(launch_rope(x.data(), x.rows(), x.cols(), head_dim, p, base, scale, stream_), "rope");
 }
 
+void CudaBackend::qk_norm_rope_attention(Act& q, Act& k, const Act& v, const WeightTensor& q_norm,
+                                         const WeightTensor& k_norm, float eps, std::span<const int32_t> pos,
+                                         float base, float scale, LayerKv& kv, const BatchView& batch,
+                                         std::span<const int64_t> past_len, const AttentionParams& p, Act& out) {
+  // Decoding (few tokens, the per-(token, head) kernel): the attention kernel normalizes and
+  // rotates q and the new keys itself, one launch fewer on the step's critical path.
+  const bool fuse = q.rows() <= kMaxMatvecTokens && q_norm.type == GgmlType::F32 && k_norm.type == GgmlType::F32 &&
+                    q_norm.cols == p.head_dim && k_norm.cols == p.head_dim && attention_supports_head_dim(p.head_dim) &&
+                    p.n_kv_heads > 0 && p.n_heads % p.n_kv_heads == 0 &&
+                    std::ranges::equal(pos, batch.pos) &&  // the kernel rotates at the batch's positions
+                    !skip_.attention && !skip_.qk_norm_rope;
+  if (!fuse)
+    return Backend::qk_norm_rope_attention(q, k, v, q_norm, k_norm, eps, pos, base, scale, kv, batch, past_len, p, out);
+  QkNormRope qk;
+  qk.q_w = reinterpret_cast<const float*>(device_weight(q_norm).q);
+  qk.k_w = reinterpret_cast<const float*>(device_weight(k_norm).q);
+  qk.eps = eps, qk.base = base, qk.scale = scale;
+  // Room for the most tokens this path takes at once, so that it grows (and forgets the recorded
+  // steps) at most once per width.
+  grow(k_rot_, static_cast<size_t>(kMaxMatvecTokens * k.cols()) * sizeof(float));
+  qk.k_out = k_rot_.as<float>();
+  wrote(q), wrote(k);  // scratch from here on (backend.h)
+  attention_impl(q, k, v, kv, batch, past_len, p, out, &qk);
+}
+
 void CudaBackend::attention(const Act& q, const Act& k, const Act& v, LayerKv& kv_base, const BatchView& batch,
                             std::span<const int64_t> past_len, const AttentionParams& p, Act& out) {
+  attention_impl(q, k, v, kv_base, batch, past_len, p, out, nullptr);
+}
+
+void CudaBackend::attention_impl(const Act& q, const Act& k, const Act& v, LayerKv& kv_base, const BatchView& batch,
+                                 std::span<const int64_t> past_len, const AttentionParams& p, Act& out,
+                                 const QkNormRope* qk) {
   auto& kv = static_cast<CudaLayerKv&>(kv_base);
   const int64_t T = q.rows();
   const int n_seq = kv.spec.n_seq;
@@ -569,7 +600,7 @@ void CudaBackend::attention(const Act& q, const Act& k, const Act& v, LayerKv& k
   // kernel below then spreads better.
   constexpr int64_t kMinPrefillTokens = 32;
   std::vector<int32_t> tiles;
-  if (T >= kMinPrefillTokens && attention_prefill_supports(a)) {
+  if (!qk && T >= kMinPrefillTokens && attention_prefill_supports(a)) {
     const int per_tile = attention_prefill_tokens_per_tile(a);
     std::vector<int32_t> count(static_cast<size_t>(n_seq), 0);
     for (int32_t s : batch.seq) ++count[static_cast<size_t>(s)];
@@ -625,12 +656,12 @@ void CudaBackend::attention(const Act& q, const Act& k, const Act& v, LayerKv& k
   }
   check_launch(launch_attention(q.data(), k.data(), v.data(), kv.k.get(), kv.v.get(), b, a, n_split, partial,
                                 out.data(), stream_, merged ? kv.k.get() : nullptr, merged ? kv.v.get() : nullptr,
-                                const_cast<int8_t*>(q8.q), const_cast<float*>(q8.ds)),
+                                const_cast<int8_t*>(q8.q), const_cast<float*>(q8.ds), qk ? *qk : QkNormRope{}),
                "attention");
   if (!merged)
-    check_launch(
-        launch_kv_store(k.data(), v.data(), kv.k.get(), kv.v.get(), b, kv.row, kv.spec.capacity, a.kv_f16, stream_),
-        "kv store");
+    check_launch(launch_kv_store(qk ? qk->k_out : k.data(), v.data(), kv.k.get(), kv.v.get(), b, kv.row,
+                                 kv.spec.capacity, a.kv_f16, stream_),
+                 "kv store");
   if (q8.q) q8_from_.set(out);
 }
 

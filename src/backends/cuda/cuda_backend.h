@@ -54,6 +54,10 @@ class CudaBackend final : public Backend {
   void qk_norm_rope(Act& q, Act& k, const WeightTensor& q_norm, const WeightTensor& k_norm, float eps, int64_t head_dim,
                     std::span<const int32_t> pos, float base, float scale) override;
   void add_norm(Act& x, Act& o, const WeightTensor& post_w, const WeightTensor* next_w, float eps, Act& h) override;
+  void qk_norm_rope_attention(Act& q, Act& k, const Act& v, const WeightTensor& q_norm, const WeightTensor& k_norm,
+                              float eps, std::span<const int32_t> pos, float base, float scale, LayerKv& kv,
+                              const BatchView& batch, std::span<const int64_t> past_len, const AttentionParams& p,
+                              Act& out) override;
 
   void begin_batch(const BatchView& batch, std::span<const int64_t> past_len,
                    std::span<const int64_t> logit_rows) override;
@@ -97,6 +101,9 @@ class CudaBackend final : public Backend {
   // Attention metadata of a batch (kernels.h AttentionBatch), from begin_batch's upload or staged.
   AttentionBatch attention_batch(const BatchView& batch, std::span<const int64_t> past_len, int n_seq);
   void abort_recording();
+  // attention(), or with qk the decode kernel that applies QK-norm and RoPE itself (kernels.h).
+  void attention_impl(const Act& q, const Act& k, const Act& v, LayerKv& kv, const BatchView& batch,
+                      std::span<const int64_t> past_len, const AttentionParams& p, Act& out, const QkNormRope* qk);
 
   // Measurement only (bench/device/run_gpu.sh SKIP_BREAKDOWN): UNICORN_CUDA_SKIP lists ops whose
   // launches are left out (qk_norm_rope, attention, add_norm, quantize), so that a decode
@@ -131,6 +138,7 @@ class CudaBackend final : public Backend {
   };
   DeviceBuffer act_q8_;     // quantized activations for the int8 matvec
   DeviceBuffer partial_;    // attention split states
+  DeviceBuffer k_rot_;      // the normalized, rotated k rows of the fused decode attention
   DeviceBuffer argmax_;     // top_k's k = 1 words
   QuantizedFrom q8_from_;   // what act_q8_ holds
   DeviceBuffer act_mma_;    // quantized activations for the tensor-core small-batch matmul

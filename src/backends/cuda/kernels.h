@@ -111,10 +111,21 @@ bool attention_supports_head_dim(int64_t head_dim);
 // then also stores k, v into store_k_cache / store_v_cache (when not null, as launch_kv_store) and
 // quantizes out like launch_quantize_q8 into q8, ds (when not null): with n_split == 1 neither
 // happens and the caller does both.
+//
+// With `qk` (q_w set), q and the batch's k are read raw and get the QK-norm and RoPE of
+// launch_qk_norm_rope inside the kernel (each block normalizes its own q head and the new keys it
+// reads); the normalized, rotated k rows go to qk.k_out [T, nkv*hd]: the merge stores those in
+// the cache, and with n_split == 1 the caller's launch_kv_store must take k_out for k.
+struct QkNormRope {
+  const float* q_w = nullptr;  // [hd], 1 + w (spec §2.2)
+  const float* k_w = nullptr;
+  float eps = 0, base = 0, scale = 1;
+  float* k_out = nullptr;
+};
 cudaError_t launch_attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
                              const AttentionBatch& b, const AttentionShape& a, int n_split, float* partial, float* out,
                              cudaStream_t s, void* store_k_cache = nullptr, void* store_v_cache = nullptr,
-                             int8_t* q8 = nullptr, float* ds = nullptr);
+                             int8_t* q8 = nullptr, float* ds = nullptr, const QkNormRope& qk = {});
 // The same for prompts, tiled (attention_prefill.cu): tiles[2 * t] = sequence slot, tiles[2 * t + 1]
 // = index of the tile's first token among that slot's batch rows; a tile holds up to
 // attention_prefill_tokens_per_tile() consecutive tokens of its slot.

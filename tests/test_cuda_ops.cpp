@@ -700,6 +700,9 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
     const WeightTensor wq{"q_norm", GgmlType::F32, 1, c.attn.hd, reinterpret_cast<const uint8_t*>(qn.data())};
     const WeightTensor wk{"k_norm", GgmlType::F32, 1, c.attn.hd, reinterpret_cast<const uint8_t*>(kn.data())};
     gpu = cuda_backend_or_null();  // a fresh device per case: the host vectors' addresses may repeat
+#ifdef UNICORN_HAVE_CUDA
+    cuda_fuse_qk_attention(*gpu, true);
+#endif
     gpu->load_weight(wq);
     gpu->load_weight(wk);
     const QkNorms norms{&wq, &wk, c.base, c.scale};

@@ -70,6 +70,15 @@ fi
 if [ "${MEMORY_4K:-0}" = 1 ]; then  # 27B Q4_0 at a 4K context with 64-token prompt batches (no cuBLAS scratch)
   timeout 120 $U bench --synthetic 27b --type q4_0 --device cuda -p 64 -n 16 -d 4032 -c 4096 -b 64 -r 1 2>&1 | tee -a "$OUT/bench.md"
 fi
+if [ "${FUSE_QK:-0}" = 1 ]; then  # the experimental QK-norm-in-attention path: every CUDA test with it on, then tg64 off/on
+  UNICORN_FUSE_QK_ATTENTION=1 timeout 240 ./build/gpu/unicorn_tests --gtest_filter='Cuda*:-CudaBench*' > "$OUT/tests_fuse_qk.log" 2>&1
+  echo "cuda tests with UNICORN_FUSE_QK_ATTENTION=1: rc=$?"
+  grep -E "^\[  FAILED|^\[  PASSED|Failure|Expected|actual|Which is" "$OUT/tests_fuse_qk.log" | head -30
+  for f in 0 1 0 1; do
+    echo "UNICORN_FUSE_QK_ATTENTION=$f: $(UNICORN_FUSE_QK_ATTENTION=$f timeout 100 $U bench --synthetic 27b --type q4_0 \
+      --device cuda -p 0 -n 64 -r 2 2>&1 | grep -E '\| tg64' | awk -F'|' '{print $8}')"
+  done
+fi
 if [ "${SKIP_BREAKDOWN:-0}" = 1 ]; then  # what each non-matmul op costs inside the recorded decode step
   for skip in none quantize add_norm qk_norm_rope attention qk_norm_rope,attention,add_norm,quantize; do
     echo "UNICORN_CUDA_SKIP=$skip: $(UNICORN_CUDA_SKIP=$skip timeout 100 $U bench --synthetic 27b --type q4_0 \

@@ -62,6 +62,12 @@ size_t cuda_used_memory(Backend& backend) {
   return m.total - m.free;
 }
 
+void cuda_fuse_qk_attention(Backend& backend, bool on) {
+  auto* b = dynamic_cast<cuda::CudaBackend*>(&backend);
+  if (!b) fail("cuda_fuse_qk_attention: backend {} is not a CUDA backend", backend.name());
+  b->fuse_qk_attention(on);
+}
+
 size_t cuda_start_used_memory(Backend& backend) {
   auto* b = dynamic_cast<cuda::CudaBackend*>(&backend);
   if (!b) fail("cuda_start_used_memory: backend {} is not a CUDA backend", backend.name());
@@ -560,10 +566,11 @@ void CudaBackend::qk_norm_rope_attention(Act& q, Act& k, const Act& v, const Wei
                                          float base, float scale, LayerKv& kv, const BatchView& batch,
                                          std::span<const int64_t> past_len, const AttentionParams& p, Act& out) {
   // Decoding (few tokens, the per-(token, head) kernel): the attention kernel normalizes and
-  // rotates q and the new keys itself, one launch fewer on the step's critical path.
-  const bool fuse = q.rows() <= kMaxMatvecTokens && q_norm.type == GgmlType::F32 && k_norm.type == GgmlType::F32 &&
-                    q_norm.cols == p.head_dim && k_norm.cols == p.head_dim && attention_supports_head_dim(p.head_dim) &&
-                    p.n_kv_heads > 0 && p.n_heads % p.n_kv_heads == 0 &&
+  // rotates q and the new keys itself, one launch fewer on the step's critical path. Off unless
+  // UNICORN_FUSE_QK_ATTENTION=1 (or a test) turns it on: it has not run on a GPU yet (NOTES.md).
+  const bool fuse = fuse_qk_attention_ && q.rows() <= kMaxMatvecTokens && q_norm.type == GgmlType::F32 &&
+                    k_norm.type == GgmlType::F32 && q_norm.cols == p.head_dim && k_norm.cols == p.head_dim &&
+                    attention_supports_head_dim(p.head_dim) && p.n_kv_heads > 0 && p.n_heads % p.n_kv_heads == 0 &&
                     std::ranges::equal(pos, batch.pos) &&  // the kernel rotates at the batch's positions
                     !skip_.attention && !skip_.qk_norm_rope;
   if (!fuse)

@@ -5,6 +5,7 @@
 #pragma once
 #include <cuda_runtime_api.h>
 
+#include <cstdlib>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -75,6 +76,9 @@ class CudaBackend final : public Backend {
   // Tests: the tiled prompt attention for every batch of 32+ tokens, even where too few blocks
   // would fill the GPU (then the per-(token, head) kernel is used).
   void force_tiled_prompt_attention(bool on) { force_tiled_prompt_attention_ = on; }
+  // QK-norm + RoPE inside the decode attention kernel (qk_norm_rope_attention); experimental, off
+  // by default, UNICORN_FUSE_QK_ATTENTION=1 turns it on.
+  void fuse_qk_attention(bool on) { fuse_qk_attention_ = on; }
 
  private:
   // Small int arrays the ops take from the host (tokens, positions, attention metadata, rows).
@@ -163,6 +167,10 @@ class CudaBackend final : public Backend {
   std::vector<DeviceBuffer> graveyard_;  // buffers replaced during a capture, freed after it
   bool capturing_ = false, capture_ok_ = false;
   bool force_tiled_prompt_attention_ = false;
+  bool fuse_qk_attention_ = [] {
+    const char* env = std::getenv("UNICORN_FUSE_QK_ATTENTION");
+    return env != nullptr && env[0] == '1';
+  }();
   Gemm gemm_;  // matmuls of more than kMaxMatvecTokens tokens
 };
 

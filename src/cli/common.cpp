@@ -70,7 +70,8 @@ namespace {
 // line per device with the size and time (that line alone when stderr is not a terminal).
 class LoadReporter {
  public:
-  void operator()(const std::string& backend, size_t done, size_t total) {
+  void operator()(const Backend& b, size_t done, size_t total) {
+    const std::string backend = b.name();
     using Clock = std::chrono::steady_clock;
     if (done == 0) start_ = Clock::now(), last_pct_ = -1;
     const int pct = total > 0 ? static_cast<int>(100.0 * static_cast<double>(done) / static_cast<double>(total)) : 100;

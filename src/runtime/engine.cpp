@@ -77,10 +77,7 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& opt_in) {
     pl = Placement::split(e->backends_[0].get(), e->backends_[1].get(), c.n_layers, opt.gpu_layers);
   }
   e->check_memory(opt, c);
-  Gemma3Model::LoadProgress progress;
-  if (opt.load_progress)
-    progress = [&opt](const Backend& b, size_t done, size_t total) { opt.load_progress(b.name(), done, total); };
-  e->model_ = std::make_unique<Gemma3Model>(e->weights_, pl, progress);
+  e->model_ = std::make_unique<Gemma3Model>(e->weights_, pl, opt.load_progress);
   e->kv_ = std::make_unique<KvCache>(c, pl, opt.n_seq, opt.n_ctx, opt.kv_type);
   return e;
 }

@@ -1,7 +1,6 @@
 // An opened model ready to run: weights, tokenizer, backends, placement, KV cache.
 // Front ends (CLI, server) hold one Engine.
 #pragma once
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -27,8 +26,8 @@ struct EngineOptions {
   int64_t gpu_layers = -1;         // with a GPU device: layers placed on it (the rest run on the CPU); -1: all
   std::string device = "auto";     // "auto" (CUDA when a device is present, else CPU), "cpu", "cuda", "cuda:N"
   std::string gpu_memory;          // "24G": as many leading layers on the GPU as fit (runtime/gpu_budget.h)
-  // Hears each weight upload to a device: (backend name, bytes done, bytes in all). May be empty.
-  std::function<void(const std::string& backend, size_t bytes_done, size_t bytes_total)> load_progress;
+  // Hears each weight upload to a device: (backend, bytes done, bytes in all). May be empty.
+  Gemma3Model::LoadProgress load_progress;
 };
 
 class Engine {

@@ -32,15 +32,23 @@ std::string cuda_device_description(int index) {
 
 std::unique_ptr<Backend> make_cuda_backend(int index) { return std::make_unique<cuda::CudaBackend>(index); }
 
-double cuda_time_ms(Backend& backend, const std::function<void()>& work) {
+namespace {
+// The CUDA backend behind a Backend&, for the entry points of cuda_device.h; `fn` names the caller.
+cuda::CudaBackend& as_cuda(Backend& backend, const char* fn) {
   auto* b = dynamic_cast<cuda::CudaBackend*>(&backend);
-  if (!b) fail("cuda_time_ms: backend {} is not a CUDA backend", backend.name());
+  if (!b) fail("{}: backend {} is not a CUDA backend", fn, backend.name());
+  return *b;
+}
+}  // namespace
+
+double cuda_time_ms(Backend& backend, const std::function<void()>& work) {
+  const cudaStream_t stream = as_cuda(backend, "cuda_time_ms").stream();
   cudaEvent_t start = nullptr, stop = nullptr;
   cuda::check(cudaEventCreate(&start), "creating an event");
   cuda::check(cudaEventCreate(&stop), "creating an event");
-  cuda::check(cudaEventRecord(start, b->stream()), "recording an event");
+  cuda::check(cudaEventRecord(start, stream), "recording an event");
   work();
-  cuda::check(cudaEventRecord(stop, b->stream()), "recording an event");
+  cuda::check(cudaEventRecord(stop, stream), "recording an event");
   cuda::check(cudaEventSynchronize(stop), "waiting for an event");
   float ms = 0;
   cuda::check(cudaEventElapsedTime(&ms, start, stop), "reading an event time");
@@ -49,42 +57,24 @@ double cuda_time_ms(Backend& backend, const std::function<void()>& work) {
   return ms;
 }
 
-size_t cuda_free_memory(Backend& backend) {
-  auto* b = dynamic_cast<cuda::CudaBackend*>(&backend);
-  if (!b) fail("cuda_free_memory: backend {} is not a CUDA backend", backend.name());
-  return b->memory().free;
-}
+size_t cuda_free_memory(Backend& backend) { return as_cuda(backend, "cuda_free_memory").memory().free; }
 
 size_t cuda_used_memory(Backend& backend) {
-  auto* b = dynamic_cast<cuda::CudaBackend*>(&backend);
-  if (!b) fail("cuda_used_memory: backend {} is not a CUDA backend", backend.name());
-  const auto m = b->memory();
+  const auto m = as_cuda(backend, "cuda_used_memory").memory();
   return m.total - m.free;
 }
 
-void cuda_fuse_qk_attention(Backend& backend, bool on) {
-  auto* b = dynamic_cast<cuda::CudaBackend*>(&backend);
-  if (!b) fail("cuda_fuse_qk_attention: backend {} is not a CUDA backend", backend.name());
-  b->fuse_qk_attention(on);
-}
+size_t cuda_start_used_memory(Backend& backend) { return as_cuda(backend, "cuda_start_used_memory").start_used(); }
 
-size_t cuda_start_used_memory(Backend& backend) {
-  auto* b = dynamic_cast<cuda::CudaBackend*>(&backend);
-  if (!b) fail("cuda_start_used_memory: backend {} is not a CUDA backend", backend.name());
-  return b->start_used();
+void cuda_fuse_qk_attention(Backend& backend, bool on) {
+  as_cuda(backend, "cuda_fuse_qk_attention").fuse_qk_attention(on);
 }
 
 void cuda_force_tiled_prompt_attention(Backend& backend, bool on) {
-  auto* b = dynamic_cast<cuda::CudaBackend*>(&backend);
-  if (!b) fail("cuda_force_tiled_prompt_attention: backend {} is not a CUDA backend", backend.name());
-  b->force_tiled_prompt_attention(on);
+  as_cuda(backend, "cuda_force_tiled_prompt_attention").force_tiled_prompt_attention(on);
 }
 
-size_t cuda_recordings(Backend& backend) {
-  auto* b = dynamic_cast<cuda::CudaBackend*>(&backend);
-  if (!b) fail("cuda_recordings: backend {} is not a CUDA backend", backend.name());
-  return b->recordings();
-}
+size_t cuda_recordings(Backend& backend) { return as_cuda(backend, "cuda_recordings").recordings(); }
 
 namespace cuda {
 
@@ -165,24 +155,29 @@ bool CudaBackend::supports_weight(GgmlType type) const { return weight_type_supp
 
 void CudaBackend::load_weights(std::span<const WeightTensor* const> ws, const UploadProgress& progress) {
   // The weights not loaded yet (first sight of each address) go into one allocation.
-  std::unordered_map<const uint8_t*, const WeightTensor*> fresh;
-  std::vector<std::pair<const WeightTensor*, size_t>> place;  // weight, offset
+  struct Place {
+    const WeightTensor* w;
+    size_t offset, bytes;
+  };
+  std::vector<Place> place;
+  std::unordered_map<const uint8_t*, const WeightTensor*> pending;
   size_t total = 0;
   for (const WeightTensor* w : ws) {
-    const auto loaded = weights_.find(w->data);
-    const auto pending = fresh.find(w->data);
-    if (loaded != weights_.end() || pending != fresh.end()) {
-      const bool same =
-          loaded != weights_.end()
-              ? (loaded->second.type == w->type && loaded->second.rows == w->rows && loaded->second.cols == w->cols)
-              : (pending->second->type == w->type && pending->second->rows == w->rows &&
-                 pending->second->cols == w->cols);
-      if (!same) fail("{}: its bytes were already loaded on {} as a different tensor", w->name, name_);
+    GgmlType type{};
+    int64_t rows = 0, cols = 0;
+    if (const auto it = weights_.find(w->data); it != weights_.end()) {
+      type = it->second.type, rows = it->second.rows, cols = it->second.cols;
+    } else if (const auto jt = pending.find(w->data); jt != pending.end()) {
+      type = jt->second->type, rows = jt->second->rows, cols = jt->second->cols;
+    } else {
+      const size_t bytes = device_bytes(*w);  // throws for unsupported types and shapes, before any allocation
+      pending.emplace(w->data, w);
+      place.push_back({w, total, bytes});
+      total += bytes;
       continue;
     }
-    fresh.emplace(w->data, w);
-    place.emplace_back(w, total);
-    total += device_bytes(*w);  // throws for unsupported types and shapes, before any allocation
+    if (type != w->type || rows != w->rows || cols != w->cols)
+      fail("{}: its bytes were already loaded on {} as a different tensor", w->name, name_);
   }
   if (place.empty()) return;
   const DeviceMemory m = memory();  // also selects the device
@@ -192,9 +187,9 @@ void CudaBackend::load_weights(std::span<const WeightTensor* const> ws, const Up
   weight_memory_.emplace_back(total);
   auto* base = weight_memory_.back().as<uint8_t>();
   if (progress) progress(0, total);
-  for (const auto& [w, off] : place) {
-    weights_.emplace(w->data, upload_weight_to(*w, base + off));
-    if (progress) progress(off + device_bytes(*w), total);
+  for (const Place& p : place) {
+    weights_.emplace(p.w->data, upload_weight_to(*p.w, base + p.offset));
+    if (progress) progress(p.offset + p.bytes, total);
   }
 }
 

@@ -2,7 +2,7 @@
 # One self-contained GPU-machine run: build (sm_90), CUDA op and end-to-end tests, the copy
 # bandwidth roofline, and `unicorn bench` on synthetic Gemma 3 27B. Everything goes to $OUT.
 # Call through the device tool with carry [".devcarry"], after bench/device/prepare_deps.sh.
-#   BENCH_SCHEMES="q4_0 q8_0 bf16"  BENCH_REPS=2
+#   BENCH_SCHEMES="q4_0 q8_0 bf16"  BENCH_REPS=2  SWEEP="ENV=a;ENV=b" (tg64 under each setting)
 # Pass UNICORN_COMMIT=<hash from here>: the device copy's git metadata can be stale.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -77,6 +77,15 @@ if [ "${FUSE_QK:-0}" = 1 ]; then  # the experimental QK-norm-in-attention path: 
   for f in 0 1 0 1; do
     echo "UNICORN_FUSE_QK_ATTENTION=$f: $(UNICORN_FUSE_QK_ATTENTION=$f timeout 100 $U bench --synthetic 27b --type q4_0 \
       --device cuda -p 0 -n 64 -r 2 2>&1 | grep -E '\| tg64' | awk -F'|' '{print $8}')"
+  done
+fi
+# tg64 of 27B Q4_0 under each of several environment settings, e.g.
+#   SWEEP="UNICORN_L2_PREFETCH_MB=0;UNICORN_L2_PREFETCH_MB=16 UNICORN_FUSE_QK_ATTENTION=1"
+if [ -n "${SWEEP:-}" ]; then
+  IFS=';' read -ra settings <<< "$SWEEP"
+  for setting in "${settings[@]}"; do
+    echo "[$setting] tg64: $(env $setting timeout 100 $U bench --synthetic 27b --type "${SWEEP_TYPE:-q4_0}" \
+      --device cuda -p 0 -n 64 -r "${SWEEP_REPS:-2}" 2>&1 | grep -E '\| tg64' | awk -F'|' '{print $8}')"
   done
 fi
 if [ "${SKIP_BREAKDOWN:-0}" = 1 ]; then  # what each non-matmul op costs inside the recorded decode step

@@ -70,14 +70,10 @@ fi
 if [ "${MEMORY_4K:-0}" = 1 ]; then  # 27B Q4_0 at a 4K context with 64-token prompt batches (no cuBLAS scratch)
   timeout 120 $U bench --synthetic 27b --type q4_0 --device cuda -p 64 -n 16 -d 4032 -c 4096 -b 64 -r 1 2>&1 | tee -a "$OUT/bench.md"
 fi
-if [ "${FUSE_QK:-0}" = 1 ]; then  # the experimental QK-norm-in-attention path: every CUDA test with it on, then tg64 off/on
+if [ "${FUSE_QK:-0}" = 1 ]; then  # the experimental QK-norm-in-attention path: every CUDA test with it on (SWEEP compares speed)
   UNICORN_FUSE_QK_ATTENTION=1 timeout 240 ./build/gpu/unicorn_tests --gtest_filter='Cuda*:-CudaBench*' > "$OUT/tests_fuse_qk.log" 2>&1
   echo "cuda tests with UNICORN_FUSE_QK_ATTENTION=1: rc=$?"
   grep -E "^\[  FAILED|^\[  PASSED|Failure|Expected|actual|Which is" "$OUT/tests_fuse_qk.log" | head -30
-  for f in 0 1 0 1; do
-    echo "UNICORN_FUSE_QK_ATTENTION=$f: $(UNICORN_FUSE_QK_ATTENTION=$f timeout 100 $U bench --synthetic 27b --type q4_0 \
-      --device cuda -p 0 -n 64 -r 2 2>&1 | grep -E '\| tg64' | awk -F'|' '{print $8}')"
-  done
 fi
 # tg64 of 27B Q4_0 under each of several environment settings, e.g.
 #   SWEEP="UNICORN_L2_PREFETCH_MB=0;UNICORN_L2_PREFETCH_MB=16 UNICORN_FUSE_QK_ATTENTION=1"

@@ -440,44 +440,6 @@ TEST_F(CudaOps, WeightsLoadedTogetherShareOneAllocationAndMatchCpu) {
 }
 #endif
 
-#ifdef UNICORN_HAVE_CUDA
-TEST_F(CudaOps, L2PrefetchChecksItsRangesAndLeavesMemoryAlone) {
-  // l2_prefetch.cu: ranges of odd lengths (a last chunk shorter than the kernel's 16 KiB) over a
-  // buffer; the contents stay as they were. Unaligned ranges are refused, not sent to the device.
-  const size_t n = (size_t{5} << 20) + 48;
-  std::vector<uint8_t> host(n);
-  for (size_t i = 0; i < n; ++i) host[i] = static_cast<uint8_t>(i * 131 + 7);
-  cuda::DeviceBuffer buf(n);
-  ASSERT_EQ(cudaMemcpy(buf.get(), host.data(), n, cudaMemcpyHostToDevice), cudaSuccess);
-  cuda::L2Prefetch pf;
-  const auto* base = buf.as<uint8_t>();
-  const uint64_t lens[] = {n - 4096, 16, 16400, 0};
-  for (uint64_t len : lens) {
-    pf.ptr[pf.n] = base + (pf.n == 0 ? 0 : 4096);
-    pf.bytes[pf.n++] = len;
-  }
-  cudaStream_t s = nullptr;
-  ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
-  EXPECT_EQ(cuda::launch_l2_prefetch(pf, 3, s), cudaSuccess);
-  EXPECT_EQ(cuda::launch_l2_prefetch(pf, 200, s), cudaSuccess);
-  EXPECT_EQ(cudaStreamSynchronize(s), cudaSuccess);
-  std::vector<uint8_t> back(n);
-  ASSERT_EQ(cudaMemcpy(back.data(), buf.get(), n, cudaMemcpyDeviceToHost), cudaSuccess);
-  EXPECT_EQ(back, host);
-  cuda::L2Prefetch bad;
-  bad.ptr[0] = base + 8;
-  bad.bytes[0] = 64;
-  bad.n = 1;
-  EXPECT_EQ(cuda::launch_l2_prefetch(bad, 4, s), cudaErrorInvalidValue);
-  bad.ptr[0] = base;
-  bad.bytes[0] = 40;
-  EXPECT_EQ(cuda::launch_l2_prefetch(bad, 4, s), cudaErrorInvalidValue);
-  bad.n = cuda::L2Prefetch::kMaxRanges + 1;
-  EXPECT_EQ(cuda::launch_l2_prefetch(bad, 4, s), cudaErrorInvalidValue);
-  cudaStreamDestroy(s);
-}
-#endif
-
 // ---- embed, norms, rope, elementwise ------------------------------------------------------------
 
 TEST_F(CudaOps, EmbedDecodesEveryWeightTypeLikeTheCpu) {

@@ -145,13 +145,6 @@ class Backend {
                                       float scale, LayerKv& kv, const BatchView& batch,
                                       std::span<const int64_t> past_len, const AttentionParams& p, Act& out);
 
-  // ---- hints ----
-  // The weights that the next matmul op on this backend will read (one matmul, matmul_many or
-  // matmul_geglu), given right after the previous matmul, before the small ops between the two.
-  // A backend may start moving them toward its compute units meanwhile (CUDA: into L2). Results
-  // never depend on it; the default does nothing.
-  virtual void prefetch(std::span<const WeightTensor* const> /*ws*/) {}
-
   // ---- forward-pass hooks (a GPU backend uses them; the defaults do nothing) ----
   // Called once per forward pass before the pass's ops on this backend, with the whole batch,
   // each slot's cached length and the batch rows whose logits are wanted. A GPU backend uploads

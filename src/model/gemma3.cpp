@@ -127,8 +127,6 @@ void Gemma3Model::forward(const Batch& batch, KvCache& kv, std::vector<float>& l
     if (r.output) {
       // §2.6: final norm and tied output projection, only for the rows that want logits.
       Act sel = scratch(b, kSel, static_cast<int64_t>(rows.size()), c.hidden);
-      const WeightTensor* head_w[] = {&w.tok_embd};
-      b->prefetch(head_w);
       b->gather_rows(x, rows, sel);
       b->rms_norm(sel, w.output_norm, c.rms_eps, sel);
       out = scratch(b, kOut, static_cast<int64_t>(rows.size()), c.vocab_size);
@@ -198,14 +196,9 @@ void Gemma3Model::run_layers(Backend* b, int64_t l0, int64_t l1, const Batch& ba
     const LayerWeights& L = w.layers[static_cast<size_t>(l)];
     const bool global = c.layer_is_global[static_cast<size_t>(l)];
     // §2.3-2.4: attention block.
+    if (!h_ready) b->rms_norm(x, L.attn_norm, c.rms_eps, h);
     const WeightTensor* qkv_w[] = {&L.q, &L.k, &L.v};
     Act* qkv[] = {&q, &k, &v};
-    // Each matmul's weights are hinted right after the matmul before it, ahead of the small ops
-    // in between (backend.h prefetch).
-    if (!h_ready) {
-      b->prefetch(qkv_w);
-      b->rms_norm(x, L.attn_norm, c.rms_eps, h);
-    }
     if (observer_)
       for (const WeightTensor* t : qkv_w) observer_(*t, h);
     b->matmul_many(qkv_w, h, qkv);
@@ -213,13 +206,9 @@ void Gemma3Model::run_layers(Backend* b, int64_t l0, int64_t l1, const Batch& ba
     const float scale = global ? c.rope_scale_global : 1.0f;  // linear scaling on global layers only
     // QK-norm per head, before RoPE (§2.4.2), then attention (§2.4.4-2.4.7).
     AttentionParams ap{c.n_heads, c.n_kv_heads, c.head_dim, c.attn_scale, global ? 0 : c.sliding_window};
-    const WeightTensor* o_w[] = {&L.o};
-    b->prefetch(o_w);
     b->qk_norm_rope_attention(q, k, v, L.q_norm, L.k_norm, c.rms_eps, batch.pos, base, scale, kv.layer(l), view, past,
                               ap, att);
     matmul(b, L.o, att, o);
-    const WeightTensor* gate_up_w[] = {&L.gate, &L.up};
-    b->prefetch(gate_up_w);
     b->add_norm(x, o, L.post_attn_norm, &L.ffn_norm, c.rms_eps, h);
     // §2.5: GeGLU feed-forward block.
     if (observer_) {
@@ -227,15 +216,8 @@ void Gemma3Model::run_layers(Backend* b, int64_t l0, int64_t l1, const Batch& ba
       observer_(L.up, h);
     }
     b->matmul_geglu(L.gate, L.up, h, gate, up);
-    const WeightTensor* down_w[] = {&L.down};
-    b->prefetch(down_w);  // before the quantization of gate inside matmul
     matmul(b, L.down, gate, o);
     const WeightTensor* next = l + 1 < l1 ? &w.layers[static_cast<size_t>(l + 1)].attn_norm : nullptr;
-    if (next) {
-      const LayerWeights& N = w.layers[static_cast<size_t>(l + 1)];
-      const WeightTensor* next_qkv[] = {&N.q, &N.k, &N.v};
-      b->prefetch(next_qkv);
-    }
     b->add_norm(x, o, L.post_ffw_norm, next, c.rms_eps, h);
     h_ready = next != nullptr;
   }

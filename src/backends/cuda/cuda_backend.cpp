@@ -74,10 +74,6 @@ void cuda_force_tiled_prompt_attention(Backend& backend, bool on) {
   as_cuda(backend, "cuda_force_tiled_prompt_attention").force_tiled_prompt_attention(on);
 }
 
-void cuda_set_l2_prefetch(Backend& backend, size_t bytes) {
-  as_cuda(backend, "cuda_set_l2_prefetch").set_l2_prefetch(bytes);
-}
-
 size_t cuda_recordings(Backend& backend) { return as_cuda(backend, "cuda_recordings").recordings(); }
 
 namespace cuda {
@@ -99,21 +95,6 @@ CudaBackend::Skip CudaBackend::skip_from_env() {
   return s;
 }
 
-namespace {
-// UNICORN_L2_PREFETCH_MB (MiB per prefetch hint, 0 = off) or the default.
-size_t l2_prefetch_bytes_from_env() {
-  constexpr double kDefaultMiB = 16;
-  double mib = kDefaultMiB;
-  if (const char* env = std::getenv("UNICORN_L2_PREFETCH_MB")) {
-    char* end = nullptr;
-    mib = std::strtod(env, &end);
-    if (end == env || *end != '\0' || !(mib >= 0) || mib > 4096)
-      fail("UNICORN_L2_PREFETCH_MB={}: expected MiB between 0 and 4096", env);
-  }
-  return static_cast<size_t>(mib * (1 << 20));
-}
-}  // namespace
-
 CudaBackend::CudaBackend(int device) : device_(device) {
   const int n = cuda_device_count();
   if (device < 0 || device >= n) fail("CUDA device {} does not exist ({} device(s) found)", device, n);
@@ -128,7 +109,6 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   check(cudaDeviceSetLimit(cudaLimitStackSize, kStackBytes), "setting the stack size");
   check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a stream");
   gemm_.set_grow([this](DeviceBuffer& b, size_t bytes) { grow(b, bytes); });
-  if (l2_prefetch_supported()) l2_prefetch_bytes_ = l2_prefetch_bytes_from_env();
   const DeviceMemory m = memory();
   start_used_ = m.total - m.free;
 }
@@ -526,32 +506,6 @@ void CudaBackend::matmul_geglu(const WeightTensor& gate_w, const WeightTensor& u
   check_launch(launch_matvec_geglu(device_weight(gate_w), device_weight(up_w), quantize(x), static_cast<int>(T),
                                    gate.data(), stream_),
                "geglu matvec");
-}
-
-void CudaBackend::prefetch(std::span<const WeightTensor* const> ws) {
-  // Decode only (a few tokens): prompts' matmuls are not bound by the weight stream.
-  if (l2_prefetch_bytes_ == 0 || !batch_.valid || static_cast<int64_t>(batch_.tokens.size()) > kMaxMatvecTokens) return;
-  // The same leading fraction of every plane of every weight: a matvec's blocks run through
-  // rows in order, and a GeGLU pair reads gate and up rows together.
-  L2Prefetch pf;
-  uint64_t total = 0;
-  auto add = [&](const void* p, int64_t bytes) {
-    if (p == nullptr || bytes <= 0 || pf.n == L2Prefetch::kMaxRanges) return;
-    pf.ptr[pf.n] = static_cast<const uint8_t*>(p);
-    pf.bytes[pf.n++] = static_cast<uint64_t>(bytes);
-    total += static_cast<uint64_t>(bytes);
-  };
-  for (const WeightTensor* w : ws) {
-    const DeviceWeight& d = device_weight(*w);
-    add(d.q, d.rows * d.q_row_bytes);
-    add(d.qh, d.rows * d.blocks_per_row * 4);
-    add(d.d, d.rows * d.blocks_per_row * 2);
-  }
-  if (total == 0) return;
-  const double frac = std::min(1.0, static_cast<double>(l2_prefetch_bytes_) / static_cast<double>(total));
-  for (int i = 0; i < pf.n; ++i)
-    pf.bytes[i] = static_cast<uint64_t>(static_cast<double>(pf.bytes[i]) * frac) / 16 * 16;  // planes are 256-aligned
-  check_launch(launch_l2_prefetch(pf, sm_count_, stream_), "L2 prefetch");
 }
 
 void CudaBackend::rms_norm(const Act& x, const WeightTensor& w, float eps, Act& y) {

@@ -60,8 +60,6 @@ class CudaBackend final : public Backend {
                               const BatchView& batch, std::span<const int64_t> past_len, const AttentionParams& p,
                               Act& out) override;
 
-  void prefetch(std::span<const WeightTensor* const> ws) override;
-
   void begin_batch(const BatchView& batch, std::span<const int64_t> past_len,
                    std::span<const int64_t> logit_rows) override;
   bool replay(const std::string& key) override;
@@ -81,8 +79,6 @@ class CudaBackend final : public Backend {
   // QK-norm + RoPE inside the decode attention kernel (qk_norm_rope_attention); experimental, off
   // by default, UNICORN_FUSE_QK_ATTENTION=1 turns it on.
   void fuse_qk_attention(bool on) { fuse_qk_attention_ = on; }
-  // Bytes pulled into L2 per prefetch() hint (0: off); ignored below sm_90.
-  void set_l2_prefetch(size_t bytes) { l2_prefetch_bytes_ = l2_prefetch_supported() ? bytes : 0; }
 
  private:
   // Small int arrays the ops take from the host (tokens, positions, attention metadata, rows).
@@ -171,9 +167,6 @@ class CudaBackend final : public Backend {
   std::vector<DeviceBuffer> graveyard_;  // buffers replaced during a capture, freed after it
   bool capturing_ = false, capture_ok_ = false;
   bool force_tiled_prompt_attention_ = false;
-  // Bytes of the next matvec's weights pulled into L2 per prefetch() hint (UNICORN_L2_PREFETCH_MB;
-  // 0 turns it off). Set by the constructor.
-  size_t l2_prefetch_bytes_ = 0;
   bool fuse_qk_attention_ = [] {
     const char* env = std::getenv("UNICORN_FUSE_QK_ATTENTION");
     return env != nullptr && env[0] == '1';

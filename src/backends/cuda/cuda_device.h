@@ -37,10 +37,6 @@ void cuda_force_tiled_prompt_attention(Backend& cuda_backend, bool on);
 // UNICORN_FUSE_QK_ATTENTION=1 turns it on for every CUDA backend).
 void cuda_fuse_qk_attention(Backend& cuda_backend, bool on);
 
-// Tests: the bytes of the next matvec's weights that a CUDA backend pulls into L2 per prefetch()
-// hint (0: none; UNICORN_L2_PREFETCH_MB sets every backend's). Without effect below sm_90.
-void cuda_set_l2_prefetch(Backend& cuda_backend, size_t bytes);
-
 // How many recorded op runs (CUDA graphs) a CUDA backend holds.
 size_t cuda_recordings(Backend& cuda_backend);
 

@@ -41,19 +41,6 @@ cudaError_t launch_matmul_tiled(const DeviceWeight& w, const float* x, int T, fl
 bool matvec_quant_supports(GgmlType t);
 bool weight_type_supported(GgmlType t);
 
-// ---- L2 prefetch of weights (l2_prefetch.cu, sm_90+) ---------------------------------------------
-// Byte ranges to pull into L2 (each 16-byte aligned, a multiple of 16 bytes long).
-struct L2Prefetch {
-  static constexpr int kMaxRanges = 9;  // three weights of up to three planes
-  const uint8_t* ptr[kMaxRanges] = {};
-  uint64_t bytes[kMaxRanges] = {};
-  int n = 0;
-};
-bool l2_prefetch_supported();  // compute capability >= 9
-// One small kernel that asks for the ranges and returns without waiting for them; it orders like
-// any PDL kernel of the stream (launch.cuh). At most max_blocks blocks of 32 threads.
-cudaError_t launch_l2_prefetch(const L2Prefetch& pf, int max_blocks, cudaStream_t s);
-
 // ---- bf16 operands of the tensor-core prefill matmul (dequantize.cu, used by gemm.cpp) ----------
 // Rows [r0, r0 + n) of w decoded (the reference codec's values) and rounded to nearest-even bf16
 // into out [n, w.cols] row-major (bf16 bits; 16-byte aligned).

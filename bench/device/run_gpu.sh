@@ -2,7 +2,7 @@
 # One self-contained GPU-machine run: build (sm_90), CUDA op and end-to-end tests, the copy
 # bandwidth roofline, and `unicorn bench` on synthetic Gemma 3 27B. Everything goes to $OUT.
 # Call through the device tool with carry [".devcarry"], after bench/device/prepare_deps.sh.
-#   BENCH_SCHEMES="q4_0 q8_0 bf16"  BENCH_REPS=2
+#   BENCH_SCHEMES="q4_0 q8_0 bf16"  BENCH_REPS=2  SWEEP="ENV=a;ENV=b" (tg64 under each setting)
 # Pass UNICORN_COMMIT=<hash from here>: the device copy's git metadata can be stale.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -74,6 +74,15 @@ if [ "${FUSE_QK:-0}" = 1 ]; then  # the experimental QK-norm-in-attention path: 
   UNICORN_FUSE_QK_ATTENTION=1 timeout 240 ./build/gpu/unicorn_tests --gtest_filter='Cuda*:-CudaBench*' > "$OUT/tests_fuse_qk.log" 2>&1
   echo "cuda tests with UNICORN_FUSE_QK_ATTENTION=1: rc=$?"
   grep -E "^\[  FAILED|^\[  PASSED|Failure|Expected|actual|Which is" "$OUT/tests_fuse_qk.log" | head -30
+fi
+# tg64 of 27B Q4_0 (SWEEP_TYPE) under each of several environment settings, e.g.
+#   SWEEP="UNICORN_FUSE_QK_ATTENTION=0;UNICORN_FUSE_QK_ATTENTION=1"
+if [ -n "${SWEEP:-}" ]; then
+  IFS=';' read -ra settings <<< "$SWEEP"
+  for setting in "${settings[@]}"; do
+    echo "[$setting] tg64: $(env $setting timeout 100 $U bench --synthetic 27b --type "${SWEEP_TYPE:-q4_0}" \
+      --device cuda -p 0 -n 64 -r "${SWEEP_REPS:-2}" 2>&1 | grep -E '\| tg64' | awk -F'|' '{print $8}')"
+  done
 fi
 if [ "${SKIP_BREAKDOWN:-0}" = 1 ]; then  # what each non-matmul op costs inside the recorded decode step
   for skip in none quantize add_norm qk_norm_rope attention qk_norm_rope,attention,add_norm,quantize; do

@@ -138,8 +138,8 @@ class Backend {
   // next_w is given, h = rms_norm(x)·next_w, the next block's input norm.
   virtual void add_norm(Act& x, Act& o, const WeightTensor& post_w, const WeightTensor* next_w, float eps, Act& h);
   // qk_norm_rope(q, k, ..., p.head_dim, pos, base, scale), then attention(q, k, v, ...): a backend
-  // may fuse the two and read q and k raw, so both are scratch afterwards. (pos is normally
-  // batch.pos; a fusing backend falls back to the two ops when it is not.)
+  // may fuse the two and read q and k raw, so both are scratch afterwards. (pos[i] is the position
+  // of batch row i, normally batch.pos.)
   virtual void qk_norm_rope_attention(Act& q, Act& k, const Act& v, const WeightTensor& q_norm,
                                       const WeightTensor& k_norm, float eps, std::span<const int32_t> pos, float base,
                                       float scale, LayerKv& kv, const BatchView& batch,

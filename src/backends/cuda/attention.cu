@@ -87,8 +87,7 @@ __device__ __forceinline__ KeyRange key_range(const AttentionBatch& b, int64_t w
 // another order, so inv may differ in the last bit), y = x * inv * w rounded to f32, then NeoX
 // pairs (i, i + hd/2) rotated by rope.cuh's factors; lane l's partner half sits in lane l ^ 16.
 template <int D>
-__device__ __forceinline__ void norm_rope_warp(float* v, const float* w, float eps, int32_t pos, float base,
-                                               float scale, int lane) {
+__device__ __forceinline__ void norm_rope_warp(float* v, const float* w, float eps, const float2* cs, int lane) {
   constexpr int HD = 32 * D;
   double ss = 0.0;
 #pragma unroll
@@ -104,10 +103,9 @@ __device__ __forceinline__ void norm_rope_warp(float* v, const float* w, float e
 #pragma unroll
   for (int d = 0; d < D; ++d) {
     const float other = __shfl_xor_sync(0xFFFFFFFFu, v[d], 16);
-    float c, s;
-    rope_factors((lane % 16) * D + d, HD, pos, base, scale, c, s);
+    const float2 f = cs[(lane % 16) * D + d];
     float a = first ? v[d] : other, b = first ? other : v[d];
-    rotate(a, b, c, s);
+    rotate(a, b, f.x, f.y);
     v[d] = first ? a : b;
   }
 }
@@ -133,12 +131,12 @@ __global__ void __launch_bounds__(kWarps * 32)
   float qv[D];
   load_f32<D>(q + i * q_row + h * HD + lane * D, qv);
   if constexpr (Fused) {
-    norm_rope_warp<D>(qv, qk.q_w, qk.eps, b.pos[i], qk.base, qk.scale, lane);
+    norm_rope_warp<D>(qv, qk.q_w, qk.eps, qk.cs + i * (HD / 2), lane);
     // One block per (kv head, token) writes that head's normalized, rotated key for the store.
     if (split == 0 && h % (a.n_heads / a.n_kv_heads) == 0 && warp == 0) {
       float kn[D];
       load_f32<D>(k + i * kv_row + kvh * HD + lane * D, kn);
-      norm_rope_warp<D>(kn, qk.k_w, qk.eps, b.pos[i], qk.base, qk.scale, lane);
+      norm_rope_warp<D>(kn, qk.k_w, qk.eps, qk.cs + i * (HD / 2), lane);
 #pragma unroll
       for (int d = 0; d < D; ++d) qk.k_out[i * kv_row + kvh * HD + lane * D + d] = kn[d];
     }
@@ -168,7 +166,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         const int64_t row = b.rows[b.start[seq] + (r.first_new + (j - r.n_past) - b.past[seq])];
         load_f32<D>(k + row * kv_row + dim, kv[u]);
         load_f32<D>(v + row * kv_row + dim, vv[u]);
-        if constexpr (Fused) norm_rope_warp<D>(kv[u], qk.k_w, qk.eps, b.pos[row], qk.base, qk.scale, lane);
+        if constexpr (Fused) norm_rope_warp<D>(kv[u], qk.k_w, qk.eps, qk.cs + row * (HD / 2), lane);
       }
     }
     float s[kKeys];
@@ -342,8 +340,8 @@ void launch_d(const float* q, const float* k, const float* v, const void* kc, co
               const AttentionShape& a, int n_split, float* partial, float* out, const QkNormRope& qk, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(a.n_heads), static_cast<unsigned>(b.T), static_cast<unsigned>(n_split));
   const dim3 block(kWarps * 32);
-  // The fused form is its own instantiation: its norm and RoPE code (double sincos) costs
-  // registers that the plain kernel should not carry.
+  // The fused form is its own instantiation: its norm and RoPE code costs registers that the
+  // plain kernel should not carry.
   if (qk.q_w) {
     if (a.kv_f16)
       launch(attention<D, true, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
@@ -366,7 +364,7 @@ cudaError_t launch_attention(const float* q, const float* k, const float* v, con
                              const QkNormRope& qk) {
   if (b.T == 0) return cudaSuccess;
   if (q8 && a.head_dim % 32 != 0) return cudaErrorInvalidValue;  // its blocks would straddle heads
-  if (qk.q_w && (!qk.k_w || !qk.k_out || a.n_heads % a.n_kv_heads != 0)) return cudaErrorInvalidValue;
+  if (qk.q_w && (!qk.k_w || !qk.k_out || !qk.cs || a.n_heads % a.n_kv_heads != 0)) return cudaErrorInvalidValue;
   switch (a.head_dim) {
     case 32:
       launch_d<1>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, s);

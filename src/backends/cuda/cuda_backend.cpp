@@ -348,6 +348,7 @@ AttentionBatch CudaBackend::attention_batch(const BatchView& batch, std::span<co
 bool CudaBackend::replay(const std::string& key) {
   auto it = graphs_.find(key);
   if (it == graphs_.end()) return false;
+  for (RopeTable& t : rope_tables_) t.valid = false;  // the recording refilled them from its positions
   check(cudaGraphLaunch(it->second, stream_), "replaying a recorded step");
   return true;
 }
@@ -358,6 +359,7 @@ void CudaBackend::record_begin(const std::string& key) {
   constexpr size_t kMaxRecordings = 64;
   int& n = seen_[key];
   if (n++ < 1 || n < 0 || graphs_.size() >= kMaxRecordings) return;
+  for (RopeTable& t : rope_tables_) t.valid = false;  // the recording must fill the tables it reads
   check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed), "starting a recording");
   recording_key_ = key;
   capturing_ = capture_ok_ = true;
@@ -517,18 +519,38 @@ void CudaBackend::rms_norm(const Act& x, const WeightTensor& w, float eps, Act& 
                "rms_norm");
 }
 
+const float2* CudaBackend::rope_cos_sin(std::span<const int32_t> pos, int64_t head_dim, float base, float scale) {
+  auto it = std::ranges::find_if(rope_tables_, [&](const RopeTable& t) {
+    return t.head_dim == head_dim && t.base == base && t.scale == scale;
+  });
+  if (it == rope_tables_.end()) {
+    rope_tables_.emplace_back();
+    it = rope_tables_.end() - 1;
+    it->head_dim = head_dim, it->base = base, it->scale = scale;
+  }
+  RopeTable& t = *it;
+  if (t.valid && std::ranges::equal(pos, t.pos)) return t.cs.as<float2>();
+  const int32_t* p = batch_positions(pos);
+  if (!p) p = stage(Staged::Positions, pos);
+  const auto T = static_cast<int64_t>(pos.size());
+  grow(t.cs, static_cast<size_t>(std::max<int64_t>(T, 1) * (head_dim / 2)) * sizeof(float2));
+  check_launch(launch_rope_table(p, T, head_dim, base, scale, t.cs.as<float2>(), stream_), "rope table");
+  t.pos.assign(pos.begin(), pos.end());
+  t.valid = true;
+  return t.cs.as<float2>();
+}
+
 void CudaBackend::qk_norm_rope(Act& q, Act& k, const WeightTensor& q_norm, const WeightTensor& k_norm, float eps,
                                int64_t head_dim, std::span<const int32_t> pos, float base, float scale) {
   if (q_norm.type != GgmlType::F32 || k_norm.type != GgmlType::F32 || q_norm.cols != head_dim ||
       k_norm.cols != head_dim || head_dim > 512)
     return Backend::qk_norm_rope(q, k, q_norm, k_norm, eps, head_dim, pos, base, scale);
-  const int32_t* p = batch_positions(pos);
-  if (!p) p = stage(Staged::Positions, pos);
   wrote(q), wrote(k);
   if (skip_.qk_norm_rope) return;
+  const float2* cs = rope_cos_sin(pos, head_dim, base, scale);
   check_launch(launch_qk_norm_rope(q.data(), k.data(), reinterpret_cast<const float*>(device_weight(q_norm).q),
                                    reinterpret_cast<const float*>(device_weight(k_norm).q), q.rows(),
-                                   q.cols() / head_dim, k.cols() / head_dim, head_dim, eps, p, base, scale, stream_),
+                                   q.cols() / head_dim, k.cols() / head_dim, head_dim, eps, cs, stream_),
                "qk_norm_rope");
 }
 
@@ -550,10 +572,9 @@ void CudaBackend::add_norm(Act& x, Act& o, const WeightTensor& post_w, const Wei
 }
 
 void CudaBackend::rope(Act& x, int64_t head_dim, std::span<const int32_t> pos, float base, float scale) {
-  const int32_t* p = batch_positions(pos);
-  if (!p) p = stage(Staged::Positions, pos);
   wrote(x);
-  check_launch(launch_rope(x.data(), x.rows(), x.cols(), head_dim, p, base, scale, stream_), "rope");
+  check_launch(launch_rope(x.data(), x.rows(), x.cols(), head_dim, rope_cos_sin(pos, head_dim, base, scale), stream_),
+               "rope");
 }
 
 void CudaBackend::qk_norm_rope_attention(Act& q, Act& k, const Act& v, const WeightTensor& q_norm,
@@ -562,18 +583,19 @@ void CudaBackend::qk_norm_rope_attention(Act& q, Act& k, const Act& v, const Wei
                                          std::span<const int64_t> past_len, const AttentionParams& p, Act& out) {
   // Decoding (few tokens, the per-(token, head) kernel): the attention kernel normalizes and
   // rotates q and the new keys itself, one launch fewer on the step's critical path. Off unless
-  // UNICORN_FUSE_QK_ATTENTION=1 (or a test) turns it on: it has not run on a GPU yet (NOTES.md).
+  // UNICORN_FUSE_QK_ATTENTION=1 (or a test) turns it on: it passes the CUDA tests but measured
+  // slower than the two kernels while each block computed its RoPE factors (NOTES.md).
   const bool fuse = fuse_qk_attention_ && q.rows() <= kMaxMatvecTokens && q_norm.type == GgmlType::F32 &&
                     k_norm.type == GgmlType::F32 && q_norm.cols == p.head_dim && k_norm.cols == p.head_dim &&
                     attention_supports_head_dim(p.head_dim) && p.n_kv_heads > 0 && p.n_heads % p.n_kv_heads == 0 &&
-                    std::ranges::equal(pos, batch.pos) &&  // the kernel rotates at the batch's positions
                     !skip_.attention && !skip_.qk_norm_rope;
   if (!fuse)
     return Backend::qk_norm_rope_attention(q, k, v, q_norm, k_norm, eps, pos, base, scale, kv, batch, past_len, p, out);
   QkNormRope qk;
   qk.q_w = reinterpret_cast<const float*>(device_weight(q_norm).q);
   qk.k_w = reinterpret_cast<const float*>(device_weight(k_norm).q);
-  qk.eps = eps, qk.base = base, qk.scale = scale;
+  qk.eps = eps;
+  qk.cs = rope_cos_sin(pos, p.head_dim, base, scale);
   // Room for the most tokens this path takes at once, so that it grows (and forgets the recorded
   // steps) at most once per width.
   grow(k_rot_, static_cast<size_t>(kMaxMatvecTokens * k.cols()) * sizeof(float));

@@ -105,6 +105,10 @@ class CudaBackend final : public Backend {
   // Attention metadata of a batch (kernels.h AttentionBatch), from begin_batch's upload or staged.
   AttentionBatch attention_batch(const BatchView& batch, std::span<const int64_t> past_len, int n_seq);
   void abort_recording();
+  // The RoPE factors (kernels.h launch_rope_table) of these positions: one table per (head_dim,
+  // base, scale), made by a kernel when the positions differ from its last ones, and after every
+  // record_begin and replay, so that a recording always holds the kernels that fill its tables.
+  const float2* rope_cos_sin(std::span<const int32_t> pos, int64_t head_dim, float base, float scale);
   // attention(), or with qk the decode kernel that applies QK-norm and RoPE itself (kernels.h).
   void attention_impl(const Act& q, const Act& k, const Act& v, LayerKv& kv, const BatchView& batch,
                       std::span<const int64_t> past_len, const AttentionParams& p, Act& out, const QkNormRope* qk);
@@ -145,6 +149,14 @@ class CudaBackend final : public Backend {
   DeviceBuffer k_rot_;      // the normalized, rotated k rows of the fused decode attention
   DeviceBuffer argmax_;     // top_k's k = 1 words
   QuantizedFrom q8_from_;   // what act_q8_ holds
+  struct RopeTable {
+    int64_t head_dim = 0;
+    float base = 0, scale = 0;
+    std::vector<int32_t> pos;  // what the table holds (valid only when `valid`)
+    bool valid = false;
+    DeviceBuffer cs;
+  };
+  std::vector<RopeTable> rope_tables_;
   DeviceBuffer act_mma_;    // quantized activations for the tensor-core small-batch matmul
   QuantizedFrom mma_from_;  // what act_mma_ holds
 

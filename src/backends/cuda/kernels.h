@@ -60,8 +60,11 @@ cudaError_t launch_embed(const DeviceWeight& table, const int32_t* tokens, int64
                          cudaStream_t s);
 cudaError_t launch_rms_norm(const float* x, const float* w, int64_t rows, int64_t cols, int64_t group, float eps,
                             float* y, cudaStream_t s);
-cudaError_t launch_rope(float* x, int64_t T, int64_t cols, int64_t head_dim, const int32_t* pos, float base,
-                        float scale, cudaStream_t s);
+// RoPE factors (cos, sin) of pair i at pos[t] into cs[t * head_dim / 2 + i] (rope.cuh), for the
+// kernels below that rotate; the backend makes one table per step and (base, scale).
+cudaError_t launch_rope_table(const int32_t* pos, int64_t T, int64_t head_dim, float base, float scale, float2* cs,
+                              cudaStream_t s);
+cudaError_t launch_rope(float* x, int64_t T, int64_t cols, int64_t head_dim, const float2* cs, cudaStream_t s);
 cudaError_t launch_gelu_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s);
 cudaError_t launch_add(float* x, const float* y, int64_t n, cudaStream_t s);
 cudaError_t launch_softcap(float* x, int64_t n, float cap, cudaStream_t s);
@@ -71,10 +74,10 @@ cudaError_t launch_softcap(float* x, int64_t n, float cap, cudaStream_t s);
 int top_k_max();
 cudaError_t launch_top_k(const float* x, int64_t rows, int64_t cols, int64_t n, int k, float* out,
                          unsigned long long* scratch, cudaStream_t s);
-// QK-norm of each head of q [T, nh*hd] and k [T, nkv*hd], then RoPE on both (norms.cu).
+// QK-norm of each head of q [T, nh*hd] and k [T, nkv*hd], then RoPE on both with the factors of
+// launch_rope_table (norms.cu).
 cudaError_t launch_qk_norm_rope(float* q, float* k, const float* q_w, const float* k_w, int64_t T, int64_t n_heads,
-                                int64_t n_kv_heads, int64_t head_dim, float eps, const int32_t* pos, float base,
-                                float scale, cudaStream_t s);
+                                int64_t n_kv_heads, int64_t head_dim, float eps, const float2* cs, cudaStream_t s);
 // x += rms_norm(o)·post_w; then h = rms_norm(x)·next_w when next_w is not null, and h quantized
 // like launch_quantize_q8 into q, ds when q is not null (norms.cu). cols % 32 == 0, <= 8192.
 cudaError_t launch_add_norm(float* x, const float* o, const float* post_w, const float* next_w, int64_t rows,
@@ -119,7 +122,8 @@ bool attention_supports_head_dim(int64_t head_dim);
 struct QkNormRope {
   const float* q_w = nullptr;  // [hd], 1 + w (spec §2.2)
   const float* k_w = nullptr;
-  float eps = 0, base = 0, scale = 1;
+  float eps = 0;
+  const float2* cs = nullptr;  // the batch rows' RoPE factors (launch_rope_table)
   float* k_out = nullptr;
 };
 cudaError_t launch_attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,

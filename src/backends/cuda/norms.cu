@@ -49,7 +49,7 @@ __global__ void __launch_bounds__(kThreads)
 // pairs, from a copy in shared memory (head_dim <= 512).
 __global__ void __launch_bounds__(kThreads)
     qk_norm_rope(float* q, float* k, const float* q_w, const float* k_w, int64_t n_heads, int64_t n_kv_heads,
-                 int64_t head_dim, float eps, const int32_t* pos, float base, float scale) {
+                 int64_t head_dim, float eps, const float2* cs) {
   __shared__ double partial[kThreads / 32];
   __shared__ float v[512];
   pdl_wait();
@@ -65,10 +65,9 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();
   const int64_t half = head_dim / 2;
   for (int64_t i = threadIdx.x; i < half; i += kThreads) {
-    float c, s;
-    rope_factors(i, head_dim, pos[t], base, scale, c, s);
+    const float2 f = cs[t * half + i];
     float a = v[i], b = v[i + half];
-    rotate(a, b, c, s);
+    rotate(a, b, f.x, f.y);
     x[i] = a;
     x[i + half] = b;
   }
@@ -193,13 +192,11 @@ cudaError_t launch_rms_norm(const float* x, const float* w, int64_t rows, int64_
 }
 
 cudaError_t launch_qk_norm_rope(float* q, float* k, const float* q_w, const float* k_w, int64_t T, int64_t n_heads,
-                                int64_t n_kv_heads, int64_t head_dim, float eps, const int32_t* pos, float base,
-                                float scale, cudaStream_t s) {
+                                int64_t n_kv_heads, int64_t head_dim, float eps, const float2* cs, cudaStream_t s) {
   if (T == 0) return cudaSuccess;
   if (head_dim > 512 || head_dim % 2 != 0) return cudaErrorInvalidValue;
   const dim3 grid(static_cast<unsigned>(T), static_cast<unsigned>(n_heads + n_kv_heads));
-  launch(qk_norm_rope, grid, dim3(kThreads), 0, s, q, k, q_w, k_w, n_heads, n_kv_heads, head_dim, eps, pos, base,
-         scale);
+  launch(qk_norm_rope, grid, dim3(kThreads), 0, s, q, k, q_w, k_w, n_heads, n_kv_heads, head_dim, eps, cs);
   return cudaGetLastError();
 }
 

@@ -1,6 +1,8 @@
-// The rotation of RoPE pair i at position p (spec §2.4.3), shared by the rope and fused
-// qk-norm-rope kernels: inv_freq = base^(-2i/d) / scale and the angle rounded to f32, cos/sin in
-// double, as the CPU reference does, so every kernel rotates by the same f32 factors.
+// The rotation of RoPE pair i at position p (spec §2.4.3): inv_freq = base^(-2i/d) / scale and the
+// angle rounded to f32, cos/sin in double, as the CPU reference does. The rope_table kernel
+// (rope.cu) evaluates it once per (batch row, pair) and step; the kernels that rotate (rope,
+// qk_norm_rope, the fused decode attention) read that table, so the double-precision pow and
+// sincos stay off every layer's critical path and every kernel rotates by the same f32 factors.
 #pragma once
 #include <cstdint>
 

@@ -520,9 +520,8 @@ void CudaBackend::rms_norm(const Act& x, const WeightTensor& w, float eps, Act& 
 }
 
 const float2* CudaBackend::rope_cos_sin(std::span<const int32_t> pos, int64_t head_dim, float base, float scale) {
-  auto it = std::ranges::find_if(rope_tables_, [&](const RopeTable& t) {
-    return t.head_dim == head_dim && t.base == base && t.scale == scale;
-  });
+  auto it = std::ranges::find_if(
+      rope_tables_, [&](const RopeTable& t) { return t.head_dim == head_dim && t.base == base && t.scale == scale; });
   if (it == rope_tables_.end()) {
     rope_tables_.emplace_back();
     it = rope_tables_.end() - 1;

@@ -70,9 +70,9 @@ fi
 if [ "${MEMORY_4K:-0}" = 1 ]; then  # 27B Q4_0 at a 4K context with 64-token prompt batches (no cuBLAS scratch)
   timeout 120 $U bench --synthetic 27b --type q4_0 --device cuda -p 64 -n 16 -d 4032 -c 4096 -b 64 -r 1 2>&1 | tee -a "$OUT/bench.md"
 fi
-if [ "${FUSE_QK:-0}" = 1 ]; then  # the experimental QK-norm-in-attention path: every CUDA test with it on (SWEEP compares speed)
-  UNICORN_FUSE_QK_ATTENTION=1 timeout 240 ./build/gpu/unicorn_tests --gtest_filter='Cuda*:-CudaBench*' > "$OUT/tests_fuse_qk.log" 2>&1
-  echo "cuda tests with UNICORN_FUSE_QK_ATTENTION=1: rc=$?"
+if [ "${UNFUSED_QK:-0}" = 1 ]; then  # every CUDA test with QK-norm + RoPE as their own kernel again
+  UNICORN_FUSE_QK_ATTENTION=0 timeout 240 ./build/gpu/unicorn_tests --gtest_filter='Cuda*:-CudaBench*' > "$OUT/tests_fuse_qk.log" 2>&1
+  echo "cuda tests with UNICORN_FUSE_QK_ATTENTION=0: rc=$?"
   grep -E "^\[  FAILED|^\[  PASSED|Failure|Expected|actual|Which is" "$OUT/tests_fuse_qk.log" | head -30
 fi
 # tg64 of 27B Q4_0 (SWEEP_TYPE) under each of several environment settings, e.g.

@@ -76,8 +76,8 @@ class CudaBackend final : public Backend {
   // Tests: the tiled prompt attention for every batch of 32+ tokens, even where too few blocks
   // would fill the GPU (then the per-(token, head) kernel is used).
   void force_tiled_prompt_attention(bool on) { force_tiled_prompt_attention_ = on; }
-  // QK-norm + RoPE inside the decode attention kernel (qk_norm_rope_attention); experimental, off
-  // by default, UNICORN_FUSE_QK_ATTENTION=1 turns it on.
+  // QK-norm + RoPE inside the decode attention kernel (qk_norm_rope_attention); on by default,
+  // UNICORN_FUSE_QK_ATTENTION=0 turns it off (the two kernels).
   void fuse_qk_attention(bool on) { fuse_qk_attention_ = on; }
 
  private:
@@ -181,7 +181,7 @@ class CudaBackend final : public Backend {
   bool force_tiled_prompt_attention_ = false;
   bool fuse_qk_attention_ = [] {
     const char* env = std::getenv("UNICORN_FUSE_QK_ATTENTION");
-    return env != nullptr && env[0] == '1';
+    return env == nullptr || env[0] != '0';
   }();
   Gemm gemm_;  // matmuls of more than kMaxMatvecTokens tokens
 };

@@ -33,8 +33,8 @@ size_t cuda_start_used_memory(Backend& cuda_backend);
 // Tests: make a CUDA backend take the tiled prompt attention for every batch of 32+ tokens.
 void cuda_force_tiled_prompt_attention(Backend& cuda_backend, bool on);
 
-// Tests: QK-norm + RoPE inside the decode attention kernel (experimental; off by default,
-// UNICORN_FUSE_QK_ATTENTION=1 turns it on for every CUDA backend).
+// Tests: QK-norm + RoPE inside the decode attention kernel (on by default;
+// UNICORN_FUSE_QK_ATTENTION=0 turns it off for every CUDA backend).
 void cuda_fuse_qk_attention(Backend& cuda_backend, bool on);
 
 // How many recorded op runs (CUDA graphs) a CUDA backend holds.

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -534,11 +535,19 @@ TEST_F(CudaOps, TopKEqualsTheHostSelectionWithTiesAndMasks) {
 
 TEST_F(CudaOps, FusedMatmulsShareOneQuantizedInput) {
   Rng rng(21);
-  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q5_K, GgmlType::Q6_K}) {
+  // q, k, v of one type, and q4_mix's Q4_K q, Q5_K k, Q6_K v in one launch (the GeGLU pair takes
+  // q's type).
+  const std::array<GgmlType, 3> qkv_types[] = {{GgmlType::Q4_0, GgmlType::Q4_0, GgmlType::Q4_0},
+                                               {GgmlType::Q8_0, GgmlType::Q8_0, GgmlType::Q8_0},
+                                               {GgmlType::Q5_K, GgmlType::Q5_K, GgmlType::Q5_K},
+                                               {GgmlType::Q6_K, GgmlType::Q6_K, GgmlType::Q6_K},
+                                               {GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}};
+  for (const auto& types : qkv_types) {
+    const GgmlType type = types[0];
     gpu = cuda_backend_or_null();  // a fresh device per type: the last type's freed host bytes may be reused
     const int64_t in = 1024;
-    HostWeight wq = random_weight(type, 512, in, rng), wk = random_weight(type, 256, in, rng);
-    HostWeight wv = random_weight(type, 256, in, rng), wg = random_weight(type, 2048, in, rng);
+    HostWeight wq = random_weight(types[0], 512, in, rng), wk = random_weight(types[1], 256, in, rng);
+    HostWeight wv = random_weight(types[2], 256, in, rng), wg = random_weight(type, 2048, in, rng);
     HostWeight wu = random_weight(type, 2048, in, rng);
     for (HostWeight* w : {&wq, &wk, &wv, &wg, &wu}) gpu->load_weight(w->t);
     for (int64_t T : {1, 3, 8, 20}) {  // 20: the unfused path (tensor cores for Q4_0 and Q8_0)
@@ -556,11 +565,13 @@ TEST_F(CudaOps, FusedMatmulsShareOneQuantizedInput) {
         out[0] = to_host(*b, q), out[1] = to_host(*b, k), out[2] = to_host(*b, v), out[3] = to_host(*b, gate);
       }
       // int8 activations (matvec, tensor-core small batch), else bf16 (prefill GEMM)
-      const double limit = int8_activations(type, in, T) ? 5e-4 : 1e-5;
-      for (int j = 0; j < 4; ++j)
+      for (int j = 0; j < 4; ++j) {
+        const GgmlType tj = types[static_cast<size_t>(j % 3)];
+        const double limit = int8_activations(tj, in, T) ? 5e-4 : 1e-5;
         EXPECT_LE(nmse(got[j], want[j]), limit)
-            << type_name(type) << " T=" << T << " output " << j << " (q, k, v, geglu) first values " << got[j][0]
+            << type_name(tj) << " T=" << T << " output " << j << " (q, k, v, geglu) first values " << got[j][0]
             << " vs " << want[j][0];
+      }
     }
   }
 }

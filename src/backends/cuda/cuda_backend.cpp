@@ -487,17 +487,23 @@ void CudaBackend::matmul(const WeightTensor& w, const Act& x, Act& y) {
 
 void CudaBackend::matmul_many(std::span<const WeightTensor* const> ws, const Act& x, std::span<Act* const> ys) {
   const int64_t T = x.rows();
-  bool fused = T <= kMaxMatvecTokens && ws.size() == ys.size() && !ws.empty() && ws.size() <= 3;
-  for (size_t i = 0; fused && i < ws.size(); ++i)
-    fused = matvec_quant_supports(ws[i]->type) && ws[i]->type == ws[0]->type;
-  if (!fused) return Backend::matmul_many(ws, x, ys);
+  if (T > kMaxMatvecTokens || ws.size() != ys.size() || ws.empty() || ws.size() > 3)
+    return Backend::matmul_many(ws, x, ys);
   MatvecJob job;
   for (size_t i = 0; i < ws.size(); ++i) {
-    check_shapes(*ws[i], x, *ys[i]);
     job.w[i] = device_weight(*ws[i]);
     job.y[i] = ys[i]->data();
   }
   job.n = static_cast<int>(ws.size());
+  // UNICORN_CUDA_MIXED_QKV=0: q4_mix's q, k, v as three launches again (for measurements).
+  static const bool mixed = [] {
+    const char* env = std::getenv("UNICORN_CUDA_MIXED_QKV");
+    return env == nullptr || env[0] != '0';
+  }();
+  const bool one_type =
+      std::all_of(ws.begin(), ws.end(), [&](const WeightTensor* w) { return w->type == ws[0]->type; });
+  if (!matvec_multi_supports(job) || (!mixed && !one_type)) return Backend::matmul_many(ws, x, ys);
+  for (size_t i = 0; i < ws.size(); ++i) check_shapes(*ws[i], x, *ys[i]);
   for (Act* y : ys) wrote(*y);
   check_launch(launch_matvec_multi(job, quantize(x), static_cast<int>(T), stream_), "matvec");
 }

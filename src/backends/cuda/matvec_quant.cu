@@ -4,10 +4,12 @@
 // two rows per warp group for one token); lanes take consecutive work items (weight_formats.cuh),
 // so a warp's loads are contiguous.
 //
-// One launch serves a MatvecJob: up to three weights of one format on the same input (q, k and v
-// in one grid), or a GeGLU pair whose warps compute row r of gate and of up together and write
-// gelu_tanh(gate) * up (spec §2.5), so the pair's outputs never go through memory.
+// One launch serves a MatvecJob: up to three weights on the same input (q, k and v in one grid),
+// of one format or of q4_mix's three K-quants (Q4_K q, Q5_K k, Q6_K v: each block runs its own
+// weight's format), or a GeGLU pair whose warps compute row r of gate and of up together and
+// write gelu_tanh(gate) * up (spec §2.5), so the pair's outputs never go through memory.
 #include <algorithm>
+#include <type_traits>
 
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launch.cuh"
@@ -66,8 +68,9 @@ constexpr int unroll() {
 // 4-warp block and giving each lane few items keeps the grid fine-grained, so that blocks finish
 // evenly and the memory pipe stays full (bench/device/matvec_lab.cu, H100: 27B Q4_0 layer
 // 87 vs 97 us for one warp per row with 8 items per lane).
+// One block's rows of weight m (of format F).
 template <class F, int NT, bool GLU>
-__global__ void __launch_bounds__(kWarps * 32) matvec_quant(MatvecJob job, ActQ8 x, int T) {
+__device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 x, int T) {
   constexpr int R = rows_per_group<F, NT, GLU>();
   constexpr int P = GLU ? 2 : R;  // weight rows read per group
   __shared__ float partial[kWarps][P][NT];
@@ -79,7 +82,6 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_quant(MatvecJob job, ActQ8
   const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
   const int wpr = job.wpr;
   const int64_t blk = blockIdx.x;
-  const int m = job.n > 1 && blk >= job.first_block[1] ? (job.n > 2 && blk >= job.first_block[2] ? 2 : 1) : 0;
   // Static indices only: a dynamic index into the parameter block would copy it to local memory.
   const DeviceWeight w = m == 0 ? job.w[0] : (m == 1 ? job.w[1] : job.w[2]);
   float* y = m == 0 ? job.y[0] : (m == 1 ? job.y[1] : job.y[2]);
@@ -171,6 +173,23 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_quant(MatvecJob job, ActQ8
   pdl_trigger();  // after this block's stores: the next kernel may be scheduled as blocks finish
 }
 
+// F0, F1, F2: the formats of job.w[0..2] (all F0 but for the mixed K-quant job).
+template <class F0, class F1, class F2, int NT, bool GLU>
+__global__ void __launch_bounds__(kWarps * 32) matvec_quant(MatvecJob job, ActQ8 x, int T) {
+  const int64_t blk = blockIdx.x;
+  const int m = job.n > 1 && blk >= job.first_block[1] ? (job.n > 2 && blk >= job.first_block[2] ? 2 : 1) : 0;
+  if constexpr (std::is_same_v<F0, F1> && std::is_same_v<F0, F2>) {
+    matvec_block<F0, NT, GLU>(job, m, x, T);
+  } else {
+    if (m == 0)
+      matvec_block<F0, NT, GLU>(job, 0, x, T);
+    else if (m == 1)
+      matvec_block<F1, NT, GLU>(job, 1, x, T);
+    else
+      matvec_block<F2, NT, GLU>(job, 2, x, T);
+  }
+}
+
 // Warps per row: for wide rows, the whole block for rows of at least 128 items (so that each lane
 // has one or two), fewer for short rows; always at least what warps_per_row asks, so that
 // matrices of few rows still fill the machine.
@@ -179,11 +198,14 @@ inline int group_warps(int64_t rows, int64_t items, bool wide) {
   return std::max(wpr, warps_per_row(rows, kWarps));
 }
 
-template <class F, int NT, bool GLU>
+template <class F, int NT, bool GLU, class F1 = F, class F2 = F>
 void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   int64_t rows = 0;
   for (int i = 0; i < (GLU ? 1 : job.n); ++i) rows += job.w[i].rows;
   constexpr int R = rows_per_group<F, NT, GLU>();
+  // One grid layout for all three: the formats must agree on rows per group and item width.
+  static_assert(R == rows_per_group<F1, NT, GLU>() && R == rows_per_group<F2, NT, GLU>());
+  static_assert(F::kItem == F1::kItem && F::kItem == F2::kItem && kWideRows<F, NT> == kWideRows<F1, NT>);
   job.wpr = group_warps(rows / R, job.w[0].cols / F::kItem, kWideRows<F, NT>);
   const int64_t rows_per_block = kWarps / job.wpr * R;
   int64_t blocks = 0;
@@ -195,26 +217,40 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   for (int i = n; i < 4; ++i) job.first_block[i] = blocks;
   job.n = n;
   const dim3 grid(static_cast<unsigned>(blocks)), block(kWarps * 32);
-  launch(matvec_quant<F, NT, GLU>, grid, block, 0, s, job, x, T);
+  launch(matvec_quant<F, F1, F2, NT, GLU>, grid, block, 0, s, job, x, T);
 }
 
-template <class F, bool GLU>
+template <class F, bool GLU, class F1 = F, class F2 = F>
 void launch_for(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
   if (T <= 1)
-    launch_nt<F, 1, GLU>(job, x, T, s);
+    launch_nt<F, 1, GLU, F1, F2>(job, x, T, s);
   else if (T <= 2)
-    launch_nt<F, 2, GLU>(job, x, T, s);
+    launch_nt<F, 2, GLU, F1, F2>(job, x, T, s);
   else if (T <= 4)
-    launch_nt<F, 4, GLU>(job, x, T, s);
+    launch_nt<F, 4, GLU, F1, F2>(job, x, T, s);
   else
-    launch_nt<F, 8, GLU>(job, x, T, s);
+    launch_nt<F, 8, GLU, F1, F2>(job, x, T, s);
+}
+
+// q4_mix's q, k, v (policy.cpp): Q4_K, Q5_K, Q6_K in one launch.
+bool is_kquant_mix(const MatvecJob& job) {
+  return job.n == 3 && job.w[0].type == GgmlType::Q4_K && job.w[1].type == GgmlType::Q5_K &&
+         job.w[2].type == GgmlType::Q6_K;
 }
 
 template <bool GLU>
 cudaError_t launch_job(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
   if (job.n < 1 || job.n > 3 || (GLU && job.n != 2)) return cudaErrorInvalidValue;
   for (int i = 1; i < job.n; ++i)
-    if (job.w[i].type != job.w[0].type || job.w[i].cols != job.w[0].cols) return cudaErrorInvalidValue;
+    if (job.w[i].cols != job.w[0].cols) return cudaErrorInvalidValue;
+  if constexpr (!GLU) {
+    if (is_kquant_mix(job)) {
+      launch_for<FormatQ4_K, false, FormatQ5_K, FormatQ6_K>(job, x, T, s);
+      return cudaGetLastError();
+    }
+  }
+  for (int i = 1; i < job.n; ++i)
+    if (job.w[i].type != job.w[0].type) return cudaErrorInvalidValue;
   if (GLU && job.w[1].rows != job.w[0].rows) return cudaErrorInvalidValue;
   switch (job.w[0].type) {
     case GgmlType::Q8_0:
@@ -254,6 +290,15 @@ cudaError_t launch_matvec_quant(const DeviceWeight& w, ActQ8 x, int T, float* y,
   job.y[0] = y;
   job.n = 1;
   return launch_job<false>(job, x, T, s);
+}
+
+bool matvec_multi_supports(const MatvecJob& job) {
+  if (job.n < 1 || job.n > 3) return false;
+  for (int i = 0; i < job.n; ++i)
+    if (!matvec_quant_supports(job.w[i].type) || job.w[i].cols != job.w[0].cols) return false;
+  bool same = true;
+  for (int i = 1; i < job.n; ++i) same = same && job.w[i].type == job.w[0].type;
+  return same || is_kquant_mix(job);
 }
 
 cudaError_t launch_matvec_multi(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {

@@ -624,14 +624,6 @@ struct QkNorms {
   const WeightTensor* k_norm;
   float base, scale;
 };
-void set_cluster_attention(Backend& gpu, bool on) {
-#ifdef UNICORN_HAVE_CUDA
-  cuda_cluster_attention(gpu, on);
-#else
-  (void)gpu, (void)on;
-#endif
-}
-
 double attention_schedule(Backend& gpu, Backend& cpu, const AttnCase& c, int64_t prompt, int64_t decode_steps,
                           const QkNorms* norms = nullptr) {
   Rng rng(11 + static_cast<uint64_t>(c.hd + c.window));
@@ -687,14 +679,10 @@ TEST_F(CudaOps, AttentionMatchesCpuOnSlidingRingsAndGlobalCache) {
       {32, 16, 128, 0, 512, GgmlType::F16},                                        // global layer
       {32, 16, 128, 0, 512, GgmlType::F32}, {8, 2, 64, 0, 512, GgmlType::F32},
   };
-  for (bool cluster : {true, false}) {
-    set_cluster_attention(*gpu, cluster);
-    for (const AttnCase& c : cases) {
-      const double limit = c.kv_type == GgmlType::F16 ? 1e-5 : 1e-7;
-      EXPECT_LE(attention_schedule(*gpu, *cpu, c, 20, 30), limit)
-          << c.heads << "/" << c.kv_heads << " hd " << c.hd << " window " << c.window << " " << type_name(c.kv_type)
-          << " cluster " << cluster;
-    }
+  for (const AttnCase& c : cases) {
+    const double limit = c.kv_type == GgmlType::F16 ? 1e-5 : 1e-7;
+    EXPECT_LE(attention_schedule(*gpu, *cpu, c, 20, 30), limit)
+        << c.heads << "/" << c.kv_heads << " hd " << c.hd << " window " << c.window << " " << type_name(c.kv_type);
   }
 }
 
@@ -725,7 +713,6 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
     gpu = cuda_backend_or_null();  // a fresh device per case: the host vectors' addresses may repeat
 #ifdef UNICORN_HAVE_CUDA
     cuda_fuse_qk_attention(*gpu, true);
-    cuda_cluster_attention(*gpu, c.prompt < 100);  // the merge kernel for the long prompt's splits
 #endif
     gpu->load_weight(wq);
     gpu->load_weight(wk);
@@ -754,17 +741,11 @@ TEST_F(CudaOps, PromptAttentionTilesMatchCpu) {
 }
 
 TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
-  // A long prompt then single-token decoding: few (token, head) blocks, many keys per block. On an
-  // H100 the 2048-key cache splits 17 and 33 ways (merge kernel), the 1024-key ring of 27B's
-  // local layers 16 ways and the 512-key ring 8 ways (thread block clusters where available).
-  for (bool cluster : {true, false}) {
-    set_cluster_attention(*gpu, cluster);
-    for (const AttnCase& c :
-         {AttnCase{32, 16, 128, 0, 2048, GgmlType::F16}, AttnCase{32, 16, 128, 1024, 1024, GgmlType::F16},
-          AttnCase{4, 1, 256, 512, 512, GgmlType::F16}})
-      EXPECT_LE(attention_schedule(*gpu, *cpu, c, 700, 3), 1e-5)
-          << c.heads << " heads, capacity " << c.capacity << ", cluster " << cluster;
-  }
+  // A long prompt then single-token decoding: few (token, head) blocks, many keys per block.
+  const AttnCase c{32, 16, 128, 0, 2048, GgmlType::F16};
+  EXPECT_LE(attention_schedule(*gpu, *cpu, c, 700, 3), 1e-5);
+  const AttnCase local{4, 1, 256, 512, 512, GgmlType::F16};
+  EXPECT_LE(attention_schedule(*gpu, *cpu, local, 700, 3), 1e-5);
 }
 
 // ---- whole tiny models --------------------------------------------------------------------------

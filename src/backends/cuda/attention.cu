@@ -6,12 +6,6 @@
 // online softmax (running max, sum and weighted V). The warps' states are merged in shared memory;
 // with several splits, partial states go to `partial` and a second kernel merges them, so that
 // one decoding token still spreads its keys over many blocks.
-//
-// Clustered form (sm_90, decode of one token per sequence, up to 16 splits): the splits of one
-// (head, token) are a thread block cluster. They merge through distributed shared memory, and
-// the block that holds a kv head's new key stores k and v into the cache: no merge kernel and no
-// store kernel, so the decode step has one launch fewer per layer.
-#include <cooperative_groups.h>
 #include <cuda_fp16.h>
 
 #include <cmath>
@@ -116,38 +110,15 @@ __device__ __forceinline__ void norm_rope_warp(float* v, const float* w, float e
   }
 }
 
-// Lane `lane`'s D values of one cache row (kv head's part), f32 or f16.
-template <int D, bool F16>
-__device__ __forceinline__ void store_cached(void* base, int64_t off, const float* v) {
-#pragma unroll
-  for (int d = 0; d < D; ++d) {
-    if constexpr (F16) {
-      static_cast<__half*>(base)[off + d] = __float2half_rn(v[d]);
-    } else {
-      static_cast<float*>(base)[off + d] = v[d];
-    }
-  }
-}
-
-// What the clustered form writes besides `out`: the cache (k, v stored) and the int8 copy of the
-// output for the o matvec (q8, ds; may be null).
-struct ClusterExtras {
-  void* k_cache = nullptr;
-  void* v_cache = nullptr;
-  int8_t* q8 = nullptr;
-  float* ds = nullptr;
-};
-
-template <int D, bool F16, bool Fused, bool Cluster>
+template <int D, bool F16, bool Fused>
 __global__ void __launch_bounds__(kWarps * 32)
     attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
-              AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk, ClusterExtras ce) {
+              AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk) {
   constexpr int HD = 32 * D;
   pdl_wait();
   pdl_trigger();
   __shared__ float s_m[kWarps], s_l[kWarps];
   __shared__ float s_acc[kWarps][HD];
-  __shared__ float s_out[HD], s_state[2];  // Cluster: this block's merged (weighted V, max, sum)
   const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
   const int64_t h = blockIdx.x, i = blockIdx.y;
   const int split = static_cast<int>(blockIdx.z), n_split = static_cast<int>(gridDim.z);
@@ -159,27 +130,13 @@ __global__ void __launch_bounds__(kWarps * 32)
 
   float qv[D];
   load_f32<D>(q + i * q_row + h * HD + lane * D, qv);
-  if constexpr (Fused) norm_rope_warp<D>(qv, qk.q_w, qk.eps, qk.cs + i * (HD / 2), lane);
-  // One block per (kv head, token) handles that head's new key: with Fused it normalizes and
-  // rotates it, for the store (k_out) or, clustered, stores k and v into the cache itself. That
-  // cache slot (position pos, ring slot pos % capacity) is never among the keys read here: a ring
-  // slot's old position is out of the window, and this batch's own keys are read from k, v.
-  if ((Fused || Cluster) && split == 0 && h % (a.n_heads / a.n_kv_heads) == 0 && warp == 0) {
-    float kn[D];
-    load_f32<D>(k + i * kv_row + kvh * HD + lane * D, kn);
-    if constexpr (Fused) norm_rope_warp<D>(kn, qk.k_w, qk.eps, qk.cs + i * (HD / 2), lane);
-    if constexpr (Cluster) {
-      // A chunk longer than the ring writes some slots twice; the later position wins (kv_store).
-      const int64_t last = b.past[seq] + (b.start[seq + 1] - b.start[seq]) - 1;
-      if (b.pos[i] + a.capacity > last) {
-        const int64_t off =
-            (static_cast<int64_t>(seq) * a.capacity + b.pos[i] % a.capacity) * kv_row + kvh * HD + lane * D;
-        float vn[D];
-        load_f32<D>(v + i * kv_row + kvh * HD + lane * D, vn);
-        store_cached<D, F16>(ce.k_cache, off, kn);
-        store_cached<D, F16>(ce.v_cache, off, vn);
-      }
-    } else {
+  if constexpr (Fused) {
+    norm_rope_warp<D>(qv, qk.q_w, qk.eps, qk.cs + i * (HD / 2), lane);
+    // One block per (kv head, token) writes that head's normalized, rotated key for the store.
+    if (split == 0 && h % (a.n_heads / a.n_kv_heads) == 0 && warp == 0) {
+      float kn[D];
+      load_f32<D>(k + i * kv_row + kvh * HD + lane * D, kn);
+      norm_rope_warp<D>(kn, qk.k_w, qk.eps, qk.cs + i * (HD / 2), lane);
 #pragma unroll
       for (int d = 0; d < D; ++d) qk.k_out[i * kv_row + kvh * HD + lane * D + d] = kn[d];
     }
@@ -258,66 +215,18 @@ __global__ void __launch_bounds__(kWarps * 32)
     f[w] = s_l[w] > 0.0f ? expf(s_m[w] - mx) : 0.0f;  // a warp that saw no key contributes nothing
     sum += s_l[w] * f[w];
   }
-  if constexpr (Cluster) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    // This block's state into its shared memory; the cluster's first block (split 0) merges the
-    // splits' states as merge_splits does, reading the others' shared memory.
-    namespace cg = cooperative_groups;
-    cg::cluster_group cluster = cg::this_cluster();
-    for (int d = static_cast<int>(threadIdx.x); d < HD; d += kWarps * 32) {
-      float o = 0.0f;
+  for (int d = static_cast<int>(threadIdx.x); d < HD; d += kWarps * 32) {
+    float o = 0.0f;
 #pragma unroll
-      for (int w = 0; w < kWarps; ++w) o += s_acc[w][d] * f[w];
-      s_out[d] = o;
-    }
-    if (threadIdx.x == 0) s_state[0] = mx, s_state[1] = sum;
-    cluster.sync();
-    if (split == 0) {
-      float gm = -INFINITY;
-      for (int sp = 0; sp < n_split; ++sp) {
-        const float* st = cluster.map_shared_rank(s_state, sp);
-        if (st[1] > 0.0f) gm = fmaxf(gm, st[0]);
-      }
-      float total = 0.0f;
-      for (int sp = 0; sp < n_split; ++sp) {
-        const float* st = cluster.map_shared_rank(s_state, sp);
-        total += st[1] > 0.0f ? st[1] * expf(st[0] - gm) : 0.0f;
-      }
-      // blockDim.x and HD are multiples of 32: every warp iteration covers whole int8 blocks.
-      for (int d = static_cast<int>(threadIdx.x); d < HD; d += kWarps * 32) {
-        float o = 0.0f;
-        for (int sp = 0; sp < n_split; ++sp) {
-          const float* st = cluster.map_shared_rank(s_state, sp);
-          if (st[1] > 0.0f) o += cluster.map_shared_rank(s_out, sp)[d] * expf(st[0] - gm);
-        }
-        o /= total;
-        const int64_t c = i * q_row + h * HD + d;
-        out[c] = o;
-        if (ce.q8) {
-          float2 ds;
-          ce.q8[c] = static_cast<int8_t>(quantize32_warp(o, ds));
-          if (threadIdx.x % 32 == 0) reinterpret_cast<float2*>(ce.ds)[c / 32] = ds;
-        }
-      }
-    }
-    cluster.sync();  // the other blocks' shared memory stays until split 0 has read it
-#else
-    __trap();  // launched only on sm_90+ (attention_cluster_supports)
-#endif
-  } else {
-    for (int d = static_cast<int>(threadIdx.x); d < HD; d += kWarps * 32) {
-      float o = 0.0f;
-#pragma unroll
-      for (int w = 0; w < kWarps; ++w) o += s_acc[w][d] * f[w];
-      if (n_split == 1) {
-        out[i * q_row + h * HD + d] = o / sum;
-      } else {
-        float* p = partial + ((i * a.n_heads + h) * n_split + split) * (HD + 2);
-        p[2 + d] = o;
-        if (d == 0) {
-          p[0] = mx;
-          p[1] = sum;
-        }
+    for (int w = 0; w < kWarps; ++w) o += s_acc[w][d] * f[w];
+    if (n_split == 1) {
+      out[i * q_row + h * HD + d] = o / sum;
+    } else {
+      float* p = partial + ((i * a.n_heads + h) * n_split + split) * (HD + 2);
+      p[2 + d] = o;
+      if (d == 0) {
+        p[0] = mx;
+        p[1] = sum;
       }
     }
   }
@@ -426,118 +335,53 @@ __global__ void kv_store(const float* k, const float* v, void* k_cache, void* v_
   }
 }
 
-constexpr int kMaxClusterSplits = 16;  // a non-portable cluster size (H100: up to 16 blocks)
-
-template <int D, bool F16, bool Fused, bool Cluster>
-cudaError_t launch_one(dim3 grid, const float* q, const float* k, const float* v, const void* kc, const void* vc,
-                       const AttentionBatch& b, const AttentionShape& a, float* partial, float* out,
-                       const QkNormRope& qk, const ClusterExtras& ce, cudaStream_t s) {
-  constexpr auto kernel = attention<D, F16, Fused, Cluster>;
-  const dim3 block(kWarps * 32);
-  if constexpr (Cluster) {
-    if (const cudaError_t e = allow_non_portable_clusters<kernel>(); e != cudaSuccess) return e;
-    return launch_cluster(kernel, grid, block, dim3(1, 1, grid.z), s, q, k, v, kc, vc, b, a, partial, out, qk, ce);
-  } else {
-    return launch(kernel, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, ce);
-  }
-}
-
-template <int D, bool Cluster>
-cudaError_t launch_d(const float* q, const float* k, const float* v, const void* kc, const void* vc,
-                     const AttentionBatch& b, const AttentionShape& a, int n_split, float* partial, float* out,
-                     const QkNormRope& qk, const ClusterExtras& ce, cudaStream_t s) {
+template <int D>
+void launch_d(const float* q, const float* k, const float* v, const void* kc, const void* vc, const AttentionBatch& b,
+              const AttentionShape& a, int n_split, float* partial, float* out, const QkNormRope& qk, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(a.n_heads), static_cast<unsigned>(b.T), static_cast<unsigned>(n_split));
+  const dim3 block(kWarps * 32);
   // The fused form is its own instantiation: its norm and RoPE code costs registers that the
   // plain kernel should not carry.
   if (qk.q_w) {
-    return a.kv_f16 ? launch_one<D, true, true, Cluster>(grid, q, k, v, kc, vc, b, a, partial, out, qk, ce, s)
-                    : launch_one<D, false, true, Cluster>(grid, q, k, v, kc, vc, b, a, partial, out, qk, ce, s);
+    if (a.kv_f16)
+      launch(attention<D, true, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+    else
+      launch(attention<D, false, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+  } else if (a.kv_f16) {
+    launch(attention<D, true, false>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+  } else {
+    launch(attention<D, false, false>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
   }
-  return a.kv_f16 ? launch_one<D, true, false, Cluster>(grid, q, k, v, kc, vc, b, a, partial, out, qk, ce, s)
-                  : launch_one<D, false, false, Cluster>(grid, q, k, v, kc, vc, b, a, partial, out, qk, ce, s);
-}
-
-template <int D>
-cudaError_t launch_hd(bool cluster, const float* q, const float* k, const float* v, const void* kc, const void* vc,
-                      const AttentionBatch& b, const AttentionShape& a, int n_split, float* partial, float* out,
-                      const QkNormRope& qk, const ClusterExtras& ce, cudaStream_t s) {
-  return cluster ? launch_d<D, true>(q, k, v, kc, vc, b, a, n_split, partial, out, qk, ce, s)
-                 : launch_d<D, false>(q, k, v, kc, vc, b, a, n_split, partial, out, qk, ce, s);
 }
 
 }  // namespace
 
 bool attention_supports_head_dim(int64_t hd) { return hd == 32 || hd == 64 || hd == 128 || hd == 256; }
 
-bool attention_cluster_supports(int n_split) {
-  static const bool ok = [] {
-    int dev = 0, major = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) return false;
-    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess || major < 9)
-      return false;
-    // Can a cluster of the largest size run at all (27B's head size, f16 cache, fused form)?
-    constexpr auto kernel = attention<4, true, true, true>;
-    if (allow_non_portable_clusters<kernel>() != cudaSuccess) {
-      cudaGetLastError();
-      return false;
-    }
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(32, 1, kMaxClusterSplits);
-    cfg.blockDim = dim3(kWarps * 32);
-    cudaLaunchAttribute attr = {};
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = 1, attr.val.clusterDim.y = 1, attr.val.clusterDim.z = kMaxClusterSplits;
-    cfg.attrs = &attr;
-    cfg.numAttrs = 1;
-    int clusters = 0;
-    if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) != cudaSuccess) {
-      cudaGetLastError();
-      return false;
-    }
-    return clusters > 0;
-  }();
-  return ok && n_split >= 2 && n_split <= kMaxClusterSplits;
-}
-
 cudaError_t launch_attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
                              const AttentionBatch& b, const AttentionShape& a, int n_split, float* partial, float* out,
                              cudaStream_t s, void* store_k_cache, void* store_v_cache, int8_t* q8, float* ds,
-                             const QkNormRope& qk, bool cluster) {
+                             const QkNormRope& qk) {
   if (b.T == 0) return cudaSuccess;
-  if (cluster && (!attention_cluster_supports(n_split) || !store_k_cache || !store_v_cache))
-    return cudaErrorInvalidValue;
-  const ClusterExtras ce{store_k_cache, store_v_cache, q8, ds};
   if (q8 && a.head_dim % 32 != 0) return cudaErrorInvalidValue;  // its blocks would straddle heads
   if (qk.q_w && (!qk.k_w || !qk.k_out || !qk.cs || a.n_heads % a.n_kv_heads != 0)) return cudaErrorInvalidValue;
   switch (a.head_dim) {
     case 32:
-      if (const cudaError_t e =
-              launch_hd<1>(cluster, q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, ce, s);
-          e != cudaSuccess)
-        return e;
+      launch_d<1>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, s);
       break;
     case 64:
-      if (const cudaError_t e =
-              launch_hd<2>(cluster, q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, ce, s);
-          e != cudaSuccess)
-        return e;
+      launch_d<2>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, s);
       break;
     case 128:
-      if (const cudaError_t e =
-              launch_hd<4>(cluster, q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, ce, s);
-          e != cudaSuccess)
-        return e;
+      launch_d<4>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, s);
       break;
     case 256:
-      if (const cudaError_t e =
-              launch_hd<8>(cluster, q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, ce, s);
-          e != cudaSuccess)
-        return e;
+      launch_d<8>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, s);
       break;
     default:
       return cudaErrorNotSupported;
   }
-  if (n_split > 1 && !cluster) {
+  if (n_split > 1) {
     const dim3 grid(static_cast<unsigned>(a.n_heads), static_cast<unsigned>(b.T));
     MergeExtras e;
     e.k = qk.q_w ? qk.k_out : k, e.v = v, e.k_cache = store_k_cache, e.v_cache = store_v_cache, e.b = b;

@@ -70,10 +70,6 @@ void cuda_fuse_qk_attention(Backend& backend, bool on) {
   as_cuda(backend, "cuda_fuse_qk_attention").fuse_qk_attention(on);
 }
 
-void cuda_cluster_attention(Backend& backend, bool on) {
-  as_cuda(backend, "cuda_cluster_attention").cluster_attention(on);
-}
-
 void cuda_force_tiled_prompt_attention(Backend& backend, bool on) {
   as_cuda(backend, "cuda_force_tiled_prompt_attention").force_tiled_prompt_attention(on);
 }
@@ -678,14 +674,8 @@ void CudaBackend::attention_impl(const Act& q, const Act& k, const Act& v, Layer
   }
   // Store after every read: in a ring a new position may overwrite one still needed above. With
   // splits, the merge kernel runs after all reads: it stores k and v, and quantizes the output for
-  // the o matvec (T <= 8), so neither needs a launch of its own. With one token per slot and up to
-  // 16 splits, the splits of a (head, token) run as one cluster (sm_90) that merges them and does
-  // the same, without the merge launch: a slot's new position is then never among the keys read.
+  // the o matvec (T <= 8), so neither needs a launch of its own.
   const bool merged = n_split > 1;
-  bool one_per_slot = T <= kMaxMatvecTokens;
-  for (size_t x = 0; one_per_slot && x < batch.seq.size(); ++x)
-    for (size_t y = 0; y < x; ++y) one_per_slot = one_per_slot && batch.seq[x] != batch.seq[y];
-  const bool cluster = merged && one_per_slot && cluster_attention_ && attention_cluster_supports(n_split);
   const int64_t K = out.cols();
   ActQ8 q8{};
   if (merged && T <= kMaxMatvecTokens && p.head_dim % 32 == 0) q8 = q8_buffer(T, K);
@@ -695,7 +685,7 @@ void CudaBackend::attention_impl(const Act& q, const Act& k, const Act& v, Layer
   }
   check_launch(launch_attention(q.data(), k.data(), v.data(), kv.k.get(), kv.v.get(), b, a, n_split, partial,
                                 out.data(), stream_, merged ? kv.k.get() : nullptr, merged ? kv.v.get() : nullptr,
-                                const_cast<int8_t*>(q8.q), const_cast<float*>(q8.ds), qk ? *qk : QkNormRope{}, cluster),
+                                const_cast<int8_t*>(q8.q), const_cast<float*>(q8.ds), qk ? *qk : QkNormRope{}),
                "attention");
   if (!merged)
     check_launch(launch_kv_store(qk ? qk->k_out : k.data(), v.data(), kv.k.get(), kv.v.get(), b, kv.row,

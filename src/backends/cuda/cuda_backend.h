@@ -79,9 +79,6 @@ class CudaBackend final : public Backend {
   // QK-norm + RoPE inside the decode attention kernel (qk_norm_rope_attention); on by default,
   // UNICORN_FUSE_QK_ATTENTION=0 turns it off (the two kernels).
   void fuse_qk_attention(bool on) { fuse_qk_attention_ = on; }
-  // Decode attention splits merged in a thread block cluster (sm_90); on by default,
-  // UNICORN_CLUSTER_ATTENTION=0 turns it off.
-  void cluster_attention(bool on) { cluster_attention_ = on; }
 
  private:
   // Small int arrays the ops take from the host (tokens, positions, attention metadata, rows).
@@ -147,11 +144,11 @@ class CudaBackend final : public Backend {
       if (src && lo < src + rows * cols && src < hi) src = nullptr;
     }
   };
-  DeviceBuffer act_q8_;    // quantized activations for the int8 matvec
-  DeviceBuffer partial_;   // attention split states
-  DeviceBuffer k_rot_;     // the normalized, rotated k rows of the fused decode attention
-  DeviceBuffer argmax_;    // top_k's k = 1 words
-  QuantizedFrom q8_from_;  // what act_q8_ holds
+  DeviceBuffer act_q8_;     // quantized activations for the int8 matvec
+  DeviceBuffer partial_;    // attention split states
+  DeviceBuffer k_rot_;      // the normalized, rotated k rows of the fused decode attention
+  DeviceBuffer argmax_;     // top_k's k = 1 words
+  QuantizedFrom q8_from_;   // what act_q8_ holds
   struct RopeTable {
     int64_t head_dim = 0;
     float base = 0, scale = 0;
@@ -182,12 +179,6 @@ class CudaBackend final : public Backend {
   std::vector<DeviceBuffer> graveyard_;  // buffers replaced during a capture, freed after it
   bool capturing_ = false, capture_ok_ = false;
   bool force_tiled_prompt_attention_ = false;
-  // Decode attention splits merged inside a thread block cluster (attention.cu); on by default,
-  // UNICORN_CLUSTER_ATTENTION=0 turns it off (the merge kernel).
-  bool cluster_attention_ = [] {
-    const char* env = std::getenv("UNICORN_CLUSTER_ATTENTION");
-    return env == nullptr || env[0] != '0';
-  }();
   bool fuse_qk_attention_ = [] {
     const char* env = std::getenv("UNICORN_FUSE_QK_ATTENTION");
     return env == nullptr || env[0] != '0';

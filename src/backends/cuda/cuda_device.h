@@ -37,10 +37,6 @@ void cuda_force_tiled_prompt_attention(Backend& cuda_backend, bool on);
 // UNICORN_FUSE_QK_ATTENTION=0 turns it off for every CUDA backend).
 void cuda_fuse_qk_attention(Backend& cuda_backend, bool on);
 
-// Tests: decode attention splits merged inside a thread block cluster (sm_90; on by default,
-// UNICORN_CLUSTER_ATTENTION=0 turns it off), else by a merge kernel.
-void cuda_cluster_attention(Backend& cuda_backend, bool on);
-
 // How many recorded op runs (CUDA graphs) a CUDA backend holds.
 size_t cuda_recordings(Backend& cuda_backend);
 

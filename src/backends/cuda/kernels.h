@@ -131,14 +131,7 @@ struct QkNormRope {
 cudaError_t launch_attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
                              const AttentionBatch& b, const AttentionShape& a, int n_split, float* partial, float* out,
                              cudaStream_t s, void* store_k_cache = nullptr, void* store_v_cache = nullptr,
-                             int8_t* q8 = nullptr, float* ds = nullptr, const QkNormRope& qk = {},
-                             bool cluster = false);
-// Whether launch_attention can take `cluster` for n_split splits: sm_90+, 2..16 splits. Then the
-// splits of each (head, token) run as one thread block cluster and merge in distributed shared
-// memory; the kernel also stores k, v (store_k_cache, store_v_cache, required) and the int8 copy
-// (q8, ds when given), and no merge launch follows. Only for batches with one token per slot:
-// the store happens while other blocks read the cache.
-bool attention_cluster_supports(int n_split);
+                             int8_t* q8 = nullptr, float* ds = nullptr, const QkNormRope& qk = {});
 // The same for prompts, tiled (attention_prefill.cu): tiles[2 * t] = sequence slot, tiles[2 * t + 1]
 // = index of the tile's first token among that slot's batch rows; a tile holds up to
 // attention_prefill_tokens_per_tile() consecutive tokens of its slot.

@@ -45,37 +45,6 @@ cudaError_t allow_dynamic_smem(size_t bytes) {
   return e;
 }
 
-// Lets Kernel run in clusters of more than 8 blocks (sm_90: up to 16), once per device.
-template <auto Kernel>
-cudaError_t allow_non_portable_clusters() {
-  static std::atomic<uint64_t> set_on{0};
-  int dev = 0;
-  if (const cudaError_t e = cudaGetDevice(&dev); e != cudaSuccess) return e;
-  const uint64_t bit = uint64_t{1} << (dev % 64);
-  if (set_on.load() & bit) return cudaSuccess;
-  const cudaError_t e = cudaFuncSetAttribute(Kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
-  if (e == cudaSuccess) set_on.fetch_or(bit);
-  return e;
-}
-
-// launch() in thread block clusters of `cluster` blocks (sm_90+), PDL as there.
-template <class... Params, class... Args>
-cudaError_t launch_cluster(void (*kernel)(Params...), dim3 grid, dim3 block, dim3 cluster, cudaStream_t s,
-                           Args&&... args) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = grid;
-  cfg.blockDim = block;
-  cfg.stream = s;
-  cudaLaunchAttribute attrs[2] = {};
-  attrs[0].id = cudaLaunchAttributeClusterDimension;
-  attrs[0].val.clusterDim.x = cluster.x, attrs[0].val.clusterDim.y = cluster.y, attrs[0].val.clusterDim.z = cluster.z;
-  attrs[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attrs[1].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attrs;
-  cfg.numAttrs = pdl_enabled() ? 2 : 1;
-  return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
-}
-
 template <class... Params, class... Args>
 cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, Args&&... args) {
   cudaLaunchConfig_t cfg = {};

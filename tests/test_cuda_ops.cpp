@@ -746,6 +746,8 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
   EXPECT_LE(attention_schedule(*gpu, *cpu, c, 700, 3), 1e-5);
   const AttnCase local{4, 1, 256, 512, 512, GgmlType::F16};
   EXPECT_LE(attention_schedule(*gpu, *cpu, local, 700, 3), 1e-5);
+  const AttnCase ring27b{32, 16, 128, 1024, 1024, GgmlType::F16};  // 27B's local layers: 16 splits
+  EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 700, 3), 1e-5);
 }
 
 // ---- whole tiny models --------------------------------------------------------------------------

@@ -12,14 +12,7 @@
 #include <random>
 #include <vector>
 
-#define CK(x)                                                                                 \
-  do {                                                                                        \
-    cudaError_t e_ = (x);                                                                     \
-    if (e_ != cudaSuccess) {                                                                  \
-      std::printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__);    \
-      std::exit(1);                                                                           \
-    }                                                                                         \
-  } while (0)
+#include "lab_check.cuh"
 
 // A streaming read like the matvec's: 16-byte non-allocating loads, a sum per block.
 __global__ void stream_read(const uint4* p, size_t n16, unsigned* out) {

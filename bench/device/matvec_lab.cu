@@ -18,14 +18,7 @@
 #include <string>
 #include <vector>
 
-#define CK(x)                                                                       \
-  do {                                                                              \
-    cudaError_t e_ = (x);                                                           \
-    if (e_ != cudaSuccess) {                                                        \
-      std::printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__); \
-      std::exit(1);                                                                 \
-    }                                                                               \
-  } while (0)
+#include "lab_check.cuh"
 
 __device__ __forceinline__ uint32_t hash32(uint64_t x) {
   x ^= x >> 33;

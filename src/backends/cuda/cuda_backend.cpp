@@ -348,7 +348,7 @@ AttentionBatch CudaBackend::attention_batch(const BatchView& batch, std::span<co
 bool CudaBackend::replay(const std::string& key) {
   auto it = graphs_.find(key);
   if (it == graphs_.end()) return false;
-  for (RopeTable& t : rope_tables_) t.valid = false;  // the recording refilled them from its positions
+  forget_rope_tables();  // the recording refilled them from its positions
   check(cudaGraphLaunch(it->second, stream_), "replaying a recorded step");
   return true;
 }
@@ -359,15 +359,20 @@ void CudaBackend::record_begin(const std::string& key) {
   constexpr size_t kMaxRecordings = 64;
   int& n = seen_[key];
   if (n++ < 1 || n < 0 || graphs_.size() >= kMaxRecordings) return;
-  for (RopeTable& t : rope_tables_) t.valid = false;  // the recording must fill the tables it reads
+  forget_rope_tables();  // the recording must fill the tables it reads
   check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed), "starting a recording");
   recording_key_ = key;
   capturing_ = capture_ok_ = true;
 }
 
+void CudaBackend::forget_rope_tables() {
+  for (RopeTable& t : rope_tables_) t.valid = false;
+}
+
 void CudaBackend::abort_recording() {
   if (!capturing_) return;
   capturing_ = false;
+  forget_rope_tables();  // the captured table kernels never ran
   cudaGraph_t g = nullptr;
   cudaStreamEndCapture(stream_, &g);
   if (g) cudaGraphDestroy(g);
@@ -379,6 +384,9 @@ void CudaBackend::abort_recording() {
 bool CudaBackend::record_end() {
   if (!capturing_) return true;  // the ops ran eagerly
   capturing_ = false;
+  // A failed recording ran nothing, so its tables were never filled; a launched one filled them
+  // from the device positions. Either way the next eager op makes its own.
+  forget_rope_tables();
   cudaGraph_t g = nullptr;
   cudaError_t e = cudaStreamEndCapture(stream_, &g);
   cudaGraphExec_t exec = nullptr;

@@ -146,11 +146,11 @@ class CudaBackend final : public Backend {
       if (src && lo < src + rows * cols && src < hi) src = nullptr;
     }
   };
-  DeviceBuffer act_q8_;     // quantized activations for the int8 matvec
-  DeviceBuffer partial_;    // attention split states
-  DeviceBuffer k_rot_;      // the normalized, rotated k rows of the fused decode attention
-  DeviceBuffer argmax_;     // top_k's k = 1 words
-  QuantizedFrom q8_from_;   // what act_q8_ holds
+  DeviceBuffer act_q8_;    // quantized activations for the int8 matvec
+  DeviceBuffer partial_;   // attention split states
+  DeviceBuffer k_rot_;     // the normalized, rotated k rows of the fused decode attention
+  DeviceBuffer argmax_;    // top_k's k = 1 words
+  QuantizedFrom q8_from_;  // what act_q8_ holds
   struct RopeTable {
     int64_t head_dim = 0;
     float base = 0, scale = 0;

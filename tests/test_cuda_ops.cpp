@@ -477,6 +477,68 @@ TEST_F(CudaOps, RmsNormOverRowsAndHeadsMatchesCpuInPlace) {
   }
 }
 
+#ifdef UNICORN_HAVE_CUDA
+TEST_F(CudaOps, RopeTableIsNotTrustedAcrossARecordingReplay) {
+  // The RoPE factors come from a table cached by position (CudaBackend::rope_cos_sin). A replayed
+  // recording refills it on the device from the replayed batch's positions, so an eager op at the
+  // recording's own positions afterwards must not reuse it as if it still held those.
+  const int64_t heads = 8, hd = 128;
+  const float base = 10000.0f, scale = 1.0f;
+  Rng rng(17);
+  const std::vector<float> x = random_floats(static_cast<size_t>(heads * hd), rng);
+  const std::vector<int32_t> tokens = {0}, seq = {0}, p_rec = {40}, p_replay = {900};
+  const std::vector<int64_t> past = {0}, rows = {};
+  Act g = gpu->alloc(1, heads * hd);
+  auto on_gpu = [&](const std::vector<int32_t>& pos) {
+    gpu->begin_batch(BatchView{tokens, pos, seq}, past, rows);
+    gpu->copy_from_host(x.data(), g);
+  };
+  auto rope_error = [&](const std::vector<int32_t>& pos) {  // eager, against the CPU
+    on_gpu(pos);
+    gpu->rope(g, hd, pos, base, scale);
+    Act c = upload(*cpu, x, 1, heads * hd);
+    cpu->rope(c, hd, pos, base, scale);
+    return nmse(to_host(*gpu, g), to_host(*cpu, c));
+  };
+  EXPECT_LE(rope_error(p_rec), 1e-12);
+  for (int sighting = 0; sighting < 2; ++sighting) {  // the first sighting runs eagerly, the second records
+    on_gpu(p_rec);
+    gpu->record_begin("rope-test");
+    gpu->rope(g, hd, p_rec, base, scale);
+    ASSERT_TRUE(gpu->record_end());
+  }
+  ASSERT_EQ(cuda_recordings(*gpu), 1u);
+  EXPECT_LE(rope_error(p_rec), 1e-12);  // an eager op at the recording's positions: the table holds them
+  on_gpu(p_replay);
+  ASSERT_TRUE(gpu->replay("rope-test"));  // refills the table on the device for position 900
+  EXPECT_LE(rope_error(p_rec), 1e-12);
+}
+#endif
+
+TEST_F(CudaOps, MixedKQuantQkvSharesOneLaunchAtModelRowCounts) {
+  // q4_mix's Q4_K q, Q5_K k, Q6_K v in one matvec launch at row counts that give several rows per
+  // block, with each weight's last block partly empty before the next weight's first.
+  Rng rng(23);
+  const int64_t in = 1024;
+  HostWeight wq = random_weight(GgmlType::Q4_K, 4100, in, rng), wk = random_weight(GgmlType::Q5_K, 2050, in, rng);
+  HostWeight wv = random_weight(GgmlType::Q6_K, 2050, in, rng);
+  for (HostWeight* w : {&wq, &wk, &wv}) gpu->load_weight(w->t);
+  for (int64_t T : {1, 2, 8}) {
+    const std::vector<float> x = random_floats(static_cast<size_t>(T * in), rng);
+    std::vector<float> got[3], want[3];
+    int i = 0;
+    for (Backend* b : {gpu.get(), static_cast<Backend*>(cpu.get())}) {
+      Act xa = upload(*b, x, T, in), q = b->alloc(T, 4100), k = b->alloc(T, 2050), v = b->alloc(T, 2050);
+      const WeightTensor* ws[] = {&wq.t, &wk.t, &wv.t};
+      Act* ys[] = {&q, &k, &v};
+      b->matmul_many(ws, xa, ys);
+      std::vector<float>* out = i++ == 0 ? got : want;
+      out[0] = to_host(*b, q), out[1] = to_host(*b, k), out[2] = to_host(*b, v);
+    }
+    for (int j = 0; j < 3; ++j) EXPECT_LE(nmse(got[j], want[j]), 5e-4) << "T=" << T << " output " << j;
+  }
+}
+
 TEST_F(CudaOps, RopeMatchesCpuAtLargePositions) {
   Rng rng(9);
   for (auto [heads, hd, base, scale] : {std::tuple<int64_t, int64_t, float, float>{32, 128, 10000.0f, 1.0f},

@@ -533,7 +533,10 @@ void CudaBackend::rms_norm(const Act& x, const WeightTensor& w, float eps, Act& 
                "rms_norm");
 }
 
-const float2* CudaBackend::rope_cos_sin(std::span<const int32_t> pos, int64_t head_dim, float base, float scale) {
+const float2* CudaBackend::rope_cos_sin(std::span<const int32_t> pos, int64_t rows, int64_t head_dim, float base,
+                                        float scale) {
+  if (static_cast<int64_t>(pos.size()) != rows)  // the kernels read one table row per activation row
+    fail("RoPE on {}: {} positions for {} rows", name_, pos.size(), rows);
   auto it = std::ranges::find_if(
       rope_tables_, [&](const RopeTable& t) { return t.head_dim == head_dim && t.base == base && t.scale == scale; });
   if (it == rope_tables_.end()) {
@@ -560,7 +563,7 @@ void CudaBackend::qk_norm_rope(Act& q, Act& k, const WeightTensor& q_norm, const
     return Backend::qk_norm_rope(q, k, q_norm, k_norm, eps, head_dim, pos, base, scale);
   wrote(q), wrote(k);
   if (skip_.qk_norm_rope) return;
-  const float2* cs = rope_cos_sin(pos, head_dim, base, scale);
+  const float2* cs = rope_cos_sin(pos, q.rows(), head_dim, base, scale);
   check_launch(launch_qk_norm_rope(q.data(), k.data(), reinterpret_cast<const float*>(device_weight(q_norm).q),
                                    reinterpret_cast<const float*>(device_weight(k_norm).q), q.rows(),
                                    q.cols() / head_dim, k.cols() / head_dim, head_dim, eps, cs, stream_),
@@ -586,8 +589,9 @@ void CudaBackend::add_norm(Act& x, Act& o, const WeightTensor& post_w, const Wei
 
 void CudaBackend::rope(Act& x, int64_t head_dim, std::span<const int32_t> pos, float base, float scale) {
   wrote(x);
-  check_launch(launch_rope(x.data(), x.rows(), x.cols(), head_dim, rope_cos_sin(pos, head_dim, base, scale), stream_),
-               "rope");
+  check_launch(
+      launch_rope(x.data(), x.rows(), x.cols(), head_dim, rope_cos_sin(pos, x.rows(), head_dim, base, scale), stream_),
+      "rope");
 }
 
 void CudaBackend::qk_norm_rope_attention(Act& q, Act& k, const Act& v, const WeightTensor& q_norm,
@@ -608,7 +612,7 @@ void CudaBackend::qk_norm_rope_attention(Act& q, Act& k, const Act& v, const Wei
   qk.q_w = reinterpret_cast<const float*>(device_weight(q_norm).q);
   qk.k_w = reinterpret_cast<const float*>(device_weight(k_norm).q);
   qk.eps = eps;
-  qk.cs = rope_cos_sin(pos, p.head_dim, base, scale);
+  qk.cs = rope_cos_sin(pos, q.rows(), p.head_dim, base, scale);
   // Room for the most tokens this path takes at once, so that it grows (and forgets the recorded
   // steps) at most once per width.
   grow(k_rot_, static_cast<size_t>(kMaxMatvecTokens * k.cols()) * sizeof(float));

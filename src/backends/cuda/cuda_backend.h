@@ -107,9 +107,11 @@ class CudaBackend final : public Backend {
   void abort_recording();
   // The RoPE factors (kernels.h launch_rope_table) of these positions: one table per (head_dim,
   // base, scale), made by a kernel when the positions differ from its last ones, and after every
-  // record_begin, record_end and replay, so that a recording always holds the kernels that fill
-  // its tables and an op after a failed recording does not trust a table that was never filled.
-  const float2* rope_cos_sin(std::span<const int32_t> pos, int64_t head_dim, float base, float scale);
+  // record_begin, record_end, abort_recording and replay, so that a recording always holds the
+  // kernels that fill its tables and an op after a failed recording does not trust a table that
+  // was never filled.
+  // `rows`: the activation rows the table serves (one per position; a mismatch is an error).
+  const float2* rope_cos_sin(std::span<const int32_t> pos, int64_t rows, int64_t head_dim, float base, float scale);
   void forget_rope_tables();
   // attention(), or with qk the decode kernel that applies QK-norm and RoPE itself (kernels.h).
   void attention_impl(const Act& q, const Act& k, const Act& v, LayerKv& kv, const BatchView& batch,

@@ -205,7 +205,7 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   constexpr int R = rows_per_group<F, NT, GLU>();
   // One grid layout for all three: the formats must agree on rows per group and item width.
   static_assert(R == rows_per_group<F1, NT, GLU>() && R == rows_per_group<F2, NT, GLU>());
-  static_assert(F::kItem == F1::kItem && F::kItem == F2::kItem && kWideRows<F, NT> == kWideRows<F1, NT>);
+  static_assert(F::kItem == F1::kItem && F::kItem == F2::kItem);
   job.wpr = group_warps(rows / R, job.w[0].cols / F::kItem, kWideRows<F, NT>);
   const int64_t rows_per_block = kWarps / job.wpr * R;
   int64_t blocks = 0;

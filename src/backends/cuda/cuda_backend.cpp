@@ -70,6 +70,10 @@ void cuda_fuse_qk_attention(Backend& backend, bool on) {
   as_cuda(backend, "cuda_fuse_qk_attention").fuse_qk_attention(on);
 }
 
+void cuda_early_attention_loads(Backend& backend, bool on) {
+  as_cuda(backend, "cuda_early_attention_loads").early_attention_loads(on);
+}
+
 void cuda_force_tiled_prompt_attention(Backend& backend, bool on) {
   as_cuda(backend, "cuda_force_tiled_prompt_attention").force_tiled_prompt_attention(on);
 }
@@ -695,10 +699,11 @@ void CudaBackend::attention_impl(const Act& q, const Act& k, const Act& v, Layer
     if (q8.q) q8_from_.set(out);
     return;
   }
-  check_launch(launch_attention(q.data(), k.data(), v.data(), kv.k.get(), kv.v.get(), b, a, n_split, partial,
-                                out.data(), stream_, merged ? kv.k.get() : nullptr, merged ? kv.v.get() : nullptr,
-                                const_cast<int8_t*>(q8.q), const_cast<float*>(q8.ds), qk ? *qk : QkNormRope{}),
-               "attention");
+  check_launch(
+      launch_attention(q.data(), k.data(), v.data(), kv.k.get(), kv.v.get(), b, a, n_split, partial, out.data(),
+                       stream_, merged ? kv.k.get() : nullptr, merged ? kv.v.get() : nullptr, const_cast<int8_t*>(q8.q),
+                       const_cast<float*>(q8.ds), qk ? *qk : QkNormRope{}, early_attention_loads_),
+      "attention");
   if (!merged)
     check_launch(launch_kv_store(qk ? qk->k_out : k.data(), v.data(), kv.k.get(), kv.v.get(), b, kv.row,
                                  kv.spec.capacity, a.kv_f16, stream_),

@@ -79,6 +79,10 @@ class CudaBackend final : public Backend {
   // QK-norm + RoPE inside the decode attention kernel (qk_norm_rope_attention); on by default,
   // UNICORN_FUSE_QK_ATTENTION=0 turns it off (the two kernels).
   void fuse_qk_attention(bool on) { fuse_qk_attention_ = on; }
+  // The decode attention reading the batch metadata and its first cached keys before waiting for
+  // the previous kernel (attention.cu Early). Experimental, off by default (not yet run on a GPU);
+  // UNICORN_ATTN_EARLY_LOADS=1 turns it on.
+  void early_attention_loads(bool on) { early_attention_loads_ = on; }
 
  private:
   // Small int arrays the ops take from the host (tokens, positions, attention metadata, rows).
@@ -183,6 +187,10 @@ class CudaBackend final : public Backend {
   std::vector<DeviceBuffer> graveyard_;  // buffers replaced during a capture, freed after it
   bool capturing_ = false, capture_ok_ = false;
   bool force_tiled_prompt_attention_ = false;
+  bool early_attention_loads_ = [] {
+    const char* env = std::getenv("UNICORN_ATTN_EARLY_LOADS");
+    return env != nullptr && env[0] == '1';
+  }();
   bool fuse_qk_attention_ = [] {
     const char* env = std::getenv("UNICORN_FUSE_QK_ATTENTION");
     return env == nullptr || env[0] != '0';

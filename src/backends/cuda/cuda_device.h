@@ -37,6 +37,11 @@ void cuda_force_tiled_prompt_attention(Backend& cuda_backend, bool on);
 // UNICORN_FUSE_QK_ATTENTION=0 turns it off for every CUDA backend).
 void cuda_fuse_qk_attention(Backend& cuda_backend, bool on);
 
+// Tests: the decode attention reading its batch metadata and first cached keys before waiting
+// for the previous kernel (experimental; off by default, UNICORN_ATTN_EARLY_LOADS=1 for every
+// CUDA backend).
+void cuda_early_attention_loads(Backend& cuda_backend, bool on);
+
 // How many recorded op runs (CUDA graphs) a CUDA backend holds.
 size_t cuda_recordings(Backend& cuda_backend);
 

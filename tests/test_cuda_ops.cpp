@@ -597,13 +597,13 @@ TEST_F(CudaOps, TopKEqualsTheHostSelectionWithTiesAndMasks) {
 
 TEST_F(CudaOps, FusedMatmulsShareOneQuantizedInput) {
   Rng rng(21);
-  // q, k, v of one type, and q4_mix's Q4_K q, Q5_K k, Q6_K v in one launch (the GeGLU pair takes
-  // q's type).
-  const std::array<GgmlType, 3> qkv_types[] = {{GgmlType::Q4_0, GgmlType::Q4_0, GgmlType::Q4_0},
-                                               {GgmlType::Q8_0, GgmlType::Q8_0, GgmlType::Q8_0},
-                                               {GgmlType::Q5_K, GgmlType::Q5_K, GgmlType::Q5_K},
-                                               {GgmlType::Q6_K, GgmlType::Q6_K, GgmlType::Q6_K},
-                                               {GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}};
+  // q, k, v of one type, and the K-quant mixes in one launch (q4_mix's Q4_K q, Q5_K k, Q6_K v;
+  // Q4_K_M and Q5_K_M files' Q6_K v); the GeGLU pair takes q's type.
+  const std::array<GgmlType, 3> qkv_types[] = {
+      {GgmlType::Q4_0, GgmlType::Q4_0, GgmlType::Q4_0}, {GgmlType::Q8_0, GgmlType::Q8_0, GgmlType::Q8_0},
+      {GgmlType::Q5_K, GgmlType::Q5_K, GgmlType::Q5_K}, {GgmlType::Q6_K, GgmlType::Q6_K, GgmlType::Q6_K},
+      {GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}, {GgmlType::Q4_K, GgmlType::Q4_K, GgmlType::Q6_K},
+      {GgmlType::Q5_K, GgmlType::Q5_K, GgmlType::Q6_K}};
   for (const auto& types : qkv_types) {
     const GgmlType type = types[0];
     gpu = cuda_backend_or_null();  // a fresh device per type: the last type's freed host bytes may be reused

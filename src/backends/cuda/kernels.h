@@ -16,7 +16,8 @@ cudaError_t launch_quantize_q8(const float* x, int64_t T, int64_t K, int8_t* q, 
 // T <= 8, quantized weights (Q8_0, Q4_0, Q5_0, Q4_K, Q6_K): int8 dot products against ActQ8.
 cudaError_t launch_matvec_quant(const DeviceWeight& w, ActQ8 x, int T, float* y, cudaStream_t s);
 // The same for job.n (1..3) weights of one width on the same input, in one launch: of one type,
-// or Q4_K, Q5_K, Q6_K (q4_mix's q, k, v) as matvec_multi_supports says.
+// or a K-quant mix of q, k, v (Q4_K/Q5_K/Q6_K as in q4_mix, Q4_K/Q4_K/Q6_K, Q5_K/Q5_K/Q6_K), as
+// matvec_multi_supports says.
 bool matvec_multi_supports(const MatvecJob& job);
 cudaError_t launch_matvec_multi(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s);
 // y = gelu_tanh(x · gateᵀ) ⊙ (x · upᵀ) (spec §2.5), gate and up of one type and shape.

@@ -5,9 +5,10 @@
 // so a warp's loads are contiguous.
 //
 // One launch serves a MatvecJob: up to three weights on the same input (q, k and v in one grid),
-// of one format or of q4_mix's three K-quants (Q4_K q, Q5_K k, Q6_K v: each block runs its own
-// weight's format), or a GeGLU pair whose warps compute row r of gate and of up together and
-// write gelu_tanh(gate) * up (spec §2.5), so the pair's outputs never go through memory.
+// of one format or of a K-quant mix (q4_mix's Q4_K q, Q5_K k, Q6_K v, and the Q4_K_M / Q5_K_M
+// files' Q6_K v beside Q4_K / Q5_K q and k: each block runs its own weight's format), or a GeGLU pair whose warps
+// compute row r of gate and of up together and write gelu_tanh(gate) * up (spec §2.5), so the pair's outputs never go
+// through memory.
 #include <algorithm>
 #include <type_traits>
 
@@ -232,10 +233,15 @@ void launch_for(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
     launch_nt<F, 8, GLU, F1, F2>(job, x, T, s);
 }
 
-// q4_mix's q, k, v (policy.cpp): Q4_K, Q5_K, Q6_K in one launch.
-bool is_kquant_mix(const MatvecJob& job) {
-  return job.n == 3 && job.w[0].type == GgmlType::Q4_K && job.w[1].type == GgmlType::Q5_K &&
-         job.w[2].type == GgmlType::Q6_K;
+// The q, k, v type mixes served in one launch: q4_mix's (policy.cpp), and those of common Q4_K_M
+// and Q5_K_M files, whose v takes Q6_K on some layers. 0: none of them.
+int kquant_mix(const MatvecJob& job) {
+  if (job.n != 3) return 0;
+  const GgmlType q = job.w[0].type, k = job.w[1].type, v = job.w[2].type;
+  if (q == GgmlType::Q4_K && k == GgmlType::Q5_K && v == GgmlType::Q6_K) return 1;
+  if (q == GgmlType::Q4_K && k == GgmlType::Q4_K && v == GgmlType::Q6_K) return 2;
+  if (q == GgmlType::Q5_K && k == GgmlType::Q5_K && v == GgmlType::Q6_K) return 3;
+  return 0;
 }
 
 template <bool GLU>
@@ -244,9 +250,18 @@ cudaError_t launch_job(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
   for (int i = 1; i < job.n; ++i)
     if (job.w[i].cols != job.w[0].cols) return cudaErrorInvalidValue;
   if constexpr (!GLU) {
-    if (is_kquant_mix(job)) {
-      launch_for<FormatQ4_K, false, FormatQ5_K, FormatQ6_K>(job, x, T, s);
-      return cudaGetLastError();
+    switch (kquant_mix(job)) {
+      case 1:
+        launch_for<FormatQ4_K, false, FormatQ5_K, FormatQ6_K>(job, x, T, s);
+        return cudaGetLastError();
+      case 2:
+        launch_for<FormatQ4_K, false, FormatQ4_K, FormatQ6_K>(job, x, T, s);
+        return cudaGetLastError();
+      case 3:
+        launch_for<FormatQ5_K, false, FormatQ5_K, FormatQ6_K>(job, x, T, s);
+        return cudaGetLastError();
+      default:
+        break;
     }
   }
   for (int i = 1; i < job.n; ++i)
@@ -298,7 +313,7 @@ bool matvec_multi_supports(const MatvecJob& job) {
     if (!matvec_quant_supports(job.w[i].type) || job.w[i].cols != job.w[0].cols) return false;
   bool same = true;
   for (int i = 1; i < job.n; ++i) same = same && job.w[i].type == job.w[0].type;
-  return same || is_kquant_mix(job);
+  return same || kquant_mix(job) != 0;
 }
 
 cudaError_t launch_matvec_multi(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {

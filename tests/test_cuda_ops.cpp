@@ -812,10 +812,18 @@ TEST_F(CudaOps, PromptAttentionTilesMatchCpu) {
 #ifdef UNICORN_HAVE_CUDA
   cuda_force_tiled_prompt_attention(*gpu, true);  // these batches are too small to choose it alone
 #endif
-  for (const AttnCase& c : cases) {
-    const double limit = c.kv_type == GgmlType::F16 ? 1e-5 : 1e-7;
-    EXPECT_LE(attention_schedule(*gpu, *cpu, c, 100, 2), limit)
-        << c.heads << "/" << c.kv_heads << " hd " << c.hd << " window " << c.window << " " << type_name(c.kv_type);
+  // The SIMT kernel, then the tensor-core one (f16 caches; f32 caches keep the SIMT kernel, so the
+  // f32 limit still applies to them).
+  for (bool tensor_cores : {false, true}) {
+#ifdef UNICORN_HAVE_CUDA
+    cuda_tensor_core_prompt_attention(*gpu, tensor_cores);
+#endif
+    for (const AttnCase& c : cases) {
+      const double limit = c.kv_type == GgmlType::F16 ? 1e-5 : 1e-7;
+      EXPECT_LE(attention_schedule(*gpu, *cpu, c, 100, 2), limit)
+          << c.heads << "/" << c.kv_heads << " hd " << c.hd << " window " << c.window << " " << type_name(c.kv_type)
+          << (tensor_cores ? " tensor cores" : "");
+    }
   }
 }
 

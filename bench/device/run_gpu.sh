@@ -75,13 +75,15 @@ if [ "${UNFUSED_QK:-0}" = 1 ]; then  # every CUDA test with QK-norm + RoPE as th
   echo "cuda tests with UNICORN_FUSE_QK_ATTENTION=0: rc=$?"
   grep -E "^\[  FAILED|^\[  PASSED|Failure|Expected|actual|Which is" "$OUT/tests_fuse_qk.log" | head -30
 fi
-# tg64 of 27B Q4_0 (SWEEP_TYPE; SWEEP_ARGS adds bench flags) under each of several settings, e.g.
+# tg64 (or SWEEP_BENCH="-p 512 -n 0") of 27B Q4_0 (SWEEP_TYPE; SWEEP_ARGS adds bench flags)
+# under each of several settings, e.g.
 #   SWEEP="UNICORN_FUSE_QK_ATTENTION=0;UNICORN_FUSE_QK_ATTENTION=1"
 if [ -n "${SWEEP:-}" ]; then
   IFS=';' read -ra settings <<< "$SWEEP"
   for setting in "${settings[@]}"; do
-    echo "[$setting] tg64: $(env $setting timeout 100 $U bench --synthetic 27b --type "${SWEEP_TYPE:-q4_0}" \
-      --device cuda -p 0 -n 64 -r "${SWEEP_REPS:-2}" ${SWEEP_ARGS:-} 2>&1 | grep -E '\| tg64' | awk -F'|' '{print $8}')"
+    echo "[$setting] $(env $setting timeout 100 $U bench --synthetic 27b --type "${SWEEP_TYPE:-q4_0}" \
+      --device cuda ${SWEEP_BENCH:--p 0 -n 64} -r "${SWEEP_REPS:-2}" ${SWEEP_ARGS:-} 2>&1 \
+      | grep -E '\| (pp|tg)[0-9]' | awk -F'|' '{printf "%s:%s ", $7, $8}')"
   done
 fi
 if [ "${SKIP_BREAKDOWN:-0}" = 1 ]; then  # what each non-matmul op costs inside the recorded decode step

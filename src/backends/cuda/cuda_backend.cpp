@@ -74,6 +74,10 @@ void cuda_early_attention_loads(Backend& backend, bool on) {
   as_cuda(backend, "cuda_early_attention_loads").early_attention_loads(on);
 }
 
+void cuda_tensor_core_prompt_attention(Backend& backend, bool on) {
+  as_cuda(backend, "cuda_tensor_core_prompt_attention").tensor_core_prompt_attention(on);
+}
+
 void cuda_force_tiled_prompt_attention(Backend& backend, bool on) {
   as_cuda(backend, "cuda_force_tiled_prompt_attention").force_tiled_prompt_attention(on);
 }
@@ -661,9 +665,15 @@ void CudaBackend::attention_impl(const Act& q, const Act& k, const Act& v, Layer
   if (!tiles.empty()) {
     wrote(out);
     const int32_t* dt = stage(Staged::Tiles, tiles);
-    check_launch(launch_attention_prefill(q.data(), k.data(), v.data(), kv.k.get(), kv.v.get(), b, a, dt,
-                                          static_cast<int>(tiles.size() / 2), out.data(), stream_),
-                 "prefill attention");
+    const int n_tiles = static_cast<int>(tiles.size() / 2);
+    if (tc_prompt_attention_ && attention_prefill_mma_supports(a))
+      check_launch(launch_attention_prefill_mma(q.data(), k.data(), v.data(), kv.k.get(), kv.v.get(), b, a, dt, n_tiles,
+                                                out.data(), stream_),
+                   "prefill attention (tensor cores)");
+    else
+      check_launch(launch_attention_prefill(q.data(), k.data(), v.data(), kv.k.get(), kv.v.get(), b, a, dt, n_tiles,
+                                            out.data(), stream_),
+                   "prefill attention");
     check_launch(
         launch_kv_store(k.data(), v.data(), kv.k.get(), kv.v.get(), b, kv.row, kv.spec.capacity, a.kv_f16, stream_),
         "kv store");

@@ -83,6 +83,9 @@ class CudaBackend final : public Backend {
   // the previous kernel (attention.cu Early). Experimental, off by default (not yet run on a GPU);
   // UNICORN_ATTN_EARLY_LOADS=1 turns it on.
   void early_attention_loads(bool on) { early_attention_loads_ = on; }
+  // Prompt attention on tensor cores (attention_prefill_mma.cu) for f16 caches. Experimental, off
+  // by default (not yet run on a GPU); UNICORN_MMA_PROMPT_ATTENTION=1 turns it on.
+  void tensor_core_prompt_attention(bool on) { tc_prompt_attention_ = on; }
 
  private:
   // Small int arrays the ops take from the host (tokens, positions, attention metadata, rows).
@@ -187,6 +190,10 @@ class CudaBackend final : public Backend {
   std::vector<DeviceBuffer> graveyard_;  // buffers replaced during a capture, freed after it
   bool capturing_ = false, capture_ok_ = false;
   bool force_tiled_prompt_attention_ = false;
+  bool tc_prompt_attention_ = [] {
+    const char* env = std::getenv("UNICORN_MMA_PROMPT_ATTENTION");
+    return env != nullptr && env[0] == '1';
+  }();
   bool early_attention_loads_ = [] {
     const char* env = std::getenv("UNICORN_ATTN_EARLY_LOADS");
     return env != nullptr && env[0] == '1';

@@ -42,6 +42,10 @@ void cuda_fuse_qk_attention(Backend& cuda_backend, bool on);
 // CUDA backend).
 void cuda_early_attention_loads(Backend& cuda_backend, bool on);
 
+// Tests: prompt attention on tensor cores for f16 caches (experimental; off by default,
+// UNICORN_MMA_PROMPT_ATTENTION=1 for every CUDA backend).
+void cuda_tensor_core_prompt_attention(Backend& cuda_backend, bool on);
+
 // How many recorded op runs (CUDA graphs) a CUDA backend holds.
 size_t cuda_recordings(Backend& cuda_backend);
 

@@ -143,6 +143,12 @@ int attention_prefill_tokens_per_tile(const AttentionShape& a);
 cudaError_t launch_attention_prefill(const float* q, const float* k, const float* v, const void* k_cache,
                                      const void* v_cache, const AttentionBatch& b, const AttentionShape& a,
                                      const int32_t* tiles, int n_tiles, float* out, cudaStream_t s);
+// The same on tensor cores (attention_prefill_mma.cu: f16 operands, f32 accumulators, sm_80+),
+// for f16 caches only; same tiles.
+bool attention_prefill_mma_supports(const AttentionShape& a);
+cudaError_t launch_attention_prefill_mma(const float* q, const float* k, const float* v, const void* k_cache,
+                                         const void* v_cache, const AttentionBatch& b, const AttentionShape& a,
+                                         const int32_t* tiles, int n_tiles, float* out, cudaStream_t s);
 // Stores this batch's k, v rows into the ring at (seq, pos % capacity).
 cudaError_t launch_kv_store(const float* k, const float* v, void* k_cache, void* v_cache, const AttentionBatch& b,
                             int64_t row, int64_t capacity, bool kv_f16, cudaStream_t s);

@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "backends/cuda/attention_prompt.cuh"
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launch.cuh"
 
@@ -71,23 +72,11 @@ __global__ void __launch_bounds__(kThreads)
   __half* Vt = Ks + kN * QS;
   const int tid = static_cast<int>(threadIdx.x), warp = tid / 32, lane = tid % 32;
   const int r = lane / 4, c = 2 * (lane % 4);
-  const int64_t g = blockIdx.x;  // kv head
-  const int seq = tiles[2 * blockIdx.y], first = tiles[2 * blockIdx.y + 1];
-  const int64_t past = b.past[seq];
-  const int n_rows = b.start[seq + 1] - b.start[seq];
-  const int nq = min(kQ, n_rows - first);  // tokens in this tile
-  const int64_t p0 = past + first;         // position of the tile's first token
-  const int64_t q_row = a.n_heads * HD, kv_row = a.n_kv_heads * HD;
-  const int32_t* rows = b.rows + b.start[seq];
+  const PromptTile t = prompt_tile<HD>(b, a, tiles, kQ);
 
-  // Query vector m = token i * G + head j, pre-multiplied by the scale, as f16.
-  for (int e = tid; e < kM * (HD / 4); e += kThreads) {
-    const int m = e / (HD / 4), d4 = e % (HD / 4), i = m / G, j = m % G;
-    float4 x = make_float4(0, 0, 0, 0);
-    if (i < nq) {
-      x = reinterpret_cast<const float4*>(q + rows[first + i] * q_row + (g * G + j) * HD)[d4];
-      x.x *= a.scale, x.y *= a.scale, x.z *= a.scale, x.w *= a.scale;
-    }
+  for (int e = tid; e < kM * (HD / 4); e += kThreads) {  // the queries as f16
+    const int m = e / (HD / 4), d4 = e % (HD / 4);
+    const float4 x = prompt_query<HD, G>(t, q, a, m, d4);
     __half2* dst = reinterpret_cast<__half2*>(Qs + m * QS + 4 * d4);
     dst[0] = __floats2half2_rn(x.x, x.y);
     dst[1] = __floats2half2_rn(x.z, x.w);
@@ -98,48 +87,22 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int m = warp * 16 + r + 8 * h;
-    pos[h] = p0 + m / G;
-    live[h] = m / G < nq;
+    pos[h] = t.p0 + m / G;
+    live[h] = m / G < t.nq;
     lo[h] = a.window > 0 ? max(int64_t{0}, pos[h] - a.window + 1) : 0;  // keys lo .. pos
   }
-  const int64_t tile_lo = a.window > 0 ? max(int64_t{0}, p0 - a.window + 1) : 0;
-  const int64_t tile_hi = p0 + nq - 1;
-  const int64_t ring_lo = max(int64_t{0}, past - a.capacity);  // oldest position the ring holds
-  const int64_t cache_seq = static_cast<int64_t>(seq) * a.capacity;
 
   float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
   float o[NT][4];
 #pragma unroll
   for (int n = 0; n < NT; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
 
-  for (int64_t j0 = tile_lo; j0 <= tile_hi; j0 += kN) {
+  for (int64_t j0 = t.tile_lo; j0 <= t.tile_hi; j0 += kN) {
     __syncthreads();  // the previous step is done with Ks and Vt (and Qs is written)
     for (int e = tid; e < kN * (HD / 4); e += kThreads) {
       const int kk = e / (HD / 4), d4 = e % (HD / 4);
-      const int64_t j = j0 + kk;
-      float4 kx = make_float4(0, 0, 0, 0), vx = kx;
-      if (j <= tile_hi) {
-        if (j < past) {
-          if (j >= ring_lo) {
-            const int64_t off = (cache_seq + j % a.capacity) * kv_row + g * HD + 4 * d4;
-            if constexpr (F16) {
-              const __half2* kh = reinterpret_cast<const __half2*>(static_cast<const __half*>(k_cache) + off);
-              const __half2* vh = reinterpret_cast<const __half2*>(static_cast<const __half*>(v_cache) + off);
-              const float2 k0 = __half22float2(kh[0]), k1 = __half22float2(kh[1]);
-              const float2 v0 = __half22float2(vh[0]), v1 = __half22float2(vh[1]);
-              kx = make_float4(k0.x, k0.y, k1.x, k1.y);
-              vx = make_float4(v0.x, v0.y, v1.x, v1.y);
-            } else {
-              kx = *reinterpret_cast<const float4*>(static_cast<const float*>(k_cache) + off);
-              vx = *reinterpret_cast<const float4*>(static_cast<const float*>(v_cache) + off);
-            }
-          }
-        } else {
-          const int64_t row = rows[j - past];
-          kx = reinterpret_cast<const float4*>(k + row * kv_row + g * HD)[d4];
-          vx = reinterpret_cast<const float4*>(v + row * kv_row + g * HD)[d4];
-        }
-      }
+      float4 kx, vx;
+      prompt_key_value<HD, F16>(t, a, k, v, k_cache, v_cache, j0 + kk, d4, kx, vx);
       __half2* kd = reinterpret_cast<__half2*>(Ks + kk * QS + 4 * d4);
       kd[0] = __floats2half2_rn(kx.x, kx.y);
       kd[1] = __floats2half2_rn(kx.z, kx.w);
@@ -214,7 +177,7 @@ __global__ void __launch_bounds__(kThreads)
     if (!live[h]) continue;
     const int m = warp * 16 + r + 8 * h;
     const float inv = 1.0f / l_run[h];
-    float* dst = out + rows[first + m / G] * q_row + (g * G + m % G) * HD + c;
+    float* dst = out + t.rows[t.first + m / G] * t.q_row + (t.g * G + m % G) * HD + c;
 #pragma unroll
     for (int n = 0; n < NT; ++n)
       *reinterpret_cast<float2*>(dst + n * 8) = make_float2(o[n][2 * h] * inv, o[n][2 * h + 1] * inv);

@@ -90,6 +90,12 @@ namespace {
 constexpr size_t kStackBytes = 64;  // per thread (bench/device/context_memory.cu measures the saving)
 }  // namespace
 
+bool CudaBackend::env_switch(const char* name, bool fallback) {
+  const char* env = std::getenv(name);
+  if (env == nullptr || env[0] == '\0') return fallback;
+  return std::strcmp(env, "0") != 0;
+}
+
 CudaBackend::Skip CudaBackend::skip_from_env() {
   Skip s;
   const char* env = std::getenv("UNICORN_CUDA_SKIP");
@@ -374,7 +380,7 @@ void CudaBackend::record_begin(const std::string& key) {
 }
 
 void CudaBackend::forget_rope_tables() {
-  for (RopeTable& t : rope_tables_) t.valid = false;
+  for (RopeTable& t : rope_tables_) t.pos.clear();
 }
 
 void CudaBackend::abort_recording() {
@@ -507,11 +513,8 @@ void CudaBackend::matmul_many(std::span<const WeightTensor* const> ws, const Act
     job.y[i] = ys[i]->data();
   }
   job.n = static_cast<int>(ws.size());
-  // UNICORN_CUDA_MIXED_QKV=0: q4_mix's q, k, v as three launches again (for measurements).
-  static const bool mixed = [] {
-    const char* env = std::getenv("UNICORN_CUDA_MIXED_QKV");
-    return env == nullptr || env[0] != '0';
-  }();
+  // UNICORN_CUDA_MIXED_QKV=0: a K-quant mix as one launch per weight again (for measurements).
+  static const bool mixed = env_switch("UNICORN_CUDA_MIXED_QKV", true);
   const bool one_type =
       std::all_of(ws.begin(), ws.end(), [&](const WeightTensor* w) { return w->type == ws[0]->type; });
   if (!matvec_multi_supports(job) || (!mixed && !one_type)) return Backend::matmul_many(ws, x, ys);
@@ -553,14 +556,13 @@ const float2* CudaBackend::rope_cos_sin(std::span<const int32_t> pos, int64_t ro
     it->head_dim = head_dim, it->base = base, it->scale = scale;
   }
   RopeTable& t = *it;
-  if (t.valid && std::ranges::equal(pos, t.pos)) return t.cs.as<float2>();
+  if (!t.pos.empty() && std::ranges::equal(pos, t.pos)) return t.cs.as<float2>();
   const int32_t* p = batch_positions(pos);
   if (!p) p = stage(Staged::Positions, pos);
   const auto T = static_cast<int64_t>(pos.size());
   grow(t.cs, static_cast<size_t>(std::max<int64_t>(T, 1) * (head_dim / 2)) * sizeof(float2));
   check_launch(launch_rope_table(p, T, head_dim, base, scale, t.cs.as<float2>(), stream_), "rope table");
   t.pos.assign(pos.begin(), pos.end());
-  t.valid = true;
   return t.cs.as<float2>();
 }
 

@@ -5,7 +5,6 @@
 #pragma once
 #include <cuda_runtime_api.h>
 
-#include <cstdlib>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -131,6 +130,8 @@ class CudaBackend final : public Backend {
     bool qk_norm_rope = false, attention = false, add_norm = false, quantize = false;
   };
   static Skip skip_from_env();
+  // An on/off environment switch: `fallback` when unset or empty, off for "0", else on.
+  static bool env_switch(const char* name, bool fallback);
   const Skip skip_ = skip_from_env();
 
   int device_ = 0;
@@ -163,8 +164,7 @@ class CudaBackend final : public Backend {
   struct RopeTable {
     int64_t head_dim = 0;
     float base = 0, scale = 0;
-    std::vector<int32_t> pos;  // what the table holds (valid only when `valid`)
-    bool valid = false;
+    std::vector<int32_t> pos;  // the positions the table holds; empty: none to trust
     DeviceBuffer cs;
   };
   std::vector<RopeTable> rope_tables_;
@@ -190,18 +190,9 @@ class CudaBackend final : public Backend {
   std::vector<DeviceBuffer> graveyard_;  // buffers replaced during a capture, freed after it
   bool capturing_ = false, capture_ok_ = false;
   bool force_tiled_prompt_attention_ = false;
-  bool tc_prompt_attention_ = [] {
-    const char* env = std::getenv("UNICORN_MMA_PROMPT_ATTENTION");
-    return env != nullptr && env[0] == '1';
-  }();
-  bool early_attention_loads_ = [] {
-    const char* env = std::getenv("UNICORN_ATTN_EARLY_LOADS");
-    return env != nullptr && env[0] == '1';
-  }();
-  bool fuse_qk_attention_ = [] {
-    const char* env = std::getenv("UNICORN_FUSE_QK_ATTENTION");
-    return env == nullptr || env[0] != '0';
-  }();
+  bool tc_prompt_attention_ = env_switch("UNICORN_MMA_PROMPT_ATTENTION", false);
+  bool early_attention_loads_ = env_switch("UNICORN_ATTN_EARLY_LOADS", false);
+  bool fuse_qk_attention_ = env_switch("UNICORN_FUSE_QK_ATTENTION", true);
   Gemm gemm_;  // matmuls of more than kMaxMatvecTokens tokens
 };
 

@@ -5,10 +5,9 @@
 // so a warp's loads are contiguous.
 //
 // One launch serves a MatvecJob: up to three weights on the same input (q, k and v in one grid),
-// of one format or of a K-quant mix (q4_mix's Q4_K q, Q5_K k, Q6_K v, and the Q4_K_M / Q5_K_M
-// files' Q6_K v beside Q4_K / Q5_K q and k: each block runs its own weight's format), or a GeGLU pair whose warps
-// compute row r of gate and of up together and write gelu_tanh(gate) * up (spec §2.5), so the pair's outputs never go
-// through memory.
+// of one format or of a K-quant mix (kquant_mix: each block runs its own weight's format), or a
+// GeGLU pair whose warps compute row r of gate and of up together and write gelu_tanh(gate) * up
+// (spec §2.5), so the pair's outputs never go through memory.
 #include <algorithm>
 #include <type_traits>
 

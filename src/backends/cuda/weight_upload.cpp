@@ -85,22 +85,20 @@ DeviceWeight upload_weight_to(const WeightTensor& w, void* dst) {
   v.cols = w.cols;
   v.blocks_per_row = w.cols / traits(w.type).block_size;
   v.q_row_bytes = l.q_row_bytes;
+  // The formats whose layout differs from the file's are rebuilt in a host image first.
   std::vector<uint8_t> img;
+  if (l.quant_bytes > 0 || w.type == GgmlType::Q6_K) img.assign(l.bytes, 0);
   switch (w.type) {
     case GgmlType::Q8_0:
-      img.assign(l.bytes, 0);
       split_planes<BlockQ8_0>(w, l, img);
       break;
     case GgmlType::Q4_0:
-      img.assign(l.bytes, 0);
       split_planes<BlockQ4_0>(w, l, img);
       break;
     case GgmlType::Q5_0:
-      img.assign(l.bytes, 0);
       split_planes<BlockQ5_0>(w, l, img);
       break;
     case GgmlType::Q6_K: {
-      img.assign(l.bytes, 0);
       const size_t n_blocks = static_cast<size_t>(w.rows * v.blocks_per_row);
       for (size_t i = 0; i < n_blocks; ++i)
         std::memcpy(img.data() + i * kQ6KPaddedBytes, w.data + i * sizeof(BlockQ6_K), sizeof(BlockQ6_K));

@@ -686,15 +686,6 @@ struct QkNorms {
   const WeightTensor* k_norm;
   float base, scale;
 };
-// The experimental early loads of the decode attention (CudaBackend::early_attention_loads).
-void set_early_attention_loads(Backend& gpu, bool on) {
-#ifdef UNICORN_HAVE_CUDA
-  cuda_early_attention_loads(gpu, on);
-#else
-  (void)gpu, (void)on;
-#endif
-}
-
 double attention_schedule(Backend& gpu, Backend& cpu, const AttnCase& c, int64_t prompt, int64_t decode_steps,
                           const QkNorms* norms = nullptr) {
   Rng rng(11 + static_cast<uint64_t>(c.hd + c.window));
@@ -750,14 +741,10 @@ TEST_F(CudaOps, AttentionMatchesCpuOnSlidingRingsAndGlobalCache) {
       {32, 16, 128, 0, 512, GgmlType::F16},                                        // global layer
       {32, 16, 128, 0, 512, GgmlType::F32}, {8, 2, 64, 0, 512, GgmlType::F32},
   };
-  for (bool early : {false, true}) {
-    set_early_attention_loads(*gpu, early);
-    for (const AttnCase& c : cases) {
-      const double limit = c.kv_type == GgmlType::F16 ? 1e-5 : 1e-7;
-      EXPECT_LE(attention_schedule(*gpu, *cpu, c, 20, 30), limit)
-          << c.heads << "/" << c.kv_heads << " hd " << c.hd << " window " << c.window << " " << type_name(c.kv_type)
-          << " early " << early;
-    }
+  for (const AttnCase& c : cases) {
+    const double limit = c.kv_type == GgmlType::F16 ? 1e-5 : 1e-7;
+    EXPECT_LE(attention_schedule(*gpu, *cpu, c, 20, 30), limit)
+        << c.heads << "/" << c.kv_heads << " hd " << c.hd << " window " << c.window << " " << type_name(c.kv_type);
   }
 }
 
@@ -793,12 +780,8 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
     gpu->load_weight(wk);
     const QkNorms norms{&wq, &wk, c.base, c.scale};
     const double limit = c.attn.kv_type == GgmlType::F16 ? 1e-5 : 1e-7;
-    for (bool early : {false, true}) {
-      set_early_attention_loads(*gpu, early);
-      EXPECT_LE(attention_schedule(*gpu, *cpu, c.attn, c.prompt, 30, &norms), limit)
-          << c.attn.heads << "/" << c.attn.kv_heads << " hd " << c.attn.hd << " window " << c.attn.window << " early "
-          << early;
-    }
+    EXPECT_LE(attention_schedule(*gpu, *cpu, c.attn, c.prompt, 30, &norms), limit)
+        << c.attn.heads << "/" << c.attn.kv_heads << " hd " << c.attn.hd << " window " << c.attn.window;
   }
 }
 
@@ -829,15 +812,12 @@ TEST_F(CudaOps, PromptAttentionTilesMatchCpu) {
 
 TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
   // A long prompt then single-token decoding: few (token, head) blocks, many keys per block.
-  for (bool early : {false, true}) {
-    set_early_attention_loads(*gpu, early);
-    const AttnCase c{32, 16, 128, 0, 2048, GgmlType::F16};
-    EXPECT_LE(attention_schedule(*gpu, *cpu, c, 700, 3), 1e-5) << "early " << early;
-    const AttnCase local{4, 1, 256, 512, 512, GgmlType::F16};
-    EXPECT_LE(attention_schedule(*gpu, *cpu, local, 700, 3), 1e-5) << "early " << early;
-    const AttnCase ring27b{32, 16, 128, 1024, 1024, GgmlType::F16};  // 27B's local layers: 16 splits
-    EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 700, 3), 1e-5) << "early " << early;
-  }
+  const AttnCase c{32, 16, 128, 0, 2048, GgmlType::F16};
+  EXPECT_LE(attention_schedule(*gpu, *cpu, c, 700, 3), 1e-5);
+  const AttnCase local{4, 1, 256, 512, 512, GgmlType::F16};
+  EXPECT_LE(attention_schedule(*gpu, *cpu, local, 700, 3), 1e-5);
+  const AttnCase ring27b{32, 16, 128, 1024, 1024, GgmlType::F16};  // 27B's local layers: 16 splits
+  EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 700, 3), 1e-5);
 }
 
 // ---- whole tiny models --------------------------------------------------------------------------

@@ -110,13 +110,9 @@ __device__ __forceinline__ void norm_rope_warp(float* v, const float* w, float e
   }
 }
 
-// Where one warp step's keys come from (load_step): the cache, this batch's k and v, or both.
-enum class Keys { Cached, Batch, All };
-
 // The K and V values of keys j0 .. j0 + kKeys - 1 of this lane (zero past j_end): cached ones
-// from the ring, this batch's own from k and v (normalized and rotated first with Fused). Cached
-// loads `Which` leaves out keep what the arrays hold.
-template <int D, bool F16, bool Fused, Keys Which>
+// from the ring, this batch's own from k and v (normalized and rotated first with Fused).
+template <int D, bool F16, bool Fused>
 __device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRange& r, int64_t ring_lo,
                                           int64_t cache_seq, int64_t dim, const void* k_cache, const void* v_cache,
                                           const float* k, const float* v, const AttentionBatch& b, int seq,
@@ -128,18 +124,14 @@ __device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRa
   for (int u = 0; u < kKeys; ++u) {
     const int64_t j = j0 + u;
     if (j >= j_end) {
-      if constexpr (Which != Keys::Cached) {
 #pragma unroll
-        for (int d = 0; d < D; ++d) kv[u][d] = vv[u][d] = 0.0f;
-      }
+      for (int d = 0; d < D; ++d) kv[u][d] = vv[u][d] = 0.0f;
     } else if (j < r.n_past) {
-      if constexpr (Which != Keys::Batch) {
-        int64_t slot = ring_lo + j;  // j < n_past <= capacity
-        if (slot >= a.capacity) slot -= a.capacity;
-        load_cached<D, F16>(k_cache, (cache_seq + slot) * kv_row + dim, kv[u]);
-        load_cached<D, F16>(v_cache, (cache_seq + slot) * kv_row + dim, vv[u]);
-      }
-    } else if constexpr (Which != Keys::Cached) {
+      int64_t slot = ring_lo + j;  // j < n_past <= capacity
+      if (slot >= a.capacity) slot -= a.capacity;
+      load_cached<D, F16>(k_cache, (cache_seq + slot) * kv_row + dim, kv[u]);
+      load_cached<D, F16>(v_cache, (cache_seq + slot) * kv_row + dim, vv[u]);
+    } else {
       const int64_t row = b.rows[b.start[seq] + (r.first_new + (j - r.n_past) - b.past[seq])];
       load_f32<D>(k + row * kv_row + dim, kv[u]);
       load_f32<D>(v + row * kv_row + dim, vv[u]);
@@ -148,20 +140,13 @@ __device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRa
   }
 }
 
-// Early: the batch metadata, the key range and the first step's cached keys are read before
-// pdl_wait(). None of them is written by the kernels just before this one: the metadata is
-// uploaded before the step's first kernel, and the cache is written only by this layer's own
-// store, after every read of the previous step. q, this batch's k and v, and the RoPE table (its
-// kernel may run right before) are read after the wait.
-template <int D, bool F16, bool Fused, bool Early>
+template <int D, bool F16, bool Fused>
 __global__ void __launch_bounds__(kWarps * 32)
     attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
               AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk) {
   constexpr int HD = 32 * D;
-  if constexpr (!Early) {
-    pdl_wait();
-    pdl_trigger();
-  }
+  pdl_wait();
+  pdl_trigger();
   __shared__ float s_m[kWarps], s_l[kWarps];
   __shared__ float s_acc[kWarps][HD];
   const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
@@ -177,13 +162,6 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int64_t dim = kvh * HD + lane * D;
   const int64_t j_first = j_begin + warp * kKeys;  // this warp's first step
   float kv[kKeys][D], vv[kKeys][D];
-  if constexpr (Early) {
-    if (j_first < j_end)
-      load_step<D, F16, Fused, Keys::Cached>(j_first, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, seq,
-                                             a, qk, lane, kv, vv);
-    pdl_wait();
-    pdl_trigger();
-  }
 
   float qv[D];
   load_f32<D>(q + i * q_row + h * HD + lane * D, qv);
@@ -204,12 +182,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   // kKeys keys per warp per step: their loads are independent and all in flight at once, and
   // the running state is rescaled once per step.
   for (int64_t j0 = j_first; j0 < j_end; j0 += kWarps * kKeys) {
-    if (Early && j0 == j_first)  // the cached keys are loaded already
-      load_step<D, F16, Fused, Keys::Batch>(j0, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, seq, a,
-                                            qk, lane, kv, vv);
-    else
-      load_step<D, F16, Fused, Keys::All>(j0, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, seq, a, qk,
-                                          lane, kv, vv);
+    load_step<D, F16, Fused>(j0, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, seq, a, qk, lane, kv,
+                             vv);
     float s[kKeys];
 #pragma unroll
     for (int u = 0; u < kKeys; ++u) {
@@ -376,33 +350,23 @@ __global__ void kv_store(const float* k, const float* v, void* k_cache, void* v_
   }
 }
 
-template <int D, bool Early>
-void launch_de(const float* q, const float* k, const float* v, const void* kc, const void* vc, const AttentionBatch& b,
-               const AttentionShape& a, int n_split, float* partial, float* out, const QkNormRope& qk, cudaStream_t s) {
+template <int D>
+void launch_d(const float* q, const float* k, const float* v, const void* kc, const void* vc, const AttentionBatch& b,
+              const AttentionShape& a, int n_split, float* partial, float* out, const QkNormRope& qk, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(a.n_heads), static_cast<unsigned>(b.T), static_cast<unsigned>(n_split));
   const dim3 block(kWarps * 32);
   // The fused form is its own instantiation: its norm and RoPE code costs registers that the
   // plain kernel should not carry.
   if (qk.q_w) {
     if (a.kv_f16)
-      launch(attention<D, true, true, Early>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+      launch(attention<D, true, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
     else
-      launch(attention<D, false, true, Early>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+      launch(attention<D, false, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
   } else if (a.kv_f16) {
-    launch(attention<D, true, false, Early>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+    launch(attention<D, true, false>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
   } else {
-    launch(attention<D, false, false, Early>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+    launch(attention<D, false, false>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
   }
-}
-
-template <int D>
-void launch_d(const float* q, const float* k, const float* v, const void* kc, const void* vc, const AttentionBatch& b,
-              const AttentionShape& a, int n_split, float* partial, float* out, const QkNormRope& qk, bool early,
-              cudaStream_t s) {
-  if (early)
-    launch_de<D, true>(q, k, v, kc, vc, b, a, n_split, partial, out, qk, s);
-  else
-    launch_de<D, false>(q, k, v, kc, vc, b, a, n_split, partial, out, qk, s);
 }
 
 }  // namespace
@@ -412,22 +376,22 @@ bool attention_supports_head_dim(int64_t hd) { return hd == 32 || hd == 64 || hd
 cudaError_t launch_attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
                              const AttentionBatch& b, const AttentionShape& a, int n_split, float* partial, float* out,
                              cudaStream_t s, void* store_k_cache, void* store_v_cache, int8_t* q8, float* ds,
-                             const QkNormRope& qk, bool early) {
+                             const QkNormRope& qk) {
   if (b.T == 0) return cudaSuccess;
   if (q8 && a.head_dim % 32 != 0) return cudaErrorInvalidValue;  // its blocks would straddle heads
   if (qk.q_w && (!qk.k_w || !qk.k_out || !qk.cs || a.n_heads % a.n_kv_heads != 0)) return cudaErrorInvalidValue;
   switch (a.head_dim) {
     case 32:
-      launch_d<1>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, early, s);
+      launch_d<1>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, s);
       break;
     case 64:
-      launch_d<2>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, early, s);
+      launch_d<2>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, s);
       break;
     case 128:
-      launch_d<4>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, early, s);
+      launch_d<4>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, s);
       break;
     case 256:
-      launch_d<8>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, early, s);
+      launch_d<8>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, s);
       break;
     default:
       return cudaErrorNotSupported;

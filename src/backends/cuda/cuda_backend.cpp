@@ -70,10 +70,6 @@ void cuda_fuse_qk_attention(Backend& backend, bool on) {
   as_cuda(backend, "cuda_fuse_qk_attention").fuse_qk_attention(on);
 }
 
-void cuda_early_attention_loads(Backend& backend, bool on) {
-  as_cuda(backend, "cuda_early_attention_loads").early_attention_loads(on);
-}
-
 void cuda_tensor_core_prompt_attention(Backend& backend, bool on) {
   as_cuda(backend, "cuda_tensor_core_prompt_attention").tensor_core_prompt_attention(on);
 }
@@ -714,7 +710,7 @@ void CudaBackend::attention_impl(const Act& q, const Act& k, const Act& v, Layer
   check_launch(
       launch_attention(q.data(), k.data(), v.data(), kv.k.get(), kv.v.get(), b, a, n_split, partial, out.data(),
                        stream_, merged ? kv.k.get() : nullptr, merged ? kv.v.get() : nullptr, const_cast<int8_t*>(q8.q),
-                       const_cast<float*>(q8.ds), qk ? *qk : QkNormRope{}, early_attention_loads_),
+                       const_cast<float*>(q8.ds), qk ? *qk : QkNormRope{}),
       "attention");
   if (!merged)
     check_launch(launch_kv_store(qk ? qk->k_out : k.data(), v.data(), kv.k.get(), kv.v.get(), b, kv.row,

@@ -37,13 +37,8 @@ void cuda_force_tiled_prompt_attention(Backend& cuda_backend, bool on);
 // UNICORN_FUSE_QK_ATTENTION=0 turns it off for every CUDA backend).
 void cuda_fuse_qk_attention(Backend& cuda_backend, bool on);
 
-// Tests: the decode attention reading its batch metadata and first cached keys before waiting
-// for the previous kernel (experimental; off by default, UNICORN_ATTN_EARLY_LOADS=1 for every
-// CUDA backend).
-void cuda_early_attention_loads(Backend& cuda_backend, bool on);
-
-// Tests: prompt attention on tensor cores for f16 caches (experimental; off by default,
-// UNICORN_MMA_PROMPT_ATTENTION=1 for every CUDA backend).
+// Tests: prompt attention on tensor cores for f16 caches (on by default;
+// UNICORN_MMA_PROMPT_ATTENTION=0 puts the SIMT kernel back for every CUDA backend).
 void cuda_tensor_core_prompt_attention(Backend& cuda_backend, bool on);
 
 // How many recorded op runs (CUDA graphs) a CUDA backend holds.

@@ -132,9 +132,7 @@ struct QkNormRope {
 cudaError_t launch_attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
                              const AttentionBatch& b, const AttentionShape& a, int n_split, float* partial, float* out,
                              cudaStream_t s, void* store_k_cache = nullptr, void* store_v_cache = nullptr,
-                             int8_t* q8 = nullptr, float* ds = nullptr, const QkNormRope& qk = {}, bool early = false);
-// (`early`: the kernel reads the batch metadata and its first cached keys before waiting for the
-// previous kernel, which writes neither; experimental, see CudaBackend::early_attention_loads.)
+                             int8_t* q8 = nullptr, float* ds = nullptr, const QkNormRope& qk = {});
 // The same for prompts, tiled (attention_prefill.cu): tiles[2 * t] = sequence slot, tiles[2 * t + 1]
 // = index of the tile's first token among that slot's batch rows; a tile holds up to
 // attention_prefill_tokens_per_tile() consecutive tokens of its slot.

@@ -707,11 +707,10 @@ void CudaBackend::attention_impl(const Act& q, const Act& k, const Act& v, Layer
     if (q8.q) q8_from_.set(out);
     return;
   }
-  check_launch(
-      launch_attention(q.data(), k.data(), v.data(), kv.k.get(), kv.v.get(), b, a, n_split, partial, out.data(),
-                       stream_, merged ? kv.k.get() : nullptr, merged ? kv.v.get() : nullptr, const_cast<int8_t*>(q8.q),
-                       const_cast<float*>(q8.ds), qk ? *qk : QkNormRope{}),
-      "attention");
+  check_launch(launch_attention(q.data(), k.data(), v.data(), kv.k.get(), kv.v.get(), b, a, n_split, partial,
+                                out.data(), stream_, merged ? kv.k.get() : nullptr, merged ? kv.v.get() : nullptr,
+                                const_cast<int8_t*>(q8.q), const_cast<float*>(q8.ds), qk ? *qk : QkNormRope{}),
+               "attention");
   if (!merged)
     check_launch(launch_kv_store(qk ? qk->k_out : k.data(), v.data(), kv.k.get(), kv.v.get(), b, kv.row,
                                  kv.spec.capacity, a.kv_f16, stream_),

@@ -234,15 +234,6 @@ TEST_P(CudaMatmul, MatchesCpuFromOneTokenToAPrompt) {
     const double limit = int8_path ? 5e-4 : (bf16_path ? 1e-5 : 1e-7);
     EXPECT_LE(nmse(got, want), limit) << "T=" << T;
   }
-#ifdef UNICORN_HAVE_CUDA
-  if (c.type == GgmlType::Q4_K) {  // one token also through the other item layout (64 values, a warp per row)
-    const bool items32 = cuda::matvec_q4k_items32();
-    cuda::set_matvec_q4k_items32(!items32);
-    const auto [got, want] = matmul_gpu_and_cpu(*gpu, *cpu, w.t, random_floats(static_cast<size_t>(c.in), rng), 1);
-    cuda::set_matvec_q4k_items32(items32);
-    EXPECT_LE(nmse(got, want), 5e-4) << "T=1, Q4_K items of " << (items32 ? 64 : 32) << " values";
-  }
-#endif
 }
 
 INSTANTIATE_TEST_SUITE_P(Cuda, CudaMatmul, ::testing::ValuesIn(matmul_cases()), matmul_name);

@@ -112,11 +112,6 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   cudaDeviceProp prop{};
   check(cudaGetDeviceProperties(&prop, device), "reading device properties");
   sm_count_ = prop.multiProcessorCount;
-  static const bool q4k_items32_set = [] {
-    set_matvec_q4k_items32(env_switch("UNICORN_CUDA_Q4K_ITEMS32", true));
-    return true;
-  }();
-  (void)q4k_items32_set;
   name_ = fmt::format("cuda:{} ({})", device, prop.name);
   // The context reserves local memory for every resident thread's stack: 1 KiB by default, which
   // is 264 MiB on an H100 (132 SMs x 2048 threads). Our kernels need at most 40 bytes of stack;

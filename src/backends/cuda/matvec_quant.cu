@@ -243,8 +243,6 @@ int kquant_mix(const MatvecJob& job) {
   return 0;
 }
 
-bool g_q4k_items32 = true;
-
 template <bool GLU>
 cudaError_t launch_job(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
   if (job.n < 1 || job.n > 3 || (GLU && job.n != 2)) return cudaErrorInvalidValue;
@@ -279,10 +277,7 @@ cudaError_t launch_job(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
       launch_for<FormatQ5_0, GLU>(job, x, T, s);
       break;
     case GgmlType::Q4_K:
-      if (T <= 1 && g_q4k_items32)
-        launch_nt<FormatQ4_K32, 1, GLU>(job, x, T, s);
-      else
-        launch_for<FormatQ4_K, GLU>(job, x, T, s);
+      launch_for<FormatQ4_K, GLU>(job, x, T, s);
       break;
     case GgmlType::Q5_K:
       launch_for<FormatQ5_K, GLU>(job, x, T, s);
@@ -297,9 +292,6 @@ cudaError_t launch_job(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
 }
 
 }  // namespace
-
-void set_matvec_q4k_items32(bool on) { g_q4k_items32 = on; }
-bool matvec_q4k_items32() { return g_q4k_items32; }
 
 bool matvec_quant_supports(GgmlType t) {
   return t == GgmlType::Q8_0 || t == GgmlType::Q4_0 || t == GgmlType::Q5_0 || t == GgmlType::Q4_K ||

@@ -335,65 +335,6 @@ struct FormatQ4_K {
   }
 };
 
-// Q4_K read in 32-value items, for the one-token matvec's wide rows (matvec_quant.cu), which
-// split a row over a whole block and so need Q4_0's item count per row. Item i of a row is
-// super-block i / 8, j = i % 8: the 16 bytes qs[16j .. 16j + 15], which hold values 16(j % 2) ..
-// 16(j % 2) + 15 of sub-blocks 2(j / 2) (low nibbles) and 2(j / 2) + 1 (high nibbles). The two
-// sub-blocks' minimum terms cover all 32 values of each (the activation block's sum), so the even
-// item adds them and the odd one does not. The 16-byte header is loaded by the 8 lanes of a
-// super-block in one request (same sectors), so L2 traffic stays 18 bytes per item.
-struct FormatQ4_K32 {
-  static constexpr int kItem = 32;
-  static constexpr int kUnrollOne = 4;
-  struct Raw {
-    uint4 h, q;
-  };
-  static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t item) {
-    const uint8_t* blk = w.q + r * w.q_row_bytes + (item / 8) * 144;
-    return {ldw16(blk), ldw16(blk + 16 + 16 * (item % 8))};
-  }
-  template <int NT>
-  static __device__ __forceinline__ void dot_raw(const Raw& rw, int64_t item, ActQ8 x, int64_t K, int T, float* acc) {
-    const int64_t sb = item / 8;
-    const int j = static_cast<int>(item % 8), c = j / 2, half = j % 2;
-    const uint32_t raw[4] = {rw.q.x, rw.q.y, rw.q.z, rw.q.w};
-    uint32_t q0[4], q1[4];  // values of sub-blocks 2c and 2c + 1 as bytes 0..15
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      q0[i] = raw[i] & 0x0F0F0F0Fu;
-      q1[i] = (raw[i] >> 4) & 0x0F0F0F0Fu;
-    }
-    const uint32_t sc[3] = {rw.h.y, rw.h.z, rw.h.w};
-    float s0, m0, s1, m1;
-    FormatQ4_K::scale_min(sc, 2 * c, s0, m0);
-    FormatQ4_K::scale_min(sc, 2 * c + 1, s1, m1);
-    const float d = half_to_float(static_cast<uint16_t>(rw.h.x & 0xFFFFu));
-    const float dmin = half ? 0.0f : half_to_float(static_cast<uint16_t>(rw.h.x >> 16));
-    const int64_t xb = sb * 8 + 2 * c;  // activation block of sub-block 2c
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      if (t >= T) break;
-      const int8_t* xq = x.q + t * K + xb * 32 + 16 * half;
-      const uint4 x0 = __ldg(reinterpret_cast<const uint4*>(xq)), x1 = __ldg(reinterpret_cast<const uint4*>(xq + 32));
-      const uint32_t a0[4] = {x0.x, x0.y, x0.z, x0.w}, a1[4] = {x1.x, x1.y, x1.z, x1.w};
-      int lo = 0, hi = 0;
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        lo = dot4(q0[i], a0[i], lo);
-        hi = dot4(q1[i], a1[i], hi);
-      }
-      const float2 ds0 = load_ds(x.ds, t * (K / 32) + xb), ds1 = load_ds(x.ds, t * (K / 32) + xb + 1);
-      acc[t] += d * (s0 * ds0.x * static_cast<float>(lo) + s1 * ds1.x * static_cast<float>(hi)) -
-                dmin * (m0 * ds0.y + m1 * ds1.y);
-    }
-  }
-  template <int NT>
-  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t item, ActQ8 x, int64_t K, int T,
-                                             float* acc) {
-    dot_raw<NT>(load(w, r, item), item, x, K, T, acc);
-  }
-};
-
 // Q5_K (176-byte blocks as stored: 11 x 16, aligned): as Q4_K, with bit 4 of value l of
 // sub-block s in bit s of qh[l] (header 0..15, qh 16..47, qs 48..175; spec §4.5).
 struct FormatQ5_K {

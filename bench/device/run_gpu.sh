@@ -57,6 +57,13 @@ for scheme in ${BENCH_SCHEMES-q4_0 q8_0 bf16}; do
   kill $smi 2>/dev/null
   echo "scheme $scheme done after $(( $(date +%s) - start )) s; peak GPU memory $(sort -n "$OUT/gpu_mem_$scheme.csv" | tail -1) MiB"
 done
+if [ -n "${NCU_MATVEC:-}" ]; then  # stall reasons of one decode step's matvecs, e.g. NCU_MATVEC=q4_mix
+  timeout 240 ncu --clock-control none -k regex:'matvec' -c 8 --section SpeedOfLight --section Occupancy \
+    --section WarpStateStats --section LaunchStats $U bench --synthetic 27b --type "$NCU_MATVEC" --device cuda \
+    -p 0 -n 2 -r 1 > "$OUT/ncu_matvec.txt" 2>&1
+  echo "ncu matvec rc=$?"; grep -E "^  [a-z_]+.*\(|Duration|DRAM Throughput|Achieved Occupancy|Registers Per|Stall|Warp Cycles Per Issued|Issued Warp|Block Limit" \
+    "$OUT/ncu_matvec.txt" | head -150
+fi
 if [ "${NCU:-0}" = 1 ]; then  # hardware counters of one decode step's kernels (layer 0 and 1)
   timeout 240 ncu --clock-control none -k regex:'matvec|attention|add_norm|qk_norm|quantize' -c 14 \
     --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy \

@@ -234,6 +234,16 @@ TEST_P(CudaMatmul, MatchesCpuFromOneTokenToAPrompt) {
     const double limit = int8_path ? 5e-4 : (bf16_path ? 1e-5 : 1e-7);
     EXPECT_LE(nmse(got, want), limit) << "T=" << T;
   }
+#ifdef UNICORN_HAVE_CUDA
+  if (c.in >= 16384 && (c.type == GgmlType::Q4_K || c.type == GgmlType::Q5_K || c.type == GgmlType::Q6_K)) {
+    // one token also with the other row layout (a warp per row, or the row split over a block)
+    const bool split = cuda::matvec_kquant_split();
+    cuda::set_matvec_kquant_split(!split);
+    const auto [got, want] = matmul_gpu_and_cpu(*gpu, *cpu, w.t, random_floats(static_cast<size_t>(c.in), rng), 1);
+    cuda::set_matvec_kquant_split(split);
+    EXPECT_LE(nmse(got, want), 5e-4) << "T=1, K-quant rows " << (split ? "a warp each" : "split over a block");
+  }
+#endif
 }
 
 INSTANTIATE_TEST_SUITE_P(Cuda, CudaMatmul, ::testing::ValuesIn(matmul_cases()), matmul_name);

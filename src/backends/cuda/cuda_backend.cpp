@@ -112,6 +112,11 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   cudaDeviceProp prop{};
   check(cudaGetDeviceProperties(&prop, device), "reading device properties");
   sm_count_ = prop.multiProcessorCount;
+  static const bool kquant_split_set = [] {
+    set_matvec_kquant_split(env_switch("UNICORN_CUDA_KQUANT_SPLIT", true));
+    return true;
+  }();
+  (void)kquant_split_set;
   name_ = fmt::format("cuda:{} ({})", device, prop.name);
   // The context reserves local memory for every resident thread's stack: 1 KiB by default, which
   // is 264 MiB on an H100 (132 SMs x 2048 threads). Our kernels need at most 40 bytes of stack;

@@ -68,8 +68,8 @@ constexpr int unroll() {
 // 4-warp block and giving each lane few items keeps the grid fine-grained, so that blocks finish
 // evenly and the memory pipe stays full (bench/device/matvec_lab.cu, H100: 27B Q4_0 layer
 // 87 vs 97 us for one warp per row with 8 items per lane).
-// One block's rows of weight m (of format F).
-template <class F, int NT, bool GLU>
+// One block's rows of weight m (of format F). UO > 0 overrides the loads per lane and pass.
+template <class F, int NT, bool GLU, int UO = 0>
 __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 x, int T) {
   constexpr int R = rows_per_group<F, NT, GLU>();
   constexpr int P = GLU ? 2 : R;  // weight rows read per group
@@ -97,7 +97,7 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
     const int64_t step = 32 * static_cast<int64_t>(wpr);
     if constexpr (HasRaw<F>) {
       // Every weight load of a pass is issued before the first dot product.
-      constexpr int U = unroll<F, NT, GLU>();
+      constexpr int U = UO > 0 ? UO : unroll<F, NT, GLU>();
       bool live[P];
 #pragma unroll
       for (int p = 0; p < P; ++p) live[p] = GLU || row + p < w.rows;
@@ -174,12 +174,12 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
 }
 
 // F0, F1, F2: the formats of job.w[0..2] (all F0 but for the mixed K-quant job).
-template <class F0, class F1, class F2, int NT, bool GLU>
+template <class F0, class F1, class F2, int NT, bool GLU, int UO = 0>
 __global__ void __launch_bounds__(kWarps * 32) matvec_quant(MatvecJob job, ActQ8 x, int T) {
   const int64_t blk = blockIdx.x;
   const int m = job.n > 1 && blk >= job.first_block[1] ? (job.n > 2 && blk >= job.first_block[2] ? 2 : 1) : 0;
   if constexpr (std::is_same_v<F0, F1> && std::is_same_v<F0, F2>) {
-    matvec_block<F0, NT, GLU>(job, m, x, T);
+    matvec_block<F0, NT, GLU, UO>(job, m, x, T);
   } else {
     if (m == 0)
       matvec_block<F0, NT, GLU>(job, 0, x, T);
@@ -198,6 +198,8 @@ inline int group_warps(int64_t rows, int64_t items, bool wide) {
   return std::max(wpr, warps_per_row(rows, kWarps));
 }
 
+bool g_kquant_split = true;
+
 template <class F, int NT, bool GLU, class F1 = F, class F2 = F>
 void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   int64_t rows = 0;
@@ -206,7 +208,26 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   // One grid layout for all three: the formats must agree on rows per group and item width.
   static_assert(R == rows_per_group<F1, NT, GLU>() && R == rows_per_group<F2, NT, GLU>());
   static_assert(F::kItem == F1::kItem && F::kItem == F2::kItem);
-  job.wpr = group_warps(rows / R, job.w[0].cols / F::kItem, kWideRows<F, NT>);
+  const int64_t items = job.w[0].cols / F::kItem;
+  job.wpr = group_warps(rows / R, items, kWideRows<F, NT>);
+  // Long rows of a K-quant at one token (27B's down, 336 items): the row split over the block, one
+  // load per lane and pass (bench/device/kquant_lab.cu, H100: 21504 -> 5376 Q4_K 31.5 us against
+  // 39.4 for a warp per row with 4 loads per lane).
+  constexpr bool kSplitCandidate = NT == 1 && !GLU && F::kItem == 64 && std::is_same_v<F, F1> && std::is_same_v<F, F2>;
+  if constexpr (kSplitCandidate) {
+    if (g_kquant_split && items >= 256) {
+      job.wpr = kWarps;
+      int64_t blocks = 0;
+      for (int i = 0; i < job.n; ++i) {
+        job.first_block[i] = blocks;
+        blocks += job.w[i].rows;
+      }
+      for (int i = job.n; i < 4; ++i) job.first_block[i] = blocks;
+      launch(matvec_quant<F, F1, F2, NT, GLU, 1>, dim3(static_cast<unsigned>(blocks)), dim3(kWarps * 32), 0, s, job, x,
+             T);
+      return;
+    }
+  }
   const int64_t rows_per_block = kWarps / job.wpr * R;
   int64_t blocks = 0;
   const int n = GLU ? 1 : job.n;
@@ -292,6 +313,9 @@ cudaError_t launch_job(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
 }
 
 }  // namespace
+
+void set_matvec_kquant_split(bool on) { g_kquant_split = on; }
+bool matvec_kquant_split() { return g_kquant_split; }
 
 bool matvec_quant_supports(GgmlType t) {
   return t == GgmlType::Q8_0 || t == GgmlType::Q4_0 || t == GgmlType::Q5_0 || t == GgmlType::Q4_K ||

@@ -1,0 +1,338 @@
+// Standalone lab for the one-token Q4_K matvec (27B decode shapes): compares kernel designs on
+// the device without building the engine, as matvec_lab.cu does for Q4_0. Not part of the engine
+// or its tests. Build and run (on the GPU machine):
+//   nvcc -O3 -std=c++17 -arch=sm_90a -o /tmp/kq bench/device/kquant_lab.cu && /tmp/kq
+// Data: Q4_K super-blocks as the engine uploads them (144 bytes: f16 d, f16 dmin, 12 packed
+// 6-bit scale/min bytes, 128 bytes of nibbles; spec §4.5), int8 activations with per-32
+// (d, d * sum q) pairs. Each variant is checked against a plain reference kernel, then timed over
+// copies of the weight that together exceed L2 (so every call reads DRAM).
+// Why (NOTES.md session 6): on an H100 the engine's Q4_K matvec (a warp per row, 64-value items,
+// 96 registers, 5 blocks per SM) reaches 28-64 % of DRAM throughput, with long-scoreboard stalls.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "lab_check.cuh"
+
+namespace {
+
+constexpr int kBlockBytes = 144;
+
+__device__ __forceinline__ uint32_t hash32(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ULL;
+  x ^= x >> 33;
+  return static_cast<uint32_t>(x);
+}
+
+// Random super-blocks: random scale and quant bytes, small positive f16 d and dmin.
+__global__ void fill_blocks(uint8_t* p, size_t n_blocks, uint64_t seed) {
+  for (size_t b = blockIdx.x * size_t(blockDim.x) + threadIdx.x; b < n_blocks; b += size_t(gridDim.x) * blockDim.x) {
+    uint8_t* blk = p + b * kBlockBytes;
+    const uint32_t h = hash32(seed * 0x9E3779B97F4A7C15ULL + b);
+    const __half d = __float2half(0.0005f + (h % 1000) * 1e-6f), dmin = __float2half(0.0002f + (h % 777) * 1e-6f);
+    *reinterpret_cast<__half*>(blk) = d;
+    *reinterpret_cast<__half*>(blk + 2) = dmin;
+    for (int i = 4; i < kBlockBytes; i += 4)
+      *reinterpret_cast<uint32_t*>(blk + i) = hash32(seed * 31 + b * 64 + static_cast<uint64_t>(i));
+  }
+}
+
+__device__ __forceinline__ uint4 ld_stream(const void* p) {
+  uint4 r;
+  asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+               : "l"(p));
+  return r;
+}
+
+// Scale and min of sub-block s from the 12 packed bytes (words sc[0..2]).
+__device__ __forceinline__ uint32_t byte_of(const uint32_t* w, int i) {
+  const uint32_t v = i < 4 ? w[0] : (i < 8 ? w[1] : w[2]);
+  return (v >> (8 * (i % 4))) & 0xFFu;
+}
+__device__ __forceinline__ void scale_min(const uint32_t* sc, int s, float& scale, float& min) {
+  if (s < 4) {
+    scale = static_cast<float>(byte_of(sc, s) & 63u);
+    min = static_cast<float>(byte_of(sc, s + 4) & 63u);
+  } else {
+    scale = static_cast<float>((byte_of(sc, s + 4) & 0xFu) | ((byte_of(sc, s - 4) >> 6) << 4));
+    min = static_cast<float>((byte_of(sc, s + 4) >> 4) | ((byte_of(sc, s) >> 6) << 4));
+  }
+}
+
+struct Mat {
+  const uint8_t* q;  // [rows][K / 256][144]
+  int64_t rows;
+  int nsb;  // super-blocks per row
+};
+struct Act {
+  const int8_t* q;
+  const float2* ds;
+};
+
+// One work item: sub-blocks 2c and 2c + 1 of super-block sb (header + 32 bytes of nibbles).
+struct Raw {
+  uint4 h, a0, a1;
+};
+__device__ __forceinline__ Raw load_item(const Mat& m, int64_t row, int item) {
+  const uint8_t* blk = m.q + (row * m.nsb + item / 4) * kBlockBytes;
+  const int c = item % 4;
+  return {ld_stream(blk), ld_stream(blk + 16 + 32 * c), ld_stream(blk + 32 + 32 * c)};
+}
+__device__ __forceinline__ float dot_item(const Raw& r, int item, const Act& x) {
+  const int sb = item / 4, c = item % 4;
+  const uint32_t raw[8] = {r.a0.x, r.a0.y, r.a0.z, r.a0.w, r.a1.x, r.a1.y, r.a1.z, r.a1.w};
+  const uint32_t sc[3] = {r.h.y, r.h.z, r.h.w};
+  float s0, m0, s1, m1;
+  scale_min(sc, 2 * c, s0, m0);
+  scale_min(sc, 2 * c + 1, s1, m1);
+  const float d = __half2float(__ushort_as_half(static_cast<uint16_t>(r.h.x & 0xFFFFu)));
+  const float dmin = __half2float(__ushort_as_half(static_cast<uint16_t>(r.h.x >> 16)));
+  const int xb = sb * 8 + 2 * c;
+  const uint4* xp = reinterpret_cast<const uint4*>(x.q + xb * 32);
+  const uint4 x0a = __ldg(xp), x0b = __ldg(xp + 1), x1a = __ldg(xp + 2), x1b = __ldg(xp + 3);
+  const uint32_t xa[8] = {x0a.x, x0a.y, x0a.z, x0a.w, x0b.x, x0b.y, x0b.z, x0b.w};
+  const uint32_t xc[8] = {x1a.x, x1a.y, x1a.z, x1a.w, x1b.x, x1b.y, x1b.z, x1b.w};
+  int lo = 0, hi = 0;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    lo = __dp4a(static_cast<int>(raw[i] & 0x0F0F0F0Fu), static_cast<int>(xa[i]), lo);
+    hi = __dp4a(static_cast<int>((raw[i] >> 4) & 0x0F0F0F0Fu), static_cast<int>(xc[i]), hi);
+  }
+  const float2 ds0 = __ldg(x.ds + xb), ds1 = __ldg(x.ds + xb + 1);
+  return d * (s0 * ds0.x * static_cast<float>(lo) + s1 * ds1.x * static_cast<float>(hi)) -
+         dmin * (m0 * ds0.y + m1 * ds1.y);
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
+  return v;
+}
+
+// Reference: one thread per row, decoded value by value, double accumulation.
+__global__ void ref_kernel(Mat m, Act x, float* y) {
+  const int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (r >= m.rows) return;
+  double acc = 0;
+  for (int sb = 0; sb < m.nsb; ++sb) {
+    const uint8_t* blk = m.q + (r * m.nsb + sb) * kBlockBytes;
+    const float d = __half2float(*reinterpret_cast<const __half*>(blk));
+    const float dmin = __half2float(*reinterpret_cast<const __half*>(blk + 2));
+    uint32_t sc[3];
+    for (int i = 0; i < 3; ++i) sc[i] = *reinterpret_cast<const uint32_t*>(blk + 4 + 4 * i);
+    for (int s = 0; s < 8; ++s) {
+      float scale, min;
+      scale_min(sc, s, scale, min);
+      const int xb = sb * 8 + s;
+      long dot = 0, sum = 0;
+      for (int l = 0; l < 32; ++l) {
+        const uint8_t byte = blk[16 + 32 * (s / 2) + l];
+        const int q = s % 2 ? byte >> 4 : byte & 15;
+        dot += q * x.q[xb * 32 + l];
+        sum += x.q[xb * 32 + l];
+      }
+      const float2 ds = x.ds[xb];
+      acc += double(d) * scale * ds.x * dot - double(dmin) * min * ds.x * sum;
+    }
+  }
+  y[r] = static_cast<float>(acc);
+}
+
+// A: the engine's design: a warp per row, 4 rows per 128-thread block, U items per lane loaded
+// before the dots; MINB > 0 caps registers for MINB blocks per SM.
+template <int U, int MINB>
+__global__ void __launch_bounds__(128, MINB) kernel_a(Mat m, Act x, float* y) {
+  const int lane = threadIdx.x % 32;
+  const int64_t row = blockIdx.x * 4 + threadIdx.x / 32;
+  if (row >= m.rows) return;
+  const int items = m.nsb * 4;
+  float acc = 0;
+  for (int base = lane; base < items; base += 32 * U) {
+    Raw r[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (base + 32 * u < items) r[u] = load_item(m, row, base + 32 * u);
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (base + 32 * u < items) acc += dot_item(r[u], base + 32 * u, x);
+  }
+  acc = warp_sum(acc);
+  if (lane == 0) y[row] = acc;
+}
+
+// W: a row split over WPR warps (their lanes take consecutive items), partial sums in shared
+// memory.
+template <int U, int WPR, int MINB>
+__global__ void __launch_bounds__(128, MINB) kernel_w(Mat m, Act x, float* y) {
+  __shared__ float part[4];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int64_t row = blockIdx.x * (4 / WPR) + warp / WPR;
+  const int t = (warp % WPR) * 32 + lane;
+  const int items = m.nsb * 4;
+  float acc = 0;
+  if (row < m.rows) {
+    for (int base = t; base < items; base += 32 * WPR * U) {
+      Raw r[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+        if (base + 32 * WPR * u < items) r[u] = load_item(m, row, base + 32 * WPR * u);
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+        if (base + 32 * WPR * u < items) acc += dot_item(r[u], base + 32 * WPR * u, x);
+    }
+  }
+  acc = warp_sum(acc);
+  if (lane == 0) part[warp] = acc;
+  __syncthreads();
+  if (threadIdx.x < 4 / WPR) {
+    const int64_t r0 = blockIdx.x * (4 / WPR) + threadIdx.x;
+    float s = 0;
+    for (int w = 0; w < WPR; ++w) s += part[threadIdx.x * WPR + w];
+    if (r0 < m.rows) y[r0] = s;
+  }
+}
+
+// P: a warp per row, software-pipelined: the next pass's U loads are issued before the current
+// pass's dots (two register buffers).
+template <int U>
+__global__ void __launch_bounds__(128) kernel_p(Mat m, Act x, float* y) {
+  const int lane = threadIdx.x % 32;
+  const int64_t row = blockIdx.x * 4 + threadIdx.x / 32;
+  if (row >= m.rows) return;
+  const int items = m.nsb * 4;
+  Raw cur[U], nxt[U];
+#pragma unroll
+  for (int u = 0; u < U; ++u)
+    if (lane + 32 * u < items) cur[u] = load_item(m, row, lane + 32 * u);
+  float acc = 0;
+  for (int base = lane; base < items; base += 32 * U) {
+    const int next = base + 32 * U;
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (next + 32 * u < items) nxt[u] = load_item(m, row, next + 32 * u);
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (base + 32 * u < items) acc += dot_item(cur[u], base + 32 * u, x);
+#pragma unroll
+    for (int u = 0; u < U; ++u) cur[u] = nxt[u];
+  }
+  acc = warp_sum(acc);
+  if (lane == 0) y[row] = acc;
+}
+
+struct Shape {
+  const char* name;
+  int64_t rows;
+  int K;
+};
+
+}  // namespace
+
+int main() {
+  int dev = 0, sms = 0;
+  CK(cudaGetDevice(&dev));
+  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, dev));
+  std::printf("device %s, %d SMs, L2 %d MiB\n", prop.name, sms, prop.l2CacheSize >> 20);
+  const Shape shapes[] = {{"q 5376->4096", 4096, 5376},
+                          {"o 4096->5376", 5376, 4096},
+                          {"gate+up 5376->43008", 43008, 5376},
+                          {"down 21504->5376", 5376, 21504}};
+  cudaStream_t st;
+  CK(cudaStreamCreate(&st));
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  for (const Shape& sh : shapes) {
+    const int nsb = sh.K / 256;
+    const size_t n_blocks = size_t(sh.rows) * nsb, mbytes = n_blocks * kBlockBytes;
+    const int copies = std::max<int>(2, int((400ull << 20) / mbytes) + 1);
+    std::vector<uint8_t*> qs(copies);
+    for (int c = 0; c < copies; ++c) {
+      CK(cudaMalloc(&qs[c], mbytes));
+      fill_blocks<<<1024, 256, 0, st>>>(qs[c], n_blocks, 17 + c);
+    }
+    int8_t* xq;
+    float2* xds;
+    float *y, *yref;
+    CK(cudaMalloc(&xq, sh.K));
+    CK(cudaMalloc(&xds, (sh.K / 32) * sizeof(float2)));
+    CK(cudaMalloc(&y, sh.rows * 4));
+    CK(cudaMalloc(&yref, sh.rows * 4));
+    {
+      std::vector<int8_t> hx(sh.K);
+      std::vector<float2> hds(sh.K / 32);
+      uint32_t s = 12345;
+      for (int i = 0; i < sh.K; ++i) s = s * 1664525u + 1013904223u, hx[i] = int8_t((s >> 24) % 255 - 127);
+      for (int b = 0; b < sh.K / 32; ++b) {
+        int sum = 0;
+        for (int j = 0; j < 32; ++j) sum += hx[b * 32 + j];
+        const float dx = 0.01f + 0.001f * (b % 7);
+        hds[b] = make_float2(dx, dx * sum);
+      }
+      CK(cudaMemcpy(xq, hx.data(), sh.K, cudaMemcpyHostToDevice));
+      CK(cudaMemcpy(xds, hds.data(), hds.size() * sizeof(float2), cudaMemcpyHostToDevice));
+    }
+    const Act x{xq, xds};
+    auto mat = [&](int c) { return Mat{qs[c], sh.rows, nsb}; };
+    ref_kernel<<<(sh.rows + 127) / 128, 128, 0, st>>>(mat(0), x, yref);
+    CK(cudaStreamSynchronize(st));
+    std::vector<float> href(sh.rows), hy(sh.rows);
+    CK(cudaMemcpy(href.data(), yref, sh.rows * 4, cudaMemcpyDeviceToHost));
+
+    struct Variant {
+      std::string name;
+      std::function<void(Mat, cudaStream_t)> run;
+    };
+    std::vector<Variant> vs;
+    auto rows_grid = [](int64_t rows, int per_block) { return unsigned((rows + per_block - 1) / per_block); };
+#define VA(U, MINB)                              \
+  vs.push_back({"A warp/row U" #U " minB" #MINB, \
+                [&](Mat mm, cudaStream_t s) { kernel_a<U, MINB><<<rows_grid(mm.rows, 4), 128, 0, s>>>(mm, x, y); }});
+#define VW(U, WPR, MINB)                                                                        \
+  vs.push_back({"W wpr" #WPR " U" #U " minB" #MINB, [&](Mat mm, cudaStream_t s) {               \
+                  kernel_w<U, WPR, MINB><<<rows_grid(mm.rows, 4 / WPR), 128, 0, s>>>(mm, x, y); \
+                }});
+#define VP(U)                       \
+  vs.push_back({"P pipelined U" #U, \
+                [&](Mat mm, cudaStream_t s) { kernel_p<U><<<rows_grid(mm.rows, 4), 128, 0, s>>>(mm, x, y); }});
+    VA(4, 1)
+    VA(2, 1) VA(3, 1) VA(4, 6) VA(2, 8) VA(1, 8) VW(2, 2, 1) VW(1, 2, 1) VW(2, 4, 1) VW(1, 4, 1) VW(1, 2, 8) VW(1, 4, 8)
+        VP(1) VP(2) for (auto& v : vs) {
+      CK(cudaMemset(y, 0, sh.rows * 4));
+      v.run(mat(0), st);
+      CK(cudaGetLastError());
+      CK(cudaStreamSynchronize(st));
+      CK(cudaMemcpy(hy.data(), y, sh.rows * 4, cudaMemcpyDeviceToHost));
+      double num = 0, den = 0;
+      for (int64_t r = 0; r < sh.rows; ++r)
+        num += double(hy[r] - href[r]) * (hy[r] - href[r]), den += double(href[r]) * href[r];
+      const double nmse = num / std::max(den, 1e-30);
+      for (int c = 0; c < copies; ++c) v.run(mat(c), st);
+      const int iters = 200;
+      CK(cudaEventRecord(e0, st));
+      for (int i = 0; i < iters; ++i) v.run(mat(i % copies), st);
+      CK(cudaEventRecord(e1, st));
+      CK(cudaEventSynchronize(e1));
+      float ms = 0;
+      CK(cudaEventElapsedTime(&ms, e0, e1));
+      const double us = ms * 1000 / iters;
+      std::printf("%-24s %-22s %8.2f us %7.0f GB/s  nmse %.1e%s\n", v.name.c_str(), sh.name, us, mbytes / us / 1e3,
+                  nmse, nmse > 1e-8 ? "  WRONG" : "");
+    }
+    for (int c = 0; c < copies; ++c) cudaFree(qs[c]);
+    cudaFree(xq), cudaFree(xds), cudaFree(y), cudaFree(yref);
+  }
+  return 0;
+}

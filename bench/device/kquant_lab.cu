@@ -24,14 +24,6 @@ namespace {
 
 constexpr int kBlockBytes = 144;
 
-__device__ __forceinline__ uint32_t hash32(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ULL;
-  x ^= x >> 33;
-  return static_cast<uint32_t>(x);
-}
 
 // Random super-blocks: random scale and quant bytes, small positive f16 d and dmin.
 __global__ void fill_blocks(uint8_t* p, size_t n_blocks, uint64_t seed) {
@@ -46,13 +38,6 @@ __global__ void fill_blocks(uint8_t* p, size_t n_blocks, uint64_t seed) {
   }
 }
 
-__device__ __forceinline__ uint4 ld_stream(const void* p) {
-  uint4 r;
-  asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
-               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-               : "l"(p));
-  return r;
-}
 
 // Scale and min of sub-block s from the 12 packed bytes (words sc[0..2]).
 __device__ __forceinline__ uint32_t byte_of(const uint32_t* w, int i) {
@@ -113,11 +98,6 @@ __device__ __forceinline__ float dot_item(const Raw& r, int item, const Act& x) 
          dmin * (m0 * ds0.y + m1 * ds1.y);
 }
 
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
-  return v;
-}
 
 // Reference: one thread per row, decoded value by value, double accumulation.
 __global__ void ref_kernel(Mat m, Act x, float* y) {

@@ -24,7 +24,6 @@ namespace {
 
 constexpr int kBlockBytes = 144;
 
-
 // Random super-blocks: random scale and quant bytes, small positive f16 d and dmin.
 __global__ void fill_blocks(uint8_t* p, size_t n_blocks, uint64_t seed) {
   for (size_t b = blockIdx.x * size_t(blockDim.x) + threadIdx.x; b < n_blocks; b += size_t(gridDim.x) * blockDim.x) {
@@ -37,7 +36,6 @@ __global__ void fill_blocks(uint8_t* p, size_t n_blocks, uint64_t seed) {
       *reinterpret_cast<uint32_t*>(blk + i) = hash32(seed * 31 + b * 64 + static_cast<uint64_t>(i));
   }
 }
-
 
 // Scale and min of sub-block s from the 12 packed bytes (words sc[0..2]).
 __device__ __forceinline__ uint32_t byte_of(const uint32_t* w, int i) {
@@ -97,7 +95,6 @@ __device__ __forceinline__ float dot_item(const Raw& r, int item, const Act& x) 
   return d * (s0 * ds0.x * static_cast<float>(lo) + s1 * ds1.x * static_cast<float>(hi)) -
          dmin * (m0 * ds0.y + m1 * ds1.y);
 }
-
 
 // Reference: one thread per row, decoded value by value, double accumulation.
 __global__ void ref_kernel(Mat m, Act x, float* y) {
@@ -231,9 +228,6 @@ int main() {
                           {"down 21504->5376", 5376, 21504}};
   cudaStream_t st;
   CK(cudaStreamCreate(&st));
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
   for (const Shape& sh : shapes) {
     const int nsb = sh.K / 256;
     const size_t n_blocks = size_t(sh.rows) * nsb, mbytes = n_blocks * kBlockBytes;
@@ -250,25 +244,12 @@ int main() {
     CK(cudaMalloc(&xds, (sh.K / 32) * sizeof(float2)));
     CK(cudaMalloc(&y, sh.rows * 4));
     CK(cudaMalloc(&yref, sh.rows * 4));
-    {
-      std::vector<int8_t> hx(sh.K);
-      std::vector<float2> hds(sh.K / 32);
-      uint32_t s = 12345;
-      for (int i = 0; i < sh.K; ++i) s = s * 1664525u + 1013904223u, hx[i] = int8_t((s >> 24) % 255 - 127);
-      for (int b = 0; b < sh.K / 32; ++b) {
-        int sum = 0;
-        for (int j = 0; j < 32; ++j) sum += hx[b * 32 + j];
-        const float dx = 0.01f + 0.001f * (b % 7);
-        hds[b] = make_float2(dx, dx * sum);
-      }
-      CK(cudaMemcpy(xq, hx.data(), sh.K, cudaMemcpyHostToDevice));
-      CK(cudaMemcpy(xds, hds.data(), hds.size() * sizeof(float2), cudaMemcpyHostToDevice));
-    }
+    lab_upload_activations(sh.K, xq, xds);
     const Act x{xq, xds};
     auto mat = [&](int c) { return Mat{qs[c], sh.rows, nsb}; };
     ref_kernel<<<(sh.rows + 127) / 128, 128, 0, st>>>(mat(0), x, yref);
     CK(cudaStreamSynchronize(st));
-    std::vector<float> href(sh.rows), hy(sh.rows);
+    std::vector<float> href(sh.rows);
     CK(cudaMemcpy(href.data(), yref, sh.rows * 4, cudaMemcpyDeviceToHost));
 
     struct Variant {
@@ -279,35 +260,31 @@ int main() {
     auto rows_grid = [](int64_t rows, int per_block) { return unsigned((rows + per_block - 1) / per_block); };
 #define VA(U, MINB)                              \
   vs.push_back({"A warp/row U" #U " minB" #MINB, \
-                [&](Mat mm, cudaStream_t s) { kernel_a<U, MINB><<<rows_grid(mm.rows, 4), 128, 0, s>>>(mm, x, y); }});
+                [&](Mat mm, cudaStream_t s) { kernel_a<U, MINB><<<rows_grid(mm.rows, 4), 128, 0, s>>>(mm, x, y); }})
 #define VW(U, WPR, MINB)                                                                        \
   vs.push_back({"W wpr" #WPR " U" #U " minB" #MINB, [&](Mat mm, cudaStream_t s) {               \
                   kernel_w<U, WPR, MINB><<<rows_grid(mm.rows, 4 / WPR), 128, 0, s>>>(mm, x, y); \
-                }});
+                }})
 #define VP(U)                       \
   vs.push_back({"P pipelined U" #U, \
-                [&](Mat mm, cudaStream_t s) { kernel_p<U><<<rows_grid(mm.rows, 4), 128, 0, s>>>(mm, x, y); }});
-    VA(4, 1)
-    VA(2, 1) VA(3, 1) VA(4, 6) VA(2, 8) VA(1, 8) VW(2, 2, 1) VW(1, 2, 1) VW(2, 4, 1) VW(1, 4, 1) VW(1, 2, 8) VW(1, 4, 8)
-        VP(1) VP(2) for (auto& v : vs) {
-      CK(cudaMemset(y, 0, sh.rows * 4));
-      v.run(mat(0), st);
-      CK(cudaGetLastError());
-      CK(cudaStreamSynchronize(st));
-      CK(cudaMemcpy(hy.data(), y, sh.rows * 4, cudaMemcpyDeviceToHost));
-      double num = 0, den = 0;
-      for (int64_t r = 0; r < sh.rows; ++r)
-        num += double(hy[r] - href[r]) * (hy[r] - href[r]), den += double(href[r]) * href[r];
-      const double nmse = num / std::max(den, 1e-30);
-      for (int c = 0; c < copies; ++c) v.run(mat(c), st);
-      const int iters = 200;
-      CK(cudaEventRecord(e0, st));
-      for (int i = 0; i < iters; ++i) v.run(mat(i % copies), st);
-      CK(cudaEventRecord(e1, st));
-      CK(cudaEventSynchronize(e1));
-      float ms = 0;
-      CK(cudaEventElapsedTime(&ms, e0, e1));
-      const double us = ms * 1000 / iters;
+                [&](Mat mm, cudaStream_t s) { kernel_p<U><<<rows_grid(mm.rows, 4), 128, 0, s>>>(mm, x, y); }})
+    VA(4, 1);
+    VA(2, 1);
+    VA(3, 1);
+    VA(4, 6);
+    VA(2, 8);
+    VA(1, 8);
+    VW(2, 2, 1);
+    VW(1, 2, 1);
+    VW(2, 4, 1);
+    VW(1, 4, 1);
+    VW(1, 2, 8);
+    VW(1, 4, 8);
+    VP(1);
+    VP(2);
+    for (auto& v : vs) {
+      const LabResult res = lab_check_and_time([&](int c) { v.run(mat(c), st); }, copies, y, href, st);
+      const double us = res.us, nmse = res.nmse;
       std::printf("%-24s %-22s %8.2f us %7.0f GB/s  nmse %.1e%s\n", v.name.c_str(), sh.name, us, mbytes / us / 1e3,
                   nmse, nmse > 1e-8 ? "  WRONG" : "");
     }

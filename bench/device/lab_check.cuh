@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
+#include <vector>
 
 #define CK(x)                                                                              \
   do {                                                                                     \
@@ -37,4 +39,53 @@ __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
   return v;
+}
+
+// Host side of the matvec labs. Random int8 activations of K values with their per-32 (d, d * sum)
+// pairs, uploaded to xq [K] and xds [K / 32].
+inline void lab_upload_activations(int K, int8_t* xq, float2* xds) {
+  std::vector<int8_t> hx(K);
+  std::vector<float2> hds(K / 32);
+  uint32_t s = 12345;
+  for (int i = 0; i < K; ++i) s = s * 1664525u + 1013904223u, hx[i] = int8_t((s >> 24) % 255 - 127);
+  for (int b = 0; b < K / 32; ++b) {
+    int sum = 0;
+    for (int j = 0; j < 32; ++j) sum += hx[b * 32 + j];
+    const float dx = 0.01f + 0.001f * (b % 7);
+    hds[b] = make_float2(dx, dx * sum);
+  }
+  CK(cudaMemcpy(xq, hx.data(), K, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(xds, hds.data(), hds.size() * sizeof(float2), cudaMemcpyHostToDevice));
+}
+
+struct LabResult {
+  double us, nmse;
+};
+// run(c) launches the variant on weight copy c, writing y (rows floats). Checks copy 0 against
+// ref, then times 200 calls cycling over the copies (together larger than L2).
+inline LabResult lab_check_and_time(const std::function<void(int)>& run, int copies, float* y,
+                                    const std::vector<float>& ref, cudaStream_t st) {
+  const size_t rows = ref.size();
+  std::vector<float> hy(rows);
+  CK(cudaMemset(y, 0, rows * 4));
+  run(0);
+  CK(cudaGetLastError());
+  CK(cudaStreamSynchronize(st));
+  CK(cudaMemcpy(hy.data(), y, rows * 4, cudaMemcpyDeviceToHost));
+  double num = 0, den = 0;
+  for (size_t r = 0; r < rows; ++r) num += double(hy[r] - ref[r]) * (hy[r] - ref[r]), den += double(ref[r]) * ref[r];
+  for (int c = 0; c < copies; ++c) run(c);
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  const int iters = 200;
+  CK(cudaEventRecord(e0, st));
+  for (int i = 0; i < iters; ++i) run(i % copies);
+  CK(cudaEventRecord(e1, st));
+  CK(cudaEventSynchronize(e1));
+  float ms = 0;
+  CK(cudaEventElapsedTime(&ms, e0, e1));
+  CK(cudaEventDestroy(e0));
+  CK(cudaEventDestroy(e1));
+  return {ms * 1000.0 / iters, num / (den > 1e-30 ? den : 1e-30)};
 }

@@ -393,9 +393,6 @@ int main() {
                           {"down 21504->5376", 5376, 21504, 1}};
   cudaStream_t st;
   CK(cudaStreamCreate(&st));
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
   std::vector<std::string> names;
   std::vector<std::vector<double>> us_table;
   bool header = false;
@@ -422,20 +419,7 @@ int main() {
     CK(cudaMalloc(&xds, nb * sizeof(float2)));
     CK(cudaMalloc(&y, sh.rows * 4));
     CK(cudaMalloc(&yref, sh.rows * 4));
-    {
-      std::vector<int8_t> hx(sh.K);
-      std::vector<float2> hds(nb);
-      uint32_t s = 12345;
-      for (int i = 0; i < sh.K; ++i) s = s * 1664525u + 1013904223u, hx[i] = int8_t((s >> 24) % 255 - 127);
-      for (int b = 0; b < nb; ++b) {
-        int sum = 0;
-        for (int j = 0; j < 32; ++j) sum += hx[b * 32 + j];
-        const float dx = 0.01f + 0.001f * (b % 7);
-        hds[b] = make_float2(dx, dx * sum);
-      }
-      CK(cudaMemcpy(xq, hx.data(), sh.K, cudaMemcpyHostToDevice));
-      CK(cudaMemcpy(xds, hds.data(), nb * sizeof(float2), cudaMemcpyHostToDevice));
-    }
+    lab_upload_activations(sh.K, xq, xds);
     Act x{xq, xds};
     auto mat = [&](int c) { return Mat{qs[c], ds[c], sh.rows, nb}; };
     ref_kernel<<<(sh.rows + 127) / 128, 128, 0, st>>>(mat(0), x, yref);
@@ -504,23 +488,8 @@ int main() {
     }
     for (size_t vi = 0; vi < vs.size(); ++vi) {
       auto& v = vs[vi];
-      CK(cudaMemset(y, 0, sh.rows * 4));
-      v.run(mat(0), st);
-      CK(cudaGetLastError());
-      CK(cudaStreamSynchronize(st));
-      CK(cudaMemcpy(hy.data(), y, sh.rows * 4, cudaMemcpyDeviceToHost));
-      double num = 0, den = 0;
-      for (int64_t r = 0; r < sh.rows; ++r) num += double(hy[r] - href[r]) * (hy[r] - href[r]), den += double(href[r]) * href[r];
-      const double nmse = num / std::max(den, 1e-30);
-      for (int c = 0; c < copies; ++c) v.run(mat(c), st);
-      const int iters = 200;
-      CK(cudaEventRecord(e0, st));
-      for (int i = 0; i < iters; ++i) v.run(mat(i % copies), st);
-      CK(cudaEventRecord(e1, st));
-      CK(cudaEventSynchronize(e1));
-      float ms = 0;
-      CK(cudaEventElapsedTime(&ms, e0, e1));
-      const double us = ms * 1000 / iters;
+      const LabResult res = lab_check_and_time([&](int c) { v.run(mat(c), st); }, copies, y, href, st);
+      const double us = res.us, nmse = res.nmse;
       us_table[vi][si] = nmse > 1e-8 ? 1e9 : us;
       std::printf("%-28s %-22s %8.2f us %7.0f GB/s  nmse %.1e%s\n", v.name.c_str(), sh.name, us, mbytes / us / 1e3, nmse,
                   nmse > 1e-8 ? "  WRONG" : "");

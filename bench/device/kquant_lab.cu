@@ -207,6 +207,52 @@ __global__ void __launch_bounds__(128) kernel_p(Mat m, Act x, float* y) {
   if (lane == 0) y[row] = acc;
 }
 
+// G: the engine's GeGLU form on the gate+up shape: rows [0, rows / 2) are gate, the rest up, and a
+// group of WPR warps computes gate row r and up row r together (both rows' loads in flight at
+// once), writing both dot products (the engine writes gelu(gate) * up; the bytes read are the
+// same). WPR = 1: a warp per pair.
+template <int U, int WPR, int MINB>
+__global__ void __launch_bounds__(128, MINB) kernel_g(Mat m, Act x, float* y) {
+  __shared__ float part[4][2];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int64_t half = m.rows / 2;
+  const int64_t row = blockIdx.x * (4 / WPR) + warp / WPR;
+  const int t = (warp % WPR) * 32 + lane;
+  const int items = m.nsb * 4;
+  float acc[2] = {0, 0};
+  if (row < half) {
+    for (int base = t; base < items; base += 32 * WPR * U) {
+      Raw r[2][U];
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+        if (base + 32 * WPR * u < items) {
+          r[0][u] = load_item(m, row, base + 32 * WPR * u);
+          r[1][u] = load_item(m, row + half, base + 32 * WPR * u);
+        }
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+        if (base + 32 * WPR * u < items) {
+          acc[0] += dot_item(r[0][u], base + 32 * WPR * u, x);
+          acc[1] += dot_item(r[1][u], base + 32 * WPR * u, x);
+        }
+    }
+  }
+  acc[0] = warp_sum(acc[0]);
+  acc[1] = warp_sum(acc[1]);
+  if (WPR == 1) {
+    if (lane == 0 && row < half) y[row] = acc[0], y[row + half] = acc[1];
+    return;
+  }
+  if (lane == 0) part[warp][0] = acc[0], part[warp][1] = acc[1];
+  __syncthreads();
+  if (threadIdx.x < 4 / WPR) {
+    const int64_t r0 = blockIdx.x * (4 / WPR) + threadIdx.x;
+    float g = 0, u = 0;
+    for (int w = 0; w < WPR; ++w) g += part[threadIdx.x * WPR + w][0], u += part[threadIdx.x * WPR + w][1];
+    if (r0 < half) y[r0] = g, y[r0 + half] = u;
+  }
+}
+
 struct Shape {
   const char* name;
   int64_t rows;
@@ -282,6 +328,19 @@ int main() {
     VW(1, 4, 8);
     VP(1);
     VP(2);
+    if (sh.rows == 43008) {  // the GeGLU pair (gate rows, then up rows)
+#define VG(U, WPR, MINB)                                                                            \
+  vs.push_back({"G pair wpr" #WPR " U" #U " minB" #MINB, [&](Mat mm, cudaStream_t s) {              \
+                  kernel_g<U, WPR, MINB><<<rows_grid(mm.rows / 2, 4 / WPR), 128, 0, s>>>(mm, x, y); \
+                }})
+      VG(2, 1, 1);  // the engine's GeGLU matvec today
+      VG(2, 1, 6);
+      VG(1, 1, 1);
+      VG(1, 1, 8);
+      VG(1, 2, 1);
+      VG(1, 2, 8);
+      VG(1, 1, 6);
+    }
     for (auto& v : vs) {
       const LabResult res = lab_check_and_time([&](int c) { v.run(mat(c), st); }, copies, y, href, st);
       const double us = res.us, nmse = res.nmse;

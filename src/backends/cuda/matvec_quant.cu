@@ -214,18 +214,11 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   // load per lane and pass (bench/device/kquant_lab.cu, H100: 21504 -> 5376 Q4_K 31.5 us against
   // 39.4 for a warp per row with 4 loads per lane).
   constexpr bool kSplitCandidate = NT == 1 && !GLU && F::kItem == 64 && std::is_same_v<F, F1> && std::is_same_v<F, F2>;
+  auto* kernel = matvec_quant<F, F1, F2, NT, GLU>;
   if constexpr (kSplitCandidate) {
     if (g_kquant_split && items >= 256) {
       job.wpr = kWarps;
-      int64_t blocks = 0;
-      for (int i = 0; i < job.n; ++i) {
-        job.first_block[i] = blocks;
-        blocks += job.w[i].rows;
-      }
-      for (int i = job.n; i < 4; ++i) job.first_block[i] = blocks;
-      launch(matvec_quant<F, F1, F2, NT, GLU, 1>, dim3(static_cast<unsigned>(blocks)), dim3(kWarps * 32), 0, s, job, x,
-             T);
-      return;
+      kernel = matvec_quant<F, F1, F2, NT, GLU, 1>;
     }
   }
   const int64_t rows_per_block = kWarps / job.wpr * R;
@@ -238,7 +231,7 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   for (int i = n; i < 4; ++i) job.first_block[i] = blocks;
   job.n = n;
   const dim3 grid(static_cast<unsigned>(blocks)), block(kWarps * 32);
-  launch(matvec_quant<F, F1, F2, NT, GLU>, grid, block, 0, s, job, x, T);
+  launch(kernel, grid, block, 0, s, job, x, T);
 }
 
 template <class F, bool GLU, class F1 = F, class F2 = F>

@@ -235,13 +235,16 @@ TEST_P(CudaMatmul, MatchesCpuFromOneTokenToAPrompt) {
     EXPECT_LE(nmse(got, want), limit) << "T=" << T;
   }
 #ifdef UNICORN_HAVE_CUDA
-  if (c.in >= 16384 && (c.type == GgmlType::Q4_K || c.type == GgmlType::Q5_K || c.type == GgmlType::Q6_K)) {
-    // one token also with the other row layout (a warp per row, or the row split over a block)
-    const bool split = cuda::matvec_kquant_split();
-    cuda::set_matvec_kquant_split(!split);
+  if (c.in >= 16384 && c.type == GgmlType::Q4_K) {
+    // One token also with the other row layout (the K-quants' warps per row, or the row split
+    // over a block); the flag is process-wide, so it is restored even if the check throws.
+    struct Restore {
+      bool split = cuda::matvec_kquant_split();
+      ~Restore() { cuda::set_matvec_kquant_split(split); }
+    } restore;
+    cuda::set_matvec_kquant_split(!restore.split);
     const auto [got, want] = matmul_gpu_and_cpu(*gpu, *cpu, w.t, random_floats(static_cast<size_t>(c.in), rng), 1);
-    cuda::set_matvec_kquant_split(split);
-    EXPECT_LE(nmse(got, want), 5e-4) << "T=1, K-quant rows " << (split ? "a warp each" : "split over a block");
+    EXPECT_LE(nmse(got, want), 5e-4) << "T=1, Q4_K rows " << (restore.split ? "in warps" : "split over a block");
   }
 #endif
 }

@@ -13,11 +13,13 @@ namespace unicorn::cuda {
 // ---- matmul y[T, N] = x[T, K] · wᵀ --------------------------------------------------------------
 // x f32 [T, K] -> int8 blocks of 32 (K % 32 == 0) for the integer dot-product matvec.
 cudaError_t launch_quantize_q8(const float* x, int64_t T, int64_t K, int8_t* q, float* ds, cudaStream_t s);
-// T <= 8, quantized weights (Q8_0, Q4_0, Q5_0, Q4_K, Q6_K): int8 dot products against ActQ8.
+// T <= 8, quantized weights (Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K): int8 dot products against ActQ8.
 cudaError_t launch_matvec_quant(const DeviceWeight& w, ActQ8 x, int T, float* y, cudaStream_t s);
-// One token of a K-quant weight with rows of 256+ items (16,384+ values, e.g. 27B's down) splits
-// each row over a 4-warp block, one load per lane and pass (true, the default), or keeps a warp
-// per row (false). Process-wide; CudaBackend sets it once from UNICORN_CUDA_KQUANT_SPLIT.
+// One token of a Q4_K weight with rows of 256+ items (16,384+ values, e.g. 27B's down) splits
+// each row over a 4-warp block, one load per lane and pass (true, the default), or keeps the
+// K-quants' layout (a warp per row, or warps_per_row's few for matrices of few rows: 2 for 27B's
+// down on an H100) with 4 loads per lane (false). Process-wide; CudaBackend sets it once from
+// UNICORN_CUDA_KQUANT_SPLIT.
 void set_matvec_kquant_split(bool on);
 bool matvec_kquant_split();
 // The same for job.n (1..3) weights of one width on the same input, in one launch: of one type,

@@ -9,6 +9,7 @@
 // GeGLU pair whose warps compute row r of gate and of up together and write gelu_tanh(gate) * up
 // (spec §2.5), so the pair's outputs never go through memory.
 #include <algorithm>
+#include <atomic>
 #include <type_traits>
 
 #include "backends/cuda/kernels.h"
@@ -44,7 +45,9 @@ __device__ __forceinline__ void warp_sum(float* acc) {
 // Rows per warp group: two rows of one matrix share every activation load for one token (formats
 // whose items take few registers); a GeGLU pair already reads gate and up rows together.
 // Only the 32-value formats use the block-wide split and the row pairs (measured there; the
-// K-quants and T > 1 were slower or even with them, so they keep one warp per row).
+// K-quants and T > 1 were slower or even with them, so they keep one warp per row, or the few
+// warps per row that warps_per_row asks for matrices of few rows), except one token of a Q4_K
+// row of 256+ items (launch_nt).
 template <class F, int NT>
 constexpr bool kWideRows = NT == 1 && HasRaw<F>&& F::kItem == 32;
 
@@ -198,7 +201,7 @@ inline int group_warps(int64_t rows, int64_t items, bool wide) {
   return std::max(wpr, warps_per_row(rows, kWarps));
 }
 
-bool g_kquant_split = true;
+std::atomic<bool> g_kquant_split{true};
 
 template <class F, int NT, bool GLU, class F1 = F, class F2 = F>
 void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
@@ -210,13 +213,15 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   static_assert(F::kItem == F1::kItem && F::kItem == F2::kItem);
   const int64_t items = job.w[0].cols / F::kItem;
   job.wpr = group_warps(rows / R, items, kWideRows<F, NT>);
-  // Long rows of a K-quant at one token (27B's down, 336 items): the row split over the block, one
-  // load per lane and pass (bench/device/kquant_lab.cu, H100: 21504 -> 5376 Q4_K 31.5 us against
-  // 39.4 for a warp per row with 4 loads per lane).
-  constexpr bool kSplitCandidate = NT == 1 && !GLU && F::kItem == 64 && std::is_same_v<F, F1> && std::is_same_v<F, F2>;
+  // Long Q4_K rows at one token (27B's down, 336 items): the row split over the whole block, one
+  // load per lane and pass (bench/device/kquant_lab.cu, H100: 21504 -> 5376 in 31.5 us against
+  // 39.4 for a warp per row with 4 loads per lane; in the engine, which gave that matrix 2 warps
+  // per row, q4_mix tg64 113.4 -> 117.6). Q5_K and Q6_K were not timed, so they keep the old layout.
+  constexpr bool kSplitCandidate =
+      NT == 1 && !GLU && std::is_same_v<F, FormatQ4_K> && std::is_same_v<F, F1> && std::is_same_v<F, F2>;
   auto* kernel = matvec_quant<F, F1, F2, NT, GLU>;
   if constexpr (kSplitCandidate) {
-    if (g_kquant_split && items >= 256) {
+    if (g_kquant_split.load(std::memory_order_relaxed) && items >= 256) {
       job.wpr = kWarps;
       kernel = matvec_quant<F, F1, F2, NT, GLU, 1>;
     }
@@ -307,8 +312,8 @@ cudaError_t launch_job(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
 
 }  // namespace
 
-void set_matvec_kquant_split(bool on) { g_kquant_split = on; }
-bool matvec_kquant_split() { return g_kquant_split; }
+void set_matvec_kquant_split(bool on) { g_kquant_split.store(on, std::memory_order_relaxed); }
+bool matvec_kquant_split() { return g_kquant_split.load(std::memory_order_relaxed); }
 
 bool matvec_quant_supports(GgmlType t) {
   return t == GgmlType::Q8_0 || t == GgmlType::Q4_0 || t == GgmlType::Q5_0 || t == GgmlType::Q4_K ||

@@ -11,6 +11,7 @@
 #include <functional>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
@@ -201,6 +202,26 @@ TEST(CliBench, WritesJson) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("\"test\": \"pp16\""), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\"test\": \"tg4\""), std::string::npos) << r.out;
+  // The tg test as a fraction of the roofline measured in the same run; the pp test has none.
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j.size(), 2u) << r.out;
+  EXPECT_FALSE(j[0].contains("roofline_fraction")) << r.out;
+  ASSERT_TRUE(j[1].contains("roofline_fraction")) << r.out;
+  const double bw = j[1]["copy_bandwidth_gbps"].get<double>(), ceiling = j[1]["roofline_tok_per_s"].get<double>();
+  EXPECT_GT(bw, 0.1) << r.out;
+  EXPECT_NEAR(ceiling, bw * 1e9 / j[1]["bytes_per_token"].get<double>(), 1e-6 * ceiling) << r.out;
+  EXPECT_NEAR(j[1]["roofline_fraction"].get<double>(), j[1]["mean"].get<double>() / ceiling, 1e-9) << r.out;
+}
+
+TEST(CliBench, RooflineCanBeLeftOut) {
+  const Result r = run_unicorn("bench -m " + kTiny + " -p 0 -n 4 -r 1 --no-roofline");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("| tg4 |"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("roofline"), std::string::npos) << r.out;
+  const Result with = run_unicorn("bench -m " + kTiny + " -p 0 -n 4 -r 1");
+  ASSERT_EQ(with.exit_code, 0) << with.err;
+  EXPECT_NE(with.out.find("tg4: "), std::string::npos) << with.out;
+  EXPECT_NE(with.out.find("% of the roofline"), std::string::npos) << with.out;
 }
 
 TEST(CliRun, CtrlCStopsCleanlyWithSummary) {

@@ -456,6 +456,14 @@ TEST_F(CudaOps, WeightsLoadedTogetherShareOneAllocationAndMatchCpu) {
 
 // ---- embed, norms, rope, elementwise ------------------------------------------------------------
 
+TEST_F(CudaOps, CopyBandwidthProbeMeasuresTheDevice) {
+  // The bench's roofline denominator: bytes read + written per second of device-to-device copies.
+  // Any card this engine supports copies well above 50 GB/s; a probe that does not fit gives 0.
+  EXPECT_GT(gpu->copy_bandwidth(size_t{64} << 20), 50e9);
+  EXPECT_EQ(gpu->copy_bandwidth(size_t{1} << 50), 0.0);   // 1 PiB: no card holds it
+  EXPECT_GT(gpu->copy_bandwidth(size_t{16} << 20), 0.0);  // the failed probe left no error behind
+}
+
 TEST_F(CudaOps, EmbedDecodesEveryWeightTypeLikeTheCpu) {
   Rng rng(7);
   for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0,

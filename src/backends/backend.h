@@ -96,6 +96,11 @@ class Backend {
   virtual void copy_to_host(const Act& src, float* dst) = 0;
   virtual std::unique_ptr<LayerKv> create_kv(const LayerKvSpec& spec) = 0;
   virtual void synchronize() {}
+  // Bytes read plus bytes written per second by copies of `bytes` within this device's memory,
+  // measured now (the best of a few): the denominator of the decode roofline, since decoding one
+  // token reads every weight once (docs/PERFORMANCE.md). 0 when it cannot be measured, e.g. for
+  // lack of free memory.
+  virtual double copy_bandwidth(size_t bytes) = 0;
 
   // ---- ops ----
   // out[i] = table[tokens[i]] * scale

@@ -33,6 +33,8 @@ class BenchCommand final : public Command {
                    "weight scheme for --synthetic: q4_0 (Q6_K embedding), q4_mix, q4_small, q8_0, bf16, f16, q4_k_m");
     sub.add_option("--json-file", json_file_, "also write the JSON results to this file");
     sub.add_option("--write-gguf", write_gguf_, "with --synthetic: write the weights to this GGUF file and exit");
+    sub.add_flag("--no-roofline", no_roofline_,
+                 "skip the copy-bandwidth probe that gives each tg test as a fraction of the roofline");
   }
 
   int run() override {
@@ -101,6 +103,7 @@ class BenchCommand final : public Command {
                      {"stddev", r.stddev()},
                      {"gpu_memory_used", used.back().second}});
     }
+    report_roofline(*e, out);
     if (format_ == "md" && !used.empty() && used.back().second > 0) {
       const MemoryEstimate& m = e->memory();
       fmt::print("\nGPU memory in use (CUDA context included), context {} tokens, batch {}:", e->kv().n_ctx(),
@@ -126,11 +129,48 @@ class BenchCommand final : public Command {
   }
 
  private:
+  // Decode at batch 1 reads every weight once per token, so its ceiling is the device's copy
+  // bandwidth (bytes read + written per second, measured now) over the bytes read per token.
+  // Each tg test gets its fraction of that ceiling; the JSON entries get the same fields.
+  void report_roofline(Engine& e, nlohmann::json& out) const {
+    bool any_tg = false;
+    for (const auto& r : out) any_tg = any_tg || r["n_gen"].get<int64_t>() > 0;
+    if (no_roofline_ || !any_tg) return;
+    if (e.backends().size() != 1) {
+      if (format_ == "md") fmt::print("\nroofline: left out (the model spans several devices)\n");
+      return;
+    }
+    Backend& b = *e.backends()[0];
+    constexpr size_t kProbe = size_t{256} << 20;
+    const double bw = b.copy_bandwidth(kProbe);
+    const double per_token = static_cast<double>(bytes_per_token(e.weights()));
+    if (bw <= 0.0 || per_token <= 0.0) {
+      if (format_ == "md") fmt::print("\nroofline: left out ({} could not hold the 2 x 256 MiB probe)\n", b.name());
+      return;
+    }
+    const double ceiling = bw / per_token;
+    if (format_ == "md")
+      fmt::print(
+          "\nroofline: {} copies {:.1f} GB/s (read + written, 2 x 256 MiB, best of 3); {} read per token -> at "
+          "most {:.1f} tok/s\n",
+          b.name(), bw / 1e9, format_bytes(bytes_per_token(e.weights())), ceiling);
+    for (auto& r : out) {
+      if (r["n_gen"].get<int64_t>() == 0) continue;
+      const double fraction = r["mean"].get<double>() / ceiling;
+      r["copy_bandwidth_gbps"] = bw / 1e9;
+      r["roofline_tok_per_s"] = ceiling;
+      r["roofline_fraction"] = fraction;
+      if (format_ == "md")
+        fmt::print("  {}: {:.1f} % of the roofline\n", r["test"].get<std::string>(), 100.0 * fraction);
+    }
+  }
+
   ModelOptions mo_;
   int n_prompt_ = 512, n_gen_ = 128, reps_ = 3;
   std::vector<int> depth_;
   std::string format_ = "md", json_file_;
   std::string synthetic_, scheme_ = "q4_0", write_gguf_;
+  bool no_roofline_ = false;
 };
 }  // namespace
 

@@ -1,7 +1,11 @@
 #include "backends/cpu/cpu_backend.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <memory>
+#include <new>
 #include <vector>
 
 #include "backends/cpu/cpu_kv.h"
@@ -21,6 +25,32 @@ Act CpuBackend::alloc(int64_t rows, int64_t cols) {
   float* p = static_cast<float*>(::operator new[](std::max<size_t>(n, 1) * sizeof(float), std::align_val_t(64)));
   std::shared_ptr<float> mem(p, [](float* q) { ::operator delete[](q, std::align_val_t(64)); });
   return Act(this, std::move(mem), rows, cols);
+}
+
+double CpuBackend::copy_bandwidth(size_t bytes) {
+  // The pool's threads copy contiguous chunks, as the matmuls split weight rows over them. The
+  // pages are touched first, so the timed copies measure memory, not page faults.
+  std::unique_ptr<uint8_t[]> src(new (std::nothrow) uint8_t[bytes]), dst(new (std::nothrow) uint8_t[bytes]);
+  if (!src || !dst || bytes == 0) return 0.0;
+  constexpr int64_t kGrain = int64_t{1} << 20;
+  const auto copy = [&](bool fill) {
+    pool_.parallel_for(
+        static_cast<int64_t>(bytes),
+        [&](int64_t b, int64_t e, int) {
+          if (fill) std::memset(src.get() + b, static_cast<int>(b & 0x7F), static_cast<size_t>(e - b));
+          std::memcpy(dst.get() + b, src.get() + b, static_cast<size_t>(e - b));
+        },
+        kGrain);
+  };
+  copy(true);
+  double best = 0.0;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    copy(false);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (s > 0) best = std::max(best, 2.0 * static_cast<double>(bytes) / s);
+  }
+  return best;
 }
 
 void CpuBackend::copy_from_host(const float* src, Act& dst) {

@@ -19,6 +19,7 @@ class CpuBackend final : public Backend {
   bool supports_weight(GgmlType type) const override;
   using Backend::load_weights;
   void load_weights(std::span<const WeightTensor* const>, const UploadProgress&) override {}  // used in place
+  double copy_bandwidth(size_t bytes) override;
 
   Act alloc(int64_t rows, int64_t cols) override;
   void copy_from_host(const float* src, Act& dst) override;

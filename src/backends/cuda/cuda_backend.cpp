@@ -239,6 +239,43 @@ void CudaBackend::copy_to_host(const Act& src, float* dst) {
 
 void CudaBackend::synchronize() { check(cudaStreamSynchronize(stream_), "waiting for the stream"); }
 
+double CudaBackend::copy_bandwidth(size_t bytes) {
+  // Two plain allocations (not the grow-only scratch), freed on every way out. A device without
+  // room for them gets 0, not an error: the bench then leaves the roofline out.
+  struct Probe {
+    void* a = nullptr;
+    void* b = nullptr;
+    cudaEvent_t e0 = nullptr, e1 = nullptr;
+    ~Probe() {
+      if (e0) cudaEventDestroy(e0);
+      if (e1) cudaEventDestroy(e1);
+      if (a) cudaFree(a);
+      if (b) cudaFree(b);
+    }
+  } p;
+  if (cudaMalloc(&p.a, bytes) != cudaSuccess || cudaMalloc(&p.b, bytes) != cudaSuccess) {
+    (void)cudaGetLastError();  // clear the allocation error
+    return 0.0;
+  }
+  check(cudaEventCreate(&p.e0), "timing the bandwidth probe");
+  check(cudaEventCreate(&p.e1), "timing the bandwidth probe");
+  check(cudaMemsetAsync(p.a, 1, bytes, stream_), "filling the bandwidth probe");
+  check(cudaMemcpyAsync(p.b, p.a, bytes, cudaMemcpyDeviceToDevice, stream_), "copying the bandwidth probe");
+  constexpr int kCopies = 10;
+  double best = 0.0;
+  for (int rep = 0; rep < 3; ++rep) {
+    check(cudaEventRecord(p.e0, stream_), "timing the bandwidth probe");
+    for (int i = 0; i < kCopies; ++i)
+      check(cudaMemcpyAsync(p.b, p.a, bytes, cudaMemcpyDeviceToDevice, stream_), "copying the bandwidth probe");
+    check(cudaEventRecord(p.e1, stream_), "timing the bandwidth probe");
+    check(cudaEventSynchronize(p.e1), "timing the bandwidth probe");
+    float ms = 0.0f;
+    check(cudaEventElapsedTime(&ms, p.e0, p.e1), "timing the bandwidth probe");
+    if (ms > 0.0f) best = std::max(best, 2.0 * static_cast<double>(bytes) * kCopies / (static_cast<double>(ms) * 1e-3));
+  }
+  return best;
+}
+
 std::unique_ptr<LayerKv> CudaBackend::create_kv(const LayerKvSpec& spec) {
   if (spec.type != GgmlType::F32 && spec.type != GgmlType::F16)
     fail("KV cache type {} is not supported on CUDA (use f32 or f16)", type_name(spec.type));

@@ -401,6 +401,11 @@ bool CudaBackend::replay(const std::string& key) {
   auto it = graphs_.find(key);
   if (it == graphs_.end()) return false;
   forget_rope_tables();  // the recording refilled them from its positions
+  // The replayed kernels rewrite activations and their int8 / f16 copies without wrote(): no
+  // record of what those copies hold survives a replay.
+  q8_from_ = {};
+  mma_from_ = {};
+  gemm_.forget_inputs();
   check(cudaGraphLaunch(it->second, stream_), "replaying a recorded step");
   return true;
 }

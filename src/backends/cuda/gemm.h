@@ -42,6 +42,7 @@ class Gemm {
 
   // The rounded activations are kept for the next call with the same x (q, k and v share their
   // input); the backend calls this for memory an op writes.
+  void forget_inputs() { cached_x_ = nullptr; }
   void forget_input(const float* lo, const float* hi) {
     if (cached_x_ && cached_x_ < hi && lo < cached_x_ + cached_n_) cached_x_ = nullptr;
   }

@@ -498,6 +498,32 @@ TEST_F(CudaOps, RmsNormOverRowsAndHeadsMatchesCpuInPlace) {
   }
 }
 
+TEST_F(CudaOps, SmallBatchMatmulReadsItsInputAfterTheKernelThatWroteIt) {
+  // The matmul's input comes straight from the previous kernel (rms_norm, which lets its successor
+  // be scheduled right after its own wait), not from a host copy: the tensor-core small batch's
+  // quantization must wait for it (a missing wait read stale input, session 6). h first holds other
+  // values, so a read that comes too early shows.
+  Rng rng(23);
+  const int64_t K = 5376, N = 2048, T = 32;
+  HostWeight w = random_weight(GgmlType::Q4_0, N, K, rng);
+  const std::vector<float> norm = random_floats(static_cast<size_t>(K), rng);
+  const WeightTensor nw{"test.norm", GgmlType::F32, 1, K, reinterpret_cast<const uint8_t*>(norm.data())};
+  gpu->load_weight(w.t);
+  gpu->load_weight(nw);
+  for (int round = 0; round < 4; ++round) {
+    const std::vector<float> x = random_floats(static_cast<size_t>(T * K), rng);
+    const std::vector<float> stale = random_floats(static_cast<size_t>(T * K), rng, 100.0f);
+    std::vector<float> got, want;
+    for (Backend* b : {gpu.get(), static_cast<Backend*>(cpu.get())}) {
+      Act xa = upload(*b, x, T, K), h = upload(*b, stale, T, K), y = b->alloc(T, N);
+      b->rms_norm(xa, nw, 1e-6f, h);
+      b->matmul(w.t, h, y);
+      (b == gpu.get() ? got : want) = to_host(*b, y);
+    }
+    EXPECT_LE(nmse(got, want), 5e-4) << "round " << round;
+  }
+}
+
 #ifdef UNICORN_HAVE_CUDA
 TEST_F(CudaOps, RopeTableIsNotTrustedAcrossARecordingReplay) {
   // The RoPE factors come from a table cached by position (CudaBackend::rope_cos_sin). A replayed

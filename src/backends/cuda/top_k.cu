@@ -54,7 +54,7 @@ __global__ void __launch_bounds__(kThreads) top_k_rows(const float* x, int64_t c
   __shared__ int hist[256];
   __shared__ int warp_total[kWarps];
   __shared__ uint32_t s_prefix;
-  __shared__ int s_remaining, s_gt, s_eq_base;
+  __shared__ int s_remaining, s_gt, s_eq_base, s_done;
   __shared__ uint32_t keys[kMaxK];
   __shared__ int32_t ids[kMaxK];
   const int tid = static_cast<int>(threadIdx.x), lane = tid % 32, warp = tid / 32;
@@ -122,9 +122,12 @@ __global__ void __launch_bounds__(kThreads) top_k_rows(const float* x, int64_t c
       int total = 0;
       for (int w = 0; w < kWarps; ++w) total += warp_total[w];
       s_eq_base += total;
+      // Decided here, not by each thread after the barrier below: a fast warp's next chunk may
+      // already be counting into s_gt while a slow one would still read it.
+      s_done = s_eq_base >= take_eq && s_gt == k - take_eq;
     }
     __syncthreads();
-    if (s_eq_base >= take_eq && s_gt == k - take_eq) break;  // all found (the same for every thread)
+    if (s_done) break;  // all found (the same for every thread)
   }
   // 3. Bitonic sort of the k entries (padded to a power of two with the smallest key).
   int size = 1;

@@ -434,6 +434,9 @@ void CudaBackend::abort_recording() {
   cudaStreamEndCapture(stream_, &g);
   if (g) cudaGraphDestroy(g);
   cudaGetLastError();
+  // A buffer grown during the capture replaced one that earlier recordings use, and the old one
+  // is freed now: those recordings must go too (as in record_end).
+  if (!capture_ok_) forget_recordings();
   graveyard_.clear();
   seen_[recording_key_] = -1000000;  // never try this key again
 }

@@ -122,14 +122,18 @@ TEST(CudaEndToEnd, RecordedStepsEqualEagerOnes) {
   KvCache k1(c, p1, 1, 600, GgmlType::F16), k2(c, p2, 1, 600, GgmlType::F16);
   std::vector<float> l1, l2;
   size_t differing = 0;
-  for (int step = 0; step < 30; ++step) {
+  // Steps 30-59 ask for the best 40 or the best 1 logit (top-k and argmax on the GPU, inside the
+  // recording), and steps 40-42 are 12-token chunks (a recorded step past the matvec's 8 tokens);
+  // each kind of step comes at least three times (eager, recorded, replayed).
+  for (int step = 0; step < 60; ++step) {
     Batch b;
-    const int n = step == 0 ? 40 : (step == 10 ? 8 : 1);  // a prompt, decode steps, a second chunk
+    const int n = step == 0 ? 40 : (step == 10 ? 8 : (step >= 40 && step <= 42 ? 12 : 1));
     for (int i = 0; i < n; ++i)
       b.add(static_cast<int32_t>((step * 977 + i * 31) % c.vocab_size), static_cast<int32_t>(k1.seq_len(0)) + i, 0,
             i + 1 == n);
-    recorded.forward(b, k1, l1);
-    eager.forward(b, k2, l2);
+    const LogitsRequest request = step < 30 ? LogitsRequest{} : (step % 2 ? LogitsRequest{40, 0} : LogitsRequest{1, 0});
+    recorded.forward(b, k1, l1, request);
+    eager.forward(b, k2, l2, request);
     ASSERT_EQ(l1.size(), l2.size());
     for (size_t i = 0; i < l1.size(); ++i) differing += l1[i] != l2[i];
   }

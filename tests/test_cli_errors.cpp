@@ -13,6 +13,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#ifdef UNICORN_HAVE_CUDA
+#include "backends/cuda/cuda_device.h"
+#endif
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
 #include "model/loader.h"
@@ -155,6 +158,22 @@ TEST(CliErrors, GpuMemoryNeedsAGpuAndAValidSize) {
   expect_clean_error(cpu, "--gpu-memory 8G needs a GPU device");
   const Result both = run_unicorn("run -m " + kTiny + " --device cpu --gpu-memory 8G --gpu-layers 2 -p hi -n 1");
   expect_clean_error(both, "not both");
+}
+
+TEST(CliErrors, MissingCudaDeviceSaysWhy) {
+#ifndef UNICORN_HAVE_CUDA
+  GTEST_SKIP() << "skipped: built without CUDA";
+#else
+  if (cuda_device_count() > 0) GTEST_SKIP() << "skipped: a CUDA device is present";
+  // The runtime's reason (no driver, a driver too old, CUDA_VISIBLE_DEVICES hiding the devices)
+  // reaches the user: in unicorn check, and in the error of an explicit --device cuda.
+  const std::string why = cuda_unavailable_reason();
+  ASSERT_FALSE(why.empty()) << "no device but no reason";
+  const Result check = run_unicorn("check");
+  ASSERT_EQ(check.exit_code, 0) << check.err;
+  EXPECT_NE(check.out.find("CUDA: 0 device(s)\n  (" + why + ")"), std::string::npos) << check.out;
+  expect_clean_error(run_unicorn("run -m " + kTiny + " --device cuda -p hi -n 1"), why);
+#endif
 }
 
 TEST(CliErrors, ModelWithoutTokenizerCannotRunText) {

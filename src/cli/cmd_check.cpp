@@ -43,6 +43,8 @@ class CheckCommand final : public Command {
 #ifdef UNICORN_HAVE_CUDA
     n_cuda = cuda_device_count();
     fmt::print("CUDA: {} device(s)\n", n_cuda);
+    if (n_cuda == 0)
+      if (const std::string why = cuda_unavailable_reason(); !why.empty()) fmt::print("  ({})\n", why);
     for (int i = 0; i < n_cuda; ++i) fmt::print("  cuda:{}  {}\n", i, cuda_device_description(i));
 #else
     fmt::print("CUDA: not in this build (configure with -DUNICORN_CUDA=ON)\n");

@@ -22,6 +22,27 @@ int cuda_device_count() {
   return n;
 }
 
+std::string cuda_unavailable_reason() {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  cudaGetLastError();
+  std::string reason;
+  if (e != cudaSuccess) {
+    reason = fmt::format("{} ({})", cudaGetErrorString(e), cudaGetErrorName(e));
+    int driver = 0, runtime = 0;
+    cudaDriverGetVersion(&driver);
+    cudaRuntimeGetVersion(&runtime);
+    const auto version = [](int v) { return fmt::format("{}.{}", v / 1000, (v % 1000) / 10); };
+    if (driver == 0)
+      reason += "; no CUDA driver is installed";
+    else if (driver < runtime)
+      reason += fmt::format("; the driver supports CUDA {}, this build needs {}", version(driver), version(runtime));
+  }
+  if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES"); visible && (e != cudaSuccess || n == 0))
+    reason += fmt::format("{}CUDA_VISIBLE_DEVICES='{}'", reason.empty() ? "" : "; ", visible);
+  return reason;
+}
+
 std::string cuda_device_description(int index) {
   cudaDeviceProp prop{};
   if (cudaGetDeviceProperties(&prop, index) != cudaSuccess) return "unavailable";
@@ -107,7 +128,10 @@ CudaBackend::Skip CudaBackend::skip_from_env() {
 
 CudaBackend::CudaBackend(int device) : device_(device) {
   const int n = cuda_device_count();
-  if (device < 0 || device >= n) fail("CUDA device {} does not exist ({} device(s) found)", device, n);
+  if (device < 0 || device >= n) {
+    const std::string why = n == 0 ? cuda_unavailable_reason() : std::string();
+    fail("CUDA device {} does not exist ({} device(s) found{}{})", device, n, why.empty() ? "" : ": ", why);
+  }
   check(cudaSetDevice(device), "selecting the device");
   cudaDeviceProp prop{};
   check(cudaGetDeviceProperties(&prop, device), "reading device properties");

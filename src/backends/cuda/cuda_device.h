@@ -11,6 +11,10 @@ namespace unicorn {
 
 // Number of usable CUDA devices; 0 when there is no driver or no device (never throws).
 int cuda_device_count();
+// Why no CUDA device is usable, for messages: the runtime's error (e.g. a driver too old for
+// this build's runtime, with both versions) and CUDA_VISIBLE_DEVICES when it is set; empty when
+// the runtime reports no error.
+std::string cuda_unavailable_reason();
 
 // A backend on CUDA device `index`. Throws Error naming the device when it cannot be used.
 std::unique_ptr<Backend> make_cuda_backend(int index);

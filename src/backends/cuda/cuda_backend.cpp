@@ -221,8 +221,10 @@ void CudaBackend::load_weights(std::span<const WeightTensor* const> ws, const Up
   if (place.empty()) return;
   const DeviceMemory m = memory();  // also selects the device
   if (total > m.free)
-    fail("{}: the weights need {:.2f} GiB of device memory; {:.2f} GiB is free", name_,
-         static_cast<double>(total) / (1 << 30), static_cast<double>(m.free) / (1 << 30));
+    fail(
+        "{}: the weights need {:.2f} GiB of device memory in its layout (Q6_K blocks padded to 224 bytes); {:.2f} GiB "
+        "is free: put fewer layers on the GPU (--gpu-layers or --gpu-memory)",
+        name_, static_cast<double>(total) / (1 << 30), static_cast<double>(m.free) / (1 << 30));
   weight_memory_.emplace_back(total);
   auto* base = weight_memory_.back().as<uint8_t>();
   if (progress) progress(0, total);

@@ -456,6 +456,16 @@ TEST_F(CudaOps, WeightsLoadedTogetherShareOneAllocationAndMatchCpu) {
 
 // ---- embed, norms, rope, elementwise ------------------------------------------------------------
 
+TEST_F(CudaOps, WeightDeviceBytesAreTheUploadedLayout) {
+  // The GPU memory planner asks the backend (Backend::weight_device_bytes): Q6_K blocks are padded
+  // from 210 to 224 bytes on the device, and an unsupported shape falls back to the file's bytes.
+  Rng rng(29);
+  HostWeight q6 = random_weight(GgmlType::Q6_K, 64, 1024, rng), q4 = random_weight(GgmlType::Q4_0, 64, 1024, rng);
+  EXPECT_GE(gpu->weight_device_bytes(q6.t), q6.t.nbytes() / 210 * 224);
+  EXPECT_GE(gpu->weight_device_bytes(q4.t), q4.t.nbytes());
+  EXPECT_LT(gpu->weight_device_bytes(q4.t), q4.t.nbytes() + 4096);  // planes and alignment only
+}
+
 TEST_F(CudaOps, CopyBandwidthProbeMeasuresTheDevice) {
   // The bench's roofline denominator: bytes read + written per second of device-to-device copies.
   // Any card this engine supports copies well above 50 GB/s; a probe that does not fit gives 0.

@@ -53,3 +53,21 @@ TEST(GpuBudget, PlanTakesTheLeadingLayersThatFit) {
     EXPECT_NE(std::string(e.what()).find("--gpu-memory"), std::string::npos) << e.what();
   }
 }
+
+TEST(GpuBudget, PlanCountsTheBackendsOwnWeightLayout) {
+  // A GPU backend may hold a weight in more bytes than the file (CUDA pads Q6_K blocks from 210 to
+  // 224 bytes): the plan counts what the backend says, so the same budget holds fewer layers.
+  std::shared_ptr<ModelWeights> w = make_synthetic_model("270m", "q8_0", 3);
+  const int64_t n_ctx = 2048, n_batch = 512;
+  const WeightBytes padded = [](const WeightTensor& t) { return t.nbytes() + t.nbytes() / 10; };
+  const size_t budget = gpu_bytes_for_layers(*w, n_ctx, 1, GgmlType::F16, n_batch, 5);
+  EXPECT_EQ(plan_gpu_layers(*w, n_ctx, 1, GgmlType::F16, n_batch, budget).layers, 5);
+  const GpuPlan p = plan_gpu_layers(*w, n_ctx, 1, GgmlType::F16, n_batch, budget, padded);
+  EXPECT_LT(p.layers, 5);
+  EXPECT_EQ(p.bytes, gpu_bytes_for_layers(*w, n_ctx, 1, GgmlType::F16, n_batch, p.layers, padded));
+  EXPECT_GT(gpu_bytes_for_layers(*w, n_ctx, 1, GgmlType::F16, n_batch, 5, padded), budget);
+  // With no sizer, and with the file's own sizes, the counts agree.
+  const WeightBytes file = [](const WeightTensor& t) { return t.nbytes(); };
+  EXPECT_EQ(gpu_bytes_for_layers(*w, n_ctx, 1, GgmlType::F16, n_batch, 7, file),
+            gpu_bytes_for_layers(*w, n_ctx, 1, GgmlType::F16, n_batch, 7));
+}

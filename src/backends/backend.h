@@ -101,6 +101,9 @@ class Backend {
   // token reads every weight once (docs/PERFORMANCE.md). 0 when it cannot be measured, e.g. for
   // lack of free memory.
   virtual double copy_bandwidth(size_t bytes) = 0;
+  // Bytes this backend will hold for weight w in its own layout, for memory planning: the file's
+  // bytes by default (the CPU even reads the mapped file in place).
+  virtual size_t weight_device_bytes(const WeightTensor& w) const { return w.nbytes(); }
 
   // ---- ops ----
   // out[i] = table[tokens[i]] * scale

@@ -63,8 +63,8 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& opt_in) {
     if (opt.gpu_layers >= 0) fail("give --gpu-layers or --gpu-memory, not both");
     if (e->backends_[0]->name() == "cpu")
       fail("--gpu-memory {} needs a GPU device, but the chosen device is the CPU", opt.gpu_memory);
-    const GpuPlan plan =
-        plan_gpu_layers(*e->weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, parse_size(opt.gpu_memory));
+    const GpuPlan plan = plan_gpu_layers(*e->weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch,
+                                         parse_size(opt.gpu_memory), e->weight_bytes_on(0));
     opt.gpu_layers = plan.layers;
   }
   e->gpu_layers_ = c.n_layers;
@@ -85,6 +85,11 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& opt_in) {
 // Before anything is uploaded or allocated: the KV cache of the CPU layers plus scratch against
 // the host's available memory (weights are mapped from the file), and, on a GPU, what its
 // layers need (runtime/gpu_budget.h) against the device's free memory.
+WeightBytes Engine::weight_bytes_on(size_t i) const {
+  const Backend* b = backends_[i].get();
+  return [b](const WeightTensor& t) { return b->weight_device_bytes(t); };
+}
+
 void Engine::check_memory(const EngineOptions& opt, const Gemma3Config& c) const {
   const bool gpu = backends_[0]->name() != "cpu";
   const int64_t n_gpu = gpu ? gpu_layers_ : 0;
@@ -99,14 +104,15 @@ void Engine::check_memory(const EngineOptions& opt, const Gemma3Config& c) const
 #ifdef UNICORN_HAVE_CUDA
   if (!gpu || n_gpu == 0) return;  // no layer on the GPU: the embedding and head are on the CPU too
   const size_t free = cuda_free_memory(*backends_[0]);
-  const size_t need = gpu_bytes_for_layers(*weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, n_gpu);
+  const WeightBytes bytes = weight_bytes_on(0);
+  const size_t need = gpu_bytes_for_layers(*weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, n_gpu, bytes);
   if (need > free) {
-    if (free < gpu_bytes_for_layers(*weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, 0))
+    if (free < gpu_bytes_for_layers(*weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, 0, bytes))
       fail(
           "not enough GPU memory on {}: {} is free, less than the embedding table and activations need; use --device "
           "cpu",
           backends_[0]->name(), format_bytes(free));
-    const GpuPlan fit = plan_gpu_layers(*weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, free);
+    const GpuPlan fit = plan_gpu_layers(*weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, free, bytes);
     fail(
         "not enough GPU memory on {}: {} layers with a {}-token KV cache need {}, but {} is free; use --gpu-layers {} "
         "(or --gpu-memory) to run the rest on the CPU, or lower -c",

@@ -9,6 +9,7 @@
 #include "backends/backend.h"
 #include "model/gemma3.h"
 #include "model/loader.h"
+#include "runtime/gpu_budget.h"
 #include "runtime/kv_cache.h"
 #include "runtime/memory.h"
 #include "tokenizer/tokenizer.h"
@@ -59,6 +60,8 @@ class Engine {
   std::vector<std::unique_ptr<Backend>> backends_;
   int64_t gpu_layers_ = 0;
   void check_memory(const EngineOptions& opt, const Gemma3Config& c) const;
+  // What backend i holds per weight (Backend::weight_device_bytes), for the GPU memory planner.
+  WeightBytes weight_bytes_on(size_t i) const;
   std::unique_ptr<Gemma3Model> model_;
   std::unique_ptr<KvCache> kv_;
   MemoryEstimate mem_;

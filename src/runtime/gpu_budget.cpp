@@ -40,18 +40,21 @@ size_t parse_size(const std::string& text) {
 
 namespace {
 
-size_t layer_weight_bytes(const ModelWeights& w, int64_t l) {
+size_t weight_bytes(const WeightTensor& t, const WeightBytes& bytes) { return bytes ? bytes(t) : t.nbytes(); }
+
+size_t layer_weight_bytes(const ModelWeights& w, int64_t l, const WeightBytes& bytes) {
   size_t b = 0;
-  for (const WeightTensor* t : w.layers[static_cast<size_t>(l)].all()) b += t->nbytes();
+  for (const WeightTensor* t : w.layers[static_cast<size_t>(l)].all()) b += weight_bytes(*t, bytes);
   return b;
 }
 
 // Embedding table and output norm, one batch of activations (the host's estimate) and the prompt
 // GEMM's scratch: one 64 MiB decoded weight chunk, 32 MiB of cuBLAS workspace, 16-bit activations.
-size_t fixed_gpu_bytes(const ModelWeights& w, int64_t n_ctx, int n_seq, GgmlType kv_type, int64_t n_batch) {
+size_t fixed_gpu_bytes(const ModelWeights& w, int64_t n_ctx, int n_seq, GgmlType kv_type, int64_t n_batch,
+                       const WeightBytes& bytes) {
   const MemoryEstimate m = estimate_memory(w, n_ctx, n_seq, kv_type, n_batch);
   const size_t gemm = (size_t{96} << 20) + static_cast<size_t>(n_batch * w.config.ffn) * 2;
-  return w.tok_embd.nbytes() + w.output_norm.nbytes() + m.scratch + gemm;
+  return weight_bytes(w.tok_embd, bytes) + weight_bytes(w.output_norm, bytes) + m.scratch + gemm;
 }
 
 }  // namespace
@@ -62,24 +65,24 @@ size_t layer_kv_bytes(const Gemma3Config& c, int64_t l, int64_t n_ctx, int n_seq
 }
 
 size_t gpu_bytes_for_layers(const ModelWeights& w, int64_t n_ctx, int n_seq, GgmlType kv_type, int64_t n_batch,
-                            int64_t layers) {
-  size_t b = fixed_gpu_bytes(w, n_ctx, n_seq, kv_type, n_batch);
+                            int64_t layers, const WeightBytes& bytes) {
+  size_t b = fixed_gpu_bytes(w, n_ctx, n_seq, kv_type, n_batch, bytes);
   for (int64_t l = 0; l < std::min(layers, w.config.n_layers); ++l)
-    b += layer_weight_bytes(w, l) + layer_kv_bytes(w.config, l, n_ctx, n_seq, kv_type);
+    b += layer_weight_bytes(w, l, bytes) + layer_kv_bytes(w.config, l, n_ctx, n_seq, kv_type);
   return b;
 }
 
 GpuPlan plan_gpu_layers(const ModelWeights& w, int64_t n_ctx, int n_seq, GgmlType kv_type, int64_t n_batch,
-                        size_t budget) {
+                        size_t budget, const WeightBytes& bytes) {
   const Gemma3Config& c = w.config;
   GpuPlan p;
-  p.fixed = fixed_gpu_bytes(w, n_ctx, n_seq, kv_type, n_batch);
+  p.fixed = fixed_gpu_bytes(w, n_ctx, n_seq, kv_type, n_batch, bytes);
   if (p.fixed > budget)
     fail("--gpu-memory {} cannot hold even the embedding table and activations ({}); give more or use --device cpu",
          format_bytes(budget), format_bytes(p.fixed));
   p.bytes = p.fixed;
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    const size_t layer = layer_weight_bytes(w, l) + layer_kv_bytes(c, l, n_ctx, n_seq, kv_type);
+    const size_t layer = layer_weight_bytes(w, l, bytes) + layer_kv_bytes(c, l, n_ctx, n_seq, kv_type);
     p.per_layer = std::max(p.per_layer, layer);
     if (p.bytes + layer > budget) break;
     p.bytes += layer;

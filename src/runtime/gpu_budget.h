@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "core/types.h"
@@ -13,6 +14,10 @@ namespace unicorn {
 // "24G", "24GiB", "16000M", "8.5GB", "1073741824": binary units (K, M, G, T = 2^10.. with or
 // without "iB"/"B"; "GB" is taken as GiB too, as nvidia-smi's MiB are). Throws Error naming the text.
 size_t parse_size(const std::string& text);
+
+// Bytes a weight takes on the GPU (Backend::weight_device_bytes: its layout there, e.g. CUDA pads
+// Q6_K blocks); empty: the file's bytes.
+using WeightBytes = std::function<size_t(const WeightTensor&)>;
 
 struct GpuPlan {
   int64_t layers = 0;    // leading layers on the GPU (n_layers: all, the output head too)
@@ -26,12 +31,12 @@ struct GpuPlan {
 // on the GPU the output head is there too (the tied embedding, already counted). Throws Error
 // when not even the embedding fits.
 GpuPlan plan_gpu_layers(const ModelWeights& w, int64_t n_ctx, int n_seq, GgmlType kv_type, int64_t n_batch,
-                        size_t budget);
+                        size_t budget, const WeightBytes& bytes = {});
 
 // Bytes of layer l's keys and values for n_seq slots of n_ctx positions.
 size_t layer_kv_bytes(const Gemma3Config& c, int64_t l, int64_t n_ctx, int n_seq, GgmlType kv_type);
 // What the plan above counts for the first `layers` layers on the GPU.
 size_t gpu_bytes_for_layers(const ModelWeights& w, int64_t n_ctx, int n_seq, GgmlType kv_type, int64_t n_batch,
-                            int64_t layers);
+                            int64_t layers, const WeightBytes& bytes = {});
 
 }  // namespace unicorn

@@ -265,6 +265,17 @@ void CudaBackend::copy_to_host(const Act& src, float* dst) {
 
 void CudaBackend::synchronize() { check(cudaStreamSynchronize(stream_), "waiting for the stream"); }
 
+size_t CudaBackend::weight_device_bytes(const WeightTensor& w) const {
+  // The uploaded layout (weight_upload.cpp: Q6_K blocks padded to 224 bytes, each weight aligned).
+  // A type or shape it cannot hold is refused later, by name, where the model checks its weights.
+  if (!weight_type_supported(w.type)) return w.nbytes();
+  try {
+    return device_bytes(w);
+  } catch (const Error&) {
+    return w.nbytes();
+  }
+}
+
 double CudaBackend::copy_bandwidth(size_t bytes) {
   // Two plain allocations (not the grow-only scratch), freed on every way out. A device without
   // room for them gets 0, not an error: the bench then leaves the roofline out.

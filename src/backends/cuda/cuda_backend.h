@@ -37,6 +37,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<LayerKv> create_kv(const LayerKvSpec& spec) override;
   void synchronize() override;
   double copy_bandwidth(size_t bytes) override;
+  size_t weight_device_bytes(const WeightTensor& w) const override;
 
   void embed(const WeightTensor& table, std::span<const int32_t> tokens, float scale, Act& out) override;
   void matmul(const WeightTensor& w, const Act& x, Act& y) override;

@@ -5,6 +5,7 @@
 #include "model/synthetic.h"
 #include "runtime/gpu_budget.h"
 #include "runtime/kv_cache.h"
+#include "runtime/memory.h"
 
 using namespace unicorn;
 
@@ -70,4 +71,17 @@ TEST(GpuBudget, PlanCountsTheBackendsOwnWeightLayout) {
   const WeightBytes file = [](const WeightTensor& t) { return t.nbytes(); };
   EXPECT_EQ(gpu_bytes_for_layers(*w, n_ctx, 1, GgmlType::F16, n_batch, 7, file),
             gpu_bytes_for_layers(*w, n_ctx, 1, GgmlType::F16, n_batch, 7));
+}
+
+TEST(GpuBudget, ManyLogitRowsPerCallAreBudgeted) {
+  // Perplexity takes the logits of every token of a batch at once (EngineOptions::logit_rows):
+  // the estimate and the GPU plan count those rows, not only the one generation needs.
+  std::shared_ptr<ModelWeights> w = make_synthetic_model("270m", "q8_0", 3);
+  const Gemma3Config& c = w->config;
+  const int64_t n_ctx = 1024, n_batch = 256;
+  const size_t extra = static_cast<size_t>((n_batch - 1) * c.vocab_size) * sizeof(float);
+  EXPECT_EQ(estimate_memory(*w, n_ctx, 1, GgmlType::F16, n_batch, n_batch).scratch,
+            estimate_memory(*w, n_ctx, 1, GgmlType::F16, n_batch).scratch + extra);
+  EXPECT_EQ(gpu_bytes_for_layers(*w, n_ctx, 1, GgmlType::F16, n_batch, 3, {}, n_batch),
+            gpu_bytes_for_layers(*w, n_ctx, 1, GgmlType::F16, n_batch, 3) + extra);
 }

@@ -16,6 +16,7 @@ class PerplexityCommand final : public Command {
   }
 
   int run() override {
+    mo_.logit_rows = mo_.batch;  // every token of a batch is scored: its logits come back together
     auto e = open_engine(mo_);
     const Tokenizer& tok = e->tokenizer();
     std::string text = read_file(file_);

@@ -17,6 +17,7 @@ struct ModelOptions {
   int threads = 0;
   int64_t ctx = 4096;
   int64_t batch = 512;
+  int64_t logit_rows = 1;  // set by commands that ask for many logit rows per call (EngineOptions)
   std::string kv_type = "f16";
   std::string precision = "fast";
   std::string device = "auto";

@@ -55,7 +55,7 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& opt_in) {
   if (opt.n_batch <= 0) fail("batch size must be positive (got {})", opt.n_batch);
   if (opt.n_threads < 0) fail("thread count must be positive (got {})", opt.n_threads);
 
-  e->mem_ = estimate_memory(*e->weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch);
+  e->mem_ = estimate_memory(*e->weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, opt.logit_rows);
   const MatmulPrecision prec = opt.precision == "exact" ? MatmulPrecision::Exact : MatmulPrecision::Fast;
   e->backends_.push_back(make_backend(opt.device, opt.n_threads, prec));
   Placement pl = Placement::all_on(e->backends_[0].get(), c.n_layers);
@@ -64,7 +64,7 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& opt_in) {
     if (e->backends_[0]->name() == "cpu")
       fail("--gpu-memory {} needs a GPU device, but the chosen device is the CPU", opt.gpu_memory);
     const GpuPlan plan = plan_gpu_layers(*e->weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch,
-                                         parse_size(opt.gpu_memory), e->weight_bytes_on(0));
+                                         parse_size(opt.gpu_memory), e->weight_bytes_on(0), opt.logit_rows);
     opt.gpu_layers = plan.layers;
   }
   e->gpu_layers_ = c.n_layers;
@@ -105,14 +105,17 @@ void Engine::check_memory(const EngineOptions& opt, const Gemma3Config& c) const
   if (!gpu || n_gpu == 0) return;  // no layer on the GPU: the embedding and head are on the CPU too
   const size_t free = cuda_free_memory(*backends_[0]);
   const WeightBytes bytes = weight_bytes_on(0);
-  const size_t need = gpu_bytes_for_layers(*weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, n_gpu, bytes);
+  const size_t need =
+      gpu_bytes_for_layers(*weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, n_gpu, bytes, opt.logit_rows);
   if (need > free) {
-    if (free < gpu_bytes_for_layers(*weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, 0, bytes))
+    if (free <
+        gpu_bytes_for_layers(*weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, 0, bytes, opt.logit_rows))
       fail(
           "not enough GPU memory on {}: {} is free, less than the embedding table and activations need; use --device "
           "cpu",
           backends_[0]->name(), format_bytes(free));
-    const GpuPlan fit = plan_gpu_layers(*weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, free, bytes);
+    const GpuPlan fit =
+        plan_gpu_layers(*weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, free, bytes, opt.logit_rows);
     fail(
         "not enough GPU memory on {}: {} layers with a {}-token KV cache need {}, but {} is free; use --gpu-layers {} "
         "(or --gpu-memory) to run the rest on the CPU, or lower -c",

@@ -21,7 +21,8 @@ struct EngineOptions {
   int n_threads = 0;      // 0: all cores
   int64_t n_ctx = -4096;  // 0: the model's trained context; -N: N capped at it
   int n_seq = 1;
-  int64_t n_batch = 512;  // tokens per forward call when processing a prompt
+  int64_t n_batch = 512;   // tokens per forward call when processing a prompt
+  int64_t logit_rows = 1;  // the most rows of logits one forward call asks for (perplexity: n_batch)
   GgmlType kv_type = GgmlType::F16;
   std::string precision = "fast";  // CPU matmuls: "fast" (int8 activations) or "exact" (f32)
   int64_t gpu_layers = -1;         // with a GPU device: layers placed on it (the rest run on the CPU); -1: all

@@ -51,8 +51,8 @@ size_t layer_weight_bytes(const ModelWeights& w, int64_t l, const WeightBytes& b
 // Embedding table and output norm, one batch of activations (the host's estimate) and the prompt
 // GEMM's scratch: one 64 MiB decoded weight chunk, 32 MiB of cuBLAS workspace, 16-bit activations.
 size_t fixed_gpu_bytes(const ModelWeights& w, int64_t n_ctx, int n_seq, GgmlType kv_type, int64_t n_batch,
-                       const WeightBytes& bytes) {
-  const MemoryEstimate m = estimate_memory(w, n_ctx, n_seq, kv_type, n_batch);
+                       const WeightBytes& bytes, int64_t logit_rows) {
+  const MemoryEstimate m = estimate_memory(w, n_ctx, n_seq, kv_type, n_batch, logit_rows);
   const size_t gemm = (size_t{96} << 20) + static_cast<size_t>(n_batch * w.config.ffn) * 2;
   return weight_bytes(w.tok_embd, bytes) + weight_bytes(w.output_norm, bytes) + m.scratch + gemm;
 }
@@ -65,18 +65,18 @@ size_t layer_kv_bytes(const Gemma3Config& c, int64_t l, int64_t n_ctx, int n_seq
 }
 
 size_t gpu_bytes_for_layers(const ModelWeights& w, int64_t n_ctx, int n_seq, GgmlType kv_type, int64_t n_batch,
-                            int64_t layers, const WeightBytes& bytes) {
-  size_t b = fixed_gpu_bytes(w, n_ctx, n_seq, kv_type, n_batch, bytes);
+                            int64_t layers, const WeightBytes& bytes, int64_t logit_rows) {
+  size_t b = fixed_gpu_bytes(w, n_ctx, n_seq, kv_type, n_batch, bytes, logit_rows);
   for (int64_t l = 0; l < std::min(layers, w.config.n_layers); ++l)
     b += layer_weight_bytes(w, l, bytes) + layer_kv_bytes(w.config, l, n_ctx, n_seq, kv_type);
   return b;
 }
 
 GpuPlan plan_gpu_layers(const ModelWeights& w, int64_t n_ctx, int n_seq, GgmlType kv_type, int64_t n_batch,
-                        size_t budget, const WeightBytes& bytes) {
+                        size_t budget, const WeightBytes& bytes, int64_t logit_rows) {
   const Gemma3Config& c = w.config;
   GpuPlan p;
-  p.fixed = fixed_gpu_bytes(w, n_ctx, n_seq, kv_type, n_batch, bytes);
+  p.fixed = fixed_gpu_bytes(w, n_ctx, n_seq, kv_type, n_batch, bytes, logit_rows);
   if (p.fixed > budget)
     fail("--gpu-memory {} cannot hold even the embedding table and activations ({}); give more or use --device cpu",
          format_bytes(budget), format_bytes(p.fixed));

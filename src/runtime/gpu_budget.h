@@ -30,13 +30,14 @@ struct GpuPlan {
 // table and the activation scratch (the CUDA context itself is not counted). With every layer
 // on the GPU the output head is there too (the tied embedding, already counted). Throws Error
 // when not even the embedding fits.
+// logit_rows as in estimate_memory (runtime/memory.h).
 GpuPlan plan_gpu_layers(const ModelWeights& w, int64_t n_ctx, int n_seq, GgmlType kv_type, int64_t n_batch,
-                        size_t budget, const WeightBytes& bytes = {});
+                        size_t budget, const WeightBytes& bytes = {}, int64_t logit_rows = 1);
 
 // Bytes of layer l's keys and values for n_seq slots of n_ctx positions.
 size_t layer_kv_bytes(const Gemma3Config& c, int64_t l, int64_t n_ctx, int n_seq, GgmlType kv_type);
 // What the plan above counts for the first `layers` layers on the GPU.
 size_t gpu_bytes_for_layers(const ModelWeights& w, int64_t n_ctx, int n_seq, GgmlType kv_type, int64_t n_batch,
-                            int64_t layers, const WeightBytes& bytes = {});
+                            int64_t layers, const WeightBytes& bytes = {}, int64_t logit_rows = 1);
 
 }  // namespace unicorn

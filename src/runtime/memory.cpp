@@ -1,5 +1,6 @@
 #include "runtime/memory.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -9,15 +10,16 @@
 
 namespace unicorn {
 
-MemoryEstimate estimate_memory(const ModelWeights& w, int64_t n_ctx, int n_seq, GgmlType kv_type, int64_t n_batch) {
+MemoryEstimate estimate_memory(const ModelWeights& w, int64_t n_ctx, int n_seq, GgmlType kv_type, int64_t n_batch,
+                               int64_t logit_rows) {
   const Gemma3Config& c = w.config;
   MemoryEstimate m;
   m.weights = w.weight_bytes();
   m.kv = KvCache::estimate_bytes(c, n_seq, n_ctx, kv_type);
-  // Residual + norm + q/k/v/attn/o + gate/up per token of a batch, plus the logit row of the
-  // last token (generation asks for one row per forward call).
+  // Residual + norm + q/k/v/attn/o + gate/up per token of a batch, plus the logit rows asked for
+  // (generation: the last token's; perplexity: every token of a batch).
   const int64_t per_tok = 3 * c.hidden + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.ffn;
-  m.scratch = static_cast<size_t>(per_tok * n_batch + c.vocab_size) * sizeof(float);
+  m.scratch = static_cast<size_t>(per_tok * n_batch + std::max<int64_t>(1, logit_rows) * c.vocab_size) * sizeof(float);
   return m;
 }
 

@@ -167,6 +167,9 @@ class Backend {
   virtual bool replay(const std::string& /*key*/) { return false; }
   virtual void record_begin(const std::string& /*key*/) {}
   virtual bool record_end() { return true; }
+  // Ends a recording that an error interrupted (an exception between record_begin and
+  // record_end): nothing recorded is kept and the backend takes ops eagerly again.
+  virtual void record_abort() {}
   // Drops every recording (the caller's buffers moved).
   virtual void forget_recordings() {}
 };

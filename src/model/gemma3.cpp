@@ -168,7 +168,12 @@ void Gemma3Model::forward(const Batch& batch, KvCache& kv, std::vector<float>& l
       continue;
     }
     if (record) r.b->record_begin(key);
-    issue(r);
+    try {
+      issue(r);
+    } catch (...) {
+      if (record) r.b->record_abort();  // else the stream would stay in capture mode
+      throw;
+    }
     if (record && !r.b->record_end()) issue(r);
   }
   for (size_t i = 0; i < batch.size(); ++i) kv.set_seq_len(batch.seq[i], batch.pos[i] + 1);

@@ -66,6 +66,7 @@ class CudaBackend final : public Backend {
   bool replay(const std::string& key) override;
   void record_begin(const std::string& key) override;
   bool record_end() override;
+  void record_abort() override { abort_recording(); }
   void forget_recordings() override;
   struct DeviceMemory {
     size_t free = 0, total = 0;

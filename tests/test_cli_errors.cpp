@@ -232,6 +232,18 @@ TEST(CliBench, WritesJson) {
   EXPECT_NEAR(j[1]["roofline_fraction"].get<double>(), j[1]["mean"].get<double>() / ceiling, 1e-9) << r.out;
 }
 
+TEST(CliPerplexity, ABatchLargerThanTheContextIsBudgetedByTheContext) {
+  // Perplexity takes a whole call's logits at once, but a call never has more tokens than the
+  // context: -b 32768 with -c 128 must budget 128 rows of Gemma 3's 262,144 logits, not 32,768
+  // (32 GiB, refused as out of memory before the cap).
+  const std::string real = test::source_dir() + "/models/gemma-3-270m-q4_k_m.gguf";
+  if (!std::filesystem::exists(real)) GTEST_SKIP() << "skipped: no " << real;
+  const Result r = run_unicorn("perplexity -m " + real + " -f " + test::source_dir() +
+                               "/README.md --chunks 1 -c 128 -b 32768 -t 2 --device cpu");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("Final estimate: PPL = "), std::string::npos) << r.out;
+}
+
 TEST(CliBench, RooflineCanBeLeftOut) {
   const Result r = run_unicorn("bench -m " + kTiny + " -p 0 -n 4 -r 1 --no-roofline");
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -458,7 +458,7 @@ TEST_F(CudaOps, WeightsLoadedTogetherShareOneAllocationAndMatchCpu) {
 
 TEST_F(CudaOps, WeightDeviceBytesAreTheUploadedLayout) {
   // The GPU memory planner asks the backend (Backend::weight_device_bytes): Q6_K blocks are padded
-  // from 210 to 224 bytes on the device, and an unsupported shape falls back to the file's bytes.
+  // from 210 to 224 bytes on the device; Q4_0's planes take the file's bytes plus alignment.
   Rng rng(29);
   HostWeight q6 = random_weight(GgmlType::Q6_K, 64, 1024, rng), q4 = random_weight(GgmlType::Q4_0, 64, 1024, rng);
   EXPECT_GE(gpu->weight_device_bytes(q6.t), q6.t.nbytes() / 210 * 224);

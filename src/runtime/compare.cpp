@@ -71,6 +71,7 @@ std::unique_ptr<Engine> open_for_compare(const std::string& path, const CompareO
   eo.n_threads = o.threads;
   eo.n_ctx = o.n_ctx;
   eo.n_batch = o.n_ctx;
+  eo.logit_rows = o.n_ctx;  // a chunk's scored half comes back in one call
   eo.kv_type = GgmlType::F32;
   // The quality instrument measures the weights alone: f32 activations on the CPU (exact).
   eo.device = "cpu";

@@ -54,6 +54,8 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& opt_in) {
     fail("unknown precision '{}' (use fast or exact)", opt.precision);
   if (opt.n_batch <= 0) fail("batch size must be positive (got {})", opt.n_batch);
   if (opt.n_threads < 0) fail("thread count must be positive (got {})", opt.n_threads);
+  // No call returns more logit rows than it has tokens, nor more than the context holds.
+  opt.logit_rows = std::clamp<int64_t>(opt.logit_rows, 1, std::min(opt.n_batch, opt.n_ctx));
 
   e->mem_ = estimate_memory(*e->weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, opt.logit_rows);
   const MatmulPrecision prec = opt.precision == "exact" ? MatmulPrecision::Exact : MatmulPrecision::Fast;
@@ -82,13 +84,14 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& opt_in) {
   return e;
 }
 
-// Before anything is uploaded or allocated: the KV cache of the CPU layers plus scratch against
-// the host's available memory (weights are mapped from the file), and, on a GPU, what its
-// layers need (runtime/gpu_budget.h) against the device's free memory.
 WeightBytes Engine::weight_bytes_on(size_t i) const {
   const Backend* b = backends_[i].get();
   return [b](const WeightTensor& t) { return b->weight_device_bytes(t); };
 }
+
+// Before anything is uploaded or allocated: the KV cache of the CPU layers plus scratch against
+// the host's available memory (weights are mapped from the file), and, on a GPU, what its
+// layers need (runtime/gpu_budget.h) against the device's free memory.
 
 void Engine::check_memory(const EngineOptions& opt, const Gemma3Config& c) const {
   const bool gpu = backends_[0]->name() != "cpu";

@@ -8,6 +8,8 @@
 #include <new>
 #include <vector>
 
+#include <unistd.h>
+
 #include "backends/cpu/cpu_kv.h"
 #include "backends/cpu/vec_f32.h"
 #include "core/error.h"
@@ -30,8 +32,12 @@ Act CpuBackend::alloc(int64_t rows, int64_t cols) {
 double CpuBackend::copy_bandwidth(size_t bytes) {
   // The pool's threads copy contiguous chunks, as the matmuls split weight rows over them. The
   // pages are touched first, so the timed copies measure memory, not page faults.
+  // Linux overcommits, so a failed allocation would not say "no room": ask for what is free first.
+  const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (bytes == 0 || pages <= 0 || page <= 0 || static_cast<double>(pages) * static_cast<double>(page) < 4.0 * bytes)
+    return 0.0;
   std::unique_ptr<uint8_t[]> src(new (std::nothrow) uint8_t[bytes]), dst(new (std::nothrow) uint8_t[bytes]);
-  if (!src || !dst || bytes == 0) return 0.0;
+  if (!src || !dst) return 0.0;
   constexpr int64_t kGrain = int64_t{1} << 20;
   const auto copy = [&](bool fill) {
     pool_.parallel_for(

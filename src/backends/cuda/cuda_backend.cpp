@@ -222,8 +222,8 @@ void CudaBackend::load_weights(std::span<const WeightTensor* const> ws, const Up
   const DeviceMemory m = memory();  // also selects the device
   if (total > m.free)
     fail(
-        "{}: the weights need {:.2f} GiB of device memory in its layout (Q6_K blocks padded to 224 bytes); {:.2f} GiB "
-        "is free: put fewer layers on the GPU (--gpu-layers or --gpu-memory)",
+        "{}: the weights need {:.2f} GiB of device memory in its layout; {:.2f} GiB is free: put fewer layers on the "
+        "GPU (--gpu-layers or --gpu-memory)",
         name_, static_cast<double>(total) / (1 << 30), static_cast<double>(m.free) / (1 << 30));
   weight_memory_.emplace_back(total);
   auto* base = weight_memory_.back().as<uint8_t>();
@@ -290,6 +290,7 @@ double CudaBackend::copy_bandwidth(size_t bytes) {
       if (b) cudaFree(b);
     }
   } p;
+  check(cudaSetDevice(device_), "selecting the device");
   if (cudaMalloc(&p.a, bytes) != cudaSuccess || cudaMalloc(&p.b, bytes) != cudaSuccess) {
     (void)cudaGetLastError();  // clear the allocation error
     return 0.0;

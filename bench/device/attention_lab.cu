@@ -169,12 +169,7 @@ __global__ void merge(const float* partial, int n_split, float* out) {
 }  // namespace
 
 int main() {
-  int dev = 0, sms = 0;
-  CK(cudaGetDevice(&dev));
-  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  cudaDeviceProp prop;
-  CK(cudaGetDeviceProperties(&prop, dev));
-  std::printf("device %s, %d SMs, L2 %d MiB\n", prop.name, sms, prop.l2CacheSize >> 20);
+  const int sms = lab_print_device();
   cudaStream_t st;
   CK(cudaStreamCreate(&st));
   const float scale = 1.0f / std::sqrt(float(kHd));

@@ -1,7 +1,7 @@
 // Standalone lab for the one-token Q4_K matvec (27B decode shapes): compares kernel designs on
 // the device without building the engine, as matvec_lab.cu does for Q4_0. Not part of the engine
 // or its tests. Build and run (on the GPU machine):
-//   nvcc -O3 -std=c++17 -arch=sm_90a -o /tmp/kq bench/device/kquant_lab.cu && /tmp/kq
+//   nvcc -O3 -std=c++17 -arch=sm_90a -Isrc -o /tmp/kq bench/device/kquant_lab.cu && /tmp/kq
 // Data: Q4_K super-blocks as the engine uploads them (144 bytes: f16 d, f16 dmin, 12 packed
 // 6-bit scale/min bytes, 128 bytes of nibbles; spec §4.5), int8 activations with per-32
 // (d, d * sum q) pairs. Each variant is checked against a plain reference kernel, then timed over
@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/cuda/weight_formats.cuh"
 #include "lab_check.cuh"
 
 namespace {
@@ -37,20 +38,7 @@ __global__ void fill_blocks(uint8_t* p, size_t n_blocks, uint64_t seed) {
   }
 }
 
-// Scale and min of sub-block s from the 12 packed bytes (words sc[0..2]).
-__device__ __forceinline__ uint32_t byte_of(const uint32_t* w, int i) {
-  const uint32_t v = i < 4 ? w[0] : (i < 8 ? w[1] : w[2]);
-  return (v >> (8 * (i % 4))) & 0xFFu;
-}
-__device__ __forceinline__ void scale_min(const uint32_t* sc, int s, float& scale, float& min) {
-  if (s < 4) {
-    scale = static_cast<float>(byte_of(sc, s) & 63u);
-    min = static_cast<float>(byte_of(sc, s + 4) & 63u);
-  } else {
-    scale = static_cast<float>((byte_of(sc, s + 4) & 0xFu) | ((byte_of(sc, s - 4) >> 6) << 4));
-    min = static_cast<float>((byte_of(sc, s + 4) >> 4) | ((byte_of(sc, s) >> 6) << 4));
-  }
-}
+using unicorn::cuda::FormatQ4_K;
 
 struct Mat {
   const uint8_t* q;  // [rows][K / 256][144]
@@ -62,38 +50,26 @@ struct Act {
   const float2* ds;
 };
 
-// One work item: sub-blocks 2c and 2c + 1 of super-block sb (header + 32 bytes of nibbles).
-struct Raw {
-  uint4 h, a0, a1;
-};
-__device__ __forceinline__ Raw load_item(const Mat& m, int64_t row, int item) {
-  const uint8_t* blk = m.q + (row * m.nsb + item / 4) * kBlockBytes;
-  const int c = item % 4;
-  return {ld_stream(blk), ld_stream(blk + 16 + 32 * c), ld_stream(blk + 32 + 32 * c)};
+// One work item (sub-blocks 2c and 2c + 1 of super-block item / 4) through the engine's own
+// reader (weight_formats.cuh FormatQ4_K), so that the designs differ only in how they share out
+// the items.
+using Raw = FormatQ4_K::Raw;
+__device__ __forceinline__ unicorn::cuda::DeviceWeight device_weight(const Mat& m) {
+  unicorn::cuda::DeviceWeight w;
+  w.type = unicorn::GgmlType::Q4_K;
+  w.rows = m.rows, w.cols = int64_t{m.nsb} * 256, w.blocks_per_row = m.nsb,
+  w.q_row_bytes = int64_t{m.nsb} * kBlockBytes;
+  w.q = m.q;
+  return w;
 }
-__device__ __forceinline__ float dot_item(const Raw& r, int item, const Act& x) {
-  const int sb = item / 4, c = item % 4;
-  const uint32_t raw[8] = {r.a0.x, r.a0.y, r.a0.z, r.a0.w, r.a1.x, r.a1.y, r.a1.z, r.a1.w};
-  const uint32_t sc[3] = {r.h.y, r.h.z, r.h.w};
-  float s0, m0, s1, m1;
-  scale_min(sc, 2 * c, s0, m0);
-  scale_min(sc, 2 * c + 1, s1, m1);
-  const float d = __half2float(__ushort_as_half(static_cast<uint16_t>(r.h.x & 0xFFFFu)));
-  const float dmin = __half2float(__ushort_as_half(static_cast<uint16_t>(r.h.x >> 16)));
-  const int xb = sb * 8 + 2 * c;
-  const uint4* xp = reinterpret_cast<const uint4*>(x.q + xb * 32);
-  const uint4 x0a = __ldg(xp), x0b = __ldg(xp + 1), x1a = __ldg(xp + 2), x1b = __ldg(xp + 3);
-  const uint32_t xa[8] = {x0a.x, x0a.y, x0a.z, x0a.w, x0b.x, x0b.y, x0b.z, x0b.w};
-  const uint32_t xc[8] = {x1a.x, x1a.y, x1a.z, x1a.w, x1b.x, x1b.y, x1b.z, x1b.w};
-  int lo = 0, hi = 0;
-#pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    lo = __dp4a(static_cast<int>(raw[i] & 0x0F0F0F0Fu), static_cast<int>(xa[i]), lo);
-    hi = __dp4a(static_cast<int>((raw[i] >> 4) & 0x0F0F0F0Fu), static_cast<int>(xc[i]), hi);
-  }
-  const float2 ds0 = __ldg(x.ds + xb), ds1 = __ldg(x.ds + xb + 1);
-  return d * (s0 * ds0.x * static_cast<float>(lo) + s1 * ds1.x * static_cast<float>(hi)) -
-         dmin * (m0 * ds0.y + m1 * ds1.y);
+__device__ __forceinline__ Raw load_item(const Mat& m, int64_t row, int item) {
+  return FormatQ4_K::load(device_weight(m), row, item);
+}
+__device__ __forceinline__ float dot_item(const Raw& r, int item, const Mat& m, const Act& x) {
+  float acc = 0.0f;
+  FormatQ4_K::dot_raw<1>(r, item, unicorn::cuda::ActQ8{x.q, reinterpret_cast<const float*>(x.ds)}, int64_t{m.nsb} * 256,
+                         1, &acc);
+  return acc;
 }
 
 // Reference: one thread per row, decoded value by value, double accumulation.
@@ -109,7 +85,7 @@ __global__ void ref_kernel(Mat m, Act x, float* y) {
     for (int i = 0; i < 3; ++i) sc[i] = *reinterpret_cast<const uint32_t*>(blk + 4 + 4 * i);
     for (int s = 0; s < 8; ++s) {
       float scale, min;
-      scale_min(sc, s, scale, min);
+      FormatQ4_K::scale_min(sc, s, scale, min);
       const int xb = sb * 8 + s;
       long dot = 0, sum = 0;
       for (int l = 0; l < 32; ++l) {
@@ -141,7 +117,7 @@ __global__ void __launch_bounds__(128, MINB) kernel_a(Mat m, Act x, float* y) {
       if (base + 32 * u < items) r[u] = load_item(m, row, base + 32 * u);
 #pragma unroll
     for (int u = 0; u < U; ++u)
-      if (base + 32 * u < items) acc += dot_item(r[u], base + 32 * u, x);
+      if (base + 32 * u < items) acc += dot_item(r[u], base + 32 * u, m, x);
   }
   acc = warp_sum(acc);
   if (lane == 0) y[row] = acc;
@@ -165,7 +141,7 @@ __global__ void __launch_bounds__(128, MINB) kernel_w(Mat m, Act x, float* y) {
         if (base + 32 * WPR * u < items) r[u] = load_item(m, row, base + 32 * WPR * u);
 #pragma unroll
       for (int u = 0; u < U; ++u)
-        if (base + 32 * WPR * u < items) acc += dot_item(r[u], base + 32 * WPR * u, x);
+        if (base + 32 * WPR * u < items) acc += dot_item(r[u], base + 32 * WPR * u, m, x);
     }
   }
   acc = warp_sum(acc);
@@ -199,7 +175,7 @@ __global__ void __launch_bounds__(128) kernel_p(Mat m, Act x, float* y) {
       if (next + 32 * u < items) nxt[u] = load_item(m, row, next + 32 * u);
 #pragma unroll
     for (int u = 0; u < U; ++u)
-      if (base + 32 * u < items) acc += dot_item(cur[u], base + 32 * u, x);
+      if (base + 32 * u < items) acc += dot_item(cur[u], base + 32 * u, m, x);
 #pragma unroll
     for (int u = 0; u < U; ++u) cur[u] = nxt[u];
   }
@@ -232,8 +208,8 @@ __global__ void __launch_bounds__(128, MINB) kernel_g(Mat m, Act x, float* y) {
 #pragma unroll
       for (int u = 0; u < U; ++u)
         if (base + 32 * WPR * u < items) {
-          acc[0] += dot_item(r[0][u], base + 32 * WPR * u, x);
-          acc[1] += dot_item(r[1][u], base + 32 * WPR * u, x);
+          acc[0] += dot_item(r[0][u], base + 32 * WPR * u, m, x);
+          acc[1] += dot_item(r[1][u], base + 32 * WPR * u, m, x);
         }
     }
   }
@@ -262,12 +238,7 @@ struct Shape {
 }  // namespace
 
 int main() {
-  int dev = 0, sms = 0;
-  CK(cudaGetDevice(&dev));
-  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  cudaDeviceProp prop;
-  CK(cudaGetDeviceProperties(&prop, dev));
-  std::printf("device %s, %d SMs, L2 %d MiB\n", prop.name, sms, prop.l2CacheSize >> 20);
+  const int sms = lab_print_device();
   const Shape shapes[] = {{"q 5376->4096", 4096, 5376},
                           {"o 4096->5376", 5376, 4096},
                           {"gate+up 5376->43008", 43008, 5376},

@@ -41,6 +41,16 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+// The current device's name, SM count and L2 size on one line; returns the SM count.
+inline int lab_print_device() {
+  int dev = 0;
+  CK(cudaGetDevice(&dev));
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, dev));
+  std::printf("device %s, %d SMs, L2 %d MiB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
+  return prop.multiProcessorCount;
+}
+
 // Host side of the matvec labs. Random int8 activations of K values with their per-32 (d, d * sum)
 // pairs, uploaded to xq [K] and xds [K / 32].
 inline void lab_upload_activations(int K, int8_t* xq, float2* xds) {

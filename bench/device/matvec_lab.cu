@@ -381,12 +381,7 @@ struct Shape {
 };
 
 int main() {
-  int dev = 0, sms = 0;
-  CK(cudaGetDevice(&dev));
-  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  cudaDeviceProp prop;
-  CK(cudaGetDeviceProperties(&prop, dev));
-  std::printf("device %s, %d SMs, L2 %d MiB\n", prop.name, sms, prop.l2CacheSize >> 20);
+  const int sms = lab_print_device();
   const Shape shapes[] = {{"qkv 5376->8192", 8192, 5376, 1},
                           {"o 4096->5376", 5376, 4096, 1},
                           {"gate+up 5376->43008", 43008, 5376, 1},

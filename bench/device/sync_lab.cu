@@ -89,12 +89,7 @@ bool chain_ok(const int* chain, int n) {
 }  // namespace
 
 int main() {
-  int dev = 0, sms = 0;
-  CK(cudaGetDevice(&dev));
-  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  cudaDeviceProp prop;
-  CK(cudaGetDeviceProperties(&prop, dev));
-  std::printf("device %s, %d SMs\n", prop.name, sms);
+  const int sms = lab_print_device();
   constexpr int n = 2000;  // phases per measurement
   int* chain;
   unsigned *count, *generation;

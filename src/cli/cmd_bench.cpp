@@ -143,17 +143,17 @@ class BenchCommand final : public Command {
     Backend& b = *e.backends()[0];
     constexpr size_t kProbe = size_t{256} << 20;
     const double bw = b.copy_bandwidth(kProbe);
-    const double per_token = static_cast<double>(bytes_per_token(e.weights()));
-    if (bw <= 0.0 || per_token <= 0.0) {
+    const size_t per_token = bytes_per_token(e.weights());
+    if (bw <= 0.0 || per_token == 0) {
       if (format_ == "md") fmt::print("\nroofline: left out ({} could not hold the 2 x 256 MiB probe)\n", b.name());
       return;
     }
-    const double ceiling = bw / per_token;
+    const double ceiling = bw / static_cast<double>(per_token);
     if (format_ == "md")
       fmt::print(
           "\nroofline: {} copies {:.1f} GB/s (read + written, 2 x 256 MiB, best of 3); {} read per token -> at "
           "most {:.1f} tok/s\n",
-          b.name(), bw / 1e9, format_bytes(bytes_per_token(e.weights())), ceiling);
+          b.name(), bw / 1e9, format_bytes(per_token), ceiling);
     for (auto& r : out) {
       if (r["n_gen"].get<int64_t>() == 0) continue;
       const double fraction = r["mean"].get<double>() / ceiling;

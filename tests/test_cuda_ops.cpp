@@ -14,6 +14,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
 #include <thread>
 #include <tuple>
 
@@ -69,6 +70,29 @@ bool int8_activations(GgmlType t, int64_t in, int64_t T) {
 #endif
   return T <= 8 && traits(t).quantized;
 }
+
+// Flips the process-wide one-token layouts of Q4_K and Q6_K (kernels.h: one load per lane under a
+// register cap, or kUnrollOne loads) for a scope, and flips them back even if a check throws.
+class OneLoadFlip {
+ public:
+  OneLoadFlip() { flip(); }
+  ~OneLoadFlip() { flip(); }
+  OneLoadFlip(const OneLoadFlip&) = delete;
+  OneLoadFlip& operator=(const OneLoadFlip&) = delete;
+
+ private:
+  static void flip() {
+#ifdef UNICORN_HAVE_CUDA
+    for (GgmlType t : {GgmlType::Q4_K, GgmlType::Q6_K}) cuda::set_matvec_one_load(t, !cuda::matvec_one_load(t));
+#endif
+  }
+};
+
+// Token counts of the fused-matmul tests; `flip` runs that count with the other one-token layouts.
+struct TokenCase {
+  int64_t T;
+  bool flip = false;
+};
 
 int cpu_threads() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
 
@@ -247,6 +271,11 @@ TEST_P(CudaMatmul, MatchesCpuFromOneTokenToAPrompt) {
     EXPECT_LE(nmse(got, want), 5e-4) << "T=1, Q4_K rows " << (restore.split ? "in warps" : "split over a block");
   }
 #endif
+  if (c.type == GgmlType::Q4_K || c.type == GgmlType::Q6_K) {
+    OneLoadFlip flip;  // one token also with the other load layout (kernels.h)
+    const auto [got, want] = matmul_gpu_and_cpu(*gpu, *cpu, w.t, random_floats(static_cast<size_t>(c.in), rng), 1);
+    EXPECT_LE(nmse(got, want), 5e-4) << "T=1, the other one-token layout";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Cuda, CudaMatmul, ::testing::ValuesIn(matmul_cases()), matmul_name);
@@ -580,7 +609,10 @@ TEST_F(CudaOps, MixedKQuantQkvSharesOneLaunchAtModelRowCounts) {
   HostWeight wq = random_weight(GgmlType::Q4_K, 4100, in, rng), wk = random_weight(GgmlType::Q5_K, 2050, in, rng);
   HostWeight wv = random_weight(GgmlType::Q6_K, 2050, in, rng);
   for (HostWeight* w : {&wq, &wk, &wv}) gpu->load_weight(w->t);
-  for (int64_t T : {1, 2, 8}) {
+  for (const TokenCase tc : {TokenCase{1}, TokenCase{1, true}, TokenCase{2}, TokenCase{8}}) {
+    const int64_t T = tc.T;
+    std::optional<OneLoadFlip> flip;
+    if (tc.flip) flip.emplace();
     const std::vector<float> x = random_floats(static_cast<size_t>(T * in), rng);
     std::vector<float> got[3], want[3];
     int i = 0;
@@ -592,7 +624,8 @@ TEST_F(CudaOps, MixedKQuantQkvSharesOneLaunchAtModelRowCounts) {
       std::vector<float>* out = i++ == 0 ? got : want;
       out[0] = to_host(*b, q), out[1] = to_host(*b, k), out[2] = to_host(*b, v);
     }
-    for (int j = 0; j < 3; ++j) EXPECT_LE(nmse(got[j], want[j]), 5e-4) << "T=" << T << " output " << j;
+    for (int j = 0; j < 3; ++j)
+      EXPECT_LE(nmse(got[j], want[j]), 5e-4) << "T=" << T << (tc.flip ? " (other layout)" : "") << " output " << j;
   }
 }
 
@@ -669,7 +702,11 @@ TEST_F(CudaOps, FusedMatmulsShareOneQuantizedInput) {
     HostWeight wv = random_weight(types[2], 256, in, rng), wg = random_weight(type, 2048, in, rng);
     HostWeight wu = random_weight(type, 2048, in, rng);
     for (HostWeight* w : {&wq, &wk, &wv, &wg, &wu}) gpu->load_weight(w->t);
-    for (int64_t T : {1, 3, 8, 20}) {  // 20: the unfused path (tensor cores for Q4_0 and Q8_0)
+    // 20: the unfused path (tensor cores for Q4_0 and Q8_0)
+    for (const TokenCase tc : {TokenCase{1}, TokenCase{1, true}, TokenCase{3}, TokenCase{8}, TokenCase{20}}) {
+      const int64_t T = tc.T;
+      std::optional<OneLoadFlip> flip;
+      if (tc.flip) flip.emplace();
       const std::vector<float> x = random_floats(static_cast<size_t>(T * in), rng);
       std::vector<float> got[4], want[4];
       int i = 0;
@@ -688,8 +725,8 @@ TEST_F(CudaOps, FusedMatmulsShareOneQuantizedInput) {
         const GgmlType tj = types[static_cast<size_t>(j % 3)];
         const double limit = int8_activations(tj, in, T) ? 5e-4 : 1e-5;
         EXPECT_LE(nmse(got[j], want[j]), limit)
-            << type_name(tj) << " T=" << T << " output " << j << " (q, k, v, geglu) first values " << got[j][0]
-            << " vs " << want[j][0];
+            << type_name(tj) << " T=" << T << (tc.flip ? " (other layout)" : "") << " output " << j
+            << " (q, k, v, geglu) first values " << got[j][0] << " vs " << want[j][0];
       }
     }
   }

@@ -145,8 +145,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
               AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk) {
   constexpr int HD = 32 * D;
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   __shared__ float s_m[kWarps], s_l[kWarps];
   __shared__ float s_acc[kWarps][HD];
   const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
@@ -270,8 +269,7 @@ __global__ void merge_splits(const float* partial, int64_t n_heads, int64_t head
                              MergeExtras e) {
   __shared__ float f[64];
   __shared__ float total;
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   const int64_t h = blockIdx.x, i = blockIdx.y;
   const int64_t stride = head_dim + 2;
   const float* p = partial + (i * n_heads + h) * n_split * stride;
@@ -331,8 +329,7 @@ __global__ void merge_splits(const float* partial, int64_t n_heads, int64_t head
 template <bool F16>
 __global__ void kv_store(const float* k, const float* v, void* k_cache, void* v_cache, AttentionBatch b, int64_t row,
                          int64_t capacity) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   const int64_t i = blockIdx.x;
   const int seq = b.seq[i];
   // A chunk longer than the ring writes some slots twice; the later position wins, as on the CPU.

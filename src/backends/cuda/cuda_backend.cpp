@@ -138,6 +138,8 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   sm_count_ = prop.multiProcessorCount;
   static const bool kquant_split_set = [] {
     set_matvec_kquant_split(env_switch("UNICORN_CUDA_KQUANT_SPLIT", true));
+    set_matvec_one_load(GgmlType::Q4_K, env_switch("UNICORN_CUDA_ONE_LOAD_Q4K", true));
+    set_matvec_one_load(GgmlType::Q6_K, env_switch("UNICORN_CUDA_ONE_LOAD_Q6K", false));
     return true;
   }();
   (void)kquant_split_set;

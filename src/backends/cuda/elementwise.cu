@@ -11,8 +11,7 @@ constexpr int kBlock = 256;
 unsigned blocks_for(int64_t n) { return static_cast<unsigned>((n + kBlock - 1) / kBlock); }
 
 __global__ void gelu_mul(const float* gate, const float* up, float* out, int64_t n) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
   constexpr float kSqrt2OverPi = 0.7978845608028654f;
@@ -22,22 +21,19 @@ __global__ void gelu_mul(const float* gate, const float* up, float* out, int64_t
 }
 
 __global__ void add(float* x, const float* y, int64_t n) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) x[i] += y[i];
 }
 
 __global__ void softcap(float* x, int64_t n, float cap) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) x[i] = cap * tanhf(x[i] / cap);
 }
 
 __global__ void gather_rows(const float* x, int64_t cols, const int32_t* rows, float* out) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   const float* src = x + static_cast<int64_t>(rows[blockIdx.x]) * cols;
   float* dst = out + static_cast<int64_t>(blockIdx.x) * cols;
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) dst[i] = src[i];

@@ -9,8 +9,7 @@ namespace {
 
 template <class F>
 __global__ void embed(DeviceWeight table, const int32_t* tokens, float scale, float* out) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   const int64_t row = tokens[blockIdx.x];
   float* o = out + static_cast<int64_t>(blockIdx.x) * table.cols;
   for (int64_t k = 8 * static_cast<int64_t>(threadIdx.x); k < table.cols; k += 8 * blockDim.x) {

@@ -87,8 +87,7 @@ __global__ void quantize_mma(const float* x, int64_t T, int64_t K, int tiles, ui
   // Launched with PDL (launch.cuh): x is the previous kernel's output, so wait for it first. (This
   // wait was missing until session 6: a predecessor that triggers early, as rms_norm, add_norm,
   // gelu_mul and the attention merge do, let this kernel read x before it was written.)
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   const int lane = static_cast<int>(threadIdx.x % 32);
   const int64_t item = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32;
   const int64_t nb = K / 32;

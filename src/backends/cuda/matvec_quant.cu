@@ -176,20 +176,22 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
   pdl_trigger();  // after this block's stores: the next kernel may be scheduled as blocks finish
 }
 
-// F0, F1, F2: the formats of job.w[0..2] (all F0 but for the mixed K-quant job).
-template <class F0, class F1, class F2, int NT, bool GLU, int UO = 0>
-__global__ void __launch_bounds__(kWarps * 32) matvec_quant(MatvecJob job, ActQ8 x, int T) {
+// F0, F1, F2: the formats of job.w[0..2] (all F0 but for the mixed K-quant job). UO > 0: loads
+// per lane and pass of every weight whose format has a separate load. MINB > 0: blocks per SM the
+// register allocation must allow (__launch_bounds__), 0 leaves it to the compiler.
+template <class F0, class F1, class F2, int NT, bool GLU, int UO = 0, int MINB = 0>
+__global__ void __launch_bounds__(kWarps * 32, MINB) matvec_quant(MatvecJob job, ActQ8 x, int T) {
   const int64_t blk = blockIdx.x;
   const int m = job.n > 1 && blk >= job.first_block[1] ? (job.n > 2 && blk >= job.first_block[2] ? 2 : 1) : 0;
   if constexpr (std::is_same_v<F0, F1> && std::is_same_v<F0, F2>) {
     matvec_block<F0, NT, GLU, UO>(job, m, x, T);
   } else {
     if (m == 0)
-      matvec_block<F0, NT, GLU>(job, 0, x, T);
+      matvec_block<F0, NT, GLU, UO>(job, 0, x, T);
     else if (m == 1)
-      matvec_block<F1, NT, GLU>(job, 1, x, T);
+      matvec_block<F1, NT, GLU, UO>(job, 1, x, T);
     else
-      matvec_block<F2, NT, GLU>(job, 2, x, T);
+      matvec_block<F2, NT, GLU, UO>(job, 2, x, T);
   }
 }
 
@@ -201,7 +203,21 @@ inline int group_warps(int64_t rows, int64_t items, bool wide) {
   return std::max(wpr, warps_per_row(rows, kWarps));
 }
 
-std::atomic<bool> g_kquant_split{true};
+std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{false};
+
+// One token of a Q4_K (or, when set, Q6_K) weight: one load per lane and pass, with the register
+// cap that lets 8 blocks per SM run (6 for a GeGLU pair, which holds two rows' loads)
+// (bench/device/kquant_lab.cu, H100, 27B shapes: q 5376 -> 4096 9.1 us against 12.0 for 4 loads
+// per lane at 96 registers; o 4096 -> 5376 over 2 warps per row 9.6 against 10.5; the GeGLU pair
+// 50.1 against 52.3). For q4_mix's q/k/v launch this applies to its Q4_K q; its Q5_K k has no
+// separate load, and its Q6_K v keeps 2 loads per lane under the same cap.
+template <class F>
+bool one_load(int NT) {
+  if (NT != 1) return false;
+  if constexpr (std::is_same_v<F, FormatQ4_K>) return g_one_load_q4k.load(std::memory_order_relaxed);
+  if constexpr (std::is_same_v<F, FormatQ6_K>) return g_one_load_q6k.load(std::memory_order_relaxed);
+  return false;
+}
 
 template <class F, int NT, bool GLU, class F1 = F, class F2 = F>
 void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
@@ -213,17 +229,25 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   static_assert(F::kItem == F1::kItem && F::kItem == F2::kItem);
   const int64_t items = job.w[0].cols / F::kItem;
   job.wpr = group_warps(rows / R, items, kWideRows<F, NT>);
-  // Long Q4_K rows at one token (27B's down, 336 items): the row split over the whole block, one
-  // load per lane and pass (bench/device/kquant_lab.cu, H100: 21504 -> 5376 in 31.5 us against
-  // 39.4 for a warp per row with 4 loads per lane; in the engine, which gave that matrix 2 warps
-  // per row, q4_mix tg64 113.4 -> 117.6). Q5_K and Q6_K were not timed, so they keep the old layout.
-  constexpr bool kSplitCandidate =
-      NT == 1 && !GLU && std::is_same_v<F, FormatQ4_K> && std::is_same_v<F, F1> && std::is_same_v<F, F2>;
   auto* kernel = matvec_quant<F, F1, F2, NT, GLU>;
-  if constexpr (kSplitCandidate) {
-    if (g_kquant_split.load(std::memory_order_relaxed) && items >= 256) {
-      job.wpr = kWarps;
-      kernel = matvec_quant<F, F1, F2, NT, GLU, 1>;
+  constexpr bool kKQuantRaw = NT == 1 && (std::is_same_v<F, FormatQ4_K> || std::is_same_v<F, FormatQ6_K>);
+  if constexpr (kKQuantRaw) {
+    // Not Q6_K's GeGLU pair, which spills under that cap; a K-quant mix gets no cap (its Q5_K
+    // and Q6_K bodies spill under it).
+    constexpr bool kMix = !std::is_same_v<F, F1> || !std::is_same_v<F, F2>;
+    if constexpr (!GLU || !std::is_same_v<F, FormatQ6_K>)
+      if (one_load<F>(NT)) kernel = matvec_quant < F, F1, F2, NT, GLU, 1, kMix ? 0 : (GLU ? 6 : 8) > ;
+    // Long Q4_K rows at one token (27B's down, 336 items): the row split over the whole block, one
+    // load per lane and pass (kquant_lab.cu, H100: 21504 -> 5376 in 31.5 us against 39.4 for a warp
+    // per row with 4 loads per lane; in the engine, which gave that matrix 2 warps per row, q4_mix
+    // tg64 113.4 -> 117.6). Q5_K and Q6_K were not timed, so they keep the old layout.
+    constexpr bool kSplitCandidate =
+        !GLU && std::is_same_v<F, FormatQ4_K> && std::is_same_v<F, F1> && std::is_same_v<F, F2>;
+    if constexpr (kSplitCandidate) {
+      if (g_kquant_split.load(std::memory_order_relaxed) && items >= 256) {
+        job.wpr = kWarps;
+        if (!one_load<F>(NT)) kernel = matvec_quant<F, F1, F2, NT, GLU, 1>;
+      }
     }
   }
   const int64_t rows_per_block = kWarps / job.wpr * R;
@@ -314,6 +338,15 @@ cudaError_t launch_job(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
 
 void set_matvec_kquant_split(bool on) { g_kquant_split.store(on, std::memory_order_relaxed); }
 bool matvec_kquant_split() { return g_kquant_split.load(std::memory_order_relaxed); }
+void set_matvec_one_load(GgmlType t, bool on) {
+  if (t == GgmlType::Q4_K) g_one_load_q4k.store(on, std::memory_order_relaxed);
+  if (t == GgmlType::Q6_K) g_one_load_q6k.store(on, std::memory_order_relaxed);
+}
+bool matvec_one_load(GgmlType t) {
+  if (t == GgmlType::Q4_K) return g_one_load_q4k.load(std::memory_order_relaxed);
+  if (t == GgmlType::Q6_K) return g_one_load_q6k.load(std::memory_order_relaxed);
+  return false;
+}
 
 bool matvec_quant_supports(GgmlType t) {
   return t == GgmlType::Q8_0 || t == GgmlType::Q4_0 || t == GgmlType::Q5_0 || t == GgmlType::Q4_K ||

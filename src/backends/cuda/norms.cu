@@ -34,8 +34,7 @@ __device__ __forceinline__ float inv_rms(double sum_sq, int64_t n, float eps) {
 __global__ void __launch_bounds__(kThreads)
     rms_norm(const float* x, const float* w, int64_t group, float eps, float* y) {
   __shared__ double partial[kThreads / 32];
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   const int64_t base = static_cast<int64_t>(blockIdx.x) * group;
   const float* xs = x + base;
   double ss = 0.0;
@@ -52,8 +51,7 @@ __global__ void __launch_bounds__(kThreads)
                  int64_t head_dim, float eps, const float2* cs) {
   __shared__ double partial[kThreads / 32];
   __shared__ float v[512];
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   const int64_t t = blockIdx.x, head = blockIdx.y;
   const bool is_q = head < n_heads;
   float* x = is_q ? q + (t * n_heads + head) * head_dim : k + (t * n_kv_heads + (head - n_heads)) * head_dim;
@@ -103,8 +101,7 @@ __device__ __forceinline__ void quantize_row(const float4* v, int64_t n4, int64_
 __global__ void __launch_bounds__(kRowThreads)
     rms_norm_rows(const float* x, const float* w, int64_t cols, float eps, float* y) {
   __shared__ double partial[kRowThreads / 32];
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   const int64_t n4 = cols / 4, row = blockIdx.x;
   const float* xr = x + row * cols;
   float4 v[kVec], wv[kVec];
@@ -133,8 +130,7 @@ __global__ void __launch_bounds__(kRowThreads)
     add_norm(float* x, const float* o, const float* post_w, const float* next_w, int64_t cols, float eps, float* h,
              int8_t* q, float* ds) {
   __shared__ double partial[kRowThreads / 32];
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   const int64_t n4 = cols / 4, row = blockIdx.x;
   float* xr = x + row * cols;
   const float* orow = o + row * cols;

@@ -8,8 +8,7 @@ namespace unicorn::cuda {
 namespace {
 
 __global__ void quantize_q8(const float* x, int64_t n_blocks, int8_t* q, float* ds) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;  // group of 4 values
   const bool live = i < n_blocks * 8;
   quantize4_store(live ? reinterpret_cast<const float4*>(x)[i] : make_float4(0, 0, 0, 0), live, i, q, ds);

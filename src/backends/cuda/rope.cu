@@ -9,8 +9,7 @@ namespace unicorn::cuda {
 namespace {
 
 __global__ void rope_table(const int32_t* pos, int64_t T, int64_t head_dim, float base, float scale, float2* cs) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   const int64_t half = head_dim / 2;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= T * half) return;
@@ -20,8 +19,7 @@ __global__ void rope_table(const int32_t* pos, int64_t T, int64_t head_dim, floa
 }
 
 __global__ void rope(float* x, int64_t T, int64_t cols, int64_t head_dim, const float2* cs) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   const int64_t half = head_dim / 2;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= T * half) return;

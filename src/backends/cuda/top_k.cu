@@ -49,8 +49,7 @@ __device__ __forceinline__ void for_each_key(const float* z, int64_t n, F&& f) {
 }
 
 __global__ void __launch_bounds__(kThreads) top_k_rows(const float* x, int64_t cols, int64_t n, int k, float* out) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   __shared__ int hist[256];
   __shared__ int warp_total[kWarps];
   __shared__ uint32_t s_prefix;
@@ -164,8 +163,7 @@ __global__ void __launch_bounds__(kThreads) top_k_rows(const float* x, int64_t c
 // k = 1 (greedy): every block folds its columns into one 64-bit word per row, key above and
 // ~column below (so the larger word is the larger value, then the lower column), with atomicMax.
 __global__ void argmax_rows(const float* x, int64_t cols, int64_t n, unsigned long long* best) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   const int64_t row = blockIdx.y;
   const float* z = x + row * cols;
   unsigned long long m = 0;
@@ -184,8 +182,7 @@ __global__ void argmax_rows(const float* x, int64_t cols, int64_t n, unsigned lo
 }
 
 __global__ void argmax_write(const float* x, int64_t cols, const unsigned long long* best, int64_t rows, float* out) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   const int64_t row = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (row >= rows) return;
   const uint32_t col = 0xFFFFFFFFu - static_cast<uint32_t>(best[row] & 0xFFFFFFFFu);

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# A/B of a build option on the GPU machine: builds a second tree with extra CMake flags next to
+# run_gpu.sh's build/gpu (run that first), then alternates the same bench between the two.
+#   AB_FLAGS="-DUNICORN_PDL_TRIGGER_FIRST=ON" AB_BENCH="--type q4_0 -p 0 -n 64 -r 2" AB_ROUNDS=2 \
+#     bash bench/device/ab_build.sh
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+start=$(date +%s)
+cmake -S . -B build/gpu_b -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+  -DUNICORN_DEPS_DIR="$PWD/.devcarry/deps" -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON -DUNICORN_BUILD_TESTS=OFF \
+  ${AB_FLAGS:?set AB_FLAGS} > "$OUT/configure_b.log" 2>&1 || { tail -30 "$OUT/configure_b.log"; exit 1; }
+cmake --build build/gpu_b -j16 --target unicorn > "$OUT/build_b.log" 2>&1 \
+  || { grep -E "error" -A3 "$OUT/build_b.log" | head -40; exit 1; }
+rm -f "$OUT/configure_b.log" "$OUT/build_b.log"
+echo "build B ($AB_FLAGS): $(( $(date +%s) - start )) s"
+for round in $(seq "${AB_ROUNDS:-2}"); do
+  for side in A B; do
+    bin=./build/gpu/unicorn; [ "$side" = B ] && bin=./build/gpu_b/unicorn
+    echo "[$side round $round] $(timeout 150 $bin bench --synthetic 27b --device cuda --no-roofline \
+      ${AB_BENCH:---type q4_0 -p 0 -n 64 -r 2} 2>&1 | grep -E '\| (pp|tg)[0-9]' | awk -F'|' '{printf "%s:%s ", $7, $8}')"
+  done
+done

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Regression hunt on the GPU machine: builds the working tree and every source tarball in
+# .devcarry/trees/ (made here with `git archive --format=tar.gz -o .devcarry/trees/<rev>.tgz <rev>`),
+# then alternates the same `unicorn bench` between them, TREE_ROUNDS rounds.
+#   TREE_BENCH="--type q4_0 -p 32 -n 0 -r 3" TREE_ROUNDS=2 bash bench/device/compare_trees.sh
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+build() {  # source dir, build dir
+  cmake -S "$1" -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+    -DUNICORN_DEPS_DIR="$PWD/.devcarry/deps" -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON -DUNICORN_BUILD_TESTS=OFF \
+    > /tmp/configure_tree.log 2>&1 || { tail -20 /tmp/configure_tree.log; return 1; }
+  cmake --build "$2" -j16 --target unicorn > /tmp/build_tree.log 2>&1 || { grep -E "error" -A3 /tmp/build_tree.log | head -20; return 1; }
+}
+start=$(date +%s)
+names=(work); bins=(./build/gpu/unicorn)
+build . build/gpu || exit 1
+for t in .devcarry/trees/*.tgz; do
+  [ -e "$t" ] || continue
+  n=$(basename "$t" .tgz); d=/tmp/tree_$n
+  rm -rf "$d"; mkdir -p "$d"; tar -xzf "$t" -C "$d"
+  build "$d" "$d/build" && { names+=("$n"); bins+=("$d/build/unicorn"); }
+done
+echo "built ${names[*]} in $(( $(date +%s) - start )) s"
+for round in $(seq "${TREE_ROUNDS:-2}"); do
+  for i in "${!names[@]}"; do
+    echo "[${names[$i]} round $round] $(timeout 150 ${bins[$i]} bench --synthetic 27b --device cuda \
+      ${TREE_BENCH:---type q4_0 -p 32 -n 0 -r 3} 2>&1 | grep -E '\| (pp|tg)[0-9]' | awk -F'|' '{printf "%s:%s ", $7, $8}')"
+  done
+done

@@ -86,8 +86,9 @@ __device__ __forceinline__ void mma_s8(const uint32_t a[4], uint32_t b0, uint32_
 __global__ void quantize_mma(const float* x, int64_t T, int64_t K, int tiles, uint8_t* q, float* s) {
   // Launched with PDL (launch.cuh): x is the previous kernel's output, so wait for it first. (This
   // wait was missing until session 6: a predecessor that triggers early, as rms_norm, add_norm,
-  // gelu_mul and the attention merge do, let this kernel read x before it was written.)
-  pdl_enter();
+  // gelu_mul and the attention merge do, let this kernel read x before it was written.) No early
+  // trigger: the matmul after it then launches as this kernel's blocks exit.
+  pdl_wait();
   const int lane = static_cast<int>(threadIdx.x % 32);
   const int64_t item = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32;
   const int64_t nb = K / 32;

@@ -33,9 +33,11 @@ struct Result {
   std::string out;     // stdout
 };
 
-Result run_unicorn(const std::string& args, const std::string& stdin_file = "/dev/null") {
+// env: variable settings put before the command ("NAME=value ..."), for the shell.
+Result run_unicorn(const std::string& args, const std::string& stdin_file = "/dev/null", const std::string& env = "") {
   const fs::path errf = fs::temp_directory_path() / ("unicorn_cli_err_" + std::to_string(::getpid()) + ".txt");
-  const std::string cmd = std::string(UNICORN_BINARY) + " " + args + " 2>" + errf.string() + " <" + stdin_file;
+  const std::string cmd = env + (env.empty() ? "" : " ") + std::string(UNICORN_BINARY) + " " + args + " 2>" +
+                          errf.string() + " <" + stdin_file;
   Result r;
   FILE* p = popen(cmd.c_str(), "r");
   std::array<char, 4096> buf{};
@@ -173,6 +175,26 @@ TEST(CliErrors, MissingCudaDeviceSaysWhy) {
   ASSERT_EQ(check.exit_code, 0) << check.err;
   EXPECT_NE(check.out.find("CUDA: 0 device(s)\n  (" + why + ")"), std::string::npos) << check.out;
   expect_clean_error(run_unicorn("run -m " + kTiny + " --device cuda -p hi -n 1"), why);
+#endif
+}
+
+TEST(CliErrors, AutoDeviceSaysWhyItRunsOnTheCpuWhenADriverIsInstalled) {
+#ifndef UNICORN_HAVE_CUDA
+  GTEST_SKIP() << "skipped: built without CUDA";
+#else
+  const std::string note = "note: --device auto runs on the CPU";
+  if (!cuda_driver_installed()) {
+    // No driver: a CPU-only machine, where the CPU is no surprise.
+    const Result r = run_unicorn("run -m " + kTiny + " -p hi -n 1 --temp 0");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.err.find(note), std::string::npos) << r.err;
+    return;
+  }
+  // A driver but the devices hidden: the run goes on, on the CPU, and says why.
+  const Result r = run_unicorn("run -m " + kTiny + " -p hi -n 1 --temp 0", "/dev/null", "CUDA_VISIBLE_DEVICES=");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find(note), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("CUDA_VISIBLE_DEVICES=''"), std::string::npos) << r.err;
 #endif
 }
 

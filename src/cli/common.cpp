@@ -107,7 +107,9 @@ std::unique_ptr<Engine> open_engine(const ModelOptions& o) {
   eo.gpu_memory = o.gpu_memory;
   eo.device = o.device;
   eo.load_progress = LoadReporter();
-  return Engine::open(eo);
+  auto engine = Engine::open(eo);
+  if (!engine->device_note().empty()) fmt::print(stderr, "note: {}\n", engine->device_note());
+  return engine;
 }
 
 namespace {

@@ -12,14 +12,21 @@
 namespace unicorn {
 
 namespace {
-// EngineOptions::device: "auto" takes CUDA device 0 when there is one, else the CPU.
-std::unique_ptr<Backend> make_backend(const std::string& device, int n_threads, MatmulPrecision prec) {
+// EngineOptions::device: "auto" takes CUDA device 0 when there is one, else the CPU. When "auto"
+// falls back to the CPU although a CUDA driver is installed, `note` says why.
+std::unique_ptr<Backend> make_backend(const std::string& device, int n_threads, MatmulPrecision prec,
+                                      std::string& note) {
   if (device == "cpu") return std::make_unique<CpuBackend>(n_threads, prec);
   if (device != "auto" && device != "cuda" && !device.starts_with("cuda:"))
     fail("unknown device '{}' (use auto, cpu, cuda or cuda:N)", device);
 #ifdef UNICORN_HAVE_CUDA
   if (device == "auto") {
     if (cuda_device_count() > 0) return make_cuda_backend(0);
+    if (cuda_driver_installed()) {
+      const std::string why = cuda_unavailable_reason();
+      note = fmt::format("--device auto runs on the CPU: a CUDA driver is installed but no CUDA device is usable{}",
+                         why.empty() ? std::string() : " (" + why + ")");
+    }
     return std::make_unique<CpuBackend>(n_threads, prec);
   }
   int index = 0;
@@ -59,7 +66,7 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& opt_in) {
 
   e->mem_ = estimate_memory(*e->weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, opt.logit_rows);
   const MatmulPrecision prec = opt.precision == "exact" ? MatmulPrecision::Exact : MatmulPrecision::Fast;
-  e->backends_.push_back(make_backend(opt.device, opt.n_threads, prec));
+  e->backends_.push_back(make_backend(opt.device, opt.n_threads, prec, e->device_note_));
   Placement pl = Placement::all_on(e->backends_[0].get(), c.n_layers);
   if (!opt.gpu_memory.empty()) {
     if (opt.gpu_layers >= 0) fail("give --gpu-layers or --gpu-memory, not both");

@@ -52,6 +52,9 @@ class Engine {
   // Layers on the first backend when the placement was split (--gpu-layers / --gpu-memory); else
   // every layer.
   int64_t gpu_layers() const { return gpu_layers_; }
+  // Why the device choice was not what the user may expect (--device auto on the CPU although a
+  // CUDA driver is installed); empty otherwise. The front ends show it.
+  const std::string& device_note() const { return device_note_; }
 
  private:
   EngineOptions opt_;
@@ -60,6 +63,7 @@ class Engine {
   std::string tokenizer_source_;
   std::vector<std::unique_ptr<Backend>> backends_;
   int64_t gpu_layers_ = 0;
+  std::string device_note_;
   void check_memory(const EngineOptions& opt, const Gemma3Config& c) const;
   // What backend i holds per weight (Backend::weight_device_bytes), for the GPU memory planner.
   WeightBytes weight_bytes_on(size_t i) const;

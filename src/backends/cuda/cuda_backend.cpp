@@ -43,6 +43,11 @@ std::string cuda_unavailable_reason() {
   return reason;
 }
 
+bool cuda_driver_installed() {
+  int driver = 0;
+  return cudaDriverGetVersion(&driver) == cudaSuccess && driver > 0;
+}
+
 std::string cuda_device_description(int index) {
   cudaDeviceProp prop{};
   if (cudaGetDeviceProperties(&prop, index) != cudaSuccess) return "unavailable";

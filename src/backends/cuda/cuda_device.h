@@ -15,6 +15,8 @@ int cuda_device_count();
 // this build's runtime, with both versions) and CUDA_VISIBLE_DEVICES when it is set; empty when
 // the runtime reports no error.
 std::string cuda_unavailable_reason();
+// Whether a CUDA driver is installed (cudaDriverGetVersion reports one), usable or not.
+bool cuda_driver_installed();
 
 // A backend on CUDA device `index`. Throws Error naming the device when it cannot be used.
 std::unique_ptr<Backend> make_cuda_backend(int index);

@@ -7,6 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 start=$(date +%s)
+rm -f build/gpu_b/CMakeCache.txt  # no option of an earlier A/B stays behind
 cmake -S . -B build/gpu_b -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
   -DUNICORN_DEPS_DIR="$PWD/.devcarry/deps" -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON -DUNICORN_BUILD_TESTS=OFF \
   ${AB_FLAGS:?set AB_FLAGS} > "$OUT/configure_b.log" 2>&1 || { tail -30 "$OUT/configure_b.log"; exit 1; }

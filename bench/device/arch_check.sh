@@ -15,7 +15,11 @@ cmake --build "$dir" -j16 > /tmp/build_$arch.log 2>&1 || { grep -E "error" -A3 /
 echo "build (compute_$arch): $(( $(date +%s) - start )) s"
 start=$(date +%s)
 timeout 400 "./$dir/unicorn_tests" --gtest_filter='Cuda*:-CudaBench*' > "$OUT/tests_$arch.log" 2>&1
-echo "cuda tests (compute_$arch) rc=$? after $(( $(date +%s) - start )) s"
+rc=$?
+echo "cuda tests (compute_$arch) rc=$rc after $(( $(date +%s) - start )) s"
 grep -E "^\[  FAILED|^\[  PASSED|Failure|Expected|actual|Which is" "$OUT/tests_$arch.log" | head -30
-[ "${ARCH_BENCH:-1}" = 1 ] && echo "compute_$arch tg64: $(timeout 150 "./$dir/unicorn" bench --synthetic 27b --type q4_0 \
-  --device cuda --no-roofline -p 0 -n 64 -r 1 2>&1 | grep -E '\| tg' | awk -F'|' '{print $8}')"
+if [ "${ARCH_BENCH:-1}" = 1 ]; then
+  echo "compute_$arch tg64: $(timeout 150 "./$dir/unicorn" bench --synthetic 27b --type q4_0 \
+    --device cuda --no-roofline -p 0 -n 64 -r 1 2>&1 | grep -E '\| tg' | awk -F'|' '{print $8}')"
+fi
+exit $rc

@@ -13,8 +13,9 @@ build() {  # source dir, build dir
   cmake --build "$2" -j16 --target unicorn > /tmp/build_tree.log 2>&1 || { grep -E "error" -A3 /tmp/build_tree.log | head -20; return 1; }
 }
 start=$(date +%s)
-names=(work); bins=(./build/gpu/unicorn)
-build . build/gpu || exit 1
+# Its own build tree: run_gpu.sh's build/gpu keeps the tests this one leaves out.
+names=(work); bins=(./build/gpu_tree/unicorn)
+build . build/gpu_tree || exit 1
 for t in .devcarry/trees/*.tgz; do
   [ -e "$t" ] || continue
   n=$(basename "$t" .tgz); d=/tmp/tree_$n

@@ -25,7 +25,7 @@ std::unique_ptr<Backend> make_backend(const std::string& device, int n_threads, 
     if (cuda_driver_installed()) {
       const std::string why = cuda_unavailable_reason();
       note = fmt::format("--device auto runs on the CPU: a CUDA driver is installed but no CUDA device is usable{}",
-                         why.empty() ? std::string() : " (" + why + ")");
+                         why.empty() ? std::string() : ": " + why);
     }
     return std::make_unique<CpuBackend>(n_threads, prec);
   }

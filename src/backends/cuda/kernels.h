@@ -23,9 +23,11 @@ cudaError_t launch_matvec_quant(const DeviceWeight& w, ActQ8 x, int T, float* y,
 void set_matvec_kquant_split(bool on);
 bool matvec_kquant_split();
 // One token of a Q4_K or Q6_K weight (other types: no effect): one load per lane and pass under a
-// register cap of 8 blocks per SM (6 for the GeGLU pair), or the loads per lane of
-// weight_formats.cuh's kUnrollOne with no cap. Process-wide; CudaBackend sets them once from
-// UNICORN_CUDA_ONE_LOAD_Q4K (default on) and UNICORN_CUDA_ONE_LOAD_Q6K (default off).
+// register cap of 8 blocks per SM (6 for Q4_K's GeGLU pair; Q6_K's pair keeps its layout), or the
+// loads per lane of weight_formats.cuh's kUnrollOne with no cap. A K-quant q/k/v mix follows the
+// flag of its q's type, for all three bodies, without a cap (matvec_quant.cu). Process-wide;
+// CudaBackend sets them once from UNICORN_CUDA_ONE_LOAD_Q4K (default on) and
+// UNICORN_CUDA_ONE_LOAD_Q6K (default off).
 void set_matvec_one_load(GgmlType t, bool on);
 bool matvec_one_load(GgmlType t);
 // The same for job.n (1..3) weights of one width on the same input, in one launch: of one type,

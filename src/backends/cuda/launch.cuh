@@ -43,7 +43,9 @@ __device__ __forceinline__ void pdl_enter() {
 #endif
 }
 
-// Whether launches carry the PDL attribute: compute capability >= 9 and UNICORN_PDL != 0.
+// Whether launches carry the PDL attribute: compute capability >= 9, the kernels compiled for PTX
+// >= 90 (else they have no waits) and UNICORN_PDL != 0. Decided once, on the device current at
+// the first call (the engine drives one CUDA device).
 bool pdl_enabled();
 
 // Opts Kernel into `bytes` of dynamic shared memory (above the 48 KiB default) on the current

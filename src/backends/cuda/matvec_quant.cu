@@ -209,8 +209,10 @@ std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{fal
 // cap that lets 8 blocks per SM run (6 for a GeGLU pair, which holds two rows' loads)
 // (bench/device/kquant_lab.cu, H100, 27B shapes: q 5376 -> 4096 9.1 us against 12.0 for 4 loads
 // per lane at 96 registers; o 4096 -> 5376 over 2 warps per row 9.6 against 10.5; the GeGLU pair
-// 50.1 against 52.3). For q4_mix's q/k/v launch this applies to its Q4_K q; its Q5_K k has no
-// separate load, and its Q6_K v keeps 2 loads per lane under the same cap.
+// 50.1 against 52.3). A q/k/v mix follows the flag of its first weight's type (q4_mix: Q4_K), and
+// then every body with a separate load takes one per pass (its Q4_K q and Q6_K v; the Q5_K k has
+// none), with no register cap: its Q5_K and Q6_K bodies spill under one (60 registers without).
+// Q6_K's GeGLU pair keeps its old layout: it spills under the cap.
 template <class F>
 bool one_load(int NT) {
   if (NT != 1) return false;
@@ -232,11 +234,11 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   auto* kernel = matvec_quant<F, F1, F2, NT, GLU>;
   constexpr bool kKQuantRaw = NT == 1 && (std::is_same_v<F, FormatQ4_K> || std::is_same_v<F, FormatQ6_K>);
   if constexpr (kKQuantRaw) {
-    // Not Q6_K's GeGLU pair, which spills under that cap; a K-quant mix gets no cap (its Q5_K
-    // and Q6_K bodies spill under it).
+    const bool one = one_load<F>(NT);  // read once: the flag may change between launches
     constexpr bool kMix = !std::is_same_v<F, F1> || !std::is_same_v<F, F2>;
+    constexpr int kMinBlocks = kMix ? 0 : (GLU ? 6 : 8);
     if constexpr (!GLU || !std::is_same_v<F, FormatQ6_K>)
-      if (one_load<F>(NT)) kernel = matvec_quant < F, F1, F2, NT, GLU, 1, kMix ? 0 : (GLU ? 6 : 8) > ;
+      if (one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, kMinBlocks>;
     // Long Q4_K rows at one token (27B's down, 336 items): the row split over the whole block, one
     // load per lane and pass (kquant_lab.cu, H100: 21504 -> 5376 in 31.5 us against 39.4 for a warp
     // per row with 4 loads per lane; in the engine, which gave that matrix 2 warps per row, q4_mix
@@ -246,7 +248,7 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
     if constexpr (kSplitCandidate) {
       if (g_kquant_split.load(std::memory_order_relaxed) && items >= 256) {
         job.wpr = kWarps;
-        if (!one_load<F>(NT)) kernel = matvec_quant<F, F1, F2, NT, GLU, 1>;
+        if (!one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1>;
       }
     }
   }

@@ -6,7 +6,10 @@
 //   Q8_0             q: 32 int8 per block; d: f16 scale per block.
 //   Q4_0             q: the 16 nibble bytes per block; d: f16 scale per block.
 //   Q5_0             q: the 16 nibble bytes per block; qh: the 32-bit high-bit word; d: f16 scale.
-//   Q4_K             q: the 144-byte blocks as in the file (144 = 9 x 16, already aligned).
+//   Q4_K             q: the 144-byte blocks (144 = 9 x 16, already aligned), as in the file but for
+//                    the 12 scale bytes at 4..15: sub-block pair c's scale 2c, min 2c, scale
+//                    2c+1, min 2c+1 (6 bits each, from bit 0) are the 24 bits at byte 4 + 3c
+//                    (weight_formats.cuh K4PairScales: cheaper to unpack than the file's packing).
 //   Q5_K             q: the 176-byte blocks as in the file (176 = 11 x 16).
 //   Q6_K             q: the 210-byte blocks, each padded to 224 bytes so that ql, qh, scales and d
 //                    start on 16-byte boundaries (the padding shares a 32-byte sector with d and

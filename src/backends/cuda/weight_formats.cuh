@@ -239,10 +239,9 @@ struct FormatQ5_0 {
 
 // ---- 256-value K-quants -------------------------------------------------------------------------
 
-// Q4_K: 8 sub-blocks of 32, y = d*sc*q - dmin*m; sub-blocks 2c and 2c+1 share qs[32c..32c+31]
-// (low / high nibble). Scale and min of sub-block s from the 12 packed bytes (spec §4.5).
-struct FormatQ4_K {
-  static constexpr int kItem = 64;
+// The 12 scale bytes of Q4_K and Q5_K as the file packs them (spec §4.5; quant/blocks.h
+// k4_scale_min): the 6-bit scale and min of sub-block s. Q5_K is read this way on the device.
+struct K4FileScales {
   // Byte i of the 12 scale bytes; selects, not an indexed array, so nothing goes to local memory.
   static __device__ __forceinline__ uint32_t byte_of(const uint32_t* words, int i) {
     const uint32_t w = i < 4 ? words[0] : (i < 8 ? words[1] : words[2]);
@@ -257,16 +256,55 @@ struct FormatQ4_K {
       min = static_cast<float>((byte_of(sc, s + 4) >> 4) | ((byte_of(sc, s) >> 6) << 4));
     }
   }
+  static __device__ __forceinline__ void pair(const uint32_t* sc, int c, float& s0, float& m0, float& s1, float& m1) {
+    scale_min(sc, 2 * c, s0, m0);
+    scale_min(sc, 2 * c + 1, s1, m1);
+  }
+};
+
+// Q4_K's 12 scale bytes as the device holds them (repacked at upload, device_weight.h): the
+// four values of sub-block pair c (scale 2c, min 2c, scale 2c+1, min 2c+1, 6 bits each, from bit
+// 0) are the 24 bits at byte 3c, so a pair costs one funnel shift and four bit-field extracts
+// instead of the file's byte selects (the same values, so the same results).
+struct K4PairScales {
+  static __device__ __forceinline__ uint32_t field(const uint32_t* sc, int c) {
+    const uint32_t lo = c < 2 ? sc[0] : (c == 2 ? sc[1] : sc[2]);
+    const uint32_t hi = c < 2 ? sc[1] : sc[2];
+    return __funnelshift_r(lo, hi, 8 * ((3 * c) % 4));
+  }
+  static __device__ __forceinline__ void scale_min(const uint32_t* sc, int s, float& scale, float& min) {
+    const uint32_t f = field(sc, s / 2) >> (12 * (s % 2));
+    scale = static_cast<float>(f & 63u);
+    min = static_cast<float>((f >> 6) & 63u);
+  }
+  static __device__ __forceinline__ void pair(const uint32_t* sc, int c, float& s0, float& m0, float& s1, float& m1) {
+    const uint32_t f = field(sc, c);
+    s0 = static_cast<float>(f & 63u);
+    m0 = static_cast<float>((f >> 6) & 63u);
+    s1 = static_cast<float>((f >> 12) & 63u);
+    m1 = static_cast<float>((f >> 18) & 63u);
+  }
+};
+
+// Q4_K: 8 sub-blocks of 32, y = d*sc*q - dmin*m; sub-blocks 2c and 2c+1 share qs[32c..32c+31]
+// (low / high nibble). Scale and min of sub-block s from the header's scale bytes, repacked at
+// upload (K4PairScales).
+struct FormatQ4_K {
+  static constexpr int kItem = 64;
+  using Scales = K4PairScales;
+  static __device__ __forceinline__ void scale_min(const uint32_t* sc, int s, float& scale, float& min) {
+    Scales::scale_min(sc, s, scale, min);
+  }
   // Sub-blocks 2c and 2c+1 of super-block sb (quants as unsigned bytes q0, q1) against NT
   // activation rows: d * (scale * x_d * dot) - dmin * min * (x_d * sum x), per sub-block. The
-  // header word h holds d, dmin and the packed scales; Q5_K shares it.
-  template <int NT>
+  // header word h holds d, dmin and the scale bytes, read as S packs them; Q5_K shares this with
+  // the file's packing.
+  template <int NT, class S = Scales>
   static __device__ __forceinline__ void pair_dot(uint4 h, const uint32_t* q0, const uint32_t* q1, int64_t sb, int c,
                                                   ActQ8 x, int64_t K, int T, float* acc) {
     const uint32_t sc[3] = {h.y, h.z, h.w};
     float s0, m0, s1, m1;
-    scale_min(sc, 2 * c, s0, m0);
-    scale_min(sc, 2 * c + 1, s1, m1);
+    S::pair(sc, c, s0, m0, s1, m1);
     const float d = half_to_float(static_cast<uint16_t>(h.x & 0xFFFFu));
     const float dmin = half_to_float(static_cast<uint16_t>(h.x >> 16));
     const int64_t xb = sb * 8 + 2 * c;  // activation block of sub-block 2c
@@ -345,7 +383,7 @@ struct FormatQ5_K {
     const uint4 h = __ldg(reinterpret_cast<const uint4*>(blk));
     const uint32_t sc[3] = {h.y, h.z, h.w};
     float scale, min;
-    FormatQ4_K::scale_min(sc, sub, scale, min);
+    K4FileScales::scale_min(sc, sub, scale, min);
     const float dl = __fmul_rn(half_to_float(static_cast<uint16_t>(h.x & 0xFFFFu)), scale);
     const float ml = __fmul_rn(half_to_float(static_cast<uint16_t>(h.x >> 16)), min);
     const uint2 a = __ldg(reinterpret_cast<const uint2*>(blk + 48 + 32 * (sub / 2) + l));
@@ -376,7 +414,7 @@ struct FormatQ5_K {
       q0[i] = (raw[i] & 0x0F0F0F0Fu) | (((qh[i] >> (2 * c)) & 0x01010101u) << 4);
       q1[i] = ((raw[i] >> 4) & 0x0F0F0F0Fu) | (((qh[i] >> (2 * c + 1)) & 0x01010101u) << 4);
     }
-    FormatQ4_K::pair_dot<NT>(h, q0, q1, sb, c, x, K, T, acc);
+    FormatQ4_K::pair_dot<NT, K4FileScales>(h, q0, q1, sb, c, x, K, T, acc);
   }
 };
 

@@ -22,6 +22,7 @@ struct Layout {
   size_t d_off = 0;   // scale plane of the legacy 32-value formats
   int64_t q_row_bytes = 0;
   size_t quant_bytes = 0;  // bytes of quants per block of a split format (0: not split)
+  bool repack = false;     // same size as the file, rebuilt in a host image (Q4_K)
 };
 
 Layout layout_of(const WeightTensor& w) {
@@ -53,7 +54,12 @@ Layout layout_of(const WeightTensor& w) {
       l.q_row_bytes = nb * kQ6KPaddedBytes;
       l.bytes = n_blocks * kQ6KPaddedBytes;
       break;
-    default:  // float rows and Q4_K blocks are used as stored
+    case GgmlType::Q4_K:  // blocks as stored, scale bytes repacked in place
+      l.q_row_bytes = static_cast<int64_t>(w.row_stride());
+      l.bytes = w.nbytes();
+      l.repack = true;
+      break;
+    default:  // float rows (and Q5_K blocks) are used as stored
       l.q_row_bytes = static_cast<int64_t>(w.row_stride());
       l.bytes = w.nbytes();
       break;
@@ -73,6 +79,23 @@ void split_planes(const WeightTensor& w, const Layout& l, std::vector<uint8_t>& 
   }
 }
 
+// Q4_K's scale bytes in the device order (device_weight.h): pair c's four 6-bit values as the 24
+// bits at byte 3c, from the file's packing (quant/blocks.h k4_scale_min).
+void repack_q4k(const WeightTensor& w, std::vector<uint8_t>& img) {
+  std::memcpy(img.data(), w.data, img.size());
+  const size_t n_blocks = img.size() / sizeof(BlockQ4_K);
+  for (size_t i = 0; i < n_blocks; ++i) {
+    uint8_t* sc = img.data() + i * sizeof(BlockQ4_K) + offsetof(BlockQ4_K, scales);
+    uint8_t packed[kKScaleBytes] = {};
+    for (int c = 0; c < 4; ++c) {
+      const ScaleMin a = k4_scale_min(sc, 2 * c), b = k4_scale_min(sc, 2 * c + 1);
+      const uint32_t f = uint32_t{a.scale} | uint32_t{a.min} << 6 | uint32_t{b.scale} << 12 | uint32_t{b.min} << 18;
+      for (int j = 0; j < 3; ++j) packed[3 * c + j] = static_cast<uint8_t>(f >> (8 * j));
+    }
+    std::memcpy(sc, packed, kKScaleBytes);
+  }
+}
+
 }  // namespace
 
 size_t device_bytes(const WeightTensor& w) { return align_up(layout_of(w).bytes); }
@@ -87,7 +110,7 @@ DeviceWeight upload_weight_to(const WeightTensor& w, void* dst) {
   v.q_row_bytes = l.q_row_bytes;
   // The formats whose layout differs from the file's are rebuilt in a host image first.
   std::vector<uint8_t> img;
-  if (l.quant_bytes > 0 || w.type == GgmlType::Q6_K) img.assign(l.bytes, 0);
+  if (l.quant_bytes > 0 || l.repack || w.type == GgmlType::Q6_K) img.assign(l.bytes, 0);
   switch (w.type) {
     case GgmlType::Q8_0:
       split_planes<BlockQ8_0>(w, l, img);
@@ -104,6 +127,9 @@ DeviceWeight upload_weight_to(const WeightTensor& w, void* dst) {
         std::memcpy(img.data() + i * kQ6KPaddedBytes, w.data + i * sizeof(BlockQ6_K), sizeof(BlockQ6_K));
       break;
     }
+    case GgmlType::Q4_K:
+      repack_q4k(w, img);
+      break;
     default:
       break;
   }

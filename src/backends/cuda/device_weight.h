@@ -10,7 +10,7 @@
 //                    the 12 scale bytes at 4..15: sub-block pair c's scale 2c, min 2c, scale
 //                    2c+1, min 2c+1 (6 bits each, from bit 0) are the 24 bits at byte 4 + 3c
 //                    (weight_formats.cuh K4PairScales: cheaper to unpack than the file's packing).
-//   Q5_K             q: the 176-byte blocks as in the file (176 = 11 x 16).
+//   Q5_K             q: the 176-byte blocks (176 = 11 x 16), scale bytes repacked as Q4_K's.
 //   Q6_K             q: the 210-byte blocks, each padded to 224 bytes so that ql, qh, scales and d
 //                    start on 16-byte boundaries (the padding shares a 32-byte sector with d and
 //                    is never loaded, so it costs no bandwidth).

@@ -22,7 +22,7 @@ struct Layout {
   size_t d_off = 0;   // scale plane of the legacy 32-value formats
   int64_t q_row_bytes = 0;
   size_t quant_bytes = 0;  // bytes of quants per block of a split format (0: not split)
-  bool repack = false;     // same size as the file, rebuilt in a host image (Q4_K)
+  bool repack = false;     // same size as the file, rebuilt in a host image (Q4_K, Q5_K)
 };
 
 Layout layout_of(const WeightTensor& w) {
@@ -55,11 +55,12 @@ Layout layout_of(const WeightTensor& w) {
       l.bytes = n_blocks * kQ6KPaddedBytes;
       break;
     case GgmlType::Q4_K:  // blocks as stored, scale bytes repacked in place
+    case GgmlType::Q5_K:
       l.q_row_bytes = static_cast<int64_t>(w.row_stride());
       l.bytes = w.nbytes();
       l.repack = true;
       break;
-    default:  // float rows (and Q5_K blocks) are used as stored
+    default:  // float rows are used as stored
       l.q_row_bytes = static_cast<int64_t>(w.row_stride());
       l.bytes = w.nbytes();
       break;
@@ -79,13 +80,14 @@ void split_planes(const WeightTensor& w, const Layout& l, std::vector<uint8_t>& 
   }
 }
 
-// Q4_K's scale bytes in the device order (device_weight.h): pair c's four 6-bit values as the 24
-// bits at byte 3c, from the file's packing (quant/blocks.h k4_scale_min).
-void repack_q4k(const WeightTensor& w, std::vector<uint8_t>& img) {
+// Q4_K's and Q5_K's scale bytes in the device order (device_weight.h): pair c's four 6-bit values
+// as the 24 bits at byte 3c, from the file's packing (quant/blocks.h k4_scale_min).
+template <class Block>
+void repack_k4_scales(const WeightTensor& w, std::vector<uint8_t>& img) {
   std::memcpy(img.data(), w.data, img.size());
-  const size_t n_blocks = img.size() / sizeof(BlockQ4_K);
+  const size_t n_blocks = img.size() / sizeof(Block);
   for (size_t i = 0; i < n_blocks; ++i) {
-    uint8_t* sc = img.data() + i * sizeof(BlockQ4_K) + offsetof(BlockQ4_K, scales);
+    uint8_t* sc = img.data() + i * sizeof(Block) + offsetof(Block, scales);
     uint8_t packed[kKScaleBytes] = {};
     for (int c = 0; c < 4; ++c) {
       const ScaleMin a = k4_scale_min(sc, 2 * c), b = k4_scale_min(sc, 2 * c + 1);
@@ -128,7 +130,10 @@ DeviceWeight upload_weight_to(const WeightTensor& w, void* dst) {
       break;
     }
     case GgmlType::Q4_K:
-      repack_q4k(w, img);
+      repack_k4_scales<BlockQ4_K>(w, img);
+      break;
+    case GgmlType::Q5_K:
+      repack_k4_scales<BlockQ5_K>(w, img);
       break;
     default:
       break;

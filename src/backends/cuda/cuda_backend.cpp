@@ -145,6 +145,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     set_matvec_kquant_split(env_switch("UNICORN_CUDA_KQUANT_SPLIT", true));
     set_matvec_one_load(GgmlType::Q4_K, env_switch("UNICORN_CUDA_ONE_LOAD_Q4K", true));
     set_matvec_one_load(GgmlType::Q6_K, env_switch("UNICORN_CUDA_ONE_LOAD_Q6K", false));
+    set_matvec_shared_act(env_switch("UNICORN_CUDA_SHARED_ACT", true));
     return true;
   }();
   (void)kquant_split_set;

@@ -30,6 +30,11 @@ bool matvec_kquant_split();
 // UNICORN_CUDA_ONE_LOAD_Q6K (default off).
 void set_matvec_one_load(GgmlType t, bool on);
 bool matvec_one_load(GgmlType t);
+// One token, two weight rows per warp group (a GeGLU pair; Q4_0/Q8_0 row pairs): the rows share
+// each activation load (true, the default) or load it once each. Process-wide; CudaBackend sets
+// it once from UNICORN_CUDA_SHARED_ACT.
+void set_matvec_shared_act(bool on);
+bool matvec_shared_act();
 // The same for job.n (1..3) weights of one width on the same input, in one launch: of one type,
 // or a K-quant mix of q, k, v (Q4_K/Q5_K/Q6_K as in q4_mix, Q4_K/Q4_K/Q6_K, Q5_K/Q5_K/Q6_K), as
 // matvec_multi_supports says.

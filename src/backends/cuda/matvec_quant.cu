@@ -72,7 +72,9 @@ constexpr int unroll() {
 // evenly and the memory pipe stays full (bench/device/matvec_lab.cu, H100: 27B Q4_0 layer
 // 87 vs 97 us for one warp per row with 8 items per lane).
 // One block's rows of weight m (of format F). UO > 0 overrides the loads per lane and pass.
-template <class F, int NT, bool GLU, int UO = 0>
+// SA: the P rows of a group share each activation load (F::dot_rows) instead of loading it once
+// per row (F::dot_raw); one token only.
+template <class F, int NT, bool GLU, int UO = 0, bool SA = false>
 __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 x, int T) {
   constexpr int R = rows_per_group<F, NT, GLU>();
   constexpr int P = GLU ? 2 : R;  // weight rows read per group
@@ -123,9 +125,16 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
         for (int u = 0; u < U; ++u) {
           const int64_t it = base + step * u;
           if (it < items) {
+            if constexpr (SA && P > 1) {
+              typename F::Raw rows[P];
 #pragma unroll
-            for (int p = 0; p < P; ++p)
-              if (live[p]) F::template dot_raw<NT>(raw[p][u], it, x, K, T, acc[p]);
+              for (int p = 0; p < P; ++p) rows[p] = live[p] ? raw[p][u] : typename F::Raw{};  // dead: not stored
+              F::template dot_rows<NT, P>(rows, it, x, K, T, acc);
+            } else {
+#pragma unroll
+              for (int p = 0; p < P; ++p)
+                if (live[p]) F::template dot_raw<NT>(raw[p][u], it, x, K, T, acc[p]);
+            }
           }
         }
       }
@@ -179,12 +188,12 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
 // F0, F1, F2: the formats of job.w[0..2] (all F0 but for the mixed K-quant job). UO > 0: loads
 // per lane and pass of every weight whose format has a separate load. MINB > 0: blocks per SM the
 // register allocation must allow (__launch_bounds__), 0 leaves it to the compiler.
-template <class F0, class F1, class F2, int NT, bool GLU, int UO = 0, int MINB = 0>
+template <class F0, class F1, class F2, int NT, bool GLU, int UO = 0, int MINB = 0, bool SA = false>
 __global__ void __launch_bounds__(kWarps * 32, MINB) matvec_quant(MatvecJob job, ActQ8 x, int T) {
   const int64_t blk = blockIdx.x;
   const int m = job.n > 1 && blk >= job.first_block[1] ? (job.n > 2 && blk >= job.first_block[2] ? 2 : 1) : 0;
   if constexpr (std::is_same_v<F0, F1> && std::is_same_v<F0, F2>) {
-    matvec_block<F0, NT, GLU, UO>(job, m, x, T);
+    matvec_block<F0, NT, GLU, UO, SA>(job, m, x, T);
   } else {
     if (m == 0)
       matvec_block<F0, NT, GLU, UO>(job, 0, x, T);
@@ -203,7 +212,7 @@ inline int group_warps(int64_t rows, int64_t items, bool wide) {
   return std::max(wpr, warps_per_row(rows, kWarps));
 }
 
-std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{false};
+std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{false}, g_shared_act{true};
 
 // One token of a Q4_K (or, when set, Q6_K) weight: one load per lane and pass, with the register
 // cap that lets 8 blocks per SM run (6 for a GeGLU pair, which holds two rows' loads)
@@ -221,6 +230,33 @@ bool one_load(int NT) {
   return false;
 }
 
+// The kernel for a job, given its group's warps in job.wpr (which the Q4_K split may raise).
+template <class F, int NT, bool GLU, class F1, class F2, bool SA>
+auto pick_kernel(MatvecJob& job, int64_t items) {
+  auto* kernel = matvec_quant<F, F1, F2, NT, GLU, 0, 0, SA>;
+  constexpr bool kKQuantRaw = NT == 1 && (std::is_same_v<F, FormatQ4_K> || std::is_same_v<F, FormatQ6_K>);
+  if constexpr (kKQuantRaw) {
+    const bool one = one_load<F>(NT);  // read once: the flag may change between launches
+    constexpr bool kMix = !std::is_same_v<F, F1> || !std::is_same_v<F, F2>;
+    constexpr int kMinBlocks = kMix ? 0 : (GLU ? 6 : 8);
+    if constexpr (!GLU || !std::is_same_v<F, FormatQ6_K>)
+      if (one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, kMinBlocks, SA>;
+    // Long Q4_K rows at one token (27B's down, 336 items): the row split over the whole block, one
+    // load per lane and pass (kquant_lab.cu, H100: 21504 -> 5376 in 31.5 us against 39.4 for a warp
+    // per row with 4 loads per lane; in the engine, which gave that matrix 2 warps per row, q4_mix
+    // tg64 113.4 -> 117.6). Q5_K and Q6_K were not timed, so they keep the old layout.
+    constexpr bool kSplitCandidate =
+        !GLU && std::is_same_v<F, FormatQ4_K> && std::is_same_v<F, F1> && std::is_same_v<F, F2>;
+    if constexpr (kSplitCandidate) {
+      if (g_kquant_split.load(std::memory_order_relaxed) && items >= 256) {
+        job.wpr = kWarps;
+        if (!one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA>;
+      }
+    }
+  }
+  return kernel;
+}
+
 template <class F, int NT, bool GLU, class F1 = F, class F2 = F>
 void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   int64_t rows = 0;
@@ -231,27 +267,13 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   static_assert(F::kItem == F1::kItem && F::kItem == F2::kItem);
   const int64_t items = job.w[0].cols / F::kItem;
   job.wpr = group_warps(rows / R, items, kWideRows<F, NT>);
-  auto* kernel = matvec_quant<F, F1, F2, NT, GLU>;
-  constexpr bool kKQuantRaw = NT == 1 && (std::is_same_v<F, FormatQ4_K> || std::is_same_v<F, FormatQ6_K>);
-  if constexpr (kKQuantRaw) {
-    const bool one = one_load<F>(NT);  // read once: the flag may change between launches
-    constexpr bool kMix = !std::is_same_v<F, F1> || !std::is_same_v<F, F2>;
-    constexpr int kMinBlocks = kMix ? 0 : (GLU ? 6 : 8);
-    if constexpr (!GLU || !std::is_same_v<F, FormatQ6_K>)
-      if (one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, kMinBlocks>;
-    // Long Q4_K rows at one token (27B's down, 336 items): the row split over the whole block, one
-    // load per lane and pass (kquant_lab.cu, H100: 21504 -> 5376 in 31.5 us against 39.4 for a warp
-    // per row with 4 loads per lane; in the engine, which gave that matrix 2 warps per row, q4_mix
-    // tg64 113.4 -> 117.6). Q5_K and Q6_K were not timed, so they keep the old layout.
-    constexpr bool kSplitCandidate =
-        !GLU && std::is_same_v<F, FormatQ4_K> && std::is_same_v<F, F1> && std::is_same_v<F, F2>;
-    if constexpr (kSplitCandidate) {
-      if (g_kquant_split.load(std::memory_order_relaxed) && items >= 256) {
-        job.wpr = kWarps;
-        if (!one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1>;
-      }
-    }
-  }
+  // One token of a format with a separate load and 2 rows per group (a GeGLU pair, or a pair of
+  // rows of the 32-value formats): the rows share each activation load, or (shared_act off)
+  // load it once per row.
+  constexpr bool kShareable = NT == 1 && (GLU || R > 1) && HasRaw<F> && std::is_same_v<F, F1> && std::is_same_v<F, F2>;
+  auto* kernel = pick_kernel<F, NT, GLU, F1, F2, false>(job, items);
+  if constexpr (kShareable)
+    if (g_shared_act.load(std::memory_order_relaxed)) kernel = pick_kernel<F, NT, GLU, F1, F2, true>(job, items);
   const int64_t rows_per_block = kWarps / job.wpr * R;
   int64_t blocks = 0;
   const int n = GLU ? 1 : job.n;
@@ -344,6 +366,8 @@ void set_matvec_one_load(GgmlType t, bool on) {
   if (t == GgmlType::Q4_K) g_one_load_q4k.store(on, std::memory_order_relaxed);
   if (t == GgmlType::Q6_K) g_one_load_q6k.store(on, std::memory_order_relaxed);
 }
+void set_matvec_shared_act(bool on) { g_shared_act.store(on, std::memory_order_relaxed); }
+bool matvec_shared_act() { return g_shared_act.load(std::memory_order_relaxed); }
 bool matvec_one_load(GgmlType t) {
   if (t == GgmlType::Q4_K) return g_one_load_q4k.load(std::memory_order_relaxed);
   if (t == GgmlType::Q6_K) return g_one_load_q6k.load(std::memory_order_relaxed);

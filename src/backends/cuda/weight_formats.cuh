@@ -118,19 +118,38 @@ struct FormatQ8_0 {
     const uint8_t* p = w.q + r * w.q_row_bytes + b * 32;
     return {ldw16(p), ldw16(p + 16), ldw2(w.d + r * w.blocks_per_row + b)};
   }
-  template <int NT>
-  static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t b, ActQ8 x, int64_t K, int T, float* acc) {
-    const uint32_t q[8] = {raw.a0.x, raw.a0.y, raw.a0.z, raw.a0.w, raw.a1.x, raw.a1.y, raw.a1.z, raw.a1.w};
-    const float d = half_to_float(raw.d);
+  // P rows' items at the same position against NT activation rows: each activation load serves
+  // all P rows (matvec_quant.cu's row pairs). acc[p][t].
+  template <int NT, int P>
+  static __device__ __forceinline__ void dot_rows(const Raw* raw, int64_t b, ActQ8 x, int64_t K, int T,
+                                                  float (*acc)[NT]) {
+    uint32_t q[P][8];
+    float d[P];
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      const Raw& r = raw[p];
+      const uint32_t v[8] = {r.a0.x, r.a0.y, r.a0.z, r.a0.w, r.a1.x, r.a1.y, r.a1.z, r.a1.w};
+#pragma unroll
+      for (int i = 0; i < 8; ++i) q[p][i] = v[i];
+      d[p] = half_to_float(r.d);
+    }
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
       if (t >= T) break;
       const ActWords xa = load_act32(x.q + t * K, b * 32);
-      int s = 0;
+      const float dx = load_ds(x.ds, t * (K / 32) + b).x;
 #pragma unroll
-      for (int i = 0; i < 8; ++i) s = dot4(q[i], xa.w[i], s);
-      acc[t] += d * load_ds(x.ds, t * (K / 32) + b).x * static_cast<float>(s);
+      for (int p = 0; p < P; ++p) {
+        int s = 0;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) s = dot4(q[p][i], xa.w[i], s);
+        acc[p][t] += d[p] * dx * static_cast<float>(s);
+      }
     }
+  }
+  template <int NT>
+  static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t b, ActQ8 x, int64_t K, int T, float* acc) {
+    dot_rows<NT, 1>(&raw, b, x, K, T, reinterpret_cast<float(*)[NT]>(acc));
   }
   template <int NT>
   static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t b, ActQ8 x, int64_t K, int T,
@@ -163,28 +182,41 @@ struct FormatQ4_0 {
   static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t b) {
     return {ldw16(w.q + r * w.q_row_bytes + b * 16), ldw2(w.d + r * w.blocks_per_row + b)};
   }
-  template <int NT>
-  static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t b, ActQ8 x, int64_t K, int T, float* acc) {
+  // P rows' items at the same position (one activation load for all; FormatQ8_0::dot_rows).
+  template <int NT, int P>
+  static __device__ __forceinline__ void dot_rows(const Raw* raw, int64_t b, ActQ8 x, int64_t K, int T,
+                                                  float (*acc)[NT]) {
     // The nibbles as unsigned bytes (0..15, also valid as signed); the offset 8 comes back
     // through the activation block's sum: sum (q - 8) x = sum q x - 8 sum x.
-    const uint32_t words[4] = {raw.q.x, raw.q.y, raw.q.z, raw.q.w};
-    uint32_t q[8];
+    uint32_t q[P][8];
+    float d[P];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      q[i] = words[i] & 0x0F0F0F0Fu;
-      q[i + 4] = (words[i] >> 4) & 0x0F0F0F0Fu;
+    for (int p = 0; p < P; ++p) {
+      const uint32_t words[4] = {raw[p].q.x, raw[p].q.y, raw[p].q.z, raw[p].q.w};
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        q[p][i] = words[i] & 0x0F0F0F0Fu;
+        q[p][i + 4] = (words[i] >> 4) & 0x0F0F0F0Fu;
+      }
+      d[p] = half_to_float(raw[p].d);
     }
-    const float d = half_to_float(raw.d);
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
       if (t >= T) break;
       const ActWords xa = load_act32(x.q + t * K, b * 32);
-      int s = 0;
-#pragma unroll
-      for (int i = 0; i < 8; ++i) s = dot4(q[i], xa.w[i], s);
       const float2 ds = load_ds(x.ds, t * (K / 32) + b);
-      acc[t] += d * (ds.x * static_cast<float>(s) - 8.0f * ds.y);
+#pragma unroll
+      for (int p = 0; p < P; ++p) {
+        int s = 0;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) s = dot4(q[p][i], xa.w[i], s);
+        acc[p][t] += d[p] * (ds.x * static_cast<float>(s) - 8.0f * ds.y);
+      }
     }
+  }
+  template <int NT>
+  static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t b, ActQ8 x, int64_t K, int T, float* acc) {
+    dot_rows<NT, 1>(&raw, b, x, K, T, reinterpret_cast<float(*)[NT]>(acc));
   }
   template <int NT>
   static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t b, ActQ8 x, int64_t K, int T,
@@ -277,30 +309,44 @@ struct FormatQ4_K {
   // Sub-blocks 2c and 2c+1 of super-block sb (quants as unsigned bytes q0, q1) against NT
   // activation rows: d * (scale * x_d * dot) - dmin * min * (x_d * sum x), per sub-block. The
   // header word h holds d, dmin and the scale bytes; Q5_K shares it.
-  template <int NT>
-  static __device__ __forceinline__ void pair_dot(uint4 h, const uint32_t* q0, const uint32_t* q1, int64_t sb, int c,
-                                                  ActQ8 x, int64_t K, int T, float* acc) {
-    const uint32_t sc[3] = {h.y, h.z, h.w};
-    float s0, m0, s1, m1;
-    Scales::pair(sc, c, s0, m0, s1, m1);
-    const float d = half_to_float(static_cast<uint16_t>(h.x & 0xFFFFu));
-    const float dmin = half_to_float(static_cast<uint16_t>(h.x >> 16));
+  // The same for P rows' pairs at the same position: one activation load serves all P rows
+  // (matvec_quant.cu's row pairs). acc[p][t].
+  template <int NT, int P>
+  static __device__ __forceinline__ void pair_dot_rows(const uint4* h, const uint32_t (*q0)[8], const uint32_t (*q1)[8],
+                                                       int64_t sb, int c, ActQ8 x, int64_t K, int T, float (*acc)[NT]) {
+    float s0[P], m0[P], s1[P], m1[P], d[P], dmin[P];
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      const uint32_t sc[3] = {h[p].y, h[p].z, h[p].w};
+      Scales::pair(sc, c, s0[p], m0[p], s1[p], m1[p]);
+      d[p] = half_to_float(static_cast<uint16_t>(h[p].x & 0xFFFFu));
+      dmin[p] = half_to_float(static_cast<uint16_t>(h[p].x >> 16));
+    }
     const int64_t xb = sb * 8 + 2 * c;  // activation block of sub-block 2c
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
       if (t >= T) break;
       const ActWords x0 = load_act32(x.q + t * K, xb * 32);
       const ActWords x1 = load_act32(x.q + t * K, xb * 32 + 32);
-      int lo = 0, hi = 0;
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        lo = dot4(q0[i], x0.w[i], lo);
-        hi = dot4(q1[i], x1.w[i], hi);
-      }
       const float2 ds0 = load_ds(x.ds, t * (K / 32) + xb), ds1 = load_ds(x.ds, t * (K / 32) + xb + 1);
-      acc[t] += d * (s0 * ds0.x * static_cast<float>(lo) + s1 * ds1.x * static_cast<float>(hi)) -
-                dmin * (m0 * ds0.y + m1 * ds1.y);
+#pragma unroll
+      for (int p = 0; p < P; ++p) {
+        int lo = 0, hi = 0;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          lo = dot4(q0[p][i], x0.w[i], lo);
+          hi = dot4(q1[p][i], x1.w[i], hi);
+        }
+        acc[p][t] += d[p] * (s0[p] * ds0.x * static_cast<float>(lo) + s1[p] * ds1.x * static_cast<float>(hi)) -
+                     dmin[p] * (m0[p] * ds0.y + m1[p] * ds1.y);
+      }
     }
+  }
+  template <int NT>
+  static __device__ __forceinline__ void pair_dot(uint4 h, const uint32_t* q0, const uint32_t* q1, int64_t sb, int c,
+                                                  ActQ8 x, int64_t K, int T, float* acc) {
+    pair_dot_rows<NT, 1>(&h, reinterpret_cast<const uint32_t(*)[8]>(q0), reinterpret_cast<const uint32_t(*)[8]>(q1), sb,
+                         c, x, K, T, reinterpret_cast<float(*)[NT]>(acc));
   }
   static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
     const uint8_t* blk = w.q + r * w.q_row_bytes + (k / 256) * 144;
@@ -335,19 +381,29 @@ struct FormatQ4_K {
                                              float* acc) {
     dot_raw<NT>(load(w, r, item), item, x, K, T, acc);
   }
-  template <int NT>
-  static __device__ __forceinline__ void dot_raw(const Raw& rw, int64_t item, ActQ8 x, int64_t K, int T, float* acc) {
+  template <int NT, int P>
+  static __device__ __forceinline__ void dot_rows(const Raw* rw, int64_t item, ActQ8 x, int64_t K, int T,
+                                                  float (*acc)[NT]) {
     const int64_t sb = item / 4;
     const int c = static_cast<int>(item % 4);
-    const uint4 h = rw.h, a0 = rw.a0, a1 = rw.a1;
-    const uint32_t raw[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-    uint32_t q0[8], q1[8];  // sub-blocks 2c and 2c+1 as bytes 0..15
+    uint4 h[P];
+    uint32_t q0[P][8], q1[P][8];  // sub-blocks 2c and 2c+1 as bytes 0..15
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      q0[i] = raw[i] & 0x0F0F0F0Fu;
-      q1[i] = (raw[i] >> 4) & 0x0F0F0F0Fu;
+    for (int p = 0; p < P; ++p) {
+      h[p] = rw[p].h;
+      const uint4 a0 = rw[p].a0, a1 = rw[p].a1;
+      const uint32_t raw[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        q0[p][i] = raw[i] & 0x0F0F0F0Fu;
+        q1[p][i] = (raw[i] >> 4) & 0x0F0F0F0Fu;
+      }
     }
-    pair_dot<NT>(h, q0, q1, sb, c, x, K, T, acc);
+    pair_dot_rows<NT, P>(h, q0, q1, sb, c, x, K, T, acc);
+  }
+  template <int NT>
+  static __device__ __forceinline__ void dot_raw(const Raw& rw, int64_t item, ActQ8 x, int64_t K, int T, float* acc) {
+    dot_rows<NT, 1>(&rw, item, x, K, T, reinterpret_cast<float(*)[NT]>(acc));
   }
 };
 
@@ -438,45 +494,58 @@ struct FormatQ6_K {
                                              float* acc) {
     dot_raw<NT>(load(w, r, item), item, x, K, T, acc);
   }
-  template <int NT>
-  static __device__ __forceinline__ void dot_raw(const Raw& rw, int64_t item, ActQ8 x, int64_t K, int T, float* acc) {
+  // P rows' items at the same position (one activation load for all; FormatQ8_0::dot_rows).
+  template <int NT, int P>
+  static __device__ __forceinline__ void dot_rows(const Raw* rw, int64_t item, ActQ8 x, int64_t K, int T,
+                                                  float (*acc)[NT]) {
     const int64_t sb = item / 4;
-    const int p = static_cast<int>(item % 4), h = p / 2, s0 = p % 2;
-    const uint4 l0 = rw.l0, l1 = rw.l1, h0 = rw.h0, h1 = rw.h1, scw = rw.scw;
-    const float d = half_to_float(rw.d);
-    const uint32_t ql[8] = {l0.x, l0.y, l0.z, l0.w, l1.x, l1.y, l1.z, l1.w};
-    const uint32_t qh[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
-    const uint32_t scales[4] = {scw.x, scw.y, scw.z, scw.w};
-    uint32_t qa[8], qb[8];  // groups s0 and s0 + 2, as signed bytes q - 32
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      qa[i] = __vsub4((ql[i] & 0x0F0F0F0Fu) | (((qh[i] >> (2 * s0)) & 0x03030303u) << 4), 0x20202020u);
-      qb[i] = __vsub4(((ql[i] >> 4) & 0x0F0F0F0Fu) | (((qh[i] >> (2 * s0 + 4)) & 0x03030303u) << 4), 0x20202020u);
-    }
-    auto scale = [&](int j) {
-      const uint32_t w = j < 8 ? (j < 4 ? scales[0] : scales[1]) : (j < 12 ? scales[2] : scales[3]);
-      return static_cast<float>(static_cast<int8_t>((w >> (8 * (j % 4))) & 0xFFu));
-    };
+    const int p4 = static_cast<int>(item % 4), h = p4 / 2, s0 = p4 % 2;
     const int ja = 8 * h + 2 * s0, jb = 8 * h + 2 * (s0 + 2);  // first 16-value sub-block of each group
-    const float sa0 = scale(ja), sa1 = scale(ja + 1), sb0 = scale(jb), sb1 = scale(jb + 1);
+    uint32_t qa[P][8], qb[P][8];                               // groups s0 and s0 + 2, as signed bytes q - 32
+    float d[P], sa0[P], sa1[P], sb0[P], sb1[P];
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      const uint4 l0 = rw[p].l0, l1 = rw[p].l1, h0 = rw[p].h0, h1 = rw[p].h1, scw = rw[p].scw;
+      d[p] = half_to_float(rw[p].d);
+      const uint32_t ql[8] = {l0.x, l0.y, l0.z, l0.w, l1.x, l1.y, l1.z, l1.w};
+      const uint32_t qh[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
+      const uint32_t scales[4] = {scw.x, scw.y, scw.z, scw.w};
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        qa[p][i] = __vsub4((ql[i] & 0x0F0F0F0Fu) | (((qh[i] >> (2 * s0)) & 0x03030303u) << 4), 0x20202020u);
+        qb[p][i] = __vsub4(((ql[i] >> 4) & 0x0F0F0F0Fu) | (((qh[i] >> (2 * s0 + 4)) & 0x03030303u) << 4), 0x20202020u);
+      }
+      auto scale = [&](int j) {
+        const uint32_t w = j < 8 ? (j < 4 ? scales[0] : scales[1]) : (j < 12 ? scales[2] : scales[3]);
+        return static_cast<float>(static_cast<int8_t>((w >> (8 * (j % 4))) & 0xFFu));
+      };
+      sa0[p] = scale(ja), sa1[p] = scale(ja + 1), sb0[p] = scale(jb), sb1[p] = scale(jb + 1);
+    }
     const int64_t xa_blk = sb * 8 + 4 * h + s0, xb_blk = xa_blk + 2;
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
       if (t >= T) break;
       const ActWords xa = load_act32(x.q + t * K, xa_blk * 32);
       const ActWords xb = load_act32(x.q + t * K, xb_blk * 32);
-      int a0 = 0, a1 = 0, b0 = 0, b1 = 0;
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        a0 = dot4(qa[i], xa.w[i], a0);
-        a1 = dot4(qa[i + 4], xa.w[i + 4], a1);
-        b0 = dot4(qb[i], xb.w[i], b0);
-        b1 = dot4(qb[i + 4], xb.w[i + 4], b1);
-      }
       const float dxa = load_ds(x.ds, t * (K / 32) + xa_blk).x, dxb = load_ds(x.ds, t * (K / 32) + xb_blk).x;
-      acc[t] += d * (dxa * (sa0 * static_cast<float>(a0) + sa1 * static_cast<float>(a1)) +
-                     dxb * (sb0 * static_cast<float>(b0) + sb1 * static_cast<float>(b1)));
+#pragma unroll
+      for (int p = 0; p < P; ++p) {
+        int a0 = 0, a1 = 0, b0 = 0, b1 = 0;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          a0 = dot4(qa[p][i], xa.w[i], a0);
+          a1 = dot4(qa[p][i + 4], xa.w[i + 4], a1);
+          b0 = dot4(qb[p][i], xb.w[i], b0);
+          b1 = dot4(qb[p][i + 4], xb.w[i + 4], b1);
+        }
+        acc[p][t] += d[p] * (dxa * (sa0[p] * static_cast<float>(a0) + sa1[p] * static_cast<float>(a1)) +
+                             dxb * (sb0[p] * static_cast<float>(b0) + sb1[p] * static_cast<float>(b1)));
+      }
     }
+  }
+  template <int NT>
+  static __device__ __forceinline__ void dot_raw(const Raw& rw, int64_t item, ActQ8 x, int64_t K, int T, float* acc) {
+    dot_rows<NT, 1>(&rw, item, x, K, T, reinterpret_cast<float(*)[NT]>(acc));
   }
 };
 

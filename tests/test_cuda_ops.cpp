@@ -88,10 +88,37 @@ class OneLoadFlip {
   }
 };
 
-// Token counts of the fused-matmul tests; `flip` runs that count with the other one-token layouts.
+// Sets whether the two rows of a one-token group share their activation loads (kernels.h) for a
+// scope, and restores the setting even if a check throws.
+class SharedActSetting {
+ public:
+  explicit SharedActSetting(bool on) {
+#ifdef UNICORN_HAVE_CUDA
+    cuda::set_matvec_shared_act(on);
+#else
+    (void)on;
+#endif
+  }
+  ~SharedActSetting() {
+#ifdef UNICORN_HAVE_CUDA
+    cuda::set_matvec_shared_act(was_);
+#endif
+  }
+  SharedActSetting(const SharedActSetting&) = delete;
+  SharedActSetting& operator=(const SharedActSetting&) = delete;
+
+ private:
+#ifdef UNICORN_HAVE_CUDA
+  bool was_ = cuda::matvec_shared_act();
+#endif
+};
+
+// Token counts of the fused-matmul tests; `flip` runs that count with the other one-token layouts,
+// `unshared` with an activation load per row instead of one per row pair.
 struct TokenCase {
   int64_t T;
   bool flip = false;
+  bool unshared = false;
 };
 
 int cpu_threads() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
@@ -601,6 +628,35 @@ TEST_F(CudaOps, RopeTableIsNotTrustedAcrossARecordingReplay) {
 }
 #endif
 
+TEST_F(CudaOps, RowPairsGiveTheSameResultsWithSharedOrPerRowActivationLoads) {
+  // One token with two weight rows per warp group (Q4_0/Q8_0 row pairs; the GeGLU pairs of the
+  // formats with a separate load): one activation load per pair (the default) must give what a
+  // load per row gives, row for row, also for the last group's missing second row (odd rows).
+  Rng rng(31);
+  const int64_t in = 1024, rows = 1023;
+  std::vector<std::unique_ptr<HostWeight>> keep;  // alive: no host address comes back for another weight
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
+    for (int i = 0; i < 3; ++i) keep.push_back(std::make_unique<HostWeight>(random_weight(type, rows, in, rng)));
+    const HostWeight &w = *keep[keep.size() - 3], &g = *keep[keep.size() - 2], &u = *keep[keep.size() - 1];
+    for (const HostWeight* h : {&w, &g, &u}) gpu->load_weight(h->t);
+    const std::vector<float> x = random_floats(static_cast<size_t>(in), rng);
+    auto run = [&](bool shared) {
+      SharedActSetting setting(shared);
+      Act xa = upload(*gpu, x, 1, in), y = gpu->alloc(1, rows), gate = gpu->alloc(1, rows), up = gpu->alloc(1, rows);
+      gpu->matmul(w.t, xa, y);
+      gpu->matmul_geglu(g.t, u.t, xa, gate, up);
+      return std::pair{to_host(*gpu, y), to_host(*gpu, gate)};
+    };
+    const auto [y_shared, gate_shared] = run(true);
+    const auto [y_rows, gate_rows] = run(false);
+    EXPECT_LE(nmse(y_shared, y_rows), 1e-12) << type_name(type) << " matvec";
+    EXPECT_LE(nmse(gate_shared, gate_rows), 1e-12) << type_name(type) << " GeGLU";
+    Act xc = upload(*cpu, x, 1, in), yc = cpu->alloc(1, rows);
+    cpu->matmul(w.t, xc, yc);
+    EXPECT_LE(nmse(y_shared, to_host(*cpu, yc)), 5e-4) << type_name(type) << " matvec against the CPU";
+  }
+}
+
 TEST_F(CudaOps, MixedKQuantQkvSharesOneLaunchAtModelRowCounts) {
   // q4_mix's Q4_K q, Q5_K k, Q6_K v in one matvec launch at row counts that give several rows per
   // block, with each weight's last block partly empty before the next weight's first.
@@ -703,10 +759,13 @@ TEST_F(CudaOps, FusedMatmulsShareOneQuantizedInput) {
     HostWeight wu = random_weight(type, 2048, in, rng);
     for (HostWeight* w : {&wq, &wk, &wv, &wg, &wu}) gpu->load_weight(w->t);
     // 20: the unfused path (tensor cores for Q4_0 and Q8_0)
-    for (const TokenCase tc : {TokenCase{1}, TokenCase{1, true}, TokenCase{3}, TokenCase{8}, TokenCase{20}}) {
+    for (const TokenCase tc :
+         {TokenCase{1}, TokenCase{1, true}, TokenCase{1, false, true}, TokenCase{3}, TokenCase{8}, TokenCase{20}}) {
       const int64_t T = tc.T;
       std::optional<OneLoadFlip> flip;
       if (tc.flip) flip.emplace();
+      std::optional<SharedActSetting> shared;
+      if (tc.unshared) shared.emplace(false);
       const std::vector<float> x = random_floats(static_cast<size_t>(T * in), rng);
       std::vector<float> got[4], want[4];
       int i = 0;
@@ -725,8 +784,9 @@ TEST_F(CudaOps, FusedMatmulsShareOneQuantizedInput) {
         const GgmlType tj = types[static_cast<size_t>(j % 3)];
         const double limit = int8_activations(tj, in, T) ? 5e-4 : 1e-5;
         EXPECT_LE(nmse(got[j], want[j]), limit)
-            << type_name(tj) << " T=" << T << (tc.flip ? " (other layout)" : "") << " output " << j
-            << " (q, k, v, geglu) first values " << got[j][0] << " vs " << want[j][0];
+            << type_name(tj) << " T=" << T << (tc.flip ? " (other layout)" : "")
+            << (tc.unshared ? " (a load per row)" : "") << " output " << j << " (q, k, v, geglu) first values "
+            << got[j][0] << " vs " << want[j][0];
       }
     }
   }

@@ -2,8 +2,9 @@
 // the device without building the engine, as matvec_lab.cu does for Q4_0. Not part of the engine
 // or its tests. Build and run (on the GPU machine):
 //   nvcc -O3 -std=c++17 -arch=sm_90a -Isrc -o /tmp/kq bench/device/kquant_lab.cu && /tmp/kq
-// Data: Q4_K super-blocks as the engine uploads them (144 bytes: f16 d, f16 dmin, 12 packed
-// 6-bit scale/min bytes, 128 bytes of nibbles; spec §4.5), int8 activations with per-32
+// Data: random Q4_K super-blocks in the engine's device layout (144 bytes: f16 d, f16 dmin, 12
+// bytes of 6-bit scales/mins in the device's pair order, device_weight.h, 128 bytes of nibbles),
+// int8 activations with per-32
 // (d, d * sum q) pairs. Each variant is checked against a plain reference kernel, then timed over
 // copies of the weight that together exceed L2 (so every call reads DRAM).
 // Why (NOTES.md session 6): on an H100 the engine's Q4_K matvec (a warp per row, 64-value items,

@@ -407,8 +407,8 @@ struct FormatQ4_K {
   }
 };
 
-// Q5_K (176-byte blocks as stored: 11 x 16, aligned): as Q4_K, with bit 4 of value l of
-// sub-block s in bit s of qh[l] (header 0..15, qh 16..47, qs 48..175; spec §4.5).
+// Q5_K (176-byte blocks, 11 x 16, aligned; scale bytes repacked as Q4_K's): as Q4_K, with bit 4
+// of value l of sub-block s in bit s of qh[l] (header 0..15, qh 16..47, qs 48..175; spec §4.5).
 struct FormatQ5_K {
   static constexpr int kItem = 64;
   static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {

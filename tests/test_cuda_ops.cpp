@@ -14,7 +14,6 @@
 #include <fstream>
 #include <functional>
 #include <map>
-#include <optional>
 #include <thread>
 #include <tuple>
 
@@ -71,46 +70,49 @@ bool int8_activations(GgmlType t, int64_t in, int64_t T) {
   return T <= 8 && traits(t).quantized;
 }
 
-// Flips the process-wide one-token layouts of Q4_K and Q6_K (kernels.h: one load per lane under a
-// register cap, or kUnrollOne loads) for a scope, and flips them back even if a check throws.
-class OneLoadFlip {
+// Sets process-wide switches of the CUDA matvec (kernels.h) for a scope and puts each back when
+// the scope ends, even if a check throws. Without CUDA it does nothing.
+class MatvecSwitches {
  public:
-  OneLoadFlip() { flip(); }
-  ~OneLoadFlip() { flip(); }
-  OneLoadFlip(const OneLoadFlip&) = delete;
-  OneLoadFlip& operator=(const OneLoadFlip&) = delete;
-
- private:
-  static void flip() {
-#ifdef UNICORN_HAVE_CUDA
-    for (GgmlType t : {GgmlType::Q4_K, GgmlType::Q6_K}) cuda::set_matvec_one_load(t, !cuda::matvec_one_load(t));
-#endif
+  MatvecSwitches() = default;
+  MatvecSwitches(const MatvecSwitches&) = delete;
+  MatvecSwitches& operator=(const MatvecSwitches&) = delete;
+  ~MatvecSwitches() {
+    for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) (*it)();
   }
-};
-
-// Sets whether the two rows of a one-token group share their activation loads (kernels.h) for a
-// scope, and restores the setting even if a check throws.
-class SharedActSetting {
- public:
-  explicit SharedActSetting(bool on) {
+  // The row split of long one-token Q4_K rows.
+  void kquant_split(bool on) {
 #ifdef UNICORN_HAVE_CUDA
-    cuda::set_matvec_shared_act(on);
+    set(cuda::matvec_kquant_split(), on, [](bool v) { cuda::set_matvec_kquant_split(v); });
 #else
     (void)on;
 #endif
   }
-  ~SharedActSetting() {
+  // The one-token layouts of Q4_K and Q6_K (one load per lane under a register cap, or
+  // kUnrollOne loads), each turned to the other.
+  void flip_one_load() {
 #ifdef UNICORN_HAVE_CUDA
-    cuda::set_matvec_shared_act(was_);
+    set(cuda::matvec_one_load(GgmlType::Q4_K), !cuda::matvec_one_load(GgmlType::Q4_K),
+        [](bool v) { cuda::set_matvec_one_load(GgmlType::Q4_K, v); });
+    set(cuda::matvec_one_load(GgmlType::Q6_K), !cuda::matvec_one_load(GgmlType::Q6_K),
+        [](bool v) { cuda::set_matvec_one_load(GgmlType::Q6_K, v); });
 #endif
   }
-  SharedActSetting(const SharedActSetting&) = delete;
-  SharedActSetting& operator=(const SharedActSetting&) = delete;
+  // Whether a one-token row pair shares its activation loads.
+  void shared_act(bool on) {
+#ifdef UNICORN_HAVE_CUDA
+    set(cuda::matvec_shared_act(), on, [](bool v) { cuda::set_matvec_shared_act(v); });
+#else
+    (void)on;
+#endif
+  }
 
  private:
-#ifdef UNICORN_HAVE_CUDA
-  bool was_ = cuda::matvec_shared_act();
-#endif
+  void set(bool was, bool on, void (*setter)(bool)) {
+    undo_.push_back([setter, was] { setter(was); });
+    setter(on);
+  }
+  std::vector<std::function<void()>> undo_;
 };
 
 // Token counts of the fused-matmul tests; `flip` runs that count with the other one-token layouts,
@@ -289,17 +291,16 @@ TEST_P(CudaMatmul, MatchesCpuFromOneTokenToAPrompt) {
   if (c.in >= 16384 && c.type == GgmlType::Q4_K) {
     // One token also with the other row layout (the K-quants' warps per row, or the row split
     // over a block); the flag is process-wide, so it is restored even if the check throws.
-    struct Restore {
-      bool split = cuda::matvec_kquant_split();
-      ~Restore() { cuda::set_matvec_kquant_split(split); }
-    } restore;
-    cuda::set_matvec_kquant_split(!restore.split);
+    const bool split = cuda::matvec_kquant_split();
+    MatvecSwitches switches;
+    switches.kquant_split(!split);
     const auto [got, want] = matmul_gpu_and_cpu(*gpu, *cpu, w.t, random_floats(static_cast<size_t>(c.in), rng), 1);
-    EXPECT_LE(nmse(got, want), 5e-4) << "T=1, Q4_K rows " << (restore.split ? "in warps" : "split over a block");
+    EXPECT_LE(nmse(got, want), 5e-4) << "T=1, Q4_K rows " << (split ? "in warps" : "split over a block");
   }
 #endif
   if (c.type == GgmlType::Q4_K || c.type == GgmlType::Q6_K) {
-    OneLoadFlip flip;  // one token also with the other load layout (kernels.h)
+    MatvecSwitches switches;  // one token also with the other load layout (kernels.h)
+    switches.flip_one_load();
     const auto [got, want] = matmul_gpu_and_cpu(*gpu, *cpu, w.t, random_floats(static_cast<size_t>(c.in), rng), 1);
     EXPECT_LE(nmse(got, want), 5e-4) << "T=1, the other one-token layout";
   }
@@ -641,7 +642,8 @@ TEST_F(CudaOps, RowPairsGiveTheSameResultsWithSharedOrPerRowActivationLoads) {
     for (const HostWeight* h : {&w, &g, &u}) gpu->load_weight(h->t);
     const std::vector<float> x = random_floats(static_cast<size_t>(in), rng);
     auto run = [&](bool shared) {
-      SharedActSetting setting(shared);
+      MatvecSwitches switches;
+      switches.shared_act(shared);
       Act xa = upload(*gpu, x, 1, in), y = gpu->alloc(1, rows), gate = gpu->alloc(1, rows), up = gpu->alloc(1, rows);
       gpu->matmul(w.t, xa, y);
       gpu->matmul_geglu(g.t, u.t, xa, gate, up);
@@ -667,8 +669,8 @@ TEST_F(CudaOps, MixedKQuantQkvSharesOneLaunchAtModelRowCounts) {
   for (HostWeight* w : {&wq, &wk, &wv}) gpu->load_weight(w->t);
   for (const TokenCase tc : {TokenCase{1}, TokenCase{1, true}, TokenCase{2}, TokenCase{8}}) {
     const int64_t T = tc.T;
-    std::optional<OneLoadFlip> flip;
-    if (tc.flip) flip.emplace();
+    MatvecSwitches switches;
+    if (tc.flip) switches.flip_one_load();
     const std::vector<float> x = random_floats(static_cast<size_t>(T * in), rng);
     std::vector<float> got[3], want[3];
     int i = 0;
@@ -762,10 +764,9 @@ TEST_F(CudaOps, FusedMatmulsShareOneQuantizedInput) {
     for (const TokenCase tc :
          {TokenCase{1}, TokenCase{1, true}, TokenCase{1, false, true}, TokenCase{3}, TokenCase{8}, TokenCase{20}}) {
       const int64_t T = tc.T;
-      std::optional<OneLoadFlip> flip;
-      if (tc.flip) flip.emplace();
-      std::optional<SharedActSetting> shared;
-      if (tc.unshared) shared.emplace(false);
+      MatvecSwitches switches;
+      if (tc.flip) switches.flip_one_load();
+      if (tc.unshared) switches.shared_act(false);
       const std::vector<float> x = random_floats(static_cast<size_t>(T * in), rng);
       std::vector<float> got[4], want[4];
       int i = 0;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A/B of a build option on the GPU machine: builds a second tree with extra CMake flags next to
 # run_gpu.sh's build/gpu (run that first), then alternates the same bench between the two.
-#   AB_FLAGS="-DUNICORN_PDL_TRIGGER_FIRST=ON" AB_BENCH="--type q4_0 -p 0 -n 64 -r 2" AB_ROUNDS=2 \
+#   AB_FLAGS="-DSOME_OPTION=ON" AB_BENCH="--type q4_0 -p 0 -n 64 -r 2" AB_ROUNDS=2 \
 #     bash bench/device/ab_build.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."

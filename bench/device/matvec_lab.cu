@@ -1,7 +1,7 @@
 // Standalone lab for the one-token Q4_0 matvec (27B decode shapes): compares kernel designs on
 // the device without building the engine. Not part of the engine or its tests; the winning
 // design is moved into src/backends/cuda. Build and run (on the GPU machine):
-//   nvcc -O3 -std=c++17 -arch=sm_90a -o /tmp/lab bench/device/matvec_lab.cu && /tmp/lab
+//   nvcc -O3 -std=c++17 -arch=sm_90a -Isrc -o /tmp/lab bench/device/matvec_lab.cu && /tmp/lab
 // Data: Q4_0 planes as the engine uploads them (16-byte quant plane + f16 scale plane, or the
 // interleaved tile layout below), int8 activations with per-32 (d, d*sum) pairs. Each variant is
 // checked against a plain reference kernel, then timed over copies of the weight that together
@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "backends/cuda/weight_formats.cuh"  // the engine's weight loads (ldw16, ldw2)
 #include "lab_check.cuh"
-
 
 __global__ void fill_bytes(uint8_t* p, size_t n, uint64_t seed) {
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
@@ -34,20 +34,14 @@ __global__ void fill_scales(uint16_t* p, size_t n, uint64_t seed) {
 
 __device__ __forceinline__ float h2f(uint16_t h) { return __half2float(__ushort_as_half(h)); }
 
-__device__ __forceinline__ uint16_t ld_stream16(const uint16_t* p) {
-  uint16_t r;
-  asm volatile("ld.global.nc.L1::no_allocate.u16 %0, [%1];" : "=h"(r) : "l"(p));
-  return r;
-}
-
 template <bool NA>
 __device__ __forceinline__ uint4 ldq(const uint8_t* p) {
-  if constexpr (NA) return ld_stream(p);
+  if constexpr (NA) return unicorn::cuda::ldw16(p);
   else return __ldg(reinterpret_cast<const uint4*>(p));
 }
 template <bool NA>
 __device__ __forceinline__ uint16_t ldd(const uint16_t* p) {
-  if constexpr (NA) return ld_stream16(p);
+  if constexpr (NA) return unicorn::cuda::ldw2(p);
   else return __ldg(p);
 }
 

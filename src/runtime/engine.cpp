@@ -38,6 +38,7 @@ std::unique_ptr<Backend> make_backend(const std::string& device, int n_threads, 
   }
   return make_cuda_backend(index);
 #else
+  (void)note;  // no CUDA in this build: the CPU is the only choice, nothing to explain
   if (device == "auto") return std::make_unique<CpuBackend>(n_threads, prec);
   fail("device '{}': this build has no CUDA backend (configure with -DUNICORN_CUDA=ON)", device);
 #endif
@@ -99,7 +100,6 @@ WeightBytes Engine::weight_bytes_on(size_t i) const {
 // Before anything is uploaded or allocated: the KV cache of the CPU layers plus scratch against
 // the host's available memory (weights are mapped from the file), and, on a GPU, what its
 // layers need (runtime/gpu_budget.h) against the device's free memory.
-
 void Engine::check_memory(const EngineOptions& opt, const Gemma3Config& c) const {
   const bool gpu = backends_[0]->name() != "cpu";
   const int64_t n_gpu = gpu ? gpu_layers_ : 0;
@@ -115,11 +115,13 @@ void Engine::check_memory(const EngineOptions& opt, const Gemma3Config& c) const
   if (!gpu || n_gpu == 0) return;  // no layer on the GPU: the embedding and head are on the CPU too
   const size_t free = cuda_free_memory(*backends_[0]);
   const WeightBytes bytes = weight_bytes_on(0);
-  const size_t need =
-      gpu_bytes_for_layers(*weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, n_gpu, bytes, opt.logit_rows);
+  const auto need_for = [&](int64_t layers) {
+    return gpu_bytes_for_layers(*weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, layers, bytes,
+                                opt.logit_rows);
+  };
+  const size_t need = need_for(n_gpu);
   if (need > free) {
-    if (free <
-        gpu_bytes_for_layers(*weights_, opt.n_ctx, opt.n_seq, opt.kv_type, opt.n_batch, 0, bytes, opt.logit_rows))
+    if (free < need_for(0))
       fail(
           "not enough GPU memory on {}: {} is free, less than the embedding table and activations need; use --device "
           "cpu",

@@ -141,14 +141,14 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   cudaDeviceProp prop{};
   check(cudaGetDeviceProperties(&prop, device), "reading device properties");
   sm_count_ = prop.multiProcessorCount;
-  static const bool kquant_split_set = [] {
+  static const bool matvec_switches_set = [] {  // process-wide (kernels.h), read once
     set_matvec_kquant_split(env_switch("UNICORN_CUDA_KQUANT_SPLIT", true));
     set_matvec_one_load(GgmlType::Q4_K, env_switch("UNICORN_CUDA_ONE_LOAD_Q4K", true));
     set_matvec_one_load(GgmlType::Q6_K, env_switch("UNICORN_CUDA_ONE_LOAD_Q6K", false));
     set_matvec_shared_act(env_switch("UNICORN_CUDA_SHARED_ACT", true));
     return true;
   }();
-  (void)kquant_split_set;
+  (void)matvec_switches_set;
   name_ = fmt::format("cuda:{} ({})", device, prop.name);
   // The context reserves local memory for every resident thread's stack: 1 KiB by default, which
   // is 264 MiB on an H100 (132 SMs x 2048 threads). Our kernels need at most 40 bytes of stack;

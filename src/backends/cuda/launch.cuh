@@ -28,19 +28,11 @@ __device__ __forceinline__ void pdl_trigger() {
 }
 
 // The start of a kernel that lets its dependent be scheduled at once (the small single-wave
-// kernels): wait for the previous kernel, then trigger. Built with UNICORN_PDL_TRIGGER_FIRST
-// (CMake option, a measurement), the trigger comes first: the dependent (often the next matvec,
-// whose blocks issue their first weight loads before their own wait) is then scheduled while
-// this kernel still waits, one step earlier. Either order is safe: a trigger only allows the
-// dependent to be scheduled, and the dependent's pdl_wait() still waits for this kernel.
+// kernels): wait for the previous kernel, then trigger. (Triggering first, so that the next
+// matvec is scheduled one step earlier, measured neutral on an H100: NOTES.md session 7.)
 __device__ __forceinline__ void pdl_enter() {
-#ifdef UNICORN_PDL_TRIGGER_FIRST
-  pdl_trigger();
-  pdl_wait();
-#else
   pdl_wait();
   pdl_trigger();
-#endif
 }
 
 // Whether launches carry the PDL attribute: compute capability >= 9, the kernels compiled for PTX

@@ -230,13 +230,13 @@ bool one_load(int NT) {
   return false;
 }
 
-// The kernel for a job, given its group's warps in job.wpr (which the Q4_K split may raise).
+// The kernel for a job, given its group's warps in job.wpr (which the Q4_K split may raise) and
+// the switches as launch_nt read them (one load per lane, the Q4_K row split).
 template <class F, int NT, bool GLU, class F1, class F2, bool SA>
-auto pick_kernel(MatvecJob& job, int64_t items) {
+auto pick_kernel(MatvecJob& job, int64_t items, bool one, bool split) {
   auto* kernel = matvec_quant<F, F1, F2, NT, GLU, 0, 0, SA>;
   constexpr bool kKQuantRaw = NT == 1 && (std::is_same_v<F, FormatQ4_K> || std::is_same_v<F, FormatQ6_K>);
   if constexpr (kKQuantRaw) {
-    const bool one = one_load<F>(NT);  // read once: the flag may change between launches
     constexpr bool kMix = !std::is_same_v<F, F1> || !std::is_same_v<F, F2>;
     constexpr int kMinBlocks = kMix ? 0 : (GLU ? 6 : 8);
     if constexpr (!GLU || !std::is_same_v<F, FormatQ6_K>)
@@ -248,7 +248,7 @@ auto pick_kernel(MatvecJob& job, int64_t items) {
     constexpr bool kSplitCandidate =
         !GLU && std::is_same_v<F, FormatQ4_K> && std::is_same_v<F, F1> && std::is_same_v<F, F2>;
     if constexpr (kSplitCandidate) {
-      if (g_kquant_split.load(std::memory_order_relaxed) && items >= 256) {
+      if (split && items >= 256) {
         job.wpr = kWarps;
         if (!one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA>;
       }
@@ -271,9 +271,12 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   // rows of the 32-value formats): the rows share each activation load, or (shared_act off)
   // load it once per row.
   constexpr bool kShareable = NT == 1 && (GLU || R > 1) && HasRaw<F> && std::is_same_v<F, F1> && std::is_same_v<F, F2>;
-  auto* kernel = pick_kernel<F, NT, GLU, F1, F2, false>(job, items);
+  // The process-wide switches, read once: they may change between launches.
+  const bool one = one_load<F>(NT), split = g_kquant_split.load(std::memory_order_relaxed);
+  auto* pick = pick_kernel<F, NT, GLU, F1, F2, false>;
   if constexpr (kShareable)
-    if (g_shared_act.load(std::memory_order_relaxed)) kernel = pick_kernel<F, NT, GLU, F1, F2, true>(job, items);
+    if (g_shared_act.load(std::memory_order_relaxed)) pick = pick_kernel<F, NT, GLU, F1, F2, true>;
+  auto* kernel = pick(job, items, one, split);
   const int64_t rows_per_block = kWarps / job.wpr * R;
   int64_t blocks = 0;
   const int n = GLU ? 1 : job.n;

@@ -59,6 +59,13 @@ __device__ __forceinline__ ActWords load_act32(const int8_t* q, int64_t k) {
 __device__ __forceinline__ float2 load_ds(const float* ds, int64_t block) {
   return __ldg(reinterpret_cast<const float2*>(ds) + block);
 }
+// The integer dot product of one 32-value block: 8 words of 4 int8 weights against its activations.
+__device__ __forceinline__ int dot32(const uint32_t* q, const ActWords& x) {
+  int s = 0;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) s = dot4(q[i], x.w[i], s);
+  return s;
+}
 
 // ---- float formats ------------------------------------------------------------------------------
 
@@ -140,9 +147,7 @@ struct FormatQ8_0 {
       const float dx = load_ds(x.ds, t * (K / 32) + b).x;
 #pragma unroll
       for (int p = 0; p < P; ++p) {
-        int s = 0;
-#pragma unroll
-        for (int i = 0; i < 8; ++i) s = dot4(q[p][i], xa.w[i], s);
+        const int s = dot32(q[p], xa);
         acc[p][t] += d[p] * dx * static_cast<float>(s);
       }
     }
@@ -207,9 +212,7 @@ struct FormatQ4_0 {
       const float2 ds = load_ds(x.ds, t * (K / 32) + b);
 #pragma unroll
       for (int p = 0; p < P; ++p) {
-        int s = 0;
-#pragma unroll
-        for (int i = 0; i < 8; ++i) s = dot4(q[p][i], xa.w[i], s);
+        const int s = dot32(q[p], xa);
         acc[p][t] += d[p] * (ds.x * static_cast<float>(s) - 8.0f * ds.y);
       }
     }
@@ -261,9 +264,7 @@ struct FormatQ5_0 {
     for (int t = 0; t < NT; ++t) {
       if (t >= T) break;
       const ActWords xa = load_act32(x.q + t * K, b * 32);
-      int s = 0;
-#pragma unroll
-      for (int i = 0; i < 8; ++i) s = dot4(q[i], xa.w[i], s);
+      const int s = dot32(q, xa);
       acc[t] += d * load_ds(x.ds, t * (K / 32) + b).x * static_cast<float>(s);
     }
   }

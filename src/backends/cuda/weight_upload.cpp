@@ -22,7 +22,6 @@ struct Layout {
   size_t d_off = 0;   // scale plane of the legacy 32-value formats
   int64_t q_row_bytes = 0;
   size_t quant_bytes = 0;  // bytes of quants per block of a split format (0: not split)
-  bool repack = false;     // same size as the file, rebuilt in a host image (Q4_K, Q5_K)
 };
 
 Layout layout_of(const WeightTensor& w) {
@@ -54,13 +53,7 @@ Layout layout_of(const WeightTensor& w) {
       l.q_row_bytes = nb * kQ6KPaddedBytes;
       l.bytes = n_blocks * kQ6KPaddedBytes;
       break;
-    case GgmlType::Q4_K:  // blocks as stored, scale bytes repacked in place
-    case GgmlType::Q5_K:
-      l.q_row_bytes = static_cast<int64_t>(w.row_stride());
-      l.bytes = w.nbytes();
-      l.repack = true;
-      break;
-    default:  // float rows are used as stored
+    default:  // float rows; Q4_K, Q5_K blocks (scale bytes reordered in place): the file's size
       l.q_row_bytes = static_cast<int64_t>(w.row_stride());
       l.bytes = w.nbytes();
       break;
@@ -84,7 +77,7 @@ void split_planes(const WeightTensor& w, const Layout& l, std::vector<uint8_t>& 
 // as the 24 bits at byte 3c, from the file's packing (quant/blocks.h k4_scale_min).
 template <class Block>
 void repack_k4_scales(const WeightTensor& w, std::vector<uint8_t>& img) {
-  std::memcpy(img.data(), w.data, img.size());
+  img.assign(w.data, w.data + w.nbytes());  // the file's blocks, then their scale bytes rewritten
   const size_t n_blocks = img.size() / sizeof(Block);
   for (size_t i = 0; i < n_blocks; ++i) {
     uint8_t* sc = img.data() + i * sizeof(Block) + offsetof(Block, scales);
@@ -112,7 +105,7 @@ DeviceWeight upload_weight_to(const WeightTensor& w, void* dst) {
   v.q_row_bytes = l.q_row_bytes;
   // The formats whose layout differs from the file's are rebuilt in a host image first.
   std::vector<uint8_t> img;
-  if (l.quant_bytes > 0 || l.repack || w.type == GgmlType::Q6_K) img.assign(l.bytes, 0);
+  if (l.quant_bytes > 0 || w.type == GgmlType::Q6_K) img.assign(l.bytes, 0);  // planes, padding
   switch (w.type) {
     case GgmlType::Q8_0:
       split_planes<BlockQ8_0>(w, l, img);

@@ -146,6 +146,9 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     set_matvec_one_load(GgmlType::Q4_K, env_switch("UNICORN_CUDA_ONE_LOAD_Q4K", true));
     set_matvec_one_load(GgmlType::Q6_K, env_switch("UNICORN_CUDA_ONE_LOAD_Q6K", false));
     set_matvec_shared_act(env_switch("UNICORN_CUDA_SHARED_ACT", true));
+    set_matvec_resident(env_switch("UNICORN_CUDA_RESIDENT", false));
+    const char* wpr = std::getenv("UNICORN_CUDA_RESIDENT_WPR");
+    set_matvec_resident_wpr(wpr ? static_cast<int>(std::strtol(wpr, nullptr, 10)) : 0);
     return true;
   }();
   (void)matvec_switches_set;

@@ -35,6 +35,29 @@ __device__ __forceinline__ void pdl_enter() {
   pdl_trigger();
 }
 
+// Loads of data that an earlier kernel on the stream wrote (activations), after pdl_wait(). Never
+// __ldg (ld.global.nc) for those: ptxas takes a non-coherent load as a read of memory that stays
+// constant while the kernel runs, and may schedule it above griddepcontrol.wait. SASS of
+// matvec_resident.cu showed its activation loads ahead of the wait (session 8); under PDL they
+// would read the previous kernel's output before it is written. Coherent loads stay after the
+// wait (checked in the same SASS), and asm volatile keeps them after pdl_wait() in the
+// compiler's order too. They still hit L1.
+__device__ __forceinline__ uint4 ld_dep_u4(const void* p) {
+  uint4 r;
+  asm volatile("ld.global.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+  return r;
+}
+__device__ __forceinline__ float4 ld_dep_f4(const void* p) {
+  float4 r;
+  asm volatile("ld.global.v4.f32 {%0,%1,%2,%3}, [%4];" : "=f"(r.x), "=f"(r.y), "=f"(r.z), "=f"(r.w) : "l"(p));
+  return r;
+}
+__device__ __forceinline__ float2 ld_dep_f2(const void* p) {
+  float2 r;
+  asm volatile("ld.global.v2.f32 {%0,%1}, [%2];" : "=f"(r.x), "=f"(r.y) : "l"(p));
+  return r;
+}
+
 // Whether launches carry the PDL attribute: compute capability >= 9, the kernels compiled for PTX
 // >= 90 (else they have no waits) and UNICORN_PDL != 0. Decided once, on the device current at
 // the first call (the engine drives one CUDA device).

@@ -38,7 +38,7 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_float(DeviceWeight w, cons
         for (int t = 0; t < NT; ++t) {
           if (t >= T) break;
           const float4* xp = reinterpret_cast<const float4*>(x + t * K + k);
-          const float4 a = __ldg(xp), b = __ldg(xp + 1);
+          const float4 a = ld_dep_f4(xp), b = ld_dep_f4(xp + 1);
           acc[t] += wv[0] * a.x + wv[1] * a.y + wv[2] * a.z + wv[3] * a.w + wv[4] * b.x + wv[5] * b.y + wv[6] * b.z +
                     wv[7] * b.w;
         }

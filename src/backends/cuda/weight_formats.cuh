@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "backends/cuda/device_weight.h"
+#include "backends/cuda/launch.cuh"
 
 namespace unicorn::cuda {
 
@@ -53,11 +54,11 @@ struct ActWords {
 };
 __device__ __forceinline__ ActWords load_act32(const int8_t* q, int64_t k) {
   const uint4* p = reinterpret_cast<const uint4*>(q + k);
-  const uint4 a = __ldg(p), b = __ldg(p + 1);
+  const uint4 a = ld_dep_u4(p), b = ld_dep_u4(p + 1);
   return {{a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w}};
 }
 __device__ __forceinline__ float2 load_ds(const float* ds, int64_t block) {
-  return __ldg(reinterpret_cast<const float2*>(ds) + block);
+  return ld_dep_f2(reinterpret_cast<const float2*>(ds) + block);
 }
 // The integer dot product of one 32-value block: 8 words of 4 int8 weights against its activations.
 __device__ __forceinline__ int dot32(const uint32_t* q, const ActWords& x) {
@@ -146,11 +147,16 @@ struct FormatQ8_0 {
       const ActWords xa = load_act32(x.q + t * K, b * 32);
       const float dx = load_ds(x.ds, t * (K / 32) + b).x;
 #pragma unroll
-      for (int p = 0; p < P; ++p) {
-        const int s = dot32(q[p], xa);
-        acc[p][t] += d[p] * dx * static_cast<float>(s);
-      }
+      for (int p = 0; p < P; ++p) acc[p][t] += scaled(d[p], dx, dot32(q[p], xa));
     }
+  }
+  // y = d_w * d_x * sum q_w q_x.
+  static __device__ __forceinline__ float scaled(float d, float dx, int s) { return d * dx * static_cast<float>(s); }
+  // One item against its activation words and (d, d * sum) pair, loaded beforehand
+  // (matvec_resident.cu).
+  static __device__ __forceinline__ float dot_act(const Raw& r, const ActWords& xa, float2 ds) {
+    const uint32_t q[8] = {r.a0.x, r.a0.y, r.a0.z, r.a0.w, r.a1.x, r.a1.y, r.a1.z, r.a1.w};
+    return scaled(half_to_float(r.d), ds.x, dot32(q, xa));
   }
   template <int NT>
   static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t b, ActQ8 x, int64_t K, int T, float* acc) {
@@ -197,12 +203,7 @@ struct FormatQ4_0 {
     float d[P];
 #pragma unroll
     for (int p = 0; p < P; ++p) {
-      const uint32_t words[4] = {raw[p].q.x, raw[p].q.y, raw[p].q.z, raw[p].q.w};
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        q[p][i] = words[i] & 0x0F0F0F0Fu;
-        q[p][i + 4] = (words[i] >> 4) & 0x0F0F0F0Fu;
-      }
+      unpack(raw[p].q, q[p]);
       d[p] = half_to_float(raw[p].d);
     }
 #pragma unroll
@@ -211,11 +212,28 @@ struct FormatQ4_0 {
       const ActWords xa = load_act32(x.q + t * K, b * 32);
       const float2 ds = load_ds(x.ds, t * (K / 32) + b);
 #pragma unroll
-      for (int p = 0; p < P; ++p) {
-        const int s = dot32(q[p], xa);
-        acc[p][t] += d[p] * (ds.x * static_cast<float>(s) - 8.0f * ds.y);
-      }
+      for (int p = 0; p < P; ++p) acc[p][t] += scaled(d[p], ds, dot32(q[p], xa));
     }
+  }
+  // The nibbles as unsigned bytes (see dot_rows).
+  static __device__ __forceinline__ void unpack(const uint4& raw, uint32_t* q) {
+    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      q[i] = words[i] & 0x0F0F0F0Fu;
+      q[i + 4] = (words[i] >> 4) & 0x0F0F0F0Fu;
+    }
+  }
+  // sum (q - 8) x from s = sum q x and the activation block's (d, d * sum x).
+  static __device__ __forceinline__ float scaled(float d, float2 ds, int s) {
+    return d * (ds.x * static_cast<float>(s) - 8.0f * ds.y);
+  }
+  // One item against its activation words and (d, d * sum) pair, loaded beforehand
+  // (matvec_resident.cu).
+  static __device__ __forceinline__ float dot_act(const Raw& r, const ActWords& xa, float2 ds) {
+    uint32_t q[8];
+    unpack(r.q, q);
+    return scaled(half_to_float(r.d), ds, dot32(q, xa));
   }
   template <int NT>
   static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t b, ActQ8 x, int64_t K, int T, float* acc) {

@@ -16,6 +16,7 @@ kernel loads before its wait, 2 if the tools are missing.
 import argparse
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -73,9 +74,22 @@ def main():
     def check(i, cmd):
         src = re.search(r"(src/backends/cuda/\w+\.cu)\b", cmd).group(1)
         cubin = os.path.join(tmp, f"k{i}.cubin")
-        c = re.sub(r"--generate-code=\S+|-gencode\S*|-arch=\S+", "", cmd)
-        c = re.sub(r" -o \S+", f" -o {cubin}", c).replace(" -c ", f" -arch={a.arch} -cubin ")
-        r = subprocess.run(c, shell=True, cwd=a.build_dir, capture_output=True, text=True)
+        args, skip = [], False
+        for t in shlex.split(cmd):
+            if skip:
+                skip = False
+            elif t == "-o":
+                args += ["-o", cubin]
+                skip = True
+            elif t in ("-MT", "-MF"):  # the build's dependency file stays as it is
+                skip = True
+            elif t == "-MD":
+                pass
+            elif t == "-c":
+                args += [f"-arch={a.arch}", "-cubin"]
+            elif not t.startswith(("--generate-code", "-gencode", "-arch=")):
+                args.append(t)
+        r = subprocess.run(args, cwd=a.build_dir, capture_output=True, text=True)
         if r.returncode != 0:
             return src, None, f"compiling failed:\n{r.stderr[-2000:]}"
         sass = subprocess.run([nvdisasm, cubin], capture_output=True, text=True, check=True).stdout

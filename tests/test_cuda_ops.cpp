@@ -106,23 +106,6 @@ class MatvecSwitches {
     (void)on;
 #endif
   }
-  // One token of Q4_0 / Q8_0: the activations held in registers (on) or the row walk (off); and
-  // the resident kernel's warps per row group (0: its own pick).
-  void resident(bool on, int wpr = 0) {
-#ifdef UNICORN_HAVE_CUDA
-    set(cuda::matvec_resident(), on, [](bool v) { cuda::set_matvec_resident(v); });
-    cuda::set_matvec_resident_wpr(wpr);
-    undo_.push_back([] { cuda::set_matvec_resident_wpr(0); });
-#else
-    (void)on, (void)wpr;
-#endif
-  }
-  // The other of the two one-token kernels of Q4_0 / Q8_0.
-  void flip_resident() {
-#ifdef UNICORN_HAVE_CUDA
-    resident(!cuda::matvec_resident());
-#endif
-  }
 
  private:
   void set(bool was, bool on, void (*setter)(bool)) {
@@ -133,14 +116,11 @@ class MatvecSwitches {
 };
 
 // Token counts of the fused-matmul tests; `flip` runs that count with the other one-token layouts,
-// `unshared` with an activation load per row instead of one per row pair (both of the row walk),
-// `walk` with the row walk, `resident` with the activations held in registers (Q4_0, Q8_0).
+// `unshared` with an activation load per row instead of one per row pair.
 struct TokenCase {
   int64_t T;
   bool flip = false;
   bool unshared = false;
-  bool walk = false;
-  bool resident = false;
 };
 
 int cpu_threads() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
@@ -318,12 +298,6 @@ TEST_P(CudaMatmul, MatchesCpuFromOneTokenToAPrompt) {
     EXPECT_LE(nmse(got, want), 5e-4) << "T=1, Q4_K rows " << (split ? "in warps" : "split over a block");
   }
 #endif
-  if (c.type == GgmlType::Q4_0 || c.type == GgmlType::Q8_0) {
-    MatvecSwitches switches;  // one token also with the other kernel (row walk or resident activations)
-    switches.flip_resident();
-    const auto [got, want] = matmul_gpu_and_cpu(*gpu, *cpu, w.t, random_floats(static_cast<size_t>(c.in), rng), 1);
-    EXPECT_LE(nmse(got, want), 5e-4) << "T=1, the other one-token kernel";
-  }
   if (c.type == GgmlType::Q4_K || c.type == GgmlType::Q6_K) {
     MatvecSwitches switches;  // one token also with the other load layout (kernels.h)
     switches.flip_one_load();
@@ -670,7 +644,6 @@ TEST_F(CudaOps, RowPairsGiveTheSameResultsWithSharedOrPerRowActivationLoads) {
     auto run = [&](bool shared) {
       MatvecSwitches switches;
       switches.shared_act(shared);
-      switches.resident(false);  // the row walk, whose row pairs these are
       Act xa = upload(*gpu, x, 1, in), y = gpu->alloc(1, rows), gate = gpu->alloc(1, rows), up = gpu->alloc(1, rows);
       gpu->matmul(w.t, xa, y);
       gpu->matmul_geglu(g.t, u.t, xa, gate, up);
@@ -683,56 +656,6 @@ TEST_F(CudaOps, RowPairsGiveTheSameResultsWithSharedOrPerRowActivationLoads) {
     Act xc = upload(*cpu, x, 1, in), yc = cpu->alloc(1, rows);
     cpu->matmul(w.t, xc, yc);
     EXPECT_LE(nmse(y_shared, to_host(*cpu, yc)), 5e-4) << type_name(type) << " matvec against the CPU";
-  }
-}
-
-TEST_F(CudaOps, ResidentActivationsMatchTheRowWalkForEveryGroupWidth) {
-  // One token of Q4_0 / Q8_0 with the activations held in registers (matvec_resident.cu): a single
-  // weight, a q/k/v job of three row counts and a GeGLU pair, at row counts that leave the last
-  // 8-row group part empty, widths of 20 to 672 items, and each group width (warps per row group;
-  // a width whose lanes would hold too many items falls back to the kernel's own pick). The
-  // results must equal the row walk's but for the order of the float sums, and the CPU's within
-  // the int8 budget.
-  Rng rng(47);
-  std::vector<std::unique_ptr<HostWeight>> keep;  // alive: no host address comes back for another weight
-  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0}) {
-    for (int64_t in : {640, 5376, 21504}) {
-      const int64_t rows[3] = {203, 77, 13};
-      for (int i = 0; i < 5; ++i)
-        keep.push_back(std::make_unique<HostWeight>(random_weight(type, rows[i < 3 ? i : 0], in, rng)));
-      const size_t n = keep.size();
-      for (size_t i = n - 5; i < n; ++i) gpu->load_weight(keep[i]->t);
-      const WeightTensor* ws[] = {&keep[n - 5]->t, &keep[n - 4]->t, &keep[n - 3]->t};
-      const WeightTensor &g = keep[n - 2]->t, &u = keep[n - 1]->t;
-      const std::vector<float> x = random_floats(static_cast<size_t>(in), rng);
-      auto run = [&](Backend& b) {
-        Act xa = upload(b, x, 1, in), y = b.alloc(1, rows[0]), q = b.alloc(1, rows[0]), k = b.alloc(1, rows[1]);
-        Act v = b.alloc(1, rows[2]), gate = b.alloc(1, rows[0]), up = b.alloc(1, rows[0]);
-        b.matmul(*ws[0], xa, y);
-        Act* ys[] = {&q, &k, &v};
-        b.matmul_many(ws, xa, ys);
-        b.matmul_geglu(g, u, xa, gate, up);
-        return std::array{to_host(b, y), to_host(b, q), to_host(b, k), to_host(b, v), to_host(b, gate)};
-      };
-      const auto want = run(*cpu);
-      std::array<std::vector<float>, 5> walk;
-      {
-        MatvecSwitches switches;
-        switches.resident(false);
-        walk = run(*gpu);
-      }
-      for (int wpr : {0, 1, 2, 4}) {
-        MatvecSwitches switches;
-        switches.resident(true, wpr);
-        const auto got = run(*gpu);
-        for (size_t j = 0; j < got.size(); ++j) {
-          const std::string what =
-              fmt::format("{} in={} wpr={} output {} (y, q, k, v, geglu)", type_name(type), in, wpr, j);
-          EXPECT_LE(nmse(got[j], walk[j]), 1e-10) << what << " against the row walk";
-          EXPECT_LE(nmse(got[j], want[j]), 5e-4) << what << " against the CPU";
-        }
-      }
-    }
   }
 }
 
@@ -839,13 +762,11 @@ TEST_F(CudaOps, FusedMatmulsShareOneQuantizedInput) {
     for (HostWeight* w : {&wq, &wk, &wv, &wg, &wu}) gpu->load_weight(w->t);
     // 20: the unfused path (tensor cores for Q4_0 and Q8_0)
     for (const TokenCase tc :
-         {TokenCase{1}, TokenCase{1, true}, TokenCase{1, false, true, true}, TokenCase{1, false, false, true},
-          TokenCase{1, false, false, false, true}, TokenCase{3}, TokenCase{8}, TokenCase{20}}) {
+         {TokenCase{1}, TokenCase{1, true}, TokenCase{1, false, true}, TokenCase{3}, TokenCase{8}, TokenCase{20}}) {
       const int64_t T = tc.T;
       MatvecSwitches switches;
       if (tc.flip) switches.flip_one_load();
       if (tc.unshared) switches.shared_act(false);
-      if (tc.walk || tc.resident) switches.resident(tc.resident);
       const std::vector<float> x = random_floats(static_cast<size_t>(T * in), rng);
       std::vector<float> got[4], want[4];
       int i = 0;
@@ -865,9 +786,8 @@ TEST_F(CudaOps, FusedMatmulsShareOneQuantizedInput) {
         const double limit = int8_activations(tj, in, T) ? 5e-4 : 1e-5;
         EXPECT_LE(nmse(got[j], want[j]), limit)
             << type_name(tj) << " T=" << T << (tc.flip ? " (other layout)" : "")
-            << (tc.unshared ? " (a load per row)" : "") << (tc.walk ? " (row walk)" : "")
-            << (tc.resident ? " (resident)" : "") << " output " << j << " (q, k, v, geglu) first values " << got[j][0]
-            << " vs " << want[j][0];
+            << (tc.unshared ? " (a load per row)" : "") << " output " << j << " (q, k, v, geglu) first values "
+            << got[j][0] << " vs " << want[j][0];
       }
     }
   }

@@ -118,6 +118,14 @@ bool CudaBackend::env_switch(const char* name, bool fallback) {
   return std::strcmp(env, "0") != 0;
 }
 
+int64_t CudaBackend::env_int(const char* name, int64_t fallback, int64_t lo, int64_t hi) {
+  const char* env = std::getenv(name);
+  if (env == nullptr || env[0] == '\0') return fallback;
+  char* end = nullptr;
+  const long long v = std::strtoll(env, &end, 10);
+  return *end == '\0' && v >= lo && v <= hi ? static_cast<int64_t>(v) : fallback;
+}
+
 CudaBackend::Skip CudaBackend::skip_from_env() {
   Skip s;
   const char* env = std::getenv("UNICORN_CUDA_SKIP");
@@ -146,9 +154,6 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     set_matvec_one_load(GgmlType::Q4_K, env_switch("UNICORN_CUDA_ONE_LOAD_Q4K", true));
     set_matvec_one_load(GgmlType::Q6_K, env_switch("UNICORN_CUDA_ONE_LOAD_Q6K", false));
     set_matvec_shared_act(env_switch("UNICORN_CUDA_SHARED_ACT", true));
-    set_matvec_resident(env_switch("UNICORN_CUDA_RESIDENT", false));
-    const char* wpr = std::getenv("UNICORN_CUDA_RESIDENT_WPR");
-    set_matvec_resident_wpr(wpr ? static_cast<int>(std::strtol(wpr, nullptr, 10)) : 0);
     return true;
   }();
   (void)matvec_switches_set;
@@ -783,11 +788,11 @@ void CudaBackend::attention_impl(const Act& q, const Act& k, const Act& v, Layer
   int n_split = 1;
   const int64_t blocks = T * p.n_heads;
   const int64_t n_max = kv.spec.capacity;
-  constexpr int64_t kMinKeysPerSplit = 64, kMaxSplits = 64;
-  const int64_t target_blocks = 8 * static_cast<int64_t>(sm_count_);
-  if (blocks < target_blocks && n_max > kMinKeysPerSplit) {
+  constexpr int64_t kMaxSplits = 64;
+  const int64_t min_keys = attn_min_keys_, target_blocks = attn_blocks_per_sm_ * static_cast<int64_t>(sm_count_);
+  if (blocks < target_blocks && n_max > min_keys) {
     const int64_t want = (target_blocks + blocks - 1) / blocks;
-    n_split = static_cast<int>(std::min({want, (n_max + kMinKeysPerSplit - 1) / kMinKeysPerSplit, kMaxSplits}));
+    n_split = static_cast<int>(std::min({want, (n_max + min_keys - 1) / min_keys, kMaxSplits}));
   }
   wrote(out);
   float* partial = nullptr;

@@ -131,6 +131,8 @@ class CudaBackend final : public Backend {
   static Skip skip_from_env();
   // An on/off environment switch: `fallback` when unset or empty, off for "0", else on.
   static bool env_switch(const char* name, bool fallback);
+  // An integer setting from the environment in [lo, hi]; fallback when unset or out of range.
+  static int64_t env_int(const char* name, int64_t fallback, int64_t lo, int64_t hi);
   const Skip skip_ = skip_from_env();
 
   int device_ = 0;
@@ -191,6 +193,11 @@ class CudaBackend final : public Backend {
   bool force_tiled_prompt_attention_ = false;
   bool tc_prompt_attention_ = env_switch("UNICORN_MMA_PROMPT_ATTENTION", true);
   bool fuse_qk_attention_ = env_switch("UNICORN_FUSE_QK_ATTENTION", true);
+  // Decode attention's key splits (attention_impl): at least this many cache positions per split,
+  // and up to this many blocks per SM. UNICORN_CUDA_ATTN_MIN_KEYS / UNICORN_CUDA_ATTN_BLOCKS_PER_SM
+  // change them for measurements.
+  int64_t attn_min_keys_ = env_int("UNICORN_CUDA_ATTN_MIN_KEYS", 64, 1, 4096);
+  int64_t attn_blocks_per_sm_ = env_int("UNICORN_CUDA_ATTN_BLOCKS_PER_SM", 8, 1, 64);
   Gemm gemm_;  // matmuls of more than kMaxMatvecTokens tokens
 };
 

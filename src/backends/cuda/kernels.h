@@ -35,17 +35,6 @@ bool matvec_one_load(GgmlType t);
 // it once from UNICORN_CUDA_SHARED_ACT.
 void set_matvec_shared_act(bool on);
 bool matvec_shared_act();
-// One token of Q4_0 / Q8_0 weights (a single weight, a q/k/v job of one type, or a GeGLU pair):
-// the activations held in registers while a warp group sweeps 8 rows (matvec_resident.cu; true),
-// or matvec_quant.cu's row walk (false, the default: faster on an H100, NOTES.md session 8).
-// launch_matvec_quant/_multi/_geglu take the resident kernel themselves where matvec_resident_takes says so.
-// Process-wide; CudaBackend sets them once from UNICORN_CUDA_RESIDENT and UNICORN_CUDA_RESIDENT_WPR (warps per row
-// group: 1, 2 or 4, for measurements; 0 or unset picks by the row width).
-void set_matvec_resident(bool on);
-bool matvec_resident();
-void set_matvec_resident_wpr(int wpr);
-bool matvec_resident_takes(const MatvecJob& job, int T, bool glu);
-cudaError_t launch_matvec_resident(const MatvecJob& job, ActQ8 x, bool glu, cudaStream_t s);
 // The same for job.n (1..3) weights of one width on the same input, in one launch: of one type,
 // or a K-quant mix of q, k, v (Q4_K/Q5_K/Q6_K as in q4_mix, Q4_K/Q4_K/Q6_K, Q5_K/Q5_K/Q6_K), as
 // matvec_multi_supports says.

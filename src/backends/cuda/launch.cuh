@@ -37,11 +37,11 @@ __device__ __forceinline__ void pdl_enter() {
 
 // Loads of data that an earlier kernel on the stream wrote (activations), after pdl_wait(). Never
 // __ldg (ld.global.nc) for those: ptxas takes a non-coherent load as a read of memory that stays
-// constant while the kernel runs, and may schedule it above griddepcontrol.wait. SASS of
-// matvec_resident.cu showed its activation loads ahead of the wait (session 8); under PDL they
-// would read the previous kernel's output before it is written. Coherent loads stay after the
-// wait (checked in the same SASS), and asm volatile keeps them after pdl_wait() in the
-// compiler's order too. They still hit L1.
+// constant while the kernel runs, and may schedule it above griddepcontrol.wait. SASS of a
+// one-token matvec tried in session 8 (NOTES.md) showed its activation loads ahead of the wait;
+// under PDL they would read the previous kernel's output before it is written. Coherent loads
+// stay after the wait (checked in the same SASS; tools/check_pdl_order.py checks every kernel),
+// and asm volatile keeps them after pdl_wait() in the compiler's order too. They still hit L1.
 __device__ __forceinline__ uint4 ld_dep_u4(const void* p) {
   uint4 r;
   asm volatile("ld.global.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));

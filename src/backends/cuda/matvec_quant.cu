@@ -336,7 +336,6 @@ cudaError_t launch_job(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
   for (int i = 1; i < job.n; ++i)
     if (job.w[i].type != job.w[0].type) return cudaErrorInvalidValue;
   if (GLU && job.w[1].rows != job.w[0].rows) return cudaErrorInvalidValue;
-  if (matvec_resident_takes(job, T, GLU)) return launch_matvec_resident(job, x, GLU, s);
   switch (job.w[0].type) {
     case GgmlType::Q8_0:
       launch_for<FormatQ8_0, GLU>(job, x, T, s);

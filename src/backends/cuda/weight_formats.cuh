@@ -152,12 +152,6 @@ struct FormatQ8_0 {
   }
   // y = d_w * d_x * sum q_w q_x.
   static __device__ __forceinline__ float scaled(float d, float dx, int s) { return d * dx * static_cast<float>(s); }
-  // One item against its activation words and (d, d * sum) pair, loaded beforehand
-  // (matvec_resident.cu).
-  static __device__ __forceinline__ float dot_act(const Raw& r, const ActWords& xa, float2 ds) {
-    const uint32_t q[8] = {r.a0.x, r.a0.y, r.a0.z, r.a0.w, r.a1.x, r.a1.y, r.a1.z, r.a1.w};
-    return scaled(half_to_float(r.d), ds.x, dot32(q, xa));
-  }
   template <int NT>
   static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t b, ActQ8 x, int64_t K, int T, float* acc) {
     dot_rows<NT, 1>(&raw, b, x, K, T, reinterpret_cast<float(*)[NT]>(acc));
@@ -227,13 +221,6 @@ struct FormatQ4_0 {
   // sum (q - 8) x from s = sum q x and the activation block's (d, d * sum x).
   static __device__ __forceinline__ float scaled(float d, float2 ds, int s) {
     return d * (ds.x * static_cast<float>(s) - 8.0f * ds.y);
-  }
-  // One item against its activation words and (d, d * sum) pair, loaded beforehand
-  // (matvec_resident.cu).
-  static __device__ __forceinline__ float dot_act(const Raw& r, const ActWords& xa, float2 ds) {
-    uint32_t q[8];
-    unpack(r.q, q);
-    return scaled(half_to_float(r.d), ds, dot32(q, xa));
   }
   template <int NT>
   static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t b, ActQ8 x, int64_t K, int T, float* acc) {

@@ -16,7 +16,12 @@ cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITE
 cmake --build build/gpu -j16 > "$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -40; exit 1; }
 echo "build: $(( $(date +%s) - start )) s"
 # No kernel may read an earlier kernel's output before griddepcontrol.wait (checked in SASS).
-[ "${SKIP_PDL_CHECK:-0}" = 1 ] || python3 tools/check_pdl_order.py build/gpu 2>&1 | tail -6
+if [ "${SKIP_PDL_CHECK:-0}" != 1 ]; then
+  python3 tools/check_pdl_order.py build/gpu > "$OUT/pdl_check.txt" 2>&1
+  rc=$?
+  tail -6 "$OUT/pdl_check.txt"
+  [ $rc -eq 0 ] || echo "PDL ORDER CHECK FAILED (rc=$rc): see pdl_check.txt"
+fi
 
 # Roofline denominator, measured in this run: device-to-device copy, bytes read + written.
 python3 - <<'PY' | tee "$OUT/copy_bw.txt"

@@ -123,7 +123,10 @@ int64_t CudaBackend::env_int(const char* name, int64_t fallback, int64_t lo, int
   if (env == nullptr || env[0] == '\0') return fallback;
   char* end = nullptr;
   const long long v = std::strtoll(env, &end, 10);
-  return *end == '\0' && v >= lo && v <= hi ? static_cast<int64_t>(v) : fallback;
+  if (*end == '\0' && v >= lo && v <= hi) return static_cast<int64_t>(v);
+  // A measurement setting: say that it was not taken rather than time the default unnoticed.
+  fmt::print(stderr, "{}={}: not an integer in [{}, {}]; using {}\n", name, env, lo, hi, fallback);
+  return fallback;
 }
 
 CudaBackend::Skip CudaBackend::skip_from_env() {

@@ -131,7 +131,8 @@ class CudaBackend final : public Backend {
   static Skip skip_from_env();
   // An on/off environment switch: `fallback` when unset or empty, off for "0", else on.
   static bool env_switch(const char* name, bool fallback);
-  // An integer setting from the environment in [lo, hi]; fallback when unset or out of range.
+  // An integer setting from the environment in [lo, hi]; fallback when unset, and (with a note on
+  // stderr) when malformed or out of range.
   static int64_t env_int(const char* name, int64_t fallback, int64_t lo, int64_t hi);
   const Skip skip_ = skip_from_env();
 

@@ -1,8 +1,9 @@
 // Kernel launches with programmatic dependent launch (PDL, sm_90+): a kernel of the decode chain
 // may be launched while the previous kernel on the stream finishes, so that its launch and block
 // scheduling overlap the previous kernel's tail (inside a CUDA graph too). Every kernel launched
-// this way calls pdl_wait() before its first memory access: that waits for the previous
-// kernel's completion and memory, so the order of reads and writes is the stream's. pdl_trigger()
+// this way calls pdl_wait() before it touches memory that an earlier kernel writes or reads (only
+// weight loads may come first): that waits for the previous kernel's completion and memory, so
+// the order of reads and writes is the stream's (tools/check_pdl_order.py checks it). pdl_trigger()
 // lets the next kernel be scheduled early (single-wave kernels call it at their start, the
 // matvec at the end of each block). UNICORN_PDL=0 turns the attribute off.
 #pragma once

@@ -22,6 +22,7 @@
 #include "backends/cpu/cpu_backend.h"
 #include "core/error.h"
 #include "core/half.h"
+#include "core/thread_pool.h"
 #include "model/gemma3.h"
 #include "model/loader.h"
 #include "quant/blocks.h"
@@ -361,6 +362,98 @@ TEST_F(CudaOps, OutputHeadOf270MSpansSeveralChunksAndMatchesCpu) {
 
 #ifdef UNICORN_HAVE_CUDA
 // ---- the bf16 prefill path's parts (gemm.h, dequantize.cu) --------------------------------------
+
+// The device layout of device_weight.h, written from its description (one pass over the whole
+// tensor, as the upload built it before it was staged in pieces): the reference for stage_rows.
+std::vector<uint8_t> documented_device_image(const WeightTensor& w) {
+  auto align = [](size_t n) { return (n + cuda::kWeightAlign - 1) / cuda::kWeightAlign * cuda::kWeightAlign; };
+  const size_t nb = static_cast<size_t>(w.cols / traits(w.type).block_size), n = static_cast<size_t>(w.rows) * nb;
+  std::vector<uint8_t> img;
+  auto planes = [&](auto block, size_t quant_bytes) {
+    using Block = decltype(block);
+    constexpr bool kHasQh = requires(Block b) { b.qh; };
+    const size_t qh_off = align(n * quant_bytes), d_off = qh_off + (kHasQh ? align(n * 4) : 0);
+    img.assign(d_off + n * 2, 0);
+    for (size_t i = 0; i < n; ++i) {
+      Block b;
+      std::memcpy(&b, w.data + i * sizeof(Block), sizeof(Block));
+      std::memcpy(img.data() + i * quant_bytes, b.qs, quant_bytes);
+      if constexpr (kHasQh) std::memcpy(img.data() + qh_off + i * 4, b.qh, 4);
+      std::memcpy(img.data() + d_off + i * 2, &b.d, 2);
+    }
+  };
+  auto k4 = [&](auto block) {  // pair c's scale, min, scale, min (6 bits each) as the 24 bits at 3c
+    using Block = decltype(block);
+    img.assign(w.data, w.data + w.nbytes());
+    for (size_t i = 0; i < n; ++i) {
+      uint8_t* sc = img.data() + i * sizeof(Block) + offsetof(Block, scales);
+      uint8_t packed[kKScaleBytes] = {};
+      for (int c = 0; c < 4; ++c) {
+        const ScaleMin a = k4_scale_min(sc, 2 * c), b = k4_scale_min(sc, 2 * c + 1);
+        const uint32_t f = a.scale | a.min << 6 | b.scale << 12 | b.min << 18;
+        for (int j = 0; j < 3; ++j) packed[3 * c + j] = static_cast<uint8_t>(f >> (8 * j));
+      }
+      std::memcpy(sc, packed, kKScaleBytes);
+    }
+  };
+  switch (w.type) {
+    case GgmlType::Q8_0:
+      planes(BlockQ8_0{}, 32);
+      break;
+    case GgmlType::Q4_0:
+      planes(BlockQ4_0{}, 16);
+      break;
+    case GgmlType::Q5_0:
+      planes(BlockQ5_0{}, 16);
+      break;
+    case GgmlType::Q4_K:
+      k4(BlockQ4_K{});
+      break;
+    case GgmlType::Q5_K:
+      k4(BlockQ5_K{});
+      break;
+    case GgmlType::Q6_K:  // each block padded with zeros to 224 bytes
+      img.assign(n * cuda::kQ6KPaddedBytes, 0);
+      for (size_t i = 0; i < n; ++i)
+        std::memcpy(img.data() + i * cuda::kQ6KPaddedBytes, w.data + i * sizeof(BlockQ6_K), sizeof(BlockQ6_K));
+      break;
+    default:  // float rows as in the file
+      img.assign(w.data, w.data + w.nbytes());
+      break;
+  }
+  img.resize(align(img.size()), 0);
+  return img;
+}
+
+TEST(CudaUpload, StagedPiecesRebuildTheDocumentedDeviceLayout) {  // host only, runs where CUDA is built
+  Rng rng(5);
+  ThreadPool pool(3);  // the uploader's split of a chunk over threads (parts of 0 to 13 rows)
+  for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0,
+                        GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
+    const int64_t rows = 37, cols = 512;
+    const HostWeight w = random_weight(type, rows, cols, rng);
+    const std::vector<uint8_t> want = documented_device_image(w.t);
+    ASSERT_EQ(want.size(), cuda::device_bytes(w.t)) << type_name(type);
+    for (const bool threads : {false, true})
+      for (int64_t chunk : {1, 5, 16, 37}) {  // rows per staged piece (the last piece is shorter)
+        std::vector<uint8_t> got(want.size(), 0);
+        for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+          const int64_t r1 = std::min(rows, r0 + chunk);
+          std::vector<uint8_t> staging(cuda::staged_bytes(w.t, r1 - r0));
+          const std::vector<cuda::StagedRegion> regions =
+              threads ? cuda::stage_rows_parallel(w.t, r0, r1, staging.data(), pool)
+                      : cuda::stage_rows(w.t, r0, r1, staging.data());
+          for (const cuda::StagedRegion& r : regions) {
+            ASSERT_LE(r.src + r.bytes, staging.size()) << type_name(type);
+            ASSERT_LE(r.dst + r.bytes, got.size()) << type_name(type);
+            std::memcpy(got.data() + r.dst, staging.data() + r.src, r.bytes);
+          }
+        }
+        EXPECT_TRUE(got == want) << type_name(type) << ", " << chunk << " rows per piece"
+                                 << (threads ? ", over 3 threads" : "");
+      }
+  }
+}
 
 TEST(CudaGemm, ChunkRowsKeepTheDecodedChunkUnder64MiB) {  // host arithmetic, runs everywhere
   const cuda::Gemm gemm;

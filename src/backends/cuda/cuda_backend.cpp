@@ -247,10 +247,12 @@ void CudaBackend::load_weights(std::span<const WeightTensor* const> ws, const Up
   weight_memory_.emplace_back(total);
   auto* base = weight_memory_.back().as<uint8_t>();
   if (progress) progress(0, total);
+  WeightUploader uploader(stream_, total);
   for (const Place& p : place) {
-    weights_.emplace(p.w->data, upload_weight_to(*p.w, base + p.offset));
+    weights_.emplace(p.w->data, uploader.upload(*p.w, base + p.offset));
     if (progress) progress(p.offset + p.bytes, total);
   }
+  uploader.finish();
 }
 
 const DeviceWeight& CudaBackend::device_weight(const WeightTensor& w) const {

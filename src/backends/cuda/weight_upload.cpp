@@ -2,6 +2,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -61,26 +62,28 @@ Layout layout_of(const WeightTensor& w) {
   return l;
 }
 
+// Blocks [b0, b1) of a split 32-value format into its planes: quants at q, the Q5_0 high-bit words
+// at qh, the scales at d (each plane's pointer at block b0).
 template <class Block>
-void split_planes(const WeightTensor& w, const Layout& l, std::vector<uint8_t>& img) {
-  const size_t n_blocks = static_cast<size_t>(w.rows * (w.cols / 32));
-  for (size_t i = 0; i < n_blocks; ++i) {
+void split_blocks(const WeightTensor& w, size_t b0, size_t b1, size_t quant_bytes, uint8_t* q, uint8_t* qh,
+                  uint8_t* d) {
+  for (size_t i = b0; i < b1; ++i) {
     Block b;
     std::memcpy(&b, w.data + i * sizeof(Block), sizeof(Block));
-    std::memcpy(img.data() + i * l.quant_bytes, b.qs, l.quant_bytes);
-    if constexpr (requires { b.qh; }) std::memcpy(img.data() + l.qh_off + i * 4, b.qh, 4);
-    std::memcpy(img.data() + l.d_off + i * 2, &b.d, 2);
+    std::memcpy(q + (i - b0) * quant_bytes, b.qs, quant_bytes);
+    if constexpr (requires { b.qh; }) std::memcpy(qh + (i - b0) * 4, b.qh, 4);
+    std::memcpy(d + (i - b0) * 2, &b.d, 2);
   }
 }
 
 // Q4_K's and Q5_K's scale bytes in the device order (device_weight.h): pair c's four 6-bit values
-// as the 24 bits at byte 3c, from the file's packing (quant/blocks.h k4_scale_min).
+// as the 24 bits at byte 3c, from the file's packing (quant/blocks.h k4_scale_min). Blocks
+// [b0, b1) of the file to out (the file's blocks with their scale bytes rewritten).
 template <class Block>
-void repack_k4_scales(const WeightTensor& w, std::vector<uint8_t>& img) {
-  img.assign(w.data, w.data + w.nbytes());  // the file's blocks, then their scale bytes rewritten
-  const size_t n_blocks = img.size() / sizeof(Block);
-  for (size_t i = 0; i < n_blocks; ++i) {
-    uint8_t* sc = img.data() + i * sizeof(Block) + offsetof(Block, scales);
+void repack_k4_blocks(const WeightTensor& w, size_t b0, size_t b1, uint8_t* out) {
+  std::memcpy(out, w.data + b0 * sizeof(Block), (b1 - b0) * sizeof(Block));
+  for (size_t i = 0; i < b1 - b0; ++i) {
+    uint8_t* sc = out + i * sizeof(Block) + offsetof(Block, scales);
     uint8_t packed[kKScaleBytes] = {};
     for (int c = 0; c < 4; ++c) {
       const ScaleMin a = k4_scale_min(sc, 2 * c), b = k4_scale_min(sc, 2 * c + 1);
@@ -91,48 +94,22 @@ void repack_k4_scales(const WeightTensor& w, std::vector<uint8_t>& img) {
   }
 }
 
-}  // namespace
+// Q6_K blocks [b0, b1), each padded to kQ6KPaddedBytes with zeros.
+void pad_q6k_blocks(const WeightTensor& w, size_t b0, size_t b1, uint8_t* out) {
+  for (size_t i = b0; i < b1; ++i) {
+    uint8_t* o = out + (i - b0) * kQ6KPaddedBytes;
+    std::memcpy(o, w.data + i * sizeof(BlockQ6_K), sizeof(BlockQ6_K));
+    std::memset(o + sizeof(BlockQ6_K), 0, kQ6KPaddedBytes - sizeof(BlockQ6_K));
+  }
+}
 
-size_t device_bytes(const WeightTensor& w) { return align_up(layout_of(w).bytes); }
-
-DeviceWeight upload_weight_to(const WeightTensor& w, void* dst) {
-  const Layout l = layout_of(w);
+DeviceWeight view_of(const WeightTensor& w, const Layout& l, void* dst) {
   DeviceWeight v;
   v.type = w.type;
   v.rows = w.rows;
   v.cols = w.cols;
   v.blocks_per_row = w.cols / traits(w.type).block_size;
   v.q_row_bytes = l.q_row_bytes;
-  // The formats whose layout differs from the file's are rebuilt in a host image first.
-  std::vector<uint8_t> img;
-  if (l.quant_bytes > 0 || w.type == GgmlType::Q6_K) img.assign(l.bytes, 0);  // planes, padding
-  switch (w.type) {
-    case GgmlType::Q8_0:
-      split_planes<BlockQ8_0>(w, l, img);
-      break;
-    case GgmlType::Q4_0:
-      split_planes<BlockQ4_0>(w, l, img);
-      break;
-    case GgmlType::Q5_0:
-      split_planes<BlockQ5_0>(w, l, img);
-      break;
-    case GgmlType::Q6_K: {
-      const size_t n_blocks = static_cast<size_t>(w.rows * v.blocks_per_row);
-      for (size_t i = 0; i < n_blocks; ++i)
-        std::memcpy(img.data() + i * kQ6KPaddedBytes, w.data + i * sizeof(BlockQ6_K), sizeof(BlockQ6_K));
-      break;
-    }
-    case GgmlType::Q4_K:
-      repack_k4_scales<BlockQ4_K>(w, img);
-      break;
-    case GgmlType::Q5_K:
-      repack_k4_scales<BlockQ5_K>(w, img);
-      break;
-    default:
-      break;
-  }
-  const uint8_t* src = img.empty() ? w.data : img.data();
-  check(cudaMemcpy(dst, src, l.bytes, cudaMemcpyHostToDevice), "uploading a weight");
   auto* base = static_cast<uint8_t*>(dst);
   v.q = base;
   if (w.type == GgmlType::Q5_0) v.qh = reinterpret_cast<const uint32_t*>(base + l.qh_off);
@@ -140,10 +117,142 @@ DeviceWeight upload_weight_to(const WeightTensor& w, void* dst) {
   return v;
 }
 
+}  // namespace
+
+size_t device_bytes(const WeightTensor& w) { return align_up(layout_of(w).bytes); }
+
+size_t staged_bytes(const WeightTensor& w, int64_t rows) {
+  const Layout l = layout_of(w);
+  const size_t nb = static_cast<size_t>(w.cols / traits(w.type).block_size), n = static_cast<size_t>(rows);
+  if (l.quant_bytes > 0) return n * nb * (l.quant_bytes + (w.type == GgmlType::Q5_0 ? 4 : 0) + 2);
+  return n * static_cast<size_t>(l.q_row_bytes);
+}
+
+std::vector<StagedRegion> stage_rows(const WeightTensor& w, int64_t r0, int64_t r1, uint8_t* staging) {
+  const Layout l = layout_of(w);
+  const size_t nb = static_cast<size_t>(w.cols / traits(w.type).block_size);
+  const size_t b0 = static_cast<size_t>(r0) * nb, b1 = static_cast<size_t>(r1) * nb, n = b1 - b0;
+  std::vector<StagedRegion> regions;
+  if (n == 0) return regions;
+  if (l.quant_bytes > 0) {  // planes: the rows' quants, high bits and scales, each contiguous
+    const bool has_qh = w.type == GgmlType::Q5_0;
+    uint8_t* q = staging;
+    uint8_t* qh = q + n * l.quant_bytes;
+    uint8_t* d = qh + (has_qh ? n * 4 : 0);
+    switch (w.type) {
+      case GgmlType::Q8_0:
+        split_blocks<BlockQ8_0>(w, b0, b1, l.quant_bytes, q, qh, d);
+        break;
+      case GgmlType::Q4_0:
+        split_blocks<BlockQ4_0>(w, b0, b1, l.quant_bytes, q, qh, d);
+        break;
+      default:
+        split_blocks<BlockQ5_0>(w, b0, b1, l.quant_bytes, q, qh, d);
+        break;
+    }
+    regions.push_back({b0 * l.quant_bytes, 0, n * l.quant_bytes});
+    if (has_qh) regions.push_back({l.qh_off + b0 * 4, static_cast<size_t>(qh - staging), n * 4});
+    regions.push_back({l.d_off + b0 * 2, static_cast<size_t>(d - staging), n * 2});
+    return regions;
+  }
+  const size_t row_bytes = static_cast<size_t>(l.q_row_bytes), bytes = static_cast<size_t>(r1 - r0) * row_bytes;
+  switch (w.type) {
+    case GgmlType::Q6_K:
+      pad_q6k_blocks(w, b0, b1, staging);
+      break;
+    case GgmlType::Q4_K:
+      repack_k4_blocks<BlockQ4_K>(w, b0, b1, staging);
+      break;
+    case GgmlType::Q5_K:
+      repack_k4_blocks<BlockQ5_K>(w, b0, b1, staging);
+      break;
+    default:  // float rows as in the file
+      std::memcpy(staging, w.data + static_cast<size_t>(r0) * row_bytes, bytes);
+      break;
+  }
+  regions.push_back({static_cast<size_t>(r0) * row_bytes, 0, bytes});
+  return regions;
+}
+
+std::vector<StagedRegion> stage_rows_parallel(const WeightTensor& w, int64_t r0, int64_t r1, uint8_t* staging,
+                                              ThreadPool& pool) {
+  // Part p takes a contiguous share of the rows, staged at its rows' offset (staged_bytes is linear).
+  const int parts = pool.size();
+  std::vector<std::vector<StagedRegion>> part_regions(static_cast<size_t>(parts));
+  const int64_t per_part = (r1 - r0 + parts - 1) / parts;
+  pool.parallel_for(parts, [&](int64_t p0, int64_t p1, int) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t a = std::min(r1, r0 + p * per_part), b = std::min(r1, a + per_part);
+      const size_t off = staged_bytes(w, a - r0);
+      auto& regions = part_regions[static_cast<size_t>(p)];
+      regions = stage_rows(w, a, b, staging + off);
+      for (StagedRegion& reg : regions) reg.src += off;
+    }
+  });
+  std::vector<StagedRegion> all;
+  for (const auto& regions : part_regions) all.insert(all.end(), regions.begin(), regions.end());
+  return all;
+}
+
+WeightUploader::WeightUploader(cudaStream_t stream, size_t total)
+    : stream_(stream), pool_(total >= kStagingBytes ? 0 : 1) {
+  const size_t bytes = std::clamp(total, size_t{1} << 16, kStagingBytes);
+  for (Staging& s : staging_) {
+    check(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming), "creating an upload event");
+    void* p = nullptr;
+    if (cudaHostAlloc(&p, bytes, cudaHostAllocDefault) == cudaSuccess) {
+      s.data = static_cast<uint8_t*>(p);
+      s.pinned = true;
+    } else {
+      (void)cudaGetLastError();  // no pinned memory (e.g. a memlock limit): pageable staging, slower
+      s.pageable.resize(bytes);
+      s.data = s.pageable.data();
+    }
+    s.bytes = bytes;
+  }
+}
+
+WeightUploader::~WeightUploader() {
+  (void)cudaStreamSynchronize(stream_);  // the copies read the staging buffers
+  for (Staging& s : staging_) {
+    if (s.pinned) (void)cudaFreeHost(s.data);
+    if (s.copied) (void)cudaEventDestroy(s.copied);
+  }
+}
+
+DeviceWeight WeightUploader::upload(const WeightTensor& w, void* dst) {
+  const Layout l = layout_of(w);
+  const size_t row_bytes = staged_bytes(w, 1);
+  auto* base = static_cast<uint8_t*>(dst);
+  for (int64_t r0 = 0; r0 < w.rows;) {
+    Staging& s = staging_[next_];
+    next_ = (next_ + 1) % kBuffers;
+    check(cudaEventSynchronize(s.copied), "waiting for an upload");  // this buffer's last copies are done
+    if (row_bytes > s.bytes) {  // a row longer than the buffer: a pageable one of its size
+      if (s.pinned) check(cudaFreeHost(s.data), "freeing an upload buffer");
+      s.pinned = false;
+      s.pageable.assign(row_bytes, 0);
+      s.data = s.pageable.data();
+      s.bytes = row_bytes;
+    }
+    const int64_t r1 = std::min<int64_t>(w.rows, r0 + static_cast<int64_t>(s.bytes / row_bytes));
+    for (const StagedRegion& reg : stage_rows_parallel(w, r0, r1, s.data, pool_))
+      check(cudaMemcpyAsync(base + reg.dst, s.data + reg.src, reg.bytes, cudaMemcpyHostToDevice, stream_),
+            "uploading a weight");
+    check(cudaEventRecord(s.copied, stream_), "recording an upload");
+    r0 = r1;
+  }
+  return view_of(w, l, dst);
+}
+
+void WeightUploader::finish() { check(cudaStreamSynchronize(stream_), "finishing the weight uploads"); }
+
 UploadedWeight upload_weight(const WeightTensor& w) {
   UploadedWeight u;
   u.memory.reserve(device_bytes(w));
-  u.view = upload_weight_to(w, u.memory.get());
+  WeightUploader up(nullptr, device_bytes(w));  // the default stream
+  u.view = up.upload(w, u.memory.get());
+  up.finish();
   return u;
 }
 

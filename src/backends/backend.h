@@ -82,8 +82,9 @@ class Backend {
   // backend uploads/repacks them into one allocation and keeps its copies keyed by each
   // WeightTensor's address; the CPU backend reads them in place). Weights already loaded are
   // skipped; loading the same bytes as a different tensor is an error.
-  // `progress` (may be empty) hears the bytes uploaded so far and in all: (0, total) first, then
-  // after each weight, ending with (total, total). A backend that uploads nothing calls it never.
+  // `progress` (may be empty) hears the bytes uploaded (or queued for upload) so far and in all:
+  // (0, total) first, then after each weight, ending with (total, total) once every byte is on
+  // the device. A backend that uploads nothing calls it never.
   virtual void load_weights(std::span<const WeightTensor* const> ws, const UploadProgress& progress) = 0;
   void load_weights(std::span<const WeightTensor* const> ws) { load_weights(ws, {}); }
   void load_weight(const WeightTensor& w) {

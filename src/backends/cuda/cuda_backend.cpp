@@ -250,9 +250,10 @@ void CudaBackend::load_weights(std::span<const WeightTensor* const> ws, const Up
   WeightUploader uploader(stream_, total);
   for (const Place& p : place) {
     weights_.emplace(p.w->data, uploader.upload(*p.w, base + p.offset));
-    if (progress) progress(p.offset + p.bytes, total);
+    if (progress && p.offset + p.bytes < total) progress(p.offset + p.bytes, total);  // queued
   }
   uploader.finish();
+  if (progress) progress(total, total);  // every copy done
 }
 
 const DeviceWeight& CudaBackend::device_weight(const WeightTensor& w) const {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
 #include <vector>
 
 #include "backends/cuda/cuda_check.h"
@@ -180,15 +181,22 @@ std::vector<StagedRegion> stage_rows_parallel(const WeightTensor& w, int64_t r0,
   const int parts = pool.size();
   std::vector<std::vector<StagedRegion>> part_regions(static_cast<size_t>(parts));
   const int64_t per_part = (r1 - r0 + parts - 1) / parts;
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(parts));  // a throw must not leave a worker
   pool.parallel_for(parts, [&](int64_t p0, int64_t p1, int) {
     for (int64_t p = p0; p < p1; ++p) {
-      const int64_t a = std::min(r1, r0 + p * per_part), b = std::min(r1, a + per_part);
-      const size_t off = staged_bytes(w, a - r0);
-      auto& regions = part_regions[static_cast<size_t>(p)];
-      regions = stage_rows(w, a, b, staging + off);
-      for (StagedRegion& reg : regions) reg.src += off;
+      try {
+        const int64_t a = std::min(r1, r0 + p * per_part), b = std::min(r1, a + per_part);
+        const size_t off = staged_bytes(w, a - r0);
+        auto& regions = part_regions[static_cast<size_t>(p)];
+        regions = stage_rows(w, a, b, staging + off);
+        for (StagedRegion& reg : regions) reg.src += off;
+      } catch (...) {
+        errors[static_cast<size_t>(p)] = std::current_exception();
+      }
     }
   });
+  for (const std::exception_ptr& e : errors)
+    if (e) std::rethrow_exception(e);
   std::vector<StagedRegion> all;
   for (const auto& regions : part_regions) all.insert(all.end(), regions.begin(), regions.end());
   return all;
@@ -197,40 +205,53 @@ std::vector<StagedRegion> stage_rows_parallel(const WeightTensor& w, int64_t r0,
 WeightUploader::WeightUploader(cudaStream_t stream, size_t total)
     : stream_(stream), pool_(total >= kStagingBytes ? 0 : 1) {
   const size_t bytes = std::clamp(total, size_t{1} << 16, kStagingBytes);
-  for (Staging& s : staging_) {
-    check(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming), "creating an upload event");
-    void* p = nullptr;
-    if (cudaHostAlloc(&p, bytes, cudaHostAllocDefault) == cudaSuccess) {
-      s.data = static_cast<uint8_t*>(p);
-      s.pinned = true;
-    } else {
-      (void)cudaGetLastError();  // no pinned memory (e.g. a memlock limit): pageable staging, slower
-      s.pageable.resize(bytes);
-      s.data = s.pageable.data();
+  try {
+    for (Staging& s : staging_) {
+      check(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming), "creating an upload event");
+      void* p = nullptr;
+      if (cudaHostAlloc(&p, bytes, cudaHostAllocDefault) == cudaSuccess) {
+        s.data = static_cast<uint8_t*>(p);
+        s.pinned = true;
+      } else {
+        (void)cudaGetLastError();  // no pinned memory (e.g. a memlock limit): pageable staging, slower
+        s.pageable.resize(bytes);
+        s.data = s.pageable.data();
+      }
+      s.bytes = bytes;
     }
-    s.bytes = bytes;
+  } catch (...) {
+    release();  // a half-built uploader gets no destructor call
+    throw;
   }
 }
 
 WeightUploader::~WeightUploader() {
   (void)cudaStreamSynchronize(stream_);  // the copies read the staging buffers
+  release();
+}
+
+void WeightUploader::release() {
   for (Staging& s : staging_) {
     if (s.pinned) (void)cudaFreeHost(s.data);
+    s.pinned = false;
     if (s.copied) (void)cudaEventDestroy(s.copied);
+    s.copied = nullptr;
   }
 }
 
 DeviceWeight WeightUploader::upload(const WeightTensor& w, void* dst) {
   const Layout l = layout_of(w);
   const size_t row_bytes = staged_bytes(w, 1);
+  if (row_bytes == 0) return view_of(w, l, dst);  // no columns: nothing to copy
   auto* base = static_cast<uint8_t*>(dst);
   for (int64_t r0 = 0; r0 < w.rows;) {
     Staging& s = staging_[next_];
     next_ = (next_ + 1) % kBuffers;
     check(cudaEventSynchronize(s.copied), "waiting for an upload");  // this buffer's last copies are done
     if (row_bytes > s.bytes) {  // a row longer than the buffer: a pageable one of its size
-      if (s.pinned) check(cudaFreeHost(s.data), "freeing an upload buffer");
-      s.pinned = false;
+      const bool was_pinned = s.pinned;
+      s.pinned = false;  // before a throw below: the destructor must not free it again
+      if (was_pinned) check(cudaFreeHost(s.data), "freeing an upload buffer");
       s.pageable.assign(row_bytes, 0);
       s.data = s.pageable.data();
       s.bytes = row_bytes;

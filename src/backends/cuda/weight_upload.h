@@ -45,7 +45,8 @@ std::vector<StagedRegion> stage_rows_parallel(const WeightTensor& w, int64_t r0,
 // while the previous chunk's copies run on `stream` (pageable buffers where pinned memory cannot
 // be had). upload() returns once its last chunk is queued; finish() waits for every copy.
 // `total` (the bytes about to be uploaded) sizes the buffers and the pool: small uploads (tests,
-// single weights) get small buffers and one thread.
+// single weights) get small buffers and one thread, a model every hardware thread (loading runs
+// before any inference, so it does not follow the engine's thread count).
 class WeightUploader {
  public:
   WeightUploader(cudaStream_t stream, size_t total);
@@ -58,6 +59,7 @@ class WeightUploader {
   void finish();
 
  private:
+  void release();
   static constexpr int kBuffers = 2;
   static constexpr size_t kStagingBytes = size_t{64} << 20;
   struct Staging {

@@ -189,8 +189,8 @@ std::unique_ptr<ModelWeights> make_synthetic_model(const std::string& size, cons
     w.cols = cols;
     if (cols % traits(w.type).block_size != 0)
       fail("synthetic {}: {} rows of {} values do not fit {} blocks", size, name, cols, type_name(w.type));
-    auto buf = std::make_unique<std::vector<uint8_t>>(w.nbytes());
-    uint8_t* base = buf->data();
+    auto buf = std::make_unique_for_overwrite<uint8_t[]>(w.nbytes());  // every byte written below
+    uint8_t* base = buf.get();
     const uint64_t ts = splitmix(tensor_seed);
     if (role == "norm") {
       auto* f = reinterpret_cast<float*>(base);

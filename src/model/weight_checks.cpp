@@ -41,13 +41,13 @@ void check_weight_shapes(const ModelWeights& mw) {
 
 void convert_norms_to_f32(ModelWeights& mw, bool add_one) {
   auto conv = [&](WeightTensor& w) {
-    auto buf = std::make_unique<std::vector<uint8_t>>(static_cast<size_t>(w.cols) * sizeof(float));
-    float* out = reinterpret_cast<float*>(buf->data());
+    auto buf = std::make_unique_for_overwrite<uint8_t[]>(static_cast<size_t>(w.cols) * sizeof(float));
+    float* out = reinterpret_cast<float*>(buf.get());
     dequantize_row(w.type, w.data, out, w.cols);
     if (add_one)
       for (int64_t i = 0; i < w.cols; ++i) out[i] += 1.0f;
     w.type = GgmlType::F32;
-    w.data = buf->data();
+    w.data = buf.get();
     mw.owned.push_back(std::move(buf));
   };
   conv(mw.output_norm);

@@ -48,7 +48,9 @@ struct ModelWeights {
 
   // Storage the weights may point into: file mappings and converted tensors.
   std::vector<std::shared_ptr<const void>> keep_alive;
-  std::vector<std::unique_ptr<std::vector<uint8_t>>> owned;
+  // Left uninitialised when made (make_unique_for_overwrite): the maker writes every byte, and a
+  // 27B synthetic model's 14.5 GiB need not be zeroed on one thread first.
+  std::vector<std::unique_ptr<uint8_t[]>> owned;
 
   std::string source;  // file or directory the weights came from
   std::string format;  // "gguf" or "safetensors"

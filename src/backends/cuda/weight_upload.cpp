@@ -3,6 +3,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <vector>
@@ -202,6 +203,16 @@ std::vector<StagedRegion> stage_rows_parallel(const WeightTensor& w, int64_t r0,
   return all;
 }
 
+// UNICORN_CUDA_PINNED_UPLOAD=0: pageable staging buffers (each copy then completes its staging
+// before cudaMemcpyAsync returns), to compare load times or to rule the pinned path out.
+static bool pinned_staging() {
+  static const bool on = [] {
+    const char* e = std::getenv("UNICORN_CUDA_PINNED_UPLOAD");
+    return e == nullptr || std::strcmp(e, "0") != 0;
+  }();
+  return on;
+}
+
 WeightUploader::WeightUploader(cudaStream_t stream, size_t total)
     : stream_(stream), pool_(total >= kStagingBytes ? 0 : 1) {
   const size_t bytes = std::clamp(total, size_t{1} << 16, kStagingBytes);
@@ -209,7 +220,7 @@ WeightUploader::WeightUploader(cudaStream_t stream, size_t total)
     for (Staging& s : staging_) {
       check(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming), "creating an upload event");
       void* p = nullptr;
-      if (cudaHostAlloc(&p, bytes, cudaHostAllocDefault) == cudaSuccess) {
+      if (pinned_staging() && cudaHostAlloc(&p, bytes, cudaHostAllocDefault) == cudaSuccess) {
         s.data = static_cast<uint8_t*>(p);
         s.pinned = true;
       } else {

@@ -1067,6 +1067,16 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
   EXPECT_LE(attention_schedule(*gpu, *cpu, local, 700, 3), 1e-5);
   const AttnCase ring27b{32, 16, 128, 1024, 1024, GgmlType::F16};  // 27B's local layers: 16 splits
   EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 700, 3), 1e-5);
+#ifdef UNICORN_HAVE_CUDA
+  // Other split bounds (measurement settings): 8 positions per split gives 27B's ring 64 splits,
+  // the most; 16 blocks per SM gives the 2,048-position cache more too.
+  for (const auto& [min_keys, blocks_per_sm] : {std::pair<int64_t, int64_t>{8, 8}, {16, 16}}) {
+    cuda_attention_splits(*gpu, min_keys, blocks_per_sm);
+    EXPECT_LE(attention_schedule(*gpu, *cpu, c, 700, 3), 1e-5) << "min keys " << min_keys;
+    EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 700, 3), 1e-5) << "min keys " << min_keys;
+  }
+  cuda_attention_splits(*gpu, 64, 8);
+#endif
 }
 
 // ---- whole tiny models --------------------------------------------------------------------------
@@ -1264,6 +1274,47 @@ TEST_F(CudaBench, Gemma27BMatmulBandwidth) {
                 62 * layer, 512e6 / (62 * layer));
   }
 }
+
+#ifdef UNICORN_HAVE_CUDA
+TEST_F(CudaBench, Gemma27BDecodeAttentionSplits) {
+  // One token's attention (+ merge) against n cached positions, for split bounds at 27B's shapes:
+  // a local layer's 1,024-position ring and a global layer's cache at the bench's 4,240-token
+  // context. The split count follows the capacity (for recorded steps); the question is which
+  // count serves short and full rows best (NOTES.md session 8).
+  std::printf("\n| capacity | keys | min keys 8 | 16 | 32 | 64 (default) | us/call |\n|---|---|---|---|---|---|---|\n");
+  AttentionParams p{32, 16, 128, 0.0625f, 0};
+  Rng rng(6);
+  Act q = upload(*gpu, random_floats(32 * 128, rng), 1, 32 * 128);
+  Act k = upload(*gpu, random_floats(16 * 128, rng), 1, 16 * 128);
+  Act v = upload(*gpu, random_floats(16 * 128, rng), 1, 16 * 128);
+  Act out = gpu->alloc(1, 32 * 128);
+  for (int64_t capacity : {1024, 4240}) {
+    auto kv = gpu->create_kv(LayerKvSpec{1, capacity, 16, 128, GgmlType::F16});
+    for (int64_t n : {32, 128, 512, 1023, 4095}) {
+      if (n >= capacity) continue;
+      std::printf("| %lld | %lld |", static_cast<long long>(capacity), static_cast<long long>(n));
+      for (int64_t min_keys : {8, 16, 32, 64}) {
+        cuda_attention_splits(*gpu, min_keys, 8);
+        const std::vector<int32_t> tok = {0}, pos = {static_cast<int32_t>(n)}, seq = {0};
+        const std::vector<int64_t> past = {n};
+        BatchView view{tok, pos, seq};
+        for (int i = 0; i < 3; ++i) gpu->attention(q, k, v, *kv, view, past, p, out);
+        gpu->synchronize();
+        const int reps = 200;
+        const double us = 1e3 *
+                          device_ms(*gpu,
+                                    [&] {
+                                      for (int i = 0; i < reps; ++i) gpu->attention(q, k, v, *kv, view, past, p, out);
+                                    }) /
+                          reps;
+        std::printf(" %.1f |", us);
+      }
+      std::printf(" |\n");
+    }
+  }
+  cuda_attention_splits(*gpu, 64, 8);
+}
+#endif
 
 TEST_F(CudaBench, Gemma27BDecodeAttention) {
   std::printf("\n| context | kv | us/call (32 heads, 16 kv, hd 128) |\n|---|---|---|\n");

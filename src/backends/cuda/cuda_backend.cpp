@@ -100,6 +100,11 @@ void cuda_tensor_core_prompt_attention(Backend& backend, bool on) {
   as_cuda(backend, "cuda_tensor_core_prompt_attention").tensor_core_prompt_attention(on);
 }
 
+void cuda_attention_splits(Backend& backend, int64_t min_keys, int64_t blocks_per_sm) {
+  if (min_keys < 1 || blocks_per_sm < 1) fail("cuda_attention_splits: bounds must be positive");
+  as_cuda(backend, "cuda_attention_splits").attention_splits(min_keys, blocks_per_sm);
+}
+
 void cuda_force_tiled_prompt_attention(Backend& backend, bool on) {
   as_cuda(backend, "cuda_force_tiled_prompt_attention").force_tiled_prompt_attention(on);
 }

@@ -84,6 +84,10 @@ class CudaBackend final : public Backend {
   // Prompt attention on tensor cores (attention_prefill_mma.cu) for f16 caches; on by default
   // (H100: 27B Q4_0 pp512 5,292 -> 5,892 tok/s), UNICORN_MMA_PROMPT_ATTENTION=0 turns it off.
   void tensor_core_prompt_attention(bool on) { tc_prompt_attention_ = on; }
+  // Tests and measurements: decode attention's split bounds (attn_min_keys_, attn_blocks_per_sm_).
+  void attention_splits(int64_t min_keys, int64_t blocks_per_sm) {
+    attn_min_keys_ = min_keys, attn_blocks_per_sm_ = blocks_per_sm;
+  }
 
  private:
   // Small int arrays the ops take from the host (tokens, positions, attention metadata, rows).

@@ -36,6 +36,11 @@ size_t cuda_used_memory(Backend& cuda_backend);
 // engine allocation), in bytes: what cuda_used_memory counts beyond the engine's own buffers.
 size_t cuda_start_used_memory(Backend& cuda_backend);
 
+// Tests and measurements: decode attention's key splits, at least min_keys cache positions each,
+// aiming at blocks_per_sm blocks per SM (defaults 64 and 8; UNICORN_CUDA_ATTN_MIN_KEYS and
+// UNICORN_CUDA_ATTN_BLOCKS_PER_SM set them for every CUDA backend).
+void cuda_attention_splits(Backend& cuda_backend, int64_t min_keys, int64_t blocks_per_sm);
+
 // Tests: make a CUDA backend take the tiled prompt attention for every batch of 32+ tokens.
 void cuda_force_tiled_prompt_attention(Backend& cuda_backend, bool on);
 

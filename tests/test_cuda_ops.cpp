@@ -1275,6 +1275,31 @@ TEST_F(CudaBench, Gemma27BMatmulBandwidth) {
   }
 }
 
+// One token's decode attention (27B: 32 heads, 16 kv heads, head_dim 128) against n cached
+// positions of `kv`, in us per call (attention + merge).
+struct DecodeAttentionBench {
+  AttentionParams p{32, 16, 128, 0.0625f, 0};
+  Act q, k, v, out;
+  explicit DecodeAttentionBench(Backend& gpu, Rng& rng)
+      : q(upload(gpu, random_floats(32 * 128, rng), 1, 32 * 128)),
+        k(upload(gpu, random_floats(16 * 128, rng), 1, 16 * 128)),
+        v(upload(gpu, random_floats(16 * 128, rng), 1, 16 * 128)),
+        out(gpu.alloc(1, 32 * 128)) {}
+  double us(Backend& gpu, LayerKv& kv, int64_t n, int reps) {
+    const std::vector<int32_t> tok = {0}, pos = {static_cast<int32_t>(n)}, seq = {0};
+    const std::vector<int64_t> past = {n};
+    BatchView view{tok, pos, seq};
+    for (int i = 0; i < 3; ++i) gpu.attention(q, k, v, kv, view, past, p, out);
+    gpu.synchronize();
+    return 1e3 *
+           device_ms(gpu,
+                     [&] {
+                       for (int i = 0; i < reps; ++i) gpu.attention(q, k, v, kv, view, past, p, out);
+                     }) /
+           reps;
+  }
+};
+
 #ifdef UNICORN_HAVE_CUDA
 TEST_F(CudaBench, Gemma27BDecodeAttentionSplits) {
   // One token's attention (+ merge) against n cached positions, for split bounds at 27B's shapes:
@@ -1282,12 +1307,8 @@ TEST_F(CudaBench, Gemma27BDecodeAttentionSplits) {
   // context. The split count follows the capacity (for recorded steps); the question is which
   // count serves short and full rows best (NOTES.md session 8).
   std::printf("\n| capacity | keys | min keys 8 | 16 | 32 | 64 (default) | us/call |\n|---|---|---|---|---|---|---|\n");
-  AttentionParams p{32, 16, 128, 0.0625f, 0};
   Rng rng(6);
-  Act q = upload(*gpu, random_floats(32 * 128, rng), 1, 32 * 128);
-  Act k = upload(*gpu, random_floats(16 * 128, rng), 1, 16 * 128);
-  Act v = upload(*gpu, random_floats(16 * 128, rng), 1, 16 * 128);
-  Act out = gpu->alloc(1, 32 * 128);
+  DecodeAttentionBench bench(*gpu, rng);
   for (int64_t capacity : {1024, 4240}) {
     auto kv = gpu->create_kv(LayerKvSpec{1, capacity, 16, 128, GgmlType::F16});
     for (int64_t n : {32, 128, 512, 1023, 4095}) {
@@ -1295,19 +1316,7 @@ TEST_F(CudaBench, Gemma27BDecodeAttentionSplits) {
       std::printf("| %lld | %lld |", static_cast<long long>(capacity), static_cast<long long>(n));
       for (int64_t min_keys : {8, 16, 32, 64}) {
         cuda_attention_splits(*gpu, min_keys, 8);
-        const std::vector<int32_t> tok = {0}, pos = {static_cast<int32_t>(n)}, seq = {0};
-        const std::vector<int64_t> past = {n};
-        BatchView view{tok, pos, seq};
-        for (int i = 0; i < 3; ++i) gpu->attention(q, k, v, *kv, view, past, p, out);
-        gpu->synchronize();
-        const int reps = 200;
-        const double us = 1e3 *
-                          device_ms(*gpu,
-                                    [&] {
-                                      for (int i = 0; i < reps; ++i) gpu->attention(q, k, v, *kv, view, past, p, out);
-                                    }) /
-                          reps;
-        std::printf(" %.1f |", us);
+        std::printf(" %.1f |", bench.us(*gpu, *kv, n, 200));
       }
       std::printf(" |\n");
     }
@@ -1318,27 +1327,11 @@ TEST_F(CudaBench, Gemma27BDecodeAttentionSplits) {
 
 TEST_F(CudaBench, Gemma27BDecodeAttention) {
   std::printf("\n| context | kv | us/call (32 heads, 16 kv, hd 128) |\n|---|---|---|\n");
+  Rng rng(5);
+  DecodeAttentionBench bench(*gpu, rng);
   for (int64_t ctx : {1024, 4096, 16384}) {
-    LayerKvSpec spec{1, ctx + 1, 16, 128, GgmlType::F16};
-    auto kv = gpu->create_kv(spec);
-    AttentionParams p{32, 16, 128, 0.0625f, 0};
-    Rng rng(5);
-    Act q = upload(*gpu, random_floats(32 * 128, rng), 1, 32 * 128);
-    Act k = upload(*gpu, random_floats(16 * 128, rng), 1, 16 * 128);
-    Act v = upload(*gpu, random_floats(16 * 128, rng), 1, 16 * 128);
-    Act out = gpu->alloc(1, 32 * 128);
-    const std::vector<int32_t> tok = {0}, pos = {static_cast<int32_t>(ctx)}, seq = {0};
-    const std::vector<int64_t> past = {ctx};
-    BatchView view{tok, pos, seq};
-    for (int i = 0; i < 3; ++i) gpu->attention(q, k, v, *kv, view, past, p, out);
-    gpu->synchronize();
-    const int reps = 100;
-    const double us = 1e3 *
-                      device_ms(*gpu,
-                                [&] {
-                                  for (int i = 0; i < reps; ++i) gpu->attention(q, k, v, *kv, view, past, p, out);
-                                }) /
-                      reps;
+    auto kv = gpu->create_kv(LayerKvSpec{1, ctx + 1, 16, 128, GgmlType::F16});
+    const double us = bench.us(*gpu, *kv, ctx, 100);
     std::printf("| %lld | f16 | %.1f (%.0f GB/s of K+V) |\n", static_cast<long long>(ctx), us,
                 static_cast<double>(ctx * 2 * 16 * 128 * 2) / us / 1e3);
   }

@@ -252,7 +252,7 @@ void CudaBackend::load_weights(std::span<const WeightTensor* const> ws, const Up
   weight_memory_.emplace_back(total);
   auto* base = weight_memory_.back().as<uint8_t>();
   if (progress) progress(0, total);
-  WeightUploader uploader(stream_, total);
+  WeightUploader uploader(stream_, total, pinned_upload_);
   for (const Place& p : place) {
     weights_.emplace(p.w->data, uploader.upload(*p.w, base + p.offset));
     if (progress && p.offset + p.bytes < total) progress(p.offset + p.bytes, total);  // queued

@@ -198,6 +198,9 @@ class CudaBackend final : public Backend {
   bool force_tiled_prompt_attention_ = false;
   bool tc_prompt_attention_ = env_switch("UNICORN_MMA_PROMPT_ATTENTION", true);
   bool fuse_qk_attention_ = env_switch("UNICORN_FUSE_QK_ATTENTION", true);
+  // Weights staged in pinned buffers for upload; UNICORN_CUDA_PINNED_UPLOAD=0 stages in pageable
+  // ones (the load-time comparison, or a way around the pinned path).
+  bool pinned_upload_ = env_switch("UNICORN_CUDA_PINNED_UPLOAD", true);
   // Decode attention's key splits (attention_impl): at least this many cache positions per split,
   // and up to this many blocks per SM. UNICORN_CUDA_ATTN_MIN_KEYS / UNICORN_CUDA_ATTN_BLOCKS_PER_SM
   // change them for measurements.

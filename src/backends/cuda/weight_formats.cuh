@@ -68,6 +68,22 @@ __device__ __forceinline__ int dot32(const uint32_t* q, const ActWords& x) {
   return s;
 }
 
+// P rows' unpacked 32-value items at block b against NT activation rows, each activation load
+// serving all P rows (matvec_quant.cu's row pairs): acc[p][t] += F::scaled(d[p], (d, d * sum) of
+// the activation block, the integer dot). The 32-value formats' dot_rows after their unpacking.
+template <class F, int NT, int P>
+__device__ __forceinline__ void dot32_rows(const uint32_t (*q)[8], const float* d, int64_t b, ActQ8 x, int64_t K, int T,
+                                           float (*acc)[NT]) {
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    if (t >= T) break;
+    const ActWords xa = load_act32(x.q + t * K, b * 32);
+    const float2 ds = load_ds(x.ds, t * (K / 32) + b);
+#pragma unroll
+    for (int p = 0; p < P; ++p) acc[p][t] += F::scaled(d[p], ds, dot32(q[p], xa));
+  }
+}
+
 // ---- float formats ------------------------------------------------------------------------------
 
 struct FormatF32 {
@@ -141,17 +157,10 @@ struct FormatQ8_0 {
       for (int i = 0; i < 8; ++i) q[p][i] = v[i];
       d[p] = half_to_float(r.d);
     }
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      if (t >= T) break;
-      const ActWords xa = load_act32(x.q + t * K, b * 32);
-      const float dx = load_ds(x.ds, t * (K / 32) + b).x;
-#pragma unroll
-      for (int p = 0; p < P; ++p) acc[p][t] += scaled(d[p], dx, dot32(q[p], xa));
-    }
+    dot32_rows<FormatQ8_0, NT, P>(q, d, b, x, K, T, acc);
   }
   // y = d_w * d_x * sum q_w q_x.
-  static __device__ __forceinline__ float scaled(float d, float dx, int s) { return d * dx * static_cast<float>(s); }
+  static __device__ __forceinline__ float scaled(float d, float2 ds, int s) { return d * ds.x * static_cast<float>(s); }
   template <int NT>
   static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t b, ActQ8 x, int64_t K, int T, float* acc) {
     dot_rows<NT, 1>(&raw, b, x, K, T, reinterpret_cast<float(*)[NT]>(acc));
@@ -200,14 +209,7 @@ struct FormatQ4_0 {
       unpack(raw[p].q, q[p]);
       d[p] = half_to_float(raw[p].d);
     }
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      if (t >= T) break;
-      const ActWords xa = load_act32(x.q + t * K, b * 32);
-      const float2 ds = load_ds(x.ds, t * (K / 32) + b);
-#pragma unroll
-      for (int p = 0; p < P; ++p) acc[p][t] += scaled(d[p], ds, dot32(q[p], xa));
-    }
+    dot32_rows<FormatQ4_0, NT, P>(q, d, b, x, K, T, acc);
   }
   // The nibbles as unsigned bytes (see dot_rows).
   static __device__ __forceinline__ void unpack(const uint4& raw, uint32_t* q) {

@@ -3,7 +3,6 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <vector>
@@ -178,8 +177,9 @@ std::vector<StagedRegion> stage_rows(const WeightTensor& w, int64_t r0, int64_t 
 
 std::vector<StagedRegion> stage_rows_parallel(const WeightTensor& w, int64_t r0, int64_t r1, uint8_t* staging,
                                               ThreadPool& pool) {
-  // Part p takes a contiguous share of the rows, staged at its rows' offset (staged_bytes is linear).
+  // Part p takes a contiguous share of the rows, staged at its rows' offset.
   const int parts = pool.size();
+  const size_t row_bytes = staged_bytes(w, 1);  // staged_bytes is linear in the rows
   std::vector<std::vector<StagedRegion>> part_regions(static_cast<size_t>(parts));
   const int64_t per_part = (r1 - r0 + parts - 1) / parts;
   std::vector<std::exception_ptr> errors(static_cast<size_t>(parts));  // a throw must not leave a worker
@@ -187,7 +187,7 @@ std::vector<StagedRegion> stage_rows_parallel(const WeightTensor& w, int64_t r0,
     for (int64_t p = p0; p < p1; ++p) {
       try {
         const int64_t a = std::min(r1, r0 + p * per_part), b = std::min(r1, a + per_part);
-        const size_t off = staged_bytes(w, a - r0);
+        const size_t off = static_cast<size_t>(a - r0) * row_bytes;
         auto& regions = part_regions[static_cast<size_t>(p)];
         regions = stage_rows(w, a, b, staging + off);
         for (StagedRegion& reg : regions) reg.src += off;
@@ -203,24 +203,14 @@ std::vector<StagedRegion> stage_rows_parallel(const WeightTensor& w, int64_t r0,
   return all;
 }
 
-// UNICORN_CUDA_PINNED_UPLOAD=0: pageable staging buffers (each copy then completes its staging
-// before cudaMemcpyAsync returns), to compare load times or to rule the pinned path out.
-static bool pinned_staging() {
-  static const bool on = [] {
-    const char* e = std::getenv("UNICORN_CUDA_PINNED_UPLOAD");
-    return e == nullptr || std::strcmp(e, "0") != 0;
-  }();
-  return on;
-}
-
-WeightUploader::WeightUploader(cudaStream_t stream, size_t total)
+WeightUploader::WeightUploader(cudaStream_t stream, size_t total, bool pinned)
     : stream_(stream), pool_(total >= kStagingBytes ? 0 : 1) {
   const size_t bytes = std::clamp(total, size_t{1} << 16, kStagingBytes);
   try {
     for (Staging& s : staging_) {
       check(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming), "creating an upload event");
       void* p = nullptr;
-      if (pinned_staging() && cudaHostAlloc(&p, bytes, cudaHostAllocDefault) == cudaSuccess) {
+      if (pinned && cudaHostAlloc(&p, bytes, cudaHostAllocDefault) == cudaSuccess) {
         s.data = static_cast<uint8_t*>(p);
         s.pinned = true;
       } else {

@@ -46,10 +46,11 @@ std::vector<StagedRegion> stage_rows_parallel(const WeightTensor& w, int64_t r0,
 // be had). upload() returns once its last chunk is queued; finish() waits for every copy.
 // `total` (the bytes about to be uploaded) sizes the buffers and the pool: small uploads (tests,
 // single weights) get small buffers and one thread, a model every hardware thread (loading runs
-// before any inference, so it does not follow the engine's thread count).
+// before any inference, so it does not follow the engine's thread count). pinned = false stages
+// in pageable buffers (each copy then completes its staging before cudaMemcpyAsync returns).
 class WeightUploader {
  public:
-  WeightUploader(cudaStream_t stream, size_t total);
+  WeightUploader(cudaStream_t stream, size_t total, bool pinned = true);
   ~WeightUploader();
   WeightUploader(const WeightUploader&) = delete;
   WeightUploader& operator=(const WeightUploader&) = delete;

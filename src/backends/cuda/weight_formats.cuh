@@ -68,12 +68,20 @@ __device__ __forceinline__ int dot32(const uint32_t* q, const ActWords& x) {
   return s;
 }
 
-// P rows' unpacked 32-value items at block b against NT activation rows, each activation load
-// serving all P rows (matvec_quant.cu's row pairs): acc[p][t] += F::scaled(d[p], (d, d * sum) of
-// the activation block, the integer dot). The 32-value formats' dot_rows after their unpacking.
+// P rows' 32-value items at block b (their Raw loads) against NT activation rows, each activation
+// load serving all P rows (matvec_quant.cu's row pairs): acc[p][t] += F::scaled(the row's scale,
+// (d, d * sum) of the activation block, the integer dot of F::unpack's bytes). The 32-value
+// formats' dot_rows.
 template <class F, int NT, int P>
-__device__ __forceinline__ void dot32_rows(const uint32_t (*q)[8], const float* d, int64_t b, ActQ8 x, int64_t K, int T,
+__device__ __forceinline__ void dot32_rows(const typename F::Raw* raw, int64_t b, ActQ8 x, int64_t K, int T,
                                            float (*acc)[NT]) {
+  uint32_t q[P][8];
+  float d[P];
+#pragma unroll
+  for (int p = 0; p < P; ++p) {
+    F::unpack(raw[p], q[p]);
+    d[p] = half_to_float(raw[p].d);
+  }
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
     if (t >= T) break;
@@ -142,22 +150,17 @@ struct FormatQ8_0 {
     const uint8_t* p = w.q + r * w.q_row_bytes + b * 32;
     return {ldw16(p), ldw16(p + 16), ldw2(w.d + r * w.blocks_per_row + b)};
   }
-  // P rows' items at the same position against NT activation rows: each activation load serves
-  // all P rows (matvec_quant.cu's row pairs). acc[p][t].
+  // P rows' items at the same position against NT activation rows, one activation load for all
+  // (dot32_rows). acc[p][t].
   template <int NT, int P>
   static __device__ __forceinline__ void dot_rows(const Raw* raw, int64_t b, ActQ8 x, int64_t K, int T,
                                                   float (*acc)[NT]) {
-    uint32_t q[P][8];
-    float d[P];
+    dot32_rows<FormatQ8_0, NT, P>(raw, b, x, K, T, acc);
+  }
+  static __device__ __forceinline__ void unpack(const Raw& r, uint32_t* q) {
+    const uint32_t v[8] = {r.a0.x, r.a0.y, r.a0.z, r.a0.w, r.a1.x, r.a1.y, r.a1.z, r.a1.w};
 #pragma unroll
-    for (int p = 0; p < P; ++p) {
-      const Raw& r = raw[p];
-      const uint32_t v[8] = {r.a0.x, r.a0.y, r.a0.z, r.a0.w, r.a1.x, r.a1.y, r.a1.z, r.a1.w};
-#pragma unroll
-      for (int i = 0; i < 8; ++i) q[p][i] = v[i];
-      d[p] = half_to_float(r.d);
-    }
-    dot32_rows<FormatQ8_0, NT, P>(q, d, b, x, K, T, acc);
+    for (int i = 0; i < 8; ++i) q[i] = v[i];
   }
   // y = d_w * d_x * sum q_w q_x.
   static __device__ __forceinline__ float scaled(float d, float2 ds, int s) { return d * ds.x * static_cast<float>(s); }
@@ -196,24 +199,16 @@ struct FormatQ4_0 {
   static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t b) {
     return {ldw16(w.q + r * w.q_row_bytes + b * 16), ldw2(w.d + r * w.blocks_per_row + b)};
   }
-  // P rows' items at the same position (one activation load for all; FormatQ8_0::dot_rows).
+  // P rows' items at the same position (one activation load for all; dot32_rows).
   template <int NT, int P>
   static __device__ __forceinline__ void dot_rows(const Raw* raw, int64_t b, ActQ8 x, int64_t K, int T,
                                                   float (*acc)[NT]) {
-    // The nibbles as unsigned bytes (0..15, also valid as signed); the offset 8 comes back
-    // through the activation block's sum: sum (q - 8) x = sum q x - 8 sum x.
-    uint32_t q[P][8];
-    float d[P];
-#pragma unroll
-    for (int p = 0; p < P; ++p) {
-      unpack(raw[p].q, q[p]);
-      d[p] = half_to_float(raw[p].d);
-    }
-    dot32_rows<FormatQ4_0, NT, P>(q, d, b, x, K, T, acc);
+    dot32_rows<FormatQ4_0, NT, P>(raw, b, x, K, T, acc);
   }
-  // The nibbles as unsigned bytes (see dot_rows).
-  static __device__ __forceinline__ void unpack(const uint4& raw, uint32_t* q) {
-    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+  // The nibbles as unsigned bytes (0..15, also valid as signed); the offset 8 comes back through
+  // the activation block's sum: sum (q - 8) x = sum q x - 8 sum x (scaled).
+  static __device__ __forceinline__ void unpack(const Raw& r, uint32_t* q) {
+    const uint32_t words[4] = {r.q.x, r.q.y, r.q.z, r.q.w};
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       q[i] = words[i] & 0x0F0F0F0Fu;

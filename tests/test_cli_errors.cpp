@@ -155,6 +155,16 @@ TEST(CliErrors, BadFlagValuesAreRejected) {
   }
 }
 
+TEST(CliErrors, TokenizerForSyntheticGgufNamesTheProblem) {
+  expect_clean_error(run_unicorn("bench --synthetic 270m --tokenizer /tmp -n 1"), "--write-gguf only");
+  const std::string dir = (std::filesystem::temp_directory_path() / "unicorn_no_tokenizer_here").string();
+  std::filesystem::create_directories(dir);
+  const std::string out = (std::filesystem::temp_directory_path() / "unicorn_never_tok.gguf").string();
+  expect_clean_error(run_unicorn("bench --synthetic 270m --write-gguf " + out + " --tokenizer " + dir),
+                     "no tokenizer.json there");
+  EXPECT_FALSE(std::filesystem::exists(out));
+}
+
 TEST(CliErrors, GpuMemoryNeedsAGpuAndAValidSize) {
   const Result cpu = run_unicorn("run -m " + kTiny + " --device cpu --gpu-memory 8G -p hi -n 1");
   expect_clean_error(cpu, "--gpu-memory 8G needs a GPU device");

@@ -4,13 +4,19 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "backends/cpu/cpu_backend.h"
 #include "core/error.h"
+#include "formats/gguf.h"
 #include "model/gemma3.h"
 #include "model/loader.h"
 #include "model/synthetic.h"
 #include "runtime/model_writer.h"
+#include "tokenizer/tokenizer.h"
 
 using namespace unicorn;
 
@@ -60,4 +66,44 @@ TEST(SyntheticModel, Q4_0EmbeddingFallsBackToQ8_0WhereQ6_KBlocksDoNotFit) {
   EXPECT_EQ(w->layers[0].down.type, GgmlType::Q4_0);
   EXPECT_EQ(w->layers[0].q.type, GgmlType::Q4_0);
   EXPECT_THROW(make_synthetic_model("270m", "q4_k", 3), Error);  // an explicit type is not swapped
+}
+
+TEST(ModelWriter, SyntheticModelCarriesAGivenTokenizerWithOneTokenPerEmbeddingRow) {
+  // A small SentencePiece-style tokenizer.json with one added token past the 270M's 262144
+  // embedding rows (as HF's <image_soft_token>): it is left out, and the rest is padded to the
+  // rows, so that the file's token count equals the embedding's rows (llama.cpp requires it).
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / "unicorn_writer_tokenizer";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  nlohmann::json vocab = nlohmann::json::object(), added = nlohmann::json::array();
+  int id = 0;
+  for (const char* s : {"<pad>", "<eos>", "<bos>", "<unk>"}) {
+    added.push_back({{"id", id}, {"content", s}, {"special", true}});
+    vocab[s] = id++;
+  }
+  for (int b = 0; b < 256; ++b) vocab[fmt::format("<0x{:02X}>", b)] = id++;
+  for (const char* s : {"\xE2\x96\x81", "h", "i", "hi"}) vocab[s] = id++;
+  added.push_back({{"id", 262144}, {"content", "<image_soft_token>"}, {"special", true}});
+  const nlohmann::json tj = {
+      {"normalizer", {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\xE2\x96\x81"}}},
+      {"added_tokens", added},
+      {"model", {{"type", "BPE"}, {"byte_fallback", true}, {"vocab", vocab}, {"merges", {"h i"}}}}};
+  std::ofstream(dir / "tokenizer.json") << tj.dump();
+
+  std::shared_ptr<ModelWeights> mem = make_synthetic_model("270m", "q8_0", 4);
+  const std::string path = (fs::temp_directory_path() / "unicorn_synthetic_tok.gguf").string();
+  write_model_gguf(*mem, path, tokenizer_metadata_from_hf(dir.string(), mem->config.vocab_size));
+  auto g = GgufFile::open(path);
+  const GgufArray* tokens = g->get_array("tokenizer.ggml.tokens");
+  ASSERT_NE(tokens, nullptr);
+  EXPECT_EQ(static_cast<int64_t>(tokens->strings.size()), mem->tok_embd.rows);
+  EXPECT_EQ(tokens->strings[262143], "[PAD262143]");
+  const LoadedModel file = load_model(path);
+  ASSERT_TRUE(file.tokenizer.has_value());
+  const Tokenizer from_json = Tokenizer::from_hf_json((dir / "tokenizer.json").string());
+  for (const char* text : {"hi hi", "ih h"})
+    EXPECT_EQ(file.tokenizer->encode(text, true), from_json.encode(text, true));
+  EXPECT_EQ(file.tokenizer->encode("hi", false).size(), 1u);  // the merge survived
+  std::filesystem::remove(path);
 }

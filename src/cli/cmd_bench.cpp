@@ -1,4 +1,5 @@
 // unicorn bench: prompt processing (ppN) and generation (tgN) throughput, markdown and JSON.
+#include <filesystem>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -33,6 +34,9 @@ class BenchCommand final : public Command {
                    "weight scheme for --synthetic: q4_0 (Q6_K embedding), q4_mix, q4_small, q8_0, bf16, f16, q4_k_m");
     sub.add_option("--json-file", json_file_, "also write the JSON results to this file");
     sub.add_option("--write-gguf", write_gguf_, "with --synthetic: write the weights to this GGUF file and exit");
+    sub.add_option("--tokenizer", tokenizer_dir_,
+                   "with --write-gguf: also write the tokenizer.* metadata of this Hugging Face tokenizer directory "
+                   "(tokenizer.json), so that other engines (llama.cpp) can load the file");
     sub.add_flag("--no-roofline", no_roofline_,
                  "skip the copy-bandwidth probe that gives each tg test as a fraction of the roofline");
   }
@@ -46,12 +50,18 @@ class BenchCommand final : public Command {
       if (!mo_.model.empty()) fail("pass either -m or --synthetic, not both");
       mo_.model = "synthetic:" + synthetic_ + ":" + scheme_;
     }
+    if (!tokenizer_dir_.empty() && write_gguf_.empty()) fail("--tokenizer is for --write-gguf only");
     if (!write_gguf_.empty()) {
       if (synthetic_.empty()) fail("--write-gguf needs --synthetic (a model file is already a file)");
+      if (!tokenizer_dir_.empty() &&
+          !std::filesystem::is_regular_file(std::filesystem::path(tokenizer_dir_) / "tokenizer.json"))
+        fail("--tokenizer {}: no tokenizer.json there", tokenizer_dir_);
       const LoadedModel m = load_model(mo_.model);
+      std::vector<MetadataEntry> tokenizer;
+      if (!tokenizer_dir_.empty()) tokenizer = tokenizer_metadata_from_hf(tokenizer_dir_, m.weights->config.vocab_size);
       fmt::print(stderr, "writing {} ({}) to {}\n", m.weights->source, format_bytes(m.weights->weight_bytes()),
                  write_gguf_);
-      write_model_gguf(*m.weights, write_gguf_);
+      write_model_gguf(*m.weights, write_gguf_, std::move(tokenizer));
       fmt::print(stderr, "wrote {}\n", write_gguf_);
       return 0;
     }
@@ -169,7 +179,7 @@ class BenchCommand final : public Command {
   int n_prompt_ = 512, n_gen_ = 128, reps_ = 3;
   std::vector<int> depth_;
   std::string format_ = "md", json_file_;
-  std::string synthetic_, scheme_ = "q4_0", write_gguf_;
+  std::string synthetic_, scheme_ = "q4_0", write_gguf_, tokenizer_dir_;
   bool no_roofline_ = false;
 };
 }  // namespace

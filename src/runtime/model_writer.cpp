@@ -1,13 +1,13 @@
 #include "runtime/model_writer.h"
 
 #include "formats/gguf_writer.h"
-#include "runtime/quant_source.h"
 
 namespace unicorn {
 
-void write_model_gguf(const ModelWeights& w, const std::string& path) {
+void write_model_gguf(const ModelWeights& w, const std::string& path, std::vector<MetadataEntry> extra) {
   GgufWriter out(path);
   for (MetadataEntry& m : gemma3_metadata(w.config, w.source)) out.add_value(std::move(m.key), std::move(m.value));
+  for (MetadataEntry& m : extra) out.add_value(std::move(m.key), std::move(m.value));
   auto put = [&](const WeightTensor& t) {
     // Norms are 1-D in GGUF files (spec §4.3); matrices [cols, rows] in ggml order.
     const bool vector = t.rows == 1 && t.name.ends_with("norm.weight");

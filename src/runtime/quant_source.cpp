@@ -147,7 +147,13 @@ std::vector<MetadataEntry> tokenizer_metadata_from_hf(const std::string& dir, in
   } catch (const json::exception& e) {
     fail("{}: unexpected tokenizer.json layout: {}", path, e.what());
   }
-  // Pad to the embedding's rows as llama.cpp's converter does (spec §4.3).
+  // Ids past the embedding's rows have no embedding: the 270M's 262144 rows leave out HF's
+  // <image_soft_token> (262144, spec §1.3), as the published GGUF does. Pad to the rows as
+  // llama.cpp's converter does (spec §4.3), so that the token count always equals the rows.
+  if (n_vocab > 0 && static_cast<int64_t>(tokens.size()) > n_vocab) {
+    tokens.resize(static_cast<size_t>(n_vocab));
+    types.resize(static_cast<size_t>(n_vocab));
+  }
   for (auto i = static_cast<int64_t>(tokens.size()); i < n_vocab; ++i) put(i, fmt::format("[PAD{}]", i), 5);
   for (size_t i = 0; i < tokens.size(); ++i)
     if (tokens[i].empty()) tokens[i] = fmt::format("[PAD{}]", i);

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Same card, same run: llama.cpp's llama-bench and `unicorn bench` on one synthetic Gemma 3 27B
+# GGUF (random but valid weights of the real shapes, written by `unicorn bench --write-gguf` with
+# the real tokenizer's metadata). Run through the device tool with carry [".devcarry"], after
+# bench/device/prepare_deps.sh and bench/device/llamacpp_prepare.sh:
+#   UNICORN_COMMIT=<hash> bash bench/device/llamacpp_compare.sh > $OUT/run.txt 2>&1
+# Resumable: llama.cpp's CUDA build takes minutes; if it is not done by LCPP_BUILD_S seconds the
+# script stops (exit 3) and a second call on the still-warm machine goes on where it stopped.
+#   TYPE=q4_0 (a --synthetic scheme)  REPS=3  DEPTHS="0 4096"
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+TYPE=${TYPE:-q4_0}; REPS=${REPS:-3}; DEPTHS=${DEPTHS:-0 4096}
+start=$(date +%s)
+el() { echo $(( $(date +%s) - start )); }
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv | tee "$OUT/gpu.txt"
+echo "commit ${UNICORN_COMMIT:-$(git log -1 --format=%H 2>/dev/null)}" | tee -a "$OUT/gpu.txt"
+cat .devcarry/llamacpp/VERSION | tee -a "$OUT/gpu.txt"
+
+L=build/llamacpp
+LB=$L/b/bin/llama-bench
+lpid=
+if [ ! -x "$LB" ]; then
+  [ -d "$L/llama.cpp" ] || { mkdir -p "$L" && tar xzf .devcarry/llamacpp/llama.cpp.tar.gz -C "$L"; }
+  if [ ! -f "$L/b/build.ninja" ]; then
+    cmake -S "$L/llama.cpp" -B "$L/b" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON \
+      -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+      -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_OPENSSL=OFF > "$OUT/lcpp_configure.log" 2>&1 \
+      || { tail -30 "$OUT/lcpp_configure.log"; exit 1; }
+  fi
+  cmake --build "$L/b" -j16 --target llama-bench > "$OUT/lcpp_build.log" 2>&1 &
+  lpid=$!
+fi
+
+# Unicorn's own build (beside llama.cpp's), then the GGUF both engines read.
+cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+  -DUNICORN_DEPS_DIR="$PWD/.devcarry/deps" -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON > "$OUT/configure.log" 2>&1 \
+  || { tail -30 "$OUT/configure.log"; exit 1; }
+cmake --build build/gpu -j16 --target unicorn > "$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -40; exit 1; }
+echo "unicorn build: $(el) s"
+U=./build/gpu/unicorn
+G=build/synth/27b_$TYPE.gguf
+if [ ! -f "$G" ]; then
+  mkdir -p build/synth "$L/tok"
+  python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" \
+    .devcarry/llamacpp/tokenizer.json.xz "$L/tok/tokenizer.json"
+  cp .devcarry/llamacpp/tokenizer_config.json "$L/tok/"
+  $U bench --synthetic 27b --type "$TYPE" --write-gguf "$G" --tokenizer "$L/tok" 2>&1 | tail -2
+  echo "gguf written: $(el) s, $(du -h "$G" | cut -f1)"
+fi
+
+if [ -n "$lpid" ]; then
+  while kill -0 "$lpid" 2>/dev/null; do
+    if [ "$(el)" -ge "${LCPP_BUILD_S:-500}" ]; then
+      kill "$lpid"; wait "$lpid" 2>/dev/null
+      echo "llama.cpp build not done after $(el) s ($(grep -c '^\[' "$OUT/lcpp_build.log") steps): call again while warm"
+      tail -2 "$OUT/lcpp_build.log"; exit 3
+    fi
+    sleep 5
+  done
+  wait "$lpid" || { grep -E "error" -A3 "$OUT/lcpp_build.log" | head -40; exit 1; }
+  echo "llama.cpp build: $(el) s"
+fi
+rm -f "$OUT/lcpp_build.log" "$OUT/configure.log" "$OUT/build.log"
+
+# Same file, same card, one after the other. llama-bench: all layers on the GPU, flash attention.
+d_csv=$(echo $DEPTHS | tr ' ' ',')
+timeout 400 "$LB" -m "$G" -ngl 99 -fa 1 -p 512 -n 128 -d "$d_csv" -r "$REPS" -o md 2>"$OUT/llamacpp_stderr.txt" \
+  | tee "$OUT/llamacpp.md"
+echo "llama-bench rc=$? at $(el) s"; grep -iE "error|failed" "$OUT/llamacpp_stderr.txt" | head -5
+d_args=; for d in $DEPTHS; do d_args="$d_args -d $d"; done
+timeout 300 $U bench -m "$G" --device cuda -p 512 -n 128 $d_args -r "$REPS" --json-file "$OUT/unicorn.json" 2>&1 \
+  | tee "$OUT/unicorn.md"
+echo "unicorn bench rc=$? at $(el) s"

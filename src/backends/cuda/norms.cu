@@ -13,33 +13,18 @@ namespace {
 
 constexpr int kThreads = 128;
 
-// Sums over the block (blockDim.x == N) of M values per thread at once, every thread gets the
-// totals. `scratch` holds M * N/32 values.
-template <int N, int M = 1>
-__device__ __forceinline__ void block_sums(double (&v)[M], double* scratch) {
-#pragma unroll
-  for (int m = 0; m < M; ++m)
-#pragma unroll
-    for (int o = 16; o > 0; o /= 2) v[m] += __shfl_xor_sync(0xFFFFFFFFu, v[m], o);
-  __syncthreads();  // scratch may still be read by a previous call
-  if (threadIdx.x % 32 == 0)
-#pragma unroll
-    for (int m = 0; m < M; ++m) scratch[m * (N / 32) + threadIdx.x / 32] = v[m];
-  __syncthreads();
-#pragma unroll
-  for (int m = 0; m < M; ++m) {
-    double total = 0.0;
-#pragma unroll
-    for (int i = 0; i < N / 32; ++i) total += scratch[m * (N / 32) + i];
-    v[m] = total;
-  }
-}
-
+// Sum over the block (blockDim.x == N), every thread gets the total. `scratch` holds N/32 values.
 template <int N>
 __device__ __forceinline__ double block_sum(double v, double* scratch) {
-  double a[1] = {v};
-  block_sums<N>(a, scratch);
-  return a[0];
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
+  __syncthreads();  // scratch may still be read by a previous call
+  if (threadIdx.x % 32 == 0) scratch[threadIdx.x / 32] = v;
+  __syncthreads();
+  double total = 0.0;
+#pragma unroll
+  for (int i = 0; i < N / 32; ++i) total += scratch[i];
+  return total;
 }
 
 __device__ __forceinline__ float inv_rms(double sum_sq, int64_t n, float eps) {
@@ -140,20 +125,17 @@ __global__ void __launch_bounds__(kRowThreads)
 }
 
 // One block per row: x += o * rsqrt(mean(o²) + eps) * post_w; then h = the same norm of the new x
-// with next_w, and h quantized to int8 blocks when q is given. One block-wide reduction for both
-// norms: with p = o * post_w and r = rsqrt(mean(o²) + eps), the new x is x + r p, so
-// sum(new x²) = sum(x²) + 2 r sum(x p) + r² sum(p²), all four sums taken in one pass (in double,
-// as the reference's sums; the stored x is still the f32 x + (o r) post_w of spec §2.2).
+// with next_w, and h quantized to int8 blocks when q is given.
 __global__ void __launch_bounds__(kRowThreads)
     add_norm(float* x, const float* o, const float* post_w, const float* next_w, int64_t cols, float eps, float* h,
              int8_t* q, float* ds) {
-  __shared__ double partial[4 * (kRowThreads / 32)];
+  __shared__ double partial[kRowThreads / 32];
   pdl_enter();
   const int64_t n4 = cols / 4, row = blockIdx.x;
   float* xr = x + row * cols;
   const float* orow = o + row * cols;
   float4 xv[kVec], ov[kVec], pw[kVec], nw[kVec];
-  double sums[4] = {0.0, 0.0, 0.0, 0.0};  // o², x², x p, p²
+  double ss = 0.0;
 #pragma unroll
   for (int k = 0; k < kVec; ++k) {
     const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kRowThreads;
@@ -162,22 +144,11 @@ __global__ void __launch_bounds__(kRowThreads)
       xv[k] = ld4(xr, i);
       pw[k] = ld4(post_w, i);
       if (next_w) nw[k] = ld4(next_w, i);
-      sums[0] += sq4(ov[k]);
-      if (next_w) {
-        const double px = static_cast<double>(ov[k].x) * pw[k].x, py = static_cast<double>(ov[k].y) * pw[k].y;
-        const double pz = static_cast<double>(ov[k].z) * pw[k].z, pq = static_cast<double>(ov[k].w) * pw[k].w;
-        sums[1] += sq4(xv[k]);
-        sums[2] += xv[k].x * px + xv[k].y * py + xv[k].z * pz + xv[k].w * pq;
-        sums[3] += px * px + py * py + pz * pz + pq * pq;
-      }
+      ss += sq4(ov[k]);
     }
   }
-  if (next_w)
-    block_sums<kRowThreads, 4>(sums, partial);
-  else
-    sums[0] = block_sum<kRowThreads>(sums[0], partial);
-  const float inv = inv_rms(sums[0], cols, eps);
-  const double r = inv;
+  const float inv = inv_rms(block_sum<kRowThreads>(ss, partial), cols, eps);
+  double ss2 = 0.0;
 #pragma unroll
   for (int k = 0; k < kVec; ++k) {
     const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kRowThreads;
@@ -185,10 +156,11 @@ __global__ void __launch_bounds__(kRowThreads)
       const float4 on = scale4(ov[k], inv, pw[k]);
       xv[k] = make_float4(xv[k].x + on.x, xv[k].y + on.y, xv[k].z + on.z, xv[k].w + on.w);
       st4(xr, i, xv[k]);
+      ss2 += sq4(xv[k]);
     }
   }
   if (next_w == nullptr) return;
-  const float inv2 = inv_rms(fmax(sums[1] + 2.0 * r * sums[2] + r * r * sums[3], 0.0), cols, eps);
+  const float inv2 = inv_rms(block_sum<kRowThreads>(ss2, partial), cols, eps);
   float* hr = h + row * cols;
 #pragma unroll
   for (int k = 0; k < kVec; ++k) {

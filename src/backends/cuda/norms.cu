@@ -130,11 +130,20 @@ __global__ void __launch_bounds__(kRowThreads)
     add_norm(float* x, const float* o, const float* post_w, const float* next_w, int64_t cols, float eps, float* h,
              int8_t* q, float* ds) {
   __shared__ double partial[kRowThreads / 32];
-  pdl_enter();
   const int64_t n4 = cols / 4, row = blockIdx.x;
   float* xr = x + row * cols;
   const float* orow = o + row * cols;
   float4 xv[kVec], ov[kVec], pw[kVec], nw[kVec];
+  // The norm weights first: they overlap the previous kernel's tail (launch.cuh ld_weight_f4).
+#pragma unroll
+  for (int k = 0; k < kVec; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kRowThreads;
+    if (i < n4) {
+      pw[k] = ld_weight_f4(post_w + 4 * i);
+      if (next_w) nw[k] = ld_weight_f4(next_w + 4 * i);
+    }
+  }
+  pdl_enter();
   double ss = 0.0;
 #pragma unroll
   for (int k = 0; k < kVec; ++k) {
@@ -142,8 +151,6 @@ __global__ void __launch_bounds__(kRowThreads)
     if (i < n4) {
       ov[k] = ld4(orow, i);
       xv[k] = ld4(xr, i);
-      pw[k] = ld4(post_w, i);
-      if (next_w) nw[k] = ld4(next_w, i);
       ss += sq4(ov[k]);
     }
   }

@@ -2,7 +2,7 @@
 # Regression hunt on the GPU machine: builds the working tree and every source tarball in
 # .devcarry/trees/ (made here with `git archive --format=tar.gz -o .devcarry/trees/<rev>.tgz <rev>`),
 # then alternates the same `unicorn bench` between them, TREE_ROUNDS rounds.
-#   TREE_BENCH="--type q4_0 -p 32 -n 0 -r 3" TREE_ROUNDS=2 bash bench/device/compare_trees.sh
+#   TREE_BENCH="--type q4_0 -p 32 -n 0 -r 3" TREE_ROUNDS=2 [TREE_REUSE_GPU=1] bash bench/device/compare_trees.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -13,9 +13,14 @@ build() {  # source dir, build dir
   cmake --build "$2" -j16 --target unicorn > /tmp/build_tree.log 2>&1 || { grep -E "error" -A3 /tmp/build_tree.log | head -20; return 1; }
 }
 start=$(date +%s)
-# Its own build tree: run_gpu.sh's build/gpu keeps the tests this one leaves out.
+# Its own build tree: run_gpu.sh's build/gpu keeps the tests this one leaves out. After
+# run_gpu.sh in the same call, TREE_REUSE_GPU=1 takes build/gpu's binary for the working tree.
 names=(work); bins=(./build/gpu_tree/unicorn)
-build . build/gpu_tree || exit 1
+if [ "${TREE_REUSE_GPU:-0}" = 1 ] && [ -x build/gpu/unicorn ]; then
+  bins=(./build/gpu/unicorn)
+else
+  build . build/gpu_tree || exit 1
+fi
 for t in .devcarry/trees/*.tgz; do
   [ -e "$t" ] || continue
   n=$(basename "$t" .tgz); d=/tmp/tree_$n

@@ -79,6 +79,27 @@ constexpr int64_t kMaxRowCols = int64_t{kRowThreads} * 4 * kVec;
 
 __device__ __forceinline__ float4 ld4(const float* p, int64_t i) { return reinterpret_cast<const float4*>(p)[i]; }
 __device__ __forceinline__ void st4(float* p, int64_t i, float4 v) { reinterpret_cast<float4*>(p)[i] = v; }
+// The residual stream x: add_norm reads and rewrites it twice per layer, with a layer's weights
+// streamed through the L2 in between. An L2 evict-last policy on its loads and stores keeps its
+// lines (one row: 21 KiB for 27B) over the weights' evict-normal ones, so that add_norm reads it
+// from L2 rather than from HBM that the next matvec's weight loads already keep busy.
+__device__ __forceinline__ uint64_t keep_l2_policy() {
+  uint64_t p;
+  asm("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(p));
+  return p;
+}
+__device__ __forceinline__ float4 ld4_keep(const float* p, int64_t i) {
+  float4 r;
+  asm volatile("ld.global.L2::cache_hint.v4.f32 {%0,%1,%2,%3}, [%4], %5;"
+               : "=f"(r.x), "=f"(r.y), "=f"(r.z), "=f"(r.w)
+               : "l"(p + 4 * i), "l"(keep_l2_policy()));
+  return r;
+}
+__device__ __forceinline__ void st4_keep(float* p, int64_t i, float4 v) {
+  asm volatile("st.global.L2::cache_hint.v4.f32 [%0], {%1,%2,%3,%4}, %5;" ::"l"(p + 4 * i), "f"(v.x), "f"(v.y),
+               "f"(v.z), "f"(v.w), "l"(keep_l2_policy())
+               : "memory");
+}
 __device__ __forceinline__ double sq4(float4 v) {
   return static_cast<double>(v.x) * v.x + static_cast<double>(v.y) * v.y + static_cast<double>(v.z) * v.z +
          static_cast<double>(v.w) * v.w;
@@ -150,7 +171,7 @@ __global__ void __launch_bounds__(kRowThreads)
     const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kRowThreads;
     if (i < n4) {
       ov[k] = ld4(orow, i);
-      xv[k] = ld4(xr, i);
+      xv[k] = ld4_keep(xr, i);
       ss += sq4(ov[k]);
     }
   }
@@ -162,7 +183,7 @@ __global__ void __launch_bounds__(kRowThreads)
     if (i < n4) {
       const float4 on = scale4(ov[k], inv, pw[k]);
       xv[k] = make_float4(xv[k].x + on.x, xv[k].y + on.y, xv[k].z + on.z, xv[k].w + on.w);
-      st4(xr, i, xv[k]);
+      st4_keep(xr, i, xv[k]);
       ss2 += sq4(xv[k]);
     }
   }

@@ -59,16 +59,6 @@ __device__ __forceinline__ float2 ld_dep_f2(const void* p) {
   return r;
 }
 
-// Loads of weights, which no kernel writes while the engine runs: they may be issued before
-// pdl_wait(), so that they overlap the previous kernel instead of following the wait. They bypass
-// L1 (no_allocate; tools/check_pdl_order.py accepts exactly these before the wait).
-__device__ __forceinline__ float4 ld_weight_f4(const void* p) {
-  float4 r;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.f32 {%0,%1,%2,%3}, [%4];"
-               : "=f"(r.x), "=f"(r.y), "=f"(r.z), "=f"(r.w)
-               : "l"(p));
-  return r;
-}
 // Whether launches carry the PDL attribute: compute capability >= 9, the kernels compiled for PTX
 // >= 90 (else they have no waits) and UNICORN_PDL != 0. Decided once, on the device current at
 // the first call (the engine drives one CUDA device).

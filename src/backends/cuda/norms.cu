@@ -79,27 +79,6 @@ constexpr int64_t kMaxRowCols = int64_t{kRowThreads} * 4 * kVec;
 
 __device__ __forceinline__ float4 ld4(const float* p, int64_t i) { return reinterpret_cast<const float4*>(p)[i]; }
 __device__ __forceinline__ void st4(float* p, int64_t i, float4 v) { reinterpret_cast<float4*>(p)[i] = v; }
-// The residual stream x: add_norm reads and rewrites it twice per layer, with a layer's weights
-// streamed through the L2 in between. An L2 evict-last policy on its loads and stores keeps its
-// lines (one row: 21 KiB for 27B) over the weights' evict-normal ones, so that add_norm reads it
-// from L2 rather than from HBM that the next matvec's weight loads already keep busy.
-__device__ __forceinline__ uint64_t keep_l2_policy() {
-  uint64_t p;
-  asm("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(p));
-  return p;
-}
-__device__ __forceinline__ float4 ld4_keep(const float* p, int64_t i) {
-  float4 r;
-  asm volatile("ld.global.L2::cache_hint.v4.f32 {%0,%1,%2,%3}, [%4], %5;"
-               : "=f"(r.x), "=f"(r.y), "=f"(r.z), "=f"(r.w)
-               : "l"(p + 4 * i), "l"(keep_l2_policy()));
-  return r;
-}
-__device__ __forceinline__ void st4_keep(float* p, int64_t i, float4 v) {
-  asm volatile("st.global.L2::cache_hint.v4.f32 [%0], {%1,%2,%3,%4}, %5;" ::"l"(p + 4 * i), "f"(v.x), "f"(v.y),
-               "f"(v.z), "f"(v.w), "l"(keep_l2_policy())
-               : "memory");
-}
 __device__ __forceinline__ double sq4(float4 v) {
   return static_cast<double>(v.x) * v.x + static_cast<double>(v.y) * v.y + static_cast<double>(v.z) * v.z +
          static_cast<double>(v.w) * v.w;
@@ -151,27 +130,20 @@ __global__ void __launch_bounds__(kRowThreads)
     add_norm(float* x, const float* o, const float* post_w, const float* next_w, int64_t cols, float eps, float* h,
              int8_t* q, float* ds) {
   __shared__ double partial[kRowThreads / 32];
+  pdl_enter();
   const int64_t n4 = cols / 4, row = blockIdx.x;
   float* xr = x + row * cols;
   const float* orow = o + row * cols;
   float4 xv[kVec], ov[kVec], pw[kVec], nw[kVec];
-  // The norm weights first: they overlap the previous kernel's tail (launch.cuh ld_weight_f4).
-#pragma unroll
-  for (int k = 0; k < kVec; ++k) {
-    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kRowThreads;
-    if (i < n4) {
-      pw[k] = ld_weight_f4(post_w + 4 * i);
-      if (next_w) nw[k] = ld_weight_f4(next_w + 4 * i);
-    }
-  }
-  pdl_enter();
   double ss = 0.0;
 #pragma unroll
   for (int k = 0; k < kVec; ++k) {
     const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kRowThreads;
     if (i < n4) {
       ov[k] = ld4(orow, i);
-      xv[k] = ld4_keep(xr, i);
+      xv[k] = ld4(xr, i);
+      pw[k] = ld4(post_w, i);
+      if (next_w) nw[k] = ld4(next_w, i);
       ss += sq4(ov[k]);
     }
   }
@@ -183,7 +155,7 @@ __global__ void __launch_bounds__(kRowThreads)
     if (i < n4) {
       const float4 on = scale4(ov[k], inv, pw[k]);
       xv[k] = make_float4(xv[k].x + on.x, xv[k].y + on.y, xv[k].z + on.z, xv[k].w + on.w);
-      st4_keep(xr, i, xv[k]);
+      st4(xr, i, xv[k]);
       ss2 += sq4(xv[k]);
     }
   }

@@ -918,53 +918,6 @@ TEST_F(CudaOps, FusedQkNormRopeAndAddNormMatchCpu) {
   for (int j = 0; j < 5; ++j) EXPECT_LE(nmse(res[0][j], res[1][j]), 1e-10) << "output " << j;
 }
 
-#ifdef UNICORN_HAVE_CUDA
-TEST_F(CudaOps, AddNormOverAClusterMatchesCpu) {
-  // add_norm's row over a thread block cluster (norms.cu add_norm_cluster): each block takes a
-  // slice of the row and the two sums meet in distributed shared memory. The 27B, 4B and 270M
-  // widths, one token (where h is also quantized for the next matvec: a Q8_0 matmul of h checks
-  // that) and three; 8 blocks do not fit 640 = 5 x 128 values, which then take one block.
-  Rng rng(41);
-  for (const int64_t hidden : {5376, 2560, 640}) {
-    const std::vector<float> pn = random_floats(hidden, rng), nn = random_floats(hidden, rng);
-    auto f32 = [](const char* name, const std::vector<float>& v) {
-      return WeightTensor{name, GgmlType::F32, 1, static_cast<int64_t>(v.size()),
-                          reinterpret_cast<const uint8_t*>(v.data())};
-    };
-    const WeightTensor wpn = f32("post", pn), wnn = f32("next", nn);
-    gpu->load_weight(wpn);
-    gpu->load_weight(wnn);
-    HostWeight w = random_weight(GgmlType::Q8_0, 64, hidden, rng);
-    gpu->load_weight(w.t);
-    for (const int64_t T : {1, 3}) {
-      const std::vector<float> x = random_floats(T * hidden, rng, 10.0f), o = random_floats(T * hidden, rng, 2.0f);
-      for (const int cluster : {1, 2, 4, 8}) {
-        cuda_add_norm_cluster(*gpu, cluster);
-        std::vector<float> res[2][4];
-        int i = 0;
-        for (Backend* b : {gpu.get(), static_cast<Backend*>(cpu.get())}) {
-          Act xa = upload(*b, x, T, hidden), oa = upload(*b, o, T, hidden), h = b->alloc(T, hidden);
-          Act y = b->alloc(T, 64);
-          b->add_norm(xa, oa, wpn, &wnn, 1e-6f, h);
-          b->matmul(w.t, h, y);
-          res[i][0] = to_host(*b, xa), res[i][1] = to_host(*b, h), res[i][2] = to_host(*b, y);
-          oa = upload(*b, o, T, hidden);
-          b->add_norm(xa, oa, wpn, nullptr, 1e-6f, h);  // the last layer: no next norm
-          res[i][3] = to_host(*b, xa);
-          ++i;
-        }
-        const std::string where = fmt::format("hidden {} T {} cluster {}", hidden, T, cluster);
-        EXPECT_LE(nmse(res[0][0], res[1][0]), 1e-10) << "x, " << where;
-        EXPECT_LE(nmse(res[0][1], res[1][1]), 1e-10) << "h, " << where;
-        EXPECT_LE(nmse(res[0][2], res[1][2]), 5e-4) << "matmul of h, " << where;
-        EXPECT_LE(nmse(res[0][3], res[1][3]), 1e-10) << "x without a next norm, " << where;
-      }
-    }
-  }
-  cuda_add_norm_cluster(*gpu, 1);
-}
-#endif
-
 // ---- attention ----------------------------------------------------------------------------------
 
 struct AttnCase {

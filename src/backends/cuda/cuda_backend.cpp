@@ -105,11 +105,6 @@ void cuda_attention_splits(Backend& backend, int64_t min_keys, int64_t blocks_pe
   as_cuda(backend, "cuda_attention_splits").attention_splits(min_keys, blocks_per_sm);
 }
 
-void cuda_add_norm_cluster(Backend& backend, int blocks) {
-  if (blocks != 1 && blocks != 2 && blocks != 4 && blocks != 8) fail("cuda_add_norm_cluster: 1, 2, 4 or 8 blocks");
-  as_cuda(backend, "cuda_add_norm_cluster").add_norm_cluster(blocks);
-}
-
 void cuda_force_tiled_prompt_attention(Backend& backend, bool on) {
   as_cuda(backend, "cuda_force_tiled_prompt_attention").force_tiled_prompt_attention(on);
 }
@@ -162,7 +157,6 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   cudaDeviceProp prop{};
   check(cudaGetDeviceProperties(&prop, device), "reading device properties");
   sm_count_ = prop.multiProcessorCount;
-  cc_major_ = prop.major;
   static const bool matvec_switches_set = [] {  // process-wide (kernels.h), read once
     set_matvec_kquant_split(env_switch("UNICORN_CUDA_KQUANT_SPLIT", true));
     set_matvec_one_load(GgmlType::Q4_K, env_switch("UNICORN_CUDA_ONE_LOAD_Q4K", true));
@@ -709,7 +703,7 @@ void CudaBackend::add_norm(Act& x, Act& o, const WeightTensor& post_w, const Wei
   if (nw && T <= kMaxMatvecTokens) q = q8_buffer(T, x.cols());
   if (!skip_.add_norm)
     check_launch(launch_add_norm(x.data(), o.data(), pw, nw, T, x.cols(), eps, h.data(), const_cast<int8_t*>(q.q),
-                                 const_cast<float*>(q.ds), stream_, cc_major_ >= 9 ? add_norm_cluster_ : 1),
+                                 const_cast<float*>(q.ds), stream_),
                  "add_norm");
   if (q.q) q8_from_.set(h);
 }

@@ -88,8 +88,6 @@ class CudaBackend final : public Backend {
   void attention_splits(int64_t min_keys, int64_t blocks_per_sm) {
     attn_min_keys_ = min_keys, attn_blocks_per_sm_ = blocks_per_sm;
   }
-  // Tests and measurements: add_norm's cluster size (add_norm_cluster_).
-  void add_norm_cluster(int blocks) { add_norm_cluster_ = blocks; }
 
  private:
   // Small int arrays the ops take from the host (tokens, positions, attention metadata, rows).
@@ -208,10 +206,6 @@ class CudaBackend final : public Backend {
   // change them for measurements.
   int64_t attn_min_keys_ = env_int("UNICORN_CUDA_ATTN_MIN_KEYS", 64, 1, 4096);
   int64_t attn_blocks_per_sm_ = env_int("UNICORN_CUDA_ATTN_BLOCKS_PER_SM", 8, 1, 64);
-  // add_norm's rows over thread block clusters of this many blocks (1: one block per row; 2, 4 or
-  // 8 on sm_90+; UNICORN_CUDA_ADD_NORM_CLUSTER sets it for measurements, norms.cu).
-  int add_norm_cluster_ = static_cast<int>(env_int("UNICORN_CUDA_ADD_NORM_CLUSTER", 1, 1, 8));
-  int cc_major_ = 0;
   Gemm gemm_;  // matmuls of more than kMaxMatvecTokens tokens
 };
 

@@ -41,10 +41,6 @@ size_t cuda_start_used_memory(Backend& cuda_backend);
 // UNICORN_CUDA_ATTN_BLOCKS_PER_SM set them for every CUDA backend).
 void cuda_attention_splits(Backend& cuda_backend, int64_t min_keys, int64_t blocks_per_sm);
 
-// Tests and measurements: add_norm's rows over thread block clusters of 1, 2, 4 or 8 blocks (1 by
-// default; UNICORN_CUDA_ADD_NORM_CLUSTER sets it for every CUDA backend; sm_90+, else 1).
-void cuda_add_norm_cluster(Backend& cuda_backend, int blocks);
-
 // Tests: make a CUDA backend take the tiled prompt attention for every batch of 32+ tokens.
 void cuda_force_tiled_prompt_attention(Backend& cuda_backend, bool on);
 

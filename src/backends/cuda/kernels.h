@@ -103,11 +103,8 @@ cudaError_t launch_qk_norm_rope(float* q, float* k, const float* q_w, const floa
                                 int64_t n_kv_heads, int64_t head_dim, float eps, const float2* cs, cudaStream_t s);
 // x += rms_norm(o)·post_w; then h = rms_norm(x)·next_w when next_w is not null, and h quantized
 // like launch_quantize_q8 into q, ds when q is not null (norms.cu). cols % 32 == 0, <= 8192.
-// cluster 2, 4 or 8 (sm_90+ only: the caller checks the device): each row over a thread block
-// cluster of that many blocks, where the row splits into that many slices of whole 32-value
-// blocks (else, and for cluster 1, one block per row).
 cudaError_t launch_add_norm(float* x, const float* o, const float* post_w, const float* next_w, int64_t rows,
-                            int64_t cols, float eps, float* h, int8_t* q, float* ds, cudaStream_t s, int cluster = 1);
+                            int64_t cols, float eps, float* h, int8_t* q, float* ds, cudaStream_t s);
 bool add_norm_supports(int64_t cols);
 cudaError_t launch_gather_rows(const float* x, int64_t cols, const int32_t* rows, int64_t n_rows, float* out,
                                cudaStream_t s);

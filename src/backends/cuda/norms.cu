@@ -3,8 +3,6 @@
 // accumulated in double, as the CPU reference does. One block per (row, group); y may alias x.
 // Also the fused forms the decode step uses: QK-norm + RoPE of q and k in one launch, and the end
 // of a block (post-norm, residual add, next input norm) in one launch.
-#include <cooperative_groups.h>
-
 #include "backends/cuda/act_quant.cuh"
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launch.cuh"
@@ -175,94 +173,6 @@ __global__ void __launch_bounds__(kRowThreads)
   if (q) quantize_row(xv, n4, row, q, ds);
 }
 
-// add_norm over a cluster of C blocks, one SM each (sm_90): block r of a row's cluster takes the
-// r-th of C equal slices of the row (whole 32-value blocks), so that each SM moves 1/C of the
-// row's loads and stores. Each of the two sums is reduced in the block, pushed into every block
-// of the cluster (distributed shared memory) and summed there in rank order, so that every block
-// gets the same norm; one cluster barrier per sum.
-constexpr int kClusterThreads = 256;
-
-template <int C>
-__global__ void __launch_bounds__(kClusterThreads)
-    add_norm_cluster(float* x, const float* o, const float* post_w, const float* next_w, int64_t cols, float eps,
-                     float* h, int8_t* q, float* ds) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  namespace cg = cooperative_groups;
-  __shared__ double partial[kClusterThreads / 32];
-  __shared__ double pushed[2][C];  // [sum][rank of the block that pushed it]
-  cg::cluster_group cluster = cg::this_cluster();
-  const auto rank = static_cast<int>(cluster.block_rank());
-  pdl_enter();
-  const int64_t n4 = cols / 4, slice4 = n4 / C, row = blockIdx.x / C, first = rank * slice4;
-  float* xr = x + row * cols;
-  const float* orow = o + row * cols;
-  float4 xv[kVec], ov[kVec], pw[kVec], nw[kVec];
-  auto all_sum = [&](double v, int which) {
-    v = block_sum<kClusterThreads>(v, partial);
-    if (threadIdx.x < C) *cluster.map_shared_rank(&pushed[which][rank], static_cast<int>(threadIdx.x)) = v;
-    cluster.sync();  // release / acquire: every block's push is visible
-    double total = 0.0;
-#pragma unroll
-    for (int r = 0; r < C; ++r) total += pushed[which][r];
-    return total;
-  };
-  double ss = 0.0;
-#pragma unroll
-  for (int k = 0; k < kVec; ++k) {
-    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kClusterThreads;
-    if (i < slice4) {
-      ov[k] = ld4(orow, first + i);
-      xv[k] = ld4(xr, first + i);
-      pw[k] = ld4(post_w, first + i);
-      if (next_w) nw[k] = ld4(next_w, first + i);
-      ss += sq4(ov[k]);
-    }
-  }
-  const float inv = inv_rms(all_sum(ss, 0), cols, eps);
-  double ss2 = 0.0;
-#pragma unroll
-  for (int k = 0; k < kVec; ++k) {
-    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kClusterThreads;
-    if (i < slice4) {
-      const float4 on = scale4(ov[k], inv, pw[k]);
-      xv[k] = make_float4(xv[k].x + on.x, xv[k].y + on.y, xv[k].z + on.z, xv[k].w + on.w);
-      st4(xr, first + i, xv[k]);
-      ss2 += sq4(xv[k]);
-    }
-  }
-  if (next_w == nullptr) return;  // no block pushes again: none reads a block that has left
-  const float inv2 = inv_rms(all_sum(ss2, 1), cols, eps);
-  float* hr = h + row * cols;
-#pragma unroll
-  for (int k = 0; k < kVec; ++k) {
-    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kClusterThreads;
-    if (i < slice4) {
-      xv[k] = scale4(xv[k], inv2, nw[k]);
-      st4(hr, first + i, xv[k]);
-    }
-  }
-  if (q)
-#pragma unroll
-    for (int k = 0; k < kVec; ++k) {
-      const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kClusterThreads;
-      quantize4_store(xv[k], i < slice4, row * n4 + first + i, q, ds);
-    }
-#endif
-}
-
-// Whether a row of `cols` splits into C cluster slices of whole 32-value blocks that fit the
-// kernel's registers.
-bool cluster_fits(int64_t cols, int C) {
-  return cols % (32 * C) == 0 && cols / 4 / C <= int64_t{kClusterThreads} * kVec;
-}
-
-template <int C>
-cudaError_t launch_add_norm_cluster(float* x, const float* o, const float* post_w, const float* next_w, int64_t rows,
-                                    int64_t cols, float eps, float* h, int8_t* q, float* ds, cudaStream_t s) {
-  return launch_clustered(add_norm_cluster<C>, dim3(static_cast<unsigned>(rows * C)), dim3(kClusterThreads), C, s, x, o,
-                          post_w, next_w, cols, eps, h, q, ds);
-}
-
 }  // namespace
 
 cudaError_t launch_rms_norm(const float* x, const float* w, int64_t rows, int64_t cols, int64_t group, float eps,
@@ -287,16 +197,9 @@ cudaError_t launch_qk_norm_rope(float* q, float* k, const float* q_w, const floa
 }
 
 cudaError_t launch_add_norm(float* x, const float* o, const float* post_w, const float* next_w, int64_t rows,
-                            int64_t cols, float eps, float* h, int8_t* q, float* ds, cudaStream_t s, int cluster) {
+                            int64_t cols, float eps, float* h, int8_t* q, float* ds, cudaStream_t s) {
   if (rows == 0) return cudaSuccess;
   if (cols % 32 != 0 || cols > kMaxRowCols) return cudaErrorInvalidValue;
-  if ((cluster == 2 || cluster == 4 || cluster == 8) && cluster_fits(cols, cluster)) {
-    cudaError_t e = cudaSuccess;
-    if (cluster == 2) e = launch_add_norm_cluster<2>(x, o, post_w, next_w, rows, cols, eps, h, q, ds, s);
-    if (cluster == 4) e = launch_add_norm_cluster<4>(x, o, post_w, next_w, rows, cols, eps, h, q, ds, s);
-    if (cluster == 8) e = launch_add_norm_cluster<8>(x, o, post_w, next_w, rows, cols, eps, h, q, ds, s);
-    return e == cudaSuccess ? cudaGetLastError() : e;
-  }
   launch(add_norm, dim3(static_cast<unsigned>(rows)), dim3(kRowThreads), 0, s, x, o, post_w, next_w, cols, eps, h, q,
          ds);
   return cudaGetLastError();

@@ -157,12 +157,14 @@ TEST(CliErrors, BadFlagValuesAreRejected) {
 
 TEST(CliErrors, TokenizerForSyntheticGgufNamesTheProblem) {
   expect_clean_error(run_unicorn("bench --synthetic 270m --tokenizer /tmp -n 1"), "--write-gguf only");
-  const std::string dir = (std::filesystem::temp_directory_path() / "unicorn_no_tokenizer_here").string();
-  std::filesystem::create_directories(dir);
-  const std::string out = (std::filesystem::temp_directory_path() / "unicorn_never_tok.gguf").string();
-  expect_clean_error(run_unicorn("bench --synthetic 270m --write-gguf " + out + " --tokenizer " + dir),
-                     "no tokenizer.json there");
-  EXPECT_FALSE(std::filesystem::exists(out));
+  const fs::path dir = temp_path("no_tokenizer_here");
+  fs::create_directories(dir);
+  const fs::path out = temp_path("never_tok.gguf");
+  expect_clean_error(
+      run_unicorn("bench --synthetic 270m --write-gguf " + out.string() + " --tokenizer " + dir.string()),
+      "no tokenizer.json there");
+  EXPECT_FALSE(fs::exists(out));
+  fs::remove_all(dir);
 }
 
 TEST(CliErrors, GpuMemoryNeedsAGpuAndAValidSize) {

@@ -1,6 +1,7 @@
 // A model held in memory (synthetic weights) written to GGUF and read back: same configuration,
 // same tensors byte for byte, and the same logits from the same forward pass.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -73,7 +74,7 @@ TEST(ModelWriter, SyntheticModelCarriesAGivenTokenizerWithOneTokenPerEmbeddingRo
   // embedding rows (as HF's <image_soft_token>): it is left out, and the rest is padded to the
   // rows, so that the file's token count equals the embedding's rows (llama.cpp requires it).
   namespace fs = std::filesystem;
-  const fs::path dir = fs::temp_directory_path() / "unicorn_writer_tokenizer";
+  const fs::path dir = fs::temp_directory_path() / ("unicorn_writer_tokenizer_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   nlohmann::json vocab = nlohmann::json::object(), added = nlohmann::json::array();
@@ -92,7 +93,8 @@ TEST(ModelWriter, SyntheticModelCarriesAGivenTokenizerWithOneTokenPerEmbeddingRo
   std::ofstream(dir / "tokenizer.json") << tj.dump();
 
   std::shared_ptr<ModelWeights> mem = make_synthetic_model("270m", "q8_0", 4);
-  const std::string path = (fs::temp_directory_path() / "unicorn_synthetic_tok.gguf").string();
+  const std::string path =
+      (fs::temp_directory_path() / ("unicorn_synthetic_tok_" + std::to_string(::getpid()) + ".gguf")).string();
   write_model_gguf(*mem, path, tokenizer_metadata_from_hf(dir.string(), mem->config.vocab_size));
   auto g = GgufFile::open(path);
   const GgufArray* tokens = g->get_array("tokenizer.ggml.tokens");
@@ -105,5 +107,17 @@ TEST(ModelWriter, SyntheticModelCarriesAGivenTokenizerWithOneTokenPerEmbeddingRo
   for (const char* text : {"hi hi", "ih h"})
     EXPECT_EQ(file.tokenizer->encode(text, true), from_json.encode(text, true));
   EXPECT_EQ(file.tokenizer->encode("hi", false).size(), 1u);  // the merge survived
-  std::filesystem::remove(path);
+  fs::remove(path);
+
+  // A vocabulary piece past the rows: not this model's tokenizer, said with the piece and the id.
+  nlohmann::json bad = tj;
+  bad["model"]["vocab"]["hello"] = 300000;
+  std::ofstream(dir / "tokenizer.json") << bad.dump();
+  try {
+    tokenizer_metadata_from_hf(dir.string(), mem->config.vocab_size);
+    ADD_FAILURE() << "a piece past the embedding rows was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'hello' has id 300000"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
 }

@@ -16,8 +16,9 @@ start=$(date +%s)
 # Its own build tree: run_gpu.sh's build/gpu keeps the tests this one leaves out. After
 # run_gpu.sh in the same call, TREE_REUSE_GPU=1 takes build/gpu's binary for the working tree.
 names=(work); bins=(./build/gpu_tree/unicorn)
-if [ "${TREE_REUSE_GPU:-0}" = 1 ] && [ -x build/gpu/unicorn ]; then
-  bins=(./build/gpu/unicorn)
+if [ "${TREE_REUSE_GPU:-0}" = 1 ] && [ -f build/gpu/build.ninja ]; then
+  cmake --build build/gpu -j16 --target unicorn > /tmp/build_tree.log 2>&1 || { tail -20 /tmp/build_tree.log; exit 1; }
+  bins=(./build/gpu/unicorn)  # up to date with the working tree (a no-op after run_gpu.sh)
 else
   build . build/gpu_tree || exit 1
 fi

@@ -5,7 +5,8 @@
 # bench/device/prepare_deps.sh and bench/device/llamacpp_prepare.sh:
 #   UNICORN_COMMIT=<hash> bash bench/device/llamacpp_compare.sh > $OUT/run.txt 2>&1
 # Resumable: llama.cpp's CUDA build takes minutes; if it is not done by LCPP_BUILD_S seconds the
-# script stops (exit 3) and a second call on the still-warm machine goes on where it stopped.
+# script stops (exit 3) and a second call on the still-warm machine goes on where it stopped; so
+# does a build that ends after BENCH_START_BY_S seconds, too late for the benches.
 #   TYPE=q4_0 (a --synthetic scheme)  REPS=3  DEPTHS="0 4096"
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,8 +21,13 @@ cat .devcarry/llamacpp/VERSION | tee -a "$OUT/gpu.txt"
 L=build/llamacpp
 LB=$L/b/bin/llama-bench
 lpid=
+# An early exit must not leave llama.cpp's build running beside the next call's.
+trap '[ -n "$lpid" ] && kill "$lpid" 2>/dev/null' EXIT
 if [ ! -x "$LB" ]; then
-  [ -d "$L/llama.cpp" ] || { mkdir -p "$L" && tar xzf .devcarry/llamacpp/llama.cpp.tar.gz -C "$L"; }
+  if [ ! -d "$L/llama.cpp" ]; then  # extracted whole or not at all
+    rm -rf "$L/extract" && mkdir -p "$L/extract" && tar xzf .devcarry/llamacpp/llama.cpp.tar.gz -C "$L/extract" \
+      && mv "$L/extract/llama.cpp" "$L/llama.cpp" || { echo "cannot extract llama.cpp's source"; exit 1; }
+  fi
   if [ ! -f "$L/b/build.ninja" ]; then
     cmake -S "$L/llama.cpp" -B "$L/b" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON \
       -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
@@ -45,30 +51,38 @@ if [ ! -f "$G" ]; then
   python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" \
     .devcarry/llamacpp/tokenizer.json.xz "$L/tok/tokenizer.json"
   cp .devcarry/llamacpp/tokenizer_config.json "$L/tok/"
-  $U bench --synthetic 27b --type "$TYPE" --write-gguf "$G" --tokenizer "$L/tok" 2>&1 | tail -2
+  # Reused by later calls on the same warm machine (written by this commit's generator then).
+  $U bench --synthetic 27b --type "$TYPE" --write-gguf "$G" --tokenizer "$L/tok" > "$OUT/gguf.log" 2>&1 \
+    || { tail -5 "$OUT/gguf.log"; exit 1; }
   echo "gguf written: $(el) s, $(du -h "$G" | cut -f1)"
 fi
 
 if [ -n "$lpid" ]; then
   while kill -0 "$lpid" 2>/dev/null; do
-    if [ "$(el)" -ge "${LCPP_BUILD_S:-500}" ]; then
-      kill "$lpid"; wait "$lpid" 2>/dev/null
+    if [ "$(el)" -ge "${LCPP_BUILD_S:-560}" ]; then
+      kill "$lpid"; wait "$lpid" 2>/dev/null; lpid=
       echo "llama.cpp build not done after $(el) s ($(grep -c '^\[' "$OUT/lcpp_build.log") steps): call again while warm"
       tail -2 "$OUT/lcpp_build.log"; exit 3
     fi
     sleep 5
   done
-  wait "$lpid" || { grep -E "error" -A3 "$OUT/lcpp_build.log" | head -40; exit 1; }
+  wait "$lpid" || { lpid=; grep -E "error" -A3 "$OUT/lcpp_build.log" | head -40; exit 1; }
+  lpid=
   echo "llama.cpp build: $(el) s"
+  # The benches took about 30 s in session 9 and may take 150 (their timeouts): a build that
+  # ended later than that before the device's 600 s leaves them to the next call.
+  if [ "$(el)" -ge "${BENCH_START_BY_S:-440}" ]; then
+    echo "llama.cpp built at $(el) s, too late for both benches in this call: call again while warm"; exit 3
+  fi
 fi
 rm -f "$OUT/lcpp_build.log" "$OUT/configure.log" "$OUT/build.log"
 
 # Same file, same card, one after the other. llama-bench: all layers on the GPU, flash attention.
 d_csv=$(echo $DEPTHS | tr ' ' ',')
-timeout 400 "$LB" -m "$G" -ngl 99 -fa 1 -p 512 -n 128 -d "$d_csv" -r "$REPS" -o md 2>"$OUT/llamacpp_stderr.txt" \
+timeout 90 "$LB" -m "$G" -ngl 99 -fa 1 -p 512 -n 128 -d "$d_csv" -r "$REPS" -o md 2>"$OUT/llamacpp_stderr.txt" \
   | tee "$OUT/llamacpp.md"
 echo "llama-bench rc=$? at $(el) s"; grep -iE "error|failed" "$OUT/llamacpp_stderr.txt" | head -5
 d_args=; for d in $DEPTHS; do d_args="$d_args -d $d"; done
-timeout 300 $U bench -m "$G" --device cuda -p 512 -n 128 $d_args -r "$REPS" --json-file "$OUT/unicorn.json" 2>&1 \
+timeout 60 $U bench -m "$G" --device cuda -p 512 -n 128 $d_args -r "$REPS" --json-file "$OUT/unicorn.json" 2>&1 \
   | tee "$OUT/unicorn.md"
 echo "unicorn bench rc=$? at $(el) s"

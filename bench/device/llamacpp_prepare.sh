@@ -7,23 +7,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 VERSION=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}  # vendors llama.cpp 0c1e57098bba (2026-10-01)
-grep -qx '/.devcarry/' .git/info/exclude 2>/dev/null || echo '/.devcarry/' >> .git/info/exclude
 d=.devcarry/llamacpp
-rm -rf "$d" && mkdir -p "$d"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 pip download -q --no-deps --no-binary :all: "llama-cpp-python==$VERSION" -d "$tmp"
 tar xzf "$tmp/llama_cpp_python-$VERSION.tar.gz" -C "$tmp"
 src="$tmp/llama_cpp_python-$VERSION/vendor"
-git -C "$src/llama.cpp" log -1 --format='llama.cpp %H %cd' 2>/dev/null > "$d/VERSION" \
-  || echo "llama.cpp from llama-cpp-python $VERSION" > "$d/VERSION"
+new="$tmp/out"  # built whole before it replaces the old copy
+mkdir -p "$new"
+git -C "$src/llama.cpp" log -1 --format='llama.cpp %H %cd' 2>/dev/null > "$new/VERSION" \
+  || echo "llama.cpp from llama-cpp-python $VERSION" > "$new/VERSION"
 ex=()
 for p in models docs media examples tests pocs benches gguf-py tools/ui .git \
   ggml/src/ggml-sycl ggml/src/ggml-opencl ggml/src/ggml-hexagon ggml/src/ggml-metal ggml/src/ggml-vulkan ggml/src/ggml-et; do
   ex+=(--exclude="llama.cpp/$p")
 done
-tar czf "$d/llama.cpp.tar.gz" -C "$src" "${ex[@]}" llama.cpp
+tar czf "$new/llama.cpp.tar.gz" -C "$src" "${ex[@]}" llama.cpp
 tok=../shared/data/gemma3-tokenizer
-cp "$tok/tokenizer.json.xz" "$tok/tokenizer_config.json" "$d/"
+cp "$tok/tokenizer.json.xz" "$tok/tokenizer_config.json" "$new/"
+mkdir -p .devcarry && rm -rf "$d" && mv "$new" "$d"
 cat "$d/VERSION"
 du -sh "$d"

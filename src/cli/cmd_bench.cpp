@@ -58,7 +58,10 @@ class BenchCommand final : public Command {
         fail("--tokenizer {}: no tokenizer.json there", tokenizer_dir_);
       const LoadedModel m = load_model(mo_.model);
       std::vector<MetadataEntry> tokenizer;
-      if (!tokenizer_dir_.empty()) tokenizer = tokenizer_metadata_from_hf(tokenizer_dir_, m.weights->config.vocab_size);
+      if (!tokenizer_dir_.empty()) {
+        tokenizer = tokenizer_metadata_from_hf(tokenizer_dir_, m.weights->config.vocab_size);
+        if (tokenizer.empty()) fail("--tokenizer {}: cannot read tokenizer.json there", tokenizer_dir_);
+      }
       fmt::print(stderr, "writing {} ({}) to {}\n", m.weights->source, format_bytes(m.weights->weight_bytes()),
                  write_gguf_);
       write_model_gguf(*m.weights, write_gguf_, std::move(tokenizer));

@@ -150,7 +150,18 @@ std::vector<MetadataEntry> tokenizer_metadata_from_hf(const std::string& dir, in
   // Ids past the embedding's rows have no embedding: the 270M's 262144 rows leave out HF's
   // <image_soft_token> (262144, spec §1.3), as the published GGUF does. Pad to the rows as
   // llama.cpp's converter does (spec §4.3), so that the token count always equals the rows.
+  // Only added tokens may go: a vocabulary piece or a special token the engine uses past the rows
+  // means that the tokenizer does not belong to this model.
   if (n_vocab > 0 && static_cast<int64_t>(tokens.size()) > n_vocab) {
+    for (auto i = static_cast<size_t>(n_vocab); i < tokens.size(); ++i) {
+      const bool piece = types[i] == 1 || types[i] == 6;
+      bool used = false;
+      for (const char* special : {"<bos>", "<eos>", "<unk>", "<pad>", "<start_of_turn>", "<end_of_turn>"})
+        used = used || tokens[i] == special;
+      if (piece || used)
+        fail("{}: token '{}' has id {}, past the model's {} embedding rows: not this model's tokenizer?", path,
+             tokens[i], i, n_vocab);
+    }
     tokens.resize(static_cast<size_t>(n_vocab));
     types.resize(static_cast<size_t>(n_vocab));
   }

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -27,6 +28,27 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// The temporary files this process made, removed when it ends (a failed check leaves none
+// behind either).
+struct TempFiles {
+  std::vector<fs::path> paths;
+  TempFiles() = default;
+  TempFiles(const TempFiles&) = delete;
+  TempFiles& operator=(const TempFiles&) = delete;
+  ~TempFiles() {
+    for (const fs::path& p : paths) {
+      std::error_code ec;
+      fs::remove_all(p, ec);
+    }
+  }
+};
+
+fs::path remove_at_exit(fs::path p) {
+  static TempFiles files;
+  files.paths.push_back(p);
+  return p;
+}
+
 struct Result {
   int exit_code = -1;  // -1 if killed by a signal
   std::string err;     // stderr
@@ -35,7 +57,8 @@ struct Result {
 
 // env: variable settings put before the command ("NAME=value ..."), for the shell.
 Result run_unicorn(const std::string& args, const std::string& stdin_file = "/dev/null", const std::string& env = "") {
-  const fs::path errf = fs::temp_directory_path() / ("unicorn_cli_err_" + std::to_string(::getpid()) + ".txt");
+  static const fs::path errf =
+      remove_at_exit(fs::temp_directory_path() / ("unicorn_cli_err_" + std::to_string(::getpid()) + ".txt"));
   const std::string cmd = env + (env.empty() ? "" : " ") + std::string(UNICORN_BINARY) + " " + args + " 2>" +
                           errf.string() + " <" + stdin_file;
   Result r;
@@ -54,7 +77,7 @@ const std::string kTiny = test::fixture("tiny/g1_hd128_w8/model.gguf");
 
 // ctest runs tests as parallel processes: names carry the pid.
 fs::path temp_path(const std::string& name) {
-  return fs::temp_directory_path() / ("unicorn_cli_" + std::to_string(::getpid()) + "_" + name);
+  return remove_at_exit(fs::temp_directory_path() / ("unicorn_cli_" + std::to_string(::getpid()) + "_" + name));
 }
 
 // Rewrites the tiny GGUF with `edit` applied to its metadata and tensors.

@@ -41,8 +41,12 @@ Gemma3Config gguf_config(int64_t hidden, int64_t layers, int64_t heads, int64_t 
     w.add_f32("gemma3.rope.scaling.factor", rope_scale);
   }
   w.write();
-  auto f = GgufFile::open(path);
-  Gemma3Config c = config_from_gguf(*f);
+  Gemma3Config c;
+  {
+    auto f = GgufFile::open(path);
+    c = config_from_gguf(*f);
+  }
+  std::filesystem::remove(path);
   c.vocab_size = 262208;
   return c;
 }

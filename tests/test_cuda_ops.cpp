@@ -1076,6 +1076,24 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
     EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 700, 3), 1e-5) << "min keys " << min_keys;
   }
   cuda_attention_splits(*gpu, 64, 8);
+  // The L2 prefetch of each block's cached keys (a measurement setting, f16 caches) changes no
+  // value; it must not touch memory outside the cache either (two slots, wrapped rings, a window,
+  // and with QK-norm + RoPE inside the kernel).
+  cuda_attention_prefetch(*gpu, true);
+  EXPECT_LE(attention_schedule(*gpu, *cpu, c, 700, 3), 1e-5) << "prefetch";
+  EXPECT_LE(attention_schedule(*gpu, *cpu, local, 700, 3), 1e-5) << "prefetch";
+  EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 700, 3), 1e-5) << "prefetch";
+  Rng rng(12);
+  std::vector<float> qn = random_floats(128, rng, 0.5f), kn = random_floats(128, rng, 0.5f);
+  for (float& x : qn) x += 1.0f;  // the stored form (1 + w)
+  for (float& x : kn) x += 1.0f;
+  const WeightTensor wq{"q_norm", GgmlType::F32, 1, 128, reinterpret_cast<const uint8_t*>(qn.data())};
+  const WeightTensor wk{"k_norm", GgmlType::F32, 1, 128, reinterpret_cast<const uint8_t*>(kn.data())};
+  gpu->load_weight(wq);
+  gpu->load_weight(wk);
+  const QkNorms norms{&wq, &wk, 10000.0f, 1.0f};
+  EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 700, 3, &norms), 1e-5) << "prefetch, fused QK-norm";
+  cuda_attention_prefetch(*gpu, false);
 #endif
 }
 
@@ -1334,6 +1352,13 @@ TEST_F(CudaBench, Gemma27BDecodeAttention) {
     const double us = bench.us(*gpu, *kv, ctx, 100);
     std::printf("| %lld | f16 | %.1f (%.0f GB/s of K+V) |\n", static_cast<long long>(ctx), us,
                 static_cast<double>(ctx * 2 * 16 * 128 * 2) / us / 1e3);
+#ifdef UNICORN_HAVE_CUDA
+    cuda_attention_prefetch(*gpu, true);  // the L2 prefetch of each block's keys (measurement setting)
+    const double pf = bench.us(*gpu, *kv, ctx, 100);
+    cuda_attention_prefetch(*gpu, false);
+    std::printf("| %lld | f16, L2 prefetch | %.1f (%.0f GB/s of K+V) |\n", static_cast<long long>(ctx), pf,
+                static_cast<double>(ctx * 2 * 16 * 128 * 2) / pf / 1e3);
+#endif
   }
 }
 

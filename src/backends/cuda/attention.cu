@@ -140,7 +140,29 @@ __device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRa
   }
 }
 
-template <int D, bool F16, bool Fused>
+// Asks the L2 for the cached keys and values j_begin .. j_stop - 1 of one kv head (their HD
+// values each in K and in V), a thread per key: prefetch.global.L2 returns nothing and changes no
+// value, so the block's loads that follow read the same data, sooner when it has arrived.
+template <int HD, bool F16>
+__device__ __forceinline__ void prefetch_cached(const void* k_cache, const void* v_cache, int64_t j_begin,
+                                                int64_t j_stop, int64_t ring_lo, int64_t cache_seq, int64_t kv_row,
+                                                int64_t head_off, int64_t capacity) {
+  constexpr int64_t kElem = F16 ? 2 : 4, kBytes = HD * kElem, kLine = 128;
+  for (int64_t j = j_begin + threadIdx.x; j < j_stop; j += kWarps * 32) {
+    int64_t slot = ring_lo + j;  // j < n_past <= capacity, as in load_step
+    if (slot >= capacity) slot -= capacity;
+    const int64_t off = ((cache_seq + slot) * kv_row + head_off) * kElem;
+#pragma unroll
+    for (int64_t b = 0; b < kBytes; b += kLine) {
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const char*>(k_cache) + off + b));
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const char*>(v_cache) + off + b));
+    }
+  }
+}
+
+// PF: the block first asks the L2 for all of its cached keys (AttentionShape::prefetch; its own
+// instantiation, so that the default kernel's code stays as it was measured).
+template <int D, bool F16, bool Fused, bool PF = false>
 __global__ void __launch_bounds__(kWarps * 32)
     attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
               AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk) {
@@ -161,6 +183,10 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int64_t dim = kvh * HD + lane * D;
   const int64_t j_first = j_begin + warp * kKeys;  // this warp's first step
   float kv[kKeys][D], vv[kKeys][D];
+  // More than one step of cached keys: all of them asked for at once (AttentionShape::prefetch).
+  if (PF && min(j_end, r.n_past) - j_begin > kWarps * kKeys)
+    prefetch_cached<HD, F16>(k_cache, v_cache, j_begin, min(j_end, r.n_past), ring_lo, cache_seq, kv_row, kvh * HD,
+                             a.capacity);
 
   float qv[D];
   load_f32<D>(q + i * q_row + h * HD + lane * D, qv);
@@ -354,7 +380,12 @@ void launch_d(const float* q, const float* k, const float* v, const void* kc, co
   const dim3 block(kWarps * 32);
   // The fused form is its own instantiation: its norm and RoPE code costs registers that the
   // plain kernel should not carry.
-  if (qk.q_w) {
+  if (a.prefetch && a.kv_f16) {  // a measurement setting, for f16 caches
+    if (qk.q_w)
+      launch(attention<D, true, true, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+    else
+      launch(attention<D, true, false, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+  } else if (qk.q_w) {
     if (a.kv_f16)
       launch(attention<D, true, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
     else

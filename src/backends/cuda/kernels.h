@@ -128,6 +128,10 @@ struct AttentionShape {
   int64_t window = 0;    // 0: global
   int64_t capacity = 0;  // ring positions per slot
   bool kv_f16 = true;
+  // Decode attention with an f16 cache (a measurement setting, off by default): each block first
+  // asks the L2 for all of its cached keys and values, so that its later steps read them from L2
+  // instead of one HBM round trip per step.
+  bool prefetch = false;
 };
 
 bool attention_supports_head_dim(int64_t head_dim);

@@ -1077,8 +1077,9 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
   }
   cuda_attention_splits(*gpu, 64, 8);
   // The L2 prefetch of each block's cached keys (a measurement setting, f16 caches) changes no
-  // value; it must not touch memory outside the cache either (two slots, wrapped rings, a window,
-  // and with QK-norm + RoPE inside the kernel).
+  // value: the prefetching kernels give the CPU's results (two slots, wrapped rings, a window, and
+  // with QK-norm + RoPE inside the kernel). That its addresses are the rows load_step reads is
+  // checked by reading the code only: a prefetch outside them would not fault.
   cuda_attention_prefetch(*gpu, true);
   EXPECT_LE(attention_schedule(*gpu, *cpu, c, 700, 3), 1e-5) << "prefetch";
   EXPECT_LE(attention_schedule(*gpu, *cpu, local, 700, 3), 1e-5) << "prefetch";
@@ -1092,7 +1093,7 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
   gpu->load_weight(wq);
   gpu->load_weight(wk);
   const QkNorms norms{&wq, &wk, 10000.0f, 1.0f};
-  EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 700, 3, &norms), 1e-5) << "prefetch, fused QK-norm";
+  EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 1100, 3, &norms), 1e-5) << "prefetch, fused QK-norm, wrapped";
   cuda_attention_prefetch(*gpu, false);
 #endif
 }
@@ -1349,6 +1350,9 @@ TEST_F(CudaBench, Gemma27BDecodeAttention) {
   DecodeAttentionBench bench(*gpu, rng);
   for (int64_t ctx : {1024, 4096, 16384}) {
     auto kv = gpu->create_kv(LayerKvSpec{1, ctx + 1, 16, 128, GgmlType::F16});
+#ifdef UNICORN_HAVE_CUDA
+    cuda_attention_prefetch(*gpu, false);  // the default, whatever the environment says
+#endif
     const double us = bench.us(*gpu, *kv, ctx, 100);
     std::printf("| %lld | f16 | %.1f (%.0f GB/s of K+V) |\n", static_cast<long long>(ctx), us,
                 static_cast<double>(ctx * 2 * 16 * 128 * 2) / us / 1e3);

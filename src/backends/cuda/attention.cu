@@ -183,8 +183,10 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int64_t dim = kvh * HD + lane * D;
   const int64_t j_first = j_begin + warp * kKeys;  // this warp's first step
   float kv[kKeys][D], vv[kKeys][D];
-  // More than one step of cached keys: all of them asked for at once (AttentionShape::prefetch).
-  if (PF && min(j_end, r.n_past) - j_begin > kWarps * kKeys)
+  // More than one step of cached keys: all of them asked for at once (AttentionShape::prefetch),
+  // by the first query head of each group only (the others read the same kv head), and only in
+  // split rows (a decoding token; an unsplit batch's blocks would each ask for a whole cache).
+  if (PF && n_split > 1 && h % (a.n_heads / a.n_kv_heads) == 0 && min(j_end, r.n_past) - j_begin > kWarps * kKeys)
     prefetch_cached<HD, F16>(k_cache, v_cache, j_begin, min(j_end, r.n_past), ring_lo, cache_seq, kv_row, kvh * HD,
                              a.capacity);
 

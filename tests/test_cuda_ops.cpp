@@ -1305,15 +1305,22 @@ struct DecodeAttentionBench {
         v(upload(gpu, random_floats(16 * 128, rng), 1, 16 * 128)),
         out(gpu.alloc(1, 32 * 128)) {}
   double us(Backend& gpu, LayerKv& kv, int64_t n, int reps) {
+    LayerKv* one[] = {&kv};
+    return us(gpu, one, n, reps);
+  }
+  // Call i reads cache i % kvs.size(): with caches that together pass the L2, each call's keys
+  // come from HBM, as in the decode chain, where a layer's weights evict them between tokens.
+  double us(Backend& gpu, std::span<LayerKv* const> kvs, int64_t n, int reps) {
     const std::vector<int32_t> tok = {0}, pos = {static_cast<int32_t>(n)}, seq = {0};
     const std::vector<int64_t> past = {n};
     BatchView view{tok, pos, seq};
-    for (int i = 0; i < 3; ++i) gpu.attention(q, k, v, kv, view, past, p, out);
+    for (int i = 0; i < 3; ++i) gpu.attention(q, k, v, *kvs[static_cast<size_t>(i) % kvs.size()], view, past, p, out);
     gpu.synchronize();
     return 1e3 *
            device_ms(gpu,
                      [&] {
-                       for (int i = 0; i < reps; ++i) gpu.attention(q, k, v, kv, view, past, p, out);
+                       for (int i = 0; i < reps; ++i)
+                         gpu.attention(q, k, v, *kvs[static_cast<size_t>(i) % kvs.size()], view, past, p, out);
                      }) /
            reps;
   }
@@ -1345,23 +1352,35 @@ TEST_F(CudaBench, Gemma27BDecodeAttentionSplits) {
 #endif
 
 TEST_F(CudaBench, Gemma27BDecodeAttention) {
+  // One cache replayed (its K/V stay in the H100's 50 MB L2 up to 4K keys), and caches rotated
+  // past 128 MiB in all (each call's K/V from HBM, as in the decode chain); each without and with
+  // the L2 prefetch of each block's keys (a measurement setting).
   std::printf("\n| context | kv | us/call (32 heads, 16 kv, hd 128) |\n|---|---|---|\n");
   Rng rng(5);
   DecodeAttentionBench bench(*gpu, rng);
   for (int64_t ctx : {1024, 4096, 16384}) {
-    auto kv = gpu->create_kv(LayerKvSpec{1, ctx + 1, 16, 128, GgmlType::F16});
+    const int64_t cache_bytes = (ctx + 1) * 16 * 128 * 2 * 2;
+    const int64_t n_caches = std::max<int64_t>(1, ((int64_t{128} << 20) + cache_bytes - 1) / cache_bytes);
+    std::vector<std::unique_ptr<LayerKv>> caches;
+    std::vector<LayerKv*> rotated;
+    for (int64_t c = 0; c < n_caches; ++c) {
+      caches.push_back(gpu->create_kv(LayerKvSpec{1, ctx + 1, 16, 128, GgmlType::F16}));
+      rotated.push_back(caches.back().get());
+    }
+    for (const bool hbm : {false, true})
+      for (const bool prefetch : {false, true}) {
 #ifdef UNICORN_HAVE_CUDA
-    cuda_attention_prefetch(*gpu, false);  // the default, whatever the environment says
+        cuda_attention_prefetch(*gpu, prefetch);  // set either way, whatever the environment says
+#else
+        if (prefetch) continue;
 #endif
-    const double us = bench.us(*gpu, *kv, ctx, 100);
-    std::printf("| %lld | f16 | %.1f (%.0f GB/s of K+V) |\n", static_cast<long long>(ctx), us,
-                static_cast<double>(ctx * 2 * 16 * 128 * 2) / us / 1e3);
+        const double us = hbm ? bench.us(*gpu, rotated, ctx, 100) : bench.us(*gpu, *caches[0], ctx, 100);
+        std::printf("| %lld | f16%s%s | %.1f (%.0f GB/s of K+V) |\n", static_cast<long long>(ctx),
+                    hbm ? fmt::format(", {} caches rotated (HBM)", n_caches).c_str() : ", one cache (L2 below 16K)",
+                    prefetch ? ", L2 prefetch" : "", us, static_cast<double>(ctx * 2 * 16 * 128 * 2) / us / 1e3);
+      }
 #ifdef UNICORN_HAVE_CUDA
-    cuda_attention_prefetch(*gpu, true);  // the L2 prefetch of each block's keys (measurement setting)
-    const double pf = bench.us(*gpu, *kv, ctx, 100);
     cuda_attention_prefetch(*gpu, false);
-    std::printf("| %lld | f16, L2 prefetch | %.1f (%.0f GB/s of K+V) |\n", static_cast<long long>(ctx), pf,
-                static_cast<double>(ctx * 2 * 16 * 128 * 2) / pf / 1e3);
 #endif
   }
 }

@@ -1,5 +1,4 @@
 // unicorn bench: prompt processing (ppN) and generation (tgN) throughput, markdown and JSON.
-#include <filesystem>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -53,15 +52,14 @@ class BenchCommand final : public Command {
     if (!tokenizer_dir_.empty() && write_gguf_.empty()) fail("--tokenizer is for --write-gguf only");
     if (!write_gguf_.empty()) {
       if (synthetic_.empty()) fail("--write-gguf needs --synthetic (a model file is already a file)");
-      if (!tokenizer_dir_.empty() &&
-          !std::filesystem::is_regular_file(std::filesystem::path(tokenizer_dir_) / "tokenizer.json"))
-        fail("--tokenizer {}: no tokenizer.json there", tokenizer_dir_);
-      const LoadedModel m = load_model(mo_.model);
+      // The tokenizer first (the size's vocabulary is known without its weights): a bad file is
+      // reported before a large model is generated.
       std::vector<MetadataEntry> tokenizer;
       if (!tokenizer_dir_.empty()) {
-        tokenizer = tokenizer_metadata_from_hf(tokenizer_dir_, m.weights->config.vocab_size);
-        if (tokenizer.empty()) fail("--tokenizer {}: cannot read tokenizer.json there", tokenizer_dir_);
+        tokenizer = tokenizer_metadata_from_hf(tokenizer_dir_, synthetic_config(synthetic_).vocab_size);
+        if (tokenizer.empty()) fail("--tokenizer {}: no tokenizer.json there (or not readable)", tokenizer_dir_);
       }
+      const LoadedModel m = load_model(mo_.model);
       fmt::print(stderr, "writing {} ({}) to {}\n", m.weights->source, format_bytes(m.weights->weight_bytes()),
                  write_gguf_);
       write_model_gguf(*m.weights, write_gguf_, std::move(tokenizer));

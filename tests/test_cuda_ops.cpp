@@ -145,6 +145,13 @@ std::vector<float> random_floats(size_t n, Rng& rng, float scale = 1.0f) {
   return v;
 }
 
+// Norm weights in their stored form (1 + w, spec §2.2), w in [-0.5, 0.5).
+std::vector<float> stored_norm(int64_t n, Rng& rng) {
+  std::vector<float> v = random_floats(static_cast<size_t>(n), rng, 0.5f);
+  for (float& x : v) x += 1.0f;
+  return v;
+}
+
 double nmse(std::span<const float> got, std::span<const float> want) {
   double num = 0, den = 0;
   for (size_t i = 0; i < want.size(); ++i) {
@@ -1015,10 +1022,7 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
   Rng rng(5150);
   for (const Case& c : cases) {
     // Norm weights of the stored form (1 + w), each kept alive while the backend holds it.
-    std::vector<float> qn = random_floats(static_cast<size_t>(c.attn.hd), rng, 0.5f);
-    std::vector<float> kn = random_floats(static_cast<size_t>(c.attn.hd), rng, 0.5f);
-    for (float& x : qn) x += 1.0f;
-    for (float& x : kn) x += 1.0f;
+    const std::vector<float> qn = stored_norm(c.attn.hd, rng), kn = stored_norm(c.attn.hd, rng);
     const WeightTensor wq{"q_norm", GgmlType::F32, 1, c.attn.hd, reinterpret_cast<const uint8_t*>(qn.data())};
     const WeightTensor wk{"k_norm", GgmlType::F32, 1, c.attn.hd, reinterpret_cast<const uint8_t*>(kn.data())};
     gpu = cuda_backend_or_null();  // a fresh device per case: the host vectors' addresses may repeat
@@ -1085,9 +1089,7 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
   EXPECT_LE(attention_schedule(*gpu, *cpu, local, 700, 3), 1e-5) << "prefetch";
   EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 700, 3), 1e-5) << "prefetch";
   Rng rng(12);
-  std::vector<float> qn = random_floats(128, rng, 0.5f), kn = random_floats(128, rng, 0.5f);
-  for (float& x : qn) x += 1.0f;  // the stored form (1 + w)
-  for (float& x : kn) x += 1.0f;
+  const std::vector<float> qn = stored_norm(128, rng), kn = stored_norm(128, rng);
   const WeightTensor wq{"q_norm", GgmlType::F32, 1, 128, reinterpret_cast<const uint8_t*>(qn.data())};
   const WeightTensor wk{"k_norm", GgmlType::F32, 1, 128, reinterpret_cast<const uint8_t*>(kn.data())};
   gpu->load_weight(wq);

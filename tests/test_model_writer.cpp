@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <fstream>
 
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "backends/cpu/cpu_backend.h"
@@ -17,6 +16,7 @@
 #include "model/loader.h"
 #include "model/synthetic.h"
 #include "runtime/model_writer.h"
+#include "test_support.h"
 #include "tokenizer/tokenizer.h"
 
 using namespace unicorn;
@@ -77,19 +77,8 @@ TEST(ModelWriter, SyntheticModelCarriesAGivenTokenizerWithOneTokenPerEmbeddingRo
   const fs::path dir = fs::temp_directory_path() / ("unicorn_writer_tokenizer_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
-  nlohmann::json vocab = nlohmann::json::object(), added = nlohmann::json::array();
-  int id = 0;
-  for (const char* s : {"<pad>", "<eos>", "<bos>", "<unk>"}) {
-    added.push_back({{"id", id}, {"content", s}, {"special", true}});
-    vocab[s] = id++;
-  }
-  for (int b = 0; b < 256; ++b) vocab[fmt::format("<0x{:02X}>", b)] = id++;
-  for (const char* s : {"\xE2\x96\x81", "h", "i", "hi"}) vocab[s] = id++;
-  added.push_back({{"id", 262144}, {"content", "<image_soft_token>"}, {"special", true}});
-  const nlohmann::json tj = {
-      {"normalizer", {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\xE2\x96\x81"}}},
-      {"added_tokens", added},
-      {"model", {{"type", "BPE"}, {"byte_fallback", true}, {"vocab", vocab}, {"merges", {"h i"}}}}};
+  nlohmann::json tj = test::small_hf_tokenizer({"\xE2\x96\x81", "h", "i", "hi"}, {"h i"});
+  tj["added_tokens"].push_back({{"id", 262144}, {"content", "<image_soft_token>"}, {"special", true}});
   std::ofstream(dir / "tokenizer.json") << tj.dump();
 
   std::shared_ptr<ModelWeights> mem = make_synthetic_model("270m", "q8_0", 4);

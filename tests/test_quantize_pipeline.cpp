@@ -456,21 +456,11 @@ TEST(QuantizePipeline, HfTokenizerAndChatTemplateBecomeGgufKeysThatEncodeTheSame
   fs::remove_all(dir);
   fs::create_directories(dir);
   for (const auto& e : fs::directory_iterator(kTinyDir + "/hf")) fs::copy(e.path(), dir / e.path().filename());
-  nlohmann::json vocab = nlohmann::json::object();
-  int id = 0;
-  nlohmann::json added = nlohmann::json::array();
-  for (const char* s : {"<pad>", "<eos>", "<bos>", "<unk>"}) {
-    added.push_back({{"id", id}, {"content", s}, {"special", true}});
-    vocab[s] = id++;
-  }
-  for (int b = 0; b < 256; ++b) vocab[fmt::format("<0x{:02X}>", b)] = id++;
-  for (const char* s : {"\xE2\x96\x81", "h", "e", "l", "o", "w", "r", "d", "he", "ll"}) vocab[s] = id++;
-  added.push_back({{"id", id}, {"content", "<start_of_turn>"}, {"special", true}});
-  vocab["<start_of_turn>"] = id++;
-  const nlohmann::json tj = {
-      {"normalizer", {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\xE2\x96\x81"}}},
-      {"added_tokens", added},
-      {"model", {{"type", "BPE"}, {"byte_fallback", true}, {"vocab", vocab}, {"merges", {"h e", "l l"}}}}};
+  nlohmann::json tj =
+      test::small_hf_tokenizer({"\xE2\x96\x81", "h", "e", "l", "o", "w", "r", "d", "he", "ll"}, {"h e", "l l"});
+  const auto id = static_cast<int>(tj["model"]["vocab"].size());
+  tj["added_tokens"].push_back({{"id", id}, {"content", "<start_of_turn>"}, {"special", true}});
+  tj["model"]["vocab"]["<start_of_turn>"] = id;
   std::ofstream(dir / "tokenizer.json") << tj.dump();
   std::ofstream(dir / "tokenizer_config.json") << nlohmann::json{{"chat_template", "{{ bos_token }}T"}}.dump();
 

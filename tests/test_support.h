@@ -7,6 +7,9 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
 namespace unicorn::test {
 
 inline std::string source_dir() { return UNICORN_SOURCE_DIR; }
@@ -39,6 +42,24 @@ inline int64_t argmax(std::span<const float> v) {
   for (size_t i = 1; i < v.size(); ++i)
     if (v[i] > v[static_cast<size_t>(best)]) best = static_cast<int64_t>(i);
   return best;
+}
+
+// A small SentencePiece-style tokenizer.json: the specials <pad> <eos> <bos> <unk> (ids 0-3, also
+// as added tokens), the 256 byte pieces, then `pieces` in order, with `merges`; spaces become
+// U+2581. Callers add their own added_tokens.
+inline nlohmann::json small_hf_tokenizer(const std::vector<std::string>& pieces,
+                                         const std::vector<std::string>& merges) {
+  nlohmann::json vocab = nlohmann::json::object(), added = nlohmann::json::array();
+  int id = 0;
+  for (const char* s : {"<pad>", "<eos>", "<bos>", "<unk>"}) {
+    added.push_back({{"id", id}, {"content", s}, {"special", true}});
+    vocab[s] = id++;
+  }
+  for (int b = 0; b < 256; ++b) vocab[fmt::format("<0x{:02X}>", b)] = id++;
+  for (const std::string& s : pieces) vocab[s] = id++;
+  return {{"normalizer", {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\xE2\x96\x81"}}},
+          {"added_tokens", added},
+          {"model", {{"type", "BPE"}, {"byte_fallback", true}, {"vocab", vocab}, {"merges", merges}}}};
 }
 
 }  // namespace unicorn::test

@@ -5,14 +5,13 @@
 #     bash bench/device/ab_build.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+source bench/device/build_unicorn.sh
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 start=$(date +%s)
 rm -f build/gpu_b/CMakeCache.txt  # no option of an earlier A/B stays behind
-cmake -S . -B build/gpu_b -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
-  -DUNICORN_DEPS_DIR="$PWD/.devcarry/deps" -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON -DUNICORN_BUILD_TESTS=OFF \
-  ${AB_FLAGS:?set AB_FLAGS} > "$OUT/configure_b.log" 2>&1 || { tail -30 "$OUT/configure_b.log"; exit 1; }
-cmake --build build/gpu_b -j16 --target unicorn > "$OUT/build_b.log" 2>&1 \
-  || { grep -E "error" -A3 "$OUT/build_b.log" | head -40; exit 1; }
+# shellcheck disable=SC2086  # AB_FLAGS: several flags
+build_unicorn . build/gpu_b "$OUT/configure_b.log" "$OUT/build_b.log" unicorn -DUNICORN_BUILD_TESTS=OFF \
+  ${AB_FLAGS:?set AB_FLAGS} || exit 1
 rm -f "$OUT/configure_b.log" "$OUT/build_b.log"
 echo "build B ($AB_FLAGS): $(( $(date +%s) - start )) s"
 for round in $(seq "${AB_ROUNDS:-2}"); do

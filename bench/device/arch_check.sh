@@ -5,13 +5,11 @@
 #   ARCH=80 bash bench/device/arch_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+source bench/device/build_unicorn.sh
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 arch=${ARCH:-80}; dir=build/gpu$arch
 start=$(date +%s)
-cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$arch" \
-  -DUNICORN_DEPS_DIR="$PWD/.devcarry/deps" -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON > /tmp/configure_$arch.log 2>&1 \
-  || { tail -30 /tmp/configure_$arch.log; exit 1; }
-cmake --build "$dir" -j16 > /tmp/build_$arch.log 2>&1 || { grep -E "error" -A3 /tmp/build_$arch.log | head -40; exit 1; }
+build_unicorn . "$dir" "/tmp/configure_$arch.log" "/tmp/build_$arch.log" all -DCMAKE_CUDA_ARCHITECTURES="$arch" || exit 1
 echo "build (compute_$arch): $(( $(date +%s) - start )) s"
 start=$(date +%s)
 timeout 400 "./$dir/unicorn_tests" --gtest_filter='Cuda*:-CudaBench*' > "$OUT/tests_$arch.log" 2>&1

@@ -6,18 +6,16 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+source bench/device/build_unicorn.sh
 build() {  # source dir, build dir
-  cmake -S "$1" -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
-    -DUNICORN_DEPS_DIR="$PWD/.devcarry/deps" -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON -DUNICORN_BUILD_TESTS=OFF \
-    > /tmp/configure_tree.log 2>&1 || { tail -20 /tmp/configure_tree.log; return 1; }
-  cmake --build "$2" -j16 --target unicorn > /tmp/build_tree.log 2>&1 || { grep -E "error" -A3 /tmp/build_tree.log | head -20; return 1; }
+  build_unicorn "$1" "$2" /tmp/configure_tree.log /tmp/build_tree.log unicorn -DUNICORN_BUILD_TESTS=OFF
 }
 start=$(date +%s)
 # Its own build tree: run_gpu.sh's build/gpu keeps the tests this one leaves out. After
 # run_gpu.sh in the same call, TREE_REUSE_GPU=1 takes build/gpu's binary for the working tree.
 names=(work); bins=(./build/gpu_tree/unicorn)
 if [ "${TREE_REUSE_GPU:-0}" = 1 ] && [ -f build/gpu/build.ninja ]; then
-  cmake --build build/gpu -j16 --target unicorn > /tmp/build_tree.log 2>&1 || { tail -20 /tmp/build_tree.log; exit 1; }
+  build_unicorn . build/gpu /tmp/configure_tree.log /tmp/build_tree.log unicorn || exit 1
   bins=(./build/gpu/unicorn)  # up to date with the working tree (a no-op after run_gpu.sh)
 else
   build . build/gpu_tree || exit 1

@@ -10,6 +10,7 @@
 #   TYPE=q4_0 (a --synthetic scheme)  REPS=3  DEPTHS="0 4096"
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+source bench/device/build_unicorn.sh
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 TYPE=${TYPE:-q4_0}; REPS=${REPS:-3}; DEPTHS=${DEPTHS:-0 4096}
 start=$(date +%s)
@@ -39,10 +40,7 @@ if [ ! -x "$LB" ]; then
 fi
 
 # Unicorn's own build (beside llama.cpp's), then the GGUF both engines read.
-cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
-  -DUNICORN_DEPS_DIR="$PWD/.devcarry/deps" -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON > "$OUT/configure.log" 2>&1 \
-  || { tail -30 "$OUT/configure.log"; exit 1; }
-cmake --build build/gpu -j16 --target unicorn > "$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -40; exit 1; }
+build_unicorn . build/gpu "$OUT/configure.log" "$OUT/build.log" unicorn || exit 1
 echo "unicorn build: $(el) s"
 U=./build/gpu/unicorn
 G=build/synth/27b_$TYPE.gguf

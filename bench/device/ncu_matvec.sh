@@ -4,11 +4,9 @@
 #   NCU_SKIP=2 NCU_COUNT=2 (skip q/k/v and o: gate/up and down)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+source bench/device/build_unicorn.sh
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
-  -DUNICORN_DEPS_DIR="$PWD/.devcarry/deps" -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON -DUNICORN_BUILD_TESTS=OFF \
-  > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
-cmake --build build/gpu -j16 --target unicorn > "$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -40; exit 1; }
+build_unicorn . build/gpu "$OUT/configure.log" "$OUT/build.log" unicorn -DUNICORN_BUILD_TESTS=OFF || exit 1
 timeout 300 ncu --clock-control none -k regex:'matvec_quant' --launch-skip "${NCU_SKIP:-2}" -c "${NCU_COUNT:-2}" \
   --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section LaunchStats \
   --section Occupancy --section SchedulerStats \

@@ -6,14 +6,12 @@
 # Pass UNICORN_COMMIT=<hash from here>: the device copy's git metadata can be stale.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+source bench/device/build_unicorn.sh
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv | tee "$OUT/gpu.txt"
 echo "commit ${UNICORN_COMMIT:-$(git log -1 --format=%H 2>/dev/null)}" | tee -a "$OUT/gpu.txt"
 start=$(date +%s)
-cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
-  -DUNICORN_DEPS_DIR="$PWD/.devcarry/deps" -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON > "$OUT/configure.log" 2>&1 \
-  || { tail -30 "$OUT/configure.log"; exit 1; }
-cmake --build build/gpu -j16 > "$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -40; exit 1; }
+build_unicorn . build/gpu "$OUT/configure.log" "$OUT/build.log" all || exit 1
 echo "build: $(( $(date +%s) - start )) s"
 # No kernel may read an earlier kernel's output before griddepcontrol.wait (checked in SASS).
 if [ "${SKIP_PDL_CHECK:-0}" != 1 ]; then

@@ -1096,6 +1096,18 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
   gpu->load_weight(wk);
   const QkNorms norms{&wq, &wk, 10000.0f, 1.0f};
   EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 1100, 3, &norms), 1e-5) << "prefetch, fused QK-norm, wrapped";
+  // Loads before the PDL wait (another measurement setting; f16 caches of head_dim 128 and 256),
+  // alone and with the prefetch: same keys, same results.
+  for (const bool prefetch : {false, true}) {
+    cuda_attention_prefetch(*gpu, prefetch);
+    cuda_attention_early(*gpu, true);
+    const char* what = prefetch ? "early loads + prefetch" : "early loads";
+    EXPECT_LE(attention_schedule(*gpu, *cpu, c, 700, 3), 1e-5) << what;
+    EXPECT_LE(attention_schedule(*gpu, *cpu, local, 700, 3), 1e-5) << what;
+    EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 700, 3), 1e-5) << what;
+    EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 1100, 3, &norms), 1e-5) << what << ", fused QK-norm, wrapped";
+    cuda_attention_early(*gpu, false);
+  }
   cuda_attention_prefetch(*gpu, false);
 #endif
 }

@@ -140,6 +140,103 @@ __device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRa
   }
 }
 
+// Cached keys' loads that may come before pdl_wait() (EARLY): ld.global.nc.L1::no_allocate, the
+// weight loads' form (weight_formats.cuh; SASS LDG.E.NA, which tools/check_pdl_order.py allows
+// there). Safe for the rows a block reads: positions before this batch, stored by kernels of
+// earlier steps. Every kernel waits before it triggers, so when this one starts, the kernel
+// before it has passed its wait and everything before that has completed; this step's own store
+// comes after the reads (the merge), into a slot outside the window. The batch metadata was
+// uploaded before the step's first kernel.
+__device__ __forceinline__ uint2 ld_early8(const void* p) {
+  uint2 r;
+  asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p));
+  return r;
+}
+__device__ __forceinline__ uint4 ld_early16(const void* p) {
+  uint4 r;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+               : "l"(p));
+  return r;
+}
+__device__ __forceinline__ int32_t ld_early_i32(const int32_t* p) {
+  int32_t r;
+  asm volatile("ld.global.nc.L1::no_allocate.s32 %0, [%1];" : "=r"(r) : "l"(p));
+  return r;
+}
+
+// D consecutive f16 values of the cache with early loads (D = 4 or 8: 8 or 16 bytes).
+template <int D>
+__device__ __forceinline__ void load_f16_early(const __half* p, float* v) {
+  static_assert(D == 4 || D == 8, "early loads are built for head_dim 128 and 256");
+  __half2 h[D / 2];
+  if constexpr (D == 8) {
+    *reinterpret_cast<uint4*>(h) = ld_early16(p);
+  } else {
+    *reinterpret_cast<uint2*>(h) = ld_early8(p);
+  }
+#pragma unroll
+  for (int i = 0; i < D / 2; ++i) {
+    const float2 f = __half22float2(h[i]);
+    v[2 * i] = f.x, v[2 * i + 1] = f.y;
+  }
+}
+
+// key_range with early loads.
+__device__ __forceinline__ KeyRange key_range_early(const AttentionBatch& b, int64_t window, int64_t i) {
+  const int64_t pos = ld_early_i32(b.pos + i);
+  const int64_t past = ld_early_i32(b.past + ld_early_i32(b.seq + i));
+  KeyRange r;
+  r.lo = window > 0 ? max(int64_t{0}, pos - window + 1) : 0;
+  r.n_past = max(int64_t{0}, past - r.lo);
+  r.first_new = max(past, r.lo);
+  r.n = r.n_past + (pos - r.first_new + 1);
+  return r;
+}
+
+// The first half of load_step for EARLY, before the wait: the cached keys among j0 ..
+// j0 + kKeys - 1 (f16 cache), zero for the others.
+template <int D>
+__device__ __forceinline__ void load_step_cached_early(int64_t j0, int64_t j_end, const KeyRange& r, int64_t ring_lo,
+                                                       int64_t cache_seq, int64_t dim, const void* k_cache,
+                                                       const void* v_cache, const AttentionShape& a, float (*kv)[D],
+                                                       float (*vv)[D]) {
+  constexpr int HD = 32 * D;
+  const int64_t kv_row = a.n_kv_heads * HD;
+#pragma unroll
+  for (int u = 0; u < kKeys; ++u) {
+    const int64_t j = j0 + u;
+    if (j < j_end && j < r.n_past) {
+      int64_t slot = ring_lo + j;  // j < n_past <= capacity
+      if (slot >= a.capacity) slot -= a.capacity;
+      load_f16_early<D>(static_cast<const __half*>(k_cache) + (cache_seq + slot) * kv_row + dim, kv[u]);
+      load_f16_early<D>(static_cast<const __half*>(v_cache) + (cache_seq + slot) * kv_row + dim, vv[u]);
+    } else {
+#pragma unroll
+      for (int d = 0; d < D; ++d) kv[u][d] = vv[u][d] = 0.0f;
+    }
+  }
+}
+
+// The second half, after the wait: this batch's own keys among j0 .. j0 + kKeys - 1.
+template <int D, bool Fused>
+__device__ __forceinline__ void load_step_new(int64_t j0, int64_t j_end, const KeyRange& r, int64_t dim, const float* k,
+                                              const float* v, const AttentionBatch& b, int seq, const AttentionShape& a,
+                                              const QkNormRope& qk, int lane, float (*kv)[D], float (*vv)[D]) {
+  constexpr int HD = 32 * D;
+  const int64_t kv_row = a.n_kv_heads * HD;
+#pragma unroll
+  for (int u = 0; u < kKeys; ++u) {
+    const int64_t j = j0 + u;
+    if (j < j_end && j >= r.n_past) {
+      const int64_t row = b.rows[b.start[seq] + (r.first_new + (j - r.n_past) - b.past[seq])];
+      load_f32<D>(k + row * kv_row + dim, kv[u]);
+      load_f32<D>(v + row * kv_row + dim, vv[u]);
+      if constexpr (Fused) norm_rope_warp<D>(kv[u], qk.k_w, qk.eps, qk.cs + row * (HD / 2), lane);
+    }
+  }
+}
+
 // Asks the L2 for the cached keys and values j_begin .. j_stop - 1 of one kv head (their HD
 // values each in K and in V), a thread per key: prefetch.global.L2 returns nothing and changes no
 // value, so the block's loads that follow read the same data, sooner when it has arrived.
@@ -160,14 +257,17 @@ __device__ __forceinline__ void prefetch_cached(const void* k_cache, const void*
   }
 }
 
-// PF: the block first asks the L2 for all of its cached keys (AttentionShape::prefetch; its own
-// instantiation, so that the default kernel's code stays as it was measured).
-template <int D, bool F16, bool Fused, bool PF = false>
+// PF: the block first asks the L2 for all of its cached keys (AttentionShape::prefetch). EARLY
+// (AttentionShape::early, f16 caches): the key range, that prefetch and the first step's cached
+// keys come before the PDL wait, overlapping the q/k/v matvec's tail. Each is its own
+// instantiation, so that the default kernel's code stays as it was measured.
+template <int D, bool F16, bool Fused, bool PF = false, bool EARLY = false>
 __global__ void __launch_bounds__(kWarps * 32)
     attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
               AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk) {
   constexpr int HD = 32 * D;
-  pdl_enter();
+  static_assert(!EARLY || F16, "early loads are built for f16 caches");
+  if constexpr (!EARLY) pdl_enter();
   __shared__ float s_m[kWarps], s_l[kWarps];
   __shared__ float s_acc[kWarps][HD];
   const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
@@ -175,8 +275,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int split = static_cast<int>(blockIdx.z), n_split = static_cast<int>(gridDim.z);
   const int64_t kvh = h / (a.n_heads / a.n_kv_heads);  // spec §2.4.6: contiguous groups
   const int64_t q_row = a.n_heads * HD, kv_row = a.n_kv_heads * HD;
-  const int seq = b.seq[i];
-  const KeyRange r = key_range(b, a.window, i);
+  const int seq = EARLY ? ld_early_i32(b.seq + i) : b.seq[i];
+  const KeyRange r = EARLY ? key_range_early(b, a.window, i) : key_range(b, a.window, i);
   const int64_t j_begin = r.n * split / n_split, j_end = r.n * (split + 1) / n_split;
   const int64_t cache_seq = static_cast<int64_t>(seq) * a.capacity;
   const int64_t ring_lo = r.lo % a.capacity;  // slot of position lo; later ones follow, wrapping once
@@ -189,6 +289,10 @@ __global__ void __launch_bounds__(kWarps * 32)
   if (PF && n_split > 1 && h % (a.n_heads / a.n_kv_heads) == 0 && min(j_end, r.n_past) - j_begin > kWarps * kKeys)
     prefetch_cached<HD, F16>(k_cache, v_cache, j_begin, min(j_end, r.n_past), ring_lo, cache_seq, kv_row, kvh * HD,
                              a.capacity);
+  if constexpr (EARLY) {
+    load_step_cached_early<D>(j_first, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, a, kv, vv);
+    pdl_enter();
+  }
 
   float qv[D];
   load_f32<D>(q + i * q_row + h * HD + lane * D, qv);
@@ -209,8 +313,13 @@ __global__ void __launch_bounds__(kWarps * 32)
   // kKeys keys per warp per step: their loads are independent and all in flight at once, and
   // the running state is rescaled once per step.
   for (int64_t j0 = j_first; j0 < j_end; j0 += kWarps * kKeys) {
-    load_step<D, F16, Fused>(j0, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, seq, a, qk, lane, kv,
-                             vv);
+    if constexpr (EARLY) {
+      if (j0 != j_first) load_step_cached_early<D>(j0, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, a, kv, vv);
+      load_step_new<D, Fused>(j0, j_end, r, dim, k, v, b, seq, a, qk, lane, kv, vv);
+    } else {
+      load_step<D, F16, Fused>(j0, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, seq, a, qk, lane, kv,
+                               vv);
+    }
     float s[kKeys];
 #pragma unroll
     for (int u = 0; u < kKeys; ++u) {
@@ -382,6 +491,21 @@ void launch_d(const float* q, const float* k, const float* v, const void* kc, co
   const dim3 block(kWarps * 32);
   // The fused form is its own instantiation: its norm and RoPE code costs registers that the
   // plain kernel should not carry.
+  if constexpr (D >= 4) {
+    if (a.early && a.kv_f16) {  // a measurement setting, for f16 caches (head_dim 128, 256)
+      if (a.prefetch) {
+        if (qk.q_w)
+          launch(attention<D, true, true, true, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+        else
+          launch(attention<D, true, false, true, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+      } else if (qk.q_w) {
+        launch(attention<D, true, true, false, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+      } else {
+        launch(attention<D, true, false, false, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+      }
+      return;
+    }
+  }
   if (a.prefetch && a.kv_f16) {  // a measurement setting, for f16 caches
     if (qk.q_w)
       launch(attention<D, true, true, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);

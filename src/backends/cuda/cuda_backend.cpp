@@ -109,6 +109,8 @@ void cuda_attention_prefetch(Backend& backend, bool on) {
   as_cuda(backend, "cuda_attention_prefetch").attention_prefetch(on);
 }
 
+void cuda_attention_early(Backend& backend, bool on) { as_cuda(backend, "cuda_attention_early").attention_early(on); }
+
 void cuda_force_tiled_prompt_attention(Backend& backend, bool on) {
   as_cuda(backend, "cuda_force_tiled_prompt_attention").force_tiled_prompt_attention(on);
 }
@@ -759,8 +761,8 @@ void CudaBackend::attention_impl(const Act& q, const Act& k, const Act& v, Layer
   const int n_seq = kv.spec.n_seq;
   const AttentionBatch b = attention_batch(batch, past_len, n_seq);
   AttentionShape a{
-      p.n_heads,     p.n_kv_heads, p.head_dim, p.scale, p.window, kv.spec.capacity, kv.spec.type == GgmlType::F16,
-      attn_prefetch_};
+      p.n_heads,      p.n_kv_heads, p.head_dim, p.scale, p.window, kv.spec.capacity, kv.spec.type == GgmlType::F16,
+      attn_prefetch_, attn_early_};
   // Prompts: the tiled kernel reads each key and value once per tile of queries. (Only for batches
   // longer than any recorded one: its tile list is staged from the host.)
   // A short prompt gives too few (kv head, tile) blocks to fill the GPU: the per-(token, head)

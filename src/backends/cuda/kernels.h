@@ -132,6 +132,10 @@ struct AttentionShape {
   // asks the L2 for all of its cached keys and values, so that its later steps read them from L2
   // instead of one HBM round trip per step.
   bool prefetch = false;
+  // Decode attention with an f16 cache and head_dim 128 or 256 (a measurement setting, off by
+  // default): the key range, the prefetch and each warp's first step of cached keys are loaded
+  // before the PDL wait, overlapping the previous kernel's tail.
+  bool early = false;
 };
 
 bool attention_supports_head_dim(int64_t head_dim);

@@ -107,6 +107,16 @@ class MatvecSwitches {
     (void)on;
 #endif
   }
+  // Warps per Q4_0 row of 129-192 items at one token (4, 2 or 1).
+  void wide_warps(int warps) {
+#ifdef UNICORN_HAVE_CUDA
+    const int was = cuda::matvec_wide_warps();
+    undo_.push_back([was] { cuda::set_matvec_wide_warps(was); });
+    cuda::set_matvec_wide_warps(warps);
+#else
+    (void)warps;
+#endif
+  }
 
  private:
   void set(bool was, bool on, void (*setter)(bool)) {
@@ -760,6 +770,42 @@ TEST_F(CudaOps, RowPairsGiveTheSameResultsWithSharedOrPerRowActivationLoads) {
   }
 }
 
+TEST_F(CudaOps, Q4_0RowsOfFewWarpsGiveTheDefaultLayoutsResults) {
+  // One token of Q4_0 rows 27B-wide (168 items) and 4096-wide (128): 2 or 1 warps per row (a
+  // measurement setting; 2 takes three items per lane in one pass for 168) against the default 4,
+  // for a matvec with a partly empty last block, a q/k/v launch whose blocks meet at the weights'
+  // boundaries and a GeGLU pair; all against the CPU too.
+  Rng rng(32);
+  for (const int64_t in : {int64_t{5376}, int64_t{4096}}) {
+    std::vector<std::unique_ptr<HostWeight>> keep;
+    for (const int64_t rows : {1023, 1026, 514, 514, 1023, 1023})
+      keep.push_back(std::make_unique<HostWeight>(random_weight(GgmlType::Q4_0, rows, in, rng)));
+    for (const auto& h : keep) gpu->load_weight(h->t);
+    const std::vector<float> x = random_floats(static_cast<size_t>(in), rng);
+    auto run = [&](Backend& b, int warps) {
+      MatvecSwitches switches;
+      switches.wide_warps(warps);
+      Act xa = upload(b, x, 1, in), y = b.alloc(1, 1023), q = b.alloc(1, 1026), k = b.alloc(1, 514),
+          v = b.alloc(1, 514), gate = b.alloc(1, 1023), up = b.alloc(1, 1023);
+      b.matmul(keep[0]->t, xa, y);
+      const WeightTensor* ws[] = {&keep[1]->t, &keep[2]->t, &keep[3]->t};
+      Act* ys[] = {&q, &k, &v};
+      b.matmul_many(ws, xa, ys);
+      b.matmul_geglu(keep[4]->t, keep[5]->t, xa, gate, up);
+      return std::vector<std::vector<float>>{to_host(b, y), to_host(b, q), to_host(b, k), to_host(b, v),
+                                             to_host(b, gate)};
+    };
+    const auto want = run(*gpu, 4), cpu_out = run(*cpu, 4);
+    for (const int warps : {2, 1}) {
+      const auto got = run(*gpu, warps);
+      for (size_t j = 0; j < got.size(); ++j) {
+        EXPECT_LE(nmse(got[j], want[j]), 1e-10) << "in " << in << ", " << warps << " warps, output " << j;
+        EXPECT_LE(nmse(got[j], cpu_out[j]), 5e-4) << "in " << in << ", " << warps << " warps, output " << j;
+      }
+    }
+  }
+}
+
 TEST_F(CudaOps, MixedKQuantQkvSharesOneLaunchAtModelRowCounts) {
   // q4_mix's Q4_K q, Q5_K k, Q6_K v in one matvec launch at row counts that give several rows per
   // block, with each weight's last block partly empty before the next weight's first.
@@ -1084,10 +1130,15 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
   // value: the prefetching kernels give the CPU's results (two slots, wrapped rings, a window, and
   // with QK-norm + RoPE inside the kernel). That its addresses are the rows load_step reads is
   // checked by reading the code only: a prefetch outside them would not fault.
+  // A block prefetches only past 64 cached keys, which the default splits give these caches only
+  // beyond 2,048 keys; one block per SM (5 splits) gives 140-204 keys per block.
   cuda_attention_prefetch(*gpu, true);
-  EXPECT_LE(attention_schedule(*gpu, *cpu, c, 700, 3), 1e-5) << "prefetch";
-  EXPECT_LE(attention_schedule(*gpu, *cpu, local, 700, 3), 1e-5) << "prefetch";
-  EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 700, 3), 1e-5) << "prefetch";
+  for (const int64_t blocks_per_sm : {8, 1}) {
+    cuda_attention_splits(*gpu, 64, blocks_per_sm);
+    EXPECT_LE(attention_schedule(*gpu, *cpu, c, 700, 3), 1e-5) << "prefetch, " << blocks_per_sm;
+    EXPECT_LE(attention_schedule(*gpu, *cpu, local, 700, 3), 1e-5) << "prefetch, " << blocks_per_sm;
+    EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 700, 3), 1e-5) << "prefetch, " << blocks_per_sm;
+  }
   Rng rng(12);
   const std::vector<float> qn = stored_norm(128, rng), kn = stored_norm(128, rng);
   const WeightTensor wq{"q_norm", GgmlType::F32, 1, 128, reinterpret_cast<const uint8_t*>(qn.data())};
@@ -1096,19 +1147,17 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
   gpu->load_weight(wk);
   const QkNorms norms{&wq, &wk, 10000.0f, 1.0f};
   EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 1100, 3, &norms), 1e-5) << "prefetch, fused QK-norm, wrapped";
-  // Loads before the PDL wait (another measurement setting; f16 caches of head_dim 128 and 256),
-  // alone and with the prefetch: same keys, same results.
-  for (const bool prefetch : {false, true}) {
-    cuda_attention_prefetch(*gpu, prefetch);
-    cuda_attention_early(*gpu, true);
-    const char* what = prefetch ? "early loads + prefetch" : "early loads";
-    EXPECT_LE(attention_schedule(*gpu, *cpu, c, 700, 3), 1e-5) << what;
-    EXPECT_LE(attention_schedule(*gpu, *cpu, local, 700, 3), 1e-5) << what;
-    EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 700, 3), 1e-5) << what;
-    EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 1100, 3, &norms), 1e-5) << what << ", fused QK-norm, wrapped";
-    cuda_attention_early(*gpu, false);
-  }
+  cuda_attention_splits(*gpu, 64, 8);
   cuda_attention_prefetch(*gpu, false);
+  // The merge in one round of loads (a measurement setting): 16, 32 and 47 splits (one to three
+  // chunks of 16), a window, f32 and f16 caches, the fused QK-norm.
+  cuda_attention_merge_one_pass(*gpu, true);
+  EXPECT_LE(attention_schedule(*gpu, *cpu, c, 700, 3), 1e-5) << "one-pass merge";
+  EXPECT_LE(attention_schedule(*gpu, *cpu, local, 700, 3), 1e-5) << "one-pass merge";
+  EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 1100, 3, &norms), 1e-5) << "one-pass merge, fused QK-norm";
+  const AttnCase f32_cache{8, 4, 64, 0, 3000, GgmlType::F32};
+  EXPECT_LE(attention_schedule(*gpu, *cpu, f32_cache, 700, 3), 1e-7) << "one-pass merge, f32 cache";
+  cuda_attention_merge_one_pass(*gpu, false);
 #endif
 }
 

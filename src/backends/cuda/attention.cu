@@ -140,103 +140,6 @@ __device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRa
   }
 }
 
-// Cached keys' loads that may come before pdl_wait() (EARLY): ld.global.nc.L1::no_allocate, the
-// weight loads' form (weight_formats.cuh; SASS LDG.E.NA, which tools/check_pdl_order.py allows
-// there). Safe for the rows a block reads: positions before this batch, stored by kernels of
-// earlier steps. Every kernel waits before it triggers, so when this one starts, the kernel
-// before it has passed its wait and everything before that has completed; this step's own store
-// comes after the reads (the merge), into a slot outside the window. The batch metadata was
-// uploaded before the step's first kernel.
-__device__ __forceinline__ uint2 ld_early8(const void* p) {
-  uint2 r;
-  asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p));
-  return r;
-}
-__device__ __forceinline__ uint4 ld_early16(const void* p) {
-  uint4 r;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-               : "l"(p));
-  return r;
-}
-__device__ __forceinline__ int32_t ld_early_i32(const int32_t* p) {
-  int32_t r;
-  asm volatile("ld.global.nc.L1::no_allocate.s32 %0, [%1];" : "=r"(r) : "l"(p));
-  return r;
-}
-
-// D consecutive f16 values of the cache with early loads (D = 4 or 8: 8 or 16 bytes).
-template <int D>
-__device__ __forceinline__ void load_f16_early(const __half* p, float* v) {
-  static_assert(D == 4 || D == 8, "early loads are built for head_dim 128 and 256");
-  __half2 h[D / 2];
-  if constexpr (D == 8) {
-    *reinterpret_cast<uint4*>(h) = ld_early16(p);
-  } else {
-    *reinterpret_cast<uint2*>(h) = ld_early8(p);
-  }
-#pragma unroll
-  for (int i = 0; i < D / 2; ++i) {
-    const float2 f = __half22float2(h[i]);
-    v[2 * i] = f.x, v[2 * i + 1] = f.y;
-  }
-}
-
-// key_range with early loads.
-__device__ __forceinline__ KeyRange key_range_early(const AttentionBatch& b, int64_t window, int64_t i) {
-  const int64_t pos = ld_early_i32(b.pos + i);
-  const int64_t past = ld_early_i32(b.past + ld_early_i32(b.seq + i));
-  KeyRange r;
-  r.lo = window > 0 ? max(int64_t{0}, pos - window + 1) : 0;
-  r.n_past = max(int64_t{0}, past - r.lo);
-  r.first_new = max(past, r.lo);
-  r.n = r.n_past + (pos - r.first_new + 1);
-  return r;
-}
-
-// The first half of load_step for EARLY, before the wait: the cached keys among j0 ..
-// j0 + kKeys - 1 (f16 cache), zero for the others.
-template <int D>
-__device__ __forceinline__ void load_step_cached_early(int64_t j0, int64_t j_end, const KeyRange& r, int64_t ring_lo,
-                                                       int64_t cache_seq, int64_t dim, const void* k_cache,
-                                                       const void* v_cache, const AttentionShape& a, float (*kv)[D],
-                                                       float (*vv)[D]) {
-  constexpr int HD = 32 * D;
-  const int64_t kv_row = a.n_kv_heads * HD;
-#pragma unroll
-  for (int u = 0; u < kKeys; ++u) {
-    const int64_t j = j0 + u;
-    if (j < j_end && j < r.n_past) {
-      int64_t slot = ring_lo + j;  // j < n_past <= capacity
-      if (slot >= a.capacity) slot -= a.capacity;
-      load_f16_early<D>(static_cast<const __half*>(k_cache) + (cache_seq + slot) * kv_row + dim, kv[u]);
-      load_f16_early<D>(static_cast<const __half*>(v_cache) + (cache_seq + slot) * kv_row + dim, vv[u]);
-    } else {
-#pragma unroll
-      for (int d = 0; d < D; ++d) kv[u][d] = vv[u][d] = 0.0f;
-    }
-  }
-}
-
-// The second half, after the wait: this batch's own keys among j0 .. j0 + kKeys - 1.
-template <int D, bool Fused>
-__device__ __forceinline__ void load_step_new(int64_t j0, int64_t j_end, const KeyRange& r, int64_t dim, const float* k,
-                                              const float* v, const AttentionBatch& b, int seq, const AttentionShape& a,
-                                              const QkNormRope& qk, int lane, float (*kv)[D], float (*vv)[D]) {
-  constexpr int HD = 32 * D;
-  const int64_t kv_row = a.n_kv_heads * HD;
-#pragma unroll
-  for (int u = 0; u < kKeys; ++u) {
-    const int64_t j = j0 + u;
-    if (j < j_end && j >= r.n_past) {
-      const int64_t row = b.rows[b.start[seq] + (r.first_new + (j - r.n_past) - b.past[seq])];
-      load_f32<D>(k + row * kv_row + dim, kv[u]);
-      load_f32<D>(v + row * kv_row + dim, vv[u]);
-      if constexpr (Fused) norm_rope_warp<D>(kv[u], qk.k_w, qk.eps, qk.cs + row * (HD / 2), lane);
-    }
-  }
-}
-
 // Asks the L2 for the cached keys and values j_begin .. j_stop - 1 of one kv head (their HD
 // values each in K and in V), a thread per key: prefetch.global.L2 returns nothing and changes no
 // value, so the block's loads that follow read the same data, sooner when it has arrived.
@@ -257,17 +160,14 @@ __device__ __forceinline__ void prefetch_cached(const void* k_cache, const void*
   }
 }
 
-// PF: the block first asks the L2 for all of its cached keys (AttentionShape::prefetch). EARLY
-// (AttentionShape::early, f16 caches): the key range, that prefetch and the first step's cached
-// keys come before the PDL wait, overlapping the q/k/v matvec's tail. Each is its own
-// instantiation, so that the default kernel's code stays as it was measured.
-template <int D, bool F16, bool Fused, bool PF = false, bool EARLY = false>
+// PF: the block first asks the L2 for all of its cached keys (AttentionShape::prefetch; its own
+// instantiation, so that the default kernel's code stays as it was measured).
+template <int D, bool F16, bool Fused, bool PF = false>
 __global__ void __launch_bounds__(kWarps * 32)
     attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
               AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk) {
   constexpr int HD = 32 * D;
-  static_assert(!EARLY || F16, "early loads are built for f16 caches");
-  if constexpr (!EARLY) pdl_enter();
+  pdl_enter();
   __shared__ float s_m[kWarps], s_l[kWarps];
   __shared__ float s_acc[kWarps][HD];
   const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
@@ -275,24 +175,22 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int split = static_cast<int>(blockIdx.z), n_split = static_cast<int>(gridDim.z);
   const int64_t kvh = h / (a.n_heads / a.n_kv_heads);  // spec §2.4.6: contiguous groups
   const int64_t q_row = a.n_heads * HD, kv_row = a.n_kv_heads * HD;
-  const int seq = EARLY ? ld_early_i32(b.seq + i) : b.seq[i];
-  const KeyRange r = EARLY ? key_range_early(b, a.window, i) : key_range(b, a.window, i);
+  const int seq = b.seq[i];
+  const KeyRange r = key_range(b, a.window, i);
   const int64_t j_begin = r.n * split / n_split, j_end = r.n * (split + 1) / n_split;
   const int64_t cache_seq = static_cast<int64_t>(seq) * a.capacity;
   const int64_t ring_lo = r.lo % a.capacity;  // slot of position lo; later ones follow, wrapping once
   const int64_t dim = kvh * HD + lane * D;
   const int64_t j_first = j_begin + warp * kKeys;  // this warp's first step
   float kv[kKeys][D], vv[kKeys][D];
-  // More than one step of cached keys: all of them asked for at once (AttentionShape::prefetch),
+  // More than four steps of cached keys: all of them asked for at once (AttentionShape::prefetch),
   // by the first query head of each group only (the others read the same kv head), and only in
   // split rows (a decoding token; an unsplit batch's blocks would each ask for a whole cache).
-  if (PF && n_split > 1 && h % (a.n_heads / a.n_kv_heads) == 0 && min(j_end, r.n_past) - j_begin > kWarps * kKeys)
+  // (Session 10, H100, caches from HBM: 4,096 keys in 124-key blocks 45.7 -> 42.7 us, a full
+  // 1,024-key ring in 64-key blocks 16.0 -> 16.4 us, so those four-step blocks go without.)
+  if (PF && n_split > 1 && h % (a.n_heads / a.n_kv_heads) == 0 && min(j_end, r.n_past) - j_begin > 4 * kWarps * kKeys)
     prefetch_cached<HD, F16>(k_cache, v_cache, j_begin, min(j_end, r.n_past), ring_lo, cache_seq, kv_row, kvh * HD,
                              a.capacity);
-  if constexpr (EARLY) {
-    load_step_cached_early<D>(j_first, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, a, kv, vv);
-    pdl_enter();
-  }
 
   float qv[D];
   load_f32<D>(q + i * q_row + h * HD + lane * D, qv);
@@ -313,13 +211,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   // kKeys keys per warp per step: their loads are independent and all in flight at once, and
   // the running state is rescaled once per step.
   for (int64_t j0 = j_first; j0 < j_end; j0 += kWarps * kKeys) {
-    if constexpr (EARLY) {
-      if (j0 != j_first) load_step_cached_early<D>(j0, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, a, kv, vv);
-      load_step_new<D, Fused>(j0, j_end, r, dim, k, v, b, seq, a, qk, lane, kv, vv);
-    } else {
-      load_step<D, F16, Fused>(j0, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, seq, a, qk, lane, kv,
-                               vv);
-    }
+    load_step<D, F16, Fused>(j0, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, seq, a, qk, lane, kv,
+                             vv);
     float s[kKeys];
 #pragma unroll
     for (int u = 0; u < kKeys; ++u) {
@@ -398,6 +291,28 @@ struct MergeExtras {
   float* ds = nullptr;
 };
 
+// The merge's k, v store: block (head h, token i) with h < n_kv_heads stores kv head h of token i.
+template <bool F16>
+__device__ __forceinline__ void store_new_kv(const MergeExtras& e, int64_t h, int64_t i, int64_t head_dim) {
+  const int seq = e.b.seq[i];
+  // A chunk longer than the ring writes some slots twice; the later position wins (kv_store).
+  const int64_t last = e.b.past[seq] + (e.b.start[seq + 1] - e.b.start[seq]) - 1;
+  if (e.b.pos[i] + e.capacity > last) {
+    const int64_t row = e.n_kv_heads * head_dim;
+    const int64_t slot = static_cast<int64_t>(seq) * e.capacity + e.b.pos[i] % e.capacity;
+    for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
+      const int64_t c = h * head_dim + d;
+      if constexpr (F16) {
+        static_cast<__half*>(e.k_cache)[slot * row + c] = __float2half_rn(e.k[i * row + c]);
+        static_cast<__half*>(e.v_cache)[slot * row + c] = __float2half_rn(e.v[i * row + c]);
+      } else {
+        static_cast<float*>(e.k_cache)[slot * row + c] = e.k[i * row + c];
+        static_cast<float*>(e.v_cache)[slot * row + c] = e.v[i * row + c];
+      }
+    }
+  }
+}
+
 // Merges the splits' (max, sum, weighted V) states of one (head, token). The first warp reads
 // every split's (max, sum) at once (n_split <= 64) and turns them into weights in shared
 // memory; then each thread sums one dimension over the splits with independent loads.
@@ -442,25 +357,59 @@ __global__ void merge_splits(const float* partial, int64_t n_heads, int64_t head
       if (threadIdx.x % 32 == 0) reinterpret_cast<float2*>(e.ds)[k / 32] = ds;
     }
   }
-  if (e.k_cache && h < e.n_kv_heads) {
-    const int seq = e.b.seq[i];
-    // A chunk longer than the ring writes some slots twice; the later position wins (kv_store).
-    const int64_t last = e.b.past[seq] + (e.b.start[seq + 1] - e.b.start[seq]) - 1;
-    if (e.b.pos[i] + e.capacity > last) {
-      const int64_t row = e.n_kv_heads * head_dim;
-      const int64_t slot = static_cast<int64_t>(seq) * e.capacity + e.b.pos[i] % e.capacity;
-      for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
-        const int64_t c = h * head_dim + d;
-        if constexpr (F16) {
-          static_cast<__half*>(e.k_cache)[slot * row + c] = __float2half_rn(e.k[i * row + c]);
-          static_cast<__half*>(e.v_cache)[slot * row + c] = __float2half_rn(e.v[i * row + c]);
-        } else {
-          static_cast<float*>(e.k_cache)[slot * row + c] = e.k[i * row + c];
-          static_cast<float*>(e.v_cache)[slot * row + c] = e.v[i * row + c];
-        }
+  if (e.k_cache && h < e.n_kv_heads) store_new_kv<F16>(e, h, i, head_dim);
+}
+
+// merge_splits in one round of loads (AttentionShape::merge_one_pass, a measurement setting): each thread
+// reads every split's (max, sum) with its dimension's weighted V, 16 splits at a time, and folds
+// them into a running (max, sum, value) like the attention's online softmax; no shared memory,
+// no barrier. Up to 16 splits, all of a thread's loads are in flight at once.
+template <bool F16>
+__global__ void merge_splits_one_pass(const float* partial, int64_t n_heads, int64_t head_dim, int n_split, float* out,
+                                      MergeExtras e) {
+  constexpr int kChunk = 16;
+  pdl_enter();
+  const int64_t h = blockIdx.x, i = blockIdx.y;
+  const int64_t stride = head_dim + 2;
+  const float* p = partial + (i * n_heads + h) * n_split * stride;
+  const int64_t K = n_heads * head_dim;
+  for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float mx = -INFINITY, sum = 0.0f, o = 0.0f;
+    for (int s0 = 0; s0 < n_split; s0 += kChunk) {
+      float m[kChunk], l[kChunk], a[kChunk];
+#pragma unroll
+      for (int u = 0; u < kChunk; ++u) {
+        const int s = s0 + u;
+        l[u] = s < n_split ? p[s * stride + 1] : 0.0f;
+        m[u] = s < n_split ? p[s * stride] : -INFINITY;
+        a[u] = s < n_split ? p[s * stride + 2 + d] : 0.0f;
       }
+      float m_new = mx;
+#pragma unroll
+      for (int u = 0; u < kChunk; ++u)
+        if (l[u] > 0.0f) m_new = fmaxf(m_new, m[u]);  // a split that saw no key contributes nothing
+      const float corr = mx == -INFINITY ? 0.0f : expf(mx - m_new);
+      sum *= corr;
+      o *= corr;
+#pragma unroll
+      for (int u = 0; u < kChunk; ++u)
+        if (l[u] > 0.0f) {
+          const float f = expf(m[u] - m_new);
+          sum += l[u] * f;
+          o += a[u] * f;
+        }
+      mx = m_new;
+    }
+    o /= sum;
+    out[i * K + h * head_dim + d] = o;
+    if (e.q8) {
+      float2 ds;
+      const int64_t k = i * K + h * head_dim + d;
+      e.q8[k] = static_cast<int8_t>(quantize32_warp(o, ds));
+      if (threadIdx.x % 32 == 0) reinterpret_cast<float2*>(e.ds)[k / 32] = ds;
     }
   }
+  if (e.k_cache && h < e.n_kv_heads) store_new_kv<F16>(e, h, i, head_dim);
 }
 
 template <bool F16>
@@ -491,21 +440,6 @@ void launch_d(const float* q, const float* k, const float* v, const void* kc, co
   const dim3 block(kWarps * 32);
   // The fused form is its own instantiation: its norm and RoPE code costs registers that the
   // plain kernel should not carry.
-  if constexpr (D >= 4) {
-    if (a.early && a.kv_f16) {  // a measurement setting, for f16 caches (head_dim 128, 256)
-      if (a.prefetch) {
-        if (qk.q_w)
-          launch(attention<D, true, true, true, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
-        else
-          launch(attention<D, true, false, true, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
-      } else if (qk.q_w) {
-        launch(attention<D, true, true, false, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
-      } else {
-        launch(attention<D, true, false, false, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
-      }
-      return;
-    }
-  }
   if (a.prefetch && a.kv_f16) {  // a measurement setting, for f16 caches
     if (qk.q_w)
       launch(attention<D, true, true, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
@@ -555,7 +489,10 @@ cudaError_t launch_attention(const float* q, const float* k, const float* v, con
     MergeExtras e;
     e.k = qk.q_w ? qk.k_out : k, e.v = v, e.k_cache = store_k_cache, e.v_cache = store_v_cache, e.b = b;
     e.n_kv_heads = a.n_kv_heads, e.capacity = a.capacity, e.q8 = q8, e.ds = ds;
-    if (a.kv_f16)
+    if (a.merge_one_pass)
+      launch(a.kv_f16 ? merge_splits_one_pass<true> : merge_splits_one_pass<false>, grid, dim3(128), 0, s, partial,
+             a.n_heads, a.head_dim, n_split, out, e);
+    else if (a.kv_f16)
       launch(merge_splits<true>, grid, dim3(128), 0, s, partial, a.n_heads, a.head_dim, n_split, out, e);
     else
       launch(merge_splits<false>, grid, dim3(128), 0, s, partial, a.n_heads, a.head_dim, n_split, out, e);

@@ -90,8 +90,8 @@ class CudaBackend final : public Backend {
   }
   // Tests and measurements: decode attention's L2 prefetch (attn_prefetch_).
   void attention_prefetch(bool on) { attn_prefetch_ = on; }
-  // Tests and measurements: decode attention's loads before the PDL wait (attn_early_).
-  void attention_early(bool on) { attn_early_ = on; }
+  // Tests and measurements: the splits' merge in one round of loads (attn_merge_one_pass_).
+  void attention_merge_one_pass(bool on) { attn_merge_one_pass_ = on; }
 
  private:
   // Small int arrays the ops take from the host (tokens, positions, attention metadata, rows).
@@ -213,9 +213,9 @@ class CudaBackend final : public Backend {
   // Decode attention's L2 prefetch of each block's cached keys (AttentionShape::prefetch); off
   // until measured, UNICORN_CUDA_ATTN_PREFETCH=1 turns it on.
   bool attn_prefetch_ = env_switch("UNICORN_CUDA_ATTN_PREFETCH", false);
-  // Decode attention's key range and first cached keys loaded before the PDL wait
-  // (AttentionShape::early); off until measured, UNICORN_CUDA_ATTN_EARLY=1 turns it on.
-  bool attn_early_ = env_switch("UNICORN_CUDA_ATTN_EARLY", false);
+  // Decode attention's split merge in one round of loads (AttentionShape::merge_one_pass); off
+  // until measured, UNICORN_CUDA_MERGE_ONE_PASS=1 turns it on.
+  bool attn_merge_one_pass_ = env_switch("UNICORN_CUDA_MERGE_ONE_PASS", false);
   Gemm gemm_;  // matmuls of more than kMaxMatvecTokens tokens
 };
 

@@ -35,6 +35,11 @@ bool matvec_one_load(GgmlType t);
 // it once from UNICORN_CUDA_SHARED_ACT.
 void set_matvec_shared_act(bool on);
 bool matvec_shared_act();
+// One token of Q4_0 rows of 129-192 items (5376-wide inputs): warps per row (4, the default; 2
+// gives each lane three items in one pass and a block two row groups; 1 keeps the old unroll).
+// A measurement setting; process-wide, CudaBackend sets it once from UNICORN_CUDA_WIDE_WARPS.
+void set_matvec_wide_warps(int warps);
+int matvec_wide_warps();
 // The same for job.n (1..3) weights of one width on the same input, in one launch: of one type,
 // or a K-quant mix of q, k, v (Q4_K/Q5_K/Q6_K as in q4_mix, Q4_K/Q4_K/Q6_K, Q5_K/Q5_K/Q6_K), as
 // matvec_multi_supports says.
@@ -132,10 +137,8 @@ struct AttentionShape {
   // asks the L2 for all of its cached keys and values, so that its later steps read them from L2
   // instead of one HBM round trip per step.
   bool prefetch = false;
-  // Decode attention with an f16 cache and head_dim 128 or 256 (a measurement setting, off by
-  // default): the key range, the prefetch and each warp's first step of cached keys are loaded
-  // before the PDL wait, overlapping the previous kernel's tail.
-  bool early = false;
+  // The splits' merge in one round of loads per thread (a measurement setting, off by default).
+  bool merge_one_pass = false;
 };
 
 bool attention_supports_head_dim(int64_t head_dim);

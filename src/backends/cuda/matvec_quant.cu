@@ -207,12 +207,16 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) matvec_quant(MatvecJob job,
 // Warps per row: for wide rows, the whole block for rows of at least 128 items (so that each lane
 // has one or two), fewer for short rows; always at least what warps_per_row asks, so that
 // matrices of few rows still fill the machine.
-inline int group_warps(int64_t rows, int64_t items, bool wide) {
-  const int wpr = !wide ? 1 : (items >= 128 ? 4 : (items >= 64 ? 2 : 1));
+// wide_warps < 4 (a measurement setting, Q4_0 only): rows of 128 to 192 items (5376-wide inputs)
+// take that many warps, so a block holds more rows and bytes.
+inline int group_warps(int64_t rows, int64_t items, bool wide, int wide_warps = kWarps) {
+  int wpr = !wide ? 1 : (items >= 128 ? 4 : (items >= 64 ? 2 : 1));
+  if (wide && items >= 128 && items <= 192) wpr = std::min(wpr, wide_warps);
   return std::max(wpr, warps_per_row(rows, kWarps));
 }
 
 std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{false}, g_shared_act{true};
+std::atomic<int> g_wide_warps{kWarps};
 
 // One token of a Q4_K (or, when set, Q6_K) weight: one load per lane and pass, with the register
 // cap that lets 8 blocks per SM run (6 for a GeGLU pair, which holds two rows' loads)
@@ -266,7 +270,10 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   static_assert(R == rows_per_group<F1, NT, GLU>() && R == rows_per_group<F2, NT, GLU>());
   static_assert(F::kItem == F1::kItem && F::kItem == F2::kItem);
   const int64_t items = job.w[0].cols / F::kItem;
-  job.wpr = group_warps(rows / R, items, kWideRows<F, NT>);
+  constexpr bool kWideQ4_0 =
+      kWideRows<F, NT> && std::is_same_v<F, FormatQ4_0> && std::is_same_v<F, F1> && std::is_same_v<F, F2>;
+  const int wide_warps = kWideQ4_0 ? g_wide_warps.load(std::memory_order_relaxed) : kWarps;
+  job.wpr = group_warps(rows / R, items, kWideRows<F, NT>, wide_warps);
   // One token of a format with a separate load and 2 rows per group (a GeGLU pair, or a pair of
   // rows of the 32-value formats): the rows share each activation load, or (shared_act off)
   // load it once per row.
@@ -277,6 +284,14 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   if constexpr (kShareable)
     if (g_shared_act.load(std::memory_order_relaxed)) pick = pick_kernel<F, NT, GLU, F1, F2, true>;
   auto* kernel = pick(job, items, one, split);
+  // Two warps per row of 129-192 items: each lane's three items in one pass.
+  if constexpr (kWideQ4_0) {
+    if (job.wpr == 2 && items > 128) {
+      kernel = matvec_quant<F, F1, F2, NT, GLU, 3>;
+      if constexpr (kShareable)
+        if (g_shared_act.load(std::memory_order_relaxed)) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, true>;
+    }
+  }
   const int64_t rows_per_block = kWarps / job.wpr * R;
   int64_t blocks = 0;
   const int n = GLU ? 1 : job.n;
@@ -370,6 +385,10 @@ void set_matvec_one_load(GgmlType t, bool on) {
   if (t == GgmlType::Q6_K) g_one_load_q6k.store(on, std::memory_order_relaxed);
 }
 void set_matvec_shared_act(bool on) { g_shared_act.store(on, std::memory_order_relaxed); }
+void set_matvec_wide_warps(int warps) {
+  g_wide_warps.store(warps == 1 || warps == 2 ? warps : kWarps, std::memory_order_relaxed);
+}
+int matvec_wide_warps() { return g_wide_warps.load(std::memory_order_relaxed); }
 bool matvec_shared_act() { return g_shared_act.load(std::memory_order_relaxed); }
 bool matvec_one_load(GgmlType t) {
   if (t == GgmlType::Q4_K) return g_one_load_q4k.load(std::memory_order_relaxed);

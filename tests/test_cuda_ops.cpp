@@ -776,11 +776,14 @@ TEST_F(CudaOps, Q4_0RowsOfFewWarpsGiveTheDefaultLayoutsResults) {
   // for a matvec with a partly empty last block, a q/k/v launch whose blocks meet at the weights'
   // boundaries and a GeGLU pair; all against the CPU too.
   Rng rng(32);
+  std::vector<std::unique_ptr<HostWeight>> all;  // alive: no host address comes back for another weight
   for (const int64_t in : {int64_t{5376}, int64_t{4096}}) {
-    std::vector<std::unique_ptr<HostWeight>> keep;
-    for (const int64_t rows : {1023, 1026, 514, 514, 1023, 1023})
-      keep.push_back(std::make_unique<HostWeight>(random_weight(GgmlType::Q4_0, rows, in, rng)));
-    for (const auto& h : keep) gpu->load_weight(h->t);
+    std::vector<HostWeight*> keep;
+    for (const int64_t rows : {1023, 1026, 514, 514, 1023, 1023}) {
+      all.push_back(std::make_unique<HostWeight>(random_weight(GgmlType::Q4_0, rows, in, rng)));
+      keep.push_back(all.back().get());
+    }
+    for (const HostWeight* h : keep) gpu->load_weight(h->t);
     const std::vector<float> x = random_floats(static_cast<size_t>(in), rng);
     auto run = [&](Backend& b, int warps) {
       MatvecSwitches switches;

@@ -770,9 +770,9 @@ TEST_F(CudaOps, RowPairsGiveTheSameResultsWithSharedOrPerRowActivationLoads) {
   }
 }
 
-TEST_F(CudaOps, Q4_0RowsOfFewWarpsGiveTheDefaultLayoutsResults) {
-  // One token of Q4_0 rows 27B-wide (168 items) and 4096-wide (128): 2 or 1 warps per row (a
-  // measurement setting; 2 takes three items per lane in one pass for 168) against the default 4,
+TEST_F(CudaOps, Q4_0RowsGiveTheSameResultsOverOneTwoOrFourWarps) {
+  // One token of Q4_0 rows 27B-wide (168 items) and 4096-wide (128): 2 warps per row (the default;
+  // three items per lane in one pass for 168) and 1 (six items per lane in one pass) against 4,
   // for a matvec with a partly empty last block, a q/k/v launch whose blocks meet at the weights'
   // boundaries and a GeGLU pair; all against the CPU too.
   Rng rng(32);
@@ -1129,19 +1129,6 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
     EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 700, 3), 1e-5) << "min keys " << min_keys;
   }
   cuda_attention_splits(*gpu, 64, 8);
-  // The L2 prefetch of each block's cached keys (a measurement setting, f16 caches) changes no
-  // value: the prefetching kernels give the CPU's results (two slots, wrapped rings, a window, and
-  // with QK-norm + RoPE inside the kernel). That its addresses are the rows load_step reads is
-  // checked by reading the code only: a prefetch outside them would not fault.
-  // A block prefetches only past 64 cached keys, which the default splits give these caches only
-  // beyond 2,048 keys; one block per SM (5 splits) gives 140-204 keys per block.
-  cuda_attention_prefetch(*gpu, true);
-  for (const int64_t blocks_per_sm : {8, 1}) {
-    cuda_attention_splits(*gpu, 64, blocks_per_sm);
-    EXPECT_LE(attention_schedule(*gpu, *cpu, c, 700, 3), 1e-5) << "prefetch, " << blocks_per_sm;
-    EXPECT_LE(attention_schedule(*gpu, *cpu, local, 700, 3), 1e-5) << "prefetch, " << blocks_per_sm;
-    EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 700, 3), 1e-5) << "prefetch, " << blocks_per_sm;
-  }
   Rng rng(12);
   const std::vector<float> qn = stored_norm(128, rng), kn = stored_norm(128, rng);
   const WeightTensor wq{"q_norm", GgmlType::F32, 1, 128, reinterpret_cast<const uint8_t*>(qn.data())};
@@ -1149,18 +1136,10 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
   gpu->load_weight(wq);
   gpu->load_weight(wk);
   const QkNorms norms{&wq, &wk, 10000.0f, 1.0f};
-  EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 1100, 3, &norms), 1e-5) << "prefetch, fused QK-norm, wrapped";
-  cuda_attention_splits(*gpu, 64, 8);
-  cuda_attention_prefetch(*gpu, false);
-  // The merge in one round of loads (a measurement setting): 16, 32 and 47 splits (one to three
-  // chunks of 16), a window, f32 and f16 caches, the fused QK-norm.
-  cuda_attention_merge_one_pass(*gpu, true);
-  EXPECT_LE(attention_schedule(*gpu, *cpu, c, 700, 3), 1e-5) << "one-pass merge";
-  EXPECT_LE(attention_schedule(*gpu, *cpu, local, 700, 3), 1e-5) << "one-pass merge";
-  EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 1100, 3, &norms), 1e-5) << "one-pass merge, fused QK-norm";
+  EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 1100, 3, &norms), 1e-5) << "fused QK-norm, wrapped";
+  // 47 splits: the merge's three chunks of 16, the last one partly empty.
   const AttnCase f32_cache{8, 4, 64, 0, 3000, GgmlType::F32};
-  EXPECT_LE(attention_schedule(*gpu, *cpu, f32_cache, 700, 3), 1e-7) << "one-pass merge, f32 cache";
-  cuda_attention_merge_one_pass(*gpu, false);
+  EXPECT_LE(attention_schedule(*gpu, *cpu, f32_cache, 700, 3), 1e-7) << "f32 cache, 47 splits";
 #endif
 }
 
@@ -1419,8 +1398,7 @@ TEST_F(CudaBench, Gemma27BDecodeAttentionSplits) {
 
 TEST_F(CudaBench, Gemma27BDecodeAttention) {
   // One cache replayed (its K/V stay in the H100's 50 MB L2 up to 4K keys), and caches rotated
-  // past 128 MiB in all (each call's K/V from HBM, as in the decode chain); each without and with
-  // the L2 prefetch of each block's keys (a measurement setting).
+  // past 128 MiB in all (each call's K/V from HBM, as in the decode chain).
   std::printf("\n| context | kv | us/call (32 heads, 16 kv, hd 128) |\n|---|---|---|\n");
   Rng rng(5);
   DecodeAttentionBench bench(*gpu, rng);
@@ -1433,21 +1411,12 @@ TEST_F(CudaBench, Gemma27BDecodeAttention) {
       caches.push_back(gpu->create_kv(LayerKvSpec{1, ctx + 1, 16, 128, GgmlType::F16}));
       rotated.push_back(caches.back().get());
     }
-    for (const bool hbm : {false, true})
-      for (const bool prefetch : {false, true}) {
-#ifdef UNICORN_HAVE_CUDA
-        cuda_attention_prefetch(*gpu, prefetch);  // set either way, whatever the environment says
-#else
-        if (prefetch) continue;
-#endif
-        const double us = hbm ? bench.us(*gpu, rotated, ctx, 100) : bench.us(*gpu, *caches[0], ctx, 100);
-        std::printf("| %lld | f16%s%s | %.1f (%.0f GB/s of K+V) |\n", static_cast<long long>(ctx),
-                    hbm ? fmt::format(", {} caches rotated (HBM)", n_caches).c_str() : ", one cache (L2 below 16K)",
-                    prefetch ? ", L2 prefetch" : "", us, static_cast<double>(ctx * 2 * 16 * 128 * 2) / us / 1e3);
-      }
-#ifdef UNICORN_HAVE_CUDA
-    cuda_attention_prefetch(*gpu, false);
-#endif
+    for (const bool hbm : {false, true}) {
+      const double us = hbm ? bench.us(*gpu, rotated, ctx, 100) : bench.us(*gpu, *caches[0], ctx, 100);
+      std::printf("| %lld | f16%s | %.1f (%.0f GB/s of K+V) |\n", static_cast<long long>(ctx),
+                  hbm ? fmt::format(", {} caches rotated (HBM)", n_caches).c_str() : ", one cache (L2 below 16K)", us,
+                  static_cast<double>(ctx * 2 * 16 * 128 * 2) / us / 1e3);
+    }
   }
 }
 

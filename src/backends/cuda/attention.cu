@@ -140,29 +140,7 @@ __device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRa
   }
 }
 
-// Asks the L2 for the cached keys and values j_begin .. j_stop - 1 of one kv head (their HD
-// values each in K and in V), a thread per key: prefetch.global.L2 returns nothing and changes no
-// value, so the block's loads that follow read the same data, sooner when it has arrived.
-template <int HD, bool F16>
-__device__ __forceinline__ void prefetch_cached(const void* k_cache, const void* v_cache, int64_t j_begin,
-                                                int64_t j_stop, int64_t ring_lo, int64_t cache_seq, int64_t kv_row,
-                                                int64_t head_off, int64_t capacity) {
-  constexpr int64_t kElem = F16 ? 2 : 4, kBytes = HD * kElem, kLine = 128;
-  for (int64_t j = j_begin + threadIdx.x; j < j_stop; j += kWarps * 32) {
-    int64_t slot = ring_lo + j;  // j < n_past <= capacity, as in load_step
-    if (slot >= capacity) slot -= capacity;
-    const int64_t off = ((cache_seq + slot) * kv_row + head_off) * kElem;
-#pragma unroll
-    for (int64_t b = 0; b < kBytes; b += kLine) {
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const char*>(k_cache) + off + b));
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const char*>(v_cache) + off + b));
-    }
-  }
-}
-
-// PF: the block first asks the L2 for all of its cached keys (AttentionShape::prefetch; its own
-// instantiation, so that the default kernel's code stays as it was measured).
-template <int D, bool F16, bool Fused, bool PF = false>
+template <int D, bool F16, bool Fused>
 __global__ void __launch_bounds__(kWarps * 32)
     attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
               AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk) {
@@ -183,14 +161,6 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int64_t dim = kvh * HD + lane * D;
   const int64_t j_first = j_begin + warp * kKeys;  // this warp's first step
   float kv[kKeys][D], vv[kKeys][D];
-  // More than four steps of cached keys: all of them asked for at once (AttentionShape::prefetch),
-  // by the first query head of each group only (the others read the same kv head), and only in
-  // split rows (a decoding token; an unsplit batch's blocks would each ask for a whole cache).
-  // (Session 10, H100, caches from HBM: 4,096 keys in 124-key blocks 45.7 -> 42.7 us, a full
-  // 1,024-key ring in 64-key blocks 16.0 -> 16.4 us, so those four-step blocks go without.)
-  if (PF && n_split > 1 && h % (a.n_heads / a.n_kv_heads) == 0 && min(j_end, r.n_past) - j_begin > 4 * kWarps * kKeys)
-    prefetch_cached<HD, F16>(k_cache, v_cache, j_begin, min(j_end, r.n_past), ring_lo, cache_seq, kv_row, kvh * HD,
-                             a.capacity);
 
   float qv[D];
   load_f32<D>(q + i * q_row + h * HD + lane * D, qv);
@@ -313,60 +283,15 @@ __device__ __forceinline__ void store_new_kv(const MergeExtras& e, int64_t h, in
   }
 }
 
-// Merges the splits' (max, sum, weighted V) states of one (head, token). The first warp reads
-// every split's (max, sum) at once (n_split <= 64) and turns them into weights in shared
-// memory; then each thread sums one dimension over the splits with independent loads.
+// Merges the splits' (max, sum, weighted V) states of one (head, token) in one round of loads:
+// each thread reads every split's (max, sum) with its dimension's weighted V, 16 splits at a
+// time, and folds them into a running (max, sum, value) like the attention's online softmax; no
+// shared memory, no barrier. Up to 16 splits (27B's local rings), all of a thread's loads are in
+// flight at once. (Session 10, H100: with UNICORN_CUDA_WIDE_WARPS=2, 27B Q4_0 tg128 +1.3 % against
+// the earlier merge, which read the splits' (max, sum) first and their values after a barrier.)
 template <bool F16>
 __global__ void merge_splits(const float* partial, int64_t n_heads, int64_t head_dim, int n_split, float* out,
                              MergeExtras e) {
-  __shared__ float f[64];
-  __shared__ float total;
-  pdl_enter();
-  const int64_t h = blockIdx.x, i = blockIdx.y;
-  const int64_t stride = head_dim + 2;
-  const float* p = partial + (i * n_heads + h) * n_split * stride;
-  if (threadIdx.x < 32) {
-    const int s0 = static_cast<int>(threadIdx.x), s1 = s0 + 32;
-    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
-    if (s0 < n_split) l0 = p[s0 * stride + 1], m0 = l0 > 0.0f ? p[s0 * stride] : -INFINITY;
-    if (s1 < n_split) l1 = p[s1 * stride + 1], m1 = l1 > 0.0f ? p[s1 * stride] : -INFINITY;
-    float mx = fmaxf(m0, m1);
-#pragma unroll
-    for (int o = 16; o > 0; o /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, o));
-    const float f0 = l0 > 0.0f ? expf(m0 - mx) : 0.0f, f1 = l1 > 0.0f ? expf(m1 - mx) : 0.0f;
-    float sum = l0 * f0 + l1 * f1;
-#pragma unroll
-    for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xFFFFFFFFu, sum, o);
-    if (s0 < n_split) f[s0] = f0;
-    if (s1 < n_split) f[s1] = f1;
-    if (s0 == 0) total = sum;
-  }
-  __syncthreads();
-  const int64_t K = n_heads * head_dim;
-  // blockDim.x is a multiple of 32 and head_dim of 32: every warp iteration covers whole blocks.
-  for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
-    float o = 0.0f;
-#pragma unroll 8
-    for (int s = 0; s < n_split; ++s) o += p[s * stride + 2 + d] * f[s];
-    o /= total;
-    out[i * K + h * head_dim + d] = o;
-    if (e.q8) {
-      float2 ds;
-      const int64_t k = i * K + h * head_dim + d;
-      e.q8[k] = static_cast<int8_t>(quantize32_warp(o, ds));
-      if (threadIdx.x % 32 == 0) reinterpret_cast<float2*>(e.ds)[k / 32] = ds;
-    }
-  }
-  if (e.k_cache && h < e.n_kv_heads) store_new_kv<F16>(e, h, i, head_dim);
-}
-
-// merge_splits in one round of loads (AttentionShape::merge_one_pass, a measurement setting): each thread
-// reads every split's (max, sum) with its dimension's weighted V, 16 splits at a time, and folds
-// them into a running (max, sum, value) like the attention's online softmax; no shared memory,
-// no barrier. Up to 16 splits, all of a thread's loads are in flight at once.
-template <bool F16>
-__global__ void merge_splits_one_pass(const float* partial, int64_t n_heads, int64_t head_dim, int n_split, float* out,
-                                      MergeExtras e) {
   constexpr int kChunk = 16;
   pdl_enter();
   const int64_t h = blockIdx.x, i = blockIdx.y;
@@ -440,12 +365,7 @@ void launch_d(const float* q, const float* k, const float* v, const void* kc, co
   const dim3 block(kWarps * 32);
   // The fused form is its own instantiation: its norm and RoPE code costs registers that the
   // plain kernel should not carry.
-  if (a.prefetch && a.kv_f16) {  // a measurement setting, for f16 caches
-    if (qk.q_w)
-      launch(attention<D, true, true, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
-    else
-      launch(attention<D, true, false, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
-  } else if (qk.q_w) {
+  if (qk.q_w) {
     if (a.kv_f16)
       launch(attention<D, true, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
     else
@@ -489,13 +409,8 @@ cudaError_t launch_attention(const float* q, const float* k, const float* v, con
     MergeExtras e;
     e.k = qk.q_w ? qk.k_out : k, e.v = v, e.k_cache = store_k_cache, e.v_cache = store_v_cache, e.b = b;
     e.n_kv_heads = a.n_kv_heads, e.capacity = a.capacity, e.q8 = q8, e.ds = ds;
-    if (a.merge_one_pass)
-      launch(a.kv_f16 ? merge_splits_one_pass<true> : merge_splits_one_pass<false>, grid, dim3(128), 0, s, partial,
-             a.n_heads, a.head_dim, n_split, out, e);
-    else if (a.kv_f16)
-      launch(merge_splits<true>, grid, dim3(128), 0, s, partial, a.n_heads, a.head_dim, n_split, out, e);
-    else
-      launch(merge_splits<false>, grid, dim3(128), 0, s, partial, a.n_heads, a.head_dim, n_split, out, e);
+    launch(a.kv_f16 ? merge_splits<true> : merge_splits<false>, grid, dim3(128), 0, s, partial, a.n_heads, a.head_dim,
+           n_split, out, e);
   }
   return cudaGetLastError();
 }

@@ -105,14 +105,6 @@ void cuda_attention_splits(Backend& backend, int64_t min_keys, int64_t blocks_pe
   as_cuda(backend, "cuda_attention_splits").attention_splits(min_keys, blocks_per_sm);
 }
 
-void cuda_attention_prefetch(Backend& backend, bool on) {
-  as_cuda(backend, "cuda_attention_prefetch").attention_prefetch(on);
-}
-
-void cuda_attention_merge_one_pass(Backend& backend, bool on) {
-  as_cuda(backend, "cuda_attention_merge_one_pass").attention_merge_one_pass(on);
-}
-
 void cuda_force_tiled_prompt_attention(Backend& backend, bool on) {
   as_cuda(backend, "cuda_force_tiled_prompt_attention").force_tiled_prompt_attention(on);
 }
@@ -170,7 +162,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     set_matvec_one_load(GgmlType::Q4_K, env_switch("UNICORN_CUDA_ONE_LOAD_Q4K", true));
     set_matvec_one_load(GgmlType::Q6_K, env_switch("UNICORN_CUDA_ONE_LOAD_Q6K", false));
     set_matvec_shared_act(env_switch("UNICORN_CUDA_SHARED_ACT", true));
-    set_matvec_wide_warps(static_cast<int>(env_int("UNICORN_CUDA_WIDE_WARPS", 4, 1, 4)));
+    set_matvec_wide_warps(static_cast<int>(env_int("UNICORN_CUDA_WIDE_WARPS", 2, 1, 4)));
     return true;
   }();
   (void)matvec_switches_set;
@@ -765,8 +757,6 @@ void CudaBackend::attention_impl(const Act& q, const Act& k, const Act& v, Layer
   const AttentionBatch b = attention_batch(batch, past_len, n_seq);
   AttentionShape a{
       p.n_heads, p.n_kv_heads, p.head_dim, p.scale, p.window, kv.spec.capacity, kv.spec.type == GgmlType::F16};
-  a.prefetch = attn_prefetch_;
-  a.merge_one_pass = attn_merge_one_pass_;
   // Prompts: the tiled kernel reads each key and value once per tile of queries. (Only for batches
   // longer than any recorded one: its tile list is staged from the host.)
   // A short prompt gives too few (kv head, tile) blocks to fill the GPU: the per-(token, head)

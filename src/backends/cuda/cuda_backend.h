@@ -88,10 +88,6 @@ class CudaBackend final : public Backend {
   void attention_splits(int64_t min_keys, int64_t blocks_per_sm) {
     attn_min_keys_ = min_keys, attn_blocks_per_sm_ = blocks_per_sm;
   }
-  // Tests and measurements: decode attention's L2 prefetch (attn_prefetch_).
-  void attention_prefetch(bool on) { attn_prefetch_ = on; }
-  // Tests and measurements: the splits' merge in one round of loads (attn_merge_one_pass_).
-  void attention_merge_one_pass(bool on) { attn_merge_one_pass_ = on; }
 
  private:
   // Small int arrays the ops take from the host (tokens, positions, attention metadata, rows).
@@ -210,12 +206,6 @@ class CudaBackend final : public Backend {
   // change them for measurements.
   int64_t attn_min_keys_ = env_int("UNICORN_CUDA_ATTN_MIN_KEYS", 64, 1, 4096);
   int64_t attn_blocks_per_sm_ = env_int("UNICORN_CUDA_ATTN_BLOCKS_PER_SM", 8, 1, 64);
-  // Decode attention's L2 prefetch of each block's cached keys (AttentionShape::prefetch); off
-  // until measured, UNICORN_CUDA_ATTN_PREFETCH=1 turns it on.
-  bool attn_prefetch_ = env_switch("UNICORN_CUDA_ATTN_PREFETCH", false);
-  // Decode attention's split merge in one round of loads (AttentionShape::merge_one_pass); off
-  // until measured, UNICORN_CUDA_MERGE_ONE_PASS=1 turns it on.
-  bool attn_merge_one_pass_ = env_switch("UNICORN_CUDA_MERGE_ONE_PASS", false);
   Gemm gemm_;  // matmuls of more than kMaxMatvecTokens tokens
 };
 

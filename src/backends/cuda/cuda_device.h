@@ -41,13 +41,6 @@ size_t cuda_start_used_memory(Backend& cuda_backend);
 // UNICORN_CUDA_ATTN_BLOCKS_PER_SM set them for every CUDA backend).
 void cuda_attention_splits(Backend& cuda_backend, int64_t min_keys, int64_t blocks_per_sm);
 
-// Tests and measurements: decode attention's L2 prefetch of each block's cached keys (off by
-// default; UNICORN_CUDA_ATTN_PREFETCH=1 turns it on for every CUDA backend).
-void cuda_attention_prefetch(Backend& cuda_backend, bool on);
-// Tests and measurements: the decode attention's split merge in one round of loads per thread (off
-// by default; UNICORN_CUDA_MERGE_ONE_PASS=1 turns it on for every CUDA backend).
-void cuda_attention_merge_one_pass(Backend& cuda_backend, bool on);
-
 // Tests: make a CUDA backend take the tiled prompt attention for every batch of 32+ tokens.
 void cuda_force_tiled_prompt_attention(Backend& cuda_backend, bool on);
 

@@ -35,9 +35,10 @@ bool matvec_one_load(GgmlType t);
 // it once from UNICORN_CUDA_SHARED_ACT.
 void set_matvec_shared_act(bool on);
 bool matvec_shared_act();
-// One token of Q4_0 rows of 129-192 items (5376-wide inputs): warps per row (4, the default; 2
-// gives each lane three items in one pass and a block two row groups; 1 keeps the old unroll).
-// A measurement setting; process-wide, CudaBackend sets it once from UNICORN_CUDA_WIDE_WARPS.
+// One token of Q4_0 rows of 128-192 items (4096- and 5376-wide inputs): warps per row (2, the
+// default, gives a block two row groups and each lane of a 5376-wide row three items in one
+// pass; 4 as before session 10; 1 with six items per lane in one pass), at least what
+// warps_per_row asks. Process-wide; CudaBackend sets it once from UNICORN_CUDA_WIDE_WARPS.
 void set_matvec_wide_warps(int warps);
 int matvec_wide_warps();
 // The same for job.n (1..3) weights of one width on the same input, in one launch: of one type,
@@ -133,12 +134,6 @@ struct AttentionShape {
   int64_t window = 0;    // 0: global
   int64_t capacity = 0;  // ring positions per slot
   bool kv_f16 = true;
-  // Decode attention with an f16 cache (a measurement setting, off by default): each block first
-  // asks the L2 for all of its cached keys and values, so that its later steps read them from L2
-  // instead of one HBM round trip per step.
-  bool prefetch = false;
-  // The splits' merge in one round of loads per thread (a measurement setting, off by default).
-  bool merge_one_pass = false;
 };
 
 bool attention_supports_head_dim(int64_t head_dim);

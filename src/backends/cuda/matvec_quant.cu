@@ -207,8 +207,9 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) matvec_quant(MatvecJob job,
 // Warps per row: for wide rows, the whole block for rows of at least 128 items (so that each lane
 // has one or two), fewer for short rows; always at least what warps_per_row asks, so that
 // matrices of few rows still fill the machine.
-// wide_warps < 4 (a measurement setting, Q4_0 only): rows of 128 to 192 items (5376-wide inputs)
-// take that many warps, so a block holds more rows and bytes.
+// wide_warps (Q4_0 only; 2 by default, 4 or 1 are measurement settings): rows of 128 to 192
+// items (5376-wide inputs) take that many warps instead of 4, so a block holds more rows and
+// bytes (launch_nt gives each lane all of its items in one pass).
 inline int group_warps(int64_t rows, int64_t items, bool wide, int wide_warps = kWarps) {
   int wpr = !wide ? 1 : (items >= 128 ? 4 : (items >= 64 ? 2 : 1));
   if (wide && items >= 128 && items <= 192) wpr = std::min(wpr, wide_warps);
@@ -216,7 +217,7 @@ inline int group_warps(int64_t rows, int64_t items, bool wide, int wide_warps = 
 }
 
 std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{false}, g_shared_act{true};
-std::atomic<int> g_wide_warps{kWarps};
+std::atomic<int> g_wide_warps{2};
 
 // One token of a Q4_K (or, when set, Q6_K) weight: one load per lane and pass, with the register
 // cap that lets 8 blocks per SM run (6 for a GeGLU pair, which holds two rows' loads)
@@ -284,12 +285,17 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   if constexpr (kShareable)
     if (g_shared_act.load(std::memory_order_relaxed)) pick = pick_kernel<F, NT, GLU, F1, F2, true>;
   auto* kernel = pick(job, items, one, split);
-  // Two warps per row of 129-192 items: each lane's three items in one pass.
+  // Two warps per row of 129-192 items (27B's q/k/v and GeGLU pair): each lane's three items in
+  // one pass. Session 10, H100, 27B Q4_0 tg128 +1.3 % with the one-pass merge, against 4 warps
+  // per row with two items per lane; one warp per row with two items per pass was 0.7 % slower
+  // than 4 warps, so one warp takes its six items in one pass too.
   if constexpr (kWideQ4_0) {
-    if (job.wpr == 2 && items > 128) {
-      kernel = matvec_quant<F, F1, F2, NT, GLU, 3>;
-      if constexpr (kShareable)
-        if (g_shared_act.load(std::memory_order_relaxed)) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, true>;
+    if (job.wpr <= 2 && items > 128) {
+      const bool shared = kShareable && g_shared_act.load(std::memory_order_relaxed);
+      if (job.wpr == 2)
+        kernel = shared ? matvec_quant<F, F1, F2, NT, GLU, 3, 0, kShareable> : matvec_quant<F, F1, F2, NT, GLU, 3>;
+      else
+        kernel = shared ? matvec_quant<F, F1, F2, NT, GLU, 6, 0, kShareable> : matvec_quant<F, F1, F2, NT, GLU, 6>;
     }
   }
   const int64_t rows_per_block = kWarps / job.wpr * R;

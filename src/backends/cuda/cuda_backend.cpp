@@ -162,9 +162,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     set_matvec_one_load(GgmlType::Q4_K, env_switch("UNICORN_CUDA_ONE_LOAD_Q4K", true));
     set_matvec_one_load(GgmlType::Q6_K, env_switch("UNICORN_CUDA_ONE_LOAD_Q6K", false));
     set_matvec_shared_act(env_switch("UNICORN_CUDA_SHARED_ACT", true));
-    set_matvec_wide_warps(GgmlType::Q4_0, static_cast<int>(env_int("UNICORN_CUDA_WIDE_WARPS", 2, 1, 4)));
-    set_matvec_wide_warps(GgmlType::Q8_0, static_cast<int>(env_int("UNICORN_CUDA_WIDE_WARPS_Q8_0", 4, 2, 4)));
-    set_matvec_long_unroll(static_cast<int>(env_int("UNICORN_CUDA_LONG_UNROLL", 2, 2, 6)));
+    set_matvec_wide_warps(static_cast<int>(env_int("UNICORN_CUDA_WIDE_WARPS", 2, 2, 4)));
     return true;
   }();
   (void)matvec_switches_set;

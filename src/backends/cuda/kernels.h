@@ -37,16 +37,10 @@ void set_matvec_shared_act(bool on);
 bool matvec_shared_act();
 // One token of Q4_0 rows of 128-192 items (4096- and 5376-wide inputs): warps per row (2, the
 // default, gives a block two row groups and each lane of a 5376-wide row three items in one
-// pass; 4 as before session 10; 1 with six items per lane in one pass), at least what
-// warps_per_row asks. Q8_0: 4 by default, 2 (as Q4_0's) a measurement setting. Other types: no
-// effect. Process-wide; CudaBackend sets them once from UNICORN_CUDA_WIDE_WARPS (Q4_0) and
-// UNICORN_CUDA_WIDE_WARPS_Q8_0.
-void set_matvec_wide_warps(GgmlType t, int warps);
-int matvec_wide_warps(GgmlType t);
-// One token of Q4_0 rows of more than 192 items (27B's down): items per lane and pass (2, the
-// default; 3 or 6, a measurement setting). Process-wide, from UNICORN_CUDA_LONG_UNROLL.
-void set_matvec_long_unroll(int items);
-int matvec_long_unroll();
+// pass; 4 as before session 10), at least what warps_per_row asks. Process-wide; CudaBackend sets
+// it once from UNICORN_CUDA_WIDE_WARPS.
+void set_matvec_wide_warps(int warps);
+int matvec_wide_warps();
 // The same for job.n (1..3) weights of one width on the same input, in one launch: of one type,
 // or a K-quant mix of q, k, v (Q4_K/Q5_K/Q6_K as in q4_mix, Q4_K/Q4_K/Q6_K, Q5_K/Q5_K/Q6_K), as
 // matvec_multi_supports says.

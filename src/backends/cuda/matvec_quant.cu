@@ -207,8 +207,8 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) matvec_quant(MatvecJob job,
 // Warps per row: for wide rows, the whole block for rows of at least 128 items (so that each lane
 // has one or two), fewer for short rows; always at least what warps_per_row asks, so that
 // matrices of few rows still fill the machine.
-// wide_warps (Q4_0 only; 2 by default, 4 or 1 are measurement settings): rows of 128 to 192
-// items (5376-wide inputs) take that many warps instead of 4, so a block holds more rows and
+// wide_warps (Q4_0 only; 2 by default, 4 a measurement setting): rows of 128 to 192 items
+// (4096- and 5376-wide inputs) take that many warps instead of 4, so a block holds more rows and
 // bytes (launch_nt gives each lane all of its items in one pass).
 inline int group_warps(int64_t rows, int64_t items, bool wide, int wide_warps = kWarps) {
   int wpr = !wide ? 1 : (items >= 128 ? 4 : (items >= 64 ? 2 : 1));
@@ -217,7 +217,7 @@ inline int group_warps(int64_t rows, int64_t items, bool wide, int wide_warps = 
 }
 
 std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{false}, g_shared_act{true};
-std::atomic<int> g_wide_warps{2}, g_wide_warps_q8_0{kWarps}, g_long_unroll{2};
+std::atomic<int> g_wide_warps{2};
 
 // One token of a Q4_K (or, when set, Q6_K) weight: one load per lane and pass, with the register
 // cap that lets 8 blocks per SM run (6 for a GeGLU pair, which holds two rows' loads)
@@ -271,12 +271,9 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   static_assert(R == rows_per_group<F1, NT, GLU>() && R == rows_per_group<F2, NT, GLU>());
   static_assert(F::kItem == F1::kItem && F::kItem == F2::kItem);
   const int64_t items = job.w[0].cols / F::kItem;
-  constexpr bool kOne = std::is_same_v<F, F1> && std::is_same_v<F, F2>;
-  constexpr bool kWideQ4_0 = kWideRows<F, NT> && std::is_same_v<F, FormatQ4_0> && kOne;
-  constexpr bool kWideQ8_0 = kWideRows<F, NT> && std::is_same_v<F, FormatQ8_0> && kOne;
-  const int wide_warps = kWideQ4_0   ? g_wide_warps.load(std::memory_order_relaxed)
-                         : kWideQ8_0 ? g_wide_warps_q8_0.load(std::memory_order_relaxed)
-                                     : kWarps;
+  constexpr bool kWideQ4_0 =
+      kWideRows<F, NT> && std::is_same_v<F, FormatQ4_0> && std::is_same_v<F, F1> && std::is_same_v<F, F2>;
+  const int wide_warps = kWideQ4_0 ? g_wide_warps.load(std::memory_order_relaxed) : kWarps;
   job.wpr = group_warps(rows / R, items, kWideRows<F, NT>, wide_warps);
   // One token of a format with a separate load and 2 rows per group (a GeGLU pair, or a pair of
   // rows of the 32-value formats): the rows share each activation load, or (shared_act off)
@@ -289,24 +286,15 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
     if (g_shared_act.load(std::memory_order_relaxed)) pick = pick_kernel<F, NT, GLU, F1, F2, true>;
   auto* kernel = pick(job, items, one, split);
   // Two warps per row of 129-192 items (27B's q/k/v and GeGLU pair): each lane's three items in
-  // one pass. Session 10, H100, 27B Q4_0 tg128 +1.3 % with the one-pass merge, against 4 warps
-  // per row with two items per lane; one warp per row with two items per pass was 0.7 % slower
-  // than 4 warps, so one warp takes its six items in one pass too.
-  // Q8_0 (a measurement setting, UNICORN_CUDA_WIDE_WARPS_Q8_0=2): the same with 2 warps.
-  // Long Q4_0 rows (27B's down, 672 items over a block: 5.25 per lane) take UNICORN_CUDA_LONG_UNROLL
-  // items per lane and pass (2, three passes, by default; 3 or 6, one pass: a measurement setting).
-  if constexpr (kWideQ4_0 || kWideQ8_0) {
-    const bool shared = kShareable && g_shared_act.load(std::memory_order_relaxed);
+  // one pass (NOTES.md session 10, H100, 27B Q4_0 tg128 +0.6 % and +1.3 % with the one-pass merge,
+  // against 4 warps per row with two items per lane). Measured slower, so not kept: one warp per
+  // row with six items in one pass (-0.5 % against 2 warps; with two per pass -0.7 % against 4),
+  // 3 or 6 items per lane and pass of the 672-item down rows (-1.3 %, -0.7 %), and Q8_0 rows over
+  // 2 warps (-1.2 %).
+  if constexpr (kWideQ4_0) {
     if (job.wpr == 2 && items > 128) {
+      const bool shared = kShareable && g_shared_act.load(std::memory_order_relaxed);
       kernel = shared ? matvec_quant<F, F1, F2, NT, GLU, 3, 0, kShareable> : matvec_quant<F, F1, F2, NT, GLU, 3>;
-    } else if constexpr (kWideQ4_0) {
-      const int long_unroll = g_long_unroll.load(std::memory_order_relaxed);
-      if (job.wpr == 1 && items > 128)
-        kernel = shared ? matvec_quant<F, F1, F2, NT, GLU, 6, 0, kShareable> : matvec_quant<F, F1, F2, NT, GLU, 6>;
-      else if (items > 192 && long_unroll == 3)
-        kernel = shared ? matvec_quant<F, F1, F2, NT, GLU, 3, 0, kShareable> : matvec_quant<F, F1, F2, NT, GLU, 3>;
-      else if (items > 192 && long_unroll == 6)
-        kernel = shared ? matvec_quant<F, F1, F2, NT, GLU, 6, 0, kShareable> : matvec_quant<F, F1, F2, NT, GLU, 6>;
     }
   }
   const int64_t rows_per_block = kWarps / job.wpr * R;
@@ -402,20 +390,8 @@ void set_matvec_one_load(GgmlType t, bool on) {
   if (t == GgmlType::Q6_K) g_one_load_q6k.store(on, std::memory_order_relaxed);
 }
 void set_matvec_shared_act(bool on) { g_shared_act.store(on, std::memory_order_relaxed); }
-void set_matvec_wide_warps(GgmlType t, int warps) {
-  const int w = warps == 1 || warps == 2 ? warps : kWarps;
-  if (t == GgmlType::Q4_0) g_wide_warps.store(w, std::memory_order_relaxed);
-  if (t == GgmlType::Q8_0) g_wide_warps_q8_0.store(w == 1 ? 2 : w, std::memory_order_relaxed);
-}
-int matvec_wide_warps(GgmlType t) {
-  if (t == GgmlType::Q4_0) return g_wide_warps.load(std::memory_order_relaxed);
-  if (t == GgmlType::Q8_0) return g_wide_warps_q8_0.load(std::memory_order_relaxed);
-  return kWarps;
-}
-void set_matvec_long_unroll(int items) {
-  g_long_unroll.store(items == 3 || items == 6 ? items : 2, std::memory_order_relaxed);
-}
-int matvec_long_unroll() { return g_long_unroll.load(std::memory_order_relaxed); }
+void set_matvec_wide_warps(int warps) { g_wide_warps.store(warps == 2 ? 2 : kWarps, std::memory_order_relaxed); }
+int matvec_wide_warps() { return g_wide_warps.load(std::memory_order_relaxed); }
 bool matvec_shared_act() { return g_shared_act.load(std::memory_order_relaxed); }
 bool matvec_one_load(GgmlType t) {
   if (t == GgmlType::Q4_K) return g_one_load_q4k.load(std::memory_order_relaxed);

@@ -20,6 +20,7 @@
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
 #include "model/loader.h"
+#include "runtime/model_writer.h"
 #include "test_support.h"
 #include "tokenizer/chat_template.h"
 
@@ -299,6 +300,20 @@ TEST(CliPerplexity, ABatchLargerThanTheContextIsBudgetedByTheContext) {
                                "/README.md --chunks 1 -c 128 -b 32768 -t 2 --device cpu");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("Final estimate: PPL = "), std::string::npos) << r.out;
+}
+
+TEST(CliBench, SyntheticGgufCarriesItsSchemesFileType) {
+  // llama.cpp prints general.file_type as the model's type; without it, q4_mix's mix of K-quants
+  // read as "all F32" there (session 10).
+  const fs::path mix = temp_path("synthetic_q4_mix.gguf");
+  const Result r = run_unicorn("bench --synthetic 270m --type q4_mix --write-gguf " + mix.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(GgufFile::open(mix.string())->get_int("general.file_type"), 15);
+  fs::remove(mix);
+  EXPECT_EQ(llama_file_type("q4_0"), 2u);
+  EXPECT_EQ(llama_file_type("q8_0"), 7u);
+  EXPECT_EQ(llama_file_type("bf16"), 32u);
+  EXPECT_FALSE(llama_file_type("q9_9").has_value());
 }
 
 TEST(CliBench, RooflineCanBeLeftOut) {

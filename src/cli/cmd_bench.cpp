@@ -54,15 +54,19 @@ class BenchCommand final : public Command {
       if (synthetic_.empty()) fail("--write-gguf needs --synthetic (a model file is already a file)");
       // The tokenizer first (the size's vocabulary is known without its weights): a bad file is
       // reported before a large model is generated.
-      std::vector<MetadataEntry> tokenizer;
+      std::vector<MetadataEntry> extra;
       if (!tokenizer_dir_.empty()) {
-        tokenizer = tokenizer_metadata_from_hf(tokenizer_dir_, synthetic_config(synthetic_).vocab_size);
-        if (tokenizer.empty()) fail("--tokenizer {}: no tokenizer.json there (or not readable)", tokenizer_dir_);
+        extra = tokenizer_metadata_from_hf(tokenizer_dir_, synthetic_config(synthetic_).vocab_size);
+        if (extra.empty()) fail("--tokenizer {}: no tokenizer.json there (or not readable)", tokenizer_dir_);
       }
+      // The scheme's llama.cpp file type, which llama.cpp prints as the model's type (without it,
+      // a mix of types reads as "all F32").
+      if (const auto ft = llama_file_type(scheme_))
+        extra.push_back({"general.file_type", {GgufValueType::U32, int64_t{*ft}}});
       const LoadedModel m = load_model(mo_.model);
       fmt::print(stderr, "writing {} ({}) to {}\n", m.weights->source, format_bytes(m.weights->weight_bytes()),
                  write_gguf_);
-      write_model_gguf(*m.weights, write_gguf_, std::move(tokenizer));
+      write_model_gguf(*m.weights, write_gguf_, std::move(extra));
       fmt::print(stderr, "wrote {}\n", write_gguf_);
       return 0;
     }

@@ -21,4 +21,20 @@ void write_model_gguf(const ModelWeights& w, const std::string& path, std::vecto
   out.write();
 }
 
+std::optional<uint32_t> llama_file_type(const std::string& scheme) {
+  struct F {
+    const char* scheme;
+    uint32_t id;
+  };
+  // Presets and synthetic schemes, then single types as llama.cpp names files mostly of them
+  // (Q4_K alone: Q4_K_S; Q5_K alone: Q5_K_S).
+  static constexpr F kTypes[] = {{"q4_mix", 15}, {"q4_k_m", 15}, {"q4_small", 30}, {"f32", 0},   {"f16", 1},
+                                 {"q4_0", 2},    {"q4_1", 3},    {"q8_0", 7},      {"q5_0", 8},  {"q5_1", 9},
+                                 {"q2_k", 10},   {"q3_k", 11},   {"q4_k", 14},     {"q5_k", 16}, {"q6_k", 18},
+                                 {"iq4_xs", 30}, {"bf16", 32}};
+  for (const F& f : kTypes)
+    if (scheme == f.scheme) return f.id;
+  return std::nullopt;
+}
+
 }  // namespace unicorn

@@ -16,6 +16,7 @@
 #include "core/thread_pool.h"
 #include "formats/gguf_writer.h"
 #include "quant/codec.h"
+#include "runtime/model_writer.h"
 
 namespace unicorn {
 namespace {
@@ -37,26 +38,6 @@ uint64_t value_bytes(const GgufValue& v) {
 }
 
 uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
-
-const char* file_type_of(const std::string& preset, uint32_t& id) {
-  // llama.cpp's LLAMA_FTYPE numbering, so tools that print it say something sensible.
-  struct F {
-    const char* preset;
-    uint32_t id;
-    const char* name;
-  };
-  static constexpr F kTypes[] = {{"f32", 0, "all F32"},         {"f16", 1, "mostly F16"},
-                                 {"q4_0", 2, "mostly Q4_0"},    {"q8_0", 7, "mostly Q8_0"},
-                                 {"q4_mix", 15, "Q4_K_M-like"}, {"q4_small", 30, "IQ4_XS-like"},
-                                 {"bf16", 32, "mostly BF16"}};
-  for (const auto& f : kTypes)
-    if (preset == f.preset) {
-      id = f.id;
-      return f.name;
-    }
-  id = 0;
-  return "unknown";
-}
 
 // Drops input pages already consumed from this process (the page cache keeps them), so resident
 // memory does not grow with the model or a tensor (the mapping is read-only and shared; a page
@@ -85,9 +66,7 @@ std::vector<MetadataEntry> output_metadata(const QuantSource& src, const std::st
   std::vector<MetadataEntry> m;
   for (const auto& e : src.metadata())
     if (e.key.rfind("unicorn.quantize.", 0) != 0) m.push_back(e);
-  uint32_t ftype = 0;
-  file_type_of(preset, ftype);
-  m.push_back({"general.file_type", {GgufValueType::U32, int64_t{ftype}}});
+  m.push_back({"general.file_type", {GgufValueType::U32, int64_t{llama_file_type(preset).value_or(0)}}});
   m.push_back({"general.quantization_version", {GgufValueType::U32, int64_t{2}}});
   m.push_back({"unicorn.quantize.preset", {GgufValueType::STRING, preset}});
   if (imatrix) m.push_back({"unicorn.quantize.imatrix_dataset", {GgufValueType::STRING, imatrix->dataset}});

@@ -974,6 +974,54 @@ TEST_F(CudaOps, FusedQkNormRopeAndAddNormMatchCpu) {
   for (int j = 0; j < 5; ++j) EXPECT_LE(nmse(res[0][j], res[1][j]), 1e-10) << "output " << j;
 }
 
+TEST_F(CudaOps, AddNormBlockShapesMatchCpu) {
+  // add_norm over 256, 512 (the default) and 1024 threads, the warps' sums in a row or pairwise
+  // (measurement settings), at the 27B's hidden size and a smaller one, one token and five: x and
+  // h as the CPU's, and h's int8 copy (which the next matvec reads instead of quantizing h) giving
+  // the CPU's matvec.
+#ifdef UNICORN_HAVE_CUDA
+  Rng rng(24);
+  // Alive to the end: no host address comes back for another weight.
+  std::vector<std::unique_ptr<HostWeight>> keep;
+  std::vector<std::vector<float>> norms;
+  for (const int64_t hidden : {int64_t{5376}, int64_t{1152}}) {
+    norms.push_back(random_floats(hidden, rng));
+    norms.push_back(random_floats(hidden, rng));
+    auto f32 = [](const char* name, const std::vector<float>& v) {
+      return WeightTensor{name, GgmlType::F32, 1, static_cast<int64_t>(v.size()),
+                          reinterpret_cast<const uint8_t*>(v.data())};
+    };
+    const WeightTensor wpn = f32("post", norms[norms.size() - 2]), wnn = f32("next", norms.back());
+    gpu->load_weight(wpn);
+    gpu->load_weight(wnn);
+    keep.push_back(std::make_unique<HostWeight>(random_weight(GgmlType::Q4_0, 64, hidden, rng)));
+    const WeightTensor& wm = keep.back()->t;
+    gpu->load_weight(wm);
+    for (const int64_t T : {int64_t{1}, int64_t{5}}) {
+      const std::vector<float> x = random_floats(T * hidden, rng, 10.0f), o = random_floats(T * hidden, rng, 2.0f);
+      auto run = [&](Backend& b) {
+        Act xa = upload(b, x, T, hidden), oa = upload(b, o, T, hidden), h = b.alloc(T, hidden), y = b.alloc(T, 64);
+        b.add_norm(xa, oa, wpn, &wnn, 1e-6f, h);
+        b.matmul(wm, h, y);
+        return std::vector<std::vector<float>>{to_host(b, xa), to_host(b, h), to_host(b, y)};
+      };
+      const auto want = run(*cpu);
+      for (const int threads : {256, 512, 1024})
+        for (const bool tree : {false, true}) {
+          cuda::set_add_norm_shape(threads, tree);
+          const auto got = run(*gpu);
+          const std::string what =
+              fmt::format("hidden {}, T {}, {} threads{}", hidden, T, threads, tree ? ", tree" : "");
+          EXPECT_LE(nmse(got[0], want[0]), 1e-10) << what << ", x";
+          EXPECT_LE(nmse(got[1], want[1]), 1e-10) << what << ", h";
+          EXPECT_LE(nmse(got[2], want[2]), 5e-4) << what << ", the matvec of h's int8 copy";
+        }
+      cuda::set_add_norm_shape(512, false);
+    }
+  }
+#endif
+}
+
 // ---- attention ----------------------------------------------------------------------------------
 
 struct AttnCase {

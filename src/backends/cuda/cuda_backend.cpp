@@ -165,6 +165,8 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     set_matvec_shared_act(env_switch("UNICORN_CUDA_SHARED_ACT", true));
     set_matvec_wide_warps(static_cast<int>(env_int("UNICORN_CUDA_WIDE_WARPS", 2, 2, 4)));
     matvec_warps_per_sm().store(static_cast<int>(env_int("UNICORN_CUDA_MATVEC_WARPS_PER_SM", 48, 8, 64)));
+    set_add_norm_shape(static_cast<int>(env_int("UNICORN_CUDA_ADD_NORM_THREADS", 512, 256, 1024)),
+                       env_switch("UNICORN_CUDA_ADD_NORM_TREE", false));
     return true;
   }();
   (void)matvec_switches_set;

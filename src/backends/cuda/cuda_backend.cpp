@@ -9,7 +9,6 @@
 #include "backends/cuda/cuda_device.h"
 #include "backends/cuda/cuda_kv.h"
 #include "backends/cuda/kernels.h"
-#include "backends/cuda/matvec_shape.h"
 #include "core/error.h"
 
 namespace unicorn {
@@ -164,9 +163,6 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     set_matvec_one_load(GgmlType::Q6_K, env_switch("UNICORN_CUDA_ONE_LOAD_Q6K", false));
     set_matvec_shared_act(env_switch("UNICORN_CUDA_SHARED_ACT", true));
     set_matvec_wide_warps(static_cast<int>(env_int("UNICORN_CUDA_WIDE_WARPS", 2, 2, 4)));
-    matvec_warps_per_sm().store(static_cast<int>(env_int("UNICORN_CUDA_MATVEC_WARPS_PER_SM", 48, 8, 64)));
-    set_add_norm_shape(static_cast<int>(env_int("UNICORN_CUDA_ADD_NORM_THREADS", 512, 256, 1024)),
-                       env_switch("UNICORN_CUDA_ADD_NORM_TREE", false));
     return true;
   }();
   (void)matvec_switches_set;

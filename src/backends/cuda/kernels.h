@@ -112,12 +112,6 @@ cudaError_t launch_qk_norm_rope(float* q, float* k, const float* q_w, const floa
 cudaError_t launch_add_norm(float* x, const float* o, const float* post_w, const float* next_w, int64_t rows,
                             int64_t cols, float eps, float* h, int8_t* q, float* ds, cudaStream_t s);
 bool add_norm_supports(int64_t cols);
-// add_norm's block: 512 threads with the warps' sums added in a row (the default), or 256 / 1024
-// threads, and/or the sums added pairwise (tree). Measurement settings; process-wide, CudaBackend
-// sets them once from UNICORN_CUDA_ADD_NORM_THREADS and UNICORN_CUDA_ADD_NORM_TREE.
-void set_add_norm_shape(int threads, bool tree);
-int add_norm_threads();
-bool add_norm_tree();
 cudaError_t launch_gather_rows(const float* x, int64_t cols, const int32_t* rows, int64_t n_rows, float* out,
                                cudaStream_t s);
 

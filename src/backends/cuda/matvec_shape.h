@@ -3,7 +3,6 @@
 #pragma once
 #include <cuda_runtime_api.h>
 
-#include <atomic>
 #include <cstdint>
 
 namespace unicorn::cuda {
@@ -19,15 +18,8 @@ inline int device_sm_count() {
   return sm_count;
 }
 
-// The warps per multiprocessor that warps_per_row aims at: 48 by default; process-wide,
-// CudaBackend sets it once from UNICORN_CUDA_MATVEC_WARPS_PER_SM (a measurement setting).
-inline std::atomic<int>& matvec_warps_per_sm() {
-  static std::atomic<int> warps{48};
-  return warps;
-}
-
 inline int warps_per_row(int64_t rows, int max_warps) {
-  const int64_t want = matvec_warps_per_sm().load(std::memory_order_relaxed) * static_cast<int64_t>(device_sm_count());
+  const int64_t want = 48 * static_cast<int64_t>(device_sm_count());
   int wpr = 1;
   while (wpr < max_warps && rows * wpr < want) wpr *= 2;
   return wpr;

@@ -3,8 +3,6 @@
 // accumulated in double, as the CPU reference does. One block per (row, group); y may alias x.
 // Also the fused forms the decode step uses: QK-norm + RoPE of q and k in one launch, and the end
 // of a block (post-norm, residual add, next input norm) in one launch.
-#include <atomic>
-
 #include "backends/cuda/act_quant.cuh"
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launch.cuh"
@@ -16,29 +14,17 @@ namespace {
 constexpr int kThreads = 128;
 
 // Sum over the block (blockDim.x == N), every thread gets the total. `scratch` holds N/32 values.
-// TREE: the warps' sums are added pairwise (log2(N/32) dependent adds) instead of in a row.
-template <int N, bool TREE = false>
+template <int N>
 __device__ __forceinline__ double block_sum(double v, double* scratch) {
 #pragma unroll
   for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
   __syncthreads();  // scratch may still be read by a previous call
   if (threadIdx.x % 32 == 0) scratch[threadIdx.x / 32] = v;
   __syncthreads();
-  if constexpr (TREE) {
-    double w[N / 32];
+  double total = 0.0;
 #pragma unroll
-    for (int i = 0; i < N / 32; ++i) w[i] = scratch[i];
-#pragma unroll
-    for (int n = N / 64; n > 0; n /= 2)
-#pragma unroll
-      for (int i = 0; i < n; ++i) w[i] += w[i + n];
-    return w[0];
-  } else {
-    double total = 0.0;
-#pragma unroll
-    for (int i = 0; i < N / 32; ++i) total += scratch[i];
-    return total;
-  }
+  for (int i = 0; i < N / 32; ++i) total += scratch[i];
+  return total;
 }
 
 __device__ __forceinline__ float inv_rms(double sum_sq, int64_t n, float eps) {
@@ -104,11 +90,10 @@ __device__ __forceinline__ float4 scale4(float4 x, float inv, float4 w) {
 
 // Quantizes the row's float4s to int8 blocks of 32 (act_quant.cuh; 8 consecutive float4s = 8
 // consecutive lanes).
-template <int THREADS = kRowThreads, int VEC = kVec>
 __device__ __forceinline__ void quantize_row(const float4* v, int64_t n4, int64_t row, int8_t* q, float* ds) {
 #pragma unroll
-  for (int k = 0; k < VEC; ++k) {
-    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * THREADS;
+  for (int k = 0; k < kVec; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kRowThreads;
     quantize4_store(v[k], i < n4, row * n4 + i, q, ds);
   }
 }
@@ -140,23 +125,20 @@ __global__ void __launch_bounds__(kRowThreads)
 }
 
 // One block per row: x += o * rsqrt(mean(o²) + eps) * post_w; then h = the same norm of the new x
-// with next_w, and h quantized to int8 blocks when q is given. THREADS (with VEC float4s each, rows
-// up to 8192 values) and TREE (block_sum) are measurement settings (set_add_norm_shape); the
-// default is 512 threads, sums in a row.
-template <int THREADS = kRowThreads, int VEC = kVec, bool TREE = false>
-__global__ void __launch_bounds__(THREADS) add_norm(float* x, const float* o, const float* post_w, const float* next_w,
-                                                    int64_t cols, float eps, float* h, int8_t* q, float* ds) {
-  static_assert(int64_t{THREADS} * 4 * VEC == kMaxRowCols, "every shape takes the same rows");
-  __shared__ double partial[THREADS / 32];
+// with next_w, and h quantized to int8 blocks when q is given.
+__global__ void __launch_bounds__(kRowThreads)
+    add_norm(float* x, const float* o, const float* post_w, const float* next_w, int64_t cols, float eps, float* h,
+             int8_t* q, float* ds) {
+  __shared__ double partial[kRowThreads / 32];
   pdl_enter();
   const int64_t n4 = cols / 4, row = blockIdx.x;
   float* xr = x + row * cols;
   const float* orow = o + row * cols;
-  float4 xv[VEC], ov[VEC], pw[VEC], nw[VEC];
+  float4 xv[kVec], ov[kVec], pw[kVec], nw[kVec];
   double ss = 0.0;
 #pragma unroll
-  for (int k = 0; k < VEC; ++k) {
-    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * THREADS;
+  for (int k = 0; k < kVec; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kRowThreads;
     if (i < n4) {
       ov[k] = ld4(orow, i);
       xv[k] = ld4(xr, i);
@@ -165,11 +147,11 @@ __global__ void __launch_bounds__(THREADS) add_norm(float* x, const float* o, co
       ss += sq4(ov[k]);
     }
   }
-  const float inv = inv_rms(block_sum<THREADS, TREE>(ss, partial), cols, eps);
+  const float inv = inv_rms(block_sum<kRowThreads>(ss, partial), cols, eps);
   double ss2 = 0.0;
 #pragma unroll
-  for (int k = 0; k < VEC; ++k) {
-    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * THREADS;
+  for (int k = 0; k < kVec; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kRowThreads;
     if (i < n4) {
       const float4 on = scale4(ov[k], inv, pw[k]);
       xv[k] = make_float4(xv[k].x + on.x, xv[k].y + on.y, xv[k].z + on.z, xv[k].w + on.w);
@@ -178,30 +160,17 @@ __global__ void __launch_bounds__(THREADS) add_norm(float* x, const float* o, co
     }
   }
   if (next_w == nullptr) return;
-  const float inv2 = inv_rms(block_sum<THREADS, TREE>(ss2, partial), cols, eps);
+  const float inv2 = inv_rms(block_sum<kRowThreads>(ss2, partial), cols, eps);
   float* hr = h + row * cols;
 #pragma unroll
-  for (int k = 0; k < VEC; ++k) {
-    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * THREADS;
+  for (int k = 0; k < kVec; ++k) {
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kRowThreads;
     if (i < n4) {
       xv[k] = scale4(xv[k], inv2, nw[k]);
       st4(hr, i, xv[k]);
     }
   }
-  if (q) quantize_row<THREADS, VEC>(xv, n4, row, q, ds);
-}
-
-std::atomic<int> g_add_norm_threads{kRowThreads};
-std::atomic<bool> g_add_norm_tree{false};
-
-template <int THREADS, int VEC>
-void launch_add_norm_shape(bool tree, float* x, const float* o, const float* post_w, const float* next_w, int64_t rows,
-                           int64_t cols, float eps, float* h, int8_t* q, float* ds, cudaStream_t s) {
-  const dim3 grid(static_cast<unsigned>(rows)), block(THREADS);
-  if (tree)
-    launch(add_norm<THREADS, VEC, true>, grid, block, 0, s, x, o, post_w, next_w, cols, eps, h, q, ds);
-  else
-    launch(add_norm<THREADS, VEC, false>, grid, block, 0, s, x, o, post_w, next_w, cols, eps, h, q, ds);
+  if (q) quantize_row(xv, n4, row, q, ds);
 }
 
 }  // namespace
@@ -231,23 +200,10 @@ cudaError_t launch_add_norm(float* x, const float* o, const float* post_w, const
                             int64_t cols, float eps, float* h, int8_t* q, float* ds, cudaStream_t s) {
   if (rows == 0) return cudaSuccess;
   if (cols % 32 != 0 || cols > kMaxRowCols) return cudaErrorInvalidValue;
-  const int threads = g_add_norm_threads.load(std::memory_order_relaxed);
-  const bool tree = g_add_norm_tree.load(std::memory_order_relaxed);
-  if (threads == 256)
-    launch_add_norm_shape<256, 8>(tree, x, o, post_w, next_w, rows, cols, eps, h, q, ds, s);
-  else if (threads == 1024)
-    launch_add_norm_shape<1024, 2>(tree, x, o, post_w, next_w, rows, cols, eps, h, q, ds, s);
-  else
-    launch_add_norm_shape<kRowThreads, kVec>(tree, x, o, post_w, next_w, rows, cols, eps, h, q, ds, s);
+  launch(add_norm, dim3(static_cast<unsigned>(rows)), dim3(kRowThreads), 0, s, x, o, post_w, next_w, cols, eps, h, q,
+         ds);
   return cudaGetLastError();
 }
-
-void set_add_norm_shape(int threads, bool tree) {
-  g_add_norm_threads.store(threads == 256 || threads == 1024 ? threads : kRowThreads, std::memory_order_relaxed);
-  g_add_norm_tree.store(tree, std::memory_order_relaxed);
-}
-int add_norm_threads() { return g_add_norm_threads.load(std::memory_order_relaxed); }
-bool add_norm_tree() { return g_add_norm_tree.load(std::memory_order_relaxed); }
 
 bool add_norm_supports(int64_t cols) { return cols % 32 == 0 && cols <= kMaxRowCols; }
 

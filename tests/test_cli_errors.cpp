@@ -313,6 +313,7 @@ TEST(CliBench, SyntheticGgufCarriesItsSchemesFileType) {
   EXPECT_EQ(llama_file_type("q4_0"), 2u);
   EXPECT_EQ(llama_file_type("q8_0"), 7u);
   EXPECT_EQ(llama_file_type("bf16"), 32u);
+  EXPECT_EQ(llama_file_type("Q4_K"), 14u);  // a type name, in any case
   EXPECT_FALSE(llama_file_type("q9_9").has_value());
 }
 

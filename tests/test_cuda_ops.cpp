@@ -34,6 +34,7 @@
 #include "backends/cuda/device_buffer.h"
 #include "backends/cuda/gemm.h"
 #include "backends/cuda/kernels.h"
+#include "backends/cuda/matvec_shape.h"
 #include "backends/cuda/weight_upload.h"
 #endif
 
@@ -775,12 +776,17 @@ TEST_F(CudaOps, Q4_0RowsGiveTheSameResultsOverTwoOrFourWarps) {
   // default) and 4096-wide (128) against 4 warps per row with two items per lane and pass, for a
   // matvec with a partly empty last block, a q/k/v launch whose blocks meet at the weights'
   // boundaries and a GeGLU pair; both against the CPU too. Fewer warps per row apply only where
-  // warps_per_row does not ask for more (48 warps per SM): on an H100's 132 SMs, 2 warps need
-  // 6,336+ rows (3,168 row pairs), so the row counts are past that.
+  // warps_per_row does not ask for more (48 warps per SM): 2 warps need 48 rows per SM (24 row
+  // pairs; 6,336 rows on an H100's 132 SMs), so the row counts follow the device's SMs.
   Rng rng(32);
   std::vector<std::unique_ptr<HostWeight>> all;  // alive: no host address comes back for another weight
   for (const int64_t in : {int64_t{5376}, int64_t{4096}}) {
-    const int64_t r = 6401, half = r / 2 + 1;  // odd row counts: blocks straddle the q/k/v boundaries
+#ifdef UNICORN_HAVE_CUDA
+    const int64_t r = 48 * int64_t{cuda::device_sm_count()} + 1;
+#else
+    const int64_t r = 6337;
+#endif
+    const int64_t half = r / 2 + 1;  // odd row counts: blocks straddle the q/k/v boundaries
     std::vector<HostWeight*> keep;
     for (const int64_t rows : {r, r + 3, half, half, r, r}) {
       all.push_back(std::make_unique<HostWeight>(random_weight(GgmlType::Q4_0, rows, in, rng)));
@@ -1178,6 +1184,11 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
   // 47 splits: the merge's three chunks of 16, the last one partly empty.
   const AttnCase f32_cache{8, 4, 64, 0, 3000, GgmlType::F32};
   EXPECT_LE(attention_schedule(*gpu, *cpu, f32_cache, 700, 3), 1e-7) << "f32 cache, 47 splits";
+  // 64 splits over rows of a few keys: most splits see none, and the merge's first chunks of 16
+  // are wholly empty.
+  cuda_attention_splits(*gpu, 8, 8);
+  EXPECT_LE(attention_schedule(*gpu, *cpu, f32_cache, 2, 40), 1e-7) << "f32 cache, 64 splits, few keys";
+  cuda_attention_splits(*gpu, 64, 8);
 #endif
 }
 

@@ -1,5 +1,7 @@
 #include "runtime/model_writer.h"
 
+#include <cctype>
+
 #include "formats/gguf_writer.h"
 
 namespace unicorn {
@@ -32,8 +34,10 @@ std::optional<uint32_t> llama_file_type(const std::string& scheme) {
                                  {"q4_0", 2},    {"q4_1", 3},    {"q8_0", 7},      {"q5_0", 8},  {"q5_1", 9},
                                  {"q2_k", 10},   {"q3_k", 11},   {"q4_k", 14},     {"q5_k", 16}, {"q6_k", 18},
                                  {"iq4_xs", 30}, {"bf16", 32}};
+  std::string lower = scheme;  // type names are taken in any case (--type Q4_K)
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   for (const F& f : kTypes)
-    if (scheme == f.scheme) return f.id;
+    if (lower == f.scheme) return f.id;
   return std::nullopt;
 }
 

@@ -287,8 +287,8 @@ __device__ __forceinline__ void store_new_kv(const MergeExtras& e, int64_t h, in
 // each thread reads every split's (max, sum) with its dimension's weighted V, 16 splits at a
 // time, and folds them into a running (max, sum, value) like the attention's online softmax; no
 // shared memory, no barrier. Up to 16 splits (27B's local rings), all of a thread's loads are in
-// flight at once. (Session 10, H100: with UNICORN_CUDA_WIDE_WARPS=2, 27B Q4_0 tg128 +1.3 % against
-// the earlier merge, which read the splits' (max, sum) first and their values after a barrier.)
+// flight at once. (Session 10, H100: 27B Q4_0 tg128 +0.4 %, +0.7 % at depth 4096, against the
+// earlier merge, which read the splits' (max, sum) first and their values after a barrier.)
 template <bool F16>
 __global__ void merge_splits(const float* partial, int64_t n_heads, int64_t head_dim, int n_split, float* out,
                              MergeExtras e) {

@@ -162,7 +162,12 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     set_matvec_one_load(GgmlType::Q4_K, env_switch("UNICORN_CUDA_ONE_LOAD_Q4K", true));
     set_matvec_one_load(GgmlType::Q6_K, env_switch("UNICORN_CUDA_ONE_LOAD_Q6K", false));
     set_matvec_shared_act(env_switch("UNICORN_CUDA_SHARED_ACT", true));
-    set_matvec_wide_warps(static_cast<int>(env_int("UNICORN_CUDA_WIDE_WARPS", 2, 2, 4)));
+    int64_t wide_warps = env_int("UNICORN_CUDA_WIDE_WARPS", 2, 2, 4);
+    if (wide_warps == 3) {  // a measurement setting: say that it was not taken
+      fmt::print(stderr, "UNICORN_CUDA_WIDE_WARPS=3: 2 or 4 warps per row; using 2\n");
+      wide_warps = 2;
+    }
+    set_matvec_wide_warps(static_cast<int>(wide_warps));
     return true;
   }();
   (void)matvec_switches_set;

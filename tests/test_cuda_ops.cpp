@@ -156,6 +156,12 @@ std::vector<float> random_floats(size_t n, Rng& rng, float scale = 1.0f) {
   return v;
 }
 
+// A 1-row F32 weight over v's values (norm weights); v must outlive the backend's copy of it.
+WeightTensor f32_weight(const char* name, const std::vector<float>& v) {
+  return WeightTensor{name, GgmlType::F32, 1, static_cast<int64_t>(v.size()),
+                      reinterpret_cast<const uint8_t*>(v.data())};
+}
+
 // Norm weights in their stored form (1 + w, spec §2.2), w in [-0.5, 0.5).
 std::vector<float> stored_norm(int64_t n, Rng& rng) {
   std::vector<float> v = random_floats(static_cast<size_t>(n), rng, 0.5f);
@@ -954,11 +960,8 @@ TEST_F(CudaOps, FusedQkNormRopeAndAddNormMatchCpu) {
   const int64_t T = 5, hd = 128, nh = 8, nkv = 4, hidden = 1152;
   const std::vector<float> qn = random_floats(hd, rng), kn = random_floats(hd, rng);
   const std::vector<float> pn = random_floats(hidden, rng), nn = random_floats(hidden, rng);
-  auto f32 = [](const char* name, const std::vector<float>& v) {
-    return WeightTensor{name, GgmlType::F32, 1, static_cast<int64_t>(v.size()),
-                        reinterpret_cast<const uint8_t*>(v.data())};
-  };
-  const WeightTensor wqn = f32("q_norm", qn), wkn = f32("k_norm", kn), wpn = f32("post", pn), wnn = f32("next", nn);
+  const WeightTensor wqn = f32_weight("q_norm", qn), wkn = f32_weight("k_norm", kn), wpn = f32_weight("post", pn),
+                     wnn = f32_weight("next", nn);
   for (const WeightTensor* w : {&wqn, &wkn, &wpn, &wnn}) gpu->load_weight(*w);
   const std::vector<int32_t> pos = {3, 4, 5, 1000, 40000};
   const std::vector<float> q = random_floats(T * nh * hd, rng, 3.0f), k = random_floats(T * nkv * hd, rng, 3.0f);
@@ -991,11 +994,7 @@ TEST_F(CudaOps, AddNormAndItsInt8CopyMatchCpu) {
   for (const int64_t hidden : {int64_t{5376}, int64_t{1152}}) {
     norms.push_back(random_floats(hidden, rng));
     norms.push_back(random_floats(hidden, rng));
-    auto f32 = [](const char* name, const std::vector<float>& v) {
-      return WeightTensor{name, GgmlType::F32, 1, static_cast<int64_t>(v.size()),
-                          reinterpret_cast<const uint8_t*>(v.data())};
-    };
-    const WeightTensor wpn = f32("post", norms[norms.size() - 2]), wnn = f32("next", norms.back());
+    const WeightTensor wpn = f32_weight("post", norms[norms.size() - 2]), wnn = f32_weight("next", norms.back());
     gpu->load_weight(wpn);
     gpu->load_weight(wnn);
     keep.push_back(std::make_unique<HostWeight>(random_weight(GgmlType::Q4_0, 64, hidden, rng)));
@@ -1116,8 +1115,7 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
   for (const Case& c : cases) {
     // Norm weights of the stored form (1 + w), each kept alive while the backend holds it.
     const std::vector<float> qn = stored_norm(c.attn.hd, rng), kn = stored_norm(c.attn.hd, rng);
-    const WeightTensor wq{"q_norm", GgmlType::F32, 1, c.attn.hd, reinterpret_cast<const uint8_t*>(qn.data())};
-    const WeightTensor wk{"k_norm", GgmlType::F32, 1, c.attn.hd, reinterpret_cast<const uint8_t*>(kn.data())};
+    const WeightTensor wq = f32_weight("q_norm", qn), wk = f32_weight("k_norm", kn);
     gpu = cuda_backend_or_null();  // a fresh device per case: the host vectors' addresses may repeat
 #ifdef UNICORN_HAVE_CUDA
     cuda_fuse_qk_attention(*gpu, true);
@@ -1175,8 +1173,7 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
   cuda_attention_splits(*gpu, 64, 8);
   Rng rng(12);
   const std::vector<float> qn = stored_norm(128, rng), kn = stored_norm(128, rng);
-  const WeightTensor wq{"q_norm", GgmlType::F32, 1, 128, reinterpret_cast<const uint8_t*>(qn.data())};
-  const WeightTensor wk{"k_norm", GgmlType::F32, 1, 128, reinterpret_cast<const uint8_t*>(kn.data())};
+  const WeightTensor wq = f32_weight("q_norm", qn), wk = f32_weight("k_norm", kn);
   gpu->load_weight(wq);
   gpu->load_weight(wk);
   const QkNorms norms{&wq, &wk, 10000.0f, 1.0f};

@@ -1,7 +1,6 @@
 #include "runtime/model_writer.h"
 
-#include <cctype>
-
+#include "core/types.h"
 #include "formats/gguf_writer.h"
 
 namespace unicorn {
@@ -24,21 +23,42 @@ void write_model_gguf(const ModelWeights& w, const std::string& path, std::vecto
 }
 
 std::optional<uint32_t> llama_file_type(const std::string& scheme) {
-  struct F {
-    const char* scheme;
-    uint32_t id;
-  };
-  // Presets and synthetic schemes, then single types as llama.cpp names files mostly of them
-  // (Q4_K alone: Q4_K_S; Q5_K alone: Q5_K_S).
-  static constexpr F kTypes[] = {{"q4_mix", 15}, {"q4_k_m", 15}, {"q4_small", 30}, {"f32", 0},   {"f16", 1},
-                                 {"q4_0", 2},    {"q4_1", 3},    {"q8_0", 7},      {"q5_0", 8},  {"q5_1", 9},
-                                 {"q2_k", 10},   {"q3_k", 11},   {"q4_k", 14},     {"q5_k", 16}, {"q6_k", 18},
-                                 {"iq4_xs", 30}, {"bf16", 32}};
-  std::string lower = scheme;  // type names are taken in any case (--type Q4_K)
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  for (const F& f : kTypes)
-    if (lower == f.scheme) return f.id;
-  return std::nullopt;
+  if (scheme == "q4_mix" || scheme == "q4_k_m") return 15;  // MOSTLY_Q4_K_M
+  if (scheme == "q4_small") return 30;                      // MOSTLY_IQ4_XS
+  const auto t = type_from_name(scheme);                    // a single type, in any case
+  if (!t) return std::nullopt;
+  switch (*t) {  // llama.cpp's "mostly T" numbers (Q4_K alone: Q4_K_S; Q5_K alone: Q5_K_S)
+    case GgmlType::F32:
+      return 0;
+    case GgmlType::F16:
+      return 1;
+    case GgmlType::Q4_0:
+      return 2;
+    case GgmlType::Q4_1:
+      return 3;
+    case GgmlType::Q8_0:
+      return 7;
+    case GgmlType::Q5_0:
+      return 8;
+    case GgmlType::Q5_1:
+      return 9;
+    case GgmlType::Q2_K:
+      return 10;
+    case GgmlType::Q3_K:
+      return 11;
+    case GgmlType::Q4_K:
+      return 14;
+    case GgmlType::Q5_K:
+      return 16;
+    case GgmlType::Q6_K:
+      return 18;
+    case GgmlType::IQ4_XS:
+      return 30;
+    case GgmlType::BF16:
+      return 32;
+    default:
+      return std::nullopt;
+  }
 }
 
 }  // namespace unicorn

@@ -261,24 +261,24 @@ struct MergeExtras {
   float* ds = nullptr;
 };
 
-// The merge's k, v store: block (head h, token i) with h < n_kv_heads stores kv head h of token i.
+// Stores columns [c0, c1) of batch row i's k and v (rows of `row` values) into its slot's ring,
+// the block's threads taking columns in turn (kv_store: the whole row; the merge: one kv head).
 template <bool F16>
-__device__ __forceinline__ void store_new_kv(const MergeExtras& e, int64_t h, int64_t i, int64_t head_dim) {
-  const int seq = e.b.seq[i];
-  // A chunk longer than the ring writes some slots twice; the later position wins (kv_store).
-  const int64_t last = e.b.past[seq] + (e.b.start[seq + 1] - e.b.start[seq]) - 1;
-  if (e.b.pos[i] + e.capacity > last) {
-    const int64_t row = e.n_kv_heads * head_dim;
-    const int64_t slot = static_cast<int64_t>(seq) * e.capacity + e.b.pos[i] % e.capacity;
-    for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
-      const int64_t c = h * head_dim + d;
-      if constexpr (F16) {
-        static_cast<__half*>(e.k_cache)[slot * row + c] = __float2half_rn(e.k[i * row + c]);
-        static_cast<__half*>(e.v_cache)[slot * row + c] = __float2half_rn(e.v[i * row + c]);
-      } else {
-        static_cast<float*>(e.k_cache)[slot * row + c] = e.k[i * row + c];
-        static_cast<float*>(e.v_cache)[slot * row + c] = e.v[i * row + c];
-      }
+__device__ __forceinline__ void store_kv_columns(const float* k, const float* v, void* k_cache, void* v_cache,
+                                                 const AttentionBatch& b, int64_t i, int64_t row, int64_t capacity,
+                                                 int64_t c0, int64_t c1) {
+  const int seq = b.seq[i];
+  // A chunk longer than the ring writes some slots twice; the later position wins, as on the CPU.
+  const int64_t last = b.past[seq] + (b.start[seq + 1] - b.start[seq]) - 1;
+  if (b.pos[i] + capacity <= last) return;
+  const int64_t slot = static_cast<int64_t>(seq) * capacity + b.pos[i] % capacity;
+  for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x) {
+    if constexpr (F16) {
+      static_cast<__half*>(k_cache)[slot * row + c] = __float2half_rn(k[i * row + c]);
+      static_cast<__half*>(v_cache)[slot * row + c] = __float2half_rn(v[i * row + c]);
+    } else {
+      static_cast<float*>(k_cache)[slot * row + c] = k[i * row + c];
+      static_cast<float*>(v_cache)[slot * row + c] = v[i * row + c];
     }
   }
 }
@@ -334,28 +334,16 @@ __global__ void merge_splits(const float* partial, int64_t n_heads, int64_t head
       if (threadIdx.x % 32 == 0) reinterpret_cast<float2*>(e.ds)[k / 32] = ds;
     }
   }
-  if (e.k_cache && h < e.n_kv_heads) store_new_kv<F16>(e, h, i, head_dim);
+  if (e.k_cache && h < e.n_kv_heads)  // block (head h, token i) stores kv head h of token i
+    store_kv_columns<F16>(e.k, e.v, e.k_cache, e.v_cache, e.b, i, e.n_kv_heads * head_dim, e.capacity, h * head_dim,
+                          (h + 1) * head_dim);
 }
 
 template <bool F16>
 __global__ void kv_store(const float* k, const float* v, void* k_cache, void* v_cache, AttentionBatch b, int64_t row,
                          int64_t capacity) {
   pdl_enter();
-  const int64_t i = blockIdx.x;
-  const int seq = b.seq[i];
-  // A chunk longer than the ring writes some slots twice; the later position wins, as on the CPU.
-  const int64_t last = b.past[seq] + (b.start[seq + 1] - b.start[seq]) - 1;
-  if (b.pos[i] + capacity <= last) return;
-  const int64_t slot = static_cast<int64_t>(seq) * capacity + b.pos[i] % capacity;
-  for (int64_t c = threadIdx.x; c < row; c += blockDim.x) {
-    if constexpr (F16) {
-      static_cast<__half*>(k_cache)[slot * row + c] = __float2half_rn(k[i * row + c]);
-      static_cast<__half*>(v_cache)[slot * row + c] = __float2half_rn(v[i * row + c]);
-    } else {
-      static_cast<float*>(k_cache)[slot * row + c] = k[i * row + c];
-      static_cast<float*>(v_cache)[slot * row + c] = v[i * row + c];
-    }
-  }
+  store_kv_columns<F16>(k, v, k_cache, v_cache, b, blockIdx.x, row, capacity, 0, row);
 }
 
 template <int D>

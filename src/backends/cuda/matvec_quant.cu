@@ -219,6 +219,11 @@ inline int group_warps(int64_t rows, int64_t items, bool wide, int wide_warps = 
 std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{false}, g_shared_act{true};
 std::atomic<int> g_wide_warps{2};
 
+// One token of Q4_0 (one format for every weight of the job): the rows that wide_warps applies to.
+template <class F, class F1, class F2, int NT>
+constexpr bool kWideQ4_0 =
+    kWideRows<F, NT>&& std::is_same_v<F, FormatQ4_0>&& std::is_same_v<F, F1>&& std::is_same_v<F, F2>;
+
 // One token of a Q4_K (or, when set, Q6_K) weight: one load per lane and pass, with the register
 // cap that lets 8 blocks per SM run (6 for a GeGLU pair, which holds two rows' loads)
 // (bench/device/kquant_lab.cu, H100, 27B shapes: q 5376 -> 4096 9.1 us against 12.0 for 4 loads
@@ -259,6 +264,14 @@ auto pick_kernel(MatvecJob& job, int64_t items, bool one, bool split) {
       }
     }
   }
+  // Two warps per row of 129-192 items (27B's q/k/v and GeGLU pair): each lane's three items in
+  // one pass (NOTES.md session 10, H100, 27B Q4_0 tg128 +0.6 % and +1.3 % with the one-pass merge,
+  // against 4 warps per row with two items per lane). Measured slower, so not kept: one warp per
+  // row with six items in one pass (-0.5 % against 2 warps; with two per pass -0.7 % against 4),
+  // 3 or 6 items per lane and pass of the 672-item down rows (-1.3 %, -0.7 %), and Q8_0 rows over
+  // 2 warps (-1.2 %).
+  if constexpr (kWideQ4_0<F, F1, F2, NT>)
+    if (job.wpr == 2 && items > 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA>;
   return kernel;
 }
 
@@ -271,9 +284,7 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   static_assert(R == rows_per_group<F1, NT, GLU>() && R == rows_per_group<F2, NT, GLU>());
   static_assert(F::kItem == F1::kItem && F::kItem == F2::kItem);
   const int64_t items = job.w[0].cols / F::kItem;
-  constexpr bool kWideQ4_0 =
-      kWideRows<F, NT> && std::is_same_v<F, FormatQ4_0> && std::is_same_v<F, F1> && std::is_same_v<F, F2>;
-  const int wide_warps = kWideQ4_0 ? g_wide_warps.load(std::memory_order_relaxed) : kWarps;
+  const int wide_warps = kWideQ4_0<F, F1, F2, NT> ? g_wide_warps.load(std::memory_order_relaxed) : kWarps;
   job.wpr = group_warps(rows / R, items, kWideRows<F, NT>, wide_warps);
   // One token of a format with a separate load and 2 rows per group (a GeGLU pair, or a pair of
   // rows of the 32-value formats): the rows share each activation load, or (shared_act off)
@@ -285,18 +296,6 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   if constexpr (kShareable)
     if (g_shared_act.load(std::memory_order_relaxed)) pick = pick_kernel<F, NT, GLU, F1, F2, true>;
   auto* kernel = pick(job, items, one, split);
-  // Two warps per row of 129-192 items (27B's q/k/v and GeGLU pair): each lane's three items in
-  // one pass (NOTES.md session 10, H100, 27B Q4_0 tg128 +0.6 % and +1.3 % with the one-pass merge,
-  // against 4 warps per row with two items per lane). Measured slower, so not kept: one warp per
-  // row with six items in one pass (-0.5 % against 2 warps; with two per pass -0.7 % against 4),
-  // 3 or 6 items per lane and pass of the 672-item down rows (-1.3 %, -0.7 %), and Q8_0 rows over
-  // 2 warps (-1.2 %).
-  if constexpr (kWideQ4_0) {
-    if (job.wpr == 2 && items > 128) {
-      const bool shared = kShareable && g_shared_act.load(std::memory_order_relaxed);
-      kernel = shared ? matvec_quant<F, F1, F2, NT, GLU, 3, 0, kShareable> : matvec_quant<F, F1, F2, NT, GLU, 3>;
-    }
-  }
   const int64_t rows_per_block = kWarps / job.wpr * R;
   int64_t blocks = 0;
   const int n = GLU ? 1 : job.n;

@@ -69,12 +69,15 @@ __device__ __forceinline__ void load_cached(const void* base, int64_t off, float
 
 struct KeyRange {
   int64_t lo, n_past, n, first_new;  // n_past cached keys from lo, then batch keys from first_new
+  int64_t pos, past;                 // the token's position and its slot's cached length
 };
 
+// From the token's own metadata (tok_past: one round of loads, no seq[i] -> past[seq] chain).
 __device__ __forceinline__ KeyRange key_range(const AttentionBatch& b, int64_t window, int64_t i) {
   const int64_t pos = b.pos[i];
-  const int64_t past = b.past[b.seq[i]];
+  const int64_t past = b.tok_past ? b.tok_past[i] : b.past[b.seq[i]];
   KeyRange r;
+  r.pos = pos, r.past = past;
   r.lo = window > 0 ? max(int64_t{0}, pos - window + 1) : 0;
   r.n_past = max(int64_t{0}, past - r.lo);
   r.first_new = max(past, r.lo);
@@ -115,7 +118,7 @@ __device__ __forceinline__ void norm_rope_warp(float* v, const float* w, float e
 template <int D, bool F16, bool Fused>
 __device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRange& r, int64_t ring_lo,
                                           int64_t cache_seq, int64_t dim, const void* k_cache, const void* v_cache,
-                                          const float* k, const float* v, const AttentionBatch& b, int seq,
+                                          const float* k, const float* v, const AttentionBatch& b, int64_t i, int seq,
                                           const AttentionShape& a, const QkNormRope& qk, int lane, float (*kv)[D],
                                           float (*vv)[D]) {
   constexpr int HD = 32 * D;
@@ -132,7 +135,9 @@ __device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRa
       load_cached<D, F16>(k_cache, (cache_seq + slot) * kv_row + dim, kv[u]);
       load_cached<D, F16>(v_cache, (cache_seq + slot) * kv_row + dim, vv[u]);
     } else {
-      const int64_t row = b.rows[b.start[seq] + (r.first_new + (j - r.n_past) - b.past[seq])];
+      // The token's own key is its own row (a decoding token's only batch key): no lookup.
+      const int64_t pj = r.first_new + (j - r.n_past);
+      const int64_t row = b.tok_past && pj == r.pos ? i : b.rows[b.start[seq] + (pj - r.past)];
       load_f32<D>(k + row * kv_row + dim, kv[u]);
       load_f32<D>(v + row * kv_row + dim, vv[u]);
       if constexpr (Fused) norm_rope_warp<D>(kv[u], qk.k_w, qk.eps, qk.cs + row * (HD / 2), lane);
@@ -181,7 +186,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   // kKeys keys per warp per step: their loads are independent and all in flight at once, and
   // the running state is rescaled once per step.
   for (int64_t j0 = j_first; j0 < j_end; j0 += kWarps * kKeys) {
-    load_step<D, F16, Fused>(j0, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, seq, a, qk, lane, kv,
+    load_step<D, F16, Fused>(j0, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, i, seq, a, qk, lane, kv,
                              vv);
     float s[kKeys];
 #pragma unroll
@@ -269,7 +274,7 @@ __device__ __forceinline__ void store_kv_columns(const float* k, const float* v,
                                                  int64_t c0, int64_t c1) {
   const int seq = b.seq[i];
   // A chunk longer than the ring writes some slots twice; the later position wins, as on the CPU.
-  const int64_t last = b.past[seq] + (b.start[seq + 1] - b.start[seq]) - 1;
+  const int64_t last = b.tok_last ? b.tok_last[i] : b.past[seq] + (b.start[seq + 1] - b.start[seq]) - 1;
   if (b.pos[i] + capacity <= last) return;
   const int64_t slot = static_cast<int64_t>(seq) * capacity + b.pos[i] % capacity;
   for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x) {

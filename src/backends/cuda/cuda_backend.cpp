@@ -380,17 +380,20 @@ const int32_t* CudaBackend::stage(Staged kind, std::span<const int32_t> values) 
 
 namespace {
 
-// kernels.h AttentionBatch layout: pos[T] seq[T] past[n_seq] start[n_seq + 1] rows[T].
+// kernels.h AttentionBatch layout: pos[T] seq[T] past[n_seq] start[n_seq + 1] rows[T] tok_past[T]
+// tok_last[T].
 void append_attention_meta(const BatchView& batch, std::span<const int64_t> past_len, int n_seq,
                            std::vector<int32_t>& out) {
   const auto T = static_cast<int64_t>(batch.pos.size());
   const size_t base = out.size();
-  out.resize(base + static_cast<size_t>(3 * T + 2 * n_seq + 1));
+  out.resize(base + static_cast<size_t>(5 * T + 2 * n_seq + 1));
   int32_t* pos = out.data() + base;
   int32_t* seq = pos + T;
   int32_t* past = seq + T;
   int32_t* start = past + n_seq;
   int32_t* rows = start + n_seq + 1;
+  int32_t* tok_past = rows + T;
+  int32_t* tok_last = tok_past + T;
   std::vector<int32_t> count(static_cast<size_t>(n_seq), 0);
   for (int64_t i = 0; i < T; ++i) {
     pos[i] = batch.pos[static_cast<size_t>(i)];
@@ -405,10 +408,16 @@ void append_attention_meta(const BatchView& batch, std::span<const int64_t> past
   start[n_seq] = static_cast<int32_t>(T);
   std::vector<int32_t> fill(start, start + n_seq);
   for (int64_t i = 0; i < T; ++i) rows[fill[static_cast<size_t>(seq[i])]++] = static_cast<int32_t>(i);
+  for (int64_t i = 0; i < T; ++i) {
+    const auto s = static_cast<size_t>(seq[i]);
+    tok_past[i] = past[s];
+    tok_last[i] = past[s] + (start[s + 1] - start[s]) - 1;
+  }
 }
 
 AttentionBatch attention_view(const int32_t* dm, int64_t T, int n_seq) {
-  return AttentionBatch{dm, dm + T, dm + 2 * T, dm + 2 * T + n_seq, dm + 2 * T + 2 * n_seq + 1, T};
+  const int32_t* rows = dm + 2 * T + 2 * n_seq + 1;
+  return AttentionBatch{dm, dm + T, dm + 2 * T, dm + 2 * T + n_seq, rows, rows + T, rows + 2 * T, T};
 }
 
 template <class A, class B>
@@ -458,12 +467,17 @@ const int32_t* CudaBackend::batch_positions(std::span<const int32_t> values) con
 
 AttentionBatch CudaBackend::attention_batch(const BatchView& batch, std::span<const int64_t> past_len, int n_seq) {
   const auto T = static_cast<int64_t>(batch.pos.size());
+  AttentionBatch v;
   if (batch_.valid && batch_.n_seq == n_seq && same(batch.pos, batch_.pos) && same(batch.seq, batch_.seq) &&
-      same(past_len, batch_.past))
-    return attention_view(batch_attention_, T, n_seq);
-  std::vector<int32_t> meta;
-  append_attention_meta(batch, past_len, n_seq, meta);
-  return attention_view(stage(Staged::Attention, meta), T, n_seq);
+      same(past_len, batch_.past)) {
+    v = attention_view(batch_attention_, T, n_seq);
+  } else {
+    std::vector<int32_t> meta;
+    append_attention_meta(batch, past_len, n_seq, meta);
+    v = attention_view(stage(Staged::Attention, meta), T, n_seq);
+  }
+  if (!token_meta_) v.tok_past = v.tok_last = nullptr;
+  return v;
 }
 
 // ---- recording (CUDA graphs) ----------------------------------------------------------------------

@@ -198,6 +198,9 @@ class CudaBackend final : public Backend {
   bool force_tiled_prompt_attention_ = false;
   bool tc_prompt_attention_ = env_switch("UNICORN_MMA_PROMPT_ATTENTION", true);
   bool fuse_qk_attention_ = env_switch("UNICORN_FUSE_QK_ATTENTION", true);
+  // Decode attention reads its token's past and last position from per-token metadata
+  // (AttentionBatch tok_past, tok_last); UNICORN_CUDA_TOKEN_META=0 reads them through seq[i].
+  bool token_meta_ = env_switch("UNICORN_CUDA_TOKEN_META", true);
   // Weights staged in pinned buffers for upload; UNICORN_CUDA_PINNED_UPLOAD=0 stages in pageable
   // ones (the load-time comparison, or a way around the pinned path).
   bool pinned_upload_ = env_switch("UNICORN_CUDA_PINNED_UPLOAD", true);

@@ -118,13 +118,17 @@ cudaError_t launch_gather_rows(const float* x, int64_t cols, const int32_t* rows
 // ---- attention (spec §2.4.4-2.4.7) --------------------------------------------------------------
 // Batch metadata, int32 on the device: pos[T], seq[T], past[n_seq] (cached length of each slot),
 // start[n_seq + 1] (slot s's rows are rows[start[s] .. start[s+1]-1]), rows[T] (batch rows
-// grouped by slot, in position order).
+// grouped by slot, in position order), and per token: tok_past[T] (past[seq[i]]) and tok_last[T]
+// (the last position of token i's slot in this batch), so that a decode kernel knows its key range
+// and its ring slot from loads of its own token alone, with no second round through seq[i].
 struct AttentionBatch {
   const int32_t* pos = nullptr;
   const int32_t* seq = nullptr;
   const int32_t* past = nullptr;
   const int32_t* start = nullptr;
   const int32_t* rows = nullptr;
+  const int32_t* tok_past = nullptr;
+  const int32_t* tok_last = nullptr;
   int64_t T = 0;
 };
 

@@ -96,7 +96,7 @@ if [ -n "${SWEEP:-}" ]; then
   for setting in "${settings[@]}"; do
     echo "[$setting] $(env $setting timeout 100 $U bench --synthetic 27b --type "${SWEEP_TYPE:-q4_0}" \
       --device cuda ${SWEEP_BENCH:--p 0 -n 64} -r "${SWEEP_REPS:-2}" ${SWEEP_ARGS:-} 2>&1 \
-      | grep -E '\| (pp|tg)[0-9]' | awk -F'|' '{printf "%s:%s ", $7, $8}')"
+      | grep -E '\| (pp|tg)[0-9]|^\[cuda\]' | awk -F'|' '/^\[cuda\]/ {printf "%s ", $0; next} {printf "%s:%s ", $7, $8}')"
   done
 fi
 if [ "${SKIP_BREAKDOWN:-0}" = 1 ]; then  # what each non-matmul op costs inside the recorded decode step

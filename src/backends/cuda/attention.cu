@@ -75,7 +75,7 @@ struct KeyRange {
 // From the token's own metadata (tok_past: one round of loads, no seq[i] -> past[seq] chain).
 __device__ __forceinline__ KeyRange key_range(const AttentionBatch& b, int64_t window, int64_t i) {
   const int64_t pos = b.pos[i];
-  const int64_t past = b.tok_past ? b.tok_past[i] : b.past[b.seq[i]];
+  const int64_t past = b.tok_past[i];
   KeyRange r;
   r.pos = pos, r.past = past;
   r.lo = window > 0 ? max(int64_t{0}, pos - window + 1) : 0;
@@ -137,7 +137,7 @@ __device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRa
     } else {
       // The token's own key is its own row (a decoding token's only batch key): no lookup.
       const int64_t pj = r.first_new + (j - r.n_past);
-      const int64_t row = b.tok_past && pj == r.pos ? i : b.rows[b.start[seq] + (pj - r.past)];
+      const int64_t row = pj == r.pos ? i : b.rows[b.start[seq] + (pj - r.past)];
       load_f32<D>(k + row * kv_row + dim, kv[u]);
       load_f32<D>(v + row * kv_row + dim, vv[u]);
       if constexpr (Fused) norm_rope_warp<D>(kv[u], qk.k_w, qk.eps, qk.cs + row * (HD / 2), lane);
@@ -274,7 +274,7 @@ __device__ __forceinline__ void store_kv_columns(const float* k, const float* v,
                                                  int64_t c0, int64_t c1) {
   const int seq = b.seq[i];
   // A chunk longer than the ring writes some slots twice; the later position wins, as on the CPU.
-  const int64_t last = b.tok_last ? b.tok_last[i] : b.past[seq] + (b.start[seq + 1] - b.start[seq]) - 1;
+  const int64_t last = b.tok_last[i];
   if (b.pos[i] + capacity <= last) return;
   const int64_t slot = static_cast<int64_t>(seq) * capacity + b.pos[i] % capacity;
   for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x) {

@@ -290,10 +290,13 @@ void CudaBackend::copy_from_host(const float* src, Act& dst) {
 }
 
 void CudaBackend::copy_to_host(const Act& src, float* dst) {
-  check(cudaMemcpyAsync(dst, src.data(), static_cast<size_t>(src.rows() * src.cols()) * sizeof(float),
-                        cudaMemcpyDeviceToHost, stream_),
+  const size_t bytes = static_cast<size_t>(src.rows() * src.cols()) * sizeof(float);
+  void* pinned = pinned_step_ ? download_pinned_.acquire(bytes) : nullptr;
+  check(cudaMemcpyAsync(pinned ? pinned : dst, src.data(), bytes, cudaMemcpyDeviceToHost, stream_),
         "copying activations to the host");
   synchronize();
+  if (pinned) std::memcpy(dst, pinned, bytes);
+  if (!capturing_) step_gap_.result_copied(stream_);
 }
 
 void CudaBackend::synchronize() { check(cudaStreamSynchronize(stream_), "waiting for the stream"); }
@@ -442,16 +445,21 @@ void CudaBackend::begin_batch(const BatchView& batch, std::span<const int64_t> p
   b.rows.assign(logit_rows.begin(), logit_rows.end());
   b.n_seq = n_seq;
   // One upload: tokens[T] | attention metadata | logit rows.
+  if (!capturing_) step_gap_.step_begins(stream_);
   batch_host_.assign(b.tokens.begin(), b.tokens.end());
   const size_t meta_at = batch_host_.size();
   append_attention_meta(batch, past_len, n_seq, batch_host_);
   const size_t rows_at = batch_host_.size();
   batch_host_.insert(batch_host_.end(), b.rows.begin(), b.rows.end());
   grow(batch_dev_, batch_host_.size() * sizeof(int32_t));
-  // From pageable memory the copy is staged before the call returns, so batch_host_ may change.
-  check(cudaMemcpyAsync(batch_dev_.get(), batch_host_.data(), batch_host_.size() * sizeof(int32_t),
-                        cudaMemcpyHostToDevice, stream_),
+  // From pageable memory the copy is staged before the call returns, so batch_host_ may change;
+  // the pinned staging stays marked until the copy has run.
+  const size_t bytes = batch_host_.size() * sizeof(int32_t);
+  void* pinned = pinned_step_ ? upload_pinned_.acquire(bytes) : nullptr;
+  if (pinned) std::memcpy(pinned, batch_host_.data(), bytes);
+  check(cudaMemcpyAsync(batch_dev_.get(), pinned ? pinned : batch_host_.data(), bytes, cudaMemcpyHostToDevice, stream_),
         "uploading the batch");
+  if (pinned) upload_pinned_.used_by(stream_);
   batch_attention_ = batch_dev_.as<int32_t>() + meta_at;
   batch_rows_ = batch_dev_.as<int32_t>() + rows_at;
   b.valid = T > 0;
@@ -467,17 +475,12 @@ const int32_t* CudaBackend::batch_positions(std::span<const int32_t> values) con
 
 AttentionBatch CudaBackend::attention_batch(const BatchView& batch, std::span<const int64_t> past_len, int n_seq) {
   const auto T = static_cast<int64_t>(batch.pos.size());
-  AttentionBatch v;
   if (batch_.valid && batch_.n_seq == n_seq && same(batch.pos, batch_.pos) && same(batch.seq, batch_.seq) &&
-      same(past_len, batch_.past)) {
-    v = attention_view(batch_attention_, T, n_seq);
-  } else {
-    std::vector<int32_t> meta;
-    append_attention_meta(batch, past_len, n_seq, meta);
-    v = attention_view(stage(Staged::Attention, meta), T, n_seq);
-  }
-  if (!token_meta_) v.tok_past = v.tok_last = nullptr;
-  return v;
+      same(past_len, batch_.past))
+    return attention_view(batch_attention_, T, n_seq);
+  std::vector<int32_t> meta;
+  append_attention_meta(batch, past_len, n_seq, meta);
+  return attention_view(stage(Staged::Attention, meta), T, n_seq);
 }
 
 // ---- recording (CUDA graphs) ----------------------------------------------------------------------

@@ -14,6 +14,8 @@
 #include "backends/cuda/device_buffer.h"
 #include "backends/cuda/gemm.h"
 #include "backends/cuda/kernels.h"
+#include "backends/cuda/pinned_staging.h"
+#include "backends/cuda/step_gap.h"
 #include "backends/cuda/weight_upload.h"
 
 namespace unicorn::cuda {
@@ -186,6 +188,9 @@ class CudaBackend final : public Backend {
   } batch_;
   DeviceBuffer batch_dev_;
   std::vector<int32_t> batch_host_;
+  // Pinned staging for each step's upload and result (UNICORN_CUDA_PINNED_STEP=0: pageable).
+  PinnedStaging upload_pinned_, download_pinned_;
+  bool pinned_step_ = env_switch("UNICORN_CUDA_PINNED_STEP", true);
   const int32_t* batch_attention_ = nullptr;  // AttentionBatch layout, see attention_batch()
   const int32_t* batch_rows_ = nullptr;
 
@@ -198,9 +203,7 @@ class CudaBackend final : public Backend {
   bool force_tiled_prompt_attention_ = false;
   bool tc_prompt_attention_ = env_switch("UNICORN_MMA_PROMPT_ATTENTION", true);
   bool fuse_qk_attention_ = env_switch("UNICORN_FUSE_QK_ATTENTION", true);
-  // Decode attention reads its token's past and last position from per-token metadata
-  // (AttentionBatch tok_past, tok_last); UNICORN_CUDA_TOKEN_META=0 reads them through seq[i].
-  bool token_meta_ = env_switch("UNICORN_CUDA_TOKEN_META", true);
+  StepGapMeter step_gap_{env_switch("UNICORN_CUDA_STEP_GAP", false)};  // a measurement (step_gap.h)
   // Weights staged in pinned buffers for upload; UNICORN_CUDA_PINNED_UPLOAD=0 stages in pageable
   // ones (the load-time comparison, or a way around the pinned path).
   bool pinned_upload_ = env_switch("UNICORN_CUDA_PINNED_UPLOAD", true);

@@ -174,7 +174,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     // One block per (kv head, token) writes that head's normalized, rotated key for the store:
     // its last warp, which a short split leaves without keys (they go to the first warps), so
     // that this work stays off the critical path of short contexts.
-    if (split == 0 && h % (a.n_heads / a.n_kv_heads) == 0 && warp == kWarps - 1) {
+    if (split == 0 && h % (a.n_heads / a.n_kv_heads) == 0 && warp == qk.k_out_warp) {
       float kn[D];
       load_f32<D>(k + i * kv_row + kvh * HD + lane * D, kn);
       norm_rope_warp<D>(kn, qk.k_w, qk.eps, qk.cs + i * (HD / 2), lane);

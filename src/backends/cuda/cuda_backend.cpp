@@ -761,6 +761,8 @@ void CudaBackend::qk_norm_rope_attention(Act& q, Act& k, const Act& v, const Wei
   // steps) at most once per width.
   grow(k_rot_, static_cast<size_t>(kMaxMatvecTokens * k.cols()) * sizeof(float));
   qk.k_out = k_rot_.as<float>();
+  static const int k_out_warp = static_cast<int>(env_int("UNICORN_CUDA_KOUT_WARP", 3, 0, 3));
+  qk.k_out_warp = k_out_warp;
   wrote(q), wrote(k);  // scratch from here on (backend.h)
   attention_impl(q, k, v, kv, batch, past_len, p, out, &qk);
 }

@@ -1105,28 +1105,36 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
     int64_t prompt;
     float base, scale;
   };
+  // Decode steps below 128 positions with one token per slot take the short-context kernel (no
+  // split merge; it stores k, v itself) where the cache holds 128+ positions: the global cache of
+  // 512, the 27B and 270M rings (1024, 512). Each case runs with it and without it (0).
   const Case cases[] = {
       {{4, 1, 256, 16, 16, GgmlType::F32}, 20, 10000.0f, 1.0f},
       {{32, 16, 128, 24, 24, GgmlType::F16}, 20, 10000.0f, 1.0f},
       {{32, 16, 128, 0, 512, GgmlType::F16}, 20, 1e6f, 8.0f},
       {{8, 2, 64, 0, 2048, GgmlType::F32}, 700, 1e6f, 8.0f},
+      {{32, 16, 128, 1024, 1024, GgmlType::F16}, 20, 10000.0f, 1.0f},
+      {{4, 1, 256, 512, 512, GgmlType::F32}, 20, 10000.0f, 1.0f},
   };
   Rng rng(5150);
-  for (const Case& c : cases) {
-    // Norm weights of the stored form (1 + w), each kept alive while the backend holds it.
-    const std::vector<float> qn = stored_norm(c.attn.hd, rng), kn = stored_norm(c.attn.hd, rng);
-    const WeightTensor wq = f32_weight("q_norm", qn), wk = f32_weight("k_norm", kn);
-    gpu = cuda_backend_or_null();  // a fresh device per case: the host vectors' addresses may repeat
+  for (const int64_t short_keys : {int64_t{128}, int64_t{0}})
+    for (const Case& c : cases) {
+      // Norm weights of the stored form (1 + w), each kept alive while the backend holds it.
+      const std::vector<float> qn = stored_norm(c.attn.hd, rng), kn = stored_norm(c.attn.hd, rng);
+      const WeightTensor wq = f32_weight("q_norm", qn), wk = f32_weight("k_norm", kn);
+      gpu = cuda_backend_or_null();  // a fresh device per case: the host vectors' addresses may repeat
 #ifdef UNICORN_HAVE_CUDA
-    cuda_fuse_qk_attention(*gpu, true);
+      cuda_fuse_qk_attention(*gpu, true);
+      cuda_short_attention_keys(*gpu, short_keys);
 #endif
-    gpu->load_weight(wq);
-    gpu->load_weight(wk);
-    const QkNorms norms{&wq, &wk, c.base, c.scale};
-    const double limit = c.attn.kv_type == GgmlType::F16 ? 1e-5 : 1e-7;
-    EXPECT_LE(attention_schedule(*gpu, *cpu, c.attn, c.prompt, 30, &norms), limit)
-        << c.attn.heads << "/" << c.attn.kv_heads << " hd " << c.attn.hd << " window " << c.attn.window;
-  }
+      gpu->load_weight(wq);
+      gpu->load_weight(wk);
+      const QkNorms norms{&wq, &wk, c.base, c.scale};
+      const double limit = c.attn.kv_type == GgmlType::F16 ? 1e-5 : 1e-7;
+      EXPECT_LE(attention_schedule(*gpu, *cpu, c.attn, c.prompt, 30, &norms), limit)
+          << c.attn.heads << "/" << c.attn.kv_heads << " hd " << c.attn.hd << " window " << c.attn.window
+          << " short keys " << short_keys;
+    }
 }
 
 TEST_F(CudaOps, PromptAttentionTilesMatchCpu) {

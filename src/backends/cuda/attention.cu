@@ -19,7 +19,8 @@ namespace unicorn::cuda {
 namespace {
 
 constexpr int kWarps = 4;
-constexpr int kKeys = 4;  // keys a warp scores per step
+constexpr int kShortWarps = 16;  // the short-context kernel's warps: 64 keys per step
+constexpr int kKeys = 4;         // keys a warp scores per step
 
 // D consecutive values per lane, loaded with the widest aligned accesses (D * 4 or D * 2 bytes).
 template <int D>
@@ -145,14 +146,56 @@ __device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRa
   }
 }
 
-template <int D, bool F16, bool Fused>
-__global__ void __launch_bounds__(kWarps * 32)
+// What the merge also does once every split has read the cache (MergeExtras): store this batch's
+// k, v rows into the ring (each block (head h, token i) with h < n_kv_heads stores kv head h of
+// token i), and quantize the output for the o matvec like launch_quantize_q8 (each warp holds one
+// 32-value block of the head's output). The short-context attention (one split, no merge) does
+// both itself, with the same fields.
+struct MergeExtras {
+  const float* k = nullptr;
+  const float* v = nullptr;
+  void* k_cache = nullptr;
+  void* v_cache = nullptr;
+  AttentionBatch b;
+  int64_t n_kv_heads = 0, capacity = 0;
+  int8_t* q8 = nullptr;
+  float* ds = nullptr;
+};
+
+// Direct attention: the warp that normalized kv head kvh's key of token i (kn, D values per lane)
+// stores it, with the head's v row, into token i's ring slot (as store_kv_columns would).
+template <int D, bool F16>
+__device__ __forceinline__ void store_kv_head(const float* kn, const float* v, const MergeExtras& e, int64_t i,
+                                              int64_t kvh, int64_t kv_row, int lane) {
+  if (!e.k_cache) return;
+  if (e.b.pos[i] + e.capacity <= e.b.tok_last[i]) return;  // a later position of the batch wins
+  const int64_t slot = static_cast<int64_t>(e.b.seq[i]) * e.capacity + e.b.pos[i] % e.capacity;
+  const int64_t c = kvh * 32 * D + lane * D;
+  float vv[D];
+  load_f32<D>(v + i * kv_row + c, vv);
+#pragma unroll
+  for (int d = 0; d < D; ++d) {
+    if constexpr (F16) {
+      static_cast<__half*>(e.k_cache)[slot * kv_row + c + d] = __float2half_rn(kn[d]);
+      static_cast<__half*>(e.v_cache)[slot * kv_row + c + d] = __float2half_rn(vv[d]);
+    } else {
+      static_cast<float*>(e.k_cache)[slot * kv_row + c + d] = kn[d];
+      static_cast<float*>(e.v_cache)[slot * kv_row + c + d] = vv[d];
+    }
+  }
+}
+// W warps per block: kWarps for the split kernel, kShortWarps for the short-context one (Direct:
+// one split whose block also stores k, v and quantizes its output, MergeExtras e, so that no
+// merge runs; only for batches of one token per sequence, whose stores cannot hit a slot that
+// another block still reads).
+template <int D, bool F16, bool Fused, int W = kWarps, bool Direct = false>
+__global__ void __launch_bounds__(W * 32)
     attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
-              AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk) {
+              AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk, MergeExtras e) {
   constexpr int HD = 32 * D;
   pdl_enter();
-  __shared__ float s_m[kWarps], s_l[kWarps];
-  __shared__ float s_acc[kWarps][HD];
+  __shared__ float s_m[W], s_l[W];
+  __shared__ float s_acc[W][HD];
   const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
   const int64_t h = blockIdx.x, i = blockIdx.y;
   const int split = static_cast<int>(blockIdx.z), n_split = static_cast<int>(gridDim.z);
@@ -174,12 +217,13 @@ __global__ void __launch_bounds__(kWarps * 32)
     // One block per (kv head, token) writes that head's normalized, rotated key for the store:
     // its last warp, which a short split leaves without keys (they go to the first warps), so
     // that this work stays off the critical path of short contexts.
-    if (split == 0 && h % (a.n_heads / a.n_kv_heads) == 0 && warp == qk.k_out_warp) {
+    if (split == 0 && h % (a.n_heads / a.n_kv_heads) == 0 && warp == (Direct ? W - 1 : qk.k_out_warp)) {
       float kn[D];
       load_f32<D>(k + i * kv_row + kvh * HD + lane * D, kn);
       norm_rope_warp<D>(kn, qk.k_w, qk.eps, qk.cs + i * (HD / 2), lane);
 #pragma unroll
       for (int d = 0; d < D; ++d) qk.k_out[i * kv_row + kvh * HD + lane * D + d] = kn[d];
+      if constexpr (Direct) store_kv_head<D, F16>(kn, v, e, i, kvh, kv_row, lane);
     }
   }
   float m = -INFINITY, l = 0.0f, acc[D];
@@ -187,7 +231,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int d = 0; d < D; ++d) acc[d] = 0.0f;
   // kKeys keys per warp per step: their loads are independent and all in flight at once, and
   // the running state is rescaled once per step.
-  for (int64_t j0 = j_first; j0 < j_end; j0 += kWarps * kKeys) {
+  for (int64_t j0 = j_first; j0 < j_end; j0 += W * kKeys) {
     load_step<D, F16, Fused>(j0, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, i, seq, a, qk, lane, kv,
                              vv);
     float s[kKeys];
@@ -229,19 +273,29 @@ __global__ void __launch_bounds__(kWarps * 32)
   __syncthreads();
   float mx = -INFINITY;
 #pragma unroll
-  for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_m[w]);
-  float sum = 0.0f, f[kWarps];
+  for (int w = 0; w < W; ++w) mx = fmaxf(mx, s_m[w]);
+  float sum = 0.0f, f[W];
 #pragma unroll
-  for (int w = 0; w < kWarps; ++w) {
+  for (int w = 0; w < W; ++w) {
     f[w] = s_l[w] > 0.0f ? expf(s_m[w] - mx) : 0.0f;  // a warp that saw no key contributes nothing
     sum += s_l[w] * f[w];
   }
-  for (int d = static_cast<int>(threadIdx.x); d < HD; d += kWarps * 32) {
+  // HD % 32 == 0: a warp's threads are all in this loop or all out of it (quantize32_warp).
+  for (int d = static_cast<int>(threadIdx.x); d < HD; d += W * 32) {
     float o = 0.0f;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) o += s_acc[w][d] * f[w];
+    for (int w = 0; w < W; ++w) o += s_acc[w][d] * f[w];
     if (n_split == 1) {
-      out[i * q_row + h * HD + d] = o / sum;
+      o /= sum;
+      out[i * q_row + h * HD + d] = o;
+      if constexpr (Direct) {
+        if (e.q8) {
+          float2 ds;
+          const int64_t kk = i * q_row + h * HD + d;
+          e.q8[kk] = static_cast<int8_t>(quantize32_warp(o, ds));
+          if (lane == 0) reinterpret_cast<float2*>(e.ds)[kk / 32] = ds;
+        }
+      }
     } else {
       float* p = partial + ((i * a.n_heads + h) * n_split + split) * (HD + 2);
       p[2 + d] = o;
@@ -252,21 +306,6 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
   }
 }
-
-// What the merge also does once every split has read the cache (MergeExtras): store this batch's
-// k, v rows into the ring (each block (head h, token i) with h < n_kv_heads stores kv head h of
-// token i), and quantize the output for the o matvec like launch_quantize_q8 (each warp holds one
-// 32-value block of the head's output).
-struct MergeExtras {
-  const float* k = nullptr;
-  const float* v = nullptr;
-  void* k_cache = nullptr;
-  void* v_cache = nullptr;
-  AttentionBatch b;
-  int64_t n_kv_heads = 0, capacity = 0;
-  int8_t* q8 = nullptr;
-  float* ds = nullptr;
-};
 
 // Stores columns [c0, c1) of batch row i's k and v (rows of `row` values) into its slot's ring,
 // the block's threads taking columns in turn (kv_store: the whole row; the merge: one kv head).
@@ -355,20 +394,29 @@ __global__ void kv_store(const float* k, const float* v, void* k_cache, void* v_
 
 template <int D>
 void launch_d(const float* q, const float* k, const float* v, const void* kc, const void* vc, const AttentionBatch& b,
-              const AttentionShape& a, int n_split, float* partial, float* out, const QkNormRope& qk, cudaStream_t s) {
+              const AttentionShape& a, int n_split, float* partial, float* out, const QkNormRope& qk,
+              const MergeExtras& e, bool direct, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(a.n_heads), static_cast<unsigned>(b.T), static_cast<unsigned>(n_split));
   const dim3 block(kWarps * 32);
   // The fused form is its own instantiation: its norm and RoPE code costs registers that the
   // plain kernel should not carry.
-  if (qk.q_w) {
+  if (direct) {  // fused only (launch_attention checks)
+    const dim3 short_block(kShortWarps * 32);
     if (a.kv_f16)
-      launch(attention<D, true, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+      launch(attention<D, true, true, kShortWarps, true>, grid, short_block, 0, s, q, k, v, kc, vc, b, a, partial, out,
+             qk, e);
     else
-      launch(attention<D, false, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+      launch(attention<D, false, true, kShortWarps, true>, grid, short_block, 0, s, q, k, v, kc, vc, b, a, partial, out,
+             qk, e);
+  } else if (qk.q_w) {
+    if (a.kv_f16)
+      launch(attention<D, true, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
+    else
+      launch(attention<D, false, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
   } else if (a.kv_f16) {
-    launch(attention<D, true, false>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+    launch(attention<D, true, false>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
   } else {
-    launch(attention<D, false, false>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk);
+    launch(attention<D, false, false>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
   }
 }
 
@@ -383,27 +431,30 @@ cudaError_t launch_attention(const float* q, const float* k, const float* v, con
   if (b.T == 0) return cudaSuccess;
   if (q8 && a.head_dim % 32 != 0) return cudaErrorInvalidValue;  // its blocks would straddle heads
   if (qk.q_w && (!qk.k_w || !qk.k_out || !qk.cs || a.n_heads % a.n_kv_heads != 0)) return cudaErrorInvalidValue;
+  MergeExtras e;
+  e.k = qk.q_w ? qk.k_out : k, e.v = v, e.k_cache = store_k_cache, e.v_cache = store_v_cache, e.b = b;
+  e.n_kv_heads = a.n_kv_heads, e.capacity = a.capacity, e.q8 = q8, e.ds = ds;
+  // One split with a store or a quantized copy asked for: the short-context kernel does both.
+  const bool direct = n_split == 1 && (store_k_cache || q8);
+  if (direct && !qk.q_w) return cudaErrorInvalidValue;
   switch (a.head_dim) {
     case 32:
-      launch_d<1>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, s);
+      launch_d<1>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, e, direct, s);
       break;
     case 64:
-      launch_d<2>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, s);
+      launch_d<2>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, e, direct, s);
       break;
     case 128:
-      launch_d<4>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, s);
+      launch_d<4>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, e, direct, s);
       break;
     case 256:
-      launch_d<8>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, s);
+      launch_d<8>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, e, direct, s);
       break;
     default:
       return cudaErrorNotSupported;
   }
   if (n_split > 1) {
     const dim3 grid(static_cast<unsigned>(a.n_heads), static_cast<unsigned>(b.T));
-    MergeExtras e;
-    e.k = qk.q_w ? qk.k_out : k, e.v = v, e.k_cache = store_k_cache, e.v_cache = store_v_cache, e.b = b;
-    e.n_kv_heads = a.n_kv_heads, e.capacity = a.capacity, e.q8 = q8, e.ds = ds;
     launch(a.kv_f16 ? merge_splits<true> : merge_splits<false>, grid, dim3(128), 0, s, partial, a.n_heads, a.head_dim,
            n_split, out, e);
   }

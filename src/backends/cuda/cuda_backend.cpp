@@ -105,6 +105,11 @@ void cuda_attention_splits(Backend& backend, int64_t min_keys, int64_t blocks_pe
   as_cuda(backend, "cuda_attention_splits").attention_splits(min_keys, blocks_per_sm);
 }
 
+void cuda_short_attention_keys(Backend& backend, int64_t n) {
+  if (n < 0) fail("cuda_short_attention_keys: the bound must not be negative");
+  as_cuda(backend, "cuda_short_attention_keys").short_attention_keys(n);
+}
+
 void cuda_force_tiled_prompt_attention(Backend& backend, bool on) {
   as_cuda(backend, "cuda_force_tiled_prompt_attention").force_tiled_prompt_attention(on);
 }
@@ -418,6 +423,19 @@ void append_attention_meta(const BatchView& batch, std::span<const int64_t> past
   }
 }
 
+// Whether a decode batch takes the short-context attention: one token per sequence (its k/v
+// store then cannot hit a slot another block reads), every position below n (0: never).
+bool short_context(std::span<const int32_t> pos, std::span<const int32_t> seq, int64_t n) {
+  constexpr size_t kMaxTokens = 64;
+  if (n <= 0 || pos.empty() || pos.size() > kMaxTokens) return false;
+  for (size_t i = 0; i < pos.size(); ++i) {
+    if (pos[i] >= n) return false;
+    for (size_t j = 0; j < i; ++j)
+      if (seq[j] == seq[i]) return false;
+  }
+  return true;
+}
+
 AttentionBatch attention_view(const int32_t* dm, int64_t T, int n_seq) {
   const int32_t* rows = dm + 2 * T + 2 * n_seq + 1;
   return AttentionBatch{dm, dm + T, dm + 2 * T, dm + 2 * T + n_seq, rows, rows + T, rows + 2 * T, T};
@@ -485,8 +503,14 @@ AttentionBatch CudaBackend::attention_batch(const BatchView& batch, std::span<co
 
 // ---- recording (CUDA graphs) ----------------------------------------------------------------------
 
-bool CudaBackend::replay(const std::string& key) {
-  auto it = graphs_.find(key);
+std::string CudaBackend::recording_key(const std::string& key) const {
+  // A step recorded with the short-context attention holds no split merge: it must not replay
+  // past the bound, nor a split one below it.
+  return batch_.valid && short_context(batch_.pos, batch_.seq, short_keys_) ? key + "|short-attention" : key;
+}
+
+bool CudaBackend::replay(const std::string& model_key) {
+  auto it = graphs_.find(recording_key(model_key));
   if (it == graphs_.end()) return false;
   forget_rope_tables();  // the recording refilled them from its positions
   // The replayed kernels rewrite activations and their int8 / f16 copies without wrote(): no
@@ -498,10 +522,11 @@ bool CudaBackend::replay(const std::string& key) {
   return true;
 }
 
-void CudaBackend::record_begin(const std::string& key) {
+void CudaBackend::record_begin(const std::string& model_key) {
   // The first sighting of a key runs eagerly: it allocates whatever the ops need, so that the
   // recording (the second sighting) allocates nothing.
   constexpr size_t kMaxRecordings = 64;
+  const std::string key = recording_key(model_key);
   int& n = seen_[key];
   if (n++ < 1 || n < 0 || graphs_.size() >= kMaxRecordings) return;
   forget_rope_tables();  // the recording must fill the tables it reads
@@ -821,12 +846,17 @@ void CudaBackend::attention_impl(const Act& q, const Act& k, const Act& v, Layer
   // count follows the cache's capacity (a bound on any row's keys), not this batch's positions,
   // so that a recorded step launches the same grid at every position; each block finds its own
   // share of the keys on the device, and the shares of short rows are empty.
+  // A short context (short_context; the bound within this cache's ring, so that the choice
+  // depends on the batch alone, as recording_key's does) takes one kernel: no split, and its
+  // blocks store k, v and quantize the output themselves.
+  const bool short_ctx = qk && T <= kMaxMatvecTokens && p.head_dim % 32 == 0 && short_keys_ <= kv.spec.capacity &&
+                         short_context(batch.pos, batch.seq, short_keys_);
   int n_split = 1;
   const int64_t blocks = T * p.n_heads;
   const int64_t n_max = kv.spec.capacity;
   constexpr int64_t kMaxSplits = 64;
   const int64_t min_keys = attn_min_keys_, target_blocks = attn_blocks_per_sm_ * static_cast<int64_t>(sm_count_);
-  if (blocks < target_blocks && n_max > min_keys) {
+  if (!short_ctx && blocks < target_blocks && n_max > min_keys) {
     const int64_t want = (target_blocks + blocks - 1) / blocks;
     n_split = static_cast<int>(std::min({want, (n_max + min_keys - 1) / min_keys, kMaxSplits}));
   }
@@ -839,7 +869,7 @@ void CudaBackend::attention_impl(const Act& q, const Act& k, const Act& v, Layer
   // Store after every read: in a ring a new position may overwrite one still needed above. With
   // splits, the merge kernel runs after all reads: it stores k and v, and quantizes the output for
   // the o matvec (T <= 8), so neither needs a launch of its own.
-  const bool merged = n_split > 1;
+  const bool merged = n_split > 1 || short_ctx;  // k/v stored and output quantized by the attention
   const int64_t K = out.cols();
   ActQ8 q8{};
   if (merged && T <= kMaxMatvecTokens && p.head_dim % 32 == 0) q8 = q8_buffer(T, K);

@@ -90,6 +90,8 @@ class CudaBackend final : public Backend {
   void attention_splits(int64_t min_keys, int64_t blocks_per_sm) {
     attn_min_keys_ = min_keys, attn_blocks_per_sm_ = blocks_per_sm;
   }
+  // Tests and measurements: the short-context decode attention's bound (short_keys_; 0: off).
+  void short_attention_keys(int64_t n) { short_keys_ = n; }
 
  private:
   // Small int arrays the ops take from the host (tokens, positions, attention metadata, rows).
@@ -124,6 +126,8 @@ class CudaBackend final : public Backend {
   // `rows`: the activation rows the table serves (one per position; a mismatch is an error).
   const float2* rope_cos_sin(std::span<const int32_t> pos, int64_t rows, int64_t head_dim, float base, float scale);
   void forget_rope_tables();
+  // The graph key of a recorded run: the model's key, plus which attention the batch takes.
+  std::string recording_key(const std::string& key) const;
   // attention(), or with qk the decode kernel that applies QK-norm and RoPE itself (kernels.h).
   void attention_impl(const Act& q, const Act& k, const Act& v, LayerKv& kv, const BatchView& batch,
                       std::span<const int64_t> past_len, const AttentionParams& p, Act& out, const QkNormRope* qk);
@@ -212,6 +216,10 @@ class CudaBackend final : public Backend {
   // change them for measurements.
   int64_t attn_min_keys_ = env_int("UNICORN_CUDA_ATTN_MIN_KEYS", 64, 1, 4096);
   int64_t attn_blocks_per_sm_ = env_int("UNICORN_CUDA_ATTN_BLOCKS_PER_SM", 8, 1, 64);
+  // Decode batches of one token per sequence, every position below this, take the short-context
+  // attention: one kernel per layer with no split merge (a recorded step per side of the bound,
+  // recording_key). UNICORN_CUDA_SHORT_KEYS changes it for measurements (0: never).
+  int64_t short_keys_ = env_int("UNICORN_CUDA_SHORT_KEYS", 128, 0, 4096);
   Gemm gemm_;  // matmuls of more than kMaxMatvecTokens tokens
 };
 

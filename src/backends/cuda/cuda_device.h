@@ -41,6 +41,11 @@ size_t cuda_start_used_memory(Backend& cuda_backend);
 // UNICORN_CUDA_ATTN_BLOCKS_PER_SM set them for every CUDA backend).
 void cuda_attention_splits(Backend& cuda_backend, int64_t min_keys, int64_t blocks_per_sm);
 
+// Tests and measurements: decode batches of one token per sequence with every position below n
+// take the short-context attention (one kernel, no split merge); default 128
+// (UNICORN_CUDA_SHORT_KEYS), 0 never.
+void cuda_short_attention_keys(Backend& cuda_backend, int64_t n);
+
 // Tests: make a CUDA backend take the tiled prompt attention for every batch of 32+ tokens.
 void cuda_force_tiled_prompt_attention(Backend& cuda_backend, bool on);
 

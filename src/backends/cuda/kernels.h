@@ -145,8 +145,11 @@ bool attention_supports_head_dim(int64_t head_dim);
 // this batch's k, v [T, nkv*hd]. n_split > 1 splits each row's keys over blocks and needs
 // `partial` with T * n_heads * n_split * (head_dim + 2) floats; the kernel that merges the splits
 // then also stores k, v into store_k_cache / store_v_cache (when not null, as launch_kv_store) and
-// quantizes out like launch_quantize_q8 into q8, ds (when not null): with n_split == 1 neither
-// happens and the caller does both.
+// quantizes out like launch_quantize_q8 into q8, ds (when not null). With n_split == 1 and a store
+// or q8 asked for, the short-context kernel (one block of 16 warps per head and token, with `qk`
+// only) does both itself, so no second kernel runs: only for batches with one token per sequence
+// (its store cannot hit a slot that another block still reads). With n_split == 1 and neither,
+// the caller does both.
 //
 // With `qk` (q_w set), q and the batch's k are read raw and get the QK-norm and RoPE of
 // launch_qk_norm_rope inside the kernel (each block normalizes its own q head and the new keys it

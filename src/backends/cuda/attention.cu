@@ -217,7 +217,7 @@ __global__ void __launch_bounds__(W * 32)
     // One block per (kv head, token) writes that head's normalized, rotated key for the store:
     // its last warp, which a short split leaves without keys (they go to the first warps), so
     // that this work stays off the critical path of short contexts.
-    if (split == 0 && h % (a.n_heads / a.n_kv_heads) == 0 && warp == (Direct ? W - 1 : qk.k_out_warp)) {
+    if (split == 0 && h % (a.n_heads / a.n_kv_heads) == 0 && warp == W - 1) {
       float kn[D];
       load_f32<D>(k + i * kv_row + kvh * HD + lane * D, kn);
       norm_rope_warp<D>(kn, qk.k_w, qk.eps, qk.cs + i * (HD / 2), lane);

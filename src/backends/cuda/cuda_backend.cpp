@@ -295,12 +295,10 @@ void CudaBackend::copy_from_host(const float* src, Act& dst) {
 }
 
 void CudaBackend::copy_to_host(const Act& src, float* dst) {
-  const size_t bytes = static_cast<size_t>(src.rows() * src.cols()) * sizeof(float);
-  void* pinned = pinned_step_ ? download_pinned_.acquire(bytes) : nullptr;
-  check(cudaMemcpyAsync(pinned ? pinned : dst, src.data(), bytes, cudaMemcpyDeviceToHost, stream_),
+  check(cudaMemcpyAsync(dst, src.data(), static_cast<size_t>(src.rows() * src.cols()) * sizeof(float),
+                        cudaMemcpyDeviceToHost, stream_),
         "copying activations to the host");
   synchronize();
-  if (pinned) std::memcpy(dst, pinned, bytes);
   if (!capturing_) step_gap_.result_copied(stream_);
 }
 
@@ -470,14 +468,10 @@ void CudaBackend::begin_batch(const BatchView& batch, std::span<const int64_t> p
   const size_t rows_at = batch_host_.size();
   batch_host_.insert(batch_host_.end(), b.rows.begin(), b.rows.end());
   grow(batch_dev_, batch_host_.size() * sizeof(int32_t));
-  // From pageable memory the copy is staged before the call returns, so batch_host_ may change;
-  // the pinned staging stays marked until the copy has run.
-  const size_t bytes = batch_host_.size() * sizeof(int32_t);
-  void* pinned = pinned_step_ ? upload_pinned_.acquire(bytes) : nullptr;
-  if (pinned) std::memcpy(pinned, batch_host_.data(), bytes);
-  check(cudaMemcpyAsync(batch_dev_.get(), pinned ? pinned : batch_host_.data(), bytes, cudaMemcpyHostToDevice, stream_),
+  // From pageable memory the copy is staged before the call returns, so batch_host_ may change.
+  check(cudaMemcpyAsync(batch_dev_.get(), batch_host_.data(), batch_host_.size() * sizeof(int32_t),
+                        cudaMemcpyHostToDevice, stream_),
         "uploading the batch");
-  if (pinned) upload_pinned_.used_by(stream_);
   batch_attention_ = batch_dev_.as<int32_t>() + meta_at;
   batch_rows_ = batch_dev_.as<int32_t>() + rows_at;
   b.valid = T > 0;
@@ -786,8 +780,6 @@ void CudaBackend::qk_norm_rope_attention(Act& q, Act& k, const Act& v, const Wei
   // steps) at most once per width.
   grow(k_rot_, static_cast<size_t>(kMaxMatvecTokens * k.cols()) * sizeof(float));
   qk.k_out = k_rot_.as<float>();
-  static const int k_out_warp = static_cast<int>(env_int("UNICORN_CUDA_KOUT_WARP", 3, 0, 3));
-  qk.k_out_warp = k_out_warp;
   wrote(q), wrote(k);  // scratch from here on (backend.h)
   attention_impl(q, k, v, kv, batch, past_len, p, out, &qk);
 }

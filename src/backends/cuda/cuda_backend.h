@@ -14,7 +14,6 @@
 #include "backends/cuda/device_buffer.h"
 #include "backends/cuda/gemm.h"
 #include "backends/cuda/kernels.h"
-#include "backends/cuda/pinned_staging.h"
 #include "backends/cuda/step_gap.h"
 #include "backends/cuda/weight_upload.h"
 
@@ -192,9 +191,6 @@ class CudaBackend final : public Backend {
   } batch_;
   DeviceBuffer batch_dev_;
   std::vector<int32_t> batch_host_;
-  // Pinned staging for each step's upload and result (UNICORN_CUDA_PINNED_STEP=0: pageable).
-  PinnedStaging upload_pinned_, download_pinned_;
-  bool pinned_step_ = env_switch("UNICORN_CUDA_PINNED_STEP", true);
   const int32_t* batch_attention_ = nullptr;  // AttentionBatch layout, see attention_batch()
   const int32_t* batch_rows_ = nullptr;
 

@@ -161,7 +161,6 @@ struct QkNormRope {
   float eps = 0;
   const float2* cs = nullptr;  // the batch rows' RoPE factors (launch_rope_table)
   float* k_out = nullptr;
-  int k_out_warp = 3;  // measurement (UNICORN_CUDA_KOUT_WARP): the block warp that normalizes k_out
 };
 cudaError_t launch_attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
                              const AttentionBatch& b, const AttentionShape& a, int n_split, float* partial, float* out,

@@ -460,8 +460,8 @@ void CudaBackend::begin_batch(const BatchView& batch, std::span<const int64_t> p
   b.past.assign(past_len.begin(), past_len.end());
   b.rows.assign(logit_rows.begin(), logit_rows.end());
   b.n_seq = n_seq;
-  // One upload: tokens[T] | attention metadata | logit rows.
   if (!capturing_) step_gap_.step_begins(stream_);
+  // One upload: tokens[T] | attention metadata | logit rows.
   batch_host_.assign(b.tokens.begin(), b.tokens.end());
   const size_t meta_at = batch_host_.size();
   append_attention_meta(batch, past_len, n_seq, batch_host_);

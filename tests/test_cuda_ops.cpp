@@ -718,7 +718,8 @@ TEST_F(CudaOps, RopeTableIsNotTrustedAcrossARecordingReplay) {
   const float base = 10000.0f, scale = 1.0f;
   Rng rng(17);
   const std::vector<float> x = random_floats(static_cast<size_t>(heads * hd), rng);
-  const std::vector<int32_t> tokens = {0}, seq = {0}, p_rec = {40}, p_replay = {900};
+  // Both positions past the short-context attention's bound (128), so one recording serves both.
+  const std::vector<int32_t> tokens = {0}, seq = {0}, p_rec = {400}, p_replay = {900};
   const std::vector<int64_t> past = {0}, rows = {};
   Act g = gpu->alloc(1, heads * hd);
   auto on_gpu = [&](const std::vector<int32_t>& pos) {
@@ -744,6 +745,44 @@ TEST_F(CudaOps, RopeTableIsNotTrustedAcrossARecordingReplay) {
   on_gpu(p_replay);
   ASSERT_TRUE(gpu->replay("rope-test"));  // refills the table on the device for position 900
   EXPECT_LE(rope_error(p_rec), 1e-12);
+}
+
+TEST_F(CudaOps, RecordedStepsDoNotCrossTheShortAttentionBound) {
+  // A step recorded for a batch below the short-context attention's bound (one token per slot,
+  // positions < 128) holds the one-kernel attention and no split merge: it must not replay for a
+  // batch past the bound (nor for one with two tokens of a slot), and one recorded past the bound
+  // must not replay below it.
+  const int64_t heads = 8, hd = 128;
+  const std::vector<int32_t> tokens = {0}, seq = {0};
+  const std::vector<int64_t> past = {0}, rows = {};
+  Act g = gpu->alloc(1, heads * hd);
+  auto batch_at = [&](const std::vector<int32_t>& pos, const std::vector<int32_t>& sq) {
+    const std::vector<int32_t> toks(pos.size(), 0);
+    gpu->begin_batch(BatchView{toks, pos, sq}, past, rows);
+  };
+  auto record = [&](const std::string& key, const std::vector<int32_t>& pos) {
+    for (int sighting = 0; sighting < 2; ++sighting) {  // eager, then recorded
+      batch_at(pos, std::vector<int32_t>(pos.size(), 0));
+      gpu->record_begin(key);
+      const std::vector<int32_t> first = {pos[0]};
+      gpu->rope(g, hd, first, 10000.0f, 1.0f);
+      ASSERT_TRUE(gpu->record_end());
+    }
+  };
+  record("short", {40});
+  record("long", {400});
+  ASSERT_EQ(cuda_recordings(*gpu), 2u);
+  batch_at({41}, seq);
+  EXPECT_TRUE(gpu->replay("short"));
+  EXPECT_FALSE(gpu->replay("long"));
+  batch_at({127}, seq);
+  EXPECT_TRUE(gpu->replay("short"));
+  batch_at({128}, seq);
+  EXPECT_FALSE(gpu->replay("short"));
+  EXPECT_TRUE(gpu->replay("long"));
+  batch_at({41, 42}, {0, 0});  // two tokens of one slot: the split attention
+  EXPECT_FALSE(gpu->replay("short"));
+  gpu->synchronize();
 }
 #endif
 

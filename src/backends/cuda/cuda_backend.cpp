@@ -173,7 +173,6 @@ CudaBackend::CudaBackend(int device) : device_(device) {
       wide_warps = 2;
     }
     set_matvec_wide_warps(static_cast<int>(wide_warps));
-    set_matvec_k_split(static_cast<int>(env_int("UNICORN_CUDA_K_SPLIT", 1, 1, 2)));
     return true;
   }();
   (void)matvec_switches_set;
@@ -599,14 +598,13 @@ ActQ8 CudaBackend::q8_buffer(int64_t T, int64_t K) {
   return ActQ8{q, reinterpret_cast<float*>(q + q_bytes)};  // q_bytes is a multiple of 32
 }
 
-ActQ8 CudaBackend::quantize(const Act& x, float* zero, int64_t n_zero) {
+ActQ8 CudaBackend::quantize(const Act& x) {
   const int64_t T = x.rows(), K = x.cols();
   if (q8_from_.holds(x)) return q8_buffer(T, K);  // a producer made it
   const ActQ8 a = q8_buffer(T, K);
   if (!skip_.quantize)
-    check_launch(
-        launch_quantize_q8(x.data(), T, K, const_cast<int8_t*>(a.q), const_cast<float*>(a.ds), stream_, zero, n_zero),
-        "activation quantization");
+    check_launch(launch_quantize_q8(x.data(), T, K, const_cast<int8_t*>(a.q), const_cast<float*>(a.ds), stream_),
+                 "activation quantization");
   q8_from_.set(x);
   return a;
 }
@@ -650,10 +648,7 @@ void CudaBackend::matmul(const WeightTensor& w, const Act& x, Act& y) {
   if (matmul_mma_supports(w.type, w.cols, T)) {
     check_launch(launch_matmul_mma(dw, quantize_mma(x), static_cast<int>(T), y.data(), stream_), "mma matmul");
   } else if (T <= kMaxMatvecTokens && matvec_quant_supports(w.type)) {
-    // Rows cut into parts add into y: only where this call's quantize launch zeroes it.
-    const int parts = !q8_from_.holds(x) && !skip_.quantize ? matvec_k_split(dw, static_cast<int>(T)) : 1;
-    const ActQ8 a = parts > 1 ? quantize(x, y.data(), y.rows() * y.cols()) : quantize(x);
-    check_launch(launch_matvec_quant(dw, a, static_cast<int>(T), y.data(), stream_, parts), "matvec");
+    check_launch(launch_matvec_quant(dw, quantize(x), static_cast<int>(T), y.data(), stream_), "matvec");
   } else if (T <= kMaxMatvecTokens && !traits(w.type).quantized) {
     check_launch(launch_matvec_float(dw, x.data(), static_cast<int>(T), y.data(), stream_), "matvec");
   } else {

@@ -103,9 +103,8 @@ class CudaBackend final : public Backend {
   // Grows a scratch buffer; a move forgets the recordings that used the old address.
   void grow(DeviceBuffer& b, size_t bytes);
   // x quantized to int8 blocks in act_q8_ (T <= 8 matvec input); skipped when act_q8_ already
-  // holds x's quantization (a fused producer wrote it, see add_norm). The launch also zeroes
-  // zero[0 .. n_zero) when given (for a matvec whose row parts add into its output).
-  ActQ8 quantize(const Act& x, float* zero = nullptr, int64_t n_zero = 0);
+  // holds x's quantization (a fused producer wrote it, see add_norm).
+  ActQ8 quantize(const Act& x);
   ActQ8 q8_buffer(int64_t T, int64_t K);
   // x quantized into the mma fragment order in act_mma_ (9 to 64 tokens, matmul_mma.cu); skipped
   // when act_mma_ already holds x's.

@@ -49,8 +49,7 @@ struct MatvecJob {
   float* y[3] = {nullptr, nullptr, nullptr};
   int64_t first_block[4] = {0, 0, 0, 0};  // grid blocks of weight i: [first_block[i], first_block[i+1])
   int n = 0;
-  int wpr = 1;      // warps per row
-  int k_split = 1;  // parts of each row, each a block adding into y (launch_matvec_quant)
+  int wpr = 1;  // warps per row
 };
 
 }  // namespace unicorn::cuda

@@ -11,21 +11,10 @@
 namespace unicorn::cuda {
 
 // ---- matmul y[T, N] = x[T, K] · wᵀ --------------------------------------------------------------
-// x f32 [T, K] -> int8 blocks of 32 (K % 32 == 0) for the integer dot-product matvec; also sets
-// zero[0 .. n_zero) to 0 (the output of a matvec whose row parts add into it, matvec_k_split).
-cudaError_t launch_quantize_q8(const float* x, int64_t T, int64_t K, int8_t* q, float* ds, cudaStream_t s,
-                               float* zero = nullptr, int64_t n_zero = 0);
+// x f32 [T, K] -> int8 blocks of 32 (K % 32 == 0) for the integer dot-product matvec.
+cudaError_t launch_quantize_q8(const float* x, int64_t T, int64_t K, int8_t* q, float* ds, cudaStream_t s);
 // T <= 8, quantized weights (Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K): int8 dot products against ActQ8.
-// k_split > 1 (as matvec_k_split says for w and T): each row's items are cut into that many parts,
-// each part a block of its own that adds its sum into y, which must hold zeros (launch_quantize_q8
-// sets them): shorter blocks, so that the grid's last wave ends sooner. With two parts the sum is
-// the same whichever part comes first (0 + a + b = 0 + b + a in floating point).
-cudaError_t launch_matvec_quant(const DeviceWeight& w, ActQ8 x, int T, float* y, cudaStream_t s, int k_split = 1);
-// The parts launch_matvec_quant may cut w's rows into for T tokens: 2 for one token of Q4_0 rows
-// of 512+ items (27B's down) when set_matvec_k_split(2), else 1.
-int matvec_k_split(const DeviceWeight& w, int T);
-void set_matvec_k_split(int parts);  // process-wide; CudaBackend sets it once from UNICORN_CUDA_K_SPLIT
-int matvec_k_split_parts();
+cudaError_t launch_matvec_quant(const DeviceWeight& w, ActQ8 x, int T, float* y, cudaStream_t s);
 // One token of a Q4_K weight with rows of 256+ items (16,384+ values, e.g. 27B's down) splits
 // each row over a 4-warp block, one load per lane and pass (true, the default), or keeps the
 // K-quants' layout (a warp per row, or warps_per_row's few for matrices of few rows: 2 for 27B's

@@ -90,12 +90,9 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
   // Static indices only: a dynamic index into the parameter block would copy it to local memory.
   const DeviceWeight w = m == 0 ? job.w[0] : (m == 1 ? job.w[1] : job.w[2]);
   float* y = m == 0 ? job.y[0] : (m == 1 ? job.y[1] : job.y[2]);
-  // With k_split parts, consecutive blocks take the parts of one block's rows: items [i0, i1).
-  const int64_t rblk = (blk - job.first_block[m]) / job.k_split, kpart = (blk - job.first_block[m]) % job.k_split;
-  const int64_t row = (rblk * (kWarps / wpr) + warp / wpr) * R;  // first row of the group
+  const int64_t row = ((blk - job.first_block[m]) * (kWarps / wpr) + warp / wpr) * R;  // first row of the group
   const int part = warp % wpr;
-  const int64_t K = w.cols, all_items = K / F::kItem;
-  const int64_t i0 = all_items * kpart / job.k_split, items = all_items * (kpart + 1) / job.k_split;
+  const int64_t K = w.cols, items = K / F::kItem;
   float acc[P][NT];
 #pragma unroll
   for (int p = 0; p < P; ++p)
@@ -109,7 +106,7 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
       bool live[P];
 #pragma unroll
       for (int p = 0; p < P; ++p) live[p] = GLU || row + p < w.rows;
-      for (int64_t base = i0 + 32 * part + lane; base < items; base += step * U) {
+      for (int64_t base = 32 * part + lane; base < items; base += step * U) {
         typename F::Raw raw[P][U];
 #pragma unroll
         for (int u = 0; u < U; ++u) {
@@ -144,7 +141,7 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
     } else {
       // Several items per lane per pass, so that each lane has several 16-byte loads in flight.
       constexpr int kUnroll = NT <= 2 ? 4 : 2;
-      for (int64_t base = i0 + 32 * part + lane; base < items; base += step * kUnroll) {
+      for (int64_t base = 32 * part + lane; base < items; base += step * kUnroll) {
 #pragma unroll
         for (int u = 0; u < kUnroll; ++u)
           if (base + step * u < items) {
@@ -182,12 +179,7 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
         } else {
 #pragma unroll
           for (int p = 0; p < P; ++p)
-            if (row + p < w.rows) {
-              if (job.k_split > 1)
-                atomicAdd(y + t * w.rows + row + p, acc[p][t]);
-              else
-                y[t * w.rows + row + p] = acc[p][t];
-            }
+            if (row + p < w.rows) y[t * w.rows + row + p] = acc[p][t];
         }
       }
   pdl_trigger();  // after this block's stores: the next kernel may be scheduled as blocks finish
@@ -225,7 +217,7 @@ inline int group_warps(int64_t rows, int64_t items, bool wide, int wide_warps = 
 }
 
 std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{false}, g_shared_act{true};
-std::atomic<int> g_wide_warps{2}, g_k_split{1};
+std::atomic<int> g_wide_warps{2};
 
 // One token of Q4_0 (one format for every weight of the job): the rows that wide_warps applies to.
 template <class F, class F1, class F2, int NT>
@@ -279,7 +271,7 @@ auto pick_kernel(MatvecJob& job, int64_t items, bool one, bool split) {
   // 3 or 6 items per lane and pass of the 672-item down rows (-1.3 %, -0.7 %), and Q8_0 rows over
   // 2 warps (-1.2 %).
   if constexpr (kWideQ4_0<F, F1, F2, NT>)
-    if ((job.wpr == 2 && items > 128) || job.k_split > 1) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA>;
+    if (job.wpr == 2 && items > 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA>;
   return kernel;
 }
 
@@ -309,7 +301,7 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   const int n = GLU ? 1 : job.n;
   for (int i = 0; i < n; ++i) {
     job.first_block[i] = blocks;
-    blocks += (job.w[i].rows + rows_per_block - 1) / rows_per_block * job.k_split;
+    blocks += (job.w[i].rows + rows_per_block - 1) / rows_per_block;
   }
   for (int i = n; i < 4; ++i) job.first_block[i] = blocks;
   job.n = n;
@@ -397,15 +389,6 @@ void set_matvec_one_load(GgmlType t, bool on) {
   if (t == GgmlType::Q6_K) g_one_load_q6k.store(on, std::memory_order_relaxed);
 }
 void set_matvec_shared_act(bool on) { g_shared_act.store(on, std::memory_order_relaxed); }
-void set_matvec_k_split(int parts) { g_k_split.store(parts == 2 ? 2 : 1, std::memory_order_relaxed); }
-
-int matvec_k_split_parts() { return g_k_split.load(std::memory_order_relaxed); }
-
-int matvec_k_split(const DeviceWeight& w, int T) {
-  if (T != 1 || w.type != GgmlType::Q4_0 || w.cols / 32 < 512) return 1;
-  return g_k_split.load(std::memory_order_relaxed);
-}
-
 void set_matvec_wide_warps(int warps) { g_wide_warps.store(warps == 2 ? 2 : kWarps, std::memory_order_relaxed); }
 int matvec_wide_warps() { return g_wide_warps.load(std::memory_order_relaxed); }
 bool matvec_shared_act() { return g_shared_act.load(std::memory_order_relaxed); }
@@ -420,13 +403,11 @@ bool matvec_quant_supports(GgmlType t) {
          t == GgmlType::Q5_K || t == GgmlType::Q6_K;
 }
 
-cudaError_t launch_matvec_quant(const DeviceWeight& w, ActQ8 x, int T, float* y, cudaStream_t s, int k_split) {
-  if (k_split != 1 && k_split != matvec_k_split(w, T)) return cudaErrorInvalidValue;
+cudaError_t launch_matvec_quant(const DeviceWeight& w, ActQ8 x, int T, float* y, cudaStream_t s) {
   MatvecJob job;
   job.w[0] = w;
   job.y[0] = y;
   job.n = 1;
-  job.k_split = k_split;
   return launch_job<false>(job, x, T, s);
 }
 

@@ -769,19 +769,31 @@ TEST_F(CudaOps, RecordedStepsDoNotCrossTheShortAttentionBound) {
       ASSERT_TRUE(gpu->record_end());
     }
   };
+  // A buffer's growth forgets every recording: grow them all first (two tokens, both positions).
+  batch_at({41, 42}, {0, 0});
+  for (const int32_t p : {40, 400}) {
+    batch_at({p}, seq);
+    const std::vector<int32_t> one = {p};
+    gpu->rope(g, hd, one, 10000.0f, 1.0f);
+  }
   record("short", {40});
-  record("long", {400});
-  ASSERT_EQ(cuda_recordings(*gpu), 2u);
+  ASSERT_EQ(cuda_recordings(*gpu), 1u);
   batch_at({41}, seq);
   EXPECT_TRUE(gpu->replay("short"));
-  EXPECT_FALSE(gpu->replay("long"));
   batch_at({127}, seq);
   EXPECT_TRUE(gpu->replay("short"));
   batch_at({128}, seq);
   EXPECT_FALSE(gpu->replay("short"));
-  EXPECT_TRUE(gpu->replay("long"));
   batch_at({41, 42}, {0, 0});  // two tokens of one slot: the split attention
   EXPECT_FALSE(gpu->replay("short"));
+  batch_at({41}, seq);
+  EXPECT_TRUE(gpu->replay("short"));  // still recorded: the two-token batch was refused by its key
+  record("long", {400});
+  ASSERT_EQ(cuda_recordings(*gpu), 2u);
+  batch_at({128}, seq);
+  EXPECT_TRUE(gpu->replay("long"));
+  batch_at({41}, seq);
+  EXPECT_FALSE(gpu->replay("long"));
   gpu->synchronize();
 }
 #endif

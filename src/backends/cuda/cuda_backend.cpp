@@ -838,11 +838,13 @@ void CudaBackend::attention_impl(const Act& q, const Act& k, const Act& v, Layer
   // count follows the cache's capacity (a bound on any row's keys), not this batch's positions,
   // so that a recorded step launches the same grid at every position; each block finds its own
   // share of the keys on the device, and the shares of short rows are empty.
-  // A short context (short_context; the bound within this cache's ring, so that the choice
-  // depends on the batch alone, as recording_key's does) takes one kernel: no split, and its
-  // blocks store k, v and quantize the output themselves.
-  const bool short_ctx = qk && T <= kMaxMatvecTokens && p.head_dim % 32 == 0 && short_keys_ <= kv.spec.capacity &&
-                         short_context(batch.pos, batch.seq, short_keys_);
+  // A short context (short_context: a choice made from the batch alone, as recording_key's is)
+  // takes one kernel: no split, and its blocks store k, v and quantize the output themselves.
+  // The store cannot hit a slot that a block still reads at any position: with one token per
+  // sequence, slot pos % capacity held position pos - capacity, which lies before the token's
+  // keys (a ring holds at least the window; a global cache holds every position).
+  const bool short_ctx =
+      qk && T <= kMaxMatvecTokens && p.head_dim % 32 == 0 && short_context(batch.pos, batch.seq, short_keys_);
   int n_split = 1;
   const int64_t blocks = T * p.n_heads;
   const int64_t n_max = kv.spec.capacity;

@@ -755,6 +755,7 @@ TEST_F(CudaOps, RecordedStepsDoNotCrossTheShortAttentionBound) {
   const int64_t heads = 8, hd = 128;
   const std::vector<int32_t> tokens = {0}, seq = {0};
   const std::vector<int64_t> past = {0}, rows = {};
+  cuda_short_attention_keys(*gpu, 128);  // the default, whatever UNICORN_CUDA_SHORT_KEYS says
   Act g = gpu->alloc(1, heads * hd);
   auto batch_at = [&](const std::vector<int32_t>& pos, const std::vector<int32_t>& sq) {
     const std::vector<int32_t> toks(pos.size(), 0);

@@ -215,8 +215,8 @@ __global__ void __launch_bounds__(W * 32)
   if constexpr (Fused) {
     norm_rope_warp<D>(qv, qk.q_w, qk.eps, qk.cs + i * (HD / 2), lane);
     // One block per (kv head, token) writes that head's normalized, rotated key for the store:
-    // its last warp, which a short split leaves without keys (they go to the first warps), so
-    // that this work stays off the critical path of short contexts.
+    // its last warp, whose first keys come last in a step (it has none in rows of at most
+    // 4 * (W - 1) keys), so that this work stays off the critical path of short contexts.
     if (split == 0 && h % (a.n_heads / a.n_kv_heads) == 0 && warp == W - 1) {
       float kn[D];
       load_f32<D>(k + i * kv_row + kvh * HD + lane * D, kn);

@@ -8,7 +8,6 @@
 // one decoding token still spreads its keys over many blocks.
 #include <cuda_fp16.h>
 
-#include <atomic>
 #include <cmath>
 
 #include "backends/cuda/act_quant.cuh"
@@ -20,9 +19,8 @@ namespace unicorn::cuda {
 namespace {
 
 constexpr int kWarps = 4;
-constexpr int kShortWarps = 16;         // the short-context kernel's warps: 64 keys per step
-constexpr int kKeys = 4;                // keys a warp scores per step
-std::atomic<int> g_short_step_keys{4};  // the short kernel's keys per warp step (4 or 8)
+constexpr int kShortWarps = 16;  // the short-context kernel's warps: 64 keys per step
+constexpr int kKeys = 4;         // keys a warp scores per step
 
 // D consecutive values per lane, loaded with the widest aligned accesses (D * 4 or D * 2 bytes).
 template <int D>
@@ -116,9 +114,9 @@ __device__ __forceinline__ void norm_rope_warp(float* v, const float* w, float e
   }
 }
 
-// The K and V values of keys j0 .. j0 + KK - 1 of this lane (zero past j_end): cached ones
+// The K and V values of keys j0 .. j0 + kKeys - 1 of this lane (zero past j_end): cached ones
 // from the ring, this batch's own from k and v (normalized and rotated first with Fused).
-template <int D, bool F16, bool Fused, int KK>
+template <int D, bool F16, bool Fused>
 __device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRange& r, int64_t ring_lo,
                                           int64_t cache_seq, int64_t dim, const void* k_cache, const void* v_cache,
                                           const float* k, const float* v, const AttentionBatch& b, int64_t i, int seq,
@@ -127,7 +125,7 @@ __device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRa
   constexpr int HD = 32 * D;
   const int64_t kv_row = a.n_kv_heads * HD;
 #pragma unroll
-  for (int u = 0; u < KK; ++u) {
+  for (int u = 0; u < kKeys; ++u) {
     const int64_t j = j0 + u;
     if (j >= j_end) {
 #pragma unroll
@@ -190,8 +188,7 @@ __device__ __forceinline__ void store_kv_head(const float* kn, const float* v, c
 // one split whose block also stores k, v and quantizes its output, MergeExtras e, so that no
 // merge runs; only for batches of one token per sequence, whose stores cannot hit a slot that
 // another block still reads).
-// KK keys per warp and step.
-template <int D, bool F16, bool Fused, int W = kWarps, bool Direct = false, int KK = kKeys>
+template <int D, bool F16, bool Fused, int W = kWarps, bool Direct = false>
 __global__ void __launch_bounds__(W * 32)
     attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
               AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk, MergeExtras e) {
@@ -210,8 +207,8 @@ __global__ void __launch_bounds__(W * 32)
   const int64_t cache_seq = static_cast<int64_t>(seq) * a.capacity;
   const int64_t ring_lo = r.lo % a.capacity;  // slot of position lo; later ones follow, wrapping once
   const int64_t dim = kvh * HD + lane * D;
-  const int64_t j_first = j_begin + warp * KK;  // this warp's first step
-  float kv[KK][D], vv[KK][D];
+  const int64_t j_first = j_begin + warp * kKeys;  // this warp's first step
+  float kv[kKeys][D], vv[kKeys][D];
 
   float qv[D];
   load_f32<D>(q + i * q_row + h * HD + lane * D, qv);
@@ -232,14 +229,14 @@ __global__ void __launch_bounds__(W * 32)
   float m = -INFINITY, l = 0.0f, acc[D];
 #pragma unroll
   for (int d = 0; d < D; ++d) acc[d] = 0.0f;
-  // KK keys per warp per step: their loads are independent and all in flight at once, and
+  // kKeys keys per warp per step: their loads are independent and all in flight at once, and
   // the running state is rescaled once per step.
-  for (int64_t j0 = j_first; j0 < j_end; j0 += W * KK) {
-    load_step<D, F16, Fused, KK>(j0, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, i, seq, a, qk, lane,
-                                 kv, vv);
-    float s[KK];
+  for (int64_t j0 = j_first; j0 < j_end; j0 += W * kKeys) {
+    load_step<D, F16, Fused>(j0, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, i, seq, a, qk, lane, kv,
+                             vv);
+    float s[kKeys];
 #pragma unroll
-    for (int u = 0; u < KK; ++u) {
+    for (int u = 0; u < kKeys; ++u) {
       s[u] = 0.0f;
 #pragma unroll
       for (int d = 0; d < D; ++d) s[u] += qv[d] * kv[u][d];
@@ -247,10 +244,10 @@ __global__ void __launch_bounds__(W * 32)
 #pragma unroll
     for (int o = 16; o > 0; o /= 2)
 #pragma unroll
-      for (int u = 0; u < KK; ++u) s[u] += __shfl_xor_sync(0xFFFFFFFFu, s[u], o);
+      for (int u = 0; u < kKeys; ++u) s[u] += __shfl_xor_sync(0xFFFFFFFFu, s[u], o);
     float m_new = m;
 #pragma unroll
-    for (int u = 0; u < KK; ++u) {
+    for (int u = 0; u < kKeys; ++u) {
       s[u] = j0 + u < j_end ? s[u] * a.scale : -INFINITY;
       m_new = fmaxf(m_new, s[u]);
     }
@@ -259,7 +256,7 @@ __global__ void __launch_bounds__(W * 32)
 #pragma unroll
     for (int d = 0; d < D; ++d) acc[d] *= corr;
 #pragma unroll
-    for (int u = 0; u < KK; ++u) {
+    for (int u = 0; u < kKeys; ++u) {
       const float p = expf(s[u] - m_new);  // 0 for keys past the end
       l += p;
 #pragma unroll
@@ -405,21 +402,12 @@ void launch_d(const float* q, const float* k, const float* v, const void* kc, co
   // plain kernel should not carry.
   if (direct) {  // fused only (launch_attention checks)
     const dim3 short_block(kShortWarps * 32);
-    if (D <= 4 && g_short_step_keys.load(std::memory_order_relaxed) == 8) {
-      constexpr int KK = D <= 4 ? 8 : kKeys;  // 8 keys per step: registers allow it up to 128-wide heads
-      if (a.kv_f16)
-        launch(attention<D, true, true, kShortWarps, true, KK>, grid, short_block, 0, s, q, k, v, kc, vc, b, a, partial,
-               out, qk, e);
-      else
-        launch(attention<D, false, true, kShortWarps, true, KK>, grid, short_block, 0, s, q, k, v, kc, vc, b, a,
-               partial, out, qk, e);
-    } else if (a.kv_f16) {
+    if (a.kv_f16)
       launch(attention<D, true, true, kShortWarps, true>, grid, short_block, 0, s, q, k, v, kc, vc, b, a, partial, out,
              qk, e);
-    } else {
+    else
       launch(attention<D, false, true, kShortWarps, true>, grid, short_block, 0, s, q, k, v, kc, vc, b, a, partial, out,
              qk, e);
-    }
   } else if (qk.q_w) {
     if (a.kv_f16)
       launch(attention<D, true, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
@@ -433,8 +421,6 @@ void launch_d(const float* q, const float* k, const float* v, const void* kc, co
 }
 
 }  // namespace
-
-void set_attention_short_step_keys(int keys) { g_short_step_keys.store(keys == 8 ? 8 : kKeys); }
 
 bool attention_supports_head_dim(int64_t hd) { return hd == 32 || hd == 64 || hd == 128 || hd == 256; }
 

@@ -173,7 +173,6 @@ CudaBackend::CudaBackend(int device) : device_(device) {
       wide_warps = 2;
     }
     set_matvec_wide_warps(static_cast<int>(wide_warps));
-    set_attention_short_step_keys(static_cast<int>(env_int("UNICORN_CUDA_SHORT_STEP_KEYS", 4, 4, 8)));
     return true;
   }();
   (void)matvec_switches_set;

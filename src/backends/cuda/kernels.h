@@ -141,9 +141,6 @@ struct AttentionShape {
 };
 
 bool attention_supports_head_dim(int64_t head_dim);
-// Measurement (UNICORN_CUDA_SHORT_STEP_KEYS): keys per warp step of the short-context kernel, 4
-// or 8 (8 for heads of up to 128 only). Process-wide.
-void set_attention_short_step_keys(int keys);
 // out[T, nh*hd] from q[T, nh*hd] over the cache (k_cache/v_cache [n_seq, capacity, nkv*hd]) and
 // this batch's k, v [T, nkv*hd]. n_split > 1 splits each row's keys over blocks and needs
 // `partial` with T * n_heads * n_split * (head_dim + 2) floats; the kernel that merges the splits

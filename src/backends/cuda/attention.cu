@@ -146,6 +146,34 @@ __device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRa
   }
 }
 
+// The cache row that batch row i's k, v go to (slot * row_values), or -1 where a later position
+// of the same chunk takes the ring slot (a chunk longer than the ring; the later one wins, as on
+// the CPU).
+__device__ __forceinline__ int64_t kv_slot(const AttentionBatch& b, int64_t i, int64_t capacity) {
+  if (b.pos[i] + capacity <= b.tok_last[i]) return -1;
+  return static_cast<int64_t>(b.seq[i]) * capacity + b.pos[i] % capacity;
+}
+
+// One k and one v value into the caches at index at (f16 rounded to nearest, or f32).
+template <bool F16>
+__device__ __forceinline__ void store_kv_value(void* k_cache, void* v_cache, int64_t at, float k, float v) {
+  if constexpr (F16) {
+    static_cast<__half*>(k_cache)[at] = __float2half_rn(k);
+    static_cast<__half*>(v_cache)[at] = __float2half_rn(v);
+  } else {
+    static_cast<float*>(k_cache)[at] = k;
+    static_cast<float*>(v_cache)[at] = v;
+  }
+}
+
+// Output value o of flat index at, quantized like launch_quantize_q8 into q8, ds: every lane of
+// the warp calls it, each holding one value of a 32-value block (quantize32_warp).
+__device__ __forceinline__ void store_q8(float o, int64_t at, int8_t* q8, float* ds) {
+  float2 d;
+  q8[at] = static_cast<int8_t>(quantize32_warp(o, d));
+  if (threadIdx.x % 32 == 0) reinterpret_cast<float2*>(ds)[at / 32] = d;
+}
+
 // What the merge also does once every split has read the cache (MergeExtras): store this batch's
 // k, v rows into the ring (each block (head h, token i) with h < n_kv_heads stores kv head h of
 // token i), and quantize the output for the o matvec like launch_quantize_q8 (each warp holds one
@@ -168,21 +196,13 @@ template <int D, bool F16>
 __device__ __forceinline__ void store_kv_head(const float* kn, const float* v, const MergeExtras& e, int64_t i,
                                               int64_t kvh, int64_t kv_row, int lane) {
   if (!e.k_cache) return;
-  if (e.b.pos[i] + e.capacity <= e.b.tok_last[i]) return;  // a later position of the batch wins
-  const int64_t slot = static_cast<int64_t>(e.b.seq[i]) * e.capacity + e.b.pos[i] % e.capacity;
+  const int64_t slot = kv_slot(e.b, i, e.capacity);
+  if (slot < 0) return;
   const int64_t c = kvh * 32 * D + lane * D;
   float vv[D];
   load_f32<D>(v + i * kv_row + c, vv);
 #pragma unroll
-  for (int d = 0; d < D; ++d) {
-    if constexpr (F16) {
-      static_cast<__half*>(e.k_cache)[slot * kv_row + c + d] = __float2half_rn(kn[d]);
-      static_cast<__half*>(e.v_cache)[slot * kv_row + c + d] = __float2half_rn(vv[d]);
-    } else {
-      static_cast<float*>(e.k_cache)[slot * kv_row + c + d] = kn[d];
-      static_cast<float*>(e.v_cache)[slot * kv_row + c + d] = vv[d];
-    }
-  }
+  for (int d = 0; d < D; ++d) store_kv_value<F16>(e.k_cache, e.v_cache, slot * kv_row + c + d, kn[d], vv[d]);
 }
 // W warps per block: kWarps for the split kernel, kShortWarps for the short-context one (Direct:
 // one split whose block also stores k, v and quantizes its output, MergeExtras e, so that no
@@ -288,14 +308,8 @@ __global__ void __launch_bounds__(W * 32)
     if (n_split == 1) {
       o /= sum;
       out[i * q_row + h * HD + d] = o;
-      if constexpr (Direct) {
-        if (e.q8) {
-          float2 ds;
-          const int64_t kk = i * q_row + h * HD + d;
-          e.q8[kk] = static_cast<int8_t>(quantize32_warp(o, ds));
-          if (lane == 0) reinterpret_cast<float2*>(e.ds)[kk / 32] = ds;
-        }
-      }
+      if constexpr (Direct)
+        if (e.q8) store_q8(o, i * q_row + h * HD + d, e.q8, e.ds);
     } else {
       float* p = partial + ((i * a.n_heads + h) * n_split + split) * (HD + 2);
       p[2 + d] = o;
@@ -313,20 +327,10 @@ template <bool F16>
 __device__ __forceinline__ void store_kv_columns(const float* k, const float* v, void* k_cache, void* v_cache,
                                                  const AttentionBatch& b, int64_t i, int64_t row, int64_t capacity,
                                                  int64_t c0, int64_t c1) {
-  const int seq = b.seq[i];
-  // A chunk longer than the ring writes some slots twice; the later position wins, as on the CPU.
-  const int64_t last = b.tok_last[i];
-  if (b.pos[i] + capacity <= last) return;
-  const int64_t slot = static_cast<int64_t>(seq) * capacity + b.pos[i] % capacity;
-  for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x) {
-    if constexpr (F16) {
-      static_cast<__half*>(k_cache)[slot * row + c] = __float2half_rn(k[i * row + c]);
-      static_cast<__half*>(v_cache)[slot * row + c] = __float2half_rn(v[i * row + c]);
-    } else {
-      static_cast<float*>(k_cache)[slot * row + c] = k[i * row + c];
-      static_cast<float*>(v_cache)[slot * row + c] = v[i * row + c];
-    }
-  }
+  const int64_t slot = kv_slot(b, i, capacity);
+  if (slot < 0) return;
+  for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x)
+    store_kv_value<F16>(k_cache, v_cache, slot * row + c, k[i * row + c], v[i * row + c]);
 }
 
 // Merges the splits' (max, sum, weighted V) states of one (head, token) in one round of loads:
@@ -373,12 +377,7 @@ __global__ void merge_splits(const float* partial, int64_t n_heads, int64_t head
     }
     o /= sum;
     out[i * K + h * head_dim + d] = o;
-    if (e.q8) {
-      float2 ds;
-      const int64_t k = i * K + h * head_dim + d;
-      e.q8[k] = static_cast<int8_t>(quantize32_warp(o, ds));
-      if (threadIdx.x % 32 == 0) reinterpret_cast<float2*>(e.ds)[k / 32] = ds;
-    }
+    if (e.q8) store_q8(o, i * K + h * head_dim + d, e.q8, e.ds);
   }
   if (e.k_cache && h < e.n_kv_heads)  // block (head h, token i) stores kv head h of token i
     store_kv_columns<F16>(e.k, e.v, e.k_cache, e.v_cache, e.b, i, e.n_kv_heads * head_dim, e.capacity, h * head_dim,

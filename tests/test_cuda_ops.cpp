@@ -23,6 +23,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/thread_pool.h"
+#include "cuda_test_support.h"
 #include "model/gemma3.h"
 #include "model/loader.h"
 #include "quant/blocks.h"
@@ -39,15 +40,9 @@
 #endif
 
 using namespace unicorn;
+using namespace unicorn::cudatest;
 
 namespace {
-
-std::unique_ptr<Backend> cuda_backend_or_null() {
-#ifdef UNICORN_HAVE_CUDA
-  if (cuda_device_count() > 0) return make_cuda_backend(0);
-#endif
-  return nullptr;
-}
 
 // Whether the CUDA matmul of more than 8 tokens rounds its operands to bf16 for this weight type
 // (the cuBLAS build): then it is held to NMSE <= 1e-5 against f32 math (bf16 rounding of both
@@ -135,50 +130,6 @@ struct TokenCase {
   bool unshared = false;
 };
 
-int cpu_threads() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
-
-// splitmix64: fast, seeded, the same stream on every machine.
-struct Rng {
-  uint64_t s;
-  explicit Rng(uint64_t seed) : s(seed) {}
-  uint64_t next() {
-    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  float uniform() { return static_cast<float>(next() >> 40) / static_cast<float>(1 << 24) * 2.0f - 1.0f; }  // [-1, 1)
-};
-
-std::vector<float> random_floats(size_t n, Rng& rng, float scale = 1.0f) {
-  std::vector<float> v(n);
-  for (float& x : v) x = rng.uniform() * scale;
-  return v;
-}
-
-// A 1-row F32 weight over v's values (norm weights); v must outlive the backend's copy of it.
-WeightTensor f32_weight(const char* name, const std::vector<float>& v) {
-  return WeightTensor{name, GgmlType::F32, 1, static_cast<int64_t>(v.size()),
-                      reinterpret_cast<const uint8_t*>(v.data())};
-}
-
-// Norm weights in their stored form (1 + w, spec §2.2), w in [-0.5, 0.5).
-std::vector<float> stored_norm(int64_t n, Rng& rng) {
-  std::vector<float> v = random_floats(static_cast<size_t>(n), rng, 0.5f);
-  for (float& x : v) x += 1.0f;
-  return v;
-}
-
-double nmse(std::span<const float> got, std::span<const float> want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    const double d = static_cast<double>(got[i]) - want[i];
-    num += d * d;
-    den += static_cast<double>(want[i]) * want[i];
-  }
-  return den > 0 ? num / den : num;
-}
-
 // A weight with its own bytes. Quantized types get random blocks (every bit pattern is a valid
 // block) with sane scales; float types get random values.
 struct HostWeight {
@@ -231,29 +182,6 @@ HostWeight random_weight(GgmlType type, int64_t rows, int64_t cols, Rng& rng, in
   w.t.data = w.bytes.data();
   return w;
 }
-
-std::vector<float> to_host(Backend& b, const Act& a) {
-  std::vector<float> v(static_cast<size_t>(a.rows() * a.cols()));
-  b.copy_to_host(a, v.data());
-  return v;
-}
-
-Act upload(Backend& b, const std::vector<float>& v, int64_t rows, int64_t cols) {
-  Act a = b.alloc(rows, cols);
-  b.copy_from_host(v.data(), a);
-  return a;
-}
-
-class CudaOps : public ::testing::Test {
- protected:
-  void SetUp() override {
-    gpu = cuda_backend_or_null();
-    if (!gpu) GTEST_SKIP() << "skipped: no CUDA device";
-    cpu = std::make_unique<CpuBackend>(cpu_threads(), MatmulPrecision::Exact);  // f32 reference matmuls
-  }
-  std::unique_ptr<Backend> gpu;
-  std::unique_ptr<CpuBackend> cpu;
-};
 
 // ---- matmul -------------------------------------------------------------------------------------
 
@@ -746,57 +674,6 @@ TEST_F(CudaOps, RopeTableIsNotTrustedAcrossARecordingReplay) {
   ASSERT_TRUE(gpu->replay("rope-test"));  // refills the table on the device for position 900
   EXPECT_LE(rope_error(p_rec), 1e-12);
 }
-
-TEST_F(CudaOps, RecordedStepsDoNotCrossTheShortAttentionBound) {
-  // A step recorded for a batch below the short-context attention's bound (one token per slot,
-  // positions < 128) holds the one-kernel attention and no split merge: it must not replay for a
-  // batch past the bound (nor for one with two tokens of a slot), and one recorded past the bound
-  // must not replay below it.
-  const int64_t heads = 8, hd = 128;
-  const std::vector<int32_t> tokens = {0}, seq = {0};
-  const std::vector<int64_t> past = {0}, rows = {};
-  cuda_short_attention_keys(*gpu, 128);  // the default, whatever UNICORN_CUDA_SHORT_KEYS says
-  Act g = gpu->alloc(1, heads * hd);
-  auto batch_at = [&](const std::vector<int32_t>& pos, const std::vector<int32_t>& sq) {
-    const std::vector<int32_t> toks(pos.size(), 0);
-    gpu->begin_batch(BatchView{toks, pos, sq}, past, rows);
-  };
-  auto record = [&](const std::string& key, const std::vector<int32_t>& pos) {
-    for (int sighting = 0; sighting < 2; ++sighting) {  // eager, then recorded
-      batch_at(pos, std::vector<int32_t>(pos.size(), 0));
-      gpu->record_begin(key);
-      const std::vector<int32_t> first = {pos[0]};
-      gpu->rope(g, hd, first, 10000.0f, 1.0f);
-      ASSERT_TRUE(gpu->record_end());
-    }
-  };
-  // A buffer's growth forgets every recording: grow them all first (two tokens, both positions).
-  batch_at({41, 42}, {0, 0});
-  for (const int32_t p : {40, 400}) {
-    batch_at({p}, seq);
-    const std::vector<int32_t> one = {p};
-    gpu->rope(g, hd, one, 10000.0f, 1.0f);
-  }
-  record("short", {40});
-  ASSERT_EQ(cuda_recordings(*gpu), 1u);
-  batch_at({41}, seq);
-  EXPECT_TRUE(gpu->replay("short"));
-  batch_at({127}, seq);
-  EXPECT_TRUE(gpu->replay("short"));
-  batch_at({128}, seq);
-  EXPECT_FALSE(gpu->replay("short"));
-  batch_at({41, 42}, {0, 0});  // two tokens of one slot: the split attention
-  EXPECT_FALSE(gpu->replay("short"));
-  batch_at({41}, seq);
-  EXPECT_TRUE(gpu->replay("short"));  // still recorded: the two-token batch was refused by its key
-  record("long", {400});
-  ASSERT_EQ(cuda_recordings(*gpu), 2u);
-  batch_at({128}, seq);
-  EXPECT_TRUE(gpu->replay("long"));
-  batch_at({41}, seq);
-  EXPECT_FALSE(gpu->replay("long"));
-  gpu->synchronize();
-}
 #endif
 
 TEST_F(CudaOps, RowPairsGiveTheSameResultsWithSharedOrPerRowActivationLoads) {
@@ -1067,186 +944,6 @@ TEST_F(CudaOps, AddNormAndItsInt8CopyMatchCpu) {
       EXPECT_LE(nmse(got[2], want[2]), 5e-4) << what << ", the matvec of h's int8 copy";
     }
   }
-}
-
-// ---- attention ----------------------------------------------------------------------------------
-
-struct AttnCase {
-  int64_t heads, kv_heads, hd, window, capacity;
-  GgmlType kv_type;
-};
-
-// Runs the same schedule of batches through both backends' attention (two slots, a prompt split
-// in chunks, interleaved decoding that wraps the ring) and returns the worst NMSE of any call.
-// With `norms` (q_norm, k_norm of hd values each), every call is qk_norm_rope_attention: the
-// prompt chunks through the separate ops, the decode steps through the CUDA kernel that applies
-// QK-norm and RoPE itself (their keys then come back from the cache in later steps).
-struct QkNorms {
-  const WeightTensor* q_norm;
-  const WeightTensor* k_norm;
-  float base, scale;
-};
-double attention_schedule(Backend& gpu, Backend& cpu, const AttnCase& c, int64_t prompt, int64_t decode_steps,
-                          const QkNorms* norms = nullptr) {
-  Rng rng(11 + static_cast<uint64_t>(c.hd + c.window));
-  LayerKvSpec spec{2, c.capacity, c.kv_heads, c.hd, c.kv_type};
-  auto kv_g = gpu.create_kv(spec);
-  auto kv_c = cpu.create_kv(spec);
-  AttentionParams p{c.heads, c.kv_heads, c.hd, 1.0f / std::sqrt(static_cast<float>(c.hd)), c.window};
-  std::vector<int64_t> past = {0, 0};
-  double worst = 0;
-  auto run = [&](const std::vector<std::pair<int32_t, int32_t>>& toks) {  // (seq, count) runs
-    std::vector<int32_t> pos, seq, tokens;
-    std::vector<int64_t> next = past;
-    for (auto [s, n] : toks)
-      for (int32_t i = 0; i < n; ++i) {
-        seq.push_back(s);
-        pos.push_back(static_cast<int32_t>(next[static_cast<size_t>(s)]++));
-        tokens.push_back(0);
-      }
-    const auto T = static_cast<int64_t>(pos.size());
-    const std::vector<float> q = random_floats(static_cast<size_t>(T * c.heads * c.hd), rng, 2.0f);
-    const std::vector<float> k = random_floats(static_cast<size_t>(T * c.kv_heads * c.hd), rng, 2.0f);
-    const std::vector<float> v = random_floats(static_cast<size_t>(T * c.kv_heads * c.hd), rng);
-    BatchView view{tokens, pos, seq};
-    std::vector<float> outs[2];
-    int i = 0;
-    for (Backend* b : {&gpu, &cpu}) {
-      Act qa = upload(*b, q, T, c.heads * c.hd), ka = upload(*b, k, T, c.kv_heads * c.hd);
-      Act va = upload(*b, v, T, c.kv_heads * c.hd), out = b->alloc(T, c.heads * c.hd);
-      LayerKv& kv = b == &gpu ? *kv_g : *kv_c;
-      if (norms)
-        b->qk_norm_rope_attention(qa, ka, va, *norms->q_norm, *norms->k_norm, 1e-6f, pos, norms->base, norms->scale, kv,
-                                  view, past, p, out);
-      else
-        b->attention(qa, ka, va, kv, view, past, p, out);
-      outs[i++] = to_host(*b, out);
-    }
-    worst = std::max(worst, nmse(outs[0], outs[1]));
-    past = next;
-  };
-  run({{0, static_cast<int32_t>(prompt / 2)}});
-  run({{1, static_cast<int32_t>(prompt)}, {0, static_cast<int32_t>(prompt - prompt / 2)}});
-  for (int64_t s = 0; s < decode_steps; ++s) run({{0, 1}, {1, 1}});
-  // With norms: a fused step whose tokens also read each other's new keys (3 and 5 per slot).
-  if (norms) run({{0, 3}, {1, 5}});
-  run({{0, 1}});  // one slot alone: the split-keys decode path
-  return worst;
-}
-
-TEST_F(CudaOps, AttentionMatchesCpuOnSlidingRingsAndGlobalCache) {
-  const AttnCase cases[] = {
-      {4, 1, 256, 16, 16, GgmlType::F32},  // 270M heads, small window: the ring wraps
-      {4, 1, 256, 16, 16, GgmlType::F16},   {32, 16, 128, 24, 24, GgmlType::F16},  // 27B heads
-      {32, 16, 128, 0, 512, GgmlType::F16},                                        // global layer
-      {32, 16, 128, 0, 512, GgmlType::F32}, {8, 2, 64, 0, 512, GgmlType::F32},
-  };
-  for (const AttnCase& c : cases) {
-    const double limit = c.kv_type == GgmlType::F16 ? 1e-5 : 1e-7;
-    EXPECT_LE(attention_schedule(*gpu, *cpu, c, 20, 30), limit)
-        << c.heads << "/" << c.kv_heads << " hd " << c.hd << " window " << c.window << " " << type_name(c.kv_type);
-  }
-}
-
-TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
-  // Rings that wrap, a global cache, head sizes 64 to 256 and their groups, split keys (capacity
-  // 512 and 2048 on an H100) and unsplit ones (the rings), f16 and f32 caches; RoPE at local (10k)
-  // and global (1M, linear 8) settings. 32-wide heads (no Gemma 3 size) are not covered.
-  struct Case {
-    AttnCase attn;
-    int64_t prompt;
-    float base, scale;
-  };
-  // Decode steps below 128 positions with one token per slot take the short-context kernel (no
-  // split merge; it stores k, v itself) where the cache holds 128+ positions: the global cache of
-  // 512, the 27B and 270M rings (1024, 512). Each case runs with it and without it (0).
-  const Case cases[] = {
-      {{4, 1, 256, 16, 16, GgmlType::F32}, 20, 10000.0f, 1.0f},
-      {{32, 16, 128, 24, 24, GgmlType::F16}, 20, 10000.0f, 1.0f},
-      {{32, 16, 128, 0, 512, GgmlType::F16}, 20, 1e6f, 8.0f},
-      {{8, 2, 64, 0, 2048, GgmlType::F32}, 700, 1e6f, 8.0f},
-      {{32, 16, 128, 1024, 1024, GgmlType::F16}, 20, 10000.0f, 1.0f},
-      {{4, 1, 256, 512, 512, GgmlType::F32}, 20, 10000.0f, 1.0f},
-  };
-  Rng rng(5150);
-  for (const int64_t short_keys : {int64_t{128}, int64_t{0}})
-    for (const Case& c : cases) {
-      // Norm weights of the stored form (1 + w), each kept alive while the backend holds it.
-      const std::vector<float> qn = stored_norm(c.attn.hd, rng), kn = stored_norm(c.attn.hd, rng);
-      const WeightTensor wq = f32_weight("q_norm", qn), wk = f32_weight("k_norm", kn);
-      gpu = cuda_backend_or_null();  // a fresh device per case: the host vectors' addresses may repeat
-#ifdef UNICORN_HAVE_CUDA
-      cuda_fuse_qk_attention(*gpu, true);
-      cuda_short_attention_keys(*gpu, short_keys);
-#endif
-      gpu->load_weight(wq);
-      gpu->load_weight(wk);
-      const QkNorms norms{&wq, &wk, c.base, c.scale};
-      const double limit = c.attn.kv_type == GgmlType::F16 ? 1e-5 : 1e-7;
-      EXPECT_LE(attention_schedule(*gpu, *cpu, c.attn, c.prompt, 30, &norms), limit)
-          << c.attn.heads << "/" << c.attn.kv_heads << " hd " << c.attn.hd << " window " << c.attn.window
-          << " short keys " << short_keys;
-    }
-}
-
-TEST_F(CudaOps, PromptAttentionTilesMatchCpu) {
-  // Batches of 50 and 150 tokens take the tiled prompt kernel: sliding rings that wrap within a
-  // batch, a second chunk reading the ring, two slots in one batch, both head sizes and groups.
-  const AttnCase cases[] = {
-      {32, 16, 128, 24, 24, GgmlType::F16}, {4, 1, 256, 16, 16, GgmlType::F32}, {4, 1, 256, 40, 40, GgmlType::F16},
-      {32, 16, 128, 0, 400, GgmlType::F16}, {8, 1, 128, 0, 400, GgmlType::F32},
-  };
-#ifdef UNICORN_HAVE_CUDA
-  cuda_force_tiled_prompt_attention(*gpu, true);  // these batches are too small to choose it alone
-#endif
-  // The SIMT kernel, then the tensor-core one (f16 caches; f32 caches keep the SIMT kernel, so the
-  // f32 limit still applies to them).
-  for (bool tensor_cores : {false, true}) {
-#ifdef UNICORN_HAVE_CUDA
-    cuda_tensor_core_prompt_attention(*gpu, tensor_cores);
-#endif
-    for (const AttnCase& c : cases) {
-      const double limit = c.kv_type == GgmlType::F16 ? 1e-5 : 1e-7;
-      EXPECT_LE(attention_schedule(*gpu, *cpu, c, 100, 2), limit)
-          << c.heads << "/" << c.kv_heads << " hd " << c.hd << " window " << c.window << " " << type_name(c.kv_type)
-          << (tensor_cores ? " tensor cores" : "");
-    }
-  }
-}
-
-TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
-  // A long prompt then single-token decoding: few (token, head) blocks, many keys per block.
-  const AttnCase c{32, 16, 128, 0, 2048, GgmlType::F16};
-  EXPECT_LE(attention_schedule(*gpu, *cpu, c, 700, 3), 1e-5);
-  const AttnCase local{4, 1, 256, 512, 512, GgmlType::F16};
-  EXPECT_LE(attention_schedule(*gpu, *cpu, local, 700, 3), 1e-5);
-  const AttnCase ring27b{32, 16, 128, 1024, 1024, GgmlType::F16};  // 27B's local layers: 16 splits
-  EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 700, 3), 1e-5);
-#ifdef UNICORN_HAVE_CUDA
-  // Other split bounds (measurement settings): 8 positions per split gives 27B's ring 64 splits,
-  // the most; 16 blocks per SM gives the 2,048-position cache more too.
-  for (const auto& [min_keys, blocks_per_sm] : {std::pair<int64_t, int64_t>{8, 8}, {16, 16}}) {
-    cuda_attention_splits(*gpu, min_keys, blocks_per_sm);
-    EXPECT_LE(attention_schedule(*gpu, *cpu, c, 700, 3), 1e-5) << "min keys " << min_keys;
-    EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 700, 3), 1e-5) << "min keys " << min_keys;
-  }
-  cuda_attention_splits(*gpu, 64, 8);
-  Rng rng(12);
-  const std::vector<float> qn = stored_norm(128, rng), kn = stored_norm(128, rng);
-  const WeightTensor wq = f32_weight("q_norm", qn), wk = f32_weight("k_norm", kn);
-  gpu->load_weight(wq);
-  gpu->load_weight(wk);
-  const QkNorms norms{&wq, &wk, 10000.0f, 1.0f};
-  EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 1100, 3, &norms), 1e-5) << "fused QK-norm, wrapped";
-  // 47 splits: the merge's three chunks of 16, the last one partly empty.
-  const AttnCase f32_cache{8, 4, 64, 0, 3000, GgmlType::F32};
-  EXPECT_LE(attention_schedule(*gpu, *cpu, f32_cache, 700, 3), 1e-7) << "f32 cache, 47 splits";
-  // 64 splits over rows of a few keys: most splits see none, and the merge's first chunks of 16
-  // are wholly empty.
-  cuda_attention_splits(*gpu, 8, 8);
-  EXPECT_LE(attention_schedule(*gpu, *cpu, f32_cache, 2, 40), 1e-7) << "f32 cache, 64 splits, few keys";
-  cuda_attention_splits(*gpu, 64, 8);
-#endif
 }
 
 // ---- whole tiny models --------------------------------------------------------------------------

@@ -82,8 +82,8 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
   // Weights do not depend on the previous kernel: formats with a Raw load issue their first pass
   // of weight loads before pdl_wait(), so the loads of the blocks scheduled early (PDL) overlap
   // the previous kernel's tail. Everything else (activations, stores) comes after the wait.
-  bool waited = !HasRaw<F>;
-  if constexpr (!HasRaw<F>) pdl_wait();
+  bool waited = !HasRaw<F> || static_cast<int64_t>(blockIdx.x) >= job.prefetch_blocks;
+  if (waited) pdl_wait();
   const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
   const int wpr = job.wpr;
   const int64_t blk = blockIdx.x;
@@ -218,6 +218,7 @@ inline int group_warps(int64_t rows, int64_t items, bool wide, int wide_warps = 
 
 std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{false}, g_shared_act{true};
 std::atomic<int> g_wide_warps{2};
+std::atomic<int64_t> g_prefetch_blocks{INT64_MAX};
 
 // One token of Q4_0 (one format for every weight of the job): the rows that wide_warps applies to.
 template <class F, class F1, class F2, int NT>
@@ -305,6 +306,7 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   }
   for (int i = n; i < 4; ++i) job.first_block[i] = blocks;
   job.n = n;
+  job.prefetch_blocks = g_prefetch_blocks.load(std::memory_order_relaxed);
   const dim3 grid(static_cast<unsigned>(blocks)), block(kWarps * 32);
   launch(kernel, grid, block, 0, s, job, x, T);
 }
@@ -390,6 +392,7 @@ void set_matvec_one_load(GgmlType t, bool on) {
 }
 void set_matvec_shared_act(bool on) { g_shared_act.store(on, std::memory_order_relaxed); }
 void set_matvec_wide_warps(int warps) { g_wide_warps.store(warps == 2 ? 2 : kWarps, std::memory_order_relaxed); }
+void set_matvec_prefetch_blocks(int64_t blocks) { g_prefetch_blocks.store(blocks, std::memory_order_relaxed); }
 int matvec_wide_warps() { return g_wide_warps.load(std::memory_order_relaxed); }
 bool matvec_shared_act() { return g_shared_act.load(std::memory_order_relaxed); }
 bool matvec_one_load(GgmlType t) {

@@ -188,6 +188,7 @@ struct MergeExtras {
   int64_t n_kv_heads = 0, capacity = 0;
   int8_t* q8 = nullptr;
   float* ds = nullptr;
+  bool early = false;  // the short-context kernel triggers before it waits (pdl_enter(bool))
 };
 
 // Direct attention: the warp that normalized kv head kvh's key of token i (kn, D values per lane)
@@ -213,7 +214,10 @@ __global__ void __launch_bounds__(W * 32)
     attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
               AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk, MergeExtras e) {
   constexpr int HD = 32 * D;
-  pdl_enter();
+  if constexpr (Direct)
+    pdl_enter(e.early);
+  else
+    pdl_enter();
   __shared__ float s_m[W], s_l[W];
   __shared__ float s_acc[W][HD];
   const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
@@ -433,6 +437,7 @@ cudaError_t launch_attention(const float* q, const float* k, const float* v, con
   MergeExtras e;
   e.k = qk.q_w ? qk.k_out : k, e.v = v, e.k_cache = store_k_cache, e.v_cache = store_v_cache, e.b = b;
   e.n_kv_heads = a.n_kv_heads, e.capacity = a.capacity, e.q8 = q8, e.ds = ds;
+  e.early = (pdl_early_mask() & 2) != 0;
   // One split with a store or a quantized copy asked for: the short-context kernel does both.
   const bool direct = n_split == 1 && (store_k_cache || q8);
   if (direct && !qk.q_w) return cudaErrorInvalidValue;

@@ -44,6 +44,8 @@ int matvec_wide_warps();
 // Blocks of a one-token matvec grid that issue their first weight loads before pdl_wait() (all by
 // default; a measurement setting, UNICORN_CUDA_PREFETCH_BLOCKS).
 void set_matvec_prefetch_blocks(int64_t blocks);
+// UNICORN_CUDA_EARLY (launch.cuh pdl_early_mask): which decode-step kernels trigger their dependent early.
+void set_pdl_early_mask(int mask);
 // The same for job.n (1..3) weights of one width on the same input, in one launch: of one type,
 // or a K-quant mix of q, k, v (Q4_K/Q5_K/Q6_K as in q4_mix, Q4_K/Q4_K/Q6_K, Q5_K/Q5_K/Q6_K), as
 // matvec_multi_supports says.

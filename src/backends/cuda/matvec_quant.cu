@@ -82,6 +82,7 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
   // Weights do not depend on the previous kernel: formats with a Raw load issue their first pass
   // of weight loads before pdl_wait(), so the loads of the blocks scheduled early (PDL) overlap
   // the previous kernel's tail. Everything else (activations, stores) comes after the wait.
+  if (job.early_trigger) pdl_trigger();
   bool waited = !HasRaw<F> || static_cast<int64_t>(blockIdx.x) >= job.prefetch_blocks;
   if (waited) pdl_wait();
   const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
@@ -307,6 +308,7 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   for (int i = n; i < 4; ++i) job.first_block[i] = blocks;
   job.n = n;
   job.prefetch_blocks = g_prefetch_blocks.load(std::memory_order_relaxed);
+  job.early_trigger = NT == 1 && (pdl_early_mask() & 1) != 0;
   const dim3 grid(static_cast<unsigned>(blocks)), block(kWarps * 32);
   launch(kernel, grid, block, 0, s, job, x, T);
 }

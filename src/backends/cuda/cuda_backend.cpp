@@ -174,6 +174,8 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     }
     set_matvec_wide_warps(static_cast<int>(wide_warps));
     set_pdl_early_mask(static_cast<int>(env_int("UNICORN_CUDA_EARLY", 0, 0, 3)));
+    set_matvec_shape_trial(static_cast<int>(env_int("UNICORN_CUDA_O_WARPS", 0, 0, 4)),
+                           static_cast<int>(env_int("UNICORN_CUDA_WIDE_MINB", 0, 0, 3)));
     set_matvec_prefetch_blocks(env_int("UNICORN_CUDA_PREFETCH_BLOCKS", INT64_MAX, 0, INT64_MAX));
     return true;
   }();

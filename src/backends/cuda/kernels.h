@@ -44,6 +44,10 @@ int matvec_wide_warps();
 // Blocks of a one-token matvec grid that issue their first weight loads before pdl_wait() (all by
 // default; a measurement setting, UNICORN_CUDA_PREFETCH_BLOCKS).
 void set_matvec_prefetch_blocks(int64_t blocks);
+// Measurement settings: warps per 128-item Q4_0 row at one token (UNICORN_CUDA_O_WARPS, 0 = the
+// rule), and a 64-register cap for the 2-warp Q4_0 rows (UNICORN_CUDA_WIDE_MINB: bit 1 q/k/v,
+// bit 2 the GeGLU pair).
+void set_matvec_shape_trial(int o_warps, int wide_minb);
 // UNICORN_CUDA_EARLY (launch.cuh pdl_early_mask): which decode-step kernels trigger their dependent early.
 void set_pdl_early_mask(int mask);
 // The same for job.n (1..3) weights of one width on the same input, in one launch: of one type,

@@ -220,6 +220,7 @@ inline int group_warps(int64_t rows, int64_t items, bool wide, int wide_warps = 
 std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{false}, g_shared_act{true};
 std::atomic<int> g_wide_warps{2};
 std::atomic<int64_t> g_prefetch_blocks{INT64_MAX};
+std::atomic<int> g_o_warps{0}, g_wide_minb{0};  // measurement settings (set_matvec_shape_trial)
 
 // One token of Q4_0 (one format for every weight of the job): the rows that wide_warps applies to.
 template <class F, class F1, class F2, int NT>
@@ -272,8 +273,19 @@ auto pick_kernel(MatvecJob& job, int64_t items, bool one, bool split) {
   // row with six items in one pass (-0.5 % against 2 warps; with two per pass -0.7 % against 4),
   // 3 or 6 items per lane and pass of the 672-item down rows (-1.3 %, -0.7 %), and Q8_0 rows over
   // 2 warps (-1.2 %).
-  if constexpr (kWideQ4_0<F, F1, F2, NT>)
-    if (job.wpr == 2 && items > 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA>;
+  if constexpr (kWideQ4_0<F, F1, F2, NT>) {
+    if (job.wpr == 2 && items > 128) {
+      kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA>;
+      // Measurement: a register cap of 64 (8 blocks per SM instead of 7) for q/k/v (bit 1) or the
+      // GeGLU pair (bit 2).
+      if (g_wide_minb.load(std::memory_order_relaxed) & (GLU ? 2 : 1))
+        kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 8, SA>;
+    }
+    // Measurement: 128-item rows (27B's o) over one warp, each lane its 4 items in one pass.
+    // (A cap of 80 registers lets 6 blocks per SM run: 792 >= 672 blocks, one wave.)
+    if constexpr (!GLU)
+      if (job.wpr == 1 && items == 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 4, 6, SA>;
+  }
   return kernel;
 }
 
@@ -288,6 +300,8 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   const int64_t items = job.w[0].cols / F::kItem;
   const int wide_warps = kWideQ4_0<F, F1, F2, NT> ? g_wide_warps.load(std::memory_order_relaxed) : kWarps;
   job.wpr = group_warps(rows / R, items, kWideRows<F, NT>, wide_warps);
+  if constexpr (kWideQ4_0<F, F1, F2, NT> && !GLU)
+    if (const int o_warps = g_o_warps.load(std::memory_order_relaxed); o_warps > 0 && items == 128) job.wpr = o_warps;
   // One token of a format with a separate load and 2 rows per group (a GeGLU pair, or a pair of
   // rows of the 32-value formats): the rows share each activation load, or (shared_act off)
   // load it once per row.
@@ -394,6 +408,10 @@ void set_matvec_one_load(GgmlType t, bool on) {
 }
 void set_matvec_shared_act(bool on) { g_shared_act.store(on, std::memory_order_relaxed); }
 void set_matvec_wide_warps(int warps) { g_wide_warps.store(warps == 2 ? 2 : kWarps, std::memory_order_relaxed); }
+void set_matvec_shape_trial(int o_warps, int wide_minb) {
+  g_o_warps.store(o_warps == 1 || o_warps == 2 || o_warps == 4 ? o_warps : 0, std::memory_order_relaxed);
+  g_wide_minb.store(wide_minb, std::memory_order_relaxed);
+}
 void set_matvec_prefetch_blocks(int64_t blocks) { g_prefetch_blocks.store(blocks, std::memory_order_relaxed); }
 int matvec_wide_warps() { return g_wide_warps.load(std::memory_order_relaxed); }
 bool matvec_shared_act() { return g_shared_act.load(std::memory_order_relaxed); }

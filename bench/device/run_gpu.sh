@@ -77,8 +77,11 @@ if [ "${NCU:-0}" = 1 ]; then  # hardware counters of one decode step's kernels (
   echo "ncu rc=$?"; grep -E "^  [a-z_]+.*\(|Duration|DRAM Throughput|Memory Throughput|Achieved Occupancy|Registers Per" "$OUT/ncu.txt" | head -120
   # decode attention at depth 4096: skip the 8 prefill chunks' 496 attention launches
   timeout 240 ncu --clock-control none -k regex:'attention|merge' --launch-skip 496 -c 12 --section SpeedOfLight \
+    --section Occupancy --section LaunchStats --section WarpStateStats \
+    --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio' \
     $U bench --synthetic 27b --type q4_0 --device cuda -p 0 -n 1 -d 4096 -r 1 > "$OUT/ncu_depth.txt" 2>&1
-  grep -E "^  [a-z_]+.*\(|Duration|DRAM Throughput" "$OUT/ncu_depth.txt" | head -60
+  grep -E "^  [a-z_]+.*\(|Duration|DRAM Throughput|L2 Cache Throughput|Achieved Occupancy|Registers Per|Grid Size|Warp Cycles Per Issued|stalled_(long|lg|wait|math|mio|short|barrier|no_inst|not_sel|selected|imc|drain|branch|dispatch|membar)[a-z_]*_per_issue_active.ratio +[a-z]+ +[0-9.]*[1-9]" \
+    "$OUT/ncu_depth.txt" | head -150
 fi
 if [ "${MEMORY_4K:-0}" = 1 ]; then  # 27B Q4_0 at a 4K context with 64-token prompt batches (no cuBLAS scratch)
   timeout 120 $U bench --synthetic 27b --type q4_0 --device cuda -p 64 -n 16 -d 4032 -c 4096 -b 64 -r 1 2>&1 | tee -a "$OUT/bench.md"

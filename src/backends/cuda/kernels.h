@@ -150,6 +150,8 @@ struct AttentionShape {
 };
 
 bool attention_supports_head_dim(int64_t head_dim);
+// Measurement setting: cached keys per warp step in a loop of their own (0: one loop; 4 or 8).
+void set_attention_cached_keys(int keys);
 // out[T, nh*hd] from q[T, nh*hd] over the cache (k_cache/v_cache [n_seq, capacity, nkv*hd]) and
 // this batch's k, v [T, nkv*hd]. n_split > 1 splits each row's keys over blocks and needs
 // `partial` with T * n_heads * n_split * (head_dim + 2) floats; the kernel that merges the splits

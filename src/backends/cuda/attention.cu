@@ -8,7 +8,6 @@
 // one decoding token still spreads its keys over many blocks.
 #include <cuda_fp16.h>
 
-#include <atomic>
 #include <cmath>
 
 #include "backends/cuda/act_quant.cuh"
@@ -147,63 +146,6 @@ __device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRa
   }
 }
 
-// The K and V values of cached keys j0 .. j0 + KK - 1 (zero at and past j_end, which is at most
-// n_past): the ring only, so that the long loop over a context carries no normalization code.
-template <int D, bool F16, int KK>
-__device__ __forceinline__ void load_cached_step(int64_t j0, int64_t j_end, int64_t ring_lo, int64_t cache_seq,
-                                                 int64_t dim, int64_t kv_row, const void* k_cache, const void* v_cache,
-                                                 int64_t capacity, float (*kv)[D], float (*vv)[D]) {
-#pragma unroll
-  for (int u = 0; u < KK; ++u) {
-    const int64_t j = j0 + u;
-    if (j >= j_end) {
-#pragma unroll
-      for (int d = 0; d < D; ++d) kv[u][d] = vv[u][d] = 0.0f;
-    } else {
-      int64_t slot = ring_lo + j;  // j < n_past <= capacity
-      if (slot >= capacity) slot -= capacity;
-      load_cached<D, F16>(k_cache, (cache_seq + slot) * kv_row + dim, kv[u]);
-      load_cached<D, F16>(v_cache, (cache_seq + slot) * kv_row + dim, vv[u]);
-    }
-  }
-}
-
-// Folds keys j0 .. j0 + KK - 1 (those below j_end) into the warp's online softmax state (running
-// max m, sum l, weighted V acc): scores reduced across the warp, the state rescaled once per step.
-template <int D, int KK>
-__device__ __forceinline__ void fold_step(int64_t j0, int64_t j_end, const float* qv, const float (*kv)[D],
-                                          const float (*vv)[D], float scale, float& m, float& l, float* acc) {
-  float s[KK];
-#pragma unroll
-  for (int u = 0; u < KK; ++u) {
-    s[u] = 0.0f;
-#pragma unroll
-    for (int d = 0; d < D; ++d) s[u] += qv[d] * kv[u][d];
-  }
-#pragma unroll
-  for (int o = 16; o > 0; o /= 2)
-#pragma unroll
-    for (int u = 0; u < KK; ++u) s[u] += __shfl_xor_sync(0xFFFFFFFFu, s[u], o);
-  float m_new = m;
-#pragma unroll
-  for (int u = 0; u < KK; ++u) {
-    s[u] = j0 + u < j_end ? s[u] * scale : -INFINITY;
-    m_new = fmaxf(m_new, s[u]);
-  }
-  const float corr = expf(m - m_new);  // 0 on the first step (m = -inf)
-  l *= corr;
-#pragma unroll
-  for (int d = 0; d < D; ++d) acc[d] *= corr;
-#pragma unroll
-  for (int u = 0; u < KK; ++u) {
-    const float p = expf(s[u] - m_new);  // 0 for keys past the end
-    l += p;
-#pragma unroll
-    for (int d = 0; d < D; ++d) acc[d] += p * vv[u][d];
-  }
-  m = m_new;
-}
-
 // The cache row that batch row i's k, v go to (slot * row_values), or -1 where a later position
 // of the same chunk takes the ring slot (a chunk longer than the ring; the later one wins, as on
 // the CPU).
@@ -246,7 +188,6 @@ struct MergeExtras {
   int64_t n_kv_heads = 0, capacity = 0;
   int8_t* q8 = nullptr;
   float* ds = nullptr;
-  bool early = false;  // the short-context kernel triggers before it waits (pdl_enter(bool))
 };
 
 // Direct attention: the warp that normalized kv head kvh's key of token i (kn, D values per lane)
@@ -267,15 +208,12 @@ __device__ __forceinline__ void store_kv_head(const float* kn, const float* v, c
 // one split whose block also stores k, v and quantizes its output, MergeExtras e, so that no
 // merge runs; only for batches of one token per sequence, whose stores cannot hit a slot that
 // another block still reads).
-template <int D, bool F16, bool Fused, int W = kWarps, bool Direct = false, int KC = 0>
+template <int D, bool F16, bool Fused, int W = kWarps, bool Direct = false>
 __global__ void __launch_bounds__(W * 32)
     attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
               AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk, MergeExtras e) {
   constexpr int HD = 32 * D;
-  if constexpr (Direct)
-    pdl_enter(e.early);
-  else
-    pdl_enter();
+  pdl_enter();
   __shared__ float s_m[W], s_l[W];
   __shared__ float s_acc[W][HD];
   const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
@@ -311,29 +249,40 @@ __global__ void __launch_bounds__(W * 32)
   float m = -INFINITY, l = 0.0f, acc[D];
 #pragma unroll
   for (int d = 0; d < D; ++d) acc[d] = 0.0f;
-  if constexpr (KC > 0) {
-    // Cached keys first, KC per warp step (ring loads only), then this batch's keys (a decoding
-    // token: its own) with the normalizing step below, the warps taking them in turn again.
-    const int64_t cached_end = min(j_end, r.n_past);
-    for (int64_t j0 = j_begin + warp * KC; j0 < cached_end; j0 += W * KC) {
-      float kc[KC][D], vc[KC][D];
-      load_cached_step<D, F16, KC>(j0, cached_end, ring_lo, cache_seq, dim, kv_row, k_cache, v_cache, a.capacity, kc,
-                                   vc);
-      fold_step<D, KC>(j0, cached_end, qv, kc, vc, a.scale, m, l, acc);
+  // kKeys keys per warp per step: their loads are independent and all in flight at once, and
+  // the running state is rescaled once per step.
+  for (int64_t j0 = j_first; j0 < j_end; j0 += W * kKeys) {
+    load_step<D, F16, Fused>(j0, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, i, seq, a, qk, lane, kv,
+                             vv);
+    float s[kKeys];
+#pragma unroll
+    for (int u = 0; u < kKeys; ++u) {
+      s[u] = 0.0f;
+#pragma unroll
+      for (int d = 0; d < D; ++d) s[u] += qv[d] * kv[u][d];
     }
-    for (int64_t j0 = max(j_begin, r.n_past) + warp * kKeys; j0 < j_end; j0 += W * kKeys) {
-      load_step<D, F16, Fused>(j0, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, i, seq, a, qk, lane,
-                               kv, vv);
-      fold_step<D, kKeys>(j0, j_end, qv, kv, vv, a.scale, m, l, acc);
+#pragma unroll
+    for (int o = 16; o > 0; o /= 2)
+#pragma unroll
+      for (int u = 0; u < kKeys; ++u) s[u] += __shfl_xor_sync(0xFFFFFFFFu, s[u], o);
+    float m_new = m;
+#pragma unroll
+    for (int u = 0; u < kKeys; ++u) {
+      s[u] = j0 + u < j_end ? s[u] * a.scale : -INFINITY;
+      m_new = fmaxf(m_new, s[u]);
     }
-  } else {
-    // kKeys keys per warp per step: their loads are independent and all in flight at once, and
-    // the running state is rescaled once per step.
-    for (int64_t j0 = j_first; j0 < j_end; j0 += W * kKeys) {
-      load_step<D, F16, Fused>(j0, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, i, seq, a, qk, lane,
-                               kv, vv);
-      fold_step<D, kKeys>(j0, j_end, qv, kv, vv, a.scale, m, l, acc);
+    const float corr = expf(m - m_new);  // 0 on the first step (m = -inf)
+    l *= corr;
+#pragma unroll
+    for (int d = 0; d < D; ++d) acc[d] *= corr;
+#pragma unroll
+    for (int u = 0; u < kKeys; ++u) {
+      const float p = expf(s[u] - m_new);  // 0 for keys past the end
+      l += p;
+#pragma unroll
+      for (int d = 0; d < D; ++d) acc[d] += p * vv[u][d];
     }
+    m = m_new;
   }
   if (lane == 0) {
     s_m[warp] = m;
@@ -442,10 +391,6 @@ __global__ void kv_store(const float* k, const float* v, void* k_cache, void* v_
   store_kv_columns<F16>(k, v, k_cache, v_cache, b, blockIdx.x, row, capacity, 0, row);
 }
 
-// Measurement setting (UNICORN_CUDA_ATTN_CACHED_KEYS): 0, the one loop over every key; 4 or 8, the
-// fused f16 split kernel scores cached keys in a loop of their own, that many per warp step.
-std::atomic<int> g_cached_keys{0};
-
 template <int D>
 void launch_d(const float* q, const float* k, const float* v, const void* kc, const void* vc, const AttentionBatch& b,
               const AttentionShape& a, int n_split, float* partial, float* out, const QkNormRope& qk,
@@ -463,12 +408,7 @@ void launch_d(const float* q, const float* k, const float* v, const void* kc, co
       launch(attention<D, false, true, kShortWarps, true>, grid, short_block, 0, s, q, k, v, kc, vc, b, a, partial, out,
              qk, e);
   } else if (qk.q_w) {
-    const int cached_keys = g_cached_keys.load(std::memory_order_relaxed);
-    if (a.kv_f16 && cached_keys == 4)
-      launch(attention<D, true, true, kWarps, false, 4>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
-    else if (a.kv_f16 && cached_keys == 8)
-      launch(attention<D, true, true, kWarps, false, 8>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
-    else if (a.kv_f16)
+    if (a.kv_f16)
       launch(attention<D, true, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
     else
       launch(attention<D, false, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
@@ -480,8 +420,6 @@ void launch_d(const float* q, const float* k, const float* v, const void* kc, co
 }
 
 }  // namespace
-
-void set_attention_cached_keys(int keys) { g_cached_keys.store(keys == 4 || keys == 8 ? keys : 0); }
 
 bool attention_supports_head_dim(int64_t hd) { return hd == 32 || hd == 64 || hd == 128 || hd == 256; }
 
@@ -495,7 +433,6 @@ cudaError_t launch_attention(const float* q, const float* k, const float* v, con
   MergeExtras e;
   e.k = qk.q_w ? qk.k_out : k, e.v = v, e.k_cache = store_k_cache, e.v_cache = store_v_cache, e.b = b;
   e.n_kv_heads = a.n_kv_heads, e.capacity = a.capacity, e.q8 = q8, e.ds = ds;
-  e.early = (pdl_early_mask() & 2) != 0;
   // One split with a store or a quantized copy asked for: the short-context kernel does both.
   const bool direct = n_split == 1 && (store_k_cache || q8);
   if (direct && !qk.q_w) return cudaErrorInvalidValue;

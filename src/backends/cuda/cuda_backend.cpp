@@ -110,12 +110,6 @@ void cuda_short_attention_keys(Backend& backend, int64_t n) {
   as_cuda(backend, "cuda_short_attention_keys").short_attention_keys(n);
 }
 
-void cuda_attention_cached_keys(Backend& backend, int keys) {
-  if (keys != 0 && keys != 4 && keys != 8) fail("cuda_attention_cached_keys: 0, 4 or 8, not {}", keys);
-  (void)as_cuda(backend, "cuda_attention_cached_keys");
-  cuda::set_attention_cached_keys(keys);
-}
-
 void cuda_force_tiled_prompt_attention(Backend& backend, bool on) {
   as_cuda(backend, "cuda_force_tiled_prompt_attention").force_tiled_prompt_attention(on);
 }
@@ -179,10 +173,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
       wide_warps = 2;
     }
     set_matvec_wide_warps(static_cast<int>(wide_warps));
-    set_attention_cached_keys(static_cast<int>(env_int("UNICORN_CUDA_ATTN_CACHED_KEYS", 0, 0, 8)));
-    set_pdl_early_mask(static_cast<int>(env_int("UNICORN_CUDA_EARLY", 0, 0, 3)));
-    set_matvec_shape_trial(static_cast<int>(env_int("UNICORN_CUDA_O_WARPS", 0, 0, 4)),
-                           static_cast<int>(env_int("UNICORN_CUDA_WIDE_MINB", 0, 0, 3)));
+    set_matvec_o_warps(static_cast<int>(env_int("UNICORN_CUDA_O_WARPS", 0, 0, 4)));
     set_matvec_prefetch_blocks(env_int("UNICORN_CUDA_PREFETCH_BLOCKS", INT64_MAX, 0, INT64_MAX));
     return true;
   }();

@@ -46,11 +46,6 @@ void cuda_attention_splits(Backend& cuda_backend, int64_t min_keys, int64_t bloc
 // (UNICORN_CUDA_SHORT_KEYS), 0 never.
 void cuda_short_attention_keys(Backend& cuda_backend, int64_t n);
 
-// Tests and measurements: the fused f16 split attention scores cached keys in a loop of their own,
-// `keys` (4 or 8) per warp step; 0 (the default; UNICORN_CUDA_ATTN_CACHED_KEYS) keeps one loop.
-// Process-wide: it applies to every CUDA backend.
-void cuda_attention_cached_keys(Backend& cuda_backend, int keys);
-
 // Tests: make a CUDA backend take the tiled prompt attention for every batch of 32+ tokens.
 void cuda_force_tiled_prompt_attention(Backend& cuda_backend, bool on);
 

@@ -50,9 +50,8 @@ struct MatvecJob {
   int64_t first_block[4] = {0, 0, 0, 0};  // grid blocks of weight i: [first_block[i], first_block[i+1])
   int n = 0;
   int wpr = 1;  // warps per row
+  // Blocks [0, prefetch_blocks) load their first weights before pdl_wait(), the rest after it.
   int64_t prefetch_blocks = INT64_MAX;
-  bool early_trigger = false;  // trigger the dependent at the start of each block (measurement)  // blocks [0, this)
-                               // load weights before pdl_wait(); the rest after it
 };
 
 }  // namespace unicorn::cuda

@@ -44,12 +44,9 @@ int matvec_wide_warps();
 // Blocks of a one-token matvec grid that issue their first weight loads before pdl_wait() (all by
 // default; a measurement setting, UNICORN_CUDA_PREFETCH_BLOCKS).
 void set_matvec_prefetch_blocks(int64_t blocks);
-// Measurement settings: warps per 128-item Q4_0 row at one token (UNICORN_CUDA_O_WARPS, 0 = the
-// rule), and a 64-register cap for the 2-warp Q4_0 rows (UNICORN_CUDA_WIDE_MINB: bit 1 q/k/v,
-// bit 2 the GeGLU pair).
-void set_matvec_shape_trial(int o_warps, int wide_minb);
-// UNICORN_CUDA_EARLY (launch.cuh pdl_early_mask): which decode-step kernels trigger their dependent early.
-void set_pdl_early_mask(int mask);
+// Measurement setting: warps per 128-item Q4_0 row at one token (27B's o; UNICORN_CUDA_O_WARPS,
+// 0 = the rule).
+void set_matvec_o_warps(int warps);
 // The same for job.n (1..3) weights of one width on the same input, in one launch: of one type,
 // or a K-quant mix of q, k, v (Q4_K/Q5_K/Q6_K as in q4_mix, Q4_K/Q4_K/Q6_K, Q5_K/Q5_K/Q6_K), as
 // matvec_multi_supports says.
@@ -150,8 +147,6 @@ struct AttentionShape {
 };
 
 bool attention_supports_head_dim(int64_t head_dim);
-// Measurement setting: cached keys per warp step in a loop of their own (0: one loop; 4 or 8).
-void set_attention_cached_keys(int keys);
 // out[T, nh*hd] from q[T, nh*hd] over the cache (k_cache/v_cache [n_seq, capacity, nkv*hd]) and
 // this batch's k, v [T, nkv*hd]. n_split > 1 splits each row's keys over blocks and needs
 // `partial` with T * n_heads * n_split * (head_dim + 2) floats; the kernel that merges the splits

@@ -1,4 +1,3 @@
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -11,12 +10,7 @@ namespace {
 // pdl_trigger() were compiled in (they are for sm_90 and later only).
 __global__ void pdl_probe() {}
 
-std::atomic<int> g_early{0};
-
 }  // namespace
-
-int pdl_early_mask() { return g_early.load(std::memory_order_relaxed); }
-void set_pdl_early_mask(int mask) { g_early.store(mask, std::memory_order_relaxed); }
 
 bool pdl_enabled() {
   static const bool on = [] {

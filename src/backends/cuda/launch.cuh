@@ -36,19 +36,6 @@ __device__ __forceinline__ void pdl_enter() {
   pdl_trigger();
 }
 
-// pdl_enter() that triggers before waiting when `early` (UNICORN_CUDA_EARLY bit 2, a measurement
-// setting): the decode step's small kernels (add_norm, the attention, quantize).
-__device__ __forceinline__ void pdl_enter(bool early) {
-  if (early) pdl_trigger();
-  pdl_wait();
-  if (!early) pdl_trigger();
-}
-
-// UNICORN_CUDA_EARLY (measurement): bit 1, the one-token matvec triggers its dependent at the start
-// of each block instead of the end; bit 2, the small kernels above trigger before they wait.
-int pdl_early_mask();
-void set_pdl_early_mask(int mask);
-
 // Loads of data that an earlier kernel on the stream wrote (activations), after pdl_wait(). Never
 // __ldg (ld.global.nc) for those: ptxas takes a non-coherent load as a read of memory that stays
 // constant while the kernel runs, and may schedule it above griddepcontrol.wait. SASS of a

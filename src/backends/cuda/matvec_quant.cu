@@ -82,7 +82,6 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
   // Weights do not depend on the previous kernel: formats with a Raw load issue their first pass
   // of weight loads before pdl_wait(), so the loads of the blocks scheduled early (PDL) overlap
   // the previous kernel's tail. Everything else (activations, stores) comes after the wait.
-  if (job.early_trigger) pdl_trigger();
   bool waited = !HasRaw<F> || static_cast<int64_t>(blockIdx.x) >= job.prefetch_blocks;
   if (waited) pdl_wait();
   const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
@@ -220,7 +219,7 @@ inline int group_warps(int64_t rows, int64_t items, bool wide, int wide_warps = 
 std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{false}, g_shared_act{true};
 std::atomic<int> g_wide_warps{2};
 std::atomic<int64_t> g_prefetch_blocks{INT64_MAX};
-std::atomic<int> g_o_warps{0}, g_wide_minb{0};  // measurement settings (set_matvec_shape_trial)
+std::atomic<int> g_o_warps{0};  // a measurement setting (set_matvec_o_warps)
 
 // One token of Q4_0 (one format for every weight of the job): the rows that wide_warps applies to.
 template <class F, class F1, class F2, int NT>
@@ -274,13 +273,7 @@ auto pick_kernel(MatvecJob& job, int64_t items, bool one, bool split) {
   // 3 or 6 items per lane and pass of the 672-item down rows (-1.3 %, -0.7 %), and Q8_0 rows over
   // 2 warps (-1.2 %).
   if constexpr (kWideQ4_0<F, F1, F2, NT>) {
-    if (job.wpr == 2 && items > 128) {
-      kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA>;
-      // Measurement: a register cap of 64 (8 blocks per SM instead of 7) for q/k/v (bit 1) or the
-      // GeGLU pair (bit 2).
-      if (g_wide_minb.load(std::memory_order_relaxed) & (GLU ? 2 : 1))
-        kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 8, SA>;
-    }
+    if (job.wpr == 2 && items > 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA>;
     // Measurement: 128-item rows (27B's o) over one warp, each lane its 4 items in one pass.
     // (A cap of 80 registers lets 6 blocks per SM run: 792 >= 672 blocks, one wave.)
     if constexpr (!GLU)
@@ -322,7 +315,6 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   for (int i = n; i < 4; ++i) job.first_block[i] = blocks;
   job.n = n;
   job.prefetch_blocks = g_prefetch_blocks.load(std::memory_order_relaxed);
-  job.early_trigger = NT == 1 && (pdl_early_mask() & 1) != 0;
   const dim3 grid(static_cast<unsigned>(blocks)), block(kWarps * 32);
   launch(kernel, grid, block, 0, s, job, x, T);
 }
@@ -408,9 +400,8 @@ void set_matvec_one_load(GgmlType t, bool on) {
 }
 void set_matvec_shared_act(bool on) { g_shared_act.store(on, std::memory_order_relaxed); }
 void set_matvec_wide_warps(int warps) { g_wide_warps.store(warps == 2 ? 2 : kWarps, std::memory_order_relaxed); }
-void set_matvec_shape_trial(int o_warps, int wide_minb) {
-  g_o_warps.store(o_warps == 1 || o_warps == 2 || o_warps == 4 ? o_warps : 0, std::memory_order_relaxed);
-  g_wide_minb.store(wide_minb, std::memory_order_relaxed);
+void set_matvec_o_warps(int warps) {
+  g_o_warps.store(warps == 1 || warps == 2 || warps == 4 ? warps : 0, std::memory_order_relaxed);
 }
 void set_matvec_prefetch_blocks(int64_t blocks) { g_prefetch_blocks.store(blocks, std::memory_order_relaxed); }
 int matvec_wide_warps() { return g_wide_warps.load(std::memory_order_relaxed); }

@@ -113,6 +113,16 @@ class MatvecSwitches {
     (void)warps;
 #endif
   }
+  // Warps per 128-item Q4_0 row pair at one token (0: the general rule).
+  void o_warps(int warps) {
+#ifdef UNICORN_HAVE_CUDA
+    const int was = cuda::matvec_o_warps();
+    undo_.push_back([was] { cuda::set_matvec_o_warps(was); });
+    cuda::set_matvec_o_warps(warps);
+#else
+    (void)warps;
+#endif
+  }
 
  private:
   void set(bool was, bool on, void (*setter)(bool)) {
@@ -712,7 +722,9 @@ TEST_F(CudaOps, Q4_0RowsGiveTheSameResultsOverTwoOrFourWarps) {
   // matvec with a partly empty last block, a q/k/v launch whose blocks meet at the weights'
   // boundaries and a GeGLU pair; both against the CPU too. Fewer warps per row apply only where
   // warps_per_row does not ask for more (48 warps per SM): 2 warps need 48 rows per SM (24 row
-  // pairs; 6,336 rows on an H100's 132 SMs), so the row counts follow the device's SMs.
+  // pairs; 6,336 rows on an H100's 132 SMs), so the row counts follow the device's SMs. The
+  // 4096-wide rows that are not a GeGLU pair take one warp per row pair by default (o_warps 1,
+  // four items per lane): they run that way too, against both.
   Rng rng(32);
   std::vector<std::unique_ptr<HostWeight>> all;  // alive: no host address comes back for another weight
   for (const int64_t in : {int64_t{5376}, int64_t{4096}}) {
@@ -729,9 +741,10 @@ TEST_F(CudaOps, Q4_0RowsGiveTheSameResultsOverTwoOrFourWarps) {
     }
     for (const HostWeight* h : keep) gpu->load_weight(h->t);
     const std::vector<float> x = random_floats(static_cast<size_t>(in), rng);
-    auto run = [&](Backend& b, int warps) {
+    auto run = [&](Backend& b, int warps, int o_warps = 0) {
       MatvecSwitches switches;
       switches.wide_warps(warps);
+      switches.o_warps(o_warps);
       Act xa = upload(b, x, 1, in), y = b.alloc(1, r), q = b.alloc(1, r + 3), k = b.alloc(1, half),
           v = b.alloc(1, half), gate = b.alloc(1, r), up = b.alloc(1, r);
       b.matmul(keep[0]->t, xa, y);
@@ -742,9 +755,10 @@ TEST_F(CudaOps, Q4_0RowsGiveTheSameResultsOverTwoOrFourWarps) {
       return std::vector<std::vector<float>>{to_host(b, y), to_host(b, q), to_host(b, k), to_host(b, v),
                                              to_host(b, gate)};
     };
-    const auto two = run(*gpu, 2), four = run(*gpu, 4), cpu_out = run(*cpu, 4);
+    const auto two = run(*gpu, 2), four = run(*gpu, 4), one = run(*gpu, 2, 1), cpu_out = run(*cpu, 4);
     for (size_t j = 0; j < two.size(); ++j) {
       EXPECT_LE(nmse(two[j], four[j]), 1e-10) << "in " << in << ", output " << j;
+      EXPECT_LE(nmse(one[j], four[j]), 1e-10) << "in " << in << ", output " << j << ", one warp per row pair";
       EXPECT_LE(nmse(two[j], cpu_out[j]), 5e-4) << "in " << in << ", output " << j;
     }
   }

@@ -173,7 +173,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
       wide_warps = 2;
     }
     set_matvec_wide_warps(static_cast<int>(wide_warps));
-    set_matvec_o_warps(static_cast<int>(env_int("UNICORN_CUDA_O_WARPS", 0, 0, 4)));
+    set_matvec_o_warps(static_cast<int>(env_int("UNICORN_CUDA_O_WARPS", 1, 0, 4)));
     set_matvec_prefetch_blocks(env_int("UNICORN_CUDA_PREFETCH_BLOCKS", INT64_MAX, 0, INT64_MAX));
     return true;
   }();

@@ -44,9 +44,10 @@ int matvec_wide_warps();
 // Blocks of a one-token matvec grid that issue their first weight loads before pdl_wait() (all by
 // default; a measurement setting, UNICORN_CUDA_PREFETCH_BLOCKS).
 void set_matvec_prefetch_blocks(int64_t blocks);
-// Measurement setting: warps per 128-item Q4_0 row at one token (27B's o; UNICORN_CUDA_O_WARPS,
-// 0 = the rule).
+// Warps per 128-item Q4_0 row pair at one token (12B's and 27B's o; not a GeGLU pair): 1 by
+// default, 2 or 4 as measurement settings, 0 the general rule (group_warps) (UNICORN_CUDA_O_WARPS).
 void set_matvec_o_warps(int warps);
+int matvec_o_warps();
 // The same for job.n (1..3) weights of one width on the same input, in one launch: of one type,
 // or a K-quant mix of q, k, v (Q4_K/Q5_K/Q6_K as in q4_mix, Q4_K/Q4_K/Q6_K, Q5_K/Q5_K/Q6_K), as
 // matvec_multi_supports says.

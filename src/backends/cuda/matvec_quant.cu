@@ -219,7 +219,7 @@ inline int group_warps(int64_t rows, int64_t items, bool wide, int wide_warps = 
 std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{false}, g_shared_act{true};
 std::atomic<int> g_wide_warps{2};
 std::atomic<int64_t> g_prefetch_blocks{INT64_MAX};
-std::atomic<int> g_o_warps{0};  // a measurement setting (set_matvec_o_warps)
+std::atomic<int> g_o_warps{1};  // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
 
 // One token of Q4_0 (one format for every weight of the job): the rows that wide_warps applies to.
 template <class F, class F1, class F2, int NT>
@@ -274,8 +274,11 @@ auto pick_kernel(MatvecJob& job, int64_t items, bool one, bool split) {
   // 2 warps (-1.2 %).
   if constexpr (kWideQ4_0<F, F1, F2, NT>) {
     if (job.wpr == 2 && items > 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA>;
-    // Measurement: 128-item rows (27B's o) over one warp, each lane its 4 items in one pass.
-    // (A cap of 80 registers lets 6 blocks per SM run: 792 >= 672 blocks, one wave.)
+    // 128-item rows (4096-wide inputs: the o projection of 12B and 27B) over one warp per row pair,
+    // each lane its 4 items in one pass, under a cap of 80 registers: 27B's o is then 672 blocks,
+    // one wave at 6 blocks per SM, instead of 2,688 blocks of 2 rows over 4 warps (2.55 waves at 8
+    // per SM). NOTES.md session 12, H100, 27B Q4_0 tg128 +0.5 % (five alternations); 2 warps per
+    // row (1.27 waves) was noise.
     if constexpr (!GLU)
       if (job.wpr == 1 && items == 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 4, 6, SA>;
   }
@@ -293,6 +296,7 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   const int64_t items = job.w[0].cols / F::kItem;
   const int wide_warps = kWideQ4_0<F, F1, F2, NT> ? g_wide_warps.load(std::memory_order_relaxed) : kWarps;
   job.wpr = group_warps(rows / R, items, kWideRows<F, NT>, wide_warps);
+  // 128-item Q4_0 rows (not a GeGLU pair): o_warps per row pair, whatever warps_per_row asks.
   if constexpr (kWideQ4_0<F, F1, F2, NT> && !GLU)
     if (const int o_warps = g_o_warps.load(std::memory_order_relaxed); o_warps > 0 && items == 128) job.wpr = o_warps;
   // One token of a format with a separate load and 2 rows per group (a GeGLU pair, or a pair of
@@ -403,6 +407,7 @@ void set_matvec_wide_warps(int warps) { g_wide_warps.store(warps == 2 ? 2 : kWar
 void set_matvec_o_warps(int warps) {
   g_o_warps.store(warps == 1 || warps == 2 || warps == 4 ? warps : 0, std::memory_order_relaxed);
 }
+int matvec_o_warps() { return g_o_warps.load(std::memory_order_relaxed); }
 void set_matvec_prefetch_blocks(int64_t blocks) { g_prefetch_blocks.store(blocks, std::memory_order_relaxed); }
 int matvec_wide_warps() { return g_wide_warps.load(std::memory_order_relaxed); }
 bool matvec_shared_act() { return g_shared_act.load(std::memory_order_relaxed); }

@@ -277,8 +277,8 @@ auto pick_kernel(MatvecJob& job, int64_t items, bool one, bool split) {
     // 128-item rows (4096-wide inputs: the o projection of 12B and 27B) over one warp per row pair,
     // each lane its 4 items in one pass, under a cap of 80 registers: 27B's o is then 672 blocks,
     // one wave at 6 blocks per SM, instead of 2,688 blocks of 2 rows over 4 warps (2.55 waves at 8
-    // per SM). NOTES.md session 12, H100, 27B Q4_0 tg128 +0.5 % (five alternations); 2 warps per
-    // row (1.27 waves) was noise.
+    // per SM). NOTES.md session 12, H100, 27B Q4_0 tg128 +0.3 % (seven alternations, five of them
+    // ahead; a weak gain); 2 warps per row (1.27 waves) was noise.
     if constexpr (!GLU)
       if (job.wpr == 1 && items == 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 4, 6, SA>;
   }

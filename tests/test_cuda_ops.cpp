@@ -16,6 +16,7 @@
 #include <map>
 #include <thread>
 #include <tuple>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -106,9 +107,7 @@ class MatvecSwitches {
   // Warps per Q4_0 row of 128-192 items at one token (2 or 4).
   void wide_warps(int warps) {
 #ifdef UNICORN_HAVE_CUDA
-    const int was = cuda::matvec_wide_warps();
-    undo_.push_back([was] { cuda::set_matvec_wide_warps(was); });
-    cuda::set_matvec_wide_warps(warps);
+    set(cuda::matvec_wide_warps(), warps, [](int v) { cuda::set_matvec_wide_warps(v); });
 #else
     (void)warps;
 #endif
@@ -116,16 +115,16 @@ class MatvecSwitches {
   // Warps per 128-item Q4_0 row pair at one token (0: the general rule).
   void o_warps(int warps) {
 #ifdef UNICORN_HAVE_CUDA
-    const int was = cuda::matvec_o_warps();
-    undo_.push_back([was] { cuda::set_matvec_o_warps(was); });
-    cuda::set_matvec_o_warps(warps);
+    set(cuda::matvec_o_warps(), warps, [](int v) { cuda::set_matvec_o_warps(v); });
 #else
     (void)warps;
 #endif
   }
 
  private:
-  void set(bool was, bool on, void (*setter)(bool)) {
+  // Sets a switch to `on` now and back to `was` when the scope ends.
+  template <class T>
+  void set(T was, T on, std::type_identity_t<void (*)(T)> setter) {
     undo_.push_back([setter, was] { setter(was); });
     setter(on);
   }

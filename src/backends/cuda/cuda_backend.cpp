@@ -173,7 +173,12 @@ CudaBackend::CudaBackend(int device) : device_(device) {
       wide_warps = 2;
     }
     set_matvec_wide_warps(static_cast<int>(wide_warps));
-    set_matvec_o_warps(static_cast<int>(env_int("UNICORN_CUDA_O_WARPS", 1, 0, 4)));
+    int64_t o_warps = env_int("UNICORN_CUDA_O_WARPS", 1, 0, 4);
+    if (o_warps == 3) {  // a measurement setting: say that it was not taken
+      fmt::print(stderr, "UNICORN_CUDA_O_WARPS=3: 0 (the general rule), 1, 2 or 4 warps; using 1\n");
+      o_warps = 1;
+    }
+    set_matvec_o_warps(static_cast<int>(o_warps));
     set_matvec_prefetch_blocks(env_int("UNICORN_CUDA_PREFETCH_BLOCKS", INT64_MAX, 0, INT64_MAX));
     return true;
   }();

@@ -8,7 +8,9 @@
 // one decoding token still spreads its keys over many blocks.
 #include <cuda_fp16.h>
 
+#include <atomic>
 #include <cmath>
+#include <type_traits>
 
 #include "backends/cuda/act_quant.cuh"
 #include "backends/cuda/kernels.h"
@@ -146,6 +148,79 @@ __device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRa
   }
 }
 
+// D consecutive f16 values of one lane as loaded (8, 4, 2 or 1 halves in one access), kept raw
+// until used so that the next step's loads cost few registers (the pipelined key loop).
+template <int D>
+struct RawF16 {
+  using Word = std::conditional_t<D == 8, uint4,
+                                  std::conditional_t<D == 4, uint2, std::conditional_t<D == 2, uint32_t, uint16_t>>>;
+  Word w;
+};
+template <int D>
+__device__ __forceinline__ RawF16<D> load_raw_f16(const __half* p) {
+  return {*reinterpret_cast<const typename RawF16<D>::Word*>(p)};
+}
+template <int D>
+__device__ __forceinline__ void raw_to_float(const RawF16<D>& r, float* v) {
+  const __half* h = reinterpret_cast<const __half*>(&r.w);
+#pragma unroll
+  for (int d = 0; d < D; ++d) v[d] = __half2float(h[d]);
+}
+
+// Issues the f16 K and V loads of cached keys j0 .. j0 + KK - 1 below j_end (<= n_past).
+template <int D, int KK>
+__device__ __forceinline__ void issue_cached_step(int64_t j0, int64_t j_end, int64_t ring_lo, int64_t cache_seq,
+                                                  int64_t dim, int64_t kv_row, const void* k_cache, const void* v_cache,
+                                                  int64_t capacity, RawF16<D>* rk, RawF16<D>* rv) {
+#pragma unroll
+  for (int u = 0; u < KK; ++u) {
+    const int64_t j = j0 + u;
+    if (j < j_end) {
+      int64_t slot = ring_lo + j;  // j < n_past <= capacity
+      if (slot >= capacity) slot -= capacity;
+      const int64_t off = (cache_seq + slot) * kv_row + dim;
+      rk[u] = load_raw_f16<D>(static_cast<const __half*>(k_cache) + off);
+      rv[u] = load_raw_f16<D>(static_cast<const __half*>(v_cache) + off);
+    }
+  }
+}
+
+// Folds keys j0 .. j0 + KK - 1 (those below j_end) into the warp's online softmax state (running
+// max m, sum l, weighted V acc): scores reduced across the warp, the state rescaled once per step.
+template <int D, int KK>
+__device__ __forceinline__ void fold_step(int64_t j0, int64_t j_end, const float* qv, const float (*kv)[D],
+                                          const float (*vv)[D], float scale, float& m, float& l, float* acc) {
+  float s[KK];
+#pragma unroll
+  for (int u = 0; u < KK; ++u) {
+    s[u] = 0.0f;
+#pragma unroll
+    for (int d = 0; d < D; ++d) s[u] += qv[d] * kv[u][d];
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2)
+#pragma unroll
+    for (int u = 0; u < KK; ++u) s[u] += __shfl_xor_sync(0xFFFFFFFFu, s[u], o);
+  float m_new = m;
+#pragma unroll
+  for (int u = 0; u < KK; ++u) {
+    s[u] = j0 + u < j_end ? s[u] * scale : -INFINITY;
+    m_new = fmaxf(m_new, s[u]);
+  }
+  const float corr = expf(m - m_new);  // 0 on the first step (m = -inf)
+  l *= corr;
+#pragma unroll
+  for (int d = 0; d < D; ++d) acc[d] *= corr;
+#pragma unroll
+  for (int u = 0; u < KK; ++u) {
+    const float p = expf(s[u] - m_new);  // 0 for keys past the end
+    l += p;
+#pragma unroll
+    for (int d = 0; d < D; ++d) acc[d] += p * vv[u][d];
+  }
+  m = m_new;
+}
+
 // The cache row that batch row i's k, v go to (slot * row_values), or -1 where a later position
 // of the same chunk takes the ring slot (a chunk longer than the ring; the later one wins, as on
 // the CPU).
@@ -208,8 +283,8 @@ __device__ __forceinline__ void store_kv_head(const float* kn, const float* v, c
 // one split whose block also stores k, v and quantizes its output, MergeExtras e, so that no
 // merge runs; only for batches of one token per sequence, whose stores cannot hit a slot that
 // another block still reads).
-template <int D, bool F16, bool Fused, int W = kWarps, bool Direct = false>
-__global__ void __launch_bounds__(W * 32)
+template <int D, bool F16, bool Fused, int W = kWarps, bool Direct = false, bool Pipelined = false>
+__global__ void __launch_bounds__(W * 32, Pipelined && D <= 4 ? 4 : 0)
     attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
               AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk, MergeExtras e) {
   constexpr int HD = 32 * D;
@@ -249,40 +324,46 @@ __global__ void __launch_bounds__(W * 32)
   float m = -INFINITY, l = 0.0f, acc[D];
 #pragma unroll
   for (int d = 0; d < D; ++d) acc[d] = 0.0f;
-  // kKeys keys per warp per step: their loads are independent and all in flight at once, and
-  // the running state is rescaled once per step.
-  for (int64_t j0 = j_first; j0 < j_end; j0 += W * kKeys) {
-    load_step<D, F16, Fused>(j0, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, i, seq, a, qk, lane, kv,
-                             vv);
-    float s[kKeys];
+  if constexpr (Pipelined) {
+    // f16 caches: the cached keys first, the loads of a warp's next step issued before the
+    // current step's math (raw halves, few registers), then this batch's keys (a decoding
+    // token: its own) with the normalizing step below, the warps taking them in turn again.
+    const int64_t cached_end = min(j_end, r.n_past);
+    RawF16<D> rk[kKeys], rv[kKeys];
+    int64_t j0 = j_begin + warp * kKeys;
+    if (j0 < cached_end)
+      issue_cached_step<D, kKeys>(j0, cached_end, ring_lo, cache_seq, dim, kv_row, k_cache, v_cache, a.capacity, rk,
+                                  rv);
+    for (; j0 < cached_end; j0 += W * kKeys) {
 #pragma unroll
-    for (int u = 0; u < kKeys; ++u) {
-      s[u] = 0.0f;
+      for (int u = 0; u < kKeys; ++u) {
+        if (j0 + u < cached_end) {
+          raw_to_float<D>(rk[u], kv[u]);
+          raw_to_float<D>(rv[u], vv[u]);
+        } else {
 #pragma unroll
-      for (int d = 0; d < D; ++d) s[u] += qv[d] * kv[u][d];
+          for (int d = 0; d < D; ++d) kv[u][d] = vv[u][d] = 0.0f;
+        }
+      }
+      const int64_t next = j0 + W * kKeys;
+      if (next < cached_end)
+        issue_cached_step<D, kKeys>(next, cached_end, ring_lo, cache_seq, dim, kv_row, k_cache, v_cache, a.capacity, rk,
+                                    rv);
+      fold_step<D, kKeys>(j0, cached_end, qv, kv, vv, a.scale, m, l, acc);
     }
-#pragma unroll
-    for (int o = 16; o > 0; o /= 2)
-#pragma unroll
-      for (int u = 0; u < kKeys; ++u) s[u] += __shfl_xor_sync(0xFFFFFFFFu, s[u], o);
-    float m_new = m;
-#pragma unroll
-    for (int u = 0; u < kKeys; ++u) {
-      s[u] = j0 + u < j_end ? s[u] * a.scale : -INFINITY;
-      m_new = fmaxf(m_new, s[u]);
+    for (int64_t jb = max(j_begin, r.n_past) + warp * kKeys; jb < j_end; jb += W * kKeys) {
+      load_step<D, F16, Fused>(jb, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, i, seq, a, qk, lane,
+                               kv, vv);
+      fold_step<D, kKeys>(jb, j_end, qv, kv, vv, a.scale, m, l, acc);
     }
-    const float corr = expf(m - m_new);  // 0 on the first step (m = -inf)
-    l *= corr;
-#pragma unroll
-    for (int d = 0; d < D; ++d) acc[d] *= corr;
-#pragma unroll
-    for (int u = 0; u < kKeys; ++u) {
-      const float p = expf(s[u] - m_new);  // 0 for keys past the end
-      l += p;
-#pragma unroll
-      for (int d = 0; d < D; ++d) acc[d] += p * vv[u][d];
+  } else {
+    // kKeys keys per warp per step: their loads are independent and all in flight at once, and
+    // the running state is rescaled once per step.
+    for (int64_t j0 = j_first; j0 < j_end; j0 += W * kKeys) {
+      load_step<D, F16, Fused>(j0, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, i, seq, a, qk, lane,
+                               kv, vv);
+      fold_step<D, kKeys>(j0, j_end, qv, kv, vv, a.scale, m, l, acc);
     }
-    m = m_new;
   }
   if (lane == 0) {
     s_m[warp] = m;
@@ -391,6 +472,10 @@ __global__ void kv_store(const float* k, const float* v, void* k_cache, void* v_
   store_kv_columns<F16>(k, v, k_cache, v_cache, b, blockIdx.x, row, capacity, 0, row);
 }
 
+// Measurement setting (UNICORN_CUDA_ATTN_PIPELINE): the fused f16 split kernel scores the cached
+// keys in a loop of their own that issues a warp's next step of loads before the current math.
+std::atomic<bool> g_pipelined{false};
+
 template <int D>
 void launch_d(const float* q, const float* k, const float* v, const void* kc, const void* vc, const AttentionBatch& b,
               const AttentionShape& a, int n_split, float* partial, float* out, const QkNormRope& qk,
@@ -408,7 +493,10 @@ void launch_d(const float* q, const float* k, const float* v, const void* kc, co
       launch(attention<D, false, true, kShortWarps, true>, grid, short_block, 0, s, q, k, v, kc, vc, b, a, partial, out,
              qk, e);
   } else if (qk.q_w) {
-    if (a.kv_f16)
+    if (a.kv_f16 && g_pipelined.load(std::memory_order_relaxed))
+      launch(attention<D, true, true, kWarps, false, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk,
+             e);
+    else if (a.kv_f16)
       launch(attention<D, true, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
     else
       launch(attention<D, false, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
@@ -420,6 +508,8 @@ void launch_d(const float* q, const float* k, const float* v, const void* kc, co
 }
 
 }  // namespace
+
+void set_attention_pipelined(bool on) { g_pipelined.store(on); }
 
 bool attention_supports_head_dim(int64_t hd) { return hd == 32 || hd == 64 || hd == 128 || hd == 256; }
 

@@ -46,6 +46,11 @@ void cuda_attention_splits(Backend& cuda_backend, int64_t min_keys, int64_t bloc
 // (UNICORN_CUDA_SHORT_KEYS), 0 never.
 void cuda_short_attention_keys(Backend& cuda_backend, int64_t n);
 
+// Tests and measurements: the fused f16 split attention scores the cached keys in a loop of their
+// own that issues each warp's next loads before the current step's math (off by default;
+// UNICORN_CUDA_ATTN_PIPELINE). Process-wide: it applies to every CUDA backend.
+void cuda_attention_pipelined(Backend& cuda_backend, bool on);
+
 // Tests: make a CUDA backend take the tiled prompt attention for every batch of 32+ tokens.
 void cuda_force_tiled_prompt_attention(Backend& cuda_backend, bool on);
 

@@ -116,8 +116,8 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
       {{4, 1, 256, 512, 512, GgmlType::F32}, 20, 10000.0f, 1.0f},
   };
   Rng rng(5150);
-  // Without the short kernel, also with the cached keys' loads pipelined.
-  const std::pair<int64_t, bool> settings[] = {{128, false}, {0, false}, {0, true}};
+  // Without the short kernel, with and without the cached keys' loads pipelined (the default).
+  const std::pair<int64_t, bool> settings[] = {{128, true}, {0, false}, {0, true}};
   for (const auto& [short_keys, pipelined] : settings)
     for (const Case& c : cases) {
       // Norm weights of the stored form (1 + w), each kept alive while the backend holds it.
@@ -138,7 +138,7 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
           << " short keys " << short_keys << (pipelined ? " pipelined" : "");
     }
 #ifdef UNICORN_HAVE_CUDA
-  cuda_attention_pipelined(*gpu, false);
+  cuda_attention_pipelined(*gpu, true);  // the default
 #endif
 }
 
@@ -191,13 +191,13 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
   gpu->load_weight(wk);
   const QkNorms norms{&wq, &wk, 10000.0f, 1.0f};
   EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 1100, 3, &norms), 1e-5) << "fused QK-norm, wrapped";
-  {  // the cached keys' loads pipelined: a wrapped ring and a long global cache
-    cuda_attention_pipelined(*gpu, true);
-    EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 1100, 3, &norms), 1e-5) << "pipelined";
+  for (const bool pipelined : {true, false}) {  // a wrapped ring and a long global cache, both loops
+    cuda_attention_pipelined(*gpu, pipelined);
+    EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 1100, 3, &norms), 1e-5) << "pipelined " << pipelined;
     const AttnCase global{32, 16, 128, 0, 2048, GgmlType::F16};
-    EXPECT_LE(attention_schedule(*gpu, *cpu, global, 1500, 3, &norms), 1e-5) << "pipelined";
-    cuda_attention_pipelined(*gpu, false);
+    EXPECT_LE(attention_schedule(*gpu, *cpu, global, 1500, 3, &norms), 1e-5) << "pipelined " << pipelined;
   }
+  cuda_attention_pipelined(*gpu, true);  // the default
   // 47 splits: the merge's three chunks of 16, the last one partly empty.
   const AttnCase f32_cache{8, 4, 64, 0, 3000, GgmlType::F32};
   EXPECT_LE(attention_schedule(*gpu, *cpu, f32_cache, 700, 3), 1e-7) << "f32 cache, 47 splits";

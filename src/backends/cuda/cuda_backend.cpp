@@ -184,7 +184,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
       o_warps = 1;
     }
     set_matvec_o_warps(static_cast<int>(o_warps));
-    set_attention_pipelined(env_switch("UNICORN_CUDA_ATTN_PIPELINE", false));
+    set_attention_pipelined(env_switch("UNICORN_CUDA_ATTN_PIPELINE", true));
     set_matvec_prefetch_blocks(env_int("UNICORN_CUDA_PREFETCH_BLOCKS", INT64_MAX, 0, INT64_MAX));
     return true;
   }();

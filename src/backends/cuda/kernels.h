@@ -148,7 +148,7 @@ struct AttentionShape {
 };
 
 bool attention_supports_head_dim(int64_t head_dim);
-// Measurement setting: the fused f16 split attention pipelines its cached-key loads (off by default).
+// The fused f16 split attention pipelines its cached-key loads (on by default).
 void set_attention_pipelined(bool on);
 // out[T, nh*hd] from q[T, nh*hd] over the cache (k_cache/v_cache [n_seq, capacity, nkv*hd]) and
 // this batch's k, v [T, nkv*hd]. n_split > 1 splits each row's keys over blocks and needs

@@ -116,9 +116,9 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
       {{4, 1, 256, 512, 512, GgmlType::F32}, 20, 10000.0f, 1.0f},
   };
   Rng rng(5150);
-  // Without the short kernel, with the cached keys' loads 0, 1 (the default) or 2 steps ahead.
-  const std::pair<int64_t, int> settings[] = {{128, 1}, {0, 0}, {0, 1}, {0, 2}};
-  for (const auto& [short_keys, ahead] : settings)
+  // Without the short kernel, with and without the cached keys' loads pipelined (the default).
+  const std::pair<int64_t, bool> settings[] = {{128, true}, {0, false}, {0, true}};
+  for (const auto& [short_keys, pipelined] : settings)
     for (const Case& c : cases) {
       // Norm weights of the stored form (1 + w), each kept alive while the backend holds it.
       const std::vector<float> qn = stored_norm(c.attn.hd, rng), kn = stored_norm(c.attn.hd, rng);
@@ -127,7 +127,7 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
 #ifdef UNICORN_HAVE_CUDA
       cuda_fuse_qk_attention(*gpu, true);
       cuda_short_attention_keys(*gpu, short_keys);
-      cuda_attention_pipelined(*gpu, ahead);
+      cuda_attention_pipelined(*gpu, pipelined);
 #endif
       gpu->load_weight(wq);
       gpu->load_weight(wk);
@@ -135,10 +135,10 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
       const double limit = c.attn.kv_type == GgmlType::F16 ? 1e-5 : 1e-7;
       EXPECT_LE(attention_schedule(*gpu, *cpu, c.attn, c.prompt, 30, &norms), limit)
           << c.attn.heads << "/" << c.attn.kv_heads << " hd " << c.attn.hd << " window " << c.attn.window
-          << " short keys " << short_keys << ", loads " << ahead << " steps ahead";
+          << " short keys " << short_keys << (pipelined ? " pipelined" : "");
     }
 #ifdef UNICORN_HAVE_CUDA
-  cuda_attention_pipelined(*gpu, 1);  // the default
+  cuda_attention_pipelined(*gpu, true);  // the default
 #endif
 }
 
@@ -191,13 +191,13 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
   gpu->load_weight(wk);
   const QkNorms norms{&wq, &wk, 10000.0f, 1.0f};
   EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 1100, 3, &norms), 1e-5) << "fused QK-norm, wrapped";
-  for (const int ahead : {0, 1, 2}) {  // a wrapped ring and a long global cache, every key loop
-    cuda_attention_pipelined(*gpu, ahead);
-    EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 1100, 3, &norms), 1e-5) << ahead << " steps ahead";
+  for (const bool pipelined : {true, false}) {  // a wrapped ring and a long global cache, both loops
+    cuda_attention_pipelined(*gpu, pipelined);
+    EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 1100, 3, &norms), 1e-5) << "pipelined " << pipelined;
     const AttnCase global{32, 16, 128, 0, 2048, GgmlType::F16};
-    EXPECT_LE(attention_schedule(*gpu, *cpu, global, 1500, 3, &norms), 1e-5) << ahead << " steps ahead";
+    EXPECT_LE(attention_schedule(*gpu, *cpu, global, 1500, 3, &norms), 1e-5) << "pipelined " << pipelined;
   }
-  cuda_attention_pipelined(*gpu, 1);  // the default
+  cuda_attention_pipelined(*gpu, true);  // the default
   // 47 splits: the merge's three chunks of 16, the last one partly empty.
   const AttnCase f32_cache{8, 4, 64, 0, 3000, GgmlType::F32};
   EXPECT_LE(attention_schedule(*gpu, *cpu, f32_cache, 700, 3), 1e-7) << "f32 cache, 47 splits";

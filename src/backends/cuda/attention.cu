@@ -185,17 +185,6 @@ __device__ __forceinline__ void issue_cached_step(int64_t j0, int64_t j_end, int
   }
 }
 
-// issue_cached_step for a step that may lie past j_end: keys at or past it hold zeros.
-template <int D, int KK>
-__device__ __forceinline__ void issue_or_zero(int64_t j0, int64_t j_end, int64_t ring_lo, int64_t cache_seq,
-                                              int64_t dim, int64_t kv_row, const void* k_cache, const void* v_cache,
-                                              int64_t capacity, RawF16<D>* rk, RawF16<D>* rv) {
-#pragma unroll
-  for (int u = 0; u < KK; ++u)
-    if (j0 + u >= j_end) rk[u].w = rv[u].w = typename RawF16<D>::Word{};
-  issue_cached_step<D, KK>(j0, j_end, ring_lo, cache_seq, dim, kv_row, k_cache, v_cache, capacity, rk, rv);
-}
-
 // Folds keys j0 .. j0 + KK - 1 (those below j_end) into the warp's online softmax state (running
 // max m, sum l, weighted V acc): scores reduced across the warp, the state rescaled once per step.
 template <int D, int KK>
@@ -228,45 +217,6 @@ __device__ __forceinline__ void fold_step(int64_t j0, int64_t j_end, const float
     l += p;
 #pragma unroll
     for (int d = 0; d < D; ++d) acc[d] += p * vv[u][d];
-  }
-  m = m_new;
-}
-
-// fold_step on raw f16 keys and values (zeros past j_end), each converted where it is used.
-template <int D, int KK>
-__device__ __forceinline__ void fold_raw(int64_t j0, int64_t j_end, const float* qv, const RawF16<D>* rk,
-                                         const RawF16<D>* rv, float scale, float& m, float& l, float* acc) {
-  float s[KK];
-#pragma unroll
-  for (int u = 0; u < KK; ++u) {
-    float kf[D];
-    raw_to_float<D>(rk[u], kf);
-    s[u] = 0.0f;
-#pragma unroll
-    for (int d = 0; d < D; ++d) s[u] += qv[d] * kf[d];
-  }
-#pragma unroll
-  for (int o = 16; o > 0; o /= 2)
-#pragma unroll
-    for (int u = 0; u < KK; ++u) s[u] += __shfl_xor_sync(0xFFFFFFFFu, s[u], o);
-  float m_new = m;
-#pragma unroll
-  for (int u = 0; u < KK; ++u) {
-    s[u] = j0 + u < j_end ? s[u] * scale : -INFINITY;
-    m_new = fmaxf(m_new, s[u]);
-  }
-  const float corr = expf(m - m_new);  // 0 on the first step (m = -inf)
-  l *= corr;
-#pragma unroll
-  for (int d = 0; d < D; ++d) acc[d] *= corr;
-#pragma unroll
-  for (int u = 0; u < KK; ++u) {
-    const float p = expf(s[u] - m_new);  // 0 for keys past the end
-    l += p;
-    float vf[D];
-    raw_to_float<D>(rv[u], vf);
-#pragma unroll
-    for (int d = 0; d < D; ++d) acc[d] += p * vf[d];
   }
   m = m_new;
 }
@@ -333,8 +283,8 @@ __device__ __forceinline__ void store_kv_head(const float* kn, const float* v, c
 // one split whose block also stores k, v and quantizes its output, MergeExtras e, so that no
 // merge runs; only for batches of one token per sequence, whose stores cannot hit a slot that
 // another block still reads).
-template <int D, bool F16, bool Fused, int W = kWarps, bool Direct = false, int Ahead = 0>
-__global__ void __launch_bounds__(W * 32, Ahead > 0 && D <= 4 ? 4 : 0)
+template <int D, bool F16, bool Fused, int W = kWarps, bool Direct = false, bool Pipelined = false>
+__global__ void __launch_bounds__(W * 32, Pipelined&& D <= 4 ? 4 : 0)
     attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
               AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk, MergeExtras e) {
   constexpr int HD = 32 * D;
@@ -374,7 +324,7 @@ __global__ void __launch_bounds__(W * 32, Ahead > 0 && D <= 4 ? 4 : 0)
   float m = -INFINITY, l = 0.0f, acc[D];
 #pragma unroll
   for (int d = 0; d < D; ++d) acc[d] = 0.0f;
-  if constexpr (Ahead == 1) {
+  if constexpr (Pipelined) {
     // f16 caches: the cached keys first, the loads of a warp's next step issued before the
     // current step's math (raw halves, few registers), then this batch's keys (a decoding
     // token: its own) with the normalizing step below, the warps taking them in turn again.
@@ -405,36 +355,6 @@ __global__ void __launch_bounds__(W * 32, Ahead > 0 && D <= 4 ? 4 : 0)
       load_step<D, F16, Fused>(jb, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, i, seq, a, qk, lane,
                                kv, vv);
       fold_step<D, kKeys>(jb, j_end, qv, kv, vv, a.scale, m, l, acc);
-    }
-  } else if constexpr (Ahead == 2) {
-    // Two steps ahead: this batch's keys first (their loop's state is dead before the long one),
-    // then the cached keys from three rotating raw buffers, each step's math running while the
-    // next two steps' loads are in flight.
-    for (int64_t jb = max(j_begin, r.n_past) + warp * kKeys; jb < j_end; jb += W * kKeys) {
-      load_step<D, F16, Fused>(jb, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, i, seq, a, qk, lane,
-                               kv, vv);
-      fold_step<D, kKeys>(jb, j_end, qv, kv, vv, a.scale, m, l, acc);
-    }
-    const int64_t cached_end = min(j_end, r.n_past), S = W * kKeys;
-    RawF16<D> k0[kKeys], v0[kKeys], k1[kKeys], v1[kKeys], k2[kKeys], v2[kKeys];
-    int64_t j0 = j_begin + warp * kKeys;
-    auto issue = [&](int64_t js, RawF16<D>* rk, RawF16<D>* rv) {
-      issue_or_zero<D, kKeys>(js, cached_end, ring_lo, cache_seq, dim, kv_row, k_cache, v_cache, a.capacity, rk, rv);
-    };
-    issue(j0, k0, v0);
-    issue(j0 + S, k1, v1);
-    while (j0 < cached_end) {
-      issue(j0 + 2 * S, k2, v2);
-      fold_raw<D, kKeys>(j0, cached_end, qv, k0, v0, a.scale, m, l, acc);
-      j0 += S;
-      if (j0 >= cached_end) break;
-      issue(j0 + 2 * S, k0, v0);
-      fold_raw<D, kKeys>(j0, cached_end, qv, k1, v1, a.scale, m, l, acc);
-      j0 += S;
-      if (j0 >= cached_end) break;
-      issue(j0 + 2 * S, k1, v1);
-      fold_raw<D, kKeys>(j0, cached_end, qv, k2, v2, a.scale, m, l, acc);
-      j0 += S;
     }
   } else {
     // kKeys keys per warp per step: their loads are independent and all in flight at once, and
@@ -555,7 +475,7 @@ __global__ void kv_store(const float* k, const float* v, void* k_cache, void* v_
 // The fused f16 split kernel scores the cached keys in a loop of their own that issues a warp's
 // next step of loads before the current step's math (NOTES.md session 12, H100, 27B Q4_0 tg64 at
 // depth 4096: 134.1 against 127.5 tok/s, +5.2 %). UNICORN_CUDA_ATTN_PIPELINE=0 turns it off.
-std::atomic<int> g_ahead{1};  // steps of loads ahead: 0 (one loop), 1, 2 (measurement)
+std::atomic<bool> g_pipelined{true};
 
 template <int D>
 void launch_d(const float* q, const float* k, const float* v, const void* kc, const void* vc, const AttentionBatch& b,
@@ -574,11 +494,9 @@ void launch_d(const float* q, const float* k, const float* v, const void* kc, co
       launch(attention<D, false, true, kShortWarps, true>, grid, short_block, 0, s, q, k, v, kc, vc, b, a, partial, out,
              qk, e);
   } else if (qk.q_w) {
-    const int ahead = g_ahead.load(std::memory_order_relaxed);
-    if (a.kv_f16 && ahead == 1)
-      launch(attention<D, true, true, kWarps, false, 1>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
-    else if (a.kv_f16 && ahead == 2)
-      launch(attention<D, true, true, kWarps, false, 2>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
+    if (a.kv_f16 && g_pipelined.load(std::memory_order_relaxed))
+      launch(attention<D, true, true, kWarps, false, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk,
+             e);
     else if (a.kv_f16)
       launch(attention<D, true, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
     else
@@ -592,7 +510,7 @@ void launch_d(const float* q, const float* k, const float* v, const void* kc, co
 
 }  // namespace
 
-void set_attention_pipelined(int ahead) { g_ahead.store(ahead == 0 || ahead == 2 ? ahead : 1); }
+void set_attention_pipelined(bool on) { g_pipelined.store(on); }
 
 bool attention_supports_head_dim(int64_t hd) { return hd == 32 || hd == 64 || hd == 128 || hd == 256; }
 

@@ -110,10 +110,9 @@ void cuda_short_attention_keys(Backend& backend, int64_t n) {
   as_cuda(backend, "cuda_short_attention_keys").short_attention_keys(n);
 }
 
-void cuda_attention_pipelined(Backend& backend, int ahead) {
-  if (ahead < 0 || ahead > 2) fail("cuda_attention_pipelined: 0, 1 or 2 steps ahead, not {}", ahead);
+void cuda_attention_pipelined(Backend& backend, bool on) {
   (void)as_cuda(backend, "cuda_attention_pipelined");
-  cuda::set_attention_pipelined(ahead);
+  cuda::set_attention_pipelined(on);
 }
 
 void cuda_force_tiled_prompt_attention(Backend& backend, bool on) {
@@ -185,7 +184,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
       o_warps = 1;
     }
     set_matvec_o_warps(static_cast<int>(o_warps));
-    set_attention_pipelined(static_cast<int>(env_int("UNICORN_CUDA_ATTN_PIPELINE", 1, 0, 2)));
+    set_attention_pipelined(env_switch("UNICORN_CUDA_ATTN_PIPELINE", true));
     set_matvec_prefetch_blocks(env_int("UNICORN_CUDA_PREFETCH_BLOCKS", INT64_MAX, 0, INT64_MAX));
     return true;
   }();

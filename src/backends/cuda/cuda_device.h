@@ -47,9 +47,9 @@ void cuda_attention_splits(Backend& cuda_backend, int64_t min_keys, int64_t bloc
 void cuda_short_attention_keys(Backend& cuda_backend, int64_t n);
 
 // Tests and measurements: the fused f16 split attention scores the cached keys in a loop of their
-// own that issues each warp's loads `ahead` steps (1, the default, or 2) before their math; 0 keeps
-// one loop over every key (UNICORN_CUDA_ATTN_PIPELINE). Process-wide: every CUDA backend.
-void cuda_attention_pipelined(Backend& cuda_backend, int ahead);
+// own that issues each warp's next loads before the current step's math (on by default;
+// UNICORN_CUDA_ATTN_PIPELINE=0 turns it off). Process-wide: it applies to every CUDA backend.
+void cuda_attention_pipelined(Backend& cuda_backend, bool on);
 
 // Tests: make a CUDA backend take the tiled prompt attention for every batch of 32+ tokens.
 void cuda_force_tiled_prompt_attention(Backend& cuda_backend, bool on);

@@ -148,9 +148,8 @@ struct AttentionShape {
 };
 
 bool attention_supports_head_dim(int64_t head_dim);
-// Steps of cached-key loads the fused f16 split attention issues ahead of its math: 1 (the
-// default), 0 (one loop), 2 (a measurement setting).
-void set_attention_pipelined(int ahead);
+// The fused f16 split attention pipelines its cached-key loads (on by default).
+void set_attention_pipelined(bool on);
 // out[T, nh*hd] from q[T, nh*hd] over the cache (k_cache/v_cache [n_seq, capacity, nkv*hd]) and
 // this batch's k, v [T, nkv*hd]. n_split > 1 splits each row's keys over blocks and needs
 // `partial` with T * n_heads * n_split * (head_dim + 2) floats; the kernel that merges the splits

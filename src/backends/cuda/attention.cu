@@ -118,6 +118,15 @@ __device__ __forceinline__ void norm_rope_warp(float* v, const float* w, float e
   }
 }
 
+// Where this lane's values of cached key j (j < n_past <= capacity) sit in the K and V caches:
+// position lo + j is in ring slot (ring_lo + j) % capacity of the sequence's ring.
+__device__ __forceinline__ int64_t cached_offset(int64_t j, int64_t ring_lo, int64_t cache_seq, int64_t kv_row,
+                                                 int64_t dim, int64_t capacity) {
+  int64_t slot = ring_lo + j;
+  if (slot >= capacity) slot -= capacity;
+  return (cache_seq + slot) * kv_row + dim;
+}
+
 // The K and V values of keys j0 .. j0 + kKeys - 1 of this lane (zero past j_end): cached ones
 // from the ring, this batch's own from k and v (normalized and rotated first with Fused).
 template <int D, bool F16, bool Fused>
@@ -135,10 +144,9 @@ __device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRa
 #pragma unroll
       for (int d = 0; d < D; ++d) kv[u][d] = vv[u][d] = 0.0f;
     } else if (j < r.n_past) {
-      int64_t slot = ring_lo + j;  // j < n_past <= capacity
-      if (slot >= a.capacity) slot -= a.capacity;
-      load_cached<D, F16>(k_cache, (cache_seq + slot) * kv_row + dim, kv[u]);
-      load_cached<D, F16>(v_cache, (cache_seq + slot) * kv_row + dim, vv[u]);
+      const int64_t off = cached_offset(j, ring_lo, cache_seq, kv_row, dim, a.capacity);
+      load_cached<D, F16>(k_cache, off, kv[u]);
+      load_cached<D, F16>(v_cache, off, vv[u]);
     } else {
       // The token's own key is its own row (a decoding token's only batch key): no lookup.
       const int64_t pj = r.first_new + (j - r.n_past);
@@ -178,9 +186,7 @@ __device__ __forceinline__ void issue_cached_step(int64_t j0, int64_t j_end, int
   for (int u = 0; u < KK; ++u) {
     const int64_t j = j0 + u;
     if (j < j_end) {
-      int64_t slot = ring_lo + j;  // j < n_past <= capacity
-      if (slot >= capacity) slot -= capacity;
-      const int64_t off = (cache_seq + slot) * kv_row + dim;
+      const int64_t off = cached_offset(j, ring_lo, cache_seq, kv_row, dim, capacity);
       rk[u] = load_raw_f16<D>(static_cast<const __half*>(k_cache) + off);
       rv[u] = load_raw_f16<D>(static_cast<const __half*>(v_cache) + off);
     }
@@ -332,7 +338,7 @@ __global__ void __launch_bounds__(W * 32, Pipelined&& D <= 4 ? 4 : 0)
     // token: its own) with the normalizing step below, the warps taking them in turn again.
     const int64_t cached_end = min(j_end, r.n_past);
     RawF16<D> rk[kKeys], rv[kKeys];
-    int64_t j0 = j_begin + warp * kKeys;
+    int64_t j0 = j_first;
     if (j0 < cached_end)
       issue_cached_step<D, kKeys>(j0, cached_end, ring_lo, cache_seq, dim, kv_row, k_cache, v_cache, a.capacity, rk,
                                   rv);

@@ -172,18 +172,15 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     set_matvec_one_load(GgmlType::Q4_K, env_switch("UNICORN_CUDA_ONE_LOAD_Q4K", true));
     set_matvec_one_load(GgmlType::Q6_K, env_switch("UNICORN_CUDA_ONE_LOAD_Q6K", false));
     set_matvec_shared_act(env_switch("UNICORN_CUDA_SHARED_ACT", true));
-    int64_t wide_warps = env_int("UNICORN_CUDA_WIDE_WARPS", 2, 2, 4);
-    if (wide_warps == 3) {  // a measurement setting: say that it was not taken
-      fmt::print(stderr, "UNICORN_CUDA_WIDE_WARPS=3: 2 or 4 warps per row; using 2\n");
-      wide_warps = 2;
-    }
-    set_matvec_wide_warps(static_cast<int>(wide_warps));
-    int64_t o_warps = env_int("UNICORN_CUDA_O_WARPS", 1, 0, 4);
-    if (o_warps == 3) {  // a measurement setting: say that it was not taken
-      fmt::print(stderr, "UNICORN_CUDA_O_WARPS=3: 0 (the general rule), 1, 2 or 4 warps; using 1\n");
-      o_warps = 1;
-    }
-    set_matvec_o_warps(static_cast<int>(o_warps));
+    // Warps per row: lo .. 4, but not 3 (a measurement setting: say that it was not taken).
+    const auto env_warps = [](const char* name, int fallback, int lo) {
+      const int64_t w = env_int(name, fallback, lo, 4);
+      if (w != 3) return static_cast<int>(w);
+      fmt::print(stderr, "{}=3: {} to 4 warps but not 3; using {}\n", name, lo, fallback);
+      return fallback;
+    };
+    set_matvec_wide_warps(env_warps("UNICORN_CUDA_WIDE_WARPS", 2, 2));
+    set_matvec_o_warps(env_warps("UNICORN_CUDA_O_WARPS", 1, 0));
     set_attention_pipelined(env_switch("UNICORN_CUDA_ATTN_PIPELINE", true));
     set_matvec_prefetch_blocks(env_int("UNICORN_CUDA_PREFETCH_BLOCKS", INT64_MAX, 0, INT64_MAX));
     return true;

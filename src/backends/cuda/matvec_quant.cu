@@ -210,7 +210,10 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) matvec_quant(MatvecJob job,
 // wide_warps (Q4_0 only; 2 by default, 4 a measurement setting): rows of 128 to 192 items
 // (4096- and 5376-wide inputs) take that many warps instead of 4, so a block holds more rows and
 // bytes (launch_nt gives each lane all of its items in one pass).
-inline int group_warps(int64_t rows, int64_t items, bool wide, int wide_warps = kWarps) {
+// o_warps (Q4_0 rows that are not a GeGLU pair; 1 by default, 0 none): rows of exactly 128 items
+// take that many warps, whatever warps_per_row asks (see pick_kernel).
+inline int group_warps(int64_t rows, int64_t items, bool wide, int wide_warps = kWarps, int o_warps = 0) {
+  if (wide && items == 128 && o_warps > 0) return o_warps;
   int wpr = !wide ? 1 : (items >= 128 ? 4 : (items >= 64 ? 2 : 1));
   if (wide && items >= 128 && items <= 192) wpr = std::min(wpr, wide_warps);
   return std::max(wpr, warps_per_row(rows, kWarps));
@@ -295,10 +298,8 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   static_assert(F::kItem == F1::kItem && F::kItem == F2::kItem);
   const int64_t items = job.w[0].cols / F::kItem;
   const int wide_warps = kWideQ4_0<F, F1, F2, NT> ? g_wide_warps.load(std::memory_order_relaxed) : kWarps;
-  job.wpr = group_warps(rows / R, items, kWideRows<F, NT>, wide_warps);
-  // 128-item Q4_0 rows (not a GeGLU pair): o_warps per row pair, whatever warps_per_row asks.
-  if constexpr (kWideQ4_0<F, F1, F2, NT> && !GLU)
-    if (const int o_warps = g_o_warps.load(std::memory_order_relaxed); o_warps > 0 && items == 128) job.wpr = o_warps;
+  const int o_warps = kWideQ4_0<F, F1, F2, NT> && !GLU ? g_o_warps.load(std::memory_order_relaxed) : 0;
+  job.wpr = group_warps(rows / R, items, kWideRows<F, NT>, wide_warps, o_warps);
   // One token of a format with a separate load and 2 rows per group (a GeGLU pair, or a pair of
   // rows of the 32-value formats): the rows share each activation load, or (shared_act off)
   // load it once per row.

@@ -26,15 +26,24 @@ inline std::vector<float> read_f32(const std::string& path) {
   return v;
 }
 
-// ‖a − ref‖₂ / ‖ref‖₂
-inline double rel_error(std::span<const float> a, std::span<const float> ref) {
-  double num = 0, den = 0;
+// ‖a − ref‖₂² and ‖ref‖₂², summed in double.
+struct ErrorEnergy {
+  double err = 0, ref = 0;
+};
+inline ErrorEnergy error_energy(std::span<const float> a, std::span<const float> ref) {
+  ErrorEnergy e;
   for (size_t i = 0; i < ref.size(); ++i) {
     const double d = static_cast<double>(a[i]) - ref[i];
-    num += d * d;
-    den += static_cast<double>(ref[i]) * ref[i];
+    e.err += d * d;
+    e.ref += static_cast<double>(ref[i]) * ref[i];
   }
-  return std::sqrt(num / den);
+  return e;
+}
+
+// ‖a − ref‖₂ / ‖ref‖₂
+inline double rel_error(std::span<const float> a, std::span<const float> ref) {
+  const ErrorEnergy e = error_energy(a, ref);
+  return std::sqrt(e.err / e.ref);
 }
 
 inline int64_t argmax(std::span<const float> v) {

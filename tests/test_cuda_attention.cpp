@@ -116,9 +116,15 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
       {{4, 1, 256, 512, 512, GgmlType::F32}, 20, 10000.0f, 1.0f},
   };
   Rng rng(5150);
-  // Without the short kernel, with and without the cached keys' loads pipelined (the default).
-  const std::pair<int64_t, bool> settings[] = {{128, true}, {0, false}, {0, true}};
-  for (const auto& [short_keys, pipelined] : settings)
+  // Without the short kernel: the split kernel on tensor cores where it fits (the default: f16
+  // caches of 128-wide heads with splits), and the SIMT one with and without the cached keys'
+  // loads pipelined.
+  struct Setting {
+    int64_t short_keys;
+    bool pipelined, mma;
+  };
+  const Setting settings[] = {{128, true, true}, {0, false, false}, {0, true, false}, {0, true, true}};
+  for (const auto& [short_keys, pipelined, mma] : settings)
     for (const Case& c : cases) {
       // Norm weights of the stored form (1 + w), each kept alive while the backend holds it.
       const std::vector<float> qn = stored_norm(c.attn.hd, rng), kn = stored_norm(c.attn.hd, rng);
@@ -128,6 +134,7 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
       cuda_fuse_qk_attention(*gpu, true);
       cuda_short_attention_keys(*gpu, short_keys);
       cuda_attention_pipelined(*gpu, pipelined);
+      cuda_attention_mma_decode(*gpu, mma);
 #endif
       gpu->load_weight(wq);
       gpu->load_weight(wk);
@@ -135,10 +142,11 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
       const double limit = c.attn.kv_type == GgmlType::F16 ? 1e-5 : 1e-7;
       EXPECT_LE(attention_schedule(*gpu, *cpu, c.attn, c.prompt, 30, &norms), limit)
           << c.attn.heads << "/" << c.attn.kv_heads << " hd " << c.attn.hd << " window " << c.attn.window
-          << " short keys " << short_keys << (pipelined ? " pipelined" : "");
+          << " short keys " << short_keys << (pipelined ? " pipelined" : "") << (mma ? " tensor cores" : "");
     }
 #ifdef UNICORN_HAVE_CUDA
-  cuda_attention_pipelined(*gpu, true);  // the default
+  cuda_attention_pipelined(*gpu, true);  // the defaults
+  cuda_attention_mma_decode(*gpu, true);
 #endif
 }
 
@@ -191,13 +199,20 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
   gpu->load_weight(wk);
   const QkNorms norms{&wq, &wk, 10000.0f, 1.0f};
   EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 1100, 3, &norms), 1e-5) << "fused QK-norm, wrapped";
-  for (const bool pipelined : {true, false}) {  // a wrapped ring and a long global cache, both loops
+  // A wrapped ring and a long global cache: the tensor-core split kernel (27B's 2 query heads per kv
+  // head, and 4 with 8 kv heads), then both SIMT loops.
+  for (const auto& [pipelined, mma] : {std::pair{true, true}, {true, false}, {false, false}}) {
     cuda_attention_pipelined(*gpu, pipelined);
-    EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 1100, 3, &norms), 1e-5) << "pipelined " << pipelined;
+    cuda_attention_mma_decode(*gpu, mma);
+    const std::string what = std::string(mma ? "tensor cores" : "SIMT") + (pipelined ? ", pipelined" : "");
+    EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 1100, 3, &norms), 1e-5) << what;
     const AttnCase global{32, 16, 128, 0, 2048, GgmlType::F16};
-    EXPECT_LE(attention_schedule(*gpu, *cpu, global, 1500, 3, &norms), 1e-5) << "pipelined " << pipelined;
+    EXPECT_LE(attention_schedule(*gpu, *cpu, global, 1500, 3, &norms), 1e-5) << what;
+    const AttnCase group4{32, 8, 128, 1024, 1024, GgmlType::F16};
+    EXPECT_LE(attention_schedule(*gpu, *cpu, group4, 1100, 3, &norms), 1e-5) << what << ", 4 heads per kv head";
   }
-  cuda_attention_pipelined(*gpu, true);  // the default
+  cuda_attention_pipelined(*gpu, true);  // the defaults
+  cuda_attention_mma_decode(*gpu, true);
   // 47 splits: the merge's three chunks of 16, the last one partly empty.
   const AttnCase f32_cache{8, 4, 64, 0, 3000, GgmlType::F32};
   EXPECT_LE(attention_schedule(*gpu, *cpu, f32_cache, 700, 3), 1e-7) << "f32 cache, 47 splits";

@@ -15,148 +15,15 @@
 #include <type_traits>
 
 #include "backends/cuda/act_quant.cuh"
+#include "backends/cuda/attention_decode.cuh"
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launch.cuh"
-#include "backends/cuda/rope.cuh"
 
 namespace unicorn::cuda {
 namespace {
 
 constexpr int kWarps = 4;
 constexpr int kShortWarps = 16;  // the short-context kernel's warps: 64 keys per step
-constexpr int kKeys = 4;         // keys a warp scores per step
-
-// D consecutive values per lane, loaded with the widest aligned accesses (D * 4 or D * 2 bytes).
-template <int D>
-__device__ __forceinline__ void load_f32(const float* p, float* v) {
-  if constexpr (D % 4 == 0) {
-#pragma unroll
-    for (int i = 0; i < D; i += 4) {
-      const float4 a = *reinterpret_cast<const float4*>(p + i);
-      v[i] = a.x, v[i + 1] = a.y, v[i + 2] = a.z, v[i + 3] = a.w;
-    }
-  } else {
-#pragma unroll
-    for (int i = 0; i < D; ++i) v[i] = p[i];
-  }
-}
-
-template <int D>
-__device__ __forceinline__ void load_f16(const __half* p, float* v) {
-  if constexpr (D % 2 == 0) {
-    __half2 h[D / 2];
-    if constexpr (D == 8) {
-      *reinterpret_cast<uint4*>(h) = *reinterpret_cast<const uint4*>(p);
-    } else if constexpr (D == 4) {
-      *reinterpret_cast<uint2*>(h) = *reinterpret_cast<const uint2*>(p);
-    } else {
-      h[0] = *reinterpret_cast<const __half2*>(p);
-    }
-#pragma unroll
-    for (int i = 0; i < D / 2; ++i) {
-      const float2 f = __half22float2(h[i]);
-      v[2 * i] = f.x, v[2 * i + 1] = f.y;
-    }
-  } else {
-#pragma unroll
-    for (int i = 0; i < D; ++i) v[i] = __half2float(p[i]);
-  }
-}
-
-template <int D, bool F16>
-__device__ __forceinline__ void load_cached(const void* base, int64_t off, float* v) {
-  if constexpr (F16) {
-    load_f16<D>(static_cast<const __half*>(base) + off, v);
-  } else {
-    load_f32<D>(static_cast<const float*>(base) + off, v);
-  }
-}
-
-struct KeyRange {
-  int64_t lo, n_past, n, first_new;  // n_past cached keys from lo, then batch keys from first_new
-  int64_t pos, past;                 // the token's position and its slot's cached length
-};
-
-// From the token's own metadata (tok_past: one round of loads, no seq[i] -> past[seq] chain).
-__device__ __forceinline__ KeyRange key_range(const AttentionBatch& b, int64_t window, int64_t i) {
-  const int64_t pos = b.pos[i];
-  const int64_t past = b.tok_past[i];
-  KeyRange r;
-  r.pos = pos, r.past = past;
-  r.lo = window > 0 ? max(int64_t{0}, pos - window + 1) : 0;
-  r.n_past = max(int64_t{0}, past - r.lo);
-  r.first_new = max(past, r.lo);
-  r.n = r.n_past + (pos - r.first_new + 1);
-  return r;
-}
-
-// QK-norm and RoPE of one head vector held by a warp, D consecutive values per lane (spec
-// §2.4.2-2.4.3), with launch_qk_norm_rope's formulas: the sum of squares in double (summed in
-// another order, so inv may differ in the last bit), y = x * inv * w rounded to f32, then NeoX
-// pairs (i, i + hd/2) rotated by rope.cuh's factors; lane l's partner half sits in lane l ^ 16.
-template <int D>
-__device__ __forceinline__ void norm_rope_warp(float* v, const float* w, float eps, const float2* cs, int lane) {
-  constexpr int HD = 32 * D;
-  double ss = 0.0;
-#pragma unroll
-  for (int d = 0; d < D; ++d) ss += static_cast<double>(v[d]) * v[d];
-#pragma unroll
-  for (int o = 16; o > 0; o /= 2) ss += __shfl_xor_sync(0xFFFFFFFFu, ss, o);
-  const float inv = 1.0f / sqrtf(static_cast<float>(ss / HD) + eps);
-  float wv[D];
-  load_f32<D>(w + lane * D, wv);
-#pragma unroll
-  for (int d = 0; d < D; ++d) v[d] = v[d] * inv * wv[d];
-  const bool first = lane < 16;
-#pragma unroll
-  for (int d = 0; d < D; ++d) {
-    const float other = __shfl_xor_sync(0xFFFFFFFFu, v[d], 16);
-    const float2 f = cs[(lane % 16) * D + d];
-    float a = first ? v[d] : other, b = first ? other : v[d];
-    rotate(a, b, f.x, f.y);
-    v[d] = first ? a : b;
-  }
-}
-
-// Where this lane's values of cached key j (j < n_past <= capacity) sit in the K and V caches:
-// position lo + j is in ring slot (ring_lo + j) % capacity of the sequence's ring.
-__device__ __forceinline__ int64_t cached_offset(int64_t j, int64_t ring_lo, int64_t cache_seq, int64_t kv_row,
-                                                 int64_t dim, int64_t capacity) {
-  int64_t slot = ring_lo + j;
-  if (slot >= capacity) slot -= capacity;
-  return (cache_seq + slot) * kv_row + dim;
-}
-
-// The K and V values of keys j0 .. j0 + kKeys - 1 of this lane (zero past j_end): cached ones
-// from the ring, this batch's own from k and v (normalized and rotated first with Fused).
-template <int D, bool F16, bool Fused>
-__device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRange& r, int64_t ring_lo,
-                                          int64_t cache_seq, int64_t dim, const void* k_cache, const void* v_cache,
-                                          const float* k, const float* v, const AttentionBatch& b, int64_t i, int seq,
-                                          const AttentionShape& a, const QkNormRope& qk, int lane, float (*kv)[D],
-                                          float (*vv)[D]) {
-  constexpr int HD = 32 * D;
-  const int64_t kv_row = a.n_kv_heads * HD;
-#pragma unroll
-  for (int u = 0; u < kKeys; ++u) {
-    const int64_t j = j0 + u;
-    if (j >= j_end) {
-#pragma unroll
-      for (int d = 0; d < D; ++d) kv[u][d] = vv[u][d] = 0.0f;
-    } else if (j < r.n_past) {
-      const int64_t off = cached_offset(j, ring_lo, cache_seq, kv_row, dim, a.capacity);
-      load_cached<D, F16>(k_cache, off, kv[u]);
-      load_cached<D, F16>(v_cache, off, vv[u]);
-    } else {
-      // The token's own key is its own row (a decoding token's only batch key): no lookup.
-      const int64_t pj = r.first_new + (j - r.n_past);
-      const int64_t row = pj == r.pos ? i : b.rows[b.start[seq] + (pj - r.past)];
-      load_f32<D>(k + row * kv_row + dim, kv[u]);
-      load_f32<D>(v + row * kv_row + dim, vv[u]);
-      if constexpr (Fused) norm_rope_warp<D>(kv[u], qk.k_w, qk.eps, qk.cs + row * (HD / 2), lane);
-    }
-  }
-}
 
 // D consecutive f16 values of one lane as loaded (8, 4, 2 or 1 halves in one access), kept raw
 // until used so that the next step's loads cost few registers (the pipelined key loop).
@@ -191,42 +58,6 @@ __device__ __forceinline__ void issue_cached_step(int64_t j0, int64_t j_end, int
       rv[u] = load_raw_f16<D>(static_cast<const __half*>(v_cache) + off);
     }
   }
-}
-
-// Folds keys j0 .. j0 + KK - 1 (those below j_end) into the warp's online softmax state (running
-// max m, sum l, weighted V acc): scores reduced across the warp, the state rescaled once per step.
-template <int D, int KK>
-__device__ __forceinline__ void fold_step(int64_t j0, int64_t j_end, const float* qv, const float (*kv)[D],
-                                          const float (*vv)[D], float scale, float& m, float& l, float* acc) {
-  float s[KK];
-#pragma unroll
-  for (int u = 0; u < KK; ++u) {
-    s[u] = 0.0f;
-#pragma unroll
-    for (int d = 0; d < D; ++d) s[u] += qv[d] * kv[u][d];
-  }
-#pragma unroll
-  for (int o = 16; o > 0; o /= 2)
-#pragma unroll
-    for (int u = 0; u < KK; ++u) s[u] += __shfl_xor_sync(0xFFFFFFFFu, s[u], o);
-  float m_new = m;
-#pragma unroll
-  for (int u = 0; u < KK; ++u) {
-    s[u] = j0 + u < j_end ? s[u] * scale : -INFINITY;
-    m_new = fmaxf(m_new, s[u]);
-  }
-  const float corr = expf(m - m_new);  // 0 on the first step (m = -inf)
-  l *= corr;
-#pragma unroll
-  for (int d = 0; d < D; ++d) acc[d] *= corr;
-#pragma unroll
-  for (int u = 0; u < KK; ++u) {
-    const float p = expf(s[u] - m_new);  // 0 for keys past the end
-    l += p;
-#pragma unroll
-    for (int d = 0; d < D; ++d) acc[d] += p * vv[u][d];
-  }
-  m = m_new;
 }
 
 // The cache row that batch row i's k, v go to (slot * row_values), or -1 where a later position
@@ -535,21 +366,27 @@ cudaError_t launch_attention(const float* q, const float* k, const float* v, con
   // One split with a store or a quantized copy asked for: the short-context kernel does both.
   const bool direct = n_split == 1 && (store_k_cache || q8);
   if (direct && !qk.q_w) return cudaErrorInvalidValue;
-  switch (a.head_dim) {
-    case 32:
-      launch_d<1>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, e, direct, s);
-      break;
-    case 64:
-      launch_d<2>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, e, direct, s);
-      break;
-    case 128:
-      launch_d<4>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, e, direct, s);
-      break;
-    case 256:
-      launch_d<8>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, e, direct, s);
-      break;
-    default:
-      return cudaErrorNotSupported;
+  if (n_split > 1 && qk.q_w && attention_decode_mma_fits(a, true)) {
+    if (const cudaError_t err = launch_attention_decode_mma(q, k, v, k_cache, v_cache, b, a, n_split, partial, qk, s);
+        err != cudaSuccess)
+      return err;
+  } else {
+    switch (a.head_dim) {
+      case 32:
+        launch_d<1>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, e, direct, s);
+        break;
+      case 64:
+        launch_d<2>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, e, direct, s);
+        break;
+      case 128:
+        launch_d<4>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, e, direct, s);
+        break;
+      case 256:
+        launch_d<8>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, e, direct, s);
+        break;
+      default:
+        return cudaErrorNotSupported;
+    }
   }
   if (n_split > 1) {
     const dim3 grid(static_cast<unsigned>(a.n_heads), static_cast<unsigned>(b.T));

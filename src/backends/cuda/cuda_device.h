@@ -51,6 +51,11 @@ void cuda_short_attention_keys(Backend& cuda_backend, int64_t n);
 // UNICORN_CUDA_ATTN_PIPELINE=0 turns it off). Process-wide: it applies to every CUDA backend.
 void cuda_attention_pipelined(Backend& cuda_backend, bool on);
 
+// Tests and measurements: the split decode attention runs on tensor cores where it fits (f16
+// caches, fused QK-norm, head_dim 128, at most 4 query heads per kv head; on by default,
+// UNICORN_CUDA_ATTN_MMA=0 turns it off). Process-wide: it applies to every CUDA backend.
+void cuda_attention_mma_decode(Backend& cuda_backend, bool on);
+
 // Tests: make a CUDA backend take the tiled prompt attention for every batch of 32+ tokens.
 void cuda_force_tiled_prompt_attention(Backend& cuda_backend, bool on);
 

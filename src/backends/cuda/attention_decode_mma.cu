@@ -1,0 +1,272 @@
+// Split decode attention on tensor cores (f16 caches, fused QK-norm + RoPE, head_dim 128, query
+// groups of at most 4 heads per kv head): one block of W warps per (kv head, token, split) serves
+// the whole query group, so each K/V byte is read once per group, and each warp scores 16 cached
+// keys per step with mma.sync.m16n8k16 (f16 operands, f32 accumulators) instead of one shuffle
+// reduction per key (spec §2.4.4-2.4.7; the SIMT split kernel in attention.cu issued ~125
+// instructions per key and warp, NOTES.md session 12).
+//
+// Per step of 16 keys, lane (g = lane / 4, t = lane % 4):
+//   S = K Qᵀ (16 keys x 8 heads, the group's heads in columns 0..G-1, the rest zero): A is the
+//     K tile, lane holding keys g and g + 8 at dimensions [t HD/4, (t + 1) HD/4) (16-byte loads);
+//     the dot product's order of dimensions is free, so k-step s takes the lane's dimensions
+//     t HD/4 + 4s .. 4s + 3 for its columns (2t, 2t + 1, 2t + 8, 2t + 9), and B (Qᵀ, prescaled by
+//     scale·log2 e and rounded to f16) is read the same way;
+//   the online softmax per head in log2 units (the keys of a column sit in the 8 lanes of one t);
+//   Oᵀ += Vᵀ Pᵀ (dimensions x heads): A is Vᵀ, lane holding keys 2t, 2t + 1, 2t + 8, 2t + 9 at
+//     dimensions [g HD/8, (g + 1) HD/8) (16-byte loads), m-tile mt taking rows g HD/8 + 2mt (row g)
+//     and + 1 (row g + 8), paired across keys with byte permutes; B (Pᵀ) comes from the S
+//     fragments through four shuffles.
+// The batch's own keys (a decoding token: its own, in the last split) take the scalar fold of
+// attention_decode.cuh in f32, one warp per query head. The block's states meet in shared memory
+// and leave as the split's partial state for attention.cu's merge_splits (max in natural units).
+#include <cuda_fp16.h>
+
+#include <atomic>
+#include <cmath>
+
+#include "backends/cuda/attention_decode.cuh"
+#include "backends/cuda/kernels.h"
+#include "backends/cuda/launch.cuh"
+
+namespace unicorn::cuda {
+namespace {
+
+constexpr int kMmaWarps = 4;
+constexpr int kMaxGroup = 4;  // query heads per kv head (Gemma 3: 2 or 4); at most kMmaWarps
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+__device__ __forceinline__ void mma_f16(float* d, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                        uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#else
+  __trap();  // launched only on sm_80+ (attention_decode_mma_fits)
+#endif
+}
+
+__device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
+  const __half2 h = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+// N 16-byte words of an f16 cache row at p (zeros for a key past the range: the cache may hold
+// anything there, and 0 * NaN would reach the output).
+template <int N>
+__device__ __forceinline__ void load_words(const __half* p, bool live, uint4* w) {
+#pragma unroll
+  for (int n = 0; n < N; ++n) w[n] = live ? reinterpret_cast<const uint4*>(p)[n] : make_uint4(0, 0, 0, 0);
+}
+
+__device__ __forceinline__ uint32_t word(const uint4* w, int i) {
+  const uint4& x = w[i / 4];
+  return i % 4 == 0 ? x.x : (i % 4 == 1 ? x.y : (i % 4 == 2 ? x.z : x.w));
+}
+
+template <int HD, int W>
+__global__ void __launch_bounds__(W * 32)
+    attention_decode_mma(const float* q, const float* k, const float* v, const __half* k_cache, const __half* v_cache,
+                         AttentionBatch b, AttentionShape a, float* partial, QkNormRope qk) {
+  constexpr int D = HD / 32;   // the scalar path's values per lane
+  constexpr int KW = HD / 32;  // 16-byte words of one K row per lane (HD/4 halves)
+  constexpr int VW = HD / 64;  // 16-byte words of one V row per lane (HD/8 halves)
+  constexpr int MT = HD / 16;  // m-tiles of Oᵀ, k-steps of S
+  pdl_enter();
+  __shared__ __align__(16) __half s_q[8][HD];
+  __shared__ float s_m[W + 1][kMaxGroup], s_l[W + 1][kMaxGroup];
+  __shared__ float s_acc[W + 1][kMaxGroup][HD];
+  const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
+  const int g = lane / 4, t = lane % 4;
+  const int64_t kvh = blockIdx.x, i = blockIdx.y;
+  const int split = static_cast<int>(blockIdx.z), n_split = static_cast<int>(gridDim.z);
+  const int G = static_cast<int>(a.n_heads / a.n_kv_heads);
+  const int64_t q_row = a.n_heads * HD, kv_row = a.n_kv_heads * HD;
+  const int seq = b.seq[i];
+  const KeyRange r = key_range(b, a.window, i);
+  const int64_t j_begin = r.n * split / n_split, j_end = r.n * (split + 1) / n_split;
+  const int64_t cache_seq = static_cast<int64_t>(seq) * a.capacity;
+  const int64_t ring_lo = r.lo % a.capacity;
+
+  // The group's queries, normalized and rotated (warp w: head kvh G + w), kept in f32 for the
+  // batch's keys and in f16, prescaled to log2 units, for the tensor cores; rows G..7 are zero.
+  float qv[D];
+  if (warp < G) {
+    load_f32<D>(q + i * q_row + (kvh * G + warp) * HD + lane * D, qv);
+    norm_rope_warp<D>(qv, qk.q_w, qk.eps, qk.cs + i * (HD / 2), lane);
+#pragma unroll
+    for (int d = 0; d < D; ++d) s_q[warp][lane * D + d] = __float2half_rn(qv[d] * a.scale * kLog2e);
+  }
+  for (int e = G * HD + static_cast<int>(threadIdx.x); e < 8 * HD; e += W * 32) s_q[e / HD][e % HD] = __half(0.0f);
+  // Split 0 writes the kv head's normalized, rotated key for the merge's store (as attention.cu).
+  if (split == 0 && warp == W - 1) {
+    float kn[D];
+    load_f32<D>(k + i * kv_row + kvh * HD + lane * D, kn);
+    norm_rope_warp<D>(kn, qk.k_w, qk.eps, qk.cs + i * (HD / 2), lane);
+#pragma unroll
+    for (int d = 0; d < D; ++d) qk.k_out[i * kv_row + kvh * HD + lane * D + d] = kn[d];
+  }
+  __syncthreads();
+  uint32_t qb[MT][2];  // B fragments of Qᵀ per k-step
+#pragma unroll
+  for (int s = 0; s < MT; ++s) {
+    const __half* p = &s_q[g][t * (HD / 4) + 4 * s];
+    qb[s][0] = *reinterpret_cast<const uint32_t*>(p);
+    qb[s][1] = *reinterpret_cast<const uint32_t*>(p + 2);
+  }
+
+  // Cached keys, 16 per warp and step; columns 2t and 2t + 1 of S and Oᵀ are this lane's heads.
+  float m2[2] = {-INFINITY, -INFINITY}, l2[2] = {0.0f, 0.0f};
+  float o[MT][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) o[mt][0] = o[mt][1] = o[mt][2] = o[mt][3] = 0.0f;
+  const int64_t cached_end = min(j_end, r.n_past);
+  for (int64_t j0 = j_begin + 16 * warp; j0 < cached_end; j0 += 16 * W) {
+    uint4 kw[2][KW], vw[4][VW];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int64_t j = j0 + g + 8 * h;
+      const bool live = j < cached_end;
+      const int64_t off = live ? cached_offset(j, ring_lo, cache_seq, kv_row, kvh * HD + t * (HD / 4), a.capacity) : 0;
+      load_words<KW>(k_cache + off, live, kw[h]);
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int64_t j = j0 + 2 * t + (u % 2) + 8 * (u / 2);
+      const bool live = j < cached_end;
+      const int64_t off = live ? cached_offset(j, ring_lo, cache_seq, kv_row, kvh * HD + g * (HD / 8), a.capacity) : 0;
+      load_words<VW>(v_cache + off, live, vw[u]);
+    }
+    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int ks = 0; ks < MT; ++ks)
+      mma_f16(s, word(kw[0], 2 * ks), word(kw[1], 2 * ks), word(kw[0], 2 * ks + 1), word(kw[1], 2 * ks + 1), qb[ks][0],
+              qb[ks][1]);
+    // s[0], s[1]: key g, heads 2t, 2t + 1; s[2], s[3]: key g + 8.
+    if (j0 + g >= cached_end) s[0] = s[1] = -INFINITY;
+    if (j0 + g + 8 >= cached_end) s[2] = s[3] = -INFINITY;
+    float p[4];
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      float mx = fmaxf(s[c], s[c + 2]);
+#pragma unroll
+      for (int x = 4; x < 32; x *= 2) mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, x));
+      const float m_new = fmaxf(m2[c], mx);  // finite: the step's first key is live
+      const float corr = exp2f(m2[c] - m_new);
+      p[c] = exp2f(s[c] - m_new);
+      p[c + 2] = exp2f(s[c + 2] - m_new);
+      l2[c] = l2[c] * corr + p[c] + p[c + 2];
+      m2[c] = m_new;
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) o[mt][c] *= corr, o[mt][c + 2] *= corr;
+    }
+    // Pᵀ's B fragment: b0 = P[keys 2t, 2t + 1][head g], b1 = P[keys 2t + 8, 2t + 9][head g], from
+    // the lanes (2t, g / 2) and (2t + 1, g / 2), half g % 2 of their (key, heads) pairs.
+    const uint32_t lo = pack_half2(p[0], p[1]), hi = pack_half2(p[2], p[3]);
+    const int src1 = 4 * (2 * t) + g / 2, src2 = src1 + 4;
+    const uint32_t x1lo = __shfl_sync(0xFFFFFFFFu, lo, src1), x1hi = __shfl_sync(0xFFFFFFFFu, hi, src1);
+    const uint32_t x2lo = __shfl_sync(0xFFFFFFFFu, lo, src2), x2hi = __shfl_sync(0xFFFFFFFFu, hi, src2);
+    const uint32_t sel = g % 2 == 0 ? 0x5410u : 0x7632u;
+    const uint32_t b0 = __byte_perm(x1lo, x2lo, sel), b1 = __byte_perm(x1hi, x2hi, sel);
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      // Vᵀ rows g HD/8 + 2mt (low halves) and + 1 (high halves) against keys (2t, 2t + 1), (2t + 8, 2t + 9).
+      const uint32_t v0 = word(vw[0], mt), v1 = word(vw[1], mt), v2 = word(vw[2], mt), v3 = word(vw[3], mt);
+      mma_f16(o[mt], __byte_perm(v0, v1, 0x5410u), __byte_perm(v0, v1, 0x7632u), __byte_perm(v2, v3, 0x5410u),
+              __byte_perm(v2, v3, 0x7632u), b0, b1);
+    }
+  }
+  // The warp's state per head: l summed over the 8 lanes of a column, stored in natural units.
+#pragma unroll
+  for (int c = 0; c < 2; ++c)
+#pragma unroll
+    for (int x = 4; x < 32; x *= 2) l2[c] += __shfl_xor_sync(0xFFFFFFFFu, l2[c], x);
+#pragma unroll
+  for (int c = 0; c < 2; ++c) {
+    const int head = 2 * t + c;
+    if (head < G) {
+      if (g == 0) {
+        s_m[warp][head] = m2[c] * kLn2;
+        s_l[warp][head] = l2[c];
+      }
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        s_acc[warp][head][g * (HD / 8) + 2 * mt] = o[mt][c];
+        s_acc[warp][head][g * (HD / 8) + 2 * mt + 1] = o[mt][c + 2];
+      }
+    }
+  }
+  // The batch's keys of this split in f32, warp w for head w (its state in row W).
+  if (warp < G) {
+    float mb = -INFINITY, lb = 0.0f, accb[D];
+#pragma unroll
+    for (int d = 0; d < D; ++d) accb[d] = 0.0f;
+    float kv[kKeys][D], vv[kKeys][D];
+    const int64_t dim = kvh * HD + lane * D;
+    for (int64_t jb = max(j_begin, r.n_past); jb < j_end; jb += kKeys) {
+      load_step<D, true, true>(jb, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, i, seq, a, qk, lane,
+                               kv, vv);
+      fold_step<D, kKeys>(jb, j_end, qv, kv, vv, a.scale, mb, lb, accb);
+    }
+    if (lane == 0) {
+      s_m[W][warp] = mb;
+      s_l[W][warp] = lb;
+    }
+#pragma unroll
+    for (int d = 0; d < D; ++d) s_acc[W][warp][lane * D + d] = accb[d];
+  }
+  __syncthreads();
+  // The split's partial state per (head, dimension), as attention.cu's split kernel writes it.
+  for (int e = static_cast<int>(threadIdx.x); e < G * HD; e += W * 32) {
+    const int head = e / HD, d = e % HD;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int w = 0; w <= W; ++w)
+      if (s_l[w][head] > 0.0f) mx = fmaxf(mx, s_m[w][head]);
+    float sum = 0.0f, acc = 0.0f;
+#pragma unroll
+    for (int w = 0; w <= W; ++w)
+      if (s_l[w][head] > 0.0f) {
+        const float f = expf(s_m[w][head] - mx);
+        sum += s_l[w][head] * f;
+        acc += s_acc[w][head][d] * f;
+      }
+    float* pp = partial + ((i * a.n_heads + kvh * G + head) * n_split + split) * (HD + 2);
+    pp[2 + d] = acc;
+    if (d == 0) {
+      pp[0] = mx;
+      pp[1] = sum;
+    }
+  }
+}
+
+std::atomic<bool> g_mma_decode{true};
+
+}  // namespace
+
+void set_attention_decode_mma(bool on) { g_mma_decode.store(on); }
+
+bool attention_decode_mma_fits(const AttentionShape& a, bool fused) {
+  if (!g_mma_decode.load(std::memory_order_relaxed) || !fused || !a.kv_f16 || a.head_dim != 128) return false;
+  if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads != 0 || a.n_heads / a.n_kv_heads > kMaxGroup) return false;
+  int dev = 0, major = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+    return false;
+  return major >= 8;
+}
+
+cudaError_t launch_attention_decode_mma(const float* q, const float* k, const float* v, const void* k_cache,
+                                        const void* v_cache, const AttentionBatch& b, const AttentionShape& a,
+                                        int n_split, float* partial, const QkNormRope& qk, cudaStream_t s) {
+  if (n_split < 2 || !qk.q_w || !attention_decode_mma_fits(a, true)) return cudaErrorInvalidValue;
+  const dim3 grid(static_cast<unsigned>(a.n_kv_heads), static_cast<unsigned>(b.T), static_cast<unsigned>(n_split));
+  launch(attention_decode_mma<128, kMmaWarps>, grid, dim3(kMmaWarps * 32), 0, s, q, k, v,
+         static_cast<const __half*>(k_cache), static_cast<const __half*>(v_cache), b, a, partial, qk);
+  return cudaGetLastError();
+}
+
+}  // namespace unicorn::cuda

@@ -116,6 +116,14 @@ __device__ __forceinline__ int64_t cached_offset(int64_t j, int64_t ring_lo, int
   return (cache_seq + slot) * kv_row + dim;
 }
 
+// The batch row of batch key j (j >= n_past) of token i of slot seq. The token's own key is its
+// own row (a decoding token's only batch key): no lookup.
+__device__ __forceinline__ int64_t batch_key_row(int64_t j, const KeyRange& r, const AttentionBatch& b, int64_t i,
+                                                 int seq) {
+  const int64_t pj = r.first_new + (j - r.n_past);
+  return pj == r.pos ? i : b.rows[b.start[seq] + (pj - r.past)];
+}
+
 // The K and V values of keys j0 .. j0 + kKeys - 1 of this lane (zero past j_end): cached ones
 // from the ring, this batch's own from k and v (normalized and rotated first with Fused).
 template <int D, bool F16, bool Fused>
@@ -137,9 +145,7 @@ __device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRa
       load_cached<D, F16>(k_cache, off, kv[u]);
       load_cached<D, F16>(v_cache, off, vv[u]);
     } else {
-      // The token's own key is its own row (a decoding token's only batch key): no lookup.
-      const int64_t pj = r.first_new + (j - r.n_past);
-      const int64_t row = pj == r.pos ? i : b.rows[b.start[seq] + (pj - r.past)];
+      const int64_t row = batch_key_row(j, r, b, i, seq);
       load_f32<D>(k + row * kv_row + dim, kv[u]);
       load_f32<D>(v + row * kv_row + dim, vv[u]);
       if constexpr (Fused) norm_rope_warp<D>(kv[u], qk.k_w, qk.eps, qk.cs + row * (HD / 2), lane);

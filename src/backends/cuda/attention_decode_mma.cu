@@ -67,8 +67,32 @@ __device__ __forceinline__ uint32_t word(const uint4* w, int i) {
   return i % 4 == 0 ? x.x : (i % 4 == 1 ? x.y : (i % 4 == 2 ? x.z : x.w));
 }
 
-template <int HD, int W>
-__global__ void __launch_bounds__(W * 32)
+// The K and V fragments of cached keys j0 .. j0 + 15 (those below end) for lane (g, t) of a warp:
+// K rows g and g + 8 at dimensions [t HD/4, (t + 1) HD/4), V rows 2t, 2t + 1, 2t + 8, 2t + 9 at
+// dimensions [g HD/8, (g + 1) HD/8) of kv head kvh.
+template <int HD>
+__device__ __forceinline__ void load_tile(int64_t j0, int64_t end, int64_t ring_lo, int64_t cache_seq, int64_t kv_row,
+                                          int64_t kvh, int64_t capacity, const __half* k_cache, const __half* v_cache,
+                                          int g, int t, uint4 (*kw)[HD / 32], uint4 (*vw)[HD / 64]) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int64_t j = j0 + g + 8 * h;
+    const bool live = j < end;
+    const int64_t off = live ? cached_offset(j, ring_lo, cache_seq, kv_row, kvh * HD + t * (HD / 4), capacity) : 0;
+    load_words<HD / 32>(k_cache + off, live, kw[h]);
+  }
+#pragma unroll
+  for (int u = 0; u < 4; ++u) {
+    const int64_t j = j0 + 2 * t + (u % 2) + 8 * (u / 2);
+    const bool live = j < end;
+    const int64_t off = live ? cached_offset(j, ring_lo, cache_seq, kv_row, kvh * HD + g * (HD / 8), capacity) : 0;
+    load_words<HD / 64>(v_cache + off, live, vw[u]);
+  }
+}
+
+// MINB: blocks per SM the register allocation must allow (4: 128 registers, a few spilled; 0: 168).
+template <int HD, int W, int MINB>
+__global__ void __launch_bounds__(W * 32, MINB)
     attention_decode_mma(const float* q, const float* k, const float* v, const __half* k_cache, const __half* v_cache,
                          AttentionBatch b, AttentionShape a, float* partial, QkNormRope qk) {
   constexpr int D = HD / 32;   // the scalar path's values per lane
@@ -90,6 +114,13 @@ __global__ void __launch_bounds__(W * 32)
   const int64_t j_begin = r.n * split / n_split, j_end = r.n * (split + 1) / n_split;
   const int64_t cache_seq = static_cast<int64_t>(seq) * a.capacity;
   const int64_t ring_lo = r.lo % a.capacity;
+  // The warp's first step of cached keys is loaded first, so that its round trip overlaps the
+  // query's normalization and the batch's keys.
+  const int64_t cached_end = min(j_end, r.n_past);
+  int64_t j0 = j_begin + 16 * warp;
+  uint4 kw[2][KW], vw[4][VW];
+  if (j0 < cached_end)
+    load_tile<HD>(j0, cached_end, ring_lo, cache_seq, kv_row, kvh, a.capacity, k_cache, v_cache, g, t, kw, vw);
 
   // The group's queries, normalized and rotated (warp w: head kvh G + w), kept in f32 for the
   // batch's keys and in f16, prescaled to log2 units, for the tensor cores; rows G..7 are zero.
@@ -109,42 +140,42 @@ __global__ void __launch_bounds__(W * 32)
 #pragma unroll
     for (int d = 0; d < D; ++d) qk.k_out[i * kv_row + kvh * HD + lane * D + d] = kn[d];
   }
-  __syncthreads();
-  uint32_t qb[MT][2];  // B fragments of Qᵀ per k-step
+  // The batch's keys of this split in f32, warp w for head w (its state in row W).
+  if (warp < G) {
+    float mb = -INFINITY, lb = 0.0f, accb[D];
 #pragma unroll
-  for (int s = 0; s < MT; ++s) {
-    const __half* p = &s_q[g][t * (HD / 4) + 4 * s];
-    qb[s][0] = *reinterpret_cast<const uint32_t*>(p);
-    qb[s][1] = *reinterpret_cast<const uint32_t*>(p + 2);
+    for (int d = 0; d < D; ++d) accb[d] = 0.0f;
+    for (int64_t j = max(j_begin, r.n_past); j < j_end; ++j) {  // one key at a time: few registers
+      const int64_t row = batch_key_row(j, r, b, i, seq);
+      float kj[1][D], vj[1][D];
+      load_f32<D>(k + row * kv_row + kvh * HD + lane * D, kj[0]);
+      load_f32<D>(v + row * kv_row + kvh * HD + lane * D, vj[0]);
+      norm_rope_warp<D>(kj[0], qk.k_w, qk.eps, qk.cs + row * (HD / 2), lane);
+      fold_step<D, 1>(j, j_end, qv, kj, vj, a.scale, mb, lb, accb);
+    }
+    if (lane == 0) {
+      s_m[W][warp] = mb;
+      s_l[W][warp] = lb;
+    }
+#pragma unroll
+    for (int d = 0; d < D; ++d) s_acc[W][warp][lane * D + d] = accb[d];
   }
+  __syncthreads();
+  // Qᵀ's B fragment of k-step s: this lane's head g at its dimensions t HD/4 + 4s .. 4s + 3, read
+  // from shared memory where used (registers go to the K and V fragments).
+  const uint32_t* qb = reinterpret_cast<const uint32_t*>(&s_q[g][t * (HD / 4)]);
 
   // Cached keys, 16 per warp and step; columns 2t and 2t + 1 of S and Oᵀ are this lane's heads.
   float m2[2] = {-INFINITY, -INFINITY}, l2[2] = {0.0f, 0.0f};
   float o[MT][4];
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt) o[mt][0] = o[mt][1] = o[mt][2] = o[mt][3] = 0.0f;
-  const int64_t cached_end = min(j_end, r.n_past);
-  for (int64_t j0 = j_begin + 16 * warp; j0 < cached_end; j0 += 16 * W) {
-    uint4 kw[2][KW], vw[4][VW];
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int64_t j = j0 + g + 8 * h;
-      const bool live = j < cached_end;
-      const int64_t off = live ? cached_offset(j, ring_lo, cache_seq, kv_row, kvh * HD + t * (HD / 4), a.capacity) : 0;
-      load_words<KW>(k_cache + off, live, kw[h]);
-    }
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const int64_t j = j0 + 2 * t + (u % 2) + 8 * (u / 2);
-      const bool live = j < cached_end;
-      const int64_t off = live ? cached_offset(j, ring_lo, cache_seq, kv_row, kvh * HD + g * (HD / 8), a.capacity) : 0;
-      load_words<VW>(v_cache + off, live, vw[u]);
-    }
+  for (; j0 < cached_end; j0 += 16 * W) {
     float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
     for (int ks = 0; ks < MT; ++ks)
-      mma_f16(s, word(kw[0], 2 * ks), word(kw[1], 2 * ks), word(kw[0], 2 * ks + 1), word(kw[1], 2 * ks + 1), qb[ks][0],
-              qb[ks][1]);
+      mma_f16(s, word(kw[0], 2 * ks), word(kw[1], 2 * ks), word(kw[0], 2 * ks + 1), word(kw[1], 2 * ks + 1), qb[2 * ks],
+              qb[2 * ks + 1]);
     // s[0], s[1]: key g, heads 2t, 2t + 1; s[2], s[3]: key g + 8.
     if (j0 + g >= cached_end) s[0] = s[1] = -INFINITY;
     if (j0 + g + 8 >= cached_end) s[2] = s[3] = -INFINITY;
@@ -178,6 +209,9 @@ __global__ void __launch_bounds__(W * 32)
       mma_f16(o[mt], __byte_perm(v0, v1, 0x5410u), __byte_perm(v0, v1, 0x7632u), __byte_perm(v2, v3, 0x5410u),
               __byte_perm(v2, v3, 0x7632u), b0, b1);
     }
+    if (j0 + 16 * W < cached_end)
+      load_tile<HD>(j0 + 16 * W, cached_end, ring_lo, cache_seq, kv_row, kvh, a.capacity, k_cache, v_cache, g, t, kw,
+                    vw);
   }
   // The warp's state per head: l summed over the 8 lanes of a column, stored in natural units.
 #pragma unroll
@@ -198,25 +232,6 @@ __global__ void __launch_bounds__(W * 32)
         s_acc[warp][head][g * (HD / 8) + 2 * mt + 1] = o[mt][c + 2];
       }
     }
-  }
-  // The batch's keys of this split in f32, warp w for head w (its state in row W).
-  if (warp < G) {
-    float mb = -INFINITY, lb = 0.0f, accb[D];
-#pragma unroll
-    for (int d = 0; d < D; ++d) accb[d] = 0.0f;
-    float kv[kKeys][D], vv[kKeys][D];
-    const int64_t dim = kvh * HD + lane * D;
-    for (int64_t jb = max(j_begin, r.n_past); jb < j_end; jb += kKeys) {
-      load_step<D, true, true>(jb, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, i, seq, a, qk, lane,
-                               kv, vv);
-      fold_step<D, kKeys>(jb, j_end, qv, kv, vv, a.scale, mb, lb, accb);
-    }
-    if (lane == 0) {
-      s_m[W][warp] = mb;
-      s_l[W][warp] = lb;
-    }
-#pragma unroll
-    for (int d = 0; d < D; ++d) s_acc[W][warp][lane * D + d] = accb[d];
   }
   __syncthreads();
   // The split's partial state per (head, dimension), as attention.cu's split kernel writes it.
@@ -243,14 +258,15 @@ __global__ void __launch_bounds__(W * 32)
   }
 }
 
-std::atomic<bool> g_mma_decode{true};
+// 0 off, 1 on (4 blocks per SM), 2 on without the register cap (a measurement setting).
+std::atomic<int> g_mma_decode{1};
 
 }  // namespace
 
-void set_attention_decode_mma(bool on) { g_mma_decode.store(on); }
+void set_attention_decode_mma(int mode) { g_mma_decode.store(mode); }
 
 bool attention_decode_mma_fits(const AttentionShape& a, bool fused) {
-  if (!g_mma_decode.load(std::memory_order_relaxed) || !fused || !a.kv_f16 || a.head_dim != 128) return false;
+  if (g_mma_decode.load(std::memory_order_relaxed) == 0 || !fused || !a.kv_f16 || a.head_dim != 128) return false;
   if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads != 0 || a.n_heads / a.n_kv_heads > kMaxGroup) return false;
   int dev = 0, major = 0;
   if (cudaGetDevice(&dev) != cudaSuccess ||
@@ -264,8 +280,10 @@ cudaError_t launch_attention_decode_mma(const float* q, const float* k, const fl
                                         int n_split, float* partial, const QkNormRope& qk, cudaStream_t s) {
   if (n_split < 2 || !qk.q_w || !attention_decode_mma_fits(a, true)) return cudaErrorInvalidValue;
   const dim3 grid(static_cast<unsigned>(a.n_kv_heads), static_cast<unsigned>(b.T), static_cast<unsigned>(n_split));
-  launch(attention_decode_mma<128, kMmaWarps>, grid, dim3(kMmaWarps * 32), 0, s, q, k, v,
-         static_cast<const __half*>(k_cache), static_cast<const __half*>(v_cache), b, a, partial, qk);
+  const auto kernel = g_mma_decode.load(std::memory_order_relaxed) == 2 ? attention_decode_mma<128, kMmaWarps, 0>
+                                                                        : attention_decode_mma<128, kMmaWarps, 4>;
+  launch(kernel, grid, dim3(kMmaWarps * 32), 0, s, q, k, v, static_cast<const __half*>(k_cache),
+         static_cast<const __half*>(v_cache), b, a, partial, qk);
   return cudaGetLastError();
 }
 

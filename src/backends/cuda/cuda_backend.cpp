@@ -112,7 +112,7 @@ void cuda_short_attention_keys(Backend& backend, int64_t n) {
 
 void cuda_attention_mma_decode(Backend& backend, bool on) {
   (void)as_cuda(backend, "cuda_attention_mma_decode");
-  cuda::set_attention_decode_mma(on);
+  cuda::set_attention_decode_mma(on ? 1 : 0);
 }
 
 void cuda_attention_pipelined(Backend& backend, bool on) {
@@ -187,7 +187,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     set_matvec_wide_warps(env_warps("UNICORN_CUDA_WIDE_WARPS", 2, 2));
     set_matvec_o_warps(env_warps("UNICORN_CUDA_O_WARPS", 1, 0));
     set_attention_pipelined(env_switch("UNICORN_CUDA_ATTN_PIPELINE", true));
-    set_attention_decode_mma(env_switch("UNICORN_CUDA_ATTN_MMA", true));
+    set_attention_decode_mma(static_cast<int>(env_int("UNICORN_CUDA_ATTN_MMA", 1, 0, 2)));
     set_matvec_prefetch_blocks(env_int("UNICORN_CUDA_PREFETCH_BLOCKS", INT64_MAX, 0, INT64_MAX));
     return true;
   }();
@@ -862,9 +862,7 @@ void CudaBackend::attention_impl(const Act& q, const Act& k, const Act& v, Layer
   const bool short_ctx =
       qk && T <= kMaxMatvecTokens && p.head_dim % 32 == 0 && short_context(batch.pos, batch.seq, short_keys_);
   int n_split = 1;
-  // The tensor-core split kernel takes a whole query group per block: count kv heads.
-  const bool mma_decode = qk && attention_decode_mma_fits(a, true);
-  const int64_t blocks = T * (mma_decode ? p.n_kv_heads : p.n_heads);
+  const int64_t blocks = T * p.n_heads;
   const int64_t n_max = kv.spec.capacity;
   constexpr int64_t kMaxSplits = 64;
   const int64_t min_keys = attn_min_keys_, target_blocks = attn_blocks_per_sm_ * static_cast<int64_t>(sm_count_);
@@ -875,7 +873,7 @@ void CudaBackend::attention_impl(const Act& q, const Act& k, const Act& v, Layer
   wrote(out);
   float* partial = nullptr;
   if (n_split > 1) {
-    grow(partial_, static_cast<size_t>(T * p.n_heads * n_split * (p.head_dim + 2)) * sizeof(float));
+    grow(partial_, static_cast<size_t>(blocks * n_split * (p.head_dim + 2)) * sizeof(float));
     partial = partial_.as<float>();
   }
   // Store after every read: in a ring a new position may overwrite one still needed above. With

@@ -134,7 +134,7 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
       cuda_fuse_qk_attention(*gpu, true);
       cuda_short_attention_keys(*gpu, short_keys);
       cuda_attention_pipelined(*gpu, pipelined);
-      cuda_attention_mma_decode(*gpu, mma);
+      cuda_attention_mma_decode(*gpu, mma ? 1 : 0);
 #endif
       gpu->load_weight(wq);
       gpu->load_weight(wk);
@@ -146,7 +146,7 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
     }
 #ifdef UNICORN_HAVE_CUDA
   cuda_attention_pipelined(*gpu, true);  // the defaults
-  cuda_attention_mma_decode(*gpu, true);
+  cuda_attention_mma_decode(*gpu, 1);
 #endif
 }
 
@@ -203,7 +203,7 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
   // head, and 4 with 8 kv heads), then both SIMT loops.
   for (const auto& [pipelined, mma] : {std::pair{true, true}, {true, false}, {false, false}}) {
     cuda_attention_pipelined(*gpu, pipelined);
-    cuda_attention_mma_decode(*gpu, mma);
+    cuda_attention_mma_decode(*gpu, mma ? 1 : 0);
     const std::string what = std::string(mma ? "tensor cores" : "SIMT") + (pipelined ? ", pipelined" : "");
     EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 1100, 3, &norms), 1e-5) << what;
     const AttnCase global{32, 16, 128, 0, 2048, GgmlType::F16};
@@ -212,7 +212,7 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
     EXPECT_LE(attention_schedule(*gpu, *cpu, group4, 1100, 3, &norms), 1e-5) << what << ", 4 heads per kv head";
   }
   cuda_attention_pipelined(*gpu, true);  // the defaults
-  cuda_attention_mma_decode(*gpu, true);
+  cuda_attention_mma_decode(*gpu, 1);
   // 47 splits: the merge's three chunks of 16, the last one partly empty.
   const AttnCase f32_cache{8, 4, 64, 0, 3000, GgmlType::F32};
   EXPECT_LE(attention_schedule(*gpu, *cpu, f32_cache, 700, 3), 1e-7) << "f32 cache, 47 splits";

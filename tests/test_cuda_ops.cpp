@@ -1169,6 +1169,25 @@ struct DecodeAttentionBench {
     LayerKv* one[] = {&kv};
     return us(gpu, one, n, reps);
   }
+  // The same through qk_norm_rope_attention (the decode chain's fused call).
+  double fused_us(Backend& gpu, std::span<LayerKv* const> kvs, int64_t n, int reps, const WeightTensor& q_norm,
+                  const WeightTensor& k_norm) {
+    const std::vector<int32_t> tok = {0}, pos = {static_cast<int32_t>(n)}, seq = {0};
+    const std::vector<int64_t> past = {n};
+    BatchView view{tok, pos, seq};
+    auto call = [&](int i) {
+      gpu.qk_norm_rope_attention(q, k, v, q_norm, k_norm, 1e-6f, pos, 10000.0f, 1.0f,
+                                 *kvs[static_cast<size_t>(i) % kvs.size()], view, past, p, out);
+    };
+    for (int i = 0; i < 3; ++i) call(i);
+    gpu.synchronize();
+    return 1e3 *
+           device_ms(gpu,
+                     [&] {
+                       for (int i = 0; i < reps; ++i) call(i);
+                     }) /
+           reps;
+  }
   // Call i reads cache i % kvs.size(): with caches that together pass the L2, each call's keys
   // come from HBM, as in the decode chain, where a layer's weights evict them between tokens.
   double us(Backend& gpu, std::span<LayerKv* const> kvs, int64_t n, int reps) {
@@ -1235,5 +1254,41 @@ TEST_F(CudaBench, Gemma27BDecodeAttention) {
     }
   }
 }
+
+#ifdef UNICORN_HAVE_CUDA
+TEST_F(CudaBench, Gemma27BDecodeAttentionFused) {
+  // One token's fused QK-norm + RoPE attention (+ merge and k/v store), as the decode chain runs
+  // it, with caches rotated past 128 MiB (K/V from HBM): 27B's local ring and its global cache at
+  // the bench's 4,240-token context, for the SIMT split kernel and the tensor-core one.
+  std::printf(
+      "\n| layer | keys | SIMT pipelined | tensor cores | tensor cores, no register cap | us/call |\n"
+      "|---|---|---|---|---|---|\n");
+  Rng rng(7);
+  DecodeAttentionBench bench(*gpu, rng);
+  const std::vector<float> qn = random_floats(128, rng), kn = random_floats(128, rng);
+  const WeightTensor wq = f32_weight("q_norm", qn), wk = f32_weight("k_norm", kn);
+  gpu->load_weight(wq);
+  gpu->load_weight(wk);
+  for (const auto& [window, capacity, n] : {std::tuple<int64_t, int64_t, int64_t>{1024, 1024, 1023}, {0, 4240, 4095}}) {
+    const int64_t cache_bytes = capacity * 16 * 128 * 2 * 2;
+    const int64_t n_caches = std::max<int64_t>(1, ((int64_t{128} << 20) + cache_bytes - 1) / cache_bytes);
+    std::vector<std::unique_ptr<LayerKv>> caches;
+    std::vector<LayerKv*> rotated;
+    for (int64_t c = 0; c < n_caches; ++c) {
+      caches.push_back(gpu->create_kv(LayerKvSpec{1, capacity, 16, 128, GgmlType::F16}));
+      rotated.push_back(caches.back().get());
+    }
+    bench.p.window = window;
+    std::printf("| %s | %lld |", window > 0 ? "local" : "global", static_cast<long long>(n));
+    for (const int mode : {0, 1, 2}) {
+      cuda_attention_mma_decode(*gpu, mode);
+      std::printf(" %.1f |", bench.fused_us(*gpu, rotated, n, 100, wq, wk));
+    }
+    std::printf(" |\n");
+  }
+  bench.p.window = 0;
+  cuda_attention_mma_decode(*gpu, 1);
+}
+#endif
 
 }  // namespace

@@ -110,9 +110,10 @@ void cuda_short_attention_keys(Backend& backend, int64_t n) {
   as_cuda(backend, "cuda_short_attention_keys").short_attention_keys(n);
 }
 
-void cuda_attention_mma_decode(Backend& backend, bool on) {
+void cuda_attention_mma_decode(Backend& backend, int mode) {
+  if (mode < 0 || mode > 2) fail("cuda_attention_mma_decode: mode must be 0, 1 or 2");
   (void)as_cuda(backend, "cuda_attention_mma_decode");
-  cuda::set_attention_decode_mma(on ? 1 : 0);
+  cuda::set_attention_decode_mma(mode);
 }
 
 void cuda_attention_pipelined(Backend& backend, bool on) {

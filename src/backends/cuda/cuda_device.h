@@ -53,8 +53,9 @@ void cuda_attention_pipelined(Backend& cuda_backend, bool on);
 
 // Tests and measurements: the split decode attention runs on tensor cores where it fits (f16
 // caches, fused QK-norm, head_dim 128, at most 4 query heads per kv head; on by default,
-// UNICORN_CUDA_ATTN_MMA=0 turns it off). Process-wide: it applies to every CUDA backend.
-void cuda_attention_mma_decode(Backend& cuda_backend, bool on);
+// UNICORN_CUDA_ATTN_MMA=0 turns it off; 2 drops its register cap). Process-wide: it applies to every
+// CUDA backend. mode: 0 off, 1 on, 2 on without the register cap.
+void cuda_attention_mma_decode(Backend& cuda_backend, int mode);
 
 // Tests: make a CUDA backend take the tiled prompt attention for every batch of 32+ tokens.
 void cuda_force_tiled_prompt_attention(Backend& cuda_backend, bool on);

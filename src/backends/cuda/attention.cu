@@ -60,64 +60,6 @@ __device__ __forceinline__ void issue_cached_step(int64_t j0, int64_t j_end, int
   }
 }
 
-// The cache row that batch row i's k, v go to (slot * row_values), or -1 where a later position
-// of the same chunk takes the ring slot (a chunk longer than the ring; the later one wins, as on
-// the CPU).
-__device__ __forceinline__ int64_t kv_slot(const AttentionBatch& b, int64_t i, int64_t capacity) {
-  if (b.pos[i] + capacity <= b.tok_last[i]) return -1;
-  return static_cast<int64_t>(b.seq[i]) * capacity + b.pos[i] % capacity;
-}
-
-// One k and one v value into the caches at index at (f16 rounded to nearest, or f32).
-template <bool F16>
-__device__ __forceinline__ void store_kv_value(void* k_cache, void* v_cache, int64_t at, float k, float v) {
-  if constexpr (F16) {
-    static_cast<__half*>(k_cache)[at] = __float2half_rn(k);
-    static_cast<__half*>(v_cache)[at] = __float2half_rn(v);
-  } else {
-    static_cast<float*>(k_cache)[at] = k;
-    static_cast<float*>(v_cache)[at] = v;
-  }
-}
-
-// Output value o of flat index at, quantized like launch_quantize_q8 into q8, ds: every lane of
-// the warp calls it, each holding one value of a 32-value block (quantize32_warp).
-__device__ __forceinline__ void store_q8(float o, int64_t at, int8_t* q8, float* ds) {
-  float2 d;
-  q8[at] = static_cast<int8_t>(quantize32_warp(o, d));
-  if (threadIdx.x % 32 == 0) reinterpret_cast<float2*>(ds)[at / 32] = d;
-}
-
-// What the merge also does once every split has read the cache (MergeExtras): store this batch's
-// k, v rows into the ring (each block (head h, token i) with h < n_kv_heads stores kv head h of
-// token i), and quantize the output for the o matvec like launch_quantize_q8 (each warp holds one
-// 32-value block of the head's output). The short-context attention (one split, no merge) does
-// both itself, with the same fields.
-struct MergeExtras {
-  const float* k = nullptr;
-  const float* v = nullptr;
-  void* k_cache = nullptr;
-  void* v_cache = nullptr;
-  AttentionBatch b;
-  int64_t n_kv_heads = 0, capacity = 0;
-  int8_t* q8 = nullptr;
-  float* ds = nullptr;
-};
-
-// Direct attention: the warp that normalized kv head kvh's key of token i (kn, D values per lane)
-// stores it, with the head's v row, into token i's ring slot (as store_kv_columns would).
-template <int D, bool F16>
-__device__ __forceinline__ void store_kv_head(const float* kn, const float* v, const MergeExtras& e, int64_t i,
-                                              int64_t kvh, int64_t kv_row, int lane) {
-  if (!e.k_cache) return;
-  const int64_t slot = kv_slot(e.b, i, e.capacity);
-  if (slot < 0) return;
-  const int64_t c = kvh * 32 * D + lane * D;
-  float vv[D];
-  load_f32<D>(v + i * kv_row + c, vv);
-#pragma unroll
-  for (int d = 0; d < D; ++d) store_kv_value<F16>(e.k_cache, e.v_cache, slot * kv_row + c + d, kn[d], vv[d]);
-}
 // W warps per block: kWarps for the split kernel, kShortWarps for the short-context one (Direct:
 // one split whose block also stores k, v and quantizes its output, MergeExtras e, so that no
 // merge runs; only for batches of one token per sequence, whose stores cannot hit a slot that
@@ -366,8 +308,9 @@ cudaError_t launch_attention(const float* q, const float* k, const float* v, con
   // One split with a store or a quantized copy asked for: the short-context kernel does both.
   const bool direct = n_split == 1 && (store_k_cache || q8);
   if (direct && !qk.q_w) return cudaErrorInvalidValue;
-  if (n_split > 1 && qk.q_w && attention_decode_mma_fits(a, true)) {
-    if (const cudaError_t err = launch_attention_decode_mma(q, k, v, k_cache, v_cache, b, a, n_split, partial, qk, s);
+  if ((n_split > 1 || direct) && qk.q_w && attention_decode_mma_fits(a, true)) {
+    if (const cudaError_t err =
+            launch_attention_decode_mma(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, e, s);
         err != cudaSuccess)
       return err;
   } else {

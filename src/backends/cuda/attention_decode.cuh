@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "backends/cuda/act_quant.cuh"
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/rope.cuh"
 
@@ -188,5 +189,76 @@ __device__ __forceinline__ void fold_step(int64_t j0, int64_t j_end, const float
   }
   m = m_new;
 }
+
+// The cache row that batch row i's k, v go to (slot * row_values), or -1 where a later position
+// of the same chunk takes the ring slot (a chunk longer than the ring; the later one wins, as on
+// the CPU).
+__device__ __forceinline__ int64_t kv_slot(const AttentionBatch& b, int64_t i, int64_t capacity) {
+  if (b.pos[i] + capacity <= b.tok_last[i]) return -1;
+  return static_cast<int64_t>(b.seq[i]) * capacity + b.pos[i] % capacity;
+}
+
+// One k and one v value into the caches at index at (f16 rounded to nearest, or f32).
+template <bool F16>
+__device__ __forceinline__ void store_kv_value(void* k_cache, void* v_cache, int64_t at, float k, float v) {
+  if constexpr (F16) {
+    static_cast<__half*>(k_cache)[at] = __float2half_rn(k);
+    static_cast<__half*>(v_cache)[at] = __float2half_rn(v);
+  } else {
+    static_cast<float*>(k_cache)[at] = k;
+    static_cast<float*>(v_cache)[at] = v;
+  }
+}
+
+// Output value o of flat index at, quantized like launch_quantize_q8 into q8, ds: every lane of
+// the warp calls it, each holding one value of a 32-value block (quantize32_warp).
+__device__ __forceinline__ void store_q8(float o, int64_t at, int8_t* q8, float* ds) {
+  float2 d;
+  q8[at] = static_cast<int8_t>(quantize32_warp(o, d));
+  if (threadIdx.x % 32 == 0) reinterpret_cast<float2*>(ds)[at / 32] = d;
+}
+
+// What the merge also does once every split has read the cache (MergeExtras): store this batch's
+// k, v rows into the ring (each block (head h, token i) with h < n_kv_heads stores kv head h of
+// token i), and quantize the output for the o matvec like launch_quantize_q8 (each warp holds one
+// 32-value block of the head's output). The short-context attention (one split, no merge) does
+// both itself, with the same fields.
+struct MergeExtras {
+  const float* k = nullptr;
+  const float* v = nullptr;
+  void* k_cache = nullptr;
+  void* v_cache = nullptr;
+  AttentionBatch b;
+  int64_t n_kv_heads = 0, capacity = 0;
+  int8_t* q8 = nullptr;
+  float* ds = nullptr;
+};
+
+// Direct attention: the warp that normalized kv head kvh's key of token i (kn, D values per lane)
+// stores it, with the head's v row, into token i's ring slot (as store_kv_columns would).
+template <int D, bool F16>
+__device__ __forceinline__ void store_kv_head(const float* kn, const float* v, const MergeExtras& e, int64_t i,
+                                              int64_t kvh, int64_t kv_row, int lane) {
+  if (!e.k_cache) return;
+  const int64_t slot = kv_slot(e.b, i, e.capacity);
+  if (slot < 0) return;
+  const int64_t c = kvh * 32 * D + lane * D;
+  float vv[D];
+  load_f32<D>(v + i * kv_row + c, vv);
+#pragma unroll
+  for (int d = 0; d < D; ++d) store_kv_value<F16>(e.k_cache, e.v_cache, slot * kv_row + c + d, kn[d], vv[d]);
+}
+
+// The split decode attention on tensor cores (attention_decode_mma.cu), which launch_attention
+// takes where it fits: f16 caches, QK-norm fused (`qk`), head_dim 128, at most 4 query heads per
+// kv head, sm_80+, and not turned off (set_attention_decode_mma). One block per (kv head, token,
+// split) serves the kv head's query group. n_split > 1 writes `partial` for merge_splits; n_split
+// == 1 (direct) writes `out` and does the short-context kernel's extras `e` itself (k/v store,
+// int8 copy of the output), for batches of one token per sequence.
+bool attention_decode_mma_fits(const AttentionShape& a, bool fused);
+cudaError_t launch_attention_decode_mma(const float* q, const float* k, const float* v, const void* k_cache,
+                                        const void* v_cache, const AttentionBatch& b, const AttentionShape& a,
+                                        int n_split, float* partial, float* out, const QkNormRope& qk,
+                                        const MergeExtras& e, cudaStream_t s);
 
 }  // namespace unicorn::cuda

@@ -31,8 +31,9 @@
 namespace unicorn::cuda {
 namespace {
 
-constexpr int kMmaWarps = 4;
-constexpr int kMaxGroup = 4;  // query heads per kv head (Gemma 3: 2 or 4); at most kMmaWarps
+constexpr int kMmaWarps = 4;     // the split kernel's warps
+constexpr int kDirectWarps = 8;  // the one-split (short-context) kernel's
+constexpr int kMaxGroup = 4;     // query heads per kv head (Gemma 3: 2 or 4); at most kMmaWarps
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
@@ -90,11 +91,13 @@ __device__ __forceinline__ void load_tile(int64_t j0, int64_t end, int64_t ring_
   }
 }
 
-// MINB: blocks per SM the register allocation must allow (4: 128 registers, a few spilled; 0: 168).
-template <int HD, int W, int MINB>
+// MINB: blocks per SM the register allocation must allow (4 warps: 4 gives 128 registers, a few
+// spilled; 0: 136). Direct: one split, whose block writes the normalized output, its int8 copy and
+// the k/v store itself (MergeExtras, as attention.cu's short-context kernel).
+template <int HD, int W, int MINB, bool Direct>
 __global__ void __launch_bounds__(W * 32, MINB)
     attention_decode_mma(const float* q, const float* k, const float* v, const __half* k_cache, const __half* v_cache,
-                         AttentionBatch b, AttentionShape a, float* partial, QkNormRope qk) {
+                         AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk, MergeExtras e) {
   constexpr int D = HD / 32;   // the scalar path's values per lane
   constexpr int KW = HD / 32;  // 16-byte words of one K row per lane (HD/4 halves)
   constexpr int VW = HD / 64;  // 16-byte words of one V row per lane (HD/8 halves)
@@ -131,7 +134,7 @@ __global__ void __launch_bounds__(W * 32, MINB)
 #pragma unroll
     for (int d = 0; d < D; ++d) s_q[warp][lane * D + d] = __float2half_rn(qv[d] * a.scale * kLog2e);
   }
-  for (int e = G * HD + static_cast<int>(threadIdx.x); e < 8 * HD; e += W * 32) s_q[e / HD][e % HD] = __half(0.0f);
+  for (int x = G * HD + static_cast<int>(threadIdx.x); x < 8 * HD; x += W * 32) s_q[x / HD][x % HD] = __half(0.0f);
   // Split 0 writes the kv head's normalized, rotated key for the merge's store (as attention.cu).
   if (split == 0 && warp == W - 1) {
     float kn[D];
@@ -139,6 +142,7 @@ __global__ void __launch_bounds__(W * 32, MINB)
     norm_rope_warp<D>(kn, qk.k_w, qk.eps, qk.cs + i * (HD / 2), lane);
 #pragma unroll
     for (int d = 0; d < D; ++d) qk.k_out[i * kv_row + kvh * HD + lane * D + d] = kn[d];
+    if constexpr (Direct) store_kv_head<D, true>(kn, v, e, i, kvh, kv_row, lane);
   }
   // The batch's keys of this split in f32, warp w for head w (its state in row W).
   if (warp < G) {
@@ -234,9 +238,11 @@ __global__ void __launch_bounds__(W * 32, MINB)
     }
   }
   __syncthreads();
-  // The split's partial state per (head, dimension), as attention.cu's split kernel writes it.
-  for (int e = static_cast<int>(threadIdx.x); e < G * HD; e += W * 32) {
-    const int head = e / HD, d = e % HD;
+  // The split's partial state per (head, dimension), as attention.cu's split kernel writes it, or
+  // (Direct) the output. G HD % 32 == 0: a warp's lanes are all in this loop or all out of it, and
+  // hold one 32-value block of one head (store_q8).
+  for (int x = static_cast<int>(threadIdx.x); x < G * HD; x += W * 32) {
+    const int head = x / HD, d = x % HD;
     float mx = -INFINITY;
 #pragma unroll
     for (int w = 0; w <= W; ++w)
@@ -249,11 +255,18 @@ __global__ void __launch_bounds__(W * 32, MINB)
         sum += s_l[w][head] * f;
         acc += s_acc[w][head][d] * f;
       }
-    float* pp = partial + ((i * a.n_heads + kvh * G + head) * n_split + split) * (HD + 2);
-    pp[2 + d] = acc;
-    if (d == 0) {
-      pp[0] = mx;
-      pp[1] = sum;
+    const int64_t h = kvh * G + head;
+    if constexpr (Direct) {
+      const float o = acc / sum;
+      out[i * q_row + h * HD + d] = o;
+      if (e.q8) store_q8(o, i * q_row + h * HD + d, e.q8, e.ds);
+    } else {
+      float* pp = partial + ((i * a.n_heads + h) * n_split + split) * (HD + 2);
+      pp[2 + d] = acc;
+      if (d == 0) {
+        pp[0] = mx;
+        pp[1] = sum;
+      }
     }
   }
 }
@@ -277,13 +290,21 @@ bool attention_decode_mma_fits(const AttentionShape& a, bool fused) {
 
 cudaError_t launch_attention_decode_mma(const float* q, const float* k, const float* v, const void* k_cache,
                                         const void* v_cache, const AttentionBatch& b, const AttentionShape& a,
-                                        int n_split, float* partial, const QkNormRope& qk, cudaStream_t s) {
-  if (n_split < 2 || !qk.q_w || !attention_decode_mma_fits(a, true)) return cudaErrorInvalidValue;
+                                        int n_split, float* partial, float* out, const QkNormRope& qk,
+                                        const MergeExtras& e, cudaStream_t s) {
+  if (n_split < 1 || !qk.q_w || !attention_decode_mma_fits(a, true)) return cudaErrorInvalidValue;
   const dim3 grid(static_cast<unsigned>(a.n_kv_heads), static_cast<unsigned>(b.T), static_cast<unsigned>(n_split));
-  const auto kernel = g_mma_decode.load(std::memory_order_relaxed) == 2 ? attention_decode_mma<128, kMmaWarps, 0>
-                                                                        : attention_decode_mma<128, kMmaWarps, 4>;
-  launch(kernel, grid, dim3(kMmaWarps * 32), 0, s, q, k, v, static_cast<const __half*>(k_cache),
-         static_cast<const __half*>(v_cache), b, a, partial, qk);
+  const auto* kc = static_cast<const __half*>(k_cache);
+  const auto* vc = static_cast<const __half*>(v_cache);
+  if (n_split == 1) {  // the short context: 8 warps, one step of 16 keys each below 128 positions
+    launch(attention_decode_mma<128, kDirectWarps, 1, true>, grid, dim3(kDirectWarps * 32), 0, s, q, k, v, kc, vc, b, a,
+           partial, out, qk, e);
+  } else {
+    const auto kernel = g_mma_decode.load(std::memory_order_relaxed) == 2
+                            ? attention_decode_mma<128, kMmaWarps, 0, false>
+                            : attention_decode_mma<128, kMmaWarps, 4, false>;
+    launch(kernel, grid, dim3(kMmaWarps * 32), 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
+  }
   return cudaGetLastError();
 }
 

@@ -175,15 +175,9 @@ cudaError_t launch_attention(const float* q, const float* k, const float* v, con
                              const AttentionBatch& b, const AttentionShape& a, int n_split, float* partial, float* out,
                              cudaStream_t s, void* store_k_cache = nullptr, void* store_v_cache = nullptr,
                              int8_t* q8 = nullptr, float* ds = nullptr, const QkNormRope& qk = {});
-// The split decode attention on tensor cores (attention_decode_mma.cu), which launch_attention
-// takes for n_split > 1 where it fits: f16 caches, `qk` given, head_dim 128, at most 4 query heads
-// per kv head, sm_80+, and not turned off (set_attention_decode_mma; on by default). Its grid is
-// one block per (kv head, token, split), each serving the kv head's query group.
-bool attention_decode_mma_fits(const AttentionShape& a, bool fused);
-void set_attention_decode_mma(int mode);  // 0 off, 1 on, 2 on without its register cap
-cudaError_t launch_attention_decode_mma(const float* q, const float* k, const float* v, const void* k_cache,
-                                        const void* v_cache, const AttentionBatch& b, const AttentionShape& a,
-                                        int n_split, float* partial, const QkNormRope& qk, cudaStream_t s);
+// The decode attention on tensor cores where it fits (attention_decode.cuh): 0 off, 1 on (the
+// default), 2 on without its register cap (a measurement setting).
+void set_attention_decode_mma(int mode);
 // The same for prompts, tiled (attention_prefill.cu): tiles[2 * t] = sequence slot, tiles[2 * t + 1]
 // = index of the tile's first token among that slot's batch rows; a tile holds up to
 // attention_prefill_tokens_per_tile() consecutive tokens of its slot.

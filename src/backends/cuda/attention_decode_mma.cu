@@ -103,7 +103,7 @@ __global__ void __launch_bounds__(W * 32, MINB)
   constexpr int VW = HD / 64;  // 16-byte words of one V row per lane (HD/8 halves)
   constexpr int MT = HD / 16;  // m-tiles of Oᵀ, k-steps of S
   pdl_enter();
-  __shared__ __align__(16) __half s_q[8][HD];
+  __shared__ __align__(16) __half s_q[2][8][HD];  // Q as f16 and its f16 remainder (hi + lo)
   __shared__ float s_m[W + 1][kMaxGroup], s_l[W + 1][kMaxGroup];
   __shared__ float s_acc[W + 1][kMaxGroup][HD];
   const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
@@ -132,9 +132,15 @@ __global__ void __launch_bounds__(W * 32, MINB)
     load_f32<D>(q + i * q_row + (kvh * G + warp) * HD + lane * D, qv);
     norm_rope_warp<D>(qv, qk.q_w, qk.eps, qk.cs + i * (HD / 2), lane);
 #pragma unroll
-    for (int d = 0; d < D; ++d) s_q[warp][lane * D + d] = __float2half_rn(qv[d] * a.scale * kLog2e);
+    for (int d = 0; d < D; ++d) {
+      const float x = qv[d] * a.scale * kLog2e;
+      const __half hi = __float2half_rn(x);
+      s_q[0][warp][lane * D + d] = hi;
+      s_q[1][warp][lane * D + d] = __float2half_rn(x - __half2float(hi));
+    }
   }
-  for (int x = G * HD + static_cast<int>(threadIdx.x); x < 8 * HD; x += W * 32) s_q[x / HD][x % HD] = __half(0.0f);
+  for (int x = G * HD + static_cast<int>(threadIdx.x); x < 8 * HD; x += W * 32)
+    s_q[0][x / HD][x % HD] = s_q[1][x / HD][x % HD] = __half(0.0f);
   // Split 0 writes the kv head's normalized, rotated key for the merge's store (as attention.cu).
   if (split == 0 && warp == W - 1) {
     float kn[D];
@@ -167,7 +173,8 @@ __global__ void __launch_bounds__(W * 32, MINB)
   __syncthreads();
   // Qᵀ's B fragment of k-step s: this lane's head g at its dimensions t HD/4 + 4s .. 4s + 3, read
   // from shared memory where used (registers go to the K and V fragments).
-  const uint32_t* qb = reinterpret_cast<const uint32_t*>(&s_q[g][t * (HD / 4)]);
+  const uint32_t* qb = reinterpret_cast<const uint32_t*>(&s_q[0][g][t * (HD / 4)]);
+  const uint32_t* qr = reinterpret_cast<const uint32_t*>(&s_q[1][g][t * (HD / 4)]);
 
   // Cached keys, 16 per warp and step; columns 2t and 2t + 1 of S and Oᵀ are this lane's heads.
   float m2[2] = {-INFINITY, -INFINITY}, l2[2] = {0.0f, 0.0f};
@@ -177,9 +184,12 @@ __global__ void __launch_bounds__(W * 32, MINB)
   for (; j0 < cached_end; j0 += 16 * W) {
     float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-    for (int ks = 0; ks < MT; ++ks)
-      mma_f16(s, word(kw[0], 2 * ks), word(kw[1], 2 * ks), word(kw[0], 2 * ks + 1), word(kw[1], 2 * ks + 1), qb[2 * ks],
-              qb[2 * ks + 1]);
+    for (int ks = 0; ks < MT; ++ks) {
+      const uint32_t a0 = word(kw[0], 2 * ks), a1 = word(kw[1], 2 * ks);
+      const uint32_t a2 = word(kw[0], 2 * ks + 1), a3 = word(kw[1], 2 * ks + 1);
+      mma_f16(s, a0, a1, a2, a3, qb[2 * ks], qb[2 * ks + 1]);
+      mma_f16(s, a0, a1, a2, a3, qr[2 * ks], qr[2 * ks + 1]);  // Q's remainder: S as with f32 queries
+    }
     // s[0], s[1]: key g, heads 2t, 2t + 1; s[2], s[3]: key g + 8.
     if (j0 + g >= cached_end) s[0] = s[1] = -INFINITY;
     if (j0 + g + 8 >= cached_end) s[2] = s[3] = -INFINITY;
@@ -199,19 +209,30 @@ __global__ void __launch_bounds__(W * 32, MINB)
       for (int mt = 0; mt < MT; ++mt) o[mt][c] *= corr, o[mt][c + 2] *= corr;
     }
     // Pᵀ's B fragment: b0 = P[keys 2t, 2t + 1][head g], b1 = P[keys 2t + 8, 2t + 9][head g], from
-    // the lanes (2t, g / 2) and (2t + 1, g / 2), half g % 2 of their (key, heads) pairs.
-    const uint32_t lo = pack_half2(p[0], p[1]), hi = pack_half2(p[2], p[3]);
-    const int src1 = 4 * (2 * t) + g / 2, src2 = src1 + 4;
-    const uint32_t x1lo = __shfl_sync(0xFFFFFFFFu, lo, src1), x1hi = __shfl_sync(0xFFFFFFFFu, hi, src1);
-    const uint32_t x2lo = __shfl_sync(0xFFFFFFFFu, lo, src2), x2hi = __shfl_sync(0xFFFFFFFFu, hi, src2);
-    const uint32_t sel = g % 2 == 0 ? 0x5410u : 0x7632u;
-    const uint32_t b0 = __byte_perm(x1lo, x2lo, sel), b1 = __byte_perm(x1hi, x2hi, sel);
+    // the lanes (2t, g / 2) and (2t + 1, g / 2), half g % 2 of their (key, heads) pairs; P as f16
+    // (b) and its f16 remainder (r), so that P V is as with f32 weights.
+    uint32_t b[2], br[2];
+    {
+      const int src1 = 4 * (2 * t) + g / 2, src2 = src1 + 4;
+      const uint32_t sel = g % 2 == 0 ? 0x5410u : 0x7632u;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {  // keys g (h = 0) and g + 8 of this lane, to keys 2t.. and 2t + 8..
+        const __half2 ph = __floats2half2_rn(p[2 * h], p[2 * h + 1]);
+        const float2 pf = __half22float2(ph);
+        const uint32_t x = *reinterpret_cast<const uint32_t*>(&ph);
+        const uint32_t xr = pack_half2(p[2 * h] - pf.x, p[2 * h + 1] - pf.y);
+        b[h] = __byte_perm(__shfl_sync(0xFFFFFFFFu, x, src1), __shfl_sync(0xFFFFFFFFu, x, src2), sel);
+        br[h] = __byte_perm(__shfl_sync(0xFFFFFFFFu, xr, src1), __shfl_sync(0xFFFFFFFFu, xr, src2), sel);
+      }
+    }
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
       // Vᵀ rows g HD/8 + 2mt (low halves) and + 1 (high halves) against keys (2t, 2t + 1), (2t + 8, 2t + 9).
       const uint32_t v0 = word(vw[0], mt), v1 = word(vw[1], mt), v2 = word(vw[2], mt), v3 = word(vw[3], mt);
-      mma_f16(o[mt], __byte_perm(v0, v1, 0x5410u), __byte_perm(v0, v1, 0x7632u), __byte_perm(v2, v3, 0x5410u),
-              __byte_perm(v2, v3, 0x7632u), b0, b1);
+      const uint32_t a0 = __byte_perm(v0, v1, 0x5410u), a1 = __byte_perm(v0, v1, 0x7632u);
+      const uint32_t a2 = __byte_perm(v2, v3, 0x5410u), a3 = __byte_perm(v2, v3, 0x7632u);
+      mma_f16(o[mt], a0, a1, a2, a3, b[0], b[1]);
+      mma_f16(o[mt], a0, a1, a2, a3, br[0], br[1]);
     }
     if (j0 + 16 * W < cached_end)
       load_tile<HD>(j0 + 16 * W, cached_end, ring_lo, cache_seq, kv_row, kvh, a.capacity, k_cache, v_cache, g, t, kw,

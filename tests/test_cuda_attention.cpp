@@ -114,6 +114,8 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
       {{8, 2, 64, 0, 2048, GgmlType::F32}, 700, 1e6f, 8.0f},
       {{32, 16, 128, 1024, 1024, GgmlType::F16}, 20, 10000.0f, 1.0f},
       {{4, 1, 256, 512, 512, GgmlType::F32}, 20, 10000.0f, 1.0f},
+      {{4, 1, 256, 512, 512, GgmlType::F16}, 20, 10000.0f, 1.0f},  // 270M's ring and heads
+      {{16, 8, 256, 0, 512, GgmlType::F16}, 20, 1e6f, 8.0f},       // 12B's heads, global
   };
   Rng rng(5150);
   // Without the short kernel: the split kernel on tensor cores where it fits (the default: f16
@@ -198,9 +200,14 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
   gpu->load_weight(wq);
   gpu->load_weight(wk);
   const QkNorms norms{&wq, &wk, 10000.0f, 1.0f};
+  const std::vector<float> qn256 = stored_norm(256, rng), kn256 = stored_norm(256, rng);
+  const WeightTensor wq256 = f32_weight("q_norm_256", qn256), wk256 = f32_weight("k_norm_256", kn256);
+  gpu->load_weight(wq256);
+  gpu->load_weight(wk256);
+  const QkNorms norms256{&wq256, &wk256, 10000.0f, 1.0f};
   EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 1100, 3, &norms), 1e-5) << "fused QK-norm, wrapped";
   // A wrapped ring and a long global cache: the tensor-core split kernel (27B's 2 query heads per kv
-  // head, and 4 with 8 kv heads), then both SIMT loops.
+  // head, 4 with 8 kv heads, and 12B's 256-wide heads), then both SIMT loops.
   for (const auto& [pipelined, mma] : {std::pair{true, true}, {true, false}, {false, false}}) {
     cuda_attention_pipelined(*gpu, pipelined);
     cuda_attention_mma_decode(*gpu, mma ? 1 : 0);
@@ -210,6 +217,8 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
     EXPECT_LE(attention_schedule(*gpu, *cpu, global, 1500, 3, &norms), 1e-5) << what;
     const AttnCase group4{32, 8, 128, 1024, 1024, GgmlType::F16};
     EXPECT_LE(attention_schedule(*gpu, *cpu, group4, 1100, 3, &norms), 1e-5) << what << ", 4 heads per kv head";
+    const AttnCase ring12b{16, 8, 256, 1024, 1024, GgmlType::F16};  // head_dim 256
+    EXPECT_LE(attention_schedule(*gpu, *cpu, ring12b, 1100, 3, &norms256), 1e-5) << what << ", 12B ring";
   }
   cuda_attention_pipelined(*gpu, true);  // the defaults
   cuda_attention_mma_decode(*gpu, 1);

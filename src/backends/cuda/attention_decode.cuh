@@ -250,7 +250,7 @@ __device__ __forceinline__ void store_kv_head(const float* kn, const float* v, c
 }
 
 // The split decode attention on tensor cores (attention_decode_mma.cu), which launch_attention
-// takes where it fits: f16 caches, QK-norm fused (`qk`), head_dim 128, at most 4 query heads per
+// takes where it fits: f16 caches, QK-norm fused (`qk`), head_dim 128 or 256, at most 4 query heads per
 // kv head, sm_80+, and not turned off (set_attention_decode_mma). One block per (kv head, token,
 // split) serves the kv head's query group. n_split > 1 writes `partial` for merge_splits; n_split
 // == 1 (direct) writes `out` and does the short-context kernel's extras `e` itself (k/v store,

@@ -1,4 +1,4 @@
-// Split decode attention on tensor cores (f16 caches, fused QK-norm + RoPE, head_dim 128, query
+// Decode attention on tensor cores (f16 caches, fused QK-norm + RoPE, head_dim 128 or 256, query
 // groups of at most 4 heads per kv head): one block of W warps per (kv head, token, split) serves
 // the whole query group, so each K/V byte is read once per group, and each warp scores 16 cached
 // keys per step with mma.sync.m16n8k16 (f16 operands, f32 accumulators) instead of one shuffle
@@ -10,15 +10,20 @@
 //     K tile, lane holding keys g and g + 8 at dimensions [t HD/4, (t + 1) HD/4) (16-byte loads);
 //     the dot product's order of dimensions is free, so k-step s takes the lane's dimensions
 //     t HD/4 + 4s .. 4s + 3 for its columns (2t, 2t + 1, 2t + 8, 2t + 9), and B (Qᵀ, prescaled by
-//     scale·log2 e and rounded to f16) is read the same way;
+//     scale·log2 e) is read the same way;
 //   the online softmax per head in log2 units (the keys of a column sit in the 8 lanes of one t);
 //   Oᵀ += Vᵀ Pᵀ (dimensions x heads): A is Vᵀ, lane holding keys 2t, 2t + 1, 2t + 8, 2t + 9 at
 //     dimensions [g HD/8, (g + 1) HD/8) (16-byte loads), m-tile mt taking rows g HD/8 + 2mt (row g)
 //     and + 1 (row g + 8), paired across keys with byte permutes; B (Pᵀ) comes from the S
-//     fragments through four shuffles.
+//     fragments through shuffles.
+// Q and P enter as f16 plus their f16 remainder (two mma each; K and V are f16 already), so the
+// scores and P V come out as with f32 operands: f16 alone moved the tiny checkpoints' logits to
+// 1.06e-3 of the CPU's (session 13).
 // The batch's own keys (a decoding token: its own, in the last split) take the scalar fold of
 // attention_decode.cuh in f32, one warp per query head. The block's states meet in shared memory
-// and leave as the split's partial state for attention.cu's merge_splits (max in natural units).
+// and leave as the split's partial state for attention.cu's merge_splits (max in natural units),
+// or, with one split (Direct: the short context), as the output with its int8 copy and the k/v
+// store, as attention.cu's short-context kernel writes them.
 #include <cuda_fp16.h>
 
 #include <atomic>
@@ -300,7 +305,9 @@ std::atomic<int> g_mma_decode{1};
 void set_attention_decode_mma(int mode) { g_mma_decode.store(mode); }
 
 bool attention_decode_mma_fits(const AttentionShape& a, bool fused) {
-  if (g_mma_decode.load(std::memory_order_relaxed) == 0 || !fused || !a.kv_f16 || a.head_dim != 128) return false;
+  if (g_mma_decode.load(std::memory_order_relaxed) == 0 || !fused || !a.kv_f16 ||
+      (a.head_dim != 128 && a.head_dim != 256))
+    return false;
   if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads != 0 || a.n_heads / a.n_kv_heads > kMaxGroup) return false;
   int dev = 0, major = 0;
   if (cudaGetDevice(&dev) != cudaSuccess ||
@@ -317,14 +324,19 @@ cudaError_t launch_attention_decode_mma(const float* q, const float* k, const fl
   const dim3 grid(static_cast<unsigned>(a.n_kv_heads), static_cast<unsigned>(b.T), static_cast<unsigned>(n_split));
   const auto* kc = static_cast<const __half*>(k_cache);
   const auto* vc = static_cast<const __half*>(v_cache);
-  if (n_split == 1) {  // the short context: 8 warps, one step of 16 keys each below 128 positions
-    launch(attention_decode_mma<128, kDirectWarps, 1, true>, grid, dim3(kDirectWarps * 32), 0, s, q, k, v, kc, vc, b, a,
-           partial, out, qk, e);
+  const bool capped = g_mma_decode.load(std::memory_order_relaxed) != 2;
+  // The short context (one split): 8 warps, one step of 16 keys each below 128 positions.
+  const dim3 block(static_cast<unsigned>((n_split == 1 ? kDirectWarps : kMmaWarps) * 32));
+  if (a.head_dim == 128) {
+    const auto kernel = n_split == 1 ? attention_decode_mma<128, kDirectWarps, 1, true>
+                                     : (capped ? attention_decode_mma<128, kMmaWarps, 4, false>
+                                               : attention_decode_mma<128, kMmaWarps, 0, false>);
+    launch(kernel, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
   } else {
-    const auto kernel = g_mma_decode.load(std::memory_order_relaxed) == 2
-                            ? attention_decode_mma<128, kMmaWarps, 0, false>
-                            : attention_decode_mma<128, kMmaWarps, 4, false>;
-    launch(kernel, grid, dim3(kMmaWarps * 32), 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
+    const auto kernel = n_split == 1 ? attention_decode_mma<256, kDirectWarps, 1, true>
+                                     : (capped ? attention_decode_mma<256, kMmaWarps, 2, false>
+                                               : attention_decode_mma<256, kMmaWarps, 0, false>);
+    launch(kernel, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
   }
   return cudaGetLastError();
 }

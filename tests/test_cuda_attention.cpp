@@ -136,7 +136,7 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
       cuda_fuse_qk_attention(*gpu, true);
       cuda_short_attention_keys(*gpu, short_keys);
       cuda_attention_pipelined(*gpu, pipelined);
-      cuda_attention_mma_decode(*gpu, mma ? 1 : 0);
+      cuda_attention_mma_decode(*gpu, mma ? 3 : 0);  // 3: 256-wide heads too
 #endif
       gpu->load_weight(wq);
       gpu->load_weight(wk);
@@ -210,7 +210,7 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
   // head, 4 with 8 kv heads, and 12B's 256-wide heads), then both SIMT loops.
   for (const auto& [pipelined, mma] : {std::pair{true, true}, {true, false}, {false, false}}) {
     cuda_attention_pipelined(*gpu, pipelined);
-    cuda_attention_mma_decode(*gpu, mma ? 1 : 0);
+    cuda_attention_mma_decode(*gpu, mma ? 3 : 0);  // 3: 256-wide heads too
     const std::string what = std::string(mma ? "tensor cores" : "SIMT") + (pipelined ? ", pipelined" : "");
     EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 1100, 3, &norms), 1e-5) << what;
     const AttnCase global{32, 16, 128, 0, 2048, GgmlType::F16};

@@ -111,7 +111,7 @@ void cuda_short_attention_keys(Backend& backend, int64_t n) {
 }
 
 void cuda_attention_mma_decode(Backend& backend, int mode) {
-  if (mode < 0 || mode > 2) fail("cuda_attention_mma_decode: mode must be 0, 1 or 2");
+  if (mode < 0 || mode > 3) fail("cuda_attention_mma_decode: mode must be 0 to 3");
   (void)as_cuda(backend, "cuda_attention_mma_decode");
   cuda::set_attention_decode_mma(mode);
 }
@@ -188,7 +188,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     set_matvec_wide_warps(env_warps("UNICORN_CUDA_WIDE_WARPS", 2, 2));
     set_matvec_o_warps(env_warps("UNICORN_CUDA_O_WARPS", 1, 0));
     set_attention_pipelined(env_switch("UNICORN_CUDA_ATTN_PIPELINE", true));
-    set_attention_decode_mma(static_cast<int>(env_int("UNICORN_CUDA_ATTN_MMA", 1, 0, 2)));
+    set_attention_decode_mma(static_cast<int>(env_int("UNICORN_CUDA_ATTN_MMA", 1, 0, 3)));
     set_matvec_prefetch_blocks(env_int("UNICORN_CUDA_PREFETCH_BLOCKS", INT64_MAX, 0, INT64_MAX));
     return true;
   }();

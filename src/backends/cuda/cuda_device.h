@@ -51,10 +51,10 @@ void cuda_short_attention_keys(Backend& cuda_backend, int64_t n);
 // UNICORN_CUDA_ATTN_PIPELINE=0 turns it off). Process-wide: it applies to every CUDA backend.
 void cuda_attention_pipelined(Backend& cuda_backend, bool on);
 
-// Tests and measurements: the split decode attention runs on tensor cores where it fits (f16
-// caches, fused QK-norm, head_dim 128 or 256, at most 4 query heads per kv head; on by default,
-// UNICORN_CUDA_ATTN_MMA=0 turns it off; 2 drops its register cap). Process-wide: it applies to every
-// CUDA backend. mode: 0 off, 1 on, 2 on without the register cap.
+// Tests and measurements: the decode attention runs on tensor cores where it fits (f16 caches,
+// fused QK-norm, at most 4 query heads per kv head). mode (UNICORN_CUDA_ATTN_MMA): 0 off, 1 on for
+// head_dim 128 (the default), 2 the same without its register cap, 3 on for head_dim 128 and 256.
+// Process-wide: it applies to every CUDA backend.
 void cuda_attention_mma_decode(Backend& cuda_backend, int mode);
 
 // Tests: make a CUDA backend take the tiled prompt attention for every batch of 32+ tokens.

@@ -175,8 +175,9 @@ cudaError_t launch_attention(const float* q, const float* k, const float* v, con
                              const AttentionBatch& b, const AttentionShape& a, int n_split, float* partial, float* out,
                              cudaStream_t s, void* store_k_cache = nullptr, void* store_v_cache = nullptr,
                              int8_t* q8 = nullptr, float* ds = nullptr, const QkNormRope& qk = {});
-// The decode attention on tensor cores where it fits (attention_decode.cuh): 0 off, 1 on (the
-// default), 2 on without its register cap (a measurement setting).
+// The decode attention on tensor cores where it fits (attention_decode.cuh): 0 off, 1 on for
+// head_dim 128 (the default), 2 the same without its register cap, 3 on for head_dim 128 and 256
+// (measurement settings).
 void set_attention_decode_mma(int mode);
 // The same for prompts, tiled (attention_prefill.cu): tiles[2 * t] = sequence slot, tiles[2 * t + 1]
 // = index of the tile's first token among that slot's batch rows; a tile holds up to

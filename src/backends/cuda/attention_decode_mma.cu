@@ -32,6 +32,7 @@
 #include "backends/cuda/attention_decode.cuh"
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launch.cuh"
+#include "backends/cuda/mma_f16.cuh"
 
 namespace unicorn::cuda {
 namespace {
@@ -41,24 +42,6 @@ constexpr int kDirectWarps = 8;  // the one-split (short-context) kernel's
 constexpr int kMaxGroup = 4;     // query heads per kv head (Gemma 3: 2 or 4); at most kMmaWarps
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
-
-__device__ __forceinline__ void mma_f16(float* d, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                        uint32_t b1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-#else
-  __trap();  // launched only on sm_80+ (attention_decode_mma_fits)
-#endif
-}
-
-__device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
-  const __half2 h = __floats2half2_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&h);
-}
 
 // N 16-byte words of an f16 cache row at p (zeros for a key past the range: the cache may hold
 // anything there, and 0 * NaN would reach the output).
@@ -192,8 +175,8 @@ __global__ void __launch_bounds__(W * 32, MINB)
     for (int ks = 0; ks < MT; ++ks) {
       const uint32_t a0 = word(kw[0], 2 * ks), a1 = word(kw[1], 2 * ks);
       const uint32_t a2 = word(kw[0], 2 * ks + 1), a3 = word(kw[1], 2 * ks + 1);
-      mma_f16(s, a0, a1, a2, a3, qb[2 * ks], qb[2 * ks + 1]);
-      mma_f16(s, a0, a1, a2, a3, qr[2 * ks], qr[2 * ks + 1]);  // Q's remainder: S as with f32 queries
+      mma_m16n8k16_f16(s, a0, a1, a2, a3, qb[2 * ks], qb[2 * ks + 1]);
+      mma_m16n8k16_f16(s, a0, a1, a2, a3, qr[2 * ks], qr[2 * ks + 1]);  // Q's remainder: S as with f32 queries
     }
     // s[0], s[1]: key g, heads 2t, 2t + 1; s[2], s[3]: key g + 8.
     if (j0 + g >= cached_end) s[0] = s[1] = -INFINITY;
@@ -236,8 +219,8 @@ __global__ void __launch_bounds__(W * 32, MINB)
       const uint32_t v0 = word(vw[0], mt), v1 = word(vw[1], mt), v2 = word(vw[2], mt), v3 = word(vw[3], mt);
       const uint32_t a0 = __byte_perm(v0, v1, 0x5410u), a1 = __byte_perm(v0, v1, 0x7632u);
       const uint32_t a2 = __byte_perm(v2, v3, 0x5410u), a3 = __byte_perm(v2, v3, 0x7632u);
-      mma_f16(o[mt], a0, a1, a2, a3, b[0], b[1]);
-      mma_f16(o[mt], a0, a1, a2, a3, br[0], br[1]);
+      mma_m16n8k16_f16(o[mt], a0, a1, a2, a3, b[0], b[1]);
+      mma_m16n8k16_f16(o[mt], a0, a1, a2, a3, br[0], br[1]);
     }
     if (j0 + 16 * W < cached_end)
       load_tile<HD>(j0 + 16 * W, cached_end, ring_lo, cache_seq, kv_row, kvh, a.capacity, k_cache, v_cache, g, t, kw,

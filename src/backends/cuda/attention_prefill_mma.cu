@@ -24,6 +24,7 @@
 #include "backends/cuda/attention_prompt.cuh"
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launch.cuh"
+#include "backends/cuda/mma_f16.cuh"
 
 namespace unicorn::cuda {
 namespace {
@@ -42,24 +43,6 @@ constexpr size_t smem_bytes() {
 }
 
 __device__ __forceinline__ uint32_t ld32(const __half* p) { return *reinterpret_cast<const uint32_t*>(p); }
-
-__device__ __forceinline__ uint32_t pack(float lo, float hi) {
-  const __half2 h = __floats2half2_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&h);
-}
-
-__device__ __forceinline__ void mma16816(float* d, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                         uint32_t b1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-#else
-  __trap();  // launched only on sm_80+ (attention_prefill_mma_supports)
-#endif
-}
 
 template <int HD, int G, bool F16>
 __global__ void __launch_bounds__(kThreads)
@@ -124,7 +107,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int n = 0; n < kN / 8; ++n) {
         const __half* kb = Ks + (n * 8 + r) * QS + ks * 16 + c;
-        mma16816(s[n], a0, a1, a2, a3, ld32(kb), ld32(kb + 8));
+        mma_m16n8k16_f16(s[n], a0, a1, a2, a3, ld32(kb), ld32(kb + 8));
       }
     }
     // Masks and the online softmax; a row's 32 scores sit in the 4 threads of a quad.
@@ -163,12 +146,13 @@ __global__ void __launch_bounds__(kThreads)
     // O += P V: P's k-step t is S's n-tiles 2t and 2t + 1.
 #pragma unroll
     for (int t = 0; t < kN / 16; ++t) {
-      const uint32_t a0 = pack(s[2 * t][0], s[2 * t][1]), a1 = pack(s[2 * t][2], s[2 * t][3]);
-      const uint32_t a2 = pack(s[2 * t + 1][0], s[2 * t + 1][1]), a3 = pack(s[2 * t + 1][2], s[2 * t + 1][3]);
+      const uint32_t a0 = pack_half2(s[2 * t][0], s[2 * t][1]), a1 = pack_half2(s[2 * t][2], s[2 * t][3]);
+      const uint32_t a2 = pack_half2(s[2 * t + 1][0], s[2 * t + 1][1]),
+                     a3 = pack_half2(s[2 * t + 1][2], s[2 * t + 1][3]);
 #pragma unroll
       for (int n = 0; n < NT; ++n) {
         const __half* vb = Vt + (n * 8 + r) * kVtStride + t * 16 + c;
-        mma16816(o[n], a0, a1, a2, a3, ld32(vb), ld32(vb + 8));
+        mma_m16n8k16_f16(o[n], a0, a1, a2, a3, ld32(vb), ld32(vb + 8));
       }
     }
   }

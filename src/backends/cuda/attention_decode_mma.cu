@@ -79,9 +79,10 @@ __device__ __forceinline__ void load_tile(int64_t j0, int64_t end, int64_t ring_
   }
 }
 
-// MINB: blocks per SM the register allocation must allow (4 warps: 4 gives 128 registers, a few
-// spilled; 0: 136). Direct: one split, whose block writes the normalized output, its int8 copy and
-// the k/v store itself (MergeExtras, as attention.cu's short-context kernel).
+// MINB: blocks per SM the register allocation must allow (head_dim 128 with 4 warps: 4 gives 128
+// registers without spills, 0 gives 162; head_dim 256 takes 250-252 either way). Direct: one
+// split, whose block writes the normalized output, its int8 copy and the k/v store itself
+// (MergeExtras, as attention.cu's short-context kernel).
 template <int HD, int W, int MINB, bool Direct>
 __global__ void __launch_bounds__(W * 32, MINB)
     attention_decode_mma(const float* q, const float* k, const float* v, const __half* k_cache, const __half* v_cache,

@@ -1182,40 +1182,52 @@ struct DecodeAttentionBench {
     LayerKv* one[] = {&kv};
     return us(gpu, one, n, reps);
   }
-  // The same through qk_norm_rope_attention (the decode chain's fused call).
-  double fused_us(Backend& gpu, std::span<LayerKv* const> kvs, int64_t n, int reps, const WeightTensor& q_norm,
-                  const WeightTensor& k_norm) {
-    const std::vector<int32_t> tok = {0}, pos = {static_cast<int32_t>(n)}, seq = {0};
-    const std::vector<int64_t> past = {n};
-    BatchView view{tok, pos, seq};
-    auto call = [&](int i) {
-      gpu.qk_norm_rope_attention(q, k, v, q_norm, k_norm, 1e-6f, pos, 10000.0f, 1.0f,
-                                 *kvs[static_cast<size_t>(i) % kvs.size()], view, past, p, out);
-    };
-    for (int i = 0; i < 3; ++i) call(i);
-    gpu.synchronize();
-    return 1e3 *
-           device_ms(gpu,
-                     [&] {
-                       for (int i = 0; i < reps; ++i) call(i);
-                     }) /
-           reps;
-  }
   // Call i reads cache i % kvs.size(): with caches that together pass the L2, each call's keys
   // come from HBM, as in the decode chain, where a layer's weights evict them between tokens.
   double us(Backend& gpu, std::span<LayerKv* const> kvs, int64_t n, int reps) {
+    return time_us(gpu, kvs, n, reps, [&](LayerKv& kv, const BatchView& view, const std::vector<int64_t>& past) {
+      gpu.attention(q, k, v, kv, view, past, p, out);
+    });
+  }
+  // The same through qk_norm_rope_attention (the decode chain's fused call).
+  double fused_us(Backend& gpu, std::span<LayerKv* const> kvs, int64_t n, int reps, const WeightTensor& q_norm,
+                  const WeightTensor& k_norm) {
+    return time_us(gpu, kvs, n, reps, [&](LayerKv& kv, const BatchView& view, const std::vector<int64_t>& past) {
+      gpu.qk_norm_rope_attention(q, k, v, q_norm, k_norm, 1e-6f, view.pos, 10000.0f, 1.0f, kv, view, past, p, out);
+    });
+  }
+
+ private:
+  // µs per call of one token at position n, after 3 calls of warm-up.
+  template <class Call>
+  double time_us(Backend& gpu, std::span<LayerKv* const> kvs, int64_t n, int reps, Call call) {
     const std::vector<int32_t> tok = {0}, pos = {static_cast<int32_t>(n)}, seq = {0};
     const std::vector<int64_t> past = {n};
     BatchView view{tok, pos, seq};
-    for (int i = 0; i < 3; ++i) gpu.attention(q, k, v, *kvs[static_cast<size_t>(i) % kvs.size()], view, past, p, out);
+    auto run = [&](int i) { call(*kvs[static_cast<size_t>(i) % kvs.size()], view, past); };
+    for (int i = 0; i < 3; ++i) run(i);
     gpu.synchronize();
     return 1e3 *
            device_ms(gpu,
                      [&] {
-                       for (int i = 0; i < reps; ++i)
-                         gpu.attention(q, k, v, *kvs[static_cast<size_t>(i) % kvs.size()], view, past, p, out);
+                       for (int i = 0; i < reps; ++i) run(i);
                      }) /
            reps;
+  }
+};
+
+// 27B-shaped f16 caches of `capacity` positions, enough of them to pass 128 MiB together, so that
+// rotating through them reads each call's K/V from HBM.
+struct RotatedCaches {
+  std::vector<std::unique_ptr<LayerKv>> owned;
+  std::vector<LayerKv*> all;
+  RotatedCaches(Backend& gpu, int64_t capacity) {
+    const int64_t cache_bytes = capacity * 16 * 128 * 2 * 2;
+    const int64_t n = std::max<int64_t>(1, ((int64_t{128} << 20) + cache_bytes - 1) / cache_bytes);
+    for (int64_t c = 0; c < n; ++c) {
+      owned.push_back(gpu.create_kv(LayerKvSpec{1, capacity, 16, 128, GgmlType::F16}));
+      all.push_back(owned.back().get());
+    }
   }
 };
 
@@ -1251,19 +1263,13 @@ TEST_F(CudaBench, Gemma27BDecodeAttention) {
   Rng rng(5);
   DecodeAttentionBench bench(*gpu, rng);
   for (int64_t ctx : {1024, 4096, 16384}) {
-    const int64_t cache_bytes = (ctx + 1) * 16 * 128 * 2 * 2;
-    const int64_t n_caches = std::max<int64_t>(1, ((int64_t{128} << 20) + cache_bytes - 1) / cache_bytes);
-    std::vector<std::unique_ptr<LayerKv>> caches;
-    std::vector<LayerKv*> rotated;
-    for (int64_t c = 0; c < n_caches; ++c) {
-      caches.push_back(gpu->create_kv(LayerKvSpec{1, ctx + 1, 16, 128, GgmlType::F16}));
-      rotated.push_back(caches.back().get());
-    }
+    const RotatedCaches caches(*gpu, ctx + 1);
     for (const bool hbm : {false, true}) {
-      const double us = hbm ? bench.us(*gpu, rotated, ctx, 100) : bench.us(*gpu, *caches[0], ctx, 100);
-      std::printf("| %lld | f16%s | %.1f (%.0f GB/s of K+V) |\n", static_cast<long long>(ctx),
-                  hbm ? fmt::format(", {} caches rotated (HBM)", n_caches).c_str() : ", one cache (L2 below 16K)", us,
-                  static_cast<double>(ctx * 2 * 16 * 128 * 2) / us / 1e3);
+      const double us = hbm ? bench.us(*gpu, caches.all, ctx, 100) : bench.us(*gpu, *caches.all[0], ctx, 100);
+      std::printf(
+          "| %lld | f16%s | %.1f (%.0f GB/s of K+V) |\n", static_cast<long long>(ctx),
+          hbm ? fmt::format(", {} caches rotated (HBM)", caches.all.size()).c_str() : ", one cache (L2 below 16K)", us,
+          static_cast<double>(ctx * 2 * 16 * 128 * 2) / us / 1e3);
     }
   }
 }
@@ -1285,19 +1291,12 @@ TEST_F(CudaBench, Gemma27BDecodeAttentionFused) {
   gpu->load_weight(wk);
   for (const auto& [window, capacity, n] :
        {std::tuple<int64_t, int64_t, int64_t>{1024, 1024, 100}, {1024, 1024, 1023}, {0, 4240, 4095}}) {
-    const int64_t cache_bytes = capacity * 16 * 128 * 2 * 2;
-    const int64_t n_caches = std::max<int64_t>(1, ((int64_t{128} << 20) + cache_bytes - 1) / cache_bytes);
-    std::vector<std::unique_ptr<LayerKv>> caches;
-    std::vector<LayerKv*> rotated;
-    for (int64_t c = 0; c < n_caches; ++c) {
-      caches.push_back(gpu->create_kv(LayerKvSpec{1, capacity, 16, 128, GgmlType::F16}));
-      rotated.push_back(caches.back().get());
-    }
+    const RotatedCaches caches(*gpu, capacity);
     bench.p.window = window;
     std::printf("| %s | %lld |", window > 0 ? "local" : "global", static_cast<long long>(n));
     for (const int mode : {0, 1, 2}) {
       cuda_attention_mma_decode(*gpu, mode);
-      std::printf(" %.1f |", bench.fused_us(*gpu, rotated, n, 100, wq, wk));
+      std::printf(" %.1f |", bench.fused_us(*gpu, caches.all, n, 100, wq, wk));
     }
     std::printf(" |\n");
   }

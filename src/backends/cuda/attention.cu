@@ -289,6 +289,21 @@ void launch_d(const float* q, const float* k, const float* v, const void* kc, co
   }
 }
 
+// The SIMT kernels for a head size (launch_d's D = head_dim / 32); launch errors surface through
+// launch_attention's cudaGetLastError.
+cudaError_t launch_simt(const float* q, const float* k, const float* v, const void* kc, const void* vc,
+                        const AttentionBatch& b, const AttentionShape& a, int n_split, float* partial, float* out,
+                        const QkNormRope& qk, const MergeExtras& e, bool direct, cudaStream_t s) {
+  auto* const run = a.head_dim == 32    ? launch_d<1>
+                    : a.head_dim == 64  ? launch_d<2>
+                    : a.head_dim == 128 ? launch_d<4>
+                    : a.head_dim == 256 ? launch_d<8>
+                                        : nullptr;
+  if (!run) return cudaErrorNotSupported;
+  run(q, k, v, kc, vc, b, a, n_split, partial, out, qk, e, direct, s);
+  return cudaSuccess;
+}
+
 }  // namespace
 
 void set_attention_pipelined(bool on) { g_pipelined.store(on); }
@@ -308,29 +323,12 @@ cudaError_t launch_attention(const float* q, const float* k, const float* v, con
   // One split with a store or a quantized copy asked for: the short-context kernel does both.
   const bool direct = n_split == 1 && (store_k_cache || q8);
   if (direct && !qk.q_w) return cudaErrorInvalidValue;
-  if ((n_split > 1 || direct) && qk.q_w && attention_decode_mma_fits(a, true)) {
-    if (const cudaError_t err =
-            launch_attention_decode_mma(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, e, s);
-        err != cudaSuccess)
-      return err;
-  } else {
-    switch (a.head_dim) {
-      case 32:
-        launch_d<1>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, e, direct, s);
-        break;
-      case 64:
-        launch_d<2>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, e, direct, s);
-        break;
-      case 128:
-        launch_d<4>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, e, direct, s);
-        break;
-      case 256:
-        launch_d<8>(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, e, direct, s);
-        break;
-      default:
-        return cudaErrorNotSupported;
-    }
-  }
+  const bool tensor_cores = (n_split > 1 || direct) && qk.q_w && attention_decode_mma_fits(a);
+  if (const cudaError_t err =
+          tensor_cores ? launch_attention_decode_mma(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, e, s)
+                       : launch_simt(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, e, direct, s);
+      err != cudaSuccess)
+    return err;
   if (n_split > 1) {
     const dim3 grid(static_cast<unsigned>(a.n_heads), static_cast<unsigned>(b.T));
     launch(a.kv_f16 ? merge_splits<true> : merge_splits<false>, grid, dim3(128), 0, s, partial, a.n_heads, a.head_dim,

@@ -249,13 +249,13 @@ __device__ __forceinline__ void store_kv_head(const float* kn, const float* v, c
   for (int d = 0; d < D; ++d) store_kv_value<F16>(e.k_cache, e.v_cache, slot * kv_row + c + d, kn[d], vv[d]);
 }
 
-// The split decode attention on tensor cores (attention_decode_mma.cu), which launch_attention
-// takes where it fits: f16 caches, QK-norm fused (`qk`), head_dim 128 or 256, at most 4 query heads per
-// kv head, sm_80+, and not turned off (set_attention_decode_mma). One block per (kv head, token,
+// The decode attention on tensor cores (attention_decode_mma.cu), which launch_attention takes
+// where it fits (f16 caches, head_dim 128, or 256 where asked, at most 4 query heads per kv head,
+// sm_80+, not turned off: set_attention_decode_mma) and QK-norm is fused (`qk`). One block per (kv head, token,
 // split) serves the kv head's query group. n_split > 1 writes `partial` for merge_splits; n_split
 // == 1 (direct) writes `out` and does the short-context kernel's extras `e` itself (k/v store,
 // int8 copy of the output), for batches of one token per sequence.
-bool attention_decode_mma_fits(const AttentionShape& a, bool fused);
+bool attention_decode_mma_fits(const AttentionShape& a);
 cudaError_t launch_attention_decode_mma(const float* q, const float* k, const float* v, const void* k_cache,
                                         const void* v_cache, const AttentionBatch& b, const AttentionShape& a,
                                         int n_split, float* partial, float* out, const QkNormRope& qk,

@@ -291,22 +291,19 @@ std::atomic<int> g_mma_decode{1};
 
 void set_attention_decode_mma(int mode) { g_mma_decode.store(mode); }
 
-bool attention_decode_mma_fits(const AttentionShape& a, bool fused) {
+bool attention_decode_mma_fits(const AttentionShape& a) {
   const int mode = g_mma_decode.load(std::memory_order_relaxed);
-  if (mode == 0 || !fused || !a.kv_f16 || (a.head_dim != 128 && (a.head_dim != 256 || mode != 3))) return false;
+  if (mode == 0 || !a.kv_f16 || (a.head_dim != 128 && (a.head_dim != 256 || mode != 3))) return false;
   if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads != 0 || a.n_heads / a.n_kv_heads > kMaxGroup) return false;
-  int dev = 0, major = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
-    return false;
-  return major >= 8;
+  return sm80_or_later();
 }
 
 cudaError_t launch_attention_decode_mma(const float* q, const float* k, const float* v, const void* k_cache,
                                         const void* v_cache, const AttentionBatch& b, const AttentionShape& a,
                                         int n_split, float* partial, float* out, const QkNormRope& qk,
                                         const MergeExtras& e, cudaStream_t s) {
-  if (n_split < 1 || !qk.q_w || !attention_decode_mma_fits(a, true)) return cudaErrorInvalidValue;
+  // The caller checked attention_decode_mma_fits; what the launch itself relies on:
+  if (n_split < 1 || !qk.q_w || (a.head_dim != 128 && a.head_dim != 256)) return cudaErrorInvalidValue;
   const dim3 grid(static_cast<unsigned>(a.n_kv_heads), static_cast<unsigned>(b.T), static_cast<unsigned>(n_split));
   const auto* kc = static_cast<const __half*>(k_cache);
   const auto* vc = static_cast<const __half*>(v_cache);

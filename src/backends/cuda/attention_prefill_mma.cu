@@ -201,13 +201,7 @@ cudaError_t launch_h(int G, const float* q, const float* k, const float* v, cons
 }  // namespace
 
 bool attention_prefill_mma_supports(const AttentionShape& a) {
-  static const bool sm80 = [] {
-    int dev = 0, major = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) return false;
-    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
-    return major >= 8;
-  }();
-  return sm80 && a.kv_f16 && attention_prefill_supports(a);
+  return sm80_or_later() && a.kv_f16 && attention_prefill_supports(a);
 }
 
 cudaError_t launch_attention_prefill_mma(const float* q, const float* k, const float* v, const void* k_cache,

@@ -12,6 +12,16 @@ __global__ void pdl_probe() {}
 
 }  // namespace
 
+bool sm80_or_later() {
+  static const bool yes = [] {
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return false;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
+    return major >= 8;
+  }();
+  return yes;
+}
+
 bool pdl_enabled() {
   static const bool on = [] {
     const char* env = std::getenv("UNICORN_PDL");

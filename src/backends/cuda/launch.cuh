@@ -59,6 +59,11 @@ __device__ __forceinline__ float2 ld_dep_f2(const void* p) {
   return r;
 }
 
+// Whether the current device has compute capability 8.0 or later (the f16 mma.sync of the
+// tensor-core attention kernels). Decided once, on the device current at the first call (the
+// engine drives one CUDA device).
+bool sm80_or_later();
+
 // Whether launches carry the PDL attribute: compute capability >= 9, the kernels compiled for PTX
 // >= 90 (else they have no waits) and UNICORN_PDL != 0. Decided once, on the device current at
 // the first call (the engine drives one CUDA device).

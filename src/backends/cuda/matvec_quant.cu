@@ -42,6 +42,17 @@ __device__ __forceinline__ void warp_sum(float* acc) {
   }
 }
 
+// Which of the job's weights grid block blk computes (first_block ranges).
+__device__ __forceinline__ int weight_of_block(const MatvecJob& job, int64_t blk) {
+  return job.n > 1 && blk >= job.first_block[1] ? (job.n > 2 && blk >= job.first_block[2] ? 2 : 1) : 0;
+}
+
+// Weight k of the job, by static indices only: a dynamic index into the parameter block would copy
+// it to local memory.
+__device__ __forceinline__ DeviceWeight job_weight(const MatvecJob& job, int k) {
+  return k == 0 ? job.w[0] : (k == 1 ? job.w[1] : job.w[2]);
+}
+
 // L2 prefetch of bytes [p, p + n), shrunk to whole 16-byte units inside the range (sm_90 bulk
 // prefetch: a hint, with no effect on results).
 __device__ __forceinline__ void prefetch_l2(const void* p, int64_t n) {
@@ -60,11 +71,10 @@ __device__ __forceinline__ void prefetch_l2(const void* p, int64_t n) {
 // their quants and scale planes.
 template <bool GLU>
 __device__ __forceinline__ void prefetch_block_rows(const MatvecJob& job, int64_t blk, int64_t rows_per_block) {
-  const int m = job.n > 1 && blk >= job.first_block[1] ? (job.n > 2 && blk >= job.first_block[2] ? 2 : 1) : 0;
+  const int m = weight_of_block(job, blk);
 #pragma unroll
   for (int i = 0; i < (GLU ? 2 : 1); ++i) {
-    const int k = GLU ? i : m;  // static indices only (a dynamic one copies the parameters to local memory)
-    const DeviceWeight w = k == 0 ? job.w[0] : (k == 1 ? job.w[1] : job.w[2]);
+    const DeviceWeight w = job_weight(job, GLU ? i : m);
     const int64_t r0 = (blk - job.first_block[m]) * rows_per_block;
     const int64_t r1 = min(r0 + rows_per_block, w.rows);
     if (r0 >= r1) continue;
@@ -119,7 +129,7 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
   const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
   const int wpr = job.wpr;
   const int64_t blk = blockIdx.x;
-  // Static indices only: a dynamic index into the parameter block would copy it to local memory.
+  // As job_weight, written out: the call form changed this hot kernel's code (session 13).
   const DeviceWeight w = m == 0 ? job.w[0] : (m == 1 ? job.w[1] : job.w[2]);
   float* y = m == 0 ? job.y[0] : (m == 1 ? job.y[1] : job.y[2]);
   if constexpr (L2) {  // before the block's first loads, while few registers are live
@@ -230,7 +240,7 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
 template <class F0, class F1, class F2, int NT, bool GLU, int UO = 0, int MINB = 0, bool SA = false, bool L2 = false>
 __global__ void __launch_bounds__(kWarps * 32, MINB) matvec_quant(MatvecJob job, ActQ8 x, int T) {
   const int64_t blk = blockIdx.x;
-  const int m = job.n > 1 && blk >= job.first_block[1] ? (job.n > 2 && blk >= job.first_block[2] ? 2 : 1) : 0;
+  const int m = weight_of_block(job, blk);
   if constexpr (std::is_same_v<F0, F1> && std::is_same_v<F0, F2>) {
     matvec_block<F0, NT, GLU, UO, SA, L2>(job, m, x, T);
   } else {

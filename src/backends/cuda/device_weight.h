@@ -52,10 +52,7 @@ struct MatvecJob {
   int wpr = 1;  // warps per row
   // Blocks [0, prefetch_blocks) load their first weights before pdl_wait(), the rest after it.
   int64_t prefetch_blocks = INT64_MAX;
-  // With the L2 prefetch (matvec_quant.cu, one token of Q4_0; kernels.h set_matvec_l2_prefetch),
-  // those blocks also prefetch their whole weight rows into L2 before the wait, and those of block
-  // blockIdx + l2_wave (the block one wave later) when l2_wave > 0.
-  int64_t l2_wave = 0;
+  bool early = false;  // UNICORN_PDL_EARLY builds: trigger the next kernel at block start
 };
 
 }  // namespace unicorn::cuda

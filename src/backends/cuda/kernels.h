@@ -44,13 +44,10 @@ int matvec_wide_warps();
 // Blocks of a one-token matvec grid that issue their first weight loads before pdl_wait() (all by
 // default; a measurement setting, UNICORN_CUDA_PREFETCH_BLOCKS).
 void set_matvec_prefetch_blocks(int64_t blocks);
-// One token of Q4_0 (UNICORN_CUDA_L2_PREFETCH, a measurement setting, not yet measured): the
-// blocks that load before pdl_wait() also prefetch whole weight rows into L2 there (sm_90 bulk
-// prefetch), so that the HBM streams the matvec's weights during the small op before it. 0 off
-// (the default: other kernels, whose registers the prefetch code would change), 1 their own rows,
-// 2 also the rows of the block one wave later.
-void set_matvec_l2_prefetch(int mode);
-int matvec_l2_prefetch();
+// In UNICORN_PDL_EARLY builds (a measurement option): whether a quantized matvec block lets the
+// next kernel be scheduled at its start (on) or after its stores (off); UNICORN_CUDA_MATVEC_EARLY.
+// No effect in other builds.
+void set_matvec_early(bool on);
 // Warps per 128-item Q4_0 row pair at one token (12B's and 27B's o; not a GeGLU pair): 1 by
 // default, 2 or 4 as measurement settings, 0 the general rule (group_warps) (UNICORN_CUDA_O_WARPS).
 void set_matvec_o_warps(int warps);

@@ -47,42 +47,6 @@ __device__ __forceinline__ int weight_of_block(const MatvecJob& job, int64_t blk
   return job.n > 1 && blk >= job.first_block[1] ? (job.n > 2 && blk >= job.first_block[2] ? 2 : 1) : 0;
 }
 
-// Weight k of the job, by static indices only: a dynamic index into the parameter block would copy
-// it to local memory.
-__device__ __forceinline__ DeviceWeight job_weight(const MatvecJob& job, int k) {
-  return k == 0 ? job.w[0] : (k == 1 ? job.w[1] : job.w[2]);
-}
-
-// L2 prefetch of bytes [p, p + n), shrunk to whole 16-byte units inside the range (sm_90 bulk
-// prefetch: a hint, with no effect on results).
-__device__ __forceinline__ void prefetch_l2(const void* p, int64_t n) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const uint64_t a = reinterpret_cast<uint64_t>(p);
-  const uint64_t lo = (a + 15) & ~uint64_t{15}, hi = (a + static_cast<uint64_t>(n)) & ~uint64_t{15};
-  if (n > 0 && hi > lo)
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(lo), "r"(static_cast<uint32_t>(hi - lo))
-                 : "memory");
-#else
-  (void)p, (void)n;
-#endif
-}
-
-// Prefetches into L2 the weight rows that grid block blk reads (both weights of a GeGLU pair):
-// their quants and scale planes.
-template <bool GLU>
-__device__ __forceinline__ void prefetch_block_rows(const MatvecJob& job, int64_t blk, int64_t rows_per_block) {
-  const int m = weight_of_block(job, blk);
-#pragma unroll
-  for (int i = 0; i < (GLU ? 2 : 1); ++i) {
-    const DeviceWeight w = job_weight(job, GLU ? i : m);
-    const int64_t r0 = (blk - job.first_block[m]) * rows_per_block;
-    const int64_t r1 = min(r0 + rows_per_block, w.rows);
-    if (r0 >= r1) continue;
-    prefetch_l2(w.q + r0 * w.q_row_bytes, (r1 - r0) * w.q_row_bytes);
-    if (w.d) prefetch_l2(w.d + r0 * w.blocks_per_row, (r1 - r0) * w.blocks_per_row * 2);
-  }
-}
-
 // Rows per warp group: two rows of one matrix share every activation load for one token (formats
 // whose items take few registers); a GeGLU pair already reads gate and up rows together.
 // Only the 32-value formats use the block-wide split and the row pairs (measured there; the
@@ -114,9 +78,8 @@ constexpr int unroll() {
 // 87 vs 97 us for one warp per row with 8 items per lane).
 // One block's rows of weight m (of format F). UO > 0 overrides the loads per lane and pass.
 // SA: the P rows of a group share each activation load (F::dot_rows) instead of loading it once
-// per row (F::dot_raw); one token only. L2: the pre-wait blocks also prefetch whole rows into L2
-// (MatvecJob::l2_wave).
-template <class F, int NT, bool GLU, int UO = 0, bool SA = false, bool L2 = false>
+// per row (F::dot_raw); one token only.
+template <class F, int NT, bool GLU, int UO = 0, bool SA = false>
 __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 x, int T) {
   constexpr int R = rows_per_group<F, NT, GLU>();
   constexpr int P = GLU ? 2 : R;  // weight rows read per group
@@ -125,20 +88,17 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
   // of weight loads before pdl_wait(), so the loads of the blocks scheduled early (PDL) overlap
   // the previous kernel's tail. Everything else (activations, stores) comes after the wait.
   bool waited = !HasRaw<F> || static_cast<int64_t>(blockIdx.x) >= job.prefetch_blocks;
+#if UNICORN_PDL_EARLY
+  if (job.early) pdl_trigger();
+#endif
   if (waited) pdl_wait();
   const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
   const int wpr = job.wpr;
   const int64_t blk = blockIdx.x;
-  // As job_weight, written out: the call form changed this hot kernel's code (session 13).
+  // The weight by static indices only: a dynamic index into the parameter block would copy it to
+  // local memory.
   const DeviceWeight w = m == 0 ? job.w[0] : (m == 1 ? job.w[1] : job.w[2]);
   float* y = m == 0 ? job.y[0] : (m == 1 ? job.y[1] : job.y[2]);
-  if constexpr (L2) {  // before the block's first loads, while few registers are live
-    if (!waited && threadIdx.x == 0) {
-      prefetch_block_rows<GLU>(job, blk, kWarps / wpr * R);
-      if (job.l2_wave > 0 && blk + job.l2_wave < gridDim.x)
-        prefetch_block_rows<GLU>(job, blk + job.l2_wave, kWarps / wpr * R);
-    }
-  }
   const int64_t row = ((blk - job.first_block[m]) * (kWarps / wpr) + warp / wpr) * R;  // first row of the group
   const int part = warp % wpr;
   const int64_t K = w.cols, items = K / F::kItem;
@@ -231,18 +191,21 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
             if (row + p < w.rows) y[t * w.rows + row + p] = acc[p][t];
         }
       }
-  pdl_trigger();  // after this block's stores: the next kernel may be scheduled as blocks finish
+#if UNICORN_PDL_EARLY
+  if (!job.early)
+#endif
+    pdl_trigger();  // after this block's stores: the next kernel may be scheduled as blocks finish
 }
 
 // F0, F1, F2: the formats of job.w[0..2] (all F0 but for the mixed K-quant job). UO > 0: loads
 // per lane and pass of every weight whose format has a separate load. MINB > 0: blocks per SM the
 // register allocation must allow (__launch_bounds__), 0 leaves it to the compiler.
-template <class F0, class F1, class F2, int NT, bool GLU, int UO = 0, int MINB = 0, bool SA = false, bool L2 = false>
+template <class F0, class F1, class F2, int NT, bool GLU, int UO = 0, int MINB = 0, bool SA = false>
 __global__ void __launch_bounds__(kWarps * 32, MINB) matvec_quant(MatvecJob job, ActQ8 x, int T) {
   const int64_t blk = blockIdx.x;
   const int m = weight_of_block(job, blk);
   if constexpr (std::is_same_v<F0, F1> && std::is_same_v<F0, F2>) {
-    matvec_block<F0, NT, GLU, UO, SA, L2>(job, m, x, T);
+    matvec_block<F0, NT, GLU, UO, SA>(job, m, x, T);
   } else {
     if (m == 0)
       matvec_block<F0, NT, GLU, UO>(job, 0, x, T);
@@ -271,8 +234,8 @@ inline int group_warps(int64_t rows, int64_t items, bool wide, int wide_warps = 
 std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{false}, g_shared_act{true};
 std::atomic<int> g_wide_warps{2};
 std::atomic<int64_t> g_prefetch_blocks{INT64_MAX};
-std::atomic<int> g_o_warps{1};      // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
-std::atomic<int> g_l2_prefetch{0};  // set_matvec_l2_prefetch
+std::atomic<bool> g_early{true};  // set_matvec_early (UNICORN_PDL_EARLY builds only)
+std::atomic<int> g_o_warps{1};  // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
 
 // One token of Q4_0 (one format for every weight of the job): the rows that wide_warps applies to.
 template <class F, class F1, class F2, int NT>
@@ -297,9 +260,9 @@ bool one_load(int NT) {
 
 // The kernel for a job, given its group's warps in job.wpr (which the Q4_K split may raise) and
 // the switches as launch_nt read them (one load per lane, the Q4_K row split).
-template <class F, int NT, bool GLU, class F1, class F2, bool SA, bool L2 = false>
+template <class F, int NT, bool GLU, class F1, class F2, bool SA>
 auto pick_kernel(MatvecJob& job, int64_t items, bool one, bool split) {
-  auto* kernel = matvec_quant<F, F1, F2, NT, GLU, 0, 0, SA, L2>;
+  auto* kernel = matvec_quant<F, F1, F2, NT, GLU, 0, 0, SA>;
   constexpr bool kKQuantRaw = NT == 1 && (std::is_same_v<F, FormatQ4_K> || std::is_same_v<F, FormatQ6_K>);
   if constexpr (kKQuantRaw) {
     constexpr bool kMix = !std::is_same_v<F, F1> || !std::is_same_v<F, F2>;
@@ -326,14 +289,14 @@ auto pick_kernel(MatvecJob& job, int64_t items, bool one, bool split) {
   // 3 or 6 items per lane and pass of the 672-item down rows (-1.3 %, -0.7 %), and Q8_0 rows over
   // 2 warps (-1.2 %).
   if constexpr (kWideQ4_0<F, F1, F2, NT>) {
-    if (job.wpr == 2 && items > 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, L2>;
+    if (job.wpr == 2 && items > 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA>;
     // 128-item rows (4096-wide inputs: the o projection of 12B and 27B) over one warp per row pair,
     // each lane its 4 items in one pass, under a cap of 80 registers: 27B's o is then 672 blocks,
     // one wave at 6 blocks per SM, instead of 2,688 blocks of 2 rows over 4 warps (2.55 waves at 8
     // per SM). NOTES.md session 12, H100, 27B Q4_0 tg128 +0.3 % (seven alternations, five of them
     // ahead; a weak gain); 2 warps per row (1.27 waves) was noise.
     if constexpr (!GLU)
-      if (job.wpr == 1 && items == 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 4, 6, SA, L2>;
+      if (job.wpr == 1 && items == 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 4, 6, SA>;
   }
   return kernel;
 }
@@ -359,11 +322,6 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   auto* pick = pick_kernel<F, NT, GLU, F1, F2, false>;
   if constexpr (kShareable)
     if (g_shared_act.load(std::memory_order_relaxed)) pick = pick_kernel<F, NT, GLU, F1, F2, true>;
-  // The L2 prefetch: its own instantiations (one token of Q4_0, rows that share activation
-  // loads), so that the default kernels keep their registers.
-  const int l2 = g_l2_prefetch.load(std::memory_order_relaxed);
-  if constexpr (kShareable && kWideQ4_0<F, F1, F2, NT>)
-    if (l2 > 0 && g_shared_act.load(std::memory_order_relaxed)) pick = pick_kernel<F, NT, GLU, F1, F2, true, true>;
   auto* kernel = pick(job, items, one, split);
   const int64_t rows_per_block = kWarps / job.wpr * R;
   int64_t blocks = 0;
@@ -375,14 +333,7 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   for (int i = n; i < 4; ++i) job.first_block[i] = blocks;
   job.n = n;
   job.prefetch_blocks = g_prefetch_blocks.load(std::memory_order_relaxed);
-  job.l2_wave = 0;
-  if (l2 > 1) {  // one wave: resident blocks per SM times SMs (no wave-ahead prefetch if unknown)
-    int per_sm = 0, dev = 0, sms = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * 32, 0) == cudaSuccess &&
-        cudaGetDevice(&dev) == cudaSuccess &&
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess)
-      job.l2_wave = static_cast<int64_t>(per_sm) * sms;
-  }
+  job.early = g_early.load(std::memory_order_relaxed);
   const dim3 grid(static_cast<unsigned>(blocks)), block(kWarps * 32);
   launch(kernel, grid, block, 0, s, job, x, T);
 }
@@ -472,9 +423,8 @@ void set_matvec_o_warps(int warps) {
   g_o_warps.store(warps == 1 || warps == 2 || warps == 4 ? warps : 0, std::memory_order_relaxed);
 }
 int matvec_o_warps() { return g_o_warps.load(std::memory_order_relaxed); }
+void set_matvec_early(bool on) { g_early.store(on, std::memory_order_relaxed); }
 void set_matvec_prefetch_blocks(int64_t blocks) { g_prefetch_blocks.store(blocks, std::memory_order_relaxed); }
-void set_matvec_l2_prefetch(int mode) { g_l2_prefetch.store(mode >= 0 && mode <= 2 ? mode : 0); }
-int matvec_l2_prefetch() { return g_l2_prefetch.load(std::memory_order_relaxed); }
 int matvec_wide_warps() { return g_wide_warps.load(std::memory_order_relaxed); }
 bool matvec_shared_act() { return g_shared_act.load(std::memory_order_relaxed); }
 bool matvec_one_load(GgmlType t) {

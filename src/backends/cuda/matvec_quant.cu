@@ -234,6 +234,7 @@ inline int group_warps(int64_t rows, int64_t items, bool wide, int wide_warps = 
 std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{false}, g_shared_act{true};
 std::atomic<int> g_wide_warps{2};
 std::atomic<int64_t> g_prefetch_blocks{INT64_MAX};
+std::atomic<int> g_q6k_layout{0};  // set_matvec_q6k_layout
 std::atomic<bool> g_early{true};  // set_matvec_early (UNICORN_PDL_EARLY builds only)
 std::atomic<int> g_o_warps{1};  // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
 
@@ -273,6 +274,14 @@ auto pick_kernel(MatvecJob& job, int64_t items, bool one, bool split) {
     // load per lane and pass (kquant_lab.cu, H100: 21504 -> 5376 in 31.5 us against 39.4 for a warp
     // per row with 4 loads per lane; in the engine, which gave that matrix 2 warps per row, q4_mix
     // tg64 113.4 -> 117.6). Q5_K and Q6_K were not timed, so they keep the old layout.
+    // One weight of Q6_K (the output head): q6k_layout 1 gives each lane its 3 items of a 5376-wide
+    // row in one pass (84 items over 32 lanes, instead of 2 passes of 2), 2 puts the row over 2
+    // warps (one pass of up to 2 items per lane). Measurement settings (UNICORN_CUDA_Q6K_LAYOUT).
+    if constexpr (!GLU && !kMix && std::is_same_v<F, FormatQ6_K>) {
+      const int layout = g_q6k_layout.load(std::memory_order_relaxed);
+      if (layout == 1 && !one) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA>;
+      if (layout == 2 && job.wpr == 1) job.wpr = 2;
+    }
     constexpr bool kSplitCandidate =
         !GLU && std::is_same_v<F, FormatQ4_K> && std::is_same_v<F, F1> && std::is_same_v<F, F2>;
     if constexpr (kSplitCandidate) {
@@ -423,6 +432,7 @@ void set_matvec_o_warps(int warps) {
   g_o_warps.store(warps == 1 || warps == 2 || warps == 4 ? warps : 0, std::memory_order_relaxed);
 }
 int matvec_o_warps() { return g_o_warps.load(std::memory_order_relaxed); }
+void set_matvec_q6k_layout(int layout) { g_q6k_layout.store(layout >= 0 && layout <= 2 ? layout : 0); }
 void set_matvec_early(bool on) { g_early.store(on, std::memory_order_relaxed); }
 void set_matvec_prefetch_blocks(int64_t blocks) { g_prefetch_blocks.store(blocks, std::memory_order_relaxed); }
 int matvec_wide_warps() { return g_wide_warps.load(std::memory_order_relaxed); }

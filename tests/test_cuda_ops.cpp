@@ -373,11 +373,19 @@ std::vector<uint8_t> documented_device_image(const WeightTensor& w) {
     case GgmlType::Q5_K:
       k4(BlockQ5_K{});
       break;
-    case GgmlType::Q6_K:  // each block padded with zeros to 224 bytes
-      img.assign(n * cuda::kQ6KPaddedBytes, 0);
-      for (size_t i = 0; i < n; ++i)
-        std::memcpy(img.data() + i * cuda::kQ6KPaddedBytes, w.data + i * sizeof(BlockQ6_K), sizeof(BlockQ6_K));
+    case GgmlType::Q6_K: {  // ql + qh (192 bytes) per block, then the 16 scale bytes, then d
+      const size_t sc_off = align(n * 192), d_off = sc_off + align(n * 16);
+      img.assign(d_off + n * 2, 0);
+      for (size_t i = 0; i < n; ++i) {
+        BlockQ6_K b;
+        std::memcpy(&b, w.data + i * sizeof(BlockQ6_K), sizeof(BlockQ6_K));
+        std::memcpy(img.data() + i * 192, b.ql, 128);
+        std::memcpy(img.data() + i * 192 + 128, b.qh, 64);
+        std::memcpy(img.data() + sc_off + i * 16, b.scales, 16);
+        std::memcpy(img.data() + d_off + i * 2, &b.d, 2);
+      }
       break;
+    }
     default:  // float rows as in the file
       img.assign(w.data, w.data + w.nbytes());
       break;
@@ -569,13 +577,14 @@ TEST_F(CudaOps, WeightsLoadedTogetherShareOneAllocationAndMatchCpu) {
 // ---- embed, norms, rope, elementwise ------------------------------------------------------------
 
 TEST_F(CudaOps, WeightDeviceBytesAreTheUploadedLayout) {
-  // The GPU memory planner asks the backend (Backend::weight_device_bytes): Q6_K blocks are padded
-  // from 210 to 224 bytes on the device; Q4_0's planes take the file's bytes plus alignment.
+  // The GPU memory planner asks the backend (Backend::weight_device_bytes): the split formats'
+  // planes (Q4_0, Q6_K) take the file's bytes plus each plane's alignment, nothing more.
   Rng rng(29);
   HostWeight q6 = random_weight(GgmlType::Q6_K, 64, 1024, rng), q4 = random_weight(GgmlType::Q4_0, 64, 1024, rng);
-  EXPECT_GE(gpu->weight_device_bytes(q6.t), q6.t.nbytes() / 210 * 224);
-  EXPECT_GE(gpu->weight_device_bytes(q4.t), q4.t.nbytes());
-  EXPECT_LT(gpu->weight_device_bytes(q4.t), q4.t.nbytes() + 4096);  // planes and alignment only
+  for (const HostWeight* h : {&q6, &q4}) {
+    EXPECT_GE(gpu->weight_device_bytes(h->t), h->t.nbytes()) << type_name(h->t.type);
+    EXPECT_LT(gpu->weight_device_bytes(h->t), h->t.nbytes() + 4096) << type_name(h->t.type);  // alignment only
+  }
 }
 
 TEST_F(CudaOps, CopyBandwidthProbeMeasuresTheDevice) {

@@ -56,8 +56,9 @@ TEST(GpuBudget, PlanTakesTheLeadingLayersThatFit) {
 }
 
 TEST(GpuBudget, PlanCountsTheBackendsOwnWeightLayout) {
-  // A GPU backend may hold a weight in more bytes than the file (CUDA pads Q6_K blocks from 210 to
-  // 224 bytes): the plan counts what the backend says, so the same budget holds fewer layers.
+  // A GPU backend may hold a weight in more bytes than the file (CUDA aligns each weight's planes;
+  // until session 14 it padded Q6_K blocks from 210 to 224 bytes): the plan counts what the
+  // backend says, so the same budget holds fewer layers.
   std::shared_ptr<ModelWeights> w = make_synthetic_model("270m", "q8_0", 3);
   const int64_t n_ctx = 2048, n_batch = 512;
   const WeightBytes padded = [](const WeightTensor& t) { return t.nbytes() + t.nbytes() / 10; };

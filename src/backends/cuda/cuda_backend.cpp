@@ -324,7 +324,7 @@ void CudaBackend::copy_to_host(const Act& src, float* dst) {
 void CudaBackend::synchronize() { check(cudaStreamSynchronize(stream_), "waiting for the stream"); }
 
 size_t CudaBackend::weight_device_bytes(const WeightTensor& w) const {
-  // The uploaded layout (weight_upload.cpp: Q6_K blocks padded to 224 bytes, each weight aligned).
+  // The uploaded layout (weight_upload.cpp: planes of the split formats, each aligned).
   // A type or shape it cannot hold is refused later, by name, where the model checks its weights.
   if (!weight_type_supported(w.type)) return w.nbytes();
   try {

@@ -1,6 +1,7 @@
 // The device form of a weight matrix, shared by the host upload code and the kernels (plain
 // data, no CUDA headers). Quantized blocks keep their bits, but blocks whose size is not a
-// multiple of 16 bytes are split into planes so that every quant load is a 16-byte load:
+// multiple of 16 bytes are split into planes so that every quant load is a 16-byte load and the
+// device holds the file's bytes (plus each plane's alignment):
 //
 //   F32, F16, BF16   q: the rows as in the file.
 //   Q8_0             q: 32 int8 per block; d: f16 scale per block.
@@ -11,9 +12,10 @@
 //                    2c+1, min 2c+1 (6 bits each, from bit 0) are the 24 bits at byte 4 + 3c
 //                    (weight_formats.cuh K4PairScales: cheaper to unpack than the file's packing).
 //   Q5_K             q: the 176-byte blocks (176 = 11 x 16), scale bytes repacked as Q4_K's.
-//   Q6_K             q: the 210-byte blocks, each padded to 224 bytes so that ql, qh, scales and d
-//                    start on 16-byte boundaries (the padding shares a 32-byte sector with d and
-//                    is never loaded, so it costs no bandwidth).
+//   Q6_K             q: ql then qh of each block (192 bytes); qh: the 16 int8 sub-block scales of
+//                    each block (a plane of 16-byte entries); d: f16 scale per block. (Until
+//                    session 14 the 210-byte blocks were padded to 224 bytes; a load of the
+//                    scales fetched the padding's 32-byte sector too, 6.7 % more bytes.)
 //
 // Plane element (row r, block b) sits at index r * blocks_per_row + b.
 #pragma once
@@ -23,7 +25,8 @@
 
 namespace unicorn::cuda {
 
-inline constexpr int64_t kQ6KPaddedBytes = 224;
+inline constexpr int64_t kQ6KQuantBytes = 192;  // Q6_K's ql and qh per block (the quant plane)
+inline constexpr int64_t kQ6KScaleBytes = 16;   // Q6_K's sub-block scales per block (the qh plane)
 
 struct DeviceWeight {
   GgmlType type = GgmlType::F32;
@@ -31,7 +34,7 @@ struct DeviceWeight {
   int64_t blocks_per_row = 0;  // cols / block size (cols for float types)
   int64_t q_row_bytes = 0;     // stride of `q` between rows
   const uint8_t* q = nullptr;
-  const uint32_t* qh = nullptr;
+  const uint32_t* qh = nullptr;  // Q5_0 high bits; Q6_K scales
   const uint16_t* d = nullptr;
 };
 

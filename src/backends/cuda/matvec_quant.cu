@@ -235,8 +235,8 @@ std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{fal
 std::atomic<int> g_wide_warps{2};
 std::atomic<int64_t> g_prefetch_blocks{INT64_MAX};
 std::atomic<int> g_q6k_layout{0};  // set_matvec_q6k_layout
-std::atomic<bool> g_early{true};  // set_matvec_early (UNICORN_PDL_EARLY builds only)
-std::atomic<int> g_o_warps{1};  // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
+std::atomic<bool> g_early{true};   // set_matvec_early (UNICORN_PDL_EARLY builds only)
+std::atomic<int> g_o_warps{1};     // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
 
 // One token of Q4_0 (one format for every weight of the job): the rows that wide_warps applies to.
 template <class F, class F1, class F2, int NT>

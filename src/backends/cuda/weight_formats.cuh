@@ -455,18 +455,20 @@ struct FormatQ5_K {
   }
 };
 
-// Q6_K (blocks padded to 224 bytes): 16 sub-blocks of 16, y = d * scale * (q - 32). In each
-// 128-value half h, 32-value group s takes its low 4 bits from ql[64h + 32(s%2) + l] (low nibble
-// for s < 2) and its high 2 bits from qh[32h + l] at bits 2s.
+// Q6_K (in planes, device_weight.h: ql + qh, scales, d): 16 sub-blocks of 16,
+// y = d * scale * (q - 32). In each 128-value half h, 32-value group s takes its low 4 bits from
+// ql[64h + 32(s%2) + l] (low nibble for s < 2) and its high 2 bits from qh[32h + l] at bits 2s.
 struct FormatQ6_K {
   static constexpr int kItem = 64;
   static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
-    const uint8_t* blk = w.q + r * w.q_row_bytes + (k / 256) * kQ6KPaddedBytes;
+    const int64_t b = r * w.blocks_per_row + k / 256;
+    const uint8_t* blk = w.q + r * w.q_row_bytes + (k / 256) * kQ6KQuantBytes;
     const int i = static_cast<int>(k % 256), half = i / 128, s = (i % 128) / 32, l = i % 32;
     const uint2 ql = __ldg(reinterpret_cast<const uint2*>(blk + 64 * half + 32 * (s % 2) + l));
     const uint2 qh = __ldg(reinterpret_cast<const uint2*>(blk + 128 + 32 * half + l));
-    const float d = half_to_float(__ldg(reinterpret_cast<const uint16_t*>(blk + 208)));
-    const float dl = __fmul_rn(d, static_cast<float>(static_cast<int8_t>(__ldg(blk + 192 + i / 16))));
+    const float d = half_to_float(__ldg(w.d + b));
+    const uint8_t* sc = reinterpret_cast<const uint8_t*>(w.qh) + b * kQ6KScaleBytes;
+    const float dl = __fmul_rn(d, static_cast<float>(static_cast<int8_t>(__ldg(sc + i / 16))));
     const uint32_t lw[2] = {ql.x, ql.y}, hw[2] = {qh.x, qh.y};
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
@@ -484,13 +486,14 @@ struct FormatQ6_K {
   };
   static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t item) {
     const int p = static_cast<int>(item % 4), h = p / 2, s0 = p % 2;
-    const uint8_t* blk = w.q + r * w.q_row_bytes + (item / 4) * kQ6KPaddedBytes;
+    const int64_t b = r * w.blocks_per_row + item / 4;
+    const uint8_t* blk = w.q + r * w.q_row_bytes + (item / 4) * kQ6KQuantBytes;
     return {ldw16(blk + 64 * h + 32 * s0),
             ldw16(blk + 64 * h + 32 * s0 + 16),
             ldw16(blk + 128 + 32 * h),
             ldw16(blk + 128 + 32 * h + 16),
-            ldw16(blk + 192),  // 16 int8 scales
-            ldw2(blk + 208)};
+            ldw16(reinterpret_cast<const uint8_t*>(w.qh) + b * kQ6KScaleBytes),  // 16 int8 scales
+            ldw2(w.d + b)};
   }
   template <int NT>
   static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t item, ActQ8 x, int64_t K, int T,

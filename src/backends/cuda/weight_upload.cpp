@@ -3,6 +3,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <exception>
 #include <vector>
@@ -20,10 +21,11 @@ size_t align_up(size_t n) { return (n + kWeightAlign - 1) / kWeightAlign * kWeig
 // Where each part of a weight goes in its device layout (device_weight.h).
 struct Layout {
   size_t bytes = 0;   // total
-  size_t qh_off = 0;  // Q5_0 high-bit plane
-  size_t d_off = 0;   // scale plane of the legacy 32-value formats
+  size_t qh_off = 0;  // second plane: Q5_0's high bits, Q6_K's sub-block scales
+  size_t d_off = 0;   // f16 scale plane of the split formats
   int64_t q_row_bytes = 0;
   size_t quant_bytes = 0;  // bytes of quants per block of a split format (0: not split)
+  size_t aux_bytes = 0;    // bytes per block in the second plane (0: none)
 };
 
 Layout layout_of(const WeightTensor& w) {
@@ -35,25 +37,25 @@ Layout layout_of(const WeightTensor& w) {
   const int64_t nb = w.cols / block;
   const size_t n_blocks = static_cast<size_t>(w.rows * nb);
   Layout l;
-  // Legacy 32-value blocks: split into a quant plane, an optional high-bit plane and a scale plane.
-  auto split = [&](size_t quant_bytes, bool has_qh) {
+  // Blocks split into a quant plane, an optional second plane and an f16 scale plane.
+  auto split = [&](size_t quant_bytes, size_t aux_bytes) {
     l.quant_bytes = quant_bytes;
+    l.aux_bytes = aux_bytes;
     l.q_row_bytes = nb * static_cast<int64_t>(quant_bytes);
     l.qh_off = align_up(n_blocks * quant_bytes);
-    l.d_off = l.qh_off + (has_qh ? align_up(n_blocks * 4) : 0);
+    l.d_off = l.qh_off + align_up(n_blocks * aux_bytes);
     l.bytes = l.d_off + n_blocks * 2;
   };
   switch (w.type) {
     case GgmlType::Q8_0:
-      split(32, false);
+      split(32, 0);
       break;
     case GgmlType::Q4_0:
     case GgmlType::Q5_0:
-      split(16, w.type == GgmlType::Q5_0);
+      split(16, w.type == GgmlType::Q5_0 ? 4 : 0);
       break;
-    case GgmlType::Q6_K:  // blocks padded to 16-byte multiples
-      l.q_row_bytes = nb * kQ6KPaddedBytes;
-      l.bytes = n_blocks * kQ6KPaddedBytes;
+    case GgmlType::Q6_K:  // ql and qh, then the 16 scale bytes, then d: the file's 210 bytes
+      split(kQ6KQuantBytes, kQ6KScaleBytes);
       break;
     default:  // float rows; Q4_K, Q5_K blocks (scale bytes reordered in place): the file's size
       l.q_row_bytes = static_cast<int64_t>(w.row_stride());
@@ -77,6 +79,20 @@ void split_blocks(const WeightTensor& w, size_t b0, size_t b1, size_t quant_byte
   }
 }
 
+// Q6_K blocks [b0, b1) into their planes: ql and qh (192 bytes) at q, the 16 scale bytes at sc, d
+// at d (each plane's pointer at block b0).
+void split_q6k_blocks(const WeightTensor& w, size_t b0, size_t b1, uint8_t* q, uint8_t* sc, uint8_t* d) {
+  static_assert(offsetof(BlockQ6_K, qh) == offsetof(BlockQ6_K, ql) + sizeof(BlockQ6_K::ql) &&
+                sizeof(BlockQ6_K::ql) + sizeof(BlockQ6_K::qh) == kQ6KQuantBytes &&
+                sizeof(BlockQ6_K::scales) == kQ6KScaleBytes);
+  for (size_t i = b0; i < b1; ++i) {
+    const uint8_t* b = w.data + i * sizeof(BlockQ6_K);
+    std::memcpy(q + (i - b0) * kQ6KQuantBytes, b + offsetof(BlockQ6_K, ql), kQ6KQuantBytes);
+    std::memcpy(sc + (i - b0) * kQ6KScaleBytes, b + offsetof(BlockQ6_K, scales), kQ6KScaleBytes);
+    std::memcpy(d + (i - b0) * 2, b + offsetof(BlockQ6_K, d), 2);
+  }
+}
+
 // Q4_K's and Q5_K's scale bytes in the device order (device_weight.h): pair c's four 6-bit values
 // as the 24 bits at byte 3c, from the file's packing (quant/blocks.h k4_scale_min). Blocks
 // [b0, b1) of the file to out (the file's blocks with their scale bytes rewritten).
@@ -95,15 +111,6 @@ void repack_k4_blocks(const WeightTensor& w, size_t b0, size_t b1, uint8_t* out)
   }
 }
 
-// Q6_K blocks [b0, b1), each padded to kQ6KPaddedBytes with zeros.
-void pad_q6k_blocks(const WeightTensor& w, size_t b0, size_t b1, uint8_t* out) {
-  for (size_t i = b0; i < b1; ++i) {
-    uint8_t* o = out + (i - b0) * kQ6KPaddedBytes;
-    std::memcpy(o, w.data + i * sizeof(BlockQ6_K), sizeof(BlockQ6_K));
-    std::memset(o + sizeof(BlockQ6_K), 0, kQ6KPaddedBytes - sizeof(BlockQ6_K));
-  }
-}
-
 DeviceWeight view_of(const WeightTensor& w, const Layout& l, void* dst) {
   DeviceWeight v;
   v.type = w.type;
@@ -113,7 +120,7 @@ DeviceWeight view_of(const WeightTensor& w, const Layout& l, void* dst) {
   v.q_row_bytes = l.q_row_bytes;
   auto* base = static_cast<uint8_t*>(dst);
   v.q = base;
-  if (w.type == GgmlType::Q5_0) v.qh = reinterpret_cast<const uint32_t*>(base + l.qh_off);
+  if (l.aux_bytes > 0) v.qh = reinterpret_cast<const uint32_t*>(base + l.qh_off);
   if (l.quant_bytes > 0) v.d = reinterpret_cast<const uint16_t*>(base + l.d_off);
   return v;
 }
@@ -125,7 +132,7 @@ size_t device_bytes(const WeightTensor& w) { return align_up(layout_of(w).bytes)
 size_t staged_bytes(const WeightTensor& w, int64_t rows) {
   const Layout l = layout_of(w);
   const size_t nb = static_cast<size_t>(w.cols / traits(w.type).block_size), n = static_cast<size_t>(rows);
-  if (l.quant_bytes > 0) return n * nb * (l.quant_bytes + (w.type == GgmlType::Q5_0 ? 4 : 0) + 2);
+  if (l.quant_bytes > 0) return n * nb * (l.quant_bytes + l.aux_bytes + 2);
   return n * static_cast<size_t>(l.q_row_bytes);
 }
 
@@ -135,11 +142,10 @@ std::vector<StagedRegion> stage_rows(const WeightTensor& w, int64_t r0, int64_t 
   const size_t b0 = static_cast<size_t>(r0) * nb, b1 = static_cast<size_t>(r1) * nb, n = b1 - b0;
   std::vector<StagedRegion> regions;
   if (n == 0) return regions;
-  if (l.quant_bytes > 0) {  // planes: the rows' quants, high bits and scales, each contiguous
-    const bool has_qh = w.type == GgmlType::Q5_0;
+  if (l.quant_bytes > 0) {  // planes: the rows' quants, second plane and scales, each contiguous
     uint8_t* q = staging;
     uint8_t* qh = q + n * l.quant_bytes;
-    uint8_t* d = qh + (has_qh ? n * 4 : 0);
+    uint8_t* d = qh + n * l.aux_bytes;
     switch (w.type) {
       case GgmlType::Q8_0:
         split_blocks<BlockQ8_0>(w, b0, b1, l.quant_bytes, q, qh, d);
@@ -147,20 +153,21 @@ std::vector<StagedRegion> stage_rows(const WeightTensor& w, int64_t r0, int64_t 
       case GgmlType::Q4_0:
         split_blocks<BlockQ4_0>(w, b0, b1, l.quant_bytes, q, qh, d);
         break;
+      case GgmlType::Q6_K:
+        split_q6k_blocks(w, b0, b1, q, qh, d);
+        break;
       default:
         split_blocks<BlockQ5_0>(w, b0, b1, l.quant_bytes, q, qh, d);
         break;
     }
     regions.push_back({b0 * l.quant_bytes, 0, n * l.quant_bytes});
-    if (has_qh) regions.push_back({l.qh_off + b0 * 4, static_cast<size_t>(qh - staging), n * 4});
+    if (l.aux_bytes > 0)
+      regions.push_back({l.qh_off + b0 * l.aux_bytes, static_cast<size_t>(qh - staging), n * l.aux_bytes});
     regions.push_back({l.d_off + b0 * 2, static_cast<size_t>(d - staging), n * 2});
     return regions;
   }
   const size_t row_bytes = static_cast<size_t>(l.q_row_bytes), bytes = static_cast<size_t>(r1 - r0) * row_bytes;
   switch (w.type) {
-    case GgmlType::Q6_K:
-      pad_q6k_blocks(w, b0, b1, staging);
-      break;
     case GgmlType::Q4_K:
       repack_k4_blocks<BlockQ4_K>(w, b0, b1, staging);
       break;

@@ -96,6 +96,14 @@ class MatvecSwitches {
         [](bool v) { cuda::set_matvec_one_load(GgmlType::Q6_K, v); });
 #endif
   }
+  // The one-token layout of a Q6_K weight alone with rows of at most 96 items (kernels.h).
+  void q6k_layout(int layout) {
+#ifdef UNICORN_HAVE_CUDA
+    set(cuda::matvec_q6k_layout(), layout, [](int v) { cuda::set_matvec_q6k_layout(v); });
+#else
+    (void)layout;
+#endif
+  }
   // Whether a one-token row pair shares its activation loads.
   void shared_act(bool on) {
 #ifdef UNICORN_HAVE_CUDA
@@ -266,6 +274,13 @@ TEST_P(CudaMatmul, MatchesCpuFromOneTokenToAPrompt) {
     const auto [got, want] = matmul_gpu_and_cpu(*gpu, *cpu, w.t, random_floats(static_cast<size_t>(c.in), rng), 1);
     EXPECT_LE(nmse(got, want), 5e-4) << "T=1, the other one-token layout";
   }
+  if (c.type == GgmlType::Q6_K)
+    for (int layout : {0, 2}) {  // the default is 1: each lane's items of a short row in one pass
+      MatvecSwitches switches;
+      switches.q6k_layout(layout);
+      const auto [got, want] = matmul_gpu_and_cpu(*gpu, *cpu, w.t, random_floats(static_cast<size_t>(c.in), rng), 1);
+      EXPECT_LE(nmse(got, want), 5e-4) << "T=1, Q6_K layout " << layout;
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Cuda, CudaMatmul, ::testing::ValuesIn(matmul_cases()), matmul_name);

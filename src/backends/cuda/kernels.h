@@ -48,10 +48,11 @@ void set_matvec_prefetch_blocks(int64_t blocks);
 // next kernel be scheduled at its start (on) or after its stores (off); UNICORN_CUDA_MATVEC_EARLY.
 // No effect in other builds.
 void set_matvec_early(bool on);
-// One token of a Q6_K weight alone (the output head; a measurement setting,
-// UNICORN_CUDA_Q6K_LAYOUT): 0 the default (a warp per row, 2 items per lane and pass), 1 each
-// lane's 3 items of a 5376-wide row in one pass, 2 the row over 2 warps.
+// One token of a Q6_K weight alone with rows of at most 96 items (the output head;
+// UNICORN_CUDA_Q6K_LAYOUT): 1 the default, each lane's up to 3 items in one pass; 0 (a warp per
+// row, 2 items per lane and pass) and 2 (the row over 2 warps) are measurement settings.
 void set_matvec_q6k_layout(int layout);
+int matvec_q6k_layout();
 // Warps per 128-item Q4_0 row pair at one token (12B's and 27B's o; not a GeGLU pair): 1 by
 // default, 2 or 4 as measurement settings, 0 the general rule (group_warps) (UNICORN_CUDA_O_WARPS).
 void set_matvec_o_warps(int warps);

@@ -53,9 +53,6 @@ void set_matvec_early(bool on);
 // row, 2 items per lane and pass) and 2 (the row over 2 warps) are measurement settings.
 void set_matvec_q6k_layout(int layout);
 int matvec_q6k_layout();
-// The same one pass for a Q4_K weight alone with rows of at most 96 items (a measurement setting,
-// UNICORN_CUDA_Q4K_ONE_PASS; off by default).
-void set_matvec_q4k_one_pass(bool on);
 // Warps per 128-item Q4_0 row pair at one token (12B's and 27B's o; not a GeGLU pair): 1 by
 // default, 2 or 4 as measurement settings, 0 the general rule (group_warps) (UNICORN_CUDA_O_WARPS).
 void set_matvec_o_warps(int warps);

@@ -234,10 +234,9 @@ inline int group_warps(int64_t rows, int64_t items, bool wide, int wide_warps = 
 std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{false}, g_shared_act{true};
 std::atomic<int> g_wide_warps{2};
 std::atomic<int64_t> g_prefetch_blocks{INT64_MAX};
-std::atomic<int> g_q6k_layout{1};
-std::atomic<bool> g_q4k_one_pass{false};  // set_matvec_q4k_one_pass  // set_matvec_q6k_layout
-std::atomic<bool> g_early{true};          // set_matvec_early (UNICORN_PDL_EARLY builds only)
-std::atomic<int> g_o_warps{1};            // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
+std::atomic<int> g_q6k_layout{1};  // set_matvec_q6k_layout
+std::atomic<bool> g_early{true};   // set_matvec_early (UNICORN_PDL_EARLY builds only)
+std::atomic<int> g_o_warps{1};     // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
 
 // One token of Q4_0 (one format for every weight of the job): the rows that wide_warps applies to.
 template <class F, class F1, class F2, int NT>
@@ -271,6 +270,10 @@ auto pick_kernel(MatvecJob& job, int64_t items, bool one, bool split) {
     constexpr int kMinBlocks = kMix ? 0 : (GLU ? 6 : 8);
     if constexpr (!GLU || !std::is_same_v<F, FormatQ6_K>)
       if (one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, kMinBlocks, SA>;
+    // Long Q4_K rows at one token (27B's down, 336 items): the row split over the whole block, one
+    // load per lane and pass (kquant_lab.cu, H100: 21504 -> 5376 in 31.5 us against 39.4 for a warp
+    // per row with 4 loads per lane; in the engine, which gave that matrix 2 warps per row, q4_mix
+    // tg64 113.4 -> 117.6). Q5_K and Q6_K were not timed, so they keep the old layout.
     // One weight of Q6_K with rows of at most 96 items (the output head, 5376 wide: 84 items):
     // q6k_layout 1 (the default) gives each lane its up to 3 items in one pass instead of 2 passes
     // of 2 (NOTES.md session 14, H100: the 27B head 436.4 -> 411.9 us, tg128 +0.6 %; 120
@@ -281,15 +284,6 @@ auto pick_kernel(MatvecJob& job, int64_t items, bool one, bool split) {
       if (layout == 1 && !one && items <= 96) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA>;
       if (layout == 2 && job.wpr == 1) job.wpr = 2;
     }
-    // The same one pass for a Q4_K weight alone (q4_mix's 27B head and o; UNICORN_CUDA_Q4K_ONE_PASS,
-    // a measurement setting, off by default).
-    if constexpr (!GLU && !kMix && std::is_same_v<F, FormatQ4_K>)
-      if (g_q4k_one_pass.load(std::memory_order_relaxed) && items <= 96)
-        kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA>;
-    // Long Q4_K rows at one token (27B's down, 336 items): the row split over the whole block, one
-    // load per lane and pass (kquant_lab.cu, H100: 21504 -> 5376 in 31.5 us against 39.4 for a warp
-    // per row with 4 loads per lane; in the engine, which gave that matrix 2 warps per row, q4_mix
-    // tg64 113.4 -> 117.6). Q5_K and Q6_K were not timed, so they keep the old layout.
     constexpr bool kSplitCandidate =
         !GLU && std::is_same_v<F, FormatQ4_K> && std::is_same_v<F, F1> && std::is_same_v<F, F2>;
     if constexpr (kSplitCandidate) {
@@ -441,7 +435,6 @@ void set_matvec_o_warps(int warps) {
 }
 int matvec_o_warps() { return g_o_warps.load(std::memory_order_relaxed); }
 void set_matvec_q6k_layout(int layout) { g_q6k_layout.store(layout >= 0 && layout <= 2 ? layout : 0); }
-void set_matvec_q4k_one_pass(bool on) { g_q4k_one_pass.store(on, std::memory_order_relaxed); }
 int matvec_q6k_layout() { return g_q6k_layout.load(std::memory_order_relaxed); }
 void set_matvec_early(bool on) { g_early.store(on, std::memory_order_relaxed); }
 void set_matvec_prefetch_blocks(int64_t blocks) { g_prefetch_blocks.store(blocks, std::memory_order_relaxed); }

@@ -270,20 +270,22 @@ auto pick_kernel(MatvecJob& job, int64_t items, bool one, bool split) {
     constexpr int kMinBlocks = kMix ? 0 : (GLU ? 6 : 8);
     if constexpr (!GLU || !std::is_same_v<F, FormatQ6_K>)
       if (one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, kMinBlocks, SA>;
-    // Long Q4_K rows at one token (27B's down, 336 items): the row split over the whole block, one
-    // load per lane and pass (kquant_lab.cu, H100: 21504 -> 5376 in 31.5 us against 39.4 for a warp
-    // per row with 4 loads per lane; in the engine, which gave that matrix 2 warps per row, q4_mix
-    // tg64 113.4 -> 117.6). Q5_K and Q6_K were not timed, so they keep the old layout.
     // One weight of Q6_K with rows of at most 96 items (the output head, 5376 wide: 84 items):
     // q6k_layout 1 (the default) gives each lane its up to 3 items in one pass instead of 2 passes
     // of 2 (NOTES.md session 14, H100: the 27B head 436.4 -> 411.9 us, tg128 +0.6 %; 120
     // registers, 4 blocks per SM); 0 the old layout, 2 the row over 2 warps (one pass of up to 2
     // items per lane: slower, 510.6 us), both measurement settings (UNICORN_CUDA_Q6K_LAYOUT).
+    // The same one pass for a Q4_K weight alone (q4_mix's 27B head and o) was slower (session 14:
+    // q4_mix tg128 -1.3 %).
     if constexpr (!GLU && !kMix && std::is_same_v<F, FormatQ6_K>) {
       const int layout = g_q6k_layout.load(std::memory_order_relaxed);
       if (layout == 1 && !one && items <= 96) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA>;
       if (layout == 2 && job.wpr == 1) job.wpr = 2;
     }
+    // Long Q4_K rows at one token (27B's down, 336 items): the row split over the whole block, one
+    // load per lane and pass (kquant_lab.cu, H100: 21504 -> 5376 in 31.5 us against 39.4 for a warp
+    // per row with 4 loads per lane; in the engine, which gave that matrix 2 warps per row, q4_mix
+    // tg64 113.4 -> 117.6). Q5_K and Q6_K were not timed, so they keep the old layout.
     constexpr bool kSplitCandidate =
         !GLU && std::is_same_v<F, FormatQ4_K> && std::is_same_v<F, F1> && std::is_same_v<F, F2>;
     if constexpr (kSplitCandidate) {

@@ -55,7 +55,6 @@ struct MatvecJob {
   int wpr = 1;  // warps per row
   // Blocks [0, prefetch_blocks) load their first weights before pdl_wait(), the rest after it.
   int64_t prefetch_blocks = INT64_MAX;
-  bool early = false;  // UNICORN_PDL_EARLY builds: trigger the next kernel at block start
 };
 
 }  // namespace unicorn::cuda

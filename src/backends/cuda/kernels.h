@@ -44,10 +44,6 @@ int matvec_wide_warps();
 // Blocks of a one-token matvec grid that issue their first weight loads before pdl_wait() (all by
 // default; a measurement setting, UNICORN_CUDA_PREFETCH_BLOCKS).
 void set_matvec_prefetch_blocks(int64_t blocks);
-// In UNICORN_PDL_EARLY builds (a measurement option): whether a quantized matvec block lets the
-// next kernel be scheduled at its start (on) or after its stores (off); UNICORN_CUDA_MATVEC_EARLY.
-// No effect in other builds.
-void set_matvec_early(bool on);
 // One token of a Q6_K weight alone with rows of at most 96 items (the output head;
 // UNICORN_CUDA_Q6K_LAYOUT): 1 the default, each lane's up to 3 items in one pass; 0 (a warp per
 // row, 2 items per lane and pass) and 2 (the row over 2 warps) are measurement settings.

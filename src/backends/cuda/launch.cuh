@@ -30,20 +30,11 @@ __device__ __forceinline__ void pdl_trigger() {
 
 // The start of a kernel that lets its dependent be scheduled at once (the small single-wave
 // kernels): wait for the previous kernel, then trigger. (Triggering first, so that the next
-// matvec is scheduled one step earlier, measured neutral on an H100: NOTES.md session 7.)
-// UNICORN_PDL_EARLY builds (a measurement option, CMake UNICORN_PDL_EARLY) trigger first, so that
-// the next kernel is scheduled while this one waits (see the matvec's MatvecJob::early).
-#ifndef UNICORN_PDL_EARLY
-#define UNICORN_PDL_EARLY 0
-#endif
+// matvec is scheduled one step earlier, measured neutral on an H100: NOTES.md session 7; every
+// kernel triggering first, the matvec at block start, -2 to -3 % in session 14.)
 __device__ __forceinline__ void pdl_enter() {
-#if UNICORN_PDL_EARLY
-  pdl_trigger();
-  pdl_wait();
-#else
   pdl_wait();
   pdl_trigger();
-#endif
 }
 
 // Loads of data that an earlier kernel on the stream wrote (activations), after pdl_wait(). Never

@@ -88,9 +88,6 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
   // of weight loads before pdl_wait(), so the loads of the blocks scheduled early (PDL) overlap
   // the previous kernel's tail. Everything else (activations, stores) comes after the wait.
   bool waited = !HasRaw<F> || static_cast<int64_t>(blockIdx.x) >= job.prefetch_blocks;
-#if UNICORN_PDL_EARLY
-  if (job.early) pdl_trigger();
-#endif
   if (waited) pdl_wait();
   const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
   const int wpr = job.wpr;
@@ -191,10 +188,7 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
             if (row + p < w.rows) y[t * w.rows + row + p] = acc[p][t];
         }
       }
-#if UNICORN_PDL_EARLY
-  if (!job.early)
-#endif
-    pdl_trigger();  // after this block's stores: the next kernel may be scheduled as blocks finish
+  pdl_trigger();  // after this block's stores: the next kernel may be scheduled as blocks finish
 }
 
 // F0, F1, F2: the formats of job.w[0..2] (all F0 but for the mixed K-quant job). UO > 0: loads
@@ -235,7 +229,6 @@ std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{fal
 std::atomic<int> g_wide_warps{2};
 std::atomic<int64_t> g_prefetch_blocks{INT64_MAX};
 std::atomic<int> g_q6k_layout{1};  // set_matvec_q6k_layout
-std::atomic<bool> g_early{true};   // set_matvec_early (UNICORN_PDL_EARLY builds only)
 std::atomic<int> g_o_warps{1};     // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
 
 // One token of Q4_0 (one format for every weight of the job): the rows that wide_warps applies to.
@@ -346,7 +339,6 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   for (int i = n; i < 4; ++i) job.first_block[i] = blocks;
   job.n = n;
   job.prefetch_blocks = g_prefetch_blocks.load(std::memory_order_relaxed);
-  job.early = g_early.load(std::memory_order_relaxed);
   const dim3 grid(static_cast<unsigned>(blocks)), block(kWarps * 32);
   launch(kernel, grid, block, 0, s, job, x, T);
 }
@@ -438,7 +430,6 @@ void set_matvec_o_warps(int warps) {
 int matvec_o_warps() { return g_o_warps.load(std::memory_order_relaxed); }
 void set_matvec_q6k_layout(int layout) { g_q6k_layout.store(layout >= 0 && layout <= 2 ? layout : 0); }
 int matvec_q6k_layout() { return g_q6k_layout.load(std::memory_order_relaxed); }
-void set_matvec_early(bool on) { g_early.store(on, std::memory_order_relaxed); }
 void set_matvec_prefetch_blocks(int64_t blocks) { g_prefetch_blocks.store(blocks, std::memory_order_relaxed); }
 int matvec_wide_warps() { return g_wide_warps.load(std::memory_order_relaxed); }
 bool matvec_shared_act() { return g_shared_act.load(std::memory_order_relaxed); }

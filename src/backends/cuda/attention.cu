@@ -167,19 +167,8 @@ __global__ void __launch_bounds__(W * 32, Pipelined&& D <= 4 ? 4 : 0)
     float o = 0.0f;
 #pragma unroll
     for (int w = 0; w < W; ++w) o += s_acc[w][d] * f[w];
-    if (n_split == 1) {
-      o /= sum;
-      out[i * q_row + h * HD + d] = o;
-      if constexpr (Direct)
-        if (e.q8) store_q8(o, i * q_row + h * HD + d, e.q8, e.ds);
-    } else {
-      float* p = partial + ((i * a.n_heads + h) * n_split + split) * (HD + 2);
-      p[2 + d] = o;
-      if (d == 0) {
-        p[0] = mx;
-        p[1] = sum;
-      }
-    }
+    store_result<Direct>(n_split == 1, o, mx, sum, d, i * q_row + h * HD + d,
+                         ((i * a.n_heads + h) * n_split + split) * (HD + 2), out, partial, e);
   }
 }
 

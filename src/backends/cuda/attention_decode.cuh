@@ -234,6 +234,29 @@ struct MergeExtras {
   float* ds = nullptr;
 };
 
+// One dimension of a (token, head) row's attention result from its softmax state (acc: the
+// dimension's weighted V sum, mx and sum: the max and sum of the exponentials). With one split
+// (`whole`) the output acc / sum goes to out[out_at], and with Q8 its int8 copy for the o matvec
+// (every lane of the warp calls it then: store_q8); else the split's partial state goes to
+// partial[p_at...] for merge_splits: (max, sum) then the head_dim values, value d at 2 + d.
+template <bool Q8>
+__device__ __forceinline__ void store_result(bool whole, float acc, float mx, float sum, int d, int64_t out_at,
+                                             int64_t p_at, float* out, float* partial, const MergeExtras& e) {
+  if (whole) {
+    const float o = acc / sum;
+    out[out_at] = o;
+    if constexpr (Q8)
+      if (e.q8) store_q8(o, out_at, e.q8, e.ds);
+  } else {
+    float* p = partial + p_at;
+    p[2 + d] = acc;
+    if (d == 0) {
+      p[0] = mx;
+      p[1] = sum;
+    }
+  }
+}
+
 // Direct attention: the warp that normalized kv head kvh's key of token i (kn, D values per lane)
 // stores it, with the head's v row, into token i's ring slot (as store_kv_columns would).
 template <int D, bool F16>

@@ -266,18 +266,8 @@ __global__ void __launch_bounds__(W * 32, MINB)
         acc += s_acc[w][head][d] * f;
       }
     const int64_t h = kvh * G + head;
-    if constexpr (Direct) {
-      const float o = acc / sum;
-      out[i * q_row + h * HD + d] = o;
-      if (e.q8) store_q8(o, i * q_row + h * HD + d, e.q8, e.ds);
-    } else {
-      float* pp = partial + ((i * a.n_heads + h) * n_split + split) * (HD + 2);
-      pp[2 + d] = acc;
-      if (d == 0) {
-        pp[0] = mx;
-        pp[1] = sum;
-      }
-    }
+    store_result<Direct>(Direct, acc, mx, sum, d, i * q_row + h * HD + d,
+                         ((i * a.n_heads + h) * n_split + split) * (HD + 2), out, partial, e);
   }
 }
 

@@ -460,6 +460,10 @@ struct FormatQ5_K {
 // ql[64h + 32(s%2) + l] (low nibble for s < 2) and its high 2 bits from qh[32h + l] at bits 2s.
 struct FormatQ6_K {
   static constexpr int kItem = 64;
+  // The 16 int8 sub-block scales of plane block b (row r, block k: b = r * blocks_per_row + k).
+  static __device__ __forceinline__ const uint8_t* scales(const DeviceWeight& w, int64_t b) {
+    return reinterpret_cast<const uint8_t*>(w.qh) + b * kQ6KScaleBytes;
+  }
   static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
     const int64_t b = r * w.blocks_per_row + k / 256;
     const uint8_t* blk = w.q + r * w.q_row_bytes + (k / 256) * kQ6KQuantBytes;
@@ -467,8 +471,7 @@ struct FormatQ6_K {
     const uint2 ql = __ldg(reinterpret_cast<const uint2*>(blk + 64 * half + 32 * (s % 2) + l));
     const uint2 qh = __ldg(reinterpret_cast<const uint2*>(blk + 128 + 32 * half + l));
     const float d = half_to_float(__ldg(w.d + b));
-    const uint8_t* sc = reinterpret_cast<const uint8_t*>(w.qh) + b * kQ6KScaleBytes;
-    const float dl = __fmul_rn(d, static_cast<float>(static_cast<int8_t>(__ldg(sc + i / 16))));
+    const float dl = __fmul_rn(d, static_cast<float>(static_cast<int8_t>(__ldg(scales(w, b) + i / 16))));
     const uint32_t lw[2] = {ql.x, ql.y}, hw[2] = {qh.x, qh.y};
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
@@ -488,12 +491,9 @@ struct FormatQ6_K {
     const int p = static_cast<int>(item % 4), h = p / 2, s0 = p % 2;
     const int64_t b = r * w.blocks_per_row + item / 4;
     const uint8_t* blk = w.q + r * w.q_row_bytes + (item / 4) * kQ6KQuantBytes;
-    return {ldw16(blk + 64 * h + 32 * s0),
-            ldw16(blk + 64 * h + 32 * s0 + 16),
-            ldw16(blk + 128 + 32 * h),
-            ldw16(blk + 128 + 32 * h + 16),
-            ldw16(reinterpret_cast<const uint8_t*>(w.qh) + b * kQ6KScaleBytes),  // 16 int8 scales
-            ldw2(w.d + b)};
+    return {ldw16(blk + 64 * h + 32 * s0), ldw16(blk + 64 * h + 32 * s0 + 16),
+            ldw16(blk + 128 + 32 * h),     ldw16(blk + 128 + 32 * h + 16),
+            ldw16(scales(w, b)),           ldw2(w.d + b)};
   }
   template <int NT>
   static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t item, ActQ8 x, int64_t K, int T,

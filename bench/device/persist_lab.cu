@@ -1,0 +1,404 @@
+// Standalone lab: the 27B decode step's matvec chain (62 layers x q/k/v, o, gate+up, down; Q4_0,
+// one token) run two ways over the same per-block work, to price the kernel boundaries that
+// NOTES.md blames for the last 12 % of the matvecs-only chain:
+//   K: one kernel per matvec, chained with programmatic dependent launch in a CUDA graph, each
+//      block loading its first pass of weights before griddepcontrol.wait (the engine's scheme);
+//      K+S adds a one-block small kernel between matvecs (the engine's add_norm / attention slot);
+//   P: one persistent kernel, every block looping over the matvecs with a grid barrier between
+//      them, issuing the loads of its first job of the next matvec before the barrier, so that
+//      the barrier's latency hides behind weight streaming (static job striding, or jobs taken
+//      from a counter).
+// Not part of the engine. Every block job is the same code (2 rows over a 128-thread block, the
+// engine's wide-row split, loads of a pass issued before its dot products); activations are a
+// fixed int8 vector (a real chain would make each matvec's input from the previous output; here
+// the wait or barrier stands for that dependency). Outputs of P are checked against K, K against
+// a one-thread-per-row reference. Build and run (GPU machine):
+//   nvcc -O3 -std=c++17 -arch=sm_90a -Isrc -o /tmp/persist bench/device/persist_lab.cu && /tmp/persist
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <vector>
+
+#include "backends/cuda/weight_formats.cuh"  // the engine's weight loads (ldw16, ldw2)
+#include "lab_check.cuh"
+
+namespace {
+
+using unicorn::cuda::ldw16;
+using unicorn::cuda::ldw2;
+
+constexpr int kThreads = 128;
+
+__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+
+struct Mat {
+  const uint8_t* q;   // [rows][nb][16]: Q4_0 nibbles
+  const uint16_t* d;  // [rows][nb]: f16 scales
+  int rows, nb;
+};
+struct Act {
+  const int8_t* q;
+  const float2* ds;  // per 32 values: (d, d * sum)
+};
+struct Phase {
+  Mat m;
+  float* y;
+};
+
+__global__ void fill_bytes(uint8_t* p, size_t n, uint64_t seed) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    p[i] = static_cast<uint8_t>(hash32(seed * 0x9E3779B97F4A7C15ULL + i));
+}
+__global__ void fill_scales(uint16_t* p, size_t n, uint64_t seed) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    p[i] = __half_as_ushort(__float2half(0.001f + (hash32(seed * 31 + i) % 1000) * 1e-5f));
+}
+
+__device__ __forceinline__ float h2f(uint16_t h) { return __half2float(__ushort_as_half(h)); }
+
+__device__ __forceinline__ float q4_dot(uint4 w, const int8_t* xq, int it, float2 ds) {
+  const uint4* p = reinterpret_cast<const uint4*>(xq + int64_t(it) * 32);
+  const uint4 u = p[0], v = p[1];
+  const uint32_t a[8] = {u.x, u.y, u.z, u.w, v.x, v.y, v.z, v.w};
+  const uint32_t wv[4] = {w.x, w.y, w.z, w.w};
+  int s = 0;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    s = __dp4a(static_cast<int>(wv[i] & 0x0F0F0F0Fu), static_cast<int>(a[i]), s);
+    s = __dp4a(static_cast<int>((wv[i] >> 4) & 0x0F0F0F0Fu), static_cast<int>(a[i + 4]), s);
+  }
+  return ds.x * static_cast<float>(s) - 8.0f * ds.y;
+}
+
+// One pass of a job: items base + 128 u (u < U) of rows row, row + 1.
+template <int U>
+struct Pass {
+  uint4 q[2][U];
+  uint16_t d[2][U];
+};
+template <int U>
+__device__ __forceinline__ void load_pass(const Mat& m, int row, int base, Pass<U>& p) {
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const int it = base + kThreads * u;
+    if (it < m.nb)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const size_t o = size_t(row + r) * m.nb + it;
+        p.q[r][u] = ldw16(m.q + o * 16);
+        p.d[r][u] = ldw2(m.d + o);
+      }
+  }
+}
+template <int U>
+__device__ __forceinline__ void dot_pass(const Pass<U>& p, Act x, int base, int nb, float* acc) {
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const int it = base + kThreads * u;
+    if (it < nb) {
+      const float2 ds = x.ds[it];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) acc[r] += h2f(p.d[r][u]) * q4_dot(p.q[r][u], x.q, it, ds);
+    }
+  }
+}
+
+// Job j: rows 2j and 2j + 1, the first pass already loaded into `first`; sync() runs between the
+// first pass's loads and its dot products (the wait on the previous matvec).
+template <int U, class Sync>
+__device__ __forceinline__ void run_job(const Mat& m, Act x, float* y, int j, const Pass<U>& first, Sync sync) {
+  __shared__ float part[kThreads / 32][2];
+  const int row = 2 * j, t = static_cast<int>(threadIdx.x);
+  float acc[2] = {0.0f, 0.0f};
+  sync();
+  dot_pass<U>(first, x, t, m.nb, acc);
+  for (int base = t + kThreads * U; base < m.nb; base += kThreads * U) {
+    Pass<U> p;
+    load_pass<U>(m, row, base, p);
+    dot_pass<U>(p, x, base, m.nb, acc);
+  }
+  acc[0] = warp_sum(acc[0]);
+  acc[1] = warp_sum(acc[1]);
+  if (t % 32 == 0) part[t / 32][0] = acc[0], part[t / 32][1] = acc[1];
+  __syncthreads();
+  if (t < 2) {
+    float s = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kThreads / 32; ++w) s += part[w][t];
+    y[row + t] = s;
+  }
+  __syncthreads();  // part is reused by the block's next job
+}
+
+// K: one block per job.
+template <int U>
+__global__ void __launch_bounds__(kThreads) k_matvec(Mat m, Act x, float* y) {
+  Pass<U> first;
+  load_pass<U>(m, 2 * static_cast<int>(blockIdx.x), static_cast<int>(threadIdx.x), first);
+  run_job<U>(m, x, y, static_cast<int>(blockIdx.x), first, [] { pdl_wait(); });
+  pdl_trigger();
+}
+
+// The small op of K+S: one block that reads what the matvec wrote and writes a value.
+__global__ void small_op(const float* y, float* sink) {
+  pdl_wait();
+  pdl_trigger();
+  __shared__ float s[kThreads];
+  s[threadIdx.x] = y[threadIdx.x];
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float a = 0.0f;
+    for (int i = 0; i < kThreads; ++i) a += s[i];
+    *sink = a;
+  }
+}
+
+// Grid barrier (all blocks co-resident): one arrival counter, one generation word.
+__device__ __forceinline__ void grid_barrier(unsigned* count, unsigned* generation, unsigned target) {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    if (atomicAdd(count, 1u) == gridDim.x - 1) {
+      *count = 0;
+      __threadfence();
+      atomicExch(generation, target);
+    } else {
+      while (atomicAdd(generation, 0u) < target) {
+      }
+    }
+    __threadfence();
+  }
+  __syncthreads();
+}
+
+// P: every block loops over the phases; jobs strided over the grid (Dyn = false) or taken from a
+// per-phase counter (Dyn = true: the next job's index is fetched while the current one runs).
+template <int U, bool Dyn>
+__global__ void __launch_bounds__(kThreads, 8) p_chain(const Phase* phases, int n, Act x, unsigned* count,
+                                                    unsigned* generation, unsigned gen0, unsigned* next_job) {
+  __shared__ int s_next;
+  for (int ph = 0; ph < n; ++ph) {
+    const Phase P = phases[ph];
+    const int jobs = P.m.rows / 2;
+    int j = static_cast<int>(blockIdx.x);
+    Pass<U> first;
+    if (j < jobs) load_pass<U>(P.m, 2 * j, static_cast<int>(threadIdx.x), first);
+    if (ph > 0) grid_barrier(count, generation, gen0 + ph);
+    bool preloaded = true;
+    while (j < jobs) {
+      if (Dyn) {
+        if (threadIdx.x == 0) s_next = static_cast<int>(gridDim.x) + static_cast<int>(atomicAdd(next_job + ph, 1u));
+      }
+      if (!preloaded) load_pass<U>(P.m, 2 * j, static_cast<int>(threadIdx.x), first);
+      run_job<U>(P.m, x, P.y, j, first, [] {});
+      preloaded = false;
+      if (Dyn) {
+        j = s_next;  // written before run_job's barriers
+        __syncthreads();
+      } else {
+        j += static_cast<int>(gridDim.x);
+      }
+    }
+  }
+}
+
+__global__ void ref_matvec(Mat m, Act x, float* y) {
+  const int r = blockIdx.x * blockDim.x + threadIdx.x;
+  if (r >= m.rows) return;
+  float acc = 0.0f;
+  for (int it = 0; it < m.nb; ++it) {
+    const size_t o = size_t(r) * m.nb + it;
+    acc += h2f(m.d[o]) * q4_dot(*reinterpret_cast<const uint4*>(m.q + o * 16), x.q, it, x.ds[it]);
+  }
+  y[r] = acc;
+}
+
+cudaError_t launch_pdl(void (*kernel)(Mat, Act, float*), int blocks, cudaStream_t s, Mat m, Act x, float* y) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(blocks);
+  cfg.blockDim = dim3(kThreads);
+  cfg.stream = s;
+  cudaLaunchAttribute attr = {};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, kernel, m, x, y);
+}
+cudaError_t launch_small(cudaStream_t s, const float* y, float* sink) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(1);
+  cfg.blockDim = dim3(kThreads);
+  cfg.stream = s;
+  cudaLaunchAttribute attr = {};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, small_op, y, sink);
+}
+
+double nmse(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) num += double(a[i] - b[i]) * (a[i] - b[i]), den += double(b[i]) * b[i];
+  return num / std::max(den, 1e-30);
+}
+
+}  // namespace
+
+int main() {
+  const int sms = lab_print_device();
+  constexpr int kLayers = 62;
+  // 27B: q/k/v 5376 -> 4096 + 2 x 2048, o 4096 -> 5376, gate+up 5376 -> 2 x 21504, down 21504 -> 5376.
+  const int shapes[4][2] = {{8192, 5376}, {5376, 4096}, {43008, 5376}, {5376, 21504}};
+  std::vector<Phase> phases;
+  size_t bytes = 0, y_total = 0;
+  for (int l = 0; l < kLayers; ++l)
+    for (auto& s : shapes) bytes += size_t(s[0]) * (s[1] / 32) * 18, y_total += s[0];
+  uint8_t* wq;
+  uint16_t* wd;
+  size_t q_total = 0, d_total = 0;
+  for (auto& s : shapes) q_total += size_t(s[0]) * (s[1] / 32) * 16, d_total += size_t(s[0]) * (s[1] / 32);
+  q_total *= kLayers, d_total *= kLayers;
+  CK(cudaMalloc(&wq, q_total));
+  CK(cudaMalloc(&wd, d_total * 2));
+  fill_bytes<<<4096, 256>>>(wq, q_total, 1);
+  fill_scales<<<4096, 256>>>(wd, d_total, 2);
+  float *yk, *yp, *yr, *sink;
+  CK(cudaMalloc(&yk, y_total * 4));
+  CK(cudaMalloc(&yp, y_total * 4));
+  CK(cudaMalloc(&yr, 43008 * 4));
+  CK(cudaMalloc(&sink, 4));
+  {
+    size_t qo = 0, dof = 0, yo = 0;
+    for (int l = 0; l < kLayers; ++l)
+      for (auto& s : shapes) {
+        const int nb = s[1] / 32;
+        phases.push_back({{wq + qo, wd + dof, s[0], nb}, yk + yo});
+        qo += size_t(s[0]) * nb * 16, dof += size_t(s[0]) * nb, yo += s[0];
+      }
+  }
+  const int n = static_cast<int>(phases.size());
+  int8_t* xq;
+  float2* xds;
+  CK(cudaMalloc(&xq, 21504));
+  CK(cudaMalloc(&xds, 21504 / 32 * sizeof(float2)));
+  lab_upload_activations(21504, xq, xds);
+  const Act x{xq, xds};
+  std::printf("%d matvecs, %.3f GB of weights per token\n", n, bytes / 1e9);
+
+  cudaStream_t st;
+  CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  auto time_us = [&](auto&& body, int reps) {
+    body();
+    CK(cudaStreamSynchronize(st));
+    CK(cudaGetLastError());
+    double best = 1e30, sum = 0;
+    for (int r = 0; r < reps; ++r) {
+      CK(cudaEventRecord(e0, st));
+      body();
+      CK(cudaEventRecord(e1, st));
+      CK(cudaEventSynchronize(e1));
+      float ms = 0;
+      CK(cudaEventElapsedTime(&ms, e0, e1));
+      best = std::min(best, double(ms) * 1000.0), sum += ms * 1000.0;
+    }
+    return std::make_pair(best, sum / reps);
+  };
+
+  // Copy bandwidth as run_gpu.sh counts it (read + write), over 4 GiB.
+  {
+    void *a, *b;
+    const size_t cb = size_t(1) << 32;
+    CK(cudaMalloc(&a, cb));
+    CK(cudaMalloc(&b, cb));
+    const auto t = time_us([&] { CK(cudaMemcpyAsync(b, a, cb, cudaMemcpyDeviceToDevice, st)); }, 5);
+    const double gbs = 2.0 * cb / (t.first * 1e3);
+    std::printf("copy bandwidth %.1f GB/s (best of 5): the chain's roofline %.1f us per token\n", gbs,
+                bytes / (gbs * 1e3));
+    CK(cudaFree(a));
+    CK(cudaFree(b));
+  }
+
+  // Reference for one matrix of each shape (layer 0).
+  for (int i = 0; i < 4; ++i) {
+    Phase p = phases[i];
+    ref_matvec<<<(p.m.rows + 127) / 128, 128, 0, st>>>(p.m, x, yr);
+    k_matvec<2><<<p.m.rows / 2, kThreads, 0, st>>>(p.m, x, p.y);
+    CK(cudaStreamSynchronize(st));
+    std::vector<float> a(p.m.rows), b(p.m.rows);
+    CK(cudaMemcpy(a.data(), p.y, a.size() * 4, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(b.data(), yr, b.size() * 4, cudaMemcpyDeviceToHost));
+    std::printf("job code vs reference, %d x %d: nmse %.2e\n", p.m.rows, p.m.nb * 32, nmse(a, b));
+  }
+
+  auto report = [&](const char* name, std::pair<double, double> t) {
+    std::printf("%-44s best %8.1f us (%6.1f tok/s at this alone, %5.0f GB/s), mean %8.1f us, %.2f us per layer\n", name,
+                t.first, 1e6 / t.first, bytes / (t.first * 1e3), t.second, t.first / kLayers);
+  };
+  std::vector<float> ref_y(y_total);
+  // K and K+S: the chain recorded as one graph.
+  for (int with_small = 0; with_small < 2; ++with_small) {
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
+    for (int i = 0; i < n; ++i) {
+      CK(launch_pdl(k_matvec<2>, phases[i].m.rows / 2, st, phases[i].m, x, phases[i].y));
+      if (with_small) CK(launch_small(st, phases[i].y, sink));  // the engine has one after each matvec
+    }
+    CK(cudaStreamEndCapture(st, &graph));
+    CK(cudaGraphInstantiate(&exec, graph, 0));
+    report(with_small ? "K+S: kernel per matvec + a small kernel after" : "K: kernel per matvec (PDL, graph)",
+           time_us([&] { CK(cudaGraphLaunch(exec, st)); }, 10));
+    if (!with_small) CK(cudaMemcpy(ref_y.data(), yk, y_total * 4, cudaMemcpyDeviceToHost));
+    CK(cudaGraphExecDestroy(exec));
+    CK(cudaGraphDestroy(graph));
+  }
+
+  // P: persistent, writing yp.
+  std::vector<Phase> pp = phases;
+  for (auto& p : pp) p.y = yp + (p.y - yk);
+  Phase* dphases;
+  CK(cudaMalloc(&dphases, pp.size() * sizeof(Phase)));
+  CK(cudaMemcpy(dphases, pp.data(), pp.size() * sizeof(Phase), cudaMemcpyHostToDevice));
+  unsigned *count, *generation, *next_job;
+  CK(cudaMalloc(&count, 4));
+  CK(cudaMalloc(&generation, 4));
+  CK(cudaMalloc(&next_job, n * 4));
+  CK(cudaMemset(count, 0, 4));
+  CK(cudaMemset(generation, 0, 4));
+  unsigned gen = 0;
+  auto run_p = [&](auto kernel, int blocks) {
+    CK(cudaMemsetAsync(next_job, 0, n * 4, st));
+    unsigned g0 = gen;
+    gen += n - 1;
+    void* args[] = {&dphases, const_cast<int*>(&n), const_cast<Act*>(&x), &count, &generation, &g0, &next_job};
+    CK(cudaLaunchCooperativeKernel(reinterpret_cast<void*>(kernel), blocks, kThreads, args, 0, st));
+  };
+  auto try_p = [&](auto kernel, const char* name) {
+    int occ = 0;
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, kThreads, 0));
+    for (int per_sm : {occ, occ - 2, occ / 2}) {
+      if (per_sm < 1) continue;
+      CK(cudaMemset(yp, 0, y_total * 4));
+      const auto t = time_us([&] { run_p(kernel, per_sm * sms); }, 10);
+      std::vector<float> got(y_total);
+      CK(cudaMemcpy(got.data(), yp, y_total * 4, cudaMemcpyDeviceToHost));
+      char label[96];
+      std::snprintf(label, sizeof label, "%s, %d blocks/SM (of %d)", name, per_sm, occ);
+      report(label, t);
+      std::printf("    outputs vs K: nmse %.2e\n", nmse(got, ref_y));
+    }
+  };
+  try_p(p_chain<2, false>, "P: persistent, static jobs");
+  try_p(p_chain<2, true>, "P: persistent, counter jobs");
+  return 0;
+}

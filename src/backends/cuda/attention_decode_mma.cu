@@ -86,8 +86,7 @@ __device__ __forceinline__ void load_tile(int64_t j0, int64_t end, int64_t ring_
 template <int HD, int W, int MINB, bool Direct>
 __global__ void __launch_bounds__(W * 32, MINB)
     attention_decode_mma(const float* q, const float* k, const float* v, const __half* k_cache, const __half* v_cache,
-                         AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk, MergeExtras e,
-                         int trig) {
+                         AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk, MergeExtras e, int trig) {
   constexpr int D = HD / 32;   // the scalar path's values per lane
   constexpr int KW = HD / 32;  // 16-byte words of one K row per lane (HD/4 halves)
   constexpr int VW = HD / 64;  // 16-byte words of one V row per lane (HD/8 halves)
@@ -306,14 +305,12 @@ cudaError_t launch_attention_decode_mma(const float* q, const float* k, const fl
     const auto kernel = n_split == 1 ? attention_decode_mma<128, kDirectWarps, 1, true>
                                      : (capped ? attention_decode_mma<128, kMmaWarps, 4, false>
                                                : attention_decode_mma<128, kMmaWarps, 0, false>);
-    launch(kernel, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e,
-           pdl_trigger_point(PdlSite::kAttention));
+    launch(kernel, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e, pdl_trigger_point(PdlSite::kAttention));
   } else {
     const auto kernel = n_split == 1 ? attention_decode_mma<256, kDirectWarps, 1, true>
                                      : (capped ? attention_decode_mma<256, kMmaWarps, 2, false>
                                                : attention_decode_mma<256, kMmaWarps, 0, false>);
-    launch(kernel, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e,
-           pdl_trigger_point(PdlSite::kAttention));
+    launch(kernel, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e, pdl_trigger_point(PdlSite::kAttention));
   }
   return cudaGetLastError();
 }

@@ -86,12 +86,12 @@ __device__ __forceinline__ void load_tile(int64_t j0, int64_t end, int64_t ring_
 template <int HD, int W, int MINB, bool Direct>
 __global__ void __launch_bounds__(W * 32, MINB)
     attention_decode_mma(const float* q, const float* k, const float* v, const __half* k_cache, const __half* v_cache,
-                         AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk, MergeExtras e, int trig) {
+                         AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk, MergeExtras e) {
   constexpr int D = HD / 32;   // the scalar path's values per lane
   constexpr int KW = HD / 32;  // 16-byte words of one K row per lane (HD/4 halves)
   constexpr int VW = HD / 64;  // 16-byte words of one V row per lane (HD/8 halves)
   constexpr int MT = HD / 16;  // m-tiles of Oᵀ, k-steps of S
-  pdl_enter_at(trig);
+  pdl_enter();
   __shared__ __align__(16) __half s_q[2][8][HD];  // Q as f16 and its f16 remainder (hi + lo)
   __shared__ float s_m[W + 1][kMaxGroup], s_l[W + 1][kMaxGroup];
   __shared__ float s_acc[W + 1][kMaxGroup][HD];
@@ -248,7 +248,6 @@ __global__ void __launch_bounds__(W * 32, MINB)
     }
   }
   __syncthreads();
-  pdl_trigger_here(trig, 1);  // every warp's keys are in
   // The split's partial state per (head, dimension), as attention.cu's split kernel writes it, or
   // (Direct) the output. G HD % 32 == 0: a warp's lanes are all in this loop or all out of it, and
   // hold one 32-value block of one head (store_q8).
@@ -305,12 +304,12 @@ cudaError_t launch_attention_decode_mma(const float* q, const float* k, const fl
     const auto kernel = n_split == 1 ? attention_decode_mma<128, kDirectWarps, 1, true>
                                      : (capped ? attention_decode_mma<128, kMmaWarps, 4, false>
                                                : attention_decode_mma<128, kMmaWarps, 0, false>);
-    launch(kernel, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e, pdl_trigger_point(PdlSite::kAttention));
+    launch(kernel, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
   } else {
     const auto kernel = n_split == 1 ? attention_decode_mma<256, kDirectWarps, 1, true>
                                      : (capped ? attention_decode_mma<256, kMmaWarps, 2, false>
                                                : attention_decode_mma<256, kMmaWarps, 0, false>);
-    launch(kernel, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e, pdl_trigger_point(PdlSite::kAttention));
+    launch(kernel, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
   }
   return cudaGetLastError();
 }

@@ -159,7 +159,6 @@ CudaBackend::Skip CudaBackend::skip_from_env() {
   s.attention = list.find("attention") != std::string::npos;
   s.add_norm = list.find("add_norm") != std::string::npos;
   s.quantize = list.find("quantize") != std::string::npos;
-  s.norm_weights = list.find("norm_weights") != std::string::npos;
   fmt::print(stderr, "UNICORN_CUDA_SKIP={}: those launches are left out (measurement only; results are wrong)\n", list);
   return s;
 }
@@ -192,9 +191,6 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     set_attention_decode_mma(static_cast<int>(env_int("UNICORN_CUDA_ATTN_MMA", 1, 0, 3)));
     set_matvec_q6k_layout(static_cast<int>(env_int("UNICORN_CUDA_Q6K_LAYOUT", 1, 0, 2)));
     set_matvec_prefetch_blocks(env_int("UNICORN_CUDA_PREFETCH_BLOCKS", INT64_MAX, 0, INT64_MAX));
-    set_pdl_trigger_point(PdlSite::kAddNorm, static_cast<int>(env_int("UNICORN_CUDA_TRIGGER_NORM", 0, 0, 2)));
-    set_pdl_trigger_point(PdlSite::kAttention, static_cast<int>(env_int("UNICORN_CUDA_TRIGGER_ATTN", 0, 0, 2)));
-    set_pdl_trigger_point(PdlSite::kQuantize, static_cast<int>(env_int("UNICORN_CUDA_TRIGGER_QUANT", 0, 0, 2)));
     return true;
   }();
   (void)matvec_switches_set;
@@ -760,10 +756,6 @@ void CudaBackend::add_norm(Act& x, Act& o, const WeightTensor& post_w, const Wei
     return Backend::add_norm(x, o, post_w, next_w, eps, h);
   const auto* pw = reinterpret_cast<const float*>(device_weight(post_w).q);
   const auto* nw = next_w ? reinterpret_cast<const float*>(device_weight(*next_w).q) : nullptr;
-  if (skip_.norm_weights && nw) {  // measurement only: the same two norm weights, hot in L2, for every call
-    if (!first_norm_w_[0]) first_norm_w_[0] = pw, first_norm_w_[1] = nw;
-    pw = first_norm_w_[0], nw = first_norm_w_[1];
-  }
   wrote(x), wrote(h);
   // h feeds the next matvec: quantize it here, saving that matvec its own quantization launch.
   ActQ8 q{};

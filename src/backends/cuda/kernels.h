@@ -10,14 +10,6 @@
 
 namespace unicorn::cuda {
 
-// Where a small kernel of the decode chain (add_norm, the decode attention, the int8 quantize)
-// lets its dependent be scheduled: 0 right after its wait (pdl_enter, the default), 1 once its
-// loads have returned, 2 not before its blocks finish. Process-wide; a measurement setting that
-// CudaBackend sets once from UNICORN_CUDA_TRIGGER_NORM, _ATTN and _QUANT.
-enum class PdlSite { kAddNorm = 0, kAttention = 1, kQuantize = 2 };
-void set_pdl_trigger_point(PdlSite site, int at);
-int pdl_trigger_point(PdlSite site);
-
 // ---- matmul y[T, N] = x[T, K] · wᵀ --------------------------------------------------------------
 // x f32 [T, K] -> int8 blocks of 32 (K % 32 == 0) for the integer dot-product matvec.
 cudaError_t launch_quantize_q8(const float* x, int64_t T, int64_t K, int8_t* q, float* ds, cudaStream_t s);

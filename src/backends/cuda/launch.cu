@@ -1,8 +1,6 @@
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
-#include "backends/cuda/kernels.h"
 #include "backends/cuda/launch.cuh"
 
 namespace unicorn::cuda {
@@ -11,8 +9,6 @@ namespace {
 // Compiled like every kernel of this library: its PTX version says whether pdl_wait() and
 // pdl_trigger() were compiled in (they are for sm_90 and later only).
 __global__ void pdl_probe() {}
-
-std::atomic<int> g_trigger_point[3] = {0, 0, 0};
 
 }  // namespace
 
@@ -25,11 +21,6 @@ bool sm80_or_later() {
   }();
   return yes;
 }
-
-void set_pdl_trigger_point(PdlSite site, int at) {
-  g_trigger_point[static_cast<int>(site)].store(at >= 0 && at <= 2 ? at : 0, std::memory_order_relaxed);
-}
-int pdl_trigger_point(PdlSite site) { return g_trigger_point[static_cast<int>(site)].load(std::memory_order_relaxed); }
 
 bool pdl_enabled() {
   static const bool on = [] {

@@ -37,15 +37,6 @@ __device__ __forceinline__ void pdl_enter() {
   pdl_trigger();
 }
 
-// Where a small kernel lets its dependent be scheduled: `at` from pdl_trigger_point (kernels.h).
-__device__ __forceinline__ void pdl_enter_at(int at) {
-  pdl_wait();
-  if (at == 0) pdl_trigger();
-}
-__device__ __forceinline__ void pdl_trigger_here(int at, int here) {
-  if (at == here) pdl_trigger();
-}
-
 // Loads of data that an earlier kernel on the stream wrote (activations), after pdl_wait(). Never
 // __ldg (ld.global.nc) for those: ptxas takes a non-coherent load as a read of memory that stays
 // constant while the kernel runs, and may schedule it above griddepcontrol.wait. SASS of a

@@ -128,9 +128,9 @@ __global__ void __launch_bounds__(kRowThreads)
 // with next_w, and h quantized to int8 blocks when q is given.
 __global__ void __launch_bounds__(kRowThreads)
     add_norm(float* x, const float* o, const float* post_w, const float* next_w, int64_t cols, float eps, float* h,
-             int8_t* q, float* ds, int trig) {
+             int8_t* q, float* ds) {
   __shared__ double partial[kRowThreads / 32];
-  pdl_enter_at(trig);
+  pdl_enter();
   const int64_t n4 = cols / 4, row = blockIdx.x;
   float* xr = x + row * cols;
   const float* orow = o + row * cols;
@@ -148,7 +148,6 @@ __global__ void __launch_bounds__(kRowThreads)
     }
   }
   const float inv = inv_rms(block_sum<kRowThreads>(ss, partial), cols, eps);
-  pdl_trigger_here(trig, 1);
   double ss2 = 0.0;
 #pragma unroll
   for (int k = 0; k < kVec; ++k) {
@@ -202,7 +201,7 @@ cudaError_t launch_add_norm(float* x, const float* o, const float* post_w, const
   if (rows == 0) return cudaSuccess;
   if (cols % 32 != 0 || cols > kMaxRowCols) return cudaErrorInvalidValue;
   launch(add_norm, dim3(static_cast<unsigned>(rows)), dim3(kRowThreads), 0, s, x, o, post_w, next_w, cols, eps, h, q,
-         ds, pdl_trigger_point(PdlSite::kAddNorm));
+         ds);
   return cudaGetLastError();
 }
 

@@ -8,6 +8,8 @@
 //      them, issuing the loads of its first job of the next matvec before the barrier, so that
 //      the barrier's latency hides behind weight streaming (static job striding, or jobs taken
 //      from a counter).
+//   Kx: K with other block shapes per matrix (the engine's, and 2 rows per 4-warp block everywhere),
+//      alone and with a one-block small kernel after each matvec that takes 0, ~1 or ~2 us.
 // Not part of the engine. Every block job is the same code (2 rows over a 128-thread block, the
 // engine's wide-row split, loads of a pass issued before its dot products); activations are a
 // fixed int8 vector (a real chain would make each matvec's input from the previous output; here
@@ -21,6 +23,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include "backends/cuda/weight_formats.cuh"  // the engine's weight loads (ldw16, ldw2)
@@ -144,10 +147,79 @@ __global__ void __launch_bounds__(kThreads) k_matvec(Mat m, Act x, float* y) {
   pdl_trigger();
 }
 
+// K with the engine's other block shapes: groups of WPR warps (4 / WPR groups per 128-thread
+// block), each group R rows (rows row0 + p * pair: pair 1 for adjacent rows, the matrix half for a
+// GeGLU pair of gate and up rows), each lane U items per pass. MINB: blocks per SM to allow.
+template <int WPR, int R, int U, int MINB>
+__global__ void __launch_bounds__(kThreads, MINB) k_shape(Mat m, Act x, float* y, int pair) {
+  constexpr int G = 4 / WPR;
+  __shared__ float part[4][R];
+  const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
+  const int gi = static_cast<int>(blockIdx.x) * G + warp / WPR, pw = warp % WPR;
+  const int row0 = pair == 1 ? gi * R : gi;
+  const bool live = row0 + (R - 1) * pair < m.rows;
+  const int glane = pw * 32 + lane, stride = 32 * WPR;
+  float acc[R];
+#pragma unroll
+  for (int p = 0; p < R; ++p) acc[p] = 0.0f;
+  bool waited = false;
+  if (live) {
+    for (int base = glane; base < m.nb; base += stride * U) {
+      uint4 q[R][U];
+      uint16_t d[R][U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int it = base + stride * u;
+        if (it < m.nb)
+#pragma unroll
+          for (int p = 0; p < R; ++p) {
+            const size_t o = size_t(row0 + p * pair) * m.nb + it;
+            q[p][u] = ldw16(m.q + o * 16);
+            d[p][u] = ldw2(m.d + o);
+          }
+      }
+      if (!waited) pdl_wait(), waited = true;
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int it = base + stride * u;
+        if (it < m.nb) {
+          const float2 ds = x.ds[it];
+#pragma unroll
+          for (int p = 0; p < R; ++p) acc[p] += h2f(d[p][u]) * q4_dot(q[p][u], x.q, it, ds);
+        }
+      }
+    }
+  }
+  if (!waited) pdl_wait();
+#pragma unroll
+  for (int p = 0; p < R; ++p) acc[p] = warp_sum(acc[p]);
+  if (WPR > 1) {
+    if (lane == 0)
+#pragma unroll
+      for (int p = 0; p < R; ++p) part[warp][p] = acc[p];
+    __syncthreads();
+    if (pw == 0)
+#pragma unroll
+      for (int p = 0; p < R; ++p) {
+        acc[p] = 0.0f;
+        for (int w = 0; w < WPR; ++w) acc[p] += part[warp + w][p];
+      }
+  }
+  if (live && lane == 0 && pw == 0)
+#pragma unroll
+    for (int p = 0; p < R; ++p) y[row0 + p * pair] = acc[p];
+  pdl_trigger();
+}
+
 // The small op of K+S: one block that reads what the matvec wrote and writes a value.
-__global__ void small_op(const float* y, float* sink) {
+__global__ void small_op(const float* y, float* sink, long long spin_cycles) {
   pdl_wait();
   pdl_trigger();
+  if (spin_cycles > 0) {  // a small op that takes this long (the engine's take 1-2 us)
+    const long long t0 = clock64();
+    while (clock64() - t0 < spin_cycles) {
+    }
+  }
   __shared__ float s[kThreads];
   s[threadIdx.x] = y[threadIdx.x];
   __syncthreads();
@@ -168,7 +240,7 @@ __device__ __forceinline__ void grid_barrier(unsigned* count, unsigned* generati
       __threadfence();
       atomicExch(generation, target);
     } else {
-      while (atomicAdd(generation, 0u) < target) {
+      while (*static_cast<volatile unsigned*>(generation) < target) {
       }
     }
     __threadfence();
@@ -180,7 +252,7 @@ __device__ __forceinline__ void grid_barrier(unsigned* count, unsigned* generati
 // per-phase counter (Dyn = true: the next job's index is fetched while the current one runs).
 template <int U, bool Dyn>
 __global__ void __launch_bounds__(kThreads, 8) p_chain(const Phase* phases, int n, Act x, unsigned* count,
-                                                    unsigned* generation, unsigned gen0, unsigned* next_job) {
+                                                       unsigned* generation, unsigned gen0, unsigned* next_job) {
   __shared__ int s_next;
   for (int ph = 0; ph < n; ++ph) {
     const Phase P = phases[ph];
@@ -230,7 +302,20 @@ cudaError_t launch_pdl(void (*kernel)(Mat, Act, float*), int blocks, cudaStream_
   cfg.numAttrs = 1;
   return cudaLaunchKernelEx(&cfg, kernel, m, x, y);
 }
-cudaError_t launch_small(cudaStream_t s, const float* y, float* sink) {
+cudaError_t launch_pdl_any(void (*kernel)(Mat, Act, float*, int), int blocks, cudaStream_t s, Mat m, Act x, float* y,
+                           int pair) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(blocks);
+  cfg.blockDim = dim3(kThreads);
+  cfg.stream = s;
+  cudaLaunchAttribute attr = {};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, kernel, m, x, y, pair);
+}
+cudaError_t launch_small(cudaStream_t s, const float* y, float* sink, long long spin_cycles = 0) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(1);
   cfg.blockDim = dim3(kThreads);
@@ -240,7 +325,7 @@ cudaError_t launch_small(cudaStream_t s, const float* y, float* sink) {
   attr.val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = &attr;
   cfg.numAttrs = 1;
-  return cudaLaunchKernelEx(&cfg, small_op, y, sink);
+  return cudaLaunchKernelEx(&cfg, small_op, y, sink, spin_cycles);
 }
 
 double nmse(const std::vector<float>& a, const std::vector<float>& b) {
@@ -361,6 +446,59 @@ int main() {
     if (!with_small) CK(cudaMemcpy(ref_y.data(), yk, y_total * 4, cudaMemcpyDeviceToHost));
     CK(cudaGraphExecDestroy(exec));
     CK(cudaGraphDestroy(graph));
+  }
+
+  // K with per-matrix block shapes: which of the engine's choices cost in the chain.
+  {
+    struct Shape {
+      void (*kernel)(Mat, Act, float*, int);
+      int groups_per_block, rows_per_group;
+      bool glu;  // gate+up as a GeGLU pair (row r of each half in one group)
+    };
+    const Shape lab{k_shape<4, 2, 2, 0>, 1, 2, false}, lab_pair{k_shape<4, 2, 2, 0>, 1, 2, true};
+    const Shape wide{k_shape<2, 2, 3, 0>, 2, 2, false}, wide_pair{k_shape<2, 2, 3, 0>, 2, 2, true};
+    const Shape o_eng{k_shape<1, 2, 4, 6>, 4, 2, false};
+    struct Config {
+      const char* name;
+      Shape s[4];  // q/k/v, o, gate+up, down
+    };
+    const Shape lab10{k_shape<4, 2, 2, 10>, 1, 2, false}, lab10_pair{k_shape<4, 2, 2, 10>, 1, 2, true};
+    const Shape lab12{k_shape<4, 2, 2, 12>, 1, 2, false}, lab12_pair{k_shape<4, 2, 2, 12>, 1, 2, true};
+    const Config configs[] = {
+        {"Kx lab shape, 10 blocks/SM", {lab10, lab10, lab10_pair, lab10}},
+        {"Kx lab shape, 12 blocks/SM", {lab12, lab12, lab12_pair, lab12}},
+        {"Kx lab shape, pair", {lab, lab, lab_pair, lab}},
+        {"Kx lab shape everywhere", {lab, lab, lab, lab}},
+        {"Kx engine (wide 2w U3, o 1w U4, pair, down lab)", {wide, o_eng, wide_pair, lab}},
+        {"Kx lab shape everywhere", {lab, lab, lab, lab}},
+        {"Kx engine (wide 2w U3, o 1w U4, pair, down lab)", {wide, o_eng, wide_pair, lab}},
+    };
+    const long long spins[] = {0, 0, 2000, 4000};  // cycles (1.98 GHz): none, trivial, ~1 us, ~2 us
+    for (int with_small = 0; with_small < 4; ++with_small)
+      for (const Config& c : configs) {
+        cudaGraph_t graph;
+        cudaGraphExec_t exec;
+        CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
+        for (int i = 0; i < n; ++i) {
+          const Shape& sh = c.s[i % 4];
+          const int rows_per_block = sh.groups_per_block * sh.rows_per_group;
+          const int pair = sh.glu ? phases[i].m.rows / 2 : 1;
+          CK(launch_pdl_any(sh.kernel, (phases[i].m.rows + rows_per_block - 1) / rows_per_block, st, phases[i].m, x,
+                            phases[i].y, pair));
+          if (with_small) CK(launch_small(st, phases[i].y, sink));
+        }
+        CK(cudaStreamEndCapture(st, &graph));
+        CK(cudaGraphInstantiate(&exec, graph, 0));
+        CK(cudaMemset(yk, 0, y_total * 4));
+        const std::string name =
+            std::string(c.name) + (with_small ? " +S" + std::to_string(spins[with_small]) : std::string());
+        report(name.c_str(), time_us([&] { CK(cudaGraphLaunch(exec, st)); }, 10));
+        std::vector<float> got(y_total);
+        CK(cudaMemcpy(got.data(), yk, y_total * 4, cudaMemcpyDeviceToHost));
+        std::printf("    outputs vs K: nmse %.2e\n", nmse(got, ref_y));
+        CK(cudaGraphExecDestroy(exec));
+        CK(cudaGraphDestroy(graph));
+      }
   }
 
   // P: persistent, writing yp.

@@ -136,9 +136,6 @@ class CudaBackend final : public Backend {
   // benchmark shows what each costs inside the recorded step. The results are then wrong.
   struct Skip {
     bool qk_norm_rope = false, attention = false, add_norm = false, quantize = false;
-    // add_norm reads hot data only: every call takes the first call's norm weights (norm_weights),
-    // and reads and writes its residual in o's place (residual), which the matvec just wrote
-    bool norm_weights = false, residual = false;
   };
   static Skip skip_from_env();
   // An on/off environment switch: `fallback` when unset or empty, off for "0", else on.
@@ -147,7 +144,6 @@ class CudaBackend final : public Backend {
   // stderr) when malformed or out of range.
   static int64_t env_int(const char* name, int64_t fallback, int64_t lo, int64_t hi);
   const Skip skip_ = skip_from_env();
-  const float* first_norm_w_[2] = {nullptr, nullptr};  // skip_.norm_weights
 
   int device_ = 0;
   std::string name_;

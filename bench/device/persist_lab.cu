@@ -9,13 +9,18 @@
 //      the barrier's latency hides behind weight streaming (static job striding, or jobs taken
 //      from a counter).
 //   Kx: K with other block shapes per matrix (the engine's, and 2 rows per 4-warp block everywhere),
-//      alone and with a one-block small kernel after each matvec that takes 0, ~1 or ~2 us.
+//      alone and with a one-block small kernel after each matvec that takes 0, ~1 or ~2 us;
+//   E: the engine's own launchers (launch_matvec_multi for q/k/v as three weights,
+//      launch_matvec_geglu, launch_matvec_quant) on the same bytes, with one activation buffer
+//      for all or one per matrix as in the engine: whether the engine's matvecs-only chain (~87 us
+//      per layer in the engine, session 15) is slower than the lab's engine-like shapes (~85) in
+//      its kernels or elsewhere.
 // Not part of the engine. Every block job is the same code (2 rows over a 128-thread block, the
 // engine's wide-row split, loads of a pass issued before its dot products); activations are a
 // fixed int8 vector (a real chain would make each matvec's input from the previous output; here
 // the wait or barrier stands for that dependency). Outputs of P are checked against K, K against
 // a one-thread-per-row reference. Build and run (GPU machine):
-//   nvcc -O3 -std=c++17 -arch=sm_90a -Isrc -o /tmp/persist bench/device/persist_lab.cu && /tmp/persist
+//   nvcc -O3 -std=c++20 --expt-relaxed-constexpr -arch=sm_90a -Isrc -o /tmp/persist bench/device/persist_lab.cu && /tmp/persist
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -27,6 +32,10 @@
 #include <vector>
 
 #include "backends/cuda/weight_formats.cuh"  // the engine's weight loads (ldw16, ldw2)
+// E: the engine's own one-token matvec launchers and their kernels, compiled into this program
+// (no engine library needed), for the chain of the engine's exact launches.
+#include "backends/cuda/launch.cu"
+#include "backends/cuda/matvec_quant.cu"
 #include "lab_check.cuh"
 
 namespace {
@@ -535,6 +544,75 @@ int main() {
         CK(cudaGraphExecDestroy(exec));
         CK(cudaGraphDestroy(graph));
       }
+  }
+
+  // E: the engine's launchers, one graph per activation layout.
+  {
+    using unicorn::GgmlType;
+    namespace uc = unicorn::cuda;
+    auto dw = [](const Mat& m, int row0, int rows) {
+      uc::DeviceWeight w;
+      w.type = GgmlType::Q4_0;
+      w.rows = rows;
+      w.cols = int64_t(m.nb) * 32;
+      w.blocks_per_row = m.nb;
+      w.q_row_bytes = int64_t(m.nb) * 16;
+      w.q = m.q + size_t(row0) * m.nb * 16;
+      w.d = m.d + size_t(row0) * m.nb;
+      return w;
+    };
+    // One copy of the activations per matrix (q/k/v, o, gate+up, down), as the engine's separate buffers.
+    int8_t* xs_q[4];
+    float2* xs_ds[4];
+    for (int m = 0; m < 4; ++m) {
+      CK(cudaMalloc(&xs_q[m], 21504));
+      CK(cudaMalloc(&xs_ds[m], 21504 / 32 * sizeof(float2)));
+      CK(cudaMemcpy(xs_q[m], xq, 21504, cudaMemcpyDeviceToDevice));
+      CK(cudaMemcpy(xs_ds[m], xds, 21504 / 32 * sizeof(float2), cudaMemcpyDeviceToDevice));
+    }
+    for (int rep = 0; rep < 2; ++rep)
+      for (int separate = 0; separate < 2; ++separate)
+        for (int with_small = 0; with_small < 2; ++with_small) {
+          cudaGraph_t graph;
+          cudaGraphExec_t exec;
+          CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
+          for (int i = 0; i < n; ++i) {
+            const int m = i % 4;
+            const Phase& p = phases[i];
+            const uc::ActQ8 a{separate ? xs_q[m] : xq, reinterpret_cast<const float*>(separate ? xs_ds[m] : xds)};
+            if (m == 0) {
+              uc::MatvecJob job;
+              job.w[0] = dw(p.m, 0, 4096), job.w[1] = dw(p.m, 4096, 2048), job.w[2] = dw(p.m, 6144, 2048);
+              job.y[0] = p.y, job.y[1] = p.y + 4096, job.y[2] = p.y + 6144;
+              job.n = 3;
+              CK(uc::launch_matvec_multi(job, a, 1, st));
+            } else if (m == 2) {
+              CK(uc::launch_matvec_geglu(dw(p.m, 0, p.m.rows / 2), dw(p.m, p.m.rows / 2, p.m.rows / 2), a, 1, p.y, st));
+            } else {
+              CK(uc::launch_matvec_quant(dw(p.m, 0, p.m.rows), a, 1, p.y, st));
+            }
+            if (with_small) CK(launch_small(st, p.y, sink, 2000));
+          }
+          CK(cudaStreamEndCapture(st, &graph));
+          CK(cudaGraphInstantiate(&exec, graph, 0));
+          CK(cudaMemset(yk, 0, y_total * 4));
+          char name[96];
+          std::snprintf(name, sizeof name, "E: engine launchers, %s activations%s", separate ? "per-matrix" : "shared",
+                        with_small ? " +S 1us" : "");
+          report(name, time_us([&] { CK(cudaGraphLaunch(exec, st)); }, 10));
+          // q/k/v, o and down as K computed them (the GeGLU pair writes gelu(gate) * up instead).
+          std::vector<float> got(y_total), a, b;
+          CK(cudaMemcpy(got.data(), yk, y_total * 4, cudaMemcpyDeviceToHost));
+          for (int i = 0; i < n; ++i) {
+            if (i % 4 == 2) continue;
+            const size_t off = size_t(phases[i].y - yk);
+            a.insert(a.end(), got.begin() + off, got.begin() + off + phases[i].m.rows);
+            b.insert(b.end(), ref_y.begin() + off, ref_y.begin() + off + phases[i].m.rows);
+          }
+          std::printf("    q/k/v, o, down vs K: nmse %.2e\n", nmse(a, b));
+          CK(cudaGraphExecDestroy(exec));
+          CK(cudaGraphDestroy(graph));
+        }
   }
 
   // P: persistent, writing yp.

@@ -1,6 +1,7 @@
 // Shared by the standalone device probes in this folder (not the engine): CK(call) prints the
 // CUDA error with its place and exits; helpers of the matvec labs below.
 #pragma once
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -27,6 +28,15 @@ __device__ __forceinline__ uint32_t hash32(uint64_t x) {
   x *= 0xc4ceb9fe1a85ec53ULL;
   x ^= x >> 33;
   return static_cast<uint32_t>(x);
+}
+// Random bytes (Q4_0 nibbles) and small positive f16 scales (as raw uint16) over n elements.
+__global__ void fill_bytes(uint8_t* p, size_t n, uint64_t seed) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    p[i] = static_cast<uint8_t>(hash32(seed * 0x9E3779B97F4A7C15ULL + i));
+}
+__global__ void fill_scales(uint16_t* p, size_t n, uint64_t seed) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    p[i] = __half_as_ushort(__float2half(0.001f + (hash32(seed * 31 + i) % 1000) * 1e-5f));
 }
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll

@@ -20,7 +20,8 @@
 // fixed int8 vector (a real chain would make each matvec's input from the previous output; here
 // the wait or barrier stands for that dependency). Outputs of P are checked against K, K against
 // a one-thread-per-row reference. Build and run (GPU machine):
-//   nvcc -O3 -std=c++20 --expt-relaxed-constexpr -arch=sm_90a -Isrc -o /tmp/persist bench/device/persist_lab.cu && /tmp/persist
+//   nvcc -O3 -std=c++20 --expt-relaxed-constexpr -arch=sm_90a -Isrc -o /tmp/persist bench/device/persist_lab.cu &&
+//   /tmp/persist
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -45,8 +46,8 @@ using unicorn::cuda::ldw2;
 
 constexpr int kThreads = 128;
 
-__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
-__device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+using unicorn::cuda::pdl_trigger;
+using unicorn::cuda::pdl_wait;
 
 struct Mat {
   const uint8_t* q;   // [rows][nb][16]: Q4_0 nibbles
@@ -61,15 +62,6 @@ struct Phase {
   Mat m;
   float* y;
 };
-
-__global__ void fill_bytes(uint8_t* p, size_t n, uint64_t seed) {
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
-    p[i] = static_cast<uint8_t>(hash32(seed * 0x9E3779B97F4A7C15ULL + i));
-}
-__global__ void fill_scales(uint16_t* p, size_t n, uint64_t seed) {
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
-    p[i] = __half_as_ushort(__float2half(0.001f + (hash32(seed * 31 + i) % 1000) * 1e-5f));
-}
 
 __device__ __forceinline__ float h2f(uint16_t h) { return __half2float(__ushort_as_half(h)); }
 
@@ -319,54 +311,11 @@ __global__ void ref_matvec(Mat m, Act x, float* y) {
   y[r] = acc;
 }
 
-cudaError_t launch_pdl(void (*kernel)(Mat, Act, float*), int blocks, cudaStream_t s, Mat m, Act x, float* y) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(blocks);
-  cfg.blockDim = dim3(kThreads);
-  cfg.stream = s;
-  cudaLaunchAttribute attr = {};
-  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr.val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = &attr;
-  cfg.numAttrs = 1;
-  return cudaLaunchKernelEx(&cfg, kernel, m, x, y);
-}
-cudaError_t launch_pdl_any(void (*kernel)(Mat, Act, float*, int), int blocks, cudaStream_t s, Mat m, Act x, float* y,
-                           int pair) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(blocks);
-  cfg.blockDim = dim3(kThreads);
-  cfg.stream = s;
-  cudaLaunchAttribute attr = {};
-  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr.val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = &attr;
-  cfg.numAttrs = 1;
-  return cudaLaunchKernelEx(&cfg, kernel, m, x, y, pair);
-}
-cudaError_t launch_small_mem(cudaStream_t s, const uint4* cold, int blocks, int per_thread, float* sink) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(blocks);
-  cfg.blockDim = dim3(256);
-  cfg.stream = s;
-  cudaLaunchAttribute attr = {};
-  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr.val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = &attr;
-  cfg.numAttrs = 1;
-  return cudaLaunchKernelEx(&cfg, small_mem, cold, per_thread, sink);
-}
-cudaError_t launch_small(cudaStream_t s, const float* y, float* sink, long long spin_cycles = 0) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(1);
-  cfg.blockDim = dim3(kThreads);
-  cfg.stream = s;
-  cudaLaunchAttribute attr = {};
-  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr.val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = &attr;
-  cfg.numAttrs = 1;
-  return cudaLaunchKernelEx(&cfg, small_op, y, sink, spin_cycles);
+// Every chain kernel is launched as the engine launches its kernels (launch.cuh: programmatic
+// dependent launch where the device has it).
+template <class... Params, class... Args>
+void launch_pdl(void (*kernel)(Params...), int blocks, int threads, cudaStream_t s, Args... args) {
+  CK(unicorn::cuda::launch(kernel, dim3(blocks), dim3(threads), 0, s, args...));
 }
 
 double nmse(const std::vector<float>& a, const std::vector<float>& b) {
@@ -477,8 +426,8 @@ int main() {
     cudaGraphExec_t exec;
     CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
     for (int i = 0; i < n; ++i) {
-      CK(launch_pdl(k_matvec<2>, phases[i].m.rows / 2, st, phases[i].m, x, phases[i].y));
-      if (with_small) CK(launch_small(st, phases[i].y, sink));  // the engine has one after each matvec
+      launch_pdl(k_matvec<2>, phases[i].m.rows / 2, kThreads, st, phases[i].m, x, phases[i].y);
+      if (with_small) launch_pdl(small_op, 1, kThreads, st, phases[i].y, sink, 0LL);  // one after each matvec
     }
     CK(cudaStreamEndCapture(st, &graph));
     CK(cudaGraphInstantiate(&exec, graph, 0));
@@ -526,12 +475,13 @@ int main() {
           const Shape& sh = c.s[i % 4];
           const int rows_per_block = sh.groups_per_block * sh.rows_per_group;
           const int pair = sh.glu ? phases[i].m.rows / 2 : 1;
-          CK(launch_pdl_any(sh.kernel, (phases[i].m.rows + rows_per_block - 1) / rows_per_block, st, phases[i].m, x,
-                            phases[i].y, pair));
+          launch_pdl(sh.kernel, (phases[i].m.rows + rows_per_block - 1) / rows_per_block, kThreads, st, phases[i].m, x,
+                     phases[i].y, pair);
           const uint4* region = cold + (size_t(i) << 16);
-          if (with_small >= 1 && with_small <= 3) CK(launch_small(st, phases[i].y, sink, spins[with_small]));
-          if (with_small == 4) CK(launch_small_mem(st, region, 16, 16, sink));
-          if (with_small == 5) CK(launch_small_mem(st, region, 1, 32, sink));
+          if (with_small >= 1 && with_small <= 3)
+            launch_pdl(small_op, 1, kThreads, st, phases[i].y, sink, spins[with_small]);
+          if (with_small == 4) launch_pdl(small_mem, 16, 256, st, region, 16, sink);
+          if (with_small == 5) launch_pdl(small_mem, 1, 256, st, region, 32, sink);
         }
         CK(cudaStreamEndCapture(st, &graph));
         CK(cudaGraphInstantiate(&exec, graph, 0));
@@ -591,7 +541,7 @@ int main() {
             } else {
               CK(uc::launch_matvec_quant(dw(p.m, 0, p.m.rows), a, 1, p.y, st));
             }
-            if (with_small) CK(launch_small(st, p.y, sink, 2000));
+            if (with_small) launch_pdl(small_op, 1, kThreads, st, p.y, sink, 2000LL);
           }
           CK(cudaStreamEndCapture(st, &graph));
           CK(cudaGraphInstantiate(&exec, graph, 0));

@@ -66,9 +66,6 @@ int main() {
   CK(cudaMemset(flush, 2, flush_bytes));
   cudaStream_t s;
   CK(cudaStreamCreate(&s));
-  cudaEvent_t a, b;
-  CK(cudaEventCreate(&a));
-  CK(cudaEventCreate(&b));
   int sms = 0;
   CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   const long long us = 1980;  // cycles per microsecond at the H100's 1980 MHz clock
@@ -79,13 +76,7 @@ int main() {
     const uint8_t* r = w + region * (next_region++ % n_regions);
     do_flush();
     before(r);
-    CK(cudaEventRecord(a, s));
-    stream_read<<<sms * 8, 256, 0, s>>>((const uint4*)r, bytes / 16, out);
-    CK(cudaEventRecord(b, s));
-    CK(cudaEventSynchronize(b));
-    float ms = 0;
-    CK(cudaEventElapsedTime(&ms, a, b));
-    return ms * 1000.0f;
+    return lab_stream_ms(s, [&] { stream_read<<<sms * 8, 256, 0, s>>>((const uint4*)r, bytes / 16, out); }) * 1000.0f;
   };
   auto median = [](std::vector<float> v) {
     std::sort(v.begin(), v.end());

@@ -71,6 +71,23 @@ inline void lab_upload_activations(int K, int8_t* xq, float2* xds) {
   CK(cudaMemcpy(xds, hds.data(), hds.size() * sizeof(float2), cudaMemcpyHostToDevice));
 }
 
+// Milliseconds of stream time that the work body() enqueues on st takes (events around it; waits).
+template <class Body>
+float lab_stream_ms(cudaStream_t st, Body&& body) {
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  CK(cudaEventRecord(e0, st));
+  body();
+  CK(cudaEventRecord(e1, st));
+  CK(cudaEventSynchronize(e1));
+  float ms = 0;
+  CK(cudaEventElapsedTime(&ms, e0, e1));
+  CK(cudaEventDestroy(e0));
+  CK(cudaEventDestroy(e1));
+  return ms;
+}
+
 struct LabResult {
   double us, nmse;
 };
@@ -88,17 +105,9 @@ inline LabResult lab_check_and_time(const std::function<void(int)>& run, int cop
   double num = 0, den = 0;
   for (size_t r = 0; r < rows; ++r) num += double(hy[r] - ref[r]) * (hy[r] - ref[r]), den += double(ref[r]) * ref[r];
   for (int c = 0; c < copies; ++c) run(c);
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
   const int iters = 200;
-  CK(cudaEventRecord(e0, st));
-  for (int i = 0; i < iters; ++i) run(i % copies);
-  CK(cudaEventRecord(e1, st));
-  CK(cudaEventSynchronize(e1));
-  float ms = 0;
-  CK(cudaEventElapsedTime(&ms, e0, e1));
-  CK(cudaEventDestroy(e0));
-  CK(cudaEventDestroy(e1));
+  const float ms = lab_stream_ms(st, [&] {
+    for (int i = 0; i < iters; ++i) run(i % copies);
+  });
   return {ms * 1000.0 / iters, num / (den > 1e-30 ? den : 1e-30)};
 }

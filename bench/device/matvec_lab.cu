@@ -25,17 +25,13 @@ __device__ __forceinline__ float h2f(uint16_t h) { return __half2float(__ushort_
 
 template <bool NA>
 __device__ __forceinline__ uint4 ldq(const uint8_t* p) {
-  if constexpr (NA)
-    return unicorn::cuda::ldw16(p);
-  else
-    return __ldg(reinterpret_cast<const uint4*>(p));
+  if constexpr (NA) return unicorn::cuda::ldw16(p);
+  else return __ldg(reinterpret_cast<const uint4*>(p));
 }
 template <bool NA>
 __device__ __forceinline__ uint16_t ldd(const uint16_t* p) {
-  if constexpr (NA)
-    return unicorn::cuda::ldw2(p);
-  else
-    return __ldg(p);
+  if constexpr (NA) return unicorn::cuda::ldw2(p);
+  else return __ldg(p);
 }
 
 // sum over the 32 values of block b of (q - 8) * xq, as d_x * (sum q*xq) - 8 * (d_x * sum xq).
@@ -55,6 +51,7 @@ __device__ __forceinline__ void load_act(const int8_t* xq, int64_t b, uint32_t* 
   const uint4 u = __ldg(p), v = __ldg(p + 1);
   a[0] = u.x, a[1] = u.y, a[2] = u.z, a[3] = u.w, a[4] = v.x, a[5] = v.y, a[6] = v.z, a[7] = v.w;
 }
+
 
 struct Mat {
   const uint8_t* q;   // [rows][nb][16]
@@ -199,7 +196,7 @@ __global__ void __launch_bounds__(128) kernel_b(Mat m, Act x, float* y) {
       }
     }
     if (!more) break;
-      // The compiler needs static buffer indices: swap by copying.
+    // The compiler needs static buffer indices: swap by copying.
 #pragma unroll
     for (int r = 0; r < R; ++r)
 #pragma unroll
@@ -259,6 +256,7 @@ __global__ void __launch_bounds__(NW * 32) kernel_c(Mat m, Act x, float* y) {
   }
 }
 
+
 // D (sm_90): bulk copies (cp.async.bulk, the TMA's 1-D form) stream tiles of R whole rows (quant
 // bytes and scales, each contiguous) into an S-stage shared-memory ring; one producer warp issues
 // them, NW consumer warps compute a row each from shared memory and release the stage through an
@@ -278,10 +276,11 @@ __device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
   uint32_t ok = 0;
   do {
-    asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
-                 : "=r"(ok)
-                 : "r"(smem_u32(bar)), "r"(parity)
-                 : "memory");
+    asm volatile(
+        "{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+        : "=r"(ok)
+        : "r"(smem_u32(bar)), "r"(parity)
+        : "memory");
   } while (!ok);
 }
 __device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
@@ -416,48 +415,44 @@ int main() {
       CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kern, 128, smem));
       return n;
     };
-#define VA(U, NA)                   \
-  vs.push_back({"A U" #U " na" #NA, \
-                [&](Mat mm, cudaStream_t s) { kernel_a<U, NA><<<(mm.rows + 3) / 4, 128, 0, s>>>(mm, x, y); }});
+#define VA(U, NA)                                                                          \
+  vs.push_back({"A U" #U " na" #NA, [&](Mat mm, cudaStream_t s) {                          \
+                  kernel_a<U, NA><<<(mm.rows + 3) / 4, 128, 0, s>>>(mm, x, y);            \
+                }});
     VA(8, true)
-#define VB(U, R, NA, SMF, BPS)                                                                                 \
-  vs.push_back({"B U" #U " R" #R " na" #NA " sm" #SMF " bps" #BPS, [&](Mat mm, cudaStream_t s) {               \
-                  const size_t smem = SMF ? mm.nb * 32 + mm.nb * 8 : 0;                                        \
-                  int o = 0;                                                                                   \
-                  if (SMF && smem > 48 * 1024)                                                                 \
+#define VB(U, R, NA, SMF, BPS)                                                                         \
+  vs.push_back({"B U" #U " R" #R " na" #NA " sm" #SMF " bps" #BPS, [&](Mat mm, cudaStream_t s) {         \
+                  const size_t smem = SMF ? mm.nb * 32 + mm.nb * 8 : 0;                                   \
+                  int o = 0;                                                                       \
+                  if (SMF && smem > 48 * 1024)                                                            \
                     cudaFuncSetAttribute(kernel_b<U, R, NA, SMF>, cudaFuncAttributeMaxDynamicSharedMemorySize, \
-                                         int(smem));                                                           \
-                  o = occ(kernel_b<U, R, NA, SMF>, smem);                                                      \
-                  const int bps = BPS > 0 ? std::min(BPS, o) : o;                                              \
-                  kernel_b<U, R, NA, SMF><<<sms * bps, 128, smem, s>>>(mm, x, y);                              \
+                                         int(smem));                                                      \
+                  o = occ(kernel_b<U, R, NA, SMF>, smem);                                                 \
+                  const int bps = BPS > 0 ? std::min(BPS, o) : o;                                         \
+                  kernel_b<U, R, NA, SMF><<<sms * bps, 128, smem, s>>>(mm, x, y);                        \
                 }});
     if (nb <= 192) {
       VB(6, 1, true, false, 0)
     } else {
       VB(7, 1, true, false, 0)
     }
-#define VC(U, R, NA, NW)                                                                      \
-  vs.push_back({"C U" #U " R" #R " na" #NA " w" #NW, [&](Mat mm, cudaStream_t s) {            \
-                  kernel_c<U, R, NA, NW><<<(mm.rows + R - 1) / R, NW * 32, 0, s>>>(mm, x, y); \
-                }});
-    VC(2, 1, true, 4)
-    VC(2, 2, true, 4) VC(2, 4, true, 4) VC(4, 1, true, 4) VC(6, 1, true, 4) VC(3, 1, true, 8) VC(3, 2, true, 8)
-        VC(4, 2, true, 4) VC(2, 2, true, 8)
+#define VC(U, R, NA, NW) \
+  vs.push_back({"C U" #U " R" #R " na" #NA " w" #NW, [&](Mat mm, cudaStream_t s) { kernel_c<U, R, NA, NW><<<(mm.rows + R - 1) / R, NW * 32, 0, s>>>(mm, x, y); }});
+    VC(2, 1, true, 4) VC(2, 2, true, 4) VC(2, 4, true, 4) VC(4, 1, true, 4) VC(6, 1, true, 4) VC(3, 1, true, 8)
+    VC(3, 2, true, 8) VC(4, 2, true, 4) VC(2, 2, true, 8)
     // D: R rows per tile, NW consumer warps, UN items per lane per pass, BPS blocks per SM; the
     // stage count fills KB kilobytes of shared memory per block.
 #define VD(R, NW, UN, BPS, KB)                                                                                  \
-  vs.push_back(                                                                                                 \
-      {"D R" #R " w" #NW " u" #UN " bps" #BPS " " #KB "K", [&](Mat mm, cudaStream_t s) {                        \
-         const size_t stage = (size_t(R) * mm.nb * 18 + 127) / 128 * 128;                                       \
-         const int S = std::max<int>(2, std::min<size_t>(16, (size_t(KB) * 1024) / stage));                     \
-         const size_t smem = S * stage + 2 * S * 8;                                                             \
-         CK(cudaFuncSetAttribute(kernel_d<R, NW, UN>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem))); \
-         kernel_d<R, NW, UN><<<sms * BPS, (NW + 1) * 32, smem, s>>>(mm, x, y, S);                               \
-       }});
-            if (nb <= 192) {
+  vs.push_back({"D R" #R " w" #NW " u" #UN " bps" #BPS " " #KB "K", [&](Mat mm, cudaStream_t s) {                  \
+                  const size_t stage = (size_t(R) * mm.nb * 18 + 127) / 128 * 128;                                \
+                  const int S = std::max<int>(2, std::min<size_t>(16, (size_t(KB) * 1024) / stage));               \
+                  const size_t smem = S * stage + 2 * S * 8;                                                      \
+                  CK(cudaFuncSetAttribute(kernel_d<R, NW, UN>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem))); \
+                  kernel_d<R, NW, UN><<<sms * BPS, (NW + 1) * 32, smem, s>>>(mm, x, y, S);                          \
+                }});
+    if (nb <= 192) {
       VD(16, 16, 2, 1, 200)
-    }
-    else {
+    } else {
       VD(8, 8, 4, 1, 200)
     }
     if (!header) {
@@ -474,8 +469,8 @@ int main() {
       const LabResult res = lab_check_and_time([&](int c) { v.run(mat(c), st); }, copies, y, href, st);
       const double us = res.us, nmse = res.nmse;
       us_table[vi][si] = nmse > 1e-8 ? 1e9 : us;
-      std::printf("%-28s %-22s %8.2f us %7.0f GB/s  nmse %.1e%s\n", v.name.c_str(), sh.name, us, mbytes / us / 1e3,
-                  nmse, nmse > 1e-8 ? "  WRONG" : "");
+      std::printf("%-28s %-22s %8.2f us %7.0f GB/s  nmse %.1e%s\n", v.name.c_str(), sh.name, us, mbytes / us / 1e3, nmse,
+                  nmse > 1e-8 ? "  WRONG" : "");
     }
     {
       size_t bi = 0;

@@ -1,25 +1,24 @@
 // Standalone lab: the 27B decode step's matvec chain (62 layers x q/k/v, o, gate+up, down; Q4_0,
-// one token) run two ways over the same per-block work, to price the kernel boundaries that
-// NOTES.md blames for the last 12 % of the matvecs-only chain:
+// one token), to price the kernel boundaries that NOTES.md blames for the last 12 % of the
+// matvecs-only chain:
 //   K: one kernel per matvec, chained with programmatic dependent launch in a CUDA graph, each
-//      block loading its first pass of weights before griddepcontrol.wait (the engine's scheme);
-//      K+S adds a one-block small kernel between matvecs (the engine's add_norm / attention slot);
+//      block loading its first pass of weights before griddepcontrol.wait (the engine's scheme),
+//      under several block shapes per matrix ("lab shape": 2 rows per 4-warp block everywhere;
+//      the engine's), alone and with a small kernel after each matvec (the engine's add_norm /
+//      attention slot) that is trivial, works ~1 or ~2 us, or reads cold memory;
 //   P: one persistent kernel, every block looping over the matvecs with a grid barrier between
 //      them, issuing the loads of its first job of the next matvec before the barrier, so that
 //      the barrier's latency hides behind weight streaming (static job striding, or jobs taken
-//      from a counter).
-//   Kx: K with other block shapes per matrix (the engine's, and 2 rows per 4-warp block everywhere),
-//      alone and with a one-block small kernel after each matvec that takes 0, ~1 or ~2 us;
+//      from a counter); its job is the lab shape's;
 //   E: the engine's own launchers (launch_matvec_multi for q/k/v as three weights,
 //      launch_matvec_geglu, launch_matvec_quant) on the same bytes, with one activation buffer
 //      for all or one per matrix as in the engine: whether the engine's matvecs-only chain (~87 us
 //      per layer in the engine, session 15) is slower than the lab's engine-like shapes (~85) in
 //      its kernels or elsewhere.
-// Not part of the engine. Every block job is the same code (2 rows over a 128-thread block, the
-// engine's wide-row split, loads of a pass issued before its dot products); activations are a
-// fixed int8 vector (a real chain would make each matvec's input from the previous output; here
-// the wait or barrier stands for that dependency). Outputs of P are checked against K, K against
-// a one-thread-per-row reference. Build and run (GPU machine):
+// Not part of the engine. Every block job issues a pass's loads before its dot products;
+// activations are a fixed int8 vector (a real chain would make each matvec's input from the
+// previous output; here the wait or barrier stands for that dependency). Outputs are checked
+// against the first K chain, its job code against a one-thread-per-row reference. Build and run (GPU machine):
 //   nvcc -O3 -std=c++20 --expt-relaxed-constexpr -arch=sm_90a -Isrc -o /tmp/persist bench/device/persist_lab.cu &&
 //   /tmp/persist
 #include <cuda_fp16.h>
@@ -139,16 +138,7 @@ __device__ __forceinline__ void run_job(const Mat& m, Act x, float* y, int j, co
   __syncthreads();  // part is reused by the block's next job
 }
 
-// K: one block per job.
-template <int U>
-__global__ void __launch_bounds__(kThreads) k_matvec(Mat m, Act x, float* y) {
-  Pass<U> first;
-  load_pass<U>(m, 2 * static_cast<int>(blockIdx.x), static_cast<int>(threadIdx.x), first);
-  run_job<U>(m, x, y, static_cast<int>(blockIdx.x), first, [] { pdl_wait(); });
-  pdl_trigger();
-}
-
-// K with the engine's other block shapes: groups of WPR warps (4 / WPR groups per 128-thread
+// K: one block per job of R rows: groups of WPR warps (4 / WPR groups per 128-thread
 // block), each group R rows (rows row0 + p * pair: pair 1 for adjacent rows, the matrix half for a
 // GeGLU pair of gate and up rows), each lane U items per pass. MINB: blocks per SM to allow.
 template <int WPR, int R, int U, int MINB>
@@ -369,22 +359,15 @@ int main() {
 
   cudaStream_t st;
   CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
+  // Best and mean µs of `reps` timed runs of body() after one warm-up run.
   auto time_us = [&](auto&& body, int reps) {
     body();
     CK(cudaStreamSynchronize(st));
     CK(cudaGetLastError());
     double best = 1e30, sum = 0;
     for (int r = 0; r < reps; ++r) {
-      CK(cudaEventRecord(e0, st));
-      body();
-      CK(cudaEventRecord(e1, st));
-      CK(cudaEventSynchronize(e1));
-      float ms = 0;
-      CK(cudaEventElapsedTime(&ms, e0, e1));
-      best = std::min(best, double(ms) * 1000.0), sum += ms * 1000.0;
+      const double us = lab_stream_ms(st, body) * 1000.0;
+      best = std::min(best, us), sum += us;
     }
     return std::make_pair(best, sum / reps);
   };
@@ -407,7 +390,7 @@ int main() {
   for (int i = 0; i < 4; ++i) {
     Phase p = phases[i];
     ref_matvec<<<(p.m.rows + 127) / 128, 128, 0, st>>>(p.m, x, yr);
-    k_matvec<2><<<p.m.rows / 2, kThreads, 0, st>>>(p.m, x, p.y);
+    k_shape<4, 2, 2, 0><<<p.m.rows / 2, kThreads, 0, st>>>(p.m, x, p.y, 1);
     CK(cudaStreamSynchronize(st));
     std::vector<float> a(p.m.rows), b(p.m.rows);
     CK(cudaMemcpy(a.data(), p.y, a.size() * 4, cudaMemcpyDeviceToHost));
@@ -419,24 +402,56 @@ int main() {
     std::printf("%-44s best %8.1f us (%6.1f tok/s at this alone, %5.0f GB/s), mean %8.1f us, %.2f us per layer\n", name,
                 t.first, 1e6 / t.first, bytes / (t.first * 1e3), t.second, t.first / kLayers);
   };
-  std::vector<float> ref_y(y_total);
-  // K and K+S: the chain recorded as one graph.
-  for (int with_small = 0; with_small < 2; ++with_small) {
+  // Records one token's chain as a graph, times it, and checks its outputs against the first chain
+  // (ref_y, filled by the first call); `glu_differs`: its GeGLU pair writes gelu(gate) * up.
+  std::vector<float> ref_y;
+  auto time_chain = [&](const std::string& name, auto&& record, bool glu_differs) {
     cudaGraph_t graph;
     cudaGraphExec_t exec;
     CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-    for (int i = 0; i < n; ++i) {
-      launch_pdl(k_matvec<2>, phases[i].m.rows / 2, kThreads, st, phases[i].m, x, phases[i].y);
-      if (with_small) launch_pdl(small_op, 1, kThreads, st, phases[i].y, sink, 0LL);  // one after each matvec
-    }
+    for (int i = 0; i < n; ++i) record(i);
     CK(cudaStreamEndCapture(st, &graph));
     CK(cudaGraphInstantiate(&exec, graph, 0));
-    report(with_small ? "K+S: kernel per matvec + a small kernel after" : "K: kernel per matvec (PDL, graph)",
-           time_us([&] { CK(cudaGraphLaunch(exec, st)); }, 10));
-    if (!with_small) CK(cudaMemcpy(ref_y.data(), yk, y_total * 4, cudaMemcpyDeviceToHost));
+    CK(cudaMemset(yk, 0, y_total * 4));
+    report(name.c_str(), time_us([&] { CK(cudaGraphLaunch(exec, st)); }, 10));
+    std::vector<float> got(y_total), a, b;
+    CK(cudaMemcpy(got.data(), yk, y_total * 4, cudaMemcpyDeviceToHost));
+    if (ref_y.empty()) ref_y = got;
+    for (int i = 0; i < n; ++i) {
+      if (glu_differs && i % 4 == 2) continue;
+      const size_t off = size_t(phases[i].y - yk);
+      a.insert(a.end(), got.begin() + off, got.begin() + off + phases[i].m.rows);
+      b.insert(b.end(), ref_y.begin() + off, ref_y.begin() + off + phases[i].m.rows);
+    }
+    std::printf("    outputs vs the first chain%s: nmse %.2e\n", glu_differs ? " (but gate+up)" : "", nmse(a, b));
     CK(cudaGraphExecDestroy(exec));
     CK(cudaGraphDestroy(graph));
-  }
+  };
+
+  // The small kernel after each matvec: none (blocks 0); a one-block op that spins `spin` cycles
+  // (1.98 GHz); or `blocks` blocks of 256 threads reading per_thread 16-byte words of cold memory.
+  struct Small {
+    const char* name;
+    long long spin;
+    int blocks, per_thread;
+  };
+  const Small smalls[] = {{"", 0, 0, 0},
+                          {" +S trivial", 0, 1, 0},
+                          {" +S 1us", 2000, 1, 0},
+                          {" +S 2us", 4000, 1, 0},
+                          {" +S 1MiB/16 blocks", 0, 16, 16},  // 27B's K/V at ~128 positions
+                          {" +S 128KiB/1 block", 0, 1, 32}};
+  uint4* cold;  // one region per matvec of the token, 1 MiB each: 248 MiB, so each is cold when read
+  CK(cudaMalloc(&cold, size_t(n) << 20));
+  CK(cudaMemset(cold, 1, size_t(n) << 20));
+  auto small_after = [&](const Small& sm, int i) {
+    if (sm.blocks == 0) return;
+    if (sm.per_thread > 0)
+      launch_pdl(small_mem, sm.blocks, 256, st, static_cast<const uint4*>(cold + (size_t(i) << 16)), sm.per_thread,
+                 sink);
+    else
+      launch_pdl(small_op, 1, kThreads, st, static_cast<const float*>(phases[i].y), sink, sm.spin);
+  };
 
   // K with per-matrix block shapes: which of the engine's choices cost in the chain.
   {
@@ -453,47 +468,24 @@ int main() {
       Shape s[4];  // q/k/v, o, gate+up, down
     };
     const Config configs[] = {
-        {"Kx lab shape everywhere", {lab, lab, lab, lab}},
-        {"Kx engine (wide 2w U3, o 1w U4, pair, down lab)", {wide, o_eng, wide_pair, lab}},
-        {"Kx lab shape everywhere", {lab, lab, lab, lab}},
-        {"Kx engine (wide 2w U3, o 1w U4, pair, down lab)", {wide, o_eng, wide_pair, lab}},
-        {"Kx lab shape, gate+up as a pair", {lab, lab, lab_pair, lab}},
+        {"K lab shape everywhere", {lab, lab, lab, lab}},
+        {"K engine (wide 2w U3, o 1w U4, pair, down lab)", {wide, o_eng, wide_pair, lab}},
+        {"K lab shape everywhere", {lab, lab, lab, lab}},
+        {"K engine (wide 2w U3, o 1w U4, pair, down lab)", {wide, o_eng, wide_pair, lab}},
+        {"K lab shape, gate+up as a pair", {lab, lab, lab_pair, lab}},
     };
-    // Small ops after each matvec: none; trivial; spinning ~1 and ~2 us (cycles at 1.98 GHz);
-    // reading cold memory: 1 MiB over 16 blocks (27B's K/V at ~128 positions), 128 KiB in one block.
-    const long long spins[] = {0, 0, 2000, 4000, 0, 0};
-    const char* small_names[] = {"", " +S trivial", " +S 1us", " +S 2us", " +S 1MiB/16 blocks", " +S 128KiB/1 block"};
-    uint4* cold;  // one region per matvec of the token, 1 MiB each: 248 MiB, so each is cold when read
-    CK(cudaMalloc(&cold, size_t(n) << 20));
-    CK(cudaMemset(cold, 1, size_t(n) << 20));
-    for (int with_small = 0; with_small < 6; ++with_small)
-      for (const Config& c : configs) {
-        cudaGraph_t graph;
-        cudaGraphExec_t exec;
-        CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-        for (int i = 0; i < n; ++i) {
-          const Shape& sh = c.s[i % 4];
-          const int rows_per_block = sh.groups_per_block * sh.rows_per_group;
-          const int pair = sh.glu ? phases[i].m.rows / 2 : 1;
-          launch_pdl(sh.kernel, (phases[i].m.rows + rows_per_block - 1) / rows_per_block, kThreads, st, phases[i].m, x,
-                     phases[i].y, pair);
-          const uint4* region = cold + (size_t(i) << 16);
-          if (with_small >= 1 && with_small <= 3)
-            launch_pdl(small_op, 1, kThreads, st, phases[i].y, sink, spins[with_small]);
-          if (with_small == 4) launch_pdl(small_mem, 16, 256, st, region, 16, sink);
-          if (with_small == 5) launch_pdl(small_mem, 1, 256, st, region, 32, sink);
-        }
-        CK(cudaStreamEndCapture(st, &graph));
-        CK(cudaGraphInstantiate(&exec, graph, 0));
-        CK(cudaMemset(yk, 0, y_total * 4));
-        const std::string name = std::string(c.name) + small_names[with_small];
-        report(name.c_str(), time_us([&] { CK(cudaGraphLaunch(exec, st)); }, 10));
-        std::vector<float> got(y_total);
-        CK(cudaMemcpy(got.data(), yk, y_total * 4, cudaMemcpyDeviceToHost));
-        std::printf("    outputs vs K: nmse %.2e\n", nmse(got, ref_y));
-        CK(cudaGraphExecDestroy(exec));
-        CK(cudaGraphDestroy(graph));
-      }
+    for (const Small& sm : smalls)
+      for (const Config& c : configs)
+        time_chain(
+            std::string(c.name) + sm.name,
+            [&](int i) {
+              const Shape& sh = c.s[i % 4];
+              const int rows_per_block = sh.groups_per_block * sh.rows_per_group;
+              launch_pdl(sh.kernel, (phases[i].m.rows + rows_per_block - 1) / rows_per_block, kThreads, st, phases[i].m,
+                         x, phases[i].y, sh.glu ? phases[i].m.rows / 2 : 1);
+              small_after(sm, i);
+            },
+            false);
   }
 
   // E: the engine's launchers, one graph per activation layout.
@@ -522,46 +514,30 @@ int main() {
     }
     for (int rep = 0; rep < 2; ++rep)
       for (int separate = 0; separate < 2; ++separate)
-        for (int with_small = 0; with_small < 2; ++with_small) {
-          cudaGraph_t graph;
-          cudaGraphExec_t exec;
-          CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-          for (int i = 0; i < n; ++i) {
-            const int m = i % 4;
-            const Phase& p = phases[i];
-            const uc::ActQ8 a{separate ? xs_q[m] : xq, reinterpret_cast<const float*>(separate ? xs_ds[m] : xds)};
-            if (m == 0) {
-              uc::MatvecJob job;
-              job.w[0] = dw(p.m, 0, 4096), job.w[1] = dw(p.m, 4096, 2048), job.w[2] = dw(p.m, 6144, 2048);
-              job.y[0] = p.y, job.y[1] = p.y + 4096, job.y[2] = p.y + 6144;
-              job.n = 3;
-              CK(uc::launch_matvec_multi(job, a, 1, st));
-            } else if (m == 2) {
-              CK(uc::launch_matvec_geglu(dw(p.m, 0, p.m.rows / 2), dw(p.m, p.m.rows / 2, p.m.rows / 2), a, 1, p.y, st));
-            } else {
-              CK(uc::launch_matvec_quant(dw(p.m, 0, p.m.rows), a, 1, p.y, st));
-            }
-            if (with_small) launch_pdl(small_op, 1, kThreads, st, p.y, sink, 2000LL);
-          }
-          CK(cudaStreamEndCapture(st, &graph));
-          CK(cudaGraphInstantiate(&exec, graph, 0));
-          CK(cudaMemset(yk, 0, y_total * 4));
-          char name[96];
-          std::snprintf(name, sizeof name, "E: engine launchers, %s activations%s", separate ? "per-matrix" : "shared",
-                        with_small ? " +S 1us" : "");
-          report(name, time_us([&] { CK(cudaGraphLaunch(exec, st)); }, 10));
-          // q/k/v, o and down as K computed them (the GeGLU pair writes gelu(gate) * up instead).
-          std::vector<float> got(y_total), a, b;
-          CK(cudaMemcpy(got.data(), yk, y_total * 4, cudaMemcpyDeviceToHost));
-          for (int i = 0; i < n; ++i) {
-            if (i % 4 == 2) continue;
-            const size_t off = size_t(phases[i].y - yk);
-            a.insert(a.end(), got.begin() + off, got.begin() + off + phases[i].m.rows);
-            b.insert(b.end(), ref_y.begin() + off, ref_y.begin() + off + phases[i].m.rows);
-          }
-          std::printf("    q/k/v, o, down vs K: nmse %.2e\n", nmse(a, b));
-          CK(cudaGraphExecDestroy(exec));
-          CK(cudaGraphDestroy(graph));
+        for (int si : {0, 2}) {  // alone, and with a ~1 us small op after each matvec
+          const std::string name = std::string("E: engine launchers, ") + (separate ? "per-matrix" : "shared") +
+                                   " activations" + smalls[si].name;
+          time_chain(
+              name,
+              [&](int i) {
+                const int m = i % 4;
+                const Phase& p = phases[i];
+                const uc::ActQ8 a{separate ? xs_q[m] : xq, reinterpret_cast<const float*>(separate ? xs_ds[m] : xds)};
+                if (m == 0) {
+                  uc::MatvecJob job;
+                  job.w[0] = dw(p.m, 0, 4096), job.w[1] = dw(p.m, 4096, 2048), job.w[2] = dw(p.m, 6144, 2048);
+                  job.y[0] = p.y, job.y[1] = p.y + 4096, job.y[2] = p.y + 6144;
+                  job.n = 3;
+                  CK(uc::launch_matvec_multi(job, a, 1, st));
+                } else if (m == 2) {
+                  CK(uc::launch_matvec_geglu(dw(p.m, 0, p.m.rows / 2), dw(p.m, p.m.rows / 2, p.m.rows / 2), a, 1, p.y,
+                                             st));
+                } else {
+                  CK(uc::launch_matvec_quant(dw(p.m, 0, p.m.rows), a, 1, p.y, st));
+                }
+                small_after(smalls[si], i);
+              },
+              true);
         }
   }
 
@@ -597,7 +573,7 @@ int main() {
       char label[96];
       std::snprintf(label, sizeof label, "%s, %d blocks/SM (of %d)", name, per_sm, occ);
       report(label, t);
-      std::printf("    outputs vs K: nmse %.2e\n", nmse(got, ref_y));
+      std::printf("    outputs vs the first chain: nmse %.2e\n", nmse(got, ref_y));
     }
   };
   try_p(p_chain<2, false>, "P: persistent, static jobs");

@@ -100,21 +100,12 @@ int main() {
   CK(cudaMemset(generation, 0, sizeof(unsigned)));
   cudaStream_t st;
   CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-  cudaEvent_t e0, e1;
-  CK(cudaEventCreate(&e0));
-  CK(cudaEventCreate(&e1));
   auto time_us = [&](auto&& body) {
     CK(cudaMemset(chain, 0, (n + 1) * sizeof(int)));
     body();  // warm-up
     CK(cudaStreamSynchronize(st));
     CK(cudaMemset(chain, 0, (n + 1) * sizeof(int)));
-    CK(cudaEventRecord(e0, st));
-    body();
-    CK(cudaEventRecord(e1, st));
-    CK(cudaEventSynchronize(e1));
-    float ms = 0;
-    CK(cudaEventElapsedTime(&ms, e0, e1));
-    return ms * 1000.0 / n;
+    return lab_stream_ms(st, body) * 1000.0 / n;
   };
 
   // Kernel chains recorded as one CUDA graph (as the engine replays a decode step).

@@ -20,7 +20,7 @@
 // previous output; here the wait or barrier stands for that dependency). Outputs are checked
 // against the first K chain, its job code against a one-thread-per-row reference. Build and run (GPU machine):
 //   nvcc -O3 -std=c++20 --expt-relaxed-constexpr -arch=sm_90a -Isrc -o /tmp/persist bench/device/persist_lab.cu &&
-//   /tmp/persist
+//   /tmp/persist [sections: any of K E B P; all by default]
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -316,7 +316,7 @@ double nmse(const std::vector<float>& a, const std::vector<float>& b) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
   const int sms = lab_print_device();
   constexpr int kLayers = 62;
   // 27B: q/k/v 5376 -> 4096 + 2 x 2048, o 4096 -> 5376, gate+up 5376 -> 2 x 21504, down 21504 -> 5376.
@@ -453,16 +453,28 @@ int main() {
       launch_pdl(small_op, 1, kThreads, st, static_cast<const float*>(phases[i].y), sink, sm.spin);
   };
 
+  // K block shapes per matrix; the engine's: q/k/v wide, o o_eng, gate+up wide_pair, down lab.
+  struct Shape {
+    void (*kernel)(Mat, Act, float*, int);
+    int groups_per_block, rows_per_group;
+    bool glu;  // gate+up as a GeGLU pair (row r of each half in one group)
+  };
+  const Shape lab{k_shape<4, 2, 2, 0>, 1, 2, false}, lab_pair{k_shape<4, 2, 2, 0>, 1, 2, true};
+  const Shape wide{k_shape<2, 2, 3, 0>, 2, 2, false}, wide_pair{k_shape<2, 2, 3, 0>, 2, 2, true};
+  const Shape o_eng{k_shape<1, 2, 4, 6>, 4, 2, false};
+  const Shape engine_shapes[4] = {wide, o_eng, wide_pair, lab};
+  auto launch_k = [&](const Shape& sh, int i) {
+    const int rows_per_block = sh.groups_per_block * sh.rows_per_group;
+    launch_pdl(sh.kernel, (phases[i].m.rows + rows_per_block - 1) / rows_per_block, kThreads, st, phases[i].m, x,
+               phases[i].y, sh.glu ? phases[i].m.rows / 2 : 1);
+  };
+  // Sections to run (argv[1], default all): K, E (engine launchers), B (bisect: engine launcher
+  // for some matrices, K's engine shape for the rest), P (persistent).
+  const std::string sections = argc > 1 ? argv[1] : "KEBP";
+  auto run_section = [&](char c) { return sections.find(c) != std::string::npos; };
+
   // K with per-matrix block shapes: which of the engine's choices cost in the chain.
-  {
-    struct Shape {
-      void (*kernel)(Mat, Act, float*, int);
-      int groups_per_block, rows_per_group;
-      bool glu;  // gate+up as a GeGLU pair (row r of each half in one group)
-    };
-    const Shape lab{k_shape<4, 2, 2, 0>, 1, 2, false}, lab_pair{k_shape<4, 2, 2, 0>, 1, 2, true};
-    const Shape wide{k_shape<2, 2, 3, 0>, 2, 2, false}, wide_pair{k_shape<2, 2, 3, 0>, 2, 2, true};
-    const Shape o_eng{k_shape<1, 2, 4, 6>, 4, 2, false};
+  if (run_section('K')) {
     struct Config {
       const char* name;
       Shape s[4];  // q/k/v, o, gate+up, down
@@ -479,39 +491,53 @@ int main() {
         time_chain(
             std::string(c.name) + sm.name,
             [&](int i) {
-              const Shape& sh = c.s[i % 4];
-              const int rows_per_block = sh.groups_per_block * sh.rows_per_group;
-              launch_pdl(sh.kernel, (phases[i].m.rows + rows_per_block - 1) / rows_per_block, kThreads, st, phases[i].m,
-                         x, phases[i].y, sh.glu ? phases[i].m.rows / 2 : 1);
+              launch_k(c.s[i % 4], i);
               small_after(sm, i);
             },
             false);
   }
 
   // E: the engine's launchers, one graph per activation layout.
-  {
-    using unicorn::GgmlType;
-    namespace uc = unicorn::cuda;
-    auto dw = [](const Mat& m, int row0, int rows) {
-      uc::DeviceWeight w;
-      w.type = GgmlType::Q4_0;
-      w.rows = rows;
-      w.cols = int64_t(m.nb) * 32;
-      w.blocks_per_row = m.nb;
-      w.q_row_bytes = int64_t(m.nb) * 16;
-      w.q = m.q + size_t(row0) * m.nb * 16;
-      w.d = m.d + size_t(row0) * m.nb;
-      return w;
-    };
-    // One copy of the activations per matrix (q/k/v, o, gate+up, down), as the engine's separate buffers.
-    int8_t* xs_q[4];
-    float2* xs_ds[4];
-    for (int m = 0; m < 4; ++m) {
-      CK(cudaMalloc(&xs_q[m], 21504));
-      CK(cudaMalloc(&xs_ds[m], 21504 / 32 * sizeof(float2)));
-      CK(cudaMemcpy(xs_q[m], xq, 21504, cudaMemcpyDeviceToDevice));
-      CK(cudaMemcpy(xs_ds[m], xds, 21504 / 32 * sizeof(float2), cudaMemcpyDeviceToDevice));
+  using unicorn::GgmlType;
+  namespace uc = unicorn::cuda;
+  auto dw = [](const Mat& m, int row0, int rows) {
+    uc::DeviceWeight w;
+    w.type = GgmlType::Q4_0;
+    w.rows = rows;
+    w.cols = int64_t(m.nb) * 32;
+    w.blocks_per_row = m.nb;
+    w.q_row_bytes = int64_t(m.nb) * 16;
+    w.q = m.q + size_t(row0) * m.nb * 16;
+    w.d = m.d + size_t(row0) * m.nb;
+    return w;
+  };
+  // One copy of the activations per matrix (q/k/v, o, gate+up, down), as the engine's separate buffers.
+  int8_t* xs_q[4];
+  float2* xs_ds[4];
+  for (int m = 0; m < 4; ++m) {
+    CK(cudaMalloc(&xs_q[m], 21504));
+    CK(cudaMalloc(&xs_ds[m], 21504 / 32 * sizeof(float2)));
+    CK(cudaMemcpy(xs_q[m], xq, 21504, cudaMemcpyDeviceToDevice));
+    CK(cudaMemcpy(xs_ds[m], xds, 21504 / 32 * sizeof(float2), cudaMemcpyDeviceToDevice));
+  }
+  // Matvec i through the engine's launcher for its matrix.
+  auto launch_e = [&](int i, bool separate) {
+    const int m = i % 4;
+    const Phase& p = phases[i];
+    const uc::ActQ8 a{separate ? xs_q[m] : xq, reinterpret_cast<const float*>(separate ? xs_ds[m] : xds)};
+    if (m == 0) {
+      uc::MatvecJob job;
+      job.w[0] = dw(p.m, 0, 4096), job.w[1] = dw(p.m, 4096, 2048), job.w[2] = dw(p.m, 6144, 2048);
+      job.y[0] = p.y, job.y[1] = p.y + 4096, job.y[2] = p.y + 6144;
+      job.n = 3;
+      CK(uc::launch_matvec_multi(job, a, 1, st));
+    } else if (m == 2) {
+      CK(uc::launch_matvec_geglu(dw(p.m, 0, p.m.rows / 2), dw(p.m, p.m.rows / 2, p.m.rows / 2), a, 1, p.y, st));
+    } else {
+      CK(uc::launch_matvec_quant(dw(p.m, 0, p.m.rows), a, 1, p.y, st));
     }
+  };
+  if (run_section('E'))
     for (int rep = 0; rep < 2; ++rep)
       for (int separate = 0; separate < 2; ++separate)
         for (int si : {0, 2}) {  // alone, and with a ~1 us small op after each matvec
@@ -520,26 +546,27 @@ int main() {
           time_chain(
               name,
               [&](int i) {
-                const int m = i % 4;
-                const Phase& p = phases[i];
-                const uc::ActQ8 a{separate ? xs_q[m] : xq, reinterpret_cast<const float*>(separate ? xs_ds[m] : xds)};
-                if (m == 0) {
-                  uc::MatvecJob job;
-                  job.w[0] = dw(p.m, 0, 4096), job.w[1] = dw(p.m, 4096, 2048), job.w[2] = dw(p.m, 6144, 2048);
-                  job.y[0] = p.y, job.y[1] = p.y + 4096, job.y[2] = p.y + 6144;
-                  job.n = 3;
-                  CK(uc::launch_matvec_multi(job, a, 1, st));
-                } else if (m == 2) {
-                  CK(uc::launch_matvec_geglu(dw(p.m, 0, p.m.rows / 2), dw(p.m, p.m.rows / 2, p.m.rows / 2), a, 1, p.y,
-                                             st));
-                } else {
-                  CK(uc::launch_matvec_quant(dw(p.m, 0, p.m.rows), a, 1, p.y, st));
-                }
+                launch_e(i, separate);
                 small_after(smalls[si], i);
               },
               true);
         }
+  // B: the engine's launcher for the matrices in a mask (bit 0 q/k/v, 1 o, 2 gate+up, 3 down), K's
+  // engine shape for the rest; shared activations. Which matrix holds the E - K gap.
+  if (run_section('B')) {
+    const char* names[4] = {"q/k/v", "o", "gate+up", "down"};
+    for (int rep = 0; rep < 2; ++rep)
+      for (int mask : {0, 1, 2, 4, 8, 15}) {
+        std::string name = "B: engine for";
+        for (int m = 0; m < 4; ++m)
+          if (mask >> m & 1) name += std::string(" ") + names[m];
+        if (mask == 0) name += " none";
+        time_chain(
+            name, [&](int i) { (mask >> (i % 4) & 1) ? launch_e(i, false) : launch_k(engine_shapes[i % 4], i); },
+            (mask & 4) != 0);
+      }
   }
+  if (!run_section('P')) return 0;
 
   // P: persistent, writing yp.
   std::vector<Phase> pp = phases;

@@ -50,11 +50,11 @@ struct ActQ8 {
 struct MatvecJob {
   DeviceWeight w[3];
   float* y[3] = {nullptr, nullptr, nullptr};
-  int64_t first_block[4] = {0, 0, 0, 0};  // grid blocks of weight i: [first_block[i], first_block[i+1])
+  int first_block[4] = {0, 0, 0, 0};  // grid blocks of weight i: [first_block[i], first_block[i+1])
   int n = 0;
-  int wpr = 1;  // warps per row
+  int wpr = 1;  // warps per row: 1, 2 or 4
   // Blocks [0, prefetch_blocks) load their first weights before pdl_wait(), the rest after it.
-  int64_t prefetch_blocks = INT64_MAX;
+  int prefetch_blocks = INT32_MAX;
 };
 
 }  // namespace unicorn::cuda

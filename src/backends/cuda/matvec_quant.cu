@@ -10,6 +10,7 @@
 // (spec §2.5), so the pair's outputs never go through memory.
 #include <algorithm>
 #include <atomic>
+#include <limits>
 #include <type_traits>
 
 #include "backends/cuda/kernels.h"
@@ -43,7 +44,7 @@ __device__ __forceinline__ void warp_sum(float* acc) {
 }
 
 // Which of the job's weights grid block blk computes (first_block ranges).
-__device__ __forceinline__ int weight_of_block(const MatvecJob& job, int64_t blk) {
+__device__ __forceinline__ int weight_of_block(const MatvecJob& job, int blk) {
   return job.n > 1 && blk >= job.first_block[1] ? (job.n > 2 && blk >= job.first_block[2] ? 2 : 1) : 0;
 }
 
@@ -87,40 +88,44 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
   // Weights do not depend on the previous kernel: formats with a Raw load issue their first pass
   // of weight loads before pdl_wait(), so the loads of the blocks scheduled early (PDL) overlap
   // the previous kernel's tail. Everything else (activations, stores) comes after the wait.
-  bool waited = !HasRaw<F> || static_cast<int64_t>(blockIdx.x) >= job.prefetch_blocks;
+  const int blk = static_cast<int>(blockIdx.x);
+  bool waited = !HasRaw<F> || blk >= job.prefetch_blocks;
   if (waited) pdl_wait();
+  // Few instructions before the first load and per item (32-bit indices, shifts for the warp
+  // split, no per-item checks of T or of rows past the end): a block that starts late issues its
+  // loads sooner, and the issue slots keep up with the H200's bandwidth (NOTES.md session 16).
   const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
-  const int wpr = job.wpr;
-  const int64_t blk = blockIdx.x;
+  const int shift = job.wpr >> 1;  // log2 of the warps per row (1, 2 or 4)
   // The weight by static indices only: a dynamic index into the parameter block would copy it to
   // local memory.
   const DeviceWeight w = m == 0 ? job.w[0] : (m == 1 ? job.w[1] : job.w[2]);
   float* y = m == 0 ? job.y[0] : (m == 1 ? job.y[1] : job.y[2]);
-  const int64_t row = ((blk - job.first_block[m]) * (kWarps / wpr) + warp / wpr) * R;  // first row of the group
-  const int part = warp % wpr;
-  const int64_t K = w.cols, items = K / F::kItem;
+  const int64_t row = static_cast<int64_t>((((blk - job.first_block[m]) << (2 - shift)) + (warp >> shift)) * R);
+  const int part = warp & ((1 << shift) - 1);
+  const int64_t K = w.cols;
+  const int items = static_cast<int>(K / F::kItem);
   float acc[P][NT];
 #pragma unroll
   for (int p = 0; p < P; ++p)
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[p][t] = 0.0f;
   if (row < w.rows) {
-    const int64_t step = 32 * static_cast<int64_t>(wpr);
+    const int step = 32 << shift;
     if constexpr (HasRaw<F>) {
-      // Every weight load of a pass is issued before the first dot product.
+      // Every weight load of a pass is issued before the first dot product. A row past the end
+      // (the last group of an odd row count) reads the last row again and is not stored.
       constexpr int U = UO > 0 ? UO : unroll<F, NT, GLU>();
-      bool live[P];
+      int64_t rows_p[P];
 #pragma unroll
-      for (int p = 0; p < P; ++p) live[p] = GLU || row + p < w.rows;
-      for (int64_t base = 32 * part + lane; base < items; base += step * U) {
+      for (int p = 0; p < P; ++p) rows_p[p] = GLU ? row : (row + p < w.rows ? row + p : w.rows - 1);
+      for (int base = 32 * part + lane; base < items; base += step * U) {
         typename F::Raw raw[P][U];
 #pragma unroll
         for (int u = 0; u < U; ++u) {
-          const int64_t it = base + step * u;
+          const int it = base + step * u;
           if (it < items) {
 #pragma unroll
-            for (int p = 0; p < P; ++p)
-              if (live[p]) raw[p][u] = GLU ? F::load(p == 0 ? w : job.w[1], row, it) : F::load(w, row + p, it);
+            for (int p = 0; p < P; ++p) raw[p][u] = F::load(GLU && p == 1 ? job.w[1] : w, rows_p[p], it);
           }
         }
         if (!waited) {
@@ -129,17 +134,16 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
         }
 #pragma unroll
         for (int u = 0; u < U; ++u) {
-          const int64_t it = base + step * u;
+          const int it = base + step * u;
           if (it < items) {
             if constexpr (SA && P > 1) {
               typename F::Raw rows[P];
 #pragma unroll
-              for (int p = 0; p < P; ++p) rows[p] = live[p] ? raw[p][u] : typename F::Raw{};  // dead: not stored
+              for (int p = 0; p < P; ++p) rows[p] = raw[p][u];
               F::template dot_rows<NT, P>(rows, it, x, K, T, acc);
             } else {
 #pragma unroll
-              for (int p = 0; p < P; ++p)
-                if (live[p]) F::template dot_raw<NT>(raw[p][u], it, x, K, T, acc[p]);
+              for (int p = 0; p < P; ++p) F::template dot_raw<NT>(raw[p][u], it, x, K, T, acc[p]);
             }
           }
         }
@@ -147,7 +151,7 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
     } else {
       // Several items per lane per pass, so that each lane has several 16-byte loads in flight.
       constexpr int kUnroll = NT <= 2 ? 4 : 2;
-      for (int64_t base = 32 * part + lane; base < items; base += step * kUnroll) {
+      for (int base = 32 * part + lane; base < items; base += step * kUnroll) {
 #pragma unroll
         for (int u = 0; u < kUnroll; ++u)
           if (base + step * u < items) {
@@ -160,7 +164,7 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
   if (!waited) pdl_wait();  // groups past the last row: their block still stores
 #pragma unroll
   for (int p = 0; p < P; ++p) warp_sum<NT>(acc[p]);
-  if (wpr > 1) {
+  if (shift > 0) {
     if (lane == 0)
 #pragma unroll
       for (int p = 0; p < P; ++p)
@@ -173,7 +177,7 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
 #pragma unroll
         for (int t = 0; t < NT; ++t) {
           acc[p][t] = 0.0f;
-          for (int q = 0; q < wpr; ++q) acc[p][t] += partial[warp + q][p][t];
+          for (int q = 0; q < (1 << shift); ++q) acc[p][t] += partial[warp + q][p][t];
         }
   }
   if (lane == 0 && part == 0)
@@ -196,8 +200,7 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
 // register allocation must allow (__launch_bounds__), 0 leaves it to the compiler.
 template <class F0, class F1, class F2, int NT, bool GLU, int UO = 0, int MINB = 0, bool SA = false>
 __global__ void __launch_bounds__(kWarps * 32, MINB) matvec_quant(MatvecJob job, ActQ8 x, int T) {
-  const int64_t blk = blockIdx.x;
-  const int m = weight_of_block(job, blk);
+  const int m = weight_of_block(job, static_cast<int>(blockIdx.x));
   if constexpr (std::is_same_v<F0, F1> && std::is_same_v<F0, F2>) {
     matvec_block<F0, NT, GLU, UO, SA>(job, m, x, T);
   } else {
@@ -333,12 +336,13 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   int64_t blocks = 0;
   const int n = GLU ? 1 : job.n;
   for (int i = 0; i < n; ++i) {
-    job.first_block[i] = blocks;
+    job.first_block[i] = static_cast<int>(blocks);
     blocks += (job.w[i].rows + rows_per_block - 1) / rows_per_block;
   }
-  for (int i = n; i < 4; ++i) job.first_block[i] = blocks;
+  for (int i = n; i < 4; ++i) job.first_block[i] = static_cast<int>(blocks);
   job.n = n;
-  job.prefetch_blocks = g_prefetch_blocks.load(std::memory_order_relaxed);
+  job.prefetch_blocks = static_cast<int>(
+      std::min<int64_t>(g_prefetch_blocks.load(std::memory_order_relaxed), std::numeric_limits<int>::max()));
   const dim3 grid(static_cast<unsigned>(blocks)), block(kWarps * 32);
   launch(kernel, grid, block, 0, s, job, x, T);
 }
@@ -369,6 +373,7 @@ int kquant_mix(const MatvecJob& job) {
 template <bool GLU>
 cudaError_t launch_job(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
   if (job.n < 1 || job.n > 3 || (GLU && job.n != 2)) return cudaErrorInvalidValue;
+  if (T < 1) return cudaSuccess;  // no tokens: nothing to compute (the one-token kernels assume T == 1)
   for (int i = 1; i < job.n; ++i)
     if (job.w[i].cols != job.w[0].cols) return cudaErrorInvalidValue;
   if constexpr (!GLU) {

@@ -84,7 +84,7 @@ __device__ __forceinline__ void dot32_rows(const typename F::Raw* raw, int64_t b
   }
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
-    if (t >= T) break;
+    if (NT > 1 && t >= T) break;  // one token: T is 1 (launch_job)
     const ActWords xa = load_act32(x.q + t * K, b * 32);
     const float2 ds = load_ds(x.ds, t * (K / 32) + b);
 #pragma unroll
@@ -264,7 +264,7 @@ struct FormatQ5_0 {
     const float d = half_to_float(__ldg(w.d + r * w.blocks_per_row + b));
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
-      if (t >= T) break;
+      if (NT > 1 && t >= T) break;  // one token: T is 1 (launch_job)
       const ActWords xa = load_act32(x.q + t * K, b * 32);
       const int s = dot32(q, xa);
       acc[t] += d * load_ds(x.ds, t * (K / 32) + b).x * static_cast<float>(s);
@@ -328,7 +328,7 @@ struct FormatQ4_K {
     const int64_t xb = sb * 8 + 2 * c;  // activation block of sub-block 2c
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
-      if (t >= T) break;
+      if (NT > 1 && t >= T) break;  // one token: T is 1 (launch_job)
       const ActWords x0 = load_act32(x.q + t * K, xb * 32);
       const ActWords x1 = load_act32(x.q + t * K, xb * 32 + 32);
       const float2 ds0 = load_ds(x.ds, t * (K / 32) + xb), ds1 = load_ds(x.ds, t * (K / 32) + xb + 1);
@@ -530,7 +530,7 @@ struct FormatQ6_K {
     const int64_t xa_blk = sb * 8 + 4 * h + s0, xb_blk = xa_blk + 2;
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
-      if (t >= T) break;
+      if (NT > 1 && t >= T) break;  // one token: T is 1 (launch_job)
       const ActWords xa = load_act32(x.q + t * K, xa_blk * 32);
       const ActWords xb = load_act32(x.q + t * K, xb_blk * 32);
       const float dxa = load_ds(x.ds, t * (K / 32) + xa_blk).x, dxb = load_ds(x.ds, t * (K / 32) + xb_blk).x;

@@ -48,6 +48,19 @@ __device__ __forceinline__ int weight_of_block(const MatvecJob& job, int blk) {
   return job.n > 1 && blk >= job.first_block[1] ? (job.n > 2 && blk >= job.first_block[2] ? 2 : 1) : 0;
 }
 
+// w with its planes moved to row r (device_weight.h: plane element (r, b) at r * blocks_per_row +
+// b; Q6_K's scale plane has 16-byte entries), so that a loop's loads index by item alone
+// (F::load(row, 0, item)) and their addresses step by a constant.
+template <class F>
+__device__ __forceinline__ DeviceWeight weight_row(const DeviceWeight& w, int64_t r) {
+  DeviceWeight o = w;
+  const int64_t b = r * w.blocks_per_row;
+  o.q = w.q + r * w.q_row_bytes;
+  if (w.d != nullptr) o.d = w.d + b;
+  if (w.qh != nullptr) o.qh = w.qh + b * (std::is_same_v<F, FormatQ6_K> ? kQ6KScaleBytes / 4 : 1);
+  return o;
+}
+
 // Rows per warp group: two rows of one matrix share every activation load for one token (formats
 // whose items take few registers); a GeGLU pair already reads gate and up rows together.
 // Only the 32-value formats use the block-wide split and the row pairs (measured there; the
@@ -79,8 +92,10 @@ constexpr int unroll() {
 // 87 vs 97 us for one warp per row with 8 items per lane).
 // One block's rows of weight m (of format F). UO > 0 overrides the loads per lane and pass.
 // SA: the P rows of a group share each activation load (F::dot_rows) instead of loading it once
-// per row (F::dot_raw); one token only.
-template <class F, int NT, bool GLU, int UO = 0, bool SA = false>
+// per row (F::dot_raw); one token only. WPR > 0: the warps per row as a constant (it must equal
+// job.wpr), so that a pass's items sit at constant offsets from its first (immediate offsets in
+// the loads instead of address arithmetic per item); 0 reads job.wpr.
+template <class F, int NT, bool GLU, int UO = 0, bool SA = false, int WPR = 0>
 __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 x, int T) {
   constexpr int R = rows_per_group<F, NT, GLU>();
   constexpr int P = GLU ? 2 : R;  // weight rows read per group
@@ -95,7 +110,8 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
   // split, no per-item checks of T or of rows past the end): a block that starts late issues its
   // loads sooner, and the issue slots keep up with the H200's bandwidth (NOTES.md session 16).
   const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
-  const int shift = job.wpr >> 1;  // log2 of the warps per row (1, 2 or 4)
+  static_assert(WPR == 0 || WPR == 1 || WPR == 2 || WPR == 4);
+  const int shift = WPR > 0 ? WPR / 2 : job.wpr >> 1;  // log2 of the warps per row (1, 2 or 4)
   // The weight by static indices only: a dynamic index into the parameter block would copy it to
   // local memory.
   const DeviceWeight w = m == 0 ? job.w[0] : (m == 1 ? job.w[1] : job.w[2]);
@@ -115,9 +131,10 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
       // Every weight load of a pass is issued before the first dot product. A row past the end
       // (the last group of an odd row count) reads the last row again and is not stored.
       constexpr int U = UO > 0 ? UO : unroll<F, NT, GLU>();
-      int64_t rows_p[P];
+      DeviceWeight rows_p[P];
 #pragma unroll
-      for (int p = 0; p < P; ++p) rows_p[p] = GLU ? row : (row + p < w.rows ? row + p : w.rows - 1);
+      for (int p = 0; p < P; ++p)
+        rows_p[p] = weight_row<F>(GLU && p == 1 ? job.w[1] : w, GLU ? row : (row + p < w.rows ? row + p : w.rows - 1));
       for (int base = 32 * part + lane; base < items; base += step * U) {
         typename F::Raw raw[P][U];
 #pragma unroll
@@ -125,7 +142,7 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
           const int it = base + step * u;
           if (it < items) {
 #pragma unroll
-            for (int p = 0; p < P; ++p) raw[p][u] = F::load(GLU && p == 1 ? job.w[1] : w, rows_p[p], it);
+            for (int p = 0; p < P; ++p) raw[p][u] = F::load(rows_p[p], 0, it);
           }
         }
         if (!waited) {
@@ -198,11 +215,11 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
 // F0, F1, F2: the formats of job.w[0..2] (all F0 but for the mixed K-quant job). UO > 0: loads
 // per lane and pass of every weight whose format has a separate load. MINB > 0: blocks per SM the
 // register allocation must allow (__launch_bounds__), 0 leaves it to the compiler.
-template <class F0, class F1, class F2, int NT, bool GLU, int UO = 0, int MINB = 0, bool SA = false>
+template <class F0, class F1, class F2, int NT, bool GLU, int UO = 0, int MINB = 0, bool SA = false, int WPR = 0>
 __global__ void __launch_bounds__(kWarps * 32, MINB) matvec_quant(MatvecJob job, ActQ8 x, int T) {
   const int m = weight_of_block(job, static_cast<int>(blockIdx.x));
   if constexpr (std::is_same_v<F0, F1> && std::is_same_v<F0, F2>) {
-    matvec_block<F0, NT, GLU, UO, SA>(job, m, x, T);
+    matvec_block<F0, NT, GLU, UO, SA, WPR>(job, m, x, T);
   } else {
     if (m == 0)
       matvec_block<F0, NT, GLU, UO>(job, 0, x, T);
@@ -298,14 +315,17 @@ auto pick_kernel(MatvecJob& job, int64_t items, bool one, bool split) {
   // 3 or 6 items per lane and pass of the 672-item down rows (-1.3 %, -0.7 %), and Q8_0 rows over
   // 2 warps (-1.2 %).
   if constexpr (kWideQ4_0<F, F1, F2, NT>) {
-    if (job.wpr == 2 && items > 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA>;
+    // Each with its warps per row as a constant (matvec_block's WPR): 27B Q4_0's q/k/v, GeGLU
+    // pair, o and down.
+    if (job.wpr == 4) kernel = matvec_quant<F, F1, F2, NT, GLU, 0, 0, SA, 4>;
+    if (job.wpr == 2 && items > 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, 2>;
     // 128-item rows (4096-wide inputs: the o projection of 12B and 27B) over one warp per row pair,
     // each lane its 4 items in one pass, under a cap of 80 registers: 27B's o is then 672 blocks,
     // one wave at 6 blocks per SM, instead of 2,688 blocks of 2 rows over 4 warps (2.55 waves at 8
     // per SM). NOTES.md session 12, H100, 27B Q4_0 tg128 +0.3 % (seven alternations, five of them
     // ahead; a weak gain); 2 warps per row (1.27 waves) was noise.
     if constexpr (!GLU)
-      if (job.wpr == 1 && items == 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 4, 6, SA>;
+      if (job.wpr == 1 && items == 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 4, 6, SA, 1>;
   }
   return kernel;
 }

@@ -303,8 +303,9 @@ auto pick_kernel(MatvecJob& job, int64_t items, bool one, bool split) {
         !GLU && std::is_same_v<F, FormatQ4_K> && std::is_same_v<F, F1> && std::is_same_v<F, F2>;
     if constexpr (kSplitCandidate) {
       if (split && items >= 256) {
-        job.wpr = kWarps;
-        if (!one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA>;
+        job.wpr = kWarps;  // with the warps per row as a constant (matvec_block's WPR)
+        kernel = one ? matvec_quant<F, F1, F2, NT, GLU, 1, kMinBlocks, SA, kWarps>
+                     : matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA, kWarps>;
       }
     }
   }
@@ -314,10 +315,14 @@ auto pick_kernel(MatvecJob& job, int64_t items, bool one, bool split) {
   // row with six items in one pass (-0.5 % against 2 warps; with two per pass -0.7 % against 4),
   // 3 or 6 items per lane and pass of the 672-item down rows (-1.3 %, -0.7 %), and Q8_0 rows over
   // 2 warps (-1.2 %).
+  // Rows of the 32-value formats over a whole block at one token (27B's Q4_0 down, Q8_0's rows of
+  // 128+ items), with the warps per row as a constant (matvec_block's WPR; NOTES.md session 16,
+  // H200: with the constants below for Q4_0's other matrices, 27B Q4_0 tg128 191.7 -> 197.0).
+  if constexpr (kWideRows<F, NT> && std::is_same_v<F, F1> && std::is_same_v<F, F2>) {
+    if (job.wpr == kWarps) kernel = matvec_quant<F, F1, F2, NT, GLU, 0, 0, SA, kWarps>;
+  }
   if constexpr (kWideQ4_0<F, F1, F2, NT>) {
-    // Each with its warps per row as a constant (matvec_block's WPR): 27B Q4_0's q/k/v, GeGLU
-    // pair, o and down.
-    if (job.wpr == 4) kernel = matvec_quant<F, F1, F2, NT, GLU, 0, 0, SA, 4>;
+    // Each with its warps per row as a constant: 27B Q4_0's q/k/v and GeGLU pair, and o.
     if (job.wpr == 2 && items > 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, 2>;
     // 128-item rows (4096-wide inputs: the o projection of 12B and 27B) over one warp per row pair,
     // each lane its 4 items in one pass, under a cap of 80 registers: 27B's o is then 672 blocks,

@@ -272,41 +272,55 @@ bool one_load(int NT) {
   return false;
 }
 
-// The kernel for a job, given its group's warps in job.wpr (which the Q4_K split may raise) and
-// the switches as launch_nt read them (one load per lane, the Q4_K row split).
-template <class F, int NT, bool GLU, class F1, class F2, bool SA>
-auto pick_kernel(MatvecJob& job, int64_t items, bool one, bool split) {
-  auto* kernel = matvec_quant<F, F1, F2, NT, GLU, 0, 0, SA>;
+// The warps per row that the K-quant layouts ask for, over group_warps' choice (job.wpr), before
+// the kernel is picked (pick_kernel takes them as a constant at one token).
+template <class F, int NT, bool GLU, class F1, class F2>
+void kquant_wpr(MatvecJob& job, int64_t items, bool split) {
+  constexpr bool kKQuantRaw = NT == 1 && (std::is_same_v<F, FormatQ4_K> || std::is_same_v<F, FormatQ6_K>);
+  constexpr bool kMix = !std::is_same_v<F, F1> || !std::is_same_v<F, F2>;
+  if constexpr (kKQuantRaw && !GLU && !kMix && std::is_same_v<F, FormatQ6_K>) {
+    // q6k_layout 2 (a measurement setting, see pick_kernel): the row over 2 warps.
+    if (g_q6k_layout.load(std::memory_order_relaxed) == 2 && job.wpr == 1) job.wpr = 2;
+  }
+  // Long Q4_K rows at one token (27B's down, 336 items): the row split over the whole block, one
+  // load per lane and pass (kquant_lab.cu, H100: 21504 -> 5376 in 31.5 us against 39.4 for a warp
+  // per row with 4 loads per lane; in the engine, which gave that matrix 2 warps per row, q4_mix
+  // tg64 113.4 -> 117.6). Q5_K and Q6_K were not timed, so they keep the old layout.
+  if constexpr (kKQuantRaw && !GLU && !kMix && std::is_same_v<F, FormatQ4_K>) {
+    if (split && items >= 256) job.wpr = kWarps;
+  }
+}
+
+// The kernel for a job whose groups have WPR warps (job.wpr; 0: read at run time, for more than
+// one token), given the switches as launch_nt read them (one load per lane, the Q4_K row split).
+// At one token every kernel takes its warps per row as a constant (matvec_block's WPR: NOTES.md
+// session 16, H200, 27B tg128 Q4_0 188.6 -> 197.0, q4_mix 151.1 -> 161.5, Q8_0 115.9 -> 123.1
+// with the lean loop).
+template <class F, int NT, bool GLU, class F1, class F2, bool SA, int WPR>
+auto pick_kernel(int64_t items, bool one, bool split) {
+  auto* kernel = matvec_quant<F, F1, F2, NT, GLU, 0, 0, SA, WPR>;
   constexpr bool kKQuantRaw = NT == 1 && (std::is_same_v<F, FormatQ4_K> || std::is_same_v<F, FormatQ6_K>);
   if constexpr (kKQuantRaw) {
     constexpr bool kMix = !std::is_same_v<F, F1> || !std::is_same_v<F, F2>;
     constexpr int kMinBlocks = kMix ? 0 : (GLU ? 6 : 8);
     if constexpr (!GLU || !std::is_same_v<F, FormatQ6_K>)
-      if (one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, kMinBlocks, SA>;
+      if (one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, kMinBlocks, SA, WPR>;
     // One weight of Q6_K with rows of at most 96 items (the output head, 5376 wide: 84 items):
     // q6k_layout 1 (the default) gives each lane its up to 3 items in one pass instead of 2 passes
     // of 2 (NOTES.md session 14, H100: the 27B head 436.4 -> 411.9 us, tg128 +0.6 %; 120
     // registers, 4 blocks per SM); 0 the old layout, 2 the row over 2 warps (one pass of up to 2
-    // items per lane: slower, 510.6 us), both measurement settings (UNICORN_CUDA_Q6K_LAYOUT).
-    // The same one pass for a Q4_K weight alone (q4_mix's 27B head and o) was slower (session 14:
-    // q4_mix tg128 -1.3 %).
+    // items per lane: slower, 510.6 us; kquant_wpr), both measurement settings
+    // (UNICORN_CUDA_Q6K_LAYOUT). The same one pass for a Q4_K weight alone (q4_mix's 27B head and
+    // o) was slower (session 14: q4_mix tg128 -1.3 %).
     if constexpr (!GLU && !kMix && std::is_same_v<F, FormatQ6_K>) {
-      const int layout = g_q6k_layout.load(std::memory_order_relaxed);
-      if (layout == 1 && !one && items <= 96) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA>;
-      if (layout == 2 && job.wpr == 1) job.wpr = 2;
+      if (g_q6k_layout.load(std::memory_order_relaxed) == 1 && !one && items <= 96)
+        kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, WPR>;
     }
-    // Long Q4_K rows at one token (27B's down, 336 items): the row split over the whole block, one
-    // load per lane and pass (kquant_lab.cu, H100: 21504 -> 5376 in 31.5 us against 39.4 for a warp
-    // per row with 4 loads per lane; in the engine, which gave that matrix 2 warps per row, q4_mix
-    // tg64 113.4 -> 117.6). Q5_K and Q6_K were not timed, so they keep the old layout.
+    // Q4_K's split rows (kquant_wpr) take one load per lane and pass.
     constexpr bool kSplitCandidate =
         !GLU && std::is_same_v<F, FormatQ4_K> && std::is_same_v<F, F1> && std::is_same_v<F, F2>;
-    if constexpr (kSplitCandidate) {
-      if (split && items >= 256) {
-        job.wpr = kWarps;  // with the warps per row as a constant (matvec_block's WPR)
-        kernel = one ? matvec_quant<F, F1, F2, NT, GLU, 1, kMinBlocks, SA, kWarps>
-                     : matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA, kWarps>;
-      }
+    if constexpr (kSplitCandidate && WPR == kWarps) {
+      if (split && items >= 256 && !one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA, WPR>;
     }
   }
   // Two warps per row of 129-192 items (27B's q/k/v and GeGLU pair): each lane's three items in
@@ -315,24 +329,30 @@ auto pick_kernel(MatvecJob& job, int64_t items, bool one, bool split) {
   // row with six items in one pass (-0.5 % against 2 warps; with two per pass -0.7 % against 4),
   // 3 or 6 items per lane and pass of the 672-item down rows (-1.3 %, -0.7 %), and Q8_0 rows over
   // 2 warps (-1.2 %).
-  // Rows of the 32-value formats over a whole block at one token (27B's Q4_0 down, Q8_0's rows of
-  // 128+ items), with the warps per row as a constant (matvec_block's WPR; NOTES.md session 16,
-  // H200: with the constants below for Q4_0's other matrices, 27B Q4_0 tg128 191.7 -> 197.0).
-  if constexpr (kWideRows<F, NT> && std::is_same_v<F, F1> && std::is_same_v<F, F2>) {
-    if (job.wpr == kWarps) kernel = matvec_quant<F, F1, F2, NT, GLU, 0, 0, SA, kWarps>;
+  if constexpr (kWideQ4_0<F, F1, F2, NT> && WPR == 2) {
+    if (items > 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, WPR>;
   }
-  if constexpr (kWideQ4_0<F, F1, F2, NT>) {
-    // Each with its warps per row as a constant: 27B Q4_0's q/k/v and GeGLU pair, and o.
-    if (job.wpr == 2 && items > 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, 2>;
-    // 128-item rows (4096-wide inputs: the o projection of 12B and 27B) over one warp per row pair,
-    // each lane its 4 items in one pass, under a cap of 80 registers: 27B's o is then 672 blocks,
-    // one wave at 6 blocks per SM, instead of 2,688 blocks of 2 rows over 4 warps (2.55 waves at 8
-    // per SM). NOTES.md session 12, H100, 27B Q4_0 tg128 +0.3 % (seven alternations, five of them
-    // ahead; a weak gain); 2 warps per row (1.27 waves) was noise.
-    if constexpr (!GLU)
-      if (job.wpr == 1 && items == 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 4, 6, SA, 1>;
+  // 128-item rows (4096-wide inputs: the o projection of 12B and 27B) over one warp per row pair,
+  // each lane its 4 items in one pass, under a cap of 80 registers: 27B's o is then 672 blocks, one
+  // wave at 6 blocks per SM, instead of 2,688 blocks of 2 rows over 4 warps (2.55 waves at 8 per
+  // SM). NOTES.md session 12, H100, 27B Q4_0 tg128 +0.3 % (seven alternations, five of them ahead;
+  // a weak gain); 2 warps per row (1.27 waves) was noise.
+  if constexpr (kWideQ4_0<F, F1, F2, NT> && !GLU && WPR == 1) {
+    if (items == 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 4, 6, SA, WPR>;
   }
   return kernel;
+}
+
+// pick_kernel with job.wpr as a constant at one token.
+template <class F, int NT, bool GLU, class F1, class F2, bool SA>
+auto pick_for_wpr(const MatvecJob& job, int64_t items, bool one, bool split) {
+  if constexpr (NT == 1) {
+    if (job.wpr == 1) return pick_kernel<F, NT, GLU, F1, F2, SA, 1>(items, one, split);
+    if (job.wpr == 2) return pick_kernel<F, NT, GLU, F1, F2, SA, 2>(items, one, split);
+    return pick_kernel<F, NT, GLU, F1, F2, SA, kWarps>(items, one, split);
+  } else {
+    return pick_kernel<F, NT, GLU, F1, F2, SA, 0>(items, one, split);
+  }
 }
 
 template <class F, int NT, bool GLU, class F1 = F, class F2 = F>
@@ -353,9 +373,10 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   constexpr bool kShareable = NT == 1 && (GLU || R > 1) && HasRaw<F> && std::is_same_v<F, F1> && std::is_same_v<F, F2>;
   // The process-wide switches, read once: they may change between launches.
   const bool one = one_load<F>(NT), split = g_kquant_split.load(std::memory_order_relaxed);
-  auto* pick = pick_kernel<F, NT, GLU, F1, F2, false>;
+  kquant_wpr<F, NT, GLU, F1, F2>(job, items, split);
+  auto* pick = pick_for_wpr<F, NT, GLU, F1, F2, false>;
   if constexpr (kShareable)
-    if (g_shared_act.load(std::memory_order_relaxed)) pick = pick_kernel<F, NT, GLU, F1, F2, true>;
+    if (g_shared_act.load(std::memory_order_relaxed)) pick = pick_for_wpr<F, NT, GLU, F1, F2, true>;
   auto* kernel = pick(job, items, one, split);
   const int64_t rows_per_block = kWarps / job.wpr * R;
   int64_t blocks = 0;

@@ -66,7 +66,7 @@ __device__ __forceinline__ DeviceWeight weight_row(const DeviceWeight& w, int64_
 // Only the 32-value formats use the block-wide split and the row pairs (measured there; the
 // K-quants and T > 1 were slower or even with them, so they keep one warp per row, or the few
 // warps per row that warps_per_row asks for matrices of few rows), except one token of a Q4_K
-// row of 256+ items (launch_nt).
+// row of 256+ items (kquant_wpr).
 template <class F, int NT>
 constexpr bool kWideRows = NT == 1 && HasRaw<F>&& F::kItem == 32;
 

@@ -131,10 +131,10 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
       // Every weight load of a pass is issued before the first dot product. A row past the end
       // (the last group of an odd row count) reads the last row again and is not stored.
       constexpr int U = UO > 0 ? UO : unroll<F, NT, GLU>();
-      DeviceWeight rows_p[P];
+      DeviceWeight row_w[P];
 #pragma unroll
       for (int p = 0; p < P; ++p)
-        rows_p[p] = weight_row<F>(GLU && p == 1 ? job.w[1] : w, GLU ? row : (row + p < w.rows ? row + p : w.rows - 1));
+        row_w[p] = weight_row<F>(GLU && p == 1 ? job.w[1] : w, GLU ? row : (row + p < w.rows ? row + p : w.rows - 1));
       for (int base = 32 * part + lane; base < items; base += step * U) {
         typename F::Raw raw[P][U];
 #pragma unroll
@@ -142,7 +142,7 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
           const int it = base + step * u;
           if (it < items) {
 #pragma unroll
-            for (int p = 0; p < P; ++p) raw[p][u] = F::load(rows_p[p], 0, it);
+            for (int p = 0; p < P; ++p) raw[p][u] = F::load(row_w[p], 0, it);
           }
         }
         if (!waited) {
@@ -247,7 +247,7 @@ inline int group_warps(int64_t rows, int64_t items, bool wide, int wide_warps = 
 
 std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{false}, g_shared_act{true};
 std::atomic<int> g_wide_warps{2};
-std::atomic<int64_t> g_prefetch_blocks{INT64_MAX};
+std::atomic<int> g_prefetch_blocks{std::numeric_limits<int>::max()};  // MatvecJob.prefetch_blocks
 std::atomic<int> g_q6k_layout{1};  // set_matvec_q6k_layout
 std::atomic<int> g_o_warps{1};     // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
 
@@ -272,13 +272,22 @@ bool one_load(int NT) {
   return false;
 }
 
+// Weights of more than one format in one job (q4_mix's q/k/v: kquant_mix).
+template <class F, class F1, class F2>
+constexpr bool kMixed = !std::is_same_v<F, F1> || !std::is_same_v<F, F2>;
+// One token of a K-quant weight with a separate load (Q4_K, Q6_K): one_load, the layouts below.
+template <class F, int NT>
+constexpr bool kKQuantRaw = NT == 1 && (std::is_same_v<F, FormatQ4_K> || std::is_same_v<F, FormatQ6_K>);
+// One token of a Q4_K weight alone that kquant_wpr may split over the block.
+template <class F, int NT, bool GLU, class F1, class F2>
+constexpr bool kQ4KSplitCandidate = kKQuantRaw<F, NT> && !GLU && !kMixed<F, F1, F2> && std::is_same_v<F, FormatQ4_K>;
+inline bool q4k_split_rows(bool split, int64_t items) { return split && items >= 256; }
+
 // The warps per row that the K-quant layouts ask for, over group_warps' choice (job.wpr), before
 // the kernel is picked (pick_kernel takes them as a constant at one token).
 template <class F, int NT, bool GLU, class F1, class F2>
 void kquant_wpr(MatvecJob& job, int64_t items, bool split) {
-  constexpr bool kKQuantRaw = NT == 1 && (std::is_same_v<F, FormatQ4_K> || std::is_same_v<F, FormatQ6_K>);
-  constexpr bool kMix = !std::is_same_v<F, F1> || !std::is_same_v<F, F2>;
-  if constexpr (kKQuantRaw && !GLU && !kMix && std::is_same_v<F, FormatQ6_K>) {
+  if constexpr (kKQuantRaw<F, NT> && !GLU && !kMixed<F, F1, F2> && std::is_same_v<F, FormatQ6_K>) {
     // q6k_layout 2 (a measurement setting, see pick_kernel): the row over 2 warps.
     if (g_q6k_layout.load(std::memory_order_relaxed) == 2 && job.wpr == 1) job.wpr = 2;
   }
@@ -286,23 +295,21 @@ void kquant_wpr(MatvecJob& job, int64_t items, bool split) {
   // load per lane and pass (kquant_lab.cu, H100: 21504 -> 5376 in 31.5 us against 39.4 for a warp
   // per row with 4 loads per lane; in the engine, which gave that matrix 2 warps per row, q4_mix
   // tg64 113.4 -> 117.6). Q5_K and Q6_K were not timed, so they keep the old layout.
-  if constexpr (kKQuantRaw && !GLU && !kMix && std::is_same_v<F, FormatQ4_K>) {
-    if (split && items >= 256) job.wpr = kWarps;
+  if constexpr (kQ4KSplitCandidate<F, NT, GLU, F1, F2>) {
+    if (q4k_split_rows(split, items)) job.wpr = kWarps;
   }
 }
 
 // The kernel for a job whose groups have WPR warps (job.wpr; 0: read at run time, for more than
 // one token), given the switches as launch_nt read them (one load per lane, the Q4_K row split).
-// At one token every kernel takes its warps per row as a constant (matvec_block's WPR: NOTES.md
+// At one token every one-format kernel takes its warps per row as a constant (matvec_block's WPR: NOTES.md
 // session 16, H200, 27B tg128 Q4_0 188.6 -> 197.0, q4_mix 151.1 -> 161.5, Q8_0 115.9 -> 123.1
 // with the lean loop).
 template <class F, int NT, bool GLU, class F1, class F2, bool SA, int WPR>
 auto pick_kernel(int64_t items, bool one, bool split) {
   auto* kernel = matvec_quant<F, F1, F2, NT, GLU, 0, 0, SA, WPR>;
-  constexpr bool kKQuantRaw = NT == 1 && (std::is_same_v<F, FormatQ4_K> || std::is_same_v<F, FormatQ6_K>);
-  if constexpr (kKQuantRaw) {
-    constexpr bool kMix = !std::is_same_v<F, F1> || !std::is_same_v<F, F2>;
-    constexpr int kMinBlocks = kMix ? 0 : (GLU ? 6 : 8);
+  if constexpr (kKQuantRaw<F, NT>) {
+    constexpr int kMinBlocks = kMixed<F, F1, F2> ? 0 : (GLU ? 6 : 8);
     if constexpr (!GLU || !std::is_same_v<F, FormatQ6_K>)
       if (one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, kMinBlocks, SA, WPR>;
     // One weight of Q6_K with rows of at most 96 items (the output head, 5376 wide: 84 items):
@@ -312,15 +319,13 @@ auto pick_kernel(int64_t items, bool one, bool split) {
     // items per lane: slower, 510.6 us; kquant_wpr), both measurement settings
     // (UNICORN_CUDA_Q6K_LAYOUT). The same one pass for a Q4_K weight alone (q4_mix's 27B head and
     // o) was slower (session 14: q4_mix tg128 -1.3 %).
-    if constexpr (!GLU && !kMix && std::is_same_v<F, FormatQ6_K>) {
+    if constexpr (!GLU && !kMixed<F, F1, F2> && std::is_same_v<F, FormatQ6_K>) {
       if (g_q6k_layout.load(std::memory_order_relaxed) == 1 && !one && items <= 96)
         kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, WPR>;
     }
     // Q4_K's split rows (kquant_wpr) take one load per lane and pass.
-    constexpr bool kSplitCandidate =
-        !GLU && std::is_same_v<F, FormatQ4_K> && std::is_same_v<F, F1> && std::is_same_v<F, F2>;
-    if constexpr (kSplitCandidate && WPR == kWarps) {
-      if (split && items >= 256 && !one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA, WPR>;
+    if constexpr (kQ4KSplitCandidate<F, NT, GLU, F1, F2> && WPR == kWarps) {
+      if (q4k_split_rows(split, items) && !one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA, WPR>;
     }
   }
   // Two warps per row of 129-192 items (27B's q/k/v and GeGLU pair): each lane's three items in
@@ -343,10 +348,11 @@ auto pick_kernel(int64_t items, bool one, bool split) {
   return kernel;
 }
 
-// pick_kernel with job.wpr as a constant at one token.
+// pick_kernel with job.wpr as a constant at one token, for jobs of one format (a mixed job's
+// blocks run their own format's body, which reads job.wpr).
 template <class F, int NT, bool GLU, class F1, class F2, bool SA>
 auto pick_for_wpr(const MatvecJob& job, int64_t items, bool one, bool split) {
-  if constexpr (NT == 1) {
+  if constexpr (NT == 1 && !kMixed<F, F1, F2>) {
     if (job.wpr == 1) return pick_kernel<F, NT, GLU, F1, F2, SA, 1>(items, one, split);
     if (job.wpr == 2) return pick_kernel<F, NT, GLU, F1, F2, SA, 2>(items, one, split);
     return pick_kernel<F, NT, GLU, F1, F2, SA, kWarps>(items, one, split);
@@ -370,7 +376,7 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   // One token of a format with a separate load and 2 rows per group (a GeGLU pair, or a pair of
   // rows of the 32-value formats): the rows share each activation load, or (shared_act off)
   // load it once per row.
-  constexpr bool kShareable = NT == 1 && (GLU || R > 1) && HasRaw<F> && std::is_same_v<F, F1> && std::is_same_v<F, F2>;
+  constexpr bool kShareable = NT == 1 && (GLU || R > 1) && HasRaw<F> && !kMixed<F, F1, F2>;
   // The process-wide switches, read once: they may change between launches.
   const bool one = one_load<F>(NT), split = g_kquant_split.load(std::memory_order_relaxed);
   kquant_wpr<F, NT, GLU, F1, F2>(job, items, split);
@@ -387,8 +393,7 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   }
   for (int i = n; i < 4; ++i) job.first_block[i] = static_cast<int>(blocks);
   job.n = n;
-  job.prefetch_blocks = static_cast<int>(
-      std::min<int64_t>(g_prefetch_blocks.load(std::memory_order_relaxed), std::numeric_limits<int>::max()));
+  job.prefetch_blocks = g_prefetch_blocks.load(std::memory_order_relaxed);
   const dim3 grid(static_cast<unsigned>(blocks)), block(kWarps * 32);
   launch(kernel, grid, block, 0, s, job, x, T);
 }
@@ -481,7 +486,10 @@ void set_matvec_o_warps(int warps) {
 int matvec_o_warps() { return g_o_warps.load(std::memory_order_relaxed); }
 void set_matvec_q6k_layout(int layout) { g_q6k_layout.store(layout >= 0 && layout <= 2 ? layout : 0); }
 int matvec_q6k_layout() { return g_q6k_layout.load(std::memory_order_relaxed); }
-void set_matvec_prefetch_blocks(int64_t blocks) { g_prefetch_blocks.store(blocks, std::memory_order_relaxed); }
+void set_matvec_prefetch_blocks(int64_t blocks) {
+  g_prefetch_blocks.store(static_cast<int>(std::min<int64_t>(blocks, std::numeric_limits<int>::max())),
+                          std::memory_order_relaxed);
+}
 int matvec_wide_warps() { return g_wide_warps.load(std::memory_order_relaxed); }
 bool matvec_shared_act() { return g_shared_act.load(std::memory_order_relaxed); }
 bool matvec_one_load(GgmlType t) {

@@ -247,7 +247,8 @@ inline int group_warps(int64_t rows, int64_t items, bool wide, int wide_warps = 
 
 std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{false}, g_shared_act{true};
 std::atomic<int> g_wide_warps{2};
-std::atomic<int> g_prefetch_blocks{std::numeric_limits<int>::max()};  // MatvecJob.prefetch_blocks
+// MatvecJob.prefetch_blocks (set_matvec_prefetch_blocks clamps it to int).
+std::atomic<int> g_prefetch_blocks{std::numeric_limits<int>::max()};
 std::atomic<int> g_q6k_layout{1};  // set_matvec_q6k_layout
 std::atomic<int> g_o_warps{1};     // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
 

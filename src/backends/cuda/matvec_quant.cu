@@ -51,13 +51,15 @@ __device__ __forceinline__ int weight_of_block(const MatvecJob& job, int blk) {
 // w with its planes moved to row r (device_weight.h: plane element (r, b) at r * blocks_per_row +
 // b; Q6_K's scale plane has 16-byte entries), so that a loop's loads index by item alone
 // (F::load(row, 0, item)) and their addresses step by a constant.
+// Only the planes that F reads (F::kPlanes) are moved, with no null checks.
 template <class F>
-__device__ __forceinline__ DeviceWeight weight_row(const DeviceWeight& w, int64_t r) {
+__device__ __forceinline__ DeviceWeight weight_row(const DeviceWeight& w, uint32_t r) {
   DeviceWeight o = w;
-  const int64_t b = r * w.blocks_per_row;
-  o.q = w.q + r * w.q_row_bytes;
-  if (w.d != nullptr) o.d = w.d + b;
-  if (w.qh != nullptr) o.qh = w.qh + b * (std::is_same_v<F, FormatQ6_K> ? kQ6KScaleBytes / 4 : 1);
+  const int64_t b = static_cast<int64_t>(r) * w.blocks_per_row;  // r unsigned: no sign extension
+  o.q = w.q + static_cast<int64_t>(r) * w.q_row_bytes;
+  if constexpr ((F::kPlanes & kPlaneD) != 0) o.d = w.d + b;
+  if constexpr ((F::kPlanes & kPlaneQh) != 0)
+    o.qh = w.qh + b * (std::is_same_v<F, FormatQ6_K> ? kQ6KScaleBytes / 4 : 1);
   return o;
 }
 
@@ -94,7 +96,10 @@ constexpr int unroll() {
 // SA: the P rows of a group share each activation load (F::dot_rows) instead of loading it once
 // per row (F::dot_raw); one token only. WPR > 0: the warps per row as a constant (it must equal
 // job.wpr), so that a pass's items sit at constant offsets from its first (immediate offsets in
-// the loads instead of address arithmetic per item); 0 reads job.wpr.
+// the loads instead of address arithmetic per item); 0 reads job.wpr. A GeGLU pair's launch has
+// one weight (gate; up rides along), so its blocks skip the selection of the block's weight.
+// (The same for o, down and the head, i.e. every one-weight job, measured slower on the H200:
+// NOTES.md session 17.)
 template <class F, int NT, bool GLU, int UO = 0, bool SA = false, int WPR = 0>
 __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 x, int T) {
   constexpr int R = rows_per_group<F, NT, GLU>();
@@ -112,20 +117,22 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
   const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
   static_assert(WPR == 0 || WPR == 1 || WPR == 2 || WPR == 4);
   const int shift = WPR > 0 ? WPR / 2 : job.wpr >> 1;  // log2 of the warps per row (1, 2 or 4)
-  // The weight by static indices only: a dynamic index into the parameter block would copy it to
-  // local memory.
-  const DeviceWeight w = m == 0 ? job.w[0] : (m == 1 ? job.w[1] : job.w[2]);
-  float* y = m == 0 ? job.y[0] : (m == 1 ? job.y[1] : job.y[2]);
-  const int64_t row = static_cast<int64_t>((((blk - job.first_block[m]) << (2 - shift)) + (warp >> shift)) * R);
+  // The job is a __grid_constant__ parameter, so job.w[m] is read from the parameter bank at a
+  // run-time offset (no copy to local memory, no selects over each field).
+  const DeviceWeight& w = job.w[GLU ? 0 : m];
+  float* const y = job.y[GLU ? 0 : m];
+  const int first = GLU ? 0 : job.first_block[m];
+  const int row = (((blk - first) << (2 - shift)) + (warp >> shift)) * R;
   const int part = warp & ((1 << shift) - 1);
   const int64_t K = w.cols;
-  const int items = static_cast<int>(K / F::kItem);
+  const int rows = static_cast<int>(w.rows);
+  const int items = static_cast<int>(static_cast<uint32_t>(K) / F::kItem);  // unsigned: a shift
   float acc[P][NT];
 #pragma unroll
   for (int p = 0; p < P; ++p)
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[p][t] = 0.0f;
-  if (row < w.rows) {
+  if (row < rows) {
     const int step = 32 << shift;
     if constexpr (HasRaw<F>) {
       // Every weight load of a pass is issued before the first dot product. A row past the end
@@ -134,7 +141,8 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
       DeviceWeight row_w[P];
 #pragma unroll
       for (int p = 0; p < P; ++p)
-        row_w[p] = weight_row<F>(GLU && p == 1 ? job.w[1] : w, GLU ? row : (row + p < w.rows ? row + p : w.rows - 1));
+        row_w[p] = weight_row<F>(GLU && p == 1 ? job.w[1] : w,
+                                 static_cast<uint32_t>(GLU ? row : (row + p < rows ? row + p : rows - 1)));
       for (int base = 32 * part + lane; base < items; base += step * U) {
         typename F::Raw raw[P][U];
 #pragma unroll
@@ -202,11 +210,11 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
     for (int t = 0; t < NT; ++t)
       if (t < T) {
         if constexpr (GLU) {
-          if (row < w.rows) y[t * w.rows + row] = gelu_tanh(acc[0][t]) * acc[1][t];
+          if (row < rows) y[t * rows + row] = gelu_tanh(acc[0][t]) * acc[1][t];
         } else {
 #pragma unroll
           for (int p = 0; p < P; ++p)
-            if (row + p < w.rows) y[t * w.rows + row + p] = acc[p][t];
+            if (row + p < rows) y[t * rows + row + p] = acc[p][t];
         }
       }
   pdl_trigger();  // after this block's stores: the next kernel may be scheduled as blocks finish
@@ -216,11 +224,14 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
 // per lane and pass of every weight whose format has a separate load. MINB > 0: blocks per SM the
 // register allocation must allow (__launch_bounds__), 0 leaves it to the compiler.
 template <class F0, class F1, class F2, int NT, bool GLU, int UO = 0, int MINB = 0, bool SA = false, int WPR = 0>
-__global__ void __launch_bounds__(kWarps * 32, MINB) matvec_quant(MatvecJob job, ActQ8 x, int T) {
-  const int m = weight_of_block(job, static_cast<int>(blockIdx.x));
-  if constexpr (std::is_same_v<F0, F1> && std::is_same_v<F0, F2>) {
-    matvec_block<F0, NT, GLU, UO, SA, WPR>(job, m, x, T);
+__global__ void __launch_bounds__(kWarps * 32, MINB)
+    matvec_quant(const __grid_constant__ MatvecJob job, ActQ8 x, int T) {
+  if constexpr (GLU) {
+    matvec_block<F0, NT, GLU, UO, SA, WPR>(job, 0, x, T);
+  } else if constexpr (std::is_same_v<F0, F1> && std::is_same_v<F0, F2>) {
+    matvec_block<F0, NT, GLU, UO, SA, WPR>(job, weight_of_block(job, static_cast<int>(blockIdx.x)), x, T);
   } else {
+    const int m = weight_of_block(job, static_cast<int>(blockIdx.x));
     if (m == 0)
       matvec_block<F0, NT, GLU, UO>(job, 0, x, T);
     else if (m == 1)

@@ -126,11 +126,15 @@ struct FormatBF16 {
   }
 };
 
+// Which planes of DeviceWeight besides q a quantized format reads (its kPlanes; device_weight.h).
+constexpr unsigned kPlaneD = 1, kPlaneQh = 2;
+
 // ---- 32-value blocks ----------------------------------------------------------------------------
 
 // y = d * q
 struct FormatQ8_0 {
   static constexpr int kItem = 32;
+  static constexpr unsigned kPlanes = kPlaneD;
   static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
     const int64_t b = k / 32;
     const uint2 a = __ldg(reinterpret_cast<const uint2*>(w.q + r * w.q_row_bytes + b * 32 + (k % 32)));
@@ -178,6 +182,7 @@ struct FormatQ8_0 {
 // y = d * (q - 8); value j in the low nibble of byte j, value j+16 in its high nibble.
 struct FormatQ4_0 {
   static constexpr int kItem = 32;
+  static constexpr unsigned kPlanes = kPlaneD;
   static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
     const int64_t b = k / 32;
     const int o = static_cast<int>(k % 32);
@@ -233,6 +238,7 @@ struct FormatQ4_0 {
 // y = d * (q - 16), bit 4 of value j in bit j of qh.
 struct FormatQ5_0 {
   static constexpr int kItem = 32;
+  static constexpr unsigned kPlanes = kPlaneD | kPlaneQh;
   static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
     const int64_t b = k / 32;
     const int o = static_cast<int>(k % 32);
@@ -305,6 +311,7 @@ struct K4PairScales {
 // upload (K4PairScales).
 struct FormatQ4_K {
   static constexpr int kItem = 64;
+  static constexpr unsigned kPlanes = 0;
   using Scales = K4PairScales;
   static __device__ __forceinline__ void scale_min(const uint32_t* sc, int s, float& scale, float& min) {
     Scales::scale_min(sc, s, scale, min);
@@ -414,6 +421,7 @@ struct FormatQ4_K {
 // of value l of sub-block s in bit s of qh[l] (header 0..15, qh 16..47, qs 48..175; spec §4.5).
 struct FormatQ5_K {
   static constexpr int kItem = 64;
+  static constexpr unsigned kPlanes = 0;
   static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
     const uint8_t* blk = w.q + r * w.q_row_bytes + (k / 256) * 176;
     const int i = static_cast<int>(k % 256), sub = i / 32, l = i % 32;
@@ -460,6 +468,7 @@ struct FormatQ5_K {
 // ql[64h + 32(s%2) + l] (low nibble for s < 2) and its high 2 bits from qh[32h + l] at bits 2s.
 struct FormatQ6_K {
   static constexpr int kItem = 64;
+  static constexpr unsigned kPlanes = kPlaneD | kPlaneQh;
   // The 16 int8 sub-block scales of plane block b (row r, block k: b = r * blocks_per_row + k).
   static __device__ __forceinline__ const uint8_t* scales(const DeviceWeight& w, int64_t b) {
     return reinterpret_cast<const uint8_t*>(w.qh) + b * kQ6KScaleBytes;

@@ -53,10 +53,6 @@ int matvec_q6k_layout();
 // default, 2 or 4 as measurement settings, 0 the general rule (group_warps) (UNICORN_CUDA_O_WARPS).
 void set_matvec_o_warps(int warps);
 int matvec_o_warps();
-// At most 5..16 blocks of every quantized matvec per SM, through unused dynamic shared memory
-// (which also shrinks L1 to 28 KiB); 0 (default) no limit. A measurement setting
-// (UNICORN_CUDA_MATVEC_MAX_BLOCKS; NOTES.md session 17).
-void set_matvec_max_blocks(int blocks);
 // The same for job.n (1..3) weights of one width on the same input, in one launch: of one type,
 // or a K-quant mix of q, k, v (Q4_K/Q5_K/Q6_K as in q4_mix, Q4_K/Q4_K/Q6_K, Q5_K/Q5_K/Q6_K), as
 // matvec_multi_supports says.

@@ -261,10 +261,7 @@ std::atomic<int> g_wide_warps{2};
 // MatvecJob.prefetch_blocks (set_matvec_prefetch_blocks clamps it to int).
 std::atomic<int> g_prefetch_blocks{std::numeric_limits<int>::max()};
 std::atomic<int> g_q6k_layout{1};  // set_matvec_q6k_layout
-// At most this many blocks of a matvec per SM (0: no limit; a measurement setting,
-// set_matvec_max_blocks).
-std::atomic<int> g_max_blocks{0};
-std::atomic<int> g_o_warps{1};  // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
+std::atomic<int> g_o_warps{1};     // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
 
 // One token of Q4_0 (one format for every weight of the job): the rows that wide_warps applies to.
 template <class F, class F1, class F2, int NT>
@@ -376,16 +373,6 @@ auto pick_for_wpr(const MatvecJob& job, int64_t items, bool one, bool split) {
   }
 }
 
-// Dynamic shared memory (unused) that lets at most `blocks` blocks share an SM's 228 KiB (each
-// block also holds 1 KiB reserved by the system); 0 for no limit. The carveout then grows to
-// the whole 228 KiB, leaving 28 KiB of L1: measure the same setting at the kernels' own
-// occupancy as the control.
-inline size_t occupancy_smem(int blocks) {
-  constexpr int kSmPerSm = 228 * 1024, kReserved = 1024;
-  if (blocks <= 0) return 0;
-  return static_cast<size_t>(kSmPerSm / (blocks + 1) + 64 - kReserved);
-}
-
 template <class F, int NT, bool GLU, class F1 = F, class F2 = F>
 void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   int64_t rows = 0;
@@ -420,7 +407,7 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   job.n = n;
   job.prefetch_blocks = g_prefetch_blocks.load(std::memory_order_relaxed);
   const dim3 grid(static_cast<unsigned>(blocks)), block(kWarps * 32);
-  launch(kernel, grid, block, occupancy_smem(g_max_blocks.load(std::memory_order_relaxed)), s, job, x, T);
+  launch(kernel, grid, block, 0, s, job, x, T);
 }
 
 template <class F, bool GLU, class F1 = F, class F2 = F>
@@ -508,7 +495,6 @@ void set_matvec_wide_warps(int warps) { g_wide_warps.store(warps == 2 ? 2 : kWar
 void set_matvec_o_warps(int warps) {
   g_o_warps.store(warps == 1 || warps == 2 || warps == 4 ? warps : 0, std::memory_order_relaxed);
 }
-void set_matvec_max_blocks(int blocks) { g_max_blocks.store(blocks >= 5 && blocks <= 16 ? blocks : 0); }
 int matvec_o_warps() { return g_o_warps.load(std::memory_order_relaxed); }
 void set_matvec_q6k_layout(int layout) { g_q6k_layout.store(layout >= 0 && layout <= 2 ? layout : 0); }
 int matvec_q6k_layout() { return g_q6k_layout.load(std::memory_order_relaxed); }

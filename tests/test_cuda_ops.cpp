@@ -86,14 +86,6 @@ class MatvecSwitches {
     (void)on;
 #endif
   }
-  // Loads per lane and pass of one-token Q4_K rows split over a block (kernels.h).
-  void q4k_split_loads(int loads) {
-#ifdef UNICORN_HAVE_CUDA
-    set(cuda::matvec_q4k_split_loads(), loads, [](int v) { cuda::set_matvec_q4k_split_loads(v); });
-#else
-    (void)loads;
-#endif
-  }
   // The one-token layouts of Q4_K and Q6_K (one load per lane under a register cap, or
   // kUnrollOne loads), each turned to the other.
   void flip_one_load() {
@@ -275,14 +267,6 @@ TEST_P(CudaMatmul, MatchesCpuFromOneTokenToAPrompt) {
     const auto [got, want] = matmul_gpu_and_cpu(*gpu, *cpu, w.t, random_floats(static_cast<size_t>(c.in), rng), 1);
     EXPECT_LE(nmse(got, want), 5e-4) << "T=1, Q4_K rows " << (split ? "in warps" : "split over a block");
   }
-  if (c.in >= 16384 && c.type == GgmlType::Q4_K)
-    for (int loads : {2, 3}) {  // the split rows with each lane's items in fewer passes
-      MatvecSwitches switches;
-      switches.kquant_split(true);
-      switches.q4k_split_loads(loads);
-      const auto [got, want] = matmul_gpu_and_cpu(*gpu, *cpu, w.t, random_floats(static_cast<size_t>(c.in), rng), 1);
-      EXPECT_LE(nmse(got, want), 5e-4) << "T=1, split Q4_K rows, " << loads << " loads per lane and pass";
-    }
 #endif
   if (c.type == GgmlType::Q4_K || c.type == GgmlType::Q6_K) {
     MatvecSwitches switches;  // one token also with the other load layout (kernels.h)

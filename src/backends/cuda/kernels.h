@@ -53,11 +53,6 @@ int matvec_q6k_layout();
 // default, 2 or 4 as measurement settings, 0 the general rule (group_warps) (UNICORN_CUDA_O_WARPS).
 void set_matvec_o_warps(int warps);
 int matvec_o_warps();
-// Loads per lane and pass of one-token Q4_K rows split over a block (27B's down in q4_mix): 1
-// (default); 2 or 3, each lane's items in fewer passes, are measurement settings
-// (UNICORN_CUDA_Q4K_SPLIT_LOADS).
-void set_matvec_q4k_split_loads(int loads);
-int matvec_q4k_split_loads();
 // The same for job.n (1..3) weights of one width on the same input, in one launch: of one type,
 // or a K-quant mix of q, k, v (Q4_K/Q5_K/Q6_K as in q4_mix, Q4_K/Q4_K/Q6_K, Q5_K/Q5_K/Q6_K), as
 // matvec_multi_supports says.

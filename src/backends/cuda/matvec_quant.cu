@@ -260,9 +260,8 @@ std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{fal
 std::atomic<int> g_wide_warps{2};
 // MatvecJob.prefetch_blocks (set_matvec_prefetch_blocks clamps it to int).
 std::atomic<int> g_prefetch_blocks{std::numeric_limits<int>::max()};
-std::atomic<int> g_q6k_layout{1};       // set_matvec_q6k_layout
-std::atomic<int> g_q4k_split_loads{1};  // set_matvec_q4k_split_loads
-std::atomic<int> g_o_warps{1};          // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
+std::atomic<int> g_q6k_layout{1};  // set_matvec_q6k_layout
+std::atomic<int> g_o_warps{1};     // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
 
 // One token of Q4_0 (one format for every weight of the job): the rows that wide_warps applies to.
 template <class F, class F1, class F2, int NT>
@@ -336,13 +335,9 @@ auto pick_kernel(int64_t items, bool one, bool split) {
       if (g_q6k_layout.load(std::memory_order_relaxed) == 1 && !one && items <= 96)
         kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, WPR>;
     }
-    // Q4_K's split rows (kquant_wpr) take one load per lane and pass; q4k_split_loads 2 or 3 (a
-    // measurement setting) that many per lane in one pass.
+    // Q4_K's split rows (kquant_wpr) take one load per lane and pass.
     if constexpr (kQ4KSplitCandidate<F, NT, GLU, F1, F2> && WPR == kWarps) {
       if (q4k_split_rows(split, items) && !one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA, WPR>;
-      const int loads = g_q4k_split_loads.load(std::memory_order_relaxed);
-      if (q4k_split_rows(split, items) && loads == 2) kernel = matvec_quant<F, F1, F2, NT, GLU, 2, 0, SA, WPR>;
-      if (q4k_split_rows(split, items) && loads == 3) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, WPR>;
     }
   }
   // Two warps per row of 129-192 items (27B's q/k/v and GeGLU pair): each lane's three items in
@@ -500,8 +495,6 @@ void set_matvec_wide_warps(int warps) { g_wide_warps.store(warps == 2 ? 2 : kWar
 void set_matvec_o_warps(int warps) {
   g_o_warps.store(warps == 1 || warps == 2 || warps == 4 ? warps : 0, std::memory_order_relaxed);
 }
-void set_matvec_q4k_split_loads(int loads) { g_q4k_split_loads.store(loads >= 1 && loads <= 3 ? loads : 1); }
-int matvec_q4k_split_loads() { return g_q4k_split_loads.load(std::memory_order_relaxed); }
 int matvec_o_warps() { return g_o_warps.load(std::memory_order_relaxed); }
 void set_matvec_q6k_layout(int layout) { g_q6k_layout.store(layout >= 0 && layout <= 2 ? layout : 0); }
 int matvec_q6k_layout() { return g_q6k_layout.load(std::memory_order_relaxed); }

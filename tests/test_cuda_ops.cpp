@@ -112,6 +112,14 @@ class MatvecSwitches {
     (void)on;
 #endif
   }
+  // One-token Q4_K row pairs sharing their activation loads (kernels.h: 0 none, 1 split rows, 2 all).
+  void q4k_pairs(int mode) {
+#ifdef UNICORN_HAVE_CUDA
+    set(cuda::matvec_q4k_pairs(), mode, [](int v) { cuda::set_matvec_q4k_pairs(v); });
+#else
+    (void)mode;
+#endif
+  }
   // Warps per Q4_0 row of 128-192 items at one token (2 or 4).
   void wide_warps(int warps) {
 #ifdef UNICORN_HAVE_CUDA
@@ -268,6 +276,13 @@ TEST_P(CudaMatmul, MatchesCpuFromOneTokenToAPrompt) {
     EXPECT_LE(nmse(got, want), 5e-4) << "T=1, Q4_K rows " << (split ? "in warps" : "split over a block");
   }
 #endif
+  if (c.type == GgmlType::Q4_K)
+    for (int mode : {1, 2}) {  // one token also as row pairs (a measurement setting, kernels.h)
+      MatvecSwitches switches;
+      switches.q4k_pairs(mode);
+      const auto [got, want] = matmul_gpu_and_cpu(*gpu, *cpu, w.t, random_floats(static_cast<size_t>(c.in), rng), 1);
+      EXPECT_LE(nmse(got, want), 5e-4) << "T=1, Q4_K row pairs, mode " << mode;
+    }
   if (c.type == GgmlType::Q4_K || c.type == GgmlType::Q6_K) {
     MatvecSwitches switches;  // one token also with the other load layout (kernels.h)
     switches.flip_one_load();
@@ -736,6 +751,41 @@ TEST_F(CudaOps, RowPairsGiveTheSameResultsWithSharedOrPerRowActivationLoads) {
     Act xc = upload(*cpu, x, 1, in), yc = cpu->alloc(1, rows);
     cpu->matmul(w.t, xc, yc);
     EXPECT_LE(nmse(y_shared, to_host(*cpu, yc)), 5e-4) << type_name(type) << " matvec against the CPU";
+  }
+}
+
+TEST_F(CudaOps, Q4_KRowPairsGiveTheSameResultsAsSingleRows) {
+  // One token of Q4_K as row pairs sharing their activation loads (a measurement setting): the
+  // same sums as one row per group, row for row, for rows split over a block (256+ items) and for
+  // short rows, an odd row count (the last pair's missing row is read but not stored) and a
+  // q/k/v launch of three Q4_K weights, whose blocks meet at the weights' edges.
+  Rng rng(41);
+  for (const int64_t in : {int64_t{16384}, int64_t{1024}}) {
+    gpu = cuda_backend_or_null();  // a fresh device per width: freed host bytes may be reused
+    HostWeight w = random_weight(GgmlType::Q4_K, 37, in, rng), wk = random_weight(GgmlType::Q4_K, 19, in, rng);
+    HostWeight wv = random_weight(GgmlType::Q4_K, 21, in, rng);
+    for (HostWeight* h : {&w, &wk, &wv}) gpu->load_weight(h->t);
+    const std::vector<float> x = random_floats(static_cast<size_t>(in), rng);
+    auto run = [&](int mode) {
+      MatvecSwitches switches;
+      switches.q4k_pairs(mode);
+      Act xa = upload(*gpu, x, 1, in), y = gpu->alloc(1, 37), q = gpu->alloc(1, 37), k = gpu->alloc(1, 19),
+          v = gpu->alloc(1, 21);
+      gpu->matmul(w.t, xa, y);
+      const WeightTensor* ws[] = {&w.t, &wk.t, &wv.t};
+      Act* ys[] = {&q, &k, &v};
+      gpu->matmul_many(ws, xa, ys);
+      return std::array{to_host(*gpu, y), to_host(*gpu, q), to_host(*gpu, k), to_host(*gpu, v)};
+    };
+    const auto single = run(0);
+    for (int mode : {1, 2}) {
+      const auto pairs = run(mode);
+      for (size_t j = 0; j < single.size(); ++j)
+        EXPECT_LE(nmse(pairs[j], single[j]), 1e-12) << "in " << in << ", mode " << mode << ", output " << j;
+    }
+    Act xc = upload(*cpu, x, 1, in), yc = cpu->alloc(1, 37);
+    cpu->matmul(w.t, xc, yc);
+    EXPECT_LE(nmse(run(2)[0], to_host(*cpu, yc)), 5e-4) << "in " << in << ": row pairs against the CPU";
   }
 }
 

@@ -53,6 +53,11 @@ int matvec_q6k_layout();
 // default, 2 or 4 as measurement settings, 0 the general rule (group_warps) (UNICORN_CUDA_O_WARPS).
 void set_matvec_o_warps(int warps);
 int matvec_o_warps();
+// One token of a Q4_K weight alone as row pairs that share each activation load: 0 (default)
+// none; 1 the rows split over a block (27B's down); 2 every such weight. Measurement settings
+// (UNICORN_CUDA_Q4K_PAIRS; NOTES.md session 17).
+void set_matvec_q4k_pairs(int mode);
+int matvec_q4k_pairs();
 // The same for job.n (1..3) weights of one width on the same input, in one launch: of one type,
 // or a K-quant mix of q, k, v (Q4_K/Q5_K/Q6_K as in q4_mix, Q4_K/Q4_K/Q6_K, Q5_K/Q5_K/Q6_K), as
 // matvec_multi_supports says.

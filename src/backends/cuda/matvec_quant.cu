@@ -72,9 +72,14 @@ __device__ __forceinline__ DeviceWeight weight_row(const DeviceWeight& w, uint32
 template <class F, int NT>
 constexpr bool kWideRows = NT == 1 && HasRaw<F>&& F::kItem == 32;
 
-template <class F, int NT, bool GLU>
+// SA for a Q4_K weight alone at one token (never set but by q4k_pairs, a measurement setting): a
+// row pair that shares each activation load, so that L1 serves half the activation bytes per
+// weight byte (ncu, H200, q4_mix's split down: L1 throughput 90 %, DRAM 52 %; NOTES.md session 17).
+template <class F, int NT, bool GLU, bool SA = false>
 constexpr int rows_per_group() {
-  return GLU || !kWideRows<F, NT> ? 1 : 2;
+  if constexpr (GLU) return 1;
+  if constexpr (kWideRows<F, NT>) return 2;
+  return SA && NT == 1 && std::is_same_v<F, FormatQ4_K> ? 2 : 1;
 }
 
 // Loads in flight per lane and stream, per pass (weight_formats.cuh Raw).
@@ -102,7 +107,7 @@ constexpr int unroll() {
 // NOTES.md session 17.)
 template <class F, int NT, bool GLU, int UO = 0, bool SA = false, int WPR = 0>
 __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 x, int T) {
-  constexpr int R = rows_per_group<F, NT, GLU>();
+  constexpr int R = rows_per_group<F, NT, GLU, SA>();
   constexpr int P = GLU ? 2 : R;  // weight rows read per group
   __shared__ float partial[kWarps][P][NT];
   // Weights do not depend on the previous kernel: formats with a Raw load issue their first pass
@@ -261,6 +266,7 @@ std::atomic<int> g_wide_warps{2};
 // MatvecJob.prefetch_blocks (set_matvec_prefetch_blocks clamps it to int).
 std::atomic<int> g_prefetch_blocks{std::numeric_limits<int>::max()};
 std::atomic<int> g_q6k_layout{1};  // set_matvec_q6k_layout
+std::atomic<int> g_q4k_pairs{0};   // set_matvec_q4k_pairs
 std::atomic<int> g_o_warps{1};     // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
 
 // One token of Q4_0 (one format for every weight of the job): the rows that wide_warps applies to.
@@ -318,7 +324,7 @@ void kquant_wpr(MatvecJob& job, int64_t items, bool split) {
 // session 16, H200, 27B tg128 Q4_0 188.6 -> 197.0, q4_mix 151.1 -> 161.5, Q8_0 115.9 -> 123.1
 // with the lean loop).
 template <class F, int NT, bool GLU, class F1, class F2, bool SA, int WPR>
-auto pick_kernel(int64_t items, bool one, bool split) {
+auto pick_kernel(int64_t items, bool one, bool split, bool pair) {
   auto* kernel = matvec_quant<F, F1, F2, NT, GLU, 0, 0, SA, WPR>;
   if constexpr (kKQuantRaw<F, NT>) {
     constexpr int kMinBlocks = kMixed<F, F1, F2> ? 0 : (GLU ? 6 : 8);
@@ -338,6 +344,11 @@ auto pick_kernel(int64_t items, bool one, bool split) {
     // Q4_K's split rows (kquant_wpr) take one load per lane and pass.
     if constexpr (kQ4KSplitCandidate<F, NT, GLU, F1, F2> && WPR == kWarps) {
       if (q4k_split_rows(split, items) && !one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA, WPR>;
+    }
+    // Q4_K row pairs (q4k_pairs): one load per lane and pass of each row, the pair's activation
+    // loads shared.
+    if constexpr (kQ4KSplitCandidate<F, NT, GLU, F1, F2>) {
+      if (pair) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, true, WPR>;
     }
   }
   // Two warps per row of 129-192 items (27B's q/k/v and GeGLU pair): each lane's three items in
@@ -363,13 +374,25 @@ auto pick_kernel(int64_t items, bool one, bool split) {
 // pick_kernel with job.wpr as a constant at one token, for jobs of one format (a mixed job's
 // blocks run their own format's body, which reads job.wpr).
 template <class F, int NT, bool GLU, class F1, class F2, bool SA>
-auto pick_for_wpr(const MatvecJob& job, int64_t items, bool one, bool split) {
+auto pick_for_wpr(const MatvecJob& job, int64_t items, bool one, bool split, bool pair) {
   if constexpr (NT == 1 && !kMixed<F, F1, F2>) {
-    if (job.wpr == 1) return pick_kernel<F, NT, GLU, F1, F2, SA, 1>(items, one, split);
-    if (job.wpr == 2) return pick_kernel<F, NT, GLU, F1, F2, SA, 2>(items, one, split);
-    return pick_kernel<F, NT, GLU, F1, F2, SA, kWarps>(items, one, split);
+    if (job.wpr == 1) return pick_kernel<F, NT, GLU, F1, F2, SA, 1>(items, one, split, pair);
+    if (job.wpr == 2) return pick_kernel<F, NT, GLU, F1, F2, SA, 2>(items, one, split, pair);
+    return pick_kernel<F, NT, GLU, F1, F2, SA, kWarps>(items, one, split, pair);
   } else {
-    return pick_kernel<F, NT, GLU, F1, F2, SA, 0>(items, one, split);
+    return pick_kernel<F, NT, GLU, F1, F2, SA, 0>(items, one, split, pair);
+  }
+}
+
+// Whether a job takes Q4_K row pairs (g_q4k_pairs: 1 the rows split over a block, 2 every Q4_K
+// weight alone at one token; 0, the default, none).
+template <class F, int NT, bool GLU, class F1, class F2>
+bool q4k_pairs(int64_t items, bool split) {
+  if constexpr (kQ4KSplitCandidate<F, NT, GLU, F1, F2>) {
+    const int mode = g_q4k_pairs.load(std::memory_order_relaxed);
+    return mode == 2 || (mode == 1 && q4k_split_rows(split, items));
+  } else {
+    return false;
   }
 }
 
@@ -395,8 +418,9 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   auto* pick = pick_for_wpr<F, NT, GLU, F1, F2, false>;
   if constexpr (kShareable)
     if (g_shared_act.load(std::memory_order_relaxed)) pick = pick_for_wpr<F, NT, GLU, F1, F2, true>;
-  auto* kernel = pick(job, items, one, split);
-  const int64_t rows_per_block = kWarps / job.wpr * R;
+  const bool pair = q4k_pairs<F, NT, GLU, F1, F2>(items, split);
+  auto* kernel = pick(job, items, one, split, pair);
+  const int64_t rows_per_block = kWarps / job.wpr * (pair ? 2 : R);
   int64_t blocks = 0;
   const int n = GLU ? 1 : job.n;
   for (int i = 0; i < n; ++i) {
@@ -495,6 +519,8 @@ void set_matvec_wide_warps(int warps) { g_wide_warps.store(warps == 2 ? 2 : kWar
 void set_matvec_o_warps(int warps) {
   g_o_warps.store(warps == 1 || warps == 2 || warps == 4 ? warps : 0, std::memory_order_relaxed);
 }
+void set_matvec_q4k_pairs(int mode) { g_q4k_pairs.store(mode >= 0 && mode <= 2 ? mode : 0); }
+int matvec_q4k_pairs() { return g_q4k_pairs.load(std::memory_order_relaxed); }
 int matvec_o_warps() { return g_o_warps.load(std::memory_order_relaxed); }
 void set_matvec_q6k_layout(int layout) { g_q6k_layout.store(layout >= 0 && layout <= 2 ? layout : 0); }
 int matvec_q6k_layout() { return g_q6k_layout.load(std::memory_order_relaxed); }

@@ -72,8 +72,8 @@ __device__ __forceinline__ DeviceWeight weight_row(const DeviceWeight& w, uint32
 template <class F, int NT>
 constexpr bool kWideRows = NT == 1 && HasRaw<F>&& F::kItem == 32;
 
-// SA for a Q4_K weight alone at one token (never set but by q4k_pairs, a measurement setting): a
-// row pair that shares each activation load, so that L1 serves half the activation bytes per
+// SA for a Q4_K weight alone at one token (launch_nt sets it only when q4k_pairs asks, a
+// measurement setting): a row pair that shares each activation load, so that L1 serves half the activation bytes per
 // weight byte (ncu, H200, q4_mix's split down: L1 throughput 90 %, DRAM 52 %; NOTES.md session 17).
 template <class F, int NT, bool GLU, bool SA = false>
 constexpr int rows_per_group() {
@@ -300,12 +300,15 @@ constexpr bool kKQuantRaw = NT == 1 && (std::is_same_v<F, FormatQ4_K> || std::is
 template <class F, int NT, bool GLU, class F1, class F2>
 constexpr bool kQ4KSplitCandidate = kKQuantRaw<F, NT> && !GLU && !kMixed<F, F1, F2> && std::is_same_v<F, FormatQ4_K>;
 inline bool q4k_split_rows(bool split, int64_t items) { return split && items >= 256; }
+// One token of a Q6_K weight alone (q6k_layout).
+template <class F, int NT, bool GLU, class F1, class F2>
+constexpr bool kQ6KAlone = kKQuantRaw<F, NT> && !GLU && !kMixed<F, F1, F2> && std::is_same_v<F, FormatQ6_K>;
 
 // The warps per row that the K-quant layouts ask for, over group_warps' choice (job.wpr), before
 // the kernel is picked (pick_kernel takes them as a constant at one token).
 template <class F, int NT, bool GLU, class F1, class F2>
 void kquant_wpr(MatvecJob& job, int64_t items, bool split) {
-  if constexpr (kKQuantRaw<F, NT> && !GLU && !kMixed<F, F1, F2> && std::is_same_v<F, FormatQ6_K>) {
+  if constexpr (kQ6KAlone<F, NT, GLU, F1, F2>) {
     // q6k_layout 2 (a measurement setting, see pick_kernel): the row over 2 warps.
     if (g_q6k_layout.load(std::memory_order_relaxed) == 2 && job.wpr == 1) job.wpr = 2;
   }
@@ -324,7 +327,7 @@ void kquant_wpr(MatvecJob& job, int64_t items, bool split) {
 // session 16, H200, 27B tg128 Q4_0 188.6 -> 197.0, q4_mix 151.1 -> 161.5, Q8_0 115.9 -> 123.1
 // with the lean loop).
 template <class F, int NT, bool GLU, class F1, class F2, bool SA, int WPR>
-auto pick_kernel(int64_t items, bool one, bool split, bool pair) {
+auto pick_kernel(int64_t items, bool one, bool split) {
   auto* kernel = matvec_quant<F, F1, F2, NT, GLU, 0, 0, SA, WPR>;
   if constexpr (kKQuantRaw<F, NT>) {
     constexpr int kMinBlocks = kMixed<F, F1, F2> ? 0 : (GLU ? 6 : 8);
@@ -337,18 +340,13 @@ auto pick_kernel(int64_t items, bool one, bool split, bool pair) {
     // items per lane: slower, 510.6 us; kquant_wpr), both measurement settings
     // (UNICORN_CUDA_Q6K_LAYOUT). The same one pass for a Q4_K weight alone (q4_mix's 27B head and
     // o) was slower (session 14: q4_mix tg128 -1.3 %).
-    if constexpr (!GLU && !kMixed<F, F1, F2> && std::is_same_v<F, FormatQ6_K>) {
+    if constexpr (kQ6KAlone<F, NT, GLU, F1, F2>) {
       if (g_q6k_layout.load(std::memory_order_relaxed) == 1 && !one && items <= 96)
         kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, WPR>;
     }
     // Q4_K's split rows (kquant_wpr) take one load per lane and pass.
     if constexpr (kQ4KSplitCandidate<F, NT, GLU, F1, F2> && WPR == kWarps) {
       if (q4k_split_rows(split, items) && !one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA, WPR>;
-    }
-    // Q4_K row pairs (q4k_pairs): one load per lane and pass of each row, the pair's activation
-    // loads shared.
-    if constexpr (kQ4KSplitCandidate<F, NT, GLU, F1, F2>) {
-      if (pair) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, true, WPR>;
     }
   }
   // Two warps per row of 129-192 items (27B's q/k/v and GeGLU pair): each lane's three items in
@@ -374,18 +372,18 @@ auto pick_kernel(int64_t items, bool one, bool split, bool pair) {
 // pick_kernel with job.wpr as a constant at one token, for jobs of one format (a mixed job's
 // blocks run their own format's body, which reads job.wpr).
 template <class F, int NT, bool GLU, class F1, class F2, bool SA>
-auto pick_for_wpr(const MatvecJob& job, int64_t items, bool one, bool split, bool pair) {
+auto pick_for_wpr(const MatvecJob& job, int64_t items, bool one, bool split) {
   if constexpr (NT == 1 && !kMixed<F, F1, F2>) {
-    if (job.wpr == 1) return pick_kernel<F, NT, GLU, F1, F2, SA, 1>(items, one, split, pair);
-    if (job.wpr == 2) return pick_kernel<F, NT, GLU, F1, F2, SA, 2>(items, one, split, pair);
-    return pick_kernel<F, NT, GLU, F1, F2, SA, kWarps>(items, one, split, pair);
+    if (job.wpr == 1) return pick_kernel<F, NT, GLU, F1, F2, SA, 1>(items, one, split);
+    if (job.wpr == 2) return pick_kernel<F, NT, GLU, F1, F2, SA, 2>(items, one, split);
+    return pick_kernel<F, NT, GLU, F1, F2, SA, kWarps>(items, one, split);
   } else {
-    return pick_kernel<F, NT, GLU, F1, F2, SA, 0>(items, one, split, pair);
+    return pick_kernel<F, NT, GLU, F1, F2, SA, 0>(items, one, split);
   }
 }
 
-// Whether a job takes Q4_K row pairs (g_q4k_pairs: 1 the rows split over a block, 2 every Q4_K
-// weight alone at one token; 0, the default, none).
+// Whether a Q4_K job asks for row pairs (g_q4k_pairs: 1 the rows split over a block, 2 every Q4_K
+// weight alone at one token; 0, the default, none); launch_nt then picks its shared-load kernel.
 template <class F, int NT, bool GLU, class F1, class F2>
 bool q4k_pairs(int64_t items, bool split) {
   if constexpr (kQ4KSplitCandidate<F, NT, GLU, F1, F2>) {
@@ -408,19 +406,22 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   const int wide_warps = kWideQ4_0<F, F1, F2, NT> ? g_wide_warps.load(std::memory_order_relaxed) : kWarps;
   const int o_warps = kWideQ4_0<F, F1, F2, NT> && !GLU ? g_o_warps.load(std::memory_order_relaxed) : 0;
   job.wpr = group_warps(rows / R, items, kWideRows<F, NT>, wide_warps, o_warps);
-  // One token of a format with a separate load and 2 rows per group (a GeGLU pair, or a pair of
-  // rows of the 32-value formats): the rows share each activation load, or (shared_act off)
-  // load it once per row.
-  constexpr bool kShareable = NT == 1 && (GLU || R > 1) && HasRaw<F> && !kMixed<F, F1, F2>;
+  // One token of a format with a separate load and 2 rows per group (a GeGLU pair, a pair of rows
+  // of the 32-value formats, or Q4_K's row pairs when q4k_pairs asks): the rows share each
+  // activation load, or (shared_act off) load it once per row (no Q4_K pairs then).
+  constexpr bool kShareable =
+      NT == 1 && (GLU || R > 1 || kQ4KSplitCandidate<F, NT, GLU, F1, F2>)&&HasRaw<F> && !kMixed<F, F1, F2>;
   // The process-wide switches, read once: they may change between launches.
   const bool one = one_load<F>(NT), split = g_kquant_split.load(std::memory_order_relaxed);
   kquant_wpr<F, NT, GLU, F1, F2>(job, items, split);
-  auto* pick = pick_for_wpr<F, NT, GLU, F1, F2, false>;
-  if constexpr (kShareable)
-    if (g_shared_act.load(std::memory_order_relaxed)) pick = pick_for_wpr<F, NT, GLU, F1, F2, true>;
-  const bool pair = q4k_pairs<F, NT, GLU, F1, F2>(items, split);
-  auto* kernel = pick(job, items, one, split, pair);
-  const int64_t rows_per_block = kWarps / job.wpr * (pair ? 2 : R);
+  bool shared = false;
+  auto* kernel = pick_for_wpr<F, NT, GLU, F1, F2, false>(job, items, one, split);
+  if constexpr (kShareable) {
+    shared =
+        g_shared_act.load(std::memory_order_relaxed) && (GLU || R > 1 || q4k_pairs<F, NT, GLU, F1, F2>(items, split));
+    if (shared) kernel = pick_for_wpr<F, NT, GLU, F1, F2, true>(job, items, one, split);
+  }
+  const int64_t rows_per_block = kWarps / job.wpr * (shared ? rows_per_group<F, NT, GLU, true>() : R);
   int64_t blocks = 0;
   const int n = GLU ? 1 : job.n;
   for (int i = 0; i < n; ++i) {

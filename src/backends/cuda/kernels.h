@@ -55,7 +55,7 @@ void set_matvec_o_warps(int warps);
 int matvec_o_warps();
 // One token of a Q4_K weight alone as row pairs that share each activation load: 0 (default)
 // none; 1 the rows split over a block (27B's down); 2 every such weight. Measurement settings
-// (UNICORN_CUDA_Q4K_PAIRS; NOTES.md session 17).
+// (UNICORN_CUDA_Q4K_PAIRS; NOTES.md session 17); with shared activation loads off, no pairs.
 void set_matvec_q4k_pairs(int mode);
 int matvec_q4k_pairs();
 // The same for job.n (1..3) weights of one width on the same input, in one launch: of one type,

@@ -72,8 +72,8 @@ __device__ __forceinline__ DeviceWeight weight_row(const DeviceWeight& w, uint32
 template <class F, int NT>
 constexpr bool kWideRows = NT == 1 && HasRaw<F>&& F::kItem == 32;
 
-// SA for a Q4_K weight alone at one token (launch_nt sets it only when q4k_pairs asks, a
-// measurement setting): a row pair that shares each activation load, so that L1 serves half the activation bytes per
+// SA for a Q4_K weight alone at one token (launch_nt sets it when q4k_pairs asks: by default for
+// every such weight, +4.4 % q4_mix tg128 on the H200, session 18): a row pair that shares each activation load, so that L1 serves half the activation bytes per
 // weight byte (ncu, H200, q4_mix's split down: L1 throughput 90 %, DRAM 52 %; NOTES.md session 17).
 template <class F, int NT, bool GLU, bool SA = false>
 constexpr int rows_per_group() {
@@ -266,7 +266,7 @@ std::atomic<int> g_wide_warps{2};
 // MatvecJob.prefetch_blocks (set_matvec_prefetch_blocks clamps it to int).
 std::atomic<int> g_prefetch_blocks{std::numeric_limits<int>::max()};
 std::atomic<int> g_q6k_layout{1};  // set_matvec_q6k_layout
-std::atomic<int> g_q4k_pairs{0};   // set_matvec_q4k_pairs
+std::atomic<int> g_q4k_pairs{2};   // set_matvec_q4k_pairs
 std::atomic<int> g_o_warps{1};     // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
 
 // One token of Q4_0 (one format for every weight of the job): the rows that wide_warps applies to.
@@ -382,8 +382,8 @@ auto pick_for_wpr(const MatvecJob& job, int64_t items, bool one, bool split) {
   }
 }
 
-// Whether a Q4_K job asks for row pairs (g_q4k_pairs: 1 the rows split over a block, 2 every Q4_K
-// weight alone at one token; 0, the default, none); launch_nt then picks its shared-load kernel.
+// Whether a Q4_K job asks for row pairs (g_q4k_pairs: 2, the default, every Q4_K weight alone at
+// one token; 1 only the rows split over a block; 0 none); launch_nt then picks its shared-load kernel.
 template <class F, int NT, bool GLU, class F1, class F2>
 bool q4k_pairs(int64_t items, bool split) {
   if constexpr (kQ4KSplitCandidate<F, NT, GLU, F1, F2>) {

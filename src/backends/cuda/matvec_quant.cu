@@ -73,8 +73,9 @@ template <class F, int NT>
 constexpr bool kWideRows = NT == 1 && HasRaw<F>&& F::kItem == 32;
 
 // SA for a Q4_K weight alone at one token (launch_nt sets it when q4k_pairs asks: by default for
-// every such weight, +4.4 % q4_mix tg128 on the H200, session 18): a row pair that shares each activation load, so that L1 serves half the activation bytes per
-// weight byte (ncu, H200, q4_mix's split down: L1 throughput 90 %, DRAM 52 %; NOTES.md session 17).
+// every such weight, +4.4 % q4_mix tg128 on the H200, session 18): a row pair that shares each activation load, so that
+// L1 serves half the activation bytes per weight byte (ncu, H200, q4_mix's split down: L1 throughput 90 %, DRAM 52 %;
+// NOTES.md session 17).
 template <class F, int NT, bool GLU, bool SA = false>
 constexpr int rows_per_group() {
   if constexpr (GLU) return 1;

@@ -112,7 +112,8 @@ class MatvecSwitches {
     (void)on;
 #endif
   }
-  // One-token Q4_K row pairs sharing their activation loads (kernels.h: 0 none, 1 split rows, 2 all).
+  // One-token K-quant row pairs sharing their activation loads (kernels.h: 0 none, 1 Q4_K split
+  // rows, 2 Q4_K weights alone, 3 also the K-quant q/k/v mixes).
   void q4k_pairs(int mode) {
 #ifdef UNICORN_HAVE_CUDA
     set(cuda::matvec_q4k_pairs(), mode, [](int v) { cuda::set_matvec_q4k_pairs(v); });
@@ -755,7 +756,7 @@ TEST_F(CudaOps, RowPairsGiveTheSameResultsWithSharedOrPerRowActivationLoads) {
 }
 
 TEST_F(CudaOps, Q4_KRowPairsGiveTheSameResultsAsSingleRows) {
-  // One token of Q4_K as row pairs sharing their activation loads (the default, mode 2): the
+  // One token of Q4_K as row pairs sharing their activation loads (the default, modes 2 and 3): the
   // same sums as one row per group, row for row, for rows split over a block (256+ items) and for
   // short rows, an odd row count (the last pair's missing row is read but not stored) and a
   // q/k/v launch of three Q4_K weights, whose blocks meet at the weights' edges.
@@ -840,30 +841,47 @@ TEST_F(CudaOps, Q4_0RowsGiveTheSameResultsOverTwoOrFourWarps) {
 }
 
 TEST_F(CudaOps, MixedKQuantQkvSharesOneLaunchAtModelRowCounts) {
-  // q4_mix's Q4_K q, Q5_K k, Q6_K v in one matvec launch at row counts that give several rows per
-  // block, with each weight's last block partly empty before the next weight's first.
+  // q4_mix's Q4_K q, Q5_K k, Q6_K v in one matvec launch, with each weight's last block partly
+  // empty before the next weight's first (odd row counts: a row pair's missing row is read but not
+  // stored): rows enough for one warp per row (a template constant at one token) and few rows
+  // 27B-wide (4 warps per row, read at run time). One token also with the other load layout and
+  // without row pairs (q4k_pairs 2 and 0, measurement settings; the default 3 pairs every body).
   Rng rng(23);
-  const int64_t in = 1024;
-  HostWeight wq = random_weight(GgmlType::Q4_K, 4100, in, rng), wk = random_weight(GgmlType::Q5_K, 2050, in, rng);
-  HostWeight wv = random_weight(GgmlType::Q6_K, 2050, in, rng);
-  for (HostWeight* w : {&wq, &wk, &wv}) gpu->load_weight(w->t);
-  for (const TokenCase tc : {TokenCase{1}, TokenCase{1, true}, TokenCase{2}, TokenCase{8}}) {
-    const int64_t T = tc.T;
-    MatvecSwitches switches;
-    if (tc.flip) switches.flip_one_load();
-    const std::vector<float> x = random_floats(static_cast<size_t>(T * in), rng);
-    std::vector<float> got[3], want[3];
-    int i = 0;
-    for (Backend* b : {gpu.get(), static_cast<Backend*>(cpu.get())}) {
-      Act xa = upload(*b, x, T, in), q = b->alloc(T, 4100), k = b->alloc(T, 2050), v = b->alloc(T, 2050);
-      const WeightTensor* ws[] = {&wq.t, &wk.t, &wv.t};
-      Act* ys[] = {&q, &k, &v};
-      b->matmul_many(ws, xa, ys);
-      std::vector<float>* out = i++ == 0 ? got : want;
-      out[0] = to_host(*b, q), out[1] = to_host(*b, k), out[2] = to_host(*b, v);
+  struct Shape {
+    int64_t in, rows[3];
+  };
+  struct Case {
+    int64_t T;
+    bool flip = false;
+    int pairs = -1;  // q4k_pairs mode; -1 the default
+  };
+  for (const Shape sh : {Shape{1024, {4101, 2049, 2051}}, Shape{5376, {601, 300, 301}}}) {
+    gpu = cuda_backend_or_null();  // a fresh device per shape: freed host bytes may be reused
+    HostWeight wq = random_weight(GgmlType::Q4_K, sh.rows[0], sh.in, rng);
+    HostWeight wk = random_weight(GgmlType::Q5_K, sh.rows[1], sh.in, rng);
+    HostWeight wv = random_weight(GgmlType::Q6_K, sh.rows[2], sh.in, rng);
+    for (HostWeight* w : {&wq, &wk, &wv}) gpu->load_weight(w->t);
+    for (const Case tc : {Case{1}, Case{1, true}, Case{1, false, 2}, Case{1, false, 0}, Case{2}, Case{8}}) {
+      const int64_t T = tc.T;
+      MatvecSwitches switches;
+      if (tc.flip) switches.flip_one_load();
+      if (tc.pairs >= 0) switches.q4k_pairs(tc.pairs);
+      const std::vector<float> x = random_floats(static_cast<size_t>(T * sh.in), rng);
+      std::vector<float> got[3], want[3];
+      int i = 0;
+      for (Backend* b : {gpu.get(), static_cast<Backend*>(cpu.get())}) {
+        Act xa = upload(*b, x, T, sh.in), q = b->alloc(T, sh.rows[0]), k = b->alloc(T, sh.rows[1]),
+            v = b->alloc(T, sh.rows[2]);
+        const WeightTensor* ws[] = {&wq.t, &wk.t, &wv.t};
+        Act* ys[] = {&q, &k, &v};
+        b->matmul_many(ws, xa, ys);
+        std::vector<float>* out = i++ == 0 ? got : want;
+        out[0] = to_host(*b, q), out[1] = to_host(*b, k), out[2] = to_host(*b, v);
+      }
+      for (int j = 0; j < 3; ++j)
+        EXPECT_LE(nmse(got[j], want[j]), 5e-4) << "in " << sh.in << ", T=" << T << (tc.flip ? " (other layout)" : "")
+                                               << ", pairs " << tc.pairs << ", output " << j;
     }
-    for (int j = 0; j < 3; ++j)
-      EXPECT_LE(nmse(got[j], want[j]), 5e-4) << "T=" << T << (tc.flip ? " (other layout)" : "") << " output " << j;
   }
 }
 

@@ -53,10 +53,11 @@ int matvec_q6k_layout();
 // default, 2 or 4 as measurement settings, 0 the general rule (group_warps) (UNICORN_CUDA_O_WARPS).
 void set_matvec_o_warps(int warps);
 int matvec_o_warps();
-// One token of a Q4_K weight alone as row pairs that share each activation load: 2 (default)
-// every such weight; 1 only the rows split over a block (27B's down); 0 none. 1 and 0 are
-// measurement settings (UNICORN_CUDA_Q4K_PAIRS; NOTES.md sessions 17-18: q4_mix tg128 162.7 /
-// 167.5 / 170.0 on the H200 for 0 / 1 / 2); with shared activation loads off, no pairs.
+// One token of K-quant weights as row pairs that share each activation load: 3 (default) every
+// Q4_K weight alone and the K-quant q/k/v mixes (every body of the mix in pairs); 2 only the Q4_K
+// weights alone; 1 only the Q4_K rows split over a block (27B's down); 0 none. 0-2 are measurement
+// settings (UNICORN_CUDA_Q4K_PAIRS; NOTES.md session 18, H200, q4_mix tg128: 162.7 / 167.5 / 170.0
+// for 0 / 1 / 2; 3 +1.0 % over 2); with shared activation loads off, no pairs.
 void set_matvec_q4k_pairs(int mode);
 int matvec_q4k_pairs();
 // The same for job.n (1..3) weights of one width on the same input, in one launch: of one type,

@@ -76,11 +76,15 @@ constexpr bool kWideRows = NT == 1 && HasRaw<F>&& F::kItem == 32;
 // every such weight, +4.4 % q4_mix tg128 on the H200, session 18): a row pair that shares each activation load, so that
 // L1 serves half the activation bytes per weight byte (ncu, H200, q4_mix's split down: L1 throughput 90 %, DRAM 52 %;
 // NOTES.md session 17).
+// The same pairs for the K-quant q/k/v mixes when q4k_pairs is 3 (the default): every body of the
+// mix (Q4_K, Q5_K, Q6_K) reads its rows in pairs (q4_mix tg128 +1.0 % on the H200, session 18:
+// the mix 14.8 -> 13.9 us under ncu, at 96 registers).
 template <class F, int NT, bool GLU, bool SA = false>
 constexpr int rows_per_group() {
   if constexpr (GLU) return 1;
   if constexpr (kWideRows<F, NT>) return 2;
-  return SA && NT == 1 && std::is_same_v<F, FormatQ4_K> ? 2 : 1;
+  if constexpr (HasRaw<F> && F::kItem == 64) return SA && NT == 1 ? 2 : 1;
+  return 1;
 }
 
 // Loads in flight per lane and stream, per pass (weight_formats.cuh Raw).
@@ -239,11 +243,11 @@ __global__ void __launch_bounds__(kWarps * 32, MINB)
   } else {
     const int m = weight_of_block(job, static_cast<int>(blockIdx.x));
     if (m == 0)
-      matvec_block<F0, NT, GLU, UO>(job, 0, x, T);
+      matvec_block<F0, NT, GLU, UO, SA, WPR>(job, 0, x, T);
     else if (m == 1)
-      matvec_block<F1, NT, GLU, UO>(job, 1, x, T);
+      matvec_block<F1, NT, GLU, UO, SA, WPR>(job, 1, x, T);
     else
-      matvec_block<F2, NT, GLU, UO>(job, 2, x, T);
+      matvec_block<F2, NT, GLU, UO, SA, WPR>(job, 2, x, T);
   }
 }
 
@@ -267,7 +271,7 @@ std::atomic<int> g_wide_warps{2};
 // MatvecJob.prefetch_blocks (set_matvec_prefetch_blocks clamps it to int).
 std::atomic<int> g_prefetch_blocks{std::numeric_limits<int>::max()};
 std::atomic<int> g_q6k_layout{1};  // set_matvec_q6k_layout
-std::atomic<int> g_q4k_pairs{2};   // set_matvec_q4k_pairs
+std::atomic<int> g_q4k_pairs{3};   // set_matvec_q4k_pairs
 std::atomic<int> g_o_warps{1};     // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
 
 // One token of Q4_0 (one format for every weight of the job): the rows that wide_warps applies to.
@@ -370,11 +374,14 @@ auto pick_kernel(int64_t items, bool one, bool split) {
   return kernel;
 }
 
-// pick_kernel with job.wpr as a constant at one token, for jobs of one format (a mixed job's
-// blocks run their own format's body, which reads job.wpr).
+// pick_kernel with job.wpr as a constant at one token. A K-quant q/k/v mix takes it only for one
+// warp per row (27B's q/k/v; every body of the mix then runs with it), other widths read job.wpr.
 template <class F, int NT, bool GLU, class F1, class F2, bool SA>
 auto pick_for_wpr(const MatvecJob& job, int64_t items, bool one, bool split) {
-  if constexpr (NT == 1 && !kMixed<F, F1, F2>) {
+  if constexpr (NT == 1 && kMixed<F, F1, F2>) {
+    if (job.wpr == 1) return pick_kernel<F, NT, GLU, F1, F2, SA, 1>(items, one, split);
+    return pick_kernel<F, NT, GLU, F1, F2, SA, 0>(items, one, split);
+  } else if constexpr (NT == 1) {
     if (job.wpr == 1) return pick_kernel<F, NT, GLU, F1, F2, SA, 1>(items, one, split);
     if (job.wpr == 2) return pick_kernel<F, NT, GLU, F1, F2, SA, 2>(items, one, split);
     return pick_kernel<F, NT, GLU, F1, F2, SA, kWarps>(items, one, split);
@@ -383,13 +390,21 @@ auto pick_for_wpr(const MatvecJob& job, int64_t items, bool one, bool split) {
   }
 }
 
-// Whether a Q4_K job asks for row pairs (g_q4k_pairs: 2, the default, every Q4_K weight alone at
-// one token; 1 only the rows split over a block; 0 none); launch_nt then picks its shared-load kernel.
+// One token of a K-quant q/k/v mix whose every body has a separate load (q4_mix's Q4_K/Q5_K/Q6_K).
+template <class F, int NT, bool GLU, class F1, class F2>
+constexpr bool kPairableMix = NT == 1 && !GLU && kMixed<F, F1, F2> && HasRaw<F> && HasRaw<F1> && HasRaw<F2>;
+
+// Whether a Q4_K job asks for row pairs (g_q4k_pairs: 3, the default, every Q4_K weight alone at
+// one token and the K-quant q/k/v mixes; 2 only the Q4_K weights alone; 1 only the rows split over a
+// block; 0 none);
+// launch_nt then picks its shared-load kernel.
 template <class F, int NT, bool GLU, class F1, class F2>
 bool q4k_pairs(int64_t items, bool split) {
+  const int mode = g_q4k_pairs.load(std::memory_order_relaxed);
   if constexpr (kQ4KSplitCandidate<F, NT, GLU, F1, F2>) {
-    const int mode = g_q4k_pairs.load(std::memory_order_relaxed);
-    return mode == 2 || (mode == 1 && q4k_split_rows(split, items));
+    return mode >= 2 || (mode == 1 && q4k_split_rows(split, items));
+  } else if constexpr (kPairableMix<F, NT, GLU, F1, F2>) {
+    return mode == 3;
   } else {
     return false;
   }
@@ -411,7 +426,10 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   // of the 32-value formats, or Q4_K's row pairs when q4k_pairs asks): the rows share each
   // activation load, or (shared_act off) load it once per row (no Q4_K pairs then).
   constexpr bool kShareable =
-      NT == 1 && (GLU || R > 1 || kQ4KSplitCandidate<F, NT, GLU, F1, F2>)&&HasRaw<F> && !kMixed<F, F1, F2>;
+      kPairableMix<F, NT, GLU, F1, F2> ||
+      (NT == 1 && (GLU || R > 1 || kQ4KSplitCandidate<F, NT, GLU, F1, F2>)&&HasRaw<F> && !kMixed<F, F1, F2>);
+  static_assert(!kShareable || (rows_per_group<F, NT, GLU, true>() == rows_per_group<F1, NT, GLU, true>() &&
+                                rows_per_group<F, NT, GLU, true>() == rows_per_group<F2, NT, GLU, true>()));
   // The process-wide switches, read once: they may change between launches.
   const bool one = one_load<F>(NT), split = g_kquant_split.load(std::memory_order_relaxed);
   kquant_wpr<F, NT, GLU, F1, F2>(job, items, split);
@@ -521,7 +539,7 @@ void set_matvec_wide_warps(int warps) { g_wide_warps.store(warps == 2 ? 2 : kWar
 void set_matvec_o_warps(int warps) {
   g_o_warps.store(warps == 1 || warps == 2 || warps == 4 ? warps : 0, std::memory_order_relaxed);
 }
-void set_matvec_q4k_pairs(int mode) { g_q4k_pairs.store(mode >= 0 && mode <= 2 ? mode : 0); }
+void set_matvec_q4k_pairs(int mode) { g_q4k_pairs.store(mode >= 0 && mode <= 3 ? mode : 0); }
 int matvec_q4k_pairs() { return g_q4k_pairs.load(std::memory_order_relaxed); }
 int matvec_o_warps() { return g_o_warps.load(std::memory_order_relaxed); }
 void set_matvec_q6k_layout(int layout) { g_q6k_layout.store(layout >= 0 && layout <= 2 ? layout : 0); }

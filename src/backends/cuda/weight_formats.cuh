@@ -318,9 +318,8 @@ struct FormatQ4_K {
   }
   // Sub-blocks 2c and 2c+1 of super-block sb (quants as unsigned bytes q0, q1) against NT
   // activation rows: d * (scale * x_d * dot) - dmin * min * (x_d * sum x), per sub-block. The
-  // header word h holds d, dmin and the scale bytes; Q5_K shares it.
-  // The same for P rows' pairs at the same position: one activation load serves all P rows
-  // (matvec_quant.cu's row pairs). acc[p][t].
+  // header word h holds d, dmin and the scale bytes; Q5_K shares it. For P rows' pairs at the
+  // same position: one activation load serves all P rows (matvec_quant.cu's row pairs). acc[p][t].
   template <int NT, int P>
   static __device__ __forceinline__ void pair_dot_rows(const uint4* h, const uint32_t (*q0)[8], const uint32_t (*q1)[8],
                                                        int64_t sb, int c, ActQ8 x, int64_t K, int T, float (*acc)[NT]) {
@@ -351,12 +350,6 @@ struct FormatQ4_K {
                      dmin[p] * (m0[p] * ds0.y + m1[p] * ds1.y);
       }
     }
-  }
-  template <int NT>
-  static __device__ __forceinline__ void pair_dot(uint4 h, const uint32_t* q0, const uint32_t* q1, int64_t sb, int c,
-                                                  ActQ8 x, int64_t K, int T, float* acc) {
-    pair_dot_rows<NT, 1>(&h, reinterpret_cast<const uint32_t(*)[8]>(q0), reinterpret_cast<const uint32_t(*)[8]>(q1), sb,
-                         c, x, K, T, reinterpret_cast<float(*)[NT]>(acc));
   }
   static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
     const uint8_t* blk = w.q + r * w.q_row_bytes + (k / 256) * 144;
@@ -442,24 +435,49 @@ struct FormatQ5_K {
       y[j] = __fsub_rn(__fmul_rn(dl, static_cast<float>(lo | (hi << 4))), ml);
     }
   }
-  // Item = (super-block item/4, pair c = item%4): sub-blocks 2c, 2c+1.
+  // Item = (super-block item/4, pair c = item%4): sub-blocks 2c, 2c+1. Its five 16-byte loads
+  // (header, the 32 high-bit bytes, the pair's 32 quant bytes) are issued apart from the dot
+  // product (Raw), as Q4_K's and Q6_K's, so one-token blocks load before the PDL wait and q4_mix's
+  // q/k/v mix takes one load per pass for its Q5_K k too (matvec_quant.cu).
+  static constexpr int kUnrollOne = 2;  // as Q6_K: five loads per item
+  struct Raw {
+    uint4 h, h0, h1, a0, a1;
+  };
+  static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t item) {
+    const uint8_t* blk = w.q + r * w.q_row_bytes + (item / 4) * 176;
+    const int c = static_cast<int>(item % 4);
+    return {ldw16(blk), ldw16(blk + 16), ldw16(blk + 32), ldw16(blk + 48 + 32 * c), ldw16(blk + 64 + 32 * c)};
+  }
   template <int NT>
   static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t item, ActQ8 x, int64_t K, int T,
                                              float* acc) {
+    dot_raw<NT>(load(w, r, item), item, x, K, T, acc);
+  }
+  // P rows' items at the same position: one activation load serves all (FormatQ4_K::pair_dot_rows).
+  template <int NT, int P>
+  static __device__ __forceinline__ void dot_rows(const Raw* rw, int64_t item, ActQ8 x, int64_t K, int T,
+                                                  float (*acc)[NT]) {
     const int64_t sb = item / 4;
     const int c = static_cast<int>(item % 4);
-    const uint8_t* blk = w.q + r * w.q_row_bytes + sb * 176;
-    const uint4 h = ldw16(blk), h0 = ldw16(blk + 16), h1 = ldw16(blk + 32);
-    const uint4 a0 = ldw16(blk + 48 + 32 * c), a1 = ldw16(blk + 64 + 32 * c);
-    const uint32_t raw[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-    const uint32_t qh[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
-    uint32_t q0[8], q1[8];  // sub-blocks 2c and 2c+1 as bytes 0..31
+    uint4 h[P];
+    uint32_t q0[P][8], q1[P][8];  // sub-blocks 2c and 2c+1 as bytes 0..31
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      q0[i] = (raw[i] & 0x0F0F0F0Fu) | (((qh[i] >> (2 * c)) & 0x01010101u) << 4);
-      q1[i] = ((raw[i] >> 4) & 0x0F0F0F0Fu) | (((qh[i] >> (2 * c + 1)) & 0x01010101u) << 4);
+    for (int p = 0; p < P; ++p) {
+      h[p] = rw[p].h;
+      const uint4 a0 = rw[p].a0, a1 = rw[p].a1, h0 = rw[p].h0, h1 = rw[p].h1;
+      const uint32_t raw[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+      const uint32_t qh[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        q0[p][i] = (raw[i] & 0x0F0F0F0Fu) | (((qh[i] >> (2 * c)) & 0x01010101u) << 4);
+        q1[p][i] = ((raw[i] >> 4) & 0x0F0F0F0Fu) | (((qh[i] >> (2 * c + 1)) & 0x01010101u) << 4);
+      }
     }
-    FormatQ4_K::pair_dot<NT>(h, q0, q1, sb, c, x, K, T, acc);
+    FormatQ4_K::pair_dot_rows<NT, P>(h, q0, q1, sb, c, x, K, T, acc);
+  }
+  template <int NT>
+  static __device__ __forceinline__ void dot_raw(const Raw& rw, int64_t item, ActQ8 x, int64_t K, int T, float* acc) {
+    dot_rows<NT, 1>(&rw, item, x, K, T, reinterpret_cast<float(*)[NT]>(acc));
   }
 };
 

@@ -121,22 +121,6 @@ class MatvecSwitches {
     (void)mode;
 #endif
   }
-  // Loads per lane and pass of one token's Q4_K rows split over a block (kernels.h: 1, 2 or 3).
-  void q4k_split_loads(int loads) {
-#ifdef UNICORN_HAVE_CUDA
-    set(cuda::matvec_q4k_split_loads(), loads, [](int v) { cuda::set_matvec_q4k_split_loads(v); });
-#else
-    (void)loads;
-#endif
-  }
-  // One-token Q4_K row pairs of 33-64 items over one warp (kernels.h: 0 no, 1 or 2 yes).
-  void q4k_o(int mode) {
-#ifdef UNICORN_HAVE_CUDA
-    set(cuda::matvec_q4k_o(), mode, [](int v) { cuda::set_matvec_q4k_o(v); });
-#else
-    (void)mode;
-#endif
-  }
   // Warps per Q4_0 row of 128-192 items at one token (2 or 4).
   void wide_warps(int warps) {
 #ifdef UNICORN_HAVE_CUDA
@@ -299,20 +283,6 @@ TEST_P(CudaMatmul, MatchesCpuFromOneTokenToAPrompt) {
       switches.q4k_pairs(mode);
       const auto [got, want] = matmul_gpu_and_cpu(*gpu, *cpu, w.t, random_floats(static_cast<size_t>(c.in), rng), 1);
       EXPECT_LE(nmse(got, want), 5e-4) << "T=1, Q4_K row pairs mode " << mode;
-    }
-  if (c.type == GgmlType::Q4_K)
-    for (int mode : {1, 2}) {  // one token also with 33-64-item row pairs over one warp (4096 wide)
-      MatvecSwitches switches;
-      switches.q4k_o(mode);
-      const auto [got, want] = matmul_gpu_and_cpu(*gpu, *cpu, w.t, random_floats(static_cast<size_t>(c.in), rng), 1);
-      EXPECT_LE(nmse(got, want), 5e-4) << "T=1, Q4_K o mode " << mode;
-    }
-  if (c.type == GgmlType::Q4_K && c.in >= 16384)
-    for (int loads : {2, 3}) {  // one token also with more loads per lane of the split rows
-      MatvecSwitches switches;
-      switches.q4k_split_loads(loads);
-      const auto [got, want] = matmul_gpu_and_cpu(*gpu, *cpu, w.t, random_floats(static_cast<size_t>(c.in), rng), 1);
-      EXPECT_LE(nmse(got, want), 5e-4) << "T=1, Q4_K split rows, loads " << loads;
     }
   if (c.type == GgmlType::Q4_K || c.type == GgmlType::Q6_K) {
     MatvecSwitches switches;  // one token also with the other load layout (kernels.h)

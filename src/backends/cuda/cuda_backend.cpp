@@ -188,8 +188,6 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     set_matvec_wide_warps(env_warps("UNICORN_CUDA_WIDE_WARPS", 2, 2));
     set_matvec_o_warps(env_warps("UNICORN_CUDA_O_WARPS", 1, 0));
     set_matvec_q4k_pairs(static_cast<int>(env_int("UNICORN_CUDA_Q4K_PAIRS", 3, 0, 3)));
-    set_matvec_q4k_o(static_cast<int>(env_int("UNICORN_CUDA_Q4K_O", 0, 0, 2)));
-    set_matvec_q4k_split_loads(static_cast<int>(env_int("UNICORN_CUDA_Q4K_SPLIT_LOADS", 1, 1, 3)));
     set_attention_pipelined(env_switch("UNICORN_CUDA_ATTN_PIPELINE", true));
     set_attention_decode_mma(static_cast<int>(env_int("UNICORN_CUDA_ATTN_MMA", 1, 0, 3)));
     set_matvec_q6k_layout(static_cast<int>(env_int("UNICORN_CUDA_Q6K_LAYOUT", 1, 0, 2)));

@@ -59,14 +59,6 @@ int matvec_o_warps();
 // settings (UNICORN_CUDA_Q4K_PAIRS; NOTES.md session 18, H200, q4_mix tg128: 162.7 / 167.5 / 170.0
 // for 0 / 1 / 2; 3 +1.0 % over 2); with shared activation loads off, no pairs.
 void set_matvec_q4k_pairs(int mode);
-// One token of Q4_K row pairs of 33-64 items (27B's o) over one warp, both items of a lane in one
-// pass: 0 (default) no, 1 at 6 blocks per SM, 2 at 8. Measurement settings (UNICORN_CUDA_Q4K_O).
-void set_matvec_q4k_o(int mode);
-// Loads per lane and pass of one token's Q4_K rows split over a block (27B's down): 1 (default),
-// 2 or 3. Measurement settings (UNICORN_CUDA_Q4K_SPLIT_LOADS).
-void set_matvec_q4k_split_loads(int loads);
-int matvec_q4k_split_loads();
-int matvec_q4k_o();
 int matvec_q4k_pairs();
 // The same for job.n (1..3) weights of one width on the same input, in one launch: of one type,
 // or a K-quant mix of q, k, v (Q4_K/Q5_K/Q6_K as in q4_mix, Q4_K/Q4_K/Q6_K, Q5_K/Q5_K/Q6_K), as

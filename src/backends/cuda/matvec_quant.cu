@@ -270,11 +270,9 @@ std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{fal
 std::atomic<int> g_wide_warps{2};
 // MatvecJob.prefetch_blocks (set_matvec_prefetch_blocks clamps it to int).
 std::atomic<int> g_prefetch_blocks{std::numeric_limits<int>::max()};
-std::atomic<int> g_q6k_layout{1};    // set_matvec_q6k_layout
-std::atomic<int> g_q4k_pairs{3};     // set_matvec_q4k_pairs
-std::atomic<int> g_q4k_o{0};         // set_matvec_q4k_o
-std::atomic<int> g_q4k_split_uo{1};  // set_matvec_q4k_split_loads
-std::atomic<int> g_o_warps{1};       // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
+std::atomic<int> g_q6k_layout{1};  // set_matvec_q6k_layout
+std::atomic<int> g_q4k_pairs{3};   // set_matvec_q4k_pairs
+std::atomic<int> g_o_warps{1};     // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
 
 // One token of Q4_0 (one format for every weight of the job): the rows that wide_warps applies to.
 template <class F, class F1, class F2, int NT>
@@ -314,7 +312,7 @@ constexpr bool kQ6KAlone = kKQuantRaw<F, NT> && !GLU && !kMixed<F, F1, F2> && st
 // The warps per row that the K-quant layouts ask for, over group_warps' choice (job.wpr), before
 // the kernel is picked (pick_kernel takes them as a constant at one token).
 template <class F, int NT, bool GLU, class F1, class F2>
-void kquant_wpr(MatvecJob& job, int64_t items, bool split, bool pairs) {
+void kquant_wpr(MatvecJob& job, int64_t items, bool split) {
   if constexpr (kQ6KAlone<F, NT, GLU, F1, F2>) {
     // q6k_layout 2 (a measurement setting, see pick_kernel): the row over 2 warps.
     if (g_q6k_layout.load(std::memory_order_relaxed) == 2 && job.wpr == 1) job.wpr = 2;
@@ -325,9 +323,6 @@ void kquant_wpr(MatvecJob& job, int64_t items, bool split, bool pairs) {
   // tg64 113.4 -> 117.6). Q5_K and Q6_K were not timed, so they keep the old layout.
   if constexpr (kQ4KSplitCandidate<F, NT, GLU, F1, F2>) {
     if (q4k_split_rows(split, items)) job.wpr = kWarps;
-    // q4k_o (a measurement setting): row pairs of 33-64 items (27B's o) over one warp, each lane
-    // its two items in one pass (pick_kernel), so that the matrix is one wave.
-    if (g_q4k_o.load(std::memory_order_relaxed) > 0 && items > 32 && items <= 64 && job.wpr == 2 && pairs) job.wpr = 1;
   }
 }
 
@@ -357,19 +352,6 @@ auto pick_kernel(int64_t items, bool one, bool split) {
     // Q4_K's split rows (kquant_wpr) take one load per lane and pass.
     if constexpr (kQ4KSplitCandidate<F, NT, GLU, F1, F2> && WPR == kWarps) {
       if (q4k_split_rows(split, items) && !one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA, WPR>;
-    }
-    // q4k_split_loads (a measurement setting): 2 or 3 loads per lane and pass of the split rows.
-    if constexpr (kQ4KSplitCandidate<F, NT, GLU, F1, F2> && WPR == kWarps) {
-      const int loads = g_q4k_split_uo.load(std::memory_order_relaxed);
-      if (q4k_split_rows(split, items) && loads == 2) kernel = matvec_quant<F, F1, F2, NT, GLU, 2, 6, SA, WPR>;
-      if (q4k_split_rows(split, items) && loads == 3) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, WPR>;
-    }
-    // q4k_o (kquant_wpr): both items of a lane in one pass, 6 (q4k_o 1) or 8 (2) blocks per SM.
-    if constexpr (kQ4KSplitCandidate<F, NT, GLU, F1, F2> && WPR == 1 && SA) {
-      const int o_mode = g_q4k_o.load(std::memory_order_relaxed);
-      if (o_mode > 0 && items > 32 && items <= 64)
-        kernel = o_mode == 1 ? matvec_quant<F, F1, F2, NT, GLU, 2, 6, SA, WPR>
-                             : matvec_quant<F, F1, F2, NT, GLU, 2, 8, SA, WPR>;
     }
   }
   // Two warps per row of 129-192 items (27B's q/k/v and GeGLU pair): each lane's three items in
@@ -450,12 +432,12 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
                                 rows_per_group<F, NT, GLU, true>() == rows_per_group<F2, NT, GLU, true>()));
   // The process-wide switches, read once: they may change between launches.
   const bool one = one_load<F>(NT), split = g_kquant_split.load(std::memory_order_relaxed);
-  const bool pairs = g_shared_act.load(std::memory_order_relaxed) && q4k_pairs<F, NT, GLU, F1, F2>(items, split);
-  kquant_wpr<F, NT, GLU, F1, F2>(job, items, split, pairs);
+  kquant_wpr<F, NT, GLU, F1, F2>(job, items, split);
   bool shared = false;
   auto* kernel = pick_for_wpr<F, NT, GLU, F1, F2, false>(job, items, one, split);
   if constexpr (kShareable) {
-    shared = g_shared_act.load(std::memory_order_relaxed) && (GLU || R > 1 || pairs);
+    shared =
+        g_shared_act.load(std::memory_order_relaxed) && (GLU || R > 1 || q4k_pairs<F, NT, GLU, F1, F2>(items, split));
     if (shared) kernel = pick_for_wpr<F, NT, GLU, F1, F2, true>(job, items, one, split);
   }
   const int64_t rows_per_block = kWarps / job.wpr * (shared ? rows_per_group<F, NT, GLU, true>() : R);
@@ -557,10 +539,6 @@ void set_matvec_wide_warps(int warps) { g_wide_warps.store(warps == 2 ? 2 : kWar
 void set_matvec_o_warps(int warps) {
   g_o_warps.store(warps == 1 || warps == 2 || warps == 4 ? warps : 0, std::memory_order_relaxed);
 }
-void set_matvec_q4k_split_loads(int loads) { g_q4k_split_uo.store(loads == 2 || loads == 3 ? loads : 1); }
-int matvec_q4k_split_loads() { return g_q4k_split_uo.load(std::memory_order_relaxed); }
-void set_matvec_q4k_o(int mode) { g_q4k_o.store(mode >= 0 && mode <= 2 ? mode : 0); }
-int matvec_q4k_o() { return g_q4k_o.load(std::memory_order_relaxed); }
 void set_matvec_q4k_pairs(int mode) { g_q4k_pairs.store(mode >= 0 && mode <= 3 ? mode : 0); }
 int matvec_q4k_pairs() { return g_q4k_pairs.load(std::memory_order_relaxed); }
 int matvec_o_warps() { return g_o_warps.load(std::memory_order_relaxed); }

@@ -7,12 +7,13 @@
 # Resumable: llama.cpp's CUDA build takes minutes; if it is not done by LCPP_BUILD_S seconds the
 # script stops (exit 3) and a second call on the still-warm machine goes on where it stopped; so
 # does a build that ends after BENCH_START_BY_S seconds, too late for the benches.
-#   TYPE=q4_0 (a --synthetic scheme)  REPS=3  DEPTHS="0 4096"
+#   TYPE="q4_0 q4_mix" (--synthetic schemes, one GGUF each, in order; a type that would start after
+#   TYPES_BY_S seconds, default 470, is left for the next call)  REPS=3  DEPTHS="0 4096"
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source bench/device/build_unicorn.sh
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-TYPE=${TYPE:-q4_0}; REPS=${REPS:-3}; DEPTHS=${DEPTHS:-0 4096}
+TYPE=${TYPE:-q4_0 q4_mix}; REPS=${REPS:-3}; DEPTHS=${DEPTHS:-0 4096}
 start=$(date +%s)
 el() { echo $(( $(date +%s) - start )); }
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv | tee "$OUT/gpu.txt"
@@ -43,17 +44,22 @@ fi
 build_unicorn . build/gpu "$OUT/configure.log" "$OUT/build.log" unicorn || exit 1
 echo "unicorn build: $(el) s"
 U=./build/gpu/unicorn
-G=build/synth/27b_$TYPE.gguf
-if [ ! -f "$G" ]; then
+# The GGUF of one type, reused by later calls on the same warm machine (written by this commit's
+# generator then).
+write_gguf() {
+  local type=$1 g=build/synth/27b_$1.gguf
+  [ -f "$g" ] && return 0
   mkdir -p build/synth "$L/tok"
   python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" \
     .devcarry/llamacpp/tokenizer.json.xz "$L/tok/tokenizer.json"
   cp .devcarry/llamacpp/tokenizer_config.json "$L/tok/"
-  # Reused by later calls on the same warm machine (written by this commit's generator then).
-  $U bench --synthetic 27b --type "$TYPE" --write-gguf "$G" --tokenizer "$L/tok" > "$OUT/gguf.log" 2>&1 \
-    || { tail -5 "$OUT/gguf.log"; exit 1; }
-  echo "gguf written: $(el) s, $(du -h "$G" | cut -f1)"
-fi
+  $U bench --synthetic 27b --type "$type" --write-gguf "$g.part" --tokenizer "$L/tok" > "$OUT/gguf_$type.log" 2>&1 \
+    || { tail -5 "$OUT/gguf_$type.log"; return 1; }
+  mv "$g.part" "$g" && rm -f "$OUT/gguf_$type.log"
+  echo "gguf $type written: $(el) s, $(du -h "$g" | cut -f1)"
+}
+first=${TYPE%% *}
+for type in $TYPE; do write_gguf "$type" || exit 1; done  # while llama.cpp builds
 
 if [ -n "$lpid" ]; then
   while kill -0 "$lpid" 2>/dev/null; do
@@ -76,11 +82,20 @@ fi
 rm -f "$OUT/lcpp_build.log" "$OUT/configure.log" "$OUT/build.log"
 
 # Same file, same card, one after the other. llama-bench: all layers on the GPU, flash attention.
+# One file per type: llamacpp_TYPE.md, unicorn_TYPE.md, unicorn_TYPE.json.
 d_csv=$(echo $DEPTHS | tr ' ' ',')
-timeout 90 "$LB" -m "$G" -ngl 99 -fa 1 -p 512 -n 128 -d "$d_csv" -r "$REPS" -o md 2>"$OUT/llamacpp_stderr.txt" \
-  | tee "$OUT/llamacpp.md"
-echo "llama-bench rc=$? at $(el) s"; grep -iE "error|failed" "$OUT/llamacpp_stderr.txt" | head -5
 d_args=; for d in $DEPTHS; do d_args="$d_args -d $d"; done
-timeout 60 $U bench -m "$G" --device cuda -p 512 -n 128 $d_args -r "$REPS" --json-file "$OUT/unicorn.json" 2>&1 \
-  | tee "$OUT/unicorn.md"
-echo "unicorn bench rc=$? at $(el) s"
+for type in $TYPE; do
+  if [ "$type" != "$first" ] && [ "$(el)" -ge "${TYPES_BY_S:-470}" ]; then
+    echo "$type left for the next call (at $(el) s)"; continue
+  fi
+  write_gguf "$type" || continue
+  G=build/synth/27b_$type.gguf
+  echo "== $type"
+  timeout 90 "$LB" -m "$G" -ngl 99 -fa 1 -p 512 -n 128 -d "$d_csv" -r "$REPS" -o md 2>"$OUT/llamacpp_stderr.txt" \
+    | tee "$OUT/llamacpp_$type.md"
+  echo "llama-bench rc=$? at $(el) s"; grep -iE "error|failed" "$OUT/llamacpp_stderr.txt" | head -5
+  timeout 60 $U bench -m "$G" --device cuda -p 512 -n 128 $d_args -r "$REPS" --json-file "$OUT/unicorn_$type.json" 2>&1 \
+    | tee "$OUT/unicorn_$type.md"
+  echo "unicorn bench rc=$? at $(el) s"
+done

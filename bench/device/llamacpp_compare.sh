@@ -79,7 +79,7 @@ if [ -n "$lpid" ]; then
     echo "llama.cpp built at $(el) s, too late for both benches in this call: call again while warm"; exit 3
   fi
 fi
-rm -f "$OUT/lcpp_build.log" "$OUT/configure.log" "$OUT/build.log"
+rm -f "$OUT/lcpp_build.log" "$OUT/lcpp_configure.log" "$OUT/configure.log" "$OUT/build.log"  # ~8 files come back
 
 # Same file, same card, one after the other. llama-bench: all layers on the GPU, flash attention.
 # One file per type: llamacpp_TYPE.md, unicorn_TYPE.md, unicorn_TYPE.json.

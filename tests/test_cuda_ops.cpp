@@ -534,29 +534,24 @@ TEST_F(CudaOps, ActivationsRoundToBf16LikeTheHostRounding) {
 
 TEST_F(CudaOps, GemmWithSmallChunksMatchesCpuForEveryWeightType) {
   // 100-row chunks over 1037 rows: ten full chunks and a partial one, columns written at the
-  // right offsets with ldc = N; each chunk decoded on the same stream as the GEMMs, then on a
-  // second stream into two alternating scratches (the default), on the legacy default stream.
+  // right offsets with ldc = N.
   const int64_t N = 1037, K = 768, T = 37;
-  for (bool overlap : {false, true}) {
-    SCOPED_TRACE(overlap ? "decode overlapped" : "decode serial");
-    cuda::Gemm gemm(100 * K);
-    gemm.set_overlap(overlap);
-    Rng rng(34);
-    for (GgmlType type : kCudaWeightTypes) {
-      HostWeight w = random_weight(type, N, K, rng);
-      const cuda::UploadedWeight u = cuda::upload_weight(w.t);
-      const std::vector<float> x = random_floats(static_cast<size_t>(T * K), rng);
-      Act xc = upload(*cpu, x, T, K), yc = cpu->alloc(T, N);
-      cpu->matmul(w.t, xc, yc);
-      cuda::DeviceBuffer xd(x.size() * 4), yd(static_cast<size_t>(T * N) * 4);
-      ASSERT_EQ(cudaMemcpy(xd.get(), x.data(), x.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
-      // New values (maybe at the last x's address): what CudaBackend's ops report when they write.
-      gemm.forget_input(xd.as<float>(), xd.as<float>() + x.size());
-      gemm.run(u.view, xd.as<float>(), static_cast<int>(T), yd.as<float>(), nullptr);
-      std::vector<float> got(static_cast<size_t>(T * N));
-      ASSERT_EQ(cudaMemcpy(got.data(), yd.get(), got.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
-      EXPECT_LE(nmse(got, to_host(*cpu, yc)), prefill_rounds_to_bf16(type) ? 1e-5 : 1e-7) << type_name(type);
-    }
+  cuda::Gemm gemm(100 * K);
+  Rng rng(34);
+  for (GgmlType type : kCudaWeightTypes) {
+    HostWeight w = random_weight(type, N, K, rng);
+    const cuda::UploadedWeight u = cuda::upload_weight(w.t);
+    const std::vector<float> x = random_floats(static_cast<size_t>(T * K), rng);
+    Act xc = upload(*cpu, x, T, K), yc = cpu->alloc(T, N);
+    cpu->matmul(w.t, xc, yc);
+    cuda::DeviceBuffer xd(x.size() * 4), yd(static_cast<size_t>(T * N) * 4);
+    ASSERT_EQ(cudaMemcpy(xd.get(), x.data(), x.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+    // New values (maybe at the last x's address): what CudaBackend's ops report when they write.
+    gemm.forget_input(xd.as<float>(), xd.as<float>() + x.size());
+    gemm.run(u.view, xd.as<float>(), static_cast<int>(T), yd.as<float>(), nullptr);
+    std::vector<float> got(static_cast<size_t>(T * N));
+    ASSERT_EQ(cudaMemcpy(got.data(), yd.get(), got.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+    EXPECT_LE(nmse(got, to_host(*cpu, yc)), prefill_rounds_to_bf16(type) ? 1e-5 : 1e-7) << type_name(type);
   }
 }
 #endif

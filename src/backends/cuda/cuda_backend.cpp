@@ -202,8 +202,6 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   check(cudaDeviceSetLimit(cudaLimitStackSize, kStackBytes), "setting the stack size");
   check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a stream");
   gemm_.set_grow([this](DeviceBuffer& b, size_t bytes) { grow(b, bytes); });
-  // Prompt matmuls decode the next weight chunk on a second stream (gemm.h); 0 for measurements.
-  gemm_.set_overlap(env_switch("UNICORN_CUDA_GEMM_OVERLAP", true));
   const DeviceMemory m = memory();
   start_used_ = m.total - m.free;
 }

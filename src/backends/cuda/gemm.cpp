@@ -46,52 +46,6 @@ bool gemm_rounds_to_bf16(GgmlType weight) { return weight != GgmlType::F32; }
 
 Gemm::~Gemm() {
   if (handle_) cublasDestroy(handle_);
-  for (cudaEvent_t e : {start_, ready_[0], ready_[1], free_[0], free_[1]})
-    if (e) cudaEventDestroy(e);
-  if (side_) cudaStreamDestroy(side_);
-}
-
-void Gemm::ensure_side() {
-  if (side_) return;
-  check(cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking), "creating the weight-decode stream");
-  for (cudaEvent_t* e : {&start_, &ready_[0], &ready_[1], &free_[0], &free_[1]})
-    check(cudaEventCreateWithFlags(e, cudaEventDisableTiming), "creating a weight-decode event");
-}
-
-void Gemm::run_chunks_serial(const DeviceWeight& w, int64_t rows, const uint16_t* xh, int T, float* y,
-                             const float* alpha_beta, cudaStream_t s) {
-  const int64_t N = w.rows, K = w.cols;
-  auto* wh = weight_16_.as<uint16_t>();
-  // One scratch reused chunk after chunk: the stream orders each decode after the previous GEMM.
-  for (int64_t r0 = 0; r0 < N; r0 += rows) {
-    const int64_t n = std::min(rows, N - r0);
-    check(launch_dequantize_f16(w, r0, n, wh, s), "decoding a weight chunk to f16");
-    gemm_ex(handle_, wh, CUDA_R_16F, n, K, xh, CUDA_R_16F, T, K, y + r0, N, alpha_beta);
-  }
-}
-
-// Chunk c goes to scratch c % 2. side_ waits for everything queued on s before this call (the
-// weights' upload, the last call's GEMMs on either scratch), and, from chunk 2 on, for the GEMM
-// of chunk c - 2 (free_, recorded after it on s); s waits for each chunk's decode (ready_). Each
-// wait takes the event's latest record at the time it is queued, which the loop's order makes
-// the right one.
-void Gemm::run_chunks_overlapped(const DeviceWeight& w, int64_t rows, const uint16_t* xh, int T, float* y,
-                                 const float* alpha_beta, cudaStream_t s) {
-  const int64_t N = w.rows, K = w.cols;
-  uint16_t* scratch[2] = {weight_16_.as<uint16_t>(), weight_16b_.as<uint16_t>()};
-  check(cudaEventRecord(start_, s), "ordering the weight-decode stream");
-  check(cudaStreamWaitEvent(side_, start_, 0), "ordering the weight-decode stream");
-  int c = 0;
-  for (int64_t r0 = 0; r0 < N; r0 += rows, ++c) {
-    const int64_t n = std::min(rows, N - r0);
-    const int b = c % 2;
-    if (c >= 2) check(cudaStreamWaitEvent(side_, free_[b], 0), "ordering a chunk's decode after its scratch's GEMM");
-    check(launch_dequantize_f16(w, r0, n, scratch[b], side_), "decoding a weight chunk to f16");
-    check(cudaEventRecord(ready_[b], side_), "ordering a chunk's GEMM after its decode");
-    check(cudaStreamWaitEvent(s, ready_[b], 0), "ordering a chunk's GEMM after its decode");
-    gemm_ex(handle_, scratch[b], CUDA_R_16F, n, K, xh, CUDA_R_16F, T, K, y + r0, N, alpha_beta);
-    check(cudaEventRecord(free_[b], s), "ordering the next decode after a chunk's GEMM");
-  }
 }
 
 void Gemm::bind(cudaStream_t s) {
@@ -142,17 +96,13 @@ void Gemm::run(const DeviceWeight& w, const float* x, int T, float* y, cudaStrea
   // slower: 64 vs 52 ms to the first token of 32, the launches outweigh the saved traffic.)
   const int64_t rows = std::min(chunk_rows(K), N);
   ensure(weight_16_, static_cast<size_t>(rows * K) * 2);
-  // A recording keeps the one stream: a second one would have to fork from and join the capture,
-  // and the events here outlive it.
-  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-  check(cudaStreamIsCapturing(s, &capture), "asking whether the stream records");
-  if (!overlap_ || rows >= N || capture != cudaStreamCaptureStatusNone) {
-    run_chunks_serial(w, rows, xh, T, y, alpha_beta, s);
-    return;
+  auto* wh = weight_16_.as<uint16_t>();
+  // One scratch reused chunk after chunk: the stream orders each decode after the previous GEMM.
+  for (int64_t r0 = 0; r0 < N; r0 += rows) {
+    const int64_t n = std::min(rows, N - r0);
+    check(launch_dequantize_f16(w, r0, n, wh, s), "decoding a weight chunk to f16");
+    gemm_ex(handle_, wh, CUDA_R_16F, n, K, xh, CUDA_R_16F, T, K, y + r0, N, alpha_beta);
   }
-  ensure(weight_16b_, static_cast<size_t>(rows * K) * 2);
-  ensure_side();
-  run_chunks_overlapped(w, rows, xh, T, y, alpha_beta, s);
 }
 
 #else  // no cuBLAS: the tiled f32 kernel

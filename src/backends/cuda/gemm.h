@@ -7,9 +7,6 @@
 // (no tensor cores, full precision). Built without cuBLAS, run() is the tiled f32 kernel.
 // Every step is queued on the given stream; nothing waits for it, except that growing a scratch
 // buffer (cudaFree / cudaMalloc) and the first call (creating the handle) synchronize the device.
-// With several chunks (and the stream not being recorded into a graph), chunk i+1 is decoded on a
-// second stream into a second scratch while chunk i multiplies (set_overlap; events order the two
-// streams, so the caller's stream still sees every result in order).
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -50,23 +47,12 @@ class Gemm {
     if (cached_x_ && cached_x_ < hi && lo < cached_x_ + cached_n_) cached_x_ = nullptr;
   }
 
-  // Decode the next chunk on a second stream while the current one multiplies (true by default;
-  // UNICORN_CUDA_GEMM_OVERLAP=0 through the backend). Off: one scratch, one stream.
-  void set_overlap(bool on) { overlap_ = on; }
-
   // Weight rows decoded per chunk for K columns: max_chunk_elements / K, rounded down to a
   // multiple of 128 (cuBLAS tile height) when at least 128, never below 1.
   int64_t chunk_rows(int64_t K) const;
 
  private:
   void bind(cudaStream_t s);
-  // Chunks [r0, r0 + rows) of w decoded into wh (a GEMM after each decode) on the one stream s.
-  void run_chunks_serial(const DeviceWeight& w, int64_t rows, const uint16_t* xh, int T, float* y,
-                         const float* alpha_beta, cudaStream_t s);
-  // The same with chunk i+1's decode on side_ into the other scratch while chunk i multiplies on s.
-  void run_chunks_overlapped(const DeviceWeight& w, int64_t rows, const uint16_t* xh, int T, float* y,
-                             const float* alpha_beta, cudaStream_t s);
-  void ensure_side();
   void ensure(DeviceBuffer& b, size_t bytes) {
     if (grow_)
       grow_(b, bytes);
@@ -78,15 +64,9 @@ class Gemm {
   cublasContext* handle_ = nullptr;  // created on first use
   cudaStream_t bound_ = nullptr;     // the stream the handle runs on, once bound_set_
   bool bound_set_ = false;
-  DeviceBuffer weight_16_;   // one decoded chunk [chunk_rows, K], f16
-  DeviceBuffer weight_16b_;  // the second chunk scratch of the overlapped decode
-  bool overlap_ = true;
-  cudaStream_t side_ = nullptr;  // decodes of the overlapped path, created on first use
-  cudaEvent_t start_ = nullptr;  // recorded on the caller's stream when a call begins
-  cudaEvent_t ready_[2] = {};    // a scratch decoded (side_)
-  cudaEvent_t free_[2] = {};     // a scratch's GEMM done (caller's stream)
-  DeviceBuffer act_16_;          // x rounded to bf16 or (scaled) f16 [T, K]
-  DeviceBuffer scalars_;         // GEMM factors in device memory (gemm.cpp)
+  DeviceBuffer weight_16_;  // one decoded chunk [chunk_rows, K], f16
+  DeviceBuffer act_16_;     // x rounded to bf16 or (scaled) f16 [T, K]
+  DeviceBuffer scalars_;    // GEMM factors in device memory (gemm.cpp)
   DeviceBuffer workspace_;
   std::function<void(DeviceBuffer&, size_t)> grow_;
   const float* cached_x_ = nullptr;  // act_16_ holds x rounded to f16 ([cached_n_] values) when set

@@ -35,6 +35,10 @@ ms = s.elapsed_time(e) / 20
 print(f"copy_bandwidth_GBps {2 * x.numel() * 4 / ms / 1e6:.1f}")
 PY
 
+# Real weights for CudaEndToEnd.RealGemma270m* (bench/device/prepare_real.sh puts the cut 270M in
+# .devcarry/real; carry that folder too).
+real=$(ls .devcarry/real/*.gguf 2>/dev/null | head -1)
+[ -n "$real" ] && export UNICORN_REAL_TRIMMED_GGUF="$PWD/$real"
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
   timeout 240 ./build/gpu/unicorn_tests --gtest_filter='Cuda*:CliErrors.AutoDevice*:-CudaBench*' > "$OUT/tests.log" 2>&1
   echo "cuda tests rc=$? after $(( $(date +%s) - start )) s"

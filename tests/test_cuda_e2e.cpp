@@ -13,6 +13,7 @@
 #include <string>
 
 #include "backends/cpu/cpu_backend.h"
+#include "core/error.h"
 #include "model/gemma3.h"
 #include "model/loader.h"
 #include "model/synthetic.h"
@@ -23,23 +24,23 @@
 
 using namespace unicorn;
 
-#ifdef UNICORN_HAVE_CUDA
 namespace {
 
 struct DecodeAgreement {
-  double worst_nmse = 0;  // of the CUDA logits against the CPU's, over the prompt's and each step's
-  int same_argmax = 0;    // positions (the prompt's last, then each step) where both pick one token
+  double worst_nmse = 0;   // of the candidate's logits against the CPU's exact ones, over all positions
+  int worst_position = 0;  // 0: the prompt's last token, k: decode step k
+  int same_argmax = 0;     // positions where both pick the same token
   int positions = 0;
 };
 
-// The prompt in one batch, then `steps` greedy steps (the CPU's choice fed to both), on the CPU
-// (exact precision: f32 activations, f32 KV) and on the GPU (f16 KV), one sequence.
-DecodeAgreement cuda_vs_cpu_over_decode(const std::shared_ptr<ModelWeights>& w, const std::vector<int32_t>& prompt,
-                                        int steps) {
+// The prompt in one batch, then `steps` greedy steps (the reference's choice fed to both): the
+// reference is the CPU at exact precision (f32 activations, f32 KV), the candidate any backend
+// with an f16 KV cache (the GPU's), one sequence.
+DecodeAgreement agreement_over_decode(const std::shared_ptr<ModelWeights>& w, const std::vector<int32_t>& prompt,
+                                      int steps, Backend& candidate) {
   const Gemma3Config& c = w->config;
   CpuBackend cpu(0, MatmulPrecision::Exact);
-  std::unique_ptr<Backend> gpu = make_cuda_backend(0);
-  Placement pc = Placement::all_on(&cpu, c.n_layers), pg = Placement::all_on(gpu.get(), c.n_layers);
+  Placement pc = Placement::all_on(&cpu, c.n_layers), pg = Placement::all_on(&candidate, c.n_layers);
   Gemma3Model mc(w, pc), mg(w, pg);
   const int64_t ctx = std::max<int64_t>(1024, static_cast<int64_t>(prompt.size()) + steps + 1);
   KvCache kc(c, pc, 1, ctx, GgmlType::F32), kg(c, pg, 1, ctx, GgmlType::F16);
@@ -62,7 +63,8 @@ DecodeAgreement cuda_vs_cpu_over_decode(const std::shared_ptr<ModelWeights>& w, 
   DecodeAgreement r;
   std::vector<float> lc = run(mc, kc, prompt), lg = run(mg, kg, prompt);
   for (int step = 0;; ++step) {
-    r.worst_nmse = std::max(r.worst_nmse, nmse(lg, lc));
+    const double e = nmse(lg, lc);
+    if (e > r.worst_nmse) r.worst_nmse = e, r.worst_position = step;
     r.same_argmax += test::argmax(lg) == test::argmax(lc);
     ++r.positions;
     if (step == steps) break;
@@ -73,8 +75,32 @@ DecodeAgreement cuda_vs_cpu_over_decode(const std::shared_ptr<ModelWeights>& w, 
   return r;
 }
 
+// The real-weights file and a real text's first 480 tokens; the caller skips when the variable is
+// unset.
+struct RealInput {
+  std::shared_ptr<ModelWeights> weights;
+  std::vector<int32_t> prompt;
+};
+RealInput real_input(const char* path) {
+  LoadedModel m = load_model(path);
+  if (!m.tokenizer) fail("{} has no tokenizer", path);
+  std::ifstream in(test::fixture("text/public_domain.txt"));
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<int32_t> prompt = m.tokenizer->encode(text, true);
+  if (prompt.size() < 480) fail("the text gives {} tokens, fewer than 480", prompt.size());
+  prompt.resize(480);
+  return {m.weights, prompt};
+}
+
+const char* real_gguf() {
+  const char* path = std::getenv("UNICORN_REAL_TRIMMED_GGUF");
+  return path && *path ? path : nullptr;
+}
+constexpr const char* kNoRealGguf =
+    "skipped: UNICORN_REAL_TRIMMED_GGUF is not set (bench/device/prepare_real.sh writes the file; "
+    "bench/device/run_gpu.sh sets it when .devcarry/real holds it)";
+
 }  // namespace
-#endif
 
 TEST(CudaEndToEnd, Synthetic270mMatchesCpuOver64DecodeStepsCrossingTheWindow) {
 #ifndef UNICORN_HAVE_CUDA
@@ -84,7 +110,8 @@ TEST(CudaEndToEnd, Synthetic270mMatchesCpuOver64DecodeStepsCrossingTheWindow) {
   std::shared_ptr<ModelWeights> w = make_synthetic_model("270m", "q4_k_m", 7);
   std::vector<int32_t> prompt;
   for (int i = 0; i < 480; ++i) prompt.push_back(static_cast<int32_t>((i * 7919 + 13) % w->config.vocab_size));
-  const DecodeAgreement r = cuda_vs_cpu_over_decode(w, prompt, 64);  // positions 480..543 cross the 512 window
+  std::unique_ptr<Backend> gpu = make_cuda_backend(0);
+  const DecodeAgreement r = agreement_over_decode(w, prompt, 64, *gpu);  // positions 480..543 cross the 512 window
   std::printf("  worst NMSE of CUDA vs CPU logits over prefill + 64 steps: %.3g\n", r.worst_nmse);
   EXPECT_LE(r.worst_nmse, 5e-4);  // int8 activations on the GPU, f16 KV
 #endif
@@ -92,33 +119,45 @@ TEST(CudaEndToEnd, Synthetic270mMatchesCpuOver64DecodeStepsCrossingTheWindow) {
 
 TEST(CudaEndToEnd, RealGemma270mLayersMatchCpuOverATextAnd64DecodeSteps) {
   // Real weights: the 270M GGUF cut by tools/trim_real_gguf.py to its first 12 layers (local and
-  // global) and 8,608 tokens (renumbered), every kept tensor byte for byte the original (Q5_0, Q8_0, Q4_K,
-  // Q6_K); the full file does not fit a device call. A real text's first 480 tokens, then 64
-  // greedy steps across the 512-token window. Real activations (Gemma's large residual stream)
-  // go through the f16 prompt GEMM and the int8 decode matvecs.
+  // global) and 8,608 tokens (renumbered), every kept tensor byte for byte the original (Q5_0,
+  // Q8_0, Q4_K, Q6_K); the full file does not fit a device call. A real text's first 480 tokens,
+  // then 64 greedy steps across the 512-token window. Real activations go through the f16 prompt
+  // GEMM and the int8 decode matvecs. The yardstick is the CPU's own int8 path (fast precision)
+  // on the same run: real activations have outliers that int8 blocks of 32 round coarsely, so both
+  // land further from exact than on random weights (H200, session 19: the GPU's worst step 1.7e-3);
+  // the GPU may be at most twice as far as the CPU's int8 path, and never past 5e-3.
 #ifndef UNICORN_HAVE_CUDA
   GTEST_SKIP() << "skipped: no CUDA device (built without CUDA)";
 #else
   if (cuda_device_count() == 0) GTEST_SKIP() << "skipped: no CUDA device";
-  const char* path = std::getenv("UNICORN_REAL_TRIMMED_GGUF");
-  if (!path || !*path)
-    GTEST_SKIP() << "skipped: UNICORN_REAL_TRIMMED_GGUF is not set (tools/trim_real_gguf.py writes the file; "
-                    "bench/device/run_gpu.sh sets it when .devcarry/real holds it)";
-  LoadedModel m = load_model(path);
-  ASSERT_TRUE(m.tokenizer.has_value()) << path << " has no tokenizer";
-  std::ifstream in(test::fixture("text/public_domain.txt"));
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<int32_t> prompt = m.tokenizer->encode(text, true);
-  ASSERT_GE(prompt.size(), 480u);
-  prompt.resize(480);
-  const DecodeAgreement r = cuda_vs_cpu_over_decode(m.weights, prompt, 64);
+  if (!real_gguf()) GTEST_SKIP() << kNoRealGguf;
+  const RealInput in = real_input(real_gguf());
+  std::unique_ptr<Backend> gpu = make_cuda_backend(0);
+  CpuBackend cpu_int8(0, MatmulPrecision::Fast);
+  const DecodeAgreement g = agreement_over_decode(in.weights, in.prompt, 64, *gpu);
+  const DecodeAgreement f = agreement_over_decode(in.weights, in.prompt, 64, cpu_int8);
   std::printf(
-      "  real weights (%d layers, %lld tokens): worst NMSE of CUDA vs CPU logits %.3g; same top token at %d of %d "
-      "positions\n",
-      static_cast<int>(m.weights->config.n_layers), static_cast<long long>(m.weights->config.vocab_size), r.worst_nmse,
-      r.same_argmax, r.positions);
-  EXPECT_LE(r.worst_nmse, 5e-4);  // int8 activations on the GPU, f16 KV
+      "  real weights (%d layers, %lld tokens), NMSE of the logits against the CPU's exact ones, worst "
+      "position: CUDA %.3g (at %d), CPU int8 %.3g (at %d); same top token: CUDA %d, CPU int8 %d of %d\n",
+      static_cast<int>(in.weights->config.n_layers), static_cast<long long>(in.weights->config.vocab_size),
+      g.worst_nmse, g.worst_position, f.worst_nmse, f.worst_position, g.same_argmax, f.same_argmax, g.positions);
+  EXPECT_LE(g.worst_nmse, std::max(5e-4, 2.0 * f.worst_nmse));
+  EXPECT_LE(g.worst_nmse, 5e-3);
 #endif
+}
+
+TEST(CudaEndToEnd, RealGemma270mLayersCpuInt8AgainstExact) {
+  // The CPU half of the test above, runnable without a GPU wherever the file is: how far the CPU's
+  // int8 activations (fast precision) move real logits from exact (session 19, AVX-512 VNNI: worst
+  // position 6.5e-3, the same top token at 62 of 65 positions).
+  if (!real_gguf()) GTEST_SKIP() << kNoRealGguf;
+  const RealInput in = real_input(real_gguf());
+  CpuBackend cpu_int8(0, MatmulPrecision::Fast);
+  const DecodeAgreement f = agreement_over_decode(in.weights, in.prompt, 64, cpu_int8);
+  std::printf("  real weights: CPU int8 against exact, worst NMSE %.3g (at position %d), same top token at %d of %d\n",
+              f.worst_nmse, f.worst_position, f.same_argmax, f.positions);
+  EXPECT_LE(f.worst_nmse, 1.5e-2);
+  EXPECT_GE(f.same_argmax, f.positions * 9 / 10);
 }
 
 TEST(CudaEndToEnd, PartialOffloadMatchesAllCpu) {

@@ -14,6 +14,7 @@
 
 #include "backends/cpu/cpu_backend.h"
 #include "core/error.h"
+#include "cuda_test_support.h"
 #include "model/gemma3.h"
 #include "model/loader.h"
 #include "model/synthetic.h"
@@ -52,18 +53,10 @@ DecodeAgreement agreement_over_decode(const std::shared_ptr<ModelWeights>& w, co
     m.forward(b, kv, logits);
     return logits;
   };
-  auto nmse = [](const std::vector<float>& a, const std::vector<float>& ref) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < ref.size(); ++i) {
-      num += (double(a[i]) - ref[i]) * (double(a[i]) - ref[i]);
-      den += double(ref[i]) * ref[i];
-    }
-    return num / den;
-  };
   DecodeAgreement r;
   std::vector<float> lc = run(mc, kc, prompt), lg = run(mg, kg, prompt);
   for (int step = 0;; ++step) {
-    const double e = nmse(lg, lc);
+    const double e = cudatest::nmse(lg, lc);
     if (e > r.worst_nmse) r.worst_nmse = e, r.worst_position = step;
     r.same_argmax += test::argmax(lg) == test::argmax(lc);
     ++r.positions;
@@ -75,26 +68,33 @@ DecodeAgreement agreement_over_decode(const std::shared_ptr<ModelWeights>& w, co
   return r;
 }
 
-// The real-weights file and a real text's first 480 tokens; the caller skips when the variable is
-// unset.
-struct RealInput {
-  std::shared_ptr<ModelWeights> weights;
-  std::vector<int32_t> prompt;
-};
-RealInput real_input(const char* path) {
-  LoadedModel m = load_model(path);
-  if (!m.tokenizer) fail("{} has no tokenizer", path);
-  std::ifstream in(test::fixture("text/public_domain.txt"));
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<int32_t> prompt = m.tokenizer->encode(text, true);
-  if (prompt.size() < 480) fail("the text gives {} tokens, fewer than 480", prompt.size());
-  prompt.resize(480);
-  return {m.weights, prompt};
-}
-
 const char* real_gguf() {
   const char* path = std::getenv("UNICORN_REAL_TRIMMED_GGUF");
   return path && *path ? path : nullptr;
+}
+
+// The real-weights file, a real text's first 480 tokens and the CPU int8 path's agreement with
+// exact over them and 64 steps: loaded and run once per test binary, since both real-weights tests
+// need them. The callers skip first when real_gguf() is unset.
+struct RealRun {
+  std::shared_ptr<ModelWeights> weights;
+  std::vector<int32_t> prompt;
+  DecodeAgreement cpu_int8;
+};
+const RealRun& real_run() {
+  static const RealRun run = [] {
+    LoadedModel m = load_model(real_gguf());
+    if (!m.tokenizer) fail("{} has no tokenizer", real_gguf());
+    std::ifstream in(test::fixture("text/public_domain.txt"));
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    RealRun r{m.weights, m.tokenizer->encode(text, true), {}};
+    if (r.prompt.size() < 480) fail("the text gives {} tokens, fewer than 480", r.prompt.size());
+    r.prompt.resize(480);
+    CpuBackend cpu_int8(0, MatmulPrecision::Fast);
+    r.cpu_int8 = agreement_over_decode(r.weights, r.prompt, 64, cpu_int8);
+    return r;
+  }();
+  return run;
 }
 constexpr const char* kNoRealGguf =
     "skipped: UNICORN_REAL_TRIMMED_GGUF is not set (bench/device/prepare_real.sh writes the file; "
@@ -131,11 +131,10 @@ TEST(CudaEndToEnd, RealGemma270mLayersMatchCpuOverATextAnd64DecodeSteps) {
 #else
   if (cuda_device_count() == 0) GTEST_SKIP() << "skipped: no CUDA device";
   if (!real_gguf()) GTEST_SKIP() << kNoRealGguf;
-  const RealInput in = real_input(real_gguf());
+  const RealRun& in = real_run();
   std::unique_ptr<Backend> gpu = make_cuda_backend(0);
-  CpuBackend cpu_int8(0, MatmulPrecision::Fast);
   const DecodeAgreement g = agreement_over_decode(in.weights, in.prompt, 64, *gpu);
-  const DecodeAgreement f = agreement_over_decode(in.weights, in.prompt, 64, cpu_int8);
+  const DecodeAgreement& f = in.cpu_int8;
   std::printf(
       "  real weights (%d layers, %lld tokens), NMSE of the logits against the CPU's exact ones, worst "
       "position: CUDA %.3g (at %d), CPU int8 %.3g (at %d); same top token: CUDA %d, CPU int8 %d of %d\n",
@@ -151,9 +150,7 @@ TEST(CudaEndToEnd, RealGemma270mLayersCpuInt8AgainstExact) {
   // int8 activations (fast precision) move real logits from exact (session 19, AVX-512 VNNI: worst
   // position 6.5e-3, the same top token at 62 of 65 positions).
   if (!real_gguf()) GTEST_SKIP() << kNoRealGguf;
-  const RealInput in = real_input(real_gguf());
-  CpuBackend cpu_int8(0, MatmulPrecision::Fast);
-  const DecodeAgreement f = agreement_over_decode(in.weights, in.prompt, 64, cpu_int8);
+  const DecodeAgreement& f = real_run().cpu_int8;
   std::printf("  real weights: CPU int8 against exact, worst NMSE %.3g (at position %d), same top token at %d of %d\n",
               f.worst_nmse, f.worst_position, f.same_argmax, f.positions);
   EXPECT_LE(f.worst_nmse, 1.5e-2);
@@ -188,14 +185,10 @@ TEST(CudaEndToEnd, PartialOffloadMatchesAllCpu) {
             i + 1 == n);
     mc.forward(b, kc, lc);
     ms.forward(b, ks, ls);
-    double num = 0, den = 0;
-    for (size_t i = 0; i < lc.size(); ++i) {
-      num += (double(ls[i]) - lc[i]) * (double(ls[i]) - lc[i]);
-      den += double(lc[i]) * lc[i];
-    }
-    if (num / den > 2e-4) std::printf("  step %d: NMSE %.3g\n", step, num / den);
-    worst = std::max(worst, num / den);
-    sum += num / den;
+    const double e = cudatest::nmse(ls, lc);
+    if (e > 2e-4) std::printf("  step %d: NMSE %.3g\n", step, e);
+    worst = std::max(worst, e);
+    sum += e;
   }
   std::printf("  NMSE, 9 GPU + 9 CPU layers vs all CPU: mean %.3g, worst %.3g\n", sum / 40, worst);
   // int8 activations on the GPU layers (5e-4 per op): the mean holds that budget; single steps

@@ -33,12 +33,16 @@ args = ap.parse_args()
 r = gguf.GGUFReader(args.input)
 arch = bytes(r.fields["general.architecture"].parts[-1]).decode()
 n_layers = int(r.fields[f"{arch}.block_count"].parts[-1][0])
-vocab = len(r.fields["tokenizer.ggml.tokens"].data)
+ftok, ftype = r.fields["tokenizer.ggml.tokens"], r.fields["tokenizer.ggml.token_type"]
+vocab = len(ftok.data)
 if not 1 <= args.layers <= n_layers:
     sys.exit(f"trim_real_gguf: --layers {args.layers} is outside 1..{n_layers}")
 if not 512 <= args.vocab <= vocab:  # the byte-fallback tokens end at id 493
     sys.exit(f"trim_real_gguf: --vocab {args.vocab} is outside 512..{vocab}")
-ftok, ftype = r.fields["tokenizer.ggml.tokens"], r.fields["tokenizer.ggml.token_type"]
+for token_key in ("bos_token_id", "eos_token_id", "unknown_token_id", "padding_token_id"):
+    f = r.fields.get(f"tokenizer.ggml.{token_key}")
+    if f is not None and int(f.parts[-1][0]) >= args.vocab:  # ids below --vocab keep their number
+        sys.exit(f"trim_real_gguf: tokenizer.ggml.{token_key} lies past --vocab {args.vocab}")
 keep = list(range(args.vocab))
 for i in range(args.vocab, vocab):
     piece = bytes(ftok.parts[ftok.data[i]]).decode("utf-8")
@@ -66,10 +70,6 @@ for name, f in r.fields.items():
         w.add_key_value(name, bytes(f.parts[-1]).decode("utf-8"), vtype)
     else:
         w.add_key_value(name, f.parts[-1].tolist()[0], vtype)
-for token_key in ("bos_token_id", "eos_token_id", "unknown_token_id", "padding_token_id"):
-    f = r.fields.get(f"tokenizer.ggml.{token_key}")
-    if f is not None and int(f.parts[-1][0]) >= args.vocab:  # ids below --vocab keep their number
-        sys.exit(f"trim_real_gguf: tokenizer.ggml.{token_key} lies past --vocab {args.vocab}")
 
 kept = 0
 for t in r.tensors:

@@ -89,8 +89,7 @@ for type in $TYPE; do
   if [ "$type" != "$first" ] && [ "$(el)" -ge "${TYPES_BY_S:-470}" ]; then
     echo "$type left for the next call (at $(el) s)"; continue
   fi
-  write_gguf "$type" || continue
-  G=build/synth/27b_$type.gguf
+  G=build/synth/27b_$type.gguf  # written above
   echo "== $type"
   timeout 90 "$LB" -m "$G" -ngl 99 -fa 1 -p 512 -n 128 -d "$d_csv" -r "$REPS" -o md 2>"$OUT/llamacpp_stderr.txt" \
     | tee "$OUT/llamacpp_$type.md"

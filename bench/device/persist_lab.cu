@@ -20,7 +20,7 @@
 // previous output; here the wait or barrier stands for that dependency). Outputs are checked
 // against the first K chain, its job code against a one-thread-per-row reference. Build and run (GPU machine):
 //   nvcc -O3 -std=c++20 --expt-relaxed-constexpr -arch=sm_90a -Isrc -o /tmp/persist bench/device/persist_lab.cu &&
-//   /tmp/persist [sections: any of K E B P; all by default]
+//   /tmp/persist [sections: any of K E B P Q; all by default]
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -290,6 +290,54 @@ __global__ void __launch_bounds__(kThreads, 8) p_chain(const Phase* phases, int 
   }
 }
 
+// Q: persistent with one block of G 4-warp groups per SM (G = 8: 1,024 threads), so that a grid
+// barrier has one arrival and one poller per SM (132 on an H100) instead of one per 128-thread
+// block (P's 1,056): session 15 priced P's barrier at ~4.4 us under full HBM load. Each group runs
+// P's job (2 rows, 128 threads), synchronizing on its own named barrier; before each barrier every
+// group loads the first pass of its first job of the next matvec (as P), so that the HBM streams
+// during the barrier.
+__device__ __forceinline__ void group_sync(int g) {
+  asm volatile("bar.sync %0, %1;" ::"r"(g + 1), "r"(kThreads) : "memory");
+}
+template <int U>
+__device__ __forceinline__ void run_job_group(const Mat& m, Act x, float* y, int j, const Pass<U>& first, int t,
+                                              int g, float (*part)[2]) {
+  const int row = 2 * j;
+  float acc[2] = {0.0f, 0.0f};
+  dot_pass<U>(first, x, t, m.nb, acc);
+  for (int base = t + kThreads * U; base < m.nb; base += kThreads * U) {
+    Pass<U> p;
+    load_pass<U>(m, row, base, p);
+    dot_pass<U>(p, x, base, m.nb, acc);
+  }
+  acc[0] = warp_sum(acc[0]);
+  acc[1] = warp_sum(acc[1]);
+  if (t % 32 == 0) part[t / 32][0] = acc[0], part[t / 32][1] = acc[1];
+  group_sync(g);
+  if (t < 2) y[row + t] = part[0][t] + part[1][t] + part[2][t] + part[3][t];
+  group_sync(g);  // part is reused by the group's next job
+}
+template <int U, int G>
+__global__ void __launch_bounds__(kThreads* G, 1)
+    q_chain(const Phase* phases, int n, Act x, unsigned* count, unsigned* generation, unsigned gen0) {
+  __shared__ float part[G][kThreads / 32][2];
+  const int g = static_cast<int>(threadIdx.x) / kThreads, t = static_cast<int>(threadIdx.x) % kThreads;
+  const int stride = static_cast<int>(gridDim.x) * G, j0 = static_cast<int>(blockIdx.x) * G + g;
+  for (int ph = 0; ph < n; ++ph) {
+    const Phase P = phases[ph];
+    const int jobs = P.m.rows / 2;
+    Pass<U> first;
+    if (j0 < jobs) load_pass<U>(P.m, 2 * j0, t, first);
+    if (ph > 0) grid_barrier(count, generation, gen0 + ph);
+    bool preloaded = true;
+    for (int j = j0; j < jobs; j += stride) {
+      if (!preloaded) load_pass<U>(P.m, 2 * j, t, first);
+      run_job_group<U>(P.m, x, P.y, j, first, t, g, part[g]);
+      preloaded = false;
+    }
+  }
+}
+
 __global__ void ref_matvec(Mat m, Act x, float* y) {
   const int r = blockIdx.x * blockDim.x + threadIdx.x;
   if (r >= m.rows) return;
@@ -469,8 +517,8 @@ int main(int argc, char** argv) {
                phases[i].y, sh.glu ? phases[i].m.rows / 2 : 1);
   };
   // Sections to run (argv[1], default all): K, E (engine launchers), B (bisect: engine launcher
-  // for some matrices, K's engine shape for the rest), P (persistent).
-  const std::string sections = argc > 1 ? argv[1] : "KEBP";
+  // for some matrices, K's engine shape for the rest), P (persistent), Q (persistent, one block per SM).
+  const std::string sections = argc > 1 ? argv[1] : "KEBPQ";
   auto run_section = [&](char c) { return sections.find(c) != std::string::npos; };
 
   // K with per-matrix block shapes: which of the engine's choices cost in the chain.
@@ -566,9 +614,9 @@ int main(int argc, char** argv) {
             (mask & 4) != 0);
       }
   }
-  if (!run_section('P')) return 0;
+  if (!run_section('P') && !run_section('Q')) return 0;
 
-  // P: persistent, writing yp.
+  // P and Q: persistent, writing yp.
   std::vector<Phase> pp = phases;
   for (auto& p : pp) p.y = yp + (p.y - yk);
   Phase* dphases;
@@ -603,7 +651,38 @@ int main(int argc, char** argv) {
       std::printf("    outputs vs the first chain: nmse %.2e\n", nmse(got, ref_y));
     }
   };
-  try_p(p_chain<2, false>, "P: persistent, static jobs");
-  try_p(p_chain<2, true>, "P: persistent, counter jobs");
+  if (run_section('P')) {
+    try_p(p_chain<2, false>, "P: persistent, static jobs");
+    try_p(p_chain<2, true>, "P: persistent, counter jobs");
+  }
+  // Q: one block per SM of G groups (see q_chain).
+  auto try_q = [&](auto kernel, int groups, const char* name) {
+    const int threads = kThreads * groups;
+    int occ = 0;
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, threads, 0));
+    if (occ < 1) {
+      std::printf("%s: does not fit one block per SM\n", name);
+      return;
+    }
+    CK(cudaMemset(yp, 0, y_total * 4));
+    const auto t = time_us(
+        [&] {
+          unsigned g0 = gen;
+          gen += n - 1;
+          void* args[] = {&dphases, const_cast<int*>(&n), const_cast<Act*>(&x), &count, &generation, &g0};
+          CK(cudaLaunchCooperativeKernel(reinterpret_cast<void*>(kernel), sms, threads, args, 0, st));
+        },
+        10);
+    std::vector<float> got(y_total);
+    CK(cudaMemcpy(got.data(), yp, y_total * 4, cudaMemcpyDeviceToHost));
+    report(name, t);
+    std::printf("    outputs vs the first chain: nmse %.2e\n", nmse(got, ref_y));
+  };
+  if (run_section('Q')) {
+    for (int rep = 0; rep < 2; ++rep) {
+      try_q(q_chain<2, 8>, 8, "Q: 1 block/SM x 8 groups");
+      try_q(q_chain<2, 6>, 6, "Q: 1 block/SM x 6 groups");
+    }
+  }
   return 0;
 }

@@ -19,6 +19,7 @@
 #include "backends/cpu/cpu_matmul.h"
 #include "core/half.h"
 #include "core/thread_pool.h"
+#include "model/synthetic.h"
 
 using namespace unicorn;
 
@@ -208,15 +209,18 @@ int main(int argc, char** argv) {
     matmul_with(*kernels, pool, w, x.data(), 1, y.data());
   };
   auto decode_step = [&] {
+    size_t n_more = 0, n_less = 0;  // layers so far with / without the "more bits" types
     for (size_t layer = 0; layer < 18; ++layer) {
-      const bool even = layer % 2 == 0;  // the file alternates attn_v / ffn_down types
+      // The file's attn_v / ffn_down types by layer (q4_k_m_type: Q8_0 / Q6_K on 9 of the 18).
+      const bool more = q4_k_m_type("down", static_cast<int64_t>(layer), 18, 2048) == GgmlType::Q6_K;
+      const size_t copy = more ? n_more++ : n_less++;
       run(find("attn_q", GgmlType::Q5_0), layer);
       run(find("attn_k", GgmlType::Q5_0), layer);
-      run(find("attn_v", even ? GgmlType::Q8_0 : GgmlType::Q5_0), layer / 2);
+      run(find("attn_v", more ? GgmlType::Q8_0 : GgmlType::Q5_0), copy);
       run(find("attn_output", GgmlType::Q4_K), layer);
       run(find("ffn_gate", GgmlType::Q5_0), layer);
       run(find("ffn_up", GgmlType::Q5_0), layer);
-      run(find("ffn_down", even ? GgmlType::Q6_K : GgmlType::Q4_K), layer / 2);
+      run(find("ffn_down", more ? GgmlType::Q6_K : GgmlType::Q4_K), copy);
     }
     run(model.back(), 0);
   };

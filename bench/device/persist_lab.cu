@@ -20,7 +20,7 @@
 // previous output; here the wait or barrier stands for that dependency). Outputs are checked
 // against the first K chain, its job code against a one-thread-per-row reference. Build and run (GPU machine):
 //   nvcc -O3 -std=c++20 --expt-relaxed-constexpr -arch=sm_90a -Isrc -o /tmp/persist bench/device/persist_lab.cu &&
-//   /tmp/persist [sections: any of K E B P Q; all by default]
+//   /tmp/persist [sections: any of K S E B P Q; all by default]
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -199,6 +199,101 @@ __global__ void __launch_bounds__(kThreads, MINB) k_shape(Mat m, Act x, float* y
   if (live && lane == 0 && pw == 0)
 #pragma unroll
     for (int p = 0; p < R; ++p) y[row0 + p * pair] = acc[p];
+  pdl_trigger();
+}
+
+// KS: the lab shape (one 4-warp group of 2 rows per block, 2 items per lane and pass), but before
+// griddepcontrol.wait each block asks for the first PI items of both rows (quants and scales: PI
+// x 18 bytes a row, at most PB bytes for the pair) with bulk copies (cp.async.bulk, the TMA's 1-D
+// form) into shared memory, and reads those items from there. The register prefetch (K) holds one
+// pass (2 items a lane: 9.2 KB a block); this holds a block's first PB bytes, so that the HBM
+// keeps streaming the next matvec's weights through a small op and a kernel boundary. Whether an
+// L2 prefetch lost (sessions 5, 13, 14) because the running matvec's stream evicts the prefetched
+// lines before use can be told apart here: shared memory cannot be evicted.
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void bulk_to_smem(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(smem_u32(dst)),
+      "l"(src), "r"(bytes), "r"(smem_u32(bar))
+      : "memory");
+}
+template <int PB>
+__global__ void __launch_bounds__(kThreads) ks_shape(Mat m, Act x, float* y, int pair) {
+  extern __shared__ __align__(128) uint8_t sm[];
+  __shared__ __align__(8) uint64_t bar;
+  __shared__ float part[4][2];
+  const int t = static_cast<int>(threadIdx.x), warp = t / 32, lane = t % 32;
+  const int gi = static_cast<int>(blockIdx.x);
+  const int row0 = pair == 1 ? gi * 2 : gi;
+  const bool live = row0 + pair < m.rows;
+  // Items in shared memory: a multiple of 8 (16-byte aligned scale runs), at most PB bytes for both.
+  const int pi = std::min(m.nb, (PB / 36) / 8 * 8);
+  uint8_t* sq = sm;                                              // [2][pi][16]
+  uint16_t* sd = reinterpret_cast<uint16_t*>(sm + 2 * pi * 16);  // [2][pi]
+  if (t == 0) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_u32(&bar)) : "memory");
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    if (live) {
+      asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(&bar)), "r"(2 * pi * 18)
+                   : "memory");
+      for (int p = 0; p < 2; ++p) {
+        const size_t o = size_t(row0 + p * pair) * m.nb;
+        bulk_to_smem(sq + p * pi * 16, m.q + o * 16, pi * 16, &bar);
+        bulk_to_smem(sd + p * pi, m.d + o, pi * 2, &bar);
+      }
+    }
+  }
+  __syncthreads();  // the barrier is initialized before anyone waits on it
+  pdl_wait();
+  float acc[2] = {0.0f, 0.0f};
+  if (live) {
+    uint32_t ok = 0;
+    do {
+      asm volatile(
+          "{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0; selp.u32 %0, 1, 0, p; }"
+          : "=r"(ok)
+          : "r"(smem_u32(&bar))
+          : "memory");
+    } while (!ok);
+    for (int it = t; it < pi; it += kThreads) {
+      const float2 ds = x.ds[it];
+#pragma unroll
+      for (int p = 0; p < 2; ++p)
+        acc[p] += h2f(sd[p * pi + it]) *
+                  q4_dot(*reinterpret_cast<const uint4*>(sq + (size_t(p) * pi + it) * 16), x.q, it, ds);
+    }
+    for (int base = pi + t; base < m.nb; base += kThreads * 2) {
+      uint4 q[2][2];
+      uint16_t d[2][2];
+#pragma unroll
+      for (int u = 0; u < 2; ++u) {
+        const int it = base + kThreads * u;
+        if (it < m.nb)
+#pragma unroll
+          for (int p = 0; p < 2; ++p) {
+            const size_t o = size_t(row0 + p * pair) * m.nb + it;
+            q[p][u] = ldw16(m.q + o * 16);
+            d[p][u] = ldw2(m.d + o);
+          }
+      }
+#pragma unroll
+      for (int u = 0; u < 2; ++u) {
+        const int it = base + kThreads * u;
+        if (it < m.nb) {
+          const float2 ds = x.ds[it];
+#pragma unroll
+          for (int p = 0; p < 2; ++p) acc[p] += h2f(d[p][u]) * q4_dot(q[p][u], x.q, it, ds);
+        }
+      }
+    }
+  }
+  acc[0] = warp_sum(acc[0]);
+  acc[1] = warp_sum(acc[1]);
+  if (lane == 0) part[warp][0] = acc[0], part[warp][1] = acc[1];
+  __syncthreads();
+  if (live && t < 2) y[row0 + t * pair] = part[0][t] + part[1][t] + part[2][t] + part[3][t];
   pdl_trigger();
 }
 
@@ -518,7 +613,7 @@ int main(int argc, char** argv) {
   };
   // Sections to run (argv[1], default all): K, E (engine launchers), B (bisect: engine launcher
   // for some matrices, K's engine shape for the rest), P (persistent), Q (persistent, one block per SM).
-  const std::string sections = argc > 1 ? argv[1] : "KEBPQ";
+  const std::string sections = argc > 1 ? argv[1] : "KSEBPQ";
   auto run_section = [&](char c) { return sections.find(c) != std::string::npos; };
 
   // K with per-matrix block shapes: which of the engine's choices cost in the chain.
@@ -543,6 +638,40 @@ int main(int argc, char** argv) {
               small_after(sm, i);
             },
             false);
+  }
+
+  // S: KS (shared-memory prefetch of each block's first PB bytes) against K's lab shape, alone and
+  // with small ops between the matvecs.
+  if (run_section('S')) {
+    auto ks_launch = [&](auto kernel, int pb, int i, bool glu) {
+      const size_t smem = size_t(pb);
+      CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+      const int pair = glu ? phases[i].m.rows / 2 : 1;
+      CK(unicorn::cuda::launch(kernel, dim3(phases[i].m.rows / 2), dim3(kThreads), smem, st, phases[i].m, x,
+                               phases[i].y, pair));
+    };
+    for (int si : {0, 1, 2, 4})
+      for (int rep = 0; rep < 2; ++rep) {
+        time_chain(
+            std::string("S: K lab shape") + smalls[si].name,
+            [&](int i) {
+              launch_k(lab, i);
+              small_after(smalls[si], i);
+            },
+            false);
+        auto ks = [&](auto kernel, int pb, const char* name) {
+          time_chain(
+              std::string(name) + smalls[si].name,
+              [&](int i) {
+                ks_launch(kernel, pb, i, false);
+                small_after(smalls[si], i);
+              },
+              false);
+        };
+        ks(ks_shape<6144>, 6144, "S: KS prefetch 6 KB");
+        ks(ks_shape<12288>, 12288, "S: KS prefetch 12 KB");
+        ks(ks_shape<24576>, 24576, "S: KS prefetch 24 KB");
+      }
   }
 
   // E: the engine's launchers, one graph per activation layout.

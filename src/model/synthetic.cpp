@@ -139,6 +139,20 @@ void fill_rows(const WeightTensor& w, uint8_t* base, int64_t r0, int64_t r1, uin
 
 }  // namespace
 
+// The tensor types of a published Q4_K_M file (llama.cpp's quantizer, as the real 270M on PyPI
+// shows: spec §1.1b): Q4_K everywhere but the tied embedding (Q6_K, it is also the output head)
+// and attn_v and ffn_down on the "more bits" layers (Q6_K): the first and last eighth of the layers
+// and every third layer between them. A K-quant whose rows are not a multiple of 256 values falls
+// back to a 32-value type (quant/policy.h fallback_type: Q4_K -> Q5_0, Q6_K -> Q8_0), which is why
+// the 270M (hidden 640) holds mostly Q5_0 and Q8_0.
+GgmlType q4_k_m_type(std::string_view role, int64_t layer, int64_t n_layers, int64_t cols) {
+  const int64_t eighth = n_layers / 8;
+  const bool more_bits = layer < eighth || layer >= 7 * n_layers / 8 || (layer >= eighth && (layer - eighth) % 3 == 2);
+  GgmlType t = GgmlType::Q4_K;
+  if (role == "embd" || ((role == "v" || role == "down") && more_bits)) t = GgmlType::Q6_K;
+  return cols % 256 == 0 ? t : fallback_type(t);
+}
+
 std::unique_ptr<ModelWeights> make_synthetic_model(const std::string& size, const std::string& scheme, uint64_t seed) {
   const Gemma3Config c = synthetic_config(size);
   auto mw = std::make_unique<ModelWeights>();
@@ -164,15 +178,7 @@ std::unique_ptr<ModelWeights> make_synthetic_model(const std::string& size, cons
     // Q6_K embedding where its rows fit 256-value blocks, else Q8_0 (the 270M's 640), as
     // published Q4_0 files fall back.
     if (scheme == "q4_0") return role != "embd" ? GgmlType::Q4_0 : (cols % 256 == 0 ? GgmlType::Q6_K : GgmlType::Q8_0);
-    if (scheme == "q4_k_m") {
-      // The published 270M mixture: K-quants where rows allow, Q5_0/Q8_0 fallbacks otherwise.
-      const bool more_bits = layer % 2 == 0;
-      if (role == "embd") return GgmlType::Q8_0;
-      if (role == "v") return more_bits ? GgmlType::Q8_0 : GgmlType::Q5_0;
-      if (role == "down") return cols % 256 == 0 ? (more_bits ? GgmlType::Q6_K : GgmlType::Q4_K) : GgmlType::Q5_0;
-      if (role == "o") return cols % 256 == 0 ? GgmlType::Q4_K : GgmlType::Q5_0;
-      return cols % 256 == 0 ? GgmlType::Q4_K : GgmlType::Q5_0;
-    }
+    if (scheme == "q4_k_m") return q4_k_m_type(role, layer, c.n_layers, cols);
     auto t = type_from_name(scheme);
     if (!t)
       fail("unknown synthetic weight scheme '{}' (f32, bf16, f16, q8_0, q4_0, q4_k_m, q4_mix, q4_small or a type name)",

@@ -121,6 +121,15 @@ class MatvecSwitches {
     (void)mode;
 #endif
   }
+  // The one-token layout of long Q6_K rows (kernels.h: 0 a warp per row, 1 split over a block, 2
+  // split and in row pairs).
+  void q6k_split(int mode) {
+#ifdef UNICORN_HAVE_CUDA
+    set(cuda::matvec_q6k_split(), mode, [](int v) { cuda::set_matvec_q6k_split(v); });
+#else
+    (void)mode;
+#endif
+  }
   // Warps per Q4_0 row of 128-192 items at one token (2 or 4).
   void wide_warps(int warps) {
 #ifdef UNICORN_HAVE_CUDA
@@ -789,6 +798,37 @@ TEST_F(CudaOps, Q4_KRowPairsGiveTheSameResultsAsSingleRows) {
     Act xc = upload(*cpu, x, 1, in), yc = cpu->alloc(1, 37);
     cpu->matmul(w.t, xc, yc);
     EXPECT_LE(nmse(paired, to_host(*cpu, yc)), 5e-4) << "in " << in << ": row pairs against the CPU";
+  }
+}
+
+TEST_F(CudaOps, Q6_KSplitRowsAndRowPairsGiveTheSameResultsAsAWarpPerRow) {
+  // One token of a Q6_K weight alone (Q4_K_M's ffn_down on its "more bits" layers): rows of 256+
+  // items split over a 4-warp block (q6k_split 1) and, in row pairs that share each activation
+  // load (2), against a warp per row (0), for an odd row count (the last pair's missing row is read
+  // but not stored); short rows (the output head's layout) stay as they are under every mode. The
+  // split rows against the CPU too.
+  Rng rng(43);
+  for (const int64_t in : {int64_t{16384}, int64_t{1024}}) {
+    gpu = cuda_backend_or_null();  // a fresh device per width: freed host bytes may be reused
+    HostWeight w = random_weight(GgmlType::Q6_K, 37, in, rng);
+    gpu->load_weight(w.t);
+    const std::vector<float> x = random_floats(static_cast<size_t>(in), rng);
+    auto run = [&](int mode) {
+      MatvecSwitches switches;
+      switches.q6k_split(mode);
+      Act xa = upload(*gpu, x, 1, in), y = gpu->alloc(1, 37);
+      gpu->matmul(w.t, xa, y);
+      return to_host(*gpu, y);
+    };
+    const std::vector<float> warp_rows = run(0);
+    std::vector<float> split;
+    for (int mode : {1, 2}) {
+      split = run(mode);
+      EXPECT_LE(nmse(split, warp_rows), 1e-10) << "in " << in << ", mode " << mode;
+    }
+    Act xc = upload(*cpu, x, 1, in), yc = cpu->alloc(1, 37);
+    cpu->matmul(w.t, xc, yc);
+    EXPECT_LE(nmse(split, to_host(*cpu, yc)), 5e-4) << "in " << in << ": split row pairs against the CPU";
   }
 }
 

@@ -60,6 +60,12 @@ int matvec_o_warps();
 // for 0 / 1 / 2; 3 +1.0 % over 2); with shared activation loads off, no pairs.
 void set_matvec_q4k_pairs(int mode);
 int matvec_q4k_pairs();
+// One token of a Q6_K weight alone with rows of 256+ items (Q4_K_M's ffn_down on its "more bits"
+// layers): 0 a warp per row, 2 items per lane and pass; 1 the row split over a 4-warp block, one
+// load per lane and pass (Q4_K's down layout); 2 that in row pairs sharing each activation load
+// (with q4k_pairs > 0 and shared activation loads on) (UNICORN_CUDA_Q6K_SPLIT).
+void set_matvec_q6k_split(int mode);
+int matvec_q6k_split();
 // The same for job.n (1..3) weights of one width on the same input, in one launch: of one type,
 // or a K-quant mix of q, k, v (Q4_K/Q5_K/Q6_K as in q4_mix, Q4_K/Q4_K/Q6_K, Q5_K/Q5_K/Q6_K), as
 // matvec_multi_supports says.

@@ -272,6 +272,7 @@ std::atomic<int> g_wide_warps{2};
 std::atomic<int> g_prefetch_blocks{std::numeric_limits<int>::max()};
 std::atomic<int> g_q6k_layout{1};  // set_matvec_q6k_layout
 std::atomic<int> g_q4k_pairs{3};   // set_matvec_q4k_pairs
+std::atomic<int> g_q6k_split{0};   // set_matvec_q6k_split
 std::atomic<int> g_o_warps{1};     // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
 
 // One token of Q4_0 (one format for every weight of the job): the rows that wide_warps applies to.
@@ -308,6 +309,10 @@ inline bool q4k_split_rows(bool split, int64_t items) { return split && items >=
 // One token of a Q6_K weight alone (q6k_layout).
 template <class F, int NT, bool GLU, class F1, class F2>
 constexpr bool kQ6KAlone = kKQuantRaw<F, NT> && !GLU && !kMixed<F, F1, F2> && std::is_same_v<F, FormatQ6_K>;
+// Long Q6_K rows at one token (Q4_K_M's ffn_down on its "more bits" layers: 27B 21504 -> 5376, 336
+// items) laid out as Q4_K's down when q6k_split asks (1: the row split over the block, one load
+// per lane and pass; 2: the same in row pairs that share each activation load).
+inline bool q6k_split_rows(int64_t items) { return items >= 256 && g_q6k_split.load(std::memory_order_relaxed) > 0; }
 
 // The warps per row that the K-quant layouts ask for, over group_warps' choice (job.wpr), before
 // the kernel is picked (pick_kernel takes them as a constant at one token).
@@ -316,6 +321,7 @@ void kquant_wpr(MatvecJob& job, int64_t items, bool split) {
   if constexpr (kQ6KAlone<F, NT, GLU, F1, F2>) {
     // q6k_layout 2 (a measurement setting, see pick_kernel): the row over 2 warps.
     if (g_q6k_layout.load(std::memory_order_relaxed) == 2 && job.wpr == 1) job.wpr = 2;
+    if (q6k_split_rows(items)) job.wpr = kWarps;
   }
   // Long Q4_K rows at one token (27B's down, 336 items): the row split over the whole block, one
   // load per lane and pass (kquant_lab.cu, H100: 21504 -> 5376 in 31.5 us against 39.4 for a warp
@@ -349,9 +355,12 @@ auto pick_kernel(int64_t items, bool one, bool split) {
       if (g_q6k_layout.load(std::memory_order_relaxed) == 1 && !one && items <= 96)
         kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, WPR>;
     }
-    // Q4_K's split rows (kquant_wpr) take one load per lane and pass.
+    // Q4_K's split rows (kquant_wpr) take one load per lane and pass; so do Q6_K's (q6k_split).
     if constexpr (kQ4KSplitCandidate<F, NT, GLU, F1, F2> && WPR == kWarps) {
       if (q4k_split_rows(split, items) && !one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA, WPR>;
+    }
+    if constexpr (kQ6KAlone<F, NT, GLU, F1, F2> && WPR == kWarps) {
+      if (q6k_split_rows(items) && !one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA, WPR>;
     }
   }
   // Two warps per row of 129-192 items (27B's q/k/v and GeGLU pair): each lane's three items in
@@ -405,6 +414,9 @@ bool q4k_pairs(int64_t items, bool split) {
     return mode >= 2 || (mode == 1 && q4k_split_rows(split, items));
   } else if constexpr (kPairableMix<F, NT, GLU, F1, F2>) {
     return mode == 3;
+  } else if constexpr (kQ6KAlone<F, NT, GLU, F1, F2>) {
+    (void)split;
+    return mode > 0 && q6k_split_rows(items) && g_q6k_split.load(std::memory_order_relaxed) == 2;
   } else {
     return false;
   }
@@ -427,7 +439,9 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   // activation load, or (shared_act off) load it once per row (no Q4_K pairs then).
   constexpr bool kShareable =
       kPairableMix<F, NT, GLU, F1, F2> ||
-      (NT == 1 && (GLU || R > 1 || kQ4KSplitCandidate<F, NT, GLU, F1, F2>)&&HasRaw<F> && !kMixed<F, F1, F2>);
+      (NT == 1 &&
+       (GLU || R > 1 || kQ4KSplitCandidate<F, NT, GLU, F1, F2> || kQ6KAlone<F, NT, GLU, F1, F2>)&&HasRaw<F> &&
+       !kMixed<F, F1, F2>);
   static_assert(!kShareable || (rows_per_group<F, NT, GLU, true>() == rows_per_group<F1, NT, GLU, true>() &&
                                 rows_per_group<F, NT, GLU, true>() == rows_per_group<F2, NT, GLU, true>()));
   // The process-wide switches, read once: they may change between launches.
@@ -540,6 +554,8 @@ void set_matvec_o_warps(int warps) {
   g_o_warps.store(warps == 1 || warps == 2 || warps == 4 ? warps : 0, std::memory_order_relaxed);
 }
 void set_matvec_q4k_pairs(int mode) { g_q4k_pairs.store(mode >= 0 && mode <= 3 ? mode : 0); }
+void set_matvec_q6k_split(int mode) { g_q6k_split.store(mode >= 0 && mode <= 2 ? mode : 0); }
+int matvec_q6k_split() { return g_q6k_split.load(std::memory_order_relaxed); }
 int matvec_q4k_pairs() { return g_q4k_pairs.load(std::memory_order_relaxed); }
 int matvec_o_warps() { return g_o_warps.load(std::memory_order_relaxed); }
 void set_matvec_q6k_layout(int layout) { g_q6k_layout.store(layout >= 0 && layout <= 2 ? layout : 0); }

@@ -272,7 +272,7 @@ std::atomic<int> g_wide_warps{2};
 std::atomic<int> g_prefetch_blocks{std::numeric_limits<int>::max()};
 std::atomic<int> g_q6k_layout{1};  // set_matvec_q6k_layout
 std::atomic<int> g_q4k_pairs{3};   // set_matvec_q4k_pairs
-std::atomic<int> g_q6k_split{0};   // set_matvec_q6k_split
+std::atomic<int> g_q6k_split{2};   // set_matvec_q6k_split
 std::atomic<int> g_o_warps{1};     // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
 
 // One token of Q4_0 (one format for every weight of the job): the rows that wide_warps applies to.
@@ -311,7 +311,8 @@ template <class F, int NT, bool GLU, class F1, class F2>
 constexpr bool kQ6KAlone = kKQuantRaw<F, NT> && !GLU && !kMixed<F, F1, F2> && std::is_same_v<F, FormatQ6_K>;
 // Long Q6_K rows at one token (Q4_K_M's ffn_down on its "more bits" layers: 27B 21504 -> 5376, 336
 // items) laid out as Q4_K's down when q6k_split asks (1: the row split over the block, one load
-// per lane and pass; 2: the same in row pairs that share each activation load).
+// per lane and pass; 2, the default: the same in row pairs that share each activation load).
+// NOTES.md session 20, H200, 27B q4_k_m tg64: 163.7 / 164.5 / 168.6 for 0 / 1 / 2 (alternated).
 inline bool q6k_split_rows(int64_t items) { return items >= 256 && g_q6k_split.load(std::memory_order_relaxed) > 0; }
 
 // The warps per row that the K-quant layouts ask for, over group_warps' choice (job.wpr), before

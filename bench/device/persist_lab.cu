@@ -113,20 +113,26 @@ __device__ __forceinline__ void dot_pass(const Pass<U>& p, Act x, int base, int 
 
 // Job j: rows 2j and 2j + 1, the first pass already loaded into `first`; sync() runs between the
 // first pass's loads and its dot products (the wait on the previous matvec).
-template <int U, class Sync>
-__device__ __forceinline__ void run_job(const Mat& m, Act x, float* y, int j, const Pass<U>& first, Sync sync) {
-  __shared__ float part[kThreads / 32][2];
-  const int row = 2 * j, t = static_cast<int>(threadIdx.x);
-  float acc[2] = {0.0f, 0.0f};
-  sync();
+// Thread t's (of kThreads) warp sums of job j's two rows, its first pass already loaded.
+template <int U>
+__device__ __forceinline__ void job_warp_sums(const Mat& m, Act x, int j, const Pass<U>& first, int t, float* acc) {
+  acc[0] = acc[1] = 0.0f;
   dot_pass<U>(first, x, t, m.nb, acc);
   for (int base = t + kThreads * U; base < m.nb; base += kThreads * U) {
     Pass<U> p;
-    load_pass<U>(m, row, base, p);
+    load_pass<U>(m, 2 * j, base, p);
     dot_pass<U>(p, x, base, m.nb, acc);
   }
   acc[0] = warp_sum(acc[0]);
   acc[1] = warp_sum(acc[1]);
+}
+template <int U, class Sync>
+__device__ __forceinline__ void run_job(const Mat& m, Act x, float* y, int j, const Pass<U>& first, Sync sync) {
+  __shared__ float part[kThreads / 32][2];
+  const int row = 2 * j, t = static_cast<int>(threadIdx.x);
+  float acc[2];
+  sync();
+  job_warp_sums<U>(m, x, j, first, t, acc);
   if (t % 32 == 0) part[t / 32][0] = acc[0], part[t / 32][1] = acc[1];
   __syncthreads();
   if (t < 2) {
@@ -398,15 +404,8 @@ template <int U>
 __device__ __forceinline__ void run_job_group(const Mat& m, Act x, float* y, int j, const Pass<U>& first, int t,
                                               int g, float (*part)[2]) {
   const int row = 2 * j;
-  float acc[2] = {0.0f, 0.0f};
-  dot_pass<U>(first, x, t, m.nb, acc);
-  for (int base = t + kThreads * U; base < m.nb; base += kThreads * U) {
-    Pass<U> p;
-    load_pass<U>(m, row, base, p);
-    dot_pass<U>(p, x, base, m.nb, acc);
-  }
-  acc[0] = warp_sum(acc[0]);
-  acc[1] = warp_sum(acc[1]);
+  float acc[2];
+  job_warp_sums<U>(m, x, j, first, t, acc);
   if (t % 32 == 0) part[t / 32][0] = acc[0], part[t / 32][1] = acc[1];
   group_sync(g);
   if (t < 2) y[row + t] = part[0][t] + part[1][t] + part[2][t] + part[3][t];

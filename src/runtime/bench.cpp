@@ -45,7 +45,11 @@ BenchResult run_bench(Gemma3Model& model, KvCache& kv, const BenchCase& c, int r
   using clock = std::chrono::steady_clock;
   for (int rep = -1; rep < reps; ++rep) {  // rep -1 warms up caches and threads
     kv.clear(0);
-    if (c.n_depth > 0) fill(model, kv, c.n_depth, n_batch, rng, false);
+    // The depth ends with its last token's greedy pick, which waits for the device: without it a
+    // GPU still runs the depth's last prompt batches (queued, nothing read back) when the clock
+    // starts, and a test at depth pays for them (27B on an H200 at depth 4096: tg32 157.8 and
+    // tg128 175.9 tok/s, i.e. ~28 ms of depth in each repetition; docs/PERFORMANCE.md session 20).
+    if (c.n_depth > 0) fill(model, kv, c.n_depth, n_batch, rng, true);
     const auto t0 = clock::now();
     if (c.n_prompt > 0) fill(model, kv, c.n_prompt, n_batch, rng, true);
     std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(model.config().vocab_size - 1));

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Same card, same run: llama.cpp's llama-bench and `unicorn bench` on one synthetic Gemma 3 27B
-# GGUF (random but valid weights of the real shapes, written by `unicorn bench --write-gguf` with
-# the real tokenizer's metadata). Run through the device tool with carry [".devcarry"], after
+# Same card, same run: llama.cpp's llama-bench and `unicorn bench` on one synthetic Gemma 3 GGUF
+# (27B unless SIZE says otherwise; random but valid weights of the real shapes, written by
+# `unicorn bench --write-gguf` with the real tokenizer's metadata). Run through the device tool with carry [".devcarry"], after
 # bench/device/prepare_deps.sh and bench/device/llamacpp_prepare.sh:
 #   UNICORN_COMMIT=<hash> bash bench/device/llamacpp_compare.sh > $OUT/run.txt 2>&1
 # Resumable: llama.cpp's CUDA build takes minutes; if it is not done by LCPP_BUILD_S seconds the
@@ -9,11 +9,12 @@
 # does a build that ends after BENCH_START_BY_S seconds, too late for the benches.
 #   TYPE="q4_0 q4_mix" (--synthetic schemes, one GGUF each, in order; a type that would start after
 #   TYPES_BY_S seconds, default 470, is left for the next call)  REPS=3  DEPTHS="0 4096"
+#   SIZE=27b (--synthetic size: 270m, 1b, 4b, 12b or 27b)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source bench/device/build_unicorn.sh
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-TYPE=${TYPE:-q4_0 q4_mix}; REPS=${REPS:-3}; DEPTHS=${DEPTHS:-0 4096}
+TYPE=${TYPE:-q4_0 q4_mix}; REPS=${REPS:-3}; DEPTHS=${DEPTHS:-0 4096}; SIZE=${SIZE:-27b}
 start=$(date +%s)
 el() { echo $(( $(date +%s) - start )); }
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv | tee "$OUT/gpu.txt"
@@ -47,13 +48,13 @@ U=./build/gpu/unicorn
 # The GGUF of one type, reused by later calls on the same warm machine (written by this commit's
 # generator then).
 write_gguf() {
-  local type=$1 g=build/synth/27b_$1.gguf
+  local type=$1 g=build/synth/${SIZE}_$1.gguf
   [ -f "$g" ] && return 0
   mkdir -p build/synth "$L/tok"
   python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" \
     .devcarry/llamacpp/tokenizer.json.xz "$L/tok/tokenizer.json"
   cp .devcarry/llamacpp/tokenizer_config.json "$L/tok/"
-  $U bench --synthetic 27b --type "$type" --write-gguf "$g.part" --tokenizer "$L/tok" > "$OUT/gguf_$type.log" 2>&1 \
+  $U bench --synthetic "$SIZE" --type "$type" --write-gguf "$g.part" --tokenizer "$L/tok" > "$OUT/gguf_$type.log" 2>&1 \
     || { tail -5 "$OUT/gguf_$type.log"; return 1; }
   mv "$g.part" "$g" && rm -f "$OUT/gguf_$type.log"
   echo "gguf $type written: $(el) s, $(du -h "$g" | cut -f1)"
@@ -89,7 +90,7 @@ for type in $TYPE; do
   if [ "$type" != "$first" ] && [ "$(el)" -ge "${TYPES_BY_S:-470}" ]; then
     echo "$type left for the next call (at $(el) s)"; continue
   fi
-  G=build/synth/27b_$type.gguf  # written above
+  G=build/synth/${SIZE}_$type.gguf  # written above
   echo "== $type"
   timeout 90 "$LB" -m "$G" -ngl 99 -fa 1 -p 512 -n 128 -d "$d_csv" -r "$REPS" -o md 2>"$OUT/llamacpp_stderr.txt" \
     | tee "$OUT/llamacpp_$type.md"

@@ -801,34 +801,37 @@ TEST_F(CudaOps, Q4_KRowPairsGiveTheSameResultsAsSingleRows) {
   }
 }
 
-TEST_F(CudaOps, Q6_KSplitRowsAndRowPairsGiveTheSameResultsAsAWarpPerRow) {
+TEST_F(CudaOps, Q6_KSplitRowsAndRowPairsGiveTheSameResultsAsTheGeneralLayout) {
   // One token of a Q6_K weight alone (Q4_K_M's ffn_down on its "more bits" layers): rows of 256+
-  // items split over a 4-warp block (q6k_split 1) and, in row pairs that share each activation
-  // load (2), against a warp per row (0), for an odd row count (the last pair's missing row is read
-  // but not stored); short rows (the output head's layout) stay as they are under every mode. The
-  // split rows against the CPU too.
+  // items split over a 4-warp block (q6k_split 1) and in row pairs that share each activation load
+  // (2), against the general layout (0: warps_per_row's warps per row, 2 items per lane and pass),
+  // at a row count where that is one warp per row (48 rows per SM) and at a small odd one where it
+  // is 4 (the last pair's missing row is read but not stored); short rows (the output head's
+  // layout) stay as they are under every mode. The row pairs against the CPU too.
   Rng rng(43);
-  for (const int64_t in : {int64_t{16384}, int64_t{1024}}) {
-    gpu = cuda_backend_or_null();  // a fresh device per width: freed host bytes may be reused
-    HostWeight w = random_weight(GgmlType::Q6_K, 37, in, rng);
+  const int64_t many = 48 * int64_t{cuda::device_sm_count()} + 1;
+  for (const auto& [in, rows] : {std::pair{int64_t{16384}, many}, std::pair{int64_t{16384}, int64_t{37}},
+                                 std::pair{int64_t{1024}, int64_t{37}}}) {
+    gpu = cuda_backend_or_null();  // a fresh device per shape: freed host bytes may be reused
+    HostWeight w = random_weight(GgmlType::Q6_K, rows, in, rng);
     gpu->load_weight(w.t);
     const std::vector<float> x = random_floats(static_cast<size_t>(in), rng);
     auto run = [&](int mode) {
       MatvecSwitches switches;
       switches.q6k_split(mode);
-      Act xa = upload(*gpu, x, 1, in), y = gpu->alloc(1, 37);
+      Act xa = upload(*gpu, x, 1, in), y = gpu->alloc(1, rows);
       gpu->matmul(w.t, xa, y);
       return to_host(*gpu, y);
     };
-    const std::vector<float> warp_rows = run(0);
+    const std::vector<float> general = run(0);
     std::vector<float> split;
     for (int mode : {1, 2}) {
       split = run(mode);
-      EXPECT_LE(nmse(split, warp_rows), 1e-10) << "in " << in << ", mode " << mode;
+      EXPECT_LE(nmse(split, general), 1e-10) << in << " x " << rows << ", mode " << mode;
     }
-    Act xc = upload(*cpu, x, 1, in), yc = cpu->alloc(1, 37);
+    Act xc = upload(*cpu, x, 1, in), yc = cpu->alloc(1, rows);
     cpu->matmul(w.t, xc, yc);
-    EXPECT_LE(nmse(split, to_host(*cpu, yc)), 5e-4) << "in " << in << ": split row pairs against the CPU";
+    EXPECT_LE(nmse(split, to_host(*cpu, yc)), 5e-4) << in << " x " << rows << ": row pairs against the CPU";
   }
 }
 

@@ -63,9 +63,9 @@ int matvec_q4k_pairs();
 // One token of a Q6_K weight alone with rows of 256+ items (Q4_K_M's ffn_down on its "more bits"
 // layers): 2 (the default) the row split over a 4-warp block, one load per lane and pass, in row
 // pairs sharing each activation load (Q4_K's down layout; with q4k_pairs > 0 and shared activation
-// loads on); 1 the split without pairs and 0 a warp per row with 2 items per lane and pass are
-// measurement settings (UNICORN_CUDA_Q6K_SPLIT; NOTES.md session 20, H200, 27B q4_k_m tg64 163.7 /
-// 164.5 / 168.6 for 0 / 1 / 2).
+// loads on); 1 the split without pairs and 0 the general layout (warps_per_row's warps per row, 2
+// items per lane and pass: 2 warps for 27B's 5,376 rows) are measurement settings (UNICORN_CUDA_Q6K_SPLIT; NOTES.md
+// session 20, H200, 27B q4_k_m tg64 163.7 / 164.5 / 168.6 for 0 / 1 / 2).
 void set_matvec_q6k_split(int mode);
 int matvec_q6k_split();
 // The same for job.n (1..3) weights of one width on the same input, in one launch: of one type,

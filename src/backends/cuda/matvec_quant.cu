@@ -310,7 +310,8 @@ inline bool q4k_split_rows(bool split, int64_t items) { return split && items >=
 template <class F, int NT, bool GLU, class F1, class F2>
 constexpr bool kQ6KAlone = kKQuantRaw<F, NT> && !GLU && !kMixed<F, F1, F2> && std::is_same_v<F, FormatQ6_K>;
 // Long Q6_K rows at one token (Q4_K_M's ffn_down on its "more bits" layers: 27B 21504 -> 5376, 336
-// items) laid out as Q4_K's down when q6k_split asks (1: the row split over the block, one load
+// items; 0 leaves them to the general layout, 2 warps per row there) laid out as Q4_K's down when
+// q6k_split asks (1: the row split over the block, one load
 // per lane and pass; 2, the default: the same in row pairs that share each activation load).
 // NOTES.md session 20, H200, 27B q4_k_m tg64: 163.7 / 164.5 / 168.6 for 0 / 1 / 2 (alternated).
 inline bool q6k_split_rows(int64_t items) { return items >= 256 && g_q6k_split.load(std::memory_order_relaxed) > 0; }

@@ -290,6 +290,22 @@ TEST(CliBench, WritesJson) {
   EXPECT_NEAR(j[1]["roofline_fraction"].get<double>(), j[1]["mean"].get<double>() / ceiling, 1e-9) << r.out;
 }
 
+TEST(CliBench, TestsPromptAndGenerationAtEachDepth) {
+  // As llama-bench: at each -d a pp and a tg test, named "@ dN" past depth 0, in that order; the
+  // default context holds the deepest depth plus the longer test.
+  const Result r = run_unicorn("bench -m " + kTiny + " -p 8 -n 2 -d 0 -d 24 -r 1 -o json --no-roofline");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j.size(), 4u) << r.out;
+  const char* names[] = {"pp8", "tg2", "pp8 @ d24", "tg2 @ d24"};
+  const int depths[] = {0, 0, 24, 24};
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(j[i]["test"].get<std::string>(), names[i]) << r.out;
+    EXPECT_EQ(j[i]["depth"].get<int>(), depths[i]) << r.out;
+    EXPECT_GT(j[i]["mean"].get<double>(), 0.0) << r.out;
+  }
+}
+
 TEST(CliPerplexity, ABatchLargerThanTheContextIsBudgetedByTheContext) {
   // Perplexity takes a whole call's logits at once, but a call never has more tokens than the
   // context: -b 32768 with -c 128 must budget 128 rows of Gemma 3's 262,144 logits, not 32,768

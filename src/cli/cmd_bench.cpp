@@ -23,7 +23,7 @@ class BenchCommand final : public Command {
     sub.add_option("-p,--n-prompt", n_prompt_, "prompt tokens for the pp test (0: skip)")
         ->check(CLI::Range(0, 1 << 20));
     sub.add_option("-n,--n-gen", n_gen_, "generated tokens for the tg test (0: skip)")->check(CLI::Range(0, 1 << 20));
-    sub.add_option("-d,--depth", depth_, "tokens already in the context before tg (repeatable)")
+    sub.add_option("-d,--depth", depth_, "tokens already in the context before each pp and tg test (repeatable)")
         ->check(CLI::Range(0, 1 << 24));
     sub.add_option("-r,--repetitions", reps_, "repetitions of each test")->check(CLI::Range(1, 1000));
     sub.add_option("-o,--output", format_, "output format")->check(CLI::IsMember({"md", "json"}));
@@ -45,7 +45,7 @@ class BenchCommand final : public Command {
     if (depth_.empty()) depth_ = {0};
     int64_t max_depth = 0;
     for (int d : depth_) max_depth = std::max<int64_t>(max_depth, d);
-    if (mo_.ctx <= 0) mo_.ctx = std::max<int64_t>(n_prompt_, max_depth + n_gen_) + 16;
+    if (mo_.ctx <= 0) mo_.ctx = max_depth + std::max<int64_t>(n_prompt_, n_gen_) + 16;
     if (!synthetic_.empty()) {
       if (!mo_.model.empty()) fail("pass either -m or --synthetic, not both");
       mo_.model = "synthetic:" + synthetic_ + ":" + scheme_;
@@ -76,10 +76,12 @@ class BenchCommand final : public Command {
                format_bytes(e->memory().weights), format_bytes(bytes_per_token(e->weights())));
     const Gemma3Config& c = e->config();
     std::vector<BenchCase> cases;
-    if (n_prompt_ > 0) cases.push_back({fmt::format("pp{}", n_prompt_), n_prompt_, 0, 0});
-    for (int d : depth_)
-      if (n_gen_ > 0)
-        cases.push_back({d ? fmt::format("tg{} @ d{}", n_gen_, d) : fmt::format("tg{}", n_gen_), 0, n_gen_, d});
+    // At each depth a prompt test and a generation test, in llama-bench's order and names.
+    for (int d : depth_) {
+      const std::string at = d ? fmt::format(" @ d{}", d) : "";
+      if (n_prompt_ > 0) cases.push_back({fmt::format("pp{}{}", n_prompt_, at), n_prompt_, 0, d});
+      if (n_gen_ > 0) cases.push_back({fmt::format("tg{}{}", n_gen_, at), 0, n_gen_, d});
+    }
     nlohmann::json out = nlohmann::json::array();
     const std::string backend = e->backends()[0]->name();
     const int threads = backend == "cpu" ? mo_.threads : 0;

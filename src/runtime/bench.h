@@ -14,7 +14,7 @@ struct BenchCase {
   std::string name;  // "pp512", "tg128"
   int64_t n_prompt = 0;
   int64_t n_gen = 0;
-  int64_t n_depth = 0;  // tokens already in the context before the measurement (tg at depth)
+  int64_t n_depth = 0;  // tokens already in the context before the measurement (pp or tg at depth)
 };
 
 struct BenchResult {

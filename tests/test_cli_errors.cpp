@@ -306,6 +306,10 @@ TEST(CliBench, TestsPromptAndGenerationAtEachDepth) {
   }
 }
 
+TEST(CliBench, AContextTooSmallForTheDeepestTestIsRefusedBeforeLoading) {
+  expect_clean_error(run_unicorn("bench -m /nonexistent.gguf -p 32 -n 4 -d 64 -c 80"), "needs 96 positions");
+}
+
 TEST(CliPerplexity, ABatchLargerThanTheContextIsBudgetedByTheContext) {
   // Perplexity takes a whole call's logits at once, but a call never has more tokens than the
   // context: -b 32768 with -c 128 must budget 128 rows of Gemma 3's 262,144 logits, not 32,768

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <random>
+#include <set>
 
 namespace unicorn {
 
@@ -36,6 +37,14 @@ void fill(Gemma3Model& model, KvCache& kv, int64_t n, int64_t n_batch, std::mt19
     done += m;
   }
 }
+
+void wait_for_devices(const Placement& p) {
+  std::set<Backend*> devices(p.layer.begin(), p.layer.end());
+  devices.insert(p.input);
+  devices.insert(p.output);
+  for (Backend* b : devices)
+    if (b) b->synchronize();
+}
 }  // namespace
 
 BenchResult run_bench(Gemma3Model& model, KvCache& kv, const BenchCase& c, int reps, int64_t n_batch) {
@@ -45,11 +54,14 @@ BenchResult run_bench(Gemma3Model& model, KvCache& kv, const BenchCase& c, int r
   using clock = std::chrono::steady_clock;
   for (int rep = -1; rep < reps; ++rep) {  // rep -1 warms up caches and threads
     kv.clear(0);
-    // The depth ends with its last token's greedy pick, which waits for the device: without it a
-    // GPU still runs the depth's last prompt batches (queued, nothing read back) when the clock
-    // starts, and a test at depth pays for them (27B on an H200 at depth 4096: tg32 157.8 and
-    // tg128 175.9 tok/s, i.e. ~28 ms of depth in each repetition; docs/PERFORMANCE.md session 20).
-    if (c.n_depth > 0) fill(model, kv, c.n_depth, n_batch, rng, true);
+    // The clock starts when the devices have finished the depth: its prompt batches read nothing
+    // back, so without the wait a GPU still runs the last of them when the clock starts, and a
+    // test at depth pays for them (27B on an H200 at depth 4096: tg32 157.8 and tg128 175.9
+    // tok/s, i.e. ~28 ms of depth in each repetition; docs/PERFORMANCE.md session 20).
+    if (c.n_depth > 0) {
+      fill(model, kv, c.n_depth, n_batch, rng, false);
+      wait_for_devices(model.placement());
+    }
     const auto t0 = clock::now();
     if (c.n_prompt > 0) fill(model, kv, c.n_prompt, n_batch, rng, true);
     std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(model.config().vocab_size - 1));

@@ -121,8 +121,8 @@ class MatvecSwitches {
     (void)mode;
 #endif
   }
-  // The one-token layout of long Q6_K rows (kernels.h: 0 a warp per row, 1 split over a block, 2
-  // split and in row pairs).
+  // The one-token layout of long Q6_K rows (kernels.h: 0 the general layout, 1 split over a block,
+  // 2 split and in row pairs).
   void q6k_split(int mode) {
 #ifdef UNICORN_HAVE_CUDA
     set(cuda::matvec_q6k_split(), mode, [](int v) { cuda::set_matvec_q6k_split(v); });

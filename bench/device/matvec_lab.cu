@@ -260,36 +260,8 @@ __global__ void __launch_bounds__(NW * 32) kernel_c(Mat m, Act x, float* y) {
 // D (sm_90): bulk copies (cp.async.bulk, the TMA's 1-D form) stream tiles of R whole rows (quant
 // bytes and scales, each contiguous) into an S-stage shared-memory ring; one producer warp issues
 // them, NW consumer warps compute a row each from shared memory and release the stage through an
-// mbarrier. Persistent: BPS blocks per SM, tiles strided over the grid.
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_u32(bar)) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-  uint32_t ok = 0;
-  do {
-    asm volatile(
-        "{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
-        : "=r"(ok)
-        : "r"(smem_u32(bar)), "r"(parity)
-        : "memory");
-  } while (!ok);
-}
-__device__ __forceinline__ void bulk_load(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-  asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(smem_u32(dst)),
-      "l"(src), "r"(bytes), "r"(smem_u32(bar))
-      : "memory");
-}
-
+// mbarrier (lab_check.cuh's bulk-copy helpers). Persistent: BPS blocks per SM, tiles strided over
+// the grid.
 template <int R, int NW, int UN>
 __global__ void __launch_bounds__((NW + 1) * 32) kernel_d(Mat m, Act x, float* y, int S) {
   extern __shared__ __align__(128) uint8_t smem[];

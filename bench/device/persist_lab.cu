@@ -216,15 +216,6 @@ __global__ void __launch_bounds__(kThreads, MINB) k_shape(Mat m, Act x, float* y
 // keeps streaming the next matvec's weights through a small op and a kernel boundary. Whether an
 // L2 prefetch lost (sessions 5, 13, 14) because the running matvec's stream evicts the prefetched
 // lines before use can be told apart here: shared memory cannot be evicted.
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void bulk_to_smem(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-  asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(smem_u32(dst)),
-      "l"(src), "r"(bytes), "r"(smem_u32(bar))
-      : "memory");
-}
 template <int PB>
 __global__ void __launch_bounds__(kThreads) ks_shape(Mat m, Act x, float* y, int pair) {
   extern __shared__ __align__(128) uint8_t sm[];
@@ -239,15 +230,14 @@ __global__ void __launch_bounds__(kThreads) ks_shape(Mat m, Act x, float* y, int
   uint8_t* sq = sm;                                              // [2][pi][16]
   uint16_t* sd = reinterpret_cast<uint16_t*>(sm + 2 * pi * 16);  // [2][pi]
   if (t == 0) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_u32(&bar)) : "memory");
+    mbar_init(&bar, 1);
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     if (live) {
-      asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(&bar)), "r"(2 * pi * 18)
-                   : "memory");
+      mbar_expect_tx(&bar, 2 * pi * 18);
       for (int p = 0; p < 2; ++p) {
         const size_t o = size_t(row0 + p * pair) * m.nb;
-        bulk_to_smem(sq + p * pi * 16, m.q + o * 16, pi * 16, &bar);
-        bulk_to_smem(sd + p * pi, m.d + o, pi * 2, &bar);
+        bulk_load(sq + p * pi * 16, m.q + o * 16, pi * 16, &bar);
+        bulk_load(sd + p * pi, m.d + o, pi * 2, &bar);
       }
     }
   }
@@ -255,14 +245,7 @@ __global__ void __launch_bounds__(kThreads) ks_shape(Mat m, Act x, float* y, int
   pdl_wait();
   float acc[2] = {0.0f, 0.0f};
   if (live) {
-    uint32_t ok = 0;
-    do {
-      asm volatile(
-          "{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0; selp.u32 %0, 1, 0, p; }"
-          : "=r"(ok)
-          : "r"(smem_u32(&bar))
-          : "memory");
-    } while (!ok);
+    mbar_wait(&bar, 0);
     for (int it = t; it < pi; it += kThreads) {
       const float2 ds = x.ds[it];
 #pragma unroll

@@ -45,11 +45,11 @@ class BenchCommand final : public Command {
     if (depth_.empty()) depth_ = {0};
     int64_t max_depth = 0;
     for (int d : depth_) max_depth = std::max<int64_t>(max_depth, d);
-    const int64_t need = max_depth + std::max<int64_t>(n_prompt_, n_gen_);  // positions of the deepest test
+    const int64_t longest = std::max<int64_t>(n_prompt_, n_gen_), need = max_depth + longest;  // the deepest test
     if (mo_.ctx <= 0) mo_.ctx = need + 16;
     if (mo_.ctx < need)
-      fail("-c {} is too small for these tests: depth {} + {} tokens needs {} positions", mo_.ctx, max_depth,
-           std::max<int64_t>(n_prompt_, n_gen_), need);
+      fail("-c {} is too small for these tests: depth {} + {} tokens needs {} positions", mo_.ctx, max_depth, longest,
+           need);
     if (!synthetic_.empty()) {
       if (!mo_.model.empty()) fail("pass either -m or --synthetic, not both");
       mo_.model = "synthetic:" + synthetic_ + ":" + scheme_;

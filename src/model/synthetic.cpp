@@ -147,7 +147,7 @@ void fill_rows(const WeightTensor& w, uint8_t* base, int64_t r0, int64_t r1, uin
 // the 270M (hidden 640) holds mostly Q5_0 and Q8_0.
 GgmlType q4_k_m_type(std::string_view role, int64_t layer, int64_t n_layers, int64_t cols) {
   const int64_t eighth = n_layers / 8;
-  const bool more_bits = layer < eighth || layer >= 7 * n_layers / 8 || (layer >= eighth && (layer - eighth) % 3 == 2);
+  const bool more_bits = layer < eighth || layer >= 7 * n_layers / 8 || (layer - eighth) % 3 == 2;
   GgmlType t = GgmlType::Q4_K;
   if (role == "embd" || ((role == "v" || role == "down") && more_bits)) t = GgmlType::Q6_K;
   return cols % 256 == 0 ? t : fallback_type(t);

@@ -310,37 +310,42 @@ inline bool q4k_split_rows(bool split, int64_t items) { return split && items >=
 template <class F, int NT, bool GLU, class F1, class F2>
 constexpr bool kQ6KAlone = kKQuantRaw<F, NT> && !GLU && !kMixed<F, F1, F2> && std::is_same_v<F, FormatQ6_K>;
 // Long Q6_K rows at one token (Q4_K_M's ffn_down on its "more bits" layers: 27B 21504 -> 5376, 336
-// items; 0 leaves them to the general layout, 2 warps per row there) laid out as Q4_K's down when
-// q6k_split asks (1: the row split over the block, one load
-// per lane and pass; 2, the default: the same in row pairs that share each activation load).
-// NOTES.md session 20, H200, 27B q4_k_m tg64: 163.7 / 164.5 / 168.6 for 0 / 1 / 2 (alternated).
-inline bool q6k_split_rows(int64_t items) { return items >= 256 && g_q6k_split.load(std::memory_order_relaxed) > 0; }
+// items) take Q4_K's down layout when q6k_split asks: 1 the row split over the block, one load per
+// lane and pass; 2, the default, the same in row pairs that share each activation load; 0 leaves
+// them to the general layout (2 warps per row there). NOTES.md session 20, H200, 27B q4_k_m tg64:
+// 163.7 / 164.5 / 168.6 for 0 / 1 / 2 (alternated).
+// Whether a job's one-token rows are split over the whole block (kquant_wpr), from the switches
+// launch_nt read: Q4_K's (kquant_split) or Q6_K's (q6k_split, its mode).
+template <class F, int NT, bool GLU, class F1, class F2>
+bool block_split_rows(bool split, int q6k_split, int64_t items) {
+  if constexpr (kQ4KSplitCandidate<F, NT, GLU, F1, F2>) return q4k_split_rows(split, items);
+  if constexpr (kQ6KAlone<F, NT, GLU, F1, F2>) return q6k_split > 0 && items >= 256;
+  return false;
+}
 
 // The warps per row that the K-quant layouts ask for, over group_warps' choice (job.wpr), before
 // the kernel is picked (pick_kernel takes them as a constant at one token).
 template <class F, int NT, bool GLU, class F1, class F2>
-void kquant_wpr(MatvecJob& job, int64_t items, bool split) {
+void kquant_wpr(MatvecJob& job, int64_t items, bool split, int q6k_split) {
   if constexpr (kQ6KAlone<F, NT, GLU, F1, F2>) {
     // q6k_layout 2 (a measurement setting, see pick_kernel): the row over 2 warps.
     if (g_q6k_layout.load(std::memory_order_relaxed) == 2 && job.wpr == 1) job.wpr = 2;
-    if (q6k_split_rows(items)) job.wpr = kWarps;
   }
   // Long Q4_K rows at one token (27B's down, 336 items): the row split over the whole block, one
   // load per lane and pass (kquant_lab.cu, H100: 21504 -> 5376 in 31.5 us against 39.4 for a warp
   // per row with 4 loads per lane; in the engine, which gave that matrix 2 warps per row, q4_mix
-  // tg64 113.4 -> 117.6). Q5_K and Q6_K were not timed, so they keep the old layout.
-  if constexpr (kQ4KSplitCandidate<F, NT, GLU, F1, F2>) {
-    if (q4k_split_rows(split, items)) job.wpr = kWarps;
-  }
+  // tg64 113.4 -> 117.6); long Q6_K rows the same (q6k_split). Q5_K keeps the old layout.
+  if (block_split_rows<F, NT, GLU, F1, F2>(split, q6k_split, items)) job.wpr = kWarps;
 }
 
 // The kernel for a job whose groups have WPR warps (job.wpr; 0: read at run time, for more than
-// one token), given the switches as launch_nt read them (one load per lane, the Q4_K row split).
+// one token), given the switches as launch_nt read them (one load per lane, the Q4_K row split, the
+// Q6_K split mode).
 // At one token every one-format kernel takes its warps per row as a constant (matvec_block's WPR: NOTES.md
 // session 16, H200, 27B tg128 Q4_0 188.6 -> 197.0, q4_mix 151.1 -> 161.5, Q8_0 115.9 -> 123.1
 // with the lean loop).
 template <class F, int NT, bool GLU, class F1, class F2, bool SA, int WPR>
-auto pick_kernel(int64_t items, bool one, bool split) {
+auto pick_kernel(int64_t items, bool one, bool split, int q6k_split) {
   auto* kernel = matvec_quant<F, F1, F2, NT, GLU, 0, 0, SA, WPR>;
   if constexpr (kKQuantRaw<F, NT>) {
     constexpr int kMinBlocks = kMixed<F, F1, F2> ? 0 : (GLU ? 6 : 8);
@@ -357,12 +362,10 @@ auto pick_kernel(int64_t items, bool one, bool split) {
       if (g_q6k_layout.load(std::memory_order_relaxed) == 1 && !one && items <= 96)
         kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, WPR>;
     }
-    // Q4_K's split rows (kquant_wpr) take one load per lane and pass; so do Q6_K's (q6k_split).
-    if constexpr (kQ4KSplitCandidate<F, NT, GLU, F1, F2> && WPR == kWarps) {
-      if (q4k_split_rows(split, items) && !one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA, WPR>;
-    }
-    if constexpr (kQ6KAlone<F, NT, GLU, F1, F2> && WPR == kWarps) {
-      if (q6k_split_rows(items) && !one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA, WPR>;
+    // Rows split over the block (kquant_wpr: Q4_K's, Q6_K's) take one load per lane and pass.
+    if constexpr ((kQ4KSplitCandidate<F, NT, GLU, F1, F2> || kQ6KAlone<F, NT, GLU, F1, F2>)&&WPR == kWarps) {
+      if (block_split_rows<F, NT, GLU, F1, F2>(split, q6k_split, items) && !one)
+        kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA, WPR>;
     }
   }
   // Two warps per row of 129-192 items (27B's q/k/v and GeGLU pair): each lane's three items in
@@ -388,16 +391,16 @@ auto pick_kernel(int64_t items, bool one, bool split) {
 // pick_kernel with job.wpr as a constant at one token. A K-quant q/k/v mix takes it only for one
 // warp per row (27B's q/k/v; every body of the mix then runs with it), other widths read job.wpr.
 template <class F, int NT, bool GLU, class F1, class F2, bool SA>
-auto pick_for_wpr(const MatvecJob& job, int64_t items, bool one, bool split) {
+auto pick_for_wpr(const MatvecJob& job, int64_t items, bool one, bool split, int q6k_split) {
   if constexpr (NT == 1 && kMixed<F, F1, F2>) {
-    if (job.wpr == 1) return pick_kernel<F, NT, GLU, F1, F2, SA, 1>(items, one, split);
-    return pick_kernel<F, NT, GLU, F1, F2, SA, 0>(items, one, split);
+    if (job.wpr == 1) return pick_kernel<F, NT, GLU, F1, F2, SA, 1>(items, one, split, q6k_split);
+    return pick_kernel<F, NT, GLU, F1, F2, SA, 0>(items, one, split, q6k_split);
   } else if constexpr (NT == 1) {
-    if (job.wpr == 1) return pick_kernel<F, NT, GLU, F1, F2, SA, 1>(items, one, split);
-    if (job.wpr == 2) return pick_kernel<F, NT, GLU, F1, F2, SA, 2>(items, one, split);
-    return pick_kernel<F, NT, GLU, F1, F2, SA, kWarps>(items, one, split);
+    if (job.wpr == 1) return pick_kernel<F, NT, GLU, F1, F2, SA, 1>(items, one, split, q6k_split);
+    if (job.wpr == 2) return pick_kernel<F, NT, GLU, F1, F2, SA, 2>(items, one, split, q6k_split);
+    return pick_kernel<F, NT, GLU, F1, F2, SA, kWarps>(items, one, split, q6k_split);
   } else {
-    return pick_kernel<F, NT, GLU, F1, F2, SA, 0>(items, one, split);
+    return pick_kernel<F, NT, GLU, F1, F2, SA, 0>(items, one, split, q6k_split);
   }
 }
 
@@ -410,15 +413,14 @@ constexpr bool kPairableMix = NT == 1 && !GLU && kMixed<F, F1, F2> && HasRaw<F> 
 // block; 0 none);
 // launch_nt then picks its shared-load kernel.
 template <class F, int NT, bool GLU, class F1, class F2>
-bool q4k_pairs(int64_t items, bool split) {
+bool q4k_pairs(int64_t items, bool split, int q6k_split) {
   const int mode = g_q4k_pairs.load(std::memory_order_relaxed);
   if constexpr (kQ4KSplitCandidate<F, NT, GLU, F1, F2>) {
     return mode >= 2 || (mode == 1 && q4k_split_rows(split, items));
   } else if constexpr (kPairableMix<F, NT, GLU, F1, F2>) {
     return mode == 3;
   } else if constexpr (kQ6KAlone<F, NT, GLU, F1, F2>) {
-    (void)split;
-    return mode > 0 && q6k_split_rows(items) && g_q6k_split.load(std::memory_order_relaxed) == 2;
+    return mode > 0 && q6k_split == 2 && block_split_rows<F, NT, GLU, F1, F2>(split, q6k_split, items);
   } else {
     return false;
   }
@@ -448,13 +450,14 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
                                 rows_per_group<F, NT, GLU, true>() == rows_per_group<F2, NT, GLU, true>()));
   // The process-wide switches, read once: they may change between launches.
   const bool one = one_load<F>(NT), split = g_kquant_split.load(std::memory_order_relaxed);
-  kquant_wpr<F, NT, GLU, F1, F2>(job, items, split);
+  const int q6k_split = g_q6k_split.load(std::memory_order_relaxed);
+  kquant_wpr<F, NT, GLU, F1, F2>(job, items, split, q6k_split);
   bool shared = false;
-  auto* kernel = pick_for_wpr<F, NT, GLU, F1, F2, false>(job, items, one, split);
+  auto* kernel = pick_for_wpr<F, NT, GLU, F1, F2, false>(job, items, one, split, q6k_split);
   if constexpr (kShareable) {
-    shared =
-        g_shared_act.load(std::memory_order_relaxed) && (GLU || R > 1 || q4k_pairs<F, NT, GLU, F1, F2>(items, split));
-    if (shared) kernel = pick_for_wpr<F, NT, GLU, F1, F2, true>(job, items, one, split);
+    shared = g_shared_act.load(std::memory_order_relaxed) &&
+             (GLU || R > 1 || q4k_pairs<F, NT, GLU, F1, F2>(items, split, q6k_split));
+    if (shared) kernel = pick_for_wpr<F, NT, GLU, F1, F2, true>(job, items, one, split, q6k_split);
   }
   const int64_t rows_per_block = kWarps / job.wpr * (shared ? rows_per_group<F, NT, GLU, true>() : R);
   int64_t blocks = 0;

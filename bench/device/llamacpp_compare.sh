@@ -10,6 +10,8 @@
 #   TYPE="q4_0 q4_mix" (--synthetic schemes, one GGUF each, in order; a type that would start after
 #   TYPES_BY_S seconds, default 470, is left for the next call)  REPS=3  DEPTHS="0 4096"
 #   SIZE=27b (--synthetic size: 270m, 1b, 4b, 12b or 27b)
+#   DURING_BUILD="command" (run once the GGUFs are written, while llama.cpp still builds; its
+#   output goes to $OUT/during_build.txt)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source bench/device/build_unicorn.sh
@@ -62,6 +64,10 @@ write_gguf() {
 first=${TYPE%% *}
 for type in $TYPE; do write_gguf "$type" || exit 1; done  # while llama.cpp builds
 
+if [ -n "${DURING_BUILD:-}" ]; then
+  ( eval "$DURING_BUILD" ) > "$OUT/during_build.txt" 2>&1
+  echo "DURING_BUILD rc=$? at $(el) s"
+fi
 if [ -n "$lpid" ]; then
   while kill -0 "$lpid" 2>/dev/null; do
     if [ "$(el)" -ge "${LCPP_BUILD_S:-560}" ]; then

@@ -120,13 +120,16 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
   Rng rng(5150);
   // Without the short kernel: the split kernel on tensor cores where it fits (the default: f16
   // caches of 128-wide heads with splits), and the SIMT one with and without the cached keys'
-  // loads pipelined.
+  // loads pipelined. The SIMT short kernel of 256-wide f16 heads with 16 (the default), 8 and 4
+  // warps.
   struct Setting {
     int64_t short_keys;
     bool pipelined, mma;
+    int short_warps;
   };
-  const Setting settings[] = {{128, true, true}, {0, false, false}, {0, true, false}, {0, true, true}};
-  for (const auto& [short_keys, pipelined, mma] : settings)
+  const Setting settings[] = {{128, true, true, 16},  {0, false, false, 16}, {0, true, false, 16}, {0, true, true, 16},
+                              {128, true, false, 16}, {128, true, false, 8}, {128, true, false, 4}};
+  for (const auto& [short_keys, pipelined, mma, short_warps] : settings)
     for (const Case& c : cases) {
       // Norm weights of the stored form (1 + w), each kept alive while the backend holds it.
       const std::vector<float> qn = stored_norm(c.attn.hd, rng), kn = stored_norm(c.attn.hd, rng);
@@ -137,6 +140,7 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
       cuda_short_attention_keys(*gpu, short_keys);
       cuda_attention_pipelined(*gpu, pipelined);
       cuda_attention_mma_decode(*gpu, mma ? 3 : 0);  // 3: 256-wide heads too
+      cuda_short_attention_warps(*gpu, short_warps);
 #endif
       gpu->load_weight(wq);
       gpu->load_weight(wk);
@@ -144,11 +148,13 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
       const double limit = c.attn.kv_type == GgmlType::F16 ? 1e-5 : 1e-7;
       EXPECT_LE(attention_schedule(*gpu, *cpu, c.attn, c.prompt, 30, &norms), limit)
           << c.attn.heads << "/" << c.attn.kv_heads << " hd " << c.attn.hd << " window " << c.attn.window
-          << " short keys " << short_keys << (pipelined ? " pipelined" : "") << (mma ? " tensor cores" : "");
+          << " short keys " << short_keys << (pipelined ? " pipelined" : "") << (mma ? " tensor cores" : "")
+          << " short warps " << short_warps;
     }
 #ifdef UNICORN_HAVE_CUDA
   cuda_attention_pipelined(*gpu, true);  // the defaults
   cuda_attention_mma_decode(*gpu, 1);
+  cuda_short_attention_warps(*gpu, 16);
 #endif
 }
 

@@ -1063,37 +1063,43 @@ TEST_F(CudaOps, FusedQkNormRopeAndAddNormMatchCpu) {
 }
 
 TEST_F(CudaOps, AddNormAndItsInt8CopyMatchCpu) {
-  // add_norm at the 27B's hidden size and a smaller one, one token and five: x and h as the CPU's,
-  // and h's int8 copy (which add_norm writes and the next matvec reads instead of quantizing h)
-  // giving the CPU's matvec.
+  // add_norm at the hidden sizes of 27B, 4B, 1B and 270M, one token and five, under every thread
+  // count (set_add_norm_threads: the automatic pick, then at least 128, 256, 512): x and h as the
+  // CPU's, and h's int8 copy (which add_norm writes and the next matvec reads instead of
+  // quantizing h) giving the CPU's matvec.
   Rng rng(24);
   // Alive to the end: no host address comes back for another weight.
   std::vector<std::unique_ptr<HostWeight>> keep;
   std::vector<std::vector<float>> norms;
-  for (const int64_t hidden : {int64_t{5376}, int64_t{1152}}) {
-    norms.push_back(random_floats(hidden, rng));
-    norms.push_back(random_floats(hidden, rng));
-    const WeightTensor wpn = f32_weight("post", norms[norms.size() - 2]), wnn = f32_weight("next", norms.back());
-    gpu->load_weight(wpn);
-    gpu->load_weight(wnn);
-    keep.push_back(std::make_unique<HostWeight>(random_weight(GgmlType::Q4_0, 64, hidden, rng)));
-    const WeightTensor& wm = keep.back()->t;
-    gpu->load_weight(wm);
-    for (const int64_t T : {int64_t{1}, int64_t{5}}) {
-      const std::vector<float> x = random_floats(T * hidden, rng, 10.0f), o = random_floats(T * hidden, rng, 2.0f);
-      auto run = [&](Backend& b) {
-        Act xa = upload(b, x, T, hidden), oa = upload(b, o, T, hidden), h = b.alloc(T, hidden), y = b.alloc(T, 64);
-        b.add_norm(xa, oa, wpn, &wnn, 1e-6f, h);
-        b.matmul(wm, h, y);
-        return std::vector<std::vector<float>>{to_host(b, xa), to_host(b, h), to_host(b, y)};
-      };
-      const auto got = run(*gpu), want = run(*cpu);
-      const std::string what = fmt::format("hidden {}, T {}", hidden, T);
-      EXPECT_LE(nmse(got[0], want[0]), 1e-10) << what << ", x";
-      EXPECT_LE(nmse(got[1], want[1]), 1e-10) << what << ", h";
-      EXPECT_LE(nmse(got[2], want[2]), 5e-4) << what << ", the matvec of h's int8 copy";
+  struct Restore {
+    ~Restore() { cuda::set_add_norm_threads(0); }
+  } restore;
+  for (const int threads : {0, 128, 256, 512})
+    for (const int64_t hidden : {int64_t{5376}, int64_t{2560}, int64_t{1152}, int64_t{640}}) {
+      cuda::set_add_norm_threads(threads);
+      norms.push_back(random_floats(hidden, rng));
+      norms.push_back(random_floats(hidden, rng));
+      const WeightTensor wpn = f32_weight("post", norms[norms.size() - 2]), wnn = f32_weight("next", norms.back());
+      gpu->load_weight(wpn);
+      gpu->load_weight(wnn);
+      keep.push_back(std::make_unique<HostWeight>(random_weight(GgmlType::Q4_0, 64, hidden, rng)));
+      const WeightTensor& wm = keep.back()->t;
+      gpu->load_weight(wm);
+      for (const int64_t T : {int64_t{1}, int64_t{5}}) {
+        const std::vector<float> x = random_floats(T * hidden, rng, 10.0f), o = random_floats(T * hidden, rng, 2.0f);
+        auto run = [&](Backend& b) {
+          Act xa = upload(b, x, T, hidden), oa = upload(b, o, T, hidden), h = b.alloc(T, hidden), y = b.alloc(T, 64);
+          b.add_norm(xa, oa, wpn, &wnn, 1e-6f, h);
+          b.matmul(wm, h, y);
+          return std::vector<std::vector<float>>{to_host(b, xa), to_host(b, h), to_host(b, y)};
+        };
+        const auto got = run(*gpu), want = run(*cpu);
+        const std::string what = fmt::format("hidden {}, T {}, threads {}", hidden, T, threads);
+        EXPECT_LE(nmse(got[0], want[0]), 1e-10) << what << ", x";
+        EXPECT_LE(nmse(got[1], want[1]), 1e-10) << what << ", h";
+        EXPECT_LE(nmse(got[2], want[2]), 5e-4) << what << ", the matvec of h's int8 copy";
+      }
     }
-  }
 }
 
 // ---- whole tiny models --------------------------------------------------------------------------

@@ -40,7 +40,8 @@ PY
 real=$(ls .devcarry/real/*.gguf 2>/dev/null | head -1)
 [ -n "$real" ] && export UNICORN_REAL_TRIMMED_GGUF="$PWD/$real"
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
-  timeout 240 ./build/gpu/unicorn_tests --gtest_filter='Cuda*:CliErrors.AutoDevice*:-CudaBench*' > "$OUT/tests.log" 2>&1
+  timeout 240 ./build/gpu/unicorn_tests --gtest_filter="${TEST_FILTER:-Cuda*:CliErrors.AutoDevice*:-CudaBench*}" \
+    > "$OUT/tests.log" 2>&1
   echo "cuda tests rc=$? after $(( $(date +%s) - start )) s"
   grep -E "^\[  FAILED|^\[  PASSED|tests ran|worst|SKIPPED|Failure|exception|Expected|actual|Which is|step [0-9]+:|output [0-9]" "$OUT/tests.log" | head -60
 fi
@@ -95,20 +96,22 @@ if [ "${UNFUSED_QK:-0}" = 1 ]; then  # every CUDA test with QK-norm + RoPE as th
   echo "cuda tests with UNICORN_FUSE_QK_ATTENTION=0: rc=$?"
   grep -E "^\[  FAILED|^\[  PASSED|Failure|Expected|actual|Which is" "$OUT/tests_fuse_qk.log" | head -30
 fi
-# tg64 (or SWEEP_BENCH="-p 512 -n 0") of 27B Q4_0 (SWEEP_TYPE; SWEEP_ARGS adds bench flags)
-# under each of several settings, e.g.
-#   SWEEP="UNICORN_FUSE_QK_ATTENTION=0;UNICORN_FUSE_QK_ATTENTION=1"
+# tg64 (or SWEEP_BENCH="-p 512 -n 0") of synthetic Q4_0 (SWEEP_TYPE; SWEEP_ARGS adds bench flags)
+# under each of several settings, for each size of SWEEP_SIZES (default 27b), e.g.
+#   SWEEP="UNICORN_FUSE_QK_ATTENTION=0;UNICORN_FUSE_QK_ATTENTION=1" SWEEP_SIZES="270m 1b"
 if [ -n "${SWEEP:-}" ]; then
   IFS=';' read -ra settings <<< "$SWEEP"
-  for setting in "${settings[@]}"; do
-    echo "[$setting] $(env $setting timeout 100 $U bench --synthetic 27b --type "${SWEEP_TYPE:-q4_0}" \
-      --device cuda ${SWEEP_BENCH:--p 0 -n 64} -r "${SWEEP_REPS:-2}" ${SWEEP_ARGS:-} 2>&1 \
-      | grep -E '\| (pp|tg)[0-9]|^\[cuda\]' | awk -F'|' '/^\[cuda\]/ {printf "%s ", $0; next} {printf "%s:%s ", $7, $8}')"
+  for size in ${SWEEP_SIZES:-27b}; do
+    for setting in "${settings[@]}"; do
+      echo "$size [$setting] $(env $setting timeout 100 $U bench --synthetic "$size" --type "${SWEEP_TYPE:-q4_0}" \
+        --device cuda ${SWEEP_BENCH:--p 0 -n 64} -r "${SWEEP_REPS:-2}" ${SWEEP_ARGS:-} 2>&1 \
+        | grep -E '\| (pp|tg)[0-9]|^\[cuda\]' | awk -F'|' '/^\[cuda\]/ {printf "%s ", $0; next} {printf "%s:%s ", $7, $8}')"
+    done
   done
 fi
 if [ "${SKIP_BREAKDOWN:-0}" = 1 ]; then  # what each non-matmul op costs inside the recorded decode step
   for skip in none quantize add_norm qk_norm_rope attention qk_norm_rope,attention,add_norm,quantize; do
-    echo "UNICORN_CUDA_SKIP=$skip: $(UNICORN_CUDA_SKIP=$skip timeout 100 $U bench --synthetic 27b --type q4_0 \
+    echo "UNICORN_CUDA_SKIP=$skip: $(UNICORN_CUDA_SKIP=$skip timeout 100 $U bench --synthetic "${BREAKDOWN_SIZE:-27b}" --type q4_0 \
       --device cuda -p 0 -n 64 -r 2 2>&1 | grep -E '\| tg64' | awk -F'|' '{print $8}')"
   done
 fi

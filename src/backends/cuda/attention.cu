@@ -246,6 +246,7 @@ __global__ void kv_store(const float* k, const float* v, void* k_cache, void* v_
 // next step of loads before the current step's math (NOTES.md session 12, H100, 27B Q4_0 tg64 at
 // depth 4096: 134.1 against 127.5 tok/s, +5.2 %). UNICORN_CUDA_ATTN_PIPELINE=0 turns it off.
 std::atomic<bool> g_pipelined{true};
+std::atomic<int> g_short_warps{kShortWarps};  // set_short_attention_warps
 
 template <int D>
 void launch_d(const float* q, const float* k, const float* v, const void* kc, const void* vc, const AttentionBatch& b,
@@ -257,6 +258,16 @@ void launch_d(const float* q, const float* k, const float* v, const void* kc, co
   // plain kernel should not carry.
   if (direct) {  // fused only (launch_attention checks)
     const dim3 short_block(kShortWarps * 32);
+    // 256-wide heads over an f16 cache (every Gemma 3 but 27B) may take fewer warps
+    // (set_short_attention_warps, a measurement setting).
+    if constexpr (D == 8) {
+      const int w = g_short_warps.load(std::memory_order_relaxed);
+      if (a.kv_f16 && (w == 4 || w == 8)) {
+        launch(w == 4 ? attention<D, true, true, 4, true> : attention<D, true, true, 8, true>, grid, dim3(w * 32), 0, s,
+               q, k, v, kc, vc, b, a, partial, out, qk, e);
+        return;
+      }
+    }
     if (a.kv_f16)
       launch(attention<D, true, true, kShortWarps, true>, grid, short_block, 0, s, q, k, v, kc, vc, b, a, partial, out,
              qk, e);
@@ -296,6 +307,7 @@ cudaError_t launch_simt(const float* q, const float* k, const float* v, const vo
 }  // namespace
 
 void set_attention_pipelined(bool on) { g_pipelined.store(on); }
+void set_short_attention_warps(int warps) { g_short_warps.store(warps == 4 || warps == 8 ? warps : kShortWarps); }
 
 bool attention_supports_head_dim(int64_t hd) { return hd == 32 || hd == 64 || hd == 128 || hd == 256; }
 

@@ -46,6 +46,10 @@ void cuda_attention_splits(Backend& cuda_backend, int64_t min_keys, int64_t bloc
 // (UNICORN_CUDA_SHORT_KEYS), 0 never.
 void cuda_short_attention_keys(Backend& cuda_backend, int64_t n);
 
+// Tests and measurements: warps of the short-context attention's block for 256-wide heads over an
+// f16 cache: 16 (the default), 8 or 4 (UNICORN_CUDA_SHORT_WARPS). Process-wide.
+void cuda_short_attention_warps(Backend& cuda_backend, int warps);
+
 // Tests and measurements: the fused f16 split attention scores the cached keys in a loop of their
 // own that issues each warp's next loads before the current step's math (on by default;
 // UNICORN_CUDA_ATTN_PIPELINE=0 turns it off). Process-wide: it applies to every CUDA backend.

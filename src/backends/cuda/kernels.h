@@ -139,6 +139,10 @@ cudaError_t launch_qk_norm_rope(float* q, float* k, const float* q_w, const floa
 cudaError_t launch_add_norm(float* x, const float* o, const float* post_w, const float* next_w, int64_t rows,
                             int64_t cols, float eps, float* h, int8_t* q, float* ds, cudaStream_t s);
 bool add_norm_supports(int64_t cols);
+// add_norm's threads per row: 0 (the default) the fewest of 128, 256, 512 that hold the row in two
+// float4s per thread (the 270M's 640 values: 128; 1B's 1,152: 256; larger rows 512); 128, 256 or
+// 512 ask for that many at least (a measurement setting, UNICORN_CUDA_ADD_NORM_THREADS).
+void set_add_norm_threads(int threads);
 cudaError_t launch_gather_rows(const float* x, int64_t cols, const int32_t* rows, int64_t n_rows, float* out,
                                cudaStream_t s);
 
@@ -170,6 +174,9 @@ struct AttentionShape {
 bool attention_supports_head_dim(int64_t head_dim);
 // The fused f16 split attention pipelines its cached-key loads (on by default).
 void set_attention_pipelined(bool on);
+// Warps of the short-context decode attention's block for 256-wide heads over an f16 cache: 16
+// (the default), 8 or 4 (a measurement setting, UNICORN_CUDA_SHORT_WARPS).
+void set_short_attention_warps(int warps);
 // out[T, nh*hd] from q[T, nh*hd] over the cache (k_cache/v_cache [n_seq, capacity, nkv*hd]) and
 // this batch's k, v [T, nkv*hd]. n_split > 1 splits each row's keys over blocks and needs
 // `partial` with T * n_heads * n_split * (head_dim + 2) floats; the kernel that merges the splits

@@ -3,6 +3,8 @@
 // accumulated in double, as the CPU reference does. One block per (row, group); y may alias x.
 // Also the fused forms the decode step uses: QK-norm + RoPE of q and k in one launch, and the end
 // of a block (post-norm, residual add, next input norm) in one launch.
+#include <atomic>
+
 #include "backends/cuda/act_quant.cuh"
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launch.cuh"
@@ -90,10 +92,11 @@ __device__ __forceinline__ float4 scale4(float4 x, float inv, float4 w) {
 
 // Quantizes the row's float4s to int8 blocks of 32 (act_quant.cuh; 8 consecutive float4s = 8
 // consecutive lanes).
+template <int TPB>
 __device__ __forceinline__ void quantize_row(const float4* v, int64_t n4, int64_t row, int8_t* q, float* ds) {
 #pragma unroll
   for (int k = 0; k < kVec; ++k) {
-    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kRowThreads;
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * TPB;
     quantize4_store(v[k], i < n4, row * n4 + i, q, ds);
   }
 }
@@ -125,11 +128,11 @@ __global__ void __launch_bounds__(kRowThreads)
 }
 
 // One block per row: x += o * rsqrt(mean(o²) + eps) * post_w; then h = the same norm of the new x
-// with next_w, and h quantized to int8 blocks when q is given.
-__global__ void __launch_bounds__(kRowThreads)
-    add_norm(float* x, const float* o, const float* post_w, const float* next_w, int64_t cols, float eps, float* h,
-             int8_t* q, float* ds) {
-  __shared__ double partial[kRowThreads / 32];
+// with next_w, and h quantized to int8 blocks when q is given. TPB threads (add_norm_threads).
+template <int TPB>
+__global__ void __launch_bounds__(TPB) add_norm(float* x, const float* o, const float* post_w, const float* next_w,
+                                                int64_t cols, float eps, float* h, int8_t* q, float* ds) {
+  __shared__ double partial[TPB / 32];
   pdl_enter();
   const int64_t n4 = cols / 4, row = blockIdx.x;
   float* xr = x + row * cols;
@@ -138,7 +141,7 @@ __global__ void __launch_bounds__(kRowThreads)
   double ss = 0.0;
 #pragma unroll
   for (int k = 0; k < kVec; ++k) {
-    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kRowThreads;
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * TPB;
     if (i < n4) {
       ov[k] = ld4(orow, i);
       xv[k] = ld4(xr, i);
@@ -147,11 +150,11 @@ __global__ void __launch_bounds__(kRowThreads)
       ss += sq4(ov[k]);
     }
   }
-  const float inv = inv_rms(block_sum<kRowThreads>(ss, partial), cols, eps);
+  const float inv = inv_rms(block_sum<TPB>(ss, partial), cols, eps);
   double ss2 = 0.0;
 #pragma unroll
   for (int k = 0; k < kVec; ++k) {
-    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kRowThreads;
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * TPB;
     if (i < n4) {
       const float4 on = scale4(ov[k], inv, pw[k]);
       xv[k] = make_float4(xv[k].x + on.x, xv[k].y + on.y, xv[k].z + on.z, xv[k].w + on.w);
@@ -160,20 +163,39 @@ __global__ void __launch_bounds__(kRowThreads)
     }
   }
   if (next_w == nullptr) return;
-  const float inv2 = inv_rms(block_sum<kRowThreads>(ss2, partial), cols, eps);
+  const float inv2 = inv_rms(block_sum<TPB>(ss2, partial), cols, eps);
   float* hr = h + row * cols;
 #pragma unroll
   for (int k = 0; k < kVec; ++k) {
-    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * kRowThreads;
+    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * TPB;
     if (i < n4) {
       xv[k] = scale4(xv[k], inv2, nw[k]);
       st4(hr, i, xv[k]);
     }
   }
-  if (q) quantize_row(xv, n4, row, q, ds);
+  if (q) quantize_row<TPB>(xv, n4, row, q, ds);
+}
+
+// add_norm's threads per row (set_add_norm_threads): 0 picks the fewest of 128, 256 and 512 that
+// hold the row in at most kAutoVec float4s per thread; 128, 256 or 512 ask for that many (more
+// where the row needs them).
+std::atomic<int> g_add_norm_threads{0};
+constexpr int kAutoVec = 2;
+
+int add_norm_threads(int64_t n4) {
+  const int want = g_add_norm_threads.load(std::memory_order_relaxed);
+  for (const int t : {128, 256}) {
+    if (want != 0 && t < want) continue;
+    if (n4 <= static_cast<int64_t>(t) * (want == 0 ? kAutoVec : kVec)) return t;
+  }
+  return kRowThreads;
 }
 
 }  // namespace
+
+void set_add_norm_threads(int threads) {
+  g_add_norm_threads.store(threads == 128 || threads == 256 || threads == 512 ? threads : 0);
+}
 
 cudaError_t launch_rms_norm(const float* x, const float* w, int64_t rows, int64_t cols, int64_t group, float eps,
                             float* y, cudaStream_t s) {
@@ -200,8 +222,9 @@ cudaError_t launch_add_norm(float* x, const float* o, const float* post_w, const
                             int64_t cols, float eps, float* h, int8_t* q, float* ds, cudaStream_t s) {
   if (rows == 0) return cudaSuccess;
   if (cols % 32 != 0 || cols > kMaxRowCols) return cudaErrorInvalidValue;
-  launch(add_norm, dim3(static_cast<unsigned>(rows)), dim3(kRowThreads), 0, s, x, o, post_w, next_w, cols, eps, h, q,
-         ds);
+  const int tpb = add_norm_threads(cols / 4);
+  auto* const kernel = tpb == 128 ? add_norm<128> : (tpb == 256 ? add_norm<256> : add_norm<kRowThreads>);
+  launch(kernel, dim3(static_cast<unsigned>(rows)), dim3(tpb), 0, s, x, o, post_w, next_w, cols, eps, h, q, ds);
   return cudaGetLastError();
 }
 

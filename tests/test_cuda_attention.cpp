@@ -120,15 +120,15 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
   Rng rng(5150);
   // Without the short kernel: the split kernel on tensor cores where it fits (the default: f16
   // caches of 128-wide heads with splits), and the SIMT one with and without the cached keys'
-  // loads pipelined. The SIMT short kernel of 256-wide f16 heads with 16 (the default), 8 and 4
+  // loads pipelined. The SIMT short kernel of 256-wide f16 heads with 8 (the default), 16 and 4
   // warps.
   struct Setting {
     int64_t short_keys;
     bool pipelined, mma;
     int short_warps;
   };
-  const Setting settings[] = {{128, true, true, 16},  {0, false, false, 16}, {0, true, false, 16}, {0, true, true, 16},
-                              {128, true, false, 16}, {128, true, false, 8}, {128, true, false, 4}};
+  const Setting settings[] = {{128, true, true, 8},  {0, false, false, 8},   {0, true, false, 8},  {0, true, true, 8},
+                              {128, true, false, 8}, {128, true, false, 16}, {128, true, false, 4}};
   for (const auto& [short_keys, pipelined, mma, short_warps] : settings)
     for (const Case& c : cases) {
       // Norm weights of the stored form (1 + w), each kept alive while the backend holds it.
@@ -154,7 +154,7 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
 #ifdef UNICORN_HAVE_CUDA
   cuda_attention_pipelined(*gpu, true);  // the defaults
   cuda_attention_mma_decode(*gpu, 1);
-  cuda_short_attention_warps(*gpu, 16);
+  cuda_short_attention_warps(*gpu, 8);
 #endif
 }
 

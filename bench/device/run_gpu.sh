@@ -67,6 +67,10 @@ for scheme in ${BENCH_SCHEMES-q4_0 q8_0 bf16}; do
   kill $smi 2>/dev/null
   echo "scheme $scheme done after $(( $(date +%s) - start )) s; peak GPU memory $(sort -n "$OUT/gpu_mem_$scheme.csv" | tail -1) MiB"
 done
+for size in ${SIZES_BENCH:-}; do  # the smaller sizes at Q4_0, e.g. SIZES_BENCH="270m 1b 4b 12b"
+  timeout 120 $U bench --synthetic "$size" --type q4_0 --device cuda -p 512 -n 128 -d 0 -d 4096 -r 2 \
+    --json-file "$OUT/bench_${size}_q4_0.json" 2>&1 | tee -a "$OUT/bench.md" | grep -E '^\| gemma|% of the roofline'
+done
 if [ -n "${NCU_MATVEC:-}" ]; then  # stall reasons of one decode step's matvecs, e.g. NCU_MATVEC=q4_mix
   timeout 240 ncu --clock-control none -k regex:'matvec' -c 8 --section SpeedOfLight --section Occupancy \
     --section WarpStateStats --section LaunchStats \

@@ -23,7 +23,8 @@ namespace unicorn::cuda {
 namespace {
 
 constexpr int kWarps = 4;
-constexpr int kShortWarps = 16;  // the short-context kernel's warps: 64 keys per step
+constexpr int kShortWarps = 16;    // the short-context kernel's warps: 64 keys per step
+constexpr int kShortWarps256 = 8;  // the same for 256-wide heads (launch_d)
 
 // D consecutive f16 values of one lane as loaded (8, 4, 2 or 1 halves in one access), kept raw
 // until used so that the next step's loads cost few registers (the pipelined key loop).
@@ -75,28 +76,40 @@ __global__ void __launch_bounds__(W * 32, Pipelined&& D <= 4 ? 4 : 0)
   const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
   const int64_t h = blockIdx.x, i = blockIdx.y;
   const int split = static_cast<int>(blockIdx.z), n_split = static_cast<int>(gridDim.z);
-  const int64_t kvh = h / (a.n_heads / a.n_kv_heads);  // spec §2.4.6: contiguous groups
   const int64_t q_row = a.n_heads * HD, kv_row = a.n_kv_heads * HD;
+  // What depends on no earlier load is loaded first: the q head and, with Fused, the q_norm
+  // weights and the token's RoPE factors, so that those loads overlap the batch metadata's (the
+  // short kernel is latency-bound: NOTES.md session 21).
+  float qv[D], nw[D];
+  float2 rf[D];
+  load_f32<D>(q + i * q_row + h * HD + lane * D, qv);
+  if constexpr (Fused) {
+    load_f32<D>(qk.q_w + lane * D, nw);
+    load_rope_factors<D>(qk.cs + i * (HD / 2), lane, rf);
+  }
+  const int group = static_cast<int>(a.n_heads) / static_cast<int>(a.n_kv_heads);
+  const int64_t kvh = static_cast<int>(h) / group;  // spec §2.4.6: contiguous groups
   const int seq = b.seq[i];
   const KeyRange r = key_range(b, a.window, i);
-  const int64_t j_begin = r.n * split / n_split, j_end = r.n * (split + 1) / n_split;
+  const bool whole = Direct || n_split == 1;  // no division for one split
+  const int64_t j_begin = whole ? 0 : r.n * split / n_split, j_end = whole ? r.n : r.n * (split + 1) / n_split;
   const int64_t cache_seq = static_cast<int64_t>(seq) * a.capacity;
-  const int64_t ring_lo = r.lo % a.capacity;  // slot of position lo; later ones follow, wrapping once
+  // Slot of position lo; later ones follow, wrapping once. lo < capacity needs no division.
+  const int64_t ring_lo = r.lo < a.capacity ? r.lo : r.lo % a.capacity;
   const int64_t dim = kvh * HD + lane * D;
   const int64_t j_first = j_begin + warp * kKeys;  // this warp's first step
   float kv[kKeys][D], vv[kKeys][D];
 
-  float qv[D];
-  load_f32<D>(q + i * q_row + h * HD + lane * D, qv);
   if constexpr (Fused) {
-    norm_rope_warp<D>(qv, qk.q_w, qk.eps, qk.cs + i * (HD / 2), lane);
+    norm_rope_warp_pre<D>(qv, nw, rf, qk.eps, lane);
+    load_f32<D>(qk.k_w + lane * D, nw);  // nw: k_norm's weights from here on (the token's own key)
     // One block per (kv head, token) writes that head's normalized, rotated key for the store:
     // its last warp, whose first keys come last in a step (it has none in rows of at most
     // 4 * (W - 1) keys), so that this work stays off the critical path of short contexts.
-    if (split == 0 && h % (a.n_heads / a.n_kv_heads) == 0 && warp == W - 1) {
+    if (split == 0 && static_cast<int>(h) % group == 0 && warp == W - 1) {
       float kn[D];
       load_f32<D>(k + i * kv_row + kvh * HD + lane * D, kn);
-      norm_rope_warp<D>(kn, qk.k_w, qk.eps, qk.cs + i * (HD / 2), lane);
+      norm_rope_warp_pre<D>(kn, nw, rf, qk.eps, lane);
 #pragma unroll
       for (int d = 0; d < D; ++d) qk.k_out[i * kv_row + kvh * HD + lane * D + d] = kn[d];
       if constexpr (Direct) store_kv_head<D, F16>(kn, v, e, i, kvh, kv_row, lane);
@@ -134,7 +147,7 @@ __global__ void __launch_bounds__(W * 32, Pipelined&& D <= 4 ? 4 : 0)
     }
     for (int64_t jb = max(j_begin, r.n_past) + warp * kKeys; jb < j_end; jb += W * kKeys) {
       load_step<D, F16, Fused>(jb, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, i, seq, a, qk, lane,
-                               kv, vv);
+                               nw, rf, kv, vv);
       fold_step<D, kKeys>(jb, j_end, qv, kv, vv, a.scale, m, l, acc);
     }
   } else {
@@ -142,7 +155,7 @@ __global__ void __launch_bounds__(W * 32, Pipelined&& D <= 4 ? 4 : 0)
     // the running state is rescaled once per step.
     for (int64_t j0 = j_first; j0 < j_end; j0 += W * kKeys) {
       load_step<D, F16, Fused>(j0, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, i, seq, a, qk, lane,
-                               kv, vv);
+                               nw, rf, kv, vv);
       fold_step<D, kKeys>(j0, j_end, qv, kv, vv, a.scale, m, l, acc);
     }
   }
@@ -246,7 +259,7 @@ __global__ void kv_store(const float* k, const float* v, void* k_cache, void* v_
 // next step of loads before the current step's math (NOTES.md session 12, H100, 27B Q4_0 tg64 at
 // depth 4096: 134.1 against 127.5 tok/s, +5.2 %). UNICORN_CUDA_ATTN_PIPELINE=0 turns it off.
 std::atomic<bool> g_pipelined{true};
-std::atomic<int> g_short_warps{kShortWarps};  // set_short_attention_warps
+std::atomic<int> g_short_warps{kShortWarps256};  // set_short_attention_warps
 
 template <int D>
 void launch_d(const float* q, const float* k, const float* v, const void* kc, const void* vc, const AttentionBatch& b,
@@ -257,23 +270,26 @@ void launch_d(const float* q, const float* k, const float* v, const void* kc, co
   // The fused form is its own instantiation: its norm and RoPE code costs registers that the
   // plain kernel should not carry.
   if (direct) {  // fused only (launch_attention checks)
-    const dim3 short_block(kShortWarps * 32);
-    // 256-wide heads over an f16 cache (every Gemma 3 but 27B) may take fewer warps
-    // (set_short_attention_warps, a measurement setting).
+    // 256-wide heads (every Gemma 3 but 27B) take kShortWarps256 warps: 16 would spill under the
+    // 128 registers that 512 threads leave (NOTES.md session 21); 4 and 16 are measurement
+    // settings for f16 caches (set_short_attention_warps).
     if constexpr (D == 8) {
-      const int w = g_short_warps.load(std::memory_order_relaxed);
-      if (a.kv_f16 && (w == 4 || w == 8)) {
-        launch(w == 4 ? attention<D, true, true, 4, true> : attention<D, true, true, 8, true>, grid, dim3(w * 32), 0, s,
-               q, k, v, kc, vc, b, a, partial, out, qk, e);
-        return;
-      }
+      const int w = a.kv_f16 ? g_short_warps.load(std::memory_order_relaxed) : kShortWarps256;
+      auto* const kernel = !a.kv_f16 ? attention<D, false, true, kShortWarps256, true>
+                           : w == 4  ? attention<D, true, true, 4, true>
+                           : w == 16 ? attention<D, true, true, 16, true>
+                                     : attention<D, true, true, kShortWarps256, true>;
+      launch(kernel, grid, dim3((w == 4 || w == 16 ? w : kShortWarps256) * 32), 0, s, q, k, v, kc, vc, b, a, partial,
+             out, qk, e);
+    } else {
+      const dim3 short_block(kShortWarps * 32);
+      if (a.kv_f16)
+        launch(attention<D, true, true, kShortWarps, true>, grid, short_block, 0, s, q, k, v, kc, vc, b, a, partial,
+               out, qk, e);
+      else
+        launch(attention<D, false, true, kShortWarps, true>, grid, short_block, 0, s, q, k, v, kc, vc, b, a, partial,
+               out, qk, e);
     }
-    if (a.kv_f16)
-      launch(attention<D, true, true, kShortWarps, true>, grid, short_block, 0, s, q, k, v, kc, vc, b, a, partial, out,
-             qk, e);
-    else
-      launch(attention<D, false, true, kShortWarps, true>, grid, short_block, 0, s, q, k, v, kc, vc, b, a, partial, out,
-             qk, e);
   } else if (qk.q_w) {
     if (a.kv_f16 && g_pipelined.load(std::memory_order_relaxed))
       launch(attention<D, true, true, kWarps, false, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk,
@@ -307,7 +323,7 @@ cudaError_t launch_simt(const float* q, const float* k, const float* v, const vo
 }  // namespace
 
 void set_attention_pipelined(bool on) { g_pipelined.store(on); }
-void set_short_attention_warps(int warps) { g_short_warps.store(warps == 4 || warps == 8 ? warps : kShortWarps); }
+void set_short_attention_warps(int warps) { g_short_warps.store(warps == 4 || warps == 16 ? warps : kShortWarps256); }
 
 bool attention_supports_head_dim(int64_t hd) { return hd == 32 || hd == 64 || hd == 128 || hd == 256; }
 

@@ -80,12 +80,31 @@ __device__ __forceinline__ KeyRange key_range(const AttentionBatch& b, int64_t w
   return r;
 }
 
+// The RoPE factors a lane needs for its D values of a head (norm_rope_warp_pre): pair (i, i + hd/2)
+// of dimension i = (lane % 16) * D + d takes cs[i] (rope.cuh), D consecutive float2s.
+template <int D>
+__device__ __forceinline__ void load_rope_factors(const float2* cs, int lane, float2* f) {
+  const float2* p = cs + (lane % 16) * D;
+  if constexpr (D % 2 == 0) {
+#pragma unroll
+    for (int d = 0; d < D; d += 2) {
+      const float4 a = *reinterpret_cast<const float4*>(p + d);
+      f[d] = make_float2(a.x, a.y), f[d + 1] = make_float2(a.z, a.w);
+    }
+  } else {
+#pragma unroll
+    for (int d = 0; d < D; ++d) f[d] = p[d];
+  }
+}
+
 // QK-norm and RoPE of one head vector held by a warp, D consecutive values per lane (spec
 // §2.4.2-2.4.3), with launch_qk_norm_rope's formulas: the sum of squares in double (summed in
 // another order, so inv may differ in the last bit), y = x * inv * w rounded to f32, then NeoX
 // pairs (i, i + hd/2) rotated by rope.cuh's factors; lane l's partner half sits in lane l ^ 16.
+// The lane's norm weights wv and RoPE factors f come loaded (load_f32, load_rope_factors), so that
+// a kernel can issue those loads before anything it waits on.
 template <int D>
-__device__ __forceinline__ void norm_rope_warp(float* v, const float* w, float eps, const float2* cs, int lane) {
+__device__ __forceinline__ void norm_rope_warp_pre(float* v, const float* wv, const float2* f, float eps, int lane) {
   constexpr int HD = 32 * D;
   double ss = 0.0;
 #pragma unroll
@@ -93,19 +112,26 @@ __device__ __forceinline__ void norm_rope_warp(float* v, const float* w, float e
 #pragma unroll
   for (int o = 16; o > 0; o /= 2) ss += __shfl_xor_sync(0xFFFFFFFFu, ss, o);
   const float inv = 1.0f / sqrtf(static_cast<float>(ss / HD) + eps);
-  float wv[D];
-  load_f32<D>(w + lane * D, wv);
 #pragma unroll
   for (int d = 0; d < D; ++d) v[d] = v[d] * inv * wv[d];
   const bool first = lane < 16;
 #pragma unroll
   for (int d = 0; d < D; ++d) {
     const float other = __shfl_xor_sync(0xFFFFFFFFu, v[d], 16);
-    const float2 f = cs[(lane % 16) * D + d];
     float a = first ? v[d] : other, b = first ? other : v[d];
-    rotate(a, b, f.x, f.y);
+    rotate(a, b, f[d].x, f[d].y);
     v[d] = first ? a : b;
   }
+}
+
+// The same, loading the lane's weights from w and factors from cs.
+template <int D>
+__device__ __forceinline__ void norm_rope_warp(float* v, const float* w, float eps, const float2* cs, int lane) {
+  float wv[D];
+  float2 f[D];
+  load_f32<D>(w + lane * D, wv);
+  load_rope_factors<D>(cs, lane, f);
+  norm_rope_warp_pre<D>(v, wv, f, eps, lane);
 }
 
 // Where this lane's values of cached key j (j < n_past <= capacity) sit in the K and V caches:
@@ -126,13 +152,15 @@ __device__ __forceinline__ int64_t batch_key_row(int64_t j, const KeyRange& r, c
 }
 
 // The K and V values of keys j0 .. j0 + kKeys - 1 of this lane (zero past j_end): cached ones
-// from the ring, this batch's own from k and v (normalized and rotated first with Fused).
+// from the ring, this batch's own from k and v (normalized and rotated first with Fused; the
+// token's own key, row i, with the lane's k_norm weights kw and the token's RoPE factors rf as
+// the caller loaded them).
 template <int D, bool F16, bool Fused>
 __device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRange& r, int64_t ring_lo,
                                           int64_t cache_seq, int64_t dim, const void* k_cache, const void* v_cache,
                                           const float* k, const float* v, const AttentionBatch& b, int64_t i, int seq,
-                                          const AttentionShape& a, const QkNormRope& qk, int lane, float (*kv)[D],
-                                          float (*vv)[D]) {
+                                          const AttentionShape& a, const QkNormRope& qk, int lane, const float* kw,
+                                          const float2* rf, float (*kv)[D], float (*vv)[D]) {
   constexpr int HD = 32 * D;
   const int64_t kv_row = a.n_kv_heads * HD;
 #pragma unroll
@@ -149,7 +177,12 @@ __device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRa
       const int64_t row = batch_key_row(j, r, b, i, seq);
       load_f32<D>(k + row * kv_row + dim, kv[u]);
       load_f32<D>(v + row * kv_row + dim, vv[u]);
-      if constexpr (Fused) norm_rope_warp<D>(kv[u], qk.k_w, qk.eps, qk.cs + row * (HD / 2), lane);
+      if constexpr (Fused) {
+        if (row == i)
+          norm_rope_warp_pre<D>(kv[u], kw, rf, qk.eps, lane);
+        else
+          norm_rope_warp<D>(kv[u], qk.k_w, qk.eps, qk.cs + row * (HD / 2), lane);
+      }
     }
   }
 }

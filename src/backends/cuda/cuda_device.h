@@ -47,7 +47,7 @@ void cuda_attention_splits(Backend& cuda_backend, int64_t min_keys, int64_t bloc
 void cuda_short_attention_keys(Backend& cuda_backend, int64_t n);
 
 // Tests and measurements: warps of the short-context attention's block for 256-wide heads over an
-// f16 cache: 16 (the default), 8 or 4 (UNICORN_CUDA_SHORT_WARPS). Process-wide.
+// f16 cache: 8 (the default), 16 or 4 (UNICORN_CUDA_SHORT_WARPS). Process-wide.
 void cuda_short_attention_warps(Backend& cuda_backend, int warps);
 
 // Tests and measurements: the fused f16 split attention scores the cached keys in a loop of their

@@ -174,8 +174,8 @@ struct AttentionShape {
 bool attention_supports_head_dim(int64_t head_dim);
 // The fused f16 split attention pipelines its cached-key loads (on by default).
 void set_attention_pipelined(bool on);
-// Warps of the short-context decode attention's block for 256-wide heads over an f16 cache: 16
-// (the default), 8 or 4 (a measurement setting, UNICORN_CUDA_SHORT_WARPS).
+// Warps of the short-context decode attention's block for 256-wide heads over an f16 cache: 8
+// (the default), 16 or 4 (a measurement setting, UNICORN_CUDA_SHORT_WARPS).
 void set_short_attention_warps(int warps);
 // out[T, nh*hd] from q[T, nh*hd] over the cache (k_cache/v_cache [n_seq, capacity, nkv*hd]) and
 // this batch's k, v [T, nkv*hd]. n_split > 1 splits each row's keys over blocks and needs

@@ -121,15 +121,17 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
   // Without the short kernel: the split kernel on tensor cores where it fits (the default: f16
   // caches of 128-wide heads with splits), and the SIMT one with and without the cached keys'
   // loads pipelined. The SIMT short kernel of 256-wide f16 heads with 8 (the default), 16 and 4
-  // warps.
+  // warps, and on 8 with its cached keys' loads pipelined.
   struct Setting {
     int64_t short_keys;
     bool pipelined, mma;
     int short_warps;
+    bool short_pipelined;
   };
-  const Setting settings[] = {{128, true, true, 8},  {0, false, false, 8},   {0, true, false, 8},  {0, true, true, 8},
-                              {128, true, false, 8}, {128, true, false, 16}, {128, true, false, 4}};
-  for (const auto& [short_keys, pipelined, mma, short_warps] : settings)
+  const Setting settings[] = {{128, true, true, 8, false},  {0, false, false, 8, false},  {0, true, false, 8, false},
+                              {0, true, true, 8, false},    {128, true, false, 8, false}, {128, true, false, 16, false},
+                              {128, true, false, 4, false}, {128, true, false, 8, true}};
+  for (const auto& [short_keys, pipelined, mma, short_warps, short_pipelined] : settings)
     for (const Case& c : cases) {
       // Norm weights of the stored form (1 + w), each kept alive while the backend holds it.
       const std::vector<float> qn = stored_norm(c.attn.hd, rng), kn = stored_norm(c.attn.hd, rng);
@@ -141,6 +143,7 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
       cuda_attention_pipelined(*gpu, pipelined);
       cuda_attention_mma_decode(*gpu, mma ? 3 : 0);  // 3: 256-wide heads too
       cuda_short_attention_warps(*gpu, short_warps);
+      cuda_short_attention_pipelined(*gpu, short_pipelined);
 #endif
       gpu->load_weight(wq);
       gpu->load_weight(wk);
@@ -149,12 +152,13 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
       EXPECT_LE(attention_schedule(*gpu, *cpu, c.attn, c.prompt, 30, &norms), limit)
           << c.attn.heads << "/" << c.attn.kv_heads << " hd " << c.attn.hd << " window " << c.attn.window
           << " short keys " << short_keys << (pipelined ? " pipelined" : "") << (mma ? " tensor cores" : "")
-          << " short warps " << short_warps;
+          << " short warps " << short_warps << (short_pipelined ? " (pipelined)" : "");
     }
 #ifdef UNICORN_HAVE_CUDA
   cuda_attention_pipelined(*gpu, true);  // the defaults
   cuda_attention_mma_decode(*gpu, 1);
   cuda_short_attention_warps(*gpu, 8);
+  cuda_short_attention_pipelined(*gpu, false);
 #endif
 }
 

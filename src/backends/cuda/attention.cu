@@ -260,6 +260,7 @@ __global__ void kv_store(const float* k, const float* v, void* k_cache, void* v_
 // depth 4096: 134.1 against 127.5 tok/s, +5.2 %). UNICORN_CUDA_ATTN_PIPELINE=0 turns it off.
 std::atomic<bool> g_pipelined{true};
 std::atomic<int> g_short_warps{kShortWarps256};  // set_short_attention_warps
+std::atomic<bool> g_short_pipelined{false};      // set_short_attention_pipelined
 
 template <int D>
 void launch_d(const float* q, const float* k, const float* v, const void* kc, const void* vc, const AttentionBatch& b,
@@ -275,10 +276,12 @@ void launch_d(const float* q, const float* k, const float* v, const void* kc, co
     // settings for f16 caches (set_short_attention_warps).
     if constexpr (D == 8) {
       const int w = a.kv_f16 ? g_short_warps.load(std::memory_order_relaxed) : kShortWarps256;
-      auto* const kernel = !a.kv_f16 ? attention<D, false, true, kShortWarps256, true>
-                           : w == 4  ? attention<D, true, true, 4, true>
-                           : w == 16 ? attention<D, true, true, 16, true>
-                                     : attention<D, true, true, kShortWarps256, true>;
+      const bool pipelined = g_short_pipelined.load(std::memory_order_relaxed);
+      auto* const kernel = !a.kv_f16   ? attention<D, false, true, kShortWarps256, true>
+                           : w == 4    ? attention<D, true, true, 4, true>
+                           : w == 16   ? attention<D, true, true, 16, true>
+                           : pipelined ? attention<D, true, true, kShortWarps256, true, true>
+                                       : attention<D, true, true, kShortWarps256, true>;
       launch(kernel, grid, dim3((w == 4 || w == 16 ? w : kShortWarps256) * 32), 0, s, q, k, v, kc, vc, b, a, partial,
              out, qk, e);
     } else {
@@ -323,6 +326,7 @@ cudaError_t launch_simt(const float* q, const float* k, const float* v, const vo
 }  // namespace
 
 void set_attention_pipelined(bool on) { g_pipelined.store(on); }
+void set_short_attention_pipelined(bool on) { g_short_pipelined.store(on); }
 void set_short_attention_warps(int warps) { g_short_warps.store(warps == 4 || warps == 16 ? warps : kShortWarps256); }
 
 bool attention_supports_head_dim(int64_t hd) { return hd == 32 || hd == 64 || hd == 128 || hd == 256; }

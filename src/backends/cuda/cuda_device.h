@@ -49,6 +49,9 @@ void cuda_short_attention_keys(Backend& cuda_backend, int64_t n);
 // Tests and measurements: warps of the short-context attention's block for 256-wide heads over an
 // f16 cache: 8 (the default), 16 or 4 (UNICORN_CUDA_SHORT_WARPS). Process-wide.
 void cuda_short_attention_warps(Backend& cuda_backend, int warps);
+// Tests and measurements: that kernel on 8 warps with the split kernel's pipelined loop over the
+// cached keys (UNICORN_CUDA_SHORT_PIPELINE). Process-wide.
+void cuda_short_attention_pipelined(Backend& cuda_backend, bool on);
 
 // Tests and measurements: the fused f16 split attention scores the cached keys in a loop of their
 // own that issues each warp's next loads before the current step's math (on by default;

@@ -120,8 +120,8 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
   Rng rng(5150);
   // Without the short kernel: the split kernel on tensor cores where it fits (the default: f16
   // caches of 128-wide heads with splits), and the SIMT one with and without the cached keys'
-  // loads pipelined. The SIMT short kernel of 256-wide f16 heads with 8 (the default), 16 and 4
-  // warps, and on 8 with its cached keys' loads pipelined.
+  // loads pipelined. The SIMT short kernel of 256-wide f16 heads on 8 warps with its cached keys'
+  // loads pipelined (the default) and without, and on 16 and 4 warps without.
   struct Setting {
     int64_t short_keys;
     bool pipelined, mma;
@@ -158,7 +158,7 @@ TEST_F(CudaOps, QkNormRopeInsideDecodeAttentionMatchesCpu) {
   cuda_attention_pipelined(*gpu, true);  // the defaults
   cuda_attention_mma_decode(*gpu, 1);
   cuda_short_attention_warps(*gpu, 8);
-  cuda_short_attention_pipelined(*gpu, false);
+  cuda_short_attention_pipelined(*gpu, true);
 #endif
 }
 

@@ -50,7 +50,7 @@ void cuda_short_attention_keys(Backend& cuda_backend, int64_t n);
 // f16 cache: 8 (the default), 16 or 4 (UNICORN_CUDA_SHORT_WARPS). Process-wide.
 void cuda_short_attention_warps(Backend& cuda_backend, int warps);
 // Tests and measurements: that kernel on 8 warps with the split kernel's pipelined loop over the
-// cached keys (UNICORN_CUDA_SHORT_PIPELINE). Process-wide.
+// cached keys (on by default; UNICORN_CUDA_SHORT_PIPELINE=0 turns it off). Process-wide.
 void cuda_short_attention_pipelined(Backend& cuda_backend, bool on);
 
 // Tests and measurements: the fused f16 split attention scores the cached keys in a loop of their

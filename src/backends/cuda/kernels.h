@@ -177,8 +177,8 @@ void set_attention_pipelined(bool on);
 // Warps of the short-context decode attention's block for 256-wide heads over an f16 cache: 8
 // (the default), 16 or 4 (a measurement setting, UNICORN_CUDA_SHORT_WARPS).
 void set_short_attention_warps(int warps);
-// The same kernel on 8 warps with the split kernel's pipelined loop over the cached keys (a
-// measurement setting, UNICORN_CUDA_SHORT_PIPELINE).
+// The same kernel on 8 warps with the split kernel's pipelined loop over the cached keys (on by
+// default; UNICORN_CUDA_SHORT_PIPELINE=0 turns it off).
 void set_short_attention_pipelined(bool on);
 // out[T, nh*hd] from q[T, nh*hd] over the cache (k_cache/v_cache [n_seq, capacity, nkv*hd]) and
 // this batch's k, v [T, nkv*hd]. n_split > 1 splits each row's keys over blocks and needs

@@ -260,7 +260,7 @@ __global__ void kv_store(const float* k, const float* v, void* k_cache, void* v_
 // depth 4096: 134.1 against 127.5 tok/s, +5.2 %). UNICORN_CUDA_ATTN_PIPELINE=0 turns it off.
 std::atomic<bool> g_pipelined{true};
 std::atomic<int> g_short_warps{kShortWarps256};  // set_short_attention_warps
-std::atomic<bool> g_short_pipelined{false};      // set_short_attention_pipelined
+std::atomic<bool> g_short_pipelined{true};       // set_short_attention_pipelined
 
 template <int D>
 void launch_d(const float* q, const float* k, const float* v, const void* kc, const void* vc, const AttentionBatch& b,

@@ -211,16 +211,18 @@ int main(int argc, char** argv) {
   auto decode_step = [&] {
     size_t n_more = 0, n_less = 0;  // layers so far with / without the "more bits" types
     for (size_t layer = 0; layer < 18; ++layer) {
-      // The file's attn_v / ffn_down types by layer (q4_k_m_type: Q8_0 / Q6_K on 9 of the 18).
-      const bool more = q4_k_m_type("down", static_cast<int64_t>(layer), 18, 2048) == GgmlType::Q6_K;
-      const size_t copy = more ? n_more++ : n_less++;
+      // The file's attn_v (640-value rows) and ffn_down (2048) types by layer: Q8_0 / Q6_K on the
+      // "more bits" layers (9 of the 18), Q5_0 / Q4_K on the others.
+      const auto l = static_cast<int64_t>(layer);
+      const GgmlType v = q4_k_m_type("v", l, 18, 640), down = q4_k_m_type("down", l, 18, 2048);
+      const size_t copy = down == GgmlType::Q6_K ? n_more++ : n_less++;
       run(find("attn_q", GgmlType::Q5_0), layer);
       run(find("attn_k", GgmlType::Q5_0), layer);
-      run(find("attn_v", more ? GgmlType::Q8_0 : GgmlType::Q5_0), copy);
+      run(find("attn_v", v), copy);
       run(find("attn_output", GgmlType::Q4_K), layer);
       run(find("ffn_gate", GgmlType::Q5_0), layer);
       run(find("ffn_up", GgmlType::Q5_0), layer);
-      run(find("ffn_down", more ? GgmlType::Q6_K : GgmlType::Q4_K), copy);
+      run(find("ffn_down", down), copy);
     }
     run(model.back(), 0);
   };

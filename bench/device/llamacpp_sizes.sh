@@ -18,11 +18,8 @@ for e in "${entries[@]}"; do
   fi
   echo "== $size: $types at $(( $(date +%s) - start )) s"
   mkdir -p "$OUT/$size"
-  if [ $first = 1 ]; then
-    OUT="$OUT/$size" SIZE=$size TYPE="$types" bash bench/device/llamacpp_compare.sh
-  else
-    OUT="$OUT/$size" SIZE=$size TYPE="$types" DURING_BUILD= bash bench/device/llamacpp_compare.sh
-  fi
+  during=${DURING_BUILD:-}; [ $first = 1 ] || during=
+  OUT="$OUT/$size" SIZE=$size TYPE="$types" DURING_BUILD="$during" bash bench/device/llamacpp_compare.sh
   rc=$?
   echo "== $size rc=$rc"
   [ $rc = 0 ] || [ $first = 0 ] || exit $rc

@@ -277,6 +277,7 @@ void launch_d(const float* q, const float* k, const float* v, const void* kc, co
     // keys take the split kernel's pipelined loop (set_short_attention_pipelined; H200, Q4_0 tg128:
     // 270M +3.5 %, 1B +2.5 %, 4B +2.3 %, 12B +4.7 %).
     if constexpr (D == 8) {
+      // set_short_attention_warps keeps 4, 8 (kShortWarps256) or 16.
       const int w = a.kv_f16 ? g_short_warps.load(std::memory_order_relaxed) : kShortWarps256;
       const bool pipelined = g_short_pipelined.load(std::memory_order_relaxed);
       auto* const kernel = !a.kv_f16   ? attention<D, false, true, kShortWarps256, true>
@@ -284,8 +285,7 @@ void launch_d(const float* q, const float* k, const float* v, const void* kc, co
                            : w == 16   ? attention<D, true, true, 16, true>
                            : pipelined ? attention<D, true, true, kShortWarps256, true, true>
                                        : attention<D, true, true, kShortWarps256, true>;
-      launch(kernel, grid, dim3((w == 4 || w == 16 ? w : kShortWarps256) * 32), 0, s, q, k, v, kc, vc, b, a, partial,
-             out, qk, e);
+      launch(kernel, grid, dim3(w * 32), 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
     } else {
       const dim3 short_block(kShortWarps * 32);
       if (a.kv_f16)

@@ -184,10 +184,9 @@ constexpr int kAutoVec = 2;
 
 int add_norm_threads(int64_t n4) {
   const int want = g_add_norm_threads.load(std::memory_order_relaxed);
-  for (const int t : {128, 256}) {
-    if (want != 0 && t < want) continue;
-    if (n4 <= static_cast<int64_t>(t) * (want == 0 ? kAutoVec : kVec)) return t;
-  }
+  const int per_thread = want == 0 ? kAutoVec : kVec;
+  for (const int t : {128, 256})
+    if (t >= want && n4 <= static_cast<int64_t>(t) * per_thread) return t;
   return kRowThreads;
 }
 

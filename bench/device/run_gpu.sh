@@ -92,6 +92,16 @@ if [ "${NCU:-0}" = 1 ]; then  # hardware counters of one decode step's kernels (
   grep -E "^  [a-z_]+.*\(|Duration|DRAM Throughput|L2 Cache Throughput|Achieved Occupancy|Registers Per|Grid Size|Warp Cycles Per Issued|stalled_(long|lg|wait|math|mio|short|barrier|no_inst|not_sel|selected|imc|drain|branch|dispatch|membar)[a-z_]*_per_issue_active.ratio +[a-z]+ +[0-9.]*[1-9]" \
     "$OUT/ncu_depth.txt" | head -150
 fi
+if [ -n "${NCU_DEPTH_SIZE:-}" ]; then  # decode attention at depth 4096 of one size, e.g. NCU_DEPTH_SIZE=12b
+  case "$NCU_DEPTH_SIZE" in 270m) nl=18 ;; 1b) nl=26 ;; 4b) nl=34 ;; 12b) nl=48 ;; *) nl=62 ;; esac
+  # skip the depth prompt's 8 chunks of prefill attention, then the first 6 layers' decode kernels
+  timeout 200 ncu --clock-control none -k regex:'attention|merge' --launch-skip $((8 * nl)) -c 12 --section SpeedOfLight \
+    --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
+    $U bench --synthetic "$NCU_DEPTH_SIZE" --type q4_0 --device cuda -p 0 -n 1 -d 4096 -r 1 > "$OUT/ncu_depth_$NCU_DEPTH_SIZE.txt" 2>&1
+  echo "ncu depth rc=$?"
+  grep -E "^  [a-z_]+.*\(|Duration|DRAM Throughput|L2 Cache Throughput|L1/TEX Hit|L2 Hit|Achieved Occupancy|Registers Per|Grid Size|Block Size|Warp Cycles Per Issued|Theoretical Occupancy" \
+    "$OUT/ncu_depth_$NCU_DEPTH_SIZE.txt" | head -200
+fi
 if [ "${MEMORY_4K:-0}" = 1 ]; then  # 27B Q4_0 at a 4K context with 64-token prompt batches (no cuBLAS scratch)
   timeout 120 $U bench --synthetic 27b --type q4_0 --device cuda -p 64 -n 16 -d 4032 -c 4096 -b 64 -r 1 2>&1 | tee -a "$OUT/bench.md"
 fi

@@ -39,13 +39,50 @@ __device__ __forceinline__ RawF16<D> load_raw_f16(const __half* p) {
   return {*reinterpret_cast<const typename RawF16<D>::Word*>(p)};
 }
 template <int D>
-__device__ __forceinline__ void raw_to_float(const RawF16<D>& r, float* v) {
-  const __half* h = reinterpret_cast<const __half*>(&r.w);
-#pragma unroll
-  for (int d = 0; d < D; ++d) v[d] = __half2float(h[d]);
+__device__ __forceinline__ float raw_at(const RawF16<D>& r, int d) {
+  return __half2float(reinterpret_cast<const __half*>(&r.w)[d]);
 }
 
-// Issues the f16 K and V loads of cached keys j0 .. j0 + KK - 1 below j_end (<= n_past).
+// fold_step over raw f16 keys and values, each half converted where it is used: no float copy of
+// a step's K and V stays live beside the next step's loads (the 256-wide heads' split kernel
+// held 208 registers with one: 2 blocks per SM; NOTES.md session 22). Keys past j_end come
+// zeroed (issue_cached_step), so their weight 0 meets no NaN.
+template <int D, int KK>
+__device__ __forceinline__ void fold_step_raw(int64_t j0, int64_t j_end, const float* qv, const RawF16<D>* rk,
+                                              const RawF16<D>* rv, float scale, float& m, float& l, float* acc) {
+  float s[KK];
+#pragma unroll
+  for (int u = 0; u < KK; ++u) {
+    s[u] = 0.0f;
+#pragma unroll
+    for (int d = 0; d < D; ++d) s[u] += qv[d] * raw_at<D>(rk[u], d);
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2)
+#pragma unroll
+    for (int u = 0; u < KK; ++u) s[u] += __shfl_xor_sync(0xFFFFFFFFu, s[u], o);
+  float m_new = m;
+#pragma unroll
+  for (int u = 0; u < KK; ++u) {
+    s[u] = j0 + u < j_end ? s[u] * scale : -INFINITY;
+    m_new = fmaxf(m_new, s[u]);
+  }
+  const float corr = expf(m - m_new);  // 0 on the first step (m = -inf)
+  l *= corr;
+#pragma unroll
+  for (int d = 0; d < D; ++d) acc[d] *= corr;
+#pragma unroll
+  for (int u = 0; u < KK; ++u) {
+    const float p = expf(s[u] - m_new);  // 0 for keys past the end
+    l += p;
+#pragma unroll
+    for (int d = 0; d < D; ++d) acc[d] += p * raw_at<D>(rv[u], d);
+  }
+  m = m_new;
+}
+
+// Issues the f16 K and V loads of cached keys j0 .. j0 + KK - 1 below j_end (<= n_past); the
+// others are zeroed.
 template <int D, int KK>
 __device__ __forceinline__ void issue_cached_step(int64_t j0, int64_t j_end, int64_t ring_lo, int64_t cache_seq,
                                                   int64_t dim, int64_t kv_row, const void* k_cache, const void* v_cache,
@@ -57,6 +94,9 @@ __device__ __forceinline__ void issue_cached_step(int64_t j0, int64_t j_end, int
       const int64_t off = cached_offset(j, ring_lo, cache_seq, kv_row, dim, capacity);
       rk[u] = load_raw_f16<D>(static_cast<const __half*>(k_cache) + off);
       rv[u] = load_raw_f16<D>(static_cast<const __half*>(v_cache) + off);
+    } else {
+      rk[u].w = {};
+      rv[u].w = {};
     }
   }
 }
@@ -66,7 +106,7 @@ __device__ __forceinline__ void issue_cached_step(int64_t j0, int64_t j_end, int
 // merge runs; only for batches of one token per sequence, whose stores cannot hit a slot that
 // another block still reads).
 template <int D, bool F16, bool Fused, int W = kWarps, bool Direct = false, bool Pipelined = false>
-__global__ void __launch_bounds__(W * 32, Pipelined&& D <= 4 ? 4 : 0)
+__global__ void __launch_bounds__(W * 32, Pipelined && !Direct ? 4 : 0)
     attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
               AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk, MergeExtras e) {
   constexpr int HD = 32 * D;
@@ -98,11 +138,12 @@ __global__ void __launch_bounds__(W * 32, Pipelined&& D <= 4 ? 4 : 0)
   const int64_t ring_lo = r.lo < a.capacity ? r.lo : r.lo % a.capacity;
   const int64_t dim = kvh * HD + lane * D;
   const int64_t j_first = j_begin + warp * kKeys;  // this warp's first step
-  float kv[kKeys][D], vv[kKeys][D];
 
   if constexpr (Fused) {
     norm_rope_warp_pre<D>(qv, nw, rf, qk.eps, lane);
     load_f32<D>(qk.k_w + lane * D, nw);  // nw: k_norm's weights from here on (the token's own key)
+    // (The split kernel reloads them with the RoPE factors for its own key, load_step's null kw:
+    // they would cost it 24 registers through the cached keys.)
     // One block per (kv head, token) writes that head's normalized, rotated key for the store:
     // its last warp, whose first keys come last in a step (it has none in rows of at most
     // 4 * (W - 1) keys), so that this work stays off the critical path of short contexts.
@@ -118,10 +159,14 @@ __global__ void __launch_bounds__(W * 32, Pipelined&& D <= 4 ? 4 : 0)
   float m = -INFINITY, l = 0.0f, acc[D];
 #pragma unroll
   for (int d = 0; d < D; ++d) acc[d] = 0.0f;
+  // Direct (short contexts: latency-bound) keeps the own key's k_norm weights and RoPE factors
+  // loaded early; the split kernel reloads them for that one key (load_step's null kw).
+  const float* const own_kw = Direct ? nw : nullptr;
   if constexpr (Pipelined) {
     // f16 caches: the cached keys first, the loads of a warp's next step issued before the
-    // current step's math (raw halves, few registers), then this batch's keys (a decoding
-    // token: its own) with the normalizing step below, the warps taking them in turn again.
+    // current step's math (raw halves converted where used: few registers), then this batch's
+    // keys (a decoding token: its own) with the normalizing step below, the warps taking them in
+    // turn again.
     const int64_t cached_end = min(j_end, r.n_past);
     RawF16<D> rk[kKeys], rv[kKeys];
     int64_t j0 = j_first;
@@ -129,33 +174,29 @@ __global__ void __launch_bounds__(W * 32, Pipelined&& D <= 4 ? 4 : 0)
       issue_cached_step<D, kKeys>(j0, cached_end, ring_lo, cache_seq, dim, kv_row, k_cache, v_cache, a.capacity, rk,
                                   rv);
     for (; j0 < cached_end; j0 += W * kKeys) {
+      RawF16<D> ck[kKeys], cv[kKeys];
 #pragma unroll
-      for (int u = 0; u < kKeys; ++u) {
-        if (j0 + u < cached_end) {
-          raw_to_float<D>(rk[u], kv[u]);
-          raw_to_float<D>(rv[u], vv[u]);
-        } else {
-#pragma unroll
-          for (int d = 0; d < D; ++d) kv[u][d] = vv[u][d] = 0.0f;
-        }
-      }
+      for (int u = 0; u < kKeys; ++u) ck[u] = rk[u], cv[u] = rv[u];
       const int64_t next = j0 + W * kKeys;
       if (next < cached_end)
         issue_cached_step<D, kKeys>(next, cached_end, ring_lo, cache_seq, dim, kv_row, k_cache, v_cache, a.capacity, rk,
                                     rv);
-      fold_step<D, kKeys>(j0, cached_end, qv, kv, vv, a.scale, m, l, acc);
+      fold_step_raw<D, kKeys>(j0, cached_end, qv, ck, cv, a.scale, m, l, acc);
     }
-    for (int64_t jb = max(j_begin, r.n_past) + warp * kKeys; jb < j_end; jb += W * kKeys) {
-      load_step<D, F16, Fused>(jb, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, i, seq, a, qk, lane,
-                               nw, rf, kv, vv);
-      fold_step<D, kKeys>(jb, j_end, qv, kv, vv, a.scale, m, l, acc);
+    // One key per warp per step: a decoding token has one (its own), and 4 would cost registers.
+    for (int64_t jb = max(j_begin, r.n_past) + warp; jb < j_end; jb += W) {
+      float kv[1][D], vv[1][D];
+      load_step<D, F16, Fused, 1>(jb, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, i, seq, a, qk,
+                                  lane, own_kw, rf, kv, vv);
+      fold_step<D, 1>(jb, j_end, qv, kv, vv, a.scale, m, l, acc);
     }
   } else {
     // kKeys keys per warp per step: their loads are independent and all in flight at once, and
     // the running state is rescaled once per step.
     for (int64_t j0 = j_first; j0 < j_end; j0 += W * kKeys) {
+      float kv[kKeys][D], vv[kKeys][D];
       load_step<D, F16, Fused>(j0, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, i, seq, a, qk, lane,
-                               nw, rf, kv, vv);
+                               own_kw, rf, kv, vv);
       fold_step<D, kKeys>(j0, j_end, qv, kv, vv, a.scale, m, l, acc);
     }
   }

@@ -151,11 +151,12 @@ __device__ __forceinline__ int64_t batch_key_row(int64_t j, const KeyRange& r, c
   return pj == r.pos ? i : b.rows[b.start[seq] + (pj - r.past)];
 }
 
-// The K and V values of keys j0 .. j0 + kKeys - 1 of this lane (zero past j_end): cached ones
+// The K and V values of keys j0 .. j0 + KK - 1 of this lane (zero past j_end): cached ones
 // from the ring, this batch's own from k and v (normalized and rotated first with Fused; the
 // token's own key, row i, with the lane's k_norm weights kw and the token's RoPE factors rf as
-// the caller loaded them).
-template <int D, bool F16, bool Fused>
+// the caller loaded them, or loaded here where kw is null: the split kernel, whose registers
+// should not hold them through its cached keys).
+template <int D, bool F16, bool Fused, int KK = kKeys>
 __device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRange& r, int64_t ring_lo,
                                           int64_t cache_seq, int64_t dim, const void* k_cache, const void* v_cache,
                                           const float* k, const float* v, const AttentionBatch& b, int64_t i, int seq,
@@ -164,7 +165,7 @@ __device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRa
   constexpr int HD = 32 * D;
   const int64_t kv_row = a.n_kv_heads * HD;
 #pragma unroll
-  for (int u = 0; u < kKeys; ++u) {
+  for (int u = 0; u < KK; ++u) {
     const int64_t j = j0 + u;
     if (j >= j_end) {
 #pragma unroll
@@ -178,7 +179,7 @@ __device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRa
       load_f32<D>(k + row * kv_row + dim, kv[u]);
       load_f32<D>(v + row * kv_row + dim, vv[u]);
       if constexpr (Fused) {
-        if (row == i)
+        if (row == i && kw)
           norm_rope_warp_pre<D>(kv[u], kw, rf, qk.eps, lane);
         else
           norm_rope_warp<D>(kv[u], qk.k_w, qk.eps, qk.cs + row * (HD / 2), lane);

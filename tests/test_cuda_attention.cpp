@@ -232,6 +232,16 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
   }
   cuda_attention_pipelined(*gpu, true);  // the defaults
   cuda_attention_mma_decode(*gpu, 1);
+  // The schedules above decode one token per slot, where the split kernels merge themselves (the
+  // default), and take the merge kernel for the step with 3 and 5 tokens per slot. Here the merge
+  // kernel for every step: the tensor-core kernel's ring, the SIMT kernel's 256-wide heads, and
+  // the unfused SIMT kernel's global cache.
+  cuda_attention_self_merge(*gpu, false);
+  EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 1100, 3, &norms), 1e-5) << "merge kernel";
+  const AttnCase ring12b{16, 8, 256, 1024, 1024, GgmlType::F16};
+  EXPECT_LE(attention_schedule(*gpu, *cpu, ring12b, 1100, 3, &norms256), 1e-5) << "merge kernel, 12B ring";
+  EXPECT_LE(attention_schedule(*gpu, *cpu, c, 700, 3), 1e-5) << "merge kernel, unfused";
+  cuda_attention_self_merge(*gpu, true);
   // 47 splits: the merge's three chunks of 16, the last one partly empty.
   const AttnCase f32_cache{8, 4, 64, 0, 3000, GgmlType::F32};
   EXPECT_LE(attention_schedule(*gpu, *cpu, f32_cache, 700, 3), 1e-7) << "f32 cache, 47 splits";
@@ -291,6 +301,10 @@ TEST_F(CudaOps, RecordedStepsDoNotCrossTheShortAttentionBound) {
   ASSERT_EQ(cuda_recordings(*gpu), 2u);
   EXPECT_TRUE(replays("long", {128}));
   EXPECT_FALSE(replays("long", {41}));
+  // Recorded with one token per slot, its split attention merges itself: not for two tokens of a
+  // slot (they take the merge kernel).
+  EXPECT_FALSE(replays("long", {401, 402}, {0, 0}));
+  EXPECT_TRUE(replays("long", {401}));
   gpu->synchronize();
 }
 #endif

@@ -224,69 +224,25 @@ __global__ void __launch_bounds__(W * 32, Pipelined && !Direct ? 4 : 0)
     store_result<Direct>(n_split == 1, o, mx, sum, d, i * q_row + h * HD + d,
                          ((i * a.n_heads + h) * n_split + split) * (HD + 2), out, partial, e);
   }
+  // The last split block of (token i, head h) merges them (MergeExtras::count); the first head of
+  // each group stores its kv head, whose rotated key split 0 of that head wrote above.
+  if constexpr (!Direct)
+    if (e.count && n_split > 1 && last_of_splits(e.count + i * a.n_heads + h, n_split))
+      merge_heads<F16>(partial, a.n_heads, HD, n_split, i, h, 1, static_cast<int>(h) % group == 0 ? kvh : -1, out, e);
 }
 
-// Stores columns [c0, c1) of batch row i's k and v (rows of `row` values) into its slot's ring,
-// the block's threads taking columns in turn (kv_store: the whole row; the merge: one kv head).
-template <bool F16>
-__device__ __forceinline__ void store_kv_columns(const float* k, const float* v, void* k_cache, void* v_cache,
-                                                 const AttentionBatch& b, int64_t i, int64_t row, int64_t capacity,
-                                                 int64_t c0, int64_t c1) {
-  const int64_t slot = kv_slot(b, i, capacity);
-  if (slot < 0) return;
-  for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x)
-    store_kv_value<F16>(k_cache, v_cache, slot * row + c, k[i * row + c], v[i * row + c]);
-}
-
-// Merges the splits' (max, sum, weighted V) states of one (head, token) in one round of loads:
-// each thread reads every split's (max, sum) with its dimension's weighted V, 16 splits at a
-// time, and folds them into a running (max, sum, value) like the attention's online softmax; no
-// shared memory, no barrier. Up to 16 splits (27B's local rings), all of a thread's loads are in
-// flight at once. (Session 10, H100: 27B Q4_0 tg128 +0.4 %, +0.7 % at depth 4096, against the
-// earlier merge, which read the splits' (max, sum) first and their values after a barrier.)
+// Merges the splits' (max, sum, weighted V) states of one (head, token) in one round of loads
+// (merge_heads): each thread reads every split's (max, sum) with its dimension's weighted V, 16
+// splits at a time, no shared memory, no barrier. (Session 10, H100: 27B Q4_0 tg128 +0.4 %,
+// +0.7 % at depth 4096, against the earlier merge, which read the splits' (max, sum) first and
+// their values after a barrier.) Block (head h, token i) with h < n_kv_heads also stores kv head h
+// of token i.
 template <bool F16>
 __global__ void merge_splits(const float* partial, int64_t n_heads, int64_t head_dim, int n_split, float* out,
                              MergeExtras e) {
-  constexpr int kChunk = 16;
   pdl_enter();
   const int64_t h = blockIdx.x, i = blockIdx.y;
-  const int64_t stride = head_dim + 2;
-  const float* p = partial + (i * n_heads + h) * n_split * stride;
-  const int64_t K = n_heads * head_dim;
-  for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
-    float mx = -INFINITY, sum = 0.0f, o = 0.0f;
-    for (int s0 = 0; s0 < n_split; s0 += kChunk) {
-      float m[kChunk], l[kChunk], a[kChunk];
-#pragma unroll
-      for (int u = 0; u < kChunk; ++u) {
-        const int s = s0 + u;
-        l[u] = s < n_split ? p[s * stride + 1] : 0.0f;
-        m[u] = s < n_split ? p[s * stride] : -INFINITY;
-        a[u] = s < n_split ? p[s * stride + 2 + d] : 0.0f;
-      }
-      float m_new = mx;
-#pragma unroll
-      for (int u = 0; u < kChunk; ++u)
-        if (l[u] > 0.0f) m_new = fmaxf(m_new, m[u]);  // a split that saw no key contributes nothing
-      const float corr = mx == -INFINITY ? 0.0f : expf(mx - m_new);
-      sum *= corr;
-      o *= corr;
-#pragma unroll
-      for (int u = 0; u < kChunk; ++u)
-        if (l[u] > 0.0f) {
-          const float f = expf(m[u] - m_new);
-          sum += l[u] * f;
-          o += a[u] * f;
-        }
-      mx = m_new;
-    }
-    o /= sum;
-    out[i * K + h * head_dim + d] = o;
-    if (e.q8) store_q8(o, i * K + h * head_dim + d, e.q8, e.ds);
-  }
-  if (e.k_cache && h < e.n_kv_heads)  // block (head h, token i) stores kv head h of token i
-    store_kv_columns<F16>(e.k, e.v, e.k_cache, e.v_cache, e.b, i, e.n_kv_heads * head_dim, e.capacity, h * head_dim,
-                          (h + 1) * head_dim);
+  merge_heads<F16>(partial, n_heads, head_dim, n_split, i, h, 1, h < e.n_kv_heads ? h : -1, out, e);
 }
 
 template <bool F16>
@@ -377,13 +333,14 @@ bool attention_supports_head_dim(int64_t hd) { return hd == 32 || hd == 64 || hd
 cudaError_t launch_attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
                              const AttentionBatch& b, const AttentionShape& a, int n_split, float* partial, float* out,
                              cudaStream_t s, void* store_k_cache, void* store_v_cache, int8_t* q8, float* ds,
-                             const QkNormRope& qk) {
+                             const QkNormRope& qk, int* merge_count) {
   if (b.T == 0) return cudaSuccess;
   if (q8 && a.head_dim % 32 != 0) return cudaErrorInvalidValue;  // its blocks would straddle heads
   if (qk.q_w && (!qk.k_w || !qk.k_out || !qk.cs || a.n_heads % a.n_kv_heads != 0)) return cudaErrorInvalidValue;
   MergeExtras e;
   e.k = qk.q_w ? qk.k_out : k, e.v = v, e.k_cache = store_k_cache, e.v_cache = store_v_cache, e.b = b;
   e.n_kv_heads = a.n_kv_heads, e.capacity = a.capacity, e.q8 = q8, e.ds = ds;
+  e.count = n_split > 1 ? merge_count : nullptr;
   // One split with a store or a quantized copy asked for: the short-context kernel does both.
   const bool direct = n_split == 1 && (store_k_cache || q8);
   if (direct && !qk.q_w) return cudaErrorInvalidValue;
@@ -393,7 +350,7 @@ cudaError_t launch_attention(const float* q, const float* k, const float* v, con
                        : launch_simt(q, k, v, k_cache, v_cache, b, a, n_split, partial, out, qk, e, direct, s);
       err != cudaSuccess)
     return err;
-  if (n_split > 1) {
+  if (n_split > 1 && !e.count) {
     const dim3 grid(static_cast<unsigned>(a.n_heads), static_cast<unsigned>(b.T));
     launch(a.kv_f16 ? merge_splits<true> : merge_splits<false>, grid, dim3(128), 0, s, partial, a.n_heads, a.head_dim,
            n_split, out, e);

@@ -266,7 +266,101 @@ struct MergeExtras {
   int64_t n_kv_heads = 0, capacity = 0;
   int8_t* q8 = nullptr;
   float* ds = nullptr;
+  // Non-null: the split kernel merges its own splits (no merge_splits launch). Each merge unit
+  // (the SIMT kernel: a (token, head); the tensor-core kernel: a (token, kv head)) has a count
+  // here, zero between launches; the last of the unit's split blocks to finish does the merge and
+  // the k/v store, and zeroes the count. Only for batches of one token per sequence: the store
+  // then cannot hit a slot that another block still reads (as for the short context).
+  int* count = nullptr;
 };
+
+// Stores columns [c0, c1) of batch row i's k and v (rows of `row` values) into its slot's ring,
+// the block's threads taking columns in turn (kv_store: the whole row; a merge: one kv head). k
+// and v are read through L2 (__ldcg): a merging split block reads the k row that another block
+// of its kernel wrote.
+template <bool F16>
+__device__ __forceinline__ void store_kv_columns(const float* k, const float* v, void* k_cache, void* v_cache,
+                                                 const AttentionBatch& b, int64_t i, int64_t row, int64_t capacity,
+                                                 int64_t c0, int64_t c1) {
+  const int64_t slot = kv_slot(b, i, capacity);
+  if (slot < 0) return;
+  for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x)
+    store_kv_value<F16>(k_cache, v_cache, slot * row + c, __ldcg(k + i * row + c), __ldcg(v + i * row + c));
+}
+
+// Dimension d of one (token, head) merged from its n_split partial states at p (each `stride`
+// floats: max, sum, then the weighted values), 16 splits' loads in flight at a time and folded
+// into a running (max, sum, value) like the attention's online softmax. Loads go through L2
+// (__ldcg): a merging split block reads states that other blocks of its kernel wrote.
+__device__ __forceinline__ float merge_dim(const float* p, int64_t stride, int n_split, int64_t d) {
+  constexpr int kChunk = 16;
+  float mx = -INFINITY, sum = 0.0f, o = 0.0f;
+  for (int s0 = 0; s0 < n_split; s0 += kChunk) {
+    float m[kChunk], l[kChunk], a[kChunk];
+#pragma unroll
+    for (int u = 0; u < kChunk; ++u) {
+      const int s = s0 + u;
+      l[u] = s < n_split ? __ldcg(p + s * stride + 1) : 0.0f;
+      m[u] = s < n_split ? __ldcg(p + s * stride) : -INFINITY;
+      a[u] = s < n_split ? __ldcg(p + s * stride + 2 + d) : 0.0f;
+    }
+    float m_new = mx;
+#pragma unroll
+    for (int u = 0; u < kChunk; ++u)
+      if (l[u] > 0.0f) m_new = fmaxf(m_new, m[u]);  // a split that saw no key contributes nothing
+    const float corr = mx == -INFINITY ? 0.0f : expf(mx - m_new);
+    sum *= corr;
+    o *= corr;
+#pragma unroll
+    for (int u = 0; u < kChunk; ++u)
+      if (l[u] > 0.0f) {
+        const float f = expf(m[u] - m_new);
+        sum += l[u] * f;
+        o += a[u] * f;
+      }
+    mx = m_new;
+  }
+  return o / sum;
+}
+
+// Heads h0 .. h0 + nh - 1 of token i merged from their split states by the block's threads
+// (output, int8 copy), then kv head store_kvh's k/v stored when e.k_cache and store_kvh >= 0
+// (merge_splits, and the split kernels that merge themselves). nh * head_dim % 32 == 0 and
+// blockDim.x % 32 == 0: a warp's lanes are all in the loop or all out of it (store_q8).
+template <bool F16>
+__device__ __forceinline__ void merge_heads(const float* partial, int64_t n_heads, int64_t head_dim, int n_split,
+                                            int64_t i, int64_t h0, int nh, int64_t store_kvh, float* out,
+                                            const MergeExtras& e) {
+  const int64_t stride = head_dim + 2, K = n_heads * head_dim;
+  for (int64_t x = threadIdx.x; x < nh * head_dim; x += blockDim.x) {
+    const int64_t h = h0 + x / head_dim, d = x % head_dim;
+    const float o = merge_dim(partial + (i * n_heads + h) * n_split * stride, stride, n_split, d);
+    out[i * K + h * head_dim + d] = o;
+    if (e.q8) store_q8(o, i * K + h * head_dim + d, e.q8, e.ds);
+  }
+  if (e.k_cache && store_kvh >= 0)
+    store_kv_columns<F16>(e.k, e.v, e.k_cache, e.v_cache, e.b, i, e.n_kv_heads * head_dim, e.capacity,
+                          store_kvh * head_dim, (store_kvh + 1) * head_dim);
+}
+
+// A split block that merges in its kernel (MergeExtras::count), after it stored its partial
+// state: whether it is the last of its unit's n_split blocks to finish (then the count is
+// zeroed for the next launch, and the other blocks' states are visible to it). Every thread of
+// the block calls it.
+__device__ __forceinline__ bool last_of_splits(int* count, int n_split) {
+  __shared__ int s_last;
+  __threadfence();  // this thread's partial state, visible device-wide before the count moves
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const int last = atomicAdd(count, 1) == n_split - 1;
+    if (last) atomicExch(count, 0);
+    s_last = last;
+  }
+  __syncthreads();
+  const bool last = s_last != 0;
+  if (last) __threadfence();
+  return last;
+}
 
 // One dimension of a (token, head) row's attention result from its softmax state (acc: the
 // dimension's weighted V sum, mx and sum: the max and sum of the exponentials). With one split

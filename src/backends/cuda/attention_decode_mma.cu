@@ -269,6 +269,11 @@ __global__ void __launch_bounds__(W * 32, MINB)
     store_result<Direct>(Direct, acc, mx, sum, d, i * q_row + h * HD + d,
                          ((i * a.n_heads + h) * n_split + split) * (HD + 2), out, partial, e);
   }
+  // The last split block of (token i, kv head kvh) merges the group's heads (MergeExtras::count)
+  // and stores the kv head, whose rotated key split 0 wrote above.
+  if constexpr (!Direct)
+    if (e.count && last_of_splits(e.count + i * a.n_kv_heads + kvh, n_split))
+      merge_heads<true>(partial, a.n_heads, HD, n_split, i, kvh * G, G, kvh, out, e);
 }
 
 // 0 off; 1 on for head_dim 128 (4 blocks per SM); 2 the same without the register cap; 3 on for

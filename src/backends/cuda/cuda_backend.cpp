@@ -105,6 +105,10 @@ void cuda_attention_splits(Backend& backend, int64_t min_keys, int64_t blocks_pe
   as_cuda(backend, "cuda_attention_splits").attention_splits(min_keys, blocks_per_sm);
 }
 
+void cuda_attention_self_merge(Backend& backend, bool on) {
+  as_cuda(backend, "cuda_attention_self_merge").attention_self_merge(on);
+}
+
 void cuda_short_attention_keys(Backend& backend, int64_t n) {
   if (n < 0) fail("cuda_short_attention_keys: the bound must not be negative");
   as_cuda(backend, "cuda_short_attention_keys").short_attention_keys(n);
@@ -456,15 +460,21 @@ void append_attention_meta(const BatchView& batch, std::span<const int64_t> past
 
 // Whether a decode batch takes the short-context attention: one token per sequence (its k/v
 // store then cannot hit a slot another block reads), every position below n (0: never).
-bool short_context(std::span<const int32_t> pos, std::span<const int32_t> seq, int64_t n) {
+// Whether no two tokens of the batch (at most 64: a larger one says no) share a sequence.
+bool one_token_per_sequence(std::span<const int32_t> seq) {
   constexpr size_t kMaxTokens = 64;
-  if (n <= 0 || pos.empty() || pos.size() > kMaxTokens) return false;
-  for (size_t i = 0; i < pos.size(); ++i) {
-    if (pos[i] >= n) return false;
+  if (seq.empty() || seq.size() > kMaxTokens) return false;
+  for (size_t i = 0; i < seq.size(); ++i)
     for (size_t j = 0; j < i; ++j)
       if (seq[j] == seq[i]) return false;
-  }
   return true;
+}
+
+bool short_context(std::span<const int32_t> pos, std::span<const int32_t> seq, int64_t n) {
+  if (n <= 0) return false;
+  for (const int32_t p : pos)
+    if (p >= n) return false;
+  return one_token_per_sequence(seq);
 }
 
 AttentionBatch attention_view(const int32_t* dm, int64_t T, int n_seq) {
@@ -532,8 +542,11 @@ AttentionBatch CudaBackend::attention_batch(const BatchView& batch, std::span<co
 
 std::string CudaBackend::recording_key(const std::string& key) const {
   // A step recorded with the short-context attention holds no split merge: it must not replay
-  // past the bound, nor a split one below it.
-  return batch_.valid && short_context(batch_.pos, batch_.seq, short_keys_) ? key + "|short-attention" : key;
+  // past the bound, nor a split one below it. One whose split attention merges itself (one token
+  // per sequence) must not replay for a batch with two tokens of a sequence.
+  if (!batch_.valid) return key;
+  if (short_context(batch_.pos, batch_.seq, short_keys_)) return key + "|short-attention";
+  return attn_self_merge_ && one_token_per_sequence(batch_.seq) ? key + "|self-merge" : key;
 }
 
 bool CudaBackend::replay(const std::string& model_key) {
@@ -889,9 +902,12 @@ void CudaBackend::attention_impl(const Act& q, const Act& k, const Act& v, Layer
   }
   wrote(out);
   float* partial = nullptr;
+  int* merge_count = nullptr;
   if (n_split > 1) {
     grow(partial_, static_cast<size_t>(blocks * n_split * (p.head_dim + 2)) * sizeof(float));
     partial = partial_.as<float>();
+    // The split kernel merges itself where no sequence has two tokens here (kernels.h).
+    if (attn_self_merge_ && one_token_per_sequence(batch.seq)) merge_count = merge_counts(blocks);
   }
   // Store after every read: in a ring a new position may overwrite one still needed above. With
   // splits, the merge kernel runs after all reads: it stores k and v, and quantizes the output for
@@ -906,13 +922,25 @@ void CudaBackend::attention_impl(const Act& q, const Act& k, const Act& v, Layer
   }
   check_launch(launch_attention(q.data(), k.data(), v.data(), kv.k.get(), kv.v.get(), b, a, n_split, partial,
                                 out.data(), stream_, merged ? kv.k.get() : nullptr, merged ? kv.v.get() : nullptr,
-                                const_cast<int8_t*>(q8.q), const_cast<float*>(q8.ds), qk ? *qk : QkNormRope{}),
+                                const_cast<int8_t*>(q8.q), const_cast<float*>(q8.ds), qk ? *qk : QkNormRope{},
+                                merge_count),
                "attention");
   if (!merged)
     check_launch(launch_kv_store(qk ? qk->k_out : k.data(), v.data(), kv.k.get(), kv.v.get(), b, kv.row,
                                  kv.spec.capacity, a.kv_f16, stream_),
                  "kv store");
   if (q8.q) q8_from_.set(out);
+}
+
+int* CudaBackend::merge_counts(int64_t n) {
+  grow(merge_count_, static_cast<size_t>(n) * sizeof(int));
+  // Zero once per allocation; the kernels leave the counts zero. A recording that grew the
+  // buffer is given up (grow), and the eager run that follows zeroes the new one.
+  if (merge_count_.get() != merge_count_zeroed_) {
+    check(cudaMemsetAsync(merge_count_.get(), 0, merge_count_.bytes(), stream_), "zeroing the attention merge counts");
+    if (!capturing_) merge_count_zeroed_ = merge_count_.get();
+  }
+  return merge_count_.as<int>();
 }
 
 void CudaBackend::gelu_mul(const Act& gate, const Act& up, Act& out) {

@@ -91,6 +91,12 @@ class CudaBackend final : public Backend {
   }
   // Tests and measurements: the short-context decode attention's bound (short_keys_; 0: off).
   void short_attention_keys(int64_t n) { short_keys_ = n; }
+  // Tests and measurements: whether the split decode attention merges its own splits for batches
+  // of one token per sequence (attn_self_merge_), instead of a merge kernel.
+  void attention_self_merge(bool on) {
+    attn_self_merge_ = on;
+    forget_recordings();
+  }
 
  private:
   // Small int arrays the ops take from the host (tokens, positions, attention metadata, rows).
@@ -169,6 +175,8 @@ class CudaBackend final : public Backend {
   };
   DeviceBuffer act_q8_;    // quantized activations for the int8 matvec
   DeviceBuffer partial_;   // attention split states
+  DeviceBuffer merge_count_;                  // the self-merging split attention's counts
+  const void* merge_count_zeroed_ = nullptr;  // merge_count_'s allocation once zeroed
   DeviceBuffer k_rot_;     // the normalized, rotated k rows of the fused decode attention
   DeviceBuffer argmax_;    // top_k's k = 1 words
   QuantizedFrom q8_from_;  // what act_q8_ holds
@@ -216,6 +224,11 @@ class CudaBackend final : public Backend {
   // attention: one kernel per layer with no split merge (a recorded step per side of the bound,
   // recording_key). UNICORN_CUDA_SHORT_KEYS changes it for measurements (0: never).
   int64_t short_keys_ = env_int("UNICORN_CUDA_SHORT_KEYS", 128, 0, 4096);
+  // Split decode attention of batches of one token per sequence: the last block of each unit
+  // merges the splits, so no merge kernel runs (a recorded step per kind of batch,
+  // recording_key). UNICORN_CUDA_ATTN_SELF_MERGE=0 launches the merge kernel instead.
+  bool attn_self_merge_ = env_switch("UNICORN_CUDA_ATTN_SELF_MERGE", true);
+  int* merge_counts(int64_t n);
   Gemm gemm_;  // matmuls of more than kMaxMatvecTokens tokens
 };
 

@@ -41,6 +41,11 @@ size_t cuda_start_used_memory(Backend& cuda_backend);
 // UNICORN_CUDA_ATTN_BLOCKS_PER_SM set them for every CUDA backend).
 void cuda_attention_splits(Backend& cuda_backend, int64_t min_keys, int64_t blocks_per_sm);
 
+// Tests and measurements: whether the split decode attention of batches of one token per
+// sequence merges its own splits (the default; UNICORN_CUDA_ATTN_SELF_MERGE=0 turns it off) or
+// launches a merge kernel.
+void cuda_attention_self_merge(Backend& cuda_backend, bool on);
+
 // Tests and measurements: decode batches of one token per sequence with every position below n
 // take the short-context attention (one kernel, no split merge); default 128
 // (UNICORN_CUDA_SHORT_KEYS), 0 never.

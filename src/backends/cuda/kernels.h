@@ -188,7 +188,9 @@ void set_short_attention_pipelined(bool on);
 // or q8 asked for, the short-context kernel (one block of 16 warps per head and token, with `qk`
 // only) does both itself, so no second kernel runs: only for batches with one token per sequence
 // (its store cannot hit a slot that another block still reads). With n_split == 1 and neither,
-// the caller does both.
+// the caller does both. With n_split > 1 and `merge_count` (T * n_heads ints, zero, and zero again
+// after the kernel), the split kernel merges its own splits (the last block of each unit to
+// finish) and no merge kernel runs: also only for batches of one token per sequence.
 //
 // With `qk` (q_w set), q and the batch's k are read raw and get the QK-norm and RoPE of
 // launch_qk_norm_rope inside the kernel (each block normalizes its own q head and the new keys it
@@ -204,7 +206,8 @@ struct QkNormRope {
 cudaError_t launch_attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
                              const AttentionBatch& b, const AttentionShape& a, int n_split, float* partial, float* out,
                              cudaStream_t s, void* store_k_cache = nullptr, void* store_v_cache = nullptr,
-                             int8_t* q8 = nullptr, float* ds = nullptr, const QkNormRope& qk = {});
+                             int8_t* q8 = nullptr, float* ds = nullptr, const QkNormRope& qk = {},
+                             int* merge_count = nullptr);
 // The decode attention on tensor cores where it fits (attention_decode.cuh): 0 off, 1 on for
 // head_dim 128 (the default), 2 the same without its register cap, 3 on for head_dim 128 and 256
 // (measurement settings).

@@ -21,7 +21,8 @@
 // 1.06e-3 of the CPU's (session 13).
 // The batch's own keys (a decoding token: its own, in the last split) take the scalar fold of
 // attention_decode.cuh in f32, one warp per query head. The block's states meet in shared memory
-// and leave as the split's partial state for attention.cu's merge_splits (max in natural units),
+// and leave as the split's partial state for merge_heads (max in natural units; the last block of
+// the (token, kv head) to finish merges, or attention.cu's merge_splits),
 // or, with one split (Direct: the short context), as the output with its int8 copy and the k/v
 // store, as attention.cu's short-context kernel writes them.
 #include <cuda_fp16.h>

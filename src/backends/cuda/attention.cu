@@ -107,7 +107,7 @@ __device__ __forceinline__ void issue_cached_step(int64_t j0, int64_t j_end, int
 // merge runs; only for batches of one token per sequence, whose stores cannot hit a slot that
 // another block still reads).
 template <int D, bool F16, bool Fused, int W = kWarps, bool Direct = false, bool Pipelined = false>
-__global__ void __launch_bounds__(W * 32, Pipelined && !Direct ? 4 : 0)
+__global__ void __launch_bounds__(W * 32, Pipelined && !Direct ? 16 / W : 0)
     attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
               AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk, MergeExtras e) {
   constexpr int HD = 32 * D;
@@ -187,8 +187,8 @@ __global__ void __launch_bounds__(W * 32, Pipelined && !Direct ? 4 : 0)
     // One key per warp per step: a decoding token has one (its own), and 4 would cost registers.
     for (int64_t jb = max(j_begin, r.n_past) + warp; jb < j_end; jb += W) {
       float kv[1][D], vv[1][D];
-      load_step<D, F16, Fused, 1>(jb, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, i, seq, a, qk,
-                                  lane, own_kw, rf, kv, vv);
+      load_step<D, F16, Fused, 1>(jb, j_end, r, ring_lo, cache_seq, dim, k_cache, v_cache, k, v, b, i, seq, a, qk, lane,
+                                  own_kw, rf, kv, vv);
       fold_step<D, 1>(jb, j_end, qv, kv, vv, a.scale, m, l, acc);
     }
   } else {
@@ -259,6 +259,7 @@ __global__ void kv_store(const float* k, const float* v, void* k_cache, void* v_
 std::atomic<bool> g_pipelined{true};
 std::atomic<int> g_short_warps{kShortWarps256};  // set_short_attention_warps
 std::atomic<bool> g_short_pipelined{true};       // set_short_attention_pipelined
+std::atomic<int> g_split_warps256{kWarps};       // set_split_attention_warps
 
 template <int D>
 void launch_d(const float* q, const float* k, const float* v, const void* kc, const void* vc, const AttentionBatch& b,
@@ -294,13 +295,17 @@ void launch_d(const float* q, const float* k, const float* v, const void* kc, co
                out, qk, e);
     }
   } else if (qk.q_w) {
-    if (a.kv_f16 && g_pipelined.load(std::memory_order_relaxed))
-      launch(attention<D, true, true, kWarps, false, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk,
-             e);
-    else if (a.kv_f16)
-      launch(attention<D, true, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
-    else
-      launch(attention<D, false, true>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
+    const bool pipelined = a.kv_f16 && g_pipelined.load(std::memory_order_relaxed);
+    auto* kernel = pipelined  ? attention<D, true, true, kWarps, false, true>
+                   : a.kv_f16 ? attention<D, true, true>
+                              : attention<D, false, true>;
+    int warps = kWarps;
+    // 256-wide heads may take 8 warps per split block (set_split_attention_warps): the same keys
+    // in half the steps per warp, 2 blocks per SM instead of 4.
+    if constexpr (D == 8)
+      if (pipelined && g_split_warps256.load(std::memory_order_relaxed) == 8)
+        kernel = attention<D, true, true, 8, false, true>, warps = 8;
+    launch(kernel, grid, dim3(warps * 32), 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
   } else if (a.kv_f16) {
     launch(attention<D, true, false>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
   } else {
@@ -328,6 +333,7 @@ cudaError_t launch_simt(const float* q, const float* k, const float* v, const vo
 void set_attention_pipelined(bool on) { g_pipelined.store(on); }
 void set_short_attention_pipelined(bool on) { g_short_pipelined.store(on); }
 void set_short_attention_warps(int warps) { g_short_warps.store(warps == 4 || warps == 16 ? warps : kShortWarps256); }
+void set_split_attention_warps(int warps) { g_split_warps256.store(warps == 8 ? 8 : kWarps); }
 
 bool attention_supports_head_dim(int64_t hd) { return hd == 32 || hd == 64 || hd == 128 || hd == 256; }
 

@@ -130,6 +130,11 @@ void cuda_short_attention_pipelined(Backend& backend, bool on) {
   cuda::set_short_attention_pipelined(on);
 }
 
+void cuda_split_attention_warps(Backend& backend, int warps) {
+  (void)as_cuda(backend, "cuda_split_attention_warps");
+  cuda::set_split_attention_warps(warps);
+}
+
 void cuda_short_attention_warps(Backend& backend, int warps) {
   (void)as_cuda(backend, "cuda_short_attention_warps");
   cuda::set_short_attention_warps(warps);
@@ -210,6 +215,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     set_add_norm_threads(static_cast<int>(env_int("UNICORN_CUDA_ADD_NORM_THREADS", 0, 0, 512)));
     set_short_attention_warps(static_cast<int>(env_int("UNICORN_CUDA_SHORT_WARPS", 8, 4, 16)));
     set_short_attention_pipelined(env_switch("UNICORN_CUDA_SHORT_PIPELINE", true));
+    set_split_attention_warps(static_cast<int>(env_int("UNICORN_CUDA_SPLIT_WARPS", 4, 4, 8)));
     return true;
   }();
   (void)matvec_switches_set;
@@ -920,11 +926,11 @@ void CudaBackend::attention_impl(const Act& q, const Act& k, const Act& v, Layer
     if (q8.q) q8_from_.set(out);
     return;
   }
-  check_launch(launch_attention(q.data(), k.data(), v.data(), kv.k.get(), kv.v.get(), b, a, n_split, partial,
-                                out.data(), stream_, merged ? kv.k.get() : nullptr, merged ? kv.v.get() : nullptr,
-                                const_cast<int8_t*>(q8.q), const_cast<float*>(q8.ds), qk ? *qk : QkNormRope{},
-                                merge_count),
-               "attention");
+  check_launch(
+      launch_attention(q.data(), k.data(), v.data(), kv.k.get(), kv.v.get(), b, a, n_split, partial, out.data(),
+                       stream_, merged ? kv.k.get() : nullptr, merged ? kv.v.get() : nullptr, const_cast<int8_t*>(q8.q),
+                       const_cast<float*>(q8.ds), qk ? *qk : QkNormRope{}, merge_count),
+      "attention");
   if (!merged)
     check_launch(launch_kv_store(qk ? qk->k_out : k.data(), v.data(), kv.k.get(), kv.v.get(), b, kv.row,
                                  kv.spec.capacity, a.kv_f16, stream_),

@@ -175,11 +175,12 @@ class CudaBackend final : public Backend {
   };
   DeviceBuffer act_q8_;    // quantized activations for the int8 matvec
   DeviceBuffer partial_;   // attention split states
-  DeviceBuffer merge_count_;                  // the self-merging split attention's counts
-  const void* merge_count_zeroed_ = nullptr;  // merge_count_'s allocation once zeroed
   DeviceBuffer k_rot_;     // the normalized, rotated k rows of the fused decode attention
   DeviceBuffer argmax_;    // top_k's k = 1 words
   QuantizedFrom q8_from_;  // what act_q8_ holds
+
+  DeviceBuffer merge_count_;                  // the self-merging split attention's counts
+  const void* merge_count_zeroed_ = nullptr;  // merge_count_'s allocation once zeroed
   struct RopeTable {
     int64_t head_dim = 0;
     float base = 0, scale = 0;

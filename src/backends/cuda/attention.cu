@@ -259,7 +259,7 @@ __global__ void kv_store(const float* k, const float* v, void* k_cache, void* v_
 std::atomic<bool> g_pipelined{true};
 std::atomic<int> g_short_warps{kShortWarps256};  // set_short_attention_warps
 std::atomic<bool> g_short_pipelined{true};       // set_short_attention_pipelined
-std::atomic<int> g_split_warps256{kWarps};       // set_split_attention_warps
+std::atomic<int> g_split_warps256{8};            // set_split_attention_warps
 
 template <int D>
 void launch_d(const float* q, const float* k, const float* v, const void* kc, const void* vc, const AttentionBatch& b,
@@ -300,8 +300,10 @@ void launch_d(const float* q, const float* k, const float* v, const void* kc, co
                    : a.kv_f16 ? attention<D, true, true>
                               : attention<D, false, true>;
     int warps = kWarps;
-    // 256-wide heads may take 8 warps per split block (set_split_attention_warps): the same keys
-    // in half the steps per warp, 2 blocks per SM instead of 4.
+    // 256-wide heads take 8 warps per split block (set_split_attention_warps; 4 a measurement
+    // setting): the same keys in half the steps per warp, 2 blocks per SM instead of 4. H200, tg64
+    // at depth 4096 against 4 warps: 270M +7.3 %, 1B +7.8 %, 4B +5.4 %, 12B +0.7 % (NOTES.md
+    // session 22).
     if constexpr (D == 8)
       if (pipelined && g_split_warps256.load(std::memory_order_relaxed) == 8)
         kernel = attention<D, true, true, 8, false, true>, warps = 8;
@@ -333,7 +335,7 @@ cudaError_t launch_simt(const float* q, const float* k, const float* v, const vo
 void set_attention_pipelined(bool on) { g_pipelined.store(on); }
 void set_short_attention_pipelined(bool on) { g_short_pipelined.store(on); }
 void set_short_attention_warps(int warps) { g_short_warps.store(warps == 4 || warps == 16 ? warps : kShortWarps256); }
-void set_split_attention_warps(int warps) { g_split_warps256.store(warps == 8 ? 8 : kWarps); }
+void set_split_attention_warps(int warps) { g_split_warps256.store(warps == kWarps ? kWarps : 8); }
 
 bool attention_supports_head_dim(int64_t hd) { return hd == 32 || hd == 64 || hd == 128 || hd == 256; }
 

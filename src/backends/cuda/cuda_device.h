@@ -56,7 +56,7 @@ void cuda_short_attention_keys(Backend& cuda_backend, int64_t n);
 void cuda_short_attention_warps(Backend& cuda_backend, int warps);
 
 // Tests and measurements: warps of the split decode attention's block for 256-wide heads over an
-// f16 cache: 4 (the default) or 8 (UNICORN_CUDA_SPLIT_WARPS). Process-wide.
+// f16 cache: 8 (the default) or 4 (UNICORN_CUDA_SPLIT_WARPS). Process-wide.
 void cuda_split_attention_warps(Backend& cuda_backend, int warps);
 // Tests and measurements: that kernel on 8 warps with the split kernel's pipelined loop over the
 // cached keys (on by default; UNICORN_CUDA_SHORT_PIPELINE=0 turns it off). Process-wide.

@@ -178,7 +178,7 @@ void set_attention_pipelined(bool on);
 // (the default), 16 or 4 (a measurement setting, UNICORN_CUDA_SHORT_WARPS).
 void set_short_attention_warps(int warps);
 // Warps of the fused, pipelined split decode attention's block for 256-wide heads over an f16
-// cache: 4 (the default) or 8 (a measurement setting, UNICORN_CUDA_SPLIT_WARPS).
+// cache: 8 (the default) or 4 (a measurement setting, UNICORN_CUDA_SPLIT_WARPS).
 void set_split_attention_warps(int warps);
 // The same kernel on 8 warps with the split kernel's pipelined loop over the cached keys (on by
 // default; UNICORN_CUDA_SHORT_PIPELINE=0 turns it off).

@@ -1,14 +1,15 @@
 // Attention of each (token, query head) over its slot's cached past plus this batch's own keys
 // (spec §2.4.4-2.4.7), same key set as the CPU backend: keys lo .. past-1 from the ring (position
 // p at p % capacity), keys max(past, lo) .. pos from the batch, lo = pos - window + 1 on sliding
-// layers. One block of 4 warps per (head, token, split); the warps take keys in turn, each lane
-// holds head_dim/32 consecutive dimensions, scores are reduced across the warp and folded into an
-// online softmax (running max, sum and weighted V). The warps' states are merged in shared memory;
-// with several splits, partial states go to `partial` and the last block of each (token, head)
-// to finish merges them (MergeExtras::count: one token per sequence), or else a second kernel
-// does, so that one decoding token still spreads its keys over many blocks. With an f16 cache the fused kernel
-// scores the cached keys in a loop of their own whose next step of loads is in flight during the
-// current step's math (Pipelined), then the batch's own keys.
+// layers. One block of 4 warps (8 for 256-wide heads over an f16 cache) per (head, token, split);
+// the warps take keys in turn, each lane holds head_dim/32 consecutive dimensions, scores are
+// reduced across the warp and folded into an online softmax (running max, sum and weighted V).
+// The warps' states are merged in shared memory; with several splits, partial states go to
+// `partial` and the last block of each (token, head) to finish merges them (MergeExtras::count:
+// one token per sequence), or else a second kernel does, so that one decoding token still spreads
+// its keys over many blocks. With an f16 cache the fused kernel scores the cached keys in a loop
+// of their own whose next step of loads is in flight during the current step's math
+// (Pipelined), then the batch's own keys.
 #include <cuda_fp16.h>
 
 #include <atomic>

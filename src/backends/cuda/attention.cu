@@ -45,42 +45,16 @@ __device__ __forceinline__ float raw_at(const RawF16<D>& r, int d) {
   return __half2float(reinterpret_cast<const __half*>(&r.w)[d]);
 }
 
-// fold_step over raw f16 keys and values, each half converted where it is used: no float copy of
+// fold_keys over raw f16 keys and values, each half converted where it is used: no float copy of
 // a step's K and V stays live beside the next step's loads (the 256-wide heads' split kernel
 // held 208 registers with one: 2 blocks per SM; NOTES.md session 22). Keys past j_end come
 // zeroed (issue_cached_step), so their weight 0 meets no NaN.
 template <int D, int KK>
 __device__ __forceinline__ void fold_step_raw(int64_t j0, int64_t j_end, const float* qv, const RawF16<D>* rk,
                                               const RawF16<D>* rv, float scale, float& m, float& l, float* acc) {
-  float s[KK];
-#pragma unroll
-  for (int u = 0; u < KK; ++u) {
-    s[u] = 0.0f;
-#pragma unroll
-    for (int d = 0; d < D; ++d) s[u] += qv[d] * raw_at<D>(rk[u], d);
-  }
-#pragma unroll
-  for (int o = 16; o > 0; o /= 2)
-#pragma unroll
-    for (int u = 0; u < KK; ++u) s[u] += __shfl_xor_sync(0xFFFFFFFFu, s[u], o);
-  float m_new = m;
-#pragma unroll
-  for (int u = 0; u < KK; ++u) {
-    s[u] = j0 + u < j_end ? s[u] * scale : -INFINITY;
-    m_new = fmaxf(m_new, s[u]);
-  }
-  const float corr = expf(m - m_new);  // 0 on the first step (m = -inf)
-  l *= corr;
-#pragma unroll
-  for (int d = 0; d < D; ++d) acc[d] *= corr;
-#pragma unroll
-  for (int u = 0; u < KK; ++u) {
-    const float p = expf(s[u] - m_new);  // 0 for keys past the end
-    l += p;
-#pragma unroll
-    for (int d = 0; d < D; ++d) acc[d] += p * raw_at<D>(rv[u], d);
-  }
-  m = m_new;
+  fold_keys<D, KK>(
+      j0, j_end, qv, [&](int u, int d) { return raw_at<D>(rk[u], d); },
+      [&](int u, int d) { return raw_at<D>(rv[u], d); }, scale, m, l, acc);
 }
 
 // Issues the f16 K and V loads of cached keys j0 .. j0 + KK - 1 below j_end (<= n_past); the

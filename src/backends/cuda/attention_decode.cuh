@@ -190,15 +190,18 @@ __device__ __forceinline__ void load_step(int64_t j0, int64_t j_end, const KeyRa
 
 // Folds keys j0 .. j0 + KK - 1 (those below j_end) into the warp's online softmax state (running
 // max m, sum l, weighted V acc): scores reduced across the warp, the state rescaled once per step.
-template <int D, int KK>
-__device__ __forceinline__ void fold_step(int64_t j0, int64_t j_end, const float* qv, const float (*kv)[D],
-                                          const float (*vv)[D], float scale, float& m, float& l, float* acc) {
+// Key u's K and V values at this lane's dimension d come from k_at(u, d) and v_at(u, d), so that
+// a caller may keep them in any form (fold_step: floats; attention.cu's pipelined loop: raw
+// halves converted where used). Keys past j_end must read as finite values (their weight is 0).
+template <int D, int KK, class KAt, class VAt>
+__device__ __forceinline__ void fold_keys(int64_t j0, int64_t j_end, const float* qv, KAt k_at, VAt v_at, float scale,
+                                          float& m, float& l, float* acc) {
   float s[KK];
 #pragma unroll
   for (int u = 0; u < KK; ++u) {
     s[u] = 0.0f;
 #pragma unroll
-    for (int d = 0; d < D; ++d) s[u] += qv[d] * kv[u][d];
+    for (int d = 0; d < D; ++d) s[u] += qv[d] * k_at(u, d);
   }
 #pragma unroll
   for (int o = 16; o > 0; o /= 2)
@@ -219,9 +222,17 @@ __device__ __forceinline__ void fold_step(int64_t j0, int64_t j_end, const float
     const float p = expf(s[u] - m_new);  // 0 for keys past the end
     l += p;
 #pragma unroll
-    for (int d = 0; d < D; ++d) acc[d] += p * vv[u][d];
+    for (int d = 0; d < D; ++d) acc[d] += p * v_at(u, d);
   }
   m = m_new;
+}
+
+// fold_keys over keys held as floats, kv[u][d] and vv[u][d].
+template <int D, int KK>
+__device__ __forceinline__ void fold_step(int64_t j0, int64_t j_end, const float* qv, const float (*kv)[D],
+                                          const float (*vv)[D], float scale, float& m, float& l, float* acc) {
+  fold_keys<D, KK>(
+      j0, j_end, qv, [&](int u, int d) { return kv[u][d]; }, [&](int u, int d) { return vv[u][d]; }, scale, m, l, acc);
 }
 
 // The cache row that batch row i's k, v go to (slot * row_values), or -1 where a later position

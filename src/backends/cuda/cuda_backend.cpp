@@ -940,11 +940,12 @@ void CudaBackend::attention_impl(const Act& q, const Act& k, const Act& v, Layer
 
 int* CudaBackend::merge_counts(int64_t n) {
   grow(merge_count_, static_cast<size_t>(n) * sizeof(int));
-  // Zero once per allocation; the kernels leave the counts zero. A recording that grew the
-  // buffer is given up (grow), and the eager run that follows zeroes the new one.
-  if (merge_count_.get() != merge_count_zeroed_) {
+  // Zero once per allocation; the kernels leave the counts zero. An allocation is told by its
+  // address and size (cudaMalloc may hand a larger buffer the freed one's address). A recording
+  // that grew the buffer is given up (grow), and the eager run that follows zeroes the new one.
+  if (merge_count_.get() != merge_count_zeroed_ || merge_count_.bytes() != merge_count_zeroed_bytes_) {
     check(cudaMemsetAsync(merge_count_.get(), 0, merge_count_.bytes(), stream_), "zeroing the attention merge counts");
-    if (!capturing_) merge_count_zeroed_ = merge_count_.get();
+    if (!capturing_) merge_count_zeroed_ = merge_count_.get(), merge_count_zeroed_bytes_ = merge_count_.bytes();
   }
   return merge_count_.as<int>();
 }

@@ -181,6 +181,7 @@ class CudaBackend final : public Backend {
 
   DeviceBuffer merge_count_;                  // the self-merging split attention's counts
   const void* merge_count_zeroed_ = nullptr;  // merge_count_'s allocation once zeroed
+  size_t merge_count_zeroed_bytes_ = 0;       // and its size
   struct RopeTable {
     int64_t head_dim = 0;
     float base = 0, scale = 0;

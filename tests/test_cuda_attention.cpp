@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <string>
 #include <utility>
 #include <vector>
@@ -249,8 +248,7 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
   EXPECT_LE(attention_schedule(*gpu, *cpu, ring12b, 1100, 3, &norms256), 1e-5) << "4 warps, 12B ring";
   const AttnCase global270m{4, 1, 256, 0, 2048, GgmlType::F16};
   EXPECT_LE(attention_schedule(*gpu, *cpu, global270m, 1500, 3, &norms256), 1e-5) << "4 warps, 270M global";
-  const char* split_warps = std::getenv("UNICORN_CUDA_SPLIT_WARPS");  // back to the process's setting
-  cuda_split_attention_warps(*gpu, split_warps ? std::atoi(split_warps) : 8);
+  cuda_split_attention_warps(*gpu, 8);  // the default
   // 47 splits: the merge's three chunks of 16, the last one partly empty.
   const AttnCase f32_cache{8, 4, 64, 0, 3000, GgmlType::F32};
   EXPECT_LE(attention_schedule(*gpu, *cpu, f32_cache, 700, 3), 1e-7) << "f32 cache, 47 splits";

@@ -65,6 +65,13 @@ cuda::CudaBackend& as_cuda(Backend& backend, const char* fn) {
   if (!b) fail("{}: backend {} is not a CUDA backend", fn, backend.name());
   return *b;
 }
+
+// A process-wide kernel setting (kernels.h), asked for through a backend that must be a CUDA one.
+template <class T>
+void set_process_wide(Backend& backend, const char* fn, void (*set)(T), T value) {
+  (void)as_cuda(backend, fn);
+  set(value);
+}
 }  // namespace
 
 double cuda_time_ms(Backend& backend, const std::function<void()>& work) {
@@ -116,28 +123,23 @@ void cuda_short_attention_keys(Backend& backend, int64_t n) {
 
 void cuda_attention_mma_decode(Backend& backend, int mode) {
   if (mode < 0 || mode > 3) fail("cuda_attention_mma_decode: mode must be 0 to 3");
-  (void)as_cuda(backend, "cuda_attention_mma_decode");
-  cuda::set_attention_decode_mma(mode);
+  set_process_wide(backend, "cuda_attention_mma_decode", cuda::set_attention_decode_mma, mode);
 }
 
 void cuda_attention_pipelined(Backend& backend, bool on) {
-  (void)as_cuda(backend, "cuda_attention_pipelined");
-  cuda::set_attention_pipelined(on);
+  set_process_wide(backend, "cuda_attention_pipelined", cuda::set_attention_pipelined, on);
 }
 
 void cuda_short_attention_pipelined(Backend& backend, bool on) {
-  (void)as_cuda(backend, "cuda_short_attention_pipelined");
-  cuda::set_short_attention_pipelined(on);
+  set_process_wide(backend, "cuda_short_attention_pipelined", cuda::set_short_attention_pipelined, on);
 }
 
 void cuda_split_attention_warps(Backend& backend, int warps) {
-  (void)as_cuda(backend, "cuda_split_attention_warps");
-  cuda::set_split_attention_warps(warps);
+  set_process_wide(backend, "cuda_split_attention_warps", cuda::set_split_attention_warps, warps);
 }
 
 void cuda_short_attention_warps(Backend& backend, int warps) {
-  (void)as_cuda(backend, "cuda_short_attention_warps");
-  cuda::set_short_attention_warps(warps);
+  set_process_wide(backend, "cuda_short_attention_warps", cuda::set_short_attention_warps, warps);
 }
 
 void cuda_force_tiled_prompt_attention(Backend& backend, bool on) {
@@ -252,8 +254,8 @@ void CudaBackend::check_launch(cudaError_t e, const char* op) {
   fail("CUDA {} on {}: {} ({})", op, name_, cudaGetErrorString(e), cudaGetErrorName(e));
 }
 
-void CudaBackend::grow(DeviceBuffer& b, size_t bytes) {
-  if (b.bytes() >= bytes) return;
+bool CudaBackend::grow(DeviceBuffer& b, size_t bytes) {
+  if (b.bytes() >= bytes) return false;
   if (capturing_) {
     // A recording must not free memory that its earlier nodes use: keep the old buffer until the
     // capture ends, and give the recording up (record_end then has the caller issue the ops
@@ -262,10 +264,11 @@ void CudaBackend::grow(DeviceBuffer& b, size_t bytes) {
     DeviceBuffer fresh(bytes);
     graveyard_.push_back(std::move(b));
     b = std::move(fresh);
-    return;
+    return true;
   }
   b.reserve(bytes);
   forget_recordings();
+  return true;
 }
 
 bool CudaBackend::supports_weight(GgmlType type) const { return weight_type_supported(type); }
@@ -939,13 +942,12 @@ void CudaBackend::attention_impl(const Act& q, const Act& k, const Act& v, Layer
 }
 
 int* CudaBackend::merge_counts(int64_t n) {
-  grow(merge_count_, static_cast<size_t>(n) * sizeof(int));
-  // Zero once per allocation; the kernels leave the counts zero. An allocation is told by its
-  // address and size (cudaMalloc may hand a larger buffer the freed one's address). A recording
-  // that grew the buffer is given up (grow), and the eager run that follows zeroes the new one.
-  if (merge_count_.get() != merge_count_zeroed_ || merge_count_.bytes() != merge_count_zeroed_bytes_) {
+  // Zero once per allocation; the kernels leave the counts zero. A recording that grew the
+  // buffer is given up (grow) and its memset never runs: the eager run that follows zeroes it.
+  if (grow(merge_count_, static_cast<size_t>(n) * sizeof(int))) merge_count_zeroed_ = false;
+  if (!merge_count_zeroed_) {
     check(cudaMemsetAsync(merge_count_.get(), 0, merge_count_.bytes(), stream_), "zeroing the attention merge counts");
-    if (!capturing_) merge_count_zeroed_ = merge_count_.get(), merge_count_zeroed_bytes_ = merge_count_.bytes();
+    merge_count_zeroed_ = !capturing_;
   }
   return merge_count_.as<int>();
 }

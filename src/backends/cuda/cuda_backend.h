@@ -106,8 +106,9 @@ class CudaBackend final : public Backend {
   const int32_t* stage(Staged kind, std::span<const int32_t> values);
   const DeviceWeight& device_weight(const WeightTensor& w) const;
   void check_launch(cudaError_t e, const char* op);
-  // Grows a scratch buffer; a move forgets the recordings that used the old address.
-  void grow(DeviceBuffer& b, size_t bytes);
+  // Grows a scratch buffer; a move forgets the recordings that used the old address. True when b
+  // is a new allocation (its contents undefined).
+  bool grow(DeviceBuffer& b, size_t bytes);
   // x quantized to int8 blocks in act_q8_ (T <= 8 matvec input); skipped when act_q8_ already
   // holds x's quantization (a fused producer wrote it, see add_norm).
   ActQ8 quantize(const Act& x);
@@ -179,9 +180,8 @@ class CudaBackend final : public Backend {
   DeviceBuffer argmax_;    // top_k's k = 1 words
   QuantizedFrom q8_from_;  // what act_q8_ holds
 
-  DeviceBuffer merge_count_;                  // the self-merging split attention's counts
-  const void* merge_count_zeroed_ = nullptr;  // merge_count_'s allocation once zeroed
-  size_t merge_count_zeroed_bytes_ = 0;       // and its size
+  DeviceBuffer merge_count_;         // the self-merging split attention's counts
+  bool merge_count_zeroed_ = false;  // whether merge_count_'s allocation was zeroed (merge_counts)
   struct RopeTable {
     int64_t head_dim = 0;
     float base = 0, scale = 0;

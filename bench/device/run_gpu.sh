@@ -124,9 +124,11 @@ if [ -n "${SWEEP:-}" ]; then
   done
 fi
 if [ "${SKIP_BREAKDOWN:-0}" = 1 ]; then  # what each non-matmul op costs inside the recorded decode step
-  for skip in none quantize add_norm qk_norm_rope attention qk_norm_rope,attention,add_norm,quantize; do
-    echo "UNICORN_CUDA_SKIP=$skip: $(UNICORN_CUDA_SKIP=$skip timeout 100 $U bench --synthetic "${BREAKDOWN_SIZE:-27b}" --type q4_0 \
-      --device cuda -p 0 -n 64 -r 2 2>&1 | grep -E '\| tg64' | awk -F'|' '{print $8}')"
+  for bsize in ${BREAKDOWN_SIZE:-27b}; do
+    for skip in none quantize add_norm qk_norm_rope attention qk_norm_rope,attention,add_norm,quantize; do
+      echo "$bsize UNICORN_CUDA_SKIP=$skip: $(UNICORN_CUDA_SKIP=$skip timeout 100 $U bench --synthetic "$bsize" --type q4_0 \
+        --device cuda -p 0 -n 64 -r 2 ${BREAKDOWN_ARGS:-} 2>&1 | grep -E '\| tg64' | awk -F'|' '{print $8}')"
+    done
   done
 fi
 [ "${SKIP_TTFT:-0}" = 1 ] || timeout 60 $U bench --synthetic 27b --type q4_0 --device cuda -p 32 -n 0 -r 3 2>&1 | tee -a "$OUT/bench.md"

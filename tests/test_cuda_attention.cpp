@@ -203,7 +203,7 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
     EXPECT_LE(attention_schedule(*gpu, *cpu, c, 700, 3), 1e-5) << "min keys " << min_keys;
     EXPECT_LE(attention_schedule(*gpu, *cpu, ring27b, 700, 3), 1e-5) << "min keys " << min_keys;
   }
-  cuda_attention_splits(*gpu, 64, 8);
+  cuda_attention_splits(*gpu, 64, 0);  // the defaults
   Rng rng(12);
   const std::vector<float> qn = stored_norm(128, rng), kn = stored_norm(128, rng);
   const WeightTensor wq = f32_weight("q_norm", qn), wk = f32_weight("k_norm", kn);
@@ -256,7 +256,7 @@ TEST_F(CudaOps, AttentionSplitsLongContextsLikeCpu) {
   // are wholly empty.
   cuda_attention_splits(*gpu, 8, 8);
   EXPECT_LE(attention_schedule(*gpu, *cpu, f32_cache, 2, 40), 1e-7) << "f32 cache, 64 splits, few keys";
-  cuda_attention_splits(*gpu, 64, 8);
+  cuda_attention_splits(*gpu, 64, 0);  // the defaults
 #endif
 }
 

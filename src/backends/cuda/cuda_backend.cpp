@@ -108,7 +108,7 @@ void cuda_tensor_core_prompt_attention(Backend& backend, bool on) {
 }
 
 void cuda_attention_splits(Backend& backend, int64_t min_keys, int64_t blocks_per_sm) {
-  if (min_keys < 1 || blocks_per_sm < 1) fail("cuda_attention_splits: bounds must be positive");
+  if (min_keys < 1 || blocks_per_sm < 0) fail("cuda_attention_splits: min_keys must be positive, blocks_per_sm >= 0");
   as_cuda(backend, "cuda_attention_splits").attention_splits(min_keys, blocks_per_sm);
 }
 
@@ -215,6 +215,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     set_matvec_q6k_split(static_cast<int>(env_int("UNICORN_CUDA_Q6K_SPLIT", 2, 0, 2)));
     set_matvec_prefetch_blocks(env_int("UNICORN_CUDA_PREFETCH_BLOCKS", INT64_MAX, 0, INT64_MAX));
     set_add_norm_threads(static_cast<int>(env_int("UNICORN_CUDA_ADD_NORM_THREADS", 0, 0, 512)));
+    set_add_norm_preload(env_switch("UNICORN_CUDA_ADD_NORM_PRELOAD", true));
     set_short_attention_warps(static_cast<int>(env_int("UNICORN_CUDA_SHORT_WARPS", 8, 4, 16)));
     set_short_attention_pipelined(env_switch("UNICORN_CUDA_SHORT_PIPELINE", true));
     set_split_attention_warps(static_cast<int>(env_int("UNICORN_CUDA_SPLIT_WARPS", 8, 4, 8)));
@@ -831,6 +832,7 @@ void CudaBackend::qk_norm_rope_attention(Act& q, Act& k, const Act& v, const Wei
   qk.k_w = reinterpret_cast<const float*>(device_weight(k_norm).q);
   qk.eps = eps;
   qk.cs = rope_cos_sin(pos, q.rows(), p.head_dim, base, scale);
+  qk.prefetch = prefetch_qk_norms_;
   // Room for the most tokens this path takes at once, so that it grows (and forgets the recorded
   // steps) at most once per width.
   grow(k_rot_, static_cast<size_t>(kMaxMatvecTokens * k.cols()) * sizeof(float));
@@ -904,7 +906,13 @@ void CudaBackend::attention_impl(const Act& q, const Act& k, const Act& v, Layer
   const int64_t blocks = T * p.n_heads;
   const int64_t n_max = kv.spec.capacity;
   constexpr int64_t kMaxSplits = 64;
-  const int64_t min_keys = attn_min_keys_, target_blocks = attn_blocks_per_sm_ * static_cast<int64_t>(sm_count_);
+  // Blocks per SM to aim at, by head size unless set: 256-wide heads' split blocks (8 warps at
+  // ~118 registers) fit 2 per SM, so 4 per SM is two waves; 8 (four waves) gave 12B tg64 @ d4096
+  // 326.5 against 334.4, and the other sizes of 256-wide heads have too few heads to reach either
+  // bound (4B 8 heads, 1B and 270M 4: 64 splits, the most, either way). 27B's tensor-core blocks
+  // keep 8 (181.3 against 180.4 at 4). NOTES.md session 23, H200.
+  const int64_t blocks_per_sm = attn_blocks_per_sm_ > 0 ? attn_blocks_per_sm_ : (p.head_dim > 128 ? 4 : 8);
+  const int64_t min_keys = attn_min_keys_, target_blocks = blocks_per_sm * static_cast<int64_t>(sm_count_);
   if (!short_ctx && blocks < target_blocks && n_max > min_keys) {
     const int64_t want = (target_blocks + blocks - 1) / blocks;
     n_split = static_cast<int>(std::min({want, (n_max + min_keys - 1) / min_keys, kMaxSplits}));

@@ -213,15 +213,18 @@ class CudaBackend final : public Backend {
   bool force_tiled_prompt_attention_ = false;
   bool tc_prompt_attention_ = env_switch("UNICORN_MMA_PROMPT_ATTENTION", true);
   bool fuse_qk_attention_ = env_switch("UNICORN_FUSE_QK_ATTENTION", true);
+  // The fused decode attention asks the L2 for its QK-norm weights before its PDL wait
+  // (prefetch_qk_norms in attention_decode.cuh). UNICORN_CUDA_NORM_PREFETCH=0: measurements.
+  bool prefetch_qk_norms_ = env_switch("UNICORN_CUDA_NORM_PREFETCH", true);
   StepGapMeter step_gap_{env_switch("UNICORN_CUDA_STEP_GAP", false)};  // a measurement (step_gap.h)
   // Weights staged in pinned buffers for upload; UNICORN_CUDA_PINNED_UPLOAD=0 stages in pageable
   // ones (the load-time comparison, or a way around the pinned path).
   bool pinned_upload_ = env_switch("UNICORN_CUDA_PINNED_UPLOAD", true);
   // Decode attention's key splits (attention_impl): at least this many cache positions per split,
-  // and up to this many blocks per SM. UNICORN_CUDA_ATTN_MIN_KEYS / UNICORN_CUDA_ATTN_BLOCKS_PER_SM
-  // change them for measurements.
+  // and up to this many blocks per SM (0: by head size, attention_impl).
+  // UNICORN_CUDA_ATTN_MIN_KEYS / UNICORN_CUDA_ATTN_BLOCKS_PER_SM change them for measurements.
   int64_t attn_min_keys_ = env_int("UNICORN_CUDA_ATTN_MIN_KEYS", 64, 1, 4096);
-  int64_t attn_blocks_per_sm_ = env_int("UNICORN_CUDA_ATTN_BLOCKS_PER_SM", 8, 1, 64);
+  int64_t attn_blocks_per_sm_ = env_int("UNICORN_CUDA_ATTN_BLOCKS_PER_SM", 0, 0, 64);
   // Decode batches of one token per sequence, every position below this, take the short-context
   // attention: one kernel per layer with no split merge (a recorded step per side of the bound,
   // recording_key). UNICORN_CUDA_SHORT_KEYS changes it for measurements (0: never).

@@ -37,8 +37,9 @@ size_t cuda_used_memory(Backend& cuda_backend);
 size_t cuda_start_used_memory(Backend& cuda_backend);
 
 // Tests and measurements: decode attention's key splits, at least min_keys cache positions each,
-// aiming at blocks_per_sm blocks per SM (defaults 64 and 8; UNICORN_CUDA_ATTN_MIN_KEYS and
-// UNICORN_CUDA_ATTN_BLOCKS_PER_SM set them for every CUDA backend).
+// aiming at blocks_per_sm blocks per SM (defaults 64 and 0; UNICORN_CUDA_ATTN_MIN_KEYS and
+// UNICORN_CUDA_ATTN_BLOCKS_PER_SM set them for every CUDA backend). blocks_per_sm 0: by head
+// size, 4 for 256-wide heads and 8 for the others (CudaBackend::attention_impl).
 void cuda_attention_splits(Backend& cuda_backend, int64_t min_keys, int64_t blocks_per_sm);
 
 // Tests and measurements: whether the split decode attention of batches of one token per

@@ -86,7 +86,6 @@ __global__ void __launch_bounds__(W * 32, Pipelined && !Direct ? 16 / W : 0)
     attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
               AttentionBatch b, AttentionShape a, float* partial, float* out, QkNormRope qk, MergeExtras e) {
   constexpr int HD = 32 * D;
-  if constexpr (Fused) prefetch_qk_norms<HD>(qk);
   pdl_enter();
   __shared__ float s_m[W], s_l[W];
   __shared__ float s_acc[W][HD];

@@ -82,19 +82,6 @@ __device__ __forceinline__ KeyRange key_range(const AttentionBatch& b, int64_t w
 
 // The RoPE factors a lane needs for its D values of a head (norm_rope_warp_pre): pair (i, i + hd/2)
 // of dimension i = (lane % 16) * D + d takes cs[i] (rope.cuh), D consecutive float2s.
-// Before pdl_wait(): asks the L2 for the QK-norm weights (HD floats each of q_w and k_w, 128-byte
-// lines, one per thread) when qk.prefetch says so. They are weights, constant while the engine
-// runs; the step streams more weight bytes than the L2 holds, so without this they come from
-// DRAM after the wait, on the step's critical path. A prefetch is no load: nothing to order.
-template <int HD>
-__device__ __forceinline__ void prefetch_qk_norms(const QkNormRope& qk) {
-  constexpr int kLines = HD * 4 / 128;
-  const int t = static_cast<int>(threadIdx.x);
-  if (!qk.prefetch || t >= 2 * kLines) return;
-  const float* p = (t < kLines ? qk.q_w : qk.k_w) + (t % kLines) * 32;
-  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
-}
-
 template <int D>
 __device__ __forceinline__ void load_rope_factors(const float2* cs, int lane, float2* f) {
   const float2* p = cs + (lane % 16) * D;

@@ -92,7 +92,6 @@ __global__ void __launch_bounds__(W * 32, MINB)
   constexpr int KW = HD / 32;  // 16-byte words of one K row per lane (HD/4 halves)
   constexpr int VW = HD / 64;  // 16-byte words of one V row per lane (HD/8 halves)
   constexpr int MT = HD / 16;  // m-tiles of Oᵀ, k-steps of S
-  prefetch_qk_norms<HD>(qk);
   pdl_enter();
   __shared__ __align__(16) __half s_q[2][8][HD];  // Q as f16 and its f16 remainder (hi + lo)
   __shared__ float s_m[W + 1][kMaxGroup], s_l[W + 1][kMaxGroup];

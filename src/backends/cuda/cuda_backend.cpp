@@ -215,7 +215,6 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     set_matvec_q6k_split(static_cast<int>(env_int("UNICORN_CUDA_Q6K_SPLIT", 2, 0, 2)));
     set_matvec_prefetch_blocks(env_int("UNICORN_CUDA_PREFETCH_BLOCKS", INT64_MAX, 0, INT64_MAX));
     set_add_norm_threads(static_cast<int>(env_int("UNICORN_CUDA_ADD_NORM_THREADS", 0, 0, 512)));
-    set_add_norm_preload(env_switch("UNICORN_CUDA_ADD_NORM_PRELOAD", true));
     set_short_attention_warps(static_cast<int>(env_int("UNICORN_CUDA_SHORT_WARPS", 8, 4, 16)));
     set_short_attention_pipelined(env_switch("UNICORN_CUDA_SHORT_PIPELINE", true));
     set_split_attention_warps(static_cast<int>(env_int("UNICORN_CUDA_SPLIT_WARPS", 8, 4, 8)));
@@ -832,7 +831,6 @@ void CudaBackend::qk_norm_rope_attention(Act& q, Act& k, const Act& v, const Wei
   qk.k_w = reinterpret_cast<const float*>(device_weight(k_norm).q);
   qk.eps = eps;
   qk.cs = rope_cos_sin(pos, q.rows(), p.head_dim, base, scale);
-  qk.prefetch = prefetch_qk_norms_;
   // Room for the most tokens this path takes at once, so that it grows (and forgets the recorded
   // steps) at most once per width.
   grow(k_rot_, static_cast<size_t>(kMaxMatvecTokens * k.cols()) * sizeof(float));

@@ -213,9 +213,6 @@ class CudaBackend final : public Backend {
   bool force_tiled_prompt_attention_ = false;
   bool tc_prompt_attention_ = env_switch("UNICORN_MMA_PROMPT_ATTENTION", true);
   bool fuse_qk_attention_ = env_switch("UNICORN_FUSE_QK_ATTENTION", true);
-  // The fused decode attention asks the L2 for its QK-norm weights before its PDL wait
-  // (prefetch_qk_norms in attention_decode.cuh). UNICORN_CUDA_NORM_PREFETCH=0: measurements.
-  bool prefetch_qk_norms_ = env_switch("UNICORN_CUDA_NORM_PREFETCH", true);
   StepGapMeter step_gap_{env_switch("UNICORN_CUDA_STEP_GAP", false)};  // a measurement (step_gap.h)
   // Weights staged in pinned buffers for upload; UNICORN_CUDA_PINNED_UPLOAD=0 stages in pageable
   // ones (the load-time comparison, or a way around the pinned path).

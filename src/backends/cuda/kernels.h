@@ -143,9 +143,6 @@ bool add_norm_supports(int64_t cols);
 // float4s per thread (the 270M's 640 values: 128; 1B's 1,152: 256; larger rows 512); 128, 256 or
 // 512 ask for that many at least (a measurement setting, UNICORN_CUDA_ADD_NORM_THREADS).
 void set_add_norm_threads(int threads);
-// Whether add_norm loads its norm weights before pdl_wait() (true, the default) or after it (a
-// measurement setting, UNICORN_CUDA_ADD_NORM_PRELOAD=0).
-void set_add_norm_preload(bool on);
 cudaError_t launch_gather_rows(const float* x, int64_t cols, const int32_t* rows, int64_t n_rows, float* out,
                                cudaStream_t s);
 
@@ -208,7 +205,6 @@ struct QkNormRope {
   float eps = 0;
   const float2* cs = nullptr;  // the batch rows' RoPE factors (launch_rope_table)
   float* k_out = nullptr;
-  bool prefetch = false;  // the norm weights asked of the L2 before the PDL wait (prefetch_qk_norms)
 };
 cudaError_t launch_attention(const float* q, const float* k, const float* v, const void* k_cache, const void* v_cache,
                              const AttentionBatch& b, const AttentionShape& a, int n_split, float* partial, float* out,

@@ -9,7 +9,6 @@
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launch.cuh"
 #include "backends/cuda/rope.cuh"
-#include "backends/cuda/weight_formats.cuh"
 
 namespace unicorn::cuda {
 namespace {
@@ -128,37 +127,17 @@ __global__ void __launch_bounds__(kRowThreads)
   }
 }
 
-// A weight's float4 i, loaded like the matvec's weights (weight_formats.cuh ldw16: constant while
-// the engine runs, so it may be read before pdl_wait()).
-__device__ __forceinline__ float4 ldw4f(const float* p, int64_t i) {
-  const uint4 u = ldw16(p + 4 * i);
-  return make_float4(__uint_as_float(u.x), __uint_as_float(u.y), __uint_as_float(u.z), __uint_as_float(u.w));
-}
-
 // One block per row: x += o * rsqrt(mean(o²) + eps) * post_w; then h = the same norm of the new x
 // with next_w, and h quantized to int8 blocks when q is given. TPB threads (add_norm_threads).
-// PRE: the norm weights are loaded before pdl_wait(), while the previous kernel still runs. The
-// step streams more weight bytes than the L2 holds, so they come from DRAM each token; loaded
-// after the wait, their latency sits on the step's critical path (set_add_norm_preload).
-template <int TPB, bool PRE>
+template <int TPB>
 __global__ void __launch_bounds__(TPB) add_norm(float* x, const float* o, const float* post_w, const float* next_w,
                                                 int64_t cols, float eps, float* h, int8_t* q, float* ds) {
   __shared__ double partial[TPB / 32];
-  const int64_t n4 = cols / 4, row = blockIdx.x;
-  float4 xv[kVec], ov[kVec], pw[kVec], nw[kVec];
-  if constexpr (PRE) {
-#pragma unroll
-    for (int k = 0; k < kVec; ++k) {
-      const int64_t i = threadIdx.x + static_cast<int64_t>(k) * TPB;
-      if (i < n4) {
-        pw[k] = ldw4f(post_w, i);
-        if (next_w) nw[k] = ldw4f(next_w, i);
-      }
-    }
-  }
   pdl_enter();
+  const int64_t n4 = cols / 4, row = blockIdx.x;
   float* xr = x + row * cols;
   const float* orow = o + row * cols;
+  float4 xv[kVec], ov[kVec], pw[kVec], nw[kVec];
   double ss = 0.0;
 #pragma unroll
   for (int k = 0; k < kVec; ++k) {
@@ -166,10 +145,8 @@ __global__ void __launch_bounds__(TPB) add_norm(float* x, const float* o, const 
     if (i < n4) {
       ov[k] = ld4(orow, i);
       xv[k] = ld4(xr, i);
-      if constexpr (!PRE) {
-        pw[k] = ld4(post_w, i);
-        if (next_w) nw[k] = ld4(next_w, i);
-      }
+      pw[k] = ld4(post_w, i);
+      if (next_w) nw[k] = ld4(next_w, i);
       ss += sq4(ov[k]);
     }
   }
@@ -203,13 +180,7 @@ __global__ void __launch_bounds__(TPB) add_norm(float* x, const float* o, const 
 // hold the row in at most kAutoVec float4s per thread; 128, 256 or 512 ask for that many (more
 // where the row needs them).
 std::atomic<int> g_add_norm_threads{0};
-std::atomic<bool> g_add_norm_preload{true};  // set_add_norm_preload
 constexpr int kAutoVec = 2;
-
-template <bool PRE>
-auto add_norm_kernel(int tpb) {
-  return tpb == 128 ? add_norm<128, PRE> : (tpb == 256 ? add_norm<256, PRE> : add_norm<kRowThreads, PRE>);
-}
 
 int add_norm_threads(int64_t n4) {
   const int want = g_add_norm_threads.load(std::memory_order_relaxed);
@@ -224,8 +195,6 @@ int add_norm_threads(int64_t n4) {
 void set_add_norm_threads(int threads) {
   g_add_norm_threads.store(threads == 128 || threads == 256 || threads == 512 ? threads : 0);
 }
-
-void set_add_norm_preload(bool on) { g_add_norm_preload.store(on); }
 
 cudaError_t launch_rms_norm(const float* x, const float* w, int64_t rows, int64_t cols, int64_t group, float eps,
                             float* y, cudaStream_t s) {
@@ -253,8 +222,7 @@ cudaError_t launch_add_norm(float* x, const float* o, const float* post_w, const
   if (rows == 0) return cudaSuccess;
   if (cols % 32 != 0 || cols > kMaxRowCols) return cudaErrorInvalidValue;
   const int tpb = add_norm_threads(cols / 4);
-  auto* const kernel =
-      g_add_norm_preload.load(std::memory_order_relaxed) ? add_norm_kernel<true>(tpb) : add_norm_kernel<false>(tpb);
+  auto* const kernel = tpb == 128 ? add_norm<128> : (tpb == 256 ? add_norm<256> : add_norm<kRowThreads>);
   launch(kernel, dim3(static_cast<unsigned>(rows)), dim3(tpb), 0, s, x, o, post_w, next_w, cols, eps, h, q, ds);
   return cudaGetLastError();
 }

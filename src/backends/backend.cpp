@@ -43,12 +43,6 @@ void Backend::add_norm(Act& x, Act& o, const WeightTensor& post_w, const WeightT
   if (next_w) rms_norm(x, *next_w, eps, h);
 }
 
-void Backend::matmul_add_norm(const WeightTensor& w, const Act& in, Act& o, Act& x, const WeightTensor& post_w,
-                              const WeightTensor* next_w, float eps, Act& h) {
-  matmul(w, in, o);
-  add_norm(x, o, post_w, next_w, eps, h);
-}
-
 void Backend::top_k(const Act& x, int k, int64_t n_allowed, Act& out) {
   const int64_t rows = x.rows(), cols = x.cols();
   const int64_t n = n_allowed > 0 ? std::min(n_allowed, cols) : cols;

@@ -146,11 +146,6 @@ class Backend {
   // The end of a block (spec §2.3, §2.5): x += rms_norm(o)·post_w (o is overwritten); then, when
   // next_w is given, h = rms_norm(x)·next_w, the next block's input norm.
   virtual void add_norm(Act& x, Act& o, const WeightTensor& post_w, const WeightTensor* next_w, float eps, Act& h);
-  // The projection that ends a block followed by the block's end: o = in · wᵀ, then
-  // add_norm(x, o, post_w, next_w, eps, h). A backend may fuse the two (the matvec's last block
-  // doing the add_norm: one kernel boundary fewer per block end).
-  virtual void matmul_add_norm(const WeightTensor& w, const Act& in, Act& o, Act& x, const WeightTensor& post_w,
-                               const WeightTensor* next_w, float eps, Act& h);
   // qk_norm_rope(q, k, ..., p.head_dim, pos, base, scale), then attention(q, k, v, ...): a backend
   // may fuse the two and read q and k raw, so both are scratch afterwards. (pos[i] is the position
   // of batch row i, normally batch.pos.)

@@ -213,19 +213,17 @@ void Gemma3Model::run_layers(Backend* b, int64_t l0, int64_t l1, const Batch& ba
     AttentionParams ap{c.n_heads, c.n_kv_heads, c.head_dim, c.attn_scale, global ? 0 : c.sliding_window};
     b->qk_norm_rope_attention(q, k, v, L.q_norm, L.k_norm, c.rms_eps, batch.pos, base, scale, kv.layer(l), view, past,
                               ap, att);
-    // §2.3: x += post_attn_norm(o); h = ffn_norm(x).
-    if (observer_) observer_(L.o, att);
-    b->matmul_add_norm(L.o, att, o, x, L.post_attn_norm, &L.ffn_norm, c.rms_eps, h);
+    matmul(b, L.o, att, o);
+    b->add_norm(x, o, L.post_attn_norm, &L.ffn_norm, c.rms_eps, h);
     // §2.5: GeGLU feed-forward block.
     if (observer_) {
       observer_(L.gate, h);
       observer_(L.up, h);
     }
     b->matmul_geglu(L.gate, L.up, h, gate, up);
-    // §2.3: x += post_ffw_norm(down); h = the next layer's attn_norm(x).
+    matmul(b, L.down, gate, o);
     const WeightTensor* next = l + 1 < l1 ? &w.layers[static_cast<size_t>(l + 1)].attn_norm : nullptr;
-    if (observer_) observer_(L.down, gate);
-    b->matmul_add_norm(L.down, gate, o, x, L.post_ffw_norm, next, c.rms_eps, h);
+    b->add_norm(x, o, L.post_ffw_norm, next, c.rms_eps, h);
     h_ready = next != nullptr;
   }
 }

@@ -805,39 +805,6 @@ void CudaBackend::add_norm(Act& x, Act& o, const WeightTensor& post_w, const Wei
   if (q.q) q8_from_.set(h);
 }
 
-void CudaBackend::matmul_add_norm(const WeightTensor& w, const Act& in, Act& o, Act& x, const WeightTensor& post_w,
-                                  const WeightTensor* next_w, float eps, Act& h) {
-  const int64_t T = in.rows(), cols = x.cols();
-  const bool fused = fused_add_norm_ && !skip_.add_norm && T <= kMaxMatvecTokens && matvec_quant_supports(w.type) &&
-                     !matmul_mma_supports(w.type, w.cols, T) && post_w.type == GgmlType::F32 &&
-                     (!next_w || next_w->type == GgmlType::F32) && add_norm_supports(cols) && o.cols() == cols &&
-                     o.rows() == T && x.rows() == T && (!next_w || (h.rows() == T && h.cols() == cols));
-  if (!fused) return Backend::matmul_add_norm(w, in, o, x, post_w, next_w, eps, h);
-  check_shapes(w, in, o);
-  // One int8 buffer holds the input's copy and then h's (written by the last block, after every
-  // block has read the input): grown first for both, so that neither request reallocates it.
-  q8_buffer(T, std::max(in.cols(), cols));
-  const ActQ8 xin = quantize(in);
-  wrote(o), wrote(x), wrote(h);
-  AddNormTail tail;
-  tail.x = x.data();
-  tail.post_w = reinterpret_cast<const float*>(device_weight(post_w).q);
-  tail.eps = eps;
-  if (next_w) {
-    tail.next_w = reinterpret_cast<const float*>(device_weight(*next_w).q);
-    tail.h = h.data();
-    const ActQ8 hq = q8_buffer(T, cols);
-    tail.q = const_cast<int8_t*>(hq.q);
-    tail.ds = const_cast<float*>(hq.ds);
-  }
-  // The attention's merge counts: zeroed, left zero by every kernel that uses them, and those
-  // kernels run one after another.
-  tail.count = merge_counts(1);
-  check_launch(launch_matvec_add_norm(device_weight(w), xin, static_cast<int>(T), o.data(), tail, stream_),
-               "matvec + add_norm");
-  if (next_w) q8_from_.set(h);
-}
-
 void CudaBackend::rope(Act& x, int64_t head_dim, std::span<const int32_t> pos, float base, float scale) {
   wrote(x);
   check_launch(

@@ -57,8 +57,6 @@ class CudaBackend final : public Backend {
   void qk_norm_rope(Act& q, Act& k, const WeightTensor& q_norm, const WeightTensor& k_norm, float eps, int64_t head_dim,
                     std::span<const int32_t> pos, float base, float scale) override;
   void add_norm(Act& x, Act& o, const WeightTensor& post_w, const WeightTensor* next_w, float eps, Act& h) override;
-  void matmul_add_norm(const WeightTensor& w, const Act& in, Act& o, Act& x, const WeightTensor& post_w,
-                       const WeightTensor* next_w, float eps, Act& h) override;
   void qk_norm_rope_attention(Act& q, Act& k, const Act& v, const WeightTensor& q_norm, const WeightTensor& k_norm,
                               float eps, std::span<const int32_t> pos, float base, float scale, LayerKv& kv,
                               const BatchView& batch, std::span<const int64_t> past_len, const AttentionParams& p,
@@ -215,9 +213,6 @@ class CudaBackend final : public Backend {
   bool force_tiled_prompt_attention_ = false;
   bool tc_prompt_attention_ = env_switch("UNICORN_MMA_PROMPT_ATTENTION", true);
   bool fuse_qk_attention_ = env_switch("UNICORN_FUSE_QK_ATTENTION", true);
-  // The o and down matvecs of few tokens compute the add_norm after them in their last block
-  // (matmul_add_norm). UNICORN_CUDA_FUSED_ADD_NORM=0: the add_norm kernel (measurements).
-  bool fused_add_norm_ = env_switch("UNICORN_CUDA_FUSED_ADD_NORM", true);
   StepGapMeter step_gap_{env_switch("UNICORN_CUDA_STEP_GAP", false)};  // a measurement (step_gap.h)
   // Weights staged in pinned buffers for upload; UNICORN_CUDA_PINNED_UPLOAD=0 stages in pageable
   // ones (the load-time comparison, or a way around the pinned path).

@@ -45,21 +45,6 @@ struct ActQ8 {
   const float* ds = nullptr;  // pairs (d, d * sum q)
 };
 
-// The end of a block fused into the matvec that produces o = y (kernels.h
-// launch_matvec_add_norm): x += rms_norm(o)·post_w, then h = rms_norm(x)·next_w and h's int8 copy
-// (q, ds) when next_w is not null, computed by the grid's last block to finish (count: a zeroed
-// int that the kernel leaves zero). count == nullptr: no tail.
-struct AddNormTail {
-  float* x = nullptr;
-  const float* post_w = nullptr;
-  const float* next_w = nullptr;
-  float* h = nullptr;
-  int8_t* q = nullptr;
-  float* ds = nullptr;
-  int* count = nullptr;
-  float eps = 0;
-};
-
 // Up to three weights of one format and input width multiplied in one matvec launch
 // (kernels.h launch_matvec_multi / launch_matvec_geglu). The launcher fills first_block and wpr.
 struct MatvecJob {
@@ -70,7 +55,6 @@ struct MatvecJob {
   int wpr = 1;  // warps per row: 1, 2 or 4
   // Blocks [0, prefetch_blocks) load their first weights before pdl_wait(), the rest after it.
   int prefetch_blocks = INT32_MAX;
-  AddNormTail tail;  // one weight only: the block end that the grid's last block computes
 };
 
 }  // namespace unicorn::cuda

@@ -15,11 +15,6 @@ namespace unicorn::cuda {
 cudaError_t launch_quantize_q8(const float* x, int64_t T, int64_t K, int8_t* q, float* ds, cudaStream_t s);
 // T <= 8, quantized weights (Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K): int8 dot products against ActQ8.
 cudaError_t launch_matvec_quant(const DeviceWeight& w, ActQ8 x, int T, float* y, cudaStream_t s);
-// The same, then the end of a block over y (AddNormTail, device_weight.h) computed by the grid's
-// last block: one launch for the o or down projection and the add_norm after it. w.rows % 32 == 0
-// (y's rows are the residual's), T <= 8.
-cudaError_t launch_matvec_add_norm(const DeviceWeight& w, ActQ8 x, int T, float* y, const AddNormTail& tail,
-                                   cudaStream_t s);
 // One token of a Q4_K weight with rows of 256+ items (16,384+ values, e.g. 27B's down) splits
 // each row over a 4-warp block, one load per lane and pass (true, the default), or keeps the
 // K-quants' layout (a warp per row, or warps_per_row's few for matrices of few rows: 2 for 27B's

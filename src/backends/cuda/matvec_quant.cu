@@ -16,7 +16,6 @@
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launch.cuh"
 #include "backends/cuda/matvec_shape.h"
-#include "backends/cuda/row_norm.cuh"
 #include "backends/cuda/weight_formats.cuh"
 
 namespace unicorn::cuda {
@@ -42,24 +41,6 @@ __device__ __forceinline__ void warp_sum(float* acc) {
 #pragma unroll
     for (int o = 16; o > 0; o /= 2) acc[t] += __shfl_xor_sync(0xFFFFFFFFu, acc[t], o);
   }
-}
-
-// The block end fused into a one-weight matvec (AddNormTail, launch_matvec_add_norm): every block
-// counts itself in after its stores; the last to do so sees every row of y and computes the
-// add_norm over them (row_norm.cuh add_norm_passes), then zeroes the count for the next launch.
-// Only the TAIL instantiations of the kernel have it. (The same pattern as the split attention's
-// self-merge, attention_decode.cuh last_of_splits.)
-__device__ __noinline__ void add_norm_tail(const AddNormTail& t, const float* y, int T, int64_t cols) {
-  __shared__ int s_last;
-  __shared__ double s_sum[kWarps];
-  __threadfence();  // this block's stores of y, before its count
-  __syncthreads();
-  if (threadIdx.x == 0) s_last = atomicAdd(t.count, 1) == static_cast<int>(gridDim.x) - 1;
-  __syncthreads();
-  if (!s_last) return;
-  __threadfence();  // every other block's y, counted before ours, is visible from here
-  add_norm_passes<kWarps * 32>(t, y, T, cols, s_sum);
-  if (threadIdx.x == 0) *t.count = 0;
 }
 
 // Which of the job's weights grid block blk computes (first_block ranges).
@@ -129,7 +110,7 @@ constexpr int unroll() {
 // one weight (gate; up rides along), so its blocks skip the selection of the block's weight.
 // (The same for o, down and the head, i.e. every one-weight job, measured slower on the H200:
 // NOTES.md session 17.)
-template <class F, int NT, bool GLU, int UO = 0, bool SA = false, int WPR = 0, bool TAIL = false>
+template <class F, int NT, bool GLU, int UO = 0, bool SA = false, int WPR = 0>
 __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 x, int T) {
   constexpr int R = rows_per_group<F, NT, GLU, SA>();
   constexpr int P = GLU ? 2 : R;  // weight rows read per group
@@ -247,22 +228,18 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
         }
       }
   pdl_trigger();  // after this block's stores: the next kernel may be scheduled as blocks finish
-  // (Before the block end: the next kernel's early blocks load their weights meanwhile; its
-  // pdl_wait() still waits for this whole grid, the block end included.)
-  if constexpr (TAIL) add_norm_tail(job.tail, y, T, rows);
 }
 
 // F0, F1, F2: the formats of job.w[0..2] (all F0 but for the mixed K-quant job). UO > 0: loads
 // per lane and pass of every weight whose format has a separate load. MINB > 0: blocks per SM the
 // register allocation must allow (__launch_bounds__), 0 leaves it to the compiler.
-template <class F0, class F1, class F2, int NT, bool GLU, int UO = 0, int MINB = 0, bool SA = false, int WPR = 0,
-          bool TAIL = false>
+template <class F0, class F1, class F2, int NT, bool GLU, int UO = 0, int MINB = 0, bool SA = false, int WPR = 0>
 __global__ void __launch_bounds__(kWarps * 32, MINB)
     matvec_quant(const __grid_constant__ MatvecJob job, ActQ8 x, int T) {
   if constexpr (GLU) {
     matvec_block<F0, NT, GLU, UO, SA, WPR>(job, 0, x, T);
   } else if constexpr (std::is_same_v<F0, F1> && std::is_same_v<F0, F2>) {
-    matvec_block<F0, NT, GLU, UO, SA, WPR, TAIL>(job, weight_of_block(job, static_cast<int>(blockIdx.x)), x, T);
+    matvec_block<F0, NT, GLU, UO, SA, WPR>(job, weight_of_block(job, static_cast<int>(blockIdx.x)), x, T);
   } else {
     const int m = weight_of_block(job, static_cast<int>(blockIdx.x));
     if (m == 0)
@@ -367,13 +344,13 @@ void kquant_wpr(MatvecJob& job, int64_t items, bool split, int q6k_split) {
 // At one token every one-format kernel takes its warps per row as a constant (matvec_block's WPR: NOTES.md
 // session 16, H200, 27B tg128 Q4_0 188.6 -> 197.0, q4_mix 151.1 -> 161.5, Q8_0 115.9 -> 123.1
 // with the lean loop).
-template <class F, int NT, bool GLU, class F1, class F2, bool SA, int WPR, bool TAIL>
+template <class F, int NT, bool GLU, class F1, class F2, bool SA, int WPR>
 auto pick_kernel(int64_t items, bool one, bool split, int q6k_split) {
-  auto* kernel = matvec_quant<F, F1, F2, NT, GLU, 0, 0, SA, WPR, TAIL>;
+  auto* kernel = matvec_quant<F, F1, F2, NT, GLU, 0, 0, SA, WPR>;
   if constexpr (kKQuantRaw<F, NT>) {
     constexpr int kMinBlocks = kMixed<F, F1, F2> ? 0 : (GLU ? 6 : 8);
     if constexpr (!GLU || !std::is_same_v<F, FormatQ6_K>)
-      if (one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, kMinBlocks, SA, WPR, TAIL>;
+      if (one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, kMinBlocks, SA, WPR>;
     // One weight of Q6_K with rows of at most 96 items (the output head, 5376 wide: 84 items):
     // q6k_layout 1 (the default) gives each lane its up to 3 items in one pass instead of 2 passes
     // of 2 (NOTES.md session 14, H100: the 27B head 436.4 -> 411.9 us, tg128 +0.6 %; 120
@@ -383,12 +360,12 @@ auto pick_kernel(int64_t items, bool one, bool split, int q6k_split) {
     // o) was slower (session 14: q4_mix tg128 -1.3 %).
     if constexpr (kQ6KAlone<F, NT, GLU, F1, F2>) {
       if (g_q6k_layout.load(std::memory_order_relaxed) == 1 && !one && items <= 96)
-        kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, WPR, TAIL>;
+        kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, WPR>;
     }
     // Rows split over the block (kquant_wpr: Q4_K's, Q6_K's) take one load per lane and pass.
     if constexpr ((kQ4KSplitCandidate<F, NT, GLU, F1, F2> || kQ6KAlone<F, NT, GLU, F1, F2>)&&WPR == kWarps) {
       if (block_split_rows<F, NT, GLU, F1, F2>(split, q6k_split, items) && !one)
-        kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA, WPR, TAIL>;
+        kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA, WPR>;
     }
   }
   // Two warps per row of 129-192 items (27B's q/k/v and GeGLU pair): each lane's three items in
@@ -398,7 +375,7 @@ auto pick_kernel(int64_t items, bool one, bool split, int q6k_split) {
   // 3 or 6 items per lane and pass of the 672-item down rows (-1.3 %, -0.7 %), and Q8_0 rows over
   // 2 warps (-1.2 %).
   if constexpr (kWideQ4_0<F, F1, F2, NT> && WPR == 2) {
-    if (items > 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, WPR, TAIL>;
+    if (items > 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, WPR>;
   }
   // 128-item rows (4096-wide inputs: the o projection of 12B and 27B) over one warp per row pair,
   // each lane its 4 items in one pass, under a cap of 80 registers: 27B's o is then 672 blocks, one
@@ -406,24 +383,24 @@ auto pick_kernel(int64_t items, bool one, bool split, int q6k_split) {
   // SM). NOTES.md session 12, H100, 27B Q4_0 tg128 +0.3 % (seven alternations, five of them ahead;
   // a weak gain); 2 warps per row (1.27 waves) was noise.
   if constexpr (kWideQ4_0<F, F1, F2, NT> && !GLU && WPR == 1) {
-    if (items == 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 4, 6, SA, WPR, TAIL>;
+    if (items == 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 4, 6, SA, WPR>;
   }
   return kernel;
 }
 
 // pick_kernel with job.wpr as a constant at one token. A K-quant q/k/v mix takes it only for one
 // warp per row (27B's q/k/v; every body of the mix then runs with it), other widths read job.wpr.
-template <class F, int NT, bool GLU, class F1, class F2, bool SA, bool TAIL>
+template <class F, int NT, bool GLU, class F1, class F2, bool SA>
 auto pick_for_wpr(const MatvecJob& job, int64_t items, bool one, bool split, int q6k_split) {
   if constexpr (NT == 1 && kMixed<F, F1, F2>) {
-    if (job.wpr == 1) return pick_kernel<F, NT, GLU, F1, F2, SA, 1, TAIL>(items, one, split, q6k_split);
-    return pick_kernel<F, NT, GLU, F1, F2, SA, 0, TAIL>(items, one, split, q6k_split);
+    if (job.wpr == 1) return pick_kernel<F, NT, GLU, F1, F2, SA, 1>(items, one, split, q6k_split);
+    return pick_kernel<F, NT, GLU, F1, F2, SA, 0>(items, one, split, q6k_split);
   } else if constexpr (NT == 1) {
-    if (job.wpr == 1) return pick_kernel<F, NT, GLU, F1, F2, SA, 1, TAIL>(items, one, split, q6k_split);
-    if (job.wpr == 2) return pick_kernel<F, NT, GLU, F1, F2, SA, 2, TAIL>(items, one, split, q6k_split);
-    return pick_kernel<F, NT, GLU, F1, F2, SA, kWarps, TAIL>(items, one, split, q6k_split);
+    if (job.wpr == 1) return pick_kernel<F, NT, GLU, F1, F2, SA, 1>(items, one, split, q6k_split);
+    if (job.wpr == 2) return pick_kernel<F, NT, GLU, F1, F2, SA, 2>(items, one, split, q6k_split);
+    return pick_kernel<F, NT, GLU, F1, F2, SA, kWarps>(items, one, split, q6k_split);
   } else {
-    return pick_kernel<F, NT, GLU, F1, F2, SA, 0, TAIL>(items, one, split, q6k_split);
+    return pick_kernel<F, NT, GLU, F1, F2, SA, 0>(items, one, split, q6k_split);
   }
 }
 
@@ -449,7 +426,7 @@ bool q4k_pairs(int64_t items, bool split, int q6k_split) {
   }
 }
 
-template <class F, int NT, bool GLU, class F1 = F, class F2 = F, bool TAIL = false>
+template <class F, int NT, bool GLU, class F1 = F, class F2 = F>
 void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   int64_t rows = 0;
   for (int i = 0; i < (GLU ? 1 : job.n); ++i) rows += job.w[i].rows;
@@ -476,11 +453,11 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   const int q6k_split = g_q6k_split.load(std::memory_order_relaxed);
   kquant_wpr<F, NT, GLU, F1, F2>(job, items, split, q6k_split);
   bool shared = false;
-  auto* kernel = pick_for_wpr<F, NT, GLU, F1, F2, false, TAIL>(job, items, one, split, q6k_split);
+  auto* kernel = pick_for_wpr<F, NT, GLU, F1, F2, false>(job, items, one, split, q6k_split);
   if constexpr (kShareable) {
     shared = g_shared_act.load(std::memory_order_relaxed) &&
              (GLU || R > 1 || q4k_pairs<F, NT, GLU, F1, F2>(items, split, q6k_split));
-    if (shared) kernel = pick_for_wpr<F, NT, GLU, F1, F2, true, TAIL>(job, items, one, split, q6k_split);
+    if (shared) kernel = pick_for_wpr<F, NT, GLU, F1, F2, true>(job, items, one, split, q6k_split);
   }
   const int64_t rows_per_block = kWarps / job.wpr * (shared ? rows_per_group<F, NT, GLU, true>() : R);
   int64_t blocks = 0;
@@ -498,22 +475,6 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
 
 template <class F, bool GLU, class F1 = F, class F2 = F>
 void launch_for(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
-  // The block-end tail (launch_matvec_add_norm) as its own instantiations, so that the other
-  // kernels' code and registers stay as they were (an inlined tail behind a run-time test moved
-  // the register counts of most of them, some to spilling).
-  if constexpr (!GLU && std::is_same_v<F, F1> && std::is_same_v<F, F2>) {
-    if (job.tail.count) {
-      if (T <= 1)
-        launch_nt<F, 1, GLU, F, F, true>(job, x, T, s);
-      else if (T <= 2)
-        launch_nt<F, 2, GLU, F, F, true>(job, x, T, s);
-      else if (T <= 4)
-        launch_nt<F, 4, GLU, F, F, true>(job, x, T, s);
-      else
-        launch_nt<F, 8, GLU, F, F, true>(job, x, T, s);
-      return;
-    }
-  }
   if (T <= 1)
     launch_nt<F, 1, GLU, F1, F2>(job, x, T, s);
   else if (T <= 2)
@@ -626,18 +587,6 @@ cudaError_t launch_matvec_quant(const DeviceWeight& w, ActQ8 x, int T, float* y,
   job.w[0] = w;
   job.y[0] = y;
   job.n = 1;
-  return launch_job<false>(job, x, T, s);
-}
-
-cudaError_t launch_matvec_add_norm(const DeviceWeight& w, ActQ8 x, int T, float* y, const AddNormTail& tail,
-                                   cudaStream_t s) {
-  if (!tail.count || !tail.x || !tail.post_w || (tail.next_w && !tail.h) || w.rows % 32 != 0)
-    return cudaErrorInvalidValue;
-  MatvecJob job;
-  job.w[0] = w;
-  job.y[0] = y;
-  job.n = 1;
-  job.tail = tail;
   return launch_job<false>(job, x, T, s);
 }
 

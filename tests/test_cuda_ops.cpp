@@ -1064,8 +1064,7 @@ TEST_F(CudaOps, FusedQkNormRopeAndAddNormMatchCpu) {
 
 TEST_F(CudaOps, AddNormAndItsInt8CopyMatchCpu) {
   // add_norm at the hidden sizes of 27B, 4B, 1B and 270M, one token and five, under every thread
-  // count (set_add_norm_threads: the automatic pick, then at least 128, 256, 512), and at the
-  // automatic pick with one block reduction for both norms (set_add_norm_one_pass): x and h as the
+  // count (set_add_norm_threads: the automatic pick, then at least 128, 256, 512): x and h as the
   // CPU's, and h's int8 copy (which add_norm writes and the next matvec reads instead of
   // quantizing h) giving the CPU's matvec.
   Rng rng(24);
@@ -1073,16 +1072,11 @@ TEST_F(CudaOps, AddNormAndItsInt8CopyMatchCpu) {
   std::vector<std::unique_ptr<HostWeight>> keep;
   std::vector<std::vector<float>> norms;
   struct Restore {
-    ~Restore() {
-      cuda::set_add_norm_threads(0);
-      cuda::set_add_norm_one_pass(false);
-    }
+    ~Restore() { cuda::set_add_norm_threads(0); }
   } restore;
-  const std::pair<int, bool> settings[] = {{0, false}, {128, false}, {256, false}, {512, false}, {0, true}};
-  for (const auto& [threads, one_pass] : settings)
+  for (const int threads : {0, 128, 256, 512})
     for (const int64_t hidden : {int64_t{5376}, int64_t{2560}, int64_t{1152}, int64_t{640}}) {
       cuda::set_add_norm_threads(threads);
-      cuda::set_add_norm_one_pass(one_pass);
       norms.push_back(random_floats(hidden, rng));
       norms.push_back(random_floats(hidden, rng));
       const WeightTensor wpn = f32_weight("post", norms[norms.size() - 2]), wnn = f32_weight("next", norms.back());
@@ -1100,7 +1094,7 @@ TEST_F(CudaOps, AddNormAndItsInt8CopyMatchCpu) {
           return std::vector<std::vector<float>>{to_host(b, xa), to_host(b, h), to_host(b, y)};
         };
         const auto got = run(*gpu), want = run(*cpu);
-        const std::string what = fmt::format("hidden {}, T {}, threads {}, one pass {}", hidden, T, threads, one_pass);
+        const std::string what = fmt::format("hidden {}, T {}, threads {}", hidden, T, threads);
         EXPECT_LE(nmse(got[0], want[0]), 1e-10) << what << ", x";
         EXPECT_LE(nmse(got[1], want[1]), 1e-10) << what << ", h";
         EXPECT_LE(nmse(got[2], want[2]), 5e-4) << what << ", the matvec of h's int8 copy";

@@ -215,7 +215,6 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     set_matvec_q6k_split(static_cast<int>(env_int("UNICORN_CUDA_Q6K_SPLIT", 2, 0, 2)));
     set_matvec_prefetch_blocks(env_int("UNICORN_CUDA_PREFETCH_BLOCKS", INT64_MAX, 0, INT64_MAX));
     set_add_norm_threads(static_cast<int>(env_int("UNICORN_CUDA_ADD_NORM_THREADS", 0, 0, 512)));
-    set_add_norm_one_pass(env_switch("UNICORN_CUDA_ADD_NORM_ONE_PASS", false));
     set_short_attention_warps(static_cast<int>(env_int("UNICORN_CUDA_SHORT_WARPS", 8, 4, 16)));
     set_short_attention_pipelined(env_switch("UNICORN_CUDA_SHORT_PIPELINE", true));
     set_split_attention_warps(static_cast<int>(env_int("UNICORN_CUDA_SPLIT_WARPS", 8, 4, 8)));

@@ -143,10 +143,6 @@ bool add_norm_supports(int64_t cols);
 // float4s per thread (the 270M's 640 values: 128; 1B's 1,152: 256; larger rows 512); 128, 256 or
 // 512 ask for that many at least (a measurement setting, UNICORN_CUDA_ADD_NORM_THREADS).
 void set_add_norm_threads(int threads);
-// Whether add_norm reduces its four sums in one block reduction (the second norm's sum of squares
-// from the first's terms) instead of two in turn: a measurement setting, off by default
-// (UNICORN_CUDA_ADD_NORM_ONE_PASS).
-void set_add_norm_one_pass(bool on);
 cudaError_t launch_gather_rows(const float* x, int64_t cols, const int32_t* rows, int64_t n_rows, float* out,
                                cudaStream_t s);
 

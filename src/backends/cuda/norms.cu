@@ -127,35 +127,12 @@ __global__ void __launch_bounds__(kRowThreads)
   }
 }
 
-// block_sum of four values at once (scratch: N/32 rows of 4).
-template <int N>
-__device__ __forceinline__ void block_sum4(double* v, double (*scratch)[4]) {
-#pragma unroll
-  for (int o = 16; o > 0; o /= 2)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) v[j] += __shfl_xor_sync(0xFFFFFFFFu, v[j], o);
-  if (threadIdx.x % 32 == 0)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) scratch[threadIdx.x / 32][j] = v[j];
-  __syncthreads();
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    v[j] = 0.0;
-#pragma unroll
-    for (int i = 0; i < N / 32; ++i) v[j] += scratch[i][j];
-  }
-}
-
 // One block per row: x += o * rsqrt(mean(o²) + eps) * post_w; then h = the same norm of the new x
 // with next_w, and h quantized to int8 blocks when q is given. TPB threads (add_norm_threads).
-// ONE (set_add_norm_one_pass, a measurement setting): one block reduction instead of two. With
-// a = rsqrt(mean(o²) + eps) and x' = x + a·post_w·o, Σx'² = Σx² + 2a·Σx·post_w·o + a²·Σ(post_w·o)²,
-// so the four sums are reduced together and the second norm no longer waits on a second round.
-template <int TPB, bool ONE>
+template <int TPB>
 __global__ void __launch_bounds__(TPB) add_norm(float* x, const float* o, const float* post_w, const float* next_w,
                                                 int64_t cols, float eps, float* h, int8_t* q, float* ds) {
   __shared__ double partial[TPB / 32];
-  __shared__ double partial4[ONE ? TPB / 32 : 1][4];
   pdl_enter();
   const int64_t n4 = cols / 4, row = blockIdx.x;
   float* xr = x + row * cols;
@@ -173,29 +150,7 @@ __global__ void __launch_bounds__(TPB) add_norm(float* x, const float* o, const 
       ss += sq4(ov[k]);
     }
   }
-  float inv = 0.0f;
-  double sums[4] = {ss, 0.0, 0.0, 0.0};  // ONE: Σo², Σx·pw·o, Σ(pw·o)², Σx²
-  if constexpr (ONE) {
-#pragma unroll
-    for (int k = 0; k < kVec; ++k) {
-      const int64_t i = threadIdx.x + static_cast<int64_t>(k) * TPB;
-      if (i < n4) {
-        const float xs[4] = {xv[k].x, xv[k].y, xv[k].z, xv[k].w}, os[4] = {ov[k].x, ov[k].y, ov[k].z, ov[k].w};
-        const float ws[4] = {pw[k].x, pw[k].y, pw[k].z, pw[k].w};
-#pragma unroll
-        for (int c = 0; c < 4; ++c) {
-          const double po = static_cast<double>(ws[c]) * os[c];
-          sums[1] += static_cast<double>(xs[c]) * po;
-          sums[2] += po * po;
-          sums[3] += static_cast<double>(xs[c]) * xs[c];
-        }
-      }
-    }
-    block_sum4<TPB>(sums, partial4);
-    inv = inv_rms(sums[0], cols, eps);
-  } else {
-    inv = inv_rms(block_sum<TPB>(ss, partial), cols, eps);
-  }
+  const float inv = inv_rms(block_sum<TPB>(ss, partial), cols, eps);
   double ss2 = 0.0;
 #pragma unroll
   for (int k = 0; k < kVec; ++k) {
@@ -204,17 +159,11 @@ __global__ void __launch_bounds__(TPB) add_norm(float* x, const float* o, const 
       const float4 on = scale4(ov[k], inv, pw[k]);
       xv[k] = make_float4(xv[k].x + on.x, xv[k].y + on.y, xv[k].z + on.z, xv[k].w + on.w);
       st4(xr, i, xv[k]);
-      if constexpr (!ONE) ss2 += sq4(xv[k]);
+      ss2 += sq4(xv[k]);
     }
   }
   if (next_w == nullptr) return;
-  if constexpr (ONE) {
-    const double a = inv;
-    ss2 = sums[3] + 2.0 * a * sums[1] + a * a * sums[2];
-  } else {
-    ss2 = block_sum<TPB>(ss2, partial);
-  }
-  const float inv2 = inv_rms(ss2, cols, eps);
+  const float inv2 = inv_rms(block_sum<TPB>(ss2, partial), cols, eps);
   float* hr = h + row * cols;
 #pragma unroll
   for (int k = 0; k < kVec; ++k) {
@@ -231,13 +180,7 @@ __global__ void __launch_bounds__(TPB) add_norm(float* x, const float* o, const 
 // hold the row in at most kAutoVec float4s per thread; 128, 256 or 512 ask for that many (more
 // where the row needs them).
 std::atomic<int> g_add_norm_threads{0};
-std::atomic<bool> g_add_norm_one_pass{false};  // set_add_norm_one_pass
 constexpr int kAutoVec = 2;
-
-template <bool ONE>
-auto add_norm_kernel(int tpb) {
-  return tpb == 128 ? add_norm<128, ONE> : (tpb == 256 ? add_norm<256, ONE> : add_norm<kRowThreads, ONE>);
-}
 
 int add_norm_threads(int64_t n4) {
   const int want = g_add_norm_threads.load(std::memory_order_relaxed);
@@ -252,8 +195,6 @@ int add_norm_threads(int64_t n4) {
 void set_add_norm_threads(int threads) {
   g_add_norm_threads.store(threads == 128 || threads == 256 || threads == 512 ? threads : 0);
 }
-
-void set_add_norm_one_pass(bool on) { g_add_norm_one_pass.store(on); }
 
 cudaError_t launch_rms_norm(const float* x, const float* w, int64_t rows, int64_t cols, int64_t group, float eps,
                             float* y, cudaStream_t s) {
@@ -281,8 +222,7 @@ cudaError_t launch_add_norm(float* x, const float* o, const float* post_w, const
   if (rows == 0) return cudaSuccess;
   if (cols % 32 != 0 || cols > kMaxRowCols) return cudaErrorInvalidValue;
   const int tpb = add_norm_threads(cols / 4);
-  auto* const kernel =
-      g_add_norm_one_pass.load(std::memory_order_relaxed) ? add_norm_kernel<true>(tpb) : add_norm_kernel<false>(tpb);
+  auto* const kernel = tpb == 128 ? add_norm<128> : (tpb == 256 ? add_norm<256> : add_norm<kRowThreads>);
   launch(kernel, dim3(static_cast<unsigned>(rows)), dim3(tpb), 0, s, x, o, post_w, next_w, cols, eps, h, q, ds);
   return cudaGetLastError();
 }

@@ -279,9 +279,12 @@ void launch_d(const float* q, const float* k, const float* v, const void* kc, co
     // setting): the same keys in half the steps per warp, 2 blocks per SM instead of 4. H200, tg64
     // at depth 4096 against 4 warps: 270M +7.3 %, 1B +7.8 %, 4B +5.4 %, 12B +0.7 % (NOTES.md
     // session 22).
-    if constexpr (D == 8)
-      if (pipelined && g_split_warps256.load(std::memory_order_relaxed) == 8)
-        kernel = attention<D, true, true, 8, false, true>, warps = 8;
+    if constexpr (D == 8) {
+      if (pipelined && g_split_warps256.load(std::memory_order_relaxed) == 8) {
+        kernel = attention<D, true, true, 8, false, true>;
+        warps = 8;
+      }
+    }
     launch(kernel, grid, dim3(warps * 32), 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);
   } else if (a.kv_f16) {
     launch(attention<D, true, false>, grid, block, 0, s, q, k, v, kc, vc, b, a, partial, out, qk, e);

@@ -467,8 +467,6 @@ void append_attention_meta(const BatchView& batch, std::span<const int64_t> past
   }
 }
 
-// Whether a decode batch takes the short-context attention: one token per sequence (its k/v
-// store then cannot hit a slot another block reads), every position below n (0: never).
 // Whether no two tokens of the batch (at most 64: a larger one says no) share a sequence.
 bool one_token_per_sequence(std::span<const int32_t> seq) {
   constexpr size_t kMaxTokens = 64;
@@ -479,6 +477,8 @@ bool one_token_per_sequence(std::span<const int32_t> seq) {
   return true;
 }
 
+// Whether a decode batch takes the short-context attention: one token per sequence (its k/v
+// store then cannot hit a slot another block reads), every position below n (0: never).
 bool short_context(std::span<const int32_t> pos, std::span<const int32_t> seq, int64_t n) {
   if (n <= 0) return false;
   for (const int32_t p : pos)

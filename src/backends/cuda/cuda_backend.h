@@ -109,6 +109,8 @@ class CudaBackend final : public Backend {
   // Grows a scratch buffer; a move forgets the recordings that used the old address. True when b
   // is a new allocation (its contents undefined).
   bool grow(DeviceBuffer& b, size_t bytes);
+  // n zeroed ints for the self-merging split attention (merge_count_; the kernels leave them zero).
+  int* merge_counts(int64_t n);
   // x quantized to int8 blocks in act_q8_ (T <= 8 matvec input); skipped when act_q8_ already
   // holds x's quantization (a fused producer wrote it, see add_norm).
   ActQ8 quantize(const Act& x);
@@ -230,7 +232,6 @@ class CudaBackend final : public Backend {
   // merges the splits, so no merge kernel runs (a recorded step per kind of batch,
   // recording_key). UNICORN_CUDA_ATTN_SELF_MERGE=0 launches the merge kernel instead.
   bool attn_self_merge_ = env_switch("UNICORN_CUDA_ATTN_SELF_MERGE", true);
-  int* merge_counts(int64_t n);
   Gemm gemm_;  // matmuls of more than kMaxMatvecTokens tokens
 };
 

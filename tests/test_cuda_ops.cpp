@@ -1102,6 +1102,73 @@ TEST_F(CudaOps, AddNormAndItsInt8CopyMatchCpu) {
     }
 }
 
+TEST_F(CudaOps, EndOfBlockFusedIntoTheNextMatvecMatchesApart) {
+  // add_norm_matmul_many / _geglu for one token at the hidden sizes of 270M, 1B and 4B (fused when
+  // set_fused_norm_cols allows: every block of the matvec computes the norm itself and the block
+  // whose reads come last writes x back) against the same ops apart on the GPU (fused_norm_ends 0)
+  // and against the CPU. Each case runs three times in a row: x is written back only when the
+  // block count was zero at the launch, so a count left over by the previous launch shows as a
+  // wrong x. Row counts include odd ones (a last row pair past the end) and many-block GeGLU pairs.
+#ifdef UNICORN_HAVE_CUDA
+  struct Restore {
+    int64_t cols = cuda::fused_norm_cols();
+    int ends = cuda::fused_norm_ends();
+    ~Restore() { cuda::set_fused_norm_cols(cols), cuda::set_fused_norm_ends(ends); }
+  } restore;
+  Rng rng(25);
+  std::vector<std::unique_ptr<HostWeight>> keep;
+  std::vector<std::vector<float>> norms;
+  for (const GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0})
+    for (const int64_t hidden : {int64_t{640}, int64_t{1152}, int64_t{2560}}) {
+      norms.push_back(stored_norm(hidden, rng));
+      norms.push_back(stored_norm(hidden, rng));
+      const WeightTensor wpn = f32_weight("post", norms[norms.size() - 2]), wnn = f32_weight("next", norms.back());
+      const int64_t nq = 1024, nkv = 255, ffn = 2 * hidden + 96;
+      for (const int64_t rows : {nq, nkv, nkv, ffn, ffn})
+        keep.push_back(std::make_unique<HostWeight>(random_weight(type, rows, hidden, rng)));
+      const size_t w0 = keep.size() - 5;
+      for (size_t i = w0; i < keep.size(); ++i) gpu->load_weight(keep[i]->t);
+      gpu->load_weight(wpn), gpu->load_weight(wnn);
+      const WeightTensor *wq = &keep[w0]->t, *wk = &keep[w0 + 1]->t, *wv = &keep[w0 + 2]->t;
+      const WeightTensor *wg = &keep[w0 + 3]->t, *wu = &keep[w0 + 4]->t;
+      const std::vector<float> x = random_floats(hidden, rng, 10.0f), o = random_floats(hidden, rng, 2.0f);
+      // x after the three steps, q, k, v of the first, the GeGLU output of the second
+      auto run = [&](Backend& b) {
+        Act xa = upload(b, x, 1, hidden), h = b.alloc(1, hidden);
+        Act q = b.alloc(1, nq), k = b.alloc(1, nkv), v = b.alloc(1, nkv), gate = b.alloc(1, ffn), up = b.alloc(1, ffn);
+        const WeightTensor* ws[] = {wq, wk, wv};
+        Act* ys[] = {&q, &k, &v};
+        std::vector<std::vector<float>> out;
+        for (int step = 0; step < 3; ++step) {
+          Act oa = upload(b, o, 1, hidden);
+          if (step != 1) {
+            b.add_norm_matmul_many(xa, oa, wpn, wnn, 1e-6f, h, ws, ys);
+            if (step == 0) out = {to_host(b, q), to_host(b, k), to_host(b, v)};
+          } else {
+            b.add_norm_matmul_geglu(xa, oa, wpn, wnn, 1e-6f, h, *wg, *wu, gate, up);
+            out.push_back(to_host(b, gate));
+          }
+        }
+        out.push_back(to_host(b, xa));
+        return out;
+      };
+      cuda::set_fused_norm_cols(cuda::kMaxFusedNormCols);
+      cuda::set_fused_norm_ends(3);
+      ASSERT_TRUE(cuda::matvec_norm_supports(type, hidden));
+      const auto fused = run(*gpu);
+      cuda::set_fused_norm_ends(0);
+      const auto apart = run(*gpu);
+      const auto want = run(*cpu);
+      const char* names[] = {"q", "k", "v", "geglu", "x"};
+      for (size_t j = 0; j < 5; ++j) {
+        const std::string what = fmt::format("{} hidden {}: {}", type_name(type), hidden, names[j]);
+        EXPECT_LE(nmse(fused[j], apart[j]), j == 4 ? 1e-12 : 1e-6) << what << " fused against apart";
+        EXPECT_LE(nmse(fused[j], want[j]), j == 4 ? 1e-10 : 5e-4) << what << " against the CPU";
+      }
+    }
+#endif
+}
+
 // ---- whole tiny models --------------------------------------------------------------------------
 
 struct TinyRun {

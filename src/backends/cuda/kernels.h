@@ -53,6 +53,11 @@ int matvec_q6k_layout();
 // default, 2 or 4 as measurement settings, 0 the general rule (group_warps) (UNICORN_CUDA_O_WARPS).
 void set_matvec_o_warps(int warps);
 int matvec_o_warps();
+// One token of Q4_0 / Q8_0 (rows of 32-value items): at most the warps per row that give each
+// lane n items or fewer (n > 0; a cap on warps_per_row's pick for matrices of few rows, whose
+// extra warps have no items when rows are short: 270M's 20), 0 no cap (UNICORN_CUDA_ITEM_WARPS).
+void set_matvec_item_warps(int n);
+int matvec_item_warps();
 // One token of K-quant weights as row pairs that share each activation load: 3 (default) every
 // Q4_K weight alone and the K-quant q/k/v mixes (every body of the mix in pairs); 2 only the Q4_K
 // weights alone; 1 only the Q4_K rows split over a block (27B's down); 0 none. 0-2 are measurement

@@ -364,6 +364,16 @@ std::atomic<int> g_q6k_layout{1};  // set_matvec_q6k_layout
 std::atomic<int> g_q4k_pairs{3};   // set_matvec_q4k_pairs
 std::atomic<int> g_q6k_split{2};   // set_matvec_q6k_split
 std::atomic<int> g_o_warps{1};     // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
+std::atomic<int> g_item_warps{0};  // set_matvec_item_warps
+
+// At most the warps a one-token row of the 32-value formats gives items to, at n items per lane
+// (set_matvec_item_warps; 0: no cap).
+inline int item_warps_cap(int wpr, int64_t items, int n) {
+  if (n <= 0) return wpr;
+  int cap = 1;
+  while (cap < kWarps && int64_t{32} * cap * n < items) cap *= 2;
+  return std::min(wpr, cap);
+}
 
 // One token of Q4_0 (one format for every weight of the job): the rows that wide_warps applies to.
 template <class F, class F1, class F2, int NT>
@@ -528,6 +538,8 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   const int wide_warps = kWideQ4_0<F, F1, F2, NT> ? g_wide_warps.load(std::memory_order_relaxed) : kWarps;
   const int o_warps = kWideQ4_0<F, F1, F2, NT> && !GLU ? g_o_warps.load(std::memory_order_relaxed) : 0;
   job.wpr = group_warps(rows / R, items, kWideRows<F, NT>, wide_warps, o_warps);
+  if constexpr (kWideRows<F, NT>)
+    job.wpr = item_warps_cap(job.wpr, items, g_item_warps.load(std::memory_order_relaxed));
   // One token of a format with a separate load and 2 rows per group (a GeGLU pair, a pair of rows
   // of the 32-value formats, or Q4_K's row pairs when q4k_pairs asks): the rows share each
   // activation load, or (shared_act off) load it once per row (no Q4_K pairs then).
@@ -703,6 +715,8 @@ void set_matvec_q6k_split(int mode) { g_q6k_split.store(mode >= 0 && mode <= 2 ?
 int matvec_q6k_split() { return g_q6k_split.load(std::memory_order_relaxed); }
 int matvec_q4k_pairs() { return g_q4k_pairs.load(std::memory_order_relaxed); }
 int matvec_o_warps() { return g_o_warps.load(std::memory_order_relaxed); }
+void set_matvec_item_warps(int n) { g_item_warps.store(std::max(n, 0), std::memory_order_relaxed); }
+int matvec_item_warps() { return g_item_warps.load(std::memory_order_relaxed); }
 void set_matvec_q6k_layout(int layout) { g_q6k_layout.store(layout >= 0 && layout <= 2 ? layout : 0); }
 int matvec_q6k_layout() { return g_q6k_layout.load(std::memory_order_relaxed); }
 void set_matvec_prefetch_blocks(int64_t blocks) {

@@ -43,18 +43,6 @@ void Backend::add_norm(Act& x, Act& o, const WeightTensor& post_w, const WeightT
   if (next_w) rms_norm(x, *next_w, eps, h);
 }
 
-void Backend::add_norm_matmul_many(Act& x, Act& o, const WeightTensor& post_w, const WeightTensor& next_w, float eps,
-                                   Act& h, std::span<const WeightTensor* const> ws, std::span<Act* const> ys) {
-  add_norm(x, o, post_w, &next_w, eps, h);
-  matmul_many(ws, h, ys);
-}
-
-void Backend::add_norm_matmul_geglu(Act& x, Act& o, const WeightTensor& post_w, const WeightTensor& next_w, float eps,
-                                    Act& h, const WeightTensor& gate_w, const WeightTensor& up_w, Act& gate, Act& up) {
-  add_norm(x, o, post_w, &next_w, eps, h);
-  matmul_geglu(gate_w, up_w, h, gate, up);
-}
-
 void Backend::top_k(const Act& x, int k, int64_t n_allowed, Act& out) {
   const int64_t rows = x.rows(), cols = x.cols();
   const int64_t n = n_allowed > 0 ? std::min(n_allowed, cols) : cols;

@@ -146,13 +146,6 @@ class Backend {
   // The end of a block (spec §2.3, §2.5): x += rms_norm(o)·post_w (o is overwritten); then, when
   // next_w is given, h = rms_norm(x)·next_w, the next block's input norm.
   virtual void add_norm(Act& x, Act& o, const WeightTensor& post_w, const WeightTensor* next_w, float eps, Act& h);
-  // add_norm(x, o, post_w, &next_w, eps, h), then the next block's first matmul on h:
-  // matmul_many(ws, h, ys) (q, k, v) or matmul_geglu(gate_w, up_w, h, gate, up). o and h are
-  // scratch afterwards (a backend may compute the norm inside the matmul and never write h).
-  virtual void add_norm_matmul_many(Act& x, Act& o, const WeightTensor& post_w, const WeightTensor& next_w, float eps,
-                                    Act& h, std::span<const WeightTensor* const> ws, std::span<Act* const> ys);
-  virtual void add_norm_matmul_geglu(Act& x, Act& o, const WeightTensor& post_w, const WeightTensor& next_w, float eps,
-                                     Act& h, const WeightTensor& gate_w, const WeightTensor& up_w, Act& gate, Act& up);
   // qk_norm_rope(q, k, ..., p.head_dim, pos, base, scale), then attention(q, k, v, ...): a backend
   // may fuse the two and read q and k raw, so both are scratch afterwards. (pos[i] is the position
   // of batch row i, normally batch.pos.)

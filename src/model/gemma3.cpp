@@ -196,27 +196,17 @@ void Gemma3Model::run_layers(Backend* b, int64_t l0, int64_t l1, const Batch& ba
   Act o = scratch(b, kO, T, c.hidden);
   Act gate = scratch(b, kGate, T, c.ffn);
   Act up = scratch(b, kUp, T, c.ffn);
-  // The end of each block (post-norm, residual add, next input norm) goes to the backend with the
-  // next block's first matmul (add_norm_matmul_*), so that a backend may fuse the two; with an
-  // observer, which must see h, they stay apart.
-  const bool fuse_ends = !observer_;
-  bool h_ready = false;                   // h already holds this layer's input norm (previous layer's add_norm)
-  const WeightTensor* pending = nullptr;  // the previous layer's post-FFN norm, not yet applied to x += o
+  bool h_ready = false;  // h already holds this layer's input norm (fused into the previous layer)
   for (int64_t l = l0; l < l1; ++l) {
     const LayerWeights& L = w.layers[static_cast<size_t>(l)];
     const bool global = c.layer_is_global[static_cast<size_t>(l)];
     // §2.3-2.4: attention block.
+    if (!h_ready) b->rms_norm(x, L.attn_norm, c.rms_eps, h);
     const WeightTensor* qkv_w[] = {&L.q, &L.k, &L.v};
     Act* qkv[] = {&q, &k, &v};
-    if (pending) {
-      b->add_norm_matmul_many(x, o, *pending, L.attn_norm, c.rms_eps, h, qkv_w, qkv);
-      pending = nullptr;
-    } else {
-      if (!h_ready) b->rms_norm(x, L.attn_norm, c.rms_eps, h);
-      if (observer_)
-        for (const WeightTensor* t : qkv_w) observer_(*t, h);
-      b->matmul_many(qkv_w, h, qkv);
-    }
+    if (observer_)
+      for (const WeightTensor* t : qkv_w) observer_(*t, h);
+    b->matmul_many(qkv_w, h, qkv);
     const float base = global ? c.rope_base_global : c.rope_base_local;
     const float scale = global ? c.rope_scale_global : 1.0f;  // linear scaling on global layers only
     // QK-norm per head, before RoPE (§2.4.2), then attention (§2.4.4-2.4.7).
@@ -224,23 +214,17 @@ void Gemma3Model::run_layers(Backend* b, int64_t l0, int64_t l1, const Batch& ba
     b->qk_norm_rope_attention(q, k, v, L.q_norm, L.k_norm, c.rms_eps, batch.pos, base, scale, kv.layer(l), view, past,
                               ap, att);
     matmul(b, L.o, att, o);
+    b->add_norm(x, o, L.post_attn_norm, &L.ffn_norm, c.rms_eps, h);
     // §2.5: GeGLU feed-forward block.
-    if (fuse_ends) {
-      b->add_norm_matmul_geglu(x, o, L.post_attn_norm, L.ffn_norm, c.rms_eps, h, L.gate, L.up, gate, up);
-    } else {
-      b->add_norm(x, o, L.post_attn_norm, &L.ffn_norm, c.rms_eps, h);
+    if (observer_) {
       observer_(L.gate, h);
       observer_(L.up, h);
-      b->matmul_geglu(L.gate, L.up, h, gate, up);
     }
+    b->matmul_geglu(L.gate, L.up, h, gate, up);
     matmul(b, L.down, gate, o);
     const WeightTensor* next = l + 1 < l1 ? &w.layers[static_cast<size_t>(l + 1)].attn_norm : nullptr;
-    if (fuse_ends && next) {
-      pending = &L.post_ffw_norm;
-    } else {
-      b->add_norm(x, o, L.post_ffw_norm, next, c.rms_eps, h);
-      h_ready = next != nullptr;
-    }
+    b->add_norm(x, o, L.post_ffw_norm, next, c.rms_eps, h);
+    h_ready = next != nullptr;
   }
 }
 

@@ -216,8 +216,6 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     set_matvec_q6k_split(static_cast<int>(env_int("UNICORN_CUDA_Q6K_SPLIT", 2, 0, 2)));
     set_matvec_prefetch_blocks(env_int("UNICORN_CUDA_PREFETCH_BLOCKS", INT64_MAX, 0, INT64_MAX));
     set_add_norm_threads(static_cast<int>(env_int("UNICORN_CUDA_ADD_NORM_THREADS", 0, 0, 512)));
-    set_fused_norm_cols(env_int("UNICORN_CUDA_FUSE_NORM", fused_norm_cols(), 0, kMaxFusedNormCols));
-    set_fused_norm_ends(static_cast<int>(env_int("UNICORN_CUDA_FUSE_NORM_ENDS", 3, 0, 3)));
     set_short_attention_warps(static_cast<int>(env_int("UNICORN_CUDA_SHORT_WARPS", 8, 4, 16)));
     set_short_attention_pipelined(env_switch("UNICORN_CUDA_SHORT_PIPELINE", true));
     set_split_attention_warps(static_cast<int>(env_int("UNICORN_CUDA_SPLIT_WARPS", 8, 4, 8)));
@@ -231,8 +229,6 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   check(cudaDeviceSetLimit(cudaLimitStackSize, kStackBytes), "setting the stack size");
   check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a stream");
   gemm_.set_grow([this](DeviceBuffer& b, size_t bytes) { grow(b, bytes); });
-  norm_arrivals_.reserve(sizeof(unsigned));
-  check(cudaMemset(norm_arrivals_.get(), 0, sizeof(unsigned)), "zeroing the fused norm's count");
   const DeviceMemory m = memory();
   start_used_ = m.total - m.free;
 }
@@ -808,54 +804,6 @@ void CudaBackend::add_norm(Act& x, Act& o, const WeightTensor& post_w, const Wei
                                  const_cast<float*>(q.ds), stream_),
                  "add_norm");
   if (q.q) q8_from_.set(h);
-}
-
-std::optional<NormIn> CudaBackend::fused_norm(const Act& x, const Act& o, const WeightTensor& post_w,
-                                              const WeightTensor& next_w, float eps, const WeightTensor& first) {
-  if (x.rows() != 1 || o.rows() != 1 || o.cols() != x.cols() || first.cols != x.cols() || skip_.add_norm ||
-      post_w.type != GgmlType::F32 || next_w.type != GgmlType::F32 || post_w.cols != x.cols() ||
-      next_w.cols != x.cols() || !matvec_norm_supports(first.type, x.cols()))
-    return std::nullopt;
-  NormIn n;
-  n.x = const_cast<float*>(x.data());
-  n.o = o.data();
-  n.post_w = reinterpret_cast<const float*>(device_weight(post_w).q);
-  n.next_w = reinterpret_cast<const float*>(device_weight(next_w).q);
-  n.eps = eps;
-  n.arrivals = norm_arrivals_.as<unsigned>();
-  return n;
-}
-
-void CudaBackend::add_norm_matmul_many(Act& x, Act& o, const WeightTensor& post_w, const WeightTensor& next_w,
-                                       float eps, Act& h, std::span<const WeightTensor* const> ws,
-                                       std::span<Act* const> ys) {
-  const std::optional<NormIn> norm = ws.empty() ? std::nullopt : fused_norm(x, o, post_w, next_w, eps, *ws[0]);
-  MatvecJob job;
-  bool fused = norm && (fused_norm_ends() & 1) != 0 && ws.size() == ys.size() && ws.size() <= 3;
-  for (size_t i = 0; fused && i < ws.size(); ++i) {
-    fused = ws[i]->type == ws[0]->type && ws[i]->cols == x.cols();
-    job.w[i] = device_weight(*ws[i]);
-    job.y[i] = ys[i]->data();
-  }
-  if (!fused) return Backend::add_norm_matmul_many(x, o, post_w, next_w, eps, h, ws, ys);
-  for (size_t i = 0; i < ws.size(); ++i) check_shapes(*ws[i], x, *ys[i]);
-  job.n = static_cast<int>(ws.size());
-  wrote(x), wrote(h);  // h is not written: whatever it held is no one's quantized input any more
-  for (Act* y : ys) wrote(*y);
-  check_launch(launch_matvec_norm_multi(job, *norm, stream_), "matvec with the end of the block");
-}
-
-void CudaBackend::add_norm_matmul_geglu(Act& x, Act& o, const WeightTensor& post_w, const WeightTensor& next_w,
-                                        float eps, Act& h, const WeightTensor& gate_w, const WeightTensor& up_w,
-                                        Act& gate, Act& up) {
-  const std::optional<NormIn> norm = fused_norm(x, o, post_w, next_w, eps, gate_w);
-  if (!norm || (fused_norm_ends() & 2) == 0 || gate_w.type != up_w.type || gate_w.rows != up_w.rows ||
-      up_w.cols != x.cols())
-    return Backend::add_norm_matmul_geglu(x, o, post_w, next_w, eps, h, gate_w, up_w, gate, up);
-  check_shapes(gate_w, x, gate);
-  wrote(x), wrote(h), wrote(gate);
-  check_launch(launch_matvec_norm_geglu(device_weight(gate_w), device_weight(up_w), gate.data(), *norm, stream_),
-               "GeGLU matvec with the end of the block");
 }
 
 void CudaBackend::rope(Act& x, int64_t head_dim, std::span<const int32_t> pos, float base, float scale) {

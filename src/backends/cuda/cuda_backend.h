@@ -5,7 +5,6 @@
 #pragma once
 #include <cuda_runtime_api.h>
 
-#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -58,10 +57,6 @@ class CudaBackend final : public Backend {
   void qk_norm_rope(Act& q, Act& k, const WeightTensor& q_norm, const WeightTensor& k_norm, float eps, int64_t head_dim,
                     std::span<const int32_t> pos, float base, float scale) override;
   void add_norm(Act& x, Act& o, const WeightTensor& post_w, const WeightTensor* next_w, float eps, Act& h) override;
-  void add_norm_matmul_many(Act& x, Act& o, const WeightTensor& post_w, const WeightTensor& next_w, float eps, Act& h,
-                            std::span<const WeightTensor* const> ws, std::span<Act* const> ys) override;
-  void add_norm_matmul_geglu(Act& x, Act& o, const WeightTensor& post_w, const WeightTensor& next_w, float eps, Act& h,
-                             const WeightTensor& gate_w, const WeightTensor& up_w, Act& gate, Act& up) override;
   void qk_norm_rope_attention(Act& q, Act& k, const Act& v, const WeightTensor& q_norm, const WeightTensor& k_norm,
                               float eps, std::span<const int32_t> pos, float base, float scale, LayerKv& kv,
                               const BatchView& batch, std::span<const int64_t> past_len, const AttentionParams& p,
@@ -187,11 +182,6 @@ class CudaBackend final : public Backend {
   DeviceBuffer argmax_;    // top_k's k = 1 words
   QuantizedFrom q8_from_;  // what act_q8_ holds
 
-  // The fused end of block (add_norm_matmul_*) for one token when the matvec can compute it
-  // (matvec_norm_supports): its NormIn, else null. norm_arrivals_ is its zeroed count.
-  std::optional<NormIn> fused_norm(const Act& x, const Act& o, const WeightTensor& post_w, const WeightTensor& next_w,
-                                   float eps, const WeightTensor& first);
-  DeviceBuffer norm_arrivals_;
   DeviceBuffer merge_count_;         // the self-merging split attention's counts
   bool merge_count_zeroed_ = false;  // whether merge_count_'s allocation was zeroed (merge_counts)
   struct RopeTable {

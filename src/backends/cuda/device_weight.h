@@ -57,19 +57,4 @@ struct MatvecJob {
   int prefetch_blocks = INT32_MAX;
 };
 
-// The end of a block that a one-token matvec computes itself before its dot products (kernels.h
-// launch_matvec_norm_*; row_norm.cuh fused_add_norm): every block reads the residual x and the
-// block output o of one token, forms x' = x + rms_norm(o)·post_w and the int8 copy of h =
-// rms_norm(x')·next_w in its shared memory. x is written back (x') by the block that finishes
-// its reads last: `arrivals` counts the blocks that have read x (zero between launches; that block
-// sets it to zero again), so no block reads x after it changed.
-struct NormIn {
-  float* x = nullptr;
-  const float* o = nullptr;
-  const float* post_w = nullptr;
-  const float* next_w = nullptr;
-  float eps = 0.0f;
-  unsigned* arrivals = nullptr;
-};
-
 }  // namespace unicorn::cuda

@@ -81,24 +81,6 @@ cudaError_t launch_matvec_multi(const MatvecJob& job, ActQ8 x, int T, cudaStream
 // y = gelu_tanh(x · gateᵀ) ⊙ (x · upᵀ) (spec §2.5), gate and up of one type and shape.
 cudaError_t launch_matvec_geglu(const DeviceWeight& gate, const DeviceWeight& up, ActQ8 x, int T, float* y,
                                 cudaStream_t s);
-// The same two launches for one token whose input is the end of the previous block, computed by
-// each block of the matvec itself (device_weight.h NormIn): x += rms_norm(o)·post_w, then the
-// matvec of the int8 copy of rms_norm(x)·next_w, with no add_norm launch between (spec §2.3,
-// §2.5). For Q4_0 and Q8_0 weights and rows of at most fused_norm_cols() values
-// (matvec_norm_supports); nothing else is written (no float h, no global int8 copy).
-bool matvec_norm_supports(GgmlType type, int64_t cols);
-cudaError_t launch_matvec_norm_multi(const MatvecJob& job, const NormIn& norm, cudaStream_t s);
-cudaError_t launch_matvec_norm_geglu(const DeviceWeight& gate, const DeviceWeight& up, float* y, const NormIn& norm,
-                                     cudaStream_t s);
-// The widest row the fused end of block takes (kMaxFusedNormCols at most): set_fused_norm_cols
-// (UNICORN_CUDA_FUSE_NORM), 0 turns it off.
-inline constexpr int64_t kMaxFusedNormCols = 2560;
-void set_fused_norm_cols(int64_t cols);
-int64_t fused_norm_cols();
-// Which ends of block the backend fuses (a measurement setting, UNICORN_CUDA_FUSE_NORM_ENDS): bit 0
-// the one before q/k/v, bit 1 the one before the GeGLU pair; 3 (the default) both.
-void set_fused_norm_ends(int mask);
-int fused_norm_ends();
 // 9 to 64 tokens, Q4_0 / Q8_0 weights with K % 256 == 0: int8 tensor cores (matmul_mma.cu) on
 // activations quantized per 32 values into the mma fragment order (act_mma_bytes of scratch).
 // From mma_min_tokens() (9, or UNICORN_MMA_MIN_TOKENS for measurements) to kMaxMmaTokens tokens.

@@ -16,7 +16,6 @@
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launch.cuh"
 #include "backends/cuda/matvec_shape.h"
-#include "backends/cuda/row_norm.cuh"
 #include "backends/cuda/weight_formats.cuh"
 
 namespace unicorn::cuda {
@@ -111,12 +110,8 @@ constexpr int unroll() {
 // one weight (gate; up rides along), so its blocks skip the selection of the block's weight.
 // (The same for o, down and the head, i.e. every one-weight job, measured slower on the H200:
 // NOTES.md session 17.)
-// NORM (one token of a 32-value format with a separate load; matvec_quant_norm): the block
-// computes its input itself from `norm` (row_norm.cuh fused_add_norm, V float4s per thread) into
-// shared memory after the wait, instead of reading x.
-template <class F, int NT, bool GLU, int UO = 0, bool SA = false, int WPR = 0, bool NORM = false, int V = 0>
-__device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 x, int T,
-                                             const NormIn* norm = nullptr) {
+template <class F, int NT, bool GLU, int UO = 0, bool SA = false, int WPR = 0>
+__device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 x, int T) {
   constexpr int R = rows_per_group<F, NT, GLU, SA>();
   constexpr int P = GLU ? 2 : R;  // weight rows read per group
   __shared__ float partial[kWarps][P][NT];
@@ -147,65 +142,7 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
   for (int p = 0; p < P; ++p)
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[p][t] = 0.0f;
-  [[maybe_unused]] unsigned arrival = 0;  // NORM: thread 0's count of blocks that read x before it
-  if constexpr (NORM) {
-    static_assert(NT == 1 && HasRaw<F> && F::kItem == 32 && V > 0);
-    // Every thread computes the block's input (block-wide reductions), so the first pass's loads
-    // are issued before the wait by every group, a group past the last row reading that row again
-    // (not stored).
-    constexpr int U = UO > 0 ? UO : unroll<F, NT, GLU>();
-    const int step = 32 << shift;
-    DeviceWeight row_w[P];
-#pragma unroll
-    for (int p = 0; p < P; ++p) {
-      const int r = GLU ? row : row + p;
-      row_w[p] = weight_row<F>(GLU && p == 1 ? job.w[1] : w, static_cast<uint32_t>(r < rows ? r : rows - 1));
-    }
-    int base = 32 * part + lane;
-    typename F::Raw raw[P][U];
-    auto issue = [&]() {
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int it = base + step * u;
-        if (it < items) {
-#pragma unroll
-          for (int p = 0; p < P; ++p) raw[p][u] = F::load(row_w[p], 0, it);
-        }
-      }
-    };
-    issue();
-    if (!waited) pdl_wait();
-    waited = true;
-    extern __shared__ __align__(16) unsigned char norm_smem[];
-    __shared__ double norm_scratch[kWarps];
-    const int cols = static_cast<int>(K);
-    auto* sx = reinterpret_cast<float*>(norm_smem);  // norm_smem_bytes: x', then h's int8 copy
-    auto* sq = reinterpret_cast<int8_t*>(norm_smem + 4 * cols);
-    auto* sds = reinterpret_cast<float*>(norm_smem + 5 * cols);
-    fused_add_norm<kWarps * 32, V>(norm->x, norm->o, norm->post_w, norm->next_w, cols, norm->eps, sq, sds, sx,
-                                   norm_scratch);
-    if (threadIdx.x == 0) arrival = atomicAdd(norm->arrivals, 1u);  // this block's reads of x are done
-    const ActQ8Shared xs{sq, sds};
-    while (base < items) {
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int it = base + step * u;
-        if (it < items) {
-          if constexpr (SA && P > 1) {
-            typename F::Raw rows_raw[P];
-#pragma unroll
-            for (int p = 0; p < P; ++p) rows_raw[p] = raw[p][u];
-            F::template dot_rows<NT, P>(rows_raw, it, xs, K, T, acc);
-          } else {
-#pragma unroll
-            for (int p = 0; p < P; ++p) F::template dot_raw<NT>(raw[p][u], it, xs, K, T, acc[p]);
-          }
-        }
-      }
-      base += step * U;
-      issue();
-    }
-  } else if (row < rows) {
+  if (row < rows) {
     const int step = 32 << shift;
     if constexpr (HasRaw<F>) {
       // Every weight load of a pass is issued before the first dot product. A row past the end
@@ -290,19 +227,6 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
             if (row + p < rows) y[t * rows + row + p] = acc[p][t];
         }
       }
-  if constexpr (NORM) {
-    // The block whose reads of x came last writes x' back and zeroes the count for the next launch.
-    if (warp == 0) {
-      arrival = __shfl_sync(0xFFFFFFFFu, arrival, 0);
-      if (arrival == gridDim.x - 1) {
-        extern __shared__ __align__(16) unsigned char norm_smem[];
-        const int cols = static_cast<int>(K);
-        const auto* sx = reinterpret_cast<const float*>(norm_smem);
-        for (int i = lane; i < cols / 4; i += 32) st4(norm->x, i, ld4(sx, i));
-        if (lane == 0) *norm->arrivals = 0;
-      }
-    }
-  }
   pdl_trigger();  // after this block's stores: the next kernel may be scheduled as blocks finish
 }
 
@@ -326,20 +250,6 @@ __global__ void __launch_bounds__(kWarps * 32, MINB)
       matvec_block<F2, NT, GLU, UO, SA, WPR>(job, 2, x, T);
   }
 }
-
-// One token whose input is the end of the previous block (matvec_block's NORM): V float4s of the
-// row per thread, WPR warps per row, rows in pairs that share each activation load (a GeGLU pair
-// its gate and up rows).
-template <class F, bool GLU, int V, int WPR>
-__global__ void __launch_bounds__(kWarps * 32)
-    matvec_quant_norm(const __grid_constant__ MatvecJob job, const __grid_constant__ NormIn norm) {
-  const int m = GLU ? 0 : weight_of_block(job, static_cast<int>(blockIdx.x));
-  matvec_block<F, 1, GLU, 0, true, WPR, true, V>(job, m, ActQ8{}, 1, &norm);
-}
-
-// Dynamic shared memory of matvec_quant_norm: x' (4 bytes a value), h's int8 values and the
-// (d, d * sum q) pair of each 32 values (8 bytes per 32).
-constexpr size_t norm_smem_bytes(int64_t cols) { return static_cast<size_t>(cols) * 5 + static_cast<size_t>(cols) / 4; }
 
 // Warps per row: for wide rows, the whole block for rows of at least 128 items (so that each lane
 // has one or two), fewer for short rows; always at least what warps_per_row asks, so that
@@ -575,56 +485,6 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   launch(kernel, grid, block, 0, s, job, x, T);
 }
 
-std::atomic<int64_t> g_fused_norm_cols{1152};  // set_fused_norm_cols
-std::atomic<int> g_fused_norm_ends{3};         // set_fused_norm_ends
-
-// The NORM kernel for V float4s per thread and WPR warps per row.
-template <class F, bool GLU, int WPR>
-auto pick_norm_kernel(int v) {
-  if (v <= 2) return matvec_quant_norm<F, GLU, 2, WPR>;
-  if (v <= 3) return matvec_quant_norm<F, GLU, 3, WPR>;
-  return matvec_quant_norm<F, GLU, (kMaxFusedNormCols / 4 + kWarps * 32 - 1) / (kWarps * 32), WPR>;
-}
-
-// Launches job with matvec_quant_norm (one token; Q4_0 or Q8_0, checked by the caller). Its warps
-// per row give each lane about one item (items <= 48: 1 warp, <= 96: 2), so that few blocks read
-// the row's inputs: each block reads x, o and both norm weights from the L2.
-template <class F, bool GLU>
-void launch_norm(MatvecJob job, const NormIn& norm, cudaStream_t s) {
-  constexpr int R = rows_per_group<F, 1, GLU, true>();
-  const int64_t K = job.w[0].cols, items = K / F::kItem;
-  job.wpr = items <= 48 ? 1 : 2;
-  const int64_t rows_per_block = kWarps / job.wpr * R;
-  int64_t blocks = 0;
-  const int n = GLU ? 1 : job.n;
-  for (int i = 0; i < n; ++i) {
-    job.first_block[i] = static_cast<int>(blocks);
-    blocks += (job.w[i].rows + rows_per_block - 1) / rows_per_block;
-  }
-  for (int i = n; i < 4; ++i) job.first_block[i] = static_cast<int>(blocks);
-  job.n = n;
-  job.prefetch_blocks = g_prefetch_blocks.load(std::memory_order_relaxed);
-  const int v = static_cast<int>((K / 4 + kWarps * 32 - 1) / (kWarps * 32));
-  auto* kernel = job.wpr == 1 ? pick_norm_kernel<F, GLU, 1>(v) : pick_norm_kernel<F, GLU, 2>(v);
-  launch(kernel, dim3(static_cast<unsigned>(blocks)), dim3(kWarps * 32), norm_smem_bytes(K), s, job, norm);
-}
-
-template <bool GLU>
-cudaError_t launch_norm_job(const MatvecJob& job, const NormIn& norm, cudaStream_t s) {
-  if (job.n < 1 || job.n > 3 || (GLU && job.n != 2)) return cudaErrorInvalidValue;
-  for (int i = 0; i < job.n; ++i)
-    if (job.w[i].type != job.w[0].type || job.w[i].cols != job.w[0].cols) return cudaErrorInvalidValue;
-  if (GLU && job.w[1].rows != job.w[0].rows) return cudaErrorInvalidValue;
-  if (!matvec_norm_supports(job.w[0].type, job.w[0].cols) || !norm.x || !norm.o || !norm.post_w || !norm.next_w ||
-      !norm.arrivals)
-    return cudaErrorInvalidValue;
-  if (job.w[0].type == GgmlType::Q4_0)
-    launch_norm<FormatQ4_0, GLU>(job, norm, s);
-  else
-    launch_norm<FormatQ8_0, GLU>(job, norm, s);
-  return cudaGetLastError();
-}
-
 template <class F, bool GLU, class F1 = F, class F2 = F>
 void launch_for(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
   if (T <= 1)
@@ -755,31 +615,6 @@ bool matvec_multi_supports(const MatvecJob& job) {
 
 cudaError_t launch_matvec_multi(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
   return launch_job<false>(job, x, T, s);
-}
-
-void set_fused_norm_cols(int64_t cols) {
-  g_fused_norm_cols.store(std::clamp<int64_t>(cols, 0, kMaxFusedNormCols), std::memory_order_relaxed);
-}
-int64_t fused_norm_cols() { return g_fused_norm_cols.load(std::memory_order_relaxed); }
-void set_fused_norm_ends(int mask) { g_fused_norm_ends.store(mask & 3, std::memory_order_relaxed); }
-int fused_norm_ends() { return g_fused_norm_ends.load(std::memory_order_relaxed); }
-
-bool matvec_norm_supports(GgmlType type, int64_t cols) {
-  return (type == GgmlType::Q4_0 || type == GgmlType::Q8_0) && cols > 0 && cols % 32 == 0 && cols <= fused_norm_cols();
-}
-
-cudaError_t launch_matvec_norm_multi(const MatvecJob& job, const NormIn& norm, cudaStream_t s) {
-  return launch_norm_job<false>(job, norm, s);
-}
-
-cudaError_t launch_matvec_norm_geglu(const DeviceWeight& gate, const DeviceWeight& up, float* y, const NormIn& norm,
-                                     cudaStream_t s) {
-  MatvecJob job;
-  job.w[0] = gate;
-  job.w[1] = up;
-  job.y[0] = y;
-  job.n = 2;
-  return launch_norm_job<true>(job, norm, s);
 }
 
 cudaError_t launch_matvec_geglu(const DeviceWeight& gate, const DeviceWeight& up, ActQ8 x, int T, float* y,

@@ -9,12 +9,29 @@
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launch.cuh"
 #include "backends/cuda/rope.cuh"
-#include "backends/cuda/row_norm.cuh"
 
 namespace unicorn::cuda {
 namespace {
 
 constexpr int kThreads = 128;
+
+// Sum over the block (blockDim.x == N), every thread gets the total. `scratch` holds N/32 values.
+template <int N>
+__device__ __forceinline__ double block_sum(double v, double* scratch) {
+#pragma unroll
+  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
+  __syncthreads();  // scratch may still be read by a previous call
+  if (threadIdx.x % 32 == 0) scratch[threadIdx.x / 32] = v;
+  __syncthreads();
+  double total = 0.0;
+#pragma unroll
+  for (int i = 0; i < N / 32; ++i) total += scratch[i];
+  return total;
+}
+
+__device__ __forceinline__ float inv_rms(double sum_sq, int64_t n, float eps) {
+  return 1.0f / sqrtf(static_cast<float>(sum_sq / static_cast<double>(n)) + eps);
+}
 
 __global__ void __launch_bounds__(kThreads)
     rms_norm(const float* x, const float* w, int64_t group, float eps, float* y) {
@@ -61,6 +78,17 @@ __global__ void __launch_bounds__(kThreads)
 // nothing is read twice.
 constexpr int kRowThreads = 512, kVec = 4;
 constexpr int64_t kMaxRowCols = int64_t{kRowThreads} * 4 * kVec;
+
+__device__ __forceinline__ float4 ld4(const float* p, int64_t i) { return reinterpret_cast<const float4*>(p)[i]; }
+__device__ __forceinline__ void st4(float* p, int64_t i, float4 v) { reinterpret_cast<float4*>(p)[i] = v; }
+__device__ __forceinline__ double sq4(float4 v) {
+  return static_cast<double>(v.x) * v.x + static_cast<double>(v.y) * v.y + static_cast<double>(v.z) * v.z +
+         static_cast<double>(v.w) * v.w;
+}
+// x * inv * w per component, the reference's order (spec §2.2).
+__device__ __forceinline__ float4 scale4(float4 x, float inv, float4 w) {
+  return make_float4(x.x * inv * w.x, x.y * inv * w.y, x.z * inv * w.z, x.w * inv * w.w);
+}
 
 // Quantizes the row's float4s to int8 blocks of 32 (act_quant.cuh; 8 consecutive float4s = 8
 // consecutive lanes).
@@ -129,7 +157,7 @@ __global__ void __launch_bounds__(TPB) add_norm(float* x, const float* o, const 
     const int64_t i = threadIdx.x + static_cast<int64_t>(k) * TPB;
     if (i < n4) {
       const float4 on = scale4(ov[k], inv, pw[k]);
-      xv[k] = add4(xv[k], on);
+      xv[k] = make_float4(xv[k].x + on.x, xv[k].y + on.y, xv[k].z + on.z, xv[k].w + on.w);
       st4(xr, i, xv[k]);
       ss2 += sq4(xv[k]);
     }

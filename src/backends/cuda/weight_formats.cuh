@@ -60,27 +60,6 @@ __device__ __forceinline__ ActWords load_act32(const int8_t* q, int64_t k) {
 __device__ __forceinline__ float2 load_ds(const float* ds, int64_t block) {
   return ld_dep_f2(reinterpret_cast<const float2*>(ds) + block);
 }
-// The int8 activations of a block that computed them itself into its shared memory
-// (matvec_quant.cu's fused end of block, row_norm.cuh fused_add_norm): the layout of ActQ8.
-struct ActQ8Shared {
-  const int8_t* q = nullptr;
-  const float* ds = nullptr;
-};
-// The activation words and the (d, d * sum q) pair of 32-value block b of token t, from either.
-__device__ __forceinline__ ActWords act_words(const ActQ8& x, int64_t K, int t, int64_t b) {
-  return load_act32(x.q + t * K, b * 32);
-}
-__device__ __forceinline__ float2 act_ds(const ActQ8& x, int64_t K, int t, int64_t b) {
-  return load_ds(x.ds, t * (K / 32) + b);
-}
-__device__ __forceinline__ ActWords act_words(const ActQ8Shared& x, int64_t K, int t, int64_t b) {
-  const uint4* p = reinterpret_cast<const uint4*>(x.q + t * K + b * 32);
-  const uint4 a = p[0], c = p[1];
-  return {{a.x, a.y, a.z, a.w, c.x, c.y, c.z, c.w}};
-}
-__device__ __forceinline__ float2 act_ds(const ActQ8Shared& x, int64_t K, int t, int64_t b) {
-  return reinterpret_cast<const float2*>(x.ds)[t * (K / 32) + b];
-}
 // The integer dot product of one 32-value block: 8 words of 4 int8 weights against its activations.
 __device__ __forceinline__ int dot32(const uint32_t* q, const ActWords& x) {
   int s = 0;
@@ -93,8 +72,8 @@ __device__ __forceinline__ int dot32(const uint32_t* q, const ActWords& x) {
 // load serving all P rows (matvec_quant.cu's row pairs): acc[p][t] += F::scaled(the row's scale,
 // (d, d * sum) of the activation block, the integer dot of F::unpack's bytes). The 32-value
 // formats' dot_rows.
-template <class F, int NT, int P, class A>
-__device__ __forceinline__ void dot32_rows(const typename F::Raw* raw, int64_t b, const A& x, int64_t K, int T,
+template <class F, int NT, int P>
+__device__ __forceinline__ void dot32_rows(const typename F::Raw* raw, int64_t b, ActQ8 x, int64_t K, int T,
                                            float (*acc)[NT]) {
   uint32_t q[P][8];
   float d[P];
@@ -106,8 +85,8 @@ __device__ __forceinline__ void dot32_rows(const typename F::Raw* raw, int64_t b
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
     if (NT > 1 && t >= T) break;  // one token: T is 1 (launch_job)
-    const ActWords xa = act_words(x, K, t, b);
-    const float2 ds = act_ds(x, K, t, b);
+    const ActWords xa = load_act32(x.q + t * K, b * 32);
+    const float2 ds = load_ds(x.ds, t * (K / 32) + b);
 #pragma unroll
     for (int p = 0; p < P; ++p) acc[p][t] += F::scaled(d[p], ds, dot32(q[p], xa));
   }
@@ -177,8 +156,8 @@ struct FormatQ8_0 {
   }
   // P rows' items at the same position against NT activation rows, one activation load for all
   // (dot32_rows). acc[p][t].
-  template <int NT, int P, class A>
-  static __device__ __forceinline__ void dot_rows(const Raw* raw, int64_t b, const A& x, int64_t K, int T,
+  template <int NT, int P>
+  static __device__ __forceinline__ void dot_rows(const Raw* raw, int64_t b, ActQ8 x, int64_t K, int T,
                                                   float (*acc)[NT]) {
     dot32_rows<FormatQ8_0, NT, P>(raw, b, x, K, T, acc);
   }
@@ -189,8 +168,8 @@ struct FormatQ8_0 {
   }
   // y = d_w * d_x * sum q_w q_x.
   static __device__ __forceinline__ float scaled(float d, float2 ds, int s) { return d * ds.x * static_cast<float>(s); }
-  template <int NT, class A>
-  static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t b, const A& x, int64_t K, int T, float* acc) {
+  template <int NT>
+  static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t b, ActQ8 x, int64_t K, int T, float* acc) {
     dot_rows<NT, 1>(&raw, b, x, K, T, reinterpret_cast<float(*)[NT]>(acc));
   }
   template <int NT>
@@ -226,8 +205,8 @@ struct FormatQ4_0 {
     return {ldw16(w.q + r * w.q_row_bytes + b * 16), ldw2(w.d + r * w.blocks_per_row + b)};
   }
   // P rows' items at the same position (one activation load for all; dot32_rows).
-  template <int NT, int P, class A>
-  static __device__ __forceinline__ void dot_rows(const Raw* raw, int64_t b, const A& x, int64_t K, int T,
+  template <int NT, int P>
+  static __device__ __forceinline__ void dot_rows(const Raw* raw, int64_t b, ActQ8 x, int64_t K, int T,
                                                   float (*acc)[NT]) {
     dot32_rows<FormatQ4_0, NT, P>(raw, b, x, K, T, acc);
   }
@@ -245,8 +224,8 @@ struct FormatQ4_0 {
   static __device__ __forceinline__ float scaled(float d, float2 ds, int s) {
     return d * (ds.x * static_cast<float>(s) - 8.0f * ds.y);
   }
-  template <int NT, class A>
-  static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t b, const A& x, int64_t K, int T, float* acc) {
+  template <int NT>
+  static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t b, ActQ8 x, int64_t K, int T, float* acc) {
     dot_rows<NT, 1>(&raw, b, x, K, T, reinterpret_cast<float(*)[NT]>(acc));
   }
   template <int NT>

@@ -146,6 +146,14 @@ class MatvecSwitches {
     (void)warps;
 #endif
   }
+  // The cap on warps per one-token row of the 32-value formats: n items per lane (0: no cap).
+  void item_warps(int n) {
+#ifdef UNICORN_HAVE_CUDA
+    set(cuda::matvec_item_warps(), n, [](int v) { cuda::set_matvec_item_warps(v); });
+#else
+    (void)n;
+#endif
+  }
 
  private:
   // Sets a switch to `on` now and back to `was` when the scope ends.
@@ -881,6 +889,48 @@ TEST_F(CudaOps, Q4_0RowsGiveTheSameResultsOverTwoOrFourWarps) {
       EXPECT_LE(nmse(two[j], cpu_out[j]), 5e-4) << "in " << in << ", output " << j;
     }
   }
+}
+
+TEST_F(CudaOps, ShortRowsGiveTheSameResultsUnderEveryWarpCap) {
+  // One token of the 32-value formats at the small models' widths (270M 640: 20 items, 1B 1152:
+  // 36, 4B 2560: 80) in matrices of few rows, for which warps_per_row asks 4 warps per row: a
+  // matvec, a q/k/v launch and a GeGLU pair with the cap on warps per row off (0) and at 1, 2
+  // (the default) and 3 items per lane, each against the others and the CPU.
+  Rng rng(33);
+  std::vector<std::unique_ptr<HostWeight>> all;  // alive: no host address comes back for another weight
+  for (const GgmlType type : {GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0})
+    for (const int64_t in : {int64_t{640}, int64_t{1152}, int64_t{2560}}) {
+      std::vector<HostWeight*> keep;
+      for (const int64_t rows :
+           {int64_t{641}, int64_t{1024}, int64_t{255}, int64_t{255}, int64_t{2048}, int64_t{2048}}) {
+        all.push_back(std::make_unique<HostWeight>(random_weight(type, rows, in, rng)));
+        keep.push_back(all.back().get());
+      }
+      for (const HostWeight* h : keep) gpu->load_weight(h->t);
+      const std::vector<float> x = random_floats(static_cast<size_t>(in), rng);
+      auto run = [&](Backend& b, int n) {
+        MatvecSwitches switches;
+        switches.item_warps(n);
+        Act xa = upload(b, x, 1, in), y = b.alloc(1, 641), q = b.alloc(1, 1024), k = b.alloc(1, 255),
+            v = b.alloc(1, 255), gate = b.alloc(1, 2048), up = b.alloc(1, 2048);
+        b.matmul(keep[0]->t, xa, y);
+        const WeightTensor* ws[] = {&keep[1]->t, &keep[2]->t, &keep[3]->t};
+        Act* ys[] = {&q, &k, &v};
+        b.matmul_many(ws, xa, ys);
+        b.matmul_geglu(keep[4]->t, keep[5]->t, xa, gate, up);
+        return std::vector<std::vector<float>>{to_host(b, y), to_host(b, q), to_host(b, k), to_host(b, v),
+                                               to_host(b, gate)};
+      };
+      const auto uncapped = run(*gpu, 0), cpu_out = run(*cpu, 0);
+      for (const int n : {1, 2, 3}) {
+        const auto capped = run(*gpu, n);
+        for (size_t j = 0; j < capped.size(); ++j) {
+          const std::string what = fmt::format("{} in {}, cap {}, output {}", type_name(type), in, n, j);
+          EXPECT_LE(nmse(capped[j], uncapped[j]), 1e-10) << what;
+          EXPECT_LE(nmse(capped[j], cpu_out[j]), 5e-4) << what;
+        }
+      }
+    }
 }
 
 TEST_F(CudaOps, MixedKQuantQkvSharesOneLaunchAtModelRowCounts) {

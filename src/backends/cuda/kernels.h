@@ -53,9 +53,10 @@ int matvec_q6k_layout();
 // default, 2 or 4 as measurement settings, 0 the general rule (group_warps) (UNICORN_CUDA_O_WARPS).
 void set_matvec_o_warps(int warps);
 int matvec_o_warps();
-// One token of Q4_0 / Q8_0 (rows of 32-value items): at most the warps per row that give each
-// lane n items or fewer (n > 0; a cap on warps_per_row's pick for matrices of few rows, whose
-// extra warps have no items when rows are short: 270M's 20), 0 no cap (UNICORN_CUDA_ITEM_WARPS).
+// One token of the 32-value formats (Q4_0, Q5_0, Q8_0): at most the warps per row that give each
+// lane n items or fewer (n > 0, 2 by default; a cap on warps_per_row's pick for matrices of few
+// rows, whose extra warps have no items when rows are short: 270M's 20), 0 no cap
+// (UNICORN_CUDA_ITEM_WARPS).
 void set_matvec_item_warps(int n);
 int matvec_item_warps();
 // One token of K-quant weights as row pairs that share each activation load: 3 (default) every

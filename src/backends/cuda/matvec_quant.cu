@@ -274,10 +274,13 @@ std::atomic<int> g_q6k_layout{1};  // set_matvec_q6k_layout
 std::atomic<int> g_q4k_pairs{3};   // set_matvec_q4k_pairs
 std::atomic<int> g_q6k_split{2};   // set_matvec_q6k_split
 std::atomic<int> g_o_warps{1};     // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
-std::atomic<int> g_item_warps{0};  // set_matvec_item_warps
+std::atomic<int> g_item_warps{2};  // set_matvec_item_warps
 
-// At most the warps a one-token row of the 32-value formats gives items to, at n items per lane
-// (set_matvec_item_warps; 0: no cap).
+// At most the warps that a one-token row of the 32-value formats gives items to at n items per
+// lane (set_matvec_item_warps; 0: no cap). warps_per_row asks 4 warps per row of matrices of few
+// rows, but the warps past a short row's items have nothing to load and only add a reduction
+// (NOTES.md session 24, H200 tg64: 270M +13 %, 1B +3.5 %, 4B +4.6 % at n = 2; 12B and 27B have no
+// such rows).
 inline int item_warps_cap(int wpr, int64_t items, int n) {
   if (n <= 0) return wpr;
   int cap = 1;
@@ -448,7 +451,7 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   const int wide_warps = kWideQ4_0<F, F1, F2, NT> ? g_wide_warps.load(std::memory_order_relaxed) : kWarps;
   const int o_warps = kWideQ4_0<F, F1, F2, NT> && !GLU ? g_o_warps.load(std::memory_order_relaxed) : 0;
   job.wpr = group_warps(rows / R, items, kWideRows<F, NT>, wide_warps, o_warps);
-  if constexpr (kWideRows<F, NT>)
+  if constexpr (NT == 1 && F::kItem == 32)
     job.wpr = item_warps_cap(job.wpr, items, g_item_warps.load(std::memory_order_relaxed));
   // One token of a format with a separate load and 2 rows per group (a GeGLU pair, a pair of rows
   // of the 32-value formats, or Q4_K's row pairs when q4k_pairs asks): the rows share each

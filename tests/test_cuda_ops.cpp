@@ -154,14 +154,6 @@ class MatvecSwitches {
     (void)n;
 #endif
   }
-  // Blocks per SM of the row loop for tall matrices of short rows (0: off).
-  void row_loop(int blocks_per_sm) {
-#ifdef UNICORN_HAVE_CUDA
-    set(cuda::matvec_row_loop(), blocks_per_sm, [](int v) { cuda::set_matvec_row_loop(v); });
-#else
-    (void)blocks_per_sm;
-#endif
-  }
 
  private:
   // Sets a switch to `on` now and back to `was` when the scope ends.
@@ -937,35 +929,6 @@ TEST_F(CudaOps, ShortRowsGiveTheSameResultsUnderEveryWarpCap) {
           EXPECT_LE(nmse(capped[j], uncapped[j]), 1e-10) << what;
           EXPECT_LE(nmse(capped[j], cpu_out[j]), 5e-4) << what;
         }
-      }
-    }
-}
-
-TEST_F(CudaOps, TallMatricesOfShortRowsGiveTheSameResultsWithTheRowLoop) {
-  // One token of Q4_0 and Q8_0 weights shaped like the small models' output heads (many rows of 20
-  // and 36 items; an odd row count, so the last row pair is half past the end) with the row loop
-  // at 1, 2 and 6 blocks per SM (each block computes many blocks' rows) against one block per 8
-  // rows, and against the CPU.
-  Rng rng(34);
-  for (const GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0})
-    for (const int64_t in : {int64_t{640}, int64_t{1152}}) {
-      const int64_t rows = 60001;
-      const HostWeight w = random_weight(type, rows, in, rng);
-      gpu->load_weight(w.t);
-      const std::vector<float> x = random_floats(static_cast<size_t>(in), rng);
-      auto run = [&](Backend& b, int per_sm) {
-        MatvecSwitches switches;
-        switches.row_loop(per_sm);
-        Act xa = upload(b, x, 1, in), y = b.alloc(1, rows);
-        b.matmul(w.t, xa, y);
-        return to_host(b, y);
-      };
-      const auto plain = run(*gpu, 0), cpu_out = run(*cpu, 0);
-      for (const int per_sm : {1, 2, 6}) {
-        const auto looped = run(*gpu, per_sm);
-        const std::string what = fmt::format("{} in {}, {} blocks per SM", type_name(type), in, per_sm);
-        EXPECT_LE(nmse(looped, plain), 1e-12) << what;
-        EXPECT_LE(nmse(looped, cpu_out), 5e-4) << what;
       }
     }
 }

@@ -59,12 +59,6 @@ int matvec_o_warps();
 // (UNICORN_CUDA_ITEM_WARPS).
 void set_matvec_item_warps(int n);
 int matvec_item_warps();
-// One weight of Q4_0 / Q8_0 at one token with one warp per row pair and more than 4 x n x SMs
-// blocks of rows (the small models' output heads): n blocks per SM that loop over the rows
-// (n > 0), 0 one block per 8 rows as for every other matrix (UNICORN_CUDA_ROW_LOOP; a
-// measurement setting).
-void set_matvec_row_loop(int blocks_per_sm);
-int matvec_row_loop();
 // One token of K-quant weights as row pairs that share each activation load: 3 (default) every
 // Q4_K weight alone and the K-quant q/k/v mixes (every body of the mix in pairs); 2 only the Q4_K
 // weights alone; 1 only the Q4_K rows split over a block (27B's down); 0 none. 0-2 are measurement

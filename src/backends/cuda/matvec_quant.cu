@@ -111,16 +111,14 @@ constexpr int unroll() {
 // (The same for o, down and the head, i.e. every one-weight job, measured slower on the H200:
 // NOTES.md session 17.)
 template <class F, int NT, bool GLU, int UO = 0, bool SA = false, int WPR = 0>
-// blk: the grid block whose rows this call computes; trigger: whether it ends with pdl_trigger()
-// (the row loop below triggers only after its last rows).
-__device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 x, int T,
-                                             int blk = static_cast<int>(blockIdx.x), bool trigger = true) {
+__device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 x, int T) {
   constexpr int R = rows_per_group<F, NT, GLU, SA>();
   constexpr int P = GLU ? 2 : R;  // weight rows read per group
   __shared__ float partial[kWarps][P][NT];
   // Weights do not depend on the previous kernel: formats with a Raw load issue their first pass
   // of weight loads before pdl_wait(), so the loads of the blocks scheduled early (PDL) overlap
   // the previous kernel's tail. Everything else (activations, stores) comes after the wait.
+  const int blk = static_cast<int>(blockIdx.x);
   bool waited = !HasRaw<F> || blk >= job.prefetch_blocks;
   if (waited) pdl_wait();
   // Few instructions before the first load and per item (32-bit indices, shifts for the warp
@@ -229,7 +227,7 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
             if (row + p < rows) y[t * rows + row + p] = acc[p][t];
         }
       }
-  if (trigger) pdl_trigger();  // after this block's stores: the next kernel may be scheduled as blocks finish
+  pdl_trigger();  // after this block's stores: the next kernel may be scheduled as blocks finish
 }
 
 // F0, F1, F2: the formats of job.w[0..2] (all F0 but for the mixed K-quant job). UO > 0: loads
@@ -251,18 +249,6 @@ __global__ void __launch_bounds__(kWarps * 32, MINB)
     else
       matvec_block<F2, NT, GLU, UO, SA, WPR>(job, 2, x, T);
   }
-}
-
-// One weight of a 32-value format at one token with one warp per row pair, for tall matrices of
-// short rows (the small models' output heads: 262,144 rows of 20 or 36 items): each grid block
-// computes the rows of blocks blockIdx.x, + gridDim.x, ... of the plain layout (job.first_block[1]
-// of them), so that a few resident blocks per SM stream the matrix instead of tens of thousands of
-// blocks of one load round each (set_matvec_row_loop).
-template <class F>
-__global__ void __launch_bounds__(kWarps * 32) matvec_quant_rows_loop(const __grid_constant__ MatvecJob job, ActQ8 x) {
-  const int n = job.first_block[1];
-  for (int b = static_cast<int>(blockIdx.x); b < n; b += static_cast<int>(gridDim.x))
-    matvec_block<F, 1, false, 0, true, 1>(job, 0, x, 1, b, b + static_cast<int>(gridDim.x) >= n);
 }
 
 // Warps per row: for wide rows, the whole block for rows of at least 128 items (so that each lane
@@ -289,7 +275,6 @@ std::atomic<int> g_q4k_pairs{3};   // set_matvec_q4k_pairs
 std::atomic<int> g_q6k_split{2};   // set_matvec_q6k_split
 std::atomic<int> g_o_warps{1};     // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
 std::atomic<int> g_item_warps{2};  // set_matvec_item_warps
-std::atomic<int> g_row_loop{0};    // set_matvec_row_loop
 
 // At most the warps that a one-token row of the 32-value formats gives items to at n items per
 // lane (set_matvec_item_warps; 0: no cap). warps_per_row asks 4 warps per row of matrices of few
@@ -500,14 +485,6 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   job.n = n;
   job.prefetch_blocks = g_prefetch_blocks.load(std::memory_order_relaxed);
   const dim3 grid(static_cast<unsigned>(blocks)), block(kWarps * 32);
-  if constexpr (kWideRows<F, NT> && !GLU && !kMixed<F, F1, F2>) {
-    const int per_sm = g_row_loop.load(std::memory_order_relaxed);
-    const int64_t loop_grid = int64_t{per_sm} * device_sm_count();
-    if (per_sm > 0 && n == 1 && job.wpr == 1 && shared && blocks > 4 * loop_grid) {
-      launch(matvec_quant_rows_loop<F>, dim3(static_cast<unsigned>(loop_grid)), block, 0, s, job, x);
-      return;
-    }
-  }
   launch(kernel, grid, block, 0, s, job, x, T);
 }
 
@@ -601,8 +578,6 @@ void set_matvec_q6k_split(int mode) { g_q6k_split.store(mode >= 0 && mode <= 2 ?
 int matvec_q6k_split() { return g_q6k_split.load(std::memory_order_relaxed); }
 int matvec_q4k_pairs() { return g_q4k_pairs.load(std::memory_order_relaxed); }
 int matvec_o_warps() { return g_o_warps.load(std::memory_order_relaxed); }
-void set_matvec_row_loop(int blocks_per_sm) { g_row_loop.store(std::max(blocks_per_sm, 0), std::memory_order_relaxed); }
-int matvec_row_loop() { return g_row_loop.load(std::memory_order_relaxed); }
 void set_matvec_item_warps(int n) { g_item_warps.store(std::max(n, 0), std::memory_order_relaxed); }
 int matvec_item_warps() { return g_item_warps.load(std::memory_order_relaxed); }
 void set_matvec_q6k_layout(int layout) { g_q6k_layout.store(layout >= 0 && layout <= 2 ? layout : 0); }

@@ -154,6 +154,14 @@ class MatvecSwitches {
     (void)n;
 #endif
   }
+  // 4 rows per warp for single weights of short rows with at least `min_rows` rows (0: off).
+  void quad_rows(int64_t min_rows) {
+#ifdef UNICORN_HAVE_CUDA
+    set(cuda::matvec_quad_rows(), min_rows, [](int64_t v) { cuda::set_matvec_quad_rows(v); });
+#else
+    (void)min_rows;
+#endif
+  }
 
  private:
   // Sets a switch to `on` now and back to `was` when the scope ends.
@@ -931,6 +939,31 @@ TEST_F(CudaOps, ShortRowsGiveTheSameResultsUnderEveryWarpCap) {
         }
       }
     }
+}
+
+TEST_F(CudaOps, ShortRowsGiveTheSameResultsFourRowsPerWarp) {
+  // One token of Q4_0 and Q8_0 weights with rows of 20 and 32 items (the 270M's output head and
+  // its o projection), row counts that leave 1, 2 or 3 rows of the last group past the end, 4 rows
+  // per warp against row pairs, and against the CPU.
+  Rng rng(34);
+  for (const GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0})
+    for (const int64_t in : {int64_t{640}, int64_t{1024}})
+      for (const int64_t rows : {int64_t{20001}, int64_t{642}, int64_t{641}}) {
+        const HostWeight w = random_weight(type, rows, in, rng);
+        gpu->load_weight(w.t);
+        const std::vector<float> x = random_floats(static_cast<size_t>(in), rng);
+        auto run = [&](Backend& b, int64_t min_rows) {
+          MatvecSwitches switches;
+          switches.quad_rows(min_rows);
+          Act xa = upload(b, x, 1, in), y = b.alloc(1, rows);
+          b.matmul(w.t, xa, y);
+          return to_host(b, y);
+        };
+        const auto pairs = run(*gpu, 0), quads = run(*gpu, 1), cpu_out = run(*cpu, 0);
+        const std::string what = fmt::format("{} {} x {}", type_name(type), rows, in);
+        EXPECT_LE(nmse(quads, pairs), 1e-12) << what;
+        EXPECT_LE(nmse(quads, cpu_out), 5e-4) << what;
+      }
 }
 
 TEST_F(CudaOps, MixedKQuantQkvSharesOneLaunchAtModelRowCounts) {

@@ -110,9 +110,10 @@ constexpr int unroll() {
 // one weight (gate; up rides along), so its blocks skip the selection of the block's weight.
 // (The same for o, down and the head, i.e. every one-weight job, measured slower on the H200:
 // NOTES.md session 17.)
-template <class F, int NT, bool GLU, int UO = 0, bool SA = false, int WPR = 0>
+// RO > 0 overrides the rows per group (matvec_quant_quad's 4).
+template <class F, int NT, bool GLU, int UO = 0, bool SA = false, int WPR = 0, int RO = 0>
 __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 x, int T) {
-  constexpr int R = rows_per_group<F, NT, GLU, SA>();
+  constexpr int R = RO > 0 ? RO : rows_per_group<F, NT, GLU, SA>();
   constexpr int P = GLU ? 2 : R;  // weight rows read per group
   __shared__ float partial[kWarps][P][NT];
   // Weights do not depend on the previous kernel: formats with a Raw load issue their first pass
@@ -251,6 +252,15 @@ __global__ void __launch_bounds__(kWarps * 32, MINB)
   }
 }
 
+// One weight of a 32-value format at one token whose rows have at most 32 items (the 270M's
+// output head: 262,144 rows of 20), one warp per 4 rows that share each activation load, each lane
+// its one item of each row in one pass: a warp has twice a row pair's bytes in flight
+// (set_matvec_quad_rows).
+template <class F>
+__global__ void __launch_bounds__(kWarps * 32) matvec_quant_quad(const __grid_constant__ MatvecJob job, ActQ8 x) {
+  matvec_block<F, 1, false, 1, true, 1, 4>(job, 0, x, 1);
+}
+
 // Warps per row: for wide rows, the whole block for rows of at least 128 items (so that each lane
 // has one or two), fewer for short rows; always at least what warps_per_row asks, so that
 // matrices of few rows still fill the machine.
@@ -270,11 +280,12 @@ std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{fal
 std::atomic<int> g_wide_warps{2};
 // MatvecJob.prefetch_blocks (set_matvec_prefetch_blocks clamps it to int).
 std::atomic<int> g_prefetch_blocks{std::numeric_limits<int>::max()};
-std::atomic<int> g_q6k_layout{1};  // set_matvec_q6k_layout
-std::atomic<int> g_q4k_pairs{3};   // set_matvec_q4k_pairs
-std::atomic<int> g_q6k_split{2};   // set_matvec_q6k_split
-std::atomic<int> g_o_warps{1};     // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
-std::atomic<int> g_item_warps{2};  // set_matvec_item_warps
+std::atomic<int> g_q6k_layout{1};     // set_matvec_q6k_layout
+std::atomic<int> g_q4k_pairs{3};      // set_matvec_q4k_pairs
+std::atomic<int> g_q6k_split{2};      // set_matvec_q6k_split
+std::atomic<int> g_o_warps{1};        // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
+std::atomic<int> g_item_warps{2};     // set_matvec_item_warps
+std::atomic<int64_t> g_quad_rows{0};  // set_matvec_quad_rows
 
 // At most the warps that a one-token row of the 32-value formats gives items to at n items per
 // lane (set_matvec_item_warps; 0: no cap). warps_per_row asks 4 warps per row of matrices of few
@@ -484,8 +495,17 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   for (int i = n; i < 4; ++i) job.first_block[i] = static_cast<int>(blocks);
   job.n = n;
   job.prefetch_blocks = g_prefetch_blocks.load(std::memory_order_relaxed);
-  const dim3 grid(static_cast<unsigned>(blocks)), block(kWarps * 32);
-  launch(kernel, grid, block, 0, s, job, x, T);
+  const dim3 block(kWarps * 32);
+  if constexpr (kWideRows<F, NT> && !GLU && !kMixed<F, F1, F2>) {
+    const int64_t quad = g_quad_rows.load(std::memory_order_relaxed);
+    if (quad > 0 && n == 1 && job.wpr == 1 && shared && items <= 32 && job.w[0].rows >= quad) {
+      const int64_t quad_blocks = (job.w[0].rows + kWarps * 4 - 1) / (kWarps * 4);
+      job.first_block[1] = job.first_block[2] = job.first_block[3] = static_cast<int>(quad_blocks);
+      launch(matvec_quant_quad<F>, dim3(static_cast<unsigned>(quad_blocks)), block, 0, s, job, x);
+      return;
+    }
+  }
+  launch(kernel, dim3(static_cast<unsigned>(blocks)), block, 0, s, job, x, T);
 }
 
 template <class F, bool GLU, class F1 = F, class F2 = F>
@@ -578,6 +598,8 @@ void set_matvec_q6k_split(int mode) { g_q6k_split.store(mode >= 0 && mode <= 2 ?
 int matvec_q6k_split() { return g_q6k_split.load(std::memory_order_relaxed); }
 int matvec_q4k_pairs() { return g_q4k_pairs.load(std::memory_order_relaxed); }
 int matvec_o_warps() { return g_o_warps.load(std::memory_order_relaxed); }
+void set_matvec_quad_rows(int64_t min_rows) { g_quad_rows.store(std::max<int64_t>(min_rows, 0)); }
+int64_t matvec_quad_rows() { return g_quad_rows.load(std::memory_order_relaxed); }
 void set_matvec_item_warps(int n) { g_item_warps.store(std::max(n, 0), std::memory_order_relaxed); }
 int matvec_item_warps() { return g_item_warps.load(std::memory_order_relaxed); }
 void set_matvec_q6k_layout(int layout) { g_q6k_layout.store(layout >= 0 && layout <= 2 ? layout : 0); }

@@ -944,12 +944,14 @@ TEST_F(CudaOps, ShortRowsGiveTheSameResultsUnderEveryWarpCap) {
 TEST_F(CudaOps, ShortRowsGiveTheSameResultsFourRowsPerWarp) {
   // One token of Q4_0 and Q8_0 weights with rows of 20 and 32 items (the 270M's output head and
   // its o projection), row counts that leave 1, 2 or 3 rows of the last group past the end, 4 rows
-  // per warp against row pairs, and against the CPU.
+  // per warp (at any row count) against row pairs, and against the CPU.
   Rng rng(34);
+  std::vector<std::unique_ptr<HostWeight>> all;  // alive: no host address comes back for another weight
   for (const GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0})
     for (const int64_t in : {int64_t{640}, int64_t{1024}})
       for (const int64_t rows : {int64_t{20001}, int64_t{642}, int64_t{641}}) {
-        const HostWeight w = random_weight(type, rows, in, rng);
+        all.push_back(std::make_unique<HostWeight>(random_weight(type, rows, in, rng)));
+        const HostWeight& w = *all.back();
         gpu->load_weight(w.t);
         const std::vector<float> x = random_floats(static_cast<size_t>(in), rng);
         auto run = [&](Backend& b, int64_t min_rows) {

@@ -60,8 +60,8 @@ int matvec_o_warps();
 void set_matvec_item_warps(int n);
 int matvec_item_warps();
 // One weight of Q4_0 / Q8_0 at one token with rows of at most 32 items and at least min_rows rows
-// (min_rows > 0; the 270M's output head has 262,144 of 20 items): 4 rows per warp instead of a
-// row pair, so each warp has more bytes in flight; 0 off (UNICORN_CUDA_QUAD_ROWS).
+// (min_rows > 0, 65,536 by default: the 270M's output head, 262,144 rows of 20 items): 4 rows per
+// warp instead of a row pair, so each warp has more bytes in flight; 0 off (UNICORN_CUDA_QUAD_ROWS).
 void set_matvec_quad_rows(int64_t min_rows);
 int64_t matvec_quad_rows();
 // One token of K-quant weights as row pairs that share each activation load: 3 (default) every

@@ -255,7 +255,10 @@ __global__ void __launch_bounds__(kWarps * 32, MINB)
 // One weight of a 32-value format at one token whose rows have at most 32 items (the 270M's
 // output head: 262,144 rows of 20), one warp per 4 rows that share each activation load, each lane
 // its one item of each row in one pass: a warp has twice a row pair's bytes in flight
-// (set_matvec_quad_rows).
+// (set_matvec_quad_rows). A row pair of 20 Q8_0 items is 1.4 KB per warp, ~33 KB per SM at 24
+// warps, below what the H200's bandwidth-latency product asks (~50 KB per SM): the 270M head ran
+// at ~3.1 TB/s (NOTES.md session 24: tg64 +3 % for the head alone; the 270M's o, 640 rows of 32
+// items, in quads too was mixed).
 template <class F>
 __global__ void __launch_bounds__(kWarps * 32) matvec_quant_quad(const __grid_constant__ MatvecJob job, ActQ8 x) {
   matvec_block<F, 1, false, 1, true, 1, 4>(job, 0, x, 1);
@@ -280,12 +283,12 @@ std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{fal
 std::atomic<int> g_wide_warps{2};
 // MatvecJob.prefetch_blocks (set_matvec_prefetch_blocks clamps it to int).
 std::atomic<int> g_prefetch_blocks{std::numeric_limits<int>::max()};
-std::atomic<int> g_q6k_layout{1};     // set_matvec_q6k_layout
-std::atomic<int> g_q4k_pairs{3};      // set_matvec_q4k_pairs
-std::atomic<int> g_q6k_split{2};      // set_matvec_q6k_split
-std::atomic<int> g_o_warps{1};        // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
-std::atomic<int> g_item_warps{2};     // set_matvec_item_warps
-std::atomic<int64_t> g_quad_rows{0};  // set_matvec_quad_rows
+std::atomic<int> g_q6k_layout{1};         // set_matvec_q6k_layout
+std::atomic<int> g_q4k_pairs{3};          // set_matvec_q4k_pairs
+std::atomic<int> g_q6k_split{2};          // set_matvec_q6k_split
+std::atomic<int> g_o_warps{1};            // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
+std::atomic<int> g_item_warps{2};         // set_matvec_item_warps
+std::atomic<int64_t> g_quad_rows{65536};  // set_matvec_quad_rows
 
 // At most the warps that a one-token row of the 32-value formats gives items to at n items per
 // lane (set_matvec_item_warps; 0: no cap). warps_per_row asks 4 warps per row of matrices of few

@@ -154,6 +154,14 @@ class MatvecSwitches {
     (void)n;
 #endif
   }
+  // The same cap for the K-quants.
+  void item_warps_kquant(int n) {
+#ifdef UNICORN_HAVE_CUDA
+    set(cuda::matvec_item_warps_kquant(), n, [](int v) { cuda::set_matvec_item_warps_kquant(v); });
+#else
+    (void)n;
+#endif
+  }
   // 4 rows per warp for single weights of short rows with at least `min_rows` rows (0: off).
   void quad_rows(int64_t min_rows) {
 #ifdef UNICORN_HAVE_CUDA
@@ -904,10 +912,13 @@ TEST_F(CudaOps, ShortRowsGiveTheSameResultsUnderEveryWarpCap) {
   // 36, 4B 2560: 80) in matrices of few rows, for which warps_per_row asks 4 warps per row: a
   // matvec, a q/k/v launch and a GeGLU pair with the cap on warps per row off (0) and at 1, 2
   // (the default) and 3 items per lane, each against the others and the CPU.
+  // The K-quants (Q4_K, Q5_K, Q6_K, 4B's width: 40 items of 64) under their own cap the same way.
   Rng rng(33);
   std::vector<std::unique_ptr<HostWeight>> all;  // alive: no host address comes back for another weight
-  for (const GgmlType type : {GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0})
+  for (const GgmlType type :
+       {GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K})
     for (const int64_t in : {int64_t{640}, int64_t{1152}, int64_t{2560}}) {
+      if (traits(type).block_size == 256 && in % 256 != 0) continue;
       std::vector<HostWeight*> keep;
       for (const int64_t rows :
            {int64_t{641}, int64_t{1024}, int64_t{255}, int64_t{255}, int64_t{2048}, int64_t{2048}}) {
@@ -919,6 +930,7 @@ TEST_F(CudaOps, ShortRowsGiveTheSameResultsUnderEveryWarpCap) {
       auto run = [&](Backend& b, int n) {
         MatvecSwitches switches;
         switches.item_warps(n);
+        switches.item_warps_kquant(n);
         Act xa = upload(b, x, 1, in), y = b.alloc(1, 641), q = b.alloc(1, 1024), k = b.alloc(1, 255),
             v = b.alloc(1, 255), gate = b.alloc(1, 2048), up = b.alloc(1, 2048);
         b.matmul(keep[0]->t, xa, y);

@@ -59,6 +59,11 @@ int matvec_o_warps();
 // (UNICORN_CUDA_ITEM_WARPS).
 void set_matvec_item_warps(int n);
 int matvec_item_warps();
+// The same cap for one token of the K-quants (64-value items; UNICORN_CUDA_ITEM_WARPS_K, 0 by
+// default: no cap), applied before their own layouts (a Q4_K / Q6_K row of 256+ items still
+// takes the whole block).
+void set_matvec_item_warps_kquant(int n);
+int matvec_item_warps_kquant();
 // One weight of Q4_0 / Q8_0 at one token with rows of at most 32 items and at least min_rows rows
 // (min_rows > 0, 65,536 by default: the 270M's output head, 262,144 rows of 20 items): 4 rows per
 // warp instead of a row pair, so each warp has more bytes in flight; 0 off (UNICORN_CUDA_QUAD_ROWS).

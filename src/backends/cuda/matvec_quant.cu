@@ -288,6 +288,7 @@ std::atomic<int> g_q4k_pairs{3};          // set_matvec_q4k_pairs
 std::atomic<int> g_q6k_split{2};          // set_matvec_q6k_split
 std::atomic<int> g_o_warps{1};            // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
 std::atomic<int> g_item_warps{2};         // set_matvec_item_warps
+std::atomic<int> g_item_warps_k{0};       // set_matvec_item_warps_kquant
 std::atomic<int64_t> g_quad_rows{65536};  // set_matvec_quad_rows
 
 // At most the warps that a one-token row of the 32-value formats gives items to at n items per
@@ -467,6 +468,8 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   job.wpr = group_warps(rows / R, items, kWideRows<F, NT>, wide_warps, o_warps);
   if constexpr (NT == 1 && F::kItem == 32)
     job.wpr = item_warps_cap(job.wpr, items, g_item_warps.load(std::memory_order_relaxed));
+  else if constexpr (NT == 1)
+    job.wpr = item_warps_cap(job.wpr, items, g_item_warps_k.load(std::memory_order_relaxed));
   // One token of a format with a separate load and 2 rows per group (a GeGLU pair, a pair of rows
   // of the 32-value formats, or Q4_K's row pairs when q4k_pairs asks): the rows share each
   // activation load, or (shared_act off) load it once per row (no Q4_K pairs then).
@@ -605,6 +608,8 @@ void set_matvec_quad_rows(int64_t min_rows) { g_quad_rows.store(std::max<int64_t
 int64_t matvec_quad_rows() { return g_quad_rows.load(std::memory_order_relaxed); }
 void set_matvec_item_warps(int n) { g_item_warps.store(std::max(n, 0), std::memory_order_relaxed); }
 int matvec_item_warps() { return g_item_warps.load(std::memory_order_relaxed); }
+void set_matvec_item_warps_kquant(int n) { g_item_warps_k.store(std::max(n, 0), std::memory_order_relaxed); }
+int matvec_item_warps_kquant() { return g_item_warps_k.load(std::memory_order_relaxed); }
 void set_matvec_q6k_layout(int layout) { g_q6k_layout.store(layout >= 0 && layout <= 2 ? layout : 0); }
 int matvec_q6k_layout() { return g_q6k_layout.load(std::memory_order_relaxed); }
 void set_matvec_prefetch_blocks(int64_t blocks) {

@@ -146,18 +146,10 @@ class MatvecSwitches {
     (void)warps;
 #endif
   }
-  // The cap on warps per one-token row of the 32-value formats: n items per lane (0: no cap).
+  // The cap on warps per one-token row: n items per lane (0: no cap).
   void item_warps(int n) {
 #ifdef UNICORN_HAVE_CUDA
     set(cuda::matvec_item_warps(), n, [](int v) { cuda::set_matvec_item_warps(v); });
-#else
-    (void)n;
-#endif
-  }
-  // The same cap for the K-quants.
-  void item_warps_kquant(int n) {
-#ifdef UNICORN_HAVE_CUDA
-    set(cuda::matvec_item_warps_kquant(), n, [](int v) { cuda::set_matvec_item_warps_kquant(v); });
 #else
     (void)n;
 #endif
@@ -912,7 +904,7 @@ TEST_F(CudaOps, ShortRowsGiveTheSameResultsUnderEveryWarpCap) {
   // 36, 4B 2560: 80) in matrices of few rows, for which warps_per_row asks 4 warps per row: a
   // matvec, a q/k/v launch and a GeGLU pair with the cap on warps per row off (0) and at 1, 2
   // (the default) and 3 items per lane, each against the others and the CPU.
-  // The K-quants (Q4_K, Q5_K, Q6_K, 4B's width: 40 items of 64) under their own cap the same way.
+  // The K-quants (Q4_K, Q5_K, Q6_K) at 4B's width (40 items of 64) the same way.
   Rng rng(33);
   std::vector<std::unique_ptr<HostWeight>> all;  // alive: no host address comes back for another weight
   for (const GgmlType type :
@@ -930,7 +922,6 @@ TEST_F(CudaOps, ShortRowsGiveTheSameResultsUnderEveryWarpCap) {
       auto run = [&](Backend& b, int n) {
         MatvecSwitches switches;
         switches.item_warps(n);
-        switches.item_warps_kquant(n);
         Act xa = upload(b, x, 1, in), y = b.alloc(1, 641), q = b.alloc(1, 1024), k = b.alloc(1, 255),
             v = b.alloc(1, 255), gate = b.alloc(1, 2048), up = b.alloc(1, 2048);
         b.matmul(keep[0]->t, xa, y);

@@ -53,17 +53,13 @@ int matvec_q6k_layout();
 // default, 2 or 4 as measurement settings, 0 the general rule (group_warps) (UNICORN_CUDA_O_WARPS).
 void set_matvec_o_warps(int warps);
 int matvec_o_warps();
-// One token of the 32-value formats (Q4_0, Q5_0, Q8_0): at most the warps per row that give each
-// lane n items or fewer (n > 0, 2 by default; a cap on warps_per_row's pick for matrices of few
-// rows, whose extra warps have no items when rows are short: 270M's 20), 0 no cap
-// (UNICORN_CUDA_ITEM_WARPS).
+// One token of any quantized format: at most the warps per row that give each lane n items or
+// fewer (n > 0, 2 by default; a cap on warps_per_row's pick for matrices of few rows, whose extra
+// warps have no items when rows are short: 270M's 20 Q4_0 items, 4B's 40 Q4_K items), 0 no cap
+// (UNICORN_CUDA_ITEM_WARPS). The K-quant layouts' own warps per row (a Q4_K / Q6_K row of 256+
+// items over the whole block) apply after it.
 void set_matvec_item_warps(int n);
 int matvec_item_warps();
-// The same cap for one token of the K-quants (64-value items; UNICORN_CUDA_ITEM_WARPS_K, 0 by
-// default: no cap), applied before their own layouts (a Q4_K / Q6_K row of 256+ items still
-// takes the whole block).
-void set_matvec_item_warps_kquant(int n);
-int matvec_item_warps_kquant();
 // One weight of Q4_0 / Q8_0 at one token with rows of at most 32 items and at least min_rows rows
 // (min_rows > 0, 65,536 by default: the 270M's output head, 262,144 rows of 20 items): 4 rows per
 // warp instead of a row pair, so each warp has more bytes in flight; 0 off (UNICORN_CUDA_QUAD_ROWS).

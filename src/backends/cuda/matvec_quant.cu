@@ -288,14 +288,14 @@ std::atomic<int> g_q4k_pairs{3};          // set_matvec_q4k_pairs
 std::atomic<int> g_q6k_split{2};          // set_matvec_q6k_split
 std::atomic<int> g_o_warps{1};            // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
 std::atomic<int> g_item_warps{2};         // set_matvec_item_warps
-std::atomic<int> g_item_warps_k{0};       // set_matvec_item_warps_kquant
 std::atomic<int64_t> g_quad_rows{65536};  // set_matvec_quad_rows
 
-// At most the warps that a one-token row of the 32-value formats gives items to at n items per
-// lane (set_matvec_item_warps; 0: no cap). warps_per_row asks 4 warps per row of matrices of few
-// rows, but the warps past a short row's items have nothing to load and only add a reduction
-// (NOTES.md session 24, H200 tg64: 270M +13 %, 1B +3.5 %, 4B +4.6 % at n = 2; 12B and 27B have no
-// such rows).
+// At most the warps that a one-token row gives items to at n items per lane (set_matvec_item_warps;
+// 0: no cap). warps_per_row asks 4 warps per row of matrices of few rows, but the warps past a
+// short row's items have nothing to load and only add a reduction (NOTES.md session 24, H200
+// tg64 at n = 2: Q4_0 270M +13 %, 1B +3.5 %, 4B +4.6 %; 4B q4_mix +6.5 %, q4_k_m +5.6 %; 12B and
+// 27B Q4_0 have no such rows, 27B q4_mix even). The K-quants' own layouts come after it (a Q4_K /
+// Q6_K row of 256+ items still takes the whole block).
 inline int item_warps_cap(int wpr, int64_t items, int n) {
   if (n <= 0) return wpr;
   int cap = 1;
@@ -466,10 +466,7 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   const int wide_warps = kWideQ4_0<F, F1, F2, NT> ? g_wide_warps.load(std::memory_order_relaxed) : kWarps;
   const int o_warps = kWideQ4_0<F, F1, F2, NT> && !GLU ? g_o_warps.load(std::memory_order_relaxed) : 0;
   job.wpr = group_warps(rows / R, items, kWideRows<F, NT>, wide_warps, o_warps);
-  if constexpr (NT == 1 && F::kItem == 32)
-    job.wpr = item_warps_cap(job.wpr, items, g_item_warps.load(std::memory_order_relaxed));
-  else if constexpr (NT == 1)
-    job.wpr = item_warps_cap(job.wpr, items, g_item_warps_k.load(std::memory_order_relaxed));
+  if constexpr (NT == 1) job.wpr = item_warps_cap(job.wpr, items, g_item_warps.load(std::memory_order_relaxed));
   // One token of a format with a separate load and 2 rows per group (a GeGLU pair, a pair of rows
   // of the 32-value formats, or Q4_K's row pairs when q4k_pairs asks): the rows share each
   // activation load, or (shared_act off) load it once per row (no Q4_K pairs then).
@@ -608,8 +605,6 @@ void set_matvec_quad_rows(int64_t min_rows) { g_quad_rows.store(std::max<int64_t
 int64_t matvec_quad_rows() { return g_quad_rows.load(std::memory_order_relaxed); }
 void set_matvec_item_warps(int n) { g_item_warps.store(std::max(n, 0), std::memory_order_relaxed); }
 int matvec_item_warps() { return g_item_warps.load(std::memory_order_relaxed); }
-void set_matvec_item_warps_kquant(int n) { g_item_warps_k.store(std::max(n, 0), std::memory_order_relaxed); }
-int matvec_item_warps_kquant() { return g_item_warps_k.load(std::memory_order_relaxed); }
 void set_matvec_q6k_layout(int layout) { g_q6k_layout.store(layout >= 0 && layout <= 2 ? layout : 0); }
 int matvec_q6k_layout() { return g_q6k_layout.load(std::memory_order_relaxed); }
 void set_matvec_prefetch_blocks(int64_t blocks) {

@@ -851,6 +851,19 @@ TEST_F(CudaOps, Q6_KSplitRowsAndRowPairsGiveTheSameResultsAsTheGeneralLayout) {
   }
 }
 
+// One token x through w[0] alone, w[1..3] as q, k, v in one launch and w[4..5] as a GeGLU pair:
+// the five outputs (y, q, k, v, the GeGLU's).
+std::vector<std::vector<float>> matvec_trio(Backend& b, std::span<HostWeight* const> w, const std::vector<float>& x) {
+  auto out = [&](size_t i) { return b.alloc(1, w[i]->t.rows); };
+  Act xa = upload(b, x, 1, w[0]->t.cols), y = out(0), q = out(1), k = out(2), v = out(3), gate = out(4), up = out(5);
+  b.matmul(w[0]->t, xa, y);
+  const WeightTensor* ws[] = {&w[1]->t, &w[2]->t, &w[3]->t};
+  Act* ys[] = {&q, &k, &v};
+  b.matmul_many(ws, xa, ys);
+  b.matmul_geglu(w[4]->t, w[5]->t, xa, gate, up);
+  return {to_host(b, y), to_host(b, q), to_host(b, k), to_host(b, v), to_host(b, gate)};
+}
+
 TEST_F(CudaOps, Q4_0RowsGiveTheSameResultsOverTwoOrFourWarps) {
   // One token of Q4_0 rows 27B-wide (168 items: three per lane in one pass over 2 warps, the
   // default) and 4096-wide (128) against 4 warps per row with two items per lane and pass, for a
@@ -880,15 +893,7 @@ TEST_F(CudaOps, Q4_0RowsGiveTheSameResultsOverTwoOrFourWarps) {
       MatvecSwitches switches;
       switches.wide_warps(warps);
       switches.o_warps(o_warps);
-      Act xa = upload(b, x, 1, in), y = b.alloc(1, r), q = b.alloc(1, r + 3), k = b.alloc(1, half),
-          v = b.alloc(1, half), gate = b.alloc(1, r), up = b.alloc(1, r);
-      b.matmul(keep[0]->t, xa, y);
-      const WeightTensor* ws[] = {&keep[1]->t, &keep[2]->t, &keep[3]->t};
-      Act* ys[] = {&q, &k, &v};
-      b.matmul_many(ws, xa, ys);
-      b.matmul_geglu(keep[4]->t, keep[5]->t, xa, gate, up);
-      return std::vector<std::vector<float>>{to_host(b, y), to_host(b, q), to_host(b, k), to_host(b, v),
-                                             to_host(b, gate)};
+      return matvec_trio(b, keep, x);
     };
     const auto two = run(*gpu, 2), four = run(*gpu, 4), one = run(*gpu, 2, 1), cpu_out = run(*cpu, 4);
     for (size_t j = 0; j < two.size(); ++j) {
@@ -922,15 +927,7 @@ TEST_F(CudaOps, ShortRowsGiveTheSameResultsUnderEveryWarpCap) {
       auto run = [&](Backend& b, int n) {
         MatvecSwitches switches;
         switches.item_warps(n);
-        Act xa = upload(b, x, 1, in), y = b.alloc(1, 641), q = b.alloc(1, 1024), k = b.alloc(1, 255),
-            v = b.alloc(1, 255), gate = b.alloc(1, 2048), up = b.alloc(1, 2048);
-        b.matmul(keep[0]->t, xa, y);
-        const WeightTensor* ws[] = {&keep[1]->t, &keep[2]->t, &keep[3]->t};
-        Act* ys[] = {&q, &k, &v};
-        b.matmul_many(ws, xa, ys);
-        b.matmul_geglu(keep[4]->t, keep[5]->t, xa, gate, up);
-        return std::vector<std::vector<float>>{to_host(b, y), to_host(b, q), to_host(b, k), to_host(b, v),
-                                               to_host(b, gate)};
+        return matvec_trio(b, keep, x);
       };
       const auto uncapped = run(*gpu, 0), cpu_out = run(*cpu, 0);
       for (const int n : {1, 2, 3}) {

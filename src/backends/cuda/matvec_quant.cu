@@ -110,7 +110,7 @@ constexpr int unroll() {
 // one weight (gate; up rides along), so its blocks skip the selection of the block's weight.
 // (The same for o, down and the head, i.e. every one-weight job, measured slower on the H200:
 // NOTES.md session 17.)
-// RO > 0 overrides the rows per group (matvec_quant_quad's 4).
+// RO > 0 overrides the rows per group (launch_nt's 4 rows per warp).
 template <class F, int NT, bool GLU, int UO = 0, bool SA = false, int WPR = 0, int RO = 0>
 __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 x, int T) {
   constexpr int R = RO > 0 ? RO : rows_per_group<F, NT, GLU, SA>();
@@ -233,11 +233,15 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
 
 // F0, F1, F2: the formats of job.w[0..2] (all F0 but for the mixed K-quant job). UO > 0: loads
 // per lane and pass of every weight whose format has a separate load. MINB > 0: blocks per SM the
-// register allocation must allow (__launch_bounds__), 0 leaves it to the compiler.
-template <class F0, class F1, class F2, int NT, bool GLU, int UO = 0, int MINB = 0, bool SA = false, int WPR = 0>
+// register allocation must allow (__launch_bounds__), 0 leaves it to the compiler. RO > 0: rows
+// per group, for one weight at one token (launch_nt's 4 rows per warp).
+template <class F0, class F1, class F2, int NT, bool GLU, int UO = 0, int MINB = 0, bool SA = false, int WPR = 0,
+          int RO = 0>
 __global__ void __launch_bounds__(kWarps * 32, MINB)
     matvec_quant(const __grid_constant__ MatvecJob job, ActQ8 x, int T) {
-  if constexpr (GLU) {
+  if constexpr (RO > 0) {  // one weight at one token (launch_nt's 4 rows per warp)
+    matvec_block<F0, 1, false, UO, SA, WPR, RO>(job, 0, x, 1);
+  } else if constexpr (GLU) {
     matvec_block<F0, NT, GLU, UO, SA, WPR>(job, 0, x, T);
   } else if constexpr (std::is_same_v<F0, F1> && std::is_same_v<F0, F2>) {
     matvec_block<F0, NT, GLU, UO, SA, WPR>(job, weight_of_block(job, static_cast<int>(blockIdx.x)), x, T);
@@ -250,18 +254,6 @@ __global__ void __launch_bounds__(kWarps * 32, MINB)
     else
       matvec_block<F2, NT, GLU, UO, SA, WPR>(job, 2, x, T);
   }
-}
-
-// One weight of a 32-value format at one token whose rows have at most 32 items (the 270M's
-// output head: 262,144 rows of 20), one warp per 4 rows that share each activation load, each lane
-// its one item of each row in one pass: a warp has twice a row pair's bytes in flight
-// (set_matvec_quad_rows). A row pair of 20 Q8_0 items is 1.4 KB per warp, ~33 KB per SM at 24
-// warps, below what the H200's bandwidth-latency product asks (~50 KB per SM): the 270M head ran
-// at ~3.1 TB/s (NOTES.md session 24: tg64 +3 % for the head alone; the 270M's o, 640 rows of 32
-// items, in quads too was mixed).
-template <class F>
-__global__ void __launch_bounds__(kWarps * 32) matvec_quant_quad(const __grid_constant__ MatvecJob job, ActQ8 x) {
-  matvec_block<F, 1, false, 1, true, 1, 4>(job, 0, x, 1);
 }
 
 // Warps per row: for wide rows, the whole block for rows of at least 128 items (so that each lane
@@ -488,7 +480,22 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
              (GLU || R > 1 || q4k_pairs<F, NT, GLU, F1, F2>(items, split, q6k_split));
     if (shared) kernel = pick_for_wpr<F, NT, GLU, F1, F2, true>(job, items, one, split, q6k_split);
   }
-  const int64_t rows_per_block = kWarps / job.wpr * (shared ? rows_per_group<F, NT, GLU, true>() : R);
+  int64_t group_rows = shared ? rows_per_group<F, NT, GLU, true>() : R;
+  // One weight of a 32-value format at one token with many rows of at most 32 items (the 270M's
+  // output head: 262,144 rows of 20): one warp per 4 rows that share each activation load, each
+  // lane its one item of each row in one pass, so a warp has twice a row pair's bytes in flight
+  // (set_matvec_quad_rows). A row pair of 20 Q8_0 items is 1.4 KB per warp, ~33 KB per SM at 24
+  // warps, below what the H200's bandwidth-latency product asks (~50 KB per SM): the 270M head ran
+  // at ~3.1 TB/s (NOTES.md session 24: tg64 +3 % for the head alone; the 270M's o, 640 rows of 32
+  // items, in quads too was mixed).
+  if constexpr (kWideRows<F, NT> && !GLU && !kMixed<F, F1, F2>) {
+    const int64_t quad = g_quad_rows.load(std::memory_order_relaxed);
+    if (quad > 0 && job.n == 1 && job.wpr == 1 && shared && items <= 32 && job.w[0].rows >= quad) {
+      kernel = matvec_quant<F, F, F, 1, false, 1, 0, true, 1, 4>;
+      group_rows = 4;
+    }
+  }
+  const int64_t rows_per_block = kWarps / job.wpr * group_rows;
   int64_t blocks = 0;
   const int n = GLU ? 1 : job.n;
   for (int i = 0; i < n; ++i) {
@@ -498,17 +505,8 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   for (int i = n; i < 4; ++i) job.first_block[i] = static_cast<int>(blocks);
   job.n = n;
   job.prefetch_blocks = g_prefetch_blocks.load(std::memory_order_relaxed);
-  const dim3 block(kWarps * 32);
-  if constexpr (kWideRows<F, NT> && !GLU && !kMixed<F, F1, F2>) {
-    const int64_t quad = g_quad_rows.load(std::memory_order_relaxed);
-    if (quad > 0 && n == 1 && job.wpr == 1 && shared && items <= 32 && job.w[0].rows >= quad) {
-      const int64_t quad_blocks = (job.w[0].rows + kWarps * 4 - 1) / (kWarps * 4);
-      job.first_block[1] = job.first_block[2] = job.first_block[3] = static_cast<int>(quad_blocks);
-      launch(matvec_quant_quad<F>, dim3(static_cast<unsigned>(quad_blocks)), block, 0, s, job, x);
-      return;
-    }
-  }
-  launch(kernel, dim3(static_cast<unsigned>(blocks)), block, 0, s, job, x, T);
+  const dim3 grid(static_cast<unsigned>(blocks)), block(kWarps * 32);
+  launch(kernel, grid, block, 0, s, job, x, T);
 }
 
 template <class F, bool GLU, class F1 = F, class F2 = F>

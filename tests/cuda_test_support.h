@@ -1,6 +1,6 @@
-// Helpers of the CUDA tests (test_cuda_ops.cpp, test_cuda_matvec_layouts.cpp, test_cuda_attention.cpp): a seeded random
-// stream, random inputs, norm weights, NMSE, host/device copies and the fixture with a CUDA and a
-// reference CPU backend.
+// Helpers of the CUDA tests (test_cuda_ops.cpp, test_cuda_matvec_layouts.cpp,
+// test_cuda_attention.cpp): a seeded random stream, random inputs, norm weights, NMSE, host/device
+// copies and the fixture with a CUDA and a reference CPU backend.
 #pragma once
 #include <gtest/gtest.h>
 

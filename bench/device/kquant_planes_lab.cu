@@ -1,0 +1,356 @@
+// Standalone lab: Q4_K in sub-block planes against the engine's Q4_K layout and against Q4_0, on
+// 27B's one-token shapes (not part of the engine or its tests). Build and run on the GPU machine:
+//   nvcc -O3 -std=c++20 -arch=sm_90a -Isrc -o /tmp/kp bench/device/kquant_planes_lab.cu && /tmp/kp
+// Why (NOTES.md session 18): Q4_0 and Q4_K read the same bytes per value (0.5625), yet q4_mix's
+// Q4_K matvecs take 7-9 % longer than Q4_0's (ncu, H200: GeGLU 38.1 / 35.4 us, down 23.1 / 21.5,
+// o 8.4 / 7.7). The engine's Q4_K item is 64 values (a 16-byte header and two 16-byte quant loads
+// per lane); its 144-byte blocks keep the header among the quants.
+// The planes layout (P): the quant plane holds each 32-value sub-block's nibbles in 16 bytes in
+// Q4_0's order (value j in the low nibble of byte j, value j + 16 in its high nibble), the header
+// plane one 16-byte entry per super-block: word 0 the f16 pair (d, dmin), words 1-3 the eight
+// sub-blocks' 12-bit (scale | min << 6) fields, field s at bit 12 s. The same bytes as the file
+// (144 per 256 values). An item is one sub-block, as a Q4_0 block, so Q4_0's layouts apply.
+// Every variant runs the same generic kernel (one token; loads of a pass issued before its dots;
+// the rows of a group share each activation load; a GeGLU pair reads gate and up rows together).
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "backends/cuda/weight_formats.cuh"
+#include "lab_check.cuh"
+
+namespace {
+
+using unicorn::cuda::ActQ8;
+using unicorn::cuda::DeviceWeight;
+using unicorn::cuda::FormatQ4_0;
+using unicorn::cuda::FormatQ4_K;
+
+constexpr int kBlockBytes = 144;
+
+// Random Q4_K super-blocks in the engine's device layout (kquant_lab.cu's generator).
+__global__ void fill_blocks(uint8_t* p, size_t n_blocks, uint64_t seed) {
+  for (size_t b = blockIdx.x * size_t(blockDim.x) + threadIdx.x; b < n_blocks; b += size_t(gridDim.x) * blockDim.x) {
+    uint8_t* blk = p + b * kBlockBytes;
+    const uint32_t h = hash32(seed * 0x9E3779B97F4A7C15ULL + b);
+    const __half d = __float2half(0.0005f + (h % 1000) * 1e-6f), dmin = __float2half(0.0002f + (h % 777) * 1e-6f);
+    *reinterpret_cast<__half*>(blk) = d;
+    *reinterpret_cast<__half*>(blk + 2) = dmin;
+    for (int i = 4; i < kBlockBytes; i += 4)
+      *reinterpret_cast<uint32_t*>(blk + i) = hash32(seed * 31 + b * 64 + static_cast<uint64_t>(i));
+  }
+}
+
+// The engine's blocks into the planes layout (one thread per super-block).
+__global__ void to_planes(const uint8_t* in, uint8_t* q, uint4* hdr, size_t n_blocks) {
+  for (size_t b = blockIdx.x * size_t(blockDim.x) + threadIdx.x; b < n_blocks; b += size_t(gridDim.x) * blockDim.x) {
+    const uint8_t* blk = in + b * kBlockBytes;
+    uint32_t sc[3];
+    for (int i = 0; i < 3; ++i) sc[i] = *reinterpret_cast<const uint32_t*>(blk + 4 + 4 * i);
+    uint32_t f[3] = {0, 0, 0};
+    for (int s = 0; s < 8; ++s) {
+      float scale, min;
+      FormatQ4_K::scale_min(sc, s, scale, min);
+      const uint32_t v = static_cast<uint32_t>(scale) | (static_cast<uint32_t>(min) << 6);
+      const int bit = 12 * s;
+      f[bit / 32] |= v << (bit % 32);
+      if (bit % 32 > 20) f[bit / 32 + 1] |= v >> (32 - bit % 32);
+    }
+    hdr[b] = make_uint4(*reinterpret_cast<const uint32_t*>(blk), f[0], f[1], f[2]);
+    for (int s = 0; s < 8; ++s) {
+      uint8_t v[32];
+      for (int l = 0; l < 32; ++l) v[l] = (blk[16 + 32 * (s / 2) + l] >> (4 * (s % 2))) & 15;
+      for (int j = 0; j < 16; ++j) q[b * 128 + s * 16 + j] = static_cast<uint8_t>(v[j] | (v[j + 16] << 4));
+    }
+  }
+}
+
+// Q4_K in planes: DeviceWeight q = the quant plane (row stride q_row_bytes), qh = the header plane
+// (uint4 per super-block, plane element (r, sb) at r * blocks_per_row + sb).
+struct FormatQ4_KP {
+  static constexpr int kItem = 32;
+  struct Raw {
+    uint4 q, h;
+  };
+  static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t item) {
+    return {unicorn::cuda::ldw16(w.q + r * w.q_row_bytes + item * 16),
+            unicorn::cuda::ldw16(reinterpret_cast<const uint4*>(w.qh) + r * w.blocks_per_row + item / 8)};
+  }
+  template <int NT, int P>
+  static __device__ __forceinline__ void dot_rows(const Raw* raw, int64_t item, ActQ8 x, int64_t K, int T,
+                                                  float (*acc)[NT]) {
+    const int s = static_cast<int>(item % 8), bit = 12 * s, wi = bit / 32;
+    const unicorn::cuda::ActWords xa = unicorn::cuda::load_act32(x.q, item * 32);
+    const float2 ds = unicorn::cuda::load_ds(x.ds, item);
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      uint32_t q[8];
+      FormatQ4_0::unpack({raw[p].q, 0}, q);
+      const uint4 h = raw[p].h;
+      const uint32_t lo = wi == 0 ? h.y : (wi == 1 ? h.z : h.w);
+      const uint32_t hi = wi == 0 ? h.z : h.w;
+      const uint32_t f = __funnelshift_r(lo, hi, bit % 32);
+      const float sc = static_cast<float>(f & 63u), mn = static_cast<float>((f >> 6) & 63u);
+      const float d = unicorn::cuda::half_to_float(static_cast<uint16_t>(h.x & 0xFFFFu));
+      const float dmin = unicorn::cuda::half_to_float(static_cast<uint16_t>(h.x >> 16));
+      const int dot = unicorn::cuda::dot32(q, xa);
+      acc[p][0] += d * sc * (ds.x * static_cast<float>(dot)) - dmin * mn * ds.y;
+    }
+  }
+};
+
+// Reference: one thread per row from the engine's blocks, value by value, double accumulation.
+__global__ void ref_q4k(const uint8_t* q, int64_t rows, int nsb, const int8_t* xq, const float2* xds, float* y) {
+  const int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (r >= rows) return;
+  double acc = 0;
+  for (int sb = 0; sb < nsb; ++sb) {
+    const uint8_t* blk = q + (r * nsb + sb) * kBlockBytes;
+    const float d = __half2float(*reinterpret_cast<const __half*>(blk));
+    const float dmin = __half2float(*reinterpret_cast<const __half*>(blk + 2));
+    uint32_t sc[3];
+    for (int i = 0; i < 3; ++i) sc[i] = *reinterpret_cast<const uint32_t*>(blk + 4 + 4 * i);
+    for (int s = 0; s < 8; ++s) {
+      float scale, min;
+      FormatQ4_K::scale_min(sc, s, scale, min);
+      const int xb = sb * 8 + s;
+      long dot = 0, sum = 0;
+      for (int l = 0; l < 32; ++l) {
+        const uint8_t byte = blk[16 + 32 * (s / 2) + l];
+        const int v = s % 2 ? byte >> 4 : byte & 15;
+        dot += v * xq[xb * 32 + l];
+        sum += xq[xb * 32 + l];
+      }
+      acc += double(d) * scale * xds[xb].x * dot - double(dmin) * min * xds[xb].x * sum;
+    }
+  }
+  y[r] = static_cast<float>(acc);
+}
+__global__ void ref_q40(const uint8_t* q, const uint16_t* dp, int64_t rows, int nb, const int8_t* xq, const float2* xds,
+                        float* y) {
+  const int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (r >= rows) return;
+  double acc = 0;
+  for (int b = 0; b < nb; ++b) {
+    const float d = __half2float(__ushort_as_half(dp[r * nb + b]));
+    long dot = 0;
+    for (int l = 0; l < 32; ++l) {
+      const uint8_t byte = q[(r * nb + b) * 16 + l % 16];
+      dot += ((l < 16 ? byte & 15 : byte >> 4) - 8) * xq[b * 32 + l];
+    }
+    acc += double(d) * xds[b].x * dot;
+  }
+  y[r] = static_cast<float>(acc);
+}
+
+// One token: a group of WPR warps computes P rows (GLU: row r of w and of w2) over the whole
+// input; its lanes take consecutive items, U per lane and pass, all loaded before the dots.
+// Outputs: y[row] (GLU: gate dots at y[r], up dots at y[rows + r]).
+template <class F, int WPR, int U, int P, bool GLU, int MINB>
+__global__ void __launch_bounds__(128, MINB) kern(DeviceWeight w, DeviceWeight w2, ActQ8 x, float* y) {
+  constexpr int R = GLU ? 1 : P;
+  __shared__ float part[4][P];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, sub = warp % WPR;
+  const int rows = static_cast<int>(w.rows);
+  const int row = (blockIdx.x * (4 / WPR) + warp / WPR) * R;
+  const int items = static_cast<int>(w.cols / F::kItem);
+  float acc[P][1];
+#pragma unroll
+  for (int p = 0; p < P; ++p) acc[p][0] = 0.0f;
+  if (row < rows) {
+    constexpr int step = 32 * WPR;
+    for (int base = sub * 32 + lane; base < items; base += step * U) {
+      typename F::Raw raw[U][P];
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+        if (base + step * u < items)
+#pragma unroll
+          for (int p = 0; p < P; ++p)
+            raw[u][p] =
+                F::load(GLU && p == 1 ? w2 : w, GLU ? row : (row + p < rows ? row + p : rows - 1), base + step * u);
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+        if (base + step * u < items) F::template dot_rows<1, P>(raw[u], base + step * u, x, w.cols, 1, acc);
+    }
+  }
+#pragma unroll
+  for (int p = 0; p < P; ++p) acc[p][0] = warp_sum(acc[p][0]);
+  if (WPR > 1) {
+    if (lane == 0)
+#pragma unroll
+      for (int p = 0; p < P; ++p) part[warp][p] = acc[p][0];
+    __syncthreads();
+    if (sub != 0 || lane != 0) return;
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      acc[p][0] = 0;
+      for (int k = 0; k < WPR; ++k) acc[p][0] += part[warp + k][p];
+    }
+  } else if (lane != 0) {
+    return;
+  }
+  if (row >= rows) return;
+  if (GLU) {
+    y[row] = acc[0][0], y[rows + row] = acc[1][0];
+  } else {
+#pragma unroll
+    for (int p = 0; p < P; ++p)
+      if (row + p < rows) y[row + p] = acc[p][0];
+  }
+}
+
+struct Shape {
+  const char* name;
+  int64_t rows;  // GeGLU: gate rows + up rows
+  int K;
+  bool glu;
+};
+
+template <class F, int WPR, int U, int P, bool GLU, int MINB>
+void launch(const DeviceWeight& w, const DeviceWeight& w2, ActQ8 x, float* y, cudaStream_t s) {
+  constexpr int R = GLU ? 1 : P;
+  const int64_t groups = (w.rows + R - 1) / R;
+  const unsigned blocks = static_cast<unsigned>((groups + 4 / WPR - 1) / (4 / WPR));
+  kern<F, WPR, U, P, GLU, MINB><<<blocks, 128, 0, s>>>(w, w2, x, y);
+}
+
+}  // namespace
+
+int main() {
+  lab_print_device();
+  const Shape shapes[] = {{"q 5376->4096", 4096, 5376, false},
+                          {"o 4096->5376", 5376, 4096, false},
+                          {"gate+up 5376->2x21504", 43008, 5376, true},
+                          {"down 21504->5376", 5376, 21504, false}};
+  cudaStream_t st;
+  CK(cudaStreamCreate(&st));
+  for (const Shape& sh : shapes) {
+    const int nsb = sh.K / 256, nb = sh.K / 32;
+    const size_t n_blocks = size_t(sh.rows) * nsb, mbytes = n_blocks * kBlockBytes;
+    const int copies = std::max<int>(2, int((400ull << 20) / mbytes) + 1);
+    // Each copy: engine Q4_K blocks, the same weights in planes, and a Q4_0 matrix of the same bytes.
+    std::vector<uint8_t*> k4(copies), pq(copies), q40(copies);
+    std::vector<uint4*> ph(copies);
+    std::vector<uint16_t*> q40d(copies);
+    for (int c = 0; c < copies; ++c) {
+      CK(cudaMalloc(&k4[c], mbytes));
+      CK(cudaMalloc(&pq[c], n_blocks * 128));
+      CK(cudaMalloc(&ph[c], n_blocks * 16));
+      CK(cudaMalloc(&q40[c], size_t(sh.rows) * nb * 16));
+      CK(cudaMalloc(&q40d[c], size_t(sh.rows) * nb * 2));
+      fill_blocks<<<1024, 256, 0, st>>>(k4[c], n_blocks, 17 + c);
+      to_planes<<<1024, 256, 0, st>>>(k4[c], pq[c], ph[c], n_blocks);
+      fill_bytes<<<1024, 256, 0, st>>>(q40[c], size_t(sh.rows) * nb * 16, 5 + c);
+      fill_scales<<<1024, 256, 0, st>>>(q40d[c], size_t(sh.rows) * nb, 7 + c);
+    }
+    int8_t* xq;
+    float2* xds;
+    float *y, *yk, *y0;
+    CK(cudaMalloc(&xq, sh.K));
+    CK(cudaMalloc(&xds, nb * sizeof(float2)));
+    CK(cudaMalloc(&y, sh.rows * 4));
+    CK(cudaMalloc(&yk, sh.rows * 4));
+    CK(cudaMalloc(&y0, sh.rows * 4));
+    lab_upload_activations(sh.K, xq, xds);
+    const ActQ8 x{xq, reinterpret_cast<const float*>(xds)};
+    ref_q4k<<<(sh.rows + 127) / 128, 128, 0, st>>>(k4[0], sh.rows, nsb, xq, xds, yk);
+    ref_q40<<<(sh.rows + 127) / 128, 128, 0, st>>>(q40[0], q40d[0], sh.rows, nb, xq, xds, y0);
+    CK(cudaStreamSynchronize(st));
+    std::vector<float> hk(sh.rows), h0(sh.rows);
+    CK(cudaMemcpy(hk.data(), yk, sh.rows * 4, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(h0.data(), y0, sh.rows * 4, cudaMemcpyDeviceToHost));
+
+    // Weights of copy c: a GeGLU shape's gate is rows [0, rows / 2), its up the rest.
+    const int64_t wrows = sh.glu ? sh.rows / 2 : sh.rows;
+    auto engine_k = [&](int c, int64_t r0) {
+      DeviceWeight w;
+      w.rows = wrows, w.cols = sh.K, w.blocks_per_row = nsb, w.q_row_bytes = int64_t{nsb} * kBlockBytes;
+      w.q = k4[c] + r0 * w.q_row_bytes;
+      return w;
+    };
+    auto planes = [&](int c, int64_t r0) {
+      DeviceWeight w;
+      w.rows = wrows, w.cols = sh.K, w.blocks_per_row = nsb, w.q_row_bytes = int64_t{nsb} * 128;
+      w.q = pq[c] + r0 * w.q_row_bytes;
+      w.qh = reinterpret_cast<const uint32_t*>(ph[c] + r0 * nsb);
+      return w;
+    };
+    auto q4_0 = [&](int c, int64_t r0) {
+      DeviceWeight w;
+      w.rows = wrows, w.cols = sh.K, w.blocks_per_row = nb, w.q_row_bytes = int64_t{nb} * 16;
+      w.q = q40[c] + r0 * w.q_row_bytes;
+      w.d = q40d[c] + r0 * nb;
+      return w;
+    };
+    struct Variant {
+      std::string name;
+      int kind;  // 0 engine Q4_K, 1 planes, 2 Q4_0
+      std::function<void(const DeviceWeight&, const DeviceWeight&)> run;
+    };
+    std::vector<Variant> vs;
+#define V(KIND, F, WPR, U, P, MINB)                        \
+  vs.push_back(                                            \
+      {#F " wpr" #WPR " U" #U " P" #P " minB" #MINB, KIND, \
+       [&](const DeviceWeight& a, const DeviceWeight& b) { launch<F, WPR, U, P, false, MINB>(a, b, x, y, st); }})
+#define VG(KIND, F, WPR, U, MINB)                                                                                   \
+  vs.push_back({#F " GLU wpr" #WPR " U" #U " minB" #MINB, KIND, [&](const DeviceWeight& a, const DeviceWeight& b) { \
+                  launch<F, WPR, U, 2, true, MINB>(a, b, x, y, st);                                                 \
+                }})
+    if (sh.glu) {
+      VG(0, FormatQ4_K, 1, 1, 6);  // the engine's q4_mix GeGLU pair
+      VG(0, FormatQ4_K, 1, 2, 1);
+      VG(1, FormatQ4_KP, 2, 3, 1);  // Q4_0's layout
+      VG(1, FormatQ4_KP, 2, 2, 1);
+      VG(1, FormatQ4_KP, 2, 3, 5);
+      VG(1, FormatQ4_KP, 4, 2, 1);
+      VG(1, FormatQ4_KP, 1, 3, 1);
+      VG(2, FormatQ4_0, 2, 3, 1);  // the engine's Q4_0 GeGLU pair
+    } else if (sh.K == 21504) {
+      V(0, FormatQ4_K, 4, 1, 2, 1);  // the engine's q4_mix down: split over the block, row pairs
+      V(0, FormatQ4_K, 4, 1, 2, 8);
+      V(1, FormatQ4_KP, 4, 2, 2, 1);  // Q4_0's down layout
+      V(1, FormatQ4_KP, 4, 1, 2, 1);
+      V(1, FormatQ4_KP, 4, 3, 2, 1);
+      V(1, FormatQ4_KP, 4, 2, 1, 1);
+      V(2, FormatQ4_0, 4, 2, 2, 1);  // the engine's Q4_0 down
+    } else if (sh.K == 4096) {
+      V(0, FormatQ4_K, 1, 1, 2, 8);   // the engine's q4_mix o: row pairs, one load per lane
+      V(1, FormatQ4_KP, 1, 4, 2, 6);  // Q4_0's o layout
+      V(1, FormatQ4_KP, 1, 4, 2, 1);
+      V(1, FormatQ4_KP, 2, 2, 2, 1);
+      V(2, FormatQ4_0, 1, 4, 2, 6);  // the engine's Q4_0 o
+    } else {
+      V(0, FormatQ4_K, 1, 1, 2, 8);   // q alone, as the engine's Q4_K pairs
+      V(1, FormatQ4_KP, 2, 3, 2, 1);  // Q4_0's q/k/v layout
+      V(1, FormatQ4_KP, 2, 3, 2, 5);
+      V(1, FormatQ4_KP, 1, 3, 2, 1);
+      V(2, FormatQ4_0, 2, 3, 2, 1);
+    }
+    for (auto& v : vs) {
+      auto weights = [&](int c) {
+        const int64_t up = sh.glu ? sh.rows / 2 : 0;
+        if (v.kind == 0) return std::pair{engine_k(c, 0), engine_k(c, up)};
+        if (v.kind == 1) return std::pair{planes(c, 0), planes(c, up)};
+        return std::pair{q4_0(c, 0), q4_0(c, up)};
+      };
+      const LabResult res = lab_check_and_time(
+          [&](int c) {
+            auto [a, b] = weights(c);
+            v.run(a, b);
+          },
+          copies, y, v.kind == 2 ? h0 : hk, st);
+      std::printf("%-36s %-22s %8.2f us %7.0f GB/s  nmse %.1e%s\n", v.name.c_str(), sh.name, res.us,
+                  mbytes / res.us / 1e3, res.nmse, res.nmse > 1e-8 ? "  WRONG" : "");
+    }
+    for (int c = 0; c < copies; ++c)
+      cudaFree(k4[c]), cudaFree(pq[c]), cudaFree(ph[c]), cudaFree(q40[c]), cudaFree(q40d[c]);
+    cudaFree(xq), cudaFree(xds), cudaFree(y), cudaFree(yk), cudaFree(y0);
+  }
+  return 0;
+}

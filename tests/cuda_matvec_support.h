@@ -43,22 +43,11 @@ class MatvecSwitches {
   ~MatvecSwitches() {
     for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) (*it)();
   }
-  // The row split of long one-token Q4_K rows.
-  void kquant_split(bool on) {
-#ifdef UNICORN_HAVE_CUDA
-    set(cuda::matvec_kquant_split(), on, [](bool v) { cuda::set_matvec_kquant_split(v); });
-#else
-    (void)on;
-#endif
-  }
-  // The one-token layouts of Q4_K and Q6_K (one load per lane under a register cap, or
-  // kUnrollOne loads), each turned to the other.
+  // The one-token layout of Q6_K (one load per lane under a register cap, or kUnrollOne loads),
+  // turned to the other.
   void flip_one_load() {
 #ifdef UNICORN_HAVE_CUDA
-    set(cuda::matvec_one_load(GgmlType::Q4_K), !cuda::matvec_one_load(GgmlType::Q4_K),
-        [](bool v) { cuda::set_matvec_one_load(GgmlType::Q4_K, v); });
-    set(cuda::matvec_one_load(GgmlType::Q6_K), !cuda::matvec_one_load(GgmlType::Q6_K),
-        [](bool v) { cuda::set_matvec_one_load(GgmlType::Q6_K, v); });
+    set(cuda::matvec_one_load_q6k(), !cuda::matvec_one_load_q6k(), [](bool v) { cuda::set_matvec_one_load_q6k(v); });
 #endif
   }
   // The one-token layout of a Q6_K weight alone with rows of at most 96 items (kernels.h).
@@ -77,8 +66,8 @@ class MatvecSwitches {
     (void)on;
 #endif
   }
-  // One-token K-quant row pairs sharing their activation loads (kernels.h: 0 none, 1 Q4_K split
-  // rows, 2 Q4_K weights alone, 3 also the K-quant q/k/v mixes).
+  // One-token row pairs of the 64-value K-quants sharing their activation loads (kernels.h: 0 none,
+  // 1-2 the split Q6_K rows, 3 also the K-quant q/k/v mixes).
   void q4k_pairs(int mode) {
 #ifdef UNICORN_HAVE_CUDA
     set(cuda::matvec_q4k_pairs(), mode, [](int v) { cuda::set_matvec_q4k_pairs(v); });
@@ -95,7 +84,7 @@ class MatvecSwitches {
     (void)mode;
 #endif
   }
-  // Warps per Q4_0 row of 128-192 items at one token (2 or 4).
+  // Warps per Q4_0 / Q4_K row of 128-192 items at one token (2 or 4).
   void wide_warps(int warps) {
 #ifdef UNICORN_HAVE_CUDA
     set(cuda::matvec_wide_warps(), warps, [](int v) { cuda::set_matvec_wide_warps(v); });

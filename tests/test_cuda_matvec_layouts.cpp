@@ -56,21 +56,24 @@ TEST_F(CudaOps, RowPairsGiveTheSameResultsWithSharedOrPerRowActivationLoads) {
   }
 }
 
-TEST_F(CudaOps, Q4_KRowPairsGiveTheSameResultsAsSingleRows) {
-  // One token of Q4_K as row pairs sharing their activation loads (the default, modes 2 and 3): the
-  // same sums as one row per group, row for row, for rows split over a block (256+ items) and for
-  // short rows, an odd row count (the last pair's missing row is read but not stored) and a
-  // q/k/v launch of three Q4_K weights, whose blocks meet at the weights' edges.
+TEST_F(CudaOps, Q4_KSubBlockRowsGiveTheSameResultsUnderEveryLayout) {
+  // One token of Q4_K in its planes (32-value sub-block items, Q4_0's layouts): row pairs sharing
+  // each activation load (the default) against a load per row, and 2 warps per row (the default
+  // for 129-192 items, 3 items per lane in one pass) against 4, row for row, for long rows (the
+  // row over the block), 27B's 5376-wide rows and short ones, an odd row count (the last pair's
+  // missing row is read but not stored) and a q/k/v launch of three Q4_K weights, whose blocks
+  // meet at the weights' edges; then against the CPU.
   Rng rng(41);
-  for (const int64_t in : {int64_t{16384}, int64_t{1024}}) {
+  for (const int64_t in : {int64_t{16384}, int64_t{5376}, int64_t{1024}}) {
     gpu = cuda_backend_or_null();  // a fresh device per width: freed host bytes may be reused
     HostWeight w = random_weight(GgmlType::Q4_K, 37, in, rng), wk = random_weight(GgmlType::Q4_K, 19, in, rng);
     HostWeight wv = random_weight(GgmlType::Q4_K, 21, in, rng);
     for (HostWeight* h : {&w, &wk, &wv}) gpu->load_weight(h->t);
     const std::vector<float> x = random_floats(static_cast<size_t>(in), rng);
-    auto run = [&](int mode) {
+    auto run = [&](bool shared, int wide_warps) {
       MatvecSwitches switches;
-      switches.q4k_pairs(mode);
+      switches.shared_act(shared);
+      switches.wide_warps(wide_warps);
       Act xa = upload(*gpu, x, 1, in), y = gpu->alloc(1, 37), q = gpu->alloc(1, 37), k = gpu->alloc(1, 19),
           v = gpu->alloc(1, 21);
       gpu->matmul(w.t, xa, y);
@@ -79,17 +82,16 @@ TEST_F(CudaOps, Q4_KRowPairsGiveTheSameResultsAsSingleRows) {
       gpu->matmul_many(ws, xa, ys);
       return std::array{to_host(*gpu, y), to_host(*gpu, q), to_host(*gpu, k), to_host(*gpu, v)};
     };
-    const auto single = run(0);
-    std::vector<float> paired;  // the matvec's output as pairs of mode 2 (every Q4_K weight alone)
-    for (int mode : {1, 2}) {
-      const auto pairs = run(mode);
-      for (size_t j = 0; j < single.size(); ++j)
-        EXPECT_LE(nmse(pairs[j], single[j]), 1e-12) << "in " << in << ", mode " << mode << ", output " << j;
-      paired = pairs[0];
+    const auto base = run(true, 2);
+    for (const auto& [shared, warps] : {std::pair{false, 2}, std::pair{true, 4}, std::pair{false, 4}}) {
+      const auto other = run(shared, warps);
+      for (size_t j = 0; j < base.size(); ++j)
+        EXPECT_LE(nmse(other[j], base[j]), 1e-12)
+            << "in " << in << (shared ? ", shared" : ", per-row") << " loads, " << warps << " warps, output " << j;
     }
     Act xc = upload(*cpu, x, 1, in), yc = cpu->alloc(1, 37);
     cpu->matmul(w.t, xc, yc);
-    EXPECT_LE(nmse(paired, to_host(*cpu, yc)), 5e-4) << "in " << in << ": row pairs against the CPU";
+    EXPECT_LE(nmse(base[0], to_host(*cpu, yc)), 5e-4) << "in " << in << ": Q4_K against the CPU";
   }
 }
 
@@ -235,15 +237,14 @@ TEST_F(CudaOps, MixedKQuantQkvSharesOneLaunchAtModelRowCounts) {
   // q4_mix's Q4_K q, Q5_K k, Q6_K v in one matvec launch, with each weight's last block partly
   // empty before the next weight's first (odd row counts: a row pair's missing row is read but not
   // stored): rows enough for one warp per row (a template constant at one token) and few rows
-  // 27B-wide (4 warps per row, read at run time). One token also with the other load layout and
-  // without row pairs (q4k_pairs 2 and 0, measurement settings; the default 3 pairs every body).
+  // 27B-wide (4 warps per row, read at run time). One token also without row pairs (q4k_pairs 0, a
+  // measurement setting; the default 3 pairs every body).
   Rng rng(23);
   struct Shape {
     int64_t in, rows[3];
   };
   struct Case {
     int64_t T;
-    bool flip = false;
     int pairs = -1;  // q4k_pairs mode; -1 the default
   };
   for (const Shape sh : {Shape{1024, {4101, 2049, 2051}}, Shape{5376, {601, 300, 301}}}) {
@@ -252,10 +253,9 @@ TEST_F(CudaOps, MixedKQuantQkvSharesOneLaunchAtModelRowCounts) {
     HostWeight wk = random_weight(GgmlType::Q5_K, sh.rows[1], sh.in, rng);
     HostWeight wv = random_weight(GgmlType::Q6_K, sh.rows[2], sh.in, rng);
     for (HostWeight* w : {&wq, &wk, &wv}) gpu->load_weight(w->t);
-    for (const Case tc : {Case{1}, Case{1, true}, Case{1, false, 2}, Case{1, false, 0}, Case{2}, Case{8}}) {
+    for (const Case tc : {Case{1}, Case{1, 0}, Case{2}, Case{8}}) {
       const int64_t T = tc.T;
       MatvecSwitches switches;
-      if (tc.flip) switches.flip_one_load();
       if (tc.pairs >= 0) switches.q4k_pairs(tc.pairs);
       const std::vector<float> x = random_floats(static_cast<size_t>(T * sh.in), rng);
       std::vector<float> got[3], want[3];
@@ -270,8 +270,8 @@ TEST_F(CudaOps, MixedKQuantQkvSharesOneLaunchAtModelRowCounts) {
         out[0] = to_host(*b, q), out[1] = to_host(*b, k), out[2] = to_host(*b, v);
       }
       for (int j = 0; j < 3; ++j)
-        EXPECT_LE(nmse(got[j], want[j]), 5e-4) << "in " << sh.in << ", T=" << T << (tc.flip ? " (other layout)" : "")
-                                               << ", pairs " << tc.pairs << ", output " << j;
+        EXPECT_LE(nmse(got[j], want[j]), 5e-4)
+            << "in " << sh.in << ", T=" << T << ", pairs " << tc.pairs << ", output " << j;
     }
   }
 }

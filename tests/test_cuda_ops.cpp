@@ -115,25 +115,13 @@ TEST_P(CudaMatmul, MatchesCpuFromOneTokenToAPrompt) {
     const double limit = int8_path ? 5e-4 : (bf16_path ? 1e-5 : 1e-7);
     EXPECT_LE(nmse(got, want), limit) << "T=" << T;
   }
-#ifdef UNICORN_HAVE_CUDA
-  if (c.in >= 16384 && c.type == GgmlType::Q4_K) {
-    // One token also with the other row layout (the K-quants' warps per row, or the row split
-    // over a block); the flag is process-wide, so it is restored even if the check throws.
-    const bool split = cuda::matvec_kquant_split();
-    MatvecSwitches switches;
-    switches.kquant_split(!split);
+  if (c.type == GgmlType::Q4_K) {
+    MatvecSwitches switches;  // one token also over 4 warps per row (a measurement setting, kernels.h)
+    switches.wide_warps(4);
     const auto [got, want] = matmul_gpu_and_cpu(*gpu, *cpu, w.t, random_floats(static_cast<size_t>(c.in), rng), 1);
-    EXPECT_LE(nmse(got, want), 5e-4) << "T=1, Q4_K rows " << (split ? "in warps" : "split over a block");
+    EXPECT_LE(nmse(got, want), 5e-4) << "T=1, Q4_K over 4 warps per row";
   }
-#endif
-  if (c.type == GgmlType::Q4_K)
-    for (int mode : {0, 1}) {  // one token also without row pairs (measurement settings, kernels.h)
-      MatvecSwitches switches;
-      switches.q4k_pairs(mode);
-      const auto [got, want] = matmul_gpu_and_cpu(*gpu, *cpu, w.t, random_floats(static_cast<size_t>(c.in), rng), 1);
-      EXPECT_LE(nmse(got, want), 5e-4) << "T=1, Q4_K row pairs mode " << mode;
-    }
-  if (c.type == GgmlType::Q4_K || c.type == GgmlType::Q6_K) {
+  if (c.type == GgmlType::Q6_K) {
     MatvecSwitches switches;  // one token also with the other load layout (kernels.h)
     switches.flip_one_load();
     const auto [got, want] = matmul_gpu_and_cpu(*gpu, *cpu, w.t, random_floats(static_cast<size_t>(c.in), rng), 1);
@@ -223,7 +211,7 @@ std::vector<uint8_t> documented_device_image(const WeightTensor& w) {
       std::memcpy(img.data() + d_off + i * 2, &b.d, 2);
     }
   };
-  auto k4 = [&](auto block) {  // pair c's scale, min, scale, min (6 bits each) as the 24 bits at 3c
+  auto k4 = [&](auto block) {  // Q5_K: pair c's scale, min, scale, min (6 bits each) as the 24 bits at 3c
     using Block = decltype(block);
     img.assign(w.data, w.data + w.nbytes());
     for (size_t i = 0; i < n; ++i) {
@@ -247,9 +235,29 @@ std::vector<uint8_t> documented_device_image(const WeightTensor& w) {
     case GgmlType::Q5_0:
       planes(BlockQ5_0{}, 16);
       break;
-    case GgmlType::Q4_K:
-      k4(BlockQ4_K{});
+    case GgmlType::Q4_K: {  // sub-block nibbles in Q4_0's order (128 bytes per block), then 16-byte headers
+      const size_t h_off = align(n * 128);
+      img.assign(h_off + n * 16, 0);
+      for (size_t i = 0; i < n; ++i) {
+        BlockQ4_K b;
+        std::memcpy(&b, w.data + i * sizeof(BlockQ4_K), sizeof(BlockQ4_K));
+        for (int v = 0; v < 256; ++v) {  // value l of sub-block s: byte l % 16 of its 16, nibble l / 16
+          const int s = v / 32, l = v % 32;
+          const int nib = (b.qs[32 * (s / 2) + l] >> (4 * (s % 2))) & 0xF;
+          img[i * 128 + static_cast<size_t>(16 * s + l % 16)] |= static_cast<uint8_t>(nib << (4 * (l / 16)));
+        }
+        uint8_t* h = img.data() + h_off + i * 16;
+        std::memcpy(h, &b.d, 2);
+        std::memcpy(h + 2, &b.dmin, 2);
+        unsigned __int128 fields = 0;  // scale | min << 6 of sub-block s at bit 12 s
+        for (int s = 0; s < 8; ++s) {
+          const ScaleMin m = k4_scale_min(b.scales, s);
+          fields |= static_cast<unsigned __int128>(m.scale | m.min << 6) << (12 * s);
+        }
+        for (int j = 0; j < 12; ++j) h[4 + j] = static_cast<uint8_t>(fields >> (8 * j));
+      }
       break;
+    }
     case GgmlType::Q5_K:
       k4(BlockQ5_K{});
       break;

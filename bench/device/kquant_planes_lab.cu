@@ -2,10 +2,12 @@
 // 27B's one-token shapes (not part of the engine or its tests). Build and run on the GPU machine:
 //   nvcc -O3 -std=c++20 -arch=sm_90a -Isrc -o /tmp/kp bench/device/kquant_planes_lab.cu && /tmp/kp
 // Why (NOTES.md session 18): Q4_0 and Q4_K read the same bytes per value (0.5625), yet q4_mix's
-// Q4_K matvecs take 7-9 % longer than Q4_0's (ncu, H200: GeGLU 38.1 / 35.4 us, down 23.1 / 21.5,
-// o 8.4 / 7.7). The engine's Q4_K item is 64 values (a 16-byte header and two 16-byte quant loads
-// per lane); its 144-byte blocks keep the header among the quants.
-// The planes layout (P): the quant plane holds each 32-value sub-block's nibbles in 16 bytes in
+// Q4_K matvecs took 7-9 % longer than Q4_0's (ncu, H200: GeGLU 38.1 / 35.4 us, down 23.1 / 21.5,
+// o 8.4 / 7.7), when the engine's Q4_K item was 64 values (a 16-byte header and two 16-byte quant
+// loads per lane) of 144-byte blocks that keep the header among the quants (FormatQ4_KBlocks
+// here). Session 25 measured this lab (run 1, dfa3811) and moved the engine to the planes layout
+// (weight_formats.cuh FormatQ4_K, which the variants of kind 1 now run).
+// The planes layout: the quant plane holds each 32-value sub-block's nibbles in 16 bytes in
 // Q4_0's order (value j in the low nibble of byte j, value j + 16 in its high nibble), the header
 // plane one 16-byte entry per super-block: word 0 the f16 pair (d, dmin), words 1-3 the eight
 // sub-blocks' 12-bit (scale | min << 6) fields, field s at bit 12 s. The same bytes as the file
@@ -30,11 +32,12 @@ namespace {
 using unicorn::cuda::ActQ8;
 using unicorn::cuda::DeviceWeight;
 using unicorn::cuda::FormatQ4_0;
-using unicorn::cuda::FormatQ4_K;
+using unicorn::cuda::FormatQ4_K;  // the engine's planes (since session 25)
+using unicorn::cuda::K4PairScales;
 
 constexpr int kBlockBytes = 144;
 
-// Random Q4_K super-blocks in the engine's device layout (kquant_lab.cu's generator).
+// Random Q4_K super-blocks in the 144-byte layout (FormatQ4_KBlocks).
 __global__ void fill_blocks(uint8_t* p, size_t n_blocks, uint64_t seed) {
   for (size_t b = blockIdx.x * size_t(blockDim.x) + threadIdx.x; b < n_blocks; b += size_t(gridDim.x) * blockDim.x) {
     uint8_t* blk = p + b * kBlockBytes;
@@ -47,7 +50,8 @@ __global__ void fill_blocks(uint8_t* p, size_t n_blocks, uint64_t seed) {
   }
 }
 
-// The engine's blocks into the planes layout (one thread per super-block).
+// The 144-byte blocks into the planes layout (one thread per super-block; the engine does this on
+// the host at upload, weight_upload.cpp).
 __global__ void to_planes(const uint8_t* in, uint8_t* q, uint4* hdr, size_t n_blocks) {
   for (size_t b = blockIdx.x * size_t(blockDim.x) + threadIdx.x; b < n_blocks; b += size_t(gridDim.x) * blockDim.x) {
     const uint8_t* blk = in + b * kBlockBytes;
@@ -56,7 +60,7 @@ __global__ void to_planes(const uint8_t* in, uint8_t* q, uint4* hdr, size_t n_bl
     uint32_t f[3] = {0, 0, 0};
     for (int s = 0; s < 8; ++s) {
       float scale, min;
-      FormatQ4_K::scale_min(sc, s, scale, min);
+      K4PairScales::scale_min(sc, s, scale, min);
       const uint32_t v = static_cast<uint32_t>(scale) | (static_cast<uint32_t>(min) << 6);
       const int bit = 12 * s;
       f[bit / 32] |= v << (bit % 32);
@@ -71,41 +75,41 @@ __global__ void to_planes(const uint8_t* in, uint8_t* q, uint4* hdr, size_t n_bl
   }
 }
 
-// Q4_K in planes: DeviceWeight q = the quant plane (row stride q_row_bytes), qh = the header plane
-// (uint4 per super-block, plane element (r, sb) at r * blocks_per_row + sb).
-struct FormatQ4_KP {
-  static constexpr int kItem = 32;
+// The 144-byte blocks that the engine held until session 25 (the file's block with its scale bytes
+// in K4PairScales' order, as Q5_K's still are): an item is a sub-block pair (64 values), three
+// 16-byte loads per lane (header, the pair's 32 quant bytes).
+struct FormatQ4_KBlocks {
+  static constexpr int kItem = 64;
   struct Raw {
-    uint4 q, h;
+    uint4 h, a0, a1;
   };
   static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t item) {
-    return {unicorn::cuda::ldw16(w.q + r * w.q_row_bytes + item * 16),
-            unicorn::cuda::ldw16(reinterpret_cast<const uint4*>(w.qh) + r * w.blocks_per_row + item / 8)};
+    const uint8_t* blk = w.q + r * w.q_row_bytes + (item / 4) * kBlockBytes;
+    const int c = static_cast<int>(item % 4);
+    return {unicorn::cuda::ldw16(blk), unicorn::cuda::ldw16(blk + 16 + 32 * c),
+            unicorn::cuda::ldw16(blk + 32 + 32 * c)};
   }
   template <int NT, int P>
-  static __device__ __forceinline__ void dot_rows(const Raw* raw, int64_t item, ActQ8 x, int64_t K, int T,
+  static __device__ __forceinline__ void dot_rows(const Raw* rw, int64_t item, ActQ8 x, int64_t K, int T,
                                                   float (*acc)[NT]) {
-    const int s = static_cast<int>(item % 8), bit = 12 * s, wi = bit / 32;
-    const unicorn::cuda::ActWords xa = unicorn::cuda::load_act32(x.q, item * 32);
-    const float2 ds = unicorn::cuda::load_ds(x.ds, item);
+    uint4 h[P];
+    uint32_t q0[P][8], q1[P][8];
 #pragma unroll
     for (int p = 0; p < P; ++p) {
-      uint32_t q[8];
-      FormatQ4_0::unpack({raw[p].q, 0}, q);
-      const uint4 h = raw[p].h;
-      const uint32_t lo = wi == 0 ? h.y : (wi == 1 ? h.z : h.w);
-      const uint32_t hi = wi == 0 ? h.z : h.w;
-      const uint32_t f = __funnelshift_r(lo, hi, bit % 32);
-      const float sc = static_cast<float>(f & 63u), mn = static_cast<float>((f >> 6) & 63u);
-      const float d = unicorn::cuda::half_to_float(static_cast<uint16_t>(h.x & 0xFFFFu));
-      const float dmin = unicorn::cuda::half_to_float(static_cast<uint16_t>(h.x >> 16));
-      const int dot = unicorn::cuda::dot32(q, xa);
-      acc[p][0] += d * sc * (ds.x * static_cast<float>(dot)) - dmin * mn * ds.y;
+      h[p] = rw[p].h;
+      const uint32_t raw[8] = {rw[p].a0.x, rw[p].a0.y, rw[p].a0.z, rw[p].a0.w,
+                               rw[p].a1.x, rw[p].a1.y, rw[p].a1.z, rw[p].a1.w};
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        q0[p][i] = raw[i] & 0x0F0F0F0Fu;
+        q1[p][i] = (raw[i] >> 4) & 0x0F0F0F0Fu;
+      }
     }
+    unicorn::cuda::FormatQ5_K::pair_dot_rows<NT, P>(h, q0, q1, item / 4, static_cast<int>(item % 4), x, K, T, acc);
   }
 };
 
-// Reference: one thread per row from the engine's blocks, value by value, double accumulation.
+// Reference: one thread per row from the 144-byte blocks, value by value, double accumulation.
 __global__ void ref_q4k(const uint8_t* q, int64_t rows, int nsb, const int8_t* xq, const float2* xds, float* y) {
   const int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (r >= rows) return;
@@ -118,7 +122,7 @@ __global__ void ref_q4k(const uint8_t* q, int64_t rows, int nsb, const int8_t* x
     for (int i = 0; i < 3; ++i) sc[i] = *reinterpret_cast<const uint32_t*>(blk + 4 + 4 * i);
     for (int s = 0; s < 8; ++s) {
       float scale, min;
-      FormatQ4_K::scale_min(sc, s, scale, min);
+      K4PairScales::scale_min(sc, s, scale, min);
       const int xb = sb * 8 + s;
       long dot = 0, sum = 0;
       for (int l = 0; l < 32; ++l) {
@@ -290,7 +294,7 @@ int main() {
     };
     struct Variant {
       std::string name;
-      int kind;  // 0 engine Q4_K, 1 planes, 2 Q4_0
+      int kind;  // 0 the 144-byte blocks, 1 the engine's planes, 2 Q4_0
       std::function<void(const DeviceWeight&, const DeviceWeight&)> run;
     };
     std::vector<Variant> vs;
@@ -303,33 +307,33 @@ int main() {
                   launch<F, WPR, U, 2, true, MINB>(a, b, x, y, st);                                                 \
                 }})
     if (sh.glu) {
-      VG(0, FormatQ4_K, 1, 1, 6);  // the engine's q4_mix GeGLU pair
-      VG(0, FormatQ4_K, 1, 2, 1);
-      VG(1, FormatQ4_KP, 2, 3, 1);  // Q4_0's layout
-      VG(1, FormatQ4_KP, 2, 2, 1);
-      VG(1, FormatQ4_KP, 2, 3, 5);
-      VG(1, FormatQ4_KP, 4, 2, 1);
-      VG(1, FormatQ4_KP, 1, 3, 1);
+      VG(0, FormatQ4_KBlocks, 1, 1, 6);  // session 24's q4_mix GeGLU pair
+      VG(0, FormatQ4_KBlocks, 1, 2, 1);
+      VG(1, FormatQ4_K, 2, 3, 1);  // Q4_0's layout
+      VG(1, FormatQ4_K, 2, 2, 1);
+      VG(1, FormatQ4_K, 2, 3, 5);
+      VG(1, FormatQ4_K, 4, 2, 1);
+      VG(1, FormatQ4_K, 1, 3, 1);
       VG(2, FormatQ4_0, 2, 3, 1);  // the engine's Q4_0 GeGLU pair
     } else if (sh.K == 21504) {
-      V(0, FormatQ4_K, 4, 1, 2, 1);  // the engine's q4_mix down: split over the block, row pairs
-      V(0, FormatQ4_K, 4, 1, 2, 8);
-      V(1, FormatQ4_KP, 4, 2, 2, 1);  // Q4_0's down layout
-      V(1, FormatQ4_KP, 4, 1, 2, 1);
-      V(1, FormatQ4_KP, 4, 3, 2, 1);
-      V(1, FormatQ4_KP, 4, 2, 1, 1);
+      V(0, FormatQ4_KBlocks, 4, 1, 2, 1);  // session 24's q4_mix down: split over the block, row pairs
+      V(0, FormatQ4_KBlocks, 4, 1, 2, 8);
+      V(1, FormatQ4_K, 4, 2, 2, 1);  // Q4_0's down layout
+      V(1, FormatQ4_K, 4, 1, 2, 1);
+      V(1, FormatQ4_K, 4, 3, 2, 1);
+      V(1, FormatQ4_K, 4, 2, 1, 1);
       V(2, FormatQ4_0, 4, 2, 2, 1);  // the engine's Q4_0 down
     } else if (sh.K == 4096) {
-      V(0, FormatQ4_K, 1, 1, 2, 8);   // the engine's q4_mix o: row pairs, one load per lane
-      V(1, FormatQ4_KP, 1, 4, 2, 6);  // Q4_0's o layout
-      V(1, FormatQ4_KP, 1, 4, 2, 1);
-      V(1, FormatQ4_KP, 2, 2, 2, 1);
+      V(0, FormatQ4_KBlocks, 1, 1, 2, 8);  // session 24's q4_mix o: row pairs, one load per lane
+      V(1, FormatQ4_K, 1, 4, 2, 6);        // Q4_0's o layout
+      V(1, FormatQ4_K, 1, 4, 2, 1);
+      V(1, FormatQ4_K, 2, 2, 2, 1);
       V(2, FormatQ4_0, 1, 4, 2, 6);  // the engine's Q4_0 o
     } else {
-      V(0, FormatQ4_K, 1, 1, 2, 8);   // q alone, as the engine's Q4_K pairs
-      V(1, FormatQ4_KP, 2, 3, 2, 1);  // Q4_0's q/k/v layout
-      V(1, FormatQ4_KP, 2, 3, 2, 5);
-      V(1, FormatQ4_KP, 1, 3, 2, 1);
+      V(0, FormatQ4_KBlocks, 1, 1, 2, 8);  // q alone, as session 24's Q4_K pairs
+      V(1, FormatQ4_K, 2, 3, 2, 1);        // Q4_0's q/k/v layout
+      V(1, FormatQ4_K, 2, 3, 2, 5);
+      V(1, FormatQ4_K, 1, 3, 2, 1);
       V(2, FormatQ4_0, 2, 3, 2, 1);
     }
     for (auto& v : vs) {

@@ -195,9 +195,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   check(cudaGetDeviceProperties(&prop, device), "reading device properties");
   sm_count_ = prop.multiProcessorCount;
   static const bool matvec_switches_set = [] {  // process-wide (kernels.h), read once
-    set_matvec_kquant_split(env_switch("UNICORN_CUDA_KQUANT_SPLIT", true));
-    set_matvec_one_load(GgmlType::Q4_K, env_switch("UNICORN_CUDA_ONE_LOAD_Q4K", true));
-    set_matvec_one_load(GgmlType::Q6_K, env_switch("UNICORN_CUDA_ONE_LOAD_Q6K", false));
+    set_matvec_one_load_q6k(env_switch("UNICORN_CUDA_ONE_LOAD_Q6K", false));
     set_matvec_shared_act(env_switch("UNICORN_CUDA_SHARED_ACT", true));
     // Warps per row: lo .. 4, but not 3 (a measurement setting: say that it was not taken).
     const auto env_warps = [](const char* name, int fallback, int lo) {

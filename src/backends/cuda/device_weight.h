@@ -7,11 +7,17 @@
 //   Q8_0             q: 32 int8 per block; d: f16 scale per block.
 //   Q4_0             q: the 16 nibble bytes per block; d: f16 scale per block.
 //   Q5_0             q: the 16 nibble bytes per block; qh: the 32-bit high-bit word; d: f16 scale.
-//   Q4_K             q: the 144-byte blocks (144 = 9 x 16, already aligned), as in the file but for
-//                    the 12 scale bytes at 4..15: sub-block pair c's scale 2c, min 2c, scale
-//                    2c+1, min 2c+1 (6 bits each, from bit 0) are the 24 bits at byte 4 + 3c
-//                    (weight_formats.cuh K4PairScales: cheaper to unpack than the file's packing).
-//   Q5_K             q: the 176-byte blocks (176 = 11 x 16), scale bytes repacked as Q4_K's.
+//   Q4_K             q: each 32-value sub-block's nibbles as a Q4_0 block's 16 bytes (value j in
+//                    the low nibble of byte j, value j + 16 in its high nibble), 128 bytes per
+//                    super-block; qh: one 16-byte header per super-block, d and dmin (f16) then
+//                    the eight sub-blocks' 12-bit fields scale | min << 6, sub-block s's at bit
+//                    12 s of the last 12 bytes (weight_formats.cuh FormatQ4_K). Since session 25;
+//                    before, the 144-byte blocks with 64-value items (q4_mix's matvecs 3-8 %
+//                    slower, bench/device/kquant_planes_lab.cu).
+//   Q5_K             q: the 176-byte blocks (176 = 11 x 16), as in the file but for the 12 scale
+//                    bytes at 4..15: sub-block pair c's scale 2c, min 2c, scale 2c+1, min 2c+1 (6
+//                    bits each, from bit 0) are the 24 bits at byte 4 + 3c (weight_formats.cuh
+//                    K4PairScales: cheaper to unpack than the file's packing).
 //   Q6_K             q: ql then qh of each block (192 bytes); qh: the 16 int8 sub-block scales of
 //                    each block (a plane of 16-byte entries); d: f16 scale per block. (Until
 //                    session 14 the 210-byte blocks were padded to 224 bytes; a load of the
@@ -27,6 +33,8 @@ namespace unicorn::cuda {
 
 inline constexpr int64_t kQ6KQuantBytes = 192;  // Q6_K's ql and qh per block (the quant plane)
 inline constexpr int64_t kQ6KScaleBytes = 16;   // Q6_K's sub-block scales per block (the qh plane)
+inline constexpr int64_t kQ4KQuantBytes = 128;  // Q4_K's nibbles per super-block (the quant plane)
+inline constexpr int64_t kQ4KHeaderBytes = 16;  // Q4_K's d, dmin and scale fields per super-block (the qh plane)
 
 struct DeviceWeight {
   GgmlType type = GgmlType::F32;
@@ -34,7 +42,7 @@ struct DeviceWeight {
   int64_t blocks_per_row = 0;  // cols / block size (cols for float types)
   int64_t q_row_bytes = 0;     // stride of `q` between rows
   const uint8_t* q = nullptr;
-  const uint32_t* qh = nullptr;  // Q5_0 high bits; Q6_K scales
+  const uint32_t* qh = nullptr;  // Q5_0 high bits; Q6_K scales; Q4_K headers
   const uint16_t* d = nullptr;
 };
 

@@ -49,7 +49,7 @@ __device__ __forceinline__ int weight_of_block(const MatvecJob& job, int blk) {
 }
 
 // w with its planes moved to row r (device_weight.h: plane element (r, b) at r * blocks_per_row +
-// b; Q6_K's scale plane has 16-byte entries), so that a loop's loads index by item alone
+// b; the qh plane has F::kQhWords words per entry), so that a loop's loads index by item alone
 // (F::load(row, 0, item)) and their addresses step by a constant.
 // Only the planes that F reads (F::kPlanes) are moved, with no null checks.
 template <class F>
@@ -58,8 +58,7 @@ __device__ __forceinline__ DeviceWeight weight_row(const DeviceWeight& w, uint32
   const int64_t b = static_cast<int64_t>(r) * w.blocks_per_row;  // r unsigned: no sign extension
   o.q = w.q + static_cast<int64_t>(r) * w.q_row_bytes;
   if constexpr ((F::kPlanes & kPlaneD) != 0) o.d = w.d + b;
-  if constexpr ((F::kPlanes & kPlaneQh) != 0)
-    o.qh = w.qh + b * (std::is_same_v<F, FormatQ6_K> ? kQ6KScaleBytes / 4 : 1);
+  if constexpr ((F::kPlanes & kPlaneQh) != 0) o.qh = w.qh + b * F::kQhWords;
   return o;
 }
 
@@ -231,6 +230,15 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
   pdl_trigger();  // after this block's stores: the next kernel may be scheduled as blocks finish
 }
 
+// Loads per lane and pass of one body of a K-quant mix: UO for the 64-value bodies (Q5_K, Q6_K);
+// a Q4_K body (32-value items) 3 at one token (kquant_planes_lab.cu, H200, 27B's q alone over one
+// warp per row pair: 6.9 us against 7.4 over 2 warps), else its own unroll.
+template <class F, int NT, int UO>
+constexpr int mix_unroll() {
+  if constexpr (F::kItem == 32) return NT == 1 ? 3 : 0;
+  return UO;
+}
+
 // F0, F1, F2: the formats of job.w[0..2] (all F0 but for the mixed K-quant job). UO > 0: loads
 // per lane and pass of every weight whose format has a separate load. MINB > 0: blocks per SM the
 // register allocation must allow (__launch_bounds__), 0 leaves it to the compiler. RO > 0: rows
@@ -246,13 +254,15 @@ __global__ void __launch_bounds__(kWarps * 32, MINB)
   } else if constexpr (std::is_same_v<F0, F1> && std::is_same_v<F0, F2>) {
     matvec_block<F0, NT, GLU, UO, SA, WPR>(job, weight_of_block(job, static_cast<int>(blockIdx.x)), x, T);
   } else {
+    // A K-quant mix (kquant_mix): every body takes the same rows per group (launch_nt's grid).
+    constexpr int kR = NT == 1 && SA ? 2 : 1;
     const int m = weight_of_block(job, static_cast<int>(blockIdx.x));
     if (m == 0)
-      matvec_block<F0, NT, GLU, UO, SA, WPR>(job, 0, x, T);
+      matvec_block<F0, NT, GLU, mix_unroll<F0, NT, UO>(), SA, WPR, kR>(job, 0, x, T);
     else if (m == 1)
-      matvec_block<F1, NT, GLU, UO, SA, WPR>(job, 1, x, T);
+      matvec_block<F1, NT, GLU, mix_unroll<F1, NT, UO>(), SA, WPR, kR>(job, 1, x, T);
     else
-      matvec_block<F2, NT, GLU, UO, SA, WPR>(job, 2, x, T);
+      matvec_block<F2, NT, GLU, mix_unroll<F2, NT, UO>(), SA, WPR, kR>(job, 2, x, T);
   }
 }
 
@@ -271,7 +281,7 @@ inline int group_warps(int64_t rows, int64_t items, bool wide, int wide_warps = 
   return std::max(wpr, warps_per_row(rows, kWarps));
 }
 
-std::atomic<bool> g_kquant_split{true}, g_one_load_q4k{true}, g_one_load_q6k{false}, g_shared_act{true};
+std::atomic<bool> g_one_load_q6k{false}, g_shared_act{true};
 std::atomic<int> g_wide_warps{2};
 // MatvecJob.prefetch_blocks (set_matvec_prefetch_blocks clamps it to int).
 std::atomic<int> g_prefetch_blocks{std::numeric_limits<int>::max()};
@@ -295,23 +305,26 @@ inline int item_warps_cap(int wpr, int64_t items, int n) {
   return std::min(wpr, cap);
 }
 
-// One token of Q4_0 (one format for every weight of the job): the rows that wide_warps applies to.
+// One token of Q4_0 (one format for every weight of the job): the rows that o_warps applies to.
 template <class F, class F1, class F2, int NT>
 constexpr bool kWideQ4_0 =
     kWideRows<F, NT>&& std::is_same_v<F, FormatQ4_0>&& std::is_same_v<F, F1>&& std::is_same_v<F, F2>;
+// One token of Q4_0 or Q4_K (a 32-value sub-block per item, weight_formats.cuh), one format for
+// every weight of the job: the rows that wide_warps and the one-pass layout of 129-192 items apply
+// to (kquant_planes_lab.cu, H200: Q4_K's GeGLU pair over 2 warps per row with 3 items per lane
+// 35.2-35.8 us against 43.6 over 4 warps with 2).
+template <class F, class F1, class F2, int NT>
+constexpr bool kWideQ4 = kWideRows<F, NT> &&
+                         (std::is_same_v<F, FormatQ4_0> ||
+                          std::is_same_v<F, FormatQ4_K>)&&std::is_same_v<F, F1>&& std::is_same_v<F, F2>;
 
-// One token of a Q4_K (or, when set, Q6_K) weight: one load per lane and pass, with the register
-// cap that lets 8 blocks per SM run (6 for a GeGLU pair, which holds two rows' loads)
-// (bench/device/kquant_lab.cu, H100, 27B shapes: q 5376 -> 4096 9.1 us against 12.0 for 4 loads
-// per lane at 96 registers; o 4096 -> 5376 over 2 warps per row 9.6 against 10.5; the GeGLU pair
-// 50.1 against 52.3). A q/k/v mix follows the flag of its first weight's type (q4_mix: Q4_K), and
-// then every body with a separate load takes one per pass (its Q4_K q and Q6_K v; the Q5_K k has
-// none), with no register cap: its Q5_K and Q6_K bodies spill under one (60 registers without).
-// Q6_K's GeGLU pair keeps its old layout: it spills under the cap.
+// One token of a Q6_K weight: one load per lane and pass (when set), with the register cap that
+// lets 8 blocks per SM run (bench/device/kquant_lab.cu in git history, H100, the same design for
+// the Q4_K blocks of that time: q 5376 -> 4096 9.1 us against 12.0 for 4 loads per lane at 96
+// registers). Off by default for Q6_K: its GeGLU pair spills under the cap.
 template <class F>
 bool one_load(int NT) {
   if (NT != 1) return false;
-  if constexpr (std::is_same_v<F, FormatQ4_K>) return g_one_load_q4k.load(std::memory_order_relaxed);
   if constexpr (std::is_same_v<F, FormatQ6_K>) return g_one_load_q6k.load(std::memory_order_relaxed);
   return false;
 }
@@ -319,89 +332,82 @@ bool one_load(int NT) {
 // Weights of more than one format in one job (q4_mix's q/k/v: kquant_mix).
 template <class F, class F1, class F2>
 constexpr bool kMixed = !std::is_same_v<F, F1> || !std::is_same_v<F, F2>;
-// One token of a K-quant weight with a separate load (Q4_K, Q6_K): one_load, the layouts below.
+// One token of a Q6_K weight (a separate load): one_load, the layouts below.
 template <class F, int NT>
-constexpr bool kKQuantRaw = NT == 1 && (std::is_same_v<F, FormatQ4_K> || std::is_same_v<F, FormatQ6_K>);
-// One token of a Q4_K weight alone that kquant_wpr may split over the block.
+constexpr bool kQ6KRaw = NT == 1 && std::is_same_v<F, FormatQ6_K>;
+// One token of a Q6_K weight alone (q6k_layout, q6k_split).
 template <class F, int NT, bool GLU, class F1, class F2>
-constexpr bool kQ4KSplitCandidate = kKQuantRaw<F, NT> && !GLU && !kMixed<F, F1, F2> && std::is_same_v<F, FormatQ4_K>;
-inline bool q4k_split_rows(bool split, int64_t items) { return split && items >= 256; }
-// One token of a Q6_K weight alone (q6k_layout).
-template <class F, int NT, bool GLU, class F1, class F2>
-constexpr bool kQ6KAlone = kKQuantRaw<F, NT> && !GLU && !kMixed<F, F1, F2> && std::is_same_v<F, FormatQ6_K>;
+constexpr bool kQ6KAlone = kQ6KRaw<F, NT> && !GLU && !kMixed<F, F1, F2>;
 // Long Q6_K rows at one token (Q4_K_M's ffn_down on its "more bits" layers: 27B 21504 -> 5376, 336
-// items) take Q4_K's down layout when q6k_split asks: 1 the row split over the block, one load per
-// lane and pass; 2, the default, the same in row pairs that share each activation load; 0 leaves
-// them to the general layout (2 warps per row there). NOTES.md session 20, H200, 27B q4_k_m tg64:
-// 163.7 / 164.5 / 168.6 for 0 / 1 / 2 (alternated).
-// Whether a job's one-token rows are split over the whole block (kquant_wpr), from the switches
-// launch_nt read: Q4_K's (kquant_split) or Q6_K's (q6k_split, its mode).
+// items) split over the block when q6k_split asks: 1 the row over the block, one load per lane and
+// pass; 2, the default, the same in row pairs that share each activation load; 0 leaves them to
+// the general layout (2 warps per row there). NOTES.md session 20, H200, 27B q4_k_m tg64: 163.7 /
+// 164.5 / 168.6 for 0 / 1 / 2 (alternated).
 template <class F, int NT, bool GLU, class F1, class F2>
-bool block_split_rows(bool split, int q6k_split, int64_t items) {
-  if constexpr (kQ4KSplitCandidate<F, NT, GLU, F1, F2>) return q4k_split_rows(split, items);
+bool block_split_rows(int q6k_split, int64_t items) {
   if constexpr (kQ6KAlone<F, NT, GLU, F1, F2>) return q6k_split > 0 && items >= 256;
   return false;
 }
 
-// The warps per row that the K-quant layouts ask for, over group_warps' choice (job.wpr), before
-// the kernel is picked (pick_kernel takes them as a constant at one token).
+// The warps per row that the Q6_K layouts ask for, over group_warps' choice (job.wpr), before the
+// kernel is picked (pick_kernel takes them as a constant at one token).
 template <class F, int NT, bool GLU, class F1, class F2>
-void kquant_wpr(MatvecJob& job, int64_t items, bool split, int q6k_split) {
+void kquant_wpr(MatvecJob& job, int64_t items, int q6k_split) {
   if constexpr (kQ6KAlone<F, NT, GLU, F1, F2>) {
     // q6k_layout 2 (a measurement setting, see pick_kernel): the row over 2 warps.
     if (g_q6k_layout.load(std::memory_order_relaxed) == 2 && job.wpr == 1) job.wpr = 2;
   }
-  // Long Q4_K rows at one token (27B's down, 336 items): the row split over the whole block, one
-  // load per lane and pass (kquant_lab.cu, H100: 21504 -> 5376 in 31.5 us against 39.4 for a warp
-  // per row with 4 loads per lane; in the engine, which gave that matrix 2 warps per row, q4_mix
-  // tg64 113.4 -> 117.6); long Q6_K rows the same (q6k_split). Q5_K keeps the old layout.
-  if (block_split_rows<F, NT, GLU, F1, F2>(split, q6k_split, items)) job.wpr = kWarps;
+  if (block_split_rows<F, NT, GLU, F1, F2>(q6k_split, items)) job.wpr = kWarps;
 }
 
 // The kernel for a job whose groups have WPR warps (job.wpr; 0: read at run time, for more than
-// one token), given the switches as launch_nt read them (one load per lane, the Q4_K row split, the
-// Q6_K split mode).
+// one token), given the switches as launch_nt read them (one load per lane, the Q6_K split mode).
 // At one token every one-format kernel takes its warps per row as a constant (matvec_block's WPR: NOTES.md
 // session 16, H200, 27B tg128 Q4_0 188.6 -> 197.0, q4_mix 151.1 -> 161.5, Q8_0 115.9 -> 123.1
 // with the lean loop).
 template <class F, int NT, bool GLU, class F1, class F2, bool SA, int WPR>
-auto pick_kernel(int64_t items, bool one, bool split, int q6k_split) {
+auto pick_kernel(int64_t items, bool one, int q6k_split) {
   auto* kernel = matvec_quant<F, F1, F2, NT, GLU, 0, 0, SA, WPR>;
-  if constexpr (kKQuantRaw<F, NT>) {
-    constexpr int kMinBlocks = kMixed<F, F1, F2> ? 0 : (GLU ? 6 : 8);
-    if constexpr (!GLU || !std::is_same_v<F, FormatQ6_K>)
+  if constexpr (kQ6KRaw<F, NT>) {
+    constexpr int kMinBlocks = kMixed<F, F1, F2> ? 0 : 8;
+    if constexpr (!GLU)
       if (one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, kMinBlocks, SA, WPR>;
     // One weight of Q6_K with rows of at most 96 items (the output head, 5376 wide: 84 items):
     // q6k_layout 1 (the default) gives each lane its up to 3 items in one pass instead of 2 passes
     // of 2 (NOTES.md session 14, H100: the 27B head 436.4 -> 411.9 us, tg128 +0.6 %; 120
     // registers, 4 blocks per SM); 0 the old layout, 2 the row over 2 warps (one pass of up to 2
     // items per lane: slower, 510.6 us; kquant_wpr), both measurement settings
-    // (UNICORN_CUDA_Q6K_LAYOUT). The same one pass for a Q4_K weight alone (q4_mix's 27B head and
-    // o) was slower (session 14: q4_mix tg128 -1.3 %).
+    // (UNICORN_CUDA_Q6K_LAYOUT).
     if constexpr (kQ6KAlone<F, NT, GLU, F1, F2>) {
       if (g_q6k_layout.load(std::memory_order_relaxed) == 1 && !one && items <= 96)
         kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, WPR>;
-    }
-    // Rows split over the block (kquant_wpr: Q4_K's, Q6_K's) take one load per lane and pass.
-    if constexpr ((kQ4KSplitCandidate<F, NT, GLU, F1, F2> || kQ6KAlone<F, NT, GLU, F1, F2>)&&WPR == kWarps) {
-      if (block_split_rows<F, NT, GLU, F1, F2>(split, q6k_split, items) && !one)
-        kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA, WPR>;
+      // Rows split over the block (kquant_wpr) take one load per lane and pass.
+      if constexpr (WPR == kWarps) {
+        if (block_split_rows<F, NT, GLU, F1, F2>(q6k_split, items) && !one)
+          kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA, WPR>;
+      }
     }
   }
+  // A one-token K-quant mix led by Q4_K (q4_mix's q/k/v, Q4_K_M's with a Q6_K v): its 64-value
+  // bodies (Q5_K, Q6_K) take one load per lane and pass with no register cap (they spill under
+  // one), its Q4_K body 3 sub-blocks per lane and pass (matvec_quant's mix_unroll).
+  if constexpr (NT == 1 && kMixed<F, F1, F2> && std::is_same_v<F, FormatQ4_K>)
+    kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA, WPR>;
   // Two warps per row of 129-192 items (27B's q/k/v and GeGLU pair): each lane's three items in
   // one pass (NOTES.md session 10, H100, 27B Q4_0 tg128 +0.6 % and +1.3 % with the one-pass merge,
   // against 4 warps per row with two items per lane). Measured slower, so not kept: one warp per
   // row with six items in one pass (-0.5 % against 2 warps; with two per pass -0.7 % against 4),
   // 3 or 6 items per lane and pass of the 672-item down rows (-1.3 %, -0.7 %), and Q8_0 rows over
   // 2 warps (-1.2 %).
-  if constexpr (kWideQ4_0<F, F1, F2, NT> && WPR == 2) {
+  if constexpr (kWideQ4<F, F1, F2, NT> && WPR == 2) {
     if (items > 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, WPR>;
   }
-  // 128-item rows (4096-wide inputs: the o projection of 12B and 27B) over one warp per row pair,
-  // each lane its 4 items in one pass, under a cap of 80 registers: 27B's o is then 672 blocks, one
-  // wave at 6 blocks per SM, instead of 2,688 blocks of 2 rows over 4 warps (2.55 waves at 8 per
-  // SM). NOTES.md session 12, H100, 27B Q4_0 tg128 +0.3 % (seven alternations, five of them ahead;
-  // a weak gain); 2 warps per row (1.27 waves) was noise.
+  // 128-item Q4_0 rows (4096-wide inputs: the o projection of 12B and 27B) over one warp per row
+  // pair, each lane its 4 items in one pass, under a cap of 80 registers: 27B's o is then 672
+  // blocks, one wave at 6 blocks per SM, instead of 2,688 blocks of 2 rows over 4 warps (2.55 waves
+  // at 8 per SM). NOTES.md session 12, H100, 27B Q4_0 tg128 +0.3 % (seven alternations, five of
+  // them ahead; a weak gain); 2 warps per row (1.27 waves) was noise. Q4_K's o spills under that
+  // cap (kquant_planes_lab.cu: 8.9 us against 7.0 over 2 warps), so it keeps wide_warps.
   if constexpr (kWideQ4_0<F, F1, F2, NT> && !GLU && WPR == 1) {
     if (items == 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 4, 6, SA, WPR>;
   }
@@ -411,16 +417,16 @@ auto pick_kernel(int64_t items, bool one, bool split, int q6k_split) {
 // pick_kernel with job.wpr as a constant at one token. A K-quant q/k/v mix takes it only for one
 // warp per row (27B's q/k/v; every body of the mix then runs with it), other widths read job.wpr.
 template <class F, int NT, bool GLU, class F1, class F2, bool SA>
-auto pick_for_wpr(const MatvecJob& job, int64_t items, bool one, bool split, int q6k_split) {
+auto pick_for_wpr(const MatvecJob& job, int64_t items, bool one, int q6k_split) {
   if constexpr (NT == 1 && kMixed<F, F1, F2>) {
-    if (job.wpr == 1) return pick_kernel<F, NT, GLU, F1, F2, SA, 1>(items, one, split, q6k_split);
-    return pick_kernel<F, NT, GLU, F1, F2, SA, 0>(items, one, split, q6k_split);
+    if (job.wpr == 1) return pick_kernel<F, NT, GLU, F1, F2, SA, 1>(items, one, q6k_split);
+    return pick_kernel<F, NT, GLU, F1, F2, SA, 0>(items, one, q6k_split);
   } else if constexpr (NT == 1) {
-    if (job.wpr == 1) return pick_kernel<F, NT, GLU, F1, F2, SA, 1>(items, one, split, q6k_split);
-    if (job.wpr == 2) return pick_kernel<F, NT, GLU, F1, F2, SA, 2>(items, one, split, q6k_split);
-    return pick_kernel<F, NT, GLU, F1, F2, SA, kWarps>(items, one, split, q6k_split);
+    if (job.wpr == 1) return pick_kernel<F, NT, GLU, F1, F2, SA, 1>(items, one, q6k_split);
+    if (job.wpr == 2) return pick_kernel<F, NT, GLU, F1, F2, SA, 2>(items, one, q6k_split);
+    return pick_kernel<F, NT, GLU, F1, F2, SA, kWarps>(items, one, q6k_split);
   } else {
-    return pick_kernel<F, NT, GLU, F1, F2, SA, 0>(items, one, split, q6k_split);
+    return pick_kernel<F, NT, GLU, F1, F2, SA, 0>(items, one, q6k_split);
   }
 }
 
@@ -428,57 +434,52 @@ auto pick_for_wpr(const MatvecJob& job, int64_t items, bool one, bool split, int
 template <class F, int NT, bool GLU, class F1, class F2>
 constexpr bool kPairableMix = NT == 1 && !GLU && kMixed<F, F1, F2> && HasRaw<F> && HasRaw<F1> && HasRaw<F2>;
 
-// Whether a Q4_K job asks for row pairs (g_q4k_pairs: 3, the default, every Q4_K weight alone at
-// one token and the K-quant q/k/v mixes; 2 only the Q4_K weights alone; 1 only the rows split over a
-// block; 0 none);
-// launch_nt then picks its shared-load kernel.
+// Whether a job of 64-value K-quant rows asks for row pairs (g_q4k_pairs: 3, the default, the
+// K-quant q/k/v mixes and the Q6_K rows split over a block; 1-2 only the split Q6_K rows; 0 none);
+// launch_nt then picks its shared-load kernel. (Q4_K's own rows are 32-value items in Q4_0's row
+// pairs since session 25; modes 1 and 2 were its split rows and its weights alone.)
 template <class F, int NT, bool GLU, class F1, class F2>
-bool q4k_pairs(int64_t items, bool split, int q6k_split) {
+bool q4k_pairs(int64_t items, int q6k_split) {
   const int mode = g_q4k_pairs.load(std::memory_order_relaxed);
-  if constexpr (kQ4KSplitCandidate<F, NT, GLU, F1, F2>) {
-    return mode >= 2 || (mode == 1 && q4k_split_rows(split, items));
-  } else if constexpr (kPairableMix<F, NT, GLU, F1, F2>) {
+  if constexpr (kPairableMix<F, NT, GLU, F1, F2>) {
     return mode == 3;
   } else if constexpr (kQ6KAlone<F, NT, GLU, F1, F2>) {
-    return mode > 0 && q6k_split == 2 && block_split_rows<F, NT, GLU, F1, F2>(split, q6k_split, items);
+    return mode > 0 && q6k_split == 2 && block_split_rows<F, NT, GLU, F1, F2>(q6k_split, items);
   } else {
     return false;
   }
 }
-
 template <class F, int NT, bool GLU, class F1 = F, class F2 = F>
 void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   int64_t rows = 0;
   for (int i = 0; i < (GLU ? 1 : job.n); ++i) rows += job.w[i].rows;
-  constexpr int R = rows_per_group<F, NT, GLU>();
-  // One grid layout for all three: the formats must agree on rows per group and item width.
-  static_assert(R == rows_per_group<F1, NT, GLU>() && R == rows_per_group<F2, NT, GLU>());
-  static_assert(F::kItem == F1::kItem && F::kItem == F2::kItem);
-  const int64_t items = job.w[0].cols / F::kItem;
-  const int wide_warps = kWideQ4_0<F, F1, F2, NT> ? g_wide_warps.load(std::memory_order_relaxed) : kWarps;
+  // A K-quant mix's bodies (q4_mix's Q4_K q of 32-value items, Q5_K k and Q6_K v of 64) share one
+  // grid layout: the same rows per group (matvec_quant's mix branch) and warps per row, chosen for
+  // the widest item, so that no body's lanes idle.
+  constexpr bool kMix = kMixed<F, F1, F2>;
+  constexpr int R = kMix ? 1 : rows_per_group<F, NT, GLU>();
+  const int64_t items = job.w[0].cols / std::max({F::kItem, F1::kItem, F2::kItem});
+  const int wide_warps = kWideQ4<F, F1, F2, NT> ? g_wide_warps.load(std::memory_order_relaxed) : kWarps;
   const int o_warps = kWideQ4_0<F, F1, F2, NT> && !GLU ? g_o_warps.load(std::memory_order_relaxed) : 0;
-  job.wpr = group_warps(rows / R, items, kWideRows<F, NT>, wide_warps, o_warps);
+  job.wpr = group_warps(rows / R, items, kWideRows<F, NT> && !kMix, wide_warps, o_warps);
   if constexpr (NT == 1) job.wpr = item_warps_cap(job.wpr, items, g_item_warps.load(std::memory_order_relaxed));
   // One token of a format with a separate load and 2 rows per group (a GeGLU pair, a pair of rows
-  // of the 32-value formats, or Q4_K's row pairs when q4k_pairs asks): the rows share each
-  // activation load, or (shared_act off) load it once per row (no Q4_K pairs then).
-  constexpr bool kShareable =
-      kPairableMix<F, NT, GLU, F1, F2> ||
-      (NT == 1 &&
-       (GLU || R > 1 || kQ4KSplitCandidate<F, NT, GLU, F1, F2> || kQ6KAlone<F, NT, GLU, F1, F2>)&&HasRaw<F> &&
-       !kMixed<F, F1, F2>);
+  // of the 32-value formats, or the 64-value K-quants' row pairs when q4k_pairs asks): the rows
+  // share each activation load, or (shared_act off) load it once per row (no K-quant pairs then).
+  constexpr bool kShareable = kPairableMix<F, NT, GLU, F1, F2> ||
+                              (NT == 1 && (GLU || R > 1 || kQ6KAlone<F, NT, GLU, F1, F2>)&&HasRaw<F> && !kMix);
   static_assert(!kShareable || (rows_per_group<F, NT, GLU, true>() == rows_per_group<F1, NT, GLU, true>() &&
                                 rows_per_group<F, NT, GLU, true>() == rows_per_group<F2, NT, GLU, true>()));
   // The process-wide switches, read once: they may change between launches.
-  const bool one = one_load<F>(NT), split = g_kquant_split.load(std::memory_order_relaxed);
+  const bool one = one_load<F>(NT);
   const int q6k_split = g_q6k_split.load(std::memory_order_relaxed);
-  kquant_wpr<F, NT, GLU, F1, F2>(job, items, split, q6k_split);
+  kquant_wpr<F, NT, GLU, F1, F2>(job, items, q6k_split);
   bool shared = false;
-  auto* kernel = pick_for_wpr<F, NT, GLU, F1, F2, false>(job, items, one, split, q6k_split);
+  auto* kernel = pick_for_wpr<F, NT, GLU, F1, F2, false>(job, items, one, q6k_split);
   if constexpr (kShareable) {
     shared = g_shared_act.load(std::memory_order_relaxed) &&
-             (GLU || R > 1 || q4k_pairs<F, NT, GLU, F1, F2>(items, split, q6k_split));
-    if (shared) kernel = pick_for_wpr<F, NT, GLU, F1, F2, true>(job, items, one, split, q6k_split);
+             (GLU || R > 1 || q4k_pairs<F, NT, GLU, F1, F2>(items, q6k_split));
+    if (shared) kernel = pick_for_wpr<F, NT, GLU, F1, F2, true>(job, items, one, q6k_split);
   }
   int64_t group_rows = shared ? rows_per_group<F, NT, GLU, true>() : R;
   // One weight of a 32-value format at one token with many rows of at most 32 items (the 270M's
@@ -583,12 +584,7 @@ cudaError_t launch_job(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
 
 }  // namespace
 
-void set_matvec_kquant_split(bool on) { g_kquant_split.store(on, std::memory_order_relaxed); }
-bool matvec_kquant_split() { return g_kquant_split.load(std::memory_order_relaxed); }
-void set_matvec_one_load(GgmlType t, bool on) {
-  if (t == GgmlType::Q4_K) g_one_load_q4k.store(on, std::memory_order_relaxed);
-  if (t == GgmlType::Q6_K) g_one_load_q6k.store(on, std::memory_order_relaxed);
-}
+void set_matvec_one_load_q6k(bool on) { g_one_load_q6k.store(on, std::memory_order_relaxed); }
 void set_matvec_shared_act(bool on) { g_shared_act.store(on, std::memory_order_relaxed); }
 void set_matvec_wide_warps(int warps) { g_wide_warps.store(warps == 2 ? 2 : kWarps, std::memory_order_relaxed); }
 void set_matvec_o_warps(int warps) {
@@ -611,11 +607,7 @@ void set_matvec_prefetch_blocks(int64_t blocks) {
 }
 int matvec_wide_warps() { return g_wide_warps.load(std::memory_order_relaxed); }
 bool matvec_shared_act() { return g_shared_act.load(std::memory_order_relaxed); }
-bool matvec_one_load(GgmlType t) {
-  if (t == GgmlType::Q4_K) return g_one_load_q4k.load(std::memory_order_relaxed);
-  if (t == GgmlType::Q6_K) return g_one_load_q6k.load(std::memory_order_relaxed);
-  return false;
-}
+bool matvec_one_load_q6k() { return g_one_load_q6k.load(std::memory_order_relaxed); }
 
 bool matvec_quant_supports(GgmlType t) {
   return t == GgmlType::Q8_0 || t == GgmlType::Q4_0 || t == GgmlType::Q5_0 || t == GgmlType::Q4_K ||

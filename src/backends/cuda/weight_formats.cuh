@@ -4,7 +4,8 @@
 //            (quant/codec.h) value for value; used by the tiled matmul and the embedding.
 //   dot<NT>: one work item of a row against NT int8-quantized activation rows with dp4a
 //            (4 int8 products per instruction); used by the matvec. An item is one 32-value block
-//            for the legacy formats and 64 values (two 32-value sub-blocks) for the K-quants.
+//            for the legacy formats and Q4_K (a sub-block), 64 values (two 32-value sub-blocks)
+//            for Q5_K and Q6_K.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -66,6 +67,17 @@ __device__ __forceinline__ int dot32(const uint32_t* q, const ActWords& x) {
 #pragma unroll
   for (int i = 0; i < 8; ++i) s = dot4(q[i], x.w[i], s);
   return s;
+}
+
+// A 32-value block's 16 nibble bytes (value j in the low nibble of byte j, value j + 16 in its
+// high nibble) as 32 unsigned bytes in value order: q[0..3] values 0..15, q[4..7] values 16..31.
+__device__ __forceinline__ void unpack_nibbles(const uint4& a, uint32_t* q) {
+  const uint32_t words[4] = {a.x, a.y, a.z, a.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    q[i] = words[i] & 0x0F0F0F0Fu;
+    q[i + 4] = (words[i] >> 4) & 0x0F0F0F0Fu;
+  }
 }
 
 // P rows' 32-value items at block b (their Raw loads) against NT activation rows, each activation
@@ -212,14 +224,7 @@ struct FormatQ4_0 {
   }
   // The nibbles as unsigned bytes (0..15, also valid as signed); the offset 8 comes back through
   // the activation block's sum: sum (q - 8) x = sum q x - 8 sum x (scaled).
-  static __device__ __forceinline__ void unpack(const Raw& r, uint32_t* q) {
-    const uint32_t words[4] = {r.q.x, r.q.y, r.q.z, r.q.w};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      q[i] = words[i] & 0x0F0F0F0Fu;
-      q[i + 4] = (words[i] >> 4) & 0x0F0F0F0Fu;
-    }
-  }
+  static __device__ __forceinline__ void unpack(const Raw& r, uint32_t* q) { unpack_nibbles(r.q, q); }
   // sum (q - 8) x from s = sum q x and the activation block's (d, d * sum x).
   static __device__ __forceinline__ float scaled(float d, float2 ds, int s) {
     return d * (ds.x * static_cast<float>(s) - 8.0f * ds.y);
@@ -239,6 +244,7 @@ struct FormatQ4_0 {
 struct FormatQ5_0 {
   static constexpr int kItem = 32;
   static constexpr unsigned kPlanes = kPlaneD | kPlaneQh;
+  static constexpr int kQhWords = 1;  // 32-bit words of the qh plane per block
   static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
     const int64_t b = k / 32;
     const int o = static_cast<int>(k % 32);
@@ -280,12 +286,11 @@ struct FormatQ5_0 {
 
 // ---- 256-value K-quants -------------------------------------------------------------------------
 
-// The 12 scale bytes of Q4_K and Q5_K as the device holds them (repacked at upload from the
-// file's packing, spec §4.5; device_weight.h): the
-// four values of sub-block pair c (scale 2c, min 2c, scale 2c+1, min 2c+1, 6 bits each, from bit
-// 0) are the 24 bits at byte 3c, so a pair costs one funnel shift and four bit-field extracts
-// instead of the file's byte selects (the same values, so the same results; q4_mix tg64 on an
-// H100 122.5 -> 126.6 tok/s).
+// The 12 scale bytes of Q5_K as the device holds them (repacked at upload from the file's packing,
+// spec §4.5; device_weight.h): the four values of sub-block pair c (scale 2c, min 2c, scale 2c+1,
+// min 2c+1, 6 bits each, from bit 0) are the 24 bits at byte 3c, so a pair costs one funnel shift
+// and four bit-field extracts instead of the file's byte selects (the same values, so the same
+// results; q4_mix tg64 on an H100 122.5 -> 126.6 tok/s when Q4_K had this layout too).
 struct K4PairScales {
   static __device__ __forceinline__ uint32_t field(const uint32_t* sc, int c) {
     const uint32_t lo = c < 2 ? sc[0] : (c == 2 ? sc[1] : sc[2]);
@@ -306,112 +311,94 @@ struct K4PairScales {
   }
 };
 
-// Q4_K: 8 sub-blocks of 32, y = d*sc*q - dmin*m; sub-blocks 2c and 2c+1 share qs[32c..32c+31]
-// (low / high nibble). Scale and min of sub-block s from the header's scale bytes, repacked at
-// upload (K4PairScales).
+// Q4_K in planes (device_weight.h; spec §4.5 for the block): y = d * scale * q - dmin * min per
+// 32-value sub-block. The quant plane holds each sub-block's nibbles as a Q4_0 block's 16 bytes
+// (value j in the low nibble of byte j, value j + 16 in its high nibble), the qh plane one 16-byte
+// header per super-block: word 0 the f16 pair (d, dmin), words 1-3 the eight sub-blocks' 12-bit
+// fields scale | min << 6, sub-block s's at bit 12 s. The file's 144 bytes per 256 values. An item
+// is one sub-block, so Q4_0's layouts serve it (the eight lanes of a super-block load its header
+// together); bench/device/kquant_planes_lab.cu, H200, 27B shapes, each kernel alone: the GeGLU
+// pair 38.2 -> 35.2 us, down 21.5 -> 20.4, q 7.2 -> 6.9, o even, against 144-byte blocks with
+// 64-value items (Q4_0 on the same bytes: 34.0, 20.0, 7.4, 6.7).
 struct FormatQ4_K {
-  static constexpr int kItem = 64;
-  static constexpr unsigned kPlanes = 0;
-  using Scales = K4PairScales;
-  static __device__ __forceinline__ void scale_min(const uint32_t* sc, int s, float& scale, float& min) {
-    Scales::scale_min(sc, s, scale, min);
+  static constexpr int kItem = 32;
+  static constexpr unsigned kPlanes = kPlaneQh;
+  static constexpr int kQhWords = 4;  // 32-bit words of the qh plane per super-block
+  static __device__ __forceinline__ const uint4* header(const DeviceWeight& w, int64_t r, int64_t sb) {
+    return reinterpret_cast<const uint4*>(w.qh) + r * w.blocks_per_row + sb;
   }
-  // Sub-blocks 2c and 2c+1 of super-block sb (quants as unsigned bytes q0, q1) against NT
-  // activation rows: d * (scale * x_d * dot) - dmin * min * (x_d * sum x), per sub-block. The
-  // header word h holds d, dmin and the scale bytes; Q5_K shares it. For P rows' pairs at the
-  // same position: one activation load serves all P rows (matvec_quant.cu's row pairs). acc[p][t].
-  template <int NT, int P>
-  static __device__ __forceinline__ void pair_dot_rows(const uint4* h, const uint32_t (*q0)[8], const uint32_t (*q1)[8],
-                                                       int64_t sb, int c, ActQ8 x, int64_t K, int T, float (*acc)[NT]) {
-    float s0[P], m0[P], s1[P], m1[P], d[P], dmin[P];
-#pragma unroll
-    for (int p = 0; p < P; ++p) {
-      const uint32_t sc[3] = {h[p].y, h[p].z, h[p].w};
-      Scales::pair(sc, c, s0[p], m0[p], s1[p], m1[p]);
-      d[p] = half_to_float(static_cast<uint16_t>(h[p].x & 0xFFFFu));
-      dmin[p] = half_to_float(static_cast<uint16_t>(h[p].x >> 16));
-    }
-    const int64_t xb = sb * 8 + 2 * c;  // activation block of sub-block 2c
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      if (NT > 1 && t >= T) break;  // one token: T is 1 (launch_job)
-      const ActWords x0 = load_act32(x.q + t * K, xb * 32);
-      const ActWords x1 = load_act32(x.q + t * K, xb * 32 + 32);
-      const float2 ds0 = load_ds(x.ds, t * (K / 32) + xb), ds1 = load_ds(x.ds, t * (K / 32) + xb + 1);
-#pragma unroll
-      for (int p = 0; p < P; ++p) {
-        int lo = 0, hi = 0;
-#pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          lo = dot4(q0[p][i], x0.w[i], lo);
-          hi = dot4(q1[p][i], x1.w[i], hi);
-        }
-        acc[p][t] += d[p] * (s0[p] * ds0.x * static_cast<float>(lo) + s1[p] * ds1.x * static_cast<float>(hi)) -
-                     dmin[p] * (m0[p] * ds0.y + m1[p] * ds1.y);
-      }
-    }
+  // Scale and min of sub-block s from its super-block's header h.
+  static __device__ __forceinline__ void scale_min(const uint4& h, int s, float& scale, float& min) {
+    const int bit = 12 * s, wi = bit / 32;
+    const uint32_t lo = wi == 0 ? h.y : (wi == 1 ? h.z : h.w);
+    const uint32_t hi = wi == 0 ? h.z : h.w;
+    const uint32_t f = __funnelshift_r(lo, hi, bit % 32);
+    scale = static_cast<float>(f & 63u);
+    min = static_cast<float>((f >> 6) & 63u);
   }
   static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
-    const uint8_t* blk = w.q + r * w.q_row_bytes + (k / 256) * 144;
-    const int i = static_cast<int>(k % 256), sub = i / 32, l = i % 32;
-    const uint4 h = __ldg(reinterpret_cast<const uint4*>(blk));
-    const uint32_t sc[3] = {h.y, h.z, h.w};
+    const int64_t sub = k / 32;
+    const int o = static_cast<int>(k % 32);
+    const uint2 a = __ldg(reinterpret_cast<const uint2*>(w.q + r * w.q_row_bytes + sub * 16 + (o % 16)));
+    const uint4 h = __ldg(header(w, r, k / 256));
     float scale, min;
-    scale_min(sc, sub, scale, min);
+    scale_min(h, static_cast<int>(sub % 8), scale, min);
     const float dl = __fmul_rn(half_to_float(static_cast<uint16_t>(h.x & 0xFFFFu)), scale);
     const float ml = __fmul_rn(half_to_float(static_cast<uint16_t>(h.x >> 16)), min);
-    const uint2 a = __ldg(reinterpret_cast<const uint2*>(blk + 16 + 32 * (sub / 2) + l));
+    const int shift = 4 * (o / 16);
     const uint32_t v[2] = {a.x, a.y};
-    const int shift = 4 * (sub % 2);
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       const float q = static_cast<float>((v[j / 4] >> (8 * (j % 4) + shift)) & 0xFu);
       y[j] = __fsub_rn(__fmul_rn(dl, q), ml);
     }
   }
-  // Item = (super-block item/4, pair c = item%4): sub-blocks 2c, 2c+1.
-  static constexpr int kUnrollOne = 4;  // items in flight per lane for one token (matvec_quant.cu)
+  static constexpr int kUnrollOne = 8;  // as Q4_0 (matvec_quant.cu)
   struct Raw {
-    uint4 h, a0, a1;
+    uint4 q, h;
   };
   static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t item) {
-    const uint8_t* blk = w.q + r * w.q_row_bytes + (item / 4) * 144;
-    const int c = static_cast<int>(item % 4);
-    return {ldw16(blk), ldw16(blk + 16 + 32 * c), ldw16(blk + 32 + 32 * c)};
+    return {ldw16(w.q + r * w.q_row_bytes + item * 16), ldw16(header(w, r, item / 8))};
+  }
+  // P rows' sub-blocks at the same position against NT activation rows, one activation load for
+  // all: d * scale * (x_d * dot) - dmin * min * (x_d * sum x).
+  template <int NT, int P>
+  static __device__ __forceinline__ void dot_rows(const Raw* raw, int64_t item, ActQ8 x, int64_t K, int T,
+                                                  float (*acc)[NT]) {
+    const int s = static_cast<int>(item % 8);
+    uint32_t q[P][8];
+    float dsc[P], dmn[P];
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      unpack_nibbles(raw[p].q, q[p]);
+      float scale, min;
+      scale_min(raw[p].h, s, scale, min);
+      dsc[p] = half_to_float(static_cast<uint16_t>(raw[p].h.x & 0xFFFFu)) * scale;
+      dmn[p] = half_to_float(static_cast<uint16_t>(raw[p].h.x >> 16)) * min;
+    }
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (NT > 1 && t >= T) break;  // one token: T is 1 (launch_job)
+      const ActWords xa = load_act32(x.q + t * K, item * 32);
+      const float2 ds = load_ds(x.ds, t * (K / 32) + item);
+#pragma unroll
+      for (int p = 0; p < P; ++p) acc[p][t] += dsc[p] * (ds.x * static_cast<float>(dot32(q[p], xa))) - dmn[p] * ds.y;
+    }
+  }
+  template <int NT>
+  static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t item, ActQ8 x, int64_t K, int T, float* acc) {
+    dot_rows<NT, 1>(&raw, item, x, K, T, reinterpret_cast<float(*)[NT]>(acc));
   }
   template <int NT>
   static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t item, ActQ8 x, int64_t K, int T,
                                              float* acc) {
     dot_raw<NT>(load(w, r, item), item, x, K, T, acc);
   }
-  template <int NT, int P>
-  static __device__ __forceinline__ void dot_rows(const Raw* rw, int64_t item, ActQ8 x, int64_t K, int T,
-                                                  float (*acc)[NT]) {
-    const int64_t sb = item / 4;
-    const int c = static_cast<int>(item % 4);
-    uint4 h[P];
-    uint32_t q0[P][8], q1[P][8];  // sub-blocks 2c and 2c+1 as bytes 0..15
-#pragma unroll
-    for (int p = 0; p < P; ++p) {
-      h[p] = rw[p].h;
-      const uint4 a0 = rw[p].a0, a1 = rw[p].a1;
-      const uint32_t raw[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        q0[p][i] = raw[i] & 0x0F0F0F0Fu;
-        q1[p][i] = (raw[i] >> 4) & 0x0F0F0F0Fu;
-      }
-    }
-    pair_dot_rows<NT, P>(h, q0, q1, sb, c, x, K, T, acc);
-  }
-  template <int NT>
-  static __device__ __forceinline__ void dot_raw(const Raw& rw, int64_t item, ActQ8 x, int64_t K, int T, float* acc) {
-    dot_rows<NT, 1>(&rw, item, x, K, T, reinterpret_cast<float(*)[NT]>(acc));
-  }
 };
 
-// Q5_K (176-byte blocks, 11 x 16, aligned; scale bytes repacked as Q4_K's): as Q4_K, with bit 4
-// of value l of sub-block s in bit s of qh[l] (header 0..15, qh 16..47, qs 48..175; spec §4.5).
+// Q5_K (176-byte blocks, 11 x 16, aligned; scale bytes repacked, K4PairScales): the file's Q4_K
+// block with bit 4 of value l of sub-block s in bit s of qh[l] (header 0..15, qh 16..47, qs
+// 48..175; spec §4.5). An item is a sub-block pair (64 values).
 struct FormatQ5_K {
   static constexpr int kItem = 64;
   static constexpr unsigned kPlanes = 0;
@@ -437,7 +424,7 @@ struct FormatQ5_K {
   }
   // Item = (super-block item/4, pair c = item%4): sub-blocks 2c, 2c+1. Its five 16-byte loads
   // (header, the 32 high-bit bytes, the pair's 32 quant bytes) are issued apart from the dot
-  // product (Raw), as Q4_K's and Q6_K's, so one-token blocks load before the PDL wait and q4_mix's
+  // product (Raw), as Q6_K's, so one-token blocks load before the PDL wait and q4_mix's
   // q/k/v mix takes one load per pass for its Q5_K k too (matvec_quant.cu).
   static constexpr int kUnrollOne = 2;  // as Q6_K: five loads per item
   struct Raw {
@@ -453,7 +440,42 @@ struct FormatQ5_K {
                                              float* acc) {
     dot_raw<NT>(load(w, r, item), item, x, K, T, acc);
   }
-  // P rows' items at the same position: one activation load serves all (FormatQ4_K::pair_dot_rows).
+  // Sub-blocks 2c and 2c+1 of super-block sb (quants as unsigned bytes q0, q1) against NT
+  // activation rows: d * (scale * x_d * dot) - dmin * min * (x_d * sum x), per sub-block. The
+  // header word h holds d, dmin and the scale bytes. For P rows' pairs at the same position: one
+  // activation load serves all P rows (matvec_quant.cu's row pairs). acc[p][t].
+  template <int NT, int P>
+  static __device__ __forceinline__ void pair_dot_rows(const uint4* h, const uint32_t (*q0)[8], const uint32_t (*q1)[8],
+                                                       int64_t sb, int c, ActQ8 x, int64_t K, int T, float (*acc)[NT]) {
+    float s0[P], m0[P], s1[P], m1[P], d[P], dmin[P];
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      const uint32_t sc[3] = {h[p].y, h[p].z, h[p].w};
+      K4PairScales::pair(sc, c, s0[p], m0[p], s1[p], m1[p]);
+      d[p] = half_to_float(static_cast<uint16_t>(h[p].x & 0xFFFFu));
+      dmin[p] = half_to_float(static_cast<uint16_t>(h[p].x >> 16));
+    }
+    const int64_t xb = sb * 8 + 2 * c;  // activation block of sub-block 2c
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (NT > 1 && t >= T) break;  // one token: T is 1 (launch_job)
+      const ActWords x0 = load_act32(x.q + t * K, xb * 32);
+      const ActWords x1 = load_act32(x.q + t * K, xb * 32 + 32);
+      const float2 ds0 = load_ds(x.ds, t * (K / 32) + xb), ds1 = load_ds(x.ds, t * (K / 32) + xb + 1);
+#pragma unroll
+      for (int p = 0; p < P; ++p) {
+        int lo = 0, hi = 0;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          lo = dot4(q0[p][i], x0.w[i], lo);
+          hi = dot4(q1[p][i], x1.w[i], hi);
+        }
+        acc[p][t] += d[p] * (s0[p] * ds0.x * static_cast<float>(lo) + s1[p] * ds1.x * static_cast<float>(hi)) -
+                     dmin[p] * (m0[p] * ds0.y + m1[p] * ds1.y);
+      }
+    }
+  }
+  // P rows' items at the same position: one activation load serves all (pair_dot_rows).
   template <int NT, int P>
   static __device__ __forceinline__ void dot_rows(const Raw* rw, int64_t item, ActQ8 x, int64_t K, int T,
                                                   float (*acc)[NT]) {
@@ -473,7 +495,7 @@ struct FormatQ5_K {
         q1[p][i] = ((raw[i] >> 4) & 0x0F0F0F0Fu) | (((qh[i] >> (2 * c + 1)) & 0x01010101u) << 4);
       }
     }
-    FormatQ4_K::pair_dot_rows<NT, P>(h, q0, q1, sb, c, x, K, T, acc);
+    pair_dot_rows<NT, P>(h, q0, q1, sb, c, x, K, T, acc);
   }
   template <int NT>
   static __device__ __forceinline__ void dot_raw(const Raw& rw, int64_t item, ActQ8 x, int64_t K, int T, float* acc) {
@@ -487,6 +509,7 @@ struct FormatQ5_K {
 struct FormatQ6_K {
   static constexpr int kItem = 64;
   static constexpr unsigned kPlanes = kPlaneD | kPlaneQh;
+  static constexpr int kQhWords = kQ6KScaleBytes / 4;  // 32-bit words of the qh plane per block
   // The 16 int8 sub-block scales of plane block b (row r, block k: b = r * blocks_per_row + k).
   static __device__ __forceinline__ const uint8_t* scales(const DeviceWeight& w, int64_t b) {
     return reinterpret_cast<const uint8_t*>(w.qh) + b * kQ6KScaleBytes;

@@ -26,6 +26,7 @@ struct Layout {
   int64_t q_row_bytes = 0;
   size_t quant_bytes = 0;  // bytes of quants per block of a split format (0: not split)
   size_t aux_bytes = 0;    // bytes per block in the second plane (0: none)
+  size_t d_bytes = 0;      // bytes per block in the f16 scale plane (0: none)
 };
 
 Layout layout_of(const WeightTensor& w) {
@@ -37,14 +38,16 @@ Layout layout_of(const WeightTensor& w) {
   const int64_t nb = w.cols / block;
   const size_t n_blocks = static_cast<size_t>(w.rows * nb);
   Layout l;
-  // Blocks split into a quant plane, an optional second plane and an f16 scale plane.
-  auto split = [&](size_t quant_bytes, size_t aux_bytes) {
+  // Blocks split into a quant plane, an optional second plane and an f16 scale plane (none for
+  // Q4_K, whose scales are in its second plane's headers).
+  auto split = [&](size_t quant_bytes, size_t aux_bytes, size_t d_bytes = 2) {
     l.quant_bytes = quant_bytes;
     l.aux_bytes = aux_bytes;
+    l.d_bytes = d_bytes;
     l.q_row_bytes = nb * static_cast<int64_t>(quant_bytes);
     l.qh_off = align_up(n_blocks * quant_bytes);
     l.d_off = l.qh_off + align_up(n_blocks * aux_bytes);
-    l.bytes = l.d_off + n_blocks * 2;
+    l.bytes = l.d_off + n_blocks * d_bytes;
   };
   switch (w.type) {
     case GgmlType::Q8_0:
@@ -57,7 +60,10 @@ Layout layout_of(const WeightTensor& w) {
     case GgmlType::Q6_K:  // ql and qh, then the 16 scale bytes, then d: the file's 210 bytes
       split(kQ6KQuantBytes, kQ6KScaleBytes);
       break;
-    default:  // float rows; Q4_K, Q5_K blocks (scale bytes reordered in place): the file's size
+    case GgmlType::Q4_K:  // the sub-blocks' nibbles, then the 16-byte headers: the file's 144 bytes
+      split(kQ4KQuantBytes, kQ4KHeaderBytes, 0);
+      break;
+    default:  // float rows; Q5_K blocks (scale bytes reordered in place): the file's size
       l.q_row_bytes = static_cast<int64_t>(w.row_stride());
       l.bytes = w.nbytes();
       break;
@@ -93,9 +99,37 @@ void split_q6k_blocks(const WeightTensor& w, size_t b0, size_t b1, uint8_t* q, u
   }
 }
 
-// Q4_K's and Q5_K's scale bytes in the device order (device_weight.h): pair c's four 6-bit values
-// as the 24 bits at byte 3c, from the file's packing (quant/blocks.h k4_scale_min). Blocks
-// [b0, b1) of the file to out (the file's blocks with their scale bytes rewritten).
+// Q4_K blocks [b0, b1) into their planes (device_weight.h): each sub-block's 32 nibbles as a Q4_0
+// block's 16 bytes at q, the 16-byte header (d, dmin, then the 12-bit scale | min << 6 fields,
+// sub-block s's at bit 12 s of the last 12 bytes) at hdr (each plane's pointer at block b0).
+void split_q4k_blocks(const WeightTensor& w, size_t b0, size_t b1, uint8_t* q, uint8_t* hdr) {
+  static_assert(offsetof(BlockQ4_K, dmin) == offsetof(BlockQ4_K, d) + 2 && sizeof(BlockQ4_K::qs) == kQ4KQuantBytes);
+  for (size_t i = b0; i < b1; ++i) {
+    const uint8_t* b = w.data + i * sizeof(BlockQ4_K);
+    const uint8_t* sc = b + offsetof(BlockQ4_K, scales);
+    const uint8_t* qs = b + offsetof(BlockQ4_K, qs);
+    uint8_t* h = hdr + (i - b0) * kQ4KHeaderBytes;
+    std::memcpy(h, b + offsetof(BlockQ4_K, d), 4);
+    uint8_t fields[12] = {};
+    for (int s = 0; s < 8; ++s) {
+      const ScaleMin m = k4_scale_min(sc, s);
+      const uint32_t f = uint32_t{m.scale} | uint32_t{m.min} << 6;
+      for (int bit = 0; bit < 12; ++bit)
+        if ((f >> bit) & 1u) fields[(12 * s + bit) / 8] |= static_cast<uint8_t>(1u << ((12 * s + bit) % 8));
+    }
+    std::memcpy(h + 4, fields, sizeof(fields));
+    uint8_t* out = q + (i - b0) * kQ4KQuantBytes;
+    for (int s = 0; s < 8; ++s) {  // sub-block s: the low (s even) or high nibbles of qs[32 (s / 2) ..]
+      uint8_t v[32];
+      for (int l = 0; l < 32; ++l) v[l] = static_cast<uint8_t>((qs[32 * (s / 2) + l] >> (4 * (s % 2))) & 0xF);
+      for (int j = 0; j < 16; ++j) out[16 * s + j] = static_cast<uint8_t>(v[j] | (v[j + 16] << 4));
+    }
+  }
+}
+
+// Q5_K's scale bytes in the device order (device_weight.h): pair c's four 6-bit values as the 24
+// bits at byte 3c, from the file's packing (quant/blocks.h k4_scale_min). Blocks [b0, b1) of the
+// file to out (the file's blocks with their scale bytes rewritten).
 template <class Block>
 void repack_k4_blocks(const WeightTensor& w, size_t b0, size_t b1, uint8_t* out) {
   std::memcpy(out, w.data + b0 * sizeof(Block), (b1 - b0) * sizeof(Block));
@@ -121,7 +155,7 @@ DeviceWeight view_of(const WeightTensor& w, const Layout& l, void* dst) {
   auto* base = static_cast<uint8_t*>(dst);
   v.q = base;
   if (l.aux_bytes > 0) v.qh = reinterpret_cast<const uint32_t*>(base + l.qh_off);
-  if (l.quant_bytes > 0) v.d = reinterpret_cast<const uint16_t*>(base + l.d_off);
+  if (l.d_bytes > 0) v.d = reinterpret_cast<const uint16_t*>(base + l.d_off);
   return v;
 }
 
@@ -132,7 +166,7 @@ size_t device_bytes(const WeightTensor& w) { return align_up(layout_of(w).bytes)
 size_t staged_bytes(const WeightTensor& w, int64_t rows) {
   const Layout l = layout_of(w);
   const size_t nb = static_cast<size_t>(w.cols / traits(w.type).block_size), n = static_cast<size_t>(rows);
-  if (l.quant_bytes > 0) return n * nb * (l.quant_bytes + l.aux_bytes + 2);
+  if (l.quant_bytes > 0) return n * nb * (l.quant_bytes + l.aux_bytes + l.d_bytes);
   return n * static_cast<size_t>(l.q_row_bytes);
 }
 
@@ -156,6 +190,9 @@ std::vector<StagedRegion> stage_rows(const WeightTensor& w, int64_t r0, int64_t 
       case GgmlType::Q6_K:
         split_q6k_blocks(w, b0, b1, q, qh, d);
         break;
+      case GgmlType::Q4_K:
+        split_q4k_blocks(w, b0, b1, q, qh);
+        break;
       default:
         split_blocks<BlockQ5_0>(w, b0, b1, l.quant_bytes, q, qh, d);
         break;
@@ -163,14 +200,11 @@ std::vector<StagedRegion> stage_rows(const WeightTensor& w, int64_t r0, int64_t 
     regions.push_back({b0 * l.quant_bytes, 0, n * l.quant_bytes});
     if (l.aux_bytes > 0)
       regions.push_back({l.qh_off + b0 * l.aux_bytes, static_cast<size_t>(qh - staging), n * l.aux_bytes});
-    regions.push_back({l.d_off + b0 * 2, static_cast<size_t>(d - staging), n * 2});
+    if (l.d_bytes > 0) regions.push_back({l.d_off + b0 * 2, static_cast<size_t>(d - staging), n * 2});
     return regions;
   }
   const size_t row_bytes = static_cast<size_t>(l.q_row_bytes), bytes = static_cast<size_t>(r1 - r0) * row_bytes;
   switch (w.type) {
-    case GgmlType::Q4_K:
-      repack_k4_blocks<BlockQ4_K>(w, b0, b1, staging);
-      break;
     case GgmlType::Q5_K:
       repack_k4_blocks<BlockQ5_K>(w, b0, b1, staging);
       break;

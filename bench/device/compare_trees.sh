@@ -3,7 +3,8 @@
 # .devcarry/trees/ (made here with `git archive --format=tar.gz -o .devcarry/trees/<rev>.tgz <rev>`),
 # then alternates the same `unicorn bench` between them, TREE_ROUNDS rounds.
 #   TREE_BENCH="--type q4_0 -p 32 -n 0 -r 3" TREE_ROUNDS=2 [TREE_REUSE_GPU=1] bash bench/device/compare_trees.sh
-# (several benches: TREE_BENCH="--type q4_0 -p 0 -n 128 -r 2;--type q4_mix -p 0 -n 128 -r 2")
+# (several benches: TREE_BENCH="--type q4_0 -p 0 -n 128 -r 2;--type q4_mix -p 0 -n 128 -r 2";
+# TREE_SIZES="27b 4b" runs each bench on each synthetic size, 27b by default)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -31,10 +32,12 @@ echo "built ${names[*]} in $(( $(date +%s) - start )) s"
 # TREE_BENCH may hold several benches separated by ';', each alternated in every round.
 IFS=';' read -ra benches <<< "${TREE_BENCH:---type q4_0 -p 32 -n 0 -r 3}"
 for round in $(seq "${TREE_ROUNDS:-2}"); do
-  for b in "${benches[@]}"; do
-    for i in "${!names[@]}"; do
-      echo "[${names[$i]} round $round: $b] $(timeout 150 ${bins[$i]} bench --synthetic 27b --device cuda \
-        $b 2>&1 | grep -E '\| (pp|tg)[0-9]' | awk -F'|' '{printf "%s:%s ", $7, $8}')"
+  for size in ${TREE_SIZES:-27b}; do
+    for b in "${benches[@]}"; do
+      for i in "${!names[@]}"; do
+        echo "[${names[$i]} round $round: $size $b] $(timeout 150 ${bins[$i]} bench --synthetic "$size" --device cuda \
+          $b 2>&1 | grep -E '\| (pp|tg)[0-9]' | awk -F'|' '{printf "%s:%s ", $7, $8}')"
+      done
     done
   done
 done

@@ -399,8 +399,11 @@ auto pick_kernel(int64_t items, bool one, int q6k_split) {
   // row with six items in one pass (-0.5 % against 2 warps; with two per pass -0.7 % against 4),
   // 3 or 6 items per lane and pass of the 672-item down rows (-1.3 %, -0.7 %), and Q8_0 rows over
   // 2 warps (-1.2 %).
+  // Q4_K's GeGLU pair under a cap of 80 registers (6 blocks per SM instead of 5 at 85;
+  // kquant_planes_lab.cu, H200: 35.2 against 35.8 us).
   if constexpr (kWideQ4<F, F1, F2, NT> && WPR == 2) {
-    if (items > 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, WPR>;
+    constexpr int kMinBlocks = GLU && std::is_same_v<F, FormatQ4_K> ? 6 : 0;
+    if (items > 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, kMinBlocks, SA, WPR>;
   }
   // 128-item Q4_0 rows (4096-wide inputs: the o projection of 12B and 27B) over one warp per row
   // pair, each lane its 4 items in one pass, under a cap of 80 registers: 27B's o is then 672

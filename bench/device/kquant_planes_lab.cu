@@ -1,6 +1,8 @@
 // Standalone lab: Q4_K in sub-block planes against the engine's Q4_K layout and against Q4_0, on
 // 27B's one-token shapes (not part of the engine or its tests). Build and run on the GPU machine:
-//   nvcc -O3 -std=c++20 -arch=sm_90a -Isrc -o /tmp/kp bench/device/kquant_planes_lab.cu && /tmp/kp
+//   nvcc -O3 -std=c++20 -arch=sm_90a -Isrc -o /tmp/kp bench/device/kquant_planes_lab.cu && /tmp/kp [head|all]
+// (no argument: the four layer shapes; head: the 262,144-row output head in Q6_K, the 27B Q4_0
+// file's, in Q4_K planes, q4_mix's, and in Q4_0, each at several block shapes).
 // Why (NOTES.md session 18): Q4_0 and Q4_K read the same bytes per value (0.5625), yet q4_mix's
 // Q4_K matvecs took 7-9 % longer than Q4_0's (ncu, H200: GeGLU 38.1 / 35.4 us, down 23.1 / 21.5,
 // o 8.4 / 7.7), when the engine's Q4_K item was 64 values (a 16-byte header and two 16-byte quant
@@ -33,6 +35,9 @@ using unicorn::cuda::ActQ8;
 using unicorn::cuda::DeviceWeight;
 using unicorn::cuda::FormatQ4_0;
 using unicorn::cuda::FormatQ4_K;  // the engine's planes (since session 25)
+using unicorn::cuda::FormatQ6_K;
+using unicorn::cuda::kQ6KQuantBytes;
+using unicorn::cuda::kQ6KScaleBytes;
 using unicorn::cuda::K4PairScales;
 
 constexpr int kBlockBytes = 144;
@@ -153,6 +158,21 @@ __global__ void ref_q40(const uint8_t* q, const uint16_t* dp, int64_t rows, int 
   y[r] = static_cast<float>(acc);
 }
 
+// Reference for any engine format: one thread per row, its values from F::decode8 (equal to the
+// reference codec), double accumulation against the dequantized activations.
+template <class F>
+__global__ void ref_decode(DeviceWeight w, const int8_t* xq, const float2* xds, float* y) {
+  const int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (r >= w.rows) return;
+  double acc = 0;
+  for (int64_t k = 0; k < w.cols; k += 8) {
+    float v[8];
+    F::decode8(w, r, k, v);
+    for (int j = 0; j < 8; ++j) acc += double(v[j]) * xq[k + j] * xds[(k + j) / 32].x;
+  }
+  y[r] = static_cast<float>(acc);
+}
+
 // One token: a group of WPR warps computes P rows (GLU: row r of w and of w2) over the whole
 // input; its lanes take consecutive items, U per lane and pass, all loaded before the dots.
 // Outputs: y[row] (GLU: gate dots at y[r], up dots at y[rows + r]).
@@ -226,15 +246,21 @@ void launch(const DeviceWeight& w, const DeviceWeight& w2, ActQ8 x, float* y, cu
 
 }  // namespace
 
-int main() {
+// Argument: "head" runs only the output head's shape (Q6_K, the 27B Q4_0 file's head, against Q4_K
+// and Q4_0 on that shape), "all" every shape; none, the four layer shapes.
+int main(int argc, char** argv) {
   lab_print_device();
+  const std::string which = argc > 1 ? argv[1] : "layer";
   const Shape shapes[] = {{"q 5376->4096", 4096, 5376, false},
                           {"o 4096->5376", 5376, 4096, false},
                           {"gate+up 5376->2x21504", 43008, 5376, true},
-                          {"down 21504->5376", 5376, 21504, false}};
+                          {"down 21504->5376", 5376, 21504, false},
+                          {"head 5376->262144", 262144, 5376, false}};
   cudaStream_t st;
   CK(cudaStreamCreate(&st));
   for (const Shape& sh : shapes) {
+    const bool head = sh.rows == 262144;
+    if (which != "all" && head != (which == "head")) continue;
     const int nsb = sh.K / 256, nb = sh.K / 32;
     const size_t n_blocks = size_t(sh.rows) * nsb, mbytes = n_blocks * kBlockBytes;
     const int copies = std::max<int>(2, int((400ull << 20) / mbytes) + 1);
@@ -253,6 +279,23 @@ int main() {
       fill_bytes<<<1024, 256, 0, st>>>(q40[c], size_t(sh.rows) * nb * 16, 5 + c);
       fill_scales<<<1024, 256, 0, st>>>(q40d[c], size_t(sh.rows) * nb, 7 + c);
     }
+    // The head also in Q6_K (the engine's planes: ql + qh, the int8 scales, d; random bytes).
+    const size_t q6_bytes = n_blocks * (kQ6KQuantBytes + kQ6KScaleBytes + 2);
+    std::vector<uint8_t*> q6(head ? copies : 0);
+    for (auto& p : q6) {
+      CK(cudaMalloc(&p, q6_bytes));
+      fill_bytes<<<1024, 256, 0, st>>>(p, n_blocks * (kQ6KQuantBytes + kQ6KScaleBytes), 9);
+      fill_scales<<<1024, 256, 0, st>>>(reinterpret_cast<uint16_t*>(p + n_blocks * (kQ6KQuantBytes + kQ6KScaleBytes)),
+                                        n_blocks, 11);
+    }
+    auto q6_k = [&](int c) {
+      DeviceWeight w;
+      w.rows = sh.rows, w.cols = sh.K, w.blocks_per_row = nsb, w.q_row_bytes = int64_t{nsb} * kQ6KQuantBytes;
+      w.q = q6[c];
+      w.qh = reinterpret_cast<const uint32_t*>(q6[c] + n_blocks * kQ6KQuantBytes);
+      w.d = reinterpret_cast<const uint16_t*>(q6[c] + n_blocks * (kQ6KQuantBytes + kQ6KScaleBytes));
+      return w;
+    };
     int8_t* xq;
     float2* xds;
     float *y, *yk, *y0;
@@ -266,9 +309,15 @@ int main() {
     ref_q4k<<<(sh.rows + 127) / 128, 128, 0, st>>>(k4[0], sh.rows, nsb, xq, xds, yk);
     ref_q40<<<(sh.rows + 127) / 128, 128, 0, st>>>(q40[0], q40d[0], sh.rows, nb, xq, xds, y0);
     CK(cudaStreamSynchronize(st));
-    std::vector<float> hk(sh.rows), h0(sh.rows);
+    std::vector<float> hk(sh.rows), h0(sh.rows), h6;
     CK(cudaMemcpy(hk.data(), yk, sh.rows * 4, cudaMemcpyDeviceToHost));
     CK(cudaMemcpy(h0.data(), y0, sh.rows * 4, cudaMemcpyDeviceToHost));
+    if (head) {
+      ref_decode<FormatQ6_K><<<(sh.rows + 127) / 128, 128, 0, st>>>(q6_k(0), xq, xds, y0);
+      CK(cudaStreamSynchronize(st));
+      h6.resize(sh.rows);
+      CK(cudaMemcpy(h6.data(), y0, sh.rows * 4, cudaMemcpyDeviceToHost));
+    }
 
     // Weights of copy c: a GeGLU shape's gate is rows [0, rows / 2), its up the rest.
     const int64_t wrows = sh.glu ? sh.rows / 2 : sh.rows;
@@ -294,7 +343,7 @@ int main() {
     };
     struct Variant {
       std::string name;
-      int kind;  // 0 the 144-byte blocks, 1 the engine's planes, 2 Q4_0
+      int kind;  // 0 the 144-byte blocks, 1 the engine's planes, 2 Q4_0, 3 Q6_K
       std::function<void(const DeviceWeight&, const DeviceWeight&)> run;
     };
     std::vector<Variant> vs;
@@ -323,6 +372,14 @@ int main() {
       V(1, FormatQ4_K, 4, 3, 2, 1);
       V(1, FormatQ4_K, 4, 2, 1, 1);
       V(2, FormatQ4_0, 4, 2, 2, 1);  // the engine's Q4_0 down
+    } else if (head) {
+      V(3, FormatQ6_K, 1, 3, 1, 1);  // the engine's Q6_K head (q6k_layout 1)
+      V(3, FormatQ6_K, 1, 2, 1, 1);
+      V(3, FormatQ6_K, 1, 2, 2, 1);  // row pairs sharing each activation load
+      V(3, FormatQ6_K, 2, 2, 1, 1);
+      V(3, FormatQ6_K, 2, 1, 2, 1);
+      V(1, FormatQ4_K, 2, 3, 2, 1);  // q4_mix's Q4_K head (Q4_0's layout)
+      V(2, FormatQ4_0, 2, 3, 2, 1);  // Q4_0 rows of this shape
     } else if (sh.K == 4096) {
       V(0, FormatQ4_KBlocks, 1, 1, 2, 8);  // session 24's q4_mix o: row pairs, one load per lane
       V(1, FormatQ4_K, 1, 4, 2, 6);        // Q4_0's o layout
@@ -341,6 +398,7 @@ int main() {
         const int64_t up = sh.glu ? sh.rows / 2 : 0;
         if (v.kind == 0) return std::pair{engine_k(c, 0), engine_k(c, up)};
         if (v.kind == 1) return std::pair{planes(c, 0), planes(c, up)};
+        if (v.kind == 3) return std::pair{q6_k(c), q6_k(c)};
         return std::pair{q4_0(c, 0), q4_0(c, up)};
       };
       const LabResult res = lab_check_and_time(
@@ -348,12 +406,14 @@ int main() {
             auto [a, b] = weights(c);
             v.run(a, b);
           },
-          copies, y, v.kind == 2 ? h0 : hk, st);
+          copies, y, v.kind == 2 ? h0 : (v.kind == 3 ? h6 : hk), st);
+      const double bytes = v.kind == 3 ? double(n_blocks) * 210 : double(mbytes);
       std::printf("%-36s %-22s %8.2f us %7.0f GB/s  nmse %.1e%s\n", v.name.c_str(), sh.name, res.us,
-                  mbytes / res.us / 1e3, res.nmse, res.nmse > 1e-8 ? "  WRONG" : "");
+                  bytes / res.us / 1e3, res.nmse, res.nmse > 1e-8 ? "  WRONG" : "");
     }
     for (int c = 0; c < copies; ++c)
       cudaFree(k4[c]), cudaFree(pq[c]), cudaFree(ph[c]), cudaFree(q40[c]), cudaFree(q40d[c]);
+    for (auto p : q6) cudaFree(p);
     cudaFree(xq), cudaFree(xds), cudaFree(y), cudaFree(yk), cudaFree(y0);
   }
   return 0;

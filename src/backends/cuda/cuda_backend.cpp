@@ -211,7 +211,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     set_matvec_q4k_pairs(static_cast<int>(env_int("UNICORN_CUDA_Q4K_PAIRS", 3, 0, 3)));
     set_attention_pipelined(env_switch("UNICORN_CUDA_ATTN_PIPELINE", true));
     set_attention_decode_mma(static_cast<int>(env_int("UNICORN_CUDA_ATTN_MMA", 1, 0, 3)));
-    set_matvec_q6k_layout(static_cast<int>(env_int("UNICORN_CUDA_Q6K_LAYOUT", 1, 0, 2)));
+    set_matvec_q6k_layout(static_cast<int>(env_int("UNICORN_CUDA_Q6K_LAYOUT", matvec_q6k_layout(), 0, 3)));
     set_matvec_q6k_split(static_cast<int>(env_int("UNICORN_CUDA_Q6K_SPLIT", 2, 0, 2)));
     set_matvec_prefetch_blocks(env_int("UNICORN_CUDA_PREFETCH_BLOCKS", INT64_MAX, 0, INT64_MAX));
     set_add_norm_threads(static_cast<int>(env_int("UNICORN_CUDA_ADD_NORM_THREADS", 0, 0, 512)));

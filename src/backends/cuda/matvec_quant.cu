@@ -354,8 +354,10 @@ bool block_split_rows(int q6k_split, int64_t items) {
 template <class F, int NT, bool GLU, class F1, class F2>
 void kquant_wpr(MatvecJob& job, int64_t items, int q6k_split) {
   if constexpr (kQ6KAlone<F, NT, GLU, F1, F2>) {
-    // q6k_layout 2 (a measurement setting, see pick_kernel): the row over 2 warps.
-    if (g_q6k_layout.load(std::memory_order_relaxed) == 2 && job.wpr == 1) job.wpr = 2;
+    // q6k_layout 2 (a measurement setting, see pick_kernel): the row over 2 warps; 3: the row pair
+    // over 2 warps (rows of at most 96 items).
+    const int layout = g_q6k_layout.load(std::memory_order_relaxed);
+    if ((layout == 2 || (layout == 3 && items <= 96)) && job.wpr == 1) job.wpr = 2;
   }
   if (block_split_rows<F, NT, GLU, F1, F2>(q6k_split, items)) job.wpr = kWarps;
 }
@@ -377,10 +379,13 @@ auto pick_kernel(int64_t items, bool one, int q6k_split) {
     // of 2 (NOTES.md session 14, H100: the 27B head 436.4 -> 411.9 us, tg128 +0.6 %; 120
     // registers, 4 blocks per SM); 0 the old layout, 2 the row over 2 warps (one pass of up to 2
     // items per lane: slower, 510.6 us; kquant_wpr), both measurement settings
-    // (UNICORN_CUDA_Q6K_LAYOUT).
+    // (UNICORN_CUDA_Q6K_LAYOUT). 3: row pairs that share each activation load over 2 warps
+    // (kquant_wpr, q4k_pairs), one item per lane and pass (kquant_planes_lab.cu, H200, the 27B
+    // head alone: 363.4 us against layout 1's 401.6).
     if constexpr (kQ6KAlone<F, NT, GLU, F1, F2>) {
-      if (g_q6k_layout.load(std::memory_order_relaxed) == 1 && !one && items <= 96)
-        kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, WPR>;
+      const int layout = g_q6k_layout.load(std::memory_order_relaxed);
+      if (layout == 1 && !one && items <= 96) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, WPR>;
+      if (layout == 3 && !one && items <= 96) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA, WPR>;
       // Rows split over the block (kquant_wpr) take one load per lane and pass.
       if constexpr (WPR == kWarps) {
         if (block_split_rows<F, NT, GLU, F1, F2>(q6k_split, items) && !one)
@@ -447,6 +452,7 @@ bool q4k_pairs(int64_t items, int q6k_split) {
   if constexpr (kPairableMix<F, NT, GLU, F1, F2>) {
     return mode == 3;
   } else if constexpr (kQ6KAlone<F, NT, GLU, F1, F2>) {
+    if (g_q6k_layout.load(std::memory_order_relaxed) == 3 && items <= 96) return true;  // its row pairs
     return mode > 0 && q6k_split == 2 && block_split_rows<F, NT, GLU, F1, F2>(q6k_split, items);
   } else {
     return false;
@@ -602,7 +608,7 @@ void set_matvec_quad_rows(int64_t min_rows) { g_quad_rows.store(std::max<int64_t
 int64_t matvec_quad_rows() { return g_quad_rows.load(std::memory_order_relaxed); }
 void set_matvec_item_warps(int n) { g_item_warps.store(std::max(n, 0), std::memory_order_relaxed); }
 int matvec_item_warps() { return g_item_warps.load(std::memory_order_relaxed); }
-void set_matvec_q6k_layout(int layout) { g_q6k_layout.store(layout >= 0 && layout <= 2 ? layout : 0); }
+void set_matvec_q6k_layout(int layout) { g_q6k_layout.store(layout >= 0 && layout <= 3 ? layout : 0); }
 int matvec_q6k_layout() { return g_q6k_layout.load(std::memory_order_relaxed); }
 void set_matvec_prefetch_blocks(int64_t blocks) {
   g_prefetch_blocks.store(static_cast<int>(std::min<int64_t>(blocks, std::numeric_limits<int>::max())),

@@ -36,9 +36,9 @@ using unicorn::cuda::DeviceWeight;
 using unicorn::cuda::FormatQ4_0;
 using unicorn::cuda::FormatQ4_K;  // the engine's planes (since session 25)
 using unicorn::cuda::FormatQ6_K;
+using unicorn::cuda::K4PairScales;
 using unicorn::cuda::kQ6KQuantBytes;
 using unicorn::cuda::kQ6KScaleBytes;
-using unicorn::cuda::K4PairScales;
 
 constexpr int kBlockBytes = 144;
 
@@ -156,6 +156,86 @@ __global__ void ref_q40(const uint8_t* q, const uint16_t* dp, int64_t rows, int 
     acc += double(d) * xds[b].x * dot;
   }
   y[r] = static_cast<float>(acc);
+}
+
+// A candidate Q6_K layout in planes with 32-value items (not in the engine): quant plane, each
+// sub-block's low nibbles as a Q4_0 block's 16 bytes; a highs plane of 8 bytes per sub-block (words
+// H0, H1: the 2-bit highs of values 4i + k and 16 + 4i + k at byte k of H(i / 2), bits 2 (i % 2)
+// and 4 + 2 (i % 2)); the scale plane (the file's 16 int8 scales per block, 2 per sub-block); d.
+// The offset 32 comes back through each 16-value half's activation sum (two dp4a per word of
+// ones per item, shared by the rows) instead of a byte-wise subtraction per weight word.
+// DeviceWeight: q the quant plane, qh the highs plane, d the d plane; the scale plane follows the
+// highs plane (8 bytes per sub-block).
+__device__ __forceinline__ uint2 ldw8(const void* p) {
+  uint2 r;
+  asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p));
+  return r;
+}
+struct FormatQ6_KP {
+  static constexpr int kItem = 32;
+  struct Raw {
+    uint4 lo;
+    uint2 hi;
+    uint16_t sc, d;
+  };
+  static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t item) {
+    const int64_t sub = r * w.blocks_per_row * 8 + item;
+    const uint8_t* hi = reinterpret_cast<const uint8_t*>(w.qh);
+    const uint8_t* sc = hi + w.rows * w.blocks_per_row * 8 * 8;
+    return {unicorn::cuda::ldw16(w.q + r * w.q_row_bytes + item * 16), ldw8(hi + sub * 8),
+            unicorn::cuda::ldw2(sc + sub * 2), unicorn::cuda::ldw2(w.d + r * w.blocks_per_row + item / 8)};
+  }
+  template <int NT, int P>
+  static __device__ __forceinline__ void dot_rows(const Raw* raw, int64_t item, ActQ8 x, int64_t K, int T,
+                                                  float (*acc)[NT]) {
+    const unicorn::cuda::ActWords xa = unicorn::cuda::load_act32(x.q, item * 32);
+    const float dx = unicorn::cuda::load_ds(x.ds, item).x;
+    int sx0 = 0, sx1 = 0;  // the two 16-value halves' activation sums
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      sx0 = unicorn::cuda::dot4(0x01010101u, xa.w[i], sx0);
+      sx1 = unicorn::cuda::dot4(0x01010101u, xa.w[i + 4], sx1);
+    }
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      const uint32_t lo[4] = {raw[p].lo.x, raw[p].lo.y, raw[p].lo.z, raw[p].lo.w};
+      const uint32_t hw[2] = {raw[p].hi.x, raw[p].hi.y};
+      int d0 = 0, d1 = 0;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const uint32_t h = hw[i / 2] >> (2 * (i % 2));
+        const uint32_t qa = (lo[i] & 0x0F0F0F0Fu) | ((h << 4) & 0x30303030u);
+        const uint32_t qb = ((lo[i] >> 4) & 0x0F0F0F0Fu) | (h & 0x30303030u);
+        d0 = unicorn::cuda::dot4(qa, xa.w[i], d0);
+        d1 = unicorn::cuda::dot4(qb, xa.w[i + 4], d1);
+      }
+      const int s0 = static_cast<int8_t>(raw[p].sc & 0xFF), s1 = static_cast<int8_t>(raw[p].sc >> 8);
+      const int sum = s0 * (d0 - 32 * sx0) + s1 * (d1 - 32 * sx1);
+      acc[p][0] += unicorn::cuda::half_to_float(raw[p].d) * dx * static_cast<float>(sum);
+    }
+  }
+};
+
+// The engine's Q6_K planes (ql + qh per block, the scales, d) into FormatQ6_KP's (one thread per
+// block): quant plane at q, highs plane at hi, the scale plane after it (the same 16 bytes per
+// block), d unchanged.
+__global__ void q6_to_planes(const uint8_t* qq, const uint8_t* scales, uint8_t* q, uint8_t* hi, uint8_t* sc,
+                             size_t n_blocks) {
+  for (size_t b = blockIdx.x * size_t(blockDim.x) + threadIdx.x; b < n_blocks; b += size_t(gridDim.x) * blockDim.x) {
+    const uint8_t* ql = qq + b * 192;
+    const uint8_t* qh = ql + 128;
+    for (int i = 0; i < 128; ++i) q[b * 128 + i] = 0;
+    for (int i = 0; i < 64; ++i) hi[b * 64 + i] = 0;
+    for (int v = 0; v < 256; ++v) {
+      const int h = v / 128, s = (v % 128) / 32, l = v % 32;
+      const int low = (ql[64 * h + 32 * (s % 2) + l] >> (4 * (s / 2))) & 0xF;
+      const int high = (qh[32 * h + l] >> (2 * s)) & 3;
+      const int S = v / 32, j = v % 32, half = j / 16, i = (j % 16) / 4, k = j % 4;
+      q[b * 128 + S * 16 + j % 16] |= static_cast<uint8_t>(low << (4 * half));
+      hi[b * 64 + S * 8 + 4 * (i / 2) + k] |= static_cast<uint8_t>(high << (2 * (i % 2) + 4 * half));
+    }
+    for (int i = 0; i < 16; ++i) sc[b * 16 + i] = scales[b * 16 + i];
+  }
 }
 
 // Reference for any engine format: one thread per row, its values from F::decode8 (equal to the
@@ -288,6 +368,21 @@ int main(int argc, char** argv) {
       fill_scales<<<1024, 256, 0, st>>>(reinterpret_cast<uint16_t*>(p + n_blocks * (kQ6KQuantBytes + kQ6KScaleBytes)),
                                         n_blocks, 11);
     }
+    // The same Q6_K weights in FormatQ6_KP's planes: quant (128 bytes per block), highs (64), scales (16).
+    std::vector<uint8_t*> q6p(head ? copies : 0);
+    for (int c = 0; c < int(q6p.size()); ++c) {
+      CK(cudaMalloc(&q6p[c], n_blocks * (128 + 64 + 16)));
+      q6_to_planes<<<1024, 256, 0, st>>>(q6[c], q6[c] + n_blocks * kQ6KQuantBytes, q6p[c], q6p[c] + n_blocks * 128,
+                                         q6p[c] + n_blocks * 192, n_blocks);
+    }
+    auto q6_kp = [&](int c) {
+      DeviceWeight w;
+      w.rows = sh.rows, w.cols = sh.K, w.blocks_per_row = nsb, w.q_row_bytes = int64_t{nsb} * 128;
+      w.q = q6p[c];
+      w.qh = reinterpret_cast<const uint32_t*>(q6p[c] + n_blocks * 128);
+      w.d = reinterpret_cast<const uint16_t*>(q6[c] + n_blocks * (kQ6KQuantBytes + kQ6KScaleBytes));
+      return w;
+    };
     auto q6_k = [&](int c) {
       DeviceWeight w;
       w.rows = sh.rows, w.cols = sh.K, w.blocks_per_row = nsb, w.q_row_bytes = int64_t{nsb} * kQ6KQuantBytes;
@@ -343,7 +438,7 @@ int main(int argc, char** argv) {
     };
     struct Variant {
       std::string name;
-      int kind;  // 0 the 144-byte blocks, 1 the engine's planes, 2 Q4_0, 3 Q6_K
+      int kind;  // 0 the 144-byte blocks, 1 the engine's planes, 2 Q4_0, 3 Q6_K, 4 Q6_K in FormatQ6_KP's planes
       std::function<void(const DeviceWeight&, const DeviceWeight&)> run;
     };
     std::vector<Variant> vs;
@@ -377,7 +472,16 @@ int main(int argc, char** argv) {
       V(3, FormatQ6_K, 1, 2, 1, 1);
       V(3, FormatQ6_K, 1, 2, 2, 1);  // row pairs sharing each activation load
       V(3, FormatQ6_K, 2, 2, 1, 1);
-      V(3, FormatQ6_K, 2, 1, 2, 1);
+      V(3, FormatQ6_K, 2, 1, 2, 1);  // layout 3 (session 25)
+      V(3, FormatQ6_K, 4, 1, 2, 1);
+      V(3, FormatQ6_K, 1, 1, 2, 1);
+      V(3, FormatQ6_K, 2, 2, 2, 1);
+      V(3, FormatQ6_K, 2, 1, 4, 1);
+      V(4, FormatQ6_KP, 2, 3, 2, 1);  // 32-value planes in Q4_0's head shape
+      V(4, FormatQ6_KP, 2, 2, 2, 1);
+      V(4, FormatQ6_KP, 4, 2, 2, 1);
+      V(4, FormatQ6_KP, 1, 3, 2, 1);
+      V(4, FormatQ6_KP, 2, 3, 1, 1);
       V(1, FormatQ4_K, 2, 3, 2, 1);  // q4_mix's Q4_K head (Q4_0's layout)
       V(2, FormatQ4_0, 2, 3, 2, 1);  // Q4_0 rows of this shape
     } else if (sh.K == 4096) {
@@ -399,6 +503,7 @@ int main(int argc, char** argv) {
         if (v.kind == 0) return std::pair{engine_k(c, 0), engine_k(c, up)};
         if (v.kind == 1) return std::pair{planes(c, 0), planes(c, up)};
         if (v.kind == 3) return std::pair{q6_k(c), q6_k(c)};
+        if (v.kind == 4) return std::pair{q6_kp(c), q6_kp(c)};
         return std::pair{q4_0(c, 0), q4_0(c, up)};
       };
       const LabResult res = lab_check_and_time(
@@ -406,14 +511,15 @@ int main(int argc, char** argv) {
             auto [a, b] = weights(c);
             v.run(a, b);
           },
-          copies, y, v.kind == 2 ? h0 : (v.kind == 3 ? h6 : hk), st);
-      const double bytes = v.kind == 3 ? double(n_blocks) * 210 : double(mbytes);
+          copies, y, v.kind == 2 ? h0 : (v.kind >= 3 ? h6 : hk), st);
+      const double bytes = v.kind >= 3 ? double(n_blocks) * 210 : double(mbytes);
       std::printf("%-36s %-22s %8.2f us %7.0f GB/s  nmse %.1e%s\n", v.name.c_str(), sh.name, res.us,
                   bytes / res.us / 1e3, res.nmse, res.nmse > 1e-8 ? "  WRONG" : "");
     }
     for (int c = 0; c < copies; ++c)
       cudaFree(k4[c]), cudaFree(pq[c]), cudaFree(ph[c]), cudaFree(q40[c]), cudaFree(q40d[c]);
     for (auto p : q6) cudaFree(p);
+    for (auto p : q6p) cudaFree(p);
     cudaFree(xq), cudaFree(xds), cudaFree(y), cudaFree(yk), cudaFree(y0);
   }
   return 0;

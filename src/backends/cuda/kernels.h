@@ -37,9 +37,10 @@ int matvec_wide_warps();
 // default; a measurement setting, UNICORN_CUDA_PREFETCH_BLOCKS).
 void set_matvec_prefetch_blocks(int64_t blocks);
 // One token of a Q6_K weight alone with rows of at most 96 items (the output head;
-// UNICORN_CUDA_Q6K_LAYOUT): 1 the default, each lane's up to 3 items in one pass; 3 row pairs
-// sharing each activation load over 2 warps, one item per lane and pass; 0 (a warp per row, 2
-// items per lane and pass) and 2 (the row over 2 warps) are measurement settings.
+// UNICORN_CUDA_Q6K_LAYOUT): 3 the default, row pairs sharing each activation load over 2 warps,
+// one item per lane and pass (session 25, H200 tg64: 4B Q4_0 +2.1 %, 27B even); 1 each lane's up
+// to 3 items in one pass (the default of sessions 14-24), 0 (a warp per row, 2 items per lane and
+// pass) and 2 (the row over 2 warps) are measurement settings.
 void set_matvec_q6k_layout(int layout);
 int matvec_q6k_layout();
 // Warps per 128-item Q4_0 row pair at one token (12B's and 27B's o; not a GeGLU pair): 1 by

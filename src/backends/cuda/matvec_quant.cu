@@ -285,7 +285,7 @@ std::atomic<bool> g_one_load_q6k{false}, g_shared_act{true};
 std::atomic<int> g_wide_warps{2};
 // MatvecJob.prefetch_blocks (set_matvec_prefetch_blocks clamps it to int).
 std::atomic<int> g_prefetch_blocks{std::numeric_limits<int>::max()};
-std::atomic<int> g_q6k_layout{1};         // set_matvec_q6k_layout
+std::atomic<int> g_q6k_layout{3};         // set_matvec_q6k_layout
 std::atomic<int> g_q4k_pairs{3};          // set_matvec_q4k_pairs
 std::atomic<int> g_q6k_split{2};          // set_matvec_q6k_split
 std::atomic<int> g_o_warps{1};            // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
@@ -375,13 +375,13 @@ auto pick_kernel(int64_t items, bool one, int q6k_split) {
     if constexpr (!GLU)
       if (one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, kMinBlocks, SA, WPR>;
     // One weight of Q6_K with rows of at most 96 items (the output head, 5376 wide: 84 items):
-    // q6k_layout 1 (the default) gives each lane its up to 3 items in one pass instead of 2 passes
+    // q6k_layout 1 (the default until session 25) gives each lane its up to 3 items in one pass instead of 2 passes
     // of 2 (NOTES.md session 14, H100: the 27B head 436.4 -> 411.9 us, tg128 +0.6 %; 120
     // registers, 4 blocks per SM); 0 the old layout, 2 the row over 2 warps (one pass of up to 2
     // items per lane: slower, 510.6 us; kquant_wpr), both measurement settings
-    // (UNICORN_CUDA_Q6K_LAYOUT). 3: row pairs that share each activation load over 2 warps
-    // (kquant_wpr, q4k_pairs), one item per lane and pass (kquant_planes_lab.cu, H200, the 27B
-    // head alone: 363.4 us against layout 1's 401.6).
+    // (UNICORN_CUDA_Q6K_LAYOUT). 3, the default: row pairs that share each activation load over 2
+    // warps (kquant_wpr, q4k_pairs), one item per lane and pass (kquant_planes_lab.cu, H200, the
+    // 27B head alone: 363.4 us against layout 1's 401.6; tg64 4B Q4_0 +2.1 %, 27B even).
     if constexpr (kQ6KAlone<F, NT, GLU, F1, F2>) {
       const int layout = g_q6k_layout.load(std::memory_order_relaxed);
       if (layout == 1 && !one && items <= 96) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, WPR>;

@@ -43,21 +43,6 @@ class MatvecSwitches {
   ~MatvecSwitches() {
     for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) (*it)();
   }
-  // The one-token layout of Q6_K (one load per lane under a register cap, or kUnrollOne loads),
-  // turned to the other.
-  void flip_one_load() {
-#ifdef UNICORN_HAVE_CUDA
-    set(cuda::matvec_one_load_q6k(), !cuda::matvec_one_load_q6k(), [](bool v) { cuda::set_matvec_one_load_q6k(v); });
-#endif
-  }
-  // The one-token layout of a Q6_K weight alone with rows of at most 96 items (kernels.h).
-  void q6k_layout(int layout) {
-#ifdef UNICORN_HAVE_CUDA
-    set(cuda::matvec_q6k_layout(), layout, [](int v) { cuda::set_matvec_q6k_layout(v); });
-#else
-    (void)layout;
-#endif
-  }
   // Whether a one-token row pair shares its activation loads.
   void shared_act(bool on) {
 #ifdef UNICORN_HAVE_CUDA
@@ -66,20 +51,11 @@ class MatvecSwitches {
     (void)on;
 #endif
   }
-  // One-token row pairs of the 64-value K-quants sharing their activation loads (kernels.h: 0 none,
-  // 1-2 the split Q6_K rows, 3 also the K-quant q/k/v mixes).
+  // One-token row pairs of a K-quant q/k/v mix sharing their activation loads (kernels.h: 3 the
+  // default, 0-2 none).
   void q4k_pairs(int mode) {
 #ifdef UNICORN_HAVE_CUDA
     set(cuda::matvec_q4k_pairs(), mode, [](int v) { cuda::set_matvec_q4k_pairs(v); });
-#else
-    (void)mode;
-#endif
-  }
-  // The one-token layout of long Q6_K rows (kernels.h: 0 the general layout, 1 split over a block,
-  // 2 split and in row pairs).
-  void q6k_split(int mode) {
-#ifdef UNICORN_HAVE_CUDA
-    set(cuda::matvec_q6k_split(), mode, [](int v) { cuda::set_matvec_q6k_split(v); });
 #else
     (void)mode;
 #endif
@@ -127,11 +103,10 @@ class MatvecSwitches {
   std::vector<std::function<void()>> undo_;
 };
 
-// Token counts of the fused-matmul tests; `flip` runs that count with the other one-token layouts,
-// `unshared` with an activation load per row instead of one per row pair.
+// Token counts of the fused-matmul tests; `unshared` runs that count with an activation load per
+// row instead of one per row pair.
 struct TokenCase {
   int64_t T;
-  bool flip = false;
   bool unshared = false;
 };
 

@@ -56,76 +56,72 @@ TEST_F(CudaOps, RowPairsGiveTheSameResultsWithSharedOrPerRowActivationLoads) {
   }
 }
 
-TEST_F(CudaOps, Q4_KSubBlockRowsGiveTheSameResultsUnderEveryLayout) {
-  // One token of Q4_K in its planes (32-value sub-block items, Q4_0's layouts): row pairs sharing
+TEST_F(CudaOps, KQuantSubBlockRowsGiveTheSameResultsUnderEveryLayout) {
+  // One token of Q4_K and Q6_K in their planes (32-value sub-block items, Q4_0's layouts; Q6_K's
+  // 4 warps per row is its rule for 129-192 items, wide_warps applies to Q4_0 and Q4_K): row pairs sharing
   // each activation load (the default) against a load per row, and 2 warps per row (the default
   // for 129-192 items, 3 items per lane in one pass) against 4, row for row, for long rows (the
   // row over the block), 27B's 5376-wide rows and short ones, an odd row count (the last pair's
-  // missing row is read but not stored) and a q/k/v launch of three Q4_K weights, whose blocks
-  // meet at the weights' edges; then against the CPU.
+  // missing row is read but not stored) and a q/k/v launch of three weights of the type, whose
+  // blocks meet at the weights' edges; then against the CPU.
   Rng rng(41);
-  for (const int64_t in : {int64_t{16384}, int64_t{5376}, int64_t{1024}}) {
-    gpu = cuda_backend_or_null();  // a fresh device per width: freed host bytes may be reused
-    HostWeight w = random_weight(GgmlType::Q4_K, 37, in, rng), wk = random_weight(GgmlType::Q4_K, 19, in, rng);
-    HostWeight wv = random_weight(GgmlType::Q4_K, 21, in, rng);
-    for (HostWeight* h : {&w, &wk, &wv}) gpu->load_weight(h->t);
-    const std::vector<float> x = random_floats(static_cast<size_t>(in), rng);
-    auto run = [&](bool shared, int wide_warps) {
-      MatvecSwitches switches;
-      switches.shared_act(shared);
-      switches.wide_warps(wide_warps);
-      Act xa = upload(*gpu, x, 1, in), y = gpu->alloc(1, 37), q = gpu->alloc(1, 37), k = gpu->alloc(1, 19),
-          v = gpu->alloc(1, 21);
-      gpu->matmul(w.t, xa, y);
-      const WeightTensor* ws[] = {&w.t, &wk.t, &wv.t};
-      Act* ys[] = {&q, &k, &v};
-      gpu->matmul_many(ws, xa, ys);
-      return std::array{to_host(*gpu, y), to_host(*gpu, q), to_host(*gpu, k), to_host(*gpu, v)};
-    };
-    const auto base = run(true, 2);
-    for (const auto& [shared, warps] : {std::pair{false, 2}, std::pair{true, 4}, std::pair{false, 4}}) {
-      const auto other = run(shared, warps);
-      for (size_t j = 0; j < base.size(); ++j)
-        EXPECT_LE(nmse(other[j], base[j]), 1e-12)
-            << "in " << in << (shared ? ", shared" : ", per-row") << " loads, " << warps << " warps, output " << j;
+  for (const GgmlType type : {GgmlType::Q4_K, GgmlType::Q6_K})
+    for (const int64_t in : {int64_t{16384}, int64_t{5376}, int64_t{1024}}) {
+      gpu = cuda_backend_or_null();  // a fresh device per width: freed host bytes may be reused
+      HostWeight w = random_weight(type, 37, in, rng), wk = random_weight(type, 19, in, rng);
+      HostWeight wv = random_weight(type, 21, in, rng);
+      for (HostWeight* h : {&w, &wk, &wv}) gpu->load_weight(h->t);
+      const std::vector<float> x = random_floats(static_cast<size_t>(in), rng);
+      auto run = [&](bool shared, int wide_warps) {
+        MatvecSwitches switches;
+        switches.shared_act(shared);
+        switches.wide_warps(wide_warps);
+        Act xa = upload(*gpu, x, 1, in), y = gpu->alloc(1, 37), q = gpu->alloc(1, 37), k = gpu->alloc(1, 19),
+            v = gpu->alloc(1, 21);
+        gpu->matmul(w.t, xa, y);
+        const WeightTensor* ws[] = {&w.t, &wk.t, &wv.t};
+        Act* ys[] = {&q, &k, &v};
+        gpu->matmul_many(ws, xa, ys);
+        return std::array{to_host(*gpu, y), to_host(*gpu, q), to_host(*gpu, k), to_host(*gpu, v)};
+      };
+      const auto base = run(true, 2);
+      for (const auto& [shared, warps] : {std::pair{false, 2}, std::pair{true, 4}, std::pair{false, 4}}) {
+        const auto other = run(shared, warps);
+        for (size_t j = 0; j < base.size(); ++j)
+          EXPECT_LE(nmse(other[j], base[j]), 1e-12)
+              << type_name(type) << " in " << in << (shared ? ", shared" : ", per-row") << " loads, " << warps
+              << " warps, output " << j;
+      }
+      Act xc = upload(*cpu, x, 1, in), yc = cpu->alloc(1, 37);
+      cpu->matmul(w.t, xc, yc);
+      EXPECT_LE(nmse(base[0], to_host(*cpu, yc)), 5e-4) << type_name(type) << " in " << in << ": against the CPU";
     }
-    Act xc = upload(*cpu, x, 1, in), yc = cpu->alloc(1, 37);
-    cpu->matmul(w.t, xc, yc);
-    EXPECT_LE(nmse(base[0], to_host(*cpu, yc)), 5e-4) << "in " << in << ": Q4_K against the CPU";
-  }
 }
 
-TEST_F(CudaOps, Q6_KSplitRowsAndRowPairsGiveTheSameResultsAsTheGeneralLayout) {
-  // One token of a Q6_K weight alone (Q4_K_M's ffn_down on its "more bits" layers): rows of 256+
-  // items split over a 4-warp block (q6k_split 1) and in row pairs that share each activation load
-  // (2), against the general layout (0: warps_per_row's warps per row, 2 items per lane and pass),
-  // at a row count where that is one warp per row (48 rows per SM) and at a small odd one where it
-  // is 4 (the last pair's missing row is read but not stored); short rows (the output head's
-  // layout) stay as they are under every mode. The row pairs against the CPU too.
+TEST_F(CudaOps, Q6_KHeadLayoutMatchesCpu) {
+  // One token of a Q6_K weight alone with 65,536+ rows of at most 192 items (the output heads): one
+  // warp per row pair, 3 items per lane and pass, with an odd row count (the last pair's missing row
+  // is read but not stored); with shared and per-row activation loads, against each other and the
+  // CPU. 1024-wide (32 items, one pass with idle lanes) and 5376-wide (27B's 168: two passes).
   Rng rng(43);
-  const int64_t many = 48 * int64_t{cuda::device_sm_count()} + 1;
-  for (const auto& [in, rows] : {std::pair{int64_t{16384}, many}, std::pair{int64_t{16384}, int64_t{37}},
-                                 std::pair{int64_t{1024}, int64_t{37}}}) {
+  for (const int64_t in : {int64_t{1024}, int64_t{5376}}) {
     gpu = cuda_backend_or_null();  // a fresh device per shape: freed host bytes may be reused
+    const int64_t rows = 65537;
     HostWeight w = random_weight(GgmlType::Q6_K, rows, in, rng);
     gpu->load_weight(w.t);
     const std::vector<float> x = random_floats(static_cast<size_t>(in), rng);
-    auto run = [&](int mode) {
+    auto run = [&](bool shared) {
       MatvecSwitches switches;
-      switches.q6k_split(mode);
+      switches.shared_act(shared);
       Act xa = upload(*gpu, x, 1, in), y = gpu->alloc(1, rows);
       gpu->matmul(w.t, xa, y);
       return to_host(*gpu, y);
     };
-    const std::vector<float> general = run(0);
-    std::vector<float> split;
-    for (int mode : {1, 2}) {
-      split = run(mode);
-      EXPECT_LE(nmse(split, general), 1e-10) << in << " x " << rows << ", mode " << mode;
-    }
+    const std::vector<float> pairs = run(true), rows_each = run(false);
+    EXPECT_LE(nmse(pairs, rows_each), 1e-12) << in << " wide";
     Act xc = upload(*cpu, x, 1, in), yc = cpu->alloc(1, rows);
     cpu->matmul(w.t, xc, yc);
-    EXPECT_LE(nmse(split, to_host(*cpu, yc)), 5e-4) << in << " x " << rows << ": row pairs against the CPU";
+    EXPECT_LE(nmse(pairs, to_host(*cpu, yc)), 5e-4) << in << " wide: against the CPU";
   }
 }
 
@@ -294,11 +290,9 @@ TEST_F(CudaOps, FusedMatmulsShareOneQuantizedInput) {
     HostWeight wu = random_weight(type, 2048, in, rng);
     for (HostWeight* w : {&wq, &wk, &wv, &wg, &wu}) gpu->load_weight(w->t);
     // 20: the unfused path (tensor cores for Q4_0 and Q8_0)
-    for (const TokenCase tc :
-         {TokenCase{1}, TokenCase{1, true}, TokenCase{1, false, true}, TokenCase{3}, TokenCase{8}, TokenCase{20}}) {
+    for (const TokenCase tc : {TokenCase{1}, TokenCase{1, true}, TokenCase{3}, TokenCase{8}, TokenCase{20}}) {
       const int64_t T = tc.T;
       MatvecSwitches switches;
-      if (tc.flip) switches.flip_one_load();
       if (tc.unshared) switches.shared_act(false);
       const std::vector<float> x = random_floats(static_cast<size_t>(T * in), rng);
       std::vector<float> got[4], want[4];
@@ -318,9 +312,8 @@ TEST_F(CudaOps, FusedMatmulsShareOneQuantizedInput) {
         const GgmlType tj = types[static_cast<size_t>(j % 3)];
         const double limit = int8_activations(tj, in, T) ? 5e-4 : 1e-5;
         EXPECT_LE(nmse(got[j], want[j]), limit)
-            << type_name(tj) << " T=" << T << (tc.flip ? " (other layout)" : "")
-            << (tc.unshared ? " (a load per row)" : "") << " output " << j << " (q, k, v, geglu) first values "
-            << got[j][0] << " vs " << want[j][0];
+            << type_name(tj) << " T=" << T << (tc.unshared ? " (a load per row)" : "") << " output " << j
+            << " (q, k, v, geglu) first values " << got[j][0] << " vs " << want[j][0];
       }
     }
   }

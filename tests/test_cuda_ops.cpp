@@ -121,22 +121,6 @@ TEST_P(CudaMatmul, MatchesCpuFromOneTokenToAPrompt) {
     const auto [got, want] = matmul_gpu_and_cpu(*gpu, *cpu, w.t, random_floats(static_cast<size_t>(c.in), rng), 1);
     EXPECT_LE(nmse(got, want), 5e-4) << "T=1, Q4_K over 4 warps per row";
   }
-  if (c.type == GgmlType::Q6_K) {
-    MatvecSwitches switches;  // one token also with the other load layout (kernels.h)
-    switches.flip_one_load();
-    const auto [got, want] = matmul_gpu_and_cpu(*gpu, *cpu, w.t, random_floats(static_cast<size_t>(c.in), rng), 1);
-    EXPECT_LE(nmse(got, want), 5e-4) << "T=1, the other one-token layout";
-  }
-  if (c.type == GgmlType::Q6_K)
-    for (int layout = 0; layout <= 3; ++layout) {  // every layout of short rows but the default
-#ifdef UNICORN_HAVE_CUDA
-      if (layout == cuda::matvec_q6k_layout()) continue;
-#endif
-      MatvecSwitches switches;
-      switches.q6k_layout(layout);
-      const auto [got, want] = matmul_gpu_and_cpu(*gpu, *cpu, w.t, random_floats(static_cast<size_t>(c.in), rng), 1);
-      EXPECT_LE(nmse(got, want), 5e-4) << "T=1, Q6_K layout " << layout;
-    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Cuda, CudaMatmul, ::testing::ValuesIn(matmul_cases()), matmul_name);
@@ -264,14 +248,25 @@ std::vector<uint8_t> documented_device_image(const WeightTensor& w) {
     case GgmlType::Q5_K:
       k4(BlockQ5_K{});
       break;
-    case GgmlType::Q6_K: {  // ql + qh (192 bytes) per block, then the 16 scale bytes, then d
-      const size_t sc_off = align(n * 192), d_off = sc_off + align(n * 16);
+    case GgmlType::Q6_K: {  // low nibbles (128 bytes per block), 2-bit highs (64), the 16 scales, d
+      const size_t hi_off = align(n * 128), sc_off = hi_off + align(n * 64), d_off = sc_off + align(n * 16);
       img.assign(d_off + n * 2, 0);
       for (size_t i = 0; i < n; ++i) {
         BlockQ6_K b;
         std::memcpy(&b, w.data + i * sizeof(BlockQ6_K), sizeof(BlockQ6_K));
-        std::memcpy(img.data() + i * 192, b.ql, 128);
-        std::memcpy(img.data() + i * 192 + 128, b.qh, 64);
+        for (int v = 0; v < 256; ++v) {
+          // The file: group s of half h at ql[64h + 32 (s % 2) + l] (nibble s / 2), qh[32h + l] bits 2s.
+          const int h = v / 128, s = (v % 128) / 32, l = v % 32;
+          const int low = (b.ql[64 * h + 32 * (s % 2) + l] >> (4 * (s / 2))) & 0xF;
+          const int high = (b.qh[32 * h + l] >> (2 * s)) & 3;
+          // The device: value j of sub-block v / 32 at nibble j / 16 of byte j % 16; its highs at
+          // byte k of word (j % 16) / 8 of the sub-block's 8 bytes (k = j % 4), bits 2 ((j % 16) / 4 % 2)
+          // + 4 (j / 16).
+          const int sub = v / 32, j = v % 32, word = (j % 16) / 4;
+          img[i * 128 + static_cast<size_t>(16 * sub + j % 16)] |= static_cast<uint8_t>(low << (4 * (j / 16)));
+          img[hi_off + i * 64 + static_cast<size_t>(8 * sub + 4 * (word / 2) + j % 4)] |=
+              static_cast<uint8_t>(high << (2 * (word % 2) + 4 * (j / 16)));
+        }
         std::memcpy(img.data() + sc_off + i * 16, b.scales, 16);
         std::memcpy(img.data() + d_off + i * 2, &b.d, 2);
       }

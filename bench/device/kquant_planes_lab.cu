@@ -2,7 +2,8 @@
 // 27B's one-token shapes (not part of the engine or its tests). Build and run on the GPU machine:
 //   nvcc -O3 -std=c++20 -arch=sm_90a -Isrc -o /tmp/kp bench/device/kquant_planes_lab.cu && /tmp/kp [head|all]
 // (no argument: the four layer shapes; head: the 262,144-row output head in Q6_K, the 27B Q4_0
-// file's, in Q4_K planes, q4_mix's, and in Q4_0, each at several block shapes).
+// file's, as the old 64-value planes and as the engine's 32-value planes, in Q4_K planes, q4_mix's,
+// and in Q4_0, each at several block shapes).
 // Why (NOTES.md session 18): Q4_0 and Q4_K read the same bytes per value (0.5625), yet q4_mix's
 // Q4_K matvecs took 7-9 % longer than Q4_0's (ncu, H200: GeGLU 38.1 / 35.4 us, down 23.1 / 21.5,
 // o 8.4 / 7.7), when the engine's Q4_K item was 64 values (a 16-byte header and two 16-byte quant
@@ -37,7 +38,6 @@ using unicorn::cuda::FormatQ4_0;
 using unicorn::cuda::FormatQ4_K;  // the engine's planes (since session 25)
 using unicorn::cuda::FormatQ6_K;
 using unicorn::cuda::K4PairScales;
-using unicorn::cuda::kQ6KQuantBytes;
 using unicorn::cuda::kQ6KScaleBytes;
 
 constexpr int kBlockBytes = 144;
@@ -158,66 +158,108 @@ __global__ void ref_q40(const uint8_t* q, const uint16_t* dp, int64_t rows, int 
   y[r] = static_cast<float>(acc);
 }
 
-// A candidate Q6_K layout in planes with 32-value items (not in the engine): quant plane, each
-// sub-block's low nibbles as a Q4_0 block's 16 bytes; a highs plane of 8 bytes per sub-block (words
-// H0, H1: the 2-bit highs of values 4i + k and 16 + 4i + k at byte k of H(i / 2), bits 2 (i % 2)
-// and 4 + 2 (i % 2)); the scale plane (the file's 16 int8 scales per block, 2 per sub-block); d.
-// The offset 32 comes back through each 16-value half's activation sum (two dp4a per word of
-// ones per item, shared by the rows) instead of a byte-wise subtraction per weight word.
-// DeviceWeight: q the quant plane, qh the highs plane, d the d plane; the scale plane follows the
-// highs plane (8 bytes per sub-block).
-__device__ __forceinline__ uint2 ldw8(const void* p) {
-  uint2 r;
-  asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p));
-  return r;
-}
-struct FormatQ6_KP {
-  static constexpr int kItem = 32;
+// The Q6_K planes that the engine held until session 25 (ql + qh, 192 bytes per block; the 16
+// int8 scales; d), with 64-value items: the engine's reader of that time.
+constexpr int64_t kOldQ6KQuantBytes = 192;
+struct FormatQ6_KBlocks {
+  static constexpr int kItem = 64;
+  // The 16 int8 sub-block scales of plane block b (row r, block k: b = r * blocks_per_row + k).
+  static __device__ __forceinline__ const uint8_t* scales(const DeviceWeight& w, int64_t b) {
+    return reinterpret_cast<const uint8_t*>(w.qh) + b * kQ6KScaleBytes;
+  }
+  static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
+    const int64_t b = r * w.blocks_per_row + k / 256;
+    const uint8_t* blk = w.q + r * w.q_row_bytes + (k / 256) * kOldQ6KQuantBytes;
+    const int i = static_cast<int>(k % 256), half = i / 128, s = (i % 128) / 32, l = i % 32;
+    const uint2 ql = __ldg(reinterpret_cast<const uint2*>(blk + 64 * half + 32 * (s % 2) + l));
+    const uint2 qh = __ldg(reinterpret_cast<const uint2*>(blk + 128 + 32 * half + l));
+    const float d = unicorn::cuda::half_to_float(__ldg(w.d + b));
+    const float dl = __fmul_rn(d, static_cast<float>(static_cast<int8_t>(__ldg(scales(w, b) + i / 16))));
+    const uint32_t lw[2] = {ql.x, ql.y}, hw[2] = {qh.x, qh.y};
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int lo = static_cast<int>((lw[j / 4] >> (8 * (j % 4) + 4 * (s / 2))) & 0xFu);
+      const int hi = static_cast<int>((hw[j / 4] >> (8 * (j % 4) + 2 * s)) & 3u);
+      y[j] = __fmul_rn(dl, static_cast<float>((lo | (hi << 4)) - 32));
+    }
+  }
+  // Item = (super-block item/4, p = item%4): half h = p/2, groups s0 = p%2 and s0 + 2, which
+  // share the same ql bytes (low / high nibble).
   struct Raw {
-    uint4 lo;
-    uint2 hi;
-    uint16_t sc, d;
+    uint4 l0, l1, h0, h1, scw;
+    uint16_t d;
   };
   static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t item) {
-    const int64_t sub = r * w.blocks_per_row * 8 + item;
-    const uint8_t* hi = reinterpret_cast<const uint8_t*>(w.qh);
-    const uint8_t* sc = hi + w.rows * w.blocks_per_row * 8 * 8;
-    return {unicorn::cuda::ldw16(w.q + r * w.q_row_bytes + item * 16), ldw8(hi + sub * 8),
-            unicorn::cuda::ldw2(sc + sub * 2), unicorn::cuda::ldw2(w.d + r * w.blocks_per_row + item / 8)};
+    const int p = static_cast<int>(item % 4), h = p / 2, s0 = p % 2;
+    const int64_t b = r * w.blocks_per_row + item / 4;
+    const uint8_t* blk = w.q + r * w.q_row_bytes + (item / 4) * kOldQ6KQuantBytes;
+    return {unicorn::cuda::ldw16(blk + 64 * h + 32 * s0), unicorn::cuda::ldw16(blk + 64 * h + 32 * s0 + 16),
+            unicorn::cuda::ldw16(blk + 128 + 32 * h),     unicorn::cuda::ldw16(blk + 128 + 32 * h + 16),
+            unicorn::cuda::ldw16(scales(w, b)),           unicorn::cuda::ldw2(w.d + b)};
   }
+  template <int NT>
+  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t item, ActQ8 x, int64_t K, int T,
+                                             float* acc) {
+    dot_raw<NT>(load(w, r, item), item, x, K, T, acc);
+  }
+  // P rows' items at the same position (one activation load for all; FormatQ8_0::dot_rows).
   template <int NT, int P>
-  static __device__ __forceinline__ void dot_rows(const Raw* raw, int64_t item, ActQ8 x, int64_t K, int T,
+  static __device__ __forceinline__ void dot_rows(const Raw* rw, int64_t item, ActQ8 x, int64_t K, int T,
                                                   float (*acc)[NT]) {
-    const unicorn::cuda::ActWords xa = unicorn::cuda::load_act32(x.q, item * 32);
-    const float dx = unicorn::cuda::load_ds(x.ds, item).x;
-    int sx0 = 0, sx1 = 0;  // the two 16-value halves' activation sums
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      sx0 = unicorn::cuda::dot4(0x01010101u, xa.w[i], sx0);
-      sx1 = unicorn::cuda::dot4(0x01010101u, xa.w[i + 4], sx1);
-    }
+    const int64_t sb = item / 4;
+    const int p4 = static_cast<int>(item % 4), h = p4 / 2, s0 = p4 % 2;
+    const int ja = 8 * h + 2 * s0, jb = 8 * h + 2 * (s0 + 2);  // first 16-value sub-block of each group
+    uint32_t qa[P][8], qb[P][8];                               // groups s0 and s0 + 2, as signed bytes q - 32
+    float d[P], sa0[P], sa1[P], sb0[P], sb1[P];
 #pragma unroll
     for (int p = 0; p < P; ++p) {
-      const uint32_t lo[4] = {raw[p].lo.x, raw[p].lo.y, raw[p].lo.z, raw[p].lo.w};
-      const uint32_t hw[2] = {raw[p].hi.x, raw[p].hi.y};
-      int d0 = 0, d1 = 0;
+      const uint4 l0 = rw[p].l0, l1 = rw[p].l1, h0 = rw[p].h0, h1 = rw[p].h1, scw = rw[p].scw;
+      d[p] = unicorn::cuda::half_to_float(rw[p].d);
+      const uint32_t ql[8] = {l0.x, l0.y, l0.z, l0.w, l1.x, l1.y, l1.z, l1.w};
+      const uint32_t qh[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
+      const uint32_t scales[4] = {scw.x, scw.y, scw.z, scw.w};
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const uint32_t h = hw[i / 2] >> (2 * (i % 2));
-        const uint32_t qa = (lo[i] & 0x0F0F0F0Fu) | ((h << 4) & 0x30303030u);
-        const uint32_t qb = ((lo[i] >> 4) & 0x0F0F0F0Fu) | (h & 0x30303030u);
-        d0 = unicorn::cuda::dot4(qa, xa.w[i], d0);
-        d1 = unicorn::cuda::dot4(qb, xa.w[i + 4], d1);
+      for (int i = 0; i < 8; ++i) {
+        qa[p][i] = __vsub4((ql[i] & 0x0F0F0F0Fu) | (((qh[i] >> (2 * s0)) & 0x03030303u) << 4), 0x20202020u);
+        qb[p][i] = __vsub4(((ql[i] >> 4) & 0x0F0F0F0Fu) | (((qh[i] >> (2 * s0 + 4)) & 0x03030303u) << 4), 0x20202020u);
       }
-      const int s0 = static_cast<int8_t>(raw[p].sc & 0xFF), s1 = static_cast<int8_t>(raw[p].sc >> 8);
-      const int sum = s0 * (d0 - 32 * sx0) + s1 * (d1 - 32 * sx1);
-      acc[p][0] += unicorn::cuda::half_to_float(raw[p].d) * dx * static_cast<float>(sum);
+      auto scale = [&](int j) {
+        const uint32_t w = j < 8 ? (j < 4 ? scales[0] : scales[1]) : (j < 12 ? scales[2] : scales[3]);
+        return static_cast<float>(static_cast<int8_t>((w >> (8 * (j % 4))) & 0xFFu));
+      };
+      sa0[p] = scale(ja), sa1[p] = scale(ja + 1), sb0[p] = scale(jb), sb1[p] = scale(jb + 1);
     }
+    const int64_t xa_blk = sb * 8 + 4 * h + s0, xb_blk = xa_blk + 2;
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (NT > 1 && t >= T) break;  // one token: T is 1 (launch_job)
+      const unicorn::cuda::ActWords xa = unicorn::cuda::load_act32(x.q + t * K, xa_blk * 32);
+      const unicorn::cuda::ActWords xb = unicorn::cuda::load_act32(x.q + t * K, xb_blk * 32);
+      const float dxa = unicorn::cuda::load_ds(x.ds, t * (K / 32) + xa_blk).x,
+                  dxb = unicorn::cuda::load_ds(x.ds, t * (K / 32) + xb_blk).x;
+#pragma unroll
+      for (int p = 0; p < P; ++p) {
+        int a0 = 0, a1 = 0, b0 = 0, b1 = 0;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          a0 = unicorn::cuda::dot4(qa[p][i], xa.w[i], a0);
+          a1 = unicorn::cuda::dot4(qa[p][i + 4], xa.w[i + 4], a1);
+          b0 = unicorn::cuda::dot4(qb[p][i], xb.w[i], b0);
+          b1 = unicorn::cuda::dot4(qb[p][i + 4], xb.w[i + 4], b1);
+        }
+        acc[p][t] += d[p] * (dxa * (sa0[p] * static_cast<float>(a0) + sa1[p] * static_cast<float>(a1)) +
+                             dxb * (sb0[p] * static_cast<float>(b0) + sb1[p] * static_cast<float>(b1)));
+      }
+    }
+  }
+  template <int NT>
+  static __device__ __forceinline__ void dot_raw(const Raw& rw, int64_t item, ActQ8 x, int64_t K, int T, float* acc) {
+    dot_rows<NT, 1>(&rw, item, x, K, T, reinterpret_cast<float(*)[NT]>(acc));
   }
 };
 
-// The engine's Q6_K planes (ql + qh per block, the scales, d) into FormatQ6_KP's (one thread per
-// block): quant plane at q, highs plane at hi, the scale plane after it (the same 16 bytes per
+// The old Q6_K planes (FormatQ6_KBlocks) into the engine's (FormatQ6_K since session 25; one thread
+// per block): quant plane at q, highs plane at hi, the scale plane at sc (the same 16 bytes per
 // block), d unchanged.
 __global__ void q6_to_planes(const uint8_t* qq, const uint8_t* scales, uint8_t* q, uint8_t* hi, uint8_t* sc,
                              size_t n_blocks) {
@@ -359,20 +401,20 @@ int main(int argc, char** argv) {
       fill_bytes<<<1024, 256, 0, st>>>(q40[c], size_t(sh.rows) * nb * 16, 5 + c);
       fill_scales<<<1024, 256, 0, st>>>(q40d[c], size_t(sh.rows) * nb, 7 + c);
     }
-    // The head also in Q6_K (the engine's planes: ql + qh, the int8 scales, d; random bytes).
-    const size_t q6_bytes = n_blocks * (kQ6KQuantBytes + kQ6KScaleBytes + 2);
+    // The head also in Q6_K (the old planes, FormatQ6_KBlocks: ql + qh, the int8 scales, d; random bytes).
+    const size_t q6_bytes = n_blocks * (kOldQ6KQuantBytes + kQ6KScaleBytes + 2);
     std::vector<uint8_t*> q6(head ? copies : 0);
     for (auto& p : q6) {
       CK(cudaMalloc(&p, q6_bytes));
-      fill_bytes<<<1024, 256, 0, st>>>(p, n_blocks * (kQ6KQuantBytes + kQ6KScaleBytes), 9);
-      fill_scales<<<1024, 256, 0, st>>>(reinterpret_cast<uint16_t*>(p + n_blocks * (kQ6KQuantBytes + kQ6KScaleBytes)),
-                                        n_blocks, 11);
+      fill_bytes<<<1024, 256, 0, st>>>(p, n_blocks * (kOldQ6KQuantBytes + kQ6KScaleBytes), 9);
+      fill_scales<<<1024, 256, 0, st>>>(
+          reinterpret_cast<uint16_t*>(p + n_blocks * (kOldQ6KQuantBytes + kQ6KScaleBytes)), n_blocks, 11);
     }
-    // The same Q6_K weights in FormatQ6_KP's planes: quant (128 bytes per block), highs (64), scales (16).
+    // The same Q6_K weights in the engine's planes: quant (128 bytes per block), highs (64), scales (16).
     std::vector<uint8_t*> q6p(head ? copies : 0);
     for (int c = 0; c < int(q6p.size()); ++c) {
       CK(cudaMalloc(&q6p[c], n_blocks * (128 + 64 + 16)));
-      q6_to_planes<<<1024, 256, 0, st>>>(q6[c], q6[c] + n_blocks * kQ6KQuantBytes, q6p[c], q6p[c] + n_blocks * 128,
+      q6_to_planes<<<1024, 256, 0, st>>>(q6[c], q6[c] + n_blocks * kOldQ6KQuantBytes, q6p[c], q6p[c] + n_blocks * 128,
                                          q6p[c] + n_blocks * 192, n_blocks);
     }
     auto q6_kp = [&](int c) {
@@ -380,15 +422,16 @@ int main(int argc, char** argv) {
       w.rows = sh.rows, w.cols = sh.K, w.blocks_per_row = nsb, w.q_row_bytes = int64_t{nsb} * 128;
       w.q = q6p[c];
       w.qh = reinterpret_cast<const uint32_t*>(q6p[c] + n_blocks * 128);
-      w.d = reinterpret_cast<const uint16_t*>(q6[c] + n_blocks * (kQ6KQuantBytes + kQ6KScaleBytes));
+      w.sc = q6p[c] + n_blocks * 192;
+      w.d = reinterpret_cast<const uint16_t*>(q6[c] + n_blocks * (kOldQ6KQuantBytes + kQ6KScaleBytes));
       return w;
     };
     auto q6_k = [&](int c) {
       DeviceWeight w;
-      w.rows = sh.rows, w.cols = sh.K, w.blocks_per_row = nsb, w.q_row_bytes = int64_t{nsb} * kQ6KQuantBytes;
+      w.rows = sh.rows, w.cols = sh.K, w.blocks_per_row = nsb, w.q_row_bytes = int64_t{nsb} * kOldQ6KQuantBytes;
       w.q = q6[c];
-      w.qh = reinterpret_cast<const uint32_t*>(q6[c] + n_blocks * kQ6KQuantBytes);
-      w.d = reinterpret_cast<const uint16_t*>(q6[c] + n_blocks * (kQ6KQuantBytes + kQ6KScaleBytes));
+      w.qh = reinterpret_cast<const uint32_t*>(q6[c] + n_blocks * kOldQ6KQuantBytes);
+      w.d = reinterpret_cast<const uint16_t*>(q6[c] + n_blocks * (kOldQ6KQuantBytes + kQ6KScaleBytes));
       return w;
     };
     int8_t* xq;
@@ -408,7 +451,7 @@ int main(int argc, char** argv) {
     CK(cudaMemcpy(hk.data(), yk, sh.rows * 4, cudaMemcpyDeviceToHost));
     CK(cudaMemcpy(h0.data(), y0, sh.rows * 4, cudaMemcpyDeviceToHost));
     if (head) {
-      ref_decode<FormatQ6_K><<<(sh.rows + 127) / 128, 128, 0, st>>>(q6_k(0), xq, xds, y0);
+      ref_decode<FormatQ6_KBlocks><<<(sh.rows + 127) / 128, 128, 0, st>>>(q6_k(0), xq, xds, y0);
       CK(cudaStreamSynchronize(st));
       h6.resize(sh.rows);
       CK(cudaMemcpy(h6.data(), y0, sh.rows * 4, cudaMemcpyDeviceToHost));
@@ -438,7 +481,7 @@ int main(int argc, char** argv) {
     };
     struct Variant {
       std::string name;
-      int kind;  // 0 the 144-byte blocks, 1 the engine's planes, 2 Q4_0, 3 Q6_K, 4 Q6_K in FormatQ6_KP's planes
+      int kind;  // 0 the 144-byte blocks, 1 the engine's planes, 2 Q4_0, 3 the old Q6_K planes, 4 the engine's Q6_K
       std::function<void(const DeviceWeight&, const DeviceWeight&)> run;
     };
     std::vector<Variant> vs;
@@ -468,20 +511,20 @@ int main(int argc, char** argv) {
       V(1, FormatQ4_K, 4, 2, 1, 1);
       V(2, FormatQ4_0, 4, 2, 2, 1);  // the engine's Q4_0 down
     } else if (head) {
-      V(3, FormatQ6_K, 1, 3, 1, 1);  // the engine's Q6_K head (q6k_layout 1)
-      V(3, FormatQ6_K, 1, 2, 1, 1);
-      V(3, FormatQ6_K, 1, 2, 2, 1);  // row pairs sharing each activation load
-      V(3, FormatQ6_K, 2, 2, 1, 1);
-      V(3, FormatQ6_K, 2, 1, 2, 1);  // layout 3 (session 25)
-      V(3, FormatQ6_K, 4, 1, 2, 1);
-      V(3, FormatQ6_K, 1, 1, 2, 1);
-      V(3, FormatQ6_K, 2, 2, 2, 1);
-      V(3, FormatQ6_K, 2, 1, 4, 1);
-      V(4, FormatQ6_KP, 2, 3, 2, 1);  // 32-value planes in Q4_0's head shape
-      V(4, FormatQ6_KP, 2, 2, 2, 1);
-      V(4, FormatQ6_KP, 4, 2, 2, 1);
-      V(4, FormatQ6_KP, 1, 3, 2, 1);
-      V(4, FormatQ6_KP, 2, 3, 1, 1);
+      V(3, FormatQ6_KBlocks, 1, 3, 1, 1);  // session 24's Q6_K head (q6k_layout 1)
+      V(3, FormatQ6_KBlocks, 1, 2, 1, 1);
+      V(3, FormatQ6_KBlocks, 1, 2, 2, 1);  // row pairs sharing each activation load
+      V(3, FormatQ6_KBlocks, 2, 2, 1, 1);
+      V(3, FormatQ6_KBlocks, 2, 1, 2, 1);  // layout 3 (session 25)
+      V(3, FormatQ6_KBlocks, 4, 1, 2, 1);
+      V(3, FormatQ6_KBlocks, 1, 1, 2, 1);
+      V(3, FormatQ6_KBlocks, 2, 2, 2, 1);
+      V(3, FormatQ6_KBlocks, 2, 1, 4, 1);
+      V(4, FormatQ6_K, 1, 3, 2, 1);  // the engine's head layout since session 25
+      V(4, FormatQ6_K, 2, 3, 2, 1);  // 32-value planes in Q4_0's head shape
+      V(4, FormatQ6_K, 2, 2, 2, 1);
+      V(4, FormatQ6_K, 4, 2, 2, 1);
+      V(4, FormatQ6_K, 2, 3, 1, 1);
       V(1, FormatQ4_K, 2, 3, 2, 1);  // q4_mix's Q4_K head (Q4_0's layout)
       V(2, FormatQ4_0, 2, 3, 2, 1);  // Q4_0 rows of this shape
     } else if (sh.K == 4096) {

@@ -195,7 +195,6 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   check(cudaGetDeviceProperties(&prop, device), "reading device properties");
   sm_count_ = prop.multiProcessorCount;
   static const bool matvec_switches_set = [] {  // process-wide (kernels.h), read once
-    set_matvec_one_load_q6k(env_switch("UNICORN_CUDA_ONE_LOAD_Q6K", false));
     set_matvec_shared_act(env_switch("UNICORN_CUDA_SHARED_ACT", true));
     // Warps per row: lo .. 4, but not 3 (a measurement setting: say that it was not taken).
     const auto env_warps = [](const char* name, int fallback, int lo) {
@@ -211,8 +210,6 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     set_matvec_q4k_pairs(static_cast<int>(env_int("UNICORN_CUDA_Q4K_PAIRS", 3, 0, 3)));
     set_attention_pipelined(env_switch("UNICORN_CUDA_ATTN_PIPELINE", true));
     set_attention_decode_mma(static_cast<int>(env_int("UNICORN_CUDA_ATTN_MMA", 1, 0, 3)));
-    set_matvec_q6k_layout(static_cast<int>(env_int("UNICORN_CUDA_Q6K_LAYOUT", matvec_q6k_layout(), 0, 3)));
-    set_matvec_q6k_split(static_cast<int>(env_int("UNICORN_CUDA_Q6K_SPLIT", 2, 0, 2)));
     set_matvec_prefetch_blocks(env_int("UNICORN_CUDA_PREFETCH_BLOCKS", INT64_MAX, 0, INT64_MAX));
     set_add_norm_threads(static_cast<int>(env_int("UNICORN_CUDA_ADD_NORM_THREADS", 0, 0, 512)));
     set_short_attention_warps(static_cast<int>(env_int("UNICORN_CUDA_SHORT_WARPS", 8, 4, 16)));

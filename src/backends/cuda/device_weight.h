@@ -18,12 +18,17 @@
 //                    bytes at 4..15: sub-block pair c's scale 2c, min 2c, scale 2c+1, min 2c+1 (6
 //                    bits each, from bit 0) are the 24 bits at byte 4 + 3c (weight_formats.cuh
 //                    K4PairScales: cheaper to unpack than the file's packing).
-//   Q6_K             q: ql then qh of each block (192 bytes); qh: the 16 int8 sub-block scales of
-//                    each block (a plane of 16-byte entries); d: f16 scale per block. (Until
-//                    session 14 the 210-byte blocks were padded to 224 bytes; a load of the
-//                    scales fetched the padding's 32-byte sector too, 6.7 % more bytes.)
+//   Q6_K             q: each 32-value sub-block's low nibbles as a Q4_0 block's 16 bytes (128 per
+//                    block); qh: 8 bytes of 2-bit highs per sub-block (words H0, H1: the highs of
+//                    values 4i + k and 16 + 4i + k at byte k of H(i / 2), bits 2 (i % 2) and 4 +
+//                    2 (i % 2)); sc: the 16 int8 scales of each block (2 per sub-block); d: f16
+//                    per block. The file's 210 bytes (weight_formats.cuh FormatQ6_K). Since session
+//                    25; before, ql + qh (192 bytes) per block with 64-value items (the 27B head
+//                    alone 335-403 us against 269, bench/device/kquant_planes_lab.cu); until
+//                    session 14 the 210-byte blocks padded to 224.
 //
-// Plane element (row r, block b) sits at index r * blocks_per_row + b.
+// Plane element (row r, block b) sits at index r * blocks_per_row + b (Q6_K's qh and sc: sub-block
+// s of block b at (r * blocks_per_row + b) * 8 + s).
 #pragma once
 #include <cstdint>
 
@@ -31,8 +36,9 @@
 
 namespace unicorn::cuda {
 
-inline constexpr int64_t kQ6KQuantBytes = 192;  // Q6_K's ql and qh per block (the quant plane)
-inline constexpr int64_t kQ6KScaleBytes = 16;   // Q6_K's sub-block scales per block (the qh plane)
+inline constexpr int64_t kQ6KLowBytes = 128;    // Q6_K's low nibbles per block (the quant plane)
+inline constexpr int64_t kQ6KHighBytes = 64;    // Q6_K's 2-bit highs per block (the qh plane)
+inline constexpr int64_t kQ6KScaleBytes = 16;   // Q6_K's int8 sub-block scales per block (the sc plane)
 inline constexpr int64_t kQ4KQuantBytes = 128;  // Q4_K's nibbles per super-block (the quant plane)
 inline constexpr int64_t kQ4KHeaderBytes = 16;  // Q4_K's d, dmin and scale fields per super-block (the qh plane)
 
@@ -42,8 +48,9 @@ struct DeviceWeight {
   int64_t blocks_per_row = 0;  // cols / block size (cols for float types)
   int64_t q_row_bytes = 0;     // stride of `q` between rows
   const uint8_t* q = nullptr;
-  const uint32_t* qh = nullptr;  // Q5_0 high bits; Q6_K scales; Q4_K headers
+  const uint32_t* qh = nullptr;  // Q5_0 high bits; Q6_K highs; Q4_K headers
   const uint16_t* d = nullptr;
+  const uint8_t* sc = nullptr;  // Q6_K scales
 };
 
 // Activations quantized to int8 per 32 values for the integer dot-product matvec: q [T, K] and

@@ -15,14 +15,7 @@ namespace unicorn::cuda {
 cudaError_t launch_quantize_q8(const float* x, int64_t T, int64_t K, int8_t* q, float* ds, cudaStream_t s);
 // T <= 8, quantized weights (Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K): int8 dot products against ActQ8.
 cudaError_t launch_matvec_quant(const DeviceWeight& w, ActQ8 x, int T, float* y, cudaStream_t s);
-// One token of a Q6_K weight: one load per lane and pass under a register cap of 8 blocks per SM
-// (its GeGLU pair keeps its layout), or the loads per lane of weight_formats.cuh's kUnrollOne with
-// no cap (false, the default). Process-wide; CudaBackend sets it once from
-// UNICORN_CUDA_ONE_LOAD_Q6K. (Q4_K's one-token rows are 32-value sub-blocks in Q4_0's layouts
-// since session 25, with no such setting.)
-void set_matvec_one_load_q6k(bool on);
-bool matvec_one_load_q6k();
-// One token, two weight rows per warp group (a GeGLU pair; Q4_0/Q8_0/Q4_K row pairs): the rows share
+// One token, two weight rows per warp group (a GeGLU pair; Q4_0/Q8_0/Q4_K/Q6_K row pairs): the rows share
 // each activation load (true, the default) or load it once each. Process-wide; CudaBackend sets
 // it once from UNICORN_CUDA_SHARED_ACT.
 void set_matvec_shared_act(bool on);
@@ -36,44 +29,29 @@ int matvec_wide_warps();
 // Blocks of a one-token matvec grid that issue their first weight loads before pdl_wait() (all by
 // default; a measurement setting, UNICORN_CUDA_PREFETCH_BLOCKS).
 void set_matvec_prefetch_blocks(int64_t blocks);
-// One token of a Q6_K weight alone with rows of at most 96 items (the output head;
-// UNICORN_CUDA_Q6K_LAYOUT): 3 the default, row pairs sharing each activation load over 2 warps,
-// one item per lane and pass (session 25, H200 tg64: 4B Q4_0 +2.1 %, 27B even); 1 each lane's up
-// to 3 items in one pass (the default of sessions 14-24), 0 (a warp per row, 2 items per lane and
-// pass) and 2 (the row over 2 warps) are measurement settings.
-void set_matvec_q6k_layout(int layout);
-int matvec_q6k_layout();
 // Warps per 128-item Q4_0 row pair at one token (12B's and 27B's o; not a GeGLU pair): 1 by
 // default, 2 or 4 as measurement settings, 0 the general rule (group_warps) (UNICORN_CUDA_O_WARPS).
 void set_matvec_o_warps(int warps);
 int matvec_o_warps();
 // One token of any quantized format: at most the warps per row that give each lane n items or
 // fewer (n > 0, 2 by default; a cap on warps_per_row's pick for matrices of few rows, whose extra
-// warps have no items when rows are short: 270M's 20 Q4_0 items, 4B's 40 Q6_K items), 0 no cap
-// (UNICORN_CUDA_ITEM_WARPS). Q6_K's own warps per row (a row of 256+ items over the whole block)
-// apply after it.
+// warps have no items when rows are short: 270M's 20 Q4_0 items), 0 no cap
+// (UNICORN_CUDA_ITEM_WARPS). The Q6_K heads' one warp per row pair (65,536+ rows of at most 192
+// items) applies after it.
 void set_matvec_item_warps(int n);
 int matvec_item_warps();
-// One weight of Q4_0 / Q8_0 / Q4_K at one token with rows of at most 32 items and at least min_rows rows
-// (min_rows > 0, 65,536 by default: the 270M's output head, 262,144 rows of 20 items): 4 rows per
-// warp instead of a row pair, so each warp has more bytes in flight; 0 off (UNICORN_CUDA_QUAD_ROWS).
+// One weight of a 32-value format (Q4_0, Q8_0, Q4_K, Q6_K) at one token with rows of at most 32 items and at least
+// min_rows rows (min_rows > 0, 65,536 by default: the 270M's output head, 262,144 rows of 20 items): 4 rows per warp
+// instead of a row pair, so each warp has more bytes in flight; 0 off (UNICORN_CUDA_QUAD_ROWS).
 void set_matvec_quad_rows(int64_t min_rows);
 int64_t matvec_quad_rows();
-// One token of 64-value K-quant rows (Q5_K, Q6_K) as row pairs that share each activation load: 3
-// (default) the K-quant q/k/v mixes (every body of the mix in pairs) and the Q6_K rows split over
-// a block; 1 and 2 only the split Q6_K rows; 0 none. 0-2 are measurement settings
-// (UNICORN_CUDA_Q4K_PAIRS; NOTES.md session 18, H200, q4_mix tg128 +1.0 % for 3 over 2, when Q4_K
-// too had 64-value items and modes 1-2 paired its rows); with shared activation loads off, no pairs.
+// One token of a K-quant q/k/v mix (q4_mix's Q4_K/Q5_K/Q6_K) as row pairs that share each
+// activation load: 3 (the default) every body of the mix in pairs; 0-2 none, measurement settings
+// (UNICORN_CUDA_Q4K_PAIRS; NOTES.md session 18, H200, q4_mix tg128 +1.0 % for the mix's pairs). The
+// K-quants' own one-token rows are 32-value items in the 32-value formats' row pairs (Q4_K and
+// Q6_K since session 25) but for Q5_K, which only the mixes pair.
 void set_matvec_q4k_pairs(int mode);
 int matvec_q4k_pairs();
-// One token of a Q6_K weight alone with rows of 256+ items (Q4_K_M's ffn_down on its "more bits"
-// layers): 2 (the default) the row split over a 4-warp block, one load per lane and pass, in row
-// pairs sharing each activation load (with q4k_pairs > 0 and shared activation loads on); 1 the split without pairs and
-// 0 the general layout (warps_per_row's warps per row, 2 items per lane and pass: 2 warps for 27B's 5,376 rows) are
-// measurement settings (UNICORN_CUDA_Q6K_SPLIT; NOTES.md session 20, H200, 27B q4_k_m tg64 163.7 / 164.5 / 168.6 for 0
-// / 1 / 2).
-void set_matvec_q6k_split(int mode);
-int matvec_q6k_split();
 // The same for job.n (1..3) weights of one width on the same input, in one launch: of one type,
 // or a K-quant mix of q, k, v (Q4_K/Q5_K/Q6_K as in q4_mix, Q4_K/Q4_K/Q6_K, Q5_K/Q5_K/Q6_K), as
 // matvec_multi_supports says.

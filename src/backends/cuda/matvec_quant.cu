@@ -59,25 +59,22 @@ __device__ __forceinline__ DeviceWeight weight_row(const DeviceWeight& w, uint32
   o.q = w.q + static_cast<int64_t>(r) * w.q_row_bytes;
   if constexpr ((F::kPlanes & kPlaneD) != 0) o.d = w.d + b;
   if constexpr ((F::kPlanes & kPlaneQh) != 0) o.qh = w.qh + b * F::kQhWords;
+  if constexpr ((F::kPlanes & kPlaneSc) != 0) o.sc = w.sc + b * kQ6KScaleBytes;
   return o;
 }
 
 // Rows per warp group: two rows of one matrix share every activation load for one token (formats
 // whose items take few registers); a GeGLU pair already reads gate and up rows together.
-// Only the 32-value formats use the block-wide split and the row pairs (measured there; the
-// K-quants and T > 1 were slower or even with them, so they keep one warp per row, or the few
-// warps per row that warps_per_row asks for matrices of few rows), except one token of a Q4_K
-// row of 256+ items (kquant_wpr).
+// Only the 32-value formats (Q4_0, Q8_0, and Q4_K's and Q6_K's sub-blocks) use the block-wide
+// split and the row pairs (measured there; T > 1 was slower or even with them, so it keeps one
+// warp per row, or the few warps per row that warps_per_row asks for matrices of few rows).
 template <class F, int NT>
 constexpr bool kWideRows = NT == 1 && HasRaw<F>&& F::kItem == 32;
 
-// SA for a Q4_K weight alone at one token (launch_nt sets it when q4k_pairs asks: by default for
-// every such weight, +4.4 % q4_mix tg128 on the H200, session 18): a row pair that shares each activation load, so that
-// L1 serves half the activation bytes per weight byte (ncu, H200, q4_mix's split down: L1 throughput 90 %, DRAM 52 %;
-// NOTES.md session 17).
-// The same pairs for the K-quant q/k/v mixes when q4k_pairs is 3 (the default): every body of the
-// mix (Q4_K, Q5_K, Q6_K) reads its rows in pairs (q4_mix tg128 +1.0 % on the H200, session 18:
-// the mix 14.8 -> 13.9 us under ncu, at 96 registers).
+// SA for the 64-value K-quant (Q5_K) bodies of a q/k/v mix when q4k_pairs is 3 (the default): every
+// body of the mix reads its rows in pairs that share each activation load, so that L1 serves half
+// the activation bytes per weight byte (q4_mix tg128 +1.0 % on the H200, session 18: the mix 14.8
+// -> 13.9 us under ncu, at 96 registers, when Q4_K and Q6_K had 64-value items too).
 template <class F, int NT, bool GLU, bool SA = false>
 constexpr int rows_per_group() {
   if constexpr (GLU) return 1;
@@ -230,8 +227,8 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
   pdl_trigger();  // after this block's stores: the next kernel may be scheduled as blocks finish
 }
 
-// Loads per lane and pass of one body of a K-quant mix: UO for the 64-value bodies (Q5_K, Q6_K);
-// a Q4_K body (32-value items) 3 at one token (kquant_planes_lab.cu, H200, 27B's q alone over one
+// Loads per lane and pass of one body of a K-quant mix: UO for the 64-value body (Q5_K); a
+// 32-value body (Q4_K, Q6_K) 3 at one token (kquant_planes_lab.cu, H200, 27B's q alone over one
 // warp per row pair: 6.9 us against 7.4 over 2 warps), else its own unroll.
 template <class F, int NT, int UO>
 constexpr int mix_unroll() {
@@ -281,13 +278,11 @@ inline int group_warps(int64_t rows, int64_t items, bool wide, int wide_warps = 
   return std::max(wpr, warps_per_row(rows, kWarps));
 }
 
-std::atomic<bool> g_one_load_q6k{false}, g_shared_act{true};
+std::atomic<bool> g_shared_act{true};
 std::atomic<int> g_wide_warps{2};
 // MatvecJob.prefetch_blocks (set_matvec_prefetch_blocks clamps it to int).
 std::atomic<int> g_prefetch_blocks{std::numeric_limits<int>::max()};
-std::atomic<int> g_q6k_layout{3};         // set_matvec_q6k_layout
 std::atomic<int> g_q4k_pairs{3};          // set_matvec_q4k_pairs
-std::atomic<int> g_q6k_split{2};          // set_matvec_q6k_split
 std::atomic<int> g_o_warps{1};            // warps per 128-item Q4_0 row pair at one token (set_matvec_o_warps)
 std::atomic<int> g_item_warps{2};         // set_matvec_item_warps
 std::atomic<int64_t> g_quad_rows{65536};  // set_matvec_quad_rows
@@ -296,8 +291,7 @@ std::atomic<int64_t> g_quad_rows{65536};  // set_matvec_quad_rows
 // 0: no cap). warps_per_row asks 4 warps per row of matrices of few rows, but the warps past a
 // short row's items have nothing to load and only add a reduction (NOTES.md session 24, H200
 // tg64 at n = 2: Q4_0 270M +13 %, 1B +3.5 %, 4B +4.6 %; 4B q4_mix +6.5 %, q4_k_m +5.6 %; 12B and
-// 27B Q4_0 have no such rows, 27B q4_mix even). The K-quants' own layouts come after it (a Q4_K /
-// Q6_K row of 256+ items still takes the whole block).
+// 27B Q4_0 have no such rows, 27B q4_mix even). The Q6_K heads' layout comes after it.
 inline int item_warps_cap(int wpr, int64_t items, int n) {
   if (n <= 0) return wpr;
   int cap = 1;
@@ -318,84 +312,32 @@ constexpr bool kWideQ4 = kWideRows<F, NT> &&
                          (std::is_same_v<F, FormatQ4_0> ||
                           std::is_same_v<F, FormatQ4_K>)&&std::is_same_v<F, F1>&& std::is_same_v<F, F2>;
 
-// One token of a Q6_K weight: one load per lane and pass (when set), with the register cap that
-// lets 8 blocks per SM run (bench/device/kquant_lab.cu in git history, H100, the same design for
-// the Q4_K blocks of that time: q 5376 -> 4096 9.1 us against 12.0 for 4 loads per lane at 96
-// registers). Off by default for Q6_K: its GeGLU pair spills under the cap.
-template <class F>
-bool one_load(int NT) {
-  if (NT != 1) return false;
-  if constexpr (std::is_same_v<F, FormatQ6_K>) return g_one_load_q6k.load(std::memory_order_relaxed);
-  return false;
-}
-
 // Weights of more than one format in one job (q4_mix's q/k/v: kquant_mix).
 template <class F, class F1, class F2>
 constexpr bool kMixed = !std::is_same_v<F, F1> || !std::is_same_v<F, F2>;
-// One token of a Q6_K weight (a separate load): one_load, the layouts below.
-template <class F, int NT>
-constexpr bool kQ6KRaw = NT == 1 && std::is_same_v<F, FormatQ6_K>;
-// One token of a Q6_K weight alone (q6k_layout, q6k_split).
+// One token of a Q6_K weight alone (the output heads when their rows are short: q6k_head).
 template <class F, int NT, bool GLU, class F1, class F2>
-constexpr bool kQ6KAlone = kQ6KRaw<F, NT> && !GLU && !kMixed<F, F1, F2>;
-// Long Q6_K rows at one token (Q4_K_M's ffn_down on its "more bits" layers: 27B 21504 -> 5376, 336
-// items) split over the block when q6k_split asks: 1 the row over the block, one load per lane and
-// pass; 2, the default, the same in row pairs that share each activation load; 0 leaves them to
-// the general layout (2 warps per row there). NOTES.md session 20, H200, 27B q4_k_m tg64: 163.7 /
-// 164.5 / 168.6 for 0 / 1 / 2 (alternated).
-template <class F, int NT, bool GLU, class F1, class F2>
-bool block_split_rows(int q6k_split, int64_t items) {
-  if constexpr (kQ6KAlone<F, NT, GLU, F1, F2>) return q6k_split > 0 && items >= 256;
-  return false;
-}
-
-// The warps per row that the Q6_K layouts ask for, over group_warps' choice (job.wpr), before the
-// kernel is picked (pick_kernel takes them as a constant at one token).
-template <class F, int NT, bool GLU, class F1, class F2>
-void kquant_wpr(MatvecJob& job, int64_t items, int q6k_split) {
-  if constexpr (kQ6KAlone<F, NT, GLU, F1, F2>) {
-    // q6k_layout 2 (a measurement setting, see pick_kernel): the row over 2 warps; 3: the row pair
-    // over 2 warps (rows of at most 96 items).
-    const int layout = g_q6k_layout.load(std::memory_order_relaxed);
-    if ((layout == 2 || (layout == 3 && items <= 96)) && job.wpr == 1) job.wpr = 2;
-  }
-  if (block_split_rows<F, NT, GLU, F1, F2>(q6k_split, items)) job.wpr = kWarps;
-}
+constexpr bool kQ6KAlone = NT == 1 && !GLU && std::is_same_v<F, FormatQ6_K> && !kMixed<F, F1, F2>;
+// Whether a one-token Q6_K weight alone takes the heads' layout: 65,536+ rows of at most 192
+// items (27B's head: 168; 12B's 120; 4B's 80) over one warp per row pair, 3 items per lane and pass
+// (kquant_planes_lab.cu, H200, the 27B head alone: 268.8 us against 359.5 over 4 warps with 2
+// items, what the 32-value formats' general rule gives it, and 360.3 over 2 warps with 3).
+inline bool q6k_head(int64_t rows, int64_t items) { return rows >= 65536 && items <= 192; }
 
 // The kernel for a job whose groups have WPR warps (job.wpr; 0: read at run time, for more than
-// one token), given the switches as launch_nt read them (one load per lane, the Q6_K split mode).
+// one token); head: q6k_head's layout (launch_nt set job.wpr to 1 for it).
 // At one token every one-format kernel takes its warps per row as a constant (matvec_block's WPR: NOTES.md
 // session 16, H200, 27B tg128 Q4_0 188.6 -> 197.0, q4_mix 151.1 -> 161.5, Q8_0 115.9 -> 123.1
 // with the lean loop).
 template <class F, int NT, bool GLU, class F1, class F2, bool SA, int WPR>
-auto pick_kernel(int64_t items, bool one, int q6k_split) {
+auto pick_kernel(int64_t items, bool head) {
   auto* kernel = matvec_quant<F, F1, F2, NT, GLU, 0, 0, SA, WPR>;
-  if constexpr (kQ6KRaw<F, NT>) {
-    constexpr int kMinBlocks = kMixed<F, F1, F2> ? 0 : 8;
-    if constexpr (!GLU)
-      if (one) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, kMinBlocks, SA, WPR>;
-    // One weight of Q6_K with rows of at most 96 items (the output head, 5376 wide: 84 items):
-    // q6k_layout 1 (the default until session 25) gives each lane its up to 3 items in one pass instead of 2 passes
-    // of 2 (NOTES.md session 14, H100: the 27B head 436.4 -> 411.9 us, tg128 +0.6 %; 120
-    // registers, 4 blocks per SM); 0 the old layout, 2 the row over 2 warps (one pass of up to 2
-    // items per lane: slower, 510.6 us; kquant_wpr), both measurement settings
-    // (UNICORN_CUDA_Q6K_LAYOUT). 3, the default: row pairs that share each activation load over 2
-    // warps (kquant_wpr, q4k_pairs), one item per lane and pass (kquant_planes_lab.cu, H200, the
-    // 27B head alone: 363.4 us against layout 1's 401.6; tg64 4B Q4_0 +2.1 %, 27B even).
-    if constexpr (kQ6KAlone<F, NT, GLU, F1, F2>) {
-      const int layout = g_q6k_layout.load(std::memory_order_relaxed);
-      if (layout == 1 && !one && items <= 96) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, WPR>;
-      if (layout == 3 && !one && items <= 96) kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA, WPR>;
-      // Rows split over the block (kquant_wpr) take one load per lane and pass.
-      if constexpr (WPR == kWarps) {
-        if (block_split_rows<F, NT, GLU, F1, F2>(q6k_split, items) && !one)
-          kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA, WPR>;
-      }
-    }
+  if constexpr (kQ6KAlone<F, NT, GLU, F1, F2> && WPR == 1) {
+    if (head) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, WPR>;
   }
   // A one-token K-quant mix led by Q4_K (q4_mix's q/k/v, Q4_K_M's with a Q6_K v): its 64-value
-  // bodies (Q5_K, Q6_K) take one load per lane and pass with no register cap (they spill under
-  // one), its Q4_K body 3 sub-blocks per lane and pass (matvec_quant's mix_unroll).
+  // body (Q5_K) takes one load per lane and pass with no register cap (it spills under one), its
+  // 32-value bodies (Q4_K, Q6_K) 3 sub-blocks per lane and pass (matvec_quant's mix_unroll).
   if constexpr (NT == 1 && kMixed<F, F1, F2> && std::is_same_v<F, FormatQ4_K>)
     kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA, WPR>;
   // Two warps per row of 129-192 items (27B's q/k/v and GeGLU pair): each lane's three items in
@@ -425,16 +367,16 @@ auto pick_kernel(int64_t items, bool one, int q6k_split) {
 // pick_kernel with job.wpr as a constant at one token. A K-quant q/k/v mix takes it only for one
 // warp per row (27B's q/k/v; every body of the mix then runs with it), other widths read job.wpr.
 template <class F, int NT, bool GLU, class F1, class F2, bool SA>
-auto pick_for_wpr(const MatvecJob& job, int64_t items, bool one, int q6k_split) {
+auto pick_for_wpr(const MatvecJob& job, int64_t items, bool head) {
   if constexpr (NT == 1 && kMixed<F, F1, F2>) {
-    if (job.wpr == 1) return pick_kernel<F, NT, GLU, F1, F2, SA, 1>(items, one, q6k_split);
-    return pick_kernel<F, NT, GLU, F1, F2, SA, 0>(items, one, q6k_split);
+    if (job.wpr == 1) return pick_kernel<F, NT, GLU, F1, F2, SA, 1>(items, head);
+    return pick_kernel<F, NT, GLU, F1, F2, SA, 0>(items, head);
   } else if constexpr (NT == 1) {
-    if (job.wpr == 1) return pick_kernel<F, NT, GLU, F1, F2, SA, 1>(items, one, q6k_split);
-    if (job.wpr == 2) return pick_kernel<F, NT, GLU, F1, F2, SA, 2>(items, one, q6k_split);
-    return pick_kernel<F, NT, GLU, F1, F2, SA, kWarps>(items, one, q6k_split);
+    if (job.wpr == 1) return pick_kernel<F, NT, GLU, F1, F2, SA, 1>(items, head);
+    if (job.wpr == 2) return pick_kernel<F, NT, GLU, F1, F2, SA, 2>(items, head);
+    return pick_kernel<F, NT, GLU, F1, F2, SA, kWarps>(items, head);
   } else {
-    return pick_kernel<F, NT, GLU, F1, F2, SA, 0>(items, one, q6k_split);
+    return pick_kernel<F, NT, GLU, F1, F2, SA, 0>(items, head);
   }
 }
 
@@ -442,27 +384,20 @@ auto pick_for_wpr(const MatvecJob& job, int64_t items, bool one, int q6k_split) 
 template <class F, int NT, bool GLU, class F1, class F2>
 constexpr bool kPairableMix = NT == 1 && !GLU && kMixed<F, F1, F2> && HasRaw<F> && HasRaw<F1> && HasRaw<F2>;
 
-// Whether a job of 64-value K-quant rows asks for row pairs (g_q4k_pairs: 3, the default, the
-// K-quant q/k/v mixes and the Q6_K rows split over a block; 1-2 only the split Q6_K rows; 0 none);
-// launch_nt then picks its shared-load kernel. (Q4_K's own rows are 32-value items in Q4_0's row
-// pairs since session 25; modes 1 and 2 were its split rows and its weights alone.)
+// Whether a K-quant q/k/v mix asks for row pairs (g_q4k_pairs: 3, the default; 0-2 none; since
+// session 25 the K-quants' own rows are 32-value items in the row pairs of the 32-value formats,
+// but for Q5_K, which only the mixes pair).
 template <class F, int NT, bool GLU, class F1, class F2>
-bool q4k_pairs(int64_t items, int q6k_split) {
-  const int mode = g_q4k_pairs.load(std::memory_order_relaxed);
-  if constexpr (kPairableMix<F, NT, GLU, F1, F2>) {
-    return mode == 3;
-  } else if constexpr (kQ6KAlone<F, NT, GLU, F1, F2>) {
-    if (g_q6k_layout.load(std::memory_order_relaxed) == 3 && items <= 96) return true;  // its row pairs
-    return mode > 0 && q6k_split == 2 && block_split_rows<F, NT, GLU, F1, F2>(q6k_split, items);
-  } else {
-    return false;
-  }
+bool q4k_pairs() {
+  if constexpr (kPairableMix<F, NT, GLU, F1, F2>) return g_q4k_pairs.load(std::memory_order_relaxed) == 3;
+  return false;
 }
+
 template <class F, int NT, bool GLU, class F1 = F, class F2 = F>
 void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   int64_t rows = 0;
   for (int i = 0; i < (GLU ? 1 : job.n); ++i) rows += job.w[i].rows;
-  // A K-quant mix's bodies (q4_mix's Q4_K q of 32-value items, Q5_K k and Q6_K v of 64) share one
+  // A K-quant mix's bodies (q4_mix's Q4_K q and Q6_K v of 32-value items, Q5_K k of 64) share one
   // grid layout: the same rows per group (matvec_quant's mix branch) and warps per row, chosen for
   // the widest item, so that no body's lanes idle.
   constexpr bool kMix = kMixed<F, F1, F2>;
@@ -472,23 +407,22 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   const int o_warps = kWideQ4_0<F, F1, F2, NT> && !GLU ? g_o_warps.load(std::memory_order_relaxed) : 0;
   job.wpr = group_warps(rows / R, items, kWideRows<F, NT> && !kMix, wide_warps, o_warps);
   if constexpr (NT == 1) job.wpr = item_warps_cap(job.wpr, items, g_item_warps.load(std::memory_order_relaxed));
+  bool head = false;  // q6k_head's layout: one warp per row pair
+  if constexpr (kQ6KAlone<F, NT, GLU, F1, F2>) {
+    head = q6k_head(job.w[0].rows, items);
+    if (head) job.wpr = 1;
+  }
   // One token of a format with a separate load and 2 rows per group (a GeGLU pair, a pair of rows
-  // of the 32-value formats, or the 64-value K-quants' row pairs when q4k_pairs asks): the rows
-  // share each activation load, or (shared_act off) load it once per row (no K-quant pairs then).
-  constexpr bool kShareable = kPairableMix<F, NT, GLU, F1, F2> ||
-                              (NT == 1 && (GLU || R > 1 || kQ6KAlone<F, NT, GLU, F1, F2>)&&HasRaw<F> && !kMix);
+  // of the 32-value formats, or a K-quant mix's row pairs when q4k_pairs asks): the rows share
+  // each activation load, or (shared_act off) load it once per row (no mix pairs then).
+  constexpr bool kShareable = kPairableMix<F, NT, GLU, F1, F2> || (NT == 1 && (GLU || R > 1) && HasRaw<F> && !kMix);
   static_assert(!kShareable || (rows_per_group<F, NT, GLU, true>() == rows_per_group<F1, NT, GLU, true>() &&
                                 rows_per_group<F, NT, GLU, true>() == rows_per_group<F2, NT, GLU, true>()));
-  // The process-wide switches, read once: they may change between launches.
-  const bool one = one_load<F>(NT);
-  const int q6k_split = g_q6k_split.load(std::memory_order_relaxed);
-  kquant_wpr<F, NT, GLU, F1, F2>(job, items, q6k_split);
   bool shared = false;
-  auto* kernel = pick_for_wpr<F, NT, GLU, F1, F2, false>(job, items, one, q6k_split);
-  if constexpr (kShareable) {
-    shared = g_shared_act.load(std::memory_order_relaxed) &&
-             (GLU || R > 1 || q4k_pairs<F, NT, GLU, F1, F2>(items, q6k_split));
-    if (shared) kernel = pick_for_wpr<F, NT, GLU, F1, F2, true>(job, items, one, q6k_split);
+  auto* kernel = pick_for_wpr<F, NT, GLU, F1, F2, false>(job, items, head);
+  if constexpr (kShareable) {  // the process-wide switches, read once: they may change between launches
+    shared = g_shared_act.load(std::memory_order_relaxed) && (GLU || R > 1 || q4k_pairs<F, NT, GLU, F1, F2>());
+    if (shared) kernel = pick_for_wpr<F, NT, GLU, F1, F2, true>(job, items, head);
   }
   int64_t group_rows = shared ? rows_per_group<F, NT, GLU, true>() : R;
   // One weight of a 32-value format at one token with many rows of at most 32 items (the 270M's
@@ -593,30 +527,24 @@ cudaError_t launch_job(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
 
 }  // namespace
 
-void set_matvec_one_load_q6k(bool on) { g_one_load_q6k.store(on, std::memory_order_relaxed); }
 void set_matvec_shared_act(bool on) { g_shared_act.store(on, std::memory_order_relaxed); }
 void set_matvec_wide_warps(int warps) { g_wide_warps.store(warps == 2 ? 2 : kWarps, std::memory_order_relaxed); }
 void set_matvec_o_warps(int warps) {
   g_o_warps.store(warps == 1 || warps == 2 || warps == 4 ? warps : 0, std::memory_order_relaxed);
 }
 void set_matvec_q4k_pairs(int mode) { g_q4k_pairs.store(mode >= 0 && mode <= 3 ? mode : 0); }
-void set_matvec_q6k_split(int mode) { g_q6k_split.store(mode >= 0 && mode <= 2 ? mode : 0); }
-int matvec_q6k_split() { return g_q6k_split.load(std::memory_order_relaxed); }
 int matvec_q4k_pairs() { return g_q4k_pairs.load(std::memory_order_relaxed); }
 int matvec_o_warps() { return g_o_warps.load(std::memory_order_relaxed); }
 void set_matvec_quad_rows(int64_t min_rows) { g_quad_rows.store(std::max<int64_t>(min_rows, 0)); }
 int64_t matvec_quad_rows() { return g_quad_rows.load(std::memory_order_relaxed); }
 void set_matvec_item_warps(int n) { g_item_warps.store(std::max(n, 0), std::memory_order_relaxed); }
 int matvec_item_warps() { return g_item_warps.load(std::memory_order_relaxed); }
-void set_matvec_q6k_layout(int layout) { g_q6k_layout.store(layout >= 0 && layout <= 3 ? layout : 0); }
-int matvec_q6k_layout() { return g_q6k_layout.load(std::memory_order_relaxed); }
 void set_matvec_prefetch_blocks(int64_t blocks) {
   g_prefetch_blocks.store(static_cast<int>(std::min<int64_t>(blocks, std::numeric_limits<int>::max())),
                           std::memory_order_relaxed);
 }
 int matvec_wide_warps() { return g_wide_warps.load(std::memory_order_relaxed); }
 bool matvec_shared_act() { return g_shared_act.load(std::memory_order_relaxed); }
-bool matvec_one_load_q6k() { return g_one_load_q6k.load(std::memory_order_relaxed); }
 
 bool matvec_quant_supports(GgmlType t) {
   return t == GgmlType::Q8_0 || t == GgmlType::Q4_0 || t == GgmlType::Q5_0 || t == GgmlType::Q4_K ||

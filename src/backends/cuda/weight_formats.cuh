@@ -4,8 +4,8 @@
 //            (quant/codec.h) value for value; used by the tiled matmul and the embedding.
 //   dot<NT>: one work item of a row against NT int8-quantized activation rows with dp4a
 //            (4 int8 products per instruction); used by the matvec. An item is one 32-value block
-//            for the legacy formats and Q4_K (a sub-block), 64 values (two 32-value sub-blocks)
-//            for Q5_K and Q6_K.
+//            for the legacy formats, Q4_K and Q6_K (a sub-block), 64 values (two 32-value
+//            sub-blocks) for Q5_K.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -41,6 +41,11 @@ __device__ __forceinline__ uint4 ldw16(const void* p) {
 __device__ __forceinline__ uint16_t ldw2(const void* p) {
   uint16_t r;
   asm volatile("ld.global.nc.L1::no_allocate.u16 %0, [%1];" : "=h"(r) : "l"(p));
+  return r;
+}
+__device__ __forceinline__ uint2 ldw8(const void* p) {
+  uint2 r;
+  asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p));
   return r;
 }
 __device__ __forceinline__ uint32_t ldw4(const void* p) {
@@ -139,7 +144,7 @@ struct FormatBF16 {
 };
 
 // Which planes of DeviceWeight besides q a quantized format reads (its kPlanes; device_weight.h).
-constexpr unsigned kPlaneD = 1, kPlaneQh = 2;
+constexpr unsigned kPlaneD = 1, kPlaneQh = 2, kPlaneSc = 4;
 
 // ---- 32-value blocks ----------------------------------------------------------------------------
 
@@ -424,9 +429,9 @@ struct FormatQ5_K {
   }
   // Item = (super-block item/4, pair c = item%4): sub-blocks 2c, 2c+1. Its five 16-byte loads
   // (header, the 32 high-bit bytes, the pair's 32 quant bytes) are issued apart from the dot
-  // product (Raw), as Q6_K's, so one-token blocks load before the PDL wait and q4_mix's
+  // product (Raw), so one-token blocks load before the PDL wait and q4_mix's
   // q/k/v mix takes one load per pass for its Q5_K k too (matvec_quant.cu).
-  static constexpr int kUnrollOne = 2;  // as Q6_K: five loads per item
+  static constexpr int kUnrollOne = 2;  // five loads per item
   struct Raw {
     uint4 h, h0, h1, a0, a1;
   };
@@ -503,105 +508,105 @@ struct FormatQ5_K {
   }
 };
 
-// Q6_K (in planes, device_weight.h: ql + qh, scales, d): 16 sub-blocks of 16,
-// y = d * scale * (q - 32). In each 128-value half h, 32-value group s takes its low 4 bits from
-// ql[64h + 32(s%2) + l] (low nibble for s < 2) and its high 2 bits from qh[32h + l] at bits 2s.
+// Q6_K in planes (device_weight.h; spec §4.5 for the block): y = d * scale * (q - 32), q of 6 bits,
+// an int8 scale per 16 values. Per 32-value sub-block the quant plane holds the low nibbles as a
+// Q4_0 block's 16 bytes, the qh plane 8 bytes of 2-bit highs (words H0, H1: the highs of values
+// 4i + k and 16 + 4i + k at byte k of H(i / 2), bits 2 (i % 2) and 4 + 2 (i % 2), so that one shift
+// and mask per word puts them under the nibbles), the sc plane the two scales; d per block. The
+// file's 210 bytes per 256 values. An item is one sub-block, so the 32-value formats' layouts serve
+// it; the offset 32 comes back through each 16-value half's activation sum (dp4a against ones,
+// shared by the rows of a group) instead of a byte-wise subtraction per weight word.
+// bench/device/kquant_planes_lab.cu, H200, the 27B head (5376 -> 262,144) alone: 268.8 us (4,300
+// GB/s) as row pairs on one warp with 3 items per pass, against 335-403 us for the 64-value items
+// of the (ql + qh) blocks the device held until session 25.
 struct FormatQ6_K {
-  static constexpr int kItem = 64;
-  static constexpr unsigned kPlanes = kPlaneD | kPlaneQh;
-  static constexpr int kQhWords = kQ6KScaleBytes / 4;  // 32-bit words of the qh plane per block
-  // The 16 int8 sub-block scales of plane block b (row r, block k: b = r * blocks_per_row + k).
-  static __device__ __forceinline__ const uint8_t* scales(const DeviceWeight& w, int64_t b) {
-    return reinterpret_cast<const uint8_t*>(w.qh) + b * kQ6KScaleBytes;
+  static constexpr int kItem = 32;
+  static constexpr unsigned kPlanes = kPlaneD | kPlaneQh | kPlaneSc;
+  static constexpr int kQhWords = kQ6KHighBytes / 4;  // 32-bit words of the qh plane per block
+  static __device__ __forceinline__ const uint8_t* highs(const DeviceWeight& w, int64_t r, int64_t sub) {
+    return reinterpret_cast<const uint8_t*>(w.qh) + (r * w.blocks_per_row * 8 + sub) * 8;
   }
   static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
-    const int64_t b = r * w.blocks_per_row + k / 256;
-    const uint8_t* blk = w.q + r * w.q_row_bytes + (k / 256) * kQ6KQuantBytes;
-    const int i = static_cast<int>(k % 256), half = i / 128, s = (i % 128) / 32, l = i % 32;
-    const uint2 ql = __ldg(reinterpret_cast<const uint2*>(blk + 64 * half + 32 * (s % 2) + l));
-    const uint2 qh = __ldg(reinterpret_cast<const uint2*>(blk + 128 + 32 * half + l));
-    const float d = half_to_float(__ldg(w.d + b));
-    const float dl = __fmul_rn(d, static_cast<float>(static_cast<int8_t>(__ldg(scales(w, b) + i / 16))));
-    const uint32_t lw[2] = {ql.x, ql.y}, hw[2] = {qh.x, qh.y};
+    const int64_t sub = k / 32;
+    const int j0 = static_cast<int>(k % 32), half = j0 / 16, i0 = (j0 % 16) / 4;  // j0: 0, 8, 16 or 24
+    const uint2 lo = __ldg(reinterpret_cast<const uint2*>(w.q + r * w.q_row_bytes + sub * 16 + j0 % 16));
+    const uint2 hw = __ldg(reinterpret_cast<const uint2*>(highs(w, r, sub)));
+    const float d = half_to_float(__ldg(w.d + r * w.blocks_per_row + k / 256));
+    const int8_t scale = static_cast<int8_t>(__ldg(w.sc + (r * w.blocks_per_row * 8 + sub) * 2 + half));
+    const float dl = __fmul_rn(d, static_cast<float>(scale));
+    const uint32_t lw[2] = {lo.x, lo.y}, hv[2] = {hw.x, hw.y};
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
-      const int lo = static_cast<int>((lw[j / 4] >> (8 * (j % 4) + 4 * (s / 2))) & 0xFu);
-      const int hi = static_cast<int>((hw[j / 4] >> (8 * (j % 4) + 2 * s)) & 3u);
-      y[j] = __fmul_rn(dl, static_cast<float>((lo | (hi << 4)) - 32));
+      const int i = i0 + j / 4, kk = j % 4;  // value 4i + kk (+ 16 half) of the sub-block
+      const int low = static_cast<int>((lw[j / 4] >> (8 * kk + 4 * half)) & 0xFu);
+      const int high = static_cast<int>((hv[i / 2] >> (8 * kk + 2 * (i % 2) + 4 * half)) & 3u);
+      y[j] = __fmul_rn(dl, static_cast<float>((low | (high << 4)) - 32));
     }
   }
-  // Item = (super-block item/4, p = item%4): half h = p/2, groups s0 = p%2 and s0 + 2, which
-  // share the same ql bytes (low / high nibble).
-  static constexpr int kUnrollOne = 2;
+  static constexpr int kUnrollOne = 8;  // as Q4_0 (matvec_quant.cu)
   struct Raw {
-    uint4 l0, l1, h0, h1, scw;
-    uint16_t d;
+    uint4 lo;
+    uint2 hi;
+    uint16_t sc, d;
   };
   static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t item) {
-    const int p = static_cast<int>(item % 4), h = p / 2, s0 = p % 2;
-    const int64_t b = r * w.blocks_per_row + item / 4;
-    const uint8_t* blk = w.q + r * w.q_row_bytes + (item / 4) * kQ6KQuantBytes;
-    return {ldw16(blk + 64 * h + 32 * s0), ldw16(blk + 64 * h + 32 * s0 + 16),
-            ldw16(blk + 128 + 32 * h),     ldw16(blk + 128 + 32 * h + 16),
-            ldw16(scales(w, b)),           ldw2(w.d + b)};
+    return {ldw16(w.q + r * w.q_row_bytes + item * 16), ldw8(highs(w, r, item)),
+            ldw2(w.sc + (r * w.blocks_per_row * 8 + item) * 2), ldw2(w.d + r * w.blocks_per_row + item / 8)};
+  }
+  // P rows' sub-blocks at the same position against NT activation rows, one activation load for
+  // all: d * x_d * sum over the halves of scale * (dot - 32 * sum x).
+  template <int NT, int P>
+  static __device__ __forceinline__ void dot_rows(const Raw* raw, int64_t item, ActQ8 x, int64_t K, int T,
+                                                  float (*acc)[NT]) {
+    uint32_t q0[P][4], q1[P][4];  // values 0..15 and 16..31 as unsigned bytes 0..63
+    float d[P];
+    int s0[P], s1[P];
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      const uint32_t lo[4] = {raw[p].lo.x, raw[p].lo.y, raw[p].lo.z, raw[p].lo.w};
+      const uint32_t hw[2] = {raw[p].hi.x, raw[p].hi.y};
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const uint32_t h = hw[i / 2] >> (2 * (i % 2));
+        q0[p][i] = (lo[i] & 0x0F0F0F0Fu) | ((h << 4) & 0x30303030u);
+        q1[p][i] = ((lo[i] >> 4) & 0x0F0F0F0Fu) | (h & 0x30303030u);
+      }
+      s0[p] = static_cast<int8_t>(raw[p].sc & 0xFFu);
+      s1[p] = static_cast<int8_t>(raw[p].sc >> 8);
+      d[p] = half_to_float(raw[p].d);
+    }
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (NT > 1 && t >= T) break;  // one token: T is 1 (launch_job)
+      const ActWords xa = load_act32(x.q + t * K, item * 32);
+      const float dx = load_ds(x.ds, t * (K / 32) + item).x;
+      int sx0 = 0, sx1 = 0;  // the halves' activation sums
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        sx0 = dot4(0x01010101u, xa.w[i], sx0);
+        sx1 = dot4(0x01010101u, xa.w[i + 4], sx1);
+      }
+#pragma unroll
+      for (int p = 0; p < P; ++p) {
+        int a = 0, b = 0;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          a = dot4(q0[p][i], xa.w[i], a);
+          b = dot4(q1[p][i], xa.w[i + 4], b);
+        }
+        const int sum = s0[p] * (a - 32 * sx0) + s1[p] * (b - 32 * sx1);
+        acc[p][t] += d[p] * dx * static_cast<float>(sum);
+      }
+    }
+  }
+  template <int NT>
+  static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t item, ActQ8 x, int64_t K, int T, float* acc) {
+    dot_rows<NT, 1>(&raw, item, x, K, T, reinterpret_cast<float(*)[NT]>(acc));
   }
   template <int NT>
   static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t item, ActQ8 x, int64_t K, int T,
                                              float* acc) {
     dot_raw<NT>(load(w, r, item), item, x, K, T, acc);
-  }
-  // P rows' items at the same position (one activation load for all; FormatQ8_0::dot_rows).
-  template <int NT, int P>
-  static __device__ __forceinline__ void dot_rows(const Raw* rw, int64_t item, ActQ8 x, int64_t K, int T,
-                                                  float (*acc)[NT]) {
-    const int64_t sb = item / 4;
-    const int p4 = static_cast<int>(item % 4), h = p4 / 2, s0 = p4 % 2;
-    const int ja = 8 * h + 2 * s0, jb = 8 * h + 2 * (s0 + 2);  // first 16-value sub-block of each group
-    uint32_t qa[P][8], qb[P][8];                               // groups s0 and s0 + 2, as signed bytes q - 32
-    float d[P], sa0[P], sa1[P], sb0[P], sb1[P];
-#pragma unroll
-    for (int p = 0; p < P; ++p) {
-      const uint4 l0 = rw[p].l0, l1 = rw[p].l1, h0 = rw[p].h0, h1 = rw[p].h1, scw = rw[p].scw;
-      d[p] = half_to_float(rw[p].d);
-      const uint32_t ql[8] = {l0.x, l0.y, l0.z, l0.w, l1.x, l1.y, l1.z, l1.w};
-      const uint32_t qh[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
-      const uint32_t scales[4] = {scw.x, scw.y, scw.z, scw.w};
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        qa[p][i] = __vsub4((ql[i] & 0x0F0F0F0Fu) | (((qh[i] >> (2 * s0)) & 0x03030303u) << 4), 0x20202020u);
-        qb[p][i] = __vsub4(((ql[i] >> 4) & 0x0F0F0F0Fu) | (((qh[i] >> (2 * s0 + 4)) & 0x03030303u) << 4), 0x20202020u);
-      }
-      auto scale = [&](int j) {
-        const uint32_t w = j < 8 ? (j < 4 ? scales[0] : scales[1]) : (j < 12 ? scales[2] : scales[3]);
-        return static_cast<float>(static_cast<int8_t>((w >> (8 * (j % 4))) & 0xFFu));
-      };
-      sa0[p] = scale(ja), sa1[p] = scale(ja + 1), sb0[p] = scale(jb), sb1[p] = scale(jb + 1);
-    }
-    const int64_t xa_blk = sb * 8 + 4 * h + s0, xb_blk = xa_blk + 2;
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      if (NT > 1 && t >= T) break;  // one token: T is 1 (launch_job)
-      const ActWords xa = load_act32(x.q + t * K, xa_blk * 32);
-      const ActWords xb = load_act32(x.q + t * K, xb_blk * 32);
-      const float dxa = load_ds(x.ds, t * (K / 32) + xa_blk).x, dxb = load_ds(x.ds, t * (K / 32) + xb_blk).x;
-#pragma unroll
-      for (int p = 0; p < P; ++p) {
-        int a0 = 0, a1 = 0, b0 = 0, b1 = 0;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          a0 = dot4(qa[p][i], xa.w[i], a0);
-          a1 = dot4(qa[p][i + 4], xa.w[i + 4], a1);
-          b0 = dot4(qb[p][i], xb.w[i], b0);
-          b1 = dot4(qb[p][i + 4], xb.w[i + 4], b1);
-        }
-        acc[p][t] += d[p] * (dxa * (sa0[p] * static_cast<float>(a0) + sa1[p] * static_cast<float>(a1)) +
-                             dxb * (sb0[p] * static_cast<float>(b0) + sb1[p] * static_cast<float>(b1)));
-      }
-    }
-  }
-  template <int NT>
-  static __device__ __forceinline__ void dot_raw(const Raw& rw, int64_t item, ActQ8 x, int64_t K, int T, float* acc) {
-    dot_rows<NT, 1>(&rw, item, x, K, T, reinterpret_cast<float(*)[NT]>(acc));
   }
 };
 

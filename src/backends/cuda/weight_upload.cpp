@@ -21,11 +21,13 @@ size_t align_up(size_t n) { return (n + kWeightAlign - 1) / kWeightAlign * kWeig
 // Where each part of a weight goes in its device layout (device_weight.h).
 struct Layout {
   size_t bytes = 0;   // total
-  size_t qh_off = 0;  // second plane: Q5_0's high bits, Q6_K's sub-block scales
+  size_t qh_off = 0;  // second plane: Q5_0's high bits, Q6_K's highs, Q4_K's headers
+  size_t sc_off = 0;  // third plane: Q6_K's int8 scales
   size_t d_off = 0;   // f16 scale plane of the split formats
   int64_t q_row_bytes = 0;
   size_t quant_bytes = 0;  // bytes of quants per block of a split format (0: not split)
   size_t aux_bytes = 0;    // bytes per block in the second plane (0: none)
+  size_t sc_bytes = 0;     // bytes per block in the third plane (0: none)
   size_t d_bytes = 0;      // bytes per block in the f16 scale plane (0: none)
 };
 
@@ -40,13 +42,15 @@ Layout layout_of(const WeightTensor& w) {
   Layout l;
   // Blocks split into a quant plane, an optional second plane and an f16 scale plane (none for
   // Q4_K, whose scales are in its second plane's headers).
-  auto split = [&](size_t quant_bytes, size_t aux_bytes, size_t d_bytes = 2) {
+  auto split = [&](size_t quant_bytes, size_t aux_bytes, size_t d_bytes = 2, size_t sc_bytes = 0) {
     l.quant_bytes = quant_bytes;
     l.aux_bytes = aux_bytes;
+    l.sc_bytes = sc_bytes;
     l.d_bytes = d_bytes;
     l.q_row_bytes = nb * static_cast<int64_t>(quant_bytes);
     l.qh_off = align_up(n_blocks * quant_bytes);
-    l.d_off = l.qh_off + align_up(n_blocks * aux_bytes);
+    l.sc_off = l.qh_off + align_up(n_blocks * aux_bytes);
+    l.d_off = l.sc_off + align_up(n_blocks * sc_bytes);
     l.bytes = l.d_off + n_blocks * d_bytes;
   };
   switch (w.type) {
@@ -57,8 +61,8 @@ Layout layout_of(const WeightTensor& w) {
     case GgmlType::Q5_0:
       split(16, w.type == GgmlType::Q5_0 ? 4 : 0);
       break;
-    case GgmlType::Q6_K:  // ql and qh, then the 16 scale bytes, then d: the file's 210 bytes
-      split(kQ6KQuantBytes, kQ6KScaleBytes);
+    case GgmlType::Q6_K:  // low nibbles, 2-bit highs, the 16 scale bytes, d: the file's 210 bytes
+      split(kQ6KLowBytes, kQ6KHighBytes, 2, kQ6KScaleBytes);
       break;
     case GgmlType::Q4_K:  // the sub-blocks' nibbles, then the 16-byte headers: the file's 144 bytes
       split(kQ4KQuantBytes, kQ4KHeaderBytes, 0);
@@ -85,15 +89,28 @@ void split_blocks(const WeightTensor& w, size_t b0, size_t b1, size_t quant_byte
   }
 }
 
-// Q6_K blocks [b0, b1) into their planes: ql and qh (192 bytes) at q, the 16 scale bytes at sc, d
-// at d (each plane's pointer at block b0).
-void split_q6k_blocks(const WeightTensor& w, size_t b0, size_t b1, uint8_t* q, uint8_t* sc, uint8_t* d) {
-  static_assert(offsetof(BlockQ6_K, qh) == offsetof(BlockQ6_K, ql) + sizeof(BlockQ6_K::ql) &&
-                sizeof(BlockQ6_K::ql) + sizeof(BlockQ6_K::qh) == kQ6KQuantBytes &&
-                sizeof(BlockQ6_K::scales) == kQ6KScaleBytes);
+// Q6_K blocks [b0, b1) into their planes (device_weight.h): each sub-block's low nibbles in Q4_0's
+// order at q, its 2-bit highs (8 bytes, arranged for 4-byte words) at hi, the 16 scale bytes at sc,
+// d at d (each plane's pointer at block b0). File layout (spec §4.5): in 128-value half h, 32-value
+// group s takes its low 4 bits from ql[64h + 32 (s % 2) + l] (low nibble for s < 2) and its high 2
+// bits from qh[32h + l] at bits 2s.
+void split_q6k_blocks(const WeightTensor& w, size_t b0, size_t b1, uint8_t* q, uint8_t* hi, uint8_t* sc, uint8_t* d) {
   for (size_t i = b0; i < b1; ++i) {
     const uint8_t* b = w.data + i * sizeof(BlockQ6_K);
-    std::memcpy(q + (i - b0) * kQ6KQuantBytes, b + offsetof(BlockQ6_K, ql), kQ6KQuantBytes);
+    const uint8_t* ql = b + offsetof(BlockQ6_K, ql);
+    const uint8_t* qh = b + offsetof(BlockQ6_K, qh);
+    uint8_t* oq = q + (i - b0) * kQ6KLowBytes;
+    uint8_t* oh = hi + (i - b0) * kQ6KHighBytes;
+    std::memset(oq, 0, kQ6KLowBytes);
+    std::memset(oh, 0, kQ6KHighBytes);
+    for (int v = 0; v < 256; ++v) {
+      const int h = v / 128, s = (v % 128) / 32, l = v % 32;
+      const int low = (ql[64 * h + 32 * (s % 2) + l] >> (4 * (s / 2))) & 0xF;
+      const int high = (qh[32 * h + l] >> (2 * s)) & 3;
+      const int sub = v / 32, j = v % 32, half = j / 16, word = (j % 16) / 4, k = j % 4;
+      oq[16 * sub + j % 16] |= static_cast<uint8_t>(low << (4 * half));
+      oh[8 * sub + 4 * (word / 2) + k] |= static_cast<uint8_t>(high << (2 * (word % 2) + 4 * half));
+    }
     std::memcpy(sc + (i - b0) * kQ6KScaleBytes, b + offsetof(BlockQ6_K, scales), kQ6KScaleBytes);
     std::memcpy(d + (i - b0) * 2, b + offsetof(BlockQ6_K, d), 2);
   }
@@ -155,6 +172,7 @@ DeviceWeight view_of(const WeightTensor& w, const Layout& l, void* dst) {
   auto* base = static_cast<uint8_t*>(dst);
   v.q = base;
   if (l.aux_bytes > 0) v.qh = reinterpret_cast<const uint32_t*>(base + l.qh_off);
+  if (l.sc_bytes > 0) v.sc = base + l.sc_off;
   if (l.d_bytes > 0) v.d = reinterpret_cast<const uint16_t*>(base + l.d_off);
   return v;
 }
@@ -166,7 +184,7 @@ size_t device_bytes(const WeightTensor& w) { return align_up(layout_of(w).bytes)
 size_t staged_bytes(const WeightTensor& w, int64_t rows) {
   const Layout l = layout_of(w);
   const size_t nb = static_cast<size_t>(w.cols / traits(w.type).block_size), n = static_cast<size_t>(rows);
-  if (l.quant_bytes > 0) return n * nb * (l.quant_bytes + l.aux_bytes + l.d_bytes);
+  if (l.quant_bytes > 0) return n * nb * (l.quant_bytes + l.aux_bytes + l.sc_bytes + l.d_bytes);
   return n * static_cast<size_t>(l.q_row_bytes);
 }
 
@@ -179,7 +197,8 @@ std::vector<StagedRegion> stage_rows(const WeightTensor& w, int64_t r0, int64_t 
   if (l.quant_bytes > 0) {  // planes: the rows' quants, second plane and scales, each contiguous
     uint8_t* q = staging;
     uint8_t* qh = q + n * l.quant_bytes;
-    uint8_t* d = qh + n * l.aux_bytes;
+    uint8_t* sc = qh + n * l.aux_bytes;
+    uint8_t* d = sc + n * l.sc_bytes;
     switch (w.type) {
       case GgmlType::Q8_0:
         split_blocks<BlockQ8_0>(w, b0, b1, l.quant_bytes, q, qh, d);
@@ -188,7 +207,7 @@ std::vector<StagedRegion> stage_rows(const WeightTensor& w, int64_t r0, int64_t 
         split_blocks<BlockQ4_0>(w, b0, b1, l.quant_bytes, q, qh, d);
         break;
       case GgmlType::Q6_K:
-        split_q6k_blocks(w, b0, b1, q, qh, d);
+        split_q6k_blocks(w, b0, b1, q, qh, sc, d);
         break;
       case GgmlType::Q4_K:
         split_q4k_blocks(w, b0, b1, q, qh);
@@ -200,6 +219,8 @@ std::vector<StagedRegion> stage_rows(const WeightTensor& w, int64_t r0, int64_t 
     regions.push_back({b0 * l.quant_bytes, 0, n * l.quant_bytes});
     if (l.aux_bytes > 0)
       regions.push_back({l.qh_off + b0 * l.aux_bytes, static_cast<size_t>(qh - staging), n * l.aux_bytes});
+    if (l.sc_bytes > 0)
+      regions.push_back({l.sc_off + b0 * l.sc_bytes, static_cast<size_t>(sc - staging), n * l.sc_bytes});
     if (l.d_bytes > 0) regions.push_back({l.d_off + b0 * 2, static_cast<size_t>(d - staging), n * 2});
     return regions;
   }

@@ -102,9 +102,9 @@ TEST_F(CudaOps, Q6_KHeadLayoutMatchesCpu) {
   // One token of a Q6_K weight alone with 65,536+ rows of at most 192 items (the output heads): one
   // warp per row pair, 3 items per lane and pass, with an odd row count (the last pair's missing row
   // is read but not stored); with shared and per-row activation loads, against each other and the
-  // CPU. 1024-wide (32 items, one pass with idle lanes) and 5376-wide (27B's 168: two passes).
+  // CPU. 2560-wide (4B's 80 items: one pass) and 5376-wide (27B's 168: two passes).
   Rng rng(43);
-  for (const int64_t in : {int64_t{1024}, int64_t{5376}}) {
+  for (const int64_t in : {int64_t{2560}, int64_t{5376}}) {
     gpu = cuda_backend_or_null();  // a fresh device per shape: freed host bytes may be reused
     const int64_t rows = 65537;
     HostWeight w = random_weight(GgmlType::Q6_K, rows, in, rng);

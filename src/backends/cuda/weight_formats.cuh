@@ -109,6 +109,21 @@ __device__ __forceinline__ void dot32_rows(const typename F::Raw* raw, int64_t b
   }
 }
 
+// One row's item of a format F with a separate load (F::Raw, F::load) and F::dot_rows: dot_raw
+// takes the loaded item, dot loads it first. Every such format derives from RawDot<itself>.
+template <class F>
+struct RawDot {
+  template <int NT, class Raw>
+  static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t item, ActQ8 x, int64_t K, int T, float* acc) {
+    F::template dot_rows<NT, 1>(&raw, item, x, K, T, reinterpret_cast<float(*)[NT]>(acc));
+  }
+  template <int NT>
+  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t item, ActQ8 x, int64_t K, int T,
+                                             float* acc) {
+    dot_raw<NT>(F::load(w, r, item), item, x, K, T, acc);
+  }
+};
+
 // ---- float formats ------------------------------------------------------------------------------
 
 struct FormatF32 {
@@ -149,7 +164,7 @@ constexpr unsigned kPlaneD = 1, kPlaneQh = 2, kPlaneSc = 4;
 // ---- 32-value blocks ----------------------------------------------------------------------------
 
 // y = d * q
-struct FormatQ8_0 {
+struct FormatQ8_0 : RawDot<FormatQ8_0> {
   static constexpr int kItem = 32;
   static constexpr unsigned kPlanes = kPlaneD;
   static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
@@ -185,19 +200,10 @@ struct FormatQ8_0 {
   }
   // y = d_w * d_x * sum q_w q_x.
   static __device__ __forceinline__ float scaled(float d, float2 ds, int s) { return d * ds.x * static_cast<float>(s); }
-  template <int NT>
-  static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t b, ActQ8 x, int64_t K, int T, float* acc) {
-    dot_rows<NT, 1>(&raw, b, x, K, T, reinterpret_cast<float(*)[NT]>(acc));
-  }
-  template <int NT>
-  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t b, ActQ8 x, int64_t K, int T,
-                                             float* acc) {
-    dot_raw<NT>(load(w, r, b), b, x, K, T, acc);
-  }
 };
 
 // y = d * (q - 8); value j in the low nibble of byte j, value j+16 in its high nibble.
-struct FormatQ4_0 {
+struct FormatQ4_0 : RawDot<FormatQ4_0> {
   static constexpr int kItem = 32;
   static constexpr unsigned kPlanes = kPlaneD;
   static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
@@ -233,15 +239,6 @@ struct FormatQ4_0 {
   // sum (q - 8) x from s = sum q x and the activation block's (d, d * sum x).
   static __device__ __forceinline__ float scaled(float d, float2 ds, int s) {
     return d * (ds.x * static_cast<float>(s) - 8.0f * ds.y);
-  }
-  template <int NT>
-  static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t b, ActQ8 x, int64_t K, int T, float* acc) {
-    dot_rows<NT, 1>(&raw, b, x, K, T, reinterpret_cast<float(*)[NT]>(acc));
-  }
-  template <int NT>
-  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t b, ActQ8 x, int64_t K, int T,
-                                             float* acc) {
-    dot_raw<NT>(load(w, r, b), b, x, K, T, acc);
   }
 };
 
@@ -325,7 +322,7 @@ struct K4PairScales {
 // together); bench/device/kquant_planes_lab.cu, H200, 27B shapes, each kernel alone: the GeGLU
 // pair 38.2 -> 35.2 us, down 21.5 -> 20.4, q 7.2 -> 6.9, o even, against 144-byte blocks with
 // 64-value items (Q4_0 on the same bytes: 34.0, 20.0, 7.4, 6.7).
-struct FormatQ4_K {
+struct FormatQ4_K : RawDot<FormatQ4_K> {
   static constexpr int kItem = 32;
   static constexpr unsigned kPlanes = kPlaneQh;
   static constexpr int kQhWords = 4;  // 32-bit words of the qh plane per super-block
@@ -390,21 +387,12 @@ struct FormatQ4_K {
       for (int p = 0; p < P; ++p) acc[p][t] += dsc[p] * (ds.x * static_cast<float>(dot32(q[p], xa))) - dmn[p] * ds.y;
     }
   }
-  template <int NT>
-  static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t item, ActQ8 x, int64_t K, int T, float* acc) {
-    dot_rows<NT, 1>(&raw, item, x, K, T, reinterpret_cast<float(*)[NT]>(acc));
-  }
-  template <int NT>
-  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t item, ActQ8 x, int64_t K, int T,
-                                             float* acc) {
-    dot_raw<NT>(load(w, r, item), item, x, K, T, acc);
-  }
 };
 
 // Q5_K (176-byte blocks, 11 x 16, aligned; scale bytes repacked, K4PairScales): the file's Q4_K
 // block with bit 4 of value l of sub-block s in bit s of qh[l] (header 0..15, qh 16..47, qs
 // 48..175; spec §4.5). An item is a sub-block pair (64 values).
-struct FormatQ5_K {
+struct FormatQ5_K : RawDot<FormatQ5_K> {
   static constexpr int kItem = 64;
   static constexpr unsigned kPlanes = 0;
   static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
@@ -439,11 +427,6 @@ struct FormatQ5_K {
     const uint8_t* blk = w.q + r * w.q_row_bytes + (item / 4) * 176;
     const int c = static_cast<int>(item % 4);
     return {ldw16(blk), ldw16(blk + 16), ldw16(blk + 32), ldw16(blk + 48 + 32 * c), ldw16(blk + 64 + 32 * c)};
-  }
-  template <int NT>
-  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t item, ActQ8 x, int64_t K, int T,
-                                             float* acc) {
-    dot_raw<NT>(load(w, r, item), item, x, K, T, acc);
   }
   // Sub-blocks 2c and 2c+1 of super-block sb (quants as unsigned bytes q0, q1) against NT
   // activation rows: d * (scale * x_d * dot) - dmin * min * (x_d * sum x), per sub-block. The
@@ -502,10 +485,6 @@ struct FormatQ5_K {
     }
     pair_dot_rows<NT, P>(h, q0, q1, sb, c, x, K, T, acc);
   }
-  template <int NT>
-  static __device__ __forceinline__ void dot_raw(const Raw& rw, int64_t item, ActQ8 x, int64_t K, int T, float* acc) {
-    dot_rows<NT, 1>(&rw, item, x, K, T, reinterpret_cast<float(*)[NT]>(acc));
-  }
 };
 
 // Q6_K in planes (device_weight.h; spec §4.5 for the block): y = d * scale * (q - 32), q of 6 bits,
@@ -519,7 +498,7 @@ struct FormatQ5_K {
 // bench/device/kquant_planes_lab.cu, H200, the 27B head (5376 -> 262,144) alone: 268.8 us (4,300
 // GB/s) as row pairs on one warp with 3 items per pass, against 335-403 us for the 64-value items
 // of the (ql + qh) blocks the device held until session 25.
-struct FormatQ6_K {
+struct FormatQ6_K : RawDot<FormatQ6_K> {
   static constexpr int kItem = 32;
   static constexpr unsigned kPlanes = kPlaneD | kPlaneQh | kPlaneSc;
   static constexpr int kQhWords = kQ6KHighBytes / 4;  // 32-bit words of the qh plane per block
@@ -598,15 +577,6 @@ struct FormatQ6_K {
         acc[p][t] += d[p] * dx * static_cast<float>(sum);
       }
     }
-  }
-  template <int NT>
-  static __device__ __forceinline__ void dot_raw(const Raw& raw, int64_t item, ActQ8 x, int64_t K, int T, float* acc) {
-    dot_rows<NT, 1>(&raw, item, x, K, T, reinterpret_cast<float(*)[NT]>(acc));
-  }
-  template <int NT>
-  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t item, ActQ8 x, int64_t K, int T,
-                                             float* acc) {
-    dot_raw<NT>(load(w, r, item), item, x, K, T, acc);
   }
 };
 

@@ -83,6 +83,16 @@ constexpr int rows_per_group() {
   return 1;
 }
 
+// Rows per group of a job of formats F0, F1, F2: a K-quant mix's bodies share one grid layout, so
+// they take 2 (pairs that share each activation load, SA at one token) or 1 whatever their own
+// formats ask; one format takes rows_per_group. matvec_quant's blocks and launch_nt's grid both
+// read it.
+template <class F0, class F1, class F2, int NT, bool GLU, bool SA>
+constexpr int job_rows_per_group() {
+  if constexpr (!std::is_same_v<F0, F1> || !std::is_same_v<F0, F2>) return NT == 1 && SA ? 2 : 1;
+  return rows_per_group<F0, NT, GLU, SA>();
+}
+
 // Loads in flight per lane and stream, per pass (weight_formats.cuh Raw).
 template <class F, int NT, bool GLU>
 constexpr int unroll() {
@@ -251,8 +261,8 @@ __global__ void __launch_bounds__(kWarps * 32, MINB)
   } else if constexpr (std::is_same_v<F0, F1> && std::is_same_v<F0, F2>) {
     matvec_block<F0, NT, GLU, UO, SA, WPR>(job, weight_of_block(job, static_cast<int>(blockIdx.x)), x, T);
   } else {
-    // A K-quant mix (kquant_mix): every body takes the same rows per group (launch_nt's grid).
-    constexpr int kR = NT == 1 && SA ? 2 : 1;
+    // A K-quant mix (kquant_mix): every body takes the job's rows per group (launch_nt's grid).
+    constexpr int kR = job_rows_per_group<F0, F1, F2, NT, GLU, SA>();
     const int m = weight_of_block(job, static_cast<int>(blockIdx.x));
     if (m == 0)
       matvec_block<F0, NT, GLU, mix_unroll<F0, NT, UO>(), SA, WPR, kR>(job, 0, x, T);
@@ -401,7 +411,7 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   // grid layout: the same rows per group (matvec_quant's mix branch) and warps per row, chosen for
   // the widest item, so that no body's lanes idle.
   constexpr bool kMix = kMixed<F, F1, F2>;
-  constexpr int R = kMix ? 1 : rows_per_group<F, NT, GLU>();
+  constexpr int R = job_rows_per_group<F, F1, F2, NT, GLU, false>();
   const int64_t items = job.w[0].cols / std::max({F::kItem, F1::kItem, F2::kItem});
   const int wide_warps = kWideQ4<F, F1, F2, NT> ? g_wide_warps.load(std::memory_order_relaxed) : kWarps;
   const int o_warps = kWideQ4_0<F, F1, F2, NT> && !GLU ? g_o_warps.load(std::memory_order_relaxed) : 0;
@@ -416,15 +426,13 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   // of the 32-value formats, or a K-quant mix's row pairs when q4k_pairs asks): the rows share
   // each activation load, or (shared_act off) load it once per row (no mix pairs then).
   constexpr bool kShareable = kPairableMix<F, NT, GLU, F1, F2> || (NT == 1 && (GLU || R > 1) && HasRaw<F> && !kMix);
-  static_assert(!kShareable || (rows_per_group<F, NT, GLU, true>() == rows_per_group<F1, NT, GLU, true>() &&
-                                rows_per_group<F, NT, GLU, true>() == rows_per_group<F2, NT, GLU, true>()));
   bool shared = false;
   auto* kernel = pick_for_wpr<F, NT, GLU, F1, F2, false>(job, items, head);
   if constexpr (kShareable) {  // the process-wide switches, read once: they may change between launches
     shared = g_shared_act.load(std::memory_order_relaxed) && (GLU || R > 1 || q4k_pairs<F, NT, GLU, F1, F2>());
     if (shared) kernel = pick_for_wpr<F, NT, GLU, F1, F2, true>(job, items, head);
   }
-  int64_t group_rows = shared ? rows_per_group<F, NT, GLU, true>() : R;
+  int64_t group_rows = shared ? job_rows_per_group<F, F1, F2, NT, GLU, true>() : R;
   // One weight of a 32-value format at one token with many rows of at most 32 items (the 270M's
   // output head: 262,144 rows of 20): one warp per 4 rows that share each activation load, each
   // lane its one item of each row in one pass, so a warp has twice a row pair's bytes in flight
@@ -432,7 +440,7 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   // warps, below what the H200's bandwidth-latency product asks (~50 KB per SM): the 270M head ran
   // at ~3.1 TB/s (NOTES.md session 24: tg64 +3 % for the head alone; the 270M's o, 640 rows of 32
   // items, in quads too was mixed).
-  if constexpr (kWideRows<F, NT> && !GLU && !kMixed<F, F1, F2>) {
+  if constexpr (kWideRows<F, NT> && !GLU && !kMix) {
     const int64_t quad = g_quad_rows.load(std::memory_order_relaxed);
     if (quad > 0 && job.n == 1 && job.wpr == 1 && shared && items <= 32 && job.w[0].rows >= quad) {
       kernel = matvec_quant<F, F, F, 1, false, 1, 0, true, 1, 4>;

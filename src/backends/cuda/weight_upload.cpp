@@ -89,6 +89,12 @@ void split_blocks(const WeightTensor& w, size_t b0, size_t b1, size_t quant_byte
   }
 }
 
+// 32 values' low 4 bits (v[j] < 16) as a Q4_0 block's 16 bytes: value j in the low nibble of byte
+// j, value j + 16 in its high nibble (the sub-block quant planes of Q4_K and Q6_K).
+void pack_nibbles(const uint8_t* v, uint8_t* out) {
+  for (int j = 0; j < 16; ++j) out[j] = static_cast<uint8_t>(v[j] | (v[j + 16] << 4));
+}
+
 // Q6_K blocks [b0, b1) into their planes (device_weight.h): each sub-block's low nibbles in Q4_0's
 // order at q, its 2-bit highs (8 bytes, arranged for 4-byte words) at hi, the 16 scale bytes at sc,
 // d at d (each plane's pointer at block b0). File layout (spec §4.5): in 128-value half h, 32-value
@@ -99,17 +105,17 @@ void split_q6k_blocks(const WeightTensor& w, size_t b0, size_t b1, uint8_t* q, u
     const uint8_t* b = w.data + i * sizeof(BlockQ6_K);
     const uint8_t* ql = b + offsetof(BlockQ6_K, ql);
     const uint8_t* qh = b + offsetof(BlockQ6_K, qh);
-    uint8_t* oq = q + (i - b0) * kQ6KLowBytes;
     uint8_t* oh = hi + (i - b0) * kQ6KHighBytes;
-    std::memset(oq, 0, kQ6KLowBytes);
     std::memset(oh, 0, kQ6KHighBytes);
-    for (int v = 0; v < 256; ++v) {
-      const int h = v / 128, s = (v % 128) / 32, l = v % 32;
-      const int low = (ql[64 * h + 32 * (s % 2) + l] >> (4 * (s / 2))) & 0xF;
-      const int high = (qh[32 * h + l] >> (2 * s)) & 3;
-      const int sub = v / 32, j = v % 32, half = j / 16, word = (j % 16) / 4, k = j % 4;
-      oq[16 * sub + j % 16] |= static_cast<uint8_t>(low << (4 * half));
-      oh[8 * sub + 4 * (word / 2) + k] |= static_cast<uint8_t>(high << (2 * (word % 2) + 4 * half));
+    for (int sub = 0; sub < 8; ++sub) {  // group s = sub % 4 of half h = sub / 4
+      const int h = sub / 4, s = sub % 4;
+      uint8_t low[32];
+      for (int j = 0; j < 32; ++j) {
+        low[j] = static_cast<uint8_t>((ql[64 * h + 32 * (s % 2) + j] >> (4 * (s / 2))) & 0xF);
+        const int high = (qh[32 * h + j] >> (2 * s)) & 3, half = j / 16, word = (j % 16) / 4;
+        oh[8 * sub + 4 * (word / 2) + j % 4] |= static_cast<uint8_t>(high << (2 * (word % 2) + 4 * half));
+      }
+      pack_nibbles(low, q + (i - b0) * kQ6KLowBytes + 16 * sub);
     }
     std::memcpy(sc + (i - b0) * kQ6KScaleBytes, b + offsetof(BlockQ6_K, scales), kQ6KScaleBytes);
     std::memcpy(d + (i - b0) * 2, b + offsetof(BlockQ6_K, d), 2);
@@ -127,19 +133,15 @@ void split_q4k_blocks(const WeightTensor& w, size_t b0, size_t b1, uint8_t* q, u
     const uint8_t* qs = b + offsetof(BlockQ4_K, qs);
     uint8_t* h = hdr + (i - b0) * kQ4KHeaderBytes;
     std::memcpy(h, b + offsetof(BlockQ4_K, d), 4);
-    uint8_t fields[12] = {};
-    for (int s = 0; s < 8; ++s) {
-      const ScaleMin m = k4_scale_min(sc, s);
-      const uint32_t f = uint32_t{m.scale} | uint32_t{m.min} << 6;
-      for (int bit = 0; bit < 12; ++bit)
-        if ((f >> bit) & 1u) fields[(12 * s + bit) / 8] |= static_cast<uint8_t>(1u << ((12 * s + bit) % 8));
+    for (int c = 0; c < 4; ++c) {  // sub-blocks 2c and 2c + 1: the 24 bits at byte 4 + 3c
+      const ScaleMin a = k4_scale_min(sc, 2 * c), m = k4_scale_min(sc, 2 * c + 1);
+      const uint32_t f = uint32_t{a.scale} | uint32_t{a.min} << 6 | uint32_t{m.scale} << 12 | uint32_t{m.min} << 18;
+      for (int j = 0; j < 3; ++j) h[4 + 3 * c + j] = static_cast<uint8_t>(f >> (8 * j));
     }
-    std::memcpy(h + 4, fields, sizeof(fields));
-    uint8_t* out = q + (i - b0) * kQ4KQuantBytes;
     for (int s = 0; s < 8; ++s) {  // sub-block s: the low (s even) or high nibbles of qs[32 (s / 2) ..]
       uint8_t v[32];
       for (int l = 0; l < 32; ++l) v[l] = static_cast<uint8_t>((qs[32 * (s / 2) + l] >> (4 * (s % 2))) & 0xF);
-      for (int j = 0; j < 16; ++j) out[16 * s + j] = static_cast<uint8_t>(v[j] | (v[j + 16] << 4));
+      pack_nibbles(v, q + (i - b0) * kQ4KQuantBytes + 16 * s);
     }
   }
 }

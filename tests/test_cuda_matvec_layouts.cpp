@@ -33,7 +33,7 @@ TEST_F(CudaOps, RowPairsGiveTheSameResultsWithSharedOrPerRowActivationLoads) {
   Rng rng(31);
   const int64_t in = 1024, rows = 1023;
   std::vector<std::unique_ptr<HostWeight>> keep;  // alive: no host address comes back for another weight
-  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
     for (int i = 0; i < 3; ++i) keep.push_back(std::make_unique<HostWeight>(random_weight(type, rows, in, rng)));
     const HostWeight &w = *keep[keep.size() - 3], &g = *keep[keep.size() - 2], &u = *keep[keep.size() - 1];
     for (const HostWeight* h : {&w, &g, &u}) gpu->load_weight(h->t);
@@ -57,15 +57,16 @@ TEST_F(CudaOps, RowPairsGiveTheSameResultsWithSharedOrPerRowActivationLoads) {
 }
 
 TEST_F(CudaOps, KQuantSubBlockRowsGiveTheSameResultsUnderEveryLayout) {
-  // One token of Q4_K and Q6_K in their planes (32-value sub-block items, Q4_0's layouts; Q6_K's
-  // 4 warps per row is its rule for 129-192 items, wide_warps applies to Q4_0 and Q4_K): row pairs sharing
+  // One token of Q4_K, Q5_K and Q6_K in their planes (32-value sub-block items, Q4_0's layouts;
+  // Q6_K's 4 warps per row is its rule for 129-192 items, wide_warps applies to Q4_0, Q4_K and
+  // Q5_K): row pairs sharing
   // each activation load (the default) against a load per row, and 2 warps per row (the default
   // for 129-192 items, 3 items per lane in one pass) against 4, row for row, for long rows (the
   // row over the block), 27B's 5376-wide rows and short ones, an odd row count (the last pair's
   // missing row is read but not stored) and a q/k/v launch of three weights of the type, whose
   // blocks meet at the weights' edges; then against the CPU.
   Rng rng(41);
-  for (const GgmlType type : {GgmlType::Q4_K, GgmlType::Q6_K})
+  for (const GgmlType type : {GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K})
     for (const int64_t in : {int64_t{16384}, int64_t{5376}, int64_t{1024}}) {
       gpu = cuda_backend_or_null();  // a fresh device per width: freed host bytes may be reused
       HostWeight w = random_weight(type, 37, in, rng), wk = random_weight(type, 19, in, rng);
@@ -170,7 +171,7 @@ TEST_F(CudaOps, ShortRowsGiveTheSameResultsUnderEveryWarpCap) {
   // 36, 4B 2560: 80) in matrices of few rows, for which warps_per_row asks 4 warps per row: a
   // matvec, a q/k/v launch and a GeGLU pair with the cap on warps per row off (0) and at 1, 2
   // (the default) and 3 items per lane, each against the others and the CPU.
-  // The K-quants (Q4_K, Q5_K, Q6_K) at 4B's width (40 items of 64) the same way.
+  // The K-quants (Q4_K, Q5_K, Q6_K) at 4B's width (80 sub-blocks of 32) the same way.
   Rng rng(33);
   std::vector<std::unique_ptr<HostWeight>> all;  // alive: no host address comes back for another weight
   for (const GgmlType type :

@@ -198,18 +198,36 @@ std::vector<uint8_t> documented_device_image(const WeightTensor& w) {
       std::memcpy(img.data() + d_off + i * 2, &b.d, 2);
     }
   };
-  auto k4 = [&](auto block) {  // Q5_K: pair c's scale, min, scale, min (6 bits each) as the 24 bits at 3c
+  // Q4_K and Q5_K: each sub-block's low nibbles in Q4_0's order (128 bytes per block), Q5_K's
+  // bit-4 words (32 bytes per block: value 16 h + 4 i + k at bit 8 k + 4 h + i of its sub-block's
+  // word), then 16-byte headers (d, dmin, scale | min << 6 of sub-block s at bit 12 s).
+  auto kquant = [&](auto block) {
     using Block = decltype(block);
-    img.assign(w.data, w.data + w.nbytes());
+    constexpr bool kQ5 = requires(Block b) { b.qh; };
+    const size_t hi_off = align(n * 128), h_off = hi_off + (kQ5 ? align(n * 32) : 0);
+    img.assign(h_off + n * 16, 0);
     for (size_t i = 0; i < n; ++i) {
-      uint8_t* sc = img.data() + i * sizeof(Block) + offsetof(Block, scales);
-      uint8_t packed[kKScaleBytes] = {};
-      for (int c = 0; c < 4; ++c) {
-        const ScaleMin a = k4_scale_min(sc, 2 * c), b = k4_scale_min(sc, 2 * c + 1);
-        const uint32_t f = a.scale | a.min << 6 | b.scale << 12 | b.min << 18;
-        for (int j = 0; j < 3; ++j) packed[3 * c + j] = static_cast<uint8_t>(f >> (8 * j));
+      Block b;
+      std::memcpy(&b, w.data + i * sizeof(Block), sizeof(Block));
+      for (int v = 0; v < 256; ++v) {  // value l of sub-block s: byte l % 16 of its 16, nibble l / 16
+        const int s = v / 32, l = v % 32;
+        const int nib = (b.qs[32 * (s / 2) + l] >> (4 * (s % 2))) & 0xF;
+        img[i * 128 + static_cast<size_t>(16 * s + l % 16)] |= static_cast<uint8_t>(nib << (4 * (l / 16)));
+        if constexpr (kQ5) {
+          const int bit = 8 * (l % 4) + 4 * (l / 16) + (l % 16) / 4;
+          img[hi_off + i * 32 + static_cast<size_t>(4 * s + bit / 8)] |=
+              static_cast<uint8_t>(((b.qh[l] >> s) & 1) << (bit % 8));
+        }
       }
-      std::memcpy(sc, packed, kKScaleBytes);
+      uint8_t* h = img.data() + h_off + i * 16;
+      std::memcpy(h, &b.d, 2);
+      std::memcpy(h + 2, &b.dmin, 2);
+      unsigned __int128 fields = 0;  // scale | min << 6 of sub-block s at bit 12 s
+      for (int s = 0; s < 8; ++s) {
+        const ScaleMin m = k4_scale_min(b.scales, s);
+        fields |= static_cast<unsigned __int128>(m.scale | m.min << 6) << (12 * s);
+      }
+      for (int j = 0; j < 12; ++j) h[4 + j] = static_cast<uint8_t>(fields >> (8 * j));
     }
   };
   switch (w.type) {
@@ -222,31 +240,11 @@ std::vector<uint8_t> documented_device_image(const WeightTensor& w) {
     case GgmlType::Q5_0:
       planes(BlockQ5_0{}, 16);
       break;
-    case GgmlType::Q4_K: {  // sub-block nibbles in Q4_0's order (128 bytes per block), then 16-byte headers
-      const size_t h_off = align(n * 128);
-      img.assign(h_off + n * 16, 0);
-      for (size_t i = 0; i < n; ++i) {
-        BlockQ4_K b;
-        std::memcpy(&b, w.data + i * sizeof(BlockQ4_K), sizeof(BlockQ4_K));
-        for (int v = 0; v < 256; ++v) {  // value l of sub-block s: byte l % 16 of its 16, nibble l / 16
-          const int s = v / 32, l = v % 32;
-          const int nib = (b.qs[32 * (s / 2) + l] >> (4 * (s % 2))) & 0xF;
-          img[i * 128 + static_cast<size_t>(16 * s + l % 16)] |= static_cast<uint8_t>(nib << (4 * (l / 16)));
-        }
-        uint8_t* h = img.data() + h_off + i * 16;
-        std::memcpy(h, &b.d, 2);
-        std::memcpy(h + 2, &b.dmin, 2);
-        unsigned __int128 fields = 0;  // scale | min << 6 of sub-block s at bit 12 s
-        for (int s = 0; s < 8; ++s) {
-          const ScaleMin m = k4_scale_min(b.scales, s);
-          fields |= static_cast<unsigned __int128>(m.scale | m.min << 6) << (12 * s);
-        }
-        for (int j = 0; j < 12; ++j) h[4 + j] = static_cast<uint8_t>(fields >> (8 * j));
-      }
+    case GgmlType::Q4_K:
+      kquant(BlockQ4_K{});
       break;
-    }
     case GgmlType::Q5_K:
-      k4(BlockQ5_K{});
+      kquant(BlockQ5_K{});
       break;
     case GgmlType::Q6_K: {  // low nibbles (128 bytes per block), 2-bit highs (64), the 16 scales, d
       const size_t hi_off = align(n * 128), sc_off = hi_off + align(n * 64), d_off = sc_off + align(n * 16);

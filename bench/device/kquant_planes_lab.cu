@@ -37,8 +37,32 @@ using unicorn::cuda::DeviceWeight;
 using unicorn::cuda::FormatQ4_0;
 using unicorn::cuda::FormatQ4_K;  // the engine's planes (since session 25)
 using unicorn::cuda::FormatQ6_K;
-using unicorn::cuda::K4PairScales;
 using unicorn::cuda::kQ6KScaleBytes;
+using unicorn::cuda::load_act32;
+using unicorn::cuda::load_ds;
+
+// The scale bytes of the 144-byte blocks (FormatQ4_KBlocks; the engine's Q4_K and Q5_K blocks until
+// sessions 25 and 26): the four values of sub-block pair c (scale 2c, min 2c, scale 2c+1, min
+// 2c+1, 6 bits each) are the 24 bits at byte 3c of the 12.
+struct K4PairScales {
+  static __device__ __forceinline__ uint32_t field(const uint32_t* sc, int c) {
+    const uint32_t lo = c < 2 ? sc[0] : (c == 2 ? sc[1] : sc[2]);
+    const uint32_t hi = c < 2 ? sc[1] : sc[2];
+    return __funnelshift_r(lo, hi, 8 * ((3 * c) % 4));
+  }
+  static __device__ __forceinline__ void scale_min(const uint32_t* sc, int s, float& scale, float& min) {
+    const uint32_t f = field(sc, s / 2) >> (12 * (s % 2));
+    scale = static_cast<float>(f & 63u);
+    min = static_cast<float>((f >> 6) & 63u);
+  }
+  static __device__ __forceinline__ void pair(const uint32_t* sc, int c, float& s0, float& m0, float& s1, float& m1) {
+    const uint32_t f = field(sc, c);
+    s0 = static_cast<float>(f & 63u);
+    m0 = static_cast<float>((f >> 6) & 63u);
+    s1 = static_cast<float>((f >> 12) & 63u);
+    m1 = static_cast<float>((f >> 18) & 63u);
+  }
+};
 
 constexpr int kBlockBytes = 144;
 
@@ -81,7 +105,7 @@ __global__ void to_planes(const uint8_t* in, uint8_t* q, uint4* hdr, size_t n_bl
 }
 
 // The 144-byte blocks that the engine held until session 25 (the file's block with its scale bytes
-// in K4PairScales' order, as Q5_K's still are): an item is a sub-block pair (64 values), three
+// in K4PairScales' order, as Q5_K's were until session 26): an item is a sub-block pair (64 values), three
 // 16-byte loads per lane (header, the pair's 32 quant bytes).
 struct FormatQ4_KBlocks {
   static constexpr int kItem = 64;
@@ -110,7 +134,35 @@ struct FormatQ4_KBlocks {
         q1[p][i] = (raw[i] >> 4) & 0x0F0F0F0Fu;
       }
     }
-    unicorn::cuda::FormatQ5_K::pair_dot_rows<NT, P>(h, q0, q1, item / 4, static_cast<int>(item % 4), x, K, T, acc);
+    // Sub-blocks 2c and 2c + 1 of super-block item / 4: d * (scale * x_d * dot) - dmin * min *
+    // (x_d * sum x) each, one activation load for the P rows.
+    const int c = static_cast<int>(item % 4);
+    float s0[P], m0[P], s1[P], m1[P], d[P], dmin[P];
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      const uint32_t sc[3] = {h[p].y, h[p].z, h[p].w};
+      K4PairScales::pair(sc, c, s0[p], m0[p], s1[p], m1[p]);
+      d[p] = __half2float(__ushort_as_half(static_cast<uint16_t>(h[p].x & 0xFFFFu)));
+      dmin[p] = __half2float(__ushort_as_half(static_cast<uint16_t>(h[p].x >> 16)));
+    }
+    const int64_t xb = (item / 4) * 8 + 2 * c;  // activation block of sub-block 2c
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (NT > 1 && t >= T) break;
+      const auto x0 = load_act32(x.q + t * K, xb * 32), x1 = load_act32(x.q + t * K, xb * 32 + 32);
+      const float2 ds0 = load_ds(x.ds, t * (K / 32) + xb), ds1 = load_ds(x.ds, t * (K / 32) + xb + 1);
+#pragma unroll
+      for (int p = 0; p < P; ++p) {
+        int lo = 0, hi = 0;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          lo = unicorn::cuda::dot4(q0[p][i], x0.w[i], lo);
+          hi = unicorn::cuda::dot4(q1[p][i], x1.w[i], hi);
+        }
+        acc[p][t] += d[p] * (s0[p] * ds0.x * static_cast<float>(lo) + s1[p] * ds1.x * static_cast<float>(hi)) -
+                     dmin[p] * (m0[p] * ds0.y + m1[p] * ds1.y);
+      }
+    }
   }
 };
 

@@ -14,10 +14,12 @@
 //                    12 s of the last 12 bytes (weight_formats.cuh FormatQ4_K). Since session 25;
 //                    before, the 144-byte blocks with 64-value items (q4_mix's matvecs 3-8 %
 //                    slower, bench/device/kquant_planes_lab.cu).
-//   Q5_K             q: the 176-byte blocks (176 = 11 x 16), as in the file but for the 12 scale
-//                    bytes at 4..15: sub-block pair c's scale 2c, min 2c, scale 2c+1, min 2c+1 (6
-//                    bits each, from bit 0) are the 24 bits at byte 4 + 3c (weight_formats.cuh
-//                    K4PairScales: cheaper to unpack than the file's packing).
+//   Q5_K             q: as Q4_K's (each sub-block's low nibbles as a Q4_0 block's 16 bytes);
+//                    qh: one 32-bit word of bit-4s per sub-block (bit 8 k + 4 h + i: the bit 4 of
+//                    value 16 h + 4 i + k, so that one shift and mask per word puts them under the
+//                    nibbles); sc: Q4_K's 16-byte header per super-block (d, dmin, the eight
+//                    12-bit scale | min << 6 fields). The file's 176 bytes (weight_formats.cuh
+//                    FormatQ5_K). Since session 26; before, the 176-byte blocks with 64-value items.
 //   Q6_K             q: each 32-value sub-block's low nibbles as a Q4_0 block's 16 bytes (128 per
 //                    block); qh: 8 bytes of 2-bit highs per sub-block (words H0, H1: the highs of
 //                    values 4i + k and 16 + 4i + k at byte k of H(i / 2), bits 2 (i % 2) and 4 +
@@ -27,8 +29,8 @@
 //                    alone 335-403 us against 269, bench/device/kquant_planes_lab.cu); until
 //                    session 14 the 210-byte blocks padded to 224.
 //
-// Plane element (row r, block b) sits at index r * blocks_per_row + b (Q6_K's qh and sc: sub-block
-// s of block b at (r * blocks_per_row + b) * 8 + s).
+// Plane element (row r, block b) sits at index r * blocks_per_row + b (Q6_K's qh and sc and Q5_K's
+// qh: sub-block s of block b at (r * blocks_per_row + b) * 8 + s).
 #pragma once
 #include <cstdint>
 
@@ -41,6 +43,8 @@ inline constexpr int64_t kQ6KHighBytes = 64;    // Q6_K's 2-bit highs per block 
 inline constexpr int64_t kQ6KScaleBytes = 16;   // Q6_K's int8 sub-block scales per block (the sc plane)
 inline constexpr int64_t kQ4KQuantBytes = 128;  // Q4_K's nibbles per super-block (the quant plane)
 inline constexpr int64_t kQ4KHeaderBytes = 16;  // Q4_K's d, dmin and scale fields per super-block (the qh plane)
+inline constexpr int64_t kQ5KHighBytes = 32;    // Q5_K's bit-4 words per super-block (the qh plane); its
+                                                // nibbles and header as Q4_K's (the q and sc planes)
 
 struct DeviceWeight {
   GgmlType type = GgmlType::F32;
@@ -48,9 +52,9 @@ struct DeviceWeight {
   int64_t blocks_per_row = 0;  // cols / block size (cols for float types)
   int64_t q_row_bytes = 0;     // stride of `q` between rows
   const uint8_t* q = nullptr;
-  const uint32_t* qh = nullptr;  // Q5_0 high bits; Q6_K highs; Q4_K headers
+  const uint32_t* qh = nullptr;  // Q5_0 and Q5_K high bits; Q6_K highs; Q4_K headers
   const uint16_t* d = nullptr;
-  const uint8_t* sc = nullptr;  // Q6_K scales
+  const uint8_t* sc = nullptr;  // Q6_K scales; Q5_K headers
 };
 
 // Activations quantized to int8 per 32 values for the integer dot-product matvec: q [T, K] and

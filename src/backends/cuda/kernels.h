@@ -40,16 +40,16 @@ int matvec_o_warps();
 // items) applies after it.
 void set_matvec_item_warps(int n);
 int matvec_item_warps();
-// One weight of a 32-value format (Q4_0, Q8_0, Q4_K, Q6_K) at one token with rows of at most 32 items and at least
-// min_rows rows (min_rows > 0, 65,536 by default: the 270M's output head, 262,144 rows of 20 items): 4 rows per warp
-// instead of a row pair, so each warp has more bytes in flight; 0 off (UNICORN_CUDA_QUAD_ROWS).
+// One weight of a 32-value format (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K) at one token with rows of at most 32 items and at
+// least min_rows rows (min_rows > 0, 65,536 by default: the 270M's output head, 262,144 rows of 20 items): 4 rows per
+// warp instead of a row pair, so each warp has more bytes in flight; 0 off (UNICORN_CUDA_QUAD_ROWS).
 void set_matvec_quad_rows(int64_t min_rows);
 int64_t matvec_quad_rows();
 // One token of a K-quant q/k/v mix (q4_mix's Q4_K/Q5_K/Q6_K) as row pairs that share each
 // activation load: 3 (the default) every body of the mix in pairs; 0-2 none, measurement settings
 // (UNICORN_CUDA_Q4K_PAIRS; NOTES.md session 18, H200, q4_mix tg128 +1.0 % for the mix's pairs). The
 // K-quants' own one-token rows are 32-value items in the 32-value formats' row pairs (Q4_K and
-// Q6_K since session 25) but for Q5_K, which only the mixes pair.
+// Q6_K since session 25, Q5_K since session 26).
 void set_matvec_q4k_pairs(int mode);
 int matvec_q4k_pairs();
 // The same for job.n (1..3) weights of one width on the same input, in one launch: of one type,

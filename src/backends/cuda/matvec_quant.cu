@@ -59,38 +59,35 @@ __device__ __forceinline__ DeviceWeight weight_row(const DeviceWeight& w, uint32
   o.q = w.q + static_cast<int64_t>(r) * w.q_row_bytes;
   if constexpr ((F::kPlanes & kPlaneD) != 0) o.d = w.d + b;
   if constexpr ((F::kPlanes & kPlaneQh) != 0) o.qh = w.qh + b * F::kQhWords;
-  if constexpr ((F::kPlanes & kPlaneSc) != 0) o.sc = w.sc + b * kQ6KScaleBytes;
+  if constexpr ((F::kPlanes & kPlaneSc) != 0) o.sc = w.sc + b * F::kScBytes;
   return o;
 }
 
 // Rows per warp group: two rows of one matrix share every activation load for one token (formats
 // whose items take few registers); a GeGLU pair already reads gate and up rows together.
-// Only the 32-value formats (Q4_0, Q8_0, and Q4_K's and Q6_K's sub-blocks) use the block-wide
-// split and the row pairs (measured there; T > 1 was slower or even with them, so it keeps one
-// warp per row, or the few warps per row that warps_per_row asks for matrices of few rows).
+// Only the formats with a separate load (Q4_0, Q8_0, and the K-quants' 32-value sub-blocks) use
+// the block-wide split and the row pairs (measured there; T > 1 was slower or even with them, so
+// it keeps one warp per row, or the few warps per row that warps_per_row asks for matrices of few
+// rows).
 template <class F, int NT>
 constexpr bool kWideRows = NT == 1 && HasRaw<F>&& F::kItem == 32;
 
-// SA for the 64-value K-quant (Q5_K) bodies of a q/k/v mix when q4k_pairs is 3 (the default): every
-// body of the mix reads its rows in pairs that share each activation load, so that L1 serves half
-// the activation bytes per weight byte (q4_mix tg128 +1.0 % on the H200, session 18: the mix 14.8
-// -> 13.9 us under ncu, at 96 registers, when Q4_K and Q6_K had 64-value items too).
-template <class F, int NT, bool GLU, bool SA = false>
+template <class F, int NT, bool GLU>
 constexpr int rows_per_group() {
   if constexpr (GLU) return 1;
   if constexpr (kWideRows<F, NT>) return 2;
-  if constexpr (HasRaw<F> && F::kItem == 64) return SA && NT == 1 ? 2 : 1;
   return 1;
 }
 
 // Rows per group of a job of formats F0, F1, F2: a K-quant mix's bodies share one grid layout, so
-// they take 2 (pairs that share each activation load, SA at one token) or 1 whatever their own
-// formats ask; one format takes rows_per_group. matvec_quant's blocks and launch_nt's grid both
-// read it.
+// they take 2 (pairs that share each activation load, SA at one token: q4k_pairs, the default) or
+// 1 (each row its own activation loads; session 18 on the H200, when the K-quants had 64-value
+// items: q4_mix tg128 +1.0 % with the pairs, the mix 14.8 -> 13.9 us under ncu); one format takes
+// rows_per_group. matvec_quant's blocks and launch_nt's grid both read it.
 template <class F0, class F1, class F2, int NT, bool GLU, bool SA>
 constexpr int job_rows_per_group() {
   if constexpr (!std::is_same_v<F0, F1> || !std::is_same_v<F0, F2>) return NT == 1 && SA ? 2 : 1;
-  return rows_per_group<F0, NT, GLU, SA>();
+  return rows_per_group<F0, NT, GLU>();
 }
 
 // Loads in flight per lane and stream, per pass (weight_formats.cuh Raw).
@@ -119,7 +116,7 @@ constexpr int unroll() {
 // RO > 0 overrides the rows per group (launch_nt's 4 rows per warp).
 template <class F, int NT, bool GLU, int UO = 0, bool SA = false, int WPR = 0, int RO = 0>
 __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 x, int T) {
-  constexpr int R = RO > 0 ? RO : rows_per_group<F, NT, GLU, SA>();
+  constexpr int R = RO > 0 ? RO : rows_per_group<F, NT, GLU>();
   constexpr int P = GLU ? 2 : R;  // weight rows read per group
   __shared__ float partial[kWarps][P][NT];
   // Weights do not depend on the previous kernel: formats with a Raw load issue their first pass
@@ -237,13 +234,12 @@ __device__ __forceinline__ void matvec_block(const MatvecJob& job, int m, ActQ8 
   pdl_trigger();  // after this block's stores: the next kernel may be scheduled as blocks finish
 }
 
-// Loads per lane and pass of one body of a K-quant mix: UO for the 64-value body (Q5_K); a
-// 32-value body (Q4_K, Q6_K) 3 at one token (kquant_planes_lab.cu, H200, 27B's q alone over one
-// warp per row pair: 6.9 us against 7.4 over 2 warps), else its own unroll.
-template <class F, int NT, int UO>
+// Loads per lane and pass of one body of a K-quant mix: 3 sub-blocks at one token
+// (kquant_planes_lab.cu, H200, 27B's Q4_K q alone over one warp per row pair: 6.9 us against 7.4
+// over 2 warps), else the body's own unroll.
+template <int NT>
 constexpr int mix_unroll() {
-  if constexpr (F::kItem == 32) return NT == 1 ? 3 : 0;
-  return UO;
+  return NT == 1 ? 3 : 0;
 }
 
 // F0, F1, F2: the formats of job.w[0..2] (all F0 but for the mixed K-quant job). UO > 0: loads
@@ -265,11 +261,11 @@ __global__ void __launch_bounds__(kWarps * 32, MINB)
     constexpr int kR = job_rows_per_group<F0, F1, F2, NT, GLU, SA>();
     const int m = weight_of_block(job, static_cast<int>(blockIdx.x));
     if (m == 0)
-      matvec_block<F0, NT, GLU, mix_unroll<F0, NT, UO>(), SA, WPR, kR>(job, 0, x, T);
+      matvec_block<F0, NT, GLU, mix_unroll<NT>(), SA, WPR, kR>(job, 0, x, T);
     else if (m == 1)
-      matvec_block<F1, NT, GLU, mix_unroll<F1, NT, UO>(), SA, WPR, kR>(job, 1, x, T);
+      matvec_block<F1, NT, GLU, mix_unroll<NT>(), SA, WPR, kR>(job, 1, x, T);
     else
-      matvec_block<F2, NT, GLU, mix_unroll<F2, NT, UO>(), SA, WPR, kR>(job, 2, x, T);
+      matvec_block<F2, NT, GLU, mix_unroll<NT>(), SA, WPR, kR>(job, 2, x, T);
   }
 }
 
@@ -313,14 +309,14 @@ inline int item_warps_cap(int wpr, int64_t items, int n) {
 template <class F, class F1, class F2, int NT>
 constexpr bool kWideQ4_0 =
     kWideRows<F, NT>&& std::is_same_v<F, FormatQ4_0>&& std::is_same_v<F, F1>&& std::is_same_v<F, F2>;
-// One token of Q4_0 or Q4_K (a 32-value sub-block per item, weight_formats.cuh), one format for
-// every weight of the job: the rows that wide_warps and the one-pass layout of 129-192 items apply
-// to (kquant_planes_lab.cu, H200: Q4_K's GeGLU pair over 2 warps per row with 3 items per lane
-// 35.2-35.8 us against 43.6 over 4 warps with 2).
+// One token of Q4_0, Q4_K or Q5_K (a 32-value sub-block per item, weight_formats.cuh), one format
+// for every weight of the job: the rows that wide_warps and the one-pass layout of 129-192 items
+// apply to (kquant_planes_lab.cu, H200: Q4_K's GeGLU pair over 2 warps per row with 3 items per
+// lane 35.2-35.8 us against 43.6 over 4 warps with 2; Q5_K, 4 bytes more per item, taken alike).
 template <class F, class F1, class F2, int NT>
 constexpr bool kWideQ4 = kWideRows<F, NT> &&
-                         (std::is_same_v<F, FormatQ4_0> ||
-                          std::is_same_v<F, FormatQ4_K>)&&std::is_same_v<F, F1>&& std::is_same_v<F, F2>;
+                         (std::is_same_v<F, FormatQ4_0> || std::is_same_v<F, FormatQ4_K> ||
+                          std::is_same_v<F, FormatQ5_K>)&&std::is_same_v<F, F1>&& std::is_same_v<F, F2>;
 
 // Weights of more than one format in one job (q4_mix's q/k/v: kquant_mix).
 template <class F, class F1, class F2>
@@ -345,11 +341,6 @@ auto pick_kernel(int64_t items, bool head) {
   if constexpr (kQ6KAlone<F, NT, GLU, F1, F2> && WPR == 1) {
     if (head) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, WPR>;
   }
-  // A one-token K-quant mix led by Q4_K (q4_mix's q/k/v, Q4_K_M's with a Q6_K v): its 64-value
-  // body (Q5_K) takes one load per lane and pass with no register cap (it spills under one), its
-  // 32-value bodies (Q4_K, Q6_K) 3 sub-blocks per lane and pass (matvec_quant's mix_unroll).
-  if constexpr (NT == 1 && kMixed<F, F1, F2> && std::is_same_v<F, FormatQ4_K>)
-    kernel = matvec_quant<F, F1, F2, NT, GLU, 1, 0, SA, WPR>;
   // Two warps per row of 129-192 items (27B's q/k/v and GeGLU pair): each lane's three items in
   // one pass (NOTES.md session 10, H100, 27B Q4_0 tg128 +0.6 % and +1.3 % with the one-pass merge,
   // against 4 warps per row with two items per lane). Measured slower, so not kept: one warp per
@@ -394,9 +385,8 @@ auto pick_for_wpr(const MatvecJob& job, int64_t items, bool head) {
 template <class F, int NT, bool GLU, class F1, class F2>
 constexpr bool kPairableMix = NT == 1 && !GLU && kMixed<F, F1, F2> && HasRaw<F> && HasRaw<F1> && HasRaw<F2>;
 
-// Whether a K-quant q/k/v mix asks for row pairs (g_q4k_pairs: 3, the default; 0-2 none; since
-// session 25 the K-quants' own rows are 32-value items in the row pairs of the 32-value formats,
-// but for Q5_K, which only the mixes pair).
+// Whether a K-quant q/k/v mix asks for row pairs (g_q4k_pairs: 3, the default; 0-2 none; the
+// K-quants' own one-format rows are pairs of 32-value items as every format with a separate load).
 template <class F, int NT, bool GLU, class F1, class F2>
 bool q4k_pairs() {
   if constexpr (kPairableMix<F, NT, GLU, F1, F2>) return g_q4k_pairs.load(std::memory_order_relaxed) == 3;
@@ -407,12 +397,12 @@ template <class F, int NT, bool GLU, class F1 = F, class F2 = F>
 void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   int64_t rows = 0;
   for (int i = 0; i < (GLU ? 1 : job.n); ++i) rows += job.w[i].rows;
-  // A K-quant mix's bodies (q4_mix's Q4_K q and Q6_K v of 32-value items, Q5_K k of 64) share one
-  // grid layout: the same rows per group (matvec_quant's mix branch) and warps per row, chosen for
-  // the widest item, so that no body's lanes idle.
+  // A K-quant mix's bodies (q4_mix's Q4_K q, Q5_K k and Q6_K v, all of 32-value items) share one
+  // grid layout: the same rows per group (matvec_quant's mix branch) and warps per row.
   constexpr bool kMix = kMixed<F, F1, F2>;
   constexpr int R = job_rows_per_group<F, F1, F2, NT, GLU, false>();
-  const int64_t items = job.w[0].cols / std::max({F::kItem, F1::kItem, F2::kItem});
+  static_assert(F::kItem == F1::kItem && F::kItem == F2::kItem, "a mix's bodies share the item width");
+  const int64_t items = job.w[0].cols / F::kItem;
   const int wide_warps = kWideQ4<F, F1, F2, NT> ? g_wide_warps.load(std::memory_order_relaxed) : kWarps;
   const int o_warps = kWideQ4_0<F, F1, F2, NT> && !GLU ? g_o_warps.load(std::memory_order_relaxed) : 0;
   job.wpr = group_warps(rows / R, items, kWideRows<F, NT> && !kMix, wide_warps, o_warps);

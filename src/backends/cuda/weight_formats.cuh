@@ -4,8 +4,7 @@
 //            (quant/codec.h) value for value; used by the tiled matmul and the embedding.
 //   dot<NT>: one work item of a row against NT int8-quantized activation rows with dp4a
 //            (4 int8 products per instruction); used by the matvec. An item is one 32-value block
-//            for the legacy formats, Q4_K and Q6_K (a sub-block), 64 values (two 32-value
-//            sub-blocks) for Q5_K.
+//            for the legacy formats, a 32-value sub-block for the K-quants.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -288,28 +287,46 @@ struct FormatQ5_0 {
 
 // ---- 256-value K-quants -------------------------------------------------------------------------
 
-// The 12 scale bytes of Q5_K as the device holds them (repacked at upload from the file's packing,
-// spec §4.5; device_weight.h): the four values of sub-block pair c (scale 2c, min 2c, scale 2c+1,
-// min 2c+1, 6 bits each, from bit 0) are the 24 bits at byte 3c, so a pair costs one funnel shift
-// and four bit-field extracts instead of the file's byte selects (the same values, so the same
-// results; q4_mix tg64 on an H100 122.5 -> 126.6 tok/s when Q4_K had this layout too).
-struct K4PairScales {
-  static __device__ __forceinline__ uint32_t field(const uint32_t* sc, int c) {
-    const uint32_t lo = c < 2 ? sc[0] : (c == 2 ? sc[1] : sc[2]);
-    const uint32_t hi = c < 2 ? sc[1] : sc[2];
-    return __funnelshift_r(lo, hi, 8 * ((3 * c) % 4));
+// The 16-byte header of a Q4_K or Q5_K super-block as the device holds it (device_weight.h): word
+// 0 the f16 pair (d, dmin), words 1-3 the eight sub-blocks' 12-bit fields scale | min << 6,
+// sub-block s's at bit 12 s.
+struct KHeader {
+  // d * scale and dmin * min of sub-block s.
+  static __device__ __forceinline__ void scales(const uint4& h, int s, float& dsc, float& dmn) {
+    const int bit = 12 * s, wi = bit / 32;
+    const uint32_t lo = wi == 0 ? h.y : (wi == 1 ? h.z : h.w);
+    const uint32_t hi = wi == 0 ? h.z : h.w;
+    const uint32_t f = __funnelshift_r(lo, hi, bit % 32);
+    dsc = half_to_float(static_cast<uint16_t>(h.x & 0xFFFFu)) * static_cast<float>(f & 63u);
+    dmn = half_to_float(static_cast<uint16_t>(h.x >> 16)) * static_cast<float>((f >> 6) & 63u);
   }
-  static __device__ __forceinline__ void scale_min(const uint32_t* sc, int s, float& scale, float& min) {
-    const uint32_t f = field(sc, s / 2) >> (12 * (s % 2));
-    scale = static_cast<float>(f & 63u);
-    min = static_cast<float>((f >> 6) & 63u);
+  // The same rounded as the reference codec (quant/codec.h): fl(d * scale), fl(dmin * min).
+  static __device__ __forceinline__ void scales_rn(const uint4& h, int s, float& dl, float& ml) {
+    const int bit = 12 * s, wi = bit / 32;
+    const uint32_t lo = wi == 0 ? h.y : (wi == 1 ? h.z : h.w);
+    const uint32_t hi = wi == 0 ? h.z : h.w;
+    const uint32_t f = __funnelshift_r(lo, hi, bit % 32);
+    dl = __fmul_rn(half_to_float(static_cast<uint16_t>(h.x & 0xFFFFu)), static_cast<float>(f & 63u));
+    ml = __fmul_rn(half_to_float(static_cast<uint16_t>(h.x >> 16)), static_cast<float>((f >> 6) & 63u));
   }
-  static __device__ __forceinline__ void pair(const uint32_t* sc, int c, float& s0, float& m0, float& s1, float& m1) {
-    const uint32_t f = field(sc, c);
-    s0 = static_cast<float>(f & 63u);
-    m0 = static_cast<float>((f >> 6) & 63u);
-    s1 = static_cast<float>((f >> 12) & 63u);
-    m1 = static_cast<float>((f >> 18) & 63u);
+  // P rows' sub-blocks at item (their values as unsigned bytes q, their super-blocks' headers h)
+  // against NT activation rows, one activation load for all: d * scale * (x_d * dot) - dmin * min *
+  // (x_d * sum x).
+  template <int NT, int P>
+  static __device__ __forceinline__ void dot_rows(const uint32_t (*q)[8], const uint4* h, int64_t item, ActQ8 x,
+                                                  int64_t K, int T, float (*acc)[NT]) {
+    const int s = static_cast<int>(item % 8);
+    float dsc[P], dmn[P];
+#pragma unroll
+    for (int p = 0; p < P; ++p) scales(h[p], s, dsc[p], dmn[p]);
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (NT > 1 && t >= T) break;  // one token: T is 1 (launch_job)
+      const ActWords xa = load_act32(x.q + t * K, item * 32);
+      const float2 ds = load_ds(x.ds, t * (K / 32) + item);
+#pragma unroll
+      for (int p = 0; p < P; ++p) acc[p][t] += dsc[p] * (ds.x * static_cast<float>(dot32(q[p], xa))) - dmn[p] * ds.y;
+    }
   }
 };
 
@@ -329,24 +346,12 @@ struct FormatQ4_K : RawDot<FormatQ4_K> {
   static __device__ __forceinline__ const uint4* header(const DeviceWeight& w, int64_t r, int64_t sb) {
     return reinterpret_cast<const uint4*>(w.qh) + r * w.blocks_per_row + sb;
   }
-  // Scale and min of sub-block s from its super-block's header h.
-  static __device__ __forceinline__ void scale_min(const uint4& h, int s, float& scale, float& min) {
-    const int bit = 12 * s, wi = bit / 32;
-    const uint32_t lo = wi == 0 ? h.y : (wi == 1 ? h.z : h.w);
-    const uint32_t hi = wi == 0 ? h.z : h.w;
-    const uint32_t f = __funnelshift_r(lo, hi, bit % 32);
-    scale = static_cast<float>(f & 63u);
-    min = static_cast<float>((f >> 6) & 63u);
-  }
   static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
     const int64_t sub = k / 32;
     const int o = static_cast<int>(k % 32);
     const uint2 a = __ldg(reinterpret_cast<const uint2*>(w.q + r * w.q_row_bytes + sub * 16 + (o % 16)));
-    const uint4 h = __ldg(header(w, r, k / 256));
-    float scale, min;
-    scale_min(h, static_cast<int>(sub % 8), scale, min);
-    const float dl = __fmul_rn(half_to_float(static_cast<uint16_t>(h.x & 0xFFFFu)), scale);
-    const float ml = __fmul_rn(half_to_float(static_cast<uint16_t>(h.x >> 16)), min);
+    float dl, ml;
+    KHeader::scales_rn(__ldg(header(w, r, k / 256)), static_cast<int>(sub % 8), dl, ml);
     const int shift = 4 * (o / 16);
     const uint32_t v[2] = {a.x, a.y};
 #pragma unroll
@@ -362,128 +367,82 @@ struct FormatQ4_K : RawDot<FormatQ4_K> {
   static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t item) {
     return {ldw16(w.q + r * w.q_row_bytes + item * 16), ldw16(header(w, r, item / 8))};
   }
-  // P rows' sub-blocks at the same position against NT activation rows, one activation load for
-  // all: d * scale * (x_d * dot) - dmin * min * (x_d * sum x).
+  // P rows' sub-blocks at the same position against NT activation rows (KHeader::dot_rows).
   template <int NT, int P>
   static __device__ __forceinline__ void dot_rows(const Raw* raw, int64_t item, ActQ8 x, int64_t K, int T,
                                                   float (*acc)[NT]) {
-    const int s = static_cast<int>(item % 8);
     uint32_t q[P][8];
-    float dsc[P], dmn[P];
+    uint4 h[P];
 #pragma unroll
     for (int p = 0; p < P; ++p) {
       unpack_nibbles(raw[p].q, q[p]);
-      float scale, min;
-      scale_min(raw[p].h, s, scale, min);
-      dsc[p] = half_to_float(static_cast<uint16_t>(raw[p].h.x & 0xFFFFu)) * scale;
-      dmn[p] = half_to_float(static_cast<uint16_t>(raw[p].h.x >> 16)) * min;
+      h[p] = raw[p].h;
     }
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      if (NT > 1 && t >= T) break;  // one token: T is 1 (launch_job)
-      const ActWords xa = load_act32(x.q + t * K, item * 32);
-      const float2 ds = load_ds(x.ds, t * (K / 32) + item);
-#pragma unroll
-      for (int p = 0; p < P; ++p) acc[p][t] += dsc[p] * (ds.x * static_cast<float>(dot32(q[p], xa))) - dmn[p] * ds.y;
-    }
+    KHeader::dot_rows<NT, P>(q, h, item, x, K, T, acc);
   }
 };
 
-// Q5_K (176-byte blocks, 11 x 16, aligned; scale bytes repacked, K4PairScales): the file's Q4_K
-// block with bit 4 of value l of sub-block s in bit s of qh[l] (header 0..15, qh 16..47, qs
-// 48..175; spec §4.5). An item is a sub-block pair (64 values).
+// Q5_K in planes (device_weight.h; spec §4.5 for the block): Q4_K's with a fifth bit per value, y =
+// d * scale * q - dmin * min per 32-value sub-block, q of 5 bits. The quant plane holds the low
+// nibbles as Q4_K's, the sc plane Q4_K's 16-byte header per super-block, the qh plane one 32-bit
+// word of bit-4s per sub-block: bit 8 k + 4 h + i is the bit 4 of value 16 h + 4 i + k, so that
+// word i of the nibbles (values 4 i + k in its low nibbles, 16 + 4 i + k in its high ones) takes
+// its fifth bits from (H >> i) with one mask each. The file's 176 bytes per 256 values. An item is
+// one sub-block, so the 32-value formats' layouts serve it. Since session 26; before, the 176-byte
+// blocks with 64-value items (two sub-blocks per lane: five 16-byte loads).
 struct FormatQ5_K : RawDot<FormatQ5_K> {
-  static constexpr int kItem = 64;
-  static constexpr unsigned kPlanes = 0;
+  static constexpr int kItem = 32;
+  static constexpr unsigned kPlanes = kPlaneQh | kPlaneSc;
+  static constexpr int kQhWords = kQ5KHighBytes / 4;  // 32-bit words of the qh plane per super-block
+  static constexpr int kScBytes = kQ4KHeaderBytes;    // bytes of the sc plane per super-block
+  static __device__ __forceinline__ const uint4* header(const DeviceWeight& w, int64_t r, int64_t sb) {
+    return reinterpret_cast<const uint4*>(w.sc) + r * w.blocks_per_row + sb;
+  }
+  static __device__ __forceinline__ const uint32_t* highs(const DeviceWeight& w, int64_t r, int64_t sub) {
+    return w.qh + r * w.blocks_per_row * 8 + sub;
+  }
   static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
-    const uint8_t* blk = w.q + r * w.q_row_bytes + (k / 256) * 176;
-    const int i = static_cast<int>(k % 256), sub = i / 32, l = i % 32;
-    const uint4 h = __ldg(reinterpret_cast<const uint4*>(blk));
-    const uint32_t sc[3] = {h.y, h.z, h.w};
-    float scale, min;
-    K4PairScales::scale_min(sc, sub, scale, min);
-    const float dl = __fmul_rn(half_to_float(static_cast<uint16_t>(h.x & 0xFFFFu)), scale);
-    const float ml = __fmul_rn(half_to_float(static_cast<uint16_t>(h.x >> 16)), min);
-    const uint2 a = __ldg(reinterpret_cast<const uint2*>(blk + 48 + 32 * (sub / 2) + l));
-    const uint2 hb = __ldg(reinterpret_cast<const uint2*>(blk + 16 + l));
-    const uint32_t v[2] = {a.x, a.y}, hv[2] = {hb.x, hb.y};
-    const int shift = 4 * (sub % 2);
+    const int64_t sub = k / 32;
+    const int o = static_cast<int>(k % 32), half = o / 16;  // o: 0, 8, 16 or 24
+    const uint2 a = __ldg(reinterpret_cast<const uint2*>(w.q + r * w.q_row_bytes + sub * 16 + (o % 16)));
+    const uint32_t hb = __ldg(highs(w, r, sub));
+    float dl, ml;
+    KHeader::scales_rn(__ldg(header(w, r, k / 256)), static_cast<int>(sub % 8), dl, ml);
+    const uint32_t v[2] = {a.x, a.y};
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
-      const uint32_t lo = (v[j / 4] >> (8 * (j % 4) + shift)) & 0xFu;
-      const uint32_t hi = (hv[j / 4] >> (8 * (j % 4) + sub)) & 1u;
+      const int i = (o % 16) / 4 + j / 4, kk = j % 4;  // value 16 half + 4 i + kk
+      const uint32_t lo = (v[j / 4] >> (8 * kk + 4 * half)) & 0xFu;
+      const uint32_t hi = (hb >> (8 * kk + 4 * half + i)) & 1u;
       y[j] = __fsub_rn(__fmul_rn(dl, static_cast<float>(lo | (hi << 4))), ml);
     }
   }
-  // Item = (super-block item/4, pair c = item%4): sub-blocks 2c, 2c+1. Its five 16-byte loads
-  // (header, the 32 high-bit bytes, the pair's 32 quant bytes) are issued apart from the dot
-  // product (Raw), so one-token blocks load before the PDL wait and q4_mix's
-  // q/k/v mix takes one load per pass for its Q5_K k too (matvec_quant.cu).
-  static constexpr int kUnrollOne = 2;  // five loads per item
+  static constexpr int kUnrollOne = 8;  // as Q4_0 (matvec_quant.cu)
   struct Raw {
-    uint4 h, h0, h1, a0, a1;
+    uint4 q, h;
+    uint32_t hb;
   };
   static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t item) {
-    const uint8_t* blk = w.q + r * w.q_row_bytes + (item / 4) * 176;
-    const int c = static_cast<int>(item % 4);
-    return {ldw16(blk), ldw16(blk + 16), ldw16(blk + 32), ldw16(blk + 48 + 32 * c), ldw16(blk + 64 + 32 * c)};
+    return {ldw16(w.q + r * w.q_row_bytes + item * 16), ldw16(header(w, r, item / 8)), ldw4(highs(w, r, item))};
   }
-  // Sub-blocks 2c and 2c+1 of super-block sb (quants as unsigned bytes q0, q1) against NT
-  // activation rows: d * (scale * x_d * dot) - dmin * min * (x_d * sum x), per sub-block. The
-  // header word h holds d, dmin and the scale bytes. For P rows' pairs at the same position: one
-  // activation load serves all P rows (matvec_quant.cu's row pairs). acc[p][t].
+  // P rows' sub-blocks at the same position against NT activation rows (KHeader::dot_rows).
   template <int NT, int P>
-  static __device__ __forceinline__ void pair_dot_rows(const uint4* h, const uint32_t (*q0)[8], const uint32_t (*q1)[8],
-                                                       int64_t sb, int c, ActQ8 x, int64_t K, int T, float (*acc)[NT]) {
-    float s0[P], m0[P], s1[P], m1[P], d[P], dmin[P];
-#pragma unroll
-    for (int p = 0; p < P; ++p) {
-      const uint32_t sc[3] = {h[p].y, h[p].z, h[p].w};
-      K4PairScales::pair(sc, c, s0[p], m0[p], s1[p], m1[p]);
-      d[p] = half_to_float(static_cast<uint16_t>(h[p].x & 0xFFFFu));
-      dmin[p] = half_to_float(static_cast<uint16_t>(h[p].x >> 16));
-    }
-    const int64_t xb = sb * 8 + 2 * c;  // activation block of sub-block 2c
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      if (NT > 1 && t >= T) break;  // one token: T is 1 (launch_job)
-      const ActWords x0 = load_act32(x.q + t * K, xb * 32);
-      const ActWords x1 = load_act32(x.q + t * K, xb * 32 + 32);
-      const float2 ds0 = load_ds(x.ds, t * (K / 32) + xb), ds1 = load_ds(x.ds, t * (K / 32) + xb + 1);
-#pragma unroll
-      for (int p = 0; p < P; ++p) {
-        int lo = 0, hi = 0;
-#pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          lo = dot4(q0[p][i], x0.w[i], lo);
-          hi = dot4(q1[p][i], x1.w[i], hi);
-        }
-        acc[p][t] += d[p] * (s0[p] * ds0.x * static_cast<float>(lo) + s1[p] * ds1.x * static_cast<float>(hi)) -
-                     dmin[p] * (m0[p] * ds0.y + m1[p] * ds1.y);
-      }
-    }
-  }
-  // P rows' items at the same position: one activation load serves all (pair_dot_rows).
-  template <int NT, int P>
-  static __device__ __forceinline__ void dot_rows(const Raw* rw, int64_t item, ActQ8 x, int64_t K, int T,
+  static __device__ __forceinline__ void dot_rows(const Raw* raw, int64_t item, ActQ8 x, int64_t K, int T,
                                                   float (*acc)[NT]) {
-    const int64_t sb = item / 4;
-    const int c = static_cast<int>(item % 4);
+    uint32_t q[P][8];
     uint4 h[P];
-    uint32_t q0[P][8], q1[P][8];  // sub-blocks 2c and 2c+1 as bytes 0..31
 #pragma unroll
     for (int p = 0; p < P; ++p) {
-      h[p] = rw[p].h;
-      const uint4 a0 = rw[p].a0, a1 = rw[p].a1, h0 = rw[p].h0, h1 = rw[p].h1;
-      const uint32_t raw[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-      const uint32_t qh[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
+      const uint32_t lo[4] = {raw[p].q.x, raw[p].q.y, raw[p].q.z, raw[p].q.w};
 #pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        q0[p][i] = (raw[i] & 0x0F0F0F0Fu) | (((qh[i] >> (2 * c)) & 0x01010101u) << 4);
-        q1[p][i] = ((raw[i] >> 4) & 0x0F0F0F0Fu) | (((qh[i] >> (2 * c + 1)) & 0x01010101u) << 4);
+      for (int i = 0; i < 4; ++i) {
+        const uint32_t hb = raw[p].hb >> i;
+        q[p][i] = (lo[i] & 0x0F0F0F0Fu) | ((hb << 4) & 0x10101010u);
+        q[p][i + 4] = ((lo[i] >> 4) & 0x0F0F0F0Fu) | (hb & 0x10101010u);
       }
+      h[p] = raw[p].h;
     }
-    pair_dot_rows<NT, P>(h, q0, q1, sb, c, x, K, T, acc);
+    KHeader::dot_rows<NT, P>(q, h, item, x, K, T, acc);
   }
 };
 
@@ -502,6 +461,7 @@ struct FormatQ6_K : RawDot<FormatQ6_K> {
   static constexpr int kItem = 32;
   static constexpr unsigned kPlanes = kPlaneD | kPlaneQh | kPlaneSc;
   static constexpr int kQhWords = kQ6KHighBytes / 4;  // 32-bit words of the qh plane per block
+  static constexpr int kScBytes = kQ6KScaleBytes;     // bytes of the sc plane per block
   static __device__ __forceinline__ const uint8_t* highs(const DeviceWeight& w, int64_t r, int64_t sub) {
     return reinterpret_cast<const uint8_t*>(w.qh) + (r * w.blocks_per_row * 8 + sub) * 8;
   }

@@ -21,8 +21,8 @@ size_t align_up(size_t n) { return (n + kWeightAlign - 1) / kWeightAlign * kWeig
 // Where each part of a weight goes in its device layout (device_weight.h).
 struct Layout {
   size_t bytes = 0;   // total
-  size_t qh_off = 0;  // second plane: Q5_0's high bits, Q6_K's highs, Q4_K's headers
-  size_t sc_off = 0;  // third plane: Q6_K's int8 scales
+  size_t qh_off = 0;  // second plane: Q5_0's and Q5_K's high bits, Q6_K's highs, Q4_K's headers
+  size_t sc_off = 0;  // third plane: Q6_K's int8 scales, Q5_K's headers
   size_t d_off = 0;   // f16 scale plane of the split formats
   int64_t q_row_bytes = 0;
   size_t quant_bytes = 0;  // bytes of quants per block of a split format (0: not split)
@@ -40,8 +40,8 @@ Layout layout_of(const WeightTensor& w) {
   const int64_t nb = w.cols / block;
   const size_t n_blocks = static_cast<size_t>(w.rows * nb);
   Layout l;
-  // Blocks split into a quant plane, an optional second plane and an f16 scale plane (none for
-  // Q4_K, whose scales are in its second plane's headers).
+  // Blocks split into a quant plane, an optional second and third plane and an f16 scale plane
+  // (none for Q4_K and Q5_K, whose scales are in their headers).
   auto split = [&](size_t quant_bytes, size_t aux_bytes, size_t d_bytes = 2, size_t sc_bytes = 0) {
     l.quant_bytes = quant_bytes;
     l.aux_bytes = aux_bytes;
@@ -67,7 +67,10 @@ Layout layout_of(const WeightTensor& w) {
     case GgmlType::Q4_K:  // the sub-blocks' nibbles, then the 16-byte headers: the file's 144 bytes
       split(kQ4KQuantBytes, kQ4KHeaderBytes, 0);
       break;
-    default:  // float rows; Q5_K blocks (scale bytes reordered in place): the file's size
+    case GgmlType::Q5_K:  // Q4_K's nibbles, the bit-4 words, Q4_K's headers: the file's 176 bytes
+      split(kQ4KQuantBytes, kQ5KHighBytes, 0, kQ4KHeaderBytes);
+      break;
+    default:  // float rows: the file's size
       l.q_row_bytes = static_cast<int64_t>(w.row_stride());
       l.bytes = w.nbytes();
       break;
@@ -122,45 +125,41 @@ void split_q6k_blocks(const WeightTensor& w, size_t b0, size_t b1, uint8_t* q, u
   }
 }
 
-// Q4_K blocks [b0, b1) into their planes (device_weight.h): each sub-block's 32 nibbles as a Q4_0
-// block's 16 bytes at q, the 16-byte header (d, dmin, then the 12-bit scale | min << 6 fields,
-// sub-block s's at bit 12 s of the last 12 bytes) at hdr (each plane's pointer at block b0).
-void split_q4k_blocks(const WeightTensor& w, size_t b0, size_t b1, uint8_t* q, uint8_t* hdr) {
-  static_assert(offsetof(BlockQ4_K, dmin) == offsetof(BlockQ4_K, d) + 2 && sizeof(BlockQ4_K::qs) == kQ4KQuantBytes);
+// Q4_K or Q5_K blocks [b0, b1) into their planes (device_weight.h): each sub-block's 32 low nibbles
+// as a Q4_0 block's 16 bytes at q, the 16-byte header (d, dmin, then the 12-bit scale | min << 6
+// fields, sub-block s's at bit 12 s of the last 12 bytes) at hdr, and for Q5_K one word of bit-4s
+// per sub-block at hi (bit 8 k + 4 h + i: value 16 h + 4 i + k), each plane's pointer at block b0.
+// File layout (spec §4.5): sub-block s's low 4 bits in the low (s even) or high nibbles of
+// qs[32 (s / 2) ..], Q5_K's bit 4 of its value l in bit s of qh[l].
+template <class Block>
+void split_k_blocks(const WeightTensor& w, size_t b0, size_t b1, uint8_t* q, uint8_t* hdr, uint8_t* hi) {
+  static_assert(offsetof(Block, dmin) == offsetof(Block, d) + 2 && sizeof(Block::qs) == kQ4KQuantBytes);
+  constexpr bool kHigh = requires(Block blk) { blk.qh; };
   for (size_t i = b0; i < b1; ++i) {
-    const uint8_t* b = w.data + i * sizeof(BlockQ4_K);
-    const uint8_t* sc = b + offsetof(BlockQ4_K, scales);
-    const uint8_t* qs = b + offsetof(BlockQ4_K, qs);
+    const uint8_t* b = w.data + i * sizeof(Block);
+    const uint8_t* sc = b + offsetof(Block, scales);
+    const uint8_t* qs = b + offsetof(Block, qs);
     uint8_t* h = hdr + (i - b0) * kQ4KHeaderBytes;
-    std::memcpy(h, b + offsetof(BlockQ4_K, d), 4);
+    std::memcpy(h, b + offsetof(Block, d), 4);
     for (int c = 0; c < 4; ++c) {  // sub-blocks 2c and 2c + 1: the 24 bits at byte 4 + 3c
       const ScaleMin a = k4_scale_min(sc, 2 * c), m = k4_scale_min(sc, 2 * c + 1);
       const uint32_t f = uint32_t{a.scale} | uint32_t{a.min} << 6 | uint32_t{m.scale} << 12 | uint32_t{m.min} << 18;
       for (int j = 0; j < 3; ++j) h[4 + 3 * c + j] = static_cast<uint8_t>(f >> (8 * j));
     }
-    for (int s = 0; s < 8; ++s) {  // sub-block s: the low (s even) or high nibbles of qs[32 (s / 2) ..]
+    for (int s = 0; s < 8; ++s) {
       uint8_t v[32];
       for (int l = 0; l < 32; ++l) v[l] = static_cast<uint8_t>((qs[32 * (s / 2) + l] >> (4 * (s % 2))) & 0xF);
       pack_nibbles(v, q + (i - b0) * kQ4KQuantBytes + 16 * s);
+      if constexpr (kHigh) {
+        const uint8_t* qh = b + offsetof(Block, qh);
+        uint32_t word = 0;
+        for (int l = 0; l < 32; ++l) {
+          const int half = l / 16, idx = (l % 16) / 4, k = l % 4;
+          word |= static_cast<uint32_t>((qh[l] >> s) & 1) << (8 * k + 4 * half + idx);
+        }
+        std::memcpy(hi + (i - b0) * kQ5KHighBytes + 4 * s, &word, 4);
+      }
     }
-  }
-}
-
-// Q5_K's scale bytes in the device order (device_weight.h): pair c's four 6-bit values as the 24
-// bits at byte 3c, from the file's packing (quant/blocks.h k4_scale_min). Blocks [b0, b1) of the
-// file to out (the file's blocks with their scale bytes rewritten).
-template <class Block>
-void repack_k4_blocks(const WeightTensor& w, size_t b0, size_t b1, uint8_t* out) {
-  std::memcpy(out, w.data + b0 * sizeof(Block), (b1 - b0) * sizeof(Block));
-  for (size_t i = 0; i < b1 - b0; ++i) {
-    uint8_t* sc = out + i * sizeof(Block) + offsetof(Block, scales);
-    uint8_t packed[kKScaleBytes] = {};
-    for (int c = 0; c < 4; ++c) {
-      const ScaleMin a = k4_scale_min(sc, 2 * c), b = k4_scale_min(sc, 2 * c + 1);
-      const uint32_t f = uint32_t{a.scale} | uint32_t{a.min} << 6 | uint32_t{b.scale} << 12 | uint32_t{b.min} << 18;
-      for (int j = 0; j < 3; ++j) packed[3 * c + j] = static_cast<uint8_t>(f >> (8 * j));
-    }
-    std::memcpy(sc, packed, kKScaleBytes);
   }
 }
 
@@ -212,7 +211,10 @@ std::vector<StagedRegion> stage_rows(const WeightTensor& w, int64_t r0, int64_t 
         split_q6k_blocks(w, b0, b1, q, qh, sc, d);
         break;
       case GgmlType::Q4_K:
-        split_q4k_blocks(w, b0, b1, q, qh);
+        split_k_blocks<BlockQ4_K>(w, b0, b1, q, qh, nullptr);
+        break;
+      case GgmlType::Q5_K:
+        split_k_blocks<BlockQ5_K>(w, b0, b1, q, sc, qh);
         break;
       default:
         split_blocks<BlockQ5_0>(w, b0, b1, l.quant_bytes, q, qh, d);
@@ -227,14 +229,7 @@ std::vector<StagedRegion> stage_rows(const WeightTensor& w, int64_t r0, int64_t 
     return regions;
   }
   const size_t row_bytes = static_cast<size_t>(l.q_row_bytes), bytes = static_cast<size_t>(r1 - r0) * row_bytes;
-  switch (w.type) {
-    case GgmlType::Q5_K:
-      repack_k4_blocks<BlockQ5_K>(w, b0, b1, staging);
-      break;
-    default:  // float rows as in the file
-      std::memcpy(staging, w.data + static_cast<size_t>(r0) * row_bytes, bytes);
-      break;
-  }
+  std::memcpy(staging, w.data + static_cast<size_t>(r0) * row_bytes, bytes);  // float rows as in the file
   regions.push_back({static_cast<size_t>(r0) * row_bytes, 0, bytes});
   return regions;
 }

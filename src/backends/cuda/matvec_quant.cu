@@ -406,7 +406,15 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   const int wide_warps = kWideQ4<F, F1, F2, NT> ? g_wide_warps.load(std::memory_order_relaxed) : kWarps;
   const int o_warps = kWideQ4_0<F, F1, F2, NT> && !GLU ? g_o_warps.load(std::memory_order_relaxed) : 0;
   job.wpr = group_warps(rows / R, items, kWideRows<F, NT> && !kMix, wide_warps, o_warps);
-  if constexpr (NT == 1) job.wpr = item_warps_cap(job.wpr, items, g_item_warps.load(std::memory_order_relaxed));
+  if constexpr (NT == 1) {
+    int n = g_item_warps.load(std::memory_order_relaxed);
+    // A mix's lanes take 3 sub-blocks per pass (mix_unroll), so its cap counts that many per lane:
+    // 4B's q/k/v (80 sub-blocks a row) then keeps one warp per row, as when the cap counted its
+    // Q5_K body's 64-value items (at 2 warps per row, 4B q4_mix tg64 on the H200 703.6 against
+    // 741.2; session 26).
+    if constexpr (kMix) n = n > 0 ? std::max(n, mix_unroll<NT>()) : 0;
+    job.wpr = item_warps_cap(job.wpr, items, n);
+  }
   bool head = false;  // q6k_head's layout: one warp per row pair
   if constexpr (kQ6KAlone<F, NT, GLU, F1, F2>) {
     head = q6k_head(job.w[0].rows, items);

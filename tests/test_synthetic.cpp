@@ -64,4 +64,11 @@ TEST(Synthetic, Q4KMOf27bPutsQ6KOnTheMoreBitsLayers) {
   // Rows that do not fit 256-value blocks fall back as llama.cpp's quantizer does.
   EXPECT_EQ(q4_k_m_type("embd", 0, 18, 640), GgmlType::Q8_0);
   EXPECT_EQ(q4_k_m_type("q", 3, 18, 640), GgmlType::Q5_0);
+  // Q5_K_M: the same layers, around Q5_K.
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    EXPECT_EQ(k_m_type(GgmlType::Q5_K, "v", l, c.n_layers, c.hidden), more.count(l) ? GgmlType::Q6_K : GgmlType::Q5_K);
+    EXPECT_EQ(k_m_type(GgmlType::Q5_K, "gate", l, c.n_layers, c.hidden), GgmlType::Q5_K);
+  }
+  EXPECT_EQ(k_m_type(GgmlType::Q5_K, "embd", 0, c.n_layers, c.hidden), GgmlType::Q6_K);
+  EXPECT_EQ(k_m_type(GgmlType::Q5_K, "q", 3, 18, 640), GgmlType::Q5_1);
 }

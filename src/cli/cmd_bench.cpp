@@ -30,8 +30,8 @@ class BenchCommand final : public Command {
     sub.add_option("--synthetic", synthetic_, "benchmark random valid weights of a real size instead of a file")
         ->check(CLI::IsMember({"270m", "1b", "4b", "12b", "27b"}));
     sub.add_option("--type", scheme_,
-                   "weight scheme for --synthetic: q4_0 (Q6_K embedding), q4_mix, q4_small, q8_0, bf16, f16, q4_k_m "
-                   "(the tensor types of published Q4_K_M files)");
+                   "weight scheme for --synthetic: q4_0 (Q6_K embedding), q4_mix, q4_small, q8_0, bf16, f16, q4_k_m, "
+                   "q5_k_m (the tensor types of published Q4_K_M / Q5_K_M files)");
     sub.add_option("--json-file", json_file_, "also write the JSON results to this file");
     sub.add_option("--write-gguf", write_gguf_, "with --synthetic: write the weights to this GGUF file and exit");
     sub.add_option("--tokenizer", tokenizer_dir_,

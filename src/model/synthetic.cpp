@@ -145,12 +145,17 @@ void fill_rows(const WeightTensor& w, uint8_t* base, int64_t r0, int64_t r1, uin
 // and every third layer between them. A K-quant whose rows are not a multiple of 256 values falls
 // back to a 32-value type (quant/policy.h fallback_type: Q4_K -> Q5_0, Q6_K -> Q8_0), which is why
 // the 270M (hidden 640) holds mostly Q5_0 and Q8_0.
-GgmlType q4_k_m_type(std::string_view role, int64_t layer, int64_t n_layers, int64_t cols) {
+// A published Q5_K_M file has the same rule around Q5_K (k_m_type's base).
+GgmlType k_m_type(GgmlType base, std::string_view role, int64_t layer, int64_t n_layers, int64_t cols) {
   const int64_t eighth = n_layers / 8;
   const bool more_bits = layer < eighth || layer >= 7 * n_layers / 8 || (layer - eighth) % 3 == 2;
-  GgmlType t = GgmlType::Q4_K;
+  GgmlType t = base;
   if (role == "embd" || ((role == "v" || role == "down") && more_bits)) t = GgmlType::Q6_K;
   return cols % 256 == 0 ? t : fallback_type(t);
+}
+
+GgmlType q4_k_m_type(std::string_view role, int64_t layer, int64_t n_layers, int64_t cols) {
+  return k_m_type(GgmlType::Q4_K, role, layer, n_layers, cols);
 }
 
 std::unique_ptr<ModelWeights> make_synthetic_model(const std::string& size, const std::string& scheme, uint64_t seed) {
@@ -179,10 +184,13 @@ std::unique_ptr<ModelWeights> make_synthetic_model(const std::string& size, cons
     // published Q4_0 files fall back.
     if (scheme == "q4_0") return role != "embd" ? GgmlType::Q4_0 : (cols % 256 == 0 ? GgmlType::Q6_K : GgmlType::Q8_0);
     if (scheme == "q4_k_m") return q4_k_m_type(role, layer, c.n_layers, cols);
+    if (scheme == "q5_k_m") return k_m_type(GgmlType::Q5_K, role, layer, c.n_layers, cols);
     auto t = type_from_name(scheme);
     if (!t)
-      fail("unknown synthetic weight scheme '{}' (f32, bf16, f16, q8_0, q4_0, q4_k_m, q4_mix, q4_small or a type name)",
-           scheme);
+      fail(
+          "unknown synthetic weight scheme '{}' (f32, bf16, f16, q8_0, q4_0, q4_k_m, q5_k_m, q4_mix, q4_small or a "
+          "type name)",
+          scheme);
     return *t;
   };
   ThreadPool pool(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));

@@ -24,6 +24,7 @@ void write_model_gguf(const ModelWeights& w, const std::string& path, std::vecto
 
 std::optional<uint32_t> llama_file_type(const std::string& scheme) {
   if (scheme == "q4_mix" || scheme == "q4_k_m") return 15;  // MOSTLY_Q4_K_M
+  if (scheme == "q5_k_m") return 17;                        // MOSTLY_Q5_K_M
   if (scheme == "q4_small") return 30;                      // MOSTLY_IQ4_XS
   const auto t = type_from_name(scheme);                    // a single type, in any case
   if (!t) return std::nullopt;

@@ -348,9 +348,11 @@ auto pick_kernel(int64_t items, bool head) {
   // 3 or 6 items per lane and pass of the 672-item down rows (-1.3 %, -0.7 %), and Q8_0 rows over
   // 2 warps (-1.2 %).
   // Q4_K's GeGLU pair under a cap of 80 registers (6 blocks per SM instead of 5 at 85;
-  // kquant_planes_lab.cu, H200: 35.2 against 35.8 us).
+  // kquant_planes_lab.cu, H200: 35.2 against 35.8 us). Q5_K's rows (GeGLU pair or not) under 5
+  // blocks per SM (89 and 95 registers instead of 109-121, no spill; NOTES.md session 26, H200,
+  // tg64 two rounds each: 27B q5_k +0.6 %, 4B +0.3 / +1.4 %, a weak gain).
   if constexpr (kWideQ4<F, F1, F2, NT> && WPR == 2) {
-    constexpr int kMinBlocks = GLU && std::is_same_v<F, FormatQ4_K> ? 6 : 0;
+    constexpr int kMinBlocks = GLU && std::is_same_v<F, FormatQ4_K> ? 6 : (std::is_same_v<F, FormatQ5_K> ? 5 : 0);
     if (items > 128) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, kMinBlocks, SA, WPR>;
   }
   // 128-item Q4_0 rows (4096-wide inputs: the o projection of 12B and 27B) over one warp per row

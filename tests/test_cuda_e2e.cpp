@@ -117,6 +117,24 @@ TEST(CudaEndToEnd, Synthetic270mMatchesCpuOver64DecodeStepsCrossingTheWindow) {
 #endif
 }
 
+TEST(CudaEndToEnd, Synthetic270mWithQ5KMTypesMatchesCpu) {
+  // A published Q5_K_M file's types at the 270M's 640-wide rows: Q5_K falls back to Q5_1 and Q6_K
+  // to Q8_0, so the layers run Q5_1 with Q8_0 v and down on the more-bits layers.
+#ifndef UNICORN_HAVE_CUDA
+  GTEST_SKIP() << "skipped: no CUDA device (built without CUDA)";
+#else
+  if (cuda_device_count() == 0) GTEST_SKIP() << "skipped: no CUDA device";
+  std::shared_ptr<ModelWeights> w = make_synthetic_model("270m", "q5_k_m", 9);
+  ASSERT_EQ(w->layers[1].q.type, GgmlType::Q5_1);
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 96; ++i) prompt.push_back(static_cast<int32_t>((i * 7919 + 29) % w->config.vocab_size));
+  std::unique_ptr<Backend> gpu = make_cuda_backend(0);
+  const DecodeAgreement r = agreement_over_decode(w, prompt, 16, *gpu);
+  std::printf("  Q5_K_M types: worst NMSE of CUDA vs CPU logits over prefill + 16 steps: %.3g\n", r.worst_nmse);
+  EXPECT_LE(r.worst_nmse, 5e-4);  // int8 activations on the GPU, f16 KV
+#endif
+}
+
 TEST(CudaEndToEnd, RealGemma270mLayersMatchCpuOverATextAnd64DecodeSteps) {
   // Real weights: the 270M GGUF cut by tools/trim_real_gguf.py to its first 12 layers (local and
   // global) and 8,608 tokens (renumbered), every kept tensor byte for byte the original (Q5_0,

@@ -27,13 +27,14 @@ using namespace unicorn::cudatest;
 namespace {
 
 TEST_F(CudaOps, RowPairsGiveTheSameResultsWithSharedOrPerRowActivationLoads) {
-  // One token with two weight rows per warp group (Q4_0/Q8_0 row pairs; the GeGLU pairs of the
-  // formats with a separate load): one activation load per pair (the default) must give what a
+  // One token with two weight rows per warp group (the 32-value formats' row pairs; the GeGLU
+  // pairs of the formats with a separate load): one activation load per pair (the default) must give what a
   // load per row gives, row for row, also for the last group's missing second row (odd rows).
   Rng rng(31);
   const int64_t in = 1024, rows = 1023;
   std::vector<std::unique_ptr<HostWeight>> keep;  // alive: no host address comes back for another weight
-  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q5_K,
+                        GgmlType::Q6_K}) {
     for (int i = 0; i < 3; ++i) keep.push_back(std::make_unique<HostWeight>(random_weight(type, rows, in, rng)));
     const HostWeight &w = *keep[keep.size() - 3], &g = *keep[keep.size() - 2], &u = *keep[keep.size() - 1];
     for (const HostWeight* h : {&w, &g, &u}) gpu->load_weight(h->t);
@@ -175,7 +176,7 @@ TEST_F(CudaOps, ShortRowsGiveTheSameResultsUnderEveryWarpCap) {
   Rng rng(33);
   std::vector<std::unique_ptr<HostWeight>> all;  // alive: no host address comes back for another weight
   for (const GgmlType type :
-       {GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K})
+       {GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K})
     for (const int64_t in : {int64_t{640}, int64_t{1152}, int64_t{2560}}) {
       if (traits(type).block_size == 256 && in % 256 != 0) continue;
       std::vector<HostWeight*> keep;

@@ -71,7 +71,7 @@ std::string matmul_name(const ::testing::TestParamInfo<MatmulCase>& i) {
 
 std::vector<MatmulCase> matmul_cases() {
   const GgmlType types[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
-                            GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+                            GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
   // Gemma 3 270M and 27B projection shapes (in -> out).
   const std::pair<int64_t, int64_t> shapes[] = {{640, 1024},  {640, 256},   {1024, 640},  {640, 2048},   {2048, 640},
                                                 {5376, 4096}, {5376, 2048}, {4096, 5376}, {5376, 21504}, {21504, 5376}};
@@ -185,17 +185,27 @@ std::vector<uint8_t> documented_device_image(const WeightTensor& w) {
   auto align = [](size_t n) { return (n + cuda::kWeightAlign - 1) / cuda::kWeightAlign * cuda::kWeightAlign; };
   const size_t nb = static_cast<size_t>(w.cols / traits(w.type).block_size), n = static_cast<size_t>(w.rows) * nb;
   std::vector<uint8_t> img;
+  // Q5_0 / Q5_1 fifth bits: value j = 16 h + 4 i + k at bit 8 k + 4 h + i of the block's word.
+  auto fifth_bit = [](int j) { return 8 * (j % 4) + 4 * (j / 16) + (j % 16) / 4; };
   auto planes = [&](auto block, size_t quant_bytes) {
     using Block = decltype(block);
     constexpr bool kHasQh = requires(Block b) { b.qh; };
+    constexpr bool kHasMin = requires(Block b) { b.m; };
+    const size_t d_bytes = kHasMin ? 4 : 2;
     const size_t qh_off = align(n * quant_bytes), d_off = qh_off + (kHasQh ? align(n * 4) : 0);
-    img.assign(d_off + n * 2, 0);
+    img.assign(d_off + n * d_bytes, 0);
     for (size_t i = 0; i < n; ++i) {
       Block b;
       std::memcpy(&b, w.data + i * sizeof(Block), sizeof(Block));
       std::memcpy(img.data() + i * quant_bytes, b.qs, quant_bytes);
-      if constexpr (kHasQh) std::memcpy(img.data() + qh_off + i * 4, b.qh, 4);
-      std::memcpy(img.data() + d_off + i * 2, &b.d, 2);
+      if constexpr (kHasQh)
+        for (int j = 0; j < 32; ++j) {
+          const int bit = fifth_bit(j);
+          img[qh_off + i * 4 + static_cast<size_t>(bit / 8)] |=
+              static_cast<uint8_t>(((b.qh[j / 8] >> (j % 8)) & 1) << (bit % 8));
+        }
+      std::memcpy(img.data() + d_off + i * d_bytes, &b.d, 2);
+      if constexpr (kHasMin) std::memcpy(img.data() + d_off + i * d_bytes + 2, &b.m, 2);
     }
   };
   // Q4_K and Q5_K: each sub-block's low nibbles in Q4_0's order (128 bytes per block), Q5_K's
@@ -214,7 +224,7 @@ std::vector<uint8_t> documented_device_image(const WeightTensor& w) {
         const int nib = (b.qs[32 * (s / 2) + l] >> (4 * (s % 2))) & 0xF;
         img[i * 128 + static_cast<size_t>(16 * s + l % 16)] |= static_cast<uint8_t>(nib << (4 * (l / 16)));
         if constexpr (kQ5) {
-          const int bit = 8 * (l % 4) + 4 * (l / 16) + (l % 16) / 4;
+          const int bit = fifth_bit(l);
           img[hi_off + i * 32 + static_cast<size_t>(4 * s + bit / 8)] |=
               static_cast<uint8_t>(((b.qh[l] >> s) & 1) << (bit % 8));
         }
@@ -239,6 +249,9 @@ std::vector<uint8_t> documented_device_image(const WeightTensor& w) {
       break;
     case GgmlType::Q5_0:
       planes(BlockQ5_0{}, 16);
+      break;
+    case GgmlType::Q5_1:
+      planes(BlockQ5_1{}, 16);
       break;
     case GgmlType::Q4_K:
       kquant(BlockQ4_K{});
@@ -282,7 +295,7 @@ TEST(CudaUpload, StagedPiecesRebuildTheDocumentedDeviceLayout) {  // host only, 
   Rng rng(5);
   ThreadPool pool(3);  // the uploader's split of a chunk over threads (parts of 0 to 13 rows)
   for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0,
-                        GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
+                        GgmlType::Q5_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
     // 96 columns (3 blocks a row) leave alignment gaps after the 32-value formats' planes.
     const int64_t rows = 37, cols = traits(type).block_size == 256 ? 512 : 96;
     const HostWeight w = random_weight(type, rows, cols, rng);
@@ -320,7 +333,7 @@ TEST(CudaGemm, ChunkRowsKeepTheDecodedChunkUnder64MiB) {  // host arithmetic, ru
 }
 
 const GgmlType kCudaWeightTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
-                                     GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+                                     GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
 
 std::vector<uint16_t> bf16_from_device(const cuda::DeviceBuffer& b, size_t n) {
   std::vector<uint16_t> v(n);
@@ -482,7 +495,7 @@ TEST_F(CudaOps, CopyBandwidthProbeMeasuresTheDevice) {
 TEST_F(CudaOps, EmbedDecodesEveryWeightTypeLikeTheCpu) {
   Rng rng(7);
   for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0,
-                        GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
+                        GgmlType::Q5_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
     HostWeight table = random_weight(type, 300, 1024, rng);
     gpu = cuda_backend_or_null();  // a fresh device per table: freed host bytes may be reused
     gpu->load_weight(table.t);

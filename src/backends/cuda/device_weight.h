@@ -6,7 +6,11 @@
 //   F32, F16, BF16   q: the rows as in the file.
 //   Q8_0             q: 32 int8 per block; d: f16 scale per block.
 //   Q4_0             q: the 16 nibble bytes per block; d: f16 scale per block.
-//   Q5_0             q: the 16 nibble bytes per block; qh: the 32-bit high-bit word; d: f16 scale.
+//   Q5_0             q: the 16 nibble bytes per block; qh: the 32-bit word of fifth bits, bit
+//                    8 k + 4 h + i the bit 4 of value 16 h + 4 i + k (the file's qh reordered, so
+//                    that one shift and mask per nibble word puts them under the nibbles;
+//                    weight_formats.cuh unpack_fifth_bits; since session 26); d: f16 scale.
+//   Q5_1             as Q5_0, with the f16 pair (d, m) per block in the d plane.
 //   Q4_K             q: each 32-value sub-block's nibbles as a Q4_0 block's 16 bytes (value j in
 //                    the low nibble of byte j, value j + 16 in its high nibble), 128 bytes per
 //                    super-block; qh: one 16-byte header per super-block, d and dmin (f16) then
@@ -15,9 +19,8 @@
 //                    before, the 144-byte blocks with 64-value items (q4_mix's matvecs 3-8 %
 //                    slower, bench/device/kquant_planes_lab.cu).
 //   Q5_K             q: as Q4_K's (each sub-block's low nibbles as a Q4_0 block's 16 bytes);
-//                    qh: one 32-bit word of bit-4s per sub-block (bit 8 k + 4 h + i: the bit 4 of
-//                    value 16 h + 4 i + k, so that one shift and mask per word puts them under the
-//                    nibbles); sc: Q4_K's 16-byte header per super-block (d, dmin, the eight
+//                    qh: one 32-bit word of fifth bits per sub-block, as Q5_0's; sc: Q4_K's
+//                    16-byte header per super-block (d, dmin, the eight
 //                    12-bit scale | min << 6 fields). The file's 176 bytes (weight_formats.cuh
 //                    FormatQ5_K). Since session 26; before, the 176-byte blocks with 64-value items.
 //   Q6_K             q: each 32-value sub-block's low nibbles as a Q4_0 block's 16 bytes (128 per
@@ -53,8 +56,8 @@ struct DeviceWeight {
   int64_t q_row_bytes = 0;     // stride of `q` between rows
   const uint8_t* q = nullptr;
   const uint32_t* qh = nullptr;  // Q5_0 and Q5_K high bits; Q6_K highs; Q4_K headers
-  const uint16_t* d = nullptr;
-  const uint8_t* sc = nullptr;  // Q6_K scales; Q5_K headers
+  const uint16_t* d = nullptr;   // Q5_1: (d, m) per block
+  const uint8_t* sc = nullptr;   // Q6_K scales; Q5_K headers
 };
 
 // Activations quantized to int8 per 32 values for the integer dot-product matvec: q [T, K] and

@@ -57,7 +57,12 @@ __device__ __forceinline__ DeviceWeight weight_row(const DeviceWeight& w, uint32
   DeviceWeight o = w;
   const int64_t b = static_cast<int64_t>(r) * w.blocks_per_row;  // r unsigned: no sign extension
   o.q = w.q + static_cast<int64_t>(r) * w.q_row_bytes;
-  if constexpr ((F::kPlanes & kPlaneD) != 0) o.d = w.d + b;
+  if constexpr ((F::kPlanes & kPlaneD) != 0) {
+    if constexpr (requires { F::kDWords; })
+      o.d = w.d + b * F::kDWords;  // Q5_1's (d, m)
+    else
+      o.d = w.d + b;
+  }
   if constexpr ((F::kPlanes & kPlaneQh) != 0) o.qh = w.qh + b * F::kQhWords;
   if constexpr ((F::kPlanes & kPlaneSc) != 0) o.sc = w.sc + b * F::kScBytes;
   return o;
@@ -518,6 +523,9 @@ cudaError_t launch_job(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
     case GgmlType::Q5_0:
       launch_for<FormatQ5_0, GLU>(job, x, T, s);
       break;
+    case GgmlType::Q5_1:
+      launch_for<FormatQ5_1, GLU>(job, x, T, s);
+      break;
     case GgmlType::Q4_K:
       launch_for<FormatQ4_K, GLU>(job, x, T, s);
       break;
@@ -555,8 +563,8 @@ int matvec_wide_warps() { return g_wide_warps.load(std::memory_order_relaxed); }
 bool matvec_shared_act() { return g_shared_act.load(std::memory_order_relaxed); }
 
 bool matvec_quant_supports(GgmlType t) {
-  return t == GgmlType::Q8_0 || t == GgmlType::Q4_0 || t == GgmlType::Q5_0 || t == GgmlType::Q4_K ||
-         t == GgmlType::Q5_K || t == GgmlType::Q6_K;
+  return t == GgmlType::Q8_0 || t == GgmlType::Q4_0 || t == GgmlType::Q5_0 || t == GgmlType::Q5_1 ||
+         t == GgmlType::Q4_K || t == GgmlType::Q5_K || t == GgmlType::Q6_K;
 }
 
 cudaError_t launch_matvec_quant(const DeviceWeight& w, ActQ8 x, int T, float* y, cudaStream_t s) {

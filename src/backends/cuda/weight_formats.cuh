@@ -86,17 +86,17 @@ __device__ __forceinline__ void unpack_nibbles(const uint4& a, uint32_t* q) {
 
 // P rows' 32-value items at block b (their Raw loads) against NT activation rows, each activation
 // load serving all P rows (matvec_quant.cu's row pairs): acc[p][t] += F::scaled(the row's scale,
-// (d, d * sum) of the activation block, the integer dot of F::unpack's bytes). The 32-value
-// formats' dot_rows.
+// (d, d * sum) of the activation block, the integer dot of F::unpack's bytes), the row's scale
+// from F::scale (of type F::Scale). The 32-value formats' dot_rows.
 template <class F, int NT, int P>
 __device__ __forceinline__ void dot32_rows(const typename F::Raw* raw, int64_t b, ActQ8 x, int64_t K, int T,
                                            float (*acc)[NT]) {
   uint32_t q[P][8];
-  float d[P];
+  typename F::Scale d[P];
 #pragma unroll
   for (int p = 0; p < P; ++p) {
     F::unpack(raw[p], q[p]);
-    d[p] = half_to_float(raw[p].d);
+    d[p] = F::scale(raw[p]);
   }
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
@@ -197,6 +197,8 @@ struct FormatQ8_0 : RawDot<FormatQ8_0> {
 #pragma unroll
     for (int i = 0; i < 8; ++i) q[i] = v[i];
   }
+  using Scale = float;
+  static __device__ __forceinline__ float scale(const Raw& r) { return half_to_float(r.d); }
   // y = d_w * d_x * sum q_w q_x.
   static __device__ __forceinline__ float scaled(float d, float2 ds, int s) { return d * ds.x * static_cast<float>(s); }
 };
@@ -235,14 +237,37 @@ struct FormatQ4_0 : RawDot<FormatQ4_0> {
   // The nibbles as unsigned bytes (0..15, also valid as signed); the offset 8 comes back through
   // the activation block's sum: sum (q - 8) x = sum q x - 8 sum x (scaled).
   static __device__ __forceinline__ void unpack(const Raw& r, uint32_t* q) { unpack_nibbles(r.q, q); }
+  using Scale = float;
+  static __device__ __forceinline__ float scale(const Raw& r) { return half_to_float(r.d); }
   // sum (q - 8) x from s = sum q x and the activation block's (d, d * sum x).
   static __device__ __forceinline__ float scaled(float d, float2 ds, int s) {
     return d * (ds.x * static_cast<float>(s) - 8.0f * ds.y);
   }
 };
 
-// y = d * (q - 16), bit 4 of value j in bit j of qh.
-struct FormatQ5_0 {
+// The fifth bits of a 32-value block as the device holds them (Q5_0, Q5_1, Q5_K's sub-blocks;
+// device_weight.h): bit 8 k + 4 h + i of the word is the bit 4 of value 16 h + 4 i + k, so that
+// word i of the nibbles (values 4 i + k in its low nibbles, 16 + 4 i + k in its high ones) takes
+// its fifth bits from (H >> i) with one mask each. The 32 values as unsigned bytes 0..31.
+__device__ __forceinline__ void unpack_fifth_bits(const uint4& nibbles, uint32_t hb, uint32_t* q) {
+  const uint32_t lo[4] = {nibbles.x, nibbles.y, nibbles.z, nibbles.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t h = hb >> i;
+    q[i] = (lo[i] & 0x0F0F0F0Fu) | ((h << 4) & 0x10101010u);
+    q[i + 4] = ((lo[i] >> 4) & 0x0F0F0F0Fu) | (h & 0x10101010u);
+  }
+}
+// Value o + j (j < 8, o % 8 == 0) of a 32-value block of 5-bit values from its nibble bytes a
+// (bytes o % 16 .. o % 16 + 7) and its fifth-bit word hb (unpack_fifth_bits' order).
+__device__ __forceinline__ uint32_t fifth_bit_value(const uint2& a, uint32_t hb, int o, int j) {
+  const int half = o / 16, i = (o % 16) / 4 + j / 4, k = j % 4;  // value 16 half + 4 i + k
+  const uint32_t v = j < 4 ? a.x : a.y;
+  return ((v >> (8 * k + 4 * half)) & 0xFu) | (((hb >> (8 * k + 4 * half + i)) & 1u) << 4);
+}
+
+// y = d * (q - 16), q of 5 bits (the fifth bits in unpack_fifth_bits' order).
+struct FormatQ5_0 : RawDot<FormatQ5_0> {
   static constexpr int kItem = 32;
   static constexpr unsigned kPlanes = kPlaneD | kPlaneQh;
   static constexpr int kQhWords = 1;  // 32-bit words of the qh plane per block
@@ -252,36 +277,75 @@ struct FormatQ5_0 {
     const uint2 a = __ldg(reinterpret_cast<const uint2*>(w.q + r * w.q_row_bytes + b * 16 + (o % 16)));
     const uint32_t qh = __ldg(w.qh + r * w.blocks_per_row + b);
     const float d = half_to_float(__ldg(w.d + r * w.blocks_per_row + b));
-    const int shift = 4 * (o / 16);
-    const uint32_t v[2] = {a.x, a.y};
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const int q = static_cast<int>(((v[i / 4] >> (8 * (i % 4) + shift)) & 0xFu) | (((qh >> (o + i)) & 1u) << 4));
-      y[i] = __fmul_rn(d, static_cast<float>(q - 16));
-    }
+    for (int j = 0; j < 8; ++j)
+      y[j] = __fmul_rn(d, static_cast<float>(static_cast<int>(fifth_bit_value(a, qh, o, j)) - 16));
   }
-  template <int NT>
-  static __device__ __forceinline__ void dot(const DeviceWeight& w, int64_t r, int64_t b, ActQ8 x, int64_t K, int T,
-                                             float* acc) {
-    const uint4 a = ldw16(w.q + r * w.q_row_bytes + b * 16);
-    const uint32_t qh = ldw4(w.qh + r * w.blocks_per_row + b);
-    const uint32_t raw[4] = {a.x, a.y, a.z, a.w};
-    uint32_t q[8];
+  static constexpr int kUnrollOne = 8;  // as Q4_0 (matvec_quant.cu)
+  struct Raw {
+    uint4 q;
+    uint32_t qh;
+    uint16_t d;
+  };
+  static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t b) {
+    return {ldw16(w.q + r * w.q_row_bytes + b * 16), ldw4(w.qh + r * w.blocks_per_row + b),
+            ldw2(w.d + r * w.blocks_per_row + b)};
+  }
+  template <int NT, int P>
+  static __device__ __forceinline__ void dot_rows(const Raw* raw, int64_t b, ActQ8 x, int64_t K, int T,
+                                                  float (*acc)[NT]) {
+    dot32_rows<FormatQ5_0, NT, P>(raw, b, x, K, T, acc);
+  }
+  // The values as unsigned bytes 0..31; the offset 16 comes back through the activation block's
+  // sum, as Q4_0's 8.
+  static __device__ __forceinline__ void unpack(const Raw& r, uint32_t* q) { unpack_fifth_bits(r.q, r.qh, q); }
+  using Scale = float;
+  static __device__ __forceinline__ float scale(const Raw& r) { return half_to_float(r.d); }
+  static __device__ __forceinline__ float scaled(float d, float2 ds, int s) {
+    return d * (ds.x * static_cast<float>(s) - 16.0f * ds.y);
+  }
+};
+
+// y = d * q + m, q of 5 bits (the fifth bits in unpack_fifth_bits' order); the d plane holds the
+// f16 pair (d, m) per block.
+struct FormatQ5_1 : RawDot<FormatQ5_1> {
+  static constexpr int kItem = 32;
+  static constexpr unsigned kPlanes = kPlaneD | kPlaneQh;
+  static constexpr int kQhWords = 1;  // 32-bit words of the qh plane per block
+  static constexpr int kDWords = 2;   // f16 values of the d plane per block
+  static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
+    const int64_t b = k / 32;
+    const int o = static_cast<int>(k % 32);
+    const uint2 a = __ldg(reinterpret_cast<const uint2*>(w.q + r * w.q_row_bytes + b * 16 + (o % 16)));
+    const uint32_t qh = __ldg(w.qh + r * w.blocks_per_row + b);
+    const uint32_t dm = __ldg(reinterpret_cast<const uint32_t*>(w.d) + r * w.blocks_per_row + b);
+    const float d = half_to_float(static_cast<uint16_t>(dm & 0xFFFFu)),
+                m = half_to_float(static_cast<uint16_t>(dm >> 16));
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const uint32_t lo = (raw[i] & 0x0F0F0F0Fu) | (spread_nibble(qh >> (4 * i)) << 4);
-      const uint32_t hi = ((raw[i] >> 4) & 0x0F0F0F0Fu) | (spread_nibble(qh >> (16 + 4 * i)) << 4);
-      q[i] = __vsub4(lo, 0x10101010u);
-      q[i + 4] = __vsub4(hi, 0x10101010u);
-    }
-    const float d = half_to_float(__ldg(w.d + r * w.blocks_per_row + b));
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      if (NT > 1 && t >= T) break;  // one token: T is 1 (launch_job)
-      const ActWords xa = load_act32(x.q + t * K, b * 32);
-      const int s = dot32(q, xa);
-      acc[t] += d * load_ds(x.ds, t * (K / 32) + b).x * static_cast<float>(s);
-    }
+    for (int j = 0; j < 8; ++j) y[j] = __fadd_rn(__fmul_rn(d, static_cast<float>(fifth_bit_value(a, qh, o, j))), m);
+  }
+  static constexpr int kUnrollOne = 8;  // as Q4_0 (matvec_quant.cu)
+  struct Raw {
+    uint4 q;
+    uint32_t qh, dm;
+  };
+  static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t b) {
+    return {ldw16(w.q + r * w.q_row_bytes + b * 16), ldw4(w.qh + r * w.blocks_per_row + b),
+            ldw4(reinterpret_cast<const uint32_t*>(w.d) + r * w.blocks_per_row + b)};
+  }
+  template <int NT, int P>
+  static __device__ __forceinline__ void dot_rows(const Raw* raw, int64_t b, ActQ8 x, int64_t K, int T,
+                                                  float (*acc)[NT]) {
+    dot32_rows<FormatQ5_1, NT, P>(raw, b, x, K, T, acc);
+  }
+  static __device__ __forceinline__ void unpack(const Raw& r, uint32_t* q) { unpack_fifth_bits(r.q, r.qh, q); }
+  using Scale = float2;  // (d, m)
+  static __device__ __forceinline__ float2 scale(const Raw& r) {
+    return {half_to_float(static_cast<uint16_t>(r.dm & 0xFFFFu)), half_to_float(static_cast<uint16_t>(r.dm >> 16))};
+  }
+  // sum (d q + m) x = d * x_d * sum q x + m * (x_d * sum x).
+  static __device__ __forceinline__ float scaled(float2 dm, float2 ds, int s) {
+    return dm.x * ds.x * static_cast<float>(s) + dm.y * ds.y;
   }
 };
 
@@ -385,9 +449,7 @@ struct FormatQ4_K : RawDot<FormatQ4_K> {
 // Q5_K in planes (device_weight.h; spec §4.5 for the block): Q4_K's with a fifth bit per value, y =
 // d * scale * q - dmin * min per 32-value sub-block, q of 5 bits. The quant plane holds the low
 // nibbles as Q4_K's, the sc plane Q4_K's 16-byte header per super-block, the qh plane one 32-bit
-// word of bit-4s per sub-block: bit 8 k + 4 h + i is the bit 4 of value 16 h + 4 i + k, so that
-// word i of the nibbles (values 4 i + k in its low nibbles, 16 + 4 i + k in its high ones) takes
-// its fifth bits from (H >> i) with one mask each. The file's 176 bytes per 256 values. An item is
+// word of bit-4s per sub-block (unpack_fifth_bits' order, as Q5_0's). The file's 176 bytes per 256 values. An item is
 // one sub-block, so the 32-value formats' layouts serve it. Since session 26; before, the 176-byte
 // blocks with 64-value items (two sub-blocks per lane: five 16-byte loads).
 struct FormatQ5_K : RawDot<FormatQ5_K> {
@@ -403,19 +465,13 @@ struct FormatQ5_K : RawDot<FormatQ5_K> {
   }
   static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
     const int64_t sub = k / 32;
-    const int o = static_cast<int>(k % 32), half = o / 16;  // o: 0, 8, 16 or 24
+    const int o = static_cast<int>(k % 32);  // 0, 8, 16 or 24
     const uint2 a = __ldg(reinterpret_cast<const uint2*>(w.q + r * w.q_row_bytes + sub * 16 + (o % 16)));
     const uint32_t hb = __ldg(highs(w, r, sub));
     float dl, ml;
     KHeader::scales_rn(__ldg(header(w, r, k / 256)), static_cast<int>(sub % 8), dl, ml);
-    const uint32_t v[2] = {a.x, a.y};
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const int i = (o % 16) / 4 + j / 4, kk = j % 4;  // value 16 half + 4 i + kk
-      const uint32_t lo = (v[j / 4] >> (8 * kk + 4 * half)) & 0xFu;
-      const uint32_t hi = (hb >> (8 * kk + 4 * half + i)) & 1u;
-      y[j] = __fsub_rn(__fmul_rn(dl, static_cast<float>(lo | (hi << 4))), ml);
-    }
+    for (int j = 0; j < 8; ++j) y[j] = __fsub_rn(__fmul_rn(dl, static_cast<float>(fifth_bit_value(a, hb, o, j))), ml);
   }
   static constexpr int kUnrollOne = 8;  // as Q4_0 (matvec_quant.cu)
   struct Raw {
@@ -433,13 +489,7 @@ struct FormatQ5_K : RawDot<FormatQ5_K> {
     uint4 h[P];
 #pragma unroll
     for (int p = 0; p < P; ++p) {
-      const uint32_t lo[4] = {raw[p].q.x, raw[p].q.y, raw[p].q.z, raw[p].q.w};
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const uint32_t hb = raw[p].hb >> i;
-        q[p][i] = (lo[i] & 0x0F0F0F0Fu) | ((hb << 4) & 0x10101010u);
-        q[p][i + 4] = ((lo[i] >> 4) & 0x0F0F0F0Fu) | (hb & 0x10101010u);
-      }
+      unpack_fifth_bits(raw[p].q, raw[p].hb, q[p]);
       h[p] = raw[p].h;
     }
     KHeader::dot_rows<NT, P>(q, h, item, x, K, T, acc);
@@ -561,6 +611,9 @@ bool with_format(GgmlType t, F&& f) {
       return true;
     case GgmlType::Q5_0:
       f(FormatQ5_0{});
+      return true;
+    case GgmlType::Q5_1:
+      f(FormatQ5_1{});
       return true;
     case GgmlType::Q4_K:
       f(FormatQ4_K{});

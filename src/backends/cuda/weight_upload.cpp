@@ -61,6 +61,9 @@ Layout layout_of(const WeightTensor& w) {
     case GgmlType::Q5_0:
       split(16, w.type == GgmlType::Q5_0 ? 4 : 0);
       break;
+    case GgmlType::Q5_1:  // nibbles, the fifth-bit word, the f16 pair (d, m)
+      split(16, 4, 4);
+      break;
     case GgmlType::Q6_K:  // low nibbles, 2-bit highs, the 16 scale bytes, d: the file's 210 bytes
       split(kQ6KLowBytes, kQ6KHighBytes, 2, kQ6KScaleBytes);
       break;
@@ -78,8 +81,19 @@ Layout layout_of(const WeightTensor& w) {
   return l;
 }
 
-// Blocks [b0, b1) of a split 32-value format into its planes: quants at q, the Q5_0 high-bit words
-// at qh, the scales at d (each plane's pointer at block b0).
+// The fifth bits of 32 values (bit[j] is value j's bit 4) as the device's word: bit 8 k + 4 h + i
+// for value 16 h + 4 i + k (weight_formats.cuh unpack_fifth_bits).
+uint32_t fifth_bit_word(const uint8_t* bit) {
+  uint32_t word = 0;
+  for (int j = 0; j < 32; ++j) {
+    const int h = j / 16, i = (j % 16) / 4, k = j % 4;
+    word |= static_cast<uint32_t>(bit[j] & 1) << (8 * k + 4 * h + i);
+  }
+  return word;
+}
+
+// Blocks [b0, b1) of a split 32-value format into its planes: quants at q, the Q5_0 / Q5_1 fifth-bit
+// words at qh (fifth_bit_word), the scales at d (Q5_1: d then m), each plane's pointer at block b0.
 template <class Block>
 void split_blocks(const WeightTensor& w, size_t b0, size_t b1, size_t quant_bytes, uint8_t* q, uint8_t* qh,
                   uint8_t* d) {
@@ -87,8 +101,18 @@ void split_blocks(const WeightTensor& w, size_t b0, size_t b1, size_t quant_byte
     Block b;
     std::memcpy(&b, w.data + i * sizeof(Block), sizeof(Block));
     std::memcpy(q + (i - b0) * quant_bytes, b.qs, quant_bytes);
-    if constexpr (requires { b.qh; }) std::memcpy(qh + (i - b0) * 4, b.qh, 4);
-    std::memcpy(d + (i - b0) * 2, &b.d, 2);
+    if constexpr (requires { b.qh; }) {
+      uint8_t bits[32];
+      for (int j = 0; j < 32; ++j) bits[j] = static_cast<uint8_t>(b.qh[j / 8] >> (j % 8));
+      const uint32_t word = fifth_bit_word(bits);
+      std::memcpy(qh + (i - b0) * 4, &word, 4);
+    }
+    if constexpr (requires { b.m; }) {
+      std::memcpy(d + (i - b0) * 4, &b.d, 2);
+      std::memcpy(d + (i - b0) * 4 + 2, &b.m, 2);
+    } else {
+      std::memcpy(d + (i - b0) * 2, &b.d, 2);
+    }
   }
 }
 
@@ -152,11 +176,9 @@ void split_k_blocks(const WeightTensor& w, size_t b0, size_t b1, uint8_t* q, uin
       pack_nibbles(v, q + (i - b0) * kQ4KQuantBytes + 16 * s);
       if constexpr (kHigh) {
         const uint8_t* qh = b + offsetof(Block, qh);
-        uint32_t word = 0;
-        for (int l = 0; l < 32; ++l) {
-          const int half = l / 16, idx = (l % 16) / 4, k = l % 4;
-          word |= static_cast<uint32_t>((qh[l] >> s) & 1) << (8 * k + 4 * half + idx);
-        }
+        uint8_t bits[32];
+        for (int l = 0; l < 32; ++l) bits[l] = static_cast<uint8_t>(qh[l] >> s);
+        const uint32_t word = fifth_bit_word(bits);
         std::memcpy(hi + (i - b0) * kQ5KHighBytes + 4 * s, &word, 4);
       }
     }
@@ -216,6 +238,9 @@ std::vector<StagedRegion> stage_rows(const WeightTensor& w, int64_t r0, int64_t 
       case GgmlType::Q5_K:
         split_k_blocks<BlockQ5_K>(w, b0, b1, q, sc, qh);
         break;
+      case GgmlType::Q5_1:
+        split_blocks<BlockQ5_1>(w, b0, b1, l.quant_bytes, q, qh, d);
+        break;
       default:
         split_blocks<BlockQ5_0>(w, b0, b1, l.quant_bytes, q, qh, d);
         break;
@@ -225,7 +250,7 @@ std::vector<StagedRegion> stage_rows(const WeightTensor& w, int64_t r0, int64_t 
       regions.push_back({l.qh_off + b0 * l.aux_bytes, static_cast<size_t>(qh - staging), n * l.aux_bytes});
     if (l.sc_bytes > 0)
       regions.push_back({l.sc_off + b0 * l.sc_bytes, static_cast<size_t>(sc - staging), n * l.sc_bytes});
-    if (l.d_bytes > 0) regions.push_back({l.d_off + b0 * 2, static_cast<size_t>(d - staging), n * 2});
+    if (l.d_bytes > 0) regions.push_back({l.d_off + b0 * l.d_bytes, static_cast<size_t>(d - staging), n * l.d_bytes});
     return regions;
   }
   const size_t row_bytes = static_cast<size_t>(l.q_row_bytes), bytes = static_cast<size_t>(r1 - r0) * row_bytes;

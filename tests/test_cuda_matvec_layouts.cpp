@@ -100,31 +100,33 @@ TEST_F(CudaOps, KQuantSubBlockRowsGiveTheSameResultsUnderEveryLayout) {
     }
 }
 
-TEST_F(CudaOps, Q6_KHeadLayoutMatchesCpu) {
-  // One token of a Q6_K weight alone with 65,536+ rows of at most 192 items (the output heads): one
-  // warp per row pair, 3 items per lane and pass, with an odd row count (the last pair's missing row
-  // is read but not stored); with shared and per-row activation loads, against each other and the
-  // CPU. 2560-wide (4B's 80 items: one pass) and 5376-wide (27B's 168: two passes).
+TEST_F(CudaOps, KQuantHeadLayoutMatchesCpu) {
+  // One token of a K-quant weight alone with 65,536+ rows of at most 192 items (the output heads:
+  // Q6_K in Q4_0 and Q4_K_M files, Q4_K in q4_mix, Q5_K in Q5_K files): one warp per row pair, 3
+  // items per lane and pass, with an odd row count (the last pair's missing row is read but not
+  // stored); with shared and per-row activation loads, against each other and the CPU. 2560-wide
+  // (4B's 80 items: one pass) and 5376-wide (27B's 168: two passes).
   Rng rng(43);
-  for (const int64_t in : {int64_t{2560}, int64_t{5376}}) {
-    gpu = cuda_backend_or_null();  // a fresh device per shape: freed host bytes may be reused
-    const int64_t rows = 65537;
-    HostWeight w = random_weight(GgmlType::Q6_K, rows, in, rng);
-    gpu->load_weight(w.t);
-    const std::vector<float> x = random_floats(static_cast<size_t>(in), rng);
-    auto run = [&](bool shared) {
-      MatvecSwitches switches;
-      switches.shared_act(shared);
-      Act xa = upload(*gpu, x, 1, in), y = gpu->alloc(1, rows);
-      gpu->matmul(w.t, xa, y);
-      return to_host(*gpu, y);
-    };
-    const std::vector<float> pairs = run(true), rows_each = run(false);
-    EXPECT_LE(nmse(pairs, rows_each), 1e-12) << in << " wide";
-    Act xc = upload(*cpu, x, 1, in), yc = cpu->alloc(1, rows);
-    cpu->matmul(w.t, xc, yc);
-    EXPECT_LE(nmse(pairs, to_host(*cpu, yc)), 5e-4) << in << " wide: against the CPU";
-  }
+  for (const GgmlType type : {GgmlType::Q6_K, GgmlType::Q4_K, GgmlType::Q5_K})
+    for (const int64_t in : {int64_t{2560}, int64_t{5376}}) {
+      gpu = cuda_backend_or_null();  // a fresh device per shape: freed host bytes may be reused
+      const int64_t rows = 65537;
+      HostWeight w = random_weight(type, rows, in, rng);
+      gpu->load_weight(w.t);
+      const std::vector<float> x = random_floats(static_cast<size_t>(in), rng);
+      auto run = [&](bool shared) {
+        MatvecSwitches switches;
+        switches.shared_act(shared);
+        Act xa = upload(*gpu, x, 1, in), y = gpu->alloc(1, rows);
+        gpu->matmul(w.t, xa, y);
+        return to_host(*gpu, y);
+      };
+      const std::vector<float> pairs = run(true), rows_each = run(false);
+      EXPECT_LE(nmse(pairs, rows_each), 1e-12) << type_name(type) << " " << in << " wide";
+      Act xc = upload(*cpu, x, 1, in), yc = cpu->alloc(1, rows);
+      cpu->matmul(w.t, xc, yc);
+      EXPECT_LE(nmse(pairs, to_host(*cpu, yc)), 5e-4) << type_name(type) << " " << in << " wide: against the CPU";
+    }
 }
 
 TEST_F(CudaOps, Q4_0RowsGiveTheSameResultsOverTwoOrFourWarps) {

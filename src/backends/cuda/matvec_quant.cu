@@ -302,7 +302,7 @@ std::atomic<int64_t> g_quad_rows{65536};  // set_matvec_quad_rows
 // 0: no cap). warps_per_row asks 4 warps per row of matrices of few rows, but the warps past a
 // short row's items have nothing to load and only add a reduction (NOTES.md session 24, H200
 // tg64 at n = 2: Q4_0 270M +13 %, 1B +3.5 %, 4B +4.6 %; 4B q4_mix +6.5 %, q4_k_m +5.6 %; 12B and
-// 27B Q4_0 have no such rows, 27B q4_mix even). The Q6_K heads' layout comes after it.
+// 27B Q4_0 have no such rows, 27B q4_mix even). The K-quant heads' layout comes after it.
 inline int item_warps_cap(int wpr, int64_t items, int n) {
   if (n <= 0) return wpr;
   int cap = 1;
@@ -326,24 +326,28 @@ constexpr bool kWideQ4 = kWideRows<F, NT> &&
 // Weights of more than one format in one job (q4_mix's q/k/v: kquant_mix).
 template <class F, class F1, class F2>
 constexpr bool kMixed = !std::is_same_v<F, F1> || !std::is_same_v<F, F2>;
-// One token of a Q6_K weight alone (the output heads when their rows are short: q6k_head).
+// One token of a K-quant weight alone (the output heads when their rows are short: kquant_head).
 template <class F, int NT, bool GLU, class F1, class F2>
-constexpr bool kQ6KAlone = NT == 1 && !GLU && std::is_same_v<F, FormatQ6_K> && !kMixed<F, F1, F2>;
-// Whether a one-token Q6_K weight alone takes the heads' layout: 65,536+ rows of at most 192
+constexpr bool kKQuantAlone =
+    NT == 1 && !GLU && !kMixed<F, F1, F2> &&
+    (std::is_same_v<F, FormatQ4_K> || std::is_same_v<F, FormatQ5_K> || std::is_same_v<F, FormatQ6_K>);
+// Whether a one-token K-quant weight alone takes the heads' layout: 65,536+ rows of at most 192
 // items (27B's head: 168; 12B's 120; 4B's 80) over one warp per row pair, 3 items per lane and pass
-// (kquant_planes_lab.cu, H200, the 27B head alone: 268.8 us against 359.5 over 4 warps with 2
-// items, what the 32-value formats' general rule gives it, and 360.3 over 2 warps with 3).
-inline bool q6k_head(int64_t rows, int64_t items) { return rows >= 65536 && items <= 192; }
+// (kquant_planes_lab.cu, H200, the 27B head alone in Q6_K: 268.8 us against 359.5 over 4 warps
+// with 2 items, what the 32-value formats' general rule gives it, and 360.3 over 2 warps with 3;
+// Q4_K's and Q5_K's heads (q4_mix's, q5_k's) since session 26, in the lab Q4_K at 2 warps read
+// 3.3 TB/s against Q4_0's 4.3).
+inline bool kquant_head(int64_t rows, int64_t items) { return rows >= 65536 && items <= 192; }
 
 // The kernel for a job whose groups have WPR warps (job.wpr; 0: read at run time, for more than
-// one token); head: q6k_head's layout (launch_nt set job.wpr to 1 for it).
+// one token); head: kquant_head's layout (launch_nt set job.wpr to 1 for it).
 // At one token every one-format kernel takes its warps per row as a constant (matvec_block's WPR: NOTES.md
 // session 16, H200, 27B tg128 Q4_0 188.6 -> 197.0, q4_mix 151.1 -> 161.5, Q8_0 115.9 -> 123.1
 // with the lean loop).
 template <class F, int NT, bool GLU, class F1, class F2, bool SA, int WPR>
 auto pick_kernel(int64_t items, bool head) {
   auto* kernel = matvec_quant<F, F1, F2, NT, GLU, 0, 0, SA, WPR>;
-  if constexpr (kQ6KAlone<F, NT, GLU, F1, F2> && WPR == 1) {
+  if constexpr (kKQuantAlone<F, NT, GLU, F1, F2> && WPR == 1) {
     if (head) kernel = matvec_quant<F, F1, F2, NT, GLU, 3, 0, SA, WPR>;
   }
   // Two warps per row of 129-192 items (27B's q/k/v and GeGLU pair): each lane's three items in
@@ -422,9 +426,9 @@ void launch_nt(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
     if constexpr (kMix) n = n > 0 ? std::max(n, mix_unroll<NT>()) : 0;
     job.wpr = item_warps_cap(job.wpr, items, n);
   }
-  bool head = false;  // q6k_head's layout: one warp per row pair
-  if constexpr (kQ6KAlone<F, NT, GLU, F1, F2>) {
-    head = q6k_head(job.w[0].rows, items);
+  bool head = false;  // kquant_head's layout: one warp per row pair
+  if constexpr (kKQuantAlone<F, NT, GLU, F1, F2>) {
+    head = kquant_head(job.w[0].rows, items);
     if (head) job.wpr = 1;
   }
   // One token of a format with a separate load and 2 rows per group (a GeGLU pair, a pair of rows

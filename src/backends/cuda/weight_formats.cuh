@@ -87,7 +87,8 @@ __device__ __forceinline__ void unpack_nibbles(const uint4& a, uint32_t* q) {
 // P rows' 32-value items at block b (their Raw loads) against NT activation rows, each activation
 // load serving all P rows (matvec_quant.cu's row pairs): acc[p][t] += F::scaled(the row's scale,
 // (d, d * sum) of the activation block, the integer dot of F::unpack's bytes), the row's scale
-// from F::scale (of type F::Scale). The 32-value formats' dot_rows.
+// from F::scale(raw, b) (of type F::Scale). The dot_rows of every format with a separate load but
+// Q6_K.
 template <class F, int NT, int P>
 __device__ __forceinline__ void dot32_rows(const typename F::Raw* raw, int64_t b, ActQ8 x, int64_t K, int T,
                                            float (*acc)[NT]) {
@@ -96,7 +97,7 @@ __device__ __forceinline__ void dot32_rows(const typename F::Raw* raw, int64_t b
 #pragma unroll
   for (int p = 0; p < P; ++p) {
     F::unpack(raw[p], q[p]);
-    d[p] = F::scale(raw[p]);
+    d[p] = F::scale(raw[p], b);
   }
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
@@ -198,7 +199,7 @@ struct FormatQ8_0 : RawDot<FormatQ8_0> {
     for (int i = 0; i < 8; ++i) q[i] = v[i];
   }
   using Scale = float;
-  static __device__ __forceinline__ float scale(const Raw& r) { return half_to_float(r.d); }
+  static __device__ __forceinline__ float scale(const Raw& r, int64_t) { return half_to_float(r.d); }
   // y = d_w * d_x * sum q_w q_x.
   static __device__ __forceinline__ float scaled(float d, float2 ds, int s) { return d * ds.x * static_cast<float>(s); }
 };
@@ -238,7 +239,7 @@ struct FormatQ4_0 : RawDot<FormatQ4_0> {
   // the activation block's sum: sum (q - 8) x = sum q x - 8 sum x (scaled).
   static __device__ __forceinline__ void unpack(const Raw& r, uint32_t* q) { unpack_nibbles(r.q, q); }
   using Scale = float;
-  static __device__ __forceinline__ float scale(const Raw& r) { return half_to_float(r.d); }
+  static __device__ __forceinline__ float scale(const Raw& r, int64_t) { return half_to_float(r.d); }
   // sum (q - 8) x from s = sum q x and the activation block's (d, d * sum x).
   static __device__ __forceinline__ float scaled(float d, float2 ds, int s) {
     return d * (ds.x * static_cast<float>(s) - 8.0f * ds.y);
@@ -300,7 +301,7 @@ struct FormatQ5_0 : RawDot<FormatQ5_0> {
   // sum, as Q4_0's 8.
   static __device__ __forceinline__ void unpack(const Raw& r, uint32_t* q) { unpack_fifth_bits(r.q, r.qh, q); }
   using Scale = float;
-  static __device__ __forceinline__ float scale(const Raw& r) { return half_to_float(r.d); }
+  static __device__ __forceinline__ float scale(const Raw& r, int64_t) { return half_to_float(r.d); }
   static __device__ __forceinline__ float scaled(float d, float2 ds, int s) {
     return d * (ds.x * static_cast<float>(s) - 16.0f * ds.y);
   }
@@ -340,7 +341,7 @@ struct FormatQ5_1 : RawDot<FormatQ5_1> {
   }
   static __device__ __forceinline__ void unpack(const Raw& r, uint32_t* q) { unpack_fifth_bits(r.q, r.qh, q); }
   using Scale = float2;  // (d, m)
-  static __device__ __forceinline__ float2 scale(const Raw& r) {
+  static __device__ __forceinline__ float2 scale(const Raw& r, int64_t) {
     return {half_to_float(static_cast<uint16_t>(r.dm & 0xFFFFu)), half_to_float(static_cast<uint16_t>(r.dm >> 16))};
   }
   // sum (d q + m) x = d * x_d * sum q x + m * (x_d * sum x).
@@ -353,7 +354,8 @@ struct FormatQ5_1 : RawDot<FormatQ5_1> {
 
 // The 16-byte header of a Q4_K or Q5_K super-block as the device holds it (device_weight.h): word
 // 0 the f16 pair (d, dmin), words 1-3 the eight sub-blocks' 12-bit fields scale | min << 6,
-// sub-block s's at bit 12 s.
+// sub-block s's at bit 12 s. A sub-block's term: d * scale * (x_d * dot) - dmin * min * (x_d *
+// sum x) (scale, scaled: the Scale of dot32_rows).
 struct KHeader {
   // d * scale and dmin * min of sub-block s.
   static __device__ __forceinline__ void scales(const uint4& h, int s, float& dsc, float& dmn) {
@@ -373,24 +375,15 @@ struct KHeader {
     dl = __fmul_rn(half_to_float(static_cast<uint16_t>(h.x & 0xFFFFu)), static_cast<float>(f & 63u));
     ml = __fmul_rn(half_to_float(static_cast<uint16_t>(h.x >> 16)), static_cast<float>((f >> 6) & 63u));
   }
-  // P rows' sub-blocks at item (their values as unsigned bytes q, their super-blocks' headers h)
-  // against NT activation rows, one activation load for all: d * scale * (x_d * dot) - dmin * min *
-  // (x_d * sum x).
-  template <int NT, int P>
-  static __device__ __forceinline__ void dot_rows(const uint32_t (*q)[8], const uint4* h, int64_t item, ActQ8 x,
-                                                  int64_t K, int T, float (*acc)[NT]) {
-    const int s = static_cast<int>(item % 8);
-    float dsc[P], dmn[P];
-#pragma unroll
-    for (int p = 0; p < P; ++p) scales(h[p], s, dsc[p], dmn[p]);
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      if (NT > 1 && t >= T) break;  // one token: T is 1 (launch_job)
-      const ActWords xa = load_act32(x.q + t * K, item * 32);
-      const float2 ds = load_ds(x.ds, t * (K / 32) + item);
-#pragma unroll
-      for (int p = 0; p < P; ++p) acc[p][t] += dsc[p] * (ds.x * static_cast<float>(dot32(q[p], xa))) - dmn[p] * ds.y;
-    }
+  // d * scale and dmin * min of sub-block item % 8 of the header (the K-quants' F::scale).
+  static __device__ __forceinline__ float2 scale(const uint4& h, int64_t item) {
+    float2 r;
+    scales(h, static_cast<int>(item % 8), r.x, r.y);
+    return r;
+  }
+  // sum (d scale q - dmin min) x = d scale * (x_d * sum q x) - dmin min * (x_d * sum x).
+  static __device__ __forceinline__ float scaled(float2 dm, float2 ds, int s) {
+    return dm.x * (ds.x * static_cast<float>(s)) - dm.y * ds.y;
   }
 };
 
@@ -431,19 +424,16 @@ struct FormatQ4_K : RawDot<FormatQ4_K> {
   static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t item) {
     return {ldw16(w.q + r * w.q_row_bytes + item * 16), ldw16(header(w, r, item / 8))};
   }
-  // P rows' sub-blocks at the same position against NT activation rows (KHeader::dot_rows).
+  // P rows' sub-blocks at the same position against NT activation rows (dot32_rows).
   template <int NT, int P>
   static __device__ __forceinline__ void dot_rows(const Raw* raw, int64_t item, ActQ8 x, int64_t K, int T,
                                                   float (*acc)[NT]) {
-    uint32_t q[P][8];
-    uint4 h[P];
-#pragma unroll
-    for (int p = 0; p < P; ++p) {
-      unpack_nibbles(raw[p].q, q[p]);
-      h[p] = raw[p].h;
-    }
-    KHeader::dot_rows<NT, P>(q, h, item, x, K, T, acc);
+    dot32_rows<FormatQ4_K, NT, P>(raw, item, x, K, T, acc);
   }
+  static __device__ __forceinline__ void unpack(const Raw& r, uint32_t* q) { unpack_nibbles(r.q, q); }
+  using Scale = float2;  // (d scale, dmin min) of the sub-block
+  static __device__ __forceinline__ float2 scale(const Raw& r, int64_t item) { return KHeader::scale(r.h, item); }
+  static __device__ __forceinline__ float scaled(float2 dm, float2 ds, int s) { return KHeader::scaled(dm, ds, s); }
 };
 
 // Q5_K in planes (device_weight.h; spec §4.5 for the block): Q4_K's with a fifth bit per value, y =
@@ -481,19 +471,16 @@ struct FormatQ5_K : RawDot<FormatQ5_K> {
   static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t item) {
     return {ldw16(w.q + r * w.q_row_bytes + item * 16), ldw16(header(w, r, item / 8)), ldw4(highs(w, r, item))};
   }
-  // P rows' sub-blocks at the same position against NT activation rows (KHeader::dot_rows).
+  // P rows' sub-blocks at the same position against NT activation rows (dot32_rows).
   template <int NT, int P>
   static __device__ __forceinline__ void dot_rows(const Raw* raw, int64_t item, ActQ8 x, int64_t K, int T,
                                                   float (*acc)[NT]) {
-    uint32_t q[P][8];
-    uint4 h[P];
-#pragma unroll
-    for (int p = 0; p < P; ++p) {
-      unpack_fifth_bits(raw[p].q, raw[p].hb, q[p]);
-      h[p] = raw[p].h;
-    }
-    KHeader::dot_rows<NT, P>(q, h, item, x, K, T, acc);
+    dot32_rows<FormatQ5_K, NT, P>(raw, item, x, K, T, acc);
   }
+  static __device__ __forceinline__ void unpack(const Raw& r, uint32_t* q) { unpack_fifth_bits(r.q, r.hb, q); }
+  using Scale = float2;  // (d scale, dmin min) of the sub-block
+  static __device__ __forceinline__ float2 scale(const Raw& r, int64_t item) { return KHeader::scale(r.h, item); }
+  static __device__ __forceinline__ float scaled(float2 dm, float2 ds, int s) { return KHeader::scaled(dm, ds, s); }
 };
 
 // Q6_K in planes (device_weight.h; spec §4.5 for the block): y = d * scale * (q - 32), q of 6 bits,

@@ -70,7 +70,8 @@ __device__ __forceinline__ DeviceWeight weight_row(const DeviceWeight& w, uint32
 
 // Rows per warp group: two rows of one matrix share every activation load for one token (formats
 // whose items take few registers); a GeGLU pair already reads gate and up rows together.
-// Only the formats with a separate load (Q4_0, Q8_0, and the K-quants' 32-value sub-blocks) use
+// Only the formats with a separate load (all quantized ones since session 26: Q4_0, Q5_0, Q5_1,
+// Q8_0, and the K-quants' 32-value sub-blocks) use
 // the block-wide split and the row pairs (measured there; T > 1 was slower or even with them, so
 // it keeps one warp per row, or the few warps per row that warps_per_row asks for matrices of few
 // rows).

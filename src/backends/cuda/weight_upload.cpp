@@ -140,8 +140,8 @@ void pack_nibbles(const uint8_t* src, int shift, uint8_t* out) {
 // Blocks [b0, b1) of a split 32-value format into its planes: quants at q, the Q5_0 / Q5_1 fifth-bit
 // words at qh (fifth_bit_word), the scales at d (Q5_1: d then m), each plane's pointer at block b0.
 template <class Block>
-void split_blocks(const WeightTensor& w, size_t b0, size_t b1, size_t quant_bytes, uint8_t* q, uint8_t* qh,
-                  uint8_t* d) {
+void split_blocks(const WeightTensor& w, size_t b0, size_t b1, uint8_t* q, uint8_t* qh, uint8_t* d) {
+  constexpr size_t quant_bytes = sizeof(Block::qs);  // a constant: the copies inline
   for (size_t i = b0; i < b1; ++i) {
     Block b;
     std::memcpy(&b, w.data + i * sizeof(Block), sizeof(Block));
@@ -263,10 +263,10 @@ std::vector<StagedRegion> stage_rows(const WeightTensor& w, int64_t r0, int64_t 
     uint8_t* d = sc + n * l.sc_bytes;
     switch (w.type) {
       case GgmlType::Q8_0:
-        split_blocks<BlockQ8_0>(w, b0, b1, l.quant_bytes, q, qh, d);
+        split_blocks<BlockQ8_0>(w, b0, b1, q, qh, d);
         break;
       case GgmlType::Q4_0:
-        split_blocks<BlockQ4_0>(w, b0, b1, l.quant_bytes, q, qh, d);
+        split_blocks<BlockQ4_0>(w, b0, b1, q, qh, d);
         break;
       case GgmlType::Q6_K:
         split_q6k_blocks(w, b0, b1, q, qh, sc, d);
@@ -278,10 +278,10 @@ std::vector<StagedRegion> stage_rows(const WeightTensor& w, int64_t r0, int64_t 
         split_k_blocks<BlockQ5_K>(w, b0, b1, q, sc, qh);
         break;
       case GgmlType::Q5_1:
-        split_blocks<BlockQ5_1>(w, b0, b1, l.quant_bytes, q, qh, d);
+        split_blocks<BlockQ5_1>(w, b0, b1, q, qh, d);
         break;
       default:
-        split_blocks<BlockQ5_0>(w, b0, b1, l.quant_bytes, q, qh, d);
+        split_blocks<BlockQ5_0>(w, b0, b1, q, qh, d);
         break;
     }
     regions.push_back({b0 * l.quant_bytes, 0, n * l.quant_bytes});

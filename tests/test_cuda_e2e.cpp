@@ -34,6 +34,13 @@ struct DecodeAgreement {
   int positions = 0;
 };
 
+// n token ids spread over the vocabulary (i * 7919 + salt, modulo its size): a synthetic model's prompt.
+[[maybe_unused]] std::vector<int32_t> spread_prompt(int n, int salt, int64_t vocab) {
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < n; ++i) prompt.push_back(static_cast<int32_t>((int64_t{i} * 7919 + salt) % vocab));
+  return prompt;
+}
+
 // The prompt in one batch, then `steps` greedy steps (the reference's choice fed to both): the
 // reference is the CPU at exact precision (f32 activations, f32 KV), the candidate any backend
 // with an f16 KV cache (the GPU's), one sequence.
@@ -108,8 +115,7 @@ TEST(CudaEndToEnd, Synthetic270mMatchesCpuOver64DecodeStepsCrossingTheWindow) {
 #else
   if (cuda_device_count() == 0) GTEST_SKIP() << "skipped: no CUDA device";
   std::shared_ptr<ModelWeights> w = make_synthetic_model("270m", "q4_k_m", 7);
-  std::vector<int32_t> prompt;
-  for (int i = 0; i < 480; ++i) prompt.push_back(static_cast<int32_t>((i * 7919 + 13) % w->config.vocab_size));
+  const std::vector<int32_t> prompt = spread_prompt(480, 13, w->config.vocab_size);
   std::unique_ptr<Backend> gpu = make_cuda_backend(0);
   const DecodeAgreement r = agreement_over_decode(w, prompt, 64, *gpu);  // positions 480..543 cross the 512 window
   std::printf("  worst NMSE of CUDA vs CPU logits over prefill + 64 steps: %.3g\n", r.worst_nmse);
@@ -126,8 +132,7 @@ TEST(CudaEndToEnd, Synthetic270mWithQ5KMTypesMatchesCpu) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "skipped: no CUDA device";
   std::shared_ptr<ModelWeights> w = make_synthetic_model("270m", "q5_k_m", 9);
   ASSERT_EQ(w->layers[1].q.type, GgmlType::Q5_1);
-  std::vector<int32_t> prompt;
-  for (int i = 0; i < 96; ++i) prompt.push_back(static_cast<int32_t>((i * 7919 + 29) % w->config.vocab_size));
+  const std::vector<int32_t> prompt = spread_prompt(96, 29, w->config.vocab_size);
   std::unique_ptr<Backend> gpu = make_cuda_backend(0);
   const DecodeAgreement r = agreement_over_decode(w, prompt, 16, *gpu);
   std::printf("  Q5_K_M types: worst NMSE of CUDA vs CPU logits over prefill + 16 steps: %.3g\n", r.worst_nmse);

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "backends/cpu/matmul_kernels.h"
+#include "core/bytes.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "quant/blocks.h"
@@ -17,12 +18,6 @@ Block load_block(const uint8_t* src, int64_t i) {
   Block b;
   std::memcpy(&b, src + i * static_cast<int64_t>(sizeof(Block)), sizeof(Block));
   return b;
-}
-
-uint32_t load_u32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
 }
 
 // Output cursor over one row: values, and per sub-block scale / min coefficient.

@@ -357,21 +357,22 @@ struct FormatQ5_1 : RawDot<FormatQ5_1> {
 // sub-block s's at bit 12 s. A sub-block's term: d * scale * (x_d * dot) - dmin * min * (x_d *
 // sum x) (scale, scaled: the Scale of dot32_rows).
 struct KHeader {
-  // d * scale and dmin * min of sub-block s.
-  static __device__ __forceinline__ void scales(const uint4& h, int s, float& dsc, float& dmn) {
+  // Sub-block s's 12-bit field scale | min << 6 (in its low bits).
+  static __device__ __forceinline__ uint32_t field(const uint4& h, int s) {
     const int bit = 12 * s, wi = bit / 32;
     const uint32_t lo = wi == 0 ? h.y : (wi == 1 ? h.z : h.w);
     const uint32_t hi = wi == 0 ? h.z : h.w;
-    const uint32_t f = __funnelshift_r(lo, hi, bit % 32);
+    return __funnelshift_r(lo, hi, bit % 32);
+  }
+  // d * scale and dmin * min of sub-block s.
+  static __device__ __forceinline__ void scales(const uint4& h, int s, float& dsc, float& dmn) {
+    const uint32_t f = field(h, s);
     dsc = half_to_float(static_cast<uint16_t>(h.x & 0xFFFFu)) * static_cast<float>(f & 63u);
     dmn = half_to_float(static_cast<uint16_t>(h.x >> 16)) * static_cast<float>((f >> 6) & 63u);
   }
   // The same rounded as the reference codec (quant/codec.h): fl(d * scale), fl(dmin * min).
   static __device__ __forceinline__ void scales_rn(const uint4& h, int s, float& dl, float& ml) {
-    const int bit = 12 * s, wi = bit / 32;
-    const uint32_t lo = wi == 0 ? h.y : (wi == 1 ? h.z : h.w);
-    const uint32_t hi = wi == 0 ? h.z : h.w;
-    const uint32_t f = __funnelshift_r(lo, hi, bit % 32);
+    const uint32_t f = field(h, s);
     dl = __fmul_rn(half_to_float(static_cast<uint16_t>(h.x & 0xFFFFu)), static_cast<float>(f & 63u));
     ml = __fmul_rn(half_to_float(static_cast<uint16_t>(h.x >> 16)), static_cast<float>((f >> 6) & 63u));
   }

@@ -364,12 +364,6 @@ struct KHeader {
     const uint32_t hi = wi == 0 ? h.z : h.w;
     return __funnelshift_r(lo, hi, bit % 32);
   }
-  // d * scale and dmin * min of sub-block s.
-  static __device__ __forceinline__ void scales(const uint4& h, int s, float& dsc, float& dmn) {
-    const uint32_t f = field(h, s);
-    dsc = half_to_float(static_cast<uint16_t>(h.x & 0xFFFFu)) * static_cast<float>(f & 63u);
-    dmn = half_to_float(static_cast<uint16_t>(h.x >> 16)) * static_cast<float>((f >> 6) & 63u);
-  }
   // The same rounded as the reference codec (quant/codec.h): fl(d * scale), fl(dmin * min).
   static __device__ __forceinline__ void scales_rn(const uint4& h, int s, float& dl, float& ml) {
     const uint32_t f = field(h, s);
@@ -378,9 +372,9 @@ struct KHeader {
   }
   // d * scale and dmin * min of sub-block item % 8 of the header (the K-quants' F::scale).
   static __device__ __forceinline__ float2 scale(const uint4& h, int64_t item) {
-    float2 r;
-    scales(h, static_cast<int>(item % 8), r.x, r.y);
-    return r;
+    const uint32_t f = field(h, static_cast<int>(item % 8));
+    return {half_to_float(static_cast<uint16_t>(h.x & 0xFFFFu)) * static_cast<float>(f & 63u),
+            half_to_float(static_cast<uint16_t>(h.x >> 16)) * static_cast<float>((f >> 6) & 63u)};
   }
   // sum (d scale q - dmin min) x = d scale * (x_d * sum q x) - dmin min * (x_d * sum x).
   static __device__ __forceinline__ float scaled(float2 dm, float2 ds, int s) {

@@ -152,6 +152,10 @@ inline HostWeight random_weight(GgmlType type, int64_t rows, int64_t cols, Rng& 
         case GgmlType::Q6_K:
           set_f16(blk + offsetof(BlockQ6_K, d), 0.05f * d);
           break;
+        case GgmlType::Q4_1:
+          set_f16(blk + offsetof(BlockQ4_1, d), d);
+          set_f16(blk + offsetof(BlockQ4_1, m), -8.0f * d);
+          break;
         case GgmlType::Q5_1:
           set_f16(blk + offsetof(BlockQ5_1, d), d);
           set_f16(blk + offsetof(BlockQ5_1, m), -16.0f * d);

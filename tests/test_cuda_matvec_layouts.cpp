@@ -33,8 +33,8 @@ TEST_F(CudaOps, RowPairsGiveTheSameResultsWithSharedOrPerRowActivationLoads) {
   Rng rng(31);
   const int64_t in = 1024, rows = 1023;
   std::vector<std::unique_ptr<HostWeight>> keep;  // alive: no host address comes back for another weight
-  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q5_K,
-                        GgmlType::Q6_K}) {
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q4_K,
+                        GgmlType::Q5_K, GgmlType::Q6_K}) {
     for (int i = 0; i < 3; ++i) keep.push_back(std::make_unique<HostWeight>(random_weight(type, rows, in, rng)));
     const HostWeight &w = *keep[keep.size() - 3], &g = *keep[keep.size() - 2], &u = *keep[keep.size() - 1];
     for (const HostWeight* h : {&w, &g, &u}) gpu->load_weight(h->t);
@@ -177,8 +177,8 @@ TEST_F(CudaOps, ShortRowsGiveTheSameResultsUnderEveryWarpCap) {
   // The K-quants (Q4_K, Q5_K, Q6_K) at 4B's width (80 sub-blocks of 32) the same way.
   Rng rng(33);
   std::vector<std::unique_ptr<HostWeight>> all;  // alive: no host address comes back for another weight
-  for (const GgmlType type :
-       {GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K})
+  for (const GgmlType type : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0,
+                              GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K})
     for (const int64_t in : {int64_t{640}, int64_t{1152}, int64_t{2560}}) {
       if (traits(type).block_size == 256 && in % 256 != 0) continue;
       std::vector<HostWeight*> keep;

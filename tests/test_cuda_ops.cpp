@@ -70,8 +70,9 @@ std::string matmul_name(const ::testing::TestParamInfo<MatmulCase>& i) {
 }
 
 std::vector<MatmulCase> matmul_cases() {
-  const GgmlType types[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
-                            GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+  const GgmlType types[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0,
+                            GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
+                            GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
   // Gemma 3 270M and 27B projection shapes (in -> out).
   const std::pair<int64_t, int64_t> shapes[] = {{640, 1024},  {640, 256},   {1024, 640},  {640, 2048},   {2048, 640},
                                                 {5376, 4096}, {5376, 2048}, {4096, 5376}, {5376, 21504}, {21504, 5376}};
@@ -250,6 +251,9 @@ std::vector<uint8_t> documented_device_image(const WeightTensor& w) {
     case GgmlType::Q5_0:
       planes(BlockQ5_0{}, 16);
       break;
+    case GgmlType::Q4_1:
+      planes(BlockQ4_1{}, 16);
+      break;
     case GgmlType::Q5_1:
       planes(BlockQ5_1{}, 16);
       break;
@@ -294,8 +298,8 @@ std::vector<uint8_t> documented_device_image(const WeightTensor& w) {
 TEST(CudaUpload, StagedPiecesRebuildTheDocumentedDeviceLayout) {  // host only, runs where CUDA is built
   Rng rng(5);
   ThreadPool pool(3);  // the uploader's split of a chunk over threads (parts of 0 to 13 rows)
-  for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0,
-                        GgmlType::Q5_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
+  for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1,
+                        GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
     // 96 columns (3 blocks a row) leave alignment gaps after the 32-value formats' planes.
     const int64_t rows = 37, cols = traits(type).block_size == 256 ? 512 : 96;
     const HostWeight w = random_weight(type, rows, cols, rng);
@@ -332,8 +336,9 @@ TEST(CudaGemm, ChunkRowsKeepTheDecodedChunkUnder64MiB) {  // host arithmetic, ru
   EXPECT_EQ(cuda::Gemm(10).chunk_rows(768), 1);
 }
 
-const GgmlType kCudaWeightTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
-                                     GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+const GgmlType kCudaWeightTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0,
+                                     GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
+                                     GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
 
 std::vector<uint16_t> bf16_from_device(const cuda::DeviceBuffer& b, size_t n) {
   std::vector<uint16_t> v(n);
@@ -494,8 +499,8 @@ TEST_F(CudaOps, CopyBandwidthProbeMeasuresTheDevice) {
 
 TEST_F(CudaOps, EmbedDecodesEveryWeightTypeLikeTheCpu) {
   Rng rng(7);
-  for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0,
-                        GgmlType::Q5_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
+  for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1,
+                        GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
     HostWeight table = random_weight(type, 300, 1024, rng);
     gpu = cuda_backend_or_null();  // a fresh device per table: freed host bytes may be reused
     gpu->load_weight(table.t);

@@ -15,12 +15,16 @@
 //      for all or one per matrix as in the engine: whether the engine's matvecs-only chain (~87 us
 //      per layer in the engine, session 15) is slower than the lab's engine-like shapes (~85) in
 //      its kernels or elsewhere.
+//   C: gate+up -> down streamed through per-chunk ready counters (down starting on the rows
+//      already written instead of after the whole grid), and what each half of that handshake costs;
+//   T: where each matvec triggers its dependent (block end or start), alone and with small ops;
+//   G: gate+up with its own int8 quantize (32 output rows a block), followed directly by down.
 // Not part of the engine. Every block job issues a pass's loads before its dot products;
 // activations are a fixed int8 vector (a real chain would make each matvec's input from the
 // previous output; here the wait or barrier stands for that dependency). Outputs are checked
 // against the first K chain, its job code against a one-thread-per-row reference. Build and run (GPU machine):
 //   nvcc -O3 -std=c++20 --expt-relaxed-constexpr -arch=sm_90a -Isrc -o /tmp/persist bench/device/persist_lab.cu &&
-//   /tmp/persist [sections: any of K S E B P Q; all by default]
+//   /tmp/persist [sections: any of K S E B C T G P Q; all by default]
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -144,13 +148,52 @@ __device__ __forceinline__ void run_job(const Mat& m, Act x, float* y, int j, co
   __syncthreads();  // part is reused by the block's next job
 }
 
+// C (streaming) roles of a matvec kernel: kPlain waits on the previous kernel and triggers its
+// dependent at the end (K); kProducer triggers at block start, so that its dependent is scheduled
+// as soon as its last wave is resident, and after writing its rows counts them into its chunk's
+// ready counter (release); kConsumer never waits on the previous kernel: before the dot products of
+// each 32-item chunk of its input (a producer chunk of 1,024 rows), its warps poll that chunk's
+// counter (acquire) until the producer's blocks have counted all its rows for this token;
+// kProducerLate counts as kProducer but triggers at its end (as K); kEarly triggers at block start
+// as kProducer but counts nothing (its dependent waits as in K); kConsumerRelaxed polls with
+// relaxed loads (not a correct handshake: it prices the acquire's cost in the consumer).
+enum Role { kPlain, kProducer, kProducerLate, kConsumer, kConsumerRelaxed, kEarly };
+struct Flow {
+  unsigned* ready = nullptr;        // per chunk of 32 consumer items (1,024 producer rows)
+  const unsigned* epoch = nullptr;  // tokens so far: a chunk is ready at epoch x 1,024 rows
+};
+constexpr int kChunkItems = 32, kChunkRows = kChunkItems * 32;
+
+__device__ __forceinline__ unsigned ld_acquire(const unsigned* p) {
+  unsigned v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ void red_release_add(unsigned* p, unsigned v) {
+  asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+// Consumer: the chunks (bit per chunk, at most 32) whose counters reached `target`, read by the
+// warp's lanes at once (lane c reads chunk c).
+__device__ __forceinline__ unsigned ld_relaxed(const unsigned* p) {
+  unsigned v;
+  asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+template <bool Acquire>
+__device__ __forceinline__ uint32_t ready_chunks(const Flow& f, int chunks, unsigned target) {
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  const bool ok = lane < chunks && (Acquire ? ld_acquire(f.ready + lane) : ld_relaxed(f.ready + lane)) >= target;
+  return __ballot_sync(0xFFFFFFFFu, ok);
+}
+
 // K: one block per job of R rows: groups of WPR warps (4 / WPR groups per 128-thread
 // block), each group R rows (rows row0 + p * pair: pair 1 for adjacent rows, the matrix half for a
 // GeGLU pair of gate and up rows), each lane U items per pass. MINB: blocks per SM to allow.
-template <int WPR, int R, int U, int MINB>
-__global__ void __launch_bounds__(kThreads, MINB) k_shape(Mat m, Act x, float* y, int pair) {
+template <int WPR, int R, int U, Role Ro>
+__device__ __forceinline__ void shape_body(Mat m, Act x, float* y, int pair, Flow f) {
   constexpr int G = 4 / WPR;
   __shared__ float part[4][R];
+  if (Ro == kProducer || Ro == kEarly) pdl_trigger();
   const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
   const int gi = static_cast<int>(blockIdx.x) * G + warp / WPR, pw = warp % WPR;
   const int row0 = pair == 1 ? gi * R : gi;
@@ -160,6 +203,11 @@ __global__ void __launch_bounds__(kThreads, MINB) k_shape(Mat m, Act x, float* y
 #pragma unroll
   for (int p = 0; p < R; ++p) acc[p] = 0.0f;
   bool waited = false;
+  // Consumer: chunks known ready (refreshed when an item's chunk is not among them).
+  const int chunks = (m.nb + kChunkItems - 1) / kChunkItems;
+  constexpr bool kPolls = Ro == kConsumer || Ro == kConsumerRelaxed;
+  const unsigned target = kPolls ? *f.epoch * kChunkRows : 0u;
+  uint32_t known = 0;
   if (live) {
     for (int base = glane; base < m.nb; base += stride * U) {
       uint4 q[R][U];
@@ -175,10 +223,21 @@ __global__ void __launch_bounds__(kThreads, MINB) k_shape(Mat m, Act x, float* y
             d[p][u] = ldw2(m.d + o);
           }
       }
-      if (!waited) pdl_wait(), waited = true;
+      if (!kPolls && !waited) pdl_wait(), waited = true;
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         const int it = base + stride * u;
+        if (kPolls) {  // warp-uniform: a warp's 32 lanes take 32 consecutive items
+          const int c = (base - lane + stride * u) / kChunkItems;
+          if (c < chunks && !(known >> c & 1u)) {
+            for (long spins = 0;; ++spins) {
+              known = ready_chunks<Ro == kConsumer>(f, chunks, target);
+              if (known >> c & 1u) break;
+              if (spins > (1L << 26)) __trap();  // a lab bug, not a hang of the device call
+            }
+            __syncwarp();
+          }
+        }
         if (it < m.nb) {
           const float2 ds = x.ds[it];
 #pragma unroll
@@ -187,7 +246,7 @@ __global__ void __launch_bounds__(kThreads, MINB) k_shape(Mat m, Act x, float* y
       }
     }
   }
-  if (!waited) pdl_wait();
+  if (!kPolls && !waited) pdl_wait();
 #pragma unroll
   for (int p = 0; p < R; ++p) acc[p] = warp_sum(acc[p]);
   if (WPR > 1) {
@@ -205,8 +264,22 @@ __global__ void __launch_bounds__(kThreads, MINB) k_shape(Mat m, Act x, float* y
   if (live && lane == 0 && pw == 0)
 #pragma unroll
     for (int p = 0; p < R; ++p) y[row0 + p * pair] = acc[p];
-  pdl_trigger();
+  if (Ro == kProducer || Ro == kProducerLate) {  // the block's output rows gi (GeGLU pairs: one output row per group)
+    __syncthreads();
+    const int first = static_cast<int>(blockIdx.x) * G;
+    if (threadIdx.x == 0) red_release_add(f.ready + first / kChunkRows, G);
+  }
+  if (Ro != kProducer && Ro != kEarly) pdl_trigger();
 }
+template <int WPR, int R, int U, int MINB>
+__global__ void __launch_bounds__(kThreads, MINB) k_shape(Mat m, Act x, float* y, int pair) {
+  shape_body<WPR, R, U, kPlain>(m, x, y, pair, Flow{});
+}
+template <int WPR, int R, int U, int MINB, Role Ro>
+__global__ void __launch_bounds__(kThreads, MINB) k_flow(Mat m, Act x, float* y, int pair, Flow f) {
+  shape_body<WPR, R, U, Ro>(m, x, y, pair, f);
+}
+__global__ void bump_epoch(unsigned* epoch) { *epoch += 1; }
 
 // KS: the lab shape (one 4-warp group of 2 rows per block, 2 items per lane and pass), but before
 // griddepcontrol.wait each block asks for the first PI items of both rows (quants and scales: PI
@@ -286,10 +359,82 @@ __global__ void __launch_bounds__(kThreads) ks_shape(Mat m, Act x, float* y, int
   pdl_trigger();
 }
 
+// G: a GeGLU pair (gate rows [0, H), up rows [H, 2 H) of m) whose block owns 32 consecutive output
+// rows, so that it can quantize them to int8 itself (a 32-value activation block: d = max |h| /
+// 127, q, (d, d * sum q)) and no quantize kernel is needed before down: W warps of RPW output rows
+// each (W x RPW = 32), each lane U items of its 2 RPW weight rows per pass. It writes the gate and
+// up dots to y (checked against the first chain) and the int8 block to hq / hds. Early: trigger
+// at block start (down, directly after it, is scheduled during its last wave).
+template <int W, int RPW, int U, bool Early, int MINB = 0>
+__global__ void __launch_bounds__(W * 32, MINB) k_glu32(Mat m, Act x, float* y, int8_t* hq, float2* hds) {
+  static_assert(W * RPW == 32);
+  if (Early) pdl_trigger();
+  __shared__ float h[32];
+  const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
+  const int H = m.rows / 2, r0 = static_cast<int>(blockIdx.x) * 32 + warp * RPW;
+  float acc[RPW][2] = {};
+  bool waited = false;
+  for (int base = lane; base < m.nb; base += 32 * U) {
+    uint4 q[RPW][2][U];
+    uint16_t d[RPW][2][U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int it = base + 32 * u;
+      if (it < m.nb)
+#pragma unroll
+        for (int j = 0; j < RPW; ++j)
+#pragma unroll
+          for (int g = 0; g < 2; ++g) {
+            const size_t o = size_t(r0 + j + g * H) * m.nb + it;
+            q[j][g][u] = ldw16(m.q + o * 16);
+            d[j][g][u] = ldw2(m.d + o);
+          }
+    }
+    if (!waited) pdl_wait(), waited = true;
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int it = base + 32 * u;
+      if (it < m.nb) {
+        const float2 ds = x.ds[it];
+#pragma unroll
+        for (int j = 0; j < RPW; ++j)
+#pragma unroll
+          for (int g = 0; g < 2; ++g) acc[j][g] += h2f(d[j][g][u]) * q4_dot(q[j][g][u], x.q, it, ds);
+      }
+    }
+  }
+  if (!waited) pdl_wait();
+#pragma unroll
+  for (int j = 0; j < RPW; ++j) {
+    const float gs = warp_sum(acc[j][0]), us = warp_sum(acc[j][1]);
+    if (lane == 0) {
+      y[r0 + j] = gs, y[r0 + j + H] = us;
+      h[warp * RPW + j] = 0.5f * gs * (1.0f + tanhf(0.7978845608f * (gs + 0.044715f * gs * gs * gs))) * us;
+    }
+  }
+  __syncthreads();
+  if (warp == 0) {
+    const float v = h[lane];
+    float a = fabsf(v);
+#pragma unroll
+    for (int o = 16; o > 0; o /= 2) a = fmaxf(a, __shfl_xor_sync(0xFFFFFFFFu, a, o));
+    const float dq = a / 127.0f;
+    const int qv = dq > 0.0f ? __float2int_rn(v / dq) : 0;
+    int sq = qv;
+#pragma unroll
+    for (int o = 16; o > 0; o /= 2) sq += __shfl_xor_sync(0xFFFFFFFFu, sq, o);
+    hq[blockIdx.x * 32 + lane] = static_cast<int8_t>(qv);
+    if (lane == 0) hds[blockIdx.x] = make_float2(dq, dq * static_cast<float>(sq));
+  }
+  if (!Early) pdl_trigger();
+}
+
 // The small op of K+S: one block that reads what the matvec wrote and writes a value.
+template <bool EarlyTrigger = false>
 __global__ void small_op(const float* y, float* sink, long long spin_cycles) {
+  if (EarlyTrigger) pdl_trigger();  // the next matvec is scheduled before this op's wait
   pdl_wait();
-  pdl_trigger();
+  if (!EarlyTrigger) pdl_trigger();
   if (spin_cycles > 0) {  // a small op that takes this long (the engine's take 1-2 us)
     const long long t0 = clock64();
     while (clock64() - t0 < spin_cycles) {
@@ -384,8 +529,8 @@ __device__ __forceinline__ void group_sync(int g) {
   asm volatile("bar.sync %0, %1;" ::"r"(g + 1), "r"(kThreads) : "memory");
 }
 template <int U>
-__device__ __forceinline__ void run_job_group(const Mat& m, Act x, float* y, int j, const Pass<U>& first, int t,
-                                              int g, float (*part)[2]) {
+__device__ __forceinline__ void run_job_group(const Mat& m, Act x, float* y, int j, const Pass<U>& first, int t, int g,
+                                              float (*part)[2]) {
   const int row = 2 * j;
   float acc[2];
   job_warp_sums<U>(m, x, j, first, t, acc);
@@ -575,7 +720,7 @@ int main(int argc, char** argv) {
       launch_pdl(small_mem, sm.blocks, 256, st, static_cast<const uint4*>(cold + (size_t(i) << 16)), sm.per_thread,
                  sink);
     else
-      launch_pdl(small_op, 1, kThreads, st, static_cast<const float*>(phases[i].y), sink, sm.spin);
+      launch_pdl(small_op<false>, 1, kThreads, st, static_cast<const float*>(phases[i].y), sink, sm.spin);
   };
 
   // K block shapes per matrix; the engine's: q/k/v wide, o o_eng, gate+up wide_pair, down lab.
@@ -595,7 +740,7 @@ int main(int argc, char** argv) {
   };
   // Sections to run (argv[1], default all): K, E (engine launchers), B (bisect: engine launcher
   // for some matrices, K's engine shape for the rest), P (persistent), Q (persistent, one block per SM).
-  const std::string sections = argc > 1 ? argv[1] : "KSEBPQ";
+  const std::string sections = argc > 1 ? argv[1] : "KSEBCTGPQ";
   auto run_section = [&](char c) { return sections.find(c) != std::string::npos; };
 
   // K with per-matrix block shapes: which of the engine's choices cost in the chain.
@@ -724,6 +869,161 @@ int main(int argc, char** argv) {
             name, [&](int i) { (mask >> (i % 4) & 1) ? launch_e(i, false) : launch_k(engine_shapes[i % 4], i); },
             (mask & 4) != 0);
       }
+  }
+  // C: the gate+up -> down boundary streamed (see Role): down's blocks start during gate+up's last
+  // wave and take each 1,024-row chunk of its output as soon as the counters say it is written,
+  // instead of after the whole grid. Engine shapes for every matrix; small ops (~1 us) after q/k/v,
+  // o and down in the "+S" rows, and in the K rows optionally a trivial op after gate+up (the
+  // engine's int8 quantize, which a streaming producer would do itself).
+  if (run_section('C')) {
+    unsigned *ready, *epoch;
+    CK(cudaMalloc(&ready, size_t(kLayers) * 32 * 4));
+    CK(cudaMalloc(&epoch, 4));
+    CK(cudaMemset(ready, 0, size_t(kLayers) * 32 * 4));
+    CK(cudaMemset(epoch, 0, 4));
+    enum Mode {
+      kK,
+      kKQuant,
+      kStream,
+      kStreamLate,
+      kEarlyOnly,
+      kStreamRelaxed,
+      kStreamLateRelaxed,
+      kCountOnly,
+      kPollOnly
+    };
+    const char* mode_names[] = {"C: K engine shapes",
+                                "C: K engine shapes, trivial op after gate+up",
+                                "C: streamed gate+up -> down",
+                                "C: streamed, producer triggers at its end",
+                                "C: gate+up triggers at block start only",
+                                "C: streamed, relaxed polls",
+                                "C: streamed, late trigger, relaxed polls",
+                                "C: gate+up counts (late), down waits as K",
+                                "C: down polls ready counters, gate+up as K"};
+    unsigned* zero;  // the epoch of kPollOnly: every chunk ready at once
+    CK(cudaMalloc(&zero, 4));
+    CK(cudaMemset(zero, 0, 4));
+    auto launch_flow = [&](auto kernel, int i, int rows_per_block, int pair, bool at_once = false) {
+      const Flow f{ready + size_t(i / 4) * 32, at_once ? zero : epoch};
+      launch_pdl(kernel, (phases[i].m.rows + rows_per_block - 1) / rows_per_block, kThreads, st, phases[i].m, x,
+                 phases[i].y, pair, f);
+    };
+    auto record = [&](Mode mode, const Small& sm, int i) {
+      const bool counts = mode == kStream || mode == kStreamLate || mode == kStreamRelaxed ||
+                          mode == kStreamLateRelaxed || mode == kCountOnly;
+      if (i == 0 && counts) bump_epoch<<<1, 1, 0, st>>>(epoch);  // the counters' token
+      const int m = i % 4, half = phases[i].m.rows / 2;
+      if (m == 2 && mode == kEarlyOnly) {
+        launch_flow(k_flow<2, 2, 3, 0, kEarly>, i, 4, half);
+      } else if (m == 2 && (mode == kStream || mode == kStreamRelaxed)) {
+        launch_flow(k_flow<2, 2, 3, 0, kProducer>, i, 4, half);
+      } else if (m == 2 && (mode == kStreamLate || mode == kStreamLateRelaxed || mode == kCountOnly)) {
+        launch_flow(k_flow<2, 2, 3, 0, kProducerLate>, i, 4, half);
+      } else if (m == 3 && (mode == kStream || mode == kStreamLate)) {
+        launch_flow(k_flow<4, 2, 2, 0, kConsumer>, i, 2, 1);
+      } else if (m == 3 && (mode == kStreamRelaxed || mode == kStreamLateRelaxed)) {
+        launch_flow(k_flow<4, 2, 2, 0, kConsumerRelaxed>, i, 2, 1);
+      } else if (m == 3 && mode == kPollOnly) {
+        launch_flow(k_flow<4, 2, 2, 0, kConsumer>, i, 2, 1, true);
+      } else {
+        launch_k(engine_shapes[m], i);
+      }
+      if (m != 2) small_after(sm, i);
+      if (m == 2 && mode == kKQuant) small_after(smalls[1], i);
+    };
+    for (int si : {0})
+      for (int rep = 0; rep < 2; ++rep)
+        for (Mode mode :
+             {kK, kEarlyOnly, kStream, kStreamLate, kStreamRelaxed, kStreamLateRelaxed, kCountOnly, kPollOnly})
+          time_chain(
+              std::string(mode_names[mode]) + smalls[si].name, [&](int i) { record(mode, smalls[si], i); }, false);
+  }
+  // T: where each matvec triggers its dependent: at its blocks' end (K) or at block start (kEarly,
+  // so that the next kernel is scheduled once its last wave is resident), per matrix; with a ~1 us
+  // small op after every matvec ("+S"), which waits then triggers, or triggers then waits ("+S
+  // early": the next matvec is then scheduled during the small op's wait).
+  if (run_section('T')) {
+    auto early = [&](int i) {
+      const Phase& p = phases[i];
+      switch (i % 4) {
+        case 0:
+          launch_pdl(k_flow<2, 2, 3, 0, kEarly>, (p.m.rows + 3) / 4, kThreads, st, p.m, x, p.y, 1, Flow{});
+          break;
+        case 1:
+          launch_pdl(k_flow<1, 2, 4, 6, kEarly>, (p.m.rows + 7) / 8, kThreads, st, p.m, x, p.y, 1, Flow{});
+          break;
+        case 2:
+          launch_pdl(k_flow<2, 2, 3, 0, kEarly>, p.m.rows / 4, kThreads, st, p.m, x, p.y, p.m.rows / 2, Flow{});
+          break;
+        default:
+          launch_pdl(k_flow<4, 2, 2, 0, kEarly>, p.m.rows / 2, kThreads, st, p.m, x, p.y, 1, Flow{});
+      }
+    };
+    const char* names[4] = {"q/k/v", "o", "gate+up", "down"};
+    for (int small = 0; small < 3; ++small)
+      for (int rep = 0; rep < 2; ++rep)
+        for (int mask : {0, 1, 2, 4, 8, 15}) {
+          std::string name = "T: early trigger in";
+          for (int m = 0; m < 4; ++m)
+            if (mask >> m & 1) name += std::string(" ") + names[m];
+          if (mask == 0) name += " none";
+          name += small == 0 ? "" : small == 1 ? " +S 1us" : " +S 1us early";
+          time_chain(
+              name,
+              [&](int i) {
+                (mask >> (i % 4) & 1) ? early(i) : launch_k(engine_shapes[i % 4], i);
+                if (small == 1) small_after(smalls[2], i);
+                if (small == 2)
+                  launch_pdl(small_op<true>, 1, kThreads, st, static_cast<const float*>(phases[i].y), sink, 2000LL);
+              },
+              false);
+        }
+  }
+  // G: gate+up as k_glu32 (its own int8 quantize, 32 output rows a block) followed directly by down,
+  // against the engine shapes with and without a trivial op in the quantize's place.
+  if (run_section('G')) {
+    int8_t* hq;
+    float2* hds;
+    CK(cudaMalloc(&hq, 21504));
+    CK(cudaMalloc(&hds, 21504 / 32 * sizeof(float2)));
+    struct Glu {
+      const char* name;
+      void (*kernel)(Mat, Act, float*, int8_t*, float2*);
+      int threads;
+    };
+    // Run 5 (session 27), us per layer: the engine shapes 65.5-65.7, with a trivial op in the
+    // quantize's place 66.4-66.5; 8w x 4 rows U1 68.1-68.3, early 66.8 (80 registers: 3 blocks per
+    // SM, 1.7 waves; under a bound of 5-6 blocks per SM it spills); 16w x 2 rows U1 75.1, U2
+    // early 69.1; 32w x 1 row U2 early 73.0, U3 69.7.
+    const Glu glus[] = {{"G: glu32 8w x 4 rows U1", k_glu32<8, 4, 1, false>, 256},
+                        {"G: glu32 8w x 4 rows U1, early", k_glu32<8, 4, 1, true>, 256},
+                        {"G: glu32 16w x 2 rows U1", k_glu32<16, 2, 1, false>, 512},
+                        {"G: glu32 16w x 2 rows U1, early", k_glu32<16, 2, 1, true>, 512},
+                        {"G: glu32 16w x 2 rows U2, early", k_glu32<16, 2, 2, true>, 512},
+                        {"G: glu32 32w x 1 row U2, early", k_glu32<32, 1, 2, true>, 1024},
+                        {"G: glu32 32w x 1 row U3, early", k_glu32<32, 1, 3, true>, 1024}};
+    for (int rep = 0; rep < 2; ++rep) {
+      time_chain(
+          "G: K engine shapes", [&](int i) { launch_k(engine_shapes[i % 4], i); }, false);
+      time_chain(
+          "G: K engine shapes, trivial op after gate+up",
+          [&](int i) {
+            launch_k(engine_shapes[i % 4], i);
+            if (i % 4 == 2) small_after(smalls[1], i);
+          },
+          false);
+      for (const Glu& g : glus)
+        time_chain(
+            g.name,
+            [&](int i) {
+              if (i % 4 == 2)
+                launch_pdl(g.kernel, phases[i].m.rows / 64, g.threads, st, phases[i].m, x, phases[i].y, hq, hds);
+              else
+                launch_k(engine_shapes[i % 4], i);
+            },
+            false);
+    }
   }
   if (!run_section('P') && !run_section('Q')) return 0;
 

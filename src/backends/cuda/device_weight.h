@@ -6,6 +6,7 @@
 //   F32, F16, BF16   q: the rows as in the file.
 //   Q8_0             q: 32 int8 per block; d: f16 scale per block.
 //   Q4_0             q: the 16 nibble bytes per block; d: f16 scale per block.
+//   Q4_1             as Q4_0, with the f16 pair (d, m) per block in the d plane.
 //   Q5_0             q: the 16 nibble bytes per block; qh: the 32-bit word of fifth bits, bit
 //                    8 k + 4 h + i the bit 4 of value 16 h + 4 i + k (the file's qh reordered, so
 //                    that one shift and mask per nibble word puts them under the nibbles;
@@ -56,7 +57,7 @@ struct DeviceWeight {
   int64_t q_row_bytes = 0;     // stride of `q` between rows
   const uint8_t* q = nullptr;
   const uint32_t* qh = nullptr;  // Q5_0 and Q5_K high bits; Q6_K highs; Q4_K headers
-  const uint16_t* d = nullptr;   // Q5_1: (d, m) per block
+  const uint16_t* d = nullptr;   // Q4_1, Q5_1: (d, m) per block
   const uint8_t* sc = nullptr;   // Q6_K scales; Q5_K headers
 };
 

@@ -13,7 +13,7 @@ namespace unicorn::cuda {
 // ---- matmul y[T, N] = x[T, K] · wᵀ --------------------------------------------------------------
 // x f32 [T, K] -> int8 blocks of 32 (K % 32 == 0) for the integer dot-product matvec.
 cudaError_t launch_quantize_q8(const float* x, int64_t T, int64_t K, int8_t* q, float* ds, cudaStream_t s);
-// T <= 8, quantized weights (Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K): int8 dot products against ActQ8.
+// T <= 8, quantized weights (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K): int8 dot products against ActQ8.
 cudaError_t launch_matvec_quant(const DeviceWeight& w, ActQ8 x, int T, float* y, cudaStream_t s);
 // One token, two weight rows per warp group (a GeGLU pair; Q4_0/Q8_0/Q4_K/Q6_K row pairs): the rows share
 // each activation load (true, the default) or load it once each. Process-wide; CudaBackend sets
@@ -40,9 +40,9 @@ int matvec_o_warps();
 // items) applies after it.
 void set_matvec_item_warps(int n);
 int matvec_item_warps();
-// One weight of a 32-value format (Q4_0, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) at one token with rows of at most 32 items
-// and at least min_rows rows (min_rows > 0, 65,536 by default: the 270M's output head, 262,144 rows of 20 items): 4
-// rows per warp instead of a row pair, so each warp has more bytes in flight; 0 off (UNICORN_CUDA_QUAD_ROWS).
+// One weight of a 32-value format (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) at one token with rows of at most 32
+// items and at least min_rows rows (min_rows > 0, 65,536 by default: the 270M's output head, 262,144 rows of 20 items):
+// 4 rows per warp instead of a row pair, so each warp has more bytes in flight; 0 off (UNICORN_CUDA_QUAD_ROWS).
 void set_matvec_quad_rows(int64_t min_rows);
 int64_t matvec_quad_rows();
 // One token of a K-quant q/k/v mix (q4_mix's Q4_K/Q5_K/Q6_K) as row pairs that share each

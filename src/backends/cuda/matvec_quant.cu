@@ -59,7 +59,7 @@ __device__ __forceinline__ DeviceWeight weight_row(const DeviceWeight& w, uint32
   o.q = w.q + static_cast<int64_t>(r) * w.q_row_bytes;
   if constexpr ((F::kPlanes & kPlaneD) != 0) {
     if constexpr (requires { F::kDWords; })
-      o.d = w.d + b * F::kDWords;  // Q5_1's (d, m)
+      o.d = w.d + b * F::kDWords;  // Q4_1's and Q5_1's (d, m)
     else
       o.d = w.d + b;
   }
@@ -70,7 +70,7 @@ __device__ __forceinline__ DeviceWeight weight_row(const DeviceWeight& w, uint32
 
 // Rows per warp group: two rows of one matrix share every activation load for one token (formats
 // whose items take few registers); a GeGLU pair already reads gate and up rows together.
-// Only the formats with a separate load (all quantized ones since session 26: Q4_0, Q5_0, Q5_1,
+// Only the formats with a separate load (all quantized ones since session 26: Q4_0, Q4_1, Q5_0, Q5_1,
 // Q8_0, and the K-quants' 32-value sub-blocks) use
 // the block-wide split and the row pairs (measured there; T > 1 was slower or even with them, so
 // it keeps one warp per row, or the few warps per row that warps_per_row asks for matrices of few
@@ -525,6 +525,9 @@ cudaError_t launch_job(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
     case GgmlType::Q4_0:
       launch_for<FormatQ4_0, GLU>(job, x, T, s);
       break;
+    case GgmlType::Q4_1:
+      launch_for<FormatQ4_1, GLU>(job, x, T, s);
+      break;
     case GgmlType::Q5_0:
       launch_for<FormatQ5_0, GLU>(job, x, T, s);
       break;
@@ -568,8 +571,8 @@ int matvec_wide_warps() { return g_wide_warps.load(std::memory_order_relaxed); }
 bool matvec_shared_act() { return g_shared_act.load(std::memory_order_relaxed); }
 
 bool matvec_quant_supports(GgmlType t) {
-  return t == GgmlType::Q8_0 || t == GgmlType::Q4_0 || t == GgmlType::Q5_0 || t == GgmlType::Q5_1 ||
-         t == GgmlType::Q4_K || t == GgmlType::Q5_K || t == GgmlType::Q6_K;
+  return t == GgmlType::Q8_0 || t == GgmlType::Q4_0 || t == GgmlType::Q4_1 || t == GgmlType::Q5_0 ||
+         t == GgmlType::Q5_1 || t == GgmlType::Q4_K || t == GgmlType::Q5_K || t == GgmlType::Q6_K;
 }
 
 cudaError_t launch_matvec_quant(const DeviceWeight& w, ActQ8 x, int T, float* y, cudaStream_t s) {

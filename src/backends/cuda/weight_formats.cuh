@@ -163,6 +163,11 @@ constexpr unsigned kPlaneD = 1, kPlaneQh = 2, kPlaneSc = 4;
 
 // ---- 32-value blocks ----------------------------------------------------------------------------
 
+// The f16 pair (d, m) of a Q4_1 / Q5_1 block as one 32-bit word of the d plane (d in the low half).
+__device__ __forceinline__ float2 split_dm(uint32_t dm) {
+  return {half_to_float(static_cast<uint16_t>(dm & 0xFFFFu)), half_to_float(static_cast<uint16_t>(dm >> 16))};
+}
+
 // y = d * q
 struct FormatQ8_0 : RawDot<FormatQ8_0> {
   static constexpr int kItem = 32;
@@ -243,6 +248,47 @@ struct FormatQ4_0 : RawDot<FormatQ4_0> {
   // sum (q - 8) x from s = sum q x and the activation block's (d, d * sum x).
   static __device__ __forceinline__ float scaled(float d, float2 ds, int s) {
     return d * (ds.x * static_cast<float>(s) - 8.0f * ds.y);
+  }
+};
+
+// y = d * q + m, q of 4 bits in Q4_0's order; the d plane holds the f16 pair (d, m) per block.
+struct FormatQ4_1 : RawDot<FormatQ4_1> {
+  static constexpr int kItem = 32;
+  static constexpr unsigned kPlanes = kPlaneD;
+  static constexpr int kDWords = 2;  // f16 values of the d plane per block
+  static __device__ __forceinline__ void decode8(const DeviceWeight& w, int64_t r, int64_t k, float* y) {
+    const int64_t b = k / 32;
+    const int o = static_cast<int>(k % 32);
+    const uint2 a = __ldg(reinterpret_cast<const uint2*>(w.q + r * w.q_row_bytes + b * 16 + (o % 16)));
+    const uint32_t dm = __ldg(reinterpret_cast<const uint32_t*>(w.d) + r * w.blocks_per_row + b);
+    const float d = half_to_float(static_cast<uint16_t>(dm & 0xFFFFu)),
+                m = half_to_float(static_cast<uint16_t>(dm >> 16));
+    const int shift = 4 * (o / 16);
+    const uint32_t v[2] = {a.x, a.y};
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+      y[i] = __fadd_rn(__fmul_rn(d, static_cast<float>((v[i / 4] >> (8 * (i % 4) + shift)) & 0xFu)), m);
+  }
+  static constexpr int kUnrollOne = 8;  // as Q4_0 (matvec_quant.cu)
+  struct Raw {
+    uint4 q;
+    uint32_t dm;
+  };
+  static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t b) {
+    return {ldw16(w.q + r * w.q_row_bytes + b * 16),
+            ldw4(reinterpret_cast<const uint32_t*>(w.d) + r * w.blocks_per_row + b)};
+  }
+  template <int NT, int P>
+  static __device__ __forceinline__ void dot_rows(const Raw* raw, int64_t b, ActQ8 x, int64_t K, int T,
+                                                  float (*acc)[NT]) {
+    dot32_rows<FormatQ4_1, NT, P>(raw, b, x, K, T, acc);
+  }
+  static __device__ __forceinline__ void unpack(const Raw& r, uint32_t* q) { unpack_nibbles(r.q, q); }
+  using Scale = float2;  // (d, m)
+  static __device__ __forceinline__ float2 scale(const Raw& r, int64_t) { return split_dm(r.dm); }
+  // sum (d q + m) x = d * x_d * sum q x + m * (x_d * sum x).
+  static __device__ __forceinline__ float scaled(float2 dm, float2 ds, int s) {
+    return dm.x * ds.x * static_cast<float>(s) + dm.y * ds.y;
   }
 };
 
@@ -341,9 +387,7 @@ struct FormatQ5_1 : RawDot<FormatQ5_1> {
   }
   static __device__ __forceinline__ void unpack(const Raw& r, uint32_t* q) { unpack_fifth_bits(r.q, r.qh, q); }
   using Scale = float2;  // (d, m)
-  static __device__ __forceinline__ float2 scale(const Raw& r, int64_t) {
-    return {half_to_float(static_cast<uint16_t>(r.dm & 0xFFFFu)), half_to_float(static_cast<uint16_t>(r.dm >> 16))};
-  }
+  static __device__ __forceinline__ float2 scale(const Raw& r, int64_t) { return split_dm(r.dm); }
   // sum (d q + m) x = d * x_d * sum q x + m * (x_d * sum x).
   static __device__ __forceinline__ float scaled(float2 dm, float2 ds, int s) {
     return dm.x * ds.x * static_cast<float>(s) + dm.y * ds.y;
@@ -590,6 +634,9 @@ bool with_format(GgmlType t, F&& f) {
       return true;
     case GgmlType::Q4_0:
       f(FormatQ4_0{});
+      return true;
+    case GgmlType::Q4_1:
+      f(FormatQ4_1{});
       return true;
     case GgmlType::Q5_0:
       f(FormatQ5_0{});

@@ -62,6 +62,9 @@ Layout layout_of(const WeightTensor& w) {
     case GgmlType::Q5_0:
       split(16, w.type == GgmlType::Q5_0 ? 4 : 0);
       break;
+    case GgmlType::Q4_1:  // nibbles, the f16 pair (d, m)
+      split(16, 0, 4);
+      break;
     case GgmlType::Q5_1:  // nibbles, the fifth-bit word, the f16 pair (d, m)
       split(16, 4, 4);
       break;
@@ -128,7 +131,7 @@ void pack_nibbles(const uint8_t* src, int shift, uint8_t* out) {
 }
 
 // Blocks [b0, b1) of a split 32-value format into its planes: quants at q, the Q5_0 / Q5_1 fifth-bit
-// words at qh (fifth_bit_word), the scales at d (Q5_1: d then m), each plane's pointer at block b0.
+// words at qh (fifth_bit_word), the scales at d (Q4_1, Q5_1: d then m), each plane's pointer at block b0.
 template <class Block>
 void split_blocks(const WeightTensor& w, size_t b0, size_t b1, uint8_t* q, uint8_t* qh, uint8_t* d) {
   constexpr size_t quant_bytes = sizeof(Block::qs);  // a constant: the copies inline
@@ -266,6 +269,9 @@ std::vector<StagedRegion> stage_rows(const WeightTensor& w, int64_t r0, int64_t 
         break;
       case GgmlType::Q5_K:
         split_k_blocks<BlockQ5_K>(w, b0, b1, q, sc, qh);
+        break;
+      case GgmlType::Q4_1:
+        split_blocks<BlockQ4_1>(w, b0, b1, q, qh, d);
         break;
       case GgmlType::Q5_1:
         split_blocks<BlockQ5_1>(w, b0, b1, q, qh, d);

@@ -78,17 +78,23 @@ __device__ __forceinline__ DeviceWeight weight_row(const DeviceWeight& w, uint32
 template <class F, int NT>
 constexpr bool kWideRows = NT == 1 && HasRaw<F>&& F::kItem == 32;
 
-// Batched decode (2-8 tokens) of a 32-value format: each activation load serves this many rows.
+// Batched decode (2-8 tokens) of a 32-value format: each activation load serves kBatchRows rows.
 // One row per warp read every token's 32 activation bytes per weight item from L1 (at 8 tokens 320
-// bytes per 18-byte Q4_0 item): CudaBench on the H200, 27B gate / up (65 MB of Q4_0) 29 / 45 / 82
-// us at 2 / 4 / 8 tokens against 18.4 at one.
+// bytes per 18-byte Q4_0 item). CudaBench on the H200, 27B gate / up at 2 / 4 / 8 tokens, one row
+// per warp -> row pairs (us): Q4_0 29.1 / 45.0 / 82.1 -> 25.6 / 31.7 / 54.6, Q4_K 30.6 / 46.3 /
+// 81.7 -> 27.6 / 35.5 / 56.2, Q6_K 36.3 / 46.6 / 82.1 -> 33.2 / 41.5 / 66.4, Q5_K, Q5_0, Q4_1
+// alike; Q5_1 even at 2 tokens; Q8_0 39.5 -> 45.4 at 2 tokens (its 34-byte items, 4 per lane and
+// pass, twice the registers for a pair), 52.9 / 90.5 -> 42.2 / 65.2 at 4 / 8. Q8_0 keeps one row
+// per warp at 2 tokens.
 constexpr int kBatchRows = 2;
+template <class F, int NT>
+constexpr bool kBatchPairs = NT > 1 && HasRaw<F>&& F::kItem == 32 && !(NT == 2 && std::is_same_v<F, FormatQ8_0>);
 
 template <class F, int NT, bool GLU>
 constexpr int rows_per_group() {
   if constexpr (GLU) return 1;
   if constexpr (kWideRows<F, NT>) return 2;
-  if constexpr (NT > 1 && HasRaw<F> && F::kItem == 32) return kBatchRows;
+  if constexpr (kBatchPairs<F, NT>) return kBatchRows;
   return 1;
 }
 

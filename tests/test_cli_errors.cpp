@@ -306,6 +306,34 @@ TEST(CliBench, TestsPromptAndGenerationAtEachDepth) {
   }
 }
 
+TEST(CliBench, DecodesSeveralSequencesTogether) {
+  // -P 3: each tg test decodes 3 sequences in lockstep (one forward call of 3 tokens per step, at
+  // each sequence's own depth) and counts all their tokens; its roofline fraction is per step.
+  const Result r = run_unicorn("bench -m " + kTiny + " -p 8 -n 3 -d 0 -d 12 -P 3 -r 1 -o json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j.size(), 4u) << r.out;
+  const char* names[] = {"pp8", "tg3 x3", "pp8 @ d12", "tg3 x3 @ d12"};
+  const int seqs[] = {1, 3, 1, 3};
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(j[i]["test"].get<std::string>(), names[i]) << r.out;
+    EXPECT_EQ(j[i]["n_seq"].get<int>(), seqs[i]) << r.out;
+    EXPECT_GT(j[i]["mean"].get<double>(), 0.0) << r.out;
+  }
+  for (size_t i : {size_t{1}, size_t{3}}) {
+    ASSERT_TRUE(j[i].contains("roofline_fraction")) << r.out;
+    EXPECT_NEAR(j[i]["roofline_fraction"].get<double>(),
+                j[i]["mean"].get<double>() / 3.0 / j[i]["roofline_tok_per_s"].get<double>(), 1e-9)
+        << r.out;
+  }
+  for (const char* bad : {" -n 2 -P 0", " -n 2 -P 65"}) {  // CLI11's range check (and its --help hint)
+    const Result e = run_unicorn("bench -m " + kTiny + bad);
+    EXPECT_NE(e.exit_code, 0) << bad;
+    EXPECT_NE(e.exit_code, -1) << bad;
+    EXPECT_NE(e.err.find("--parallel"), std::string::npos) << e.err;
+  }
+}
+
 TEST(CliBench, AContextTooSmallForTheDeepestTestIsRefusedBeforeLoading) {
   expect_clean_error(run_unicorn("bench -m /nonexistent.gguf -p 32 -n 4 -d 64 -c 80"), "needs 96 positions");
 }

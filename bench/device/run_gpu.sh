@@ -3,6 +3,7 @@
 # bandwidth roofline, and `unicorn bench` on synthetic Gemma 3 27B. Everything goes to $OUT.
 # Call through the device tool with carry [".devcarry"], after bench/device/prepare_deps.sh.
 #   BENCH_SCHEMES="q4_0 q8_0 bf16"  BENCH_REPS=2  SWEEP="ENV=a;ENV=b" (tg64 under each setting)
+#   PARALLEL="1 2 4 8" (batched decode: tg64 of that many sequences together, 27B PARALLEL_TYPE)
 # Pass UNICORN_COMMIT=<hash from here>: the device copy's git metadata can be stale.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -70,6 +71,10 @@ done
 for size in ${SIZES_BENCH:-}; do  # the smaller sizes at Q4_0, e.g. SIZES_BENCH="270m 1b 4b 12b"
   timeout 120 $U bench --synthetic "$size" --type q4_0 --device cuda -p 512 -n 128 -d 0 -d 4096 -r 2 \
     --json-file "$OUT/bench_${size}_q4_0.json" 2>&1 | tee -a "$OUT/bench.md" | grep -E '^\| gemma|% of the roofline'
+done
+for p in ${PARALLEL:-}; do  # batched decode, e.g. PARALLEL="1 2 4 8": tg64 xP of 27B (PARALLEL_TYPE, default q4_0)
+  timeout 150 $U bench --synthetic 27b --type "${PARALLEL_TYPE:-q4_0}" --device cuda -p 0 -n 64 -P "$p" -r 2 2>&1 |
+    grep -E '\| tg|of the roofline' | tee -a "$OUT/bench.md"
 done
 if [ -n "${NCU_MATVEC:-}" ]; then  # stall reasons of one decode step's matvecs, e.g. NCU_MATVEC=q4_mix
   timeout 240 ncu --clock-control none -k regex:'matvec' -c 8 --section SpeedOfLight --section Occupancy \

@@ -26,6 +26,10 @@ class BenchCommand final : public Command {
     sub.add_option("-d,--depth", depth_, "tokens already in the context before each pp and tg test (repeatable)")
         ->check(CLI::Range(0, 1 << 24));
     sub.add_option("-r,--repetitions", reps_, "repetitions of each test")->check(CLI::Range(1, 1000));
+    sub.add_option("-P,--parallel", parallel_,
+                   "sequences decoded together in each tg test (batched decode: one forward call of N tokens per "
+                   "step, as a server with N requests; the test is named tgN xP and counts every token)")
+        ->check(CLI::Range(1, 64));
     sub.add_option("-o,--output", format_, "output format")->check(CLI::IsMember({"md", "json"}));
     sub.add_option("--synthetic", synthetic_, "benchmark random valid weights of a real size instead of a file")
         ->check(CLI::IsMember({"270m", "1b", "4b", "12b", "27b"}));
@@ -50,6 +54,7 @@ class BenchCommand final : public Command {
     if (mo_.ctx < need)
       fail("-c {} is too small for these tests: depth {} + {} tokens needs {} positions", mo_.ctx, max_depth, longest,
            need);
+    mo_.n_seq = parallel_;
     if (!synthetic_.empty()) {
       if (!mo_.model.empty()) fail("pass either -m or --synthetic, not both");
       mo_.model = "synthetic:" + synthetic_ + ":" + scheme_;
@@ -84,7 +89,8 @@ class BenchCommand final : public Command {
     for (int d : depth_) {
       const std::string at = d ? fmt::format(" @ d{}", d) : "";
       if (n_prompt_ > 0) cases.push_back({fmt::format("pp{}{}", n_prompt_, at), n_prompt_, 0, d});
-      if (n_gen_ > 0) cases.push_back({fmt::format("tg{}{}", n_gen_, at), 0, n_gen_, d});
+      const std::string seqs = parallel_ > 1 ? fmt::format(" x{}", parallel_) : "";
+      if (n_gen_ > 0) cases.push_back({fmt::format("tg{}{}{}", n_gen_, seqs, at), 0, n_gen_, d, parallel_});
     }
     nlohmann::json out = nlohmann::json::array();
     const std::string backend = e->backends()[0]->name();
@@ -116,6 +122,7 @@ class BenchCommand final : public Command {
                      {"n_prompt", bc.n_prompt},
                      {"n_gen", bc.n_gen},
                      {"depth", bc.n_depth},
+                     {"n_seq", bc.n_seq},
                      {"backend", backend},
                      {"threads", threads},
                      {"weight_bytes", e->memory().weights},
@@ -176,19 +183,23 @@ class BenchCommand final : public Command {
           "\nroofline: {} copies {:.1f} GB/s (read + written, 2 x 256 MiB, best of 3); {} read per token -> at "
           "most {:.1f} tok/s\n",
           b.name(), bw / 1e9, format_bytes(per_token), ceiling);
+    // A batched test (tgN xS) reads the weights once per step of S tokens: its fraction is that of
+    // its steps per second.
     for (auto& r : out) {
       if (r["n_gen"].get<int64_t>() == 0) continue;
-      const double fraction = r["mean"].get<double>() / ceiling;
+      const int n_seq = r["n_seq"].get<int>();
+      const double fraction = r["mean"].get<double>() / n_seq / ceiling;
       r["copy_bandwidth_gbps"] = bw / 1e9;
       r["roofline_tok_per_s"] = ceiling;
       r["roofline_fraction"] = fraction;
       if (format_ == "md")
-        fmt::print("  {}: {:.1f} % of the roofline\n", r["test"].get<std::string>(), 100.0 * fraction);
+        fmt::print("  {}: {:.1f} % of the roofline{}\n", r["test"].get<std::string>(), 100.0 * fraction,
+                   n_seq > 1 ? fmt::format(" (steps of {} tokens)", n_seq) : "");
     }
   }
 
   ModelOptions mo_;
-  int n_prompt_ = 512, n_gen_ = 128, reps_ = 3;
+  int n_prompt_ = 512, n_gen_ = 128, reps_ = 3, parallel_ = 1;
   std::vector<int> depth_;
   std::string format_ = "md", json_file_;
   std::string synthetic_, scheme_ = "q4_0", write_gguf_, tokenizer_dir_;

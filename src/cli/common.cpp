@@ -101,6 +101,7 @@ std::unique_ptr<Engine> open_engine(const ModelOptions& o) {
   eo.n_ctx = o.ctx;
   eo.n_batch = o.batch;
   eo.logit_rows = o.logit_rows;
+  eo.n_seq = o.n_seq;
   eo.kv_type = o.kv_type == "f32" ? GgmlType::F32 : GgmlType::F16;
   eo.precision = o.precision;
   eo.gpu_layers = o.gpu_layers;

@@ -18,6 +18,7 @@ struct ModelOptions {
   int64_t ctx = 4096;
   int64_t batch = 512;
   int64_t logit_rows = 1;  // set by commands that ask for many logit rows per call (EngineOptions)
+  int n_seq = 1;           // sequences the KV cache holds (set by commands that decode several)
   std::string kv_type = "f16";
   std::string precision = "fast";
   std::string device = "auto";

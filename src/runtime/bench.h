@@ -1,5 +1,7 @@
 // Prompt-processing and generation throughput, llama-bench style: ppN processes N prompt tokens
-// in one batch from an empty cache; tgN decodes N tokens one at a time after an empty cache.
+// in one batch from an empty cache; tgN decodes N tokens one at a time after an empty cache;
+// "tgN xS" decodes N tokens in each of S sequences together, one forward call of S tokens per
+// step (batched decode, as a server serving S requests), and counts all S x N tokens.
 // Token ids are random (seeded): throughput does not depend on them.
 #pragma once
 #include <cstdint>
@@ -15,6 +17,7 @@ struct BenchCase {
   int64_t n_prompt = 0;
   int64_t n_gen = 0;
   int64_t n_depth = 0;  // tokens already in the context before the measurement (pp or tg at depth)
+  int n_seq = 1;        // tg: sequences decoded together (KV slots 0 .. n_seq - 1; each at n_depth)
 };
 
 struct BenchResult {

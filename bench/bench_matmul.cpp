@@ -4,7 +4,8 @@
 // Prints the machine's memory read bandwidth, each shape at T = 1 and T = 512 (GFLOP/s and
 // weight GB/s), the matmul time of one decode step over a whole synthetic model (18 layers of
 // distinct weights + the tied 262144×640 output projection, so weights stream from memory as
-// in real decoding), and the matmul time of a 512-token prefill.
+// in real decoding), the same step for 2, 4, 6 and 8 sequences decoded together, and the matmul time
+// of a 512-token prefill.
 //
 // usage: bench_matmul [--threads N] [--isa scalar|avx2|avx512] [--reps N]
 #include <algorithm>
@@ -172,7 +173,7 @@ int main(int argc, char** argv) {
     for (int c = 0; c < m.per_token; ++c) l.copies.push_back(random_weight_bytes(m.type, m.K, m.N));
     model.push_back(std::move(l));
   }
-  std::vector<float> x(512 * 2048), y(static_cast<size_t>(512) * 2048 + 262144);
+  std::vector<float> x(512 * 2048), y(static_cast<size_t>(512) * 2048 + size_t{8} * 262144);  // 8 tokens of logits
   for (size_t i = 0; i < x.size(); ++i)
     x[i] = static_cast<float>(static_cast<int64_t>(next_random() % 2001) - 1000) / 500.0f;
 
@@ -204,9 +205,10 @@ int main(int argc, char** argv) {
       if (l.m.name == name && l.m.type == type) return l;
     std::abort();
   };
+  int64_t step_tokens = 1;  // tokens per decode step: 1, or several sequences decoded together
   auto run = [&](const Loaded& l, size_t copy) {
     const WeightTensor w{l.m.name, l.m.type, l.m.N, l.m.K, l.copies[copy].data()};
-    matmul_with(*kernels, pool, w, x.data(), 1, y.data());
+    matmul_with(*kernels, pool, w, x.data(), step_tokens, y.data());
   };
   auto decode_step = [&] {
     size_t n_more = 0, n_less = 0;  // layers so far with / without the "more bits" types
@@ -231,6 +233,15 @@ int main(int argc, char** argv) {
       "\ndecode step (all matmuls of one token, %.0f MB of weights): %.2f ms  (%.1f GB/s, matmul-only ceiling %.0f "
       "tok/s)\n",
       weight_bytes / 1e6, decode * 1e3, weight_bytes / decode / 1e9, 1.0 / decode);
+  // Batched decode: one step for T sequences at once (every matmul at T tokens; the output
+  // projection too, as each sequence needs its logits).
+  for (int64_t T : {int64_t{2}, int64_t{4}, int64_t{6}, int64_t{8}}) {
+    step_tokens = T;
+    const double t = time_calls(reps, 3, decode_step);
+    std::printf("decode step of %ld sequences: %.2f ms  (%.2fx one token's; matmul-only ceiling %.0f tok/s)\n",
+                static_cast<long>(T), t * 1e3, t / decode, static_cast<double>(T) / t);
+  }
+  step_tokens = 1;
   std::printf("prefill 512 tokens (all matmuls + last-token logits): %.3f s  (matmul-only ceiling %.0f tok/s)\n",
               prefill, 512.0 / prefill);
   return 0;

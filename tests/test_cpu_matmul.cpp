@@ -131,7 +131,7 @@ TEST_P(MatmulByType, MatchesReferenceForEveryShapeBatchAndKernelSet) {
     if (s.K % block != 0) continue;
     std::vector<uint8_t> bytes = random_weights(type, s, rng);
     const WeightTensor w{"w", type, s.N, s.K, bytes.data()};
-    for (int64_t T : {1, 2, 7, 64}) {
+    for (int64_t T : {1, 2, 5, 7, 64}) {
       const bool big = s.N * s.K * T > 640 * 1024 * 8;
       const std::vector<float> x = random_acts(T, s.K, rng);
       const std::vector<double> ref = reference(w, x, T);
@@ -154,6 +154,41 @@ INSTANTIATE_TEST_SUITE_P(AllWeightTypes, MatmulByType,
                                            GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
                                            GgmlType::Q8_K),
                          [](const auto& info) { return std::string(type_name(info.param)); });
+
+// Batched decode: a row-dot call for T tokens (each weight block unpacked once for all of them)
+// gives every token exactly what a call for that token alone gives, for every quantized type,
+// kernel set and token count below the tiled path's (5 is a chunk of 4 and one of 1, 7 one of 4
+// and one of 3).
+TEST(CpuMatmul, RowDotOfSeveralTokensEqualsOneTokenAtATime) {
+  std::mt19937 rng(11);
+  const Shape s{512, 19};
+  for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q2_K,
+                        GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
+    std::vector<uint8_t> bytes = random_weights(type, s, rng);
+    const size_t stride = row_bytes(type, s.K);
+    const int64_t T = kTiledMinTokens - 1, nb = s.K / kActBlock;
+    const std::vector<float> x = random_acts(T, s.K, rng);
+    std::vector<int8_t> q(static_cast<size_t>(T * s.K));
+    std::vector<float> d(static_cast<size_t>(T * nb));
+    std::vector<int32_t> sum(static_cast<size_t>(T * nb));
+    std::vector<QuantRow> rows;
+    for (int64_t t = 0; t < T; ++t) {
+      quantize_act_row(x.data() + t * s.K, s.K, q.data() + t * s.K, d.data() + t * nb, sum.data() + t * nb);
+      rows.push_back({q.data() + t * s.K, d.data() + t * nb, sum.data() + t * nb});
+    }
+    for (const MatmulKernels* k : available_kernels())
+      for (int64_t n = 2; n <= T; ++n) {
+        std::vector<float> together(static_cast<size_t>(n * s.N), NAN), alone(static_cast<size_t>(s.N), NAN);
+        k->rows_dot_q8(type, bytes.data(), stride, s.N, s.K, rows.data(), n, together.data(), s.N);
+        for (int64_t t = 0; t < n; ++t) {
+          k->rows_dot_q8(type, bytes.data(), stride, s.N, s.K, &rows[static_cast<size_t>(t)], 1, alone.data(), s.N);
+          for (int64_t r = 0; r < s.N; ++r)
+            ASSERT_EQ(together[static_cast<size_t>(t * s.N + r)], alone[static_cast<size_t>(r)])
+                << type_name(type) << " " << k->name << " T=" << n << " token " << t << " row " << r;
+        }
+      }
+  }
+}
 
 // The kernels really differ from each other's arithmetic only in rounding order: the tiled path
 // (T >= kTiledMinTokens) and the row-dot path agree on the same token.

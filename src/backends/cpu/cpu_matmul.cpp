@@ -16,7 +16,7 @@ namespace unicorn {
 namespace {
 
 constexpr int64_t kTileRows = 64;  // weight rows unpacked at once for the tiled kernel
-constexpr int64_t kRowChunk = 64;  // rows per call of a row-dot kernel when T > 1
+constexpr int64_t kRowChunk = 64;  // rows per call of the float row-dot kernel when T > 1
 
 bool is_float_type(GgmlType t) { return t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::BF16; }
 
@@ -111,18 +111,11 @@ void matmul_with(const MatmulKernels& k, ThreadPool& pool, const WeightTensor& w
     xs.resize(static_cast<size_t>(T * nb));
     for (int64_t t = 0; t < T; ++t)
       k.quantize_act_row(x + t * K, K, xq.data() + t * K, xd.data() + t * nb, xs.data() + t * nb);
+    QuantRow rows[kTiledMinTokens];
+    for (int64_t t = 0; t < T; ++t) rows[t] = QuantRow{xq.data() + t * K, xd.data() + t * nb, xs.data() + t * nb};
+    // Every token in one call per thread: each weight block is read and unpacked once for all.
     pool.parallel_for(
-        N,
-        [&](int64_t b, int64_t e, int) {
-          const int64_t chunk = T == 1 ? e - b : kRowChunk;
-          for (int64_t r0 = b; r0 < e; r0 += chunk) {
-            const int64_t nr = std::min(chunk, e - r0);
-            for (int64_t t = 0; t < T; ++t) {
-              const QuantRow xr{xq.data() + t * K, xd.data() + t * nb, xs.data() + t * nb};
-              k.rows_dot_q8(w.type, w.row(r0), stride, nr, K, xr, y + t * N + r0);
-            }
-          }
-        },
+        N, [&](int64_t b, int64_t e, int) { k.rows_dot_q8(w.type, w.row(b), stride, e - b, K, rows, T, y + b, N); },
         16);
     return;
   }

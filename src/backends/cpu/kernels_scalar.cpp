@@ -45,25 +45,28 @@ float load_as_f32(GgmlType type, const uint8_t* row, int64_t i) {
 
 }  // namespace
 
-void rows_dot_q8_scalar(GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K, const QuantRow& x,
-                        float* y) {
+void rows_dot_q8_scalar(GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K, const QuantRow* xs,
+                        int64_t T, float* y, int64_t ldy) {
   thread_local UnpackedRow u;
   const int sub = tile_sub_block(type);
   u.resize(K, sub);
   for (int64_t r = 0; r < nrows; ++r) {
     unpack_row(type, w + static_cast<size_t>(r) * stride, K, u.q.data(), u.scale.data(), u.minc.data(), u.corr.data());
-    float acc = 0.0f;
-    for (int64_t s = 0; s < K / sub; ++s) {
-      const int64_t k0 = s * sub;
-      int32_t dot = 0, xsum = 0;
-      for (int i = 0; i < sub; ++i) {
-        dot += u.q[k0 + i] * x.q[k0 + i];
-        xsum += x.q[k0 + i];
+    for (int64_t t = 0; t < T; ++t) {
+      const QuantRow& x = xs[t];
+      float acc = 0.0f;
+      for (int64_t s = 0; s < K / sub; ++s) {
+        const int64_t k0 = s * sub;
+        int32_t dot = 0, xsum = 0;
+        for (int i = 0; i < sub; ++i) {
+          dot += u.q[k0 + i] * x.q[k0 + i];
+          xsum += x.q[k0 + i];
+        }
+        const float dx = x.d[k0 / kActBlock];
+        acc += u.scale[s] * dx * static_cast<float>(dot) + u.minc[s] * dx * static_cast<float>(xsum);
       }
-      const float dx = x.d[k0 / kActBlock];
-      acc += u.scale[s] * dx * static_cast<float>(dot) + u.minc[s] * dx * static_cast<float>(xsum);
+      y[t * ldy + r] = acc;
     }
-    y[r] = acc;
   }
 }
 

@@ -63,9 +63,11 @@ struct ActPanel {
 // Token groups per pass of the tiled kernel so that their panel part (~256 KiB) stays in L2.
 int64_t panel_groups_per_chunk(const ActPanel& p);
 
-// y[r] = dot(weight row r, x) for nrows rows of a quantized type (rows `stride` bytes apart).
-using RowsDotQ8 = void (*)(GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K, const QuantRow& x,
-                           float* y);
+// y[t * ldy + r] = dot(weight row r, x[t]) for nrows rows of a quantized type (rows `stride` bytes
+// apart) and T tokens (several sequences decoded together: each weight block is read and unpacked
+// once for all of them; a token's result does not depend on T).
+using RowsDotQ8 = void (*)(GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K, const QuantRow* x,
+                           int64_t T, float* y, int64_t ldy);
 // The same for F32/F16/BF16 weights against f32 activations.
 using RowsDotF32 = void (*)(GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K, const float* x,
                             float* y);
@@ -113,8 +115,8 @@ void quantize_act_row(const float* x, int64_t K, int8_t* q, float* d, int32_t* s
 void pack_act_panel(const float* x, int64_t ldx, int64_t K, int64_t T, int64_t g0, int64_t g1, PanelBlock* blocks);
 
 // Scalar kernels, also the fallback of the SIMD sets for rarely used types.
-void rows_dot_q8_scalar(GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K, const QuantRow& x,
-                        float* y);
+void rows_dot_q8_scalar(GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K, const QuantRow* x,
+                        int64_t T, float* y, int64_t ldy);
 void rows_dot_f32_scalar(GgmlType type, const uint8_t* w, size_t stride, int64_t nrows, int64_t K, const float* x,
                          float* y);
 void tile_gemm_scalar(const WeightTile& tile, const ActPanel& panel, int64_t T, float* y, int64_t ldy);

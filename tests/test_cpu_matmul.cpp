@@ -157,8 +157,7 @@ INSTANTIATE_TEST_SUITE_P(AllWeightTypes, MatmulByType,
 
 // Batched decode: a row-dot call for T tokens (each weight block unpacked once for all of them)
 // gives every token exactly what a call for that token alone gives, for every quantized type,
-// kernel set and token count below the tiled path's (5 is a chunk of 4 and one of 1, 7 one of 4
-// and one of 3).
+// kernel set and token count below the tiled path's (5 is a chunk of 4 and one of 1).
 TEST(CpuMatmul, RowDotOfSeveralTokensEqualsOneTokenAtATime) {
   std::mt19937 rng(11);
   const Shape s{512, 19};

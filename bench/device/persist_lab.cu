@@ -365,8 +365,8 @@ __global__ void __launch_bounds__(kThreads) ks_shape(Mat m, Act x, float* y, int
 // each (W x RPW = 32), each lane U items of its 2 RPW weight rows per pass. It writes the gate and
 // up dots to y (checked against the first chain) and the int8 block to hq / hds. Early: trigger
 // at block start (down, directly after it, is scheduled during its last wave).
-template <int W, int RPW, int U, bool Early, int MINB = 0>
-__global__ void __launch_bounds__(W * 32, MINB) k_glu32(Mat m, Act x, float* y, int8_t* hq, float2* hds) {
+template <int W, int RPW, int U, bool Early>
+__global__ void __launch_bounds__(W * 32) k_glu32(Mat m, Act x, float* y, int8_t* hq, float2* hds) {
   static_assert(W * RPW == 32);
   if (Early) pdl_trigger();
   __shared__ float h[32];

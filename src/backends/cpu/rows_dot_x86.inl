@@ -83,69 +83,77 @@ inline __m256i load_x(const QuantRow& x, int64_t b) {
 // weight block is loaded and unpacked once and dotted against every token's activation block,
 // out[t] for token t. Each token's arithmetic is the same, in the same order, for every NT.
 
-template <int NT>
-void dot_q8_0(const uint8_t* row, const QuantRow* x, int64_t nb, float* out) {
-  __m256 acc0[NT], acc1[NT];
-  for (int t = 0; t < NT; ++t) acc0[t] = acc1[t] = _mm256_setzero_ps();
-  int64_t b = 0;
-  auto one = [&](int64_t i, __m256* acc) {
-    const uint8_t* blk = row + i * 34;
-    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
-    const __m256i aw = _mm256_abs_epi8(w);
-    const float d = half_to_float(blk);
-    for (int t = 0; t < NT; ++t) {
-      const __m256i p = dot_u8s8(_mm256_setzero_si256(), aw, _mm256_sign_epi8(load_x(x[t], i), w));
-      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * x[t].d[i]), acc[t]);
+struct DotQ8_0 {
+  template <int NT>
+  static void run(const uint8_t* row, const QuantRow* x, int64_t nb, float* out) {
+    __m256 acc0[NT], acc1[NT];
+    for (int t = 0; t < NT; ++t) acc0[t] = acc1[t] = _mm256_setzero_ps();
+    int64_t b = 0;
+    auto one = [&](int64_t i, __m256* acc) {
+      const uint8_t* blk = row + i * 34;
+      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+      const __m256i aw = _mm256_abs_epi8(w);
+      const float d = half_to_float(blk);
+      for (int t = 0; t < NT; ++t) {
+        const __m256i p = dot_u8s8(_mm256_setzero_si256(), aw, _mm256_sign_epi8(load_x(x[t], i), w));
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * x[t].d[i]), acc[t]);
+      }
+    };
+    for (; b + 2 <= nb; b += 2) {
+      one(b, acc0);
+      one(b + 1, acc1);
     }
-  };
-  for (; b + 2 <= nb; b += 2) {
-    one(b, acc0);
-    one(b + 1, acc1);
+    if (b < nb) one(b, acc0);
+    for (int t = 0; t < NT; ++t) out[t] = hsum(_mm256_add_ps(acc0[t], acc1[t]));
   }
-  if (b < nb) one(b, acc0);
-  for (int t = 0; t < NT; ++t) out[t] = hsum(_mm256_add_ps(acc0[t], acc1[t]));
-}
+};
 
 // Q4_0 / Q5_0 (offset weights): Σ (q - off)·x = Σ q·x - off·Σx, all in integers.
-template <bool kFive, int NT>
-void dot_q4q5_0(const uint8_t* row, const QuantRow* x, int64_t nb, float* out) {
-  constexpr size_t kBytes = kFive ? sizeof(BlockQ5_0) : sizeof(BlockQ4_0);
-  constexpr int kOff = kFive ? 16 : 8;
-  __m256 acc[NT];
-  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* blk = row + b * kBytes;
-    __m256i q = nibbles_32(blk + (kFive ? 6 : 2));
-    if constexpr (kFive) q = with_fifth_bits(q, load_u32(blk + 2));
-    const float d = half_to_float(blk);
-    for (int t = 0; t < NT; ++t) {
-      const __m256i p = dot_u8s8(lane0(-kOff * x[t].sum[b]), q, load_x(x[t], b));
-      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * x[t].d[b]), acc[t]);
+template <bool kFive>
+struct DotQ45_0 {
+  template <int NT>
+  static void run(const uint8_t* row, const QuantRow* x, int64_t nb, float* out) {
+    constexpr size_t kBytes = kFive ? sizeof(BlockQ5_0) : sizeof(BlockQ4_0);
+    constexpr int kOff = kFive ? 16 : 8;
+    __m256 acc[NT];
+    for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = row + b * kBytes;
+      __m256i q = nibbles_32(blk + (kFive ? 6 : 2));
+      if constexpr (kFive) q = with_fifth_bits(q, load_u32(blk + 2));
+      const float d = half_to_float(blk);
+      for (int t = 0; t < NT; ++t) {
+        const __m256i p = dot_u8s8(lane0(-kOff * x[t].sum[b]), q, load_x(x[t], b));
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * x[t].d[b]), acc[t]);
+      }
     }
+    for (int t = 0; t < NT; ++t) out[t] = hsum(acc[t]);
   }
-  for (int t = 0; t < NT; ++t) out[t] = hsum(acc[t]);
-}
+};
 
 // Q4_1 / Q5_1: y = d·q + m, so Σ y·x = d·Σ q·x + m·Σx.
-template <bool kFive, int NT>
-void dot_q4q5_1(const uint8_t* row, const QuantRow* x, int64_t nb, float* out) {
-  constexpr size_t kBytes = kFive ? sizeof(BlockQ5_1) : sizeof(BlockQ4_1);
-  __m256 acc[NT];
-  float mins[NT];
-  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps(), mins[t] = 0.0f;
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* blk = row + b * kBytes;
-    __m256i q = nibbles_32(blk + (kFive ? 8 : 4));
-    if constexpr (kFive) q = with_fifth_bits(q, load_u32(blk + 4));
-    const float d = half_to_float(blk), m = half_to_float(blk + 2);
-    for (int t = 0; t < NT; ++t) {
-      const __m256i p = dot_u8s8(_mm256_setzero_si256(), q, load_x(x[t], b));
-      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * x[t].d[b]), acc[t]);
-      mins[t] += m * x[t].d[b] * static_cast<float>(x[t].sum[b]);
+template <bool kFive>
+struct DotQ45_1 {
+  template <int NT>
+  static void run(const uint8_t* row, const QuantRow* x, int64_t nb, float* out) {
+    constexpr size_t kBytes = kFive ? sizeof(BlockQ5_1) : sizeof(BlockQ4_1);
+    __m256 acc[NT];
+    float mins[NT];
+    for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps(), mins[t] = 0.0f;
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = row + b * kBytes;
+      __m256i q = nibbles_32(blk + (kFive ? 8 : 4));
+      if constexpr (kFive) q = with_fifth_bits(q, load_u32(blk + 4));
+      const float d = half_to_float(blk), m = half_to_float(blk + 2);
+      for (int t = 0; t < NT; ++t) {
+        const __m256i p = dot_u8s8(_mm256_setzero_si256(), q, load_x(x[t], b));
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * x[t].d[b]), acc[t]);
+        mins[t] += m * x[t].d[b] * static_cast<float>(x[t].sum[b]);
+      }
     }
+    for (int t = 0; t < NT; ++t) out[t] = hsum(acc[t]) + mins[t];
   }
-  for (int t = 0; t < NT; ++t) out[t] = hsum(acc[t]) + mins[t];
-}
+};
 
 // ---- K-quants (256-value super-blocks; each 32-value activation block inside one) -------------
 
@@ -164,133 +172,109 @@ inline void k4_scales_mins(const uint8_t* packed, __m256i& scales, __m256i& mins
 // Q4_K / Q5_K: sub-block s (32 values) uses qs[32(s/2) ..] low (even s) or high nibbles; Q5_K's
 // bit 4 of value l in sub-block s is bit s of qh[l]. The super-block's 8 sub-block scales are
 // applied as one vector: lane s of `scale` multiplies sub-block s's dot.
-template <bool kFive, int NT>
-void dot_q4q5_k(const uint8_t* row, const QuantRow* x, int64_t nsb, float* out) {
-  constexpr size_t kBytes = kFive ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
-  constexpr size_t kQs = kFive ? 48 : 16;
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
-  __m256 acc[NT], mins[NT];
-  for (int t = 0; t < NT; ++t) acc[t] = mins[t] = _mm256_setzero_ps();
-  for (int64_t sb = 0; sb < nsb; ++sb) {
-    const uint8_t* blk = row + sb * kBytes;
-    __m256i sc, mn;
-    k4_scales_mins(blk + 4, sc, mn);
-    const __m256 dsc = _mm256_mul_ps(_mm256_cvtepi32_ps(sc), _mm256_set1_ps(half_to_float(blk)));
-    const __m256 dmn = _mm256_mul_ps(_mm256_cvtepi32_ps(mn), _mm256_set1_ps(half_to_float(blk + 2)));
-    __m256 scale[NT];
-    for (int t = 0; t < NT; ++t) {
-      const __m256 dx = _mm256_loadu_ps(x[t].d + 8 * sb);
-      scale[t] = _mm256_mul_ps(dsc, dx);
-      const __m256 xsum = _mm256_mul_ps(
-          dx, _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t].sum + 8 * sb))));
-      mins[t] = _mm256_fmadd_ps(dmn, xsum, mins[t]);
-    }
-    [[maybe_unused]] __m256i qh;
-    if constexpr (kFive) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16));
-    for (int c = 0; c < 4; ++c) {
-      const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQs + 32 * c));
-      __m256i q[2] = {_mm256_and_si256(qs, m4), _mm256_and_si256(_mm256_srli_epi16(qs, 4), m4)};
-      for (int h = 0; h < 2; ++h) {
-        const int s = 2 * c + h;
-        if constexpr (kFive) {
-          // bit s of each qh byte -> 0x10
-          const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << s));
-          q[h] = _mm256_or_si256(
-              q[h], _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit), _mm256_set1_epi8(0x10)));
-        }
-        for (int t = 0; t < NT; ++t) {
-          const __m256i p = dot_u8s8(_mm256_setzero_si256(), q[h], load_x(x[t], sb * 8 + s));
-          acc[t] =
-              _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_permutevar8x32_ps(scale[t], _mm256_set1_epi32(s)), acc[t]);
+template <bool kFive>
+struct DotQ45_K {
+  template <int NT>
+  static void run(const uint8_t* row, const QuantRow* x, int64_t nsb, float* out) {
+    constexpr size_t kBytes = kFive ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
+    constexpr size_t kQs = kFive ? 48 : 16;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc[NT], mins[NT];
+    for (int t = 0; t < NT; ++t) acc[t] = mins[t] = _mm256_setzero_ps();
+    for (int64_t sb = 0; sb < nsb; ++sb) {
+      const uint8_t* blk = row + sb * kBytes;
+      __m256i sc, mn;
+      k4_scales_mins(blk + 4, sc, mn);
+      const __m256 dsc = _mm256_mul_ps(_mm256_cvtepi32_ps(sc), _mm256_set1_ps(half_to_float(blk)));
+      const __m256 dmn = _mm256_mul_ps(_mm256_cvtepi32_ps(mn), _mm256_set1_ps(half_to_float(blk + 2)));
+      __m256 scale[NT];
+      for (int t = 0; t < NT; ++t) {
+        const __m256 dx = _mm256_loadu_ps(x[t].d + 8 * sb);
+        scale[t] = _mm256_mul_ps(dsc, dx);
+        const __m256 xsum = _mm256_mul_ps(
+            dx, _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t].sum + 8 * sb))));
+        mins[t] = _mm256_fmadd_ps(dmn, xsum, mins[t]);
+      }
+      [[maybe_unused]] __m256i qh;
+      if constexpr (kFive) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16));
+      for (int c = 0; c < 4; ++c) {
+        const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQs + 32 * c));
+        __m256i q[2] = {_mm256_and_si256(qs, m4), _mm256_and_si256(_mm256_srli_epi16(qs, 4), m4)};
+        for (int h = 0; h < 2; ++h) {
+          const int s = 2 * c + h;
+          if constexpr (kFive) {
+            // bit s of each qh byte -> 0x10
+            const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << s));
+            q[h] = _mm256_or_si256(
+                q[h], _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit), _mm256_set1_epi8(0x10)));
+          }
+          for (int t = 0; t < NT; ++t) {
+            const __m256i p = dot_u8s8(_mm256_setzero_si256(), q[h], load_x(x[t], sb * 8 + s));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_permutevar8x32_ps(scale[t], _mm256_set1_epi32(s)),
+                                     acc[t]);
+          }
         }
       }
     }
+    for (int t = 0; t < NT; ++t) out[t] = hsum(acc[t]) - hsum(mins[t]);
   }
-  for (int t = 0; t < NT; ++t) out[t] = hsum(acc[t]) - hsum(mins[t]);
-}
+};
 
 // Q6_K: per 128-value half h, output group k (32 values) = 4 low bits from ql (bytes 0..31 for
 // k = 0,2, 32..63 for k = 1,3; high nibble for k >= 2) and 2 high bits from qh at bits 2k;
 // stored +32. Scales per 16 values: lanes 0..3 of a block's dot take one, lanes 4..7 the next.
-template <int NT>
-void dot_q6_k(const uint8_t* row, const QuantRow* x, int64_t nsb, float* out) {
-  const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30);
-  const __m256i k32 = _mm256_set1_epi8(32);
-  __m256 acc[NT];
-  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
-  for (int64_t sb = 0; sb < nsb; ++sb) {
-    const uint8_t* blk = row + sb * sizeof(BlockQ6_K);
-    const auto* scales = reinterpret_cast<const int8_t*>(blk + 192);
-    const float d = half_to_float(blk + 208);
-    for (int h = 0; h < 2; ++h) {
-      const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * h));
-      const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * h + 32));
-      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * h));
-      const __m256i q[4] = {_mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2)),
-                            _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2)),
-                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2)),
-                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                                            _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2))};
-      for (int k = 0; k < 4; ++k) {
-        const int64_t xb = sb * 8 + 4 * h + k;
-        const int j = 8 * h + 2 * k;
-        for (int t = 0; t < NT; ++t) {
-          const __m256i xv = load_x(x[t], xb);
-          const __m256i p =
-              _mm256_sub_epi32(dot_u8s8(_mm256_setzero_si256(), q[k], xv), dot_u8s8(_mm256_setzero_si256(), k32, xv));
-          const float sd = d * x[t].d[xb];
-          const __m256 sv = _mm256_set_m128(_mm_set1_ps(sd * static_cast<float>(scales[j + 1])),
-                                            _mm_set1_ps(sd * static_cast<float>(scales[j])));
-          acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sv, acc[t]);
+struct DotQ6_K {
+  template <int NT>
+  static void run(const uint8_t* row, const QuantRow* x, int64_t nsb, float* out) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30);
+    const __m256i k32 = _mm256_set1_epi8(32);
+    __m256 acc[NT];
+    for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+    for (int64_t sb = 0; sb < nsb; ++sb) {
+      const uint8_t* blk = row + sb * sizeof(BlockQ6_K);
+      const auto* scales = reinterpret_cast<const int8_t*>(blk + 192);
+      const float d = half_to_float(blk + 208);
+      for (int h = 0; h < 2; ++h) {
+        const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * h));
+        const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * h + 32));
+        const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * h));
+        const __m256i q[4] = {
+            _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2)),
+            _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                            _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2))};
+        for (int k = 0; k < 4; ++k) {
+          const int64_t xb = sb * 8 + 4 * h + k;
+          const int j = 8 * h + 2 * k;
+          for (int t = 0; t < NT; ++t) {
+            const __m256i xv = load_x(x[t], xb);
+            const __m256i p =
+                _mm256_sub_epi32(dot_u8s8(_mm256_setzero_si256(), q[k], xv), dot_u8s8(_mm256_setzero_si256(), k32, xv));
+            const float sd = d * x[t].d[xb];
+            const __m256 sv = _mm256_set_m128(_mm_set1_ps(sd * static_cast<float>(scales[j + 1])),
+                                              _mm_set1_ps(sd * static_cast<float>(scales[j])));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sv, acc[t]);
+          }
         }
       }
     }
+    for (int t = 0; t < NT; ++t) out[t] = hsum(acc[t]);
   }
-  for (int t = 0; t < NT; ++t) out[t] = hsum(acc[t]);
-}
+};
 
 // NT tokens' dots of nrows rows: y[t * ldy + r].
-template <template <int> class Dot, int NT>
+template <class Dot, int NT>
 void rows_of(const uint8_t* w, size_t stride, int64_t nrows, int64_t n, const QuantRow* x, float* y, int64_t ldy) {
   float out[NT];
   for (int64_t r = 0; r < nrows; ++r) {
-    Dot<NT>::run(w + static_cast<size_t>(r) * stride, x, n, out);
+    Dot::template run<NT>(w + static_cast<size_t>(r) * stride, x, n, out);
     for (int t = 0; t < NT; ++t) y[t * ldy + r] = out[t];
   }
 }
-// The dots as class templates over NT (template template arguments of rows_of).
-template <int NT>
-struct DotQ8_0 {
-  static void run(const uint8_t* r, const QuantRow* x, int64_t n, float* o) { dot_q8_0<NT>(r, x, n, o); }
-};
-template <bool kFive>
-struct DotQ45_0 {
-  template <int NT>
-  struct T {
-    static void run(const uint8_t* r, const QuantRow* x, int64_t n, float* o) { dot_q4q5_0<kFive, NT>(r, x, n, o); }
-  };
-};
-template <bool kFive>
-struct DotQ45_1 {
-  template <int NT>
-  struct T {
-    static void run(const uint8_t* r, const QuantRow* x, int64_t n, float* o) { dot_q4q5_1<kFive, NT>(r, x, n, o); }
-  };
-};
-template <bool kFive>
-struct DotQ45_K {
-  template <int NT>
-  struct T {
-    static void run(const uint8_t* r, const QuantRow* x, int64_t n, float* o) { dot_q4q5_k<kFive, NT>(r, x, n, o); }
-  };
-};
-template <int NT>
-struct DotQ6_K {
-  static void run(const uint8_t* r, const QuantRow* x, int64_t n, float* o) { dot_q6_k<NT>(r, x, n, o); }
-};
-
-// NT of the T tokens at a time (4 at most: the accumulators of 4 tokens fit AVX2's 16 registers).
-template <template <int> class Dot>
+// NT of the T tokens at a time (4 at most: more tokens' accumulators would overflow AVX2's 16 vector
+// registers).
+template <class Dot>
 void rows_tokens(const uint8_t* w, size_t stride, int64_t nrows, int64_t n, const QuantRow* x, int64_t T, float* y,
                  int64_t ldy) {
   int64_t t = 0;
@@ -315,17 +299,17 @@ void rows_dot_q8_x86(unicorn::GgmlType type, const uint8_t* w, size_t stride, in
     case GgmlType::Q8_0:
       return rows_tokens<DotQ8_0>(w, stride, nrows, nb, x, T, y, ldy);
     case GgmlType::Q4_0:
-      return rows_tokens<DotQ45_0<false>::T>(w, stride, nrows, nb, x, T, y, ldy);
+      return rows_tokens<DotQ45_0<false>>(w, stride, nrows, nb, x, T, y, ldy);
     case GgmlType::Q5_0:
-      return rows_tokens<DotQ45_0<true>::T>(w, stride, nrows, nb, x, T, y, ldy);
+      return rows_tokens<DotQ45_0<true>>(w, stride, nrows, nb, x, T, y, ldy);
     case GgmlType::Q4_1:
-      return rows_tokens<DotQ45_1<false>::T>(w, stride, nrows, nb, x, T, y, ldy);
+      return rows_tokens<DotQ45_1<false>>(w, stride, nrows, nb, x, T, y, ldy);
     case GgmlType::Q5_1:
-      return rows_tokens<DotQ45_1<true>::T>(w, stride, nrows, nb, x, T, y, ldy);
+      return rows_tokens<DotQ45_1<true>>(w, stride, nrows, nb, x, T, y, ldy);
     case GgmlType::Q4_K:
-      return rows_tokens<DotQ45_K<false>::T>(w, stride, nrows, nsb, x, T, y, ldy);
+      return rows_tokens<DotQ45_K<false>>(w, stride, nrows, nsb, x, T, y, ldy);
     case GgmlType::Q5_K:
-      return rows_tokens<DotQ45_K<true>::T>(w, stride, nrows, nsb, x, T, y, ldy);
+      return rows_tokens<DotQ45_K<true>>(w, stride, nrows, nsb, x, T, y, ldy);
     case GgmlType::Q6_K:
       return rows_tokens<DotQ6_K>(w, stride, nrows, nsb, x, T, y, ldy);
     default:

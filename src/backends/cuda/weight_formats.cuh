@@ -167,6 +167,26 @@ constexpr unsigned kPlaneD = 1, kPlaneQh = 2, kPlaneSc = 4;
 __device__ __forceinline__ float2 split_dm(uint32_t dm) {
   return {half_to_float(static_cast<uint16_t>(dm & 0xFFFFu)), half_to_float(static_cast<uint16_t>(dm >> 16))};
 }
+__device__ __forceinline__ const uint32_t* dm_word(const DeviceWeight& w, int64_t r, int64_t b) {
+  return reinterpret_cast<const uint32_t*>(w.d) + r * w.blocks_per_row + b;
+}
+// The scale of the formats with a minimum (Q4_1, Q5_1: Raw::dm holds the pair): y = d q + m, so
+// sum y x = d * x_d * sum q x + m * (x_d * sum x).
+struct DmScale {
+  using Scale = float2;  // (d, m)
+  template <class Raw>
+  static __device__ __forceinline__ float2 scale(const Raw& r, int64_t) {
+    return split_dm(r.dm);
+  }
+  static __device__ __forceinline__ float scaled(float2 dm, float2 ds, int s) {
+    return dm.x * ds.x * static_cast<float>(s) + dm.y * ds.y;
+  }
+};
+// Value o + i (i < 8, o % 8 == 0) of a 32-value block of nibbles in Q4_0's order (value j in the
+// low nibble of byte j, j + 16 in its high one) from its bytes o % 16 .. o % 16 + 7.
+__device__ __forceinline__ uint32_t nibble_value(const uint2& a, int o, int i) {
+  return ((i < 4 ? a.x : a.y) >> (8 * (i % 4) + 4 * (o / 16))) & 0xFu;
+}
 
 // y = d * q
 struct FormatQ8_0 : RawDot<FormatQ8_0> {
@@ -218,13 +238,8 @@ struct FormatQ4_0 : RawDot<FormatQ4_0> {
     const int o = static_cast<int>(k % 32);
     const uint2 a = __ldg(reinterpret_cast<const uint2*>(w.q + r * w.q_row_bytes + b * 16 + (o % 16)));
     const float d = half_to_float(__ldg(w.d + r * w.blocks_per_row + b));
-    const int shift = 4 * (o / 16);
-    const uint32_t v[2] = {a.x, a.y};
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const int q = static_cast<int>((v[i / 4] >> (8 * (i % 4) + shift)) & 0xFu);
-      y[i] = __fmul_rn(d, static_cast<float>(q - 8));
-    }
+    for (int i = 0; i < 8; ++i) y[i] = __fmul_rn(d, static_cast<float>(static_cast<int>(nibble_value(a, o, i)) - 8));
   }
   static constexpr int kUnrollOne = 8;
   struct Raw {
@@ -252,7 +267,7 @@ struct FormatQ4_0 : RawDot<FormatQ4_0> {
 };
 
 // y = d * q + m, q of 4 bits in Q4_0's order; the d plane holds the f16 pair (d, m) per block.
-struct FormatQ4_1 : RawDot<FormatQ4_1> {
+struct FormatQ4_1 : RawDot<FormatQ4_1>, DmScale {
   static constexpr int kItem = 32;
   static constexpr unsigned kPlanes = kPlaneD;
   static constexpr int kDWords = 2;  // f16 values of the d plane per block
@@ -260,14 +275,9 @@ struct FormatQ4_1 : RawDot<FormatQ4_1> {
     const int64_t b = k / 32;
     const int o = static_cast<int>(k % 32);
     const uint2 a = __ldg(reinterpret_cast<const uint2*>(w.q + r * w.q_row_bytes + b * 16 + (o % 16)));
-    const uint32_t dm = __ldg(reinterpret_cast<const uint32_t*>(w.d) + r * w.blocks_per_row + b);
-    const float d = half_to_float(static_cast<uint16_t>(dm & 0xFFFFu)),
-                m = half_to_float(static_cast<uint16_t>(dm >> 16));
-    const int shift = 4 * (o / 16);
-    const uint32_t v[2] = {a.x, a.y};
+    const float2 dm = split_dm(__ldg(dm_word(w, r, b)));
 #pragma unroll
-    for (int i = 0; i < 8; ++i)
-      y[i] = __fadd_rn(__fmul_rn(d, static_cast<float>((v[i / 4] >> (8 * (i % 4) + shift)) & 0xFu)), m);
+    for (int i = 0; i < 8; ++i) y[i] = __fadd_rn(__fmul_rn(dm.x, static_cast<float>(nibble_value(a, o, i))), dm.y);
   }
   static constexpr int kUnrollOne = 8;  // as Q4_0 (matvec_quant.cu)
   struct Raw {
@@ -275,8 +285,7 @@ struct FormatQ4_1 : RawDot<FormatQ4_1> {
     uint32_t dm;
   };
   static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t b) {
-    return {ldw16(w.q + r * w.q_row_bytes + b * 16),
-            ldw4(reinterpret_cast<const uint32_t*>(w.d) + r * w.blocks_per_row + b)};
+    return {ldw16(w.q + r * w.q_row_bytes + b * 16), ldw4(dm_word(w, r, b))};
   }
   template <int NT, int P>
   static __device__ __forceinline__ void dot_rows(const Raw* raw, int64_t b, ActQ8 x, int64_t K, int T,
@@ -284,12 +293,6 @@ struct FormatQ4_1 : RawDot<FormatQ4_1> {
     dot32_rows<FormatQ4_1, NT, P>(raw, b, x, K, T, acc);
   }
   static __device__ __forceinline__ void unpack(const Raw& r, uint32_t* q) { unpack_nibbles(r.q, q); }
-  using Scale = float2;  // (d, m)
-  static __device__ __forceinline__ float2 scale(const Raw& r, int64_t) { return split_dm(r.dm); }
-  // sum (d q + m) x = d * x_d * sum q x + m * (x_d * sum x).
-  static __device__ __forceinline__ float scaled(float2 dm, float2 ds, int s) {
-    return dm.x * ds.x * static_cast<float>(s) + dm.y * ds.y;
-  }
 };
 
 // The fifth bits of a 32-value block as the device holds them (Q5_0, Q5_1, Q5_K's sub-blocks;
@@ -355,7 +358,7 @@ struct FormatQ5_0 : RawDot<FormatQ5_0> {
 
 // y = d * q + m, q of 5 bits (the fifth bits in unpack_fifth_bits' order); the d plane holds the
 // f16 pair (d, m) per block.
-struct FormatQ5_1 : RawDot<FormatQ5_1> {
+struct FormatQ5_1 : RawDot<FormatQ5_1>, DmScale {
   static constexpr int kItem = 32;
   static constexpr unsigned kPlanes = kPlaneD | kPlaneQh;
   static constexpr int kQhWords = 1;  // 32-bit words of the qh plane per block
@@ -365,11 +368,10 @@ struct FormatQ5_1 : RawDot<FormatQ5_1> {
     const int o = static_cast<int>(k % 32);
     const uint2 a = __ldg(reinterpret_cast<const uint2*>(w.q + r * w.q_row_bytes + b * 16 + (o % 16)));
     const uint32_t qh = __ldg(w.qh + r * w.blocks_per_row + b);
-    const uint32_t dm = __ldg(reinterpret_cast<const uint32_t*>(w.d) + r * w.blocks_per_row + b);
-    const float d = half_to_float(static_cast<uint16_t>(dm & 0xFFFFu)),
-                m = half_to_float(static_cast<uint16_t>(dm >> 16));
+    const float2 dm = split_dm(__ldg(dm_word(w, r, b)));
 #pragma unroll
-    for (int j = 0; j < 8; ++j) y[j] = __fadd_rn(__fmul_rn(d, static_cast<float>(fifth_bit_value(a, qh, o, j))), m);
+    for (int j = 0; j < 8; ++j)
+      y[j] = __fadd_rn(__fmul_rn(dm.x, static_cast<float>(fifth_bit_value(a, qh, o, j))), dm.y);
   }
   static constexpr int kUnrollOne = 8;  // as Q4_0 (matvec_quant.cu)
   struct Raw {
@@ -377,8 +379,7 @@ struct FormatQ5_1 : RawDot<FormatQ5_1> {
     uint32_t qh, dm;
   };
   static __device__ __forceinline__ Raw load(const DeviceWeight& w, int64_t r, int64_t b) {
-    return {ldw16(w.q + r * w.q_row_bytes + b * 16), ldw4(w.qh + r * w.blocks_per_row + b),
-            ldw4(reinterpret_cast<const uint32_t*>(w.d) + r * w.blocks_per_row + b)};
+    return {ldw16(w.q + r * w.q_row_bytes + b * 16), ldw4(w.qh + r * w.blocks_per_row + b), ldw4(dm_word(w, r, b))};
   }
   template <int NT, int P>
   static __device__ __forceinline__ void dot_rows(const Raw* raw, int64_t b, ActQ8 x, int64_t K, int T,
@@ -386,12 +387,6 @@ struct FormatQ5_1 : RawDot<FormatQ5_1> {
     dot32_rows<FormatQ5_1, NT, P>(raw, b, x, K, T, acc);
   }
   static __device__ __forceinline__ void unpack(const Raw& r, uint32_t* q) { unpack_fifth_bits(r.q, r.qh, q); }
-  using Scale = float2;  // (d, m)
-  static __device__ __forceinline__ float2 scale(const Raw& r, int64_t) { return split_dm(r.dm); }
-  // sum (d q + m) x = d * x_d * sum q x + m * (x_d * sum x).
-  static __device__ __forceinline__ float scaled(float2 dm, float2 ds, int s) {
-    return dm.x * ds.x * static_cast<float>(s) + dm.y * ds.y;
-  }
 };
 
 // ---- 256-value K-quants -------------------------------------------------------------------------

@@ -84,6 +84,14 @@ class MatvecSwitches {
     (void)n;
 #endif
   }
+  // 2-8 tokens on int8 tensor cores (true, the default) or through the dp4a matvec.
+  void mma(bool on) {
+#ifdef UNICORN_HAVE_CUDA
+    set(cuda::matvec_mma(), on, [](bool v) { cuda::set_matvec_mma(v); });
+#else
+    (void)on;
+#endif
+  }
   // 4 rows per warp for single weights of short rows with at least `min_rows` rows (0: off).
   void quad_rows(int64_t min_rows) {
 #ifdef UNICORN_HAVE_CUDA

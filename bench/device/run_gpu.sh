@@ -50,6 +50,9 @@ fi
 if [ "${KERNEL_BENCH:-0}" = 1 ]; then  # per-kernel timings (tests/test_cuda_ops.cpp CudaBench.*)
   UNICORN_CUDA_BENCH=1 timeout 240 ./build/gpu/unicorn_tests --gtest_filter='CudaBench*' > "$OUT/kernel_bench.md" 2>&1
   grep -E "^\||27B|FAILED" "$OUT/kernel_bench.md" | head -80
+  echo "2-8 tokens through the dp4a matvec instead of matvec_mma (UNICORN_CUDA_MMA_DECODE=0):"
+  UNICORN_CUDA_MMA_DECODE=0 UNICORN_CUDA_BENCH=1 timeout 120 ./build/gpu/unicorn_tests \
+    --gtest_filter='CudaBench.Gemma27BMatmulBandwidth' 2>&1 | grep -E "^\| [^|]+ \| [^|]+ \| [248] \|"
   echo "tensor-core small batch below 9 tokens (UNICORN_MMA_MIN_TOKENS=2):"
   UNICORN_MMA_MIN_TOKENS=2 UNICORN_CUDA_BENCH=1 timeout 120 ./build/gpu/unicorn_tests \
     --gtest_filter='CudaBench.Gemma27BMatmulBandwidth' 2>&1 | grep -E "^\| Q4_0 \| 5376 -> 21504 \| [248] \|"
@@ -72,9 +75,14 @@ for size in ${SIZES_BENCH:-}; do  # the smaller sizes at Q4_0, e.g. SIZES_BENCH=
   timeout 120 $U bench --synthetic "$size" --type q4_0 --device cuda -p 512 -n 128 -d 0 -d 4096 -r 2 \
     --json-file "$OUT/bench_${size}_q4_0.json" 2>&1 | tee -a "$OUT/bench.md" | grep -E '^\| gemma|% of the roofline'
 done
-for p in ${PARALLEL:-}; do  # batched decode, e.g. PARALLEL="1 2 4 8": tg64 xP of 27B (PARALLEL_TYPE, default q4_0)
-  timeout 150 $U bench --synthetic 27b --type "${PARALLEL_TYPE:-q4_0}" --device cuda -p 0 -n 64 -P "$p" -r 2 2>&1 |
-    grep -E '\| tg|of the roofline' | tee -a "$OUT/bench.md"
+# batched decode, e.g. PARALLEL="1 2 4 8": tg64 xP of 27B (PARALLEL_TYPE, default q4_0), under each
+# setting of PARALLEL_ENVS (e.g. "UNICORN_CUDA_MMA_DECODE=1 UNICORN_CUDA_MMA_DECODE=0"; default none)
+for env in ${PARALLEL_ENVS:-UNICORN_PARALLEL_DEFAULT=1}; do
+  for p in ${PARALLEL:-}; do
+    echo "$env:" | tee -a "$OUT/bench.md"
+    env "$env" timeout 150 $U bench --synthetic 27b --type "${PARALLEL_TYPE:-q4_0}" --device cuda -p 0 -n 64 -P "$p" \
+      -r 2 2>&1 | grep -E '\| tg|of the roofline' | tee -a "$OUT/bench.md"
+  done
 done
 if [ -n "${NCU_MATVEC:-}" ]; then  # stall reasons of one decode step's matvecs, e.g. NCU_MATVEC=q4_mix
   timeout 240 ncu --clock-control none -k regex:'matvec' -c 8 --section SpeedOfLight --section Occupancy \

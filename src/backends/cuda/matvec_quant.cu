@@ -13,6 +13,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "backends/cuda/gelu.cuh"
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launch.cuh"
 #include "backends/cuda/matvec_shape.h"
@@ -28,11 +29,6 @@ template <class F>
 concept HasRaw = requires {
   typename F::Raw;
 };
-
-__device__ __forceinline__ float gelu_tanh(float x) {
-  constexpr float kSqrt2OverPi = 0.7978845608028654f;
-  return 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
-}
 
 template <int NT>
 __device__ __forceinline__ void warp_sum(float* acc) {
@@ -513,6 +509,13 @@ cudaError_t launch_job(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
   if (T < 1) return cudaSuccess;  // no tokens: nothing to compute (the one-token kernels assume T == 1)
   for (int i = 1; i < job.n; ++i)
     if (job.w[i].cols != job.w[0].cols) return cudaErrorInvalidValue;
+  // 2-8 tokens on int8 tensor cores where the shapes allow (matvec_mma.cu).
+  if (T >= 2 && matvec_mma_supports(job, T) && (!GLU || job.w[1].rows == job.w[0].rows)) {
+    const int mix = GLU ? 0 : kquant_mix(job);
+    bool same = true;
+    for (int i = 1; i < job.n; ++i) same = same && job.w[i].type == job.w[0].type;
+    if (same || mix != 0) return launch_matvec_mma(job, x, T, GLU, mix, s);
+  }
   if constexpr (!GLU) {
     switch (kquant_mix(job)) {
       case 1:

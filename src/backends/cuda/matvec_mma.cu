@@ -1,0 +1,256 @@
+// Batched decode (2 to 8 tokens) of the quantized matvec on int8 tensor cores: each
+// mma.sync.m16n8k32 multiplies one 32-value item of 16 weight rows by the same item of the 8 token
+// rows' int8 activations (ActQ8, as the dp4a matvec reads them; tokens past T are zeros), and its
+// int32 results are scaled into f32 accumulators as the dp4a matvec scales its dot products
+// (mma_frag.cuh). The dp4a matvec reads each activation word once per row (per row pair since
+// session 27), so at 8 tokens it issued 8 dp4a and 8 activation loads per weight word and took
+// ~3x its one-token time; here one mma serves 16 rows x 8 tokens, and a lane's activation loads
+// serve RT x 16 rows.
+//
+// Layout: a block of kw warps owns 16 * RT consecutive rows of one weight of the job (a GeGLU pair:
+// the same rows of gate and up); its warps split the row's items in groups of 4 (warp w takes
+// groups w, w + kw, ...), each lane loading its fragment words of 4 items per row at once
+// (MmaGroup). The warps' partial sums meet in shared memory, and the block writes y[t * rows + r]
+// (for a GeGLU pair gelu_tanh(gate) * up, spec §2.5).
+#include <algorithm>
+#include <atomic>
+#include <type_traits>
+
+#include "backends/cuda/gelu.cuh"
+#include "backends/cuda/kernels.h"
+#include "backends/cuda/launch.cuh"
+#include "backends/cuda/matvec_shape.h"
+#include "backends/cuda/mma_frag.cuh"
+
+namespace unicorn::cuda {
+namespace {
+
+constexpr int kGroup = 4;      // items per lane and load group (MmaGroup)
+constexpr int kMaxWarps = 16;  // warps per block along the items
+
+std::atomic<bool> g_mma_decode{true};
+
+// C[16x8] = A[16x32] B[32x8] in int32 (fragments: mma_frag.cuh).
+__device__ __forceinline__ void mma_k32(const uint32_t a[4], uint32_t b0, uint32_t b1, int r[4]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};"
+      : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "r"(0), "r"(0), "r"(0), "r"(0));
+}
+// C[16x8] = A[16x16] B[16x8]: a0 row g, a1 row g + 8, values 4c..4c+3; b0 token g.
+__device__ __forceinline__ void mma_k16(uint32_t a0, uint32_t a1, uint32_t b0, int r[4]) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%7,%8,%9,%10};"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a0), "r"(a1), "r"(b0), "r"(0), "r"(0), "r"(0), "r"(0));
+}
+__device__ __forceinline__ uint32_t ld_dep_u32(const void* p) {
+  uint32_t r;
+  asm volatile("ld.global.u32 %0, [%1];" : "=r"(r) : "l"(p));
+  return r;
+}
+
+// One block's rows [row0, row0 + 16 RT) of the P weights w[0..P) (P = 2: a GeGLU pair) against
+// the T tokens of x: acc[p][rt][i] is C fragment entry i of row tile rt (rows row0 + 16 rt + g
+// (+ 8 for i >= 2), tokens 2c + i % 2).
+template <class F, int P, int RT>
+__device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t row0, ActQ8 x, int T, int wk, int kw,
+                                         float (&acc)[P][RT][4]) {
+  using M = MmaGroup<F>;
+  const int lane = static_cast<int>(threadIdx.x % 32), g = lane / 4, c = lane % 4;
+  const int64_t rows = w[0]->rows, K = w[0]->cols, items = K / 32;
+  int64_t r[RT][2];  // rows past the end read the last row and are not stored
+#pragma unroll
+  for (int rt = 0; rt < RT; ++rt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) r[rt][h] = min(row0 + 16 * rt + 8 * h + g, rows - 1);
+  // Activations: token g's words for the B fragment, tokens 2c and 2c + 1's block scales.
+  const bool live_b = g < T, live0 = 2 * c < T, live1 = 2 * c + 1 < T;
+  const int8_t* xb = x.q + static_cast<int64_t>(g) * K + 4 * c;
+  const float* ds0 = x.ds + static_cast<int64_t>(2 * c) * items;
+  const float* ds1 = ds0 + items;
+#pragma unroll
+  for (int p = 0; p < P; ++p)
+#pragma unroll
+    for (int rt = 0; rt < RT; ++rt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[p][rt][i] = 0.0f;
+
+  int64_t i0 = static_cast<int64_t>(wk) * kGroup;
+  typename M::G grp[P][RT][2];
+  auto load = [&](int64_t at) {
+#pragma unroll
+    for (int p = 0; p < P; ++p)
+#pragma unroll
+      for (int rt = 0; rt < RT; ++rt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) grp[p][rt][h] = M::load(*w[p], r[rt][h], at, c);
+  };
+  // Weights do not depend on the previous kernel: the first group's loads go before pdl_wait().
+  if (i0 < items) load(i0);
+  pdl_wait();
+  while (i0 < items) {
+#pragma unroll
+    for (int u = 0; u < kGroup; ++u) {
+      const int64_t item = i0 + u;
+      uint32_t b0 = 0, b1 = 0;
+      if (live_b) {
+        b0 = ld_dep_u32(xb + item * 32);
+        b1 = ld_dep_u32(xb + item * 32 + 16);
+      }
+      const float2 d0 = live0 ? ld_dep_f2(ds0 + 2 * item) : make_float2(0.0f, 0.0f);
+      const float2 d1 = live1 ? ld_dep_f2(ds1 + 2 * item) : make_float2(0.0f, 0.0f);
+#pragma unroll
+      for (int p = 0; p < P; ++p)
+#pragma unroll
+        for (int rt = 0; rt < RT; ++rt) {
+          uint32_t a[4];  // rows g, g + 8 at values 4c.. (a0, a1) and 16 + 4c.. (a2, a3)
+          M::words(grp[p][rt][0], u, c, a[0], a[2]);
+          M::words(grp[p][rt][1], u, c, a[1], a[3]);
+          const auto s_lo = M::scale(grp[p][rt][0], u, i0), s_hi = M::scale(grp[p][rt][1], u, i0);
+          float* o = acc[p][rt];
+          if constexpr (M::kHalves) {
+            int e[4], f[4];
+            mma_k16(a[0], a[1], b0, e);
+            mma_k16(a[2], a[3], b1, f);
+            o[0] += M::scaled_halves(s_lo, d0.x, e[0], f[0]);
+            o[1] += M::scaled_halves(s_lo, d1.x, e[1], f[1]);
+            o[2] += M::scaled_halves(s_hi, d0.x, e[2], f[2]);
+            o[3] += M::scaled_halves(s_hi, d1.x, e[3], f[3]);
+          } else {
+            int e[4];
+            mma_k32(a, b0, b1, e);
+            o[0] += M::scaled(s_lo, d0, e[0]);
+            o[1] += M::scaled(s_lo, d1, e[1]);
+            o[2] += M::scaled(s_hi, d0, e[2]);
+            o[3] += M::scaled(s_hi, d1, e[3]);
+          }
+        }
+    }
+    i0 += static_cast<int64_t>(kw) * kGroup;
+    if (i0 < items) load(i0);
+  }
+}
+
+// The job's weight m (first_block ranges) of format F: the block's rows, their sums across the
+// block's warps, and the stores.
+template <class F, bool GLU, int RT>
+__device__ __forceinline__ void mma_block(const MatvecJob& job, int m, ActQ8 x, int T) {
+  constexpr int P = GLU ? 2 : 1;
+  extern __shared__ float part[];  // [kw][P][RT][4][32]
+  const int lane = static_cast<int>(threadIdx.x % 32), wk = static_cast<int>(threadIdx.x / 32);
+  const int kw = static_cast<int>(blockDim.x / 32);
+  const DeviceWeight* w[P];
+  w[0] = &job.w[m];
+  if constexpr (GLU) w[1] = &job.w[1];
+  const int64_t row0 = static_cast<int64_t>(blockIdx.x - job.first_block[m]) * 16 * RT;
+  float acc[P][RT][4];
+  mma_rows<F, P, RT>(w, row0, x, T, wk, kw, acc);
+  constexpr int kEntries = P * RT * 4;
+#pragma unroll
+  for (int p = 0; p < P; ++p)
+#pragma unroll
+    for (int rt = 0; rt < RT; ++rt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) part[((wk * P + p) * RT * 4 + rt * 4 + i) * 32 + lane] = acc[p][rt][i];
+  __syncthreads();
+  pdl_trigger();
+  const int64_t rows = job.w[m].rows;
+  float* y = job.y[m];
+  for (int e = static_cast<int>(threadIdx.x); e < RT * 4 * 32; e += static_cast<int>(blockDim.x)) {
+    const int rt = e / 128, i = (e / 32) % 4, l = e % 32;
+    float s[P];
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      s[p] = 0.0f;
+      for (int q = 0; q < kw; ++q) s[p] += part[((q * P + p) * RT * 4 + rt * 4 + i) * 32 + l];
+    }
+    const int64_t row = row0 + 16 * rt + l / 4 + 8 * (i / 2);
+    const int t = 2 * (l % 4) + i % 2;
+    if (row < rows && t < T) {
+      if constexpr (GLU)
+        y[t * rows + row] = gelu_tanh(s[0]) * s[1];
+      else
+        y[t * rows + row] = s[0];
+    }
+  }
+  (void)kEntries;
+}
+
+template <class F0, class F1, class F2, bool GLU, int RT>
+__global__ void __launch_bounds__(kMaxWarps * 32) matvec_mma(const __grid_constant__ MatvecJob job, ActQ8 x, int T) {
+  const int blk = static_cast<int>(blockIdx.x);
+  const int m =
+      GLU ? 0 : (job.n > 1 && blk >= job.first_block[1] ? (job.n > 2 && blk >= job.first_block[2] ? 2 : 1) : 0);
+  if constexpr (GLU || (std::is_same_v<F0, F1> && std::is_same_v<F0, F2>)) {
+    mma_block<F0, GLU, RT>(job, m, x, T);
+  } else {
+    if (m == 0)
+      mma_block<F0, GLU, RT>(job, 0, x, T);
+    else if (m == 1)
+      mma_block<F1, GLU, RT>(job, 1, x, T);
+    else
+      mma_block<F2, GLU, RT>(job, 2, x, T);
+  }
+}
+
+template <class F0, bool GLU, class F1 = F0, class F2 = F0>
+cudaError_t launch_formats(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
+  // A row tile per warp for a GeGLU pair (its gate and up words are two tiles' worth), two else.
+  constexpr int RT = GLU ? 1 : 2;
+  const int n = GLU ? 1 : job.n;
+  int64_t blocks = 0;
+  for (int i = 0; i < n; ++i) {
+    job.first_block[i] = static_cast<int>(blocks);
+    blocks += (job.w[i].rows + 16 * RT - 1) / (16 * RT);
+  }
+  for (int i = n; i < 4; ++i) job.first_block[i] = static_cast<int>(blocks);
+  job.n = n;
+  // Warps along the items: enough for about 16 warps per multiprocessor, while each warp keeps at
+  // least two groups of items.
+  const int64_t groups = job.w[0].cols / 32 / kGroup, want = 16 * static_cast<int64_t>(device_sm_count());
+  int kw = 1;
+  while (kw < kMaxWarps && blocks * kw < want && groups >= 4 * kw) kw *= 2;
+  const size_t smem = static_cast<size_t>(kw) * (GLU ? 2 : 1) * RT * 4 * 32 * sizeof(float);
+  return launch(matvec_mma<F0, F1, F2, GLU, RT>, dim3(static_cast<unsigned>(blocks)), dim3(kw * 32), smem, s, job, x,
+                T);
+}
+
+}  // namespace
+
+void set_matvec_mma(bool on) { g_mma_decode.store(on, std::memory_order_relaxed); }
+bool matvec_mma() { return g_mma_decode.load(std::memory_order_relaxed); }
+
+bool matvec_mma_supports(const MatvecJob& job, int T) {
+  if (!matvec_mma() || T < 2 || T > 8 || job.n < 1 || job.n > 3 || !sm80_or_later()) return false;
+  for (int i = 0; i < job.n; ++i)
+    if (job.w[i].cols % (32 * kGroup) != 0 || job.w[i].cols != job.w[0].cols || !matvec_quant_supports(job.w[i].type))
+      return false;
+  return true;
+}
+
+cudaError_t launch_matvec_mma(const MatvecJob& job, ActQ8 x, int T, bool glu, int kquant_mix, cudaStream_t s) {
+  if (!matvec_mma_supports(job, T)) return cudaErrorInvalidValue;
+  if (!glu) {
+    switch (kquant_mix) {
+      case 1:
+        return launch_formats<FormatQ4_K, false, FormatQ5_K, FormatQ6_K>(job, x, T, s);
+      case 2:
+        return launch_formats<FormatQ4_K, false, FormatQ4_K, FormatQ6_K>(job, x, T, s);
+      case 3:
+        return launch_formats<FormatQ5_K, false, FormatQ5_K, FormatQ6_K>(job, x, T, s);
+      default:
+        break;
+    }
+  }
+  for (int i = 1; i < job.n; ++i)
+    if (job.w[i].type != job.w[0].type) return cudaErrorInvalidValue;
+  cudaError_t e = cudaErrorNotSupported;
+  with_format(job.w[0].type, [&](auto f) {
+    using F = decltype(f);
+    if constexpr (requires { MmaGroup<F>::kHalves; })
+      e = glu ? launch_formats<F, true>(job, x, T, s) : launch_formats<F, false>(job, x, T, s);
+  });
+  return e;
+}
+
+}  // namespace unicorn::cuda

@@ -5,7 +5,8 @@
 // (mma_frag.cuh). The dp4a matvec reads each activation word once per row (per row pair since
 // session 27), so at 8 tokens it issued 8 dp4a and 8 activation loads per weight word and took
 // ~3x its one-token time; here one mma serves 16 rows x 8 tokens, and a lane's activation loads
-// serve RT x 16 rows.
+// serve RT x 16 rows. Weights and activations are read as whole 16-byte items per lane and put in
+// fragment order by shuffles within each quad of lanes (mma_frag.cuh quad_transpose).
 //
 // Layout: a block of kw warps owns 16 * RT consecutive rows of one weight of the job (a GeGLU pair:
 // the same rows of gate and up); its warps split the row's items in groups of 4 (warp w takes
@@ -43,11 +44,6 @@ __device__ __forceinline__ void mma_k16(uint32_t a0, uint32_t a1, uint32_t b0, i
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(a0), "r"(a1), "r"(b0), "r"(0), "r"(0), "r"(0), "r"(0));
 }
-__device__ __forceinline__ uint32_t ld_dep_u32(const void* p) {
-  uint32_t r;
-  asm volatile("ld.global.u32 %0, [%1];" : "=r"(r) : "l"(p));
-  return r;
-}
 
 // One block's rows [row0, row0 + 16 RT) of the P weights w[0..P) (P = 2: a GeGLU pair) against
 // the T tokens of x: acc[p][rt][i] is C fragment entry i of row tile rt (rows row0 + 16 rt + g
@@ -63,11 +59,13 @@ __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t r
   for (int rt = 0; rt < RT; ++rt)
 #pragma unroll
     for (int h = 0; h < 2; ++h) r[rt][h] = min(row0 + 16 * rt + 8 * h + g, rows - 1);
-  // Activations: token g's words for the B fragment, tokens 2c and 2c + 1's block scales.
+  // Activations: lane c reads token g's item i0 + c (its 32 bytes; quad_transpose puts word c of
+  // each item in place for the B fragment), and the (d, d * sum) of tokens 2c and 2c + 1 (for the
+  // C fragment's columns) for the group's 4 items.
   const bool live_b = g < T, live0 = 2 * c < T, live1 = 2 * c + 1 < T;
-  const int8_t* xb = x.q + static_cast<int64_t>(g) * K + 4 * c;
-  const float* ds0 = x.ds + static_cast<int64_t>(2 * c) * items;
-  const float* ds1 = ds0 + items;
+  const int8_t* xb = x.q + static_cast<int64_t>(g) * K + 32 * c;
+  const float* ds0 = x.ds + 2 * static_cast<int64_t>(2 * c) * items;
+  const float* ds1 = ds0 + 2 * items;
 #pragma unroll
   for (int p = 0; p < P; ++p)
 #pragma unroll
@@ -88,17 +86,26 @@ __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t r
   // Weights do not depend on the previous kernel: the first group's loads go before pdl_wait().
   if (i0 < items) load(i0);
   pdl_wait();
+  const uint4 zero = make_uint4(0, 0, 0, 0);
+  const float4 zf = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
   while (i0 < items) {
+    uint4 xlo = live_b ? ld_dep_u4(xb + i0 * 32) : zero, xhi = live_b ? ld_dep_u4(xb + i0 * 32 + 16) : zero;
+    const float4 s0a = live0 ? ld_dep_f4(ds0 + 2 * i0) : zf, s0b = live0 ? ld_dep_f4(ds0 + 2 * i0 + 4) : zf;
+    const float4 s1a = live1 ? ld_dep_f4(ds1 + 2 * i0) : zf, s1b = live1 ? ld_dep_f4(ds1 + 2 * i0 + 4) : zf;
+#pragma unroll
+    for (int p = 0; p < P; ++p)
+#pragma unroll
+      for (int rt = 0; rt < RT; ++rt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) M::arrange(grp[p][rt][h], c);
+    quad_transpose(xlo, c);
+    quad_transpose(xhi, c);
 #pragma unroll
     for (int u = 0; u < kGroup; ++u) {
-      const int64_t item = i0 + u;
-      uint32_t b0 = 0, b1 = 0;
-      if (live_b) {
-        b0 = ld_dep_u32(xb + item * 32);
-        b1 = ld_dep_u32(xb + item * 32 + 16);
-      }
-      const float2 d0 = live0 ? ld_dep_f2(ds0 + 2 * item) : make_float2(0.0f, 0.0f);
-      const float2 d1 = live1 ? ld_dep_f2(ds1 + 2 * item) : make_float2(0.0f, 0.0f);
+      const uint32_t b0 = word_of(xlo, u), b1 = word_of(xhi, u);
+      const float4 s0 = u < 2 ? s0a : s0b, s1 = u < 2 ? s1a : s1b;
+      const float2 d0 = u % 2 == 0 ? make_float2(s0.x, s0.y) : make_float2(s0.z, s0.w);
+      const float2 d1 = u % 2 == 0 ? make_float2(s1.x, s1.y) : make_float2(s1.z, s1.w);
 #pragma unroll
       for (int p = 0; p < P; ++p)
 #pragma unroll

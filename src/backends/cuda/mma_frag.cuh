@@ -7,7 +7,10 @@
 // item; Q8_0 holds them in words c and c + 4.
 //
 // MmaGroup<F> reads one row's 4 consecutive items (item0 % 4 == 0) for lane c:
-//   G load(w, r, item0, c)   every load of the group, issued together (scales once per group);
+//   G load(w, r, item0, c)   every load of the group, issued together (scales once per group; all
+//                            with L1::no_allocate, so they may precede pdl_wait());
+//   arrange(g, c)            once the loads are in: lane c's quantized words in fragment order
+//                            (quad_transpose);
 //   words(g, u, c, lo, hi)   values 4c.. and 16 + 4c.. of item u as bytes: unsigned 0..31 for the
 //                            formats whose offset or minimum comes back through the activation
 //                            block's sum, as in the dp4a matvec (also valid as s8), signed for
@@ -23,25 +26,6 @@
 
 namespace unicorn::cuda {
 
-// Weight words of the fragments: 4 bytes of each of 8 rows per warp load, so the 32-byte sector
-// of a row's item pair is read by two loads; they go through L1 (unlike the dp4a matvec's 16-byte
-// loads, ldw16) so that the second finds the sector there.
-__device__ __forceinline__ uint32_t ldf4(const void* p) {
-  uint32_t r;
-  asm volatile("ld.global.nc.L2::256B.u32 %0, [%1];" : "=r"(r) : "l"(p));
-  return r;
-}
-__device__ __forceinline__ uint2 ldf8(const void* p) {
-  uint2 r;
-  asm volatile("ld.global.nc.v2.u32 {%0,%1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p));
-  return r;
-}
-__device__ __forceinline__ uint4 ldf16(const void* p) {
-  uint4 r;
-  asm volatile("ld.global.nc.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
-  return r;
-}
-
 __device__ __forceinline__ uint32_t word_of(const uint4& v, int u) {
   return u == 0 ? v.x : u == 1 ? v.y : u == 2 ? v.z : v.w;
 }
@@ -49,11 +33,39 @@ __device__ __forceinline__ uint32_t word_of(const uint4& v, int u) {
 __device__ __forceinline__ float half_of(const uint2& v, int u) {
   return half_to_float(static_cast<uint16_t>(((u < 2 ? v.x : v.y) >> (16 * (u % 2))) & 0xFFFFu));
 }
-// The 4 nibble words of items item0..item0+3 of row r that lane c reads (word c of each).
-__device__ __forceinline__ void nibble_words4(const DeviceWeight& w, int64_t r, int64_t item0, int c, uint32_t* q) {
-  const uint8_t* p = w.q + r * w.q_row_bytes + item0 * 16 + 4 * c;
+// The 4x4 transpose of 32-bit words within each quad of lanes (4 g .. 4 g + 3; every lane of the
+// warp calls it): lane c holds word k of item c in v[k] and gets word c of item u in v[u]. The
+// weights and activations are read as whole 16-byte items per lane (4 rows' items per 128-byte
+// line; a lane's word c alone would take one 4-byte load per row and item, and the L1 pipe, at 8
+// rows per load, became the limit: session 28); two rounds of shuffles put them in fragment order.
+__device__ __forceinline__ void quad_transpose(uint32_t* v, int c) {
+  const bool x2 = (c & 2) != 0, x1 = (c & 1) != 0;
 #pragma unroll
-  for (int u = 0; u < 4; ++u) q[u] = ldf4(p + 16 * u);
+  for (int j = 0; j < 2; ++j) {  // swap the off-diagonal 2x2 blocks with lane c ^ 2
+    const uint32_t r = __shfl_xor_sync(0xFFFFFFFFu, x2 ? v[j] : v[j + 2], 2);
+    if (x2)
+      v[j] = r;
+    else
+      v[j + 2] = r;
+  }
+#pragma unroll
+  for (int j = 0; j < 4; j += 2) {  // then the off-diagonal words within them with lane c ^ 1
+    const uint32_t r = __shfl_xor_sync(0xFFFFFFFFu, x1 ? v[j] : v[j + 1], 1);
+    if (x1)
+      v[j] = r;
+    else
+      v[j + 1] = r;
+  }
+}
+__device__ __forceinline__ void quad_transpose(uint4& a, int c) {
+  uint32_t v[4] = {a.x, a.y, a.z, a.w};
+  quad_transpose(v, c);
+  a = make_uint4(v[0], v[1], v[2], v[3]);
+}
+// Lane c's nibble item: item item0 + c of row r (16 bytes; after quad_transpose word c of items
+// item0..item0+3).
+__device__ __forceinline__ uint4 nibble_item(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
+  return ldw16(w.q + r * w.q_row_bytes + (item0 + c) * 16);
 }
 // Values 4c..4c+3 (low nibbles) and 16+4c..16+4c+3 (high nibbles) of a nibble word, with the
 // fifth bits of unpack_fifth_bits' word hb (0 for the 4-bit formats).
@@ -63,7 +75,6 @@ __device__ __forceinline__ void nibble_frag(uint32_t q, uint32_t hb, int c, uint
   hi = ((q >> 4) & 0x0F0F0F0Fu) | (h & 0x10101010u);
 }
 
-// Empty for the formats without fragments (the float ones).
 template <class F>
 struct MmaGroup {};
 
@@ -71,17 +82,15 @@ template <>
 struct MmaGroup<FormatQ4_0> : FormatQ4_0 {
   static constexpr bool kHalves = false;
   struct G {
-    uint32_t q[4];
+    uint4 q;
     uint2 d;
   };
   static __device__ __forceinline__ G load(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
-    G g;
-    nibble_words4(w, r, item0, c, g.q);
-    g.d = ldf8(w.d + r * w.blocks_per_row + item0);
-    return g;
+    return {nibble_item(w, r, item0, c), ldw8(w.d + r * w.blocks_per_row + item0)};
   }
+  static __device__ __forceinline__ void arrange(G& g, int c) { quad_transpose(g.q, c); }
   static __device__ __forceinline__ void words(const G& g, int u, int c, uint32_t& lo, uint32_t& hi) {
-    nibble_frag(g.q[u], 0, c, lo, hi);
+    nibble_frag(word_of(g.q, u), 0, c, lo, hi);
   }
   static __device__ __forceinline__ float scale(const G& g, int u, int64_t) { return half_of(g.d, u); }
 };
@@ -90,17 +99,14 @@ template <>
 struct MmaGroup<FormatQ4_1> : FormatQ4_1 {
   static constexpr bool kHalves = false;
   struct G {
-    uint32_t q[4];
-    uint4 dm;
+    uint4 q, dm;
   };
   static __device__ __forceinline__ G load(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
-    G g;
-    nibble_words4(w, r, item0, c, g.q);
-    g.dm = ldf16(dm_word(w, r, item0));
-    return g;
+    return {nibble_item(w, r, item0, c), ldw16(dm_word(w, r, item0))};
   }
+  static __device__ __forceinline__ void arrange(G& g, int c) { quad_transpose(g.q, c); }
   static __device__ __forceinline__ void words(const G& g, int u, int c, uint32_t& lo, uint32_t& hi) {
-    nibble_frag(g.q[u], 0, c, lo, hi);
+    nibble_frag(word_of(g.q, u), 0, c, lo, hi);
   }
   static __device__ __forceinline__ float2 scale(const G& g, int u, int64_t) { return split_dm(word_of(g.dm, u)); }
 };
@@ -109,19 +115,16 @@ template <>
 struct MmaGroup<FormatQ5_0> : FormatQ5_0 {
   static constexpr bool kHalves = false;
   struct G {
-    uint32_t q[4];
-    uint4 qh;
+    uint4 q, qh;
     uint2 d;
   };
   static __device__ __forceinline__ G load(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
-    G g;
-    nibble_words4(w, r, item0, c, g.q);
-    g.qh = ldf16(w.qh + r * w.blocks_per_row + item0);
-    g.d = ldf8(w.d + r * w.blocks_per_row + item0);
-    return g;
+    return {nibble_item(w, r, item0, c), ldw16(w.qh + r * w.blocks_per_row + item0),
+            ldw8(w.d + r * w.blocks_per_row + item0)};
   }
+  static __device__ __forceinline__ void arrange(G& g, int c) { quad_transpose(g.q, c); }
   static __device__ __forceinline__ void words(const G& g, int u, int c, uint32_t& lo, uint32_t& hi) {
-    nibble_frag(g.q[u], word_of(g.qh, u), c, lo, hi);
+    nibble_frag(word_of(g.q, u), word_of(g.qh, u), c, lo, hi);
   }
   static __device__ __forceinline__ float scale(const G& g, int u, int64_t) { return half_of(g.d, u); }
 };
@@ -130,18 +133,14 @@ template <>
 struct MmaGroup<FormatQ5_1> : FormatQ5_1 {
   static constexpr bool kHalves = false;
   struct G {
-    uint32_t q[4];
-    uint4 qh, dm;
+    uint4 q, qh, dm;
   };
   static __device__ __forceinline__ G load(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
-    G g;
-    nibble_words4(w, r, item0, c, g.q);
-    g.qh = ldf16(w.qh + r * w.blocks_per_row + item0);
-    g.dm = ldf16(dm_word(w, r, item0));
-    return g;
+    return {nibble_item(w, r, item0, c), ldw16(w.qh + r * w.blocks_per_row + item0), ldw16(dm_word(w, r, item0))};
   }
+  static __device__ __forceinline__ void arrange(G& g, int c) { quad_transpose(g.q, c); }
   static __device__ __forceinline__ void words(const G& g, int u, int c, uint32_t& lo, uint32_t& hi) {
-    nibble_frag(g.q[u], word_of(g.qh, u), c, lo, hi);
+    nibble_frag(word_of(g.q, u), word_of(g.qh, u), c, lo, hi);
   }
   static __device__ __forceinline__ float2 scale(const G& g, int u, int64_t) { return split_dm(word_of(g.dm, u)); }
 };
@@ -150,23 +149,20 @@ template <>
 struct MmaGroup<FormatQ8_0> : FormatQ8_0 {
   static constexpr bool kHalves = false;
   struct G {
-    uint32_t lo[4], hi[4];
+    uint4 lo, hi;  // bytes 0..15 and 16..31 of lane c's item; after arrange, words c and c + 4
     uint2 d;
   };
   static __device__ __forceinline__ G load(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
-    G g;
-    const uint8_t* p = w.q + r * w.q_row_bytes + item0 * 32 + 4 * c;
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      g.lo[u] = ldf4(p + 32 * u);
-      g.hi[u] = ldf4(p + 32 * u + 16);
-    }
-    g.d = ldf8(w.d + r * w.blocks_per_row + item0);
-    return g;
+    const uint8_t* p = w.q + r * w.q_row_bytes + (item0 + c) * 32;
+    return {ldw16(p), ldw16(p + 16), ldw8(w.d + r * w.blocks_per_row + item0)};
+  }
+  static __device__ __forceinline__ void arrange(G& g, int c) {
+    quad_transpose(g.lo, c);
+    quad_transpose(g.hi, c);
   }
   static __device__ __forceinline__ void words(const G& g, int u, int, uint32_t& lo, uint32_t& hi) {
-    lo = g.lo[u];
-    hi = g.hi[u];
+    lo = word_of(g.lo, u);
+    hi = word_of(g.hi, u);
   }
   static __device__ __forceinline__ float scale(const G& g, int u, int64_t) { return half_of(g.d, u); }
 };
@@ -176,17 +172,14 @@ template <>
 struct MmaGroup<FormatQ4_K> : FormatQ4_K {
   static constexpr bool kHalves = false;
   struct G {
-    uint32_t q[4];
-    uint4 h;
+    uint4 q, h;
   };
   static __device__ __forceinline__ G load(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
-    G g;
-    nibble_words4(w, r, item0, c, g.q);
-    g.h = ldf16(header(w, r, item0 / 8));
-    return g;
+    return {nibble_item(w, r, item0, c), ldw16(header(w, r, item0 / 8))};
   }
+  static __device__ __forceinline__ void arrange(G& g, int c) { quad_transpose(g.q, c); }
   static __device__ __forceinline__ void words(const G& g, int u, int c, uint32_t& lo, uint32_t& hi) {
-    nibble_frag(g.q[u], 0, c, lo, hi);
+    nibble_frag(word_of(g.q, u), 0, c, lo, hi);
   }
   static __device__ __forceinline__ float2 scale(const G& g, int u, int64_t item0) {
     return KHeader::scale(g.h, item0 + u);
@@ -197,18 +190,14 @@ template <>
 struct MmaGroup<FormatQ5_K> : FormatQ5_K {
   static constexpr bool kHalves = false;
   struct G {
-    uint32_t q[4];
-    uint4 h, hb;
+    uint4 q, h, hb;
   };
   static __device__ __forceinline__ G load(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
-    G g;
-    nibble_words4(w, r, item0, c, g.q);
-    g.h = ldf16(header(w, r, item0 / 8));
-    g.hb = ldf16(highs(w, r, item0));
-    return g;
+    return {nibble_item(w, r, item0, c), ldw16(header(w, r, item0 / 8)), ldw16(highs(w, r, item0))};
   }
+  static __device__ __forceinline__ void arrange(G& g, int c) { quad_transpose(g.q, c); }
   static __device__ __forceinline__ void words(const G& g, int u, int c, uint32_t& lo, uint32_t& hi) {
-    nibble_frag(g.q[u], word_of(g.hb, u), c, lo, hi);
+    nibble_frag(word_of(g.q, u), word_of(g.hb, u), c, lo, hi);
   }
   static __device__ __forceinline__ float2 scale(const G& g, int u, int64_t item0) {
     return KHeader::scale(g.h, item0 + u);
@@ -220,28 +209,30 @@ template <>
 struct MmaGroup<FormatQ6_K> : FormatQ6_K {
   static constexpr bool kHalves = true;
   struct G {
-    uint32_t q[4], h[4];
+    uint4 q;
+    uint32_t h[4];
     uint2 sc;
     uint16_t d;
   };
   static __device__ __forceinline__ G load(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
     G g;
-    nibble_words4(w, r, item0, c, g.q);
+    g.q = nibble_item(w, r, item0, c);
 #pragma unroll
-    for (int u = 0; u < 4; ++u) g.h[u] = ldf4(highs(w, r, item0 + u) + 4 * (c / 2));
-    g.sc = ldf8(w.sc + (r * w.blocks_per_row * 8 + item0) * 2);
+    for (int u = 0; u < 4; ++u) g.h[u] = ldw4(highs(w, r, item0 + u) + 4 * (c / 2));
+    g.sc = ldw8(w.sc + (r * w.blocks_per_row * 8 + item0) * 2);
     g.d = ldw2(w.d + r * w.blocks_per_row + item0 / 8);
     return g;
   }
+  static __device__ __forceinline__ void arrange(G& g, int c) { quad_transpose(g.q, c); }
   // Bytes 0..63 less 32 as signed bytes: flip bit 5, then copy it into bits 6 and 7.
   static __device__ __forceinline__ uint32_t centred(uint32_t v) {
     const uint32_t f = v ^ 0x20202020u, s = f & 0x20202020u;
     return f | (s << 1) | (s << 2);
   }
   static __device__ __forceinline__ void words(const G& g, int u, int c, uint32_t& lo, uint32_t& hi) {
-    const uint32_t h = g.h[u] >> (2 * (c % 2));
-    lo = centred((g.q[u] & 0x0F0F0F0Fu) | ((h << 4) & 0x30303030u));
-    hi = centred(((g.q[u] >> 4) & 0x0F0F0F0Fu) | (h & 0x30303030u));
+    const uint32_t h = g.h[u] >> (2 * (c % 2)), q = word_of(g.q, u);
+    lo = centred((q & 0x0F0F0F0Fu) | ((h << 4) & 0x30303030u));
+    hi = centred(((q >> 4) & 0x0F0F0F0Fu) | (h & 0x30303030u));
   }
   struct Scale {
     float d;

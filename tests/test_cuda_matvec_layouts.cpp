@@ -299,6 +299,8 @@ TEST_F(CudaOps, BatchedDecodeOnTensorCoresMatchesTheDp4aMatvec) {
     for (HostWeight* w : {&wq, &wk, &wv, &wg, &wu}) gpu->load_weight(w->t);
 #ifdef UNICORN_HAVE_CUDA
     {  // the shapes take the tensor-core path (the launchers' own test)
+      MatvecSwitches switches;
+      switches.mma(true);
       cuda::MatvecJob job;
       job.n = 3;
       for (int j = 0; j < 3; ++j) {

@@ -50,9 +50,11 @@ fi
 if [ "${KERNEL_BENCH:-0}" = 1 ]; then  # per-kernel timings (tests/test_cuda_ops.cpp CudaBench.*)
   UNICORN_CUDA_BENCH=1 timeout 240 ./build/gpu/unicorn_tests --gtest_filter='CudaBench*' > "$OUT/kernel_bench.md" 2>&1
   grep -E "^\||27B|FAILED" "$OUT/kernel_bench.md" | head -80
-  echo "2-8 tokens through the dp4a matvec instead of matvec_mma (UNICORN_CUDA_MMA_DECODE=0):"
-  UNICORN_CUDA_MMA_DECODE=0 UNICORN_CUDA_BENCH=1 timeout 120 ./build/gpu/unicorn_tests \
-    --gtest_filter='CudaBench.Gemma27BMatmulBandwidth' 2>&1 | grep -E "^\| [^|]+ \| [^|]+ \| [248] \|"
+  for mode in 2 0; do  # 2-8 tokens: matvec_mma from 2 tokens, then the dp4a matvec alone
+    echo "2-8 tokens with UNICORN_CUDA_MMA_DECODE=$mode:"
+    UNICORN_CUDA_MMA_DECODE=$mode UNICORN_CUDA_BENCH=1 timeout 120 ./build/gpu/unicorn_tests \
+      --gtest_filter='CudaBench.Gemma27BMatmulBandwidth' 2>&1 | grep -E "^\| [^|]+ \| [^|]+ \| [2-8] \|"
+  done
   echo "tensor-core small batch below 9 tokens (UNICORN_MMA_MIN_TOKENS=2):"
   UNICORN_MMA_MIN_TOKENS=2 UNICORN_CUDA_BENCH=1 timeout 120 ./build/gpu/unicorn_tests \
     --gtest_filter='CudaBench.Gemma27BMatmulBandwidth' 2>&1 | grep -E "^\| Q4_0 \| 5376 -> 21504 \| [248] \|"
@@ -76,7 +78,7 @@ for size in ${SIZES_BENCH:-}; do  # the smaller sizes at Q4_0, e.g. SIZES_BENCH=
     --json-file "$OUT/bench_${size}_q4_0.json" 2>&1 | tee -a "$OUT/bench.md" | grep -E '^\| gemma|% of the roofline'
 done
 # batched decode, e.g. PARALLEL="1 2 4 8": tg64 xP of 27B (PARALLEL_TYPE, default q4_0), under each
-# setting of PARALLEL_ENVS (e.g. "UNICORN_CUDA_MMA_DECODE=1 UNICORN_CUDA_MMA_DECODE=0"; default none)
+# setting of PARALLEL_ENVS (e.g. "UNICORN_CUDA_MMA_DECODE=2 UNICORN_CUDA_MMA_DECODE=0"; default none)
 for env in ${PARALLEL_ENVS:-UNICORN_PARALLEL_DEFAULT=1}; do
   for p in ${PARALLEL:-}; do
     echo "$env:" | tee -a "$OUT/bench.md"

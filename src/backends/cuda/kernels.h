@@ -64,10 +64,11 @@ cudaError_t launch_matvec_geglu(const DeviceWeight& gate, const DeviceWeight& up
 // cores (matvec_mma.cu), for the jobs of launch_matvec_multi / launch_matvec_geglu (glu: job.w[0]
 // gate, job.w[1] up, job.y[0] the GeGLU output) and one weight; kquant_mix: a K-quant q/k/v mix
 // (1: Q4_K/Q5_K/Q6_K, 2: Q4_K/Q4_K/Q6_K, 3: Q5_K/Q5_K/Q6_K), 0 one type. launch_matvec_quant,
-// _multi and _geglu take it by themselves where matvec_mma_supports says so; set_matvec_mma(false)
-// keeps them on the dp4a matvec (UNICORN_CUDA_MMA_DECODE=0, for measurements and tests).
-void set_matvec_mma(bool on);
-bool matvec_mma();
+// _multi and _geglu take it by themselves from matvec_mma_min_tokens() tokens (kMmaDecodeMinTokens
+// by default, UNICORN_CUDA_MMA_DECODE=N for measurements and tests; 0 never: the dp4a matvec).
+inline constexpr int kMmaDecodeMinTokens = 2;
+void set_matvec_mma_min_tokens(int n);  // 2..8, anything else 0 (off)
+int matvec_mma_min_tokens();
 bool matvec_mma_supports(const MatvecJob& job, int T);
 cudaError_t launch_matvec_mma(const MatvecJob& job, ActQ8 x, int T, bool glu, int kquant_mix, cudaStream_t s);
 // 9 to 64 tokens, Q4_0 / Q8_0 weights with K % 256 == 0: int8 tensor cores (matmul_mma.cu) on

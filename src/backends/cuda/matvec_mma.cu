@@ -26,10 +26,10 @@
 namespace unicorn::cuda {
 namespace {
 
-constexpr int kGroup = 4;      // items per lane and load group (MmaGroup)
-constexpr int kMaxWarps = 16;  // warps per block along the items
+constexpr int kGroup = 4;     // items per lane and load group (MmaGroup)
+constexpr int kMaxWarps = 8;  // warps per block along the items (up to 255 registers a thread)
 
-std::atomic<bool> g_mma_decode{true};
+std::atomic<int> g_mma_min_tokens{kMmaDecodeMinTokens};
 
 // C[16x8] = A[16x32] B[32x8] in int32 (fragments: mma_frag.cuh).
 __device__ __forceinline__ void mma_k32(const uint32_t a[4], uint32_t b0, uint32_t b1, int r[4]) {
@@ -73,9 +73,8 @@ __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t r
 #pragma unroll
       for (int i = 0; i < 4; ++i) acc[p][rt][i] = 0.0f;
 
-  int64_t i0 = static_cast<int64_t>(wk) * kGroup;
-  typename M::G grp[P][RT][2];
-  auto load = [&](int64_t at) {
+  using Groups = typename M::G[P][RT][2];
+  auto load = [&](Groups& grp, int64_t at) {
 #pragma unroll
     for (int p = 0; p < P; ++p)
 #pragma unroll
@@ -83,21 +82,23 @@ __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t r
 #pragma unroll
         for (int h = 0; h < 2; ++h) grp[p][rt][h] = M::load(*w[p], r[rt][h], at, c);
   };
-  // Weights do not depend on the previous kernel: the first group's loads go before pdl_wait().
-  if (i0 < items) load(i0);
-  pdl_wait();
   const uint4 zero = make_uint4(0, 0, 0, 0);
   const float4 zf = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-  while (i0 < items) {
+  const int64_t stride = static_cast<int64_t>(kw) * kGroup;
+  int64_t i0 = static_cast<int64_t>(wk) * kGroup;
+  // The group at i0 from cur, with the next group's weight loads into nxt in flight meanwhile
+  // (two groups per warp in flight: one alone left the warps waiting on each group's latency).
+  auto step = [&](Groups& cur, Groups& nxt) {
     uint4 xlo = live_b ? ld_dep_u4(xb + i0 * 32) : zero, xhi = live_b ? ld_dep_u4(xb + i0 * 32 + 16) : zero;
     const float4 s0a = live0 ? ld_dep_f4(ds0 + 2 * i0) : zf, s0b = live0 ? ld_dep_f4(ds0 + 2 * i0 + 4) : zf;
     const float4 s1a = live1 ? ld_dep_f4(ds1 + 2 * i0) : zf, s1b = live1 ? ld_dep_f4(ds1 + 2 * i0 + 4) : zf;
+    if (i0 + stride < items) load(nxt, i0 + stride);
 #pragma unroll
     for (int p = 0; p < P; ++p)
 #pragma unroll
       for (int rt = 0; rt < RT; ++rt)
 #pragma unroll
-        for (int h = 0; h < 2; ++h) M::arrange(grp[p][rt][h], c);
+        for (int h = 0; h < 2; ++h) M::arrange(cur[p][rt][h], c);
     quad_transpose(xlo, c);
     quad_transpose(xhi, c);
 #pragma unroll
@@ -111,9 +112,9 @@ __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t r
 #pragma unroll
         for (int rt = 0; rt < RT; ++rt) {
           uint32_t a[4];  // rows g, g + 8 at values 4c.. (a0, a1) and 16 + 4c.. (a2, a3)
-          M::words(grp[p][rt][0], u, c, a[0], a[2]);
-          M::words(grp[p][rt][1], u, c, a[1], a[3]);
-          const auto s_lo = M::scale(grp[p][rt][0], u, i0), s_hi = M::scale(grp[p][rt][1], u, i0);
+          M::words(cur[p][rt][0], u, c, a[0], a[2]);
+          M::words(cur[p][rt][1], u, c, a[1], a[3]);
+          const auto s_lo = M::scale(cur[p][rt][0], u, i0), s_hi = M::scale(cur[p][rt][1], u, i0);
           float* o = acc[p][rt];
           if constexpr (M::kHalves) {
             int e[4], f[4];
@@ -133,8 +134,16 @@ __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t r
           }
         }
     }
-    i0 += static_cast<int64_t>(kw) * kGroup;
-    if (i0 < items) load(i0);
+    i0 += stride;
+  };
+  Groups ga, gb;
+  // Weights do not depend on the previous kernel: the first group's loads go before pdl_wait().
+  if (i0 < items) load(ga, i0);
+  pdl_wait();
+  while (i0 < items) {
+    step(ga, gb);
+    if (i0 >= items) break;
+    step(gb, ga);
   }
 }
 
@@ -224,11 +233,14 @@ cudaError_t launch_formats(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
 
 }  // namespace
 
-void set_matvec_mma(bool on) { g_mma_decode.store(on, std::memory_order_relaxed); }
-bool matvec_mma() { return g_mma_decode.load(std::memory_order_relaxed); }
+void set_matvec_mma_min_tokens(int n) {
+  g_mma_min_tokens.store(n >= 1 && n <= 8 ? std::max(n, 2) : 0, std::memory_order_relaxed);
+}
+int matvec_mma_min_tokens() { return g_mma_min_tokens.load(std::memory_order_relaxed); }
 
 bool matvec_mma_supports(const MatvecJob& job, int T) {
-  if (!matvec_mma() || T < 2 || T > 8 || job.n < 1 || job.n > 3 || !sm80_or_later()) return false;
+  const int min_tokens = matvec_mma_min_tokens();
+  if (min_tokens == 0 || T < min_tokens || T > 8 || job.n < 1 || job.n > 3 || !sm80_or_later()) return false;
   for (int i = 0; i < job.n; ++i)
     if (job.w[i].cols % (32 * kGroup) != 0 || job.w[i].cols != job.w[0].cols || !matvec_quant_supports(job.w[i].type))
       return false;

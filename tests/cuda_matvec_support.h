@@ -84,10 +84,12 @@ class MatvecSwitches {
     (void)n;
 #endif
   }
-  // 2-8 tokens on int8 tensor cores (true: from 2 tokens) or through the dp4a matvec (false).
+  // 2-8 tokens on int8 tensor cores (true: from 2 tokens, every format) or through the dp4a
+  // matvec (false).
   void mma(bool on) {
 #ifdef UNICORN_HAVE_CUDA
     set(cuda::matvec_mma_min_tokens(), on ? 2 : 0, [](int v) { cuda::set_matvec_mma_min_tokens(v); });
+    set(cuda::matvec_mma_all_formats(), on, [](bool v) { cuda::set_matvec_mma_all_formats(v); });
 #else
     (void)on;
 #endif

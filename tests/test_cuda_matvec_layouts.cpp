@@ -277,11 +277,11 @@ TEST_F(CudaOps, MixedKQuantQkvSharesOneLaunchAtModelRowCounts) {
 }
 
 TEST_F(CudaOps, BatchedDecodeOnTensorCoresMatchesTheDp4aMatvec) {
-  // 2-8 tokens (matvec_mma.cu) against the dp4a matvec on the same int8 activations, for every
-  // quantized format: one weight, q/k/v in one launch (of one type, and a K-quant mix) and a GeGLU
-  // pair. Both sum the same integer dot products per item and scale them alike, so only the order
-  // of the float sums differs. Row counts that leave the last 32-row tile partly empty; 1280
-  // inputs: 40 items a row, 10 groups of 4 (not a multiple of the warps along the items).
+  // 2-8 tokens (matvec_mma.cu, forced for every format and token count) against the dp4a matvec
+  // on the same int8 activations, for every quantized format: one weight, q/k/v in one launch (of one type, and a
+  // K-quant mix) and a GeGLU pair. Both sum the same integer dot products per item and scale them alike, so only the
+  // order of the float sums differs. Row counts that leave the last 32-row tile partly empty; 1280 inputs: 40 items a
+  // row, 10 groups of 4 (not a multiple of the warps along the items).
   Rng rng(47);
   const int64_t in = 1280;
   const std::array<GgmlType, 3> type_sets[] = {
@@ -298,9 +298,8 @@ TEST_F(CudaOps, BatchedDecodeOnTensorCoresMatchesTheDp4aMatvec) {
     HostWeight wu = random_weight(types[0], rows[0], in, rng);
     for (HostWeight* w : {&wq, &wk, &wv, &wg, &wu}) gpu->load_weight(w->t);
 #ifdef UNICORN_HAVE_CUDA
-    {  // the shapes take the tensor-core path (the launchers' own test)
-      MatvecSwitches switches;
-      switches.mma(true);
+    {  // the kernel takes these shapes; by default the launchers give it the formats and token
+       // counts where it measured faster (kernels.h matvec_mma_wanted)
       cuda::MatvecJob job;
       job.n = 3;
       for (int j = 0; j < 3; ++j) {
@@ -310,6 +309,16 @@ TEST_F(CudaOps, BatchedDecodeOnTensorCoresMatchesTheDp4aMatvec) {
       }
       EXPECT_TRUE(cuda::matvec_mma_supports(job, 2) && cuda::matvec_mma_supports(job, 8)) << type_name(types[0]);
       EXPECT_FALSE(cuda::matvec_mma_supports(job, 1) || cuda::matvec_mma_supports(job, 9));
+      const GgmlType t = types[0];
+      const bool never = t == GgmlType::Q5_K || t == GgmlType::Q6_K || types[2] == GgmlType::Q6_K;
+      const bool from7 = t == GgmlType::Q5_1 || t == GgmlType::Q4_K;
+      EXPECT_FALSE(cuda::matvec_mma_wanted(job, 4)) << type_name(t);
+      EXPECT_EQ(cuda::matvec_mma_wanted(job, 5), !never && !from7) << type_name(t);
+      EXPECT_EQ(cuda::matvec_mma_wanted(job, 7), !never) << type_name(t);
+      EXPECT_EQ(cuda::matvec_mma_wanted(job, 8), !never) << type_name(t);
+      MatvecSwitches switches;
+      switches.mma(true);
+      EXPECT_TRUE(cuda::matvec_mma_wanted(job, 2)) << type_name(types[0]);
     }
 #endif
     for (int64_t T : {2, 3, 5, 8}) {

@@ -50,9 +50,9 @@ fi
 if [ "${KERNEL_BENCH:-0}" = 1 ]; then  # per-kernel timings (tests/test_cuda_ops.cpp CudaBench.*)
   UNICORN_CUDA_BENCH=1 timeout 240 ./build/gpu/unicorn_tests --gtest_filter='CudaBench*' > "$OUT/kernel_bench.md" 2>&1
   grep -E "^\||27B|FAILED" "$OUT/kernel_bench.md" | head -80
-  for mode in 2 0; do  # 2-8 tokens: matvec_mma from 2 tokens, then the dp4a matvec alone
-    echo "2-8 tokens with UNICORN_CUDA_MMA_DECODE=$mode:"
-    UNICORN_CUDA_MMA_DECODE=$mode UNICORN_CUDA_BENCH=1 timeout 120 ./build/gpu/unicorn_tests \
+  for mode in 2 0; do  # 2-8 tokens: matvec_mma from 2 tokens for every format, then the dp4a matvec alone
+    echo "2-8 tokens with UNICORN_CUDA_MMA_DECODE=$mode (UNICORN_CUDA_MMA_DECODE_ALL=1):"
+    UNICORN_CUDA_MMA_DECODE=$mode UNICORN_CUDA_MMA_DECODE_ALL=1 UNICORN_CUDA_BENCH=1 timeout 120 ./build/gpu/unicorn_tests \
       --gtest_filter='CudaBench.Gemma27BMatmulBandwidth' 2>&1 | grep -E "^\| [^|]+ \| [^|]+ \| [2-8] \|"
   done
   echo "tensor-core small batch below 9 tokens (UNICORN_MMA_MIN_TOKENS=2):"

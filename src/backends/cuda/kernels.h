@@ -63,13 +63,20 @@ cudaError_t launch_matvec_geglu(const DeviceWeight& gate, const DeviceWeight& up
 // 2 to 8 tokens (batched decode) of every quantized format with cols % 128 == 0 on int8 tensor
 // cores (matvec_mma.cu), for the jobs of launch_matvec_multi / launch_matvec_geglu (glu: job.w[0]
 // gate, job.w[1] up, job.y[0] the GeGLU output) and one weight; kquant_mix: a K-quant q/k/v mix
-// (1: Q4_K/Q5_K/Q6_K, 2: Q4_K/Q4_K/Q6_K, 3: Q5_K/Q5_K/Q6_K), 0 one type. launch_matvec_quant,
-// _multi and _geglu take it by themselves from matvec_mma_min_tokens() tokens (kMmaDecodeMinTokens
-// by default, UNICORN_CUDA_MMA_DECODE=N for measurements and tests; 0 never: the dp4a matvec).
-inline constexpr int kMmaDecodeMinTokens = 2;
-void set_matvec_mma_min_tokens(int n);  // 2..8, anything else 0 (off)
+// (1: Q4_K/Q5_K/Q6_K, 2: Q4_K/Q4_K/Q6_K, 3: Q5_K/Q5_K/Q6_K), 0 one type. matvec_mma_supports: the
+// kernel takes the job. launch_matvec_quant, _multi and _geglu take it by themselves where
+// matvec_mma_wanted says so: from matvec_mma_min_tokens() tokens (kMmaDecodeMinTokens by default;
+// UNICORN_CUDA_MMA_DECODE=N, 0 never) and, unless matvec_mma_all_formats()
+// (UNICORN_CUDA_MMA_DECODE_ALL=1), for the formats and token counts where it measured faster
+// (Q4_0, Q4_1, Q5_0, Q8_0 from 5 tokens, Q5_1 and Q4_K from 7; not Q5_K and Q6_K; matvec_mma.cu).
+// The settings are process-wide, for measurements and tests.
+inline constexpr int kMmaDecodeMinTokens = 5;
+void set_matvec_mma_min_tokens(int n);  // 2..8 (1 counts as 2), anything else 0 (never)
 int matvec_mma_min_tokens();
+void set_matvec_mma_all_formats(bool on);
+bool matvec_mma_all_formats();
 bool matvec_mma_supports(const MatvecJob& job, int T);
+bool matvec_mma_wanted(const MatvecJob& job, int T);
 cudaError_t launch_matvec_mma(const MatvecJob& job, ActQ8 x, int T, bool glu, int kquant_mix, cudaStream_t s);
 // 9 to 64 tokens, Q4_0 / Q8_0 weights with K % 256 == 0: int8 tensor cores (matmul_mma.cu) on
 // activations quantized per 32 values into the mma fragment order (act_mma_bytes of scratch).

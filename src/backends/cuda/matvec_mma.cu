@@ -30,6 +30,7 @@ constexpr int kGroup = 4;     // items per lane and load group (MmaGroup)
 constexpr int kMaxWarps = 8;  // warps per block along the items (up to 255 registers a thread)
 
 std::atomic<int> g_mma_min_tokens{kMmaDecodeMinTokens};
+std::atomic<bool> g_mma_all_formats{false};
 
 // C[16x8] = A[16x32] B[32x8] in int32 (fragments: mma_frag.cuh).
 __device__ __forceinline__ void mma_k32(const uint32_t a[4], uint32_t b0, uint32_t b1, int r[4]) {
@@ -231,19 +232,57 @@ cudaError_t launch_formats(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
                 T);
 }
 
+// The fewest tokens from which the launchers give format t to the mma by default (0: never).
+// Session 28 on the H200 (CudaBench, 27B gate / up, us at 8 tokens, dp4a -> mma): Q4_0 54.7 ->
+// 34.2, Q4_1 53.7 -> 37.2, Q5_0 56.5 -> 40.1, Q8_0 66.0 -> 50.1, Q5_1 57.3 -> 53.0, Q4_K 56.0 ->
+// 47.7, but Q5_K 57.2 -> 59.1 and Q6_K 66.6 -> 70.1 (their groups take 170-207 registers). The
+// mma takes about the same time at 2-8 tokens, the dp4a matvec grows with them: Q4_0 25.4 / 31.8 /
+// 40.8 / 45.5 at 2 / 4 / 5 / 6 tokens against 33.1 / 33.4 / 33.4 / 33.7, so from 5 tokens the mma.
+// The other formats were timed at 2, 4 and 8 tokens only; where the dp4a matvec at 5-7 tokens
+// grows as Q4_0's, Q4_1, Q5_0 and Q8_0 cross over by 5 tokens, Q5_1 and Q4_K by 7 (estimates).
+// 27B Q4_0 tg64 of N sequences together (bench -P; the Q6_K head in the mma too): x4 479.5 with
+// the dp4a matvec against 435.5 through the mma, x5 436.8 -> 540.8, x6 478.9 -> 643.3, x8 501.4
+// -> 845.1 tok/s.
+int mma_decode_from(GgmlType t) {
+  switch (t) {
+    case GgmlType::Q4_0:
+    case GgmlType::Q4_1:
+    case GgmlType::Q5_0:
+    case GgmlType::Q8_0:
+      return 5;
+    case GgmlType::Q5_1:
+    case GgmlType::Q4_K:
+      return 7;
+    default:
+      return 0;
+  }
+}
+
 }  // namespace
 
 void set_matvec_mma_min_tokens(int n) {
   g_mma_min_tokens.store(n >= 1 && n <= 8 ? std::max(n, 2) : 0, std::memory_order_relaxed);
 }
 int matvec_mma_min_tokens() { return g_mma_min_tokens.load(std::memory_order_relaxed); }
+void set_matvec_mma_all_formats(bool on) { g_mma_all_formats.store(on, std::memory_order_relaxed); }
+bool matvec_mma_all_formats() { return g_mma_all_formats.load(std::memory_order_relaxed); }
 
 bool matvec_mma_supports(const MatvecJob& job, int T) {
-  const int min_tokens = matvec_mma_min_tokens();
-  if (min_tokens == 0 || T < min_tokens || T > 8 || job.n < 1 || job.n > 3 || !sm80_or_later()) return false;
+  if (T < 2 || T > 8 || job.n < 1 || job.n > 3 || !sm80_or_later()) return false;
   for (int i = 0; i < job.n; ++i)
     if (job.w[i].cols % (32 * kGroup) != 0 || job.w[i].cols != job.w[0].cols || !matvec_quant_supports(job.w[i].type))
       return false;
+  return true;
+}
+
+bool matvec_mma_wanted(const MatvecJob& job, int T) {
+  const int min_tokens = matvec_mma_min_tokens();
+  if (min_tokens == 0 || T < min_tokens || !matvec_mma_supports(job, T)) return false;
+  if (matvec_mma_all_formats()) return true;
+  for (int i = 0; i < job.n; ++i) {
+    const int from = mma_decode_from(job.w[i].type);
+    if (from == 0 || T < from) return false;
+  }
   return true;
 }
 

@@ -7,7 +7,9 @@
 // One launch serves a MatvecJob: up to three weights on the same input (q, k and v in one grid),
 // of one format or of a K-quant mix (kquant_mix: each block runs its own weight's format), or a
 // GeGLU pair whose warps compute row r of gate and of up together and write gelu_tanh(gate) * up
-// (spec §2.5), so the pair's outputs never go through memory.
+// (spec §2.5), so the pair's outputs never go through memory. Batched decode of 5-8 tokens goes to
+// the int8 tensor cores (matvec_mma.cu) for the formats where they measured faster
+// (matvec_mma_wanted, launch_job).
 #include <algorithm>
 #include <atomic>
 #include <limits>
@@ -509,8 +511,8 @@ cudaError_t launch_job(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
   if (T < 1) return cudaSuccess;  // no tokens: nothing to compute (the one-token kernels assume T == 1)
   for (int i = 1; i < job.n; ++i)
     if (job.w[i].cols != job.w[0].cols) return cudaErrorInvalidValue;
-  // 2-8 tokens on int8 tensor cores where the shapes allow (matvec_mma.cu).
-  if (T >= 2 && matvec_mma_supports(job, T) && (!GLU || job.w[1].rows == job.w[0].rows)) {
+  // 5-8 tokens on int8 tensor cores where the shapes and formats allow (matvec_mma.cu).
+  if (T >= 2 && matvec_mma_wanted(job, T) && (!GLU || job.w[1].rows == job.w[0].rows)) {
     const int mix = GLU ? 0 : kquant_mix(job);
     bool same = true;
     for (int i = 1; i < job.n; ++i) same = same && job.w[i].type == job.w[0].type;

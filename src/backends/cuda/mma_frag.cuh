@@ -75,12 +75,32 @@ __device__ __forceinline__ void nibble_frag(uint32_t q, uint32_t hb, int c, uint
   hi = ((q >> 4) & 0x0F0F0F0Fu) | (h & 0x10101010u);
 }
 
+// Empty for the formats without fragments (the float ones).
 template <class F>
 struct MmaGroup {};
 
-template <>
-struct MmaGroup<FormatQ4_0> : FormatQ4_0 {
+// arrange and words of the formats whose lane words are the items' nibble words (all but Q8_0 and
+// Q6_K): G::q holds lane c's item, then word c of each; M::fifth(g, u) the fifth-bit word of item
+// u (0 here, for the 4-bit formats).
+template <class M>
+struct NibbleWords {
   static constexpr bool kHalves = false;
+  template <class G>
+  static __device__ __forceinline__ uint32_t fifth(const G&, int) {
+    return 0;
+  }
+  template <class G>
+  static __device__ __forceinline__ void arrange(G& g, int c) {
+    quad_transpose(g.q, c);
+  }
+  template <class G>
+  static __device__ __forceinline__ void words(const G& g, int u, int c, uint32_t& lo, uint32_t& hi) {
+    nibble_frag(word_of(g.q, u), M::fifth(g, u), c, lo, hi);
+  }
+};
+
+template <>
+struct MmaGroup<FormatQ4_0> : FormatQ4_0, NibbleWords<MmaGroup<FormatQ4_0>> {
   struct G {
     uint4 q;
     uint2 d;
@@ -88,32 +108,22 @@ struct MmaGroup<FormatQ4_0> : FormatQ4_0 {
   static __device__ __forceinline__ G load(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
     return {nibble_item(w, r, item0, c), ldw8(w.d + r * w.blocks_per_row + item0)};
   }
-  static __device__ __forceinline__ void arrange(G& g, int c) { quad_transpose(g.q, c); }
-  static __device__ __forceinline__ void words(const G& g, int u, int c, uint32_t& lo, uint32_t& hi) {
-    nibble_frag(word_of(g.q, u), 0, c, lo, hi);
-  }
   static __device__ __forceinline__ float scale(const G& g, int u, int64_t) { return half_of(g.d, u); }
 };
 
 template <>
-struct MmaGroup<FormatQ4_1> : FormatQ4_1 {
-  static constexpr bool kHalves = false;
+struct MmaGroup<FormatQ4_1> : FormatQ4_1, NibbleWords<MmaGroup<FormatQ4_1>> {
   struct G {
     uint4 q, dm;
   };
   static __device__ __forceinline__ G load(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
     return {nibble_item(w, r, item0, c), ldw16(dm_word(w, r, item0))};
   }
-  static __device__ __forceinline__ void arrange(G& g, int c) { quad_transpose(g.q, c); }
-  static __device__ __forceinline__ void words(const G& g, int u, int c, uint32_t& lo, uint32_t& hi) {
-    nibble_frag(word_of(g.q, u), 0, c, lo, hi);
-  }
   static __device__ __forceinline__ float2 scale(const G& g, int u, int64_t) { return split_dm(word_of(g.dm, u)); }
 };
 
 template <>
-struct MmaGroup<FormatQ5_0> : FormatQ5_0 {
-  static constexpr bool kHalves = false;
+struct MmaGroup<FormatQ5_0> : FormatQ5_0, NibbleWords<MmaGroup<FormatQ5_0>> {
   struct G {
     uint4 q, qh;
     uint2 d;
@@ -122,26 +132,19 @@ struct MmaGroup<FormatQ5_0> : FormatQ5_0 {
     return {nibble_item(w, r, item0, c), ldw16(w.qh + r * w.blocks_per_row + item0),
             ldw8(w.d + r * w.blocks_per_row + item0)};
   }
-  static __device__ __forceinline__ void arrange(G& g, int c) { quad_transpose(g.q, c); }
-  static __device__ __forceinline__ void words(const G& g, int u, int c, uint32_t& lo, uint32_t& hi) {
-    nibble_frag(word_of(g.q, u), word_of(g.qh, u), c, lo, hi);
-  }
+  static __device__ __forceinline__ uint32_t fifth(const G& g, int u) { return word_of(g.qh, u); }
   static __device__ __forceinline__ float scale(const G& g, int u, int64_t) { return half_of(g.d, u); }
 };
 
 template <>
-struct MmaGroup<FormatQ5_1> : FormatQ5_1 {
-  static constexpr bool kHalves = false;
+struct MmaGroup<FormatQ5_1> : FormatQ5_1, NibbleWords<MmaGroup<FormatQ5_1>> {
   struct G {
     uint4 q, qh, dm;
   };
   static __device__ __forceinline__ G load(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
     return {nibble_item(w, r, item0, c), ldw16(w.qh + r * w.blocks_per_row + item0), ldw16(dm_word(w, r, item0))};
   }
-  static __device__ __forceinline__ void arrange(G& g, int c) { quad_transpose(g.q, c); }
-  static __device__ __forceinline__ void words(const G& g, int u, int c, uint32_t& lo, uint32_t& hi) {
-    nibble_frag(word_of(g.q, u), word_of(g.qh, u), c, lo, hi);
-  }
+  static __device__ __forceinline__ uint32_t fifth(const G& g, int u) { return word_of(g.qh, u); }
   static __device__ __forceinline__ float2 scale(const G& g, int u, int64_t) { return split_dm(word_of(g.dm, u)); }
 };
 
@@ -169,17 +172,12 @@ struct MmaGroup<FormatQ8_0> : FormatQ8_0 {
 
 // Q4_K: 4 sub-blocks of one super-block (item0 % 4 == 0), its header loaded once.
 template <>
-struct MmaGroup<FormatQ4_K> : FormatQ4_K {
-  static constexpr bool kHalves = false;
+struct MmaGroup<FormatQ4_K> : FormatQ4_K, NibbleWords<MmaGroup<FormatQ4_K>> {
   struct G {
     uint4 q, h;
   };
   static __device__ __forceinline__ G load(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
     return {nibble_item(w, r, item0, c), ldw16(header(w, r, item0 / 8))};
-  }
-  static __device__ __forceinline__ void arrange(G& g, int c) { quad_transpose(g.q, c); }
-  static __device__ __forceinline__ void words(const G& g, int u, int c, uint32_t& lo, uint32_t& hi) {
-    nibble_frag(word_of(g.q, u), 0, c, lo, hi);
   }
   static __device__ __forceinline__ float2 scale(const G& g, int u, int64_t item0) {
     return KHeader::scale(g.h, item0 + u);
@@ -187,18 +185,14 @@ struct MmaGroup<FormatQ4_K> : FormatQ4_K {
 };
 
 template <>
-struct MmaGroup<FormatQ5_K> : FormatQ5_K {
-  static constexpr bool kHalves = false;
+struct MmaGroup<FormatQ5_K> : FormatQ5_K, NibbleWords<MmaGroup<FormatQ5_K>> {
   struct G {
     uint4 q, h, hb;
   };
   static __device__ __forceinline__ G load(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
     return {nibble_item(w, r, item0, c), ldw16(header(w, r, item0 / 8)), ldw16(highs(w, r, item0))};
   }
-  static __device__ __forceinline__ void arrange(G& g, int c) { quad_transpose(g.q, c); }
-  static __device__ __forceinline__ void words(const G& g, int u, int c, uint32_t& lo, uint32_t& hi) {
-    nibble_frag(word_of(g.q, u), word_of(g.hb, u), c, lo, hi);
-  }
+  static __device__ __forceinline__ uint32_t fifth(const G& g, int u) { return word_of(g.hb, u); }
   static __device__ __forceinline__ float2 scale(const G& g, int u, int64_t item0) {
     return KHeader::scale(g.h, item0 + u);
   }

@@ -162,7 +162,6 @@ __device__ __forceinline__ void mma_block(const MatvecJob& job, int m, ActQ8 x, 
   const int64_t row0 = static_cast<int64_t>(blockIdx.x - job.first_block[m]) * 16 * RT;
   float acc[P][RT][4];
   mma_rows<F, P, RT>(w, row0, x, T, wk, kw, acc);
-  constexpr int kEntries = P * RT * 4;
 #pragma unroll
   for (int p = 0; p < P; ++p)
 #pragma unroll
@@ -190,7 +189,6 @@ __device__ __forceinline__ void mma_block(const MatvecJob& job, int m, ActQ8 x, 
         y[t * rows + row] = s[0];
     }
   }
-  (void)kEntries;
 }
 
 template <class F0, class F1, class F2, bool GLU, int RT>

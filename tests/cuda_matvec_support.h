@@ -94,6 +94,14 @@ class MatvecSwitches {
     (void)on;
 #endif
   }
+  // Groups of weight loads in flight per warp in matvec_mma (-1 by format, 0 one, 1 two).
+  void mma_pipeline(int mode) {
+#ifdef UNICORN_HAVE_CUDA
+    set(cuda::matvec_mma_pipeline(), mode, [](int v) { cuda::set_matvec_mma_pipeline(v); });
+#else
+    (void)mode;
+#endif
+  }
   // 4 rows per warp for single weights of short rows with at least `min_rows` rows (0: off).
   void quad_rows(int64_t min_rows) {
 #ifdef UNICORN_HAVE_CUDA

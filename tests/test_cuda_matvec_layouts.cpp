@@ -5,6 +5,7 @@
 // CUDA backend or the machine no device.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <memory>
 #include <string>
@@ -277,8 +278,9 @@ TEST_F(CudaOps, MixedKQuantQkvSharesOneLaunchAtModelRowCounts) {
 }
 
 TEST_F(CudaOps, BatchedDecodeOnTensorCoresMatchesTheDp4aMatvec) {
-  // 2-8 tokens (matvec_mma.cu, forced for every format and token count) against the dp4a matvec
-  // on the same int8 activations, for every quantized format: one weight, q/k/v in one launch (of one type, and a
+  // 2-8 tokens (matvec_mma.cu, forced for every format and token count, with one and with two
+  // groups of weight loads in flight per warp) against the dp4a matvec on the same int8
+  // activations, for every quantized format: one weight, q/k/v in one launch (of one type, and a
   // K-quant mix) and a GeGLU pair. Both sum the same integer dot products per item and scale them alike, so only the
   // order of the float sums differs. Row counts that leave the last 32-row tile partly empty; 1280 inputs: 40 items a
   // row, 10 groups of 4 (not a multiple of the warps along the items).
@@ -309,13 +311,12 @@ TEST_F(CudaOps, BatchedDecodeOnTensorCoresMatchesTheDp4aMatvec) {
       }
       EXPECT_TRUE(cuda::matvec_mma_supports(job, 2) && cuda::matvec_mma_supports(job, 8)) << type_name(types[0]);
       EXPECT_FALSE(cuda::matvec_mma_supports(job, 1) || cuda::matvec_mma_supports(job, 9));
-      const GgmlType t = types[0];
-      const bool never = t == GgmlType::Q5_K || t == GgmlType::Q6_K || types[2] == GgmlType::Q6_K;
-      const bool from7 = t == GgmlType::Q5_1 || t == GgmlType::Q4_K;
-      EXPECT_FALSE(cuda::matvec_mma_wanted(job, 4)) << type_name(t);
-      EXPECT_EQ(cuda::matvec_mma_wanted(job, 5), !never && !from7) << type_name(t);
-      EXPECT_EQ(cuda::matvec_mma_wanted(job, 7), !never) << type_name(t);
-      EXPECT_EQ(cuda::matvec_mma_wanted(job, 8), !never) << type_name(t);
+      int from = 5;  // the job's bound: its slowest format's
+      for (GgmlType t : types)
+        from = std::max(from, t == GgmlType::Q6_K ? 7 : (t == GgmlType::Q4_K || t == GgmlType::Q5_K ? 6 : 5));
+      EXPECT_FALSE(cuda::matvec_mma_wanted(job, 4)) << type_name(types[0]);
+      EXPECT_FALSE(cuda::matvec_mma_wanted(job, from - 1)) << type_name(types[0]);
+      EXPECT_TRUE(cuda::matvec_mma_wanted(job, from) && cuda::matvec_mma_wanted(job, 8)) << type_name(types[0]);
       MatvecSwitches switches;
       switches.mma(true);
       EXPECT_TRUE(cuda::matvec_mma_wanted(job, 2)) << type_name(types[0]);
@@ -337,12 +338,18 @@ TEST_F(CudaOps, BatchedDecodeOnTensorCoresMatchesTheDp4aMatvec) {
         return std::vector<std::vector<float>>{to_host(*gpu, q), to_host(*gpu, k), to_host(*gpu, v), to_host(*gpu, one),
                                                to_host(*gpu, gate)};
       };
-      const auto mma = run(true), dp4a = run(false);
-      const char* names[] = {"q", "k", "v", "k alone", "GeGLU"};
-      for (size_t j = 0; j < mma.size(); ++j)
-        EXPECT_LE(nmse(mma[j], dp4a[j]), 1e-10)
-            << type_name(types[0]) << "/" << type_name(types[1]) << "/" << type_name(types[2]) << " T=" << T << " "
-            << names[j] << ": first values " << mma[j][0] << " vs " << dp4a[j][0];
+      const auto dp4a = run(false);
+      for (int pipeline : {0, 1}) {  // one or two groups of weight loads in flight per warp
+        MatvecSwitches switches;
+        switches.mma_pipeline(pipeline);
+        const auto mma = run(true);
+        const char* names[] = {"q", "k", "v", "k alone", "GeGLU"};
+        for (size_t j = 0; j < mma.size(); ++j)
+          EXPECT_LE(nmse(mma[j], dp4a[j]), 1e-10)
+              << type_name(types[0]) << "/" << type_name(types[1]) << "/" << type_name(types[2]) << " T=" << T
+              << ", pipeline " << pipeline << ", " << names[j] << ": first values " << mma[j][0] << " vs "
+              << dp4a[j][0];
+      }
     }
   }
 }

@@ -842,14 +842,14 @@ TEST_F(CudaBench, Gemma27BMatmulBandwidth) {
     for (auto [in, out] :
          {std::pair<int64_t, int64_t>{5376, 4096}, {5376, 2048}, {4096, 5376}, {5376, 21504}, {21504, 5376}})
       cases.push_back({t, in, out, 1});
-  for (int64_t T : {2, 3, 4, 5, 6, 8, 16, 64, 512}) cases.push_back({GgmlType::Q4_0, 5376, 21504, T});
+  for (int64_t T : {2, 3, 4, 5, 6, 7, 8, 16, 64, 512}) cases.push_back({GgmlType::Q4_0, 5376, 21504, T});
   // The other quantized formats at the gate / up shape: one token, and batched decode (2-8 tokens,
   // the int8 matvec's generic T > 1 path).
   for (GgmlType t : {GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q5_K})
     cases.push_back({t, 5376, 21504, 1});
   for (GgmlType t :
        {GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K})
-    for (int64_t T : {2, 4, 8}) cases.push_back({t, 5376, 21504, T});
+    for (int64_t T : {2, 4, 5, 6, 7, 8}) cases.push_back({t, 5376, 21504, T});
   // A 32-token prompt (time to first token) of every 27B layer shape: the tensor-core small batch.
   for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0})
     for (auto [in, out] :

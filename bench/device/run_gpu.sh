@@ -86,11 +86,12 @@ for env in ${PARALLEL_ENVS:-UNICORN_PARALLEL_DEFAULT=1}; do
       -r 2 2>&1 | grep -E '\| tg|of the roofline' | tee -a "$OUT/bench.md"
   done
 done
+# NCU_P=8: the same for a step of 8 sequences (matvec_mma at 5-8 tokens)
 if [ -n "${NCU_MATVEC:-}" ]; then  # stall reasons of one decode step's matvecs, e.g. NCU_MATVEC=q4_mix
   timeout 240 ncu --clock-control none -k regex:'matvec' -c 8 --section SpeedOfLight --section Occupancy \
     --section WarpStateStats --section LaunchStats \
     --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio' $U bench --synthetic 27b --type "$NCU_MATVEC" --device cuda \
-    -p 0 -n 2 -r 1 > "$OUT/ncu_matvec.txt" 2>&1
+    -p 0 -n 2 -r 1 -P "${NCU_P:-1}" > "$OUT/ncu_matvec.txt" 2>&1
   echo "ncu matvec rc=$?"; grep -E "^  [a-z_]+.*\(|Duration|DRAM Throughput|Achieved Occupancy|Registers Per|Stall|Warp Cycles Per Issued|Issued Warp|Block Limit|stalled_(long|lg|wait|math|mio|short|barrier|no_inst|not_sel|selected|imc|drain|branch|dispatch|membar|sleep|tex)" \
     "$OUT/ncu_matvec.txt" | head -150
 fi

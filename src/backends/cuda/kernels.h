@@ -67,9 +67,9 @@ cudaError_t launch_matvec_geglu(const DeviceWeight& gate, const DeviceWeight& up
 // kernel takes the job. launch_matvec_quant, _multi and _geglu take it by themselves where
 // matvec_mma_wanted says so: from matvec_mma_min_tokens() tokens (kMmaDecodeMinTokens by default;
 // UNICORN_CUDA_MMA_DECODE=N, 0 never) and, unless matvec_mma_all_formats()
-// (UNICORN_CUDA_MMA_DECODE_ALL=1), for the formats and token counts where it measured faster
-// (Q4_0, Q4_1, Q5_0, Q8_0 from 5 tokens, Q5_1 and Q4_K from 7; not Q5_K and Q6_K; matvec_mma.cu).
-// The settings are process-wide, for measurements and tests.
+// (UNICORN_CUDA_MMA_DECODE_ALL=1), for the formats and token counts where it is faster (Q4_0,
+// Q4_1, Q5_0, Q5_1, Q8_0 from 5 tokens, Q4_K and Q5_K from 6, Q6_K from 7; a job from the bound of
+// its slowest format; matvec_mma.cu). The settings are process-wide, for measurements and tests.
 inline constexpr int kMmaDecodeMinTokens = 5;
 void set_matvec_mma_min_tokens(int n);  // 2..8 (1 counts as 2), anything else 0 (never)
 int matvec_mma_min_tokens();
@@ -77,6 +77,10 @@ void set_matvec_mma_all_formats(bool on);
 bool matvec_mma_all_formats();
 bool matvec_mma_supports(const MatvecJob& job, int T);
 bool matvec_mma_wanted(const MatvecJob& job, int T);
+// Groups of weight loads in flight per warp: -1 (the default) two for Q4_0, Q4_1, Q5_0 and Q8_0 and
+// one for the formats with larger groups, 0 one for all, 1 two for all (UNICORN_CUDA_MMA_PIPELINE).
+void set_matvec_mma_pipeline(int mode);
+int matvec_mma_pipeline();
 cudaError_t launch_matvec_mma(const MatvecJob& job, ActQ8 x, int T, bool glu, int kquant_mix, cudaStream_t s);
 // 9 to 64 tokens, Q4_0 / Q8_0 weights with K % 256 == 0: int8 tensor cores (matmul_mma.cu) on
 // activations quantized per 32 values into the mma fragment order (act_mma_bytes of scratch).

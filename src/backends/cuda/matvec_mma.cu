@@ -26,11 +26,15 @@
 namespace unicorn::cuda {
 namespace {
 
-constexpr int kGroup = 4;     // items per lane and load group (MmaGroup)
-constexpr int kMaxWarps = 8;  // warps per block along the items (up to 255 registers a thread)
+constexpr int kGroup = 4;  // items per lane and load group (MmaGroup)
+// Warps per block along the items: 8 with two groups of weight loads in flight per warp (up to 255
+// registers a thread), 16 with one (up to 128).
+template <bool PIPE>
+constexpr int kMaxWarps = PIPE ? 8 : 16;
 
 std::atomic<int> g_mma_min_tokens{kMmaDecodeMinTokens};
 std::atomic<bool> g_mma_all_formats{false};
+std::atomic<int> g_mma_pipeline{-1};  // -1 by format (kPipeByDefault), 0 one group in flight, 1 two
 
 // C[16x8] = A[16x32] B[32x8] in int32 (fragments: mma_frag.cuh).
 __device__ __forceinline__ void mma_k32(const uint32_t a[4], uint32_t b0, uint32_t b1, int r[4]) {
@@ -49,7 +53,7 @@ __device__ __forceinline__ void mma_k16(uint32_t a0, uint32_t a1, uint32_t b0, i
 // One block's rows [row0, row0 + 16 RT) of the P weights w[0..P) (P = 2: a GeGLU pair) against
 // the T tokens of x: acc[p][rt][i] is C fragment entry i of row tile rt (rows row0 + 16 rt + g
 // (+ 8 for i >= 2), tokens 2c + i % 2).
-template <class F, int P, int RT>
+template <class F, int P, int RT, bool PIPE>
 __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t row0, ActQ8 x, int T, int wk, int kw,
                                          float (&acc)[P][RT][4]) {
   using M = MmaGroup<F>;
@@ -87,13 +91,15 @@ __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t r
   const float4 zf = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
   const int64_t stride = static_cast<int64_t>(kw) * kGroup;
   int64_t i0 = static_cast<int64_t>(wk) * kGroup;
-  // The group at i0 from cur, with the next group's weight loads into nxt in flight meanwhile
-  // (two groups per warp in flight: one alone left the warps waiting on each group's latency).
+  // The group at i0 from cur. PIPE: the next group's weight loads go into nxt first, so that two
+  // groups per warp are in flight (one alone leaves the warp waiting on each group's latency,
+  // but the second costs registers: session 28, faster for Q4_0 / Q4_1 / Q5_0, slower for the
+  // formats with large groups); else they go into cur once it is used.
   auto step = [&](Groups& cur, Groups& nxt) {
     uint4 xlo = live_b ? ld_dep_u4(xb + i0 * 32) : zero, xhi = live_b ? ld_dep_u4(xb + i0 * 32 + 16) : zero;
     const float4 s0a = live0 ? ld_dep_f4(ds0 + 2 * i0) : zf, s0b = live0 ? ld_dep_f4(ds0 + 2 * i0 + 4) : zf;
     const float4 s1a = live1 ? ld_dep_f4(ds1 + 2 * i0) : zf, s1b = live1 ? ld_dep_f4(ds1 + 2 * i0 + 4) : zf;
-    if (i0 + stride < items) load(nxt, i0 + stride);
+    if (PIPE && i0 + stride < items) load(nxt, i0 + stride);
 #pragma unroll
     for (int p = 0; p < P; ++p)
 #pragma unroll
@@ -136,21 +142,26 @@ __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t r
         }
     }
     i0 += stride;
+    if (!PIPE && i0 < items) load(cur, i0);
   };
   Groups ga, gb;
   // Weights do not depend on the previous kernel: the first group's loads go before pdl_wait().
   if (i0 < items) load(ga, i0);
   pdl_wait();
-  while (i0 < items) {
-    step(ga, gb);
-    if (i0 >= items) break;
-    step(gb, ga);
+  if constexpr (PIPE) {
+    while (i0 < items) {
+      step(ga, gb);
+      if (i0 >= items) break;
+      step(gb, ga);
+    }
+  } else {
+    while (i0 < items) step(ga, gb);
   }
 }
 
 // The job's weight m (first_block ranges) of format F: the block's rows, their sums across the
 // block's warps, and the stores.
-template <class F, bool GLU, int RT>
+template <class F, bool GLU, int RT, bool PIPE>
 __device__ __forceinline__ void mma_block(const MatvecJob& job, int m, ActQ8 x, int T) {
   constexpr int P = GLU ? 2 : 1;
   extern __shared__ float part[];  // [kw][P][RT][4][32]
@@ -161,7 +172,7 @@ __device__ __forceinline__ void mma_block(const MatvecJob& job, int m, ActQ8 x, 
   if constexpr (GLU) w[1] = &job.w[1];
   const int64_t row0 = static_cast<int64_t>(blockIdx.x - job.first_block[m]) * 16 * RT;
   float acc[P][RT][4];
-  mma_rows<F, P, RT>(w, row0, x, T, wk, kw, acc);
+  mma_rows<F, P, RT, PIPE>(w, row0, x, T, wk, kw, acc);
 #pragma unroll
   for (int p = 0; p < P; ++p)
 #pragma unroll
@@ -191,25 +202,26 @@ __device__ __forceinline__ void mma_block(const MatvecJob& job, int m, ActQ8 x, 
   }
 }
 
-template <class F0, class F1, class F2, bool GLU, int RT>
-__global__ void __launch_bounds__(kMaxWarps * 32) matvec_mma(const __grid_constant__ MatvecJob job, ActQ8 x, int T) {
+template <class F0, class F1, class F2, bool GLU, int RT, bool PIPE>
+__global__ void __launch_bounds__(kMaxWarps<PIPE> * 32)
+    matvec_mma(const __grid_constant__ MatvecJob job, ActQ8 x, int T) {
   const int blk = static_cast<int>(blockIdx.x);
   const int m =
       GLU ? 0 : (job.n > 1 && blk >= job.first_block[1] ? (job.n > 2 && blk >= job.first_block[2] ? 2 : 1) : 0);
   if constexpr (GLU || (std::is_same_v<F0, F1> && std::is_same_v<F0, F2>)) {
-    mma_block<F0, GLU, RT>(job, m, x, T);
+    mma_block<F0, GLU, RT, PIPE>(job, m, x, T);
   } else {
     if (m == 0)
-      mma_block<F0, GLU, RT>(job, 0, x, T);
+      mma_block<F0, GLU, RT, PIPE>(job, 0, x, T);
     else if (m == 1)
-      mma_block<F1, GLU, RT>(job, 1, x, T);
+      mma_block<F1, GLU, RT, PIPE>(job, 1, x, T);
     else
-      mma_block<F2, GLU, RT>(job, 2, x, T);
+      mma_block<F2, GLU, RT, PIPE>(job, 2, x, T);
   }
 }
 
-template <class F0, bool GLU, class F1 = F0, class F2 = F0>
-cudaError_t launch_formats(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
+template <class F0, bool GLU, class F1, class F2, bool PIPE>
+cudaError_t launch_pipe(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   // A row tile per warp for a GeGLU pair (its gate and up words are two tiles' worth), two else.
   constexpr int RT = GLU ? 1 : 2;
   const int n = GLU ? 1 : job.n;
@@ -224,32 +236,52 @@ cudaError_t launch_formats(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   // least two groups of items.
   const int64_t groups = job.w[0].cols / 32 / kGroup, want = 16 * static_cast<int64_t>(device_sm_count());
   int kw = 1;
-  while (kw < kMaxWarps && blocks * kw < want && groups >= 4 * kw) kw *= 2;
+  while (kw < kMaxWarps<PIPE> && blocks * kw < want && groups >= 4 * kw) kw *= 2;
   const size_t smem = static_cast<size_t>(kw) * (GLU ? 2 : 1) * RT * 4 * 32 * sizeof(float);
-  return launch(matvec_mma<F0, F1, F2, GLU, RT>, dim3(static_cast<unsigned>(blocks)), dim3(kw * 32), smem, s, job, x,
-                T);
+  return launch(matvec_mma<F0, F1, F2, GLU, RT, PIPE>, dim3(static_cast<unsigned>(blocks)), dim3(kw * 32), smem, s, job,
+                x, T);
+}
+
+// Whether a format's groups take two in flight per warp by default (session 28, H200, 27B gate /
+// up at 2 / 4 / 8 tokens, us, one group -> two: Q4_0 34.5 / 36.5 / 39.9 -> 33.1 / 33.3 / 34.2,
+// Q4_1 36.6 / 37.8 / 41.5 -> 35.3 / 35.5 / 37.2, Q5_0 39.4 / 40.6 / 43.5 -> 38.8 / 39.1 / 40.1,
+// Q8_0 49.1 / 50.0 / 50.9 -> 50.1 / 50.1 / 50.1; but Q5_1 41.5 / 42.3 / 44.9 -> 51.4 / 51.8 / 53.0,
+// Q4_K 43.1 / 43.5 / 44.7 -> 47.2 / 47.3 / 47.7, Q5_K 47.6 / 48.3 / 49.2 -> 58.7 / 58.7 / 59.1, Q6_K
+// 55.0 / 55.5 / 56.5 -> 70.1 / 70.2 / 70.1: 170-207 registers a thread).
+template <class F>
+constexpr bool kPipeByDefault = std::is_same_v<F, FormatQ4_0> || std::is_same_v<F, FormatQ4_1> ||
+                                std::is_same_v<F, FormatQ5_0> || std::is_same_v<F, FormatQ8_0>;
+
+template <class F0, bool GLU, class F1 = F0, class F2 = F0>
+cudaError_t launch_formats(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
+  const int mode = g_mma_pipeline.load(std::memory_order_relaxed);
+  const bool pipe = mode == 1 || (mode < 0 && kPipeByDefault<F0> && kPipeByDefault<F1> && kPipeByDefault<F2>);
+  return pipe ? launch_pipe<F0, GLU, F1, F2, true>(job, x, T, s) : launch_pipe<F0, GLU, F1, F2, false>(job, x, T, s);
 }
 
 // The fewest tokens from which the launchers give format t to the mma by default (0: never).
-// Session 28 on the H200 (CudaBench, 27B gate / up, us at 8 tokens, dp4a -> mma): Q4_0 54.7 ->
-// 34.2, Q4_1 53.7 -> 37.2, Q5_0 56.5 -> 40.1, Q8_0 66.0 -> 50.1, Q5_1 57.3 -> 53.0, Q4_K 56.0 ->
-// 47.7, but Q5_K 57.2 -> 59.1 and Q6_K 66.6 -> 70.1 (their groups take 170-207 registers). The
-// mma takes about the same time at 2-8 tokens, the dp4a matvec grows with them: Q4_0 25.4 / 31.8 /
-// 40.8 / 45.5 at 2 / 4 / 5 / 6 tokens against 33.1 / 33.4 / 33.4 / 33.7, so from 5 tokens the mma.
-// The other formats were timed at 2, 4 and 8 tokens only; where the dp4a matvec at 5-7 tokens
-// grows as Q4_0's, Q4_1, Q5_0 and Q8_0 cross over by 5 tokens, Q5_1 and Q4_K by 7 (estimates).
-// 27B Q4_0 tg64 of N sequences together (bench -P; the Q6_K head in the mma too): x4 479.5 with
-// the dp4a matvec against 435.5 through the mma, x5 436.8 -> 540.8, x6 478.9 -> 643.3, x8 501.4
-// -> 845.1 tok/s.
+// Session 28 on the H200 (CudaBench, 27B gate / up, us, dp4a matvec -> mma as launch_formats picks
+// it): at 8 tokens Q4_0 54.7 -> 34.2, Q4_1 53.7 -> 37.2, Q5_0 56.5 -> 40.1, Q8_0 66.0 -> 50.1,
+// Q5_1 57.3 -> 44.9, Q4_K 56.0 -> 44.7, Q5_K 57.2 -> 49.2, Q6_K 66.6 -> 56.5. The mma takes about
+// the same time at 2-8 tokens, the dp4a matvec grows with them: Q4_0 25.4 / 31.8 / 40.8 / 45.5 at 2
+// / 4 / 5 / 6 tokens against 33.1 / 33.4 / 33.4 / 33.7, so from 5 tokens the mma. The other
+// formats were timed at 2, 4 and 8 tokens only; where their dp4a matvec at 5-7 tokens grows as
+// Q4_0's (5: 39 % of the way from 4 to 8 tokens, 6: 60 %), Q4_1, Q5_0, Q8_0 and Q5_1 cross over
+// by 5 tokens, Q4_K and Q5_K by 6, Q6_K by 7 (estimates). 27B Q4_0 tg64 of N sequences together
+// (bench -P, every weight through the mma): x4 479.5 with the dp4a matvec against 435.5 through the
+// mma, x5 436.8 -> 540.8, x6 478.9 -> 643.3, x8 501.4 -> 845.1 tok/s.
 int mma_decode_from(GgmlType t) {
   switch (t) {
     case GgmlType::Q4_0:
     case GgmlType::Q4_1:
     case GgmlType::Q5_0:
+    case GgmlType::Q5_1:
     case GgmlType::Q8_0:
       return 5;
-    case GgmlType::Q5_1:
     case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
+      return 6;
+    case GgmlType::Q6_K:
       return 7;
     default:
       return 0;
@@ -263,6 +295,8 @@ void set_matvec_mma_min_tokens(int n) {
 }
 int matvec_mma_min_tokens() { return g_mma_min_tokens.load(std::memory_order_relaxed); }
 void set_matvec_mma_all_formats(bool on) { g_mma_all_formats.store(on, std::memory_order_relaxed); }
+void set_matvec_mma_pipeline(int mode) { g_mma_pipeline.store(mode == 0 || mode == 1 ? mode : -1); }
+int matvec_mma_pipeline() { return g_mma_pipeline.load(std::memory_order_relaxed); }
 bool matvec_mma_all_formats() { return g_mma_all_formats.load(std::memory_order_relaxed); }
 
 bool matvec_mma_supports(const MatvecJob& job, int T) {

@@ -283,75 +283,83 @@ TEST_F(CudaOps, BatchedDecodeOnTensorCoresMatchesTheDp4aMatvec) {
   // activations, for every quantized format: one weight, q/k/v in one launch (of one type, and a
   // K-quant mix) and a GeGLU pair. Both sum the same integer dot products per item and scale them alike, so only the
   // order of the float sums differs. Row counts that leave the last 32-row tile partly empty; 1280 inputs: 40 items a
-  // row, 10 groups of 4 (not a multiple of the warps along the items).
+  // row, 10 groups of 4 (not a multiple of the warps along the items); 21504 inputs (27B's down) over few rows: 8
+  // warps along the items with two groups in flight, 16 with one.
   Rng rng(47);
-  const int64_t in = 1280;
+  struct Shape {
+    int64_t in, rows[3];
+    std::vector<int64_t> tokens;
+  };
+  const Shape shapes[] = {{1280, {1000, 264, 37}, {2, 3, 5, 8}}, {21504, {100, 40, 37}, {4, 6, 7}}};
   const std::array<GgmlType, 3> type_sets[] = {
       {GgmlType::Q4_0, GgmlType::Q4_0, GgmlType::Q4_0}, {GgmlType::Q4_1, GgmlType::Q4_1, GgmlType::Q4_1},
       {GgmlType::Q5_0, GgmlType::Q5_0, GgmlType::Q5_0}, {GgmlType::Q5_1, GgmlType::Q5_1, GgmlType::Q5_1},
       {GgmlType::Q8_0, GgmlType::Q8_0, GgmlType::Q8_0}, {GgmlType::Q4_K, GgmlType::Q4_K, GgmlType::Q4_K},
       {GgmlType::Q5_K, GgmlType::Q5_K, GgmlType::Q5_K}, {GgmlType::Q6_K, GgmlType::Q6_K, GgmlType::Q6_K},
-      {GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}, {GgmlType::Q4_K, GgmlType::Q4_K, GgmlType::Q6_K}};
-  const int64_t rows[3] = {1000, 264, 37};
-  for (const auto& types : type_sets) {
-    gpu = cuda_backend_or_null();  // a fresh device per set: freed host bytes may be reused
-    HostWeight wq = random_weight(types[0], rows[0], in, rng), wk = random_weight(types[1], rows[1], in, rng);
-    HostWeight wv = random_weight(types[2], rows[2], in, rng), wg = random_weight(types[0], rows[0], in, rng);
-    HostWeight wu = random_weight(types[0], rows[0], in, rng);
-    for (HostWeight* w : {&wq, &wk, &wv, &wg, &wu}) gpu->load_weight(w->t);
+      {GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}, {GgmlType::Q4_K, GgmlType::Q4_K, GgmlType::Q6_K},
+      {GgmlType::Q5_K, GgmlType::Q5_K, GgmlType::Q6_K}};
+  for (const Shape& sh : shapes)
+    for (const auto& types : type_sets) {
+      const int64_t in = sh.in;
+      const int64_t* rows = sh.rows;
+      gpu = cuda_backend_or_null();  // a fresh device per set: freed host bytes may be reused
+      HostWeight wq = random_weight(types[0], rows[0], in, rng), wk = random_weight(types[1], rows[1], in, rng);
+      HostWeight wv = random_weight(types[2], rows[2], in, rng), wg = random_weight(types[0], rows[0], in, rng);
+      HostWeight wu = random_weight(types[0], rows[0], in, rng);
+      for (HostWeight* w : {&wq, &wk, &wv, &wg, &wu}) gpu->load_weight(w->t);
 #ifdef UNICORN_HAVE_CUDA
-    {  // the kernel takes these shapes; by default the launchers give it the formats and token
-       // counts where it measured faster (kernels.h matvec_mma_wanted)
-      cuda::MatvecJob job;
-      job.n = 3;
-      for (int j = 0; j < 3; ++j) {
-        job.w[j].type = types[static_cast<size_t>(j)];
-        job.w[j].rows = rows[j];
-        job.w[j].cols = in;
+      {  // the kernel takes these shapes; by default the launchers give it the formats and token
+         // counts where it measured faster (kernels.h matvec_mma_wanted)
+        cuda::MatvecJob job;
+        job.n = 3;
+        for (int j = 0; j < 3; ++j) {
+          job.w[j].type = types[static_cast<size_t>(j)];
+          job.w[j].rows = rows[j];
+          job.w[j].cols = in;
+        }
+        EXPECT_TRUE(cuda::matvec_mma_supports(job, 2) && cuda::matvec_mma_supports(job, 8)) << type_name(types[0]);
+        EXPECT_FALSE(cuda::matvec_mma_supports(job, 1) || cuda::matvec_mma_supports(job, 9));
+        int from = 5;  // the job's bound: its slowest format's
+        for (GgmlType t : types)
+          from = std::max(from, t == GgmlType::Q6_K ? 7 : (t == GgmlType::Q4_K || t == GgmlType::Q5_K ? 6 : 5));
+        EXPECT_FALSE(cuda::matvec_mma_wanted(job, 4)) << type_name(types[0]);
+        EXPECT_FALSE(cuda::matvec_mma_wanted(job, from - 1)) << type_name(types[0]);
+        EXPECT_TRUE(cuda::matvec_mma_wanted(job, from) && cuda::matvec_mma_wanted(job, 8)) << type_name(types[0]);
+        MatvecSwitches switches;
+        switches.mma(true);
+        EXPECT_TRUE(cuda::matvec_mma_wanted(job, 2)) << type_name(types[0]);
       }
-      EXPECT_TRUE(cuda::matvec_mma_supports(job, 2) && cuda::matvec_mma_supports(job, 8)) << type_name(types[0]);
-      EXPECT_FALSE(cuda::matvec_mma_supports(job, 1) || cuda::matvec_mma_supports(job, 9));
-      int from = 5;  // the job's bound: its slowest format's
-      for (GgmlType t : types)
-        from = std::max(from, t == GgmlType::Q6_K ? 7 : (t == GgmlType::Q4_K || t == GgmlType::Q5_K ? 6 : 5));
-      EXPECT_FALSE(cuda::matvec_mma_wanted(job, 4)) << type_name(types[0]);
-      EXPECT_FALSE(cuda::matvec_mma_wanted(job, from - 1)) << type_name(types[0]);
-      EXPECT_TRUE(cuda::matvec_mma_wanted(job, from) && cuda::matvec_mma_wanted(job, 8)) << type_name(types[0]);
-      MatvecSwitches switches;
-      switches.mma(true);
-      EXPECT_TRUE(cuda::matvec_mma_wanted(job, 2)) << type_name(types[0]);
-    }
 #endif
-    for (int64_t T : {2, 3, 5, 8}) {
-      const std::vector<float> x = random_floats(static_cast<size_t>(T * in), rng);
-      auto run = [&](bool mma) {
-        MatvecSwitches switches;
-        switches.mma(mma);
-        Act xa = upload(*gpu, x, T, in), q = gpu->alloc(T, rows[0]), k = gpu->alloc(T, rows[1]),
-            v = gpu->alloc(T, rows[2]), one = gpu->alloc(T, rows[1]);
-        Act gate = gpu->alloc(T, rows[0]), up = gpu->alloc(T, rows[0]);
-        const WeightTensor* ws[] = {&wq.t, &wk.t, &wv.t};
-        Act* ys[] = {&q, &k, &v};
-        gpu->matmul_many(ws, xa, ys);
-        gpu->matmul(wk.t, xa, one);
-        gpu->matmul_geglu(wg.t, wu.t, xa, gate, up);
-        return std::vector<std::vector<float>>{to_host(*gpu, q), to_host(*gpu, k), to_host(*gpu, v), to_host(*gpu, one),
-                                               to_host(*gpu, gate)};
-      };
-      const auto dp4a = run(false);
-      for (int pipeline : {0, 1}) {  // one or two groups of weight loads in flight per warp
-        MatvecSwitches switches;
-        switches.mma_pipeline(pipeline);
-        const auto mma = run(true);
-        const char* names[] = {"q", "k", "v", "k alone", "GeGLU"};
-        for (size_t j = 0; j < mma.size(); ++j)
-          EXPECT_LE(nmse(mma[j], dp4a[j]), 1e-10)
-              << type_name(types[0]) << "/" << type_name(types[1]) << "/" << type_name(types[2]) << " T=" << T
-              << ", pipeline " << pipeline << ", " << names[j] << ": first values " << mma[j][0] << " vs "
-              << dp4a[j][0];
+      for (int64_t T : sh.tokens) {
+        const std::vector<float> x = random_floats(static_cast<size_t>(T * in), rng);
+        auto run = [&](bool mma) {
+          MatvecSwitches switches;
+          switches.mma(mma);
+          Act xa = upload(*gpu, x, T, in), q = gpu->alloc(T, rows[0]), k = gpu->alloc(T, rows[1]),
+              v = gpu->alloc(T, rows[2]), one = gpu->alloc(T, rows[1]);
+          Act gate = gpu->alloc(T, rows[0]), up = gpu->alloc(T, rows[0]);
+          const WeightTensor* ws[] = {&wq.t, &wk.t, &wv.t};
+          Act* ys[] = {&q, &k, &v};
+          gpu->matmul_many(ws, xa, ys);
+          gpu->matmul(wk.t, xa, one);
+          gpu->matmul_geglu(wg.t, wu.t, xa, gate, up);
+          return std::vector<std::vector<float>>{to_host(*gpu, q), to_host(*gpu, k), to_host(*gpu, v),
+                                                 to_host(*gpu, one), to_host(*gpu, gate)};
+        };
+        const auto dp4a = run(false);
+        for (int pipeline : {0, 1}) {  // one or two groups of weight loads in flight per warp
+          MatvecSwitches switches;
+          switches.mma_pipeline(pipeline);
+          const auto mma = run(true);
+          const char* names[] = {"q", "k", "v", "k alone", "GeGLU"};
+          for (size_t j = 0; j < mma.size(); ++j)
+            EXPECT_LE(nmse(mma[j], dp4a[j]), 1e-10)
+                << type_name(types[0]) << "/" << type_name(types[1]) << "/" << type_name(types[2]) << " in " << in
+                << " T=" << T << ", pipeline " << pipeline << ", " << names[j] << ": first values " << mma[j][0]
+                << " vs " << dp4a[j][0];
+        }
       }
     }
-  }
 }
 
 TEST_F(CudaOps, FusedMatmulsShareOneQuantizedInput) {

@@ -27,7 +27,7 @@ bool matvec_shared_act();
 void set_matvec_wide_warps(int warps);
 int matvec_wide_warps();
 // Blocks of a one-token matvec grid that issue their first weight loads before pdl_wait() (all by
-// default; a measurement setting, UNICORN_CUDA_PREFETCH_BLOCKS).
+// default; a measurement setting, UNICORN_CUDA_PREFETCH_BLOCKS; matvec_mma's blocks always do).
 void set_matvec_prefetch_blocks(int64_t blocks);
 // Warps per 128-item Q4_0 row pair at one token (12B's and 27B's o; not a GeGLU pair): 1 by
 // default, 2 or 4 as measurement settings, 0 the general rule (group_warps) (UNICORN_CUDA_O_WARPS).
@@ -81,6 +81,8 @@ bool matvec_mma_wanted(const MatvecJob& job, int T);
 // one for the formats with larger groups, 0 one for all, 1 two for all (UNICORN_CUDA_MMA_PIPELINE).
 void set_matvec_mma_pipeline(int mode);
 int matvec_mma_pipeline();
+// cudaErrorInvalidValue where matvec_mma_supports says no, for a GeGLU pair that is not two weights
+// of one type and shape, an empty weight, or a kquant_mix that the job's types are not.
 cudaError_t launch_matvec_mma(const MatvecJob& job, ActQ8 x, int T, bool glu, int kquant_mix, cudaStream_t s);
 // 9 to 64 tokens, Q4_0 / Q8_0 weights with K % 256 == 0: int8 tensor cores (matmul_mma.cu) on
 // activations quantized per 32 values into the mma fragment order (act_mma_bytes of scratch).

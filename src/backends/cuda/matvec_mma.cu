@@ -320,6 +320,20 @@ bool matvec_mma_wanted(const MatvecJob& job, int T) {
 
 cudaError_t launch_matvec_mma(const MatvecJob& job, ActQ8 x, int T, bool glu, int kquant_mix, cudaStream_t s) {
   if (!matvec_mma_supports(job, T)) return cudaErrorInvalidValue;
+  // A GeGLU pair is gate and up of one type and shape (the kernel reads up's rows by gate's count).
+  if (glu && (job.n != 2 || job.w[1].rows != job.w[0].rows || job.w[1].type != job.w[0].type))
+    return cudaErrorInvalidValue;
+  for (int i = 0; i < job.n; ++i)
+    if (job.w[i].rows < 1) return cudaErrorInvalidValue;
+  if (!glu && kquant_mix != 0) {
+    // The mix's types, q, k, v in that order (kernels.h).
+    static constexpr GgmlType kMixes[3][3] = {{GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K},
+                                              {GgmlType::Q4_K, GgmlType::Q4_K, GgmlType::Q6_K},
+                                              {GgmlType::Q5_K, GgmlType::Q5_K, GgmlType::Q6_K}};
+    if (kquant_mix < 1 || kquant_mix > 3 || job.n != 3) return cudaErrorInvalidValue;
+    for (int i = 0; i < 3; ++i)
+      if (job.w[i].type != kMixes[kquant_mix - 1][i]) return cudaErrorInvalidValue;
+  }
   if (!glu) {
     switch (kquant_mix) {
       case 1:

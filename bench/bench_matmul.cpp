@@ -4,8 +4,8 @@
 // Prints the machine's memory read bandwidth, each shape at T = 1 and T = 512 (GFLOP/s and
 // weight GB/s), the matmul time of one decode step over a whole synthetic model (18 layers of
 // distinct weights + the tied 262144×640 output projection, so weights stream from memory as
-// in real decoding), the same step for 2, 4, 6 and 8 sequences decoded together, and the matmul time
-// of a 512-token prefill.
+// in real decoding), the same step for 2, 4, 6, 7 and 8 sequences decoded together (from 6 through
+// the tiled kernel and through the row dots), and the matmul time of a 512-token prefill.
 //
 // usage: bench_matmul [--threads N] [--isa scalar|avx2|avx512] [--reps N]
 #include <algorithm>
@@ -205,10 +205,11 @@ int main(int argc, char** argv) {
       if (l.m.name == name && l.m.type == type) return l;
     std::abort();
   };
-  int64_t step_tokens = 1;  // tokens per decode step: 1, or several sequences decoded together
+  int64_t step_tokens = 1;                    // tokens per decode step: 1, or several sequences decoded together
+  int64_t row_dot_max = kTiledMinTokens - 1;  // the most tokens through the row dots (cpu_matmul.h)
   auto run = [&](const Loaded& l, size_t copy) {
     const WeightTensor w{l.m.name, l.m.type, l.m.N, l.m.K, l.copies[copy].data()};
-    matmul_with(*kernels, pool, w, x.data(), step_tokens, y.data());
+    matmul_with(*kernels, pool, w, x.data(), step_tokens, y.data(), row_dot_max);
   };
   auto decode_step = [&] {
     size_t n_more = 0, n_less = 0;  // layers so far with / without the "more bits" types
@@ -235,13 +236,23 @@ int main(int argc, char** argv) {
       weight_bytes / 1e6, decode * 1e3, weight_bytes / decode / 1e9, 1.0 / decode);
   // Batched decode: one step for T sequences at once (every matmul at T tokens; the output
   // projection too, as each sequence needs its logits).
-  for (int64_t T : {int64_t{2}, int64_t{4}, int64_t{6}, int64_t{8}}) {
+  // From kTiledMinTokens tokens the step is timed twice: through the tiled kernel (a prompt of
+  // that many tokens) and through the row dots (what CpuBackend gives a decode step of that many
+  // sequences, up to kMaxRowDotTokens).
+  for (int64_t T = 2; T <= kMaxRowDotTokens; ++T) {
+    if (T == 3 || T == 5) continue;
     step_tokens = T;
-    const double t = time_calls(reps, 3, decode_step);
-    std::printf("decode step of %ld sequences: %.2f ms  (%.2fx one token's; matmul-only ceiling %.0f tok/s)\n",
-                static_cast<long>(T), t * 1e3, t / decode, static_cast<double>(T) / t);
+    for (const int64_t max : {kTiledMinTokens - 1, kMaxRowDotTokens}) {
+      if (max == kMaxRowDotTokens && T < kTiledMinTokens) continue;
+      row_dot_max = max;
+      const double t = time_calls(reps, 3, decode_step);
+      std::printf("decode step of %ld sequences%s: %.2f ms  (%.2fx one token's; matmul-only ceiling %.0f tok/s)\n",
+                  static_cast<long>(T), T < kTiledMinTokens ? "" : (max < T ? " (tiled)" : " (row dots)"), t * 1e3,
+                  t / decode, static_cast<double>(T) / t);
+    }
   }
   step_tokens = 1;
+  row_dot_max = kTiledMinTokens - 1;
   std::printf("prefill 512 tokens (all matmuls + last-token logits): %.3f s  (matmul-only ceiling %.0f tok/s)\n",
               prefill, 512.0 / prefill);
   return 0;

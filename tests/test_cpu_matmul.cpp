@@ -157,7 +157,7 @@ INSTANTIATE_TEST_SUITE_P(AllWeightTypes, MatmulByType,
 
 // Batched decode: a row-dot call for T tokens (each weight block unpacked once for all of them)
 // gives every token exactly what a call for that token alone gives, for every quantized type,
-// kernel set and token count below the tiled path's (5 is a chunk of 4 and one of 1).
+// kernel set and token count the row dots take (up to kMaxRowDotTokens: chunks of 4 and the rest).
 TEST(CpuMatmul, RowDotOfSeveralTokensEqualsOneTokenAtATime) {
   std::mt19937 rng(11);
   const Shape s{512, 19};
@@ -165,7 +165,7 @@ TEST(CpuMatmul, RowDotOfSeveralTokensEqualsOneTokenAtATime) {
                         GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
     std::vector<uint8_t> bytes = random_weights(type, s, rng);
     const size_t stride = row_bytes(type, s.K);
-    const int64_t T = kTiledMinTokens - 1, nb = s.K / kActBlock;
+    const int64_t T = kMaxRowDotTokens, nb = s.K / kActBlock;
     const std::vector<float> x = random_acts(T, s.K, rng);
     std::vector<int8_t> q(static_cast<size_t>(T * s.K));
     std::vector<float> d(static_cast<size_t>(T * nb));

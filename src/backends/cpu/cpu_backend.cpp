@@ -11,13 +11,22 @@
 #include <unistd.h>
 
 #include "backends/cpu/cpu_kv.h"
+#include "backends/cpu/cpu_matmul.h"
 #include "backends/cpu/vec_f32.h"
 #include "core/error.h"
 #include "quant/codec.h"
 
 namespace unicorn {
 
-CpuBackend::CpuBackend(int n_threads, MatmulPrecision precision) : pool_(n_threads), precision_(precision) {}
+CpuBackend::CpuBackend(int n_threads, MatmulPrecision precision)
+    : pool_(n_threads), precision_(precision), row_dot_max_(kTiledMinTokens - 1) {}
+
+void CpuBackend::begin_batch(const BatchView& batch, std::span<const int64_t>, std::span<const int64_t>) {
+  std::vector<int32_t> seqs(batch.seq.begin(), batch.seq.end());
+  std::ranges::sort(seqs);
+  const bool one_each = std::ranges::adjacent_find(seqs) == seqs.end();
+  row_dot_max_ = one_each ? kMaxRowDotTokens : kTiledMinTokens - 1;
+}
 
 bool CpuBackend::supports_weight(GgmlType type) const { return can_dequantize(type); }
 

@@ -36,12 +36,18 @@ class CpuBackend final : public Backend {
   void add(Act& x, const Act& y) override;
   void gather_rows(const Act& x, std::span<const int64_t> rows, Act& out) override;
   void softcap(Act& x, float cap) override;
+  // A batch whose sequences have one token each (a decode step of several sequences) runs its
+  // matmuls through the row dots up to kMaxRowDotTokens tokens, so that each sequence's logits are
+  // bit for bit those of decoding it alone; other batches (prompts) up to kTiledMinTokens - 1.
+  void begin_batch(const BatchView& batch, std::span<const int64_t> past_len,
+                   std::span<const int64_t> logit_rows) override;
 
   ThreadPool& pool() { return pool_; }
 
  private:
   ThreadPool pool_;
   MatmulPrecision precision_;
+  int64_t row_dot_max_;  // the most tokens a matmul gives the row dots (cpu_matmul.h matmul_with)
 };
 
 }  // namespace unicorn

@@ -75,7 +75,8 @@ void matmul_dequantized(const MatmulKernels& k, ThreadPool& pool, const WeightTe
 
 }  // namespace
 
-void matmul_with(const MatmulKernels& k, ThreadPool& pool, const WeightTensor& w, const float* x, int64_t T, float* y) {
+void matmul_with(const MatmulKernels& k, ThreadPool& pool, const WeightTensor& w, const float* x, int64_t T, float* y,
+                 int64_t row_dot_max) {
   const int64_t K = w.cols, N = w.rows;
   const size_t stride = w.row_stride();
   if (T <= 0 || N <= 0) return;
@@ -97,7 +98,7 @@ void matmul_with(const MatmulKernels& k, ThreadPool& pool, const WeightTensor& w
     return;
   }
 
-  if (T < kTiledMinTokens) {
+  if (T <= std::min(row_dot_max, kMaxRowDotTokens)) {
     // Bound to locals: the lambda below runs on pool threads, whose thread_locals differ.
     thread_local std::vector<int8_t> xq_mem;
     thread_local std::vector<float> xd_mem;
@@ -111,7 +112,7 @@ void matmul_with(const MatmulKernels& k, ThreadPool& pool, const WeightTensor& w
     xs.resize(static_cast<size_t>(T * nb));
     for (int64_t t = 0; t < T; ++t)
       k.quantize_act_row(x + t * K, K, xq.data() + t * K, xd.data() + t * nb, xs.data() + t * nb);
-    QuantRow rows[kTiledMinTokens];
+    QuantRow rows[kMaxRowDotTokens];
     for (int64_t t = 0; t < T; ++t) rows[t] = QuantRow{xq.data() + t * K, xd.data() + t * nb, xs.data() + t * nb};
     // Every token in one call per thread: each weight block is read and unpacked once for all.
     pool.parallel_for(
@@ -141,7 +142,7 @@ void matmul_with(const MatmulKernels& k, ThreadPool& pool, const WeightTensor& w
 void CpuBackend::matmul(const WeightTensor& w, const Act& x, Act& y) {
   if (precision_ == MatmulPrecision::Exact && !is_float_type(w.type))
     return matmul_dequantized(best_matmul_kernels(), pool_, w, x.data(), x.rows(), y.data());
-  matmul_with(best_matmul_kernels(), pool_, w, x.data(), x.rows(), y.data());
+  matmul_with(best_matmul_kernels(), pool_, w, x.data(), x.rows(), y.data(), row_dot_max_);
 }
 
 }  // namespace unicorn

@@ -17,11 +17,16 @@ namespace unicorn {
 // transformers' greedy path at a near-tie, 11 of 48 tokens instead of 48 (test_real270m.cpp): so
 // the prompt numerics stay as they were.)
 inline constexpr int64_t kTiledMinTokens = 6;
+// The most tokens a call may give the row dots (row_dot_max below): a decode step of several
+// sequences takes them up to here (CpuBackend::begin_batch), so that each sequence's logits are
+// bit for bit those it gets decoded alone.
+inline constexpr int64_t kMaxRowDotTokens = 8;
 
 // x: T rows of w.cols floats; y: T rows of w.rows floats (row-major, contiguous).
 // Any type dequantize_row() reads is accepted; those without integer kernels (Q8_1, Q8_K
-// weights, or rows not a multiple of 32) take a slow dequantizing path.
+// weights, or rows not a multiple of 32) take a slow dequantizing path. Up to row_dot_max tokens
+// (at most kMaxRowDotTokens) take the row dots, more the tiled kernel.
 void matmul_with(const MatmulKernels& kernels, ThreadPool& pool, const WeightTensor& w, const float* x, int64_t T,
-                 float* y);
+                 float* y, int64_t row_dot_max = kTiledMinTokens - 1);
 
 }  // namespace unicorn

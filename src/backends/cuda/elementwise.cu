@@ -1,5 +1,6 @@
 // Elementwise ops of the layer: GeGLU's gelu_tanh(gate) * up (spec §2.5), the residual add, the
 // row gather before the logits and the final logit soft-cap (spec §2.6).
+#include "backends/cuda/gelu.cuh"
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launch.cuh"
 
@@ -14,10 +15,7 @@ __global__ void gelu_mul(const float* gate, const float* up, float* out, int64_t
   pdl_enter();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
-  constexpr float kSqrt2OverPi = 0.7978845608028654f;
-  const float x = gate[i];
-  const float t = tanhf(kSqrt2OverPi * (x + 0.044715f * x * x * x));
-  out[i] = 0.5f * x * (1.0f + t) * up[i];
+  out[i] = gelu_tanh(gate[i]) * up[i];
 }
 
 __global__ void add(float* x, const float* y, int64_t n) {

@@ -1,5 +1,5 @@
-// GeGLU's activation in the fused matvec epilogues (matvec_quant.cu, matvec_mma.cu): the tanh
-// approximation of GELU (spec §2.5).
+// GeGLU's activation (matvec_quant.cu's and matvec_mma.cu's fused epilogues, elementwise.cu's
+// gelu_mul): the tanh approximation of GELU (spec §2.5).
 #pragma once
 
 namespace unicorn::cuda {

@@ -56,20 +56,22 @@ int matvec_q4k_pairs();
 // or a K-quant mix of q, k, v (Q4_K/Q5_K/Q6_K as in q4_mix, Q4_K/Q4_K/Q6_K, Q5_K/Q5_K/Q6_K), as
 // matvec_multi_supports says.
 bool matvec_multi_supports(const MatvecJob& job);
+// Which of those K-quant mixes a job of three weights is (1, 2, 3 in that order), 0 none.
+int matvec_kquant_mix(const MatvecJob& job);
 cudaError_t launch_matvec_multi(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s);
 // y = gelu_tanh(x · gateᵀ) ⊙ (x · upᵀ) (spec §2.5), gate and up of one type and shape.
 cudaError_t launch_matvec_geglu(const DeviceWeight& gate, const DeviceWeight& up, ActQ8 x, int T, float* y,
                                 cudaStream_t s);
-// 2 to 8 tokens (batched decode) of every quantized format with cols % 128 == 0 on int8 tensor
-// cores (matvec_mma.cu), for the jobs of launch_matvec_multi / launch_matvec_geglu (glu: job.w[0]
-// gate, job.w[1] up, job.y[0] the GeGLU output) and one weight; kquant_mix: a K-quant q/k/v mix
-// (1: Q4_K/Q5_K/Q6_K, 2: Q4_K/Q4_K/Q6_K, 3: Q5_K/Q5_K/Q6_K), 0 one type. matvec_mma_supports: the
-// kernel takes the job. launch_matvec_quant, _multi and _geglu take it by themselves where
-// matvec_mma_wanted says so: from matvec_mma_min_tokens() tokens (kMmaDecodeMinTokens by default;
-// UNICORN_CUDA_MMA_DECODE=N, 0 never) and, unless matvec_mma_all_formats()
-// (UNICORN_CUDA_MMA_DECODE_ALL=1), for the formats and token counts where it is faster (Q4_0,
-// Q4_1, Q5_0, Q5_1, Q8_0 from 5 tokens, Q4_K and Q5_K from 6, Q6_K from 7; a job from the bound of
-// its slowest format; matvec_mma.cu). The settings are process-wide, for measurements and tests.
+// 2 to 8 tokens (batched decode) on int8 tensor cores (matvec_mma.cu) for the jobs of
+// launch_matvec_quant / _multi (glu false) and launch_matvec_geglu (glu: job.w[0] gate, job.w[1]
+// up, job.y[0] the GeGLU output). matvec_mma_supports: the kernel takes the job (what
+// matvec_multi_supports takes, with cols % 128 == 0). launch_matvec_quant, _multi and _geglu take it
+// by themselves where matvec_mma_wanted says so: from matvec_mma_min_tokens() tokens
+// (kMmaDecodeMinTokens by default; UNICORN_CUDA_MMA_DECODE=N, 0 never) and, unless
+// matvec_mma_all_formats() (UNICORN_CUDA_MMA_DECODE_ALL=1), for the formats and token counts where
+// it is faster (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 from 5 tokens, Q4_K and Q5_K from 6, Q6_K from 7; a job
+// from the bound of its slowest format; matvec_mma.cu). The settings are process-wide, for
+// measurements and tests.
 inline constexpr int kMmaDecodeMinTokens = 5;
 void set_matvec_mma_min_tokens(int n);  // 2..8 (1 counts as 2), anything else 0 (never)
 int matvec_mma_min_tokens();
@@ -82,8 +84,8 @@ bool matvec_mma_wanted(const MatvecJob& job, int T);
 void set_matvec_mma_pipeline(int mode);
 int matvec_mma_pipeline();
 // cudaErrorInvalidValue where matvec_mma_supports says no, for a GeGLU pair that is not two weights
-// of one type and shape, an empty weight, or a kquant_mix that the job's types are not.
-cudaError_t launch_matvec_mma(const MatvecJob& job, ActQ8 x, int T, bool glu, int kquant_mix, cudaStream_t s);
+// of one shape, or an empty weight.
+cudaError_t launch_matvec_mma(const MatvecJob& job, ActQ8 x, int T, bool glu, cudaStream_t s);
 // 9 to 64 tokens, Q4_0 / Q8_0 weights with K % 256 == 0: int8 tensor cores (matmul_mma.cu) on
 // activations quantized per 32 values into the mma fragment order (act_mma_bytes of scratch).
 // From mma_min_tokens() (9, or UNICORN_MMA_MIN_TOKENS for measurements) to kMaxMmaTokens tokens.

@@ -295,16 +295,14 @@ void set_matvec_mma_min_tokens(int n) {
 }
 int matvec_mma_min_tokens() { return g_mma_min_tokens.load(std::memory_order_relaxed); }
 void set_matvec_mma_all_formats(bool on) { g_mma_all_formats.store(on, std::memory_order_relaxed); }
-void set_matvec_mma_pipeline(int mode) { g_mma_pipeline.store(mode == 0 || mode == 1 ? mode : -1); }
+void set_matvec_mma_pipeline(int mode) {
+  g_mma_pipeline.store(mode == 0 || mode == 1 ? mode : -1, std::memory_order_relaxed);
+}
 int matvec_mma_pipeline() { return g_mma_pipeline.load(std::memory_order_relaxed); }
 bool matvec_mma_all_formats() { return g_mma_all_formats.load(std::memory_order_relaxed); }
 
 bool matvec_mma_supports(const MatvecJob& job, int T) {
-  if (T < 2 || T > 8 || job.n < 1 || job.n > 3 || !sm80_or_later()) return false;
-  for (int i = 0; i < job.n; ++i)
-    if (job.w[i].cols % (32 * kGroup) != 0 || job.w[i].cols != job.w[0].cols || !matvec_quant_supports(job.w[i].type))
-      return false;
-  return true;
+  return T >= 2 && T <= 8 && matvec_multi_supports(job) && job.w[0].cols % (32 * kGroup) == 0 && sm80_or_later();
 }
 
 bool matvec_mma_wanted(const MatvecJob& job, int T) {
@@ -318,36 +316,23 @@ bool matvec_mma_wanted(const MatvecJob& job, int T) {
   return true;
 }
 
-cudaError_t launch_matvec_mma(const MatvecJob& job, ActQ8 x, int T, bool glu, int kquant_mix, cudaStream_t s) {
+cudaError_t launch_matvec_mma(const MatvecJob& job, ActQ8 x, int T, bool glu, cudaStream_t s) {
   if (!matvec_mma_supports(job, T)) return cudaErrorInvalidValue;
-  // A GeGLU pair is gate and up of one type and shape (the kernel reads up's rows by gate's count).
-  if (glu && (job.n != 2 || job.w[1].rows != job.w[0].rows || job.w[1].type != job.w[0].type))
-    return cudaErrorInvalidValue;
+  // A GeGLU pair is gate and up of one shape (the kernel reads up's rows by gate's count).
+  if (glu && (job.n != 2 || job.w[1].rows != job.w[0].rows)) return cudaErrorInvalidValue;
   for (int i = 0; i < job.n; ++i)
     if (job.w[i].rows < 1) return cudaErrorInvalidValue;
-  if (!glu && kquant_mix != 0) {
-    // The mix's types, q, k, v in that order (kernels.h).
-    static constexpr GgmlType kMixes[3][3] = {{GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K},
-                                              {GgmlType::Q4_K, GgmlType::Q4_K, GgmlType::Q6_K},
-                                              {GgmlType::Q5_K, GgmlType::Q5_K, GgmlType::Q6_K}};
-    if (kquant_mix < 1 || kquant_mix > 3 || job.n != 3) return cudaErrorInvalidValue;
-    for (int i = 0; i < 3; ++i)
-      if (job.w[i].type != kMixes[kquant_mix - 1][i]) return cudaErrorInvalidValue;
+  switch (glu ? 0 : matvec_kquant_mix(job)) {
+    case 1:
+      return launch_formats<FormatQ4_K, false, FormatQ5_K, FormatQ6_K>(job, x, T, s);
+    case 2:
+      return launch_formats<FormatQ4_K, false, FormatQ4_K, FormatQ6_K>(job, x, T, s);
+    case 3:
+      return launch_formats<FormatQ5_K, false, FormatQ5_K, FormatQ6_K>(job, x, T, s);
+    default:
+      break;
   }
-  if (!glu) {
-    switch (kquant_mix) {
-      case 1:
-        return launch_formats<FormatQ4_K, false, FormatQ5_K, FormatQ6_K>(job, x, T, s);
-      case 2:
-        return launch_formats<FormatQ4_K, false, FormatQ4_K, FormatQ6_K>(job, x, T, s);
-      case 3:
-        return launch_formats<FormatQ5_K, false, FormatQ5_K, FormatQ6_K>(job, x, T, s);
-      default:
-        break;
-    }
-  }
-  for (int i = 1; i < job.n; ++i)
-    if (job.w[i].type != job.w[0].type) return cudaErrorInvalidValue;
+  // One type (matvec_mma_supports).
   cudaError_t e = cudaErrorNotSupported;
   with_format(job.w[0].type, [&](auto f) {
     using F = decltype(f);

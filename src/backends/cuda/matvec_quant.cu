@@ -5,7 +5,7 @@
 // so a warp's loads are contiguous.
 //
 // One launch serves a MatvecJob: up to three weights on the same input (q, k and v in one grid),
-// of one format or of a K-quant mix (kquant_mix: each block runs its own weight's format), or a
+// of one format or of a K-quant mix (matvec_kquant_mix: each block runs its own weight's format), or a
 // GeGLU pair whose warps compute row r of gate and of up together and write gelu_tanh(gate) * up
 // (spec §2.5), so the pair's outputs never go through memory. Batched decode of 5-8 tokens goes to
 // the int8 tensor cores (matvec_mma.cu) for the formats where they measured faster
@@ -274,7 +274,7 @@ __global__ void __launch_bounds__(kWarps * 32, MINB)
   } else if constexpr (std::is_same_v<F0, F1> && std::is_same_v<F0, F2>) {
     matvec_block<F0, NT, GLU, UO, SA, WPR>(job, weight_of_block(job, static_cast<int>(blockIdx.x)), x, T);
   } else {
-    // A K-quant mix (kquant_mix): every body takes the job's rows per group (launch_nt's grid).
+    // A K-quant mix (matvec_kquant_mix): every body takes the job's rows per group (launch_nt's grid).
     constexpr int kR = job_rows_per_group<F0, F1, F2, NT, GLU, SA>();
     const int m = weight_of_block(job, static_cast<int>(blockIdx.x));
     if (m == 0)
@@ -335,7 +335,7 @@ constexpr bool kWideQ4 = kWideRows<F, NT> &&
                          (std::is_same_v<F, FormatQ4_0> || std::is_same_v<F, FormatQ4_K> ||
                           std::is_same_v<F, FormatQ5_K>)&&std::is_same_v<F, F1>&& std::is_same_v<F, F2>;
 
-// Weights of more than one format in one job (q4_mix's q/k/v: kquant_mix).
+// Weights of more than one format in one job (q4_mix's q/k/v: matvec_kquant_mix).
 template <class F, class F1, class F2>
 constexpr bool kMixed = !std::is_same_v<F, F1> || !std::is_same_v<F, F2>;
 // One token of a K-quant weight alone (the output heads when their rows are short: kquant_head).
@@ -494,32 +494,17 @@ void launch_for(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
     launch_nt<F, 8, GLU, F1, F2>(job, x, T, s);
 }
 
-// The q, k, v type mixes served in one launch: q4_mix's (policy.cpp), and those of common Q4_K_M
-// and Q5_K_M files, whose v takes Q6_K on some layers. 0: none of them.
-int kquant_mix(const MatvecJob& job) {
-  if (job.n != 3) return 0;
-  const GgmlType q = job.w[0].type, k = job.w[1].type, v = job.w[2].type;
-  if (q == GgmlType::Q4_K && k == GgmlType::Q5_K && v == GgmlType::Q6_K) return 1;
-  if (q == GgmlType::Q4_K && k == GgmlType::Q4_K && v == GgmlType::Q6_K) return 2;
-  if (q == GgmlType::Q5_K && k == GgmlType::Q5_K && v == GgmlType::Q6_K) return 3;
-  return 0;
-}
-
 template <bool GLU>
 cudaError_t launch_job(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
   if (job.n < 1 || job.n > 3 || (GLU && job.n != 2)) return cudaErrorInvalidValue;
   if (T < 1) return cudaSuccess;  // no tokens: nothing to compute (the one-token kernels assume T == 1)
   for (int i = 1; i < job.n; ++i)
     if (job.w[i].cols != job.w[0].cols) return cudaErrorInvalidValue;
+  if (GLU && job.w[1].rows != job.w[0].rows) return cudaErrorInvalidValue;
   // 5-8 tokens on int8 tensor cores where the shapes and formats allow (matvec_mma.cu).
-  if (T >= 2 && matvec_mma_wanted(job, T) && (!GLU || job.w[1].rows == job.w[0].rows)) {
-    const int mix = GLU ? 0 : kquant_mix(job);
-    bool same = true;
-    for (int i = 1; i < job.n; ++i) same = same && job.w[i].type == job.w[0].type;
-    if (same || mix != 0) return launch_matvec_mma(job, x, T, GLU, mix, s);
-  }
+  if (matvec_mma_wanted(job, T)) return launch_matvec_mma(job, x, T, GLU, s);
   if constexpr (!GLU) {
-    switch (kquant_mix(job)) {
+    switch (matvec_kquant_mix(job)) {
       case 1:
         launch_for<FormatQ4_K, false, FormatQ5_K, FormatQ6_K>(job, x, T, s);
         return cudaGetLastError();
@@ -535,7 +520,6 @@ cudaError_t launch_job(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
   }
   for (int i = 1; i < job.n; ++i)
     if (job.w[i].type != job.w[0].type) return cudaErrorInvalidValue;
-  if (GLU && job.w[1].rows != job.w[0].rows) return cudaErrorInvalidValue;
   switch (job.w[0].type) {
     case GgmlType::Q8_0:
       launch_for<FormatQ8_0, GLU>(job, x, T, s);
@@ -607,7 +591,16 @@ bool matvec_multi_supports(const MatvecJob& job) {
     if (!matvec_quant_supports(job.w[i].type) || job.w[i].cols != job.w[0].cols) return false;
   bool same = true;
   for (int i = 1; i < job.n; ++i) same = same && job.w[i].type == job.w[0].type;
-  return same || kquant_mix(job) != 0;
+  return same || matvec_kquant_mix(job) != 0;
+}
+
+int matvec_kquant_mix(const MatvecJob& job) {
+  if (job.n != 3) return 0;
+  const GgmlType q = job.w[0].type, k = job.w[1].type, v = job.w[2].type;
+  if (q == GgmlType::Q4_K && k == GgmlType::Q5_K && v == GgmlType::Q6_K) return 1;
+  if (q == GgmlType::Q4_K && k == GgmlType::Q4_K && v == GgmlType::Q6_K) return 2;
+  if (q == GgmlType::Q5_K && k == GgmlType::Q5_K && v == GgmlType::Q6_K) return 3;
+  return 0;
 }
 
 cudaError_t launch_matvec_multi(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {

@@ -279,7 +279,8 @@ TEST_F(CudaOps, MixedKQuantQkvSharesOneLaunchAtModelRowCounts) {
 
 TEST_F(CudaOps, BatchedDecodeOnTensorCoresMatchesTheDp4aMatvec) {
   // 2-8 tokens (matvec_mma.cu, forced for every format and token count, with one and with two
-  // groups of weight loads in flight per warp) against the dp4a matvec on the same int8
+  // groups of weight loads in flight per warp in registers, and with the quant plane staged in
+  // shared memory) against the dp4a matvec on the same int8
   // activations, for every quantized format: one weight, q/k/v in one launch (of one type, and a
   // K-quant mix) and a GeGLU pair. Both sum the same integer dot products per item and scale them alike, so only the
   // order of the float sums differs. Row counts that leave the last 32-row tile partly empty; 1280 inputs: 40 items a
@@ -321,7 +322,9 @@ TEST_F(CudaOps, BatchedDecodeOnTensorCoresMatchesTheDp4aMatvec) {
         EXPECT_FALSE(cuda::matvec_mma_supports(job, 1) || cuda::matvec_mma_supports(job, 9));
         int from = 5;  // the job's bound: its slowest format's
         for (GgmlType t : types)
-          from = std::max(from, t == GgmlType::Q6_K ? 7 : (t == GgmlType::Q4_K || t == GgmlType::Q5_K ? 6 : 5));
+          from = std::max(from, t == GgmlType::Q6_K
+                                    ? 7
+                                    : (t == GgmlType::Q4_K || t == GgmlType::Q5_K || t == GgmlType::Q8_0 ? 6 : 5));
         EXPECT_FALSE(cuda::matvec_mma_wanted(job, 4)) << type_name(types[0]);
         EXPECT_FALSE(cuda::matvec_mma_wanted(job, from - 1)) << type_name(types[0]);
         EXPECT_TRUE(cuda::matvec_mma_wanted(job, from) && cuda::matvec_mma_wanted(job, 8)) << type_name(types[0]);
@@ -347,7 +350,7 @@ TEST_F(CudaOps, BatchedDecodeOnTensorCoresMatchesTheDp4aMatvec) {
                                                  to_host(*gpu, one), to_host(*gpu, gate)};
         };
         const auto dp4a = run(false);
-        for (int pipeline : {0, 1}) {  // one or two groups of weight loads in flight per warp
+        for (int pipeline : {0, 1, 2}) {  // one or two groups in registers, or the staged quant plane
           MatvecSwitches switches;
           switches.mma_pipeline(pipeline);
           const auto mma = run(true);

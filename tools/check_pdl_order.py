@@ -3,12 +3,13 @@
 
 Kernels launched with PDL (src/backends/cuda/launch.cuh) may start while the previous kernel on
 the stream still runs. Before pdl_wait() they may only load weights (constant while the engine
-runs), and those loads all carry L1::no_allocate (weight_formats.cuh ldw16/ldw2/ldw4, SASS
-LDG.E.NA). ptxas may schedule a non-coherent load (__ldg) above the wait: session 8 found
-activation loads there. So this looks at the machine code. For every kernel of a file that
-launches with PDL, on every control-flow path from the kernel's entry, a global load other than
-LDG.E.NA, a global store or atomic, or a bulk copy must come after a wait (ACQBULK), and a kernel
-that accesses global memory must have a wait at all.
+runs), and those loads all skip L1: L1::no_allocate (weight_formats.cuh ldw16/ldw2/ldw4, SASS
+LDG.E.NA) or cp.async.cg copies into shared memory (matvec_mma.cu, SASS LDGSTS.E.BYPASS). ptxas
+may schedule a non-coherent load (__ldg) above the wait: session 8 found activation loads there.
+So this looks at the machine code. For every kernel of a file that launches with PDL, on every
+control-flow path from the kernel's entry, a global load other than those two, a global store
+or atomic, or a bulk copy must come after a wait (ACQBULK), and a kernel that accesses global
+memory must have a wait at all.
 
 The paths are a must-analysis over the kernel's basic blocks. One pattern is read as the code
 means it: a conditional branch that only jumps over a wait is the "already waited" branch of
@@ -175,9 +176,15 @@ def early_accesses(body):
             pred, op, args = ins[i]
             if op == "ACQBULK":
                 waited = True
-            elif not waited and ACCESS.match(op) and not (op.startswith("LDG") and ".NA" in op):
+            elif not waited and ACCESS.match(op) and not weight_load(op):
                 found.append(f"{pred + ' ' if pred else ''}{op}{args}".strip())
     return found, has_wait
+
+
+def weight_load(op):
+    """A load that may precede the wait: LDG with L1::no_allocate (.NA), or a cp.async.cg copy into
+    shared memory that bypasses L1 (LDGSTS ... .BYPASS; matvec_mma.cu's staged weight planes)."""
+    return (op.startswith("LDG.") and ".NA" in op) or (op.startswith("LDGSTS.") and ".BYPASS" in op)
 
 
 def global_accesses(body):

@@ -27,10 +27,17 @@ namespace unicorn::cuda {
 namespace {
 
 constexpr int kGroup = 4;  // items per lane and load group (MmaGroup)
-// Warps per block along the items: 8 with two groups of weight loads in flight per warp (up to 255
-// registers a thread), 16 with one (up to 128).
-template <bool PIPE>
-constexpr int kMaxWarps = PIPE ? 8 : 16;
+// How a warp keeps weight loads in flight (UNICORN_CUDA_MMA_PIPELINE): one group of 4 items in
+// registers, two groups in registers, or the quant plane staged in shared memory (cp.async, kStages
+// groups deep; the side planes two groups deep in registers) and read in fragment order by ldmatrix.
+constexpr int kOneGroup = 0, kTwoGroups = 1, kStaged = 2;
+// Warps per block along the items: 8 with two groups of weight loads in flight per warp in
+// registers (up to 255 registers a thread), 16 else (up to 128).
+template <int MODE>
+constexpr int kMaxWarps = MODE == kTwoGroups ? 8 : 16;
+// Groups of the staged quant plane per warp (kStaged), by the plane's item bytes.
+template <int IB>
+constexpr int kStages = IB == 16 ? 4 : 3;
 
 std::atomic<int> g_mma_min_tokens{kMmaDecodeMinTokens};
 std::atomic<bool> g_mma_all_formats{false};
@@ -50,12 +57,55 @@ __device__ __forceinline__ void mma_k16(uint32_t a0, uint32_t a1, uint32_t b0, i
                : "r"(a0), "r"(a1), "r"(b0), "r"(0), "r"(0), "r"(0), "r"(0));
 }
 
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+// 16 bytes from global to shared memory, past L1 (cp.async.cg: a weight copy that may precede
+// pdl_wait(), tools/check_pdl_order.py).
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+// Four 8x8 matrices of 16-bit values (here: 8 rows of 16 bytes each): lanes 8 m .. 8 m + 7 give
+// the rows of matrix m, and lane 4 g + c gets bytes 4c..4c+3 of row g of matrix m in v[m].
+__device__ __forceinline__ void ldmatrix_x4(uint32_t addr, uint32_t (&v)[4]) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3])
+               : "r"(addr));
+}
+// Byte offset of 16-byte chunk k of staged row R (a row: one weight row's 4 items of IB bytes). The
+// chunks of a row are rotated by an XOR of its position so that the 8 rows an ldmatrix reads at one
+// chunk fall into distinct banks.
+template <int IB>
+__device__ __forceinline__ uint32_t staged_chunk(int R, int k) {
+  constexpr int kRowBytes = 4 * IB, kChunks = kRowBytes / 16;
+  return static_cast<uint32_t>(R * kRowBytes + ((k ^ (((R & 7) * kRowBytes >> 7) & (kChunks - 1))) * 16));
+}
+
+// The quant plane's item bytes of format F (16, Q8_0 32) and one warp's ring of kStages groups.
+template <class F>
+constexpr int item_bytes() {
+  if constexpr (requires { MmaGroup<F>::kItemBytes; })
+    return MmaGroup<F>::kItemBytes;
+  else
+    return 16;
+}
+template <class F, int P, int RT>
+constexpr size_t ring_bytes() {
+  return static_cast<size_t>(kStages<item_bytes<F>()>) * P * RT * 16 * 4 * item_bytes<F>();
+}
+
 // One block's rows [row0, row0 + 16 RT) of the P weights w[0..P) (P = 2: a GeGLU pair) against
 // the T tokens of x: acc[p][rt][i] is C fragment entry i of row tile rt (rows row0 + 16 rt + g
 // (+ 8 for i >= 2), tokens 2c + i % 2).
-template <class F, int P, int RT, bool PIPE>
+template <class F, int P, int RT, int MODE>
 __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t row0, ActQ8 x, int T, int wk, int kw,
-                                         float (&acc)[P][RT][4]) {
+                                         float (&acc)[P][RT][4], uint8_t* ring) {
+  constexpr bool PIPE = MODE != kOneGroup, STAGED = MODE == kStaged;
   using M = MmaGroup<F>;
   const int lane = static_cast<int>(threadIdx.x % 32), g = lane / 4, c = lane % 4;
   const int64_t rows = w[0]->rows, K = w[0]->cols, items = K / 32;
@@ -79,14 +129,38 @@ __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t r
       for (int i = 0; i < 4; ++i) acc[p][rt][i] = 0.0f;
 
   using Groups = typename M::G[P][RT][2];
+  // Every plane of a group into registers, or (STAGED) its side planes only.
   auto load = [&](Groups& grp, int64_t at) {
 #pragma unroll
     for (int p = 0; p < P; ++p)
 #pragma unroll
       for (int rt = 0; rt < RT; ++rt)
 #pragma unroll
-        for (int h = 0; h < 2; ++h) grp[p][rt][h] = M::load(*w[p], r[rt][h], at, c);
+        for (int h = 0; h < 2; ++h)
+          grp[p][rt][h] = STAGED ? M::side(*w[p], r[rt][h], at, c) : M::fetch(*w[p], r[rt][h], at, c);
   };
+  // STAGED: the quant plane's items of the group at `at` into ring slot `slot`: lane c copies item at + c
+  // of each of its rows (staged row R = 8 (2 (p RT + rt) + h) + g).
+  constexpr int IB = item_bytes<F>();
+  constexpr int S = kStages<IB>, kStageBytes = P * RT * 16 * 4 * IB;
+  const uint32_t ring_at = STAGED ? smem_addr(ring) : 0u;
+  auto issue = [&](int64_t at, int slot) {
+#pragma unroll
+    for (int p = 0; p < P; ++p)
+#pragma unroll
+      for (int rt = 0; rt < RT; ++rt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int R = 8 * (2 * (p * RT + rt) + h) + g;
+          const uint8_t* src = w[p]->q + r[rt][h] * w[p]->q_row_bytes + (at + c) * IB;
+#pragma unroll
+          for (int k = 0; k < IB / 16; ++k)
+            cp_async16(ring_at + slot * kStageBytes + staged_chunk<IB>(R, c * (IB / 16) + k), src + 16 * k);
+        }
+  };
+  // ldmatrix row of this lane: matrix m = lane / 8 reads half m % 2 (rows + 8) of a tile.
+  const int lm = lane / 8, lrow = lane % 8;
+  int slot = 0;
   const uint4 zero = make_uint4(0, 0, 0, 0);
   const float4 zf = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
   const int64_t stride = static_cast<int64_t>(kw) * kGroup;
@@ -94,20 +168,32 @@ __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t r
   // The group at i0 from cur. PIPE: the next group's weight loads go into nxt first, so that two
   // groups per warp are in flight (one alone leaves the warp waiting on each group's latency,
   // but the second costs registers: session 28, faster for Q4_0 / Q4_1 / Q5_0, slower for the
-  // formats with large groups); else they go into cur once it is used.
+  // formats with large groups); else they go into cur once it is used. STAGED: the quant plane is
+  // S - 1 groups ahead in shared memory, and nxt holds the next group's side planes.
   auto step = [&](Groups& cur, Groups& nxt) {
     uint4 xlo = live_b ? ld_dep_u4(xb + i0 * 32) : zero, xhi = live_b ? ld_dep_u4(xb + i0 * 32 + 16) : zero;
     const float4 s0a = live0 ? ld_dep_f4(ds0 + 2 * i0) : zf, s0b = live0 ? ld_dep_f4(ds0 + 2 * i0 + 4) : zf;
     const float4 s1a = live1 ? ld_dep_f4(ds1 + 2 * i0) : zf, s1b = live1 ? ld_dep_f4(ds1 + 2 * i0 + 4) : zf;
     if (PIPE && i0 + stride < items) load(nxt, i0 + stride);
+    if constexpr (STAGED) {
+      // This group's slot has landed (S - 2 later groups may still be pending); the slot of the
+      // previous group, read by every lane before this point, takes the group S - 1 ahead.
+      cp_async_wait<S - 2>();
+      __syncwarp();
+      const int64_t ahead = i0 + (S - 1) * stride;
+      if (ahead < items) issue(ahead, (slot + S - 1) % S);
+      cp_async_commit();
+    } else {
 #pragma unroll
-    for (int p = 0; p < P; ++p)
+      for (int p = 0; p < P; ++p)
 #pragma unroll
-      for (int rt = 0; rt < RT; ++rt)
+        for (int rt = 0; rt < RT; ++rt)
 #pragma unroll
-        for (int h = 0; h < 2; ++h) M::arrange(cur[p][rt][h], c);
+          for (int h = 0; h < 2; ++h) M::arrange(cur[p][rt][h], c);
+    }
     quad_transpose(xlo, c);
     quad_transpose(xhi, c);
+    uint32_t qv[P][RT][4];  // STAGED nibble planes: words of rows g, g + 8 at items u, u + 1 (u even)
 #pragma unroll
     for (int u = 0; u < kGroup; ++u) {
       const uint32_t b0 = word_of(xlo, u), b1 = word_of(xhi, u);
@@ -119,8 +205,20 @@ __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t r
 #pragma unroll
         for (int rt = 0; rt < RT; ++rt) {
           uint32_t a[4];  // rows g, g + 8 at values 4c.. (a0, a1) and 16 + 4c.. (a2, a3)
-          M::words(cur[p][rt][0], u, c, a[0], a[2]);
-          M::words(cur[p][rt][1], u, c, a[1], a[3]);
+          if constexpr (STAGED) {
+            const int R = 8 * (2 * (p * RT + rt) + lm % 2) + lrow;
+            const uint32_t base = ring_at + slot * kStageBytes;
+            if constexpr (IB == 32) {  // Q8_0: matrices (row half, 16-byte half of item u)
+              ldmatrix_x4(base + staged_chunk<IB>(R, 2 * u + lm / 2), a);
+            } else {
+              if (u % 2 == 0) ldmatrix_x4(base + staged_chunk<IB>(R, u + lm / 2), qv[p][rt]);
+              M::words_q(qv[p][rt][2 * (u % 2)], cur[p][rt][0], u, c, a[0], a[2]);
+              M::words_q(qv[p][rt][2 * (u % 2) + 1], cur[p][rt][1], u, c, a[1], a[3]);
+            }
+          } else {
+            M::words(cur[p][rt][0], u, c, a[0], a[2]);
+            M::words(cur[p][rt][1], u, c, a[1], a[3]);
+          }
           const auto s_lo = M::scale(cur[p][rt][0], u, i0), s_hi = M::scale(cur[p][rt][1], u, i0);
           float* o = acc[p][rt];
           if constexpr (M::kHalves) {
@@ -142,10 +240,19 @@ __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t r
         }
     }
     i0 += stride;
+    slot = slot + 1 == S ? 0 : slot + 1;
     if (!PIPE && i0 < items) load(cur, i0);
   };
   Groups ga, gb;
-  // Weights do not depend on the previous kernel: the first group's loads go before pdl_wait().
+  // Weights do not depend on the previous kernel: the first group's loads (STAGED: the first S - 1
+  // groups' quant planes) go before pdl_wait().
+  if constexpr (STAGED) {
+#pragma unroll
+    for (int k = 0; k < S - 1; ++k) {
+      if (i0 + k * stride < items) issue(i0 + k * stride, k);
+      cp_async_commit();
+    }
+  }
   if (i0 < items) load(ga, i0);
   pdl_wait();
   if constexpr (PIPE) {
@@ -161,10 +268,10 @@ __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t r
 
 // The job's weight m (first_block ranges) of format F: the block's rows, their sums across the
 // block's warps, and the stores.
-template <class F, bool GLU, int RT, bool PIPE>
+template <class F, bool GLU, int RT, int MODE>
 __device__ __forceinline__ void mma_block(const MatvecJob& job, int m, ActQ8 x, int T) {
   constexpr int P = GLU ? 2 : 1;
-  extern __shared__ float part[];  // [kw][P][RT][4][32]
+  extern __shared__ float part[];  // [kw][P][RT][4][32], then (kStaged) each warp's ring of staged groups
   const int lane = static_cast<int>(threadIdx.x % 32), wk = static_cast<int>(threadIdx.x / 32);
   const int kw = static_cast<int>(blockDim.x / 32);
   const DeviceWeight* w[P];
@@ -172,7 +279,8 @@ __device__ __forceinline__ void mma_block(const MatvecJob& job, int m, ActQ8 x, 
   if constexpr (GLU) w[1] = &job.w[1];
   const int64_t row0 = static_cast<int64_t>(blockIdx.x - job.first_block[m]) * 16 * RT;
   float acc[P][RT][4];
-  mma_rows<F, P, RT, PIPE>(w, row0, x, T, wk, kw, acc);
+  uint8_t* ring = reinterpret_cast<uint8_t*>(part + kw * P * RT * 4 * 32) + wk * ring_bytes<F, P, RT>();
+  mma_rows<F, P, RT, MODE>(w, row0, x, T, wk, kw, acc, ring);
 #pragma unroll
   for (int p = 0; p < P; ++p)
 #pragma unroll
@@ -202,25 +310,25 @@ __device__ __forceinline__ void mma_block(const MatvecJob& job, int m, ActQ8 x, 
   }
 }
 
-template <class F0, class F1, class F2, bool GLU, int RT, bool PIPE>
-__global__ void __launch_bounds__(kMaxWarps<PIPE> * 32)
+template <class F0, class F1, class F2, bool GLU, int RT, int MODE>
+__global__ void __launch_bounds__(kMaxWarps<MODE> * 32)
     matvec_mma(const __grid_constant__ MatvecJob job, ActQ8 x, int T) {
   const int blk = static_cast<int>(blockIdx.x);
   const int m =
       GLU ? 0 : (job.n > 1 && blk >= job.first_block[1] ? (job.n > 2 && blk >= job.first_block[2] ? 2 : 1) : 0);
   if constexpr (GLU || (std::is_same_v<F0, F1> && std::is_same_v<F0, F2>)) {
-    mma_block<F0, GLU, RT, PIPE>(job, m, x, T);
+    mma_block<F0, GLU, RT, MODE>(job, m, x, T);
   } else {
     if (m == 0)
-      mma_block<F0, GLU, RT, PIPE>(job, 0, x, T);
+      mma_block<F0, GLU, RT, MODE>(job, 0, x, T);
     else if (m == 1)
-      mma_block<F1, GLU, RT, PIPE>(job, 1, x, T);
+      mma_block<F1, GLU, RT, MODE>(job, 1, x, T);
     else
-      mma_block<F2, GLU, RT, PIPE>(job, 2, x, T);
+      mma_block<F2, GLU, RT, MODE>(job, 2, x, T);
   }
 }
 
-template <class F0, bool GLU, class F1, class F2, bool PIPE>
+template <class F0, bool GLU, class F1, class F2, int MODE>
 cudaError_t launch_pipe(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   // A row tile per warp for a GeGLU pair (its gate and up words are two tiles' worth), two else.
   constexpr int RT = GLU ? 1 : 2;
@@ -236,10 +344,18 @@ cudaError_t launch_pipe(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   // least two groups of items.
   const int64_t groups = job.w[0].cols / 32 / kGroup, want = 16 * static_cast<int64_t>(device_sm_count());
   int kw = 1;
-  while (kw < kMaxWarps<PIPE> && blocks * kw < want && groups >= 4 * kw) kw *= 2;
-  const size_t smem = static_cast<size_t>(kw) * (GLU ? 2 : 1) * RT * 4 * 32 * sizeof(float);
-  return launch(matvec_mma<F0, F1, F2, GLU, RT, PIPE>, dim3(static_cast<unsigned>(blocks)), dim3(kw * 32), smem, s, job,
-                x, T);
+  while (kw < kMaxWarps<MODE> && blocks * kw < want && groups >= 4 * kw) kw *= 2;
+  constexpr int P = GLU ? 2 : 1;
+  // The ring of the block's widest format (the K-quant mixes' formats all stage 16-byte items).
+  constexpr size_t ring =
+      MODE == kStaged ? std::max({ring_bytes<F0, P, RT>(), ring_bytes<F1, P, RT>(), ring_bytes<F2, P, RT>()}) : 0;
+  const size_t smem = static_cast<size_t>(kw) * (P * RT * 4 * 32 * sizeof(float) + ring);
+  constexpr auto kernel = matvec_mma<F0, F1, F2, GLU, RT, MODE>;
+  if constexpr (MODE == kStaged) {
+    const cudaError_t e = allow_dynamic_smem<kernel>(kMaxWarps<MODE> * (P * RT * 4 * 32 * sizeof(float) + ring));
+    if (e != cudaSuccess) return e;
+  }
+  return launch(kernel, dim3(static_cast<unsigned>(blocks)), dim3(kw * 32), smem, s, job, x, T);
 }
 
 // Whether a format's groups take two in flight per warp by default (session 28, H200, 27B gate /
@@ -254,9 +370,16 @@ constexpr bool kPipeByDefault = std::is_same_v<F, FormatQ4_0> || std::is_same_v<
 
 template <class F0, bool GLU, class F1 = F0, class F2 = F0>
 cudaError_t launch_formats(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
-  const int mode = g_mma_pipeline.load(std::memory_order_relaxed);
-  const bool pipe = mode == 1 || (mode < 0 && kPipeByDefault<F0> && kPipeByDefault<F1> && kPipeByDefault<F2>);
-  return pipe ? launch_pipe<F0, GLU, F1, F2, true>(job, x, T, s) : launch_pipe<F0, GLU, F1, F2, false>(job, x, T, s);
+  int mode = g_mma_pipeline.load(std::memory_order_relaxed);
+  if (mode < 0) mode = kPipeByDefault<F0> && kPipeByDefault<F1> && kPipeByDefault<F2> ? kTwoGroups : kOneGroup;
+  switch (mode) {
+    case kStaged:
+      return launch_pipe<F0, GLU, F1, F2, kStaged>(job, x, T, s);
+    case kTwoGroups:
+      return launch_pipe<F0, GLU, F1, F2, kTwoGroups>(job, x, T, s);
+    default:
+      return launch_pipe<F0, GLU, F1, F2, kOneGroup>(job, x, T, s);
+  }
 }
 
 // The fewest tokens from which the launchers give format t to the mma by default (0: never).
@@ -276,8 +399,9 @@ int mma_decode_from(GgmlType t) {
     case GgmlType::Q4_1:
     case GgmlType::Q5_0:
     case GgmlType::Q5_1:
-    case GgmlType::Q8_0:
       return 5;
+    case GgmlType::Q8_0:
+      return 6;
     case GgmlType::Q4_K:
     case GgmlType::Q5_K:
       return 6;
@@ -296,7 +420,7 @@ void set_matvec_mma_min_tokens(int n) {
 int matvec_mma_min_tokens() { return g_mma_min_tokens.load(std::memory_order_relaxed); }
 void set_matvec_mma_all_formats(bool on) { g_mma_all_formats.store(on, std::memory_order_relaxed); }
 void set_matvec_mma_pipeline(int mode) {
-  g_mma_pipeline.store(mode == 0 || mode == 1 ? mode : -1, std::memory_order_relaxed);
+  g_mma_pipeline.store(mode >= kOneGroup && mode <= kStaged ? mode : -1, std::memory_order_relaxed);
 }
 int matvec_mma_pipeline() { return g_mma_pipeline.load(std::memory_order_relaxed); }
 bool matvec_mma_all_formats() { return g_mma_all_formats.load(std::memory_order_relaxed); }

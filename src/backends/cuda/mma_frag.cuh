@@ -85,6 +85,13 @@ struct MmaGroup {};
 template <class M>
 struct NibbleWords {
   static constexpr bool kHalves = false;
+  static constexpr int kItemBytes = 16;  // of the quant plane's items (the staged kernel's copies)
+  // Every plane of the group: the side planes (M::side) and lane c's item of the quant plane.
+  static __device__ __forceinline__ auto fetch(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
+    auto g = M::side(w, r, item0, c);
+    g.q = nibble_item(w, r, item0, c);
+    return g;
+  }
   template <class G>
   static __device__ __forceinline__ uint32_t fifth(const G&, int) {
     return 0;
@@ -95,7 +102,12 @@ struct NibbleWords {
   }
   template <class G>
   static __device__ __forceinline__ void words(const G& g, int u, int c, uint32_t& lo, uint32_t& hi) {
-    nibble_frag(word_of(g.q, u), M::fifth(g, u), c, lo, hi);
+    words_q(word_of(g.q, u), g, u, c, lo, hi);
+  }
+  // The same from lane c's nibble word q of item u (the staged kernel's ldmatrix).
+  template <class G>
+  static __device__ __forceinline__ void words_q(uint32_t q, const G& g, int u, int c, uint32_t& lo, uint32_t& hi) {
+    nibble_frag(q, M::fifth(g, u), c, lo, hi);
   }
 };
 
@@ -105,8 +117,8 @@ struct MmaGroup<FormatQ4_0> : FormatQ4_0, NibbleWords<MmaGroup<FormatQ4_0>> {
     uint4 q;
     uint2 d;
   };
-  static __device__ __forceinline__ G load(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
-    return {nibble_item(w, r, item0, c), ldw8(w.d + r * w.blocks_per_row + item0)};
+  static __device__ __forceinline__ G side(const DeviceWeight& w, int64_t r, int64_t item0, int) {
+    return {{}, ldw8(w.d + r * w.blocks_per_row + item0)};
   }
   static __device__ __forceinline__ float scale(const G& g, int u, int64_t) { return half_of(g.d, u); }
 };
@@ -116,8 +128,8 @@ struct MmaGroup<FormatQ4_1> : FormatQ4_1, NibbleWords<MmaGroup<FormatQ4_1>> {
   struct G {
     uint4 q, dm;
   };
-  static __device__ __forceinline__ G load(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
-    return {nibble_item(w, r, item0, c), ldw16(dm_word(w, r, item0))};
+  static __device__ __forceinline__ G side(const DeviceWeight& w, int64_t r, int64_t item0, int) {
+    return {{}, ldw16(dm_word(w, r, item0))};
   }
   static __device__ __forceinline__ float2 scale(const G& g, int u, int64_t) { return split_dm(word_of(g.dm, u)); }
 };
@@ -128,9 +140,8 @@ struct MmaGroup<FormatQ5_0> : FormatQ5_0, NibbleWords<MmaGroup<FormatQ5_0>> {
     uint4 q, qh;
     uint2 d;
   };
-  static __device__ __forceinline__ G load(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
-    return {nibble_item(w, r, item0, c), ldw16(w.qh + r * w.blocks_per_row + item0),
-            ldw8(w.d + r * w.blocks_per_row + item0)};
+  static __device__ __forceinline__ G side(const DeviceWeight& w, int64_t r, int64_t item0, int) {
+    return {{}, ldw16(w.qh + r * w.blocks_per_row + item0), ldw8(w.d + r * w.blocks_per_row + item0)};
   }
   static __device__ __forceinline__ uint32_t fifth(const G& g, int u) { return word_of(g.qh, u); }
   static __device__ __forceinline__ float scale(const G& g, int u, int64_t) { return half_of(g.d, u); }
@@ -141,8 +152,8 @@ struct MmaGroup<FormatQ5_1> : FormatQ5_1, NibbleWords<MmaGroup<FormatQ5_1>> {
   struct G {
     uint4 q, qh, dm;
   };
-  static __device__ __forceinline__ G load(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
-    return {nibble_item(w, r, item0, c), ldw16(w.qh + r * w.blocks_per_row + item0), ldw16(dm_word(w, r, item0))};
+  static __device__ __forceinline__ G side(const DeviceWeight& w, int64_t r, int64_t item0, int) {
+    return {{}, ldw16(w.qh + r * w.blocks_per_row + item0), ldw16(dm_word(w, r, item0))};
   }
   static __device__ __forceinline__ uint32_t fifth(const G& g, int u) { return word_of(g.qh, u); }
   static __device__ __forceinline__ float2 scale(const G& g, int u, int64_t) { return split_dm(word_of(g.dm, u)); }
@@ -155,9 +166,13 @@ struct MmaGroup<FormatQ8_0> : FormatQ8_0 {
     uint4 lo, hi;  // bytes 0..15 and 16..31 of lane c's item; after arrange, words c and c + 4
     uint2 d;
   };
-  static __device__ __forceinline__ G load(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
+  static constexpr int kItemBytes = 32;
+  static __device__ __forceinline__ G fetch(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
     const uint8_t* p = w.q + r * w.q_row_bytes + (item0 + c) * 32;
     return {ldw16(p), ldw16(p + 16), ldw8(w.d + r * w.blocks_per_row + item0)};
+  }
+  static __device__ __forceinline__ G side(const DeviceWeight& w, int64_t r, int64_t item0, int) {
+    return {{}, {}, ldw8(w.d + r * w.blocks_per_row + item0)};
   }
   static __device__ __forceinline__ void arrange(G& g, int c) {
     quad_transpose(g.lo, c);
@@ -176,8 +191,8 @@ struct MmaGroup<FormatQ4_K> : FormatQ4_K, NibbleWords<MmaGroup<FormatQ4_K>> {
   struct G {
     uint4 q, h;
   };
-  static __device__ __forceinline__ G load(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
-    return {nibble_item(w, r, item0, c), ldw16(header(w, r, item0 / 8))};
+  static __device__ __forceinline__ G side(const DeviceWeight& w, int64_t r, int64_t item0, int) {
+    return {{}, ldw16(header(w, r, item0 / 8))};
   }
   static __device__ __forceinline__ float2 scale(const G& g, int u, int64_t item0) {
     return KHeader::scale(g.h, item0 + u);
@@ -189,8 +204,8 @@ struct MmaGroup<FormatQ5_K> : FormatQ5_K, NibbleWords<MmaGroup<FormatQ5_K>> {
   struct G {
     uint4 q, h, hb;
   };
-  static __device__ __forceinline__ G load(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
-    return {nibble_item(w, r, item0, c), ldw16(header(w, r, item0 / 8)), ldw16(highs(w, r, item0))};
+  static __device__ __forceinline__ G side(const DeviceWeight& w, int64_t r, int64_t item0, int) {
+    return {{}, ldw16(header(w, r, item0 / 8)), ldw16(highs(w, r, item0))};
   }
   static __device__ __forceinline__ uint32_t fifth(const G& g, int u) { return word_of(g.hb, u); }
   static __device__ __forceinline__ float2 scale(const G& g, int u, int64_t item0) {
@@ -208,9 +223,15 @@ struct MmaGroup<FormatQ6_K> : FormatQ6_K {
     uint2 sc;
     uint16_t d;
   };
-  static __device__ __forceinline__ G load(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
-    G g;
+  static constexpr int kItemBytes = 16;
+  static __device__ __forceinline__ G fetch(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
+    G g = side(w, r, item0, c);
     g.q = nibble_item(w, r, item0, c);
+    return g;
+  }
+  static __device__ __forceinline__ G side(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
+    G g;
+    g.q = {};
 #pragma unroll
     for (int u = 0; u < 4; ++u) g.h[u] = ldw4(highs(w, r, item0 + u) + 4 * (c / 2));
     g.sc = ldw8(w.sc + (r * w.blocks_per_row * 8 + item0) * 2);
@@ -224,7 +245,10 @@ struct MmaGroup<FormatQ6_K> : FormatQ6_K {
     return f | (s << 1) | (s << 2);
   }
   static __device__ __forceinline__ void words(const G& g, int u, int c, uint32_t& lo, uint32_t& hi) {
-    const uint32_t h = g.h[u] >> (2 * (c % 2)), q = word_of(g.q, u);
+    words_q(word_of(g.q, u), g, u, c, lo, hi);
+  }
+  static __device__ __forceinline__ void words_q(uint32_t q, const G& g, int u, int c, uint32_t& lo, uint32_t& hi) {
+    const uint32_t h = g.h[u] >> (2 * (c % 2));
     lo = centred((q & 0x0F0F0F0Fu) | ((h << 4) & 0x30303030u));
     hi = centred(((q >> 4) & 0x0F0F0F0Fu) | (h & 0x30303030u));
   }

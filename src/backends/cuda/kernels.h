@@ -83,6 +83,9 @@ bool matvec_mma_wanted(const MatvecJob& job, int T);
 // one for the formats with larger groups, 0 one for all, 1 two for all (UNICORN_CUDA_MMA_PIPELINE).
 void set_matvec_mma_pipeline(int mode);
 int matvec_mma_pipeline();
+// Warps per block along the items (0: by the launch's shape; else at most the mode's cap), a
+// measurement setting (UNICORN_CUDA_MMA_WARPS).
+void set_matvec_mma_warps(int warps);
 // cudaErrorInvalidValue where matvec_mma_supports says no, for a GeGLU pair that is not two weights
 // of one shape, or an empty weight.
 cudaError_t launch_matvec_mma(const MatvecJob& job, ActQ8 x, int T, bool glu, cudaStream_t s);

@@ -41,7 +41,8 @@ constexpr int kStages = IB == 16 ? 4 : 3;
 
 std::atomic<int> g_mma_min_tokens{kMmaDecodeMinTokens};
 std::atomic<bool> g_mma_all_formats{false};
-std::atomic<int> g_mma_pipeline{-1};  // -1 by format (kPipeByDefault), 0 one group in flight, 1 two
+std::atomic<int> g_mma_pipeline{-1};
+std::atomic<int> g_mma_warps{0};  // 0: by shape  // -1 by format (kPipeByDefault), 0 one group in flight, 1 two
 
 // C[16x8] = A[16x32] B[32x8] in int32 (fragments: mma_frag.cuh).
 __device__ __forceinline__ void mma_k32(const uint32_t a[4], uint32_t b0, uint32_t b1, int r[4]) {
@@ -345,6 +346,8 @@ cudaError_t launch_pipe(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   const int64_t groups = job.w[0].cols / 32 / kGroup, want = 16 * static_cast<int64_t>(device_sm_count());
   int kw = 1;
   while (kw < kMaxWarps<MODE> && blocks * kw < want && groups >= 4 * kw) kw *= 2;
+  if (const int forced = g_mma_warps.load(std::memory_order_relaxed); forced > 0)
+    kw = static_cast<int>(std::min<int64_t>({forced, kMaxWarps<MODE>, groups}));
   constexpr int P = GLU ? 2 : 1;
   // The ring of the block's widest format (the K-quant mixes' formats all stage 16-byte items).
   constexpr size_t ring =
@@ -422,6 +425,7 @@ void set_matvec_mma_all_formats(bool on) { g_mma_all_formats.store(on, std::memo
 void set_matvec_mma_pipeline(int mode) {
   g_mma_pipeline.store(mode >= kOneGroup && mode <= kStaged ? mode : -1, std::memory_order_relaxed);
 }
+void set_matvec_mma_warps(int warps) { g_mma_warps.store(std::clamp(warps, 0, 16), std::memory_order_relaxed); }
 int matvec_mma_pipeline() { return g_mma_pipeline.load(std::memory_order_relaxed); }
 bool matvec_mma_all_formats() { return g_mma_all_formats.load(std::memory_order_relaxed); }
 

@@ -79,8 +79,10 @@ void set_matvec_mma_all_formats(bool on);
 bool matvec_mma_all_formats();
 bool matvec_mma_supports(const MatvecJob& job, int T);
 bool matvec_mma_wanted(const MatvecJob& job, int T);
-// Groups of weight loads in flight per warp: -1 (the default) two for Q4_0, Q4_1, Q5_0 and Q8_0 and
-// one for the formats with larger groups, 0 one for all, 1 two for all (UNICORN_CUDA_MMA_PIPELINE).
+// How each warp keeps weight loads in flight (UNICORN_CUDA_MMA_PIPELINE): -1 (the default) by
+// format: two groups in registers for Q4_0, Q4_1 and Q5_0, the staged quant plane for Q8_0, one
+// group for the formats with larger groups; 0 one group for all, 1 two for all, 2 staged for all
+// (the quant plane in a shared-memory ring by cp.async, read by ldmatrix).
 void set_matvec_mma_pipeline(int mode);
 int matvec_mma_pipeline();
 // Warps per block along the items (0: by the launch's shape; else at most the mode's cap), a

@@ -11,8 +11,11 @@
 // Layout: a block of kw warps owns 16 * RT consecutive rows of one weight of the job (a GeGLU pair:
 // the same rows of gate and up); its warps split the row's items in groups of 4 (warp w takes
 // groups w, w + kw, ...), each lane loading its fragment words of 4 items per row at once
-// (MmaGroup). The warps' partial sums meet in shared memory, and the block writes y[t * rows + r]
-// (for a GeGLU pair gelu_tanh(gate) * up, spec §2.5).
+// (MmaGroup), in one of three modes: kOneGroup and kTwoGroups hold the group's planes in registers
+// and put them in fragment order by shuffles; kStaged copies the quant plane into a per-warp
+// shared-memory ring (cp.async, 3 groups ahead) and reads it in fragment order by ldmatrix. The
+// warps' partial sums meet in shared memory, and the block writes y[t * rows + r] (for a GeGLU
+// pair gelu_tanh(gate) * up, spec §2.5).
 #include <algorithm>
 #include <atomic>
 #include <type_traits>
@@ -41,8 +44,8 @@ constexpr int kStages = IB == 16 ? 4 : 3;
 
 std::atomic<int> g_mma_min_tokens{kMmaDecodeMinTokens};
 std::atomic<bool> g_mma_all_formats{false};
-std::atomic<int> g_mma_pipeline{-1};
-std::atomic<int> g_mma_warps{0};  // 0: by shape  // -1 by format (kPipeByDefault), 0 one group in flight, 1 two
+std::atomic<int> g_mma_pipeline{-1};  // -1 by format (kDefaultMode), else kOneGroup / kTwoGroups / kStaged
+std::atomic<int> g_mma_warps{0};      // 0: by shape
 
 // C[16x8] = A[16x32] B[32x8] in int32 (fragments: mma_frag.cuh).
 __device__ __forceinline__ void mma_k32(const uint32_t a[4], uint32_t b0, uint32_t b1, int r[4]) {
@@ -366,15 +369,20 @@ cudaError_t launch_pipe(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
 // Q4_1 36.6 / 37.8 / 41.5 -> 35.3 / 35.5 / 37.2, Q5_0 39.4 / 40.6 / 43.5 -> 38.8 / 39.1 / 40.1,
 // Q8_0 49.1 / 50.0 / 50.9 -> 50.1 / 50.1 / 50.1; but Q5_1 41.5 / 42.3 / 44.9 -> 51.4 / 51.8 / 53.0,
 // Q4_K 43.1 / 43.5 / 44.7 -> 47.2 / 47.3 / 47.7, Q5_K 47.6 / 48.3 / 49.2 -> 58.7 / 58.7 / 59.1, Q6_K
-// 55.0 / 55.5 / 56.5 -> 70.1 / 70.2 / 70.1: 170-207 registers a thread).
+// 55.0 / 55.5 / 56.5 -> 70.1 / 70.2 / 70.1: 170-207 registers a thread). Session 29 (run 3, 2 / 8
+// tokens, two groups -> staged): Q8_0 50.0 / 49.5 -> 46.0 / 48.3, so Q8_0 takes the staged mode; the
+// others do not gain (Q4_0 33.0 / 34.1 -> 32.0 / 36.0, Q4_K one group 43 / 45 -> 43.7 / 44.6, Q6_K one
+// group 55 / 57 -> 62.4 / -).
 template <class F>
-constexpr bool kPipeByDefault = std::is_same_v<F, FormatQ4_0> || std::is_same_v<F, FormatQ4_1> ||
-                                std::is_same_v<F, FormatQ5_0> || std::is_same_v<F, FormatQ8_0>;
+constexpr int kDefaultMode =
+    std::is_same_v<F, FormatQ8_0>                                                                     ? kStaged
+    : std::is_same_v<F, FormatQ4_0> || std::is_same_v<F, FormatQ4_1> || std::is_same_v<F, FormatQ5_0> ? kTwoGroups
+                                                                                                      : kOneGroup;
 
 template <class F0, bool GLU, class F1 = F0, class F2 = F0>
 cudaError_t launch_formats(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s) {
   int mode = g_mma_pipeline.load(std::memory_order_relaxed);
-  if (mode < 0) mode = kPipeByDefault<F0> && kPipeByDefault<F1> && kPipeByDefault<F2> ? kTwoGroups : kOneGroup;
+  if (mode < 0) mode = std::min({kDefaultMode<F0>, kDefaultMode<F1>, kDefaultMode<F2>});
   switch (mode) {
     case kStaged:
       return launch_pipe<F0, GLU, F1, F2, kStaged>(job, x, T, s);

@@ -7,14 +7,18 @@
 // item; Q8_0 holds them in words c and c + 4.
 //
 // MmaGroup<F> reads one row's 4 consecutive items (item0 % 4 == 0) for lane c:
-//   G load(w, r, item0, c)   every load of the group, issued together (scales once per group; all
+//   G fetch(w, r, item0, c)  every load of the group, issued together (scales once per group; all
 //                            with L1::no_allocate, so they may precede pdl_wait());
+//   G side(w, r, item0, c)   the same without the quant plane (kItemBytes per item: 16, Q8_0 32),
+//                            which the staged kernel copies into shared memory itself;
 //   arrange(g, c)            once the loads are in: lane c's quantized words in fragment order
 //                            (quad_transpose);
 //   words(g, u, c, lo, hi)   values 4c.. and 16 + 4c.. of item u as bytes: unsigned 0..31 for the
 //                            formats whose offset or minimum comes back through the activation
 //                            block's sum, as in the dp4a matvec (also valid as s8), signed for
-//                            Q8_0 and Q6_K;
+//                            Q8_0 and Q6_K; words_q(q, g, u, c, lo, hi) the same from lane c's
+//                            quant word q of item u (the staged kernel's ldmatrix; not Q8_0, whose
+//                            words are the fragment);
 //   scale(g, u, item0)       the item's F::Scale, for F::scaled(scale, (d, d * sum) of the
 //                            activation block, the integer dot) as the dp4a matvec.
 // Q6_K (kHalves) has a scale per 16 values: two m16n8k16 products per item, values q - 32 as

@@ -33,7 +33,9 @@ constexpr int kGroup = 4;  // items per lane and load group (MmaGroup)
 // How a warp keeps weight loads in flight (UNICORN_CUDA_MMA_PIPELINE): one group of 4 items in
 // registers, two groups in registers, or the quant plane staged in shared memory (cp.async, kStages
 // groups deep; the side planes two groups deep in registers) and read in fragment order by ldmatrix.
-constexpr int kOneGroup = 0, kTwoGroups = 1, kStaged = 2;
+// kStagedDeep: as kStaged, with the side planes S - 1 groups ahead in registers too (a measurement
+// mode, session 29: does the one-group look-ahead of the side planes bound kStaged?).
+constexpr int kOneGroup = 0, kTwoGroups = 1, kStaged = 2, kStagedDeep = 3;
 // Warps per block along the items: 8 with two groups of weight loads in flight per warp in
 // registers (up to 255 registers a thread), 16 else (up to 128).
 template <int MODE>
@@ -109,7 +111,7 @@ constexpr size_t ring_bytes() {
 template <class F, int P, int RT, int MODE>
 __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t row0, ActQ8 x, int T, int wk, int kw,
                                          float (&acc)[P][RT][4], uint8_t* ring) {
-  constexpr bool PIPE = MODE != kOneGroup, STAGED = MODE == kStaged;
+  constexpr bool PIPE = MODE != kOneGroup, STAGED = MODE >= kStaged;
   using M = MmaGroup<F>;
   const int lane = static_cast<int>(threadIdx.x % 32), g = lane / 4, c = lane % 4;
   const int64_t rows = w[0]->rows, K = w[0]->cols, items = K / 32;
@@ -147,6 +149,8 @@ __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t r
   // of each of its rows (staged row R = 8 (2 (p RT + rt) + h) + g).
   constexpr int IB = item_bytes<F>();
   constexpr int S = kStages<IB>, kStageBytes = P * RT * 16 * 4 * IB;
+  // Groups whose side planes are in registers ahead of the one in use (PIPE).
+  constexpr int kAhead = MODE == kStagedDeep ? S - 1 : 1;
   const uint32_t ring_at = STAGED ? smem_addr(ring) : 0u;
   auto issue = [&](int64_t at, int slot) {
 #pragma unroll
@@ -178,7 +182,7 @@ __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t r
     uint4 xlo = live_b ? ld_dep_u4(xb + i0 * 32) : zero, xhi = live_b ? ld_dep_u4(xb + i0 * 32 + 16) : zero;
     const float4 s0a = live0 ? ld_dep_f4(ds0 + 2 * i0) : zf, s0b = live0 ? ld_dep_f4(ds0 + 2 * i0 + 4) : zf;
     const float4 s1a = live1 ? ld_dep_f4(ds1 + 2 * i0) : zf, s1b = live1 ? ld_dep_f4(ds1 + 2 * i0 + 4) : zf;
-    if (PIPE && i0 + stride < items) load(nxt, i0 + stride);
+    if (PIPE && i0 + kAhead * stride < items) load(nxt, i0 + kAhead * stride);
     if constexpr (STAGED) {
       // This group's slot has landed (S - 2 later groups may still be pending); the slot of the
       // previous group, read by every lane before this point, takes the group S - 1 ahead.
@@ -247,9 +251,8 @@ __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t r
     slot = slot + 1 == S ? 0 : slot + 1;
     if (!PIPE && i0 < items) load(cur, i0);
   };
-  Groups ga, gb;
   // Weights do not depend on the previous kernel: the first group's loads (STAGED: the first S - 1
-  // groups' quant planes) go before pdl_wait().
+  // groups' quant planes, the first kAhead groups' side planes) go before pdl_wait().
   if constexpr (STAGED) {
 #pragma unroll
     for (int k = 0; k < S - 1; ++k) {
@@ -257,6 +260,25 @@ __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t r
       cp_async_commit();
     }
   }
+  if constexpr (MODE == kStagedDeep) {
+    Groups gr[kAhead + 1];  // a ring: the group in use and the kAhead after it
+#pragma unroll
+    for (int k = 0; k < kAhead; ++k)
+      if (i0 + k * stride < items) load(gr[k], i0 + k * stride);
+    pdl_wait();
+    for (bool more = i0 < items; more;) {
+#pragma unroll
+      for (int k = 0; k <= kAhead; ++k) {
+        step(gr[k], gr[(k + kAhead) % (kAhead + 1)]);
+        if (i0 >= items) {
+          more = false;
+          break;
+        }
+      }
+    }
+    return;
+  }
+  Groups ga, gb;
   if (i0 < items) load(ga, i0);
   pdl_wait();
   if constexpr (PIPE) {
@@ -354,10 +376,10 @@ cudaError_t launch_pipe(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   constexpr int P = GLU ? 2 : 1;
   // The ring of the block's widest format (the K-quant mixes' formats all stage 16-byte items).
   constexpr size_t ring =
-      MODE == kStaged ? std::max({ring_bytes<F0, P, RT>(), ring_bytes<F1, P, RT>(), ring_bytes<F2, P, RT>()}) : 0;
+      MODE >= kStaged ? std::max({ring_bytes<F0, P, RT>(), ring_bytes<F1, P, RT>(), ring_bytes<F2, P, RT>()}) : 0;
   const size_t smem = static_cast<size_t>(kw) * (P * RT * 4 * 32 * sizeof(float) + ring);
   constexpr auto kernel = matvec_mma<F0, F1, F2, GLU, RT, MODE>;
-  if constexpr (MODE == kStaged) {
+  if constexpr (MODE >= kStaged) {
     const cudaError_t e = allow_dynamic_smem<kernel>(kMaxWarps<MODE> * (P * RT * 4 * 32 * sizeof(float) + ring));
     if (e != cudaSuccess) return e;
   }
@@ -384,6 +406,12 @@ cudaError_t launch_formats(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s)
   int mode = g_mma_pipeline.load(std::memory_order_relaxed);
   if (mode < 0) mode = std::min({kDefaultMode<F0>, kDefaultMode<F1>, kDefaultMode<F2>});
   switch (mode) {
+    case kStagedDeep:  // the formats with small side planes (the others spill there: staged instead)
+      if constexpr (std::is_same_v<F0, F1> && std::is_same_v<F0, F2> &&
+                    (std::is_same_v<F0, FormatQ4_0> || std::is_same_v<F0, FormatQ4_1> ||
+                     std::is_same_v<F0, FormatQ8_0>))
+        return launch_pipe<F0, GLU, F1, F2, kStagedDeep>(job, x, T, s);
+      return launch_pipe<F0, GLU, F1, F2, kStaged>(job, x, T, s);
     case kStaged:
       return launch_pipe<F0, GLU, F1, F2, kStaged>(job, x, T, s);
     case kTwoGroups:
@@ -431,7 +459,7 @@ void set_matvec_mma_min_tokens(int n) {
 int matvec_mma_min_tokens() { return g_mma_min_tokens.load(std::memory_order_relaxed); }
 void set_matvec_mma_all_formats(bool on) { g_mma_all_formats.store(on, std::memory_order_relaxed); }
 void set_matvec_mma_pipeline(int mode) {
-  g_mma_pipeline.store(mode >= kOneGroup && mode <= kStaged ? mode : -1, std::memory_order_relaxed);
+  g_mma_pipeline.store(mode >= kOneGroup && mode <= kStagedDeep ? mode : -1, std::memory_order_relaxed);
 }
 void set_matvec_mma_warps(int warps) { g_mma_warps.store(std::clamp(warps, 0, 16), std::memory_order_relaxed); }
 int matvec_mma_pipeline() { return g_mma_pipeline.load(std::memory_order_relaxed); }

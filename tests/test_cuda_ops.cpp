@@ -14,6 +14,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <string>
 #include <thread>
 #include <tuple>
 #include <type_traits>
@@ -861,6 +862,17 @@ TEST_F(CudaBench, Gemma27BMatmulBandwidth) {
       cases.push_back({t, in, out, 512});
   for (GgmlType t : {GgmlType::Q8_0, GgmlType::BF16}) cases.push_back({t, 5376, 21504, 512});
   cases.push_back({GgmlType::Q6_K, 5376, 262144, 1});  // the tied output projection
+  // UNICORN_CUDA_BENCH_ONLY=batched: batched decode only (2, 5 and 8 tokens of every quantized
+  // format on the gate / up and down shapes), for quick sweeps of the matvec_mma settings.
+  const char* only = std::getenv("UNICORN_CUDA_BENCH_ONLY");
+  const bool batched_only = only != nullptr && std::string(only) == "batched";
+  if (batched_only) {
+    cases.clear();
+    for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q4_K,
+                       GgmlType::Q5_K, GgmlType::Q6_K})
+      for (auto [in, out] : {std::pair<int64_t, int64_t>{5376, 21504}, {21504, 5376}})
+        for (int64_t T : {2, 5, 8}) cases.push_back({t, in, out, T});
+  }
   Rng rng(99);
   std::map<std::tuple<GgmlType, int64_t, int64_t, int64_t>, double> us_of;
   std::printf("\n| weight | in -> out | T | us/call | weight GB/s | GFLOP/s |\n|---|---|---|---|---|---|\n");
@@ -892,6 +904,7 @@ TEST_F(CudaBench, Gemma27BMatmulBandwidth) {
                 static_cast<double>(one) / us / 1e3, 2.0 * static_cast<double>(c.T * c.in * c.out) / us / 1e3);
     us_of[{c.type, c.in, c.out, c.T}] = us;
   }
+  if (batched_only) return;
   // One 27B layer's matmuls (q, k and v, o, gate and up, down) at T tokens, in us.
   auto layer_us = [&](GgmlType t, int64_t T) {
     double layer = 0;

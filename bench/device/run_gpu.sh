@@ -4,6 +4,7 @@
 # Call through the device tool with carry [".devcarry"], after bench/device/prepare_deps.sh.
 #   BENCH_SCHEMES="q4_0 q8_0 bf16"  BENCH_REPS=2  SWEEP="ENV=a;ENV=b" (tg64 under each setting)
 #   PARALLEL="1 2 4 8" (batched decode: tg64 of that many sequences together, 27B PARALLEL_TYPE)
+#   MMA_SWEEP="UNICORN_CUDA_MMA_PIPELINE=2;UNICORN_CUDA_MMA_PIPELINE=3" (batched-decode kernel bench)
 # Pass UNICORN_COMMIT=<hash from here>: the device copy's git metadata can be stale.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -58,6 +59,19 @@ if [ "${KERNEL_BENCH:-0}" = 1 ]; then  # per-kernel timings (tests/test_cuda_ops
   echo "tensor-core small batch below 9 tokens (UNICORN_MMA_MIN_TOKENS=2):"
   UNICORN_MMA_MIN_TOKENS=2 UNICORN_CUDA_BENCH=1 timeout 120 ./build/gpu/unicorn_tests \
     --gtest_filter='CudaBench.Gemma27BMatmulBandwidth' 2>&1 | grep -E "^\| Q4_0 \| 5376 -> 21504 \| [248] \|"
+fi
+
+# matvec_mma settings, e.g. MMA_SWEEP="UNICORN_CUDA_MMA_PIPELINE=2;UNICORN_CUDA_MMA_PIPELINE=3": the
+# batched-decode kernel bench (2 / 5 / 8 tokens, every quantized format, gate / up and down shapes)
+# under each, every format through the mma
+if [ -n "${MMA_SWEEP:-}" ]; then
+  IFS=';' read -ra mma_settings <<< "$MMA_SWEEP"
+  for setting in "${mma_settings[@]}"; do
+    echo "[$setting] batched decode, us per call:"
+    env $setting UNICORN_CUDA_MMA_DECODE=2 UNICORN_CUDA_MMA_DECODE_ALL=1 UNICORN_CUDA_BENCH=1 UNICORN_CUDA_BENCH_ONLY=batched \
+      timeout 120 ./build/gpu/unicorn_tests --gtest_filter='CudaBench.Gemma27BMatmulBandwidth' 2>&1 \
+      | grep -E "^\| [^|]+ \| [^|]+ \| [258] \|" | awk -F'|' '{printf "%s%s T%s %s;", $2, $3, $4, $5} END {print ""}'
+  done
 fi
 
 U=./build/gpu/unicorn

@@ -350,8 +350,9 @@ TEST_F(CudaOps, BatchedDecodeOnTensorCoresMatchesTheDp4aMatvec) {
                                                  to_host(*gpu, one), to_host(*gpu, gate)};
         };
         const auto dp4a = run(false);
-        for (int pipeline : {0, 1, 2, 3}) {  // one or two groups in registers, the staged quant plane (3:
-                                             // and side planes 3 groups ahead)
+        // one or two groups in registers, the staged quant plane (3: and side planes 3 groups ahead; 4:
+        // and the activations staged too)
+        for (int pipeline : {0, 1, 2, 3, 4}) {
           MatvecSwitches switches;
           switches.mma_pipeline(pipeline);
           const auto mma = run(true);

@@ -209,8 +209,8 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     set_matvec_quad_rows(env_int("UNICORN_CUDA_QUAD_ROWS", matvec_quad_rows(), 0, INT64_MAX));
     set_matvec_mma_min_tokens(static_cast<int>(env_int("UNICORN_CUDA_MMA_DECODE", kMmaDecodeMinTokens, 0, 8)));
     set_matvec_mma_all_formats(env_switch("UNICORN_CUDA_MMA_DECODE_ALL", false));
-    set_matvec_mma_pipeline(static_cast<int>(env_int("UNICORN_CUDA_MMA_PIPELINE", -1, -1, 3)));
-    set_matvec_mma_warps(static_cast<int>(env_int("UNICORN_CUDA_MMA_WARPS", 0, 0, 16)));
+    set_matvec_mma_pipeline(static_cast<int>(env_int("UNICORN_CUDA_MMA_PIPELINE", -1, -1, 4)));
+    set_matvec_mma_warps(static_cast<int>(env_int("UNICORN_CUDA_MMA_WARPS", 0, -1, 16)));
     set_matvec_q4k_pairs(static_cast<int>(env_int("UNICORN_CUDA_Q4K_PAIRS", matvec_q4k_pairs(), 0, 3)));
     set_attention_pipelined(env_switch("UNICORN_CUDA_ATTN_PIPELINE", true));
     set_attention_decode_mma(static_cast<int>(env_int("UNICORN_CUDA_ATTN_MMA", 1, 0, 3)));

@@ -82,12 +82,13 @@ bool matvec_mma_wanted(const MatvecJob& job, int T);
 // How each warp keeps weight loads in flight (UNICORN_CUDA_MMA_PIPELINE): -1 (the default) by
 // format: two groups in registers for Q4_0, Q4_1 and Q5_0, the staged quant plane for Q8_0, one
 // group for the formats with larger groups; 0 one group for all, 1 two for all, 2 staged for all
-// (the quant plane in a shared-memory ring by cp.async, read by ldmatrix), 3 staged with the side
-// planes as far ahead in registers (a measurement mode).
+// (the quant plane in a shared-memory ring by cp.async, read by ldmatrix); measurement modes: 3
+// staged with the side planes as far ahead in registers (Q4_0, Q4_1, Q8_0), 4 staged with the
+// activations in the ring too.
 void set_matvec_mma_pipeline(int mode);
 int matvec_mma_pipeline();
-// Warps per block along the items (0: by the launch's shape; else at most the mode's cap), a
-// measurement setting (UNICORN_CUDA_MMA_WARPS).
+// Warps per block along the items (0: by the launch's shape; -1: by a model of occupancy and
+// rounds of blocks; else at most the mode's cap), a measurement setting (UNICORN_CUDA_MMA_WARPS).
 void set_matvec_mma_warps(int warps);
 // cudaErrorInvalidValue where matvec_mma_supports says no, for a GeGLU pair that is not two weights
 // of one shape, or an empty weight.

@@ -18,6 +18,7 @@
 // pair gelu_tanh(gate) * up, spec §2.5).
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <type_traits>
 
 #include "backends/cuda/gelu.cuh"
@@ -35,11 +36,18 @@ constexpr int kGroup = 4;  // items per lane and load group (MmaGroup)
 // groups deep; the side planes two groups deep in registers) and read in fragment order by ldmatrix.
 // kStagedDeep: as kStaged, with the side planes S - 1 groups ahead in registers too (a measurement
 // mode, session 29: does the one-group look-ahead of the side planes bound kStaged?).
-constexpr int kOneGroup = 0, kTwoGroups = 1, kStaged = 2, kStagedDeep = 3;
+// kStagedAll: as kStaged, with each group's activations and their scales in the ring too (copied
+// after pdl_wait(), read by ldmatrix), and the side planes S - 1 groups ahead for the formats with
+// small ones (kDeepSide); a measurement mode.
+constexpr int kOneGroup = 0, kTwoGroups = 1, kStaged = 2, kStagedDeep = 3, kStagedAll = 4;
+// The formats whose side planes fit S - 1 groups ahead in registers without spilling.
+template <class F>
+constexpr bool kDeepSide =
+    std::is_same_v<F, FormatQ4_0> || std::is_same_v<F, FormatQ4_1> || std::is_same_v<F, FormatQ8_0>;
 // Warps per block along the items: 8 with two groups of weight loads in flight per warp in
 // registers (up to 255 registers a thread), 16 else (up to 128).
 template <int MODE>
-constexpr int kMaxWarps = MODE == kTwoGroups ? 8 : 16;
+constexpr int kMaxWarps = MODE == kTwoGroups || MODE == kStagedAll ? 8 : 16;
 // Groups of the staged quant plane per warp (kStaged), by the plane's item bytes.
 template <int IB>
 constexpr int kStages = IB == 16 ? 4 : 3;
@@ -71,6 +79,10 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
 }
+// The same, or 16 zero bytes where !live (cp.async's src-size 0: nothing is read).
+__device__ __forceinline__ void cp_async16_or_zero(uint32_t dst, const void* src, bool live) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(live ? 16 : 0) : "memory");
+}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
@@ -100,9 +112,13 @@ constexpr int item_bytes() {
   else
     return 16;
 }
-template <class F, int P, int RT>
+// kStagedAll's activations of one group: 8 token rows of 4 items (32 bytes each), then their (d,
+// d * sum) (8 tokens x 4 items x 8 bytes).
+constexpr int kActBytes = 8 * 4 * 32, kActScaleBytes = 8 * 4 * 8;
+template <class F, int P, int RT, bool ACTS = false>
 constexpr size_t ring_bytes() {
-  return static_cast<size_t>(kStages<item_bytes<F>()>) * P * RT * 16 * 4 * item_bytes<F>();
+  return static_cast<size_t>(kStages<item_bytes<F>()>) *
+         (P * RT * 16 * 4 * item_bytes<F>() + (ACTS ? kActBytes + kActScaleBytes : 0));
 }
 
 // One block's rows [row0, row0 + 16 RT) of the P weights w[0..P) (P = 2: a GeGLU pair) against
@@ -111,7 +127,7 @@ constexpr size_t ring_bytes() {
 template <class F, int P, int RT, int MODE>
 __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t row0, ActQ8 x, int T, int wk, int kw,
                                          float (&acc)[P][RT][4], uint8_t* ring) {
-  constexpr bool PIPE = MODE != kOneGroup, STAGED = MODE >= kStaged;
+  constexpr bool PIPE = MODE != kOneGroup, STAGED = MODE >= kStaged, ACTS = MODE == kStagedAll;
   using M = MmaGroup<F>;
   const int lane = static_cast<int>(threadIdx.x % 32), g = lane / 4, c = lane % 4;
   const int64_t rows = w[0]->rows, K = w[0]->cols, items = K / 32;
@@ -148,9 +164,10 @@ __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t r
   // STAGED: the quant plane's items of the group at `at` into ring slot `slot`: lane c copies item at + c
   // of each of its rows (staged row R = 8 (2 (p RT + rt) + h) + g).
   constexpr int IB = item_bytes<F>();
-  constexpr int S = kStages<IB>, kStageBytes = P * RT * 16 * 4 * IB;
+  constexpr int S = kStages<IB>, kWeightBytes = P * RT * 16 * 4 * IB;
+  constexpr int kStageBytes = kWeightBytes + (ACTS ? kActBytes + kActScaleBytes : 0);
   // Groups whose side planes are in registers ahead of the one in use (PIPE).
-  constexpr int kAhead = MODE == kStagedDeep ? S - 1 : 1;
+  constexpr int kAhead = MODE == kStagedDeep || (ACTS && kDeepSide<F>) ? S - 1 : 1;
   const uint32_t ring_at = STAGED ? smem_addr(ring) : 0u;
   auto issue = [&](int64_t at, int slot) {
 #pragma unroll
@@ -166,8 +183,23 @@ __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t r
             cp_async16(ring_at + slot * kStageBytes + staged_chunk<IB>(R, c * (IB / 16) + k), src + 16 * k);
         }
   };
+  // ACTS: the activations of the group at `at` (after pdl_wait()): lane c copies token g's item at +
+  // c (row g of 128 bytes, as a Q8_0 row), lanes 0-15 the (d, d * sum) of token lane / 2's 4 items
+  // (32 bytes a token); tokens past T are zeros.
+  auto issue_acts = [&](int64_t at, int slot) {
+    const uint32_t base = ring_at + slot * kStageBytes + kWeightBytes;
+    const int8_t* src = x.q + static_cast<int64_t>(live_b ? g : 0) * K + (at + c) * 32;
+#pragma unroll
+    for (int k = 0; k < 2; ++k) cp_async16_or_zero(base + staged_chunk<32>(g, 2 * c + k), src + 16 * k, live_b);
+    if (lane < 16) {
+      const int t = lane / 2;
+      const float* ds = x.ds + 2 * (static_cast<int64_t>(t < T ? t : 0) * items + at) + 4 * (lane % 2);
+      cp_async16_or_zero(base + kActBytes + 16 * lane, ds, t < T);
+    }
+  };
   // ldmatrix row of this lane: matrix m = lane / 8 reads half m % 2 (rows + 8) of a tile.
   const int lm = lane / 8, lrow = lane % 8;
+  int step_no = 0;  // ACTS: the groups done (the first two wait for the activations' prologue group)
   int slot = 0;
   const uint4 zero = make_uint4(0, 0, 0, 0);
   const float4 zf = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
@@ -179,17 +211,34 @@ __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t r
   // formats with large groups); else they go into cur once it is used. STAGED: the quant plane is
   // S - 1 groups ahead in shared memory, and nxt holds the next group's side planes.
   auto step = [&](Groups& cur, Groups& nxt) {
-    uint4 xlo = live_b ? ld_dep_u4(xb + i0 * 32) : zero, xhi = live_b ? ld_dep_u4(xb + i0 * 32 + 16) : zero;
-    const float4 s0a = live0 ? ld_dep_f4(ds0 + 2 * i0) : zf, s0b = live0 ? ld_dep_f4(ds0 + 2 * i0 + 4) : zf;
-    const float4 s1a = live1 ? ld_dep_f4(ds1 + 2 * i0) : zf, s1b = live1 ? ld_dep_f4(ds1 + 2 * i0 + 4) : zf;
+    // (ACTS: from the ring below)
+    uint4 xlo = !ACTS && live_b ? ld_dep_u4(xb + i0 * 32) : zero,
+          xhi = !ACTS && live_b ? ld_dep_u4(xb + i0 * 32 + 16) : zero;
+    float4 s0a = !ACTS && live0 ? ld_dep_f4(ds0 + 2 * i0) : zf, s0b = !ACTS && live0 ? ld_dep_f4(ds0 + 2 * i0 + 4) : zf;
+    float4 s1a = !ACTS && live1 ? ld_dep_f4(ds1 + 2 * i0) : zf, s1b = !ACTS && live1 ? ld_dep_f4(ds1 + 2 * i0 + 4) : zf;
     if (PIPE && i0 + kAhead * stride < items) load(nxt, i0 + kAhead * stride);
     if constexpr (STAGED) {
-      // This group's slot has landed (S - 2 later groups may still be pending); the slot of the
-      // previous group, read by every lane before this point, takes the group S - 1 ahead.
-      cp_async_wait<S - 2>();
+      // This group's slot has landed (S - 2 later groups may still be pending; ACTS: the first two
+      // groups also wait for the activations' prologue group, committed after the weights'); the
+      // slot of the previous group, read by every lane before this point, takes the group S - 1
+      // ahead.
+      if constexpr (ACTS) {
+        if (step_no == 0)
+          cp_async_wait<0>();
+        else if (step_no == 1)
+          cp_async_wait<1>();
+        else
+          cp_async_wait<S - 2>();
+        ++step_no;
+      } else {
+        cp_async_wait<S - 2>();
+      }
       __syncwarp();
       const int64_t ahead = i0 + (S - 1) * stride;
-      if (ahead < items) issue(ahead, (slot + S - 1) % S);
+      if (ahead < items) {
+        issue(ahead, (slot + S - 1) % S);
+        if constexpr (ACTS) issue_acts(ahead, (slot + S - 1) % S);
+      }
       cp_async_commit();
     } else {
 #pragma unroll
@@ -199,12 +248,27 @@ __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t r
 #pragma unroll
           for (int h = 0; h < 2; ++h) M::arrange(cur[p][rt][h], c);
     }
-    quad_transpose(xlo, c);
-    quad_transpose(xhi, c);
+    uint32_t bv[4];  // ACTS: b0, b1 of items u, u + 1 (u even)
+    if constexpr (ACTS) {
+      const uint8_t* sc = ring + slot * kStageBytes + kWeightBytes + kActBytes;
+      s0a = *reinterpret_cast<const float4*>(sc + 64 * c), s0b = *reinterpret_cast<const float4*>(sc + 64 * c + 16);
+      s1a = *reinterpret_cast<const float4*>(sc + 64 * c + 32),
+      s1b = *reinterpret_cast<const float4*>(sc + 64 * c + 48);
+    } else {
+      quad_transpose(xlo, c);
+      quad_transpose(xhi, c);
+    }
     uint32_t qv[P][RT][4];  // STAGED nibble planes: words of rows g, g + 8 at items u, u + 1 (u even)
 #pragma unroll
     for (int u = 0; u < kGroup; ++u) {
-      const uint32_t b0 = word_of(xlo, u), b1 = word_of(xhi, u);
+      uint32_t b0, b1;
+      if constexpr (ACTS) {
+        if (u % 2 == 0)
+          ldmatrix_x4(ring_at + slot * kStageBytes + kWeightBytes + staged_chunk<32>(lrow, 2 * u + lm), bv);
+        b0 = bv[2 * (u % 2)], b1 = bv[2 * (u % 2) + 1];
+      } else {
+        b0 = word_of(xlo, u), b1 = word_of(xhi, u);
+      }
       const float4 s0 = u < 2 ? s0a : s0b, s1 = u < 2 ? s1a : s1b;
       const float2 d0 = u % 2 == 0 ? make_float2(s0.x, s0.y) : make_float2(s0.z, s0.w);
       const float2 d1 = u % 2 == 0 ? make_float2(s1.x, s1.y) : make_float2(s1.z, s1.w);
@@ -260,12 +324,23 @@ __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t r
       cp_async_commit();
     }
   }
-  if constexpr (MODE == kStagedDeep) {
+  // ACTS: the first S - 1 groups' activations, once the previous kernel's output is there (one
+  // commit group after the weights').
+  auto after_wait = [&] {
+    if constexpr (ACTS) {
+#pragma unroll
+      for (int k = 0; k < S - 1; ++k)
+        if (i0 + k * stride < items) issue_acts(i0 + k * stride, k);
+      cp_async_commit();
+    }
+  };
+  if constexpr (kAhead > 1) {
     Groups gr[kAhead + 1];  // a ring: the group in use and the kAhead after it
 #pragma unroll
     for (int k = 0; k < kAhead; ++k)
       if (i0 + k * stride < items) load(gr[k], i0 + k * stride);
     pdl_wait();
+    after_wait();
     for (bool more = i0 < items; more;) {
 #pragma unroll
       for (int k = 0; k <= kAhead; ++k) {
@@ -281,6 +356,7 @@ __device__ __forceinline__ void mma_rows(const DeviceWeight* const* w, int64_t r
   Groups ga, gb;
   if (i0 < items) load(ga, i0);
   pdl_wait();
+  after_wait();
   if constexpr (PIPE) {
     while (i0 < items) {
       step(ga, gb);
@@ -305,7 +381,8 @@ __device__ __forceinline__ void mma_block(const MatvecJob& job, int m, ActQ8 x, 
   if constexpr (GLU) w[1] = &job.w[1];
   const int64_t row0 = static_cast<int64_t>(blockIdx.x - job.first_block[m]) * 16 * RT;
   float acc[P][RT][4];
-  uint8_t* ring = reinterpret_cast<uint8_t*>(part + kw * P * RT * 4 * 32) + wk * ring_bytes<F, P, RT>();
+  uint8_t* ring =
+      reinterpret_cast<uint8_t*>(part + kw * P * RT * 4 * 32) + wk * ring_bytes<F, P, RT, MODE == kStagedAll>();
   mma_rows<F, P, RT, MODE>(w, row0, x, T, wk, kw, acc, ring);
 #pragma unroll
   for (int p = 0; p < P; ++p)
@@ -366,23 +443,44 @@ cudaError_t launch_pipe(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
   }
   for (int i = n; i < 4; ++i) job.first_block[i] = static_cast<int>(blocks);
   job.n = n;
+  constexpr int P = GLU ? 2 : 1;
+  // The ring of the block's widest format (the K-quant mixes' formats all stage 16-byte items).
+  constexpr size_t ring =
+      MODE >= kStaged
+          ? std::max({ring_bytes<F0, P, RT, MODE == kStagedAll>(), ring_bytes<F1, P, RT, MODE == kStagedAll>(),
+                      ring_bytes<F2, P, RT, MODE == kStagedAll>()})
+          : 0;
+  constexpr size_t kWarpSmem = P * RT * 4 * 32 * sizeof(float) + ring;
+  constexpr auto kernel = matvec_mma<F0, F1, F2, GLU, RT, MODE>;
+  if constexpr (MODE >= kStaged) {
+    const cudaError_t e = allow_dynamic_smem<kernel>(kMaxWarps<MODE> * kWarpSmem);
+    if (e != cudaSuccess) return e;
+  }
   // Warps along the items: enough for about 16 warps per multiprocessor, while each warp keeps at
   // least two groups of items.
   const int64_t groups = job.w[0].cols / 32 / kGroup, want = 16 * static_cast<int64_t>(device_sm_count());
   int kw = 1;
   while (kw < kMaxWarps<MODE> && blocks * kw < want && groups >= 4 * kw) kw *= 2;
-  if (const int forced = g_mma_warps.load(std::memory_order_relaxed); forced > 0)
+  if (const int forced = g_mma_warps.load(std::memory_order_relaxed); forced > 0) {
     kw = static_cast<int>(std::min<int64_t>({forced, kMaxWarps<MODE>, groups}));
-  constexpr int P = GLU ? 2 : 1;
-  // The ring of the block's widest format (the K-quant mixes' formats all stage 16-byte items).
-  constexpr size_t ring =
-      MODE >= kStaged ? std::max({ring_bytes<F0, P, RT>(), ring_bytes<F1, P, RT>(), ring_bytes<F2, P, RT>()}) : 0;
-  const size_t smem = static_cast<size_t>(kw) * (P * RT * 4 * 32 * sizeof(float) + ring);
-  constexpr auto kernel = matvec_mma<F0, F1, F2, GLU, RT, MODE>;
-  if constexpr (MODE >= kStaged) {
-    const cudaError_t e = allow_dynamic_smem<kernel>(kMaxWarps<MODE> * (P * RT * 4 * 32 * sizeof(float) + ring));
-    if (e != cudaSuccess) return e;
+  } else if (forced < 0) {
+    // By occupancy (a measurement setting, UNICORN_CUDA_MMA_WARPS=-1): the fewest rounds of resident
+    // blocks times the groups each warp walks (plus ~2 groups' worth for its start and its sums).
+    static std::atomic<int> per_sm[kMaxWarps<MODE> + 1];  // blocks per SM by warps (+1: 0 unknown)
+    int64_t best = INT64_MAX;
+    for (int k = 1; k <= kMaxWarps<MODE> && groups >= 2 * k; k *= 2) {
+      int fit = per_sm[k].load(std::memory_order_relaxed) - 1;
+      if (fit < 0) {
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, k * 32, k * kWarpSmem) != cudaSuccess) fit = 0;
+        per_sm[k].store(fit + 1, std::memory_order_relaxed);
+      }
+      if (fit < 1) continue;
+      const int64_t slots = static_cast<int64_t>(fit) * device_sm_count();
+      const int64_t cost = (blocks + slots - 1) / slots * ((groups + k - 1) / k + 2);
+      if (cost < best) best = cost, kw = k;
+    }
   }
+  const size_t smem = static_cast<size_t>(kw) * kWarpSmem;
   return launch(kernel, dim3(static_cast<unsigned>(blocks)), dim3(kw * 32), smem, s, job, x, T);
 }
 
@@ -406,6 +504,8 @@ cudaError_t launch_formats(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s)
   int mode = g_mma_pipeline.load(std::memory_order_relaxed);
   if (mode < 0) mode = std::min({kDefaultMode<F0>, kDefaultMode<F1>, kDefaultMode<F2>});
   switch (mode) {
+    case kStagedAll:
+      return launch_pipe<F0, GLU, F1, F2, kStagedAll>(job, x, T, s);
     case kStagedDeep:  // the formats with small side planes (the others spill there: staged instead)
       if constexpr (std::is_same_v<F0, F1> && std::is_same_v<F0, F2> &&
                     (std::is_same_v<F0, FormatQ4_0> || std::is_same_v<F0, FormatQ4_1> ||
@@ -459,9 +559,9 @@ void set_matvec_mma_min_tokens(int n) {
 int matvec_mma_min_tokens() { return g_mma_min_tokens.load(std::memory_order_relaxed); }
 void set_matvec_mma_all_formats(bool on) { g_mma_all_formats.store(on, std::memory_order_relaxed); }
 void set_matvec_mma_pipeline(int mode) {
-  g_mma_pipeline.store(mode >= kOneGroup && mode <= kStagedDeep ? mode : -1, std::memory_order_relaxed);
+  g_mma_pipeline.store(mode >= kOneGroup && mode <= kStagedAll ? mode : -1, std::memory_order_relaxed);
 }
-void set_matvec_mma_warps(int warps) { g_mma_warps.store(std::clamp(warps, 0, 16), std::memory_order_relaxed); }
+void set_matvec_mma_warps(int warps) { g_mma_warps.store(std::clamp(warps, -1, 16), std::memory_order_relaxed); }
 int matvec_mma_pipeline() { return g_mma_pipeline.load(std::memory_order_relaxed); }
 bool matvec_mma_all_formats() { return g_mma_all_formats.load(std::memory_order_relaxed); }
 

@@ -11,11 +11,11 @@
 // Layout: a block of kw warps owns 16 * RT consecutive rows of one weight of the job (a GeGLU pair:
 // the same rows of gate and up); its warps split the row's items in groups of 4 (warp w takes
 // groups w, w + kw, ...), each lane loading its fragment words of 4 items per row at once
-// (MmaGroup), in one of three modes: kOneGroup and kTwoGroups hold the group's planes in registers
-// and put them in fragment order by shuffles; kStaged copies the quant plane into a per-warp
-// shared-memory ring (cp.async, 3 groups ahead) and reads it in fragment order by ldmatrix. The
-// warps' partial sums meet in shared memory, and the block writes y[t * rows + r] (for a GeGLU
-// pair gelu_tanh(gate) * up, spec §2.5).
+// (MmaGroup), in one of the modes below: kOneGroup and kTwoGroups hold the group's planes in
+// registers and put them in fragment order by shuffles; kStaged (and the measurement modes built on
+// it) copies the quant plane into a per-warp shared-memory ring (cp.async, S - 1 groups ahead: 3,
+// Q8_0 2) and reads it in fragment order by ldmatrix. The warps' partial sums meet in shared
+// memory, and the block writes y[t * rows + r] (for a GeGLU pair gelu_tanh(gate) * up, spec §2.5).
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -33,7 +33,7 @@ namespace {
 constexpr int kGroup = 4;  // items per lane and load group (MmaGroup)
 // How a warp keeps weight loads in flight (UNICORN_CUDA_MMA_PIPELINE): one group of 4 items in
 // registers, two groups in registers, or the quant plane staged in shared memory (cp.async, kStages
-// groups deep; the side planes two groups deep in registers) and read in fragment order by ldmatrix.
+// groups deep; the side planes one group ahead in registers) and read in fragment order by ldmatrix.
 // kStagedDeep: as kStaged, with the side planes S - 1 groups ahead in registers too (a measurement
 // mode, session 29: does the one-group look-ahead of the side planes bound kStaged?).
 // kStagedAll: as kStaged, with each group's activations and their scales in the ring too (copied
@@ -54,7 +54,7 @@ constexpr int kStages = IB == 16 ? 4 : 3;
 
 std::atomic<int> g_mma_min_tokens{kMmaDecodeMinTokens};
 std::atomic<bool> g_mma_all_formats{false};
-std::atomic<int> g_mma_pipeline{-1};  // -1 by format (kDefaultMode), else kOneGroup / kTwoGroups / kStaged
+std::atomic<int> g_mma_pipeline{-1};  // -1 by format (kDefaultMode), else a mode (kOneGroup .. kStagedAll)
 std::atomic<int> g_mma_warps{0};      // 0: by shape
 
 // C[16x8] = A[16x32] B[32x8] in int32 (fragments: mma_frag.cuh).
@@ -452,26 +452,34 @@ cudaError_t launch_pipe(MatvecJob job, ActQ8 x, int T, cudaStream_t s) {
           : 0;
   constexpr size_t kWarpSmem = P * RT * 4 * 32 * sizeof(float) + ring;
   constexpr auto kernel = matvec_mma<F0, F1, F2, GLU, RT, MODE>;
+  // The staged rings take 8-17 KB a warp: as many warps as the device lets a block hold (sm_86 /
+  // sm_89 opt into 99 KiB, sm_80 163, sm_90 227).
+  const int max_warps = MODE >= kStaged
+                            ? static_cast<int>(std::clamp<size_t>(device_smem_optin() / kWarpSmem, 1, kMaxWarps<MODE>))
+                            : kMaxWarps<MODE>;
   if constexpr (MODE >= kStaged) {
-    const cudaError_t e = allow_dynamic_smem<kernel>(kMaxWarps<MODE> * kWarpSmem);
+    const cudaError_t e = allow_dynamic_smem<kernel>(max_warps * kWarpSmem);
     if (e != cudaSuccess) return e;
   }
   // Warps along the items: enough for about 16 warps per multiprocessor, while each warp keeps at
   // least two groups of items.
   const int64_t groups = job.w[0].cols / 32 / kGroup, want = 16 * static_cast<int64_t>(device_sm_count());
   int kw = 1;
-  while (kw < kMaxWarps<MODE> && blocks * kw < want && groups >= 4 * kw) kw *= 2;
+  while (2 * kw <= max_warps && blocks * kw < want && groups >= 4 * kw) kw *= 2;
   if (const int forced = g_mma_warps.load(std::memory_order_relaxed); forced > 0) {
-    kw = static_cast<int>(std::min<int64_t>({forced, kMaxWarps<MODE>, groups}));
+    kw = static_cast<int>(std::min<int64_t>({forced, max_warps, groups}));
   } else if (forced < 0) {
     // By occupancy (a measurement setting, UNICORN_CUDA_MMA_WARPS=-1): the fewest rounds of resident
     // blocks times the groups each warp walks (plus ~2 groups' worth for its start and its sums).
     static std::atomic<int> per_sm[kMaxWarps<MODE> + 1];  // blocks per SM by warps (+1: 0 unknown)
     int64_t best = INT64_MAX;
-    for (int k = 1; k <= kMaxWarps<MODE> && groups >= 2 * k; k *= 2) {
+    for (int k = 1; k <= max_warps && groups >= 2 * k; k *= 2) {
       int fit = per_sm[k].load(std::memory_order_relaxed) - 1;
       if (fit < 0) {
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, k * 32, k * kWarpSmem) != cudaSuccess) fit = 0;
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, k * 32, k * kWarpSmem) != cudaSuccess) {
+          fit = 0;
+          (void)cudaGetLastError();  // a measurement setting: do not leave the error to a later check
+        }
         per_sm[k].store(fit + 1, std::memory_order_relaxed);
       }
       if (fit < 1) continue;

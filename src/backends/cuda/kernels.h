@@ -69,7 +69,7 @@ cudaError_t launch_matvec_geglu(const DeviceWeight& gate, const DeviceWeight& up
 // by themselves where matvec_mma_wanted says so: from matvec_mma_min_tokens() tokens
 // (kMmaDecodeMinTokens by default; UNICORN_CUDA_MMA_DECODE=N, 0 never) and, unless
 // matvec_mma_all_formats() (UNICORN_CUDA_MMA_DECODE_ALL=1), for the formats and token counts where
-// it is faster (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 from 5 tokens, Q4_K and Q5_K from 6, Q6_K from 7; a job
+// it is faster (Q4_0, Q4_1, Q5_0, Q5_1 from 5 tokens, Q8_0, Q4_K and Q5_K from 6, Q6_K from 7; a job
 // from the bound of its slowest format; matvec_mma.cu). The settings are process-wide, for
 // measurements and tests.
 inline constexpr int kMmaDecodeMinTokens = 5;

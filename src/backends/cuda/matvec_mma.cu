@@ -515,9 +515,7 @@ cudaError_t launch_formats(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s)
     case kStagedAll:
       return launch_pipe<F0, GLU, F1, F2, kStagedAll>(job, x, T, s);
     case kStagedDeep:  // the formats with small side planes (the others spill there: staged instead)
-      if constexpr (std::is_same_v<F0, F1> && std::is_same_v<F0, F2> &&
-                    (std::is_same_v<F0, FormatQ4_0> || std::is_same_v<F0, FormatQ4_1> ||
-                     std::is_same_v<F0, FormatQ8_0>))
+      if constexpr (std::is_same_v<F0, F1> && std::is_same_v<F0, F2> && kDeepSide<F0>)
         return launch_pipe<F0, GLU, F1, F2, kStagedDeep>(job, x, T, s);
       return launch_pipe<F0, GLU, F1, F2, kStaged>(job, x, T, s);
     case kStaged:
@@ -535,9 +533,9 @@ cudaError_t launch_formats(const MatvecJob& job, ActQ8 x, int T, cudaStream_t s)
 // Q5_1 57.3 -> 44.9, Q4_K 56.0 -> 44.7, Q5_K 57.2 -> 49.2, Q6_K 66.6 -> 56.5. The mma takes about
 // the same time at 2-8 tokens, the dp4a matvec grows with them: Q4_0 25.4 / 31.8 / 40.8 / 45.5 at 2
 // / 4 / 5 / 6 tokens against 33.1 / 33.4 / 33.4 / 33.7, so from 5 tokens the mma. The other
-// formats were timed at 2, 4 and 8 tokens only; where their dp4a matvec at 5-7 tokens grows as
-// Q4_0's (5: 39 % of the way from 4 to 8 tokens, 6: 60 %), Q4_1, Q5_0, Q8_0 and Q5_1 cross over
-// by 5 tokens, Q4_K and Q5_K by 6, Q6_K by 7 (estimates). 27B Q4_0 tg64 of N sequences together
+// formats' 5-7 token rows (session 29 run 1, dp4a / mma): Q4_1 5: 40.1 / 35.5, Q5_0 5: 43.5 / 39.0,
+// Q5_1 5: 44.5 / 42.8, Q8_0 5: 49.4 / 50.0 and 6: 54.0 / 50.2, Q4_K 5: 42.7 / 43.6 and 6: 47.1 /
+// 43.8, Q5_K 6: 48.7 / 48.5, Q6_K 6: 55.7 / 55.9 and 7: 60.8 / 56.2. 27B Q4_0 tg64 of N sequences together
 // (bench -P, every weight through the mma): x4 479.5 with the dp4a matvec against 435.5 through the
 // mma, x5 436.8 -> 540.8, x6 478.9 -> 643.3, x8 501.4 -> 845.1 tok/s.
 int mma_decode_from(GgmlType t) {
@@ -548,7 +546,6 @@ int mma_decode_from(GgmlType t) {
     case GgmlType::Q5_1:
       return 5;
     case GgmlType::Q8_0:
-      return 6;
     case GgmlType::Q4_K:
     case GgmlType::Q5_K:
       return 6;

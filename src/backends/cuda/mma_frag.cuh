@@ -86,9 +86,9 @@ struct MmaGroup {};
 // arrange and words of the formats whose lane words are the items' nibble words (all but Q8_0 and
 // Q6_K): G::q holds lane c's item, then word c of each; M::fifth(g, u) the fifth-bit word of item
 // u (0 here, for the 4-bit formats).
+// fetch of the formats whose quant plane holds 16-byte nibble items (all but Q8_0).
 template <class M>
-struct NibbleWords {
-  static constexpr bool kHalves = false;
+struct NibbleItems {
   static constexpr int kItemBytes = 16;  // of the quant plane's items (the staged kernel's copies)
   // Every plane of the group: the side planes (M::side) and lane c's item of the quant plane.
   static __device__ __forceinline__ auto fetch(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
@@ -96,6 +96,11 @@ struct NibbleWords {
     g.q = nibble_item(w, r, item0, c);
     return g;
   }
+};
+
+template <class M>
+struct NibbleWords : NibbleItems<M> {
+  static constexpr bool kHalves = false;
   template <class G>
   static __device__ __forceinline__ uint32_t fifth(const G&, int) {
     return 0;
@@ -219,7 +224,7 @@ struct MmaGroup<FormatQ5_K> : FormatQ5_K, NibbleWords<MmaGroup<FormatQ5_K>> {
 
 // Q6_K: lane c's highs are word c / 2 of the sub-block's 8 bytes (FormatQ6_K), shifted by 2 (c % 2).
 template <>
-struct MmaGroup<FormatQ6_K> : FormatQ6_K {
+struct MmaGroup<FormatQ6_K> : FormatQ6_K, NibbleItems<MmaGroup<FormatQ6_K>> {
   static constexpr bool kHalves = true;
   struct G {
     uint4 q;
@@ -227,12 +232,6 @@ struct MmaGroup<FormatQ6_K> : FormatQ6_K {
     uint2 sc;
     uint16_t d;
   };
-  static constexpr int kItemBytes = 16;
-  static __device__ __forceinline__ G fetch(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
-    G g = side(w, r, item0, c);
-    g.q = nibble_item(w, r, item0, c);
-    return g;
-  }
   static __device__ __forceinline__ G side(const DeviceWeight& w, int64_t r, int64_t item0, int c) {
     G g;
     g.q = {};
